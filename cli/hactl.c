@@ -1,0 +1,516 @@
+/*
+ * hactl.c - the command line. Talks to the local ha-coordinator over libqb
+ * IPC; human tables by default, --json for scripts.
+ *
+ * Exit status: 0 ok, 1 the cluster refused or failed, 2 bad arguments,
+ * 3 no coordinator (or permission denied), 4 partition not quorate,
+ * 5 unknown name.
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "ipc.h"
+#include "proto/hactl.pb-c.h"
+#include "util.h"
+
+enum {
+	EX_OK = 0,
+	EX_FAIL = 1,
+	EX_USAGE = 2,
+	EX_NODAEMON = 3,
+	EX_NOQUORUM = 4,
+	EX_UNKNOWN = 5,
+};
+
+#define TIMEOUT_MS 15000
+
+struct cli {
+	bool json;
+	qb_ipcc_connection_t *conn;
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: hactl [--json] COMMAND [ARGS]\n"
+		"\n"
+		"cluster:\n"
+		"  status                   quorum, leader, nodes, guests\n"
+		"  nodes [NODE]             nodes (or one node in detail)\n"
+		"  guests                   guests and where they run\n"
+		"  maintenance on|off NODE  take a node out of (or back into) service\n"
+		"\n"
+		"options:\n"
+		"  --json                   machine-readable output\n"
+		"  -h, --help               this text\n"
+		"  -V, --version\n"
+		"\n"
+		"exit status: 0 ok, 1 refused or failed, 2 bad arguments, 3 no\n"
+		"coordinator, 4 partition not quorate, 5 unknown name\n");
+}
+
+static int die_usage(const char *fmt, const char *arg)
+{
+	fprintf(stderr, "hactl: ");
+	fprintf(stderr, fmt, arg);
+	fprintf(stderr, "\n(see hactl --help)\n");
+	return EX_USAGE;
+}
+
+static int connect_coord(struct cli *cli)
+{
+	cli->conn = qb_ipcc_connect(HA_IPC_NAME, HA_IPC_MAX_MSG);
+	if (cli->conn == NULL) {
+		int e = errno;
+
+		if (e == EACCES || e == EPERM) {
+			fprintf(stderr, "hactl: permission denied by ha-coordinator: "
+					"run as root or as a member of group hactl\n");
+		} else {
+			fprintf(stderr, "hactl: cannot connect to ha-coordinator on this "
+					"host (%s); is it running?\n", strerror(e));
+		}
+		return EX_NODAEMON;
+	}
+	return EX_OK;
+}
+
+static int code_to_exit(int code)
+{
+	switch (code) {
+	case 0:
+		return EX_OK;
+	case -EHOSTDOWN:
+		return EX_NOQUORUM;
+	case -ENOENT:
+		return EX_UNKNOWN;
+	case -EINVAL:
+		return EX_USAGE;
+	default:
+		return EX_FAIL;
+	}
+}
+
+/* Sends @req, expects @want (or a Result, which is an error or a plain ok). */
+static int call(struct cli *cli, enum ha_msg_type type, const ProtobufCMessage *req,
+		enum ha_msg_type want, ProtobufCMessage **out)
+{
+	enum ha_msg_type rtype;
+	ProtobufCMessage *reply = NULL;
+	int rc;
+
+	rc = ha_ipcc_call(cli->conn, type, req, TIMEOUT_MS, &rtype, &reply);
+	if (rc < 0) {
+		fprintf(stderr, "hactl: no valid answer from ha-coordinator: %s\n",
+			strerror(-rc));
+		return rc == -ENOTCONN || rc == -ECONNREFUSED ? EX_NODAEMON : EX_FAIL;
+	}
+	if (rtype == HA_MSG_RESULT) {
+		Hactl__Result *r = (Hactl__Result *)reply;
+
+		if (r->code < 0) {
+			fprintf(stderr, "hactl: %s\n", r->message && r->message[0] ?
+				r->message : strerror(-r->code));
+			*out = reply;
+			return code_to_exit(r->code);
+		}
+	}
+	if (rtype == want) {
+		*out = reply;
+		return EX_OK;
+	}
+	fprintf(stderr, "hactl: unexpected %s from ha-coordinator\n", ha_msg_type_str(rtype));
+	ha_env_msg_free(reply);
+	return EX_FAIL;
+}
+
+static int get_status(struct cli *cli, const char *node, Hactl__StatusReply **out)
+{
+	Hactl__StatusRequest req = HACTL__STATUS_REQUEST__INIT;
+	ProtobufCMessage *reply = NULL;
+	int ex;
+
+	req.node = (char *)node;
+	ex = call(cli, HA_MSG_STATUS_REQUEST, &req.base, HA_MSG_STATUS_REPLY, &reply);
+	if (ex != EX_OK) {
+		ha_env_msg_free(reply);
+		return ex;
+	}
+	*out = (Hactl__StatusReply *)reply;
+	return EX_OK;
+}
+
+/* ---- JSON ---- */
+
+static json_object *json_facts(const Hactl__HostFacts *f)
+{
+	json_object *o = json_object_new_object();
+	json_object *rdma = json_object_new_array();
+
+	json_object_object_add(o, "cpus", json_object_new_int64(f->cpus));
+	json_object_object_add(o, "mem_total_kib", json_object_new_int64((int64_t)f->mem_total_kib));
+	json_object_object_add(o, "kvm_present", json_object_new_boolean(f->kvm_present));
+	json_object_object_add(o, "kvm_usable", json_object_new_boolean(f->kvm_usable));
+	json_object_object_add(o, "criu_present", json_object_new_boolean(f->criu_present));
+	json_object_object_add(o, "criu_version", json_object_new_string(f->criu_version ? f->criu_version : ""));
+	json_object_object_add(o, "criu_mem_dirty_track", json_object_new_boolean(f->criu_mem_dirty_track));
+	json_object_object_add(o, "criu_lazy_pages", json_object_new_boolean(f->criu_lazy_pages));
+	json_object_object_add(o, "qemu_version", json_object_new_string(f->qemu_version ? f->qemu_version : ""));
+	for (size_t i = 0; i < f->n_rdma_devices; i++) {
+		json_object_array_add(rdma, json_object_new_string(f->rdma_devices[i]));
+	}
+	json_object_object_add(o, "rdma_devices", rdma);
+	json_object_object_add(o, "kernel", json_object_new_string(f->kernel ? f->kernel : ""));
+	json_object_object_add(o, "agent_version", json_object_new_string(f->agent_version ? f->agent_version : ""));
+	return o;
+}
+
+static json_object *json_usage(const Hactl__HostUsage *u)
+{
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "time_ms", json_object_new_int64((int64_t)u->time_ms));
+	json_object_object_add(o, "cpu_permille", json_object_new_int64(u->cpu_permille));
+	json_object_object_add(o, "mem_used_kib", json_object_new_int64((int64_t)u->mem_used_kib));
+	json_object_object_add(o, "mem_avail_kib", json_object_new_int64((int64_t)u->mem_avail_kib));
+	json_object_object_add(o, "load1", json_object_new_double(u->load1_centi / 100.0));
+	json_object_object_add(o, "guests_running", json_object_new_int64(u->guests_running));
+	return o;
+}
+
+static json_object *json_node(const Hactl__NodeStatus *n)
+{
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "name", json_object_new_string(n->name));
+	json_object_object_add(o, "id", json_object_new_int64(n->id));
+	json_object_object_add(o, "state", json_object_new_string(n->state));
+	json_object_object_add(o, "leader", json_object_new_boolean(n->is_leader));
+	json_object_object_add(o, "local", json_object_new_boolean(n->is_local));
+	json_object_object_add(o, "member", json_object_new_boolean(n->member));
+	json_object_object_add(o, "agent", json_object_new_boolean(n->agent_connected));
+	json_object_object_add(o, "facts", n->facts ? json_facts(n->facts) : NULL);
+	json_object_object_add(o, "usage", n->usage ? json_usage(n->usage) : NULL);
+	return o;
+}
+
+static json_object *json_guest(const Hactl__GuestRecord *g)
+{
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "name", json_object_new_string(g->name));
+	json_object_object_add(o, "type", json_object_new_string(g->type ? g->type : ""));
+	json_object_object_add(o, "state", json_object_new_string(g->state ? g->state : ""));
+	json_object_object_add(o, "owner_id", json_object_new_int64(g->owner));
+	json_object_object_add(o, "generation", json_object_new_int64((int64_t)g->generation));
+	return o;
+}
+
+static json_object *json_guests(const Hactl__StatusReply *s)
+{
+	json_object *a = json_object_new_array();
+
+	for (size_t i = 0; i < s->n_guests; i++) {
+		json_object_array_add(a, json_guest(s->guests[i]));
+	}
+	return a;
+}
+
+static json_object *json_status(const Hactl__StatusReply *s)
+{
+	json_object *o = json_object_new_object();
+	json_object *nodes = json_object_new_array();
+
+	json_object_object_add(o, "quorate", json_object_new_boolean(s->quorate));
+	json_object_object_add(o, "leader", s->leader && s->leader[0] ?
+			       json_object_new_string(s->leader) : NULL);
+	json_object_object_add(o, "leader_id", json_object_new_int64(s->leader_id));
+	json_object_object_add(o, "local_node", json_object_new_string(s->local_node ? s->local_node : ""));
+	json_object_object_add(o, "local_id", json_object_new_int64(s->local_id));
+	json_object_object_add(o, "seq", json_object_new_int64((int64_t)s->seq));
+	json_object_object_add(o, "expected_votes", json_object_new_int64(s->expected_votes));
+	json_object_object_add(o, "total_votes", json_object_new_int64(s->total_votes));
+	json_object_object_add(o, "quorum", json_object_new_int64(s->quorum));
+	json_object_object_add(o, "corosync_connected", json_object_new_boolean(s->corosync_connected));
+	json_object_object_add(o, "syncing", json_object_new_boolean(s->syncing));
+	json_object_object_add(o, "protocol", json_object_new_int64(s->proto_version));
+	json_object_object_add(o, "rx_rejected", json_object_new_int64((int64_t)s->rx_rejected));
+	for (size_t i = 0; i < s->n_nodes; i++) {
+		json_object_array_add(nodes, json_node(s->nodes[i]));
+	}
+	json_object_object_add(o, "nodes", nodes);
+	json_object_object_add(o, "guests", json_guests(s));
+	return o;
+}
+
+static void json_print(json_object *o)
+{
+	printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
+							 JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(o);
+}
+
+/* ---- tables ---- */
+
+static void print_node_table(const Hactl__StatusReply *s)
+{
+	printf("%-12s %4s  %-12s %-6s %6s %17s  %-5s %s\n", "NODE", "ID", "STATE",
+	       "AGENT", "CPU%", "MEM USED/TOTAL", "KVM", "CRIU");
+	for (size_t i = 0; i < s->n_nodes; i++) {
+		const Hactl__NodeStatus *n = s->nodes[i];
+		char cpu[16] = "-", mem[32] = "-";
+
+		if (n->usage && n->member) {
+			snprintf(cpu, sizeof(cpu), "%.1f", n->usage->cpu_permille / 10.0);
+		}
+		if (n->usage && n->facts && n->member) {
+			snprintf(mem, sizeof(mem), "%.1f/%.1f GiB",
+				 n->usage->mem_used_kib / 1048576.0,
+				 n->facts->mem_total_kib / 1048576.0);
+		}
+		printf("%-12s %4u  %-12s %-6s %6s %17s  %-5s %s%s%s\n", n->name, n->id,
+		       n->state, n->agent_connected ? "yes" : "no", cpu, mem,
+		       n->facts ? (n->facts->kvm_usable ? "yes" : "no") : "-",
+		       n->facts ? (n->facts->criu_present ? n->facts->criu_version : "no") : "-",
+		       n->is_leader ? "  (leader)" : "", n->is_local ? "  (local)" : "");
+	}
+}
+
+static void print_guest_table(const Hactl__StatusReply *s)
+{
+	if (s->n_guests == 0) {
+		printf("no guests\n");
+		return;
+	}
+	printf("%-20s %-10s %-10s %s\n", "GUEST", "TYPE", "STATE", "NODE");
+	for (size_t i = 0; i < s->n_guests; i++) {
+		const Hactl__GuestRecord *g = s->guests[i];
+		const char *node = "-";
+
+		for (size_t j = 0; j < s->n_nodes; j++) {
+			if (s->nodes[j]->id == g->owner) {
+				node = s->nodes[j]->name;
+			}
+		}
+		printf("%-20s %-10s %-10s %s\n", g->name, g->type ? g->type : "",
+		       g->state ? g->state : "", node);
+	}
+}
+
+/* ---- commands ---- */
+
+static int cmd_status(struct cli *cli, int argc, char **argv)
+{
+	Hactl__StatusReply *s = NULL;
+	int ex;
+
+	if (argc != 1) {
+		return die_usage("status takes no arguments (got '%s')", argv[1]);
+	}
+	ex = get_status(cli, NULL, &s);
+	if (ex != EX_OK) {
+		return ex;
+	}
+	if (cli->json) {
+		json_print(json_status(s));
+	} else {
+		printf("cluster:   %s, leader %s, protocol %u%s\n",
+		       s->quorate ? "quorate" : "NOT QUORATE",
+		       s->leader && s->leader[0] ? s->leader : "none", s->proto_version,
+		       s->corosync_connected ? "" : " (corosync not reachable)");
+		printf("votes:     %u of %u expected, quorum %u\n", s->total_votes,
+		       s->expected_votes, s->quorum);
+		printf("local:     %s (id %u), state seq %llu%s\n",
+		       s->local_node && s->local_node[0] ? s->local_node : "?", s->local_id,
+		       (unsigned long long)s->seq, s->syncing ? ", syncing" : "");
+		printf("\n");
+		print_node_table(s);
+		printf("\n");
+		print_guest_table(s);
+	}
+	ha_env_msg_free(&s->base);
+	return EX_OK;
+}
+
+static int cmd_nodes(struct cli *cli, int argc, char **argv)
+{
+	Hactl__StatusReply *s = NULL;
+	const char *node = argc > 1 ? argv[1] : NULL;
+	int ex;
+
+	if (argc > 2) {
+		return die_usage("nodes takes at most one node name (got '%s')", argv[2]);
+	}
+	ex = get_status(cli, node, &s);
+	if (ex != EX_OK) {
+		return ex;
+	}
+	if (cli->json) {
+		if (node) {
+			json_print(s->n_nodes ? json_node(s->nodes[0]) : json_object_new_object());
+		} else {
+			json_object *a = json_object_new_array();
+
+			for (size_t i = 0; i < s->n_nodes; i++) {
+				json_object_array_add(a, json_node(s->nodes[i]));
+			}
+			json_print(a);
+		}
+	} else if (node && s->n_nodes == 1) {
+		const Hactl__NodeStatus *n = s->nodes[0];
+
+		printf("name:      %s (id %u)%s%s\n", n->name, n->id,
+		       n->is_leader ? ", leader" : "", n->is_local ? ", local" : "");
+		printf("state:     %s\n", n->state);
+		printf("agent:     %s\n", n->agent_connected ? "connected" : "not connected");
+		if (n->facts) {
+			const Hactl__HostFacts *f = n->facts;
+
+			printf("cpus:      %u\nmemory:    %.1f GiB\nkernel:    %s\n", f->cpus,
+			       f->mem_total_kib / 1048576.0, f->kernel ? f->kernel : "?");
+			printf("kvm:       %s\n", f->kvm_usable ? "usable" :
+			       f->kvm_present ? "present, not usable (TCG)" : "absent (TCG)");
+			printf("criu:      %s%s%s\n", f->criu_present ? f->criu_version : "absent",
+			       f->criu_mem_dirty_track ? ", pre-copy" : "",
+			       f->criu_lazy_pages ? ", post-copy" : "");
+			printf("qemu:      %s\n", f->qemu_version ? f->qemu_version : "absent");
+			printf("rdma:      ");
+			for (size_t i = 0; i < f->n_rdma_devices; i++) {
+				printf("%s%s", i ? ", " : "", f->rdma_devices[i]);
+			}
+			printf("%s\n", f->n_rdma_devices ? "" : "none");
+		}
+		if (n->usage && n->member) {
+			printf("cpu use:   %.1f %%\nmem used:  %.1f GiB\nload:      %.2f\n",
+			       n->usage->cpu_permille / 10.0,
+			       n->usage->mem_used_kib / 1048576.0,
+			       n->usage->load1_centi / 100.0);
+		}
+	} else {
+		print_node_table(s);
+	}
+	ha_env_msg_free(&s->base);
+	return EX_OK;
+}
+
+static int cmd_guests(struct cli *cli, int argc, char **argv)
+{
+	Hactl__StatusReply *s = NULL;
+	int ex;
+
+	if (argc != 1) {
+		return die_usage("guests takes no arguments (got '%s')", argv[1]);
+	}
+	ex = get_status(cli, NULL, &s);
+	if (ex != EX_OK) {
+		return ex;
+	}
+	if (cli->json) {
+		json_print(json_guests(s));
+	} else {
+		print_guest_table(s);
+	}
+	ha_env_msg_free(&s->base);
+	return EX_OK;
+}
+
+static int cmd_maintenance(struct cli *cli, int argc, char **argv)
+{
+	Hactl__ChangeRequest req = HACTL__CHANGE_REQUEST__INIT;
+	Hactl__Change ch = HACTL__CHANGE__INIT;
+	Hactl__MaintenanceChange m = HACTL__MAINTENANCE_CHANGE__INIT;
+	ProtobufCMessage *reply = NULL;
+	Hactl__Result *r;
+	int ex;
+
+	if (argc != 3 || (strcmp(argv[1], "on") != 0 && strcmp(argv[1], "off") != 0)) {
+		return die_usage("usage: hactl maintenance on|off NODE%s", "");
+	}
+	m.node = argv[2];
+	m.on = strcmp(argv[1], "on") == 0;
+	ch.kind_case = HACTL__CHANGE__KIND_MAINTENANCE;
+	ch.maintenance = &m;
+	req.change = &ch;
+	ex = call(cli, HA_MSG_CHANGE_REQUEST, &req.base, HA_MSG_RESULT, &reply);
+	r = (Hactl__Result *)reply;
+	if (r && cli->json) {
+		json_object *o = json_object_new_object();
+
+		json_object_object_add(o, "ok", json_object_new_boolean(r->code == 0));
+		json_object_object_add(o, "code", json_object_new_int(r->code));
+		json_object_object_add(o, "message", json_object_new_string(r->message ? r->message : ""));
+		json_object_object_add(o, "seq", json_object_new_int64((int64_t)r->seq));
+		json_print(o);
+	} else if (r && r->code == 0) {
+		printf("node %s: maintenance %s (state seq %llu)\n", m.node, argv[1],
+		       (unsigned long long)r->seq);
+	}
+	ha_env_msg_free(reply);
+	return ex;
+}
+
+struct command {
+	const char *name;
+	int (*fn)(struct cli *cli, int argc, char **argv);
+	bool needs_daemon;
+};
+
+static const struct command commands[] = {
+	{ "status", cmd_status, true },
+	{ "nodes", cmd_nodes, true },
+	{ "guests", cmd_guests, true },
+	{ "maintenance", cmd_maintenance, true },
+};
+
+int main(int argc, char **argv)
+{
+	struct cli cli = { 0 };
+	char *args[64];
+	int n = 0, ex;
+
+	/* Global options may appear anywhere. */
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0) {
+			cli.json = true;
+		} else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+			usage(stdout);
+			return EX_OK;
+		} else if (strcmp(argv[i], "-V") == 0 || strcmp(argv[i], "--version") == 0) {
+			printf("hactl %s\n", HA_VERSION);
+			return EX_OK;
+		} else if (argv[i][0] == '-' && argv[i][1] != 0) {
+			return die_usage("unknown option '%s'", argv[i]);
+		} else if (n < (int)HA_ARRAY_SIZE(args) - 1) {
+			args[n++] = argv[i];
+		} else {
+			return die_usage("too many arguments%s", "");
+		}
+	}
+	args[n] = NULL;
+	if (n == 0) {
+		usage(stderr);
+		return EX_USAGE;
+	}
+	for (size_t i = 0; i < HA_ARRAY_SIZE(commands); i++) {
+		if (strcmp(args[0], commands[i].name) != 0) {
+			continue;
+		}
+		if (commands[i].needs_daemon) {
+			ex = connect_coord(&cli);
+			if (ex != EX_OK) {
+				return ex;
+			}
+		}
+		ex = commands[i].fn(&cli, n, args);
+		if (cli.conn) {
+			qb_ipcc_disconnect(cli.conn);
+		}
+		return ex;
+	}
+	return die_usage("unknown command '%s'", args[0]);
+}

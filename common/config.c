@@ -1,0 +1,248 @@
+/*
+ * config.c - table-driven hactl.conf parser on libinih.
+ */
+#include <errno.h>
+#include <ini.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "config.h"
+#include "log.h"
+#include "util.h"
+
+#define OPT_STR(sec, nm, field, def, rel, help)                                \
+	{ sec, nm, HA_OPT_STR, 0, sizeof(((struct ha_config *)0)->field) - 1,  \
+	  def, rel, offsetof(struct ha_config, field),                         \
+	  sizeof(((struct ha_config *)0)->field), help }
+#define OPT_UINT(sec, nm, field, lo, hi, def, rel, help)                       \
+	{ sec, nm, HA_OPT_UINT, lo, hi, def, rel,                              \
+	  offsetof(struct ha_config, field),                                   \
+	  sizeof(((struct ha_config *)0)->field), help }
+#define OPT_LEVEL(sec, nm, field, def, rel, help)                              \
+	{ sec, nm, HA_OPT_LOGLEVEL, 0, 0, def, rel,                            \
+	  offsetof(struct ha_config, field),                                   \
+	  sizeof(((struct ha_config *)0)->field), help }
+
+static const struct ha_opt options[] = {
+	OPT_STR("cluster", "state_dir", state_dir, "/var/lib/hactl", false,
+		"local state: replicated state file, blackbox dumps"),
+	OPT_STR("cluster", "shared_dir", shared_dir, "/srv/hactl", false,
+		"shared storage seen by every host (snapshots, disks)"),
+	OPT_STR("cluster", "ipc_group", ipc_group, "hactl", false,
+		"group besides root allowed to use hactl"),
+	OPT_STR("coordinator", "log_file", coord_log_file, "", false,
+		"log file of ha-coordinator; empty: syslog"),
+	OPT_LEVEL("coordinator", "log_level", coord_log_level, "info", true,
+		  "debug|info|notice|warning|error"),
+	OPT_UINT("coordinator", "request_timeout_ms", request_timeout_ms, 100,
+		 600000, "10000", true,
+		 "how long a client request may wait for the leader"),
+	OPT_STR("agent", "log_file", agent_log_file, "", false,
+		"log file of ha-agent; empty: syslog"),
+	OPT_LEVEL("agent", "log_level", agent_log_level, "info", true,
+		  "debug|info|notice|warning|error"),
+	OPT_UINT("agent", "usage_interval_ms", usage_interval_ms, 200, 600000,
+		 "2000", true, "period of usage reports"),
+	OPT_STR("agent", "criu_path", criu_path, "criu", false,
+		"CRIU binary (>= 4.2)"),
+	OPT_STR("agent", "qemu_path", qemu_path, "qemu-system-x86_64", false,
+		"QEMU binary (>= 7.2)"),
+	{ 0 },
+};
+
+const struct ha_opt *ha_config_options(void)
+{
+	return options;
+}
+
+static int opt_set(struct ha_config *cfg, const struct ha_opt *o,
+		   const char *value, char *why, size_t whylen)
+{
+	char *dst = (char *)cfg + o->offset;
+	uint64_t v;
+
+	switch (o->type) {
+	case HA_OPT_STR:
+		if (strlen(value) > o->max) {
+			snprintf(why, whylen, "%s.%s: longer than %llu characters",
+				 o->section, o->name, (unsigned long long)o->max);
+			return -EINVAL;
+		}
+		snprintf(dst, o->size, "%s", value);
+		return 0;
+	case HA_OPT_UINT:
+		if (ha_parse_u64(value, o->min, o->max, &v) < 0) {
+			snprintf(why, whylen,
+				 "%s.%s: '%s' is not a number in %llu..%llu",
+				 o->section, o->name, value,
+				 (unsigned long long)o->min,
+				 (unsigned long long)o->max);
+			return -EINVAL;
+		}
+		*(uint32_t *)dst = (uint32_t)v;
+		return 0;
+	case HA_OPT_LOGLEVEL:
+		if (ha_log_priority_parse(value) < 0) {
+			snprintf(why, whylen,
+				 "%s.%s: '%s' is not one of debug, info, notice, warning, error",
+				 o->section, o->name, value);
+			return -EINVAL;
+		}
+		snprintf(dst, o->size, "%s", value);
+		return 0;
+	default:
+		snprintf(why, whylen, "internal: bad option type");
+		return -EINVAL;
+	}
+}
+
+void ha_config_defaults(struct ha_config *cfg)
+{
+	char why[256];
+
+	memset(cfg, 0, sizeof(*cfg));
+	for (const struct ha_opt *o = options; o->name; o++) {
+		opt_set(cfg, o, o->def, why, sizeof(why));
+	}
+}
+
+/*
+ * libinih reads lines into a fixed buffer and would parse the rest of a
+ * longer line as a line of its own (silently cutting a value, or blaming
+ * the wrong line); its handler is not told the line number either. So we
+ * read the lines ourselves: count them, and stop at one that does not fit.
+ */
+struct line_reader {
+	FILE *f;
+	int line;      /* lines handed to libinih so far */
+	int too_long;  /* line number of an over-long line, 0 if none */
+	int max;       /* characters that fit, for the message */
+	int err;       /* errno of a read error (a directory: EISDIR) */
+};
+
+static char *read_line(char *str, int num, void *stream)
+{
+	struct line_reader *r = stream;
+	int c, n = 0;
+
+	while ((c = getc(r->f)) != EOF && c != '\n') {
+		if (n >= num - 1) {
+			r->too_long = r->line + 1;
+			r->max = num - 1;
+			return NULL;
+		}
+		str[n++] = (char)c;
+	}
+	if (c == EOF && ferror(r->f)) {
+		r->err = errno ? errno : EIO;
+		return NULL;
+	}
+	if (c == EOF && n == 0) {
+		return NULL;
+	}
+	str[n] = 0;
+	r->line++;
+	return str;
+}
+
+struct parse_ctx {
+	struct ha_config *cfg;
+	const struct line_reader *reader;
+	char why[512];
+	int failed; /* line of the first rejected option, 0 if none */
+};
+
+static int ini_cb(void *user, const char *section, const char *name,
+		  const char *value)
+{
+	struct parse_ctx *ctx = user;
+	char why[sizeof(ctx->why)];
+
+	for (const struct ha_opt *o = options; o->name; o++) {
+		if (strcmp(o->section, section) == 0 &&
+		    strcmp(o->name, name) == 0) {
+			if (opt_set(ctx->cfg, o, value, why, sizeof(why)) < 0) {
+				goto fail;
+			}
+			return 1;
+		}
+	}
+	if (section[0] == 0) {
+		snprintf(why, sizeof(why), "option '%s' before any [section]",
+			 name);
+		goto fail;
+	}
+	for (const struct ha_opt *o = options; o->name; o++) {
+		if (strcmp(o->section, section) == 0) {
+			snprintf(why, sizeof(why),
+				 "unknown option '%s' in section [%s]", name,
+				 section);
+			goto fail;
+		}
+	}
+	snprintf(why, sizeof(why), "unknown section [%s]", section);
+fail:
+	if (!ctx->failed) {
+		ctx->failed = ctx->reader->line;
+		memcpy(ctx->why, why, sizeof(why));
+	}
+	return 0; /* ini_parse_stream returns the first failing line */
+}
+
+int ha_config_load(const char *path, bool missing_ok, struct ha_config *cfg,
+		   char *err, size_t errlen)
+{
+	struct line_reader reader = { 0 };
+	struct parse_ctx ctx = { .cfg = cfg, .reader = &reader };
+	int line;
+
+	ha_config_defaults(cfg);
+	reader.f = fopen(path, "re");
+	if (reader.f == NULL) {
+		int e = errno;
+
+		if (e == ENOENT && missing_ok) {
+			return 0;
+		}
+		snprintf(err, errlen, "%s: %s", path, strerror(e));
+		return -e;
+	}
+	line = ini_parse_stream(read_line, &reader, ini_cb, &ctx);
+	fclose(reader.f);
+	if (reader.err) {
+		snprintf(err, errlen, "%s: %s", path, strerror(reader.err));
+		return -reader.err;
+	}
+	if (line != 0) {
+		/* The first error wins: an option we refused, or a line
+		 * libinih could not parse. */
+		snprintf(err, errlen, "%s:%d: %s", path, line,
+			 ctx.failed == line ? ctx.why : "syntax error");
+		return -EINVAL;
+	}
+	if (reader.too_long) {
+		snprintf(err, errlen, "%s:%d: line longer than %d characters",
+			 path, reader.too_long, reader.max);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+void ha_config_print(const struct ha_config *cfg, FILE *out)
+{
+	const char *section = "";
+
+	for (const struct ha_opt *o = options; o->name; o++) {
+		const char *p = (const char *)cfg + o->offset;
+
+		if (strcmp(section, o->section) != 0) {
+			fprintf(out, "%s[%s]\n", section[0] ? "\n" : "", o->section);
+			section = o->section;
+		}
+		if (o->type == HA_OPT_UINT) {
+			fprintf(out, "%s = %u\n", o->name, *(const uint32_t *)p);
+		} else {
+			fprintf(out, "%s = %s\n", o->name, p);
+		}
+	}
+}

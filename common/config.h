@@ -1,0 +1,66 @@
+/*
+ * config.h - hactl.conf: one table of options drives the parser, --check,
+ * reload and the reference in docs/configuration.md.
+ */
+#ifndef HA_CONFIG_H
+#define HA_CONFIG_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define HA_CONFIG_DEFAULT_PATH "/etc/hactl/hactl.conf"
+
+struct ha_config {
+	char state_dir[PATH_MAX];
+	char shared_dir[PATH_MAX];
+	char ipc_group[64];
+	char coord_log_file[PATH_MAX];
+	char coord_log_level[16];
+	uint32_t request_timeout_ms;
+	char agent_log_file[PATH_MAX];
+	char agent_log_level[16];
+	uint32_t usage_interval_ms;
+	char criu_path[PATH_MAX];
+	char qemu_path[PATH_MAX];
+};
+
+enum ha_opt_type {
+	HA_OPT_STR = 0,
+	HA_OPT_UINT,
+	HA_OPT_LOGLEVEL,
+	HA_OPT_TYPE_MAX
+};
+
+struct ha_opt {
+	const char *section;
+	const char *name;
+	enum ha_opt_type type;
+	uint64_t min, max;    /* HA_OPT_UINT bounds; HA_OPT_STR max length */
+	const char *def;
+	bool reloadable;
+	size_t offset;
+	size_t size;
+	const char *help;
+};
+
+/* The option table, terminated by an entry with name == NULL. */
+const struct ha_opt *ha_config_options(void);
+
+/* Fills @cfg with the defaults. */
+void ha_config_defaults(struct ha_config *cfg);
+
+/*
+ * Loads @path over the defaults. A missing file is not an error when
+ * @missing_ok. On error returns -errno or -EINVAL and writes
+ * "FILE:LINE: what" into @err.
+ */
+int ha_config_load(const char *path, bool missing_ok, struct ha_config *cfg,
+		   char *err, size_t errlen);
+
+/* Prints the effective configuration as INI. */
+void ha_config_print(const struct ha_config *cfg, FILE *out);
+
+#endif

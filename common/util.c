@@ -1,0 +1,205 @@
+/*
+ * util.c - time, files, numbers.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util.h"
+
+uint64_t ha_mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+uint64_t ha_wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static int write_all(int fd, const uint8_t *p, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0) {
+			if (errno == EINTR) {
+				continue;
+			}
+			return -errno;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int ha_file_write_atomic(const char *path, const void *buf, size_t len)
+{
+	char tmp[PATH_MAX];
+	char dir[PATH_MAX];
+	int fd, rc, dfd;
+
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid()) >=
+	    (int)sizeof(tmp)) {
+		return -ENAMETOOLONG;
+	}
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		return -errno;
+	}
+	rc = write_all(fd, buf, len);
+	if (rc == 0 && fsync(fd) < 0) {
+		rc = -errno;
+	}
+	if (close(fd) < 0 && rc == 0) {
+		rc = -errno;
+	}
+	if (rc == 0 && rename(tmp, path) < 0) {
+		rc = -errno;
+	}
+	if (rc < 0) {
+		unlink(tmp);
+		return rc;
+	}
+	snprintf(dir, sizeof(dir), "%s", path);
+	dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		fsync(dfd);
+		close(dfd);
+	}
+	return 0;
+}
+
+int ha_file_read(const char *path, size_t max, uint8_t **buf, size_t *len)
+{
+	/* Reads to EOF: /proc files report a size of 0. */
+	size_t cap = 4096, got = 0;
+	uint8_t *p;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0) {
+		return -errno;
+	}
+	p = malloc(cap);
+	if (p == NULL) {
+		close(fd);
+		return -ENOMEM;
+	}
+	for (;;) {
+		ssize_t n;
+
+		if (got + 1 >= cap) {
+			uint8_t *bigger;
+
+			if (cap > max + 1) {
+				free(p);
+				close(fd);
+				return -EFBIG;
+			}
+			cap *= 2;
+			bigger = realloc(p, cap);
+			if (bigger == NULL) {
+				free(p);
+				close(fd);
+				return -ENOMEM;
+			}
+			p = bigger;
+		}
+		n = read(fd, p + got, cap - 1 - got);
+		if (n < 0 && errno == EINTR) {
+			continue;
+		}
+		if (n < 0) {
+			int e = -errno;
+
+			free(p);
+			close(fd);
+			return e;
+		}
+		if (n == 0) {
+			break;
+		}
+		got += (size_t)n;
+		if (got > max) {
+			free(p);
+			close(fd);
+			return -EFBIG;
+		}
+	}
+	close(fd);
+	p[got] = 0;
+	*buf = p;
+	*len = got;
+	return 0;
+}
+
+int ha_mkdir_p(const char *path, unsigned mode)
+{
+	char buf[PATH_MAX];
+	size_t n = strlen(path);
+
+	if (n == 0 || n >= sizeof(buf)) {
+		return -EINVAL;
+	}
+	memcpy(buf, path, n + 1);
+	for (char *p = buf + 1; *p; p++) {
+		if (*p == '/') {
+			*p = 0;
+			if (mkdir(buf, mode) < 0 && errno != EEXIST) {
+				return -errno;
+			}
+			*p = '/';
+		}
+	}
+	if (mkdir(buf, mode) < 0) {
+		struct stat st;
+
+		if (errno != EEXIST) {
+			return -errno;
+		}
+		/* EEXIST: fine for a directory, not for a file. */
+		if (stat(buf, &st) < 0) {
+			return -errno;
+		}
+		if (!S_ISDIR(st.st_mode)) {
+			return -ENOTDIR;
+		}
+	}
+	return 0;
+}
+
+int ha_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (s == NULL || *s < '0' || *s > '9') {
+		return -EINVAL;
+	}
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno == ERANGE) {
+		return -ERANGE;
+	}
+	if (*end != 0) {
+		return -EINVAL;
+	}
+	if (v < min || v > max) {
+		return -ERANGE;
+	}
+	*out = v;
+	return 0;
+}

@@ -1,0 +1,41 @@
+/*
+ * util.h - small helpers shared by the daemons and hactl.
+ */
+#ifndef HA_UTIL_H
+#define HA_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#define HA_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+static inline void ha_freep(void *p)
+{
+	free(*(void **)p);
+}
+#define _cleanup_free_ __attribute__((cleanup(ha_freep)))
+
+uint64_t ha_mono_ms(void);
+uint64_t ha_wall_ms(void);
+
+/*
+ * Writes @len bytes to a temporary name beside @path, fsyncs, renames over
+ * @path and fsyncs the directory. Returns 0 or -errno; @path is untouched
+ * on failure.
+ */
+int ha_file_write_atomic(const char *path, const void *buf, size_t len);
+
+/*
+ * Reads all of @path, at most @max bytes (-EFBIG above). On success *buf is
+ * malloc'd (caller frees) and *len set. Returns 0 or -errno.
+ */
+int ha_file_read(const char *path, size_t max, uint8_t **buf, size_t *len);
+
+/* mkdir -p; returns 0 or -errno. */
+int ha_mkdir_p(const char *path, unsigned mode);
+
+/* Parses a decimal u64 in [min, max]; returns 0 or -EINVAL/-ERANGE. */
+int ha_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+
+#endif

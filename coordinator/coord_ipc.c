@@ -1,0 +1,363 @@
+/*
+ * coord_ipc.c - the libqb IPC server "hactl" for hactl and the local agent.
+ *
+ * Only root and the configured group may connect. Every request is one
+ * envelope; anything that does not decode is answered with an error
+ * Result, counted and logged, and the connection stays usable.
+ */
+#include <errno.h>
+#include <grp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <qb/qblog.h>
+
+#include "coordinator.h"
+#include "ipc.h"
+#include "util.h"
+
+static struct coord *ipc_ctx;
+
+/* ---- libqb loop glue for the IPC server ---- */
+
+static int32_t job_add(enum qb_loop_priority p, void *data, qb_loop_job_dispatch_fn fn)
+{
+	return qb_loop_job_add(ipc_ctx->loop, p, data, fn);
+}
+
+static int32_t dispatch_add(enum qb_loop_priority p, int32_t fd, int32_t events,
+			    void *data, qb_ipcs_dispatch_fn_t fn)
+{
+	return qb_loop_poll_add(ipc_ctx->loop, p, fd, events, data, fn);
+}
+
+static int32_t dispatch_mod(enum qb_loop_priority p, int32_t fd, int32_t events,
+			    void *data, qb_ipcs_dispatch_fn_t fn)
+{
+	return qb_loop_poll_mod(ipc_ctx->loop, p, fd, events, data, fn);
+}
+
+static int32_t dispatch_del(int32_t fd)
+{
+	return qb_loop_poll_del(ipc_ctx->loop, fd);
+}
+
+/* ---- connections ---- */
+
+static int32_t conn_accept(qb_ipcs_connection_t *conn, uid_t uid, gid_t gid)
+{
+	struct coord *c = ipc_ctx;
+
+	if (uid == 0 || (c->ipc_gid != (gid_t)-1 && gid == c->ipc_gid)) {
+		qb_ipcs_connection_auth_set(conn, -1, c->ipc_gid, 0660);
+		return 0;
+	}
+	qb_log(LOG_WARNING, "refused IPC client uid %u gid %u: not root or group %s",
+	       uid, gid, c->cfg.ipc_group);
+	return -EACCES;
+}
+
+static void conn_created(qb_ipcs_connection_t *conn)
+{
+}
+
+static void agent_gone(struct coord *c)
+{
+	qb_ipcs_connection_unref(c->agent_conn);
+	c->agent_conn = NULL;
+	qb_log(LOG_WARNING, "local agent disconnected");
+	coord_announce_local(c);
+}
+
+static int32_t conn_closed(qb_ipcs_connection_t *conn)
+{
+	struct coord *c = ipc_ctx;
+
+	coord_pending_drop_conn(c, conn);
+	if (conn == c->agent_conn) {
+		agent_gone(c);
+	}
+	return 0;
+}
+
+static void conn_destroyed(qb_ipcs_connection_t *conn)
+{
+}
+
+/* ---- requests ---- */
+
+static int reply_status(struct coord *c, qb_ipcs_connection_t *conn,
+			const Hactl__StatusRequest *req)
+{
+	Hactl__StatusReply r = HACTL__STATUS_REPLY__INIT;
+	Hactl__NodeStatus *ns;
+	Hactl__NodeStatus **nsp;
+	struct coord_node *leader = coord_state_node(&c->state, c->leader);
+	struct coord_node *local = coord_state_node(&c->state, c->local_id);
+	size_t n = 0;
+	int rc;
+
+	if (req->node && req->node[0] &&
+	    coord_state_node_by_name(&c->state, req->node) == NULL) {
+		char text[128];
+
+		snprintf(text, sizeof(text), "unknown node '%s'", req->node);
+		return ha_ipcs_reply_result(conn, -ENOENT, text, 0);
+	}
+	ns = calloc(c->state.n_nodes + 1, sizeof(*ns));
+	nsp = calloc(c->state.n_nodes + 1, sizeof(*nsp));
+	if (ns == NULL || nsp == NULL) {
+		free(ns);
+		free(nsp);
+		return ha_ipcs_reply_result(conn, -ENOMEM, "out of memory", 0);
+	}
+	for (size_t i = 0; i < c->state.n_nodes; i++) {
+		struct coord_node *nd = &c->state.nodes[i];
+		bool member = coord_is_member(c, nd->id);
+
+		if (req->node && req->node[0] && strcmp(req->node, nd->name) != 0) {
+			continue;
+		}
+		hactl__node_status__init(&ns[n]);
+		ns[n].id = nd->id;
+		ns[n].name = nd->name;
+		ns[n].state = (char *)coord_node_state_str(coord_node_state_of(nd, member));
+		ns[n].has_is_leader = true;
+		ns[n].is_leader = nd->id == c->leader;
+		ns[n].has_is_local = true;
+		ns[n].is_local = nd->id == c->local_id;
+		ns[n].has_agent_connected = true;
+		ns[n].agent_connected = member && nd->agent_connected;
+		ns[n].has_member = true;
+		ns[n].member = member;
+		ns[n].facts = nd->facts;
+		ns[n].usage = nd->usage;
+		nsp[n] = &ns[n];
+		n++;
+	}
+	r.quorate = coord_is_quorate(c);
+	r.leader = leader ? leader->name : "";
+	r.has_leader_id = true;
+	r.leader_id = c->leader;
+	r.local_node = local ? local->name : "";
+	r.has_local_id = true;
+	r.local_id = c->local_id;
+	r.nodes = nsp;
+	r.n_nodes = n;
+	r.guests = c->state.guests;
+	r.n_guests = c->state.n_guests;
+	r.has_seq = true;
+	r.seq = c->state.seq;
+	r.has_expected_votes = true;
+	r.expected_votes = c->expected_votes;
+	r.has_total_votes = true;
+	r.total_votes = c->total_votes;
+	r.has_quorum = true;
+	r.quorum = c->quorum;
+	r.has_corosync_connected = true;
+	r.corosync_connected = c->cs_connected;
+	r.has_syncing = true;
+	r.syncing = c->syncing;
+	r.has_proto_version = true;
+	r.proto_version = c->proto_version;
+	r.has_rx_rejected = true;
+	r.rx_rejected = ha_env_stats_rejected(&c->rx_stats) + c->rx_bad_sender;
+	rc = ha_ipcs_reply(conn, HA_MSG_STATUS_REPLY, &r.base);
+	free(ns);
+	free(nsp);
+	return rc;
+}
+
+static void *pb_copy(const ProtobufCMessage *m)
+{
+	size_t len = protobuf_c_message_get_packed_size(m);
+	uint8_t *buf = malloc(len + 1);
+	void *copy;
+
+	if (buf == NULL) {
+		return NULL;
+	}
+	protobuf_c_message_pack(m, buf);
+	copy = protobuf_c_message_unpack(m->descriptor, NULL, len, buf);
+	free(buf);
+	return copy;
+}
+
+static int on_agent_hello(struct coord *c, qb_ipcs_connection_t *conn,
+			  const Hactl__AgentHello *h)
+{
+	Hactl__HostFacts *facts = pb_copy(&h->facts->base);
+
+	if (facts == NULL) {
+		return ha_ipcs_reply_result(conn, -ENOMEM, "out of memory", 0);
+	}
+	if (c->agent_conn && c->agent_conn != conn) {
+		qb_log(LOG_WARNING, "a second agent (pid %u) replaces the first", h->pid);
+		qb_ipcs_connection_unref(c->agent_conn);
+		c->agent_conn = NULL;
+	}
+	if (c->agent_conn == NULL) {
+		qb_ipcs_connection_ref(conn);
+		c->agent_conn = conn;
+	}
+	if (c->agent_facts) {
+		protobuf_c_message_free_unpacked(&c->agent_facts->base, NULL);
+	}
+	c->agent_facts = facts;
+	qb_log(LOG_NOTICE, "agent pid %u registered: %u cpus, %llu MiB, kvm %s, criu %s",
+	       h->pid, facts->cpus, (unsigned long long)(facts->mem_total_kib / 1024),
+	       facts->kvm_usable ? "usable" : "no",
+	       facts->criu_present ? facts->criu_version : "absent");
+	coord_announce_local(c);
+	return ha_ipcs_reply_result(conn, 0, "registered", 0);
+}
+
+static int on_agent_usage(struct coord *c, qb_ipcs_connection_t *conn,
+			  const Hactl__AgentUsage *u)
+{
+	Hactl__CpgUsage cu = HACTL__CPG_USAGE__INIT;
+	Hactl__HostUsage *usage;
+
+	if (conn != c->agent_conn) {
+		return ha_ipcs_reply_result(conn, -EPROTO,
+					    "usage before agent registration", 0);
+	}
+	usage = pb_copy(&u->usage->base);
+	if (usage == NULL) {
+		return ha_ipcs_reply_result(conn, -ENOMEM, "out of memory", 0);
+	}
+	if (c->agent_usage) {
+		protobuf_c_message_free_unpacked(&c->agent_usage->base, NULL);
+	}
+	c->agent_usage = usage;
+	if (c->joined && !c->syncing) {
+		cu.node = c->local_id;
+		cu.usage = usage;
+		coord_cpg_send(c, HA_MSG_CPG_USAGE, &cu.base);
+	}
+	return ha_ipcs_reply_result(conn, 0, NULL, 0);
+}
+
+static int on_change(struct coord *c, qb_ipcs_connection_t *conn,
+		     const Hactl__ChangeRequest *req)
+{
+	char why[256];
+	int rc;
+
+	if (!coord_is_quorate(c) || c->leader == 0) {
+		return ha_ipcs_reply_result(conn, -EHOSTDOWN,
+					    "this partition is not quorate", 0);
+	}
+	/* Early answer for what is certainly wrong; the leader decides. */
+	rc = coord_change_check(&c->state, req->change, why, sizeof(why));
+	if (rc == -ENOENT || rc == -EINVAL) {
+		return ha_ipcs_reply_result(conn, rc, why, 0);
+	}
+	rc = coord_request_submit(c, conn, req->change);
+	if (rc < 0) {
+		snprintf(why, sizeof(why), "cannot reach the cluster: %s", strerror(-rc));
+		return ha_ipcs_reply_result(conn, rc, why, 0);
+	}
+	return 0; /* answered when the commit or reject is delivered */
+}
+
+static int32_t msg_process(qb_ipcs_connection_t *conn, void *data, size_t size)
+{
+	struct coord *c = ipc_ctx;
+	struct qb_ipc_request_header *hdr = data;
+	enum ha_msg_type type;
+	ProtobufCMessage *msg;
+	const char *why;
+	char text[160];
+	int rc;
+
+	if (size < sizeof(*hdr) || hdr->size != (int32_t)size ||
+	    hdr->id != HA_IPC_REQ_ID) {
+		c->rx_stats.rejected[HA_ENV_REJ_SHORT]++;
+		qb_log(LOG_WARNING, "rejected IPC request: bad libqb header (%zu bytes)", size);
+		ha_ipcs_reply_result(conn, -EBADMSG, "bad request header", 0);
+		return 0;
+	}
+	rc = ha_env_decode((uint8_t *)data + sizeof(*hdr), size - sizeof(*hdr),
+			   HA_CHAN_IPC, &c->rx_stats, &type, &msg, &why);
+	if (rc < 0) {
+		snprintf(text, sizeof(text), "rejected request: %s", why);
+		qb_log(LOG_WARNING, "%s (%zu bytes)", text, size);
+		ha_ipcs_reply_result(conn, rc, text, 0);
+		return 0;
+	}
+	switch (type) {
+	case HA_MSG_STATUS_REQUEST:
+		rc = reply_status(c, conn, (Hactl__StatusRequest *)msg);
+		break;
+	case HA_MSG_CHANGE_REQUEST:
+		rc = on_change(c, conn, (Hactl__ChangeRequest *)msg);
+		break;
+	case HA_MSG_AGENT_HELLO:
+		rc = on_agent_hello(c, conn, (Hactl__AgentHello *)msg);
+		break;
+	case HA_MSG_AGENT_USAGE:
+		rc = on_agent_usage(c, conn, (Hactl__AgentUsage *)msg);
+		break;
+	default:
+		rc = ha_ipcs_reply_result(conn, -EOPNOTSUPP, "unsupported request", 0);
+		break;
+	}
+	if (rc < 0) {
+		qb_log(LOG_WARNING, "reply to %s failed: %s", ha_msg_type_str(type),
+		       strerror(-rc));
+	}
+	ha_env_msg_free(msg);
+	return 0;
+}
+
+int coord_ipc_start(struct coord *c)
+{
+	struct qb_ipcs_service_handlers handlers = {
+		.connection_accept = conn_accept,
+		.connection_created = conn_created,
+		.msg_process = msg_process,
+		.connection_closed = conn_closed,
+		.connection_destroyed = conn_destroyed,
+	};
+	struct qb_ipcs_poll_handlers poll = {
+		.job_add = job_add,
+		.dispatch_add = dispatch_add,
+		.dispatch_mod = dispatch_mod,
+		.dispatch_del = dispatch_del,
+	};
+	struct group *g = getgrnam(c->cfg.ipc_group);
+	int rc;
+
+	ipc_ctx = c;
+	c->ipc_gid = g ? g->gr_gid : (gid_t)-1;
+	if (g == NULL) {
+		qb_log(LOG_INFO, "group '%s' does not exist: only root may use hactl",
+		       c->cfg.ipc_group);
+	}
+	c->ipcs = qb_ipcs_create(HA_IPC_NAME, 0, QB_IPC_NATIVE, &handlers);
+	if (c->ipcs == NULL) {
+		return -errno ? -errno : -ENOMEM;
+	}
+	qb_ipcs_poll_handlers_set(c->ipcs, &poll);
+	qb_ipcs_enforce_buffer_size(c->ipcs, HA_IPC_MAX_MSG);
+	rc = qb_ipcs_run(c->ipcs);
+	if (rc < 0) {
+		qb_ipcs_destroy(c->ipcs);
+		c->ipcs = NULL;
+		return rc;
+	}
+	return 0;
+}
+
+void coord_ipc_stop(struct coord *c)
+{
+	if (c->agent_conn) {
+		qb_ipcs_connection_unref(c->agent_conn);
+		c->agent_conn = NULL;
+	}
+	if (c->ipcs) {
+		qb_ipcs_destroy(c->ipcs);
+		c->ipcs = NULL;
+	}
+}

@@ -1,0 +1,507 @@
+/*
+ * replica.c - the replicated state machine on CPG.
+ *
+ * Every member applies the same CPG stream in the same order:
+ *
+ *   confchg with joins -> SYNCING: every member multicasts its state;
+ *       other messages delivered meanwhile are held in order.
+ *   all states of the new membership delivered -> every member adopts the
+ *       same one (highest seq, then lowest sender), replays the held
+ *       messages -> RUNNING.
+ *   RUNNING: facts/usage update soft state; requests go to the leader,
+ *       which multicasts a commit (applied by all) or a reject.
+ *
+ * A confchg during a sync restarts it. Members that only left need no
+ * sync: virtual synchrony gave the survivors identical streams.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <qb/qblog.h>
+
+#include "coordinator.h"
+#include "ipc.h"
+#include "util.h"
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static void sync_clear(struct coord *c)
+{
+	for (size_t i = 0; i < COORD_MAX_NODES; i++) {
+		ha_env_msg_free(c->sync_got[i] ? &c->sync_got[i]->base : NULL);
+		c->sync_got[i] = NULL;
+	}
+	c->n_sync_members = 0;
+}
+
+static void held_clear(struct coord *c)
+{
+	while (!qb_list_empty(&c->held)) {
+		struct coord_msg *m = qb_list_first_entry(&c->held, struct coord_msg, list);
+
+		qb_list_del(&m->list);
+		free(m);
+	}
+}
+
+void coord_replica_reset(struct coord *c)
+{
+	sync_clear(c);
+	held_clear(c);
+	c->syncing = false;
+}
+
+static void send_hello(struct coord *c)
+{
+	Hactl__CpgHello h = HACTL__CPG_HELLO__INIT;
+
+	h.node = c->local_id;
+	h.proto_min = HA_PROTO_MIN;
+	h.proto_max = HA_PROTO_MAX;
+	h.version = (char *)HA_VERSION;
+	coord_cpg_send(c, HA_MSG_CPG_HELLO, &h.base);
+}
+
+static void sync_start(struct coord *c)
+{
+	Hactl__CpgSyncState ss = HACTL__CPG_SYNC_STATE__INIT;
+	Hactl__ClusterState *cs;
+	int rc;
+
+	sync_clear(c);
+	c->syncing = true;
+	memcpy(c->sync_members, c->members, c->n_members * sizeof(c->members[0]));
+	c->n_sync_members = c->n_members;
+
+	cs = coord_state_export(&c->state);
+	if (cs == NULL) {
+		qb_log(LOG_CRIT, "out of memory exporting state for sync");
+		return;
+	}
+	ss.sender = c->local_id;
+	ss.state = cs;
+	rc = coord_cpg_send(c, HA_MSG_CPG_SYNC_STATE, &ss.base);
+	if (rc < 0) {
+		qb_log(LOG_ERR, "cannot send state for sync: %s", strerror(-rc));
+	}
+	coord_state_export_free(cs);
+	qb_log(LOG_INFO, "state sync started: %zu members, local seq %llu",
+	       c->n_sync_members, (unsigned long long)c->state.seq);
+}
+
+void coord_replica_confchg(struct coord *c, const uint32_t *members,
+			   size_t n_members, size_t n_joined)
+{
+	bool was_joined = c->joined;
+
+	memcpy(c->members, members, n_members * sizeof(members[0]));
+	c->n_members = n_members;
+	qsort(c->members, c->n_members, sizeof(c->members[0]), cmp_u32);
+	memset(c->peer_proto_max, 0, sizeof(c->peer_proto_max));
+	c->joined = coord_is_member(c, c->local_id);
+	if (c->joined && !was_joined) {
+		send_hello(c);
+	}
+	if (c->joined && (n_joined > 0 || c->syncing)) {
+		sync_start(c);
+	}
+	coord_leader_update(c);
+}
+
+static void dispatch(struct coord *c, uint32_t sender, enum ha_msg_type type,
+		     ProtobufCMessage *msg);
+
+static void replay_held(struct coord *c)
+{
+	while (!qb_list_empty(&c->held) && !c->syncing) {
+		struct coord_msg *m = qb_list_first_entry(&c->held, struct coord_msg, list);
+		enum ha_msg_type type;
+		ProtobufCMessage *msg;
+
+		qb_list_del(&m->list);
+		/* Already validated once when held; decode cannot fail now. */
+		if (ha_env_decode(m->data, m->len, HA_CHAN_CPG, NULL, &type, &msg,
+				  NULL) == 0) {
+			dispatch(c, m->sender, type, msg);
+			ha_env_msg_free(msg);
+		}
+		free(m);
+	}
+}
+
+static void sync_finish(struct coord *c)
+{
+	uint64_t seqs[COORD_MAX_NODES];
+	uint32_t senders[COORD_MAX_NODES];
+	char why[256];
+	int best, rc;
+
+	for (size_t i = 0; i < c->n_sync_members; i++) {
+		seqs[i] = c->sync_got[i]->state->seq;
+		senders[i] = c->sync_got[i]->sender;
+	}
+	best = coord_sync_pick(seqs, senders, c->n_sync_members);
+	if (senders[best] != c->local_id || seqs[best] != c->state.seq) {
+		rc = coord_state_import(&c->state, c->sync_got[best]->state, why,
+					sizeof(why));
+		if (rc < 0) {
+			/* Every member rejects the same bytes the same way. */
+			qb_log(LOG_ERR, "state from node %u refused: %s; keeping ours",
+			       senders[best], why);
+		} else {
+			qb_log(LOG_NOTICE, "adopted cluster state of node %u (seq %llu)",
+			       senders[best], (unsigned long long)seqs[best]);
+		}
+	}
+	c->syncs_done++;
+	sync_clear(c);
+	c->syncing = false;
+	coord_state_save(c);
+	qb_log(LOG_INFO, "state sync done: seq %llu", (unsigned long long)c->state.seq);
+	replay_held(c);
+	coord_announce_local(c);
+}
+
+/* Returns true when @ss was kept (freed later by sync_clear()). */
+static bool on_sync_state(struct coord *c, uint32_t sender,
+			  Hactl__CpgSyncState *ss)
+{
+	size_t idx = SIZE_MAX;
+
+	if (!c->syncing) {
+		c->rx_stale++;
+		return false;
+	}
+	for (size_t i = 0; i < c->n_sync_members; i++) {
+		if (c->sync_members[i] == sender) {
+			idx = i;
+		}
+	}
+	if (idx == SIZE_MAX || ss->sender != sender || c->sync_got[idx]) {
+		c->rx_stale++;
+		qb_log(LOG_DEBUG, "stale or duplicate sync state from node %u", sender);
+		return false;
+	}
+	c->sync_got[idx] = ss;
+	for (size_t i = 0; i < c->n_sync_members; i++) {
+		if (c->sync_got[i] == NULL) {
+			return true;
+		}
+	}
+	sync_finish(c);
+	return true;
+}
+
+void coord_announce_local(struct coord *c)
+{
+	Hactl__CpgFacts f = HACTL__CPG_FACTS__INIT;
+	Hactl__CpgUsage u = HACTL__CPG_USAGE__INIT;
+
+	if (!c->joined || c->syncing) {
+		return;
+	}
+	f.node = c->local_id;
+	f.facts = c->agent_facts;
+	f.has_agent_connected = true;
+	f.agent_connected = c->agent_conn != NULL;
+	coord_cpg_send(c, HA_MSG_CPG_FACTS, &f.base);
+	if (c->agent_conn && c->agent_usage) {
+		u.node = c->local_id;
+		u.usage = c->agent_usage;
+		coord_cpg_send(c, HA_MSG_CPG_USAGE, &u.base);
+	}
+}
+
+/* ---- pending client requests ---- */
+
+static void pending_free(struct coord_pending *p)
+{
+	if (p->timer) {
+		qb_loop_timer_del(p->c->loop, p->timer);
+	}
+	qb_ipcs_connection_unref(p->conn);
+	qb_list_del(&p->list);
+	free(p);
+}
+
+static struct coord_pending *pending_find(struct coord *c, uint64_t req_id)
+{
+	struct coord_pending *p;
+
+	qb_list_for_each_entry(p, &c->pending, list) {
+		if (p->req_id == req_id) {
+			return p;
+		}
+	}
+	return NULL;
+}
+
+static void pending_answer(struct coord *c, uint64_t req_id, int code,
+			   const char *text, uint64_t seq)
+{
+	struct coord_pending *p = pending_find(c, req_id);
+
+	if (p == NULL) {
+		return;
+	}
+	ha_ipcs_reply_result(p->conn, code, text, seq);
+	pending_free(p);
+}
+
+static void pending_timeout_cb(void *data)
+{
+	struct coord_pending *p = data;
+	char text[128];
+
+	p->timer = 0;
+	snprintf(text, sizeof(text), "no answer from the leader within %u ms",
+		 p->c->cfg.request_timeout_ms);
+	ha_ipcs_reply_result(p->conn, -ETIMEDOUT, text, 0);
+	pending_free(p);
+}
+
+void coord_pending_drop_conn(struct coord *c, qb_ipcs_connection_t *conn)
+{
+	struct coord_pending *p, *tmp;
+
+	qb_list_for_each_entry_safe(p, tmp, &c->pending, list) {
+		if (p->conn == conn) {
+			pending_free(p);
+		}
+	}
+}
+
+void coord_pending_free_all(struct coord *c)
+{
+	struct coord_pending *p, *tmp;
+
+	qb_list_for_each_entry_safe(p, tmp, &c->pending, list) {
+		pending_free(p);
+	}
+}
+
+int coord_request_submit(struct coord *c, qb_ipcs_connection_t *conn,
+			 const Hactl__Change *change)
+{
+	Hactl__CpgRequest r = HACTL__CPG_REQUEST__INIT;
+	struct coord_pending *p;
+	int rc;
+
+	p = calloc(1, sizeof(*p));
+	if (p == NULL) {
+		return -ENOMEM;
+	}
+	p->c = c;
+	p->req_id = ++c->next_req_id;
+	p->conn = conn;
+	r.origin = c->local_id;
+	r.req_id = p->req_id;
+	r.change = (Hactl__Change *)change;
+	rc = coord_cpg_send(c, HA_MSG_CPG_REQUEST, &r.base);
+	if (rc < 0) {
+		free(p);
+		return rc;
+	}
+	qb_ipcs_connection_ref(conn);
+	qb_list_add_tail(&p->list, &c->pending);
+	qb_loop_timer_add(c->loop, QB_LOOP_MED,
+			  (uint64_t)c->cfg.request_timeout_ms * QB_TIME_NS_IN_MSEC,
+			  p, pending_timeout_cb, &p->timer);
+	return 0;
+}
+
+/* ---- delivered messages ---- */
+
+static void on_request(struct coord *c, uint32_t sender, Hactl__CpgRequest *r)
+{
+	char why[256] = "";
+	char desc[128];
+	int rc;
+
+	if (r->origin != sender) {
+		c->rx_bad_sender++;
+		return;
+	}
+	if (c->leader != c->local_id) {
+		return; /* the leader answers */
+	}
+	coord_change_describe(r->change, desc, sizeof(desc));
+	rc = coord_change_check(&c->state, r->change, why, sizeof(why));
+	if (rc < 0) {
+		Hactl__CpgReject rej = HACTL__CPG_REJECT__INIT;
+
+		qb_log(LOG_INFO, "rejected request %s from node %u: %s", desc,
+		       sender, why);
+		rej.leader = c->local_id;
+		rej.origin = r->origin;
+		rej.req_id = r->req_id;
+		rej.code = rc;
+		rej.reason = why;
+		coord_cpg_send(c, HA_MSG_CPG_REJECT, &rej.base);
+	} else {
+		Hactl__CpgCommit cm = HACTL__CPG_COMMIT__INIT;
+
+		cm.leader = c->local_id;
+		cm.seq = c->state.seq + 1;
+		cm.has_origin = true;
+		cm.origin = r->origin;
+		cm.has_req_id = true;
+		cm.req_id = r->req_id;
+		cm.change = r->change;
+		coord_cpg_send(c, HA_MSG_CPG_COMMIT, &cm.base);
+	}
+}
+
+static void on_commit(struct coord *c, uint32_t sender, Hactl__CpgCommit *cm)
+{
+	char why[256] = "";
+	char desc[128];
+	int rc;
+
+	if (cm->leader != sender) {
+		c->rx_bad_sender++;
+		return;
+	}
+	coord_change_describe(cm->change, desc, sizeof(desc));
+	rc = coord_change_apply(&c->state, cm->change, ha_wall_ms(), why, sizeof(why));
+	if (rc < 0) {
+		qb_log(LOG_WARNING, "commit of %s by node %u does not apply: %s",
+		       desc, sender, why);
+	} else {
+		qb_log(LOG_NOTICE, "committed seq %llu: %s (leader %u)",
+		       (unsigned long long)c->state.seq, desc, sender);
+		coord_state_save(c);
+	}
+	if (cm->has_origin && cm->origin == c->local_id) {
+		pending_answer(c, cm->req_id, rc, rc < 0 ? why : desc,
+			       rc < 0 ? 0 : c->state.seq);
+	}
+}
+
+static void on_reject(struct coord *c, uint32_t sender, Hactl__CpgReject *rj)
+{
+	if (rj->leader != sender) {
+		c->rx_bad_sender++;
+		return;
+	}
+	if (rj->origin == c->local_id) {
+		pending_answer(c, rj->req_id, rj->code < 0 ? rj->code : -EIO,
+			       rj->reason ? rj->reason : "rejected", 0);
+	}
+}
+
+static void on_hello(struct coord *c, uint32_t sender, Hactl__CpgHello *h)
+{
+	if (h->node != sender || h->proto_min > h->proto_max) {
+		c->rx_bad_sender++;
+		return;
+	}
+	qb_log(LOG_INFO, "node %u runs hactl %s, protocol %u..%u", sender,
+	       h->version ? h->version : "?", h->proto_min, h->proto_max);
+	for (size_t i = 0; i < c->n_members && i < COORD_MAX_NODES; i++) {
+		if (c->members[i] == sender) {
+			c->peer_proto_max[i] = h->proto_max;
+		}
+	}
+	/* The cluster speaks the lowest common version. */
+	c->proto_version = HA_PROTO_MAX;
+	for (size_t i = 0; i < c->n_members; i++) {
+		if (c->peer_proto_max[i] && c->peer_proto_max[i] < c->proto_version) {
+			c->proto_version = c->peer_proto_max[i];
+		}
+	}
+}
+
+static void dispatch(struct coord *c, uint32_t sender, enum ha_msg_type type,
+		     ProtobufCMessage *msg)
+{
+	int rc = 0;
+
+	switch (type) {
+	case HA_MSG_CPG_FACTS: {
+		Hactl__CpgFacts *f = (Hactl__CpgFacts *)msg;
+
+		if (f->node != sender) {
+			c->rx_bad_sender++;
+			break;
+		}
+		rc = coord_state_set_facts(&c->state, sender, f->facts,
+					   f->agent_connected);
+		break;
+	}
+	case HA_MSG_CPG_USAGE: {
+		Hactl__CpgUsage *u = (Hactl__CpgUsage *)msg;
+
+		if (u->node != sender) {
+			c->rx_bad_sender++;
+			break;
+		}
+		rc = coord_state_set_usage(&c->state, sender, u->usage);
+		break;
+	}
+	case HA_MSG_CPG_REQUEST:
+		on_request(c, sender, (Hactl__CpgRequest *)msg);
+		break;
+	case HA_MSG_CPG_COMMIT:
+		on_commit(c, sender, (Hactl__CpgCommit *)msg);
+		break;
+	case HA_MSG_CPG_REJECT:
+		on_reject(c, sender, (Hactl__CpgReject *)msg);
+		break;
+	default:
+		qb_log(LOG_WARNING, "unexpected %s from node %u", ha_msg_type_str(type),
+		       sender);
+		break;
+	}
+	if (rc < 0) {
+		qb_log(LOG_WARNING, "%s from node %u not applied: %s",
+		       ha_msg_type_str(type), sender, strerror(-rc));
+	}
+}
+
+void coord_replica_deliver(struct coord *c, uint32_t sender, const void *buf,
+			   size_t len)
+{
+	enum ha_msg_type type;
+	ProtobufCMessage *msg;
+	const char *why;
+
+	if (ha_env_decode(buf, len, HA_CHAN_CPG, &c->rx_stats, &type, &msg, &why) < 0) {
+		qb_log(LOG_WARNING, "rejected %zu-byte CPG message from node %u: %s",
+		       len, sender, why);
+		return;
+	}
+	switch (type) {
+	case HA_MSG_CPG_SYNC_STATE:
+		if (on_sync_state(c, sender, (Hactl__CpgSyncState *)msg)) {
+			return; /* kept in sync_got[] */
+		}
+		break;
+	case HA_MSG_CPG_HELLO:
+		on_hello(c, sender, (Hactl__CpgHello *)msg);
+		break;
+	default:
+		if (c->syncing) {
+			struct coord_msg *m = malloc(sizeof(*m) + len);
+
+			if (m == NULL) {
+				qb_log(LOG_CRIT, "out of memory holding a message during sync");
+				break;
+			}
+			m->sender = sender;
+			m->len = len;
+			memcpy(m->data, buf, len);
+			qb_list_add_tail(&m->list, &c->held);
+			break;
+		}
+		dispatch(c, sender, type, msg);
+		break;
+	}
+	ha_env_msg_free(msg);
+}

@@ -1,0 +1,106 @@
+/*
+ * coord_state.h - the replicated cluster state model (pure: no I/O).
+ *
+ * Every coordinator holds one struct coord_state and changes it only by
+ * applying CPG messages in delivery order, so all members hold the same
+ * state. Decisions (maintenance, fencing, guests) bump seq; soft state
+ * (facts, usage, agent presence) does not.
+ */
+#ifndef HA_COORD_STATE_H
+#define HA_COORD_STATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto/hactl.pb-c.h"
+
+#define COORD_MAX_NODES 128
+#define COORD_MAX_GUESTS 65536
+#define COORD_NAME_MAX 63
+
+struct coord_node {
+	uint32_t id;
+	char name[COORD_NAME_MAX + 1];
+	bool maintenance;
+	bool fenced;
+	bool agent_connected;
+	Hactl__HostFacts *facts; /* owned, NULL until reported */
+	Hactl__HostUsage *usage; /* owned, NULL until reported */
+};
+
+struct coord_state {
+	uint64_t seq;
+	uint64_t updated_ms;
+	size_t n_nodes;
+	struct coord_node nodes[COORD_MAX_NODES];
+	size_t n_guests;
+	Hactl__GuestRecord **guests; /* owned copies */
+};
+
+enum coord_node_state {
+	COORD_NODE_ONLINE = 0,
+	COORD_NODE_OFFLINE,
+	COORD_NODE_FENCED,
+	COORD_NODE_MAINTENANCE,
+	COORD_NODE_STATE_MAX
+};
+
+const char *coord_node_state_str(enum coord_node_state s);
+/* fenced > offline > maintenance > online; @member: its coordinator is in
+ * the CPG group. */
+enum coord_node_state coord_node_state_of(const struct coord_node *n,
+					  bool member);
+
+void coord_state_init(struct coord_state *st);
+/* Frees everything the state owns and re-initialises it. */
+void coord_state_clear(struct coord_state *st);
+
+struct coord_node *coord_state_node(struct coord_state *st, uint32_t id);
+struct coord_node *coord_state_node_by_name(struct coord_state *st,
+					    const char *name);
+/* Adds (or renames, when @name is not NULL) node @id; NULL when full or
+ * id 0. Keeps nodes sorted by id. */
+struct coord_node *coord_state_node_add(struct coord_state *st, uint32_t id,
+					const char *name);
+
+/* Replaces the soft state of node @id with copies; returns 0 or -errno. */
+int coord_state_set_facts(struct coord_state *st, uint32_t id,
+			  const Hactl__HostFacts *facts, bool agent_connected);
+int coord_state_set_usage(struct coord_state *st, uint32_t id,
+			  const Hactl__HostUsage *usage);
+
+/*
+ * Builds the protobuf form. The result borrows facts, usage and guests
+ * from @st (valid while @st is unchanged) and is freed with
+ * coord_state_export_free(). NULL on allocation failure.
+ */
+Hactl__ClusterState *coord_state_export(const struct coord_state *st);
+void coord_state_export_free(Hactl__ClusterState *cs);
+
+/*
+ * Replaces @dst with a validated deep copy of @src. On error (-EINVAL,
+ * -E2BIG, -ENOMEM) @dst is unchanged and @why says what is wrong.
+ */
+int coord_state_import(struct coord_state *dst, const Hactl__ClusterState *src,
+		       char *why, size_t whylen);
+
+/* Would @ch apply to @st? 0, or -ENOENT/-EINVAL/-EALREADY with @why. */
+int coord_change_check(const struct coord_state *st, const Hactl__Change *ch,
+		       char *why, size_t whylen);
+/* Checks and applies @ch; on success seq is incremented. */
+int coord_change_apply(struct coord_state *st, const Hactl__Change *ch,
+		       uint64_t now_ms, char *why, size_t whylen);
+/* A one-line description of @ch for logs and events. */
+void coord_change_describe(const Hactl__Change *ch, char *buf, size_t len);
+
+/* Index of the state to adopt after a membership change: highest seq,
+ * then lowest sender id. -1 when n == 0. */
+int coord_sync_pick(const uint64_t *seqs, const uint32_t *senders, size_t n);
+
+/* Lowest node id that is both a CPG member and a quorum member, 0 when
+ * not quorate. An empty quorum list counts every CPG member. */
+uint32_t coord_leader_pick(bool quorate, const uint32_t *cpg, size_t n_cpg,
+			   const uint32_t *quorum, size_t n_quorum);
+
+#endif

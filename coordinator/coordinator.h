@@ -1,0 +1,128 @@
+/*
+ * coordinator.h - private header of ha-coordinator.
+ *
+ * One qb_loop drives everything: CPG and votequorum fds, the IPC server,
+ * timers and signals. Handlers never block.
+ */
+#ifndef HA_COORDINATOR_H
+#define HA_COORDINATOR_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <corosync/cmap.h>
+#include <corosync/cpg.h>
+#include <corosync/votequorum.h>
+#include <qb/qbipcs.h>
+#include <qb/qblist.h>
+#include <qb/qbloop.h>
+
+#include "config.h"
+#include "coord_state.h"
+#include "envelope.h"
+
+#define COORD_CPG_GROUP "hactl"
+#define COORD_SENDQ_MAX 4096
+
+struct coord_msg {
+	struct qb_list_head list;
+	uint32_t sender;
+	size_t len;
+	uint8_t data[]; /* one envelope */
+};
+
+struct coord_pending {
+	struct qb_list_head list;
+	uint64_t req_id;
+	qb_ipcs_connection_t *conn; /* referenced */
+	qb_loop_timer_handle timer;
+	struct coord *c;
+};
+
+struct coord {
+	qb_loop_t *loop;
+	struct ha_config cfg;
+	const char *config_path;
+	char state_path[PATH_MAX];
+	bool stopping;
+
+	/* corosync */
+	bool cs_connected;
+	cpg_handle_t cpg;
+	votequorum_handle_t vq;
+	uint32_t local_id;
+	bool joined;             /* we saw ourselves in a confchg */
+	bool vq_quorate;
+	uint32_t expected_votes, total_votes, quorum;
+	uint32_t members[COORD_MAX_NODES]; /* CPG members, sorted */
+	size_t n_members;
+	uint32_t qmembers[COORD_MAX_NODES]; /* votequorum members */
+	size_t n_qmembers;
+	uint32_t leader;
+	uint32_t peer_proto_max[COORD_MAX_NODES]; /* by index in members */
+	uint32_t proto_version;
+	qb_loop_timer_handle reconnect_timer;
+
+	/* outgoing CPG messages waiting for CS_ERR_TRY_AGAIN to clear */
+	struct qb_list_head sendq;
+	size_t sendq_len;
+	bool flush_scheduled;
+	uint64_t send_dropped;
+
+	/* replicated state and its sync */
+	struct coord_state state;
+	bool syncing;
+	uint32_t sync_members[COORD_MAX_NODES];
+	size_t n_sync_members;
+	Hactl__CpgSyncState *sync_got[COORD_MAX_NODES]; /* by sync index */
+	struct qb_list_head held; /* struct coord_msg delivered during sync */
+	uint64_t syncs_done;
+
+	/* IPC */
+	qb_ipcs_service_t *ipcs;
+	gid_t ipc_gid;
+	qb_ipcs_connection_t *agent_conn; /* referenced */
+	Hactl__HostFacts *agent_facts;    /* owned */
+	Hactl__HostUsage *agent_usage;    /* owned */
+	struct qb_list_head pending;
+	uint64_t next_req_id;
+
+	struct ha_env_stats rx_stats; /* CPG and IPC decoding */
+	uint64_t rx_bad_sender;
+	uint64_t rx_stale;
+};
+
+/* cluster.c: corosync connections */
+int coord_cluster_connect(struct coord *c);
+void coord_cluster_disconnect(struct coord *c);
+void coord_cluster_schedule_reconnect(struct coord *c);
+/* Queues one message for the CPG group; 0 or -errno. */
+int coord_cpg_send(struct coord *c, enum ha_msg_type type,
+		   const ProtobufCMessage *msg);
+bool coord_is_quorate(const struct coord *c);
+bool coord_is_member(const struct coord *c, uint32_t id);
+void coord_leader_update(struct coord *c);
+
+/* replica.c: CPG message handling, state sync, commits */
+void coord_replica_confchg(struct coord *c, const uint32_t *members,
+			   size_t n_members, size_t n_joined);
+void coord_replica_deliver(struct coord *c, uint32_t sender, const void *buf,
+			   size_t len);
+void coord_replica_reset(struct coord *c);
+/* Forwards a client's change to the leader; the reply comes later. */
+int coord_request_submit(struct coord *c, qb_ipcs_connection_t *conn,
+			 const Hactl__Change *change);
+void coord_pending_drop_conn(struct coord *c, qb_ipcs_connection_t *conn);
+void coord_pending_free_all(struct coord *c);
+/* Multicasts this host's agent facts/usage (after sync, on agent change). */
+void coord_announce_local(struct coord *c);
+
+/* persist.c */
+int coord_state_load(struct coord *c);
+int coord_state_save(struct coord *c);
+
+/* ipc.c */
+int coord_ipc_start(struct coord *c);
+void coord_ipc_stop(struct coord *c);
+
+#endif

@@ -1,0 +1,36 @@
+/*
+ * harness.h - minimal assertions for the unit tests (TAP-like output).
+ */
+#ifndef HA_HARNESS_H
+#define HA_HARNESS_H
+
+#include <stdio.h>
+
+extern int ha_test_failures;
+extern int ha_test_checks;
+
+#define CHECK(cond)                                                            \
+	do {                                                                   \
+		ha_test_checks++;                                              \
+		if (!(cond)) {                                                 \
+			ha_test_failures++;                                    \
+			fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, \
+				__LINE__, #cond);                              \
+		}                                                              \
+	} while (0)
+
+#define CHECK_EQ_INT(a, b)                                                     \
+	do {                                                                   \
+		long long _a = (long long)(a), _b = (long long)(b);            \
+		ha_test_checks++;                                              \
+		if (_a != _b) {                                                \
+			ha_test_failures++;                                    \
+			fprintf(stderr, "%s:%d: %s == %lld, expected %lld\n",  \
+				__FILE__, __LINE__, #a, _a, _b);               \
+		}                                                              \
+	} while (0)
+
+/* Prints "N passed, N failed" and returns the process exit status. */
+int ha_test_done(const char *name);
+
+#endif

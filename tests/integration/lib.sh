@@ -1,0 +1,96 @@
+# Shared helpers for the integration tests (sourced, not run).
+# Real daemons on deploy/local-cluster; every wait is bounded.
+
+set -uo pipefail
+
+if [ "$(id -u)" != 0 ]; then
+	echo "skipped: integration tests need root (network namespaces)"
+	exit 77
+fi
+
+HA_SRC_DIR=${HA_SRC_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+export HACTL_BIN_DIR=${HACTL_BIN_DIR:-$HA_SRC_DIR/build/bin}
+HA_TEST_BIN_DIR=${HA_TEST_BIN_DIR:-$HA_SRC_DIR/build/tests}
+LC=$HA_SRC_DIR/deploy/local-cluster
+
+T_PASS=0
+T_FAIL=0
+T_NAME=$(basename "$0" .sh)
+
+log() { echo "[$T_NAME $(date +%T.%3N)] $*"; }
+pass() { T_PASS=$((T_PASS + 1)); log "ok: $*"; }
+fail() { T_FAIL=$((T_FAIL + 1)); log "FAIL: $*"; }
+check() { # check "description" command...
+	local what=$1
+	shift
+	if "$@"; then pass "$what"; else fail "$what"; fi
+}
+
+lc() { "$LC" "$@"; }
+on() { # on NODE CMD... (inside that host)
+	local node=$1
+	shift
+	"$LC" exec "$node" -- "$@"
+}
+hs() { on "$1" hactl status --json 2>/dev/null; } # status JSON of NODE
+jq_on() { hs "$1" | jq -r "$2" 2>/dev/null; }    # jq_on NODE FILTER
+
+now_ms() { date +%s%3N; }
+
+# wait_for TIMEOUT_S DESCRIPTION COMMAND...: polls every 100 ms.
+wait_for() {
+	local timeout=$1 what=$2
+	shift 2
+	local deadline=$(($(now_ms) + timeout * 1000))
+	while [ "$(now_ms)" -lt "$deadline" ]; do
+		if "$@" >/dev/null 2>&1; then
+			return 0
+		fi
+		sleep 0.1
+	done
+	log "timed out after ${timeout}s waiting for: $what"
+	return 1
+}
+
+# Fields every node must agree on.
+agree_view() { # agree_view NODE...: same quorate, leader and seq everywhere
+	local first="" v
+	for n in "$@"; do
+		v=$(jq_on "$n" '[.quorate, .leader, .seq] | @json') || return 1
+		[ -n "$v" ] || return 1
+		if [ -z "$first" ]; then first=$v; elif [ "$v" != "$first" ]; then return 1; fi
+	done
+}
+
+node_state_on() { jq_on "$1" ".nodes[] | select(.name==\"$2\") | .state"; }
+
+# The coordinator of NODE answers and reports its agent connected.
+daemons_alive() {
+	local node=$1
+	[ "$(jq_on "$node" ".nodes[] | select(.local) | .agent")" = true ]
+}
+
+finish() {
+	lc down >/dev/null 2>&1 || true
+	echo "$T_PASS passed, $T_FAIL failed"
+	[ "$T_FAIL" -eq 0 ]
+}
+
+cleanup_on_exit() {
+	local rc=$?
+	if [ "${T_DONE:-0}" != 1 ]; then
+		lc down >/dev/null 2>&1 || true
+	fi
+	exit $rc
+}
+trap cleanup_on_exit EXIT
+
+start_cluster() { # start_cluster ARGS...: fails the test when up fails
+	lc down >/dev/null 2>&1 || true
+	if ! lc up "$@"; then
+		fail "local-cluster up $*"
+		T_DONE=1
+		finish
+		exit 1
+	fi
+}

@@ -1,0 +1,214 @@
+/*
+ * test_coord_state.c - the replicated state model: nodes, export/import,
+ * validation of imported state, changes, sync choice, leader choice.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "coord_state.h"
+#include "harness.h"
+
+static void test_nodes(void)
+{
+	struct coord_state st;
+	struct coord_node *n;
+
+	coord_state_init(&st);
+	CHECK(coord_state_node_add(&st, 0, "zero") == NULL);
+	CHECK(coord_state_node_add(&st, 3, "c") != NULL);
+	CHECK(coord_state_node_add(&st, 1, "a") != NULL);
+	CHECK(coord_state_node_add(&st, 2, NULL) != NULL);
+	CHECK_EQ_INT(st.n_nodes, 3);
+	/* sorted by id, default name */
+	CHECK_EQ_INT(st.nodes[0].id, 1);
+	CHECK_EQ_INT(st.nodes[2].id, 3);
+	CHECK(strcmp(st.nodes[1].name, "node2") == 0);
+	/* rename keeps flags */
+	n = coord_state_node(&st, 2);
+	n->maintenance = true;
+	CHECK(coord_state_node_add(&st, 2, "b") == n);
+	CHECK(strcmp(n->name, "b") == 0 && n->maintenance);
+	CHECK(coord_state_node_by_name(&st, "c")->id == 3);
+	CHECK(coord_state_node_by_name(&st, "nope") == NULL);
+	for (uint32_t id = 10; id < 10 + COORD_MAX_NODES; id++) {
+		coord_state_node_add(&st, id, NULL);
+	}
+	CHECK_EQ_INT(st.n_nodes, COORD_MAX_NODES);
+	CHECK(coord_state_node_add(&st, 100000, NULL) == NULL);
+	coord_state_clear(&st);
+	CHECK_EQ_INT(st.n_nodes, 0);
+}
+
+static void test_node_state(void)
+{
+	struct coord_node n = { .id = 1 };
+
+	CHECK(strcmp(coord_node_state_str(coord_node_state_of(&n, true)), "online") == 0);
+	CHECK(strcmp(coord_node_state_str(coord_node_state_of(&n, false)), "offline") == 0);
+	n.maintenance = true;
+	CHECK(strcmp(coord_node_state_str(coord_node_state_of(&n, true)), "maintenance") == 0);
+	CHECK(strcmp(coord_node_state_str(coord_node_state_of(&n, false)), "offline") == 0);
+	n.fenced = true;
+	CHECK(strcmp(coord_node_state_str(coord_node_state_of(&n, true)), "fenced") == 0);
+	CHECK(strcmp(coord_node_state_str(COORD_NODE_STATE_MAX), "unknown") == 0);
+}
+
+static Hactl__Change *maint(const char *node, bool on)
+{
+	static Hactl__Change ch;
+	static Hactl__MaintenanceChange m;
+
+	hactl__change__init(&ch);
+	hactl__maintenance_change__init(&m);
+	m.node = (char *)node;
+	m.on = on;
+	ch.kind_case = HACTL__CHANGE__KIND_MAINTENANCE;
+	ch.maintenance = &m;
+	return &ch;
+}
+
+static void test_changes(void)
+{
+	struct coord_state st;
+	char why[256];
+	Hactl__Change empty = HACTL__CHANGE__INIT;
+
+	coord_state_init(&st);
+	coord_state_node_add(&st, 1, "n1");
+	coord_state_node_add(&st, 2, "n2");
+	CHECK_EQ_INT(coord_change_check(&st, maint("n9", true), why, sizeof(why)), -ENOENT);
+	CHECK(strcmp(why, "unknown node 'n9'") == 0);
+	CHECK_EQ_INT(coord_change_check(&st, maint("n2", false), why, sizeof(why)), -EALREADY);
+	CHECK_EQ_INT(coord_change_check(&st, &empty, why, sizeof(why)), -EINVAL);
+	CHECK_EQ_INT(coord_change_apply(&st, maint("n2", true), 1234, why, sizeof(why)), 0);
+	CHECK_EQ_INT(st.seq, 1);
+	CHECK_EQ_INT(st.updated_ms, 1234);
+	CHECK(coord_state_node(&st, 2)->maintenance);
+	/* a failed apply changes nothing */
+	CHECK_EQ_INT(coord_change_apply(&st, maint("n2", true), 99, why, sizeof(why)), -EALREADY);
+	CHECK_EQ_INT(st.seq, 1);
+	CHECK_EQ_INT(st.updated_ms, 1234);
+	coord_change_describe(maint("n2", false), why, sizeof(why));
+	CHECK(strcmp(why, "maintenance off n2") == 0);
+	coord_state_clear(&st);
+}
+
+static void test_export_import(void)
+{
+	struct coord_state a, b;
+	Hactl__HostFacts f = HACTL__HOST_FACTS__INIT;
+	Hactl__HostUsage u = HACTL__HOST_USAGE__INIT;
+	Hactl__ClusterState *cs;
+	uint8_t *buf;
+	size_t len;
+	Hactl__ClusterState *back;
+	char why[256];
+
+	coord_state_init(&a);
+	coord_state_init(&b);
+	coord_state_node_add(&a, 1, "n1");
+	coord_state_node_add(&a, 2, "n2")->maintenance = true;
+	f.has_cpus = true;
+	f.cpus = 8;
+	f.criu_version = "4.2.1";
+	CHECK_EQ_INT(coord_state_set_facts(&a, 1, &f, true), 0);
+	u.has_cpu_permille = true;
+	u.cpu_permille = 321;
+	CHECK_EQ_INT(coord_state_set_usage(&a, 2, &u), 0);
+	a.seq = 42;
+
+	cs = coord_state_export(&a);
+	CHECK(cs != NULL);
+	len = hactl__cluster_state__get_packed_size(cs);
+	buf = malloc(len);
+	hactl__cluster_state__pack(cs, buf);
+	coord_state_export_free(cs);
+	back = hactl__cluster_state__unpack(NULL, len, buf);
+	free(buf);
+	CHECK(back != NULL);
+	CHECK_EQ_INT(coord_state_import(&b, back, why, sizeof(why)), 0);
+	CHECK_EQ_INT(b.seq, 42);
+	CHECK_EQ_INT(b.n_nodes, 2);
+	CHECK(coord_state_node(&b, 2)->maintenance);
+	CHECK(coord_state_node(&b, 1)->agent_connected);
+	CHECK_EQ_INT(coord_state_node(&b, 1)->facts->cpus, 8);
+	CHECK(strcmp(coord_state_node(&b, 1)->facts->criu_version, "4.2.1") == 0);
+	CHECK_EQ_INT(coord_state_node(&b, 2)->usage->cpu_permille, 321);
+
+	/* invalid input leaves the destination unchanged */
+	back->nodes[1]->id = back->nodes[0]->id;
+	CHECK_EQ_INT(coord_state_import(&b, back, why, sizeof(why)), -EINVAL);
+	CHECK(strstr(why, "duplicate") != NULL);
+	CHECK_EQ_INT(b.n_nodes, 2);
+	back->nodes[1]->id = 2;
+	{
+		char *saved = back->nodes[1]->name;
+
+		back->nodes[1]->name = "bad name!";
+		CHECK_EQ_INT(coord_state_import(&b, back, why, sizeof(why)), -EINVAL);
+		back->nodes[1]->name = saved;
+	}
+	back->nodes[1]->id = 0;
+	CHECK_EQ_INT(coord_state_import(&b, back, why, sizeof(why)), -EINVAL);
+	back->nodes[1]->id = 2;
+	CHECK_EQ_INT(b.seq, 42);
+	hactl__cluster_state__free_unpacked(back, NULL);
+
+	/* an empty state exports and imports */
+	coord_state_clear(&a);
+	cs = coord_state_export(&a);
+	CHECK(cs != NULL && cs->n_nodes == 0);
+	CHECK_EQ_INT(coord_state_import(&b, cs, why, sizeof(why)), 0);
+	CHECK_EQ_INT(b.n_nodes, 0);
+	coord_state_export_free(cs);
+	coord_state_clear(&b);
+}
+
+static void test_import_bounds(void)
+{
+	Hactl__ClusterState cs = HACTL__CLUSTER_STATE__INIT;
+	struct coord_state st;
+	char why[256];
+
+	coord_state_init(&st);
+	cs.n_nodes = COORD_MAX_NODES + 1; /* checked before any access */
+	CHECK_EQ_INT(coord_state_import(&st, &cs, why, sizeof(why)), -E2BIG);
+	cs.n_nodes = 0;
+	cs.n_guests = COORD_MAX_GUESTS + 1;
+	CHECK_EQ_INT(coord_state_import(&st, &cs, why, sizeof(why)), -E2BIG);
+	coord_state_clear(&st);
+}
+
+static void test_sync_pick(void)
+{
+	uint64_t seqs[] = { 5, 7, 7, 2 };
+	uint32_t senders[] = { 1, 3, 2, 4 };
+
+	CHECK_EQ_INT(coord_sync_pick(seqs, senders, 4), 2);  /* seq 7, lowest id */
+	CHECK_EQ_INT(coord_sync_pick(seqs, senders, 1), 0);
+	CHECK_EQ_INT(coord_sync_pick(seqs, senders, 0), -1);
+}
+
+static void test_leader_pick(void)
+{
+	uint32_t cpg[] = { 3, 1, 2 };
+	uint32_t q[] = { 2, 3 };
+
+	CHECK_EQ_INT(coord_leader_pick(false, cpg, 3, q, 2), 0);
+	CHECK_EQ_INT(coord_leader_pick(true, cpg, 3, q, 2), 2);  /* 1 not in quorum */
+	CHECK_EQ_INT(coord_leader_pick(true, cpg, 3, NULL, 0), 1);
+	CHECK_EQ_INT(coord_leader_pick(true, NULL, 0, q, 2), 0);
+}
+
+int main(void)
+{
+	test_nodes();
+	test_node_state();
+	test_changes();
+	test_export_import();
+	test_import_bounds();
+	test_sync_pick();
+	test_leader_pick();
+	return ha_test_done("test_coord_state");
+}
