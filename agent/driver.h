@@ -8,13 +8,18 @@
  * processes and files.
  *
  * Rules for drivers:
- *  - Calls return 0 or -errno and never block the event loop for long:
- *    anything slow (boot, dump, restore, stream) is started here and
- *    reports completion through the @done callback from the agent's loop.
+ *  - Operations are plain blocking calls returning 0 or -errno. The agent
+ *    core runs each one in a worker thread (never in its event loop) and
+ *    reports completion through an eventfd, so a driver may wait for a
+ *    boot, a dump or a restore, bounded by the timeouts it is given. A
+ *    driver touches only its own guests' processes and files, never agent
+ *    or cluster state. Two operations on the same guest never overlap.
  *  - Guests outlive the agent: a driver keeps what it needs to re-attach
- *    (pid, QMP socket, cgroup path) in its run directory, and attach()
- *    finds a running guest again after an agent restart.
+ *    (pid, QMP socket, cgroup path) in the guest's run directory, and
+ *    attach() finds a running guest again after an agent restart.
  *  - Nothing read back from a guest, a snapshot or a peer is trusted.
+ *  - Errors carry a message: drivers fill @err (may be NULL) with one line
+ *    naming what failed and where.
  */
 #ifndef HA_AGENT_DRIVER_H
 #define HA_AGENT_DRIVER_H
@@ -22,6 +27,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "config.h"
 #include "proto/hactl.pb-c.h"
 
 enum agent_guest_state {
@@ -37,18 +43,30 @@ enum agent_guest_state {
 
 const char *agent_guest_state_str(enum agent_guest_state s);
 
-/* What a driver needs to run a guest; parsed and checked by the agent core. */
+/* What a driver needs to run a guest; parsed and checked by the agent core
+ * from the guest definition (docs/guests.md). Paths are absolute. */
 struct agent_guest_spec {
 	const char *name;
 	const char *type;         /* "container" | "domain" */
 	uint64_t mem_kib;
 	uint32_t cpus;
-	uint32_t cpu_weight;      /* OpenVZ cpuunits -> cgroup cpu.shares/weight */
-	uint32_t cpu_limit_pct;   /* OpenVZ cpulimit, 0 = none */
+	uint32_t cpu_weight;      /* OpenVZ cpuunits -> cpu.shares / cpu.weight */
+	uint32_t cpu_limit_pct;   /* OpenVZ cpulimit, 100 = one CPU, 0 = none */
 	uint32_t pids_max;        /* 0 = none */
-	const char *storage;      /* on the shared storage */
-	const char *ip;           /* CIDR on the guest network */
-	const char *run_dir;      /* driver's private per-guest directory */
+	const char *rootfs;       /* container: template dir (read-only lower) */
+	const char *kernel;       /* domain: kernel image (vmlinux via PVH) */
+	const char *initrd;       /* domain: initramfs */
+	const char *disk;         /* domain: disk image on the shared storage */
+	const char *command;      /* program and arguments, space-separated:
+				   * container init; domain: on the kernel
+				   * command line as hactl.cmd=... */
+	const char *ip;           /* CIDR on the guest network, e.g. 10.213.1.10/24 */
+	const char *gateway;      /* may be NULL */
+	const char *bridge;       /* host bridge for the guest's veth / tap */
+	const char *run_dir;      /* private per-guest dir on this host (pid,
+				   * QMP socket, console log) */
+	const char *data_dir;     /* per-guest dir on the shared storage:
+				   * writable layer (container upper dir) */
 };
 
 struct agent_guest_usage {
@@ -67,35 +85,39 @@ enum agent_ckpt_flags {
 struct agent_guest;   /* a driver's per-guest object */
 struct agent_driver;
 
-typedef void (*agent_done_fn)(struct agent_guest *g, int result, void *arg);
+#define AGENT_ERR_LEN 256
 
 struct agent_driver_ops {
-	const char *name;
+	const char *name;  /* matches the definition's type */
 	/* Fills the capabilities this backend found on the host. */
 	int (*probe)(struct agent_driver *d, Hactl__HostFacts *facts);
+	/* Prepares a guest object for @spec (no process yet). */
 	int (*create)(struct agent_driver *d, const struct agent_guest_spec *spec,
-		      struct agent_guest **out);
-	/* Re-attaches to a guest left running by a previous agent. */
+		      struct agent_guest **out, char *err);
+	/* Finds a guest left running by a previous agent: 0 and *out set when
+	 * it runs, -ESRCH when it does not. */
 	int (*attach)(struct agent_driver *d, const struct agent_guest_spec *spec,
-		      struct agent_guest **out);
-	int (*start)(struct agent_guest *g, agent_done_fn done, void *arg);
-	int (*stop)(struct agent_guest *g, uint32_t timeout_ms, agent_done_fn done,
-		    void *arg);
-	int (*destroy)(struct agent_guest *g);
+		      struct agent_guest **out, char *err);
+	int (*start)(struct agent_guest *g, uint32_t timeout_ms, char *err);
+	/* Graceful within @timeout_ms, then forced. */
+	int (*stop)(struct agent_guest *g, uint32_t timeout_ms, char *err);
+	/* Removes the guest's host-side resources (it must be stopped). */
+	int (*destroy)(struct agent_guest *g, char *err);
 	enum agent_guest_state (*state)(const struct agent_guest *g);
 	int (*usage)(struct agent_guest *g, struct agent_guest_usage *out);
 	/* Writes memory state and writable storage of one instant into @dir. */
 	int (*checkpoint)(struct agent_guest *g, const char *dir, unsigned flags,
-			  agent_done_fn done, void *arg);
+			  char *err);
+	/* Starts a guest from what checkpoint() wrote into @dir. */
 	int (*restore)(struct agent_driver *d, const struct agent_guest_spec *spec,
-		       const char *dir, struct agent_guest **out, agent_done_fn done,
-		       void *arg);
+		       const char *dir, struct agent_guest **out, char *err);
 	/* Frees the driver object of a guest (not the guest); accepts NULL. */
 	void (*guest_free)(struct agent_guest *g);
 };
 
 struct agent_driver {
 	const struct agent_driver_ops *ops;
+	const struct ha_config *cfg;
 	void *priv;
 };
 

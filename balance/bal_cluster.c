@@ -46,6 +46,7 @@ static const char *const reason_names[HA_BAL_REASON_MAX] = {
 	[HA_BAL_R_MAINTENANCE] = "maintenance",
 	[HA_BAL_R_AFFINITY] = "affinity",
 	[HA_BAL_R_ANTI_AFFINITY] = "anti-affinity",
+	[HA_BAL_R_GROUP] = "group",
 	[HA_BAL_R_OVERLOAD] = "overload",
 	[HA_BAL_R_BALANCE] = "balance",
 	[HA_BAL_R_PACK] = "pack",

@@ -74,6 +74,7 @@ enum ha_bal_reason {
 	HA_BAL_R_MAINTENANCE,        /* its node is in maintenance */
 	HA_BAL_R_AFFINITY,           /* joins its affinity group */
 	HA_BAL_R_ANTI_AFFINITY,      /* leaves a node with a group peer */
+	HA_BAL_R_GROUP,              /* runs outside the node group it is bound to */
 	HA_BAL_R_OVERLOAD,           /* its node is above a threshold */
 	HA_BAL_R_BALANCE,            /* evens out the load */
 	HA_BAL_R_PACK,               /* empties a node (strategy pack) */

@@ -33,14 +33,14 @@ static const struct ha_opt options[] = {
 	OPT_STR("coordinator", "log_file", coord_log_file, "", false,
 		"log file of ha-coordinator; empty: syslog"),
 	OPT_LEVEL("coordinator", "log_level", coord_log_level, "info", true,
-		  "debug|info|notice|warning|error"),
+		  "debug, info, notice, warning or error"),
 	OPT_UINT("coordinator", "request_timeout_ms", request_timeout_ms, 100,
 		 600000, "10000", true,
 		 "how long a client request may wait for the leader"),
 	OPT_STR("agent", "log_file", agent_log_file, "", false,
 		"log file of ha-agent; empty: syslog"),
 	OPT_LEVEL("agent", "log_level", agent_log_level, "info", true,
-		  "debug|info|notice|warning|error"),
+		  "debug, info, notice, warning or error"),
 	OPT_UINT("agent", "usage_interval_ms", usage_interval_ms, 200, 600000,
 		 "2000", true, "period of usage reports"),
 	OPT_STR("agent", "criu_path", criu_path, "criu", false,
@@ -244,5 +244,31 @@ void ha_config_print(const struct ha_config *cfg, FILE *out)
 		} else {
 			fprintf(out, "%s = %s\n", o->name, p);
 		}
+	}
+}
+
+void ha_config_print_reference(FILE *out)
+{
+	static const char *const type_names[HA_OPT_TYPE_MAX] = {
+		[HA_OPT_STR] = "string",
+		[HA_OPT_UINT] = "number",
+		[HA_OPT_LOGLEVEL] = "log level",
+	};
+
+	fprintf(out, "| section | option | type | default | range | reload | meaning |\n");
+	fprintf(out, "|---|---|---|---|---|---|---|\n");
+	for (const struct ha_opt *o = options; o->name; o++) {
+		char range[64] = "";
+
+		if (o->type == HA_OPT_UINT) {
+			snprintf(range, sizeof(range), "%llu..%llu",
+				 (unsigned long long)o->min, (unsigned long long)o->max);
+		} else if (o->type == HA_OPT_STR) {
+			snprintf(range, sizeof(range), "<= %llu chars",
+				 (unsigned long long)o->max);
+		}
+		fprintf(out, "| %s | %s | %s | %s | %s | %s | %s |\n", o->section,
+			o->name, type_names[o->type], o->def[0] ? o->def : "(empty)",
+			range, o->reloadable ? "yes" : "no", o->help);
 	}
 }

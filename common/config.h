@@ -60,6 +60,10 @@ void ha_config_defaults(struct ha_config *cfg);
 int ha_config_load(const char *path, bool missing_ok, struct ha_config *cfg,
 		   char *err, size_t errlen);
 
+/* Prints the option table as the markdown reference of
+ * docs/configuration.md. */
+void ha_config_print_reference(FILE *out);
+
 /* Prints the effective configuration as INI. */
 void ha_config_print(const struct ha_config *cfg, FILE *out);
 

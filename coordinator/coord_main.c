@@ -36,6 +36,7 @@ static void usage(FILE *out)
 		"  -c, --config FILE configuration (default %s)\n"
 		"  -d, --debug       log at debug level\n"
 		"      --check FILE  validate FILE and print the effective settings\n"
+		"      --options     print the reference of every option (markdown)\n"
 		"  -V, --version\n",
 		HA_CONFIG_DEFAULT_PATH);
 }
@@ -80,6 +81,7 @@ int main(int argc, char **argv)
 		{ "check", required_argument, NULL, 'C' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "options", no_argument, NULL, 'O' },
 		{ 0 },
 	};
 	static struct coord co; /* large: keep it off the stack */
@@ -110,6 +112,9 @@ int main(int argc, char **argv)
 			return 0;
 		case 'V':
 			printf("ha-coordinator %s\n", HA_VERSION);
+			return 0;
+		case 'O':
+			ha_config_print_reference(stdout);
 			return 0;
 		case 'h':
 			usage(stdout);

@@ -40,7 +40,7 @@ static int read_matches(const char *path, const void *want, size_t want_len)
 	size_t len = 0;
 	int ok;
 
-	if (ha_file_read(path, 1 << 20, &buf, &len) < 0) {
+	if (ha_file_read(path, 16u << 20, &buf, &len) < 0) {
 		return 0;
 	}
 	ok = len == want_len && memcmp(buf, want, len) == 0 && buf[len] == 0;
