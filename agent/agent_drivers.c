@@ -1,11 +1,26 @@
 /*
- * agent_drivers.c - the table of compiled-in guest drivers.
+ * agent_drivers.c - the compiled-in guest drivers.
  *
- * Drivers are added here as they land (container, domain).
+ * Each backend file (driver_NAME.c) defines agent_driver_NAME_ops; the
+ * build defines HAVE_DRIVER_NAME when the file exists.
  */
 #include <stddef.h>
+#include <string.h>
 
 #include "driver.h"
+
+extern const struct agent_driver_ops agent_driver_container_ops;
+extern const struct agent_driver_ops agent_driver_domain_ops;
+
+static const struct agent_driver_ops *const drivers[] = {
+#ifdef HAVE_DRIVER_CONTAINER
+	&agent_driver_container_ops,
+#endif
+#ifdef HAVE_DRIVER_DOMAIN
+	&agent_driver_domain_ops,
+#endif
+	NULL,
+};
 
 static const char *const guest_state_names[AGENT_GUEST_STATE_MAX] = {
 	[AGENT_GUEST_DEFINED] = "defined",   [AGENT_GUEST_STARTING] = "starting",
@@ -19,6 +34,12 @@ const char *agent_guest_state_str(enum agent_guest_state s)
 	return (unsigned)s < AGENT_GUEST_STATE_MAX ? guest_state_names[s] : "unknown";
 }
 
-const struct agent_driver_ops *const agent_driver_table[] = {
-	NULL,
-};
+const struct agent_driver_ops *agent_driver_find(const char *type)
+{
+	for (size_t i = 0; drivers[i]; i++) {
+		if (type && strcmp(drivers[i]->name, type) == 0) {
+			return drivers[i];
+		}
+	}
+	return NULL;
+}

@@ -121,7 +121,8 @@ struct agent_driver {
 	void *priv;
 };
 
-/* The compiled-in drivers, NULL-terminated. */
-extern const struct agent_driver_ops *const agent_driver_table[];
+/* The driver for a definition's type ("container", "domain"); NULL when
+ * that backend is not built in. */
+const struct agent_driver_ops *agent_driver_find(const char *type);
 
 #endif

@@ -15,10 +15,16 @@
  * computed in O(1) per resource - no full rescoring per candidate.
  *
  * N+1: a domain passes when, for every node X, the HA guests of X fit on
- * the other nodes. We use a sufficient condition that is O(1) to update:
- * with G the largest HA unit of the domain, first-fit places everything
- * when sum over j != X of max(0, free_j - G) >= ha(X). Keeping the three
- * largest ha(X) + slack(X) makes the check of one move O(1).
+ * the other nodes. We check a sufficient condition instead of packing:
+ * with G(X) the largest HA unit on X, H(X) their sum and
+ * S(y) = sum over the other nodes j of max(0, free_j - y), first-fit
+ * decreasing places all of X's units when S(G(X) - 1) >= H(X) - G(X) + 1
+ * (if a unit of size x failed, every node j would have taken more than
+ * free_j - x, more than the units before it). margin(X) is the slack of
+ * that inequality. A move changes the free memory of two nodes only, so
+ * every margin changes by a term computable in O(1); only nodes whose
+ * margin is below the moved size can turn negative, and the domain keeps
+ * those ("tight") sorted. docs/balancing.md has the details.
  */
 #include <errno.h>
 #include <math.h>
@@ -34,6 +40,7 @@ enum { R_CPU = 0, R_MEM, R_VCPU, NRES };
 #define GAIN_SCALE 1e4          /* load fractions^2 -> percent^2 */
 #define GAIN_EPS 1e-9
 #define MAX_K 64                /* widest candidate list per resource */
+#define N1_FREE (INT64_MAX / 4)
 
 /* ------------------------------------------------------------------ */
 /* u64 -> count map (anti-affinity label on node)                       */
@@ -125,6 +132,8 @@ struct wnode {
 	double thr[NRES];       /* absolute thresholds */
 	double l[NRES];         /* load fractions */
 	int64_t ha_mem;
+	int64_t gmax;           /* largest HA unit (item) on the node */
+	int64_t margin;         /* N+1 margin; N1_FREE without HA guests */
 	uint32_t dom;
 	int32_t prio;
 	uint32_t types;
@@ -154,9 +163,13 @@ struct wdom {
 	uint32_t n_nodes, n_elig;
 	double S1[NRES], S2[NRES];
 	/* N+1 */
-	int64_t G, T, deficit;
-	int64_t topk[3];
-	int32_t topn[3];
+	int64_t *fs;            /* free memory of eligible nodes, ascending */
+	int64_t *fsuf;          /* fsuf[k] = sum of fs[k..] */
+	uint32_t nf;
+	int32_t *tight;         /* nodes with margin < Mt, ascending margin */
+	uint32_t ntight;
+	int64_t Mt;             /* largest item (memory) in the domain */
+	int64_t deficit;        /* max(0, -min margin) */
 };
 
 struct ws {
@@ -195,6 +208,9 @@ static void ws_free(struct ws *ws)
 {
 	for (uint32_t i = 0; i < ws->nd; i++) {
 		free(ws->d[i].nodes);
+		free(ws->d[i].fs);
+		free(ws->d[i].fsuf);
+		free(ws->d[i].tight);
 	}
 	free(ws->d);
 	free(ws->n);
@@ -268,63 +284,195 @@ static void dom_sums(struct ws *ws, uint32_t di)
 	}
 }
 
-static int64_t slack_of(int64_t free_mib, int64_t G)
+static int64_t pos(int64_t v)
 {
-	return free_mib > G ? free_mib - G : 0;
+	return v > 0 ? v : 0;
 }
 
-/* Recomputes the domain's N+1 state; @with_G also its largest HA unit. */
-static void dom_n1(struct ws *ws, uint32_t di, bool with_G)
+static int64_t node_free(const struct wnode *n)
 {
-	struct wdom *D = &ws->d[di];
+	return n->cap[R_MEM] - n->used[R_MEM];
+}
 
-	if (with_G) {
-		D->G = 0;
-		for (uint32_t k = 0; k < D->n_nodes; k++) {
-			const struct wnode *n = &ws->n[D->nodes[k]];
+/* S(y): sum over the domain's eligible nodes of max(0, free - y). */
+static int64_t n1_S(const struct wdom *D, int64_t y)
+{
+	uint32_t lo = 0, hi = D->nf;
 
-			if (!n->eligible) {
-				continue;
-			}
-			for (int32_t i = n->ihead; i != NONE; i = ws->it[i].next) {
-				if (ws->it[i].ha_mem > D->G) {
-					D->G = ws->it[i].ha_mem;
-				}
+	while (lo < hi) {
+		uint32_t mid = (lo + hi) / 2;
+
+		if (D->fs[mid] > y) {
+			hi = mid;
+		} else {
+			lo = mid + 1;
+		}
+	}
+	return D->fsuf[lo] - (int64_t)(D->nf - lo) * y;
+}
+
+/* The margin of a node with free @f, HA sum @ha and largest unit @g,
+ * given S() of the domain (its own free included in @S_of_y). */
+static int64_t n1_margin(int64_t S_of_y, int64_t f, int64_t ha, int64_t g)
+{
+	if (ha <= 0) {
+		return N1_FREE;
+	}
+	return S_of_y - pos(f - (g - 1)) - (ha - g + 1);
+}
+
+static int64_t node_gmax(const struct ws *ws, const struct wnode *n, int32_t skip)
+{
+	int64_t g = 0;
+
+	for (int32_t i = n->ihead; i != NONE; i = ws->it[i].next) {
+		if (i != skip && ws->it[i].ha_mem > g) {
+			g = ws->it[i].ha_mem;
+		}
+	}
+	return g;
+}
+
+static int cmp_margin(const void *pa, const void *pb, void *arg)
+{
+	const struct ws *ws = arg;
+	int32_t a = *(const int32_t *)pa, b = *(const int32_t *)pb;
+
+	if (ws->n[a].margin != ws->n[b].margin) {
+		return ws->n[a].margin < ws->n[b].margin ? -1 : 1;
+	}
+	return a < b ? -1 : a > b;
+}
+
+static void n1_suffix(struct wdom *D)
+{
+	D->fsuf[D->nf] = 0;
+	for (uint32_t k = D->nf; k > 0; k--) {
+		D->fsuf[k - 1] = D->fsuf[k] + D->fs[k - 1];
+	}
+}
+
+static void n1_tight(struct ws *ws, struct wdom *D)
+{
+	int64_t worst = 0;
+
+	D->ntight = 0;
+	for (uint32_t k = 0; k < D->n_nodes; k++) {
+		int32_t x = (int32_t)D->nodes[k];
+
+		if (ws->n[x].eligible && ws->n[x].margin < D->Mt + 1) {
+			D->tight[D->ntight++] = x;
+			if (-ws->n[x].margin > worst) {
+				worst = -ws->n[x].margin;
 			}
 		}
 	}
-	D->T = 0;
-	for (int j = 0; j < 3; j++) {
-		D->topk[j] = -1;
-		D->topn[j] = NONE;
-	}
+	qsort_r(D->tight, D->ntight, sizeof(*D->tight), cmp_margin, ws);
+	D->deficit = worst;
+}
+
+/* Recomputes the domain's N+1 state from scratch: O(n log n). */
+static void dom_n1(struct ws *ws, uint32_t di)
+{
+	struct wdom *D = &ws->d[di];
+
+	D->nf = 0;
+	D->Mt = 0;
 	for (uint32_t k = 0; k < D->n_nodes; k++) {
-		uint32_t ni = D->nodes[k];
-		const struct wnode *n = &ws->n[ni];
-		int64_t s, key;
+		struct wnode *n = &ws->n[D->nodes[k]];
 
 		if (!n->eligible) {
 			continue;
 		}
-		s = slack_of(n->cap[R_MEM] - n->used[R_MEM], D->G);
-		key = s + n->ha_mem;
-		D->T += s;
-		for (int j = 0; j < 3; j++) {
-			if (key > D->topk[j]) {
-				for (int m = 2; m > j; m--) {
-					D->topk[m] = D->topk[m - 1];
-					D->topn[m] = D->topn[m - 1];
-				}
-				D->topk[j] = key;
-				D->topn[j] = (int32_t)ni;
-				break;
+		D->fs[D->nf++] = node_free(n);
+		n->gmax = node_gmax(ws, n, NONE);
+		for (int32_t i = n->ihead; i != NONE; i = ws->it[i].next) {
+			if (ws->it[i].use[R_MEM] > D->Mt) {
+				D->Mt = ws->it[i].use[R_MEM];
 			}
 		}
 	}
-	D->deficit = D->topk[0] > D->T ? D->topk[0] - D->T : 0;
-	if (D->topk[0] <= 0) {
-		D->deficit = 0;
+	for (uint32_t a = 1; a < D->nf; a++) {
+		int64_t v = D->fs[a];
+		uint32_t b = a;
+
+		while (b > 0 && D->fs[b - 1] > v) {
+			D->fs[b] = D->fs[b - 1];
+			b--;
+		}
+		D->fs[b] = v;
 	}
+	n1_suffix(D);
+	for (uint32_t k = 0; k < D->n_nodes; k++) {
+		struct wnode *n = &ws->n[D->nodes[k]];
+
+		if (n->eligible) {
+			n->margin = n1_margin(n1_S(D, n->gmax - 1), node_free(n), n->ha_mem,
+					      n->gmax);
+		}
+	}
+	n1_tight(ws, D);
+}
+
+/* Replaces one value of the sorted free list. */
+static void fs_replace(struct wdom *D, int64_t old, int64_t nv)
+{
+	uint32_t k = 0;
+
+	while (k < D->nf && D->fs[k] != old) {
+		k++;
+	}
+	if (k == D->nf) {
+		return;
+	}
+	while (k > 0 && D->fs[k - 1] > nv) {
+		D->fs[k] = D->fs[k - 1];
+		k--;
+	}
+	while (k + 1 < D->nf && D->fs[k + 1] < nv) {
+		D->fs[k] = D->fs[k + 1];
+		k++;
+	}
+	D->fs[k] = nv;
+}
+
+/* Change of S(y) when one node's free goes from @f0 to @f1. */
+static int64_t dS(int64_t f0, int64_t f1, int64_t y)
+{
+	return pos(f1 - y) - pos(f0 - y);
+}
+
+/*
+ * Updates the N+1 state after an item of @m MiB moved from @s to @d in
+ * one domain (both eligible); @fs0, @fd0 are their free memory before.
+ * O(n): every margin moves by the two dS terms.
+ */
+static void dom_n1_moved(struct ws *ws, int32_t s, int32_t d, int64_t fs0, int64_t fd0)
+{
+	struct wdom *D = &ws->d[ws->n[d].dom];
+	int64_t fs1 = node_free(&ws->n[s]), fd1 = node_free(&ws->n[d]);
+
+	for (uint32_t k = 0; k < D->n_nodes; k++) {
+		int32_t x = (int32_t)D->nodes[k];
+		struct wnode *n = &ws->n[x];
+		int64_t y;
+
+		if (!n->eligible || x == s || x == d || n->margin == N1_FREE) {
+			continue;
+		}
+		y = n->gmax - 1;
+		n->margin += dS(fs0, fs1, y) + dS(fd0, fd1, y);
+	}
+	fs_replace(D, fs0, fs1);
+	fs_replace(D, fd0, fd1);
+	n1_suffix(D);
+	for (int j = 0; j < 2; j++) {
+		struct wnode *n = &ws->n[j ? d : s];
+
+		n->gmax = node_gmax(ws, n, NONE);
+		n->margin = n1_margin(n1_S(D, n->gmax - 1), node_free(n), n->ha_mem, n->gmax);
+	}
+	n1_tight(ws, D);
 }
 
 static void node_loads(struct wnode *n)
@@ -424,7 +572,9 @@ static void item_link(struct ws *ws, int32_t ii, int32_t ni)
 static void ws_move(struct ws *ws, int32_t ii, int32_t to)
 {
 	int32_t from = ws->it[ii].node;
-	bool cross;
+	int64_t ff0 = from != NONE ? node_free(&ws->n[from]) : 0;
+	int64_t ft0 = to != NONE ? node_free(&ws->n[to]) : 0;
+	bool local;
 
 	item_unlink(ws, ii);
 	if (to != NONE) {
@@ -434,14 +584,20 @@ static void ws_move(struct ws *ws, int32_t ii, int32_t to)
 			ws->gnode[g] = NONE;
 		}
 	}
-	cross = from == NONE || to == NONE || ws->n[from].dom != ws->n[to].dom;
+	local = from != NONE && to != NONE && ws->n[from].dom == ws->n[to].dom &&
+		ws->n[from].eligible && ws->n[to].eligible;
+	if (local) {
+		dom_sums(ws, ws->n[to].dom);
+		dom_n1_moved(ws, from, to, ff0, ft0);
+		return;
+	}
 	if (from != NONE) {
 		dom_sums(ws, ws->n[from].dom);
-		dom_n1(ws, ws->n[from].dom, cross);
+		dom_n1(ws, ws->n[from].dom);
 	}
 	if (to != NONE && (from == NONE || ws->n[to].dom != ws->n[from].dom)) {
 		dom_sums(ws, ws->n[to].dom);
-		dom_n1(ws, ws->n[to].dom, cross);
+		dom_n1(ws, ws->n[to].dom);
 	}
 }
 
@@ -488,7 +644,7 @@ static void item_merge(struct ws *ws, int32_t dst, int32_t src)
 	memset(b->use, 0, sizeof(b->use));
 	b->ha_mem = 0;
 	item_link(ws, dst, node);
-	dom_n1(ws, ws->n[node].dom, true);
+	dom_n1(ws, ws->n[node].dom);
 }
 
 /* ------------------------------------------------------------------ */
@@ -591,7 +747,10 @@ static int build_domains(struct ws *ws, const char **ngroup, struct bal_names *d
 	}
 	for (uint32_t d = 0; d < ws->nd; d++) {
 		ws->d[d].nodes = malloc(cnt[d] * sizeof(uint32_t));
-		if (ws->d[d].nodes == NULL) {
+		ws->d[d].fs = malloc(cnt[d] * sizeof(int64_t));
+		ws->d[d].fsuf = malloc((cnt[d] + 1) * sizeof(int64_t));
+		ws->d[d].tight = malloc(cnt[d] * sizeof(int32_t));
+		if (!ws->d[d].nodes || !ws->d[d].fs || !ws->d[d].fsuf || !ws->d[d].tight) {
 			free(cnt);
 			return -ENOMEM;
 		}
@@ -988,7 +1147,7 @@ static int ws_build(struct ws *ws, const struct ha_bal_cluster *c,
 	}
 	for (uint32_t d = 0; d < ws->nd; d++) {
 		dom_sums(ws, d);
-		dom_n1(ws, d, true);
+		dom_n1(ws, d);
 	}
 	rc = ws->err;
 out:
@@ -1196,73 +1355,73 @@ static const char *const fit_names[FIT_MAX] = {
 #define F_N1 2u
 #define F_RELAX 4u
 
-/* The domain's N+1 deficit after moving @it from @s to @d. */
+/*
+ * The domain's N+1 deficit after moving @it from @s (NONE, elsewhere or
+ * in the domain) to @d. O(1) plus the tight nodes below the item's size.
+ */
 static int64_t n1_after(const struct ws *ws, const struct witem *it, int32_t s,
 			int32_t d)
 {
 	const struct wdom *D = &ws->d[ws->n[d].dom];
 	bool s_in = s != NONE && ws->n[s].eligible && ws->n[s].dom == ws->n[d].dom;
-	const struct wnode *nd = &ws->n[d];
-	int64_t G = D->G, T = D->T, M = -1;
-	int64_t sd0, sd1, kd1, ss0 = 0, ss1 = 0, ks1 = -1;
+	const struct wnode *nd = &ws->n[d], *ns = s_in ? &ws->n[s] : NULL;
+	int64_t m = it->use[R_MEM], h = it->ha_mem;
+	int64_t fd0 = node_free(nd), fd1 = fd0 - m;
+	int64_t fs0 = ns ? node_free(ns) : 0, fs1 = fs0 + m;
+	int64_t worst = 0, g, ha, marg, y;
 
-	if (it->ha_mem > G) {
-		/* the largest unit grows: recompute with the new G, O(n) */
-		int64_t T2 = 0, M2 = -1;
-
-		G = it->ha_mem;
+#define S1(yy) (n1_S(D, (yy)) + dS(fd0, fd1, (yy)) + (ns ? dS(fs0, fs1, (yy)) : 0))
+	/* the destination */
+	g = h > nd->gmax ? h : nd->gmax;
+	ha = nd->ha_mem + h;
+	marg = n1_margin(S1(g - 1), fd1, ha, g);
+	if (-marg > worst) {
+		worst = -marg;
+	}
+	/* the source */
+	if (ns) {
+		g = node_gmax(ws, ns, (int32_t)(it - ws->it));
+		ha = ns->ha_mem - h;
+		marg = n1_margin(S1(g - 1), fs1, ha, g);
+		if (-marg > worst) {
+			worst = -marg;
+		}
+	}
+	/* the others lose at most m of margin: only tight ones matter */
+	if (m > D->Mt) {
 		for (uint32_t k = 0; k < D->n_nodes; k++) {
-			int32_t ni = (int32_t)D->nodes[k];
-			const struct wnode *n = &ws->n[ni];
-			int64_t fr, ha, sl;
+			int32_t x = (int32_t)D->nodes[k];
+			const struct wnode *n = &ws->n[x];
 
-			if (!n->eligible) {
+			if (!n->eligible || x == d || x == s || n->margin == N1_FREE) {
 				continue;
 			}
-			fr = n->cap[R_MEM] - n->used[R_MEM];
-			ha = n->ha_mem;
-			if (ni == d) {
-				fr -= it->use[R_MEM];
-				ha += it->ha_mem;
-			} else if (s_in && ni == s) {
-				fr += it->use[R_MEM];
-				ha -= it->ha_mem;
-			}
-			sl = slack_of(fr, G);
-			T2 += sl;
-			if (sl + ha > M2) {
-				M2 = sl + ha;
+			y = n->gmax - 1;
+			marg = n->margin + dS(fd0, fd1, y) + (ns ? dS(fs0, fs1, y) : 0);
+			if (-marg > worst) {
+				worst = -marg;
 			}
 		}
-		return M2 > T2 ? M2 - T2 : 0;
+		return worst;
 	}
-	sd0 = slack_of(nd->cap[R_MEM] - nd->used[R_MEM], G);
-	sd1 = slack_of(nd->cap[R_MEM] - nd->used[R_MEM] - it->use[R_MEM], G);
-	kd1 = sd1 + nd->ha_mem + it->ha_mem;
-	if (s_in) {
-		const struct wnode *ns = &ws->n[s];
+	for (uint32_t k = 0; k < D->ntight; k++) {
+		int32_t x = D->tight[k];
+		const struct wnode *n = &ws->n[x];
 
-		ss0 = slack_of(ns->cap[R_MEM] - ns->used[R_MEM], G);
-		ss1 = slack_of(ns->cap[R_MEM] - ns->used[R_MEM] + it->use[R_MEM], G);
-		ks1 = ss1 + ns->ha_mem - it->ha_mem;
-	}
-	T = T - sd0 + sd1 - ss0 + ss1;
-	for (int j = 0; j < 3; j++) {
-		if (D->topn[j] != NONE && D->topn[j] != d && !(s_in && D->topn[j] == s)) {
-			M = D->topk[j];
+		if (n->margin >= m) {
 			break;
 		}
+		if (x == d || x == s) {
+			continue;
+		}
+		y = n->gmax - 1;
+		marg = n->margin + dS(fd0, fd1, y) + (ns ? dS(fs0, fs1, y) : 0);
+		if (-marg > worst) {
+			worst = -marg;
+		}
 	}
-	if (kd1 > M) {
-		M = kd1;
-	}
-	if (ks1 > M) {
-		M = ks1;
-	}
-	if (M <= 0) {
-		return 0;
-	}
-	return M > T ? M - T : 0;
+#undef S1
+	return worst;
 }
 
 static bool anti_conflict(const struct ws *ws, const struct witem *it, int32_t d)

@@ -287,7 +287,7 @@ static int find_or_add(void **arr, uint32_t *n, size_t elem, const char *name,
 static int section_enter(struct parse_ctx *ctx, const char *section)
 {
 	struct bal_rules *r = ctx->p->rules;
-	char kind[32], name[HA_BAL_NAME_MAX + 1];
+	char kind[32], name[HA_BAL_NAME_MAX];
 	const char *sp;
 	size_t klen;
 	int idx;

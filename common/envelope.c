@@ -32,6 +32,36 @@ static const struct ha_msg_desc registry[HA_MSG_MAX] = {
 	[HA_MSG_AGENT_USAGE] = { HA_MSG_AGENT_USAGE, "agent-usage",
 				 &hactl__agent_usage__descriptor, 4 * KIB,
 				 HA_CHAN_IPC },
+	[HA_MSG_AGENT_GUEST_REPORT] = { HA_MSG_AGENT_GUEST_REPORT, "agent-guest-report",
+					&hactl__agent_guest_report__descriptor,
+					1 * MIB, HA_CHAN_IPC },
+	[HA_MSG_AGENT_GUESTS_REQUEST] = { HA_MSG_AGENT_GUESTS_REQUEST,
+					  "agent-guests-request",
+					  &hactl__agent_guests_request__descriptor,
+					  4 * KIB, HA_CHAN_IPC },
+	[HA_MSG_AGENT_GUESTS_REPLY] = { HA_MSG_AGENT_GUESTS_REPLY,
+					"agent-guests-reply",
+					&hactl__agent_guests_reply__descriptor,
+					8 * MIB, HA_CHAN_REPLY },
+	[HA_MSG_AGENT_ACTION_REQUEST] = { HA_MSG_AGENT_ACTION_REQUEST,
+					  "agent-action-request",
+					  &hactl__agent_action_request__descriptor,
+					  64 * KIB, HA_CHAN_REPLY },
+	[HA_MSG_AGENT_ACTION_DONE] = { HA_MSG_AGENT_ACTION_DONE, "agent-action-done",
+				       &hactl__agent_action_done__descriptor,
+				       64 * KIB, HA_CHAN_IPC },
+	[HA_MSG_ACTION_REQUEST] = { HA_MSG_ACTION_REQUEST, "action-request",
+				    &hactl__action_request__descriptor, 64 * KIB,
+				    HA_CHAN_IPC },
+	[HA_MSG_CPG_GUEST_STATUS] = { HA_MSG_CPG_GUEST_STATUS, "cpg-guest-status",
+				      &hactl__cpg_guest_status__descriptor,
+				      1 * MIB, HA_CHAN_CPG },
+	[HA_MSG_CPG_ACTION] = { HA_MSG_CPG_ACTION, "cpg-action",
+				&hactl__cpg_action__descriptor, 64 * KIB,
+				HA_CHAN_CPG },
+	[HA_MSG_CPG_ACTION_RESULT] = { HA_MSG_CPG_ACTION_RESULT, "cpg-action-result",
+				       &hactl__cpg_action_result__descriptor,
+				       64 * KIB, HA_CHAN_CPG },
 	[HA_MSG_CPG_HELLO] = { HA_MSG_CPG_HELLO, "cpg-hello",
 			       &hactl__cpg_hello__descriptor, 4 * KIB,
 			       HA_CHAN_CPG },
@@ -164,6 +194,54 @@ static int reject(struct ha_env_stats *stats, enum ha_env_reject r,
 	return err;
 }
 
+/*
+ * protobuf-c accepts field number 0 when its tag is spelled in more bytes
+ * than needed (0x80 0x00), keeps it as an unknown field and writes it back
+ * as 0x00, which it then refuses: a message that decodes but whose
+ * re-encoding does not, poison for anything forwarded or persisted. Field
+ * 0 is invalid in protobuf; refuse it at any depth. The schema is not
+ * recursive, so neither is this walk beyond its depth.
+ */
+static int unknown_fields_ok(const ProtobufCMessage *m)
+{
+	const ProtobufCMessageDescriptor *d = m->descriptor;
+
+	for (unsigned i = 0; i < m->n_unknown_fields; i++) {
+		if (m->unknown_fields[i].tag == 0) {
+			return 0;
+		}
+	}
+	for (unsigned i = 0; i < d->n_fields; i++) {
+		const ProtobufCFieldDescriptor *f = &d->fields[i];
+		const char *base = (const char *)m;
+
+		if (f->type != PROTOBUF_C_TYPE_MESSAGE) {
+			continue;
+		}
+		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+			size_t n = *(const size_t *)(base + f->quantifier_offset);
+			ProtobufCMessage *const *v =
+				*(ProtobufCMessage *const *const *)(base + f->offset);
+
+			for (size_t j = 0; j < n; j++) {
+				if (!unknown_fields_ok(v[j])) {
+					return 0;
+				}
+			}
+			continue;
+		}
+		if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+		    *(const uint32_t *)(base + f->quantifier_offset) != f->id) {
+			continue;
+		}
+		if (*(ProtobufCMessage *const *)(base + f->offset) != NULL &&
+		    !unknown_fields_ok(*(ProtobufCMessage *const *)(base + f->offset))) {
+			return 0;
+		}
+	}
+	return 1;
+}
+
 int ha_env_decode(const void *buf, size_t len, unsigned channels,
 		  struct ha_env_stats *stats, enum ha_msg_type *type,
 		  ProtobufCMessage **msg, const char **why)
@@ -204,6 +282,10 @@ int ha_env_decode(const void *buf, size_t len, unsigned channels,
 	}
 	m = protobuf_c_message_unpack(d->desc, NULL, body, p + HA_ENV_HDR_LEN);
 	if (m == NULL) {
+		return reject(stats, HA_ENV_REJ_BODY, why, -EBADMSG);
+	}
+	if (!unknown_fields_ok(m)) {
+		protobuf_c_message_free_unpacked(m, NULL);
 		return reject(stats, HA_ENV_REJ_BODY, why, -EBADMSG);
 	}
 	if (stats) {

@@ -37,6 +37,12 @@ enum ha_msg_type {
 	HA_MSG_CHANGE_REQUEST = 4,
 	HA_MSG_AGENT_HELLO = 5,
 	HA_MSG_AGENT_USAGE = 6,
+	HA_MSG_AGENT_GUEST_REPORT = 7,
+	HA_MSG_AGENT_GUESTS_REQUEST = 8,
+	HA_MSG_AGENT_GUESTS_REPLY = 9,
+	HA_MSG_AGENT_ACTION_REQUEST = 10, /* event: coordinator -> agent */
+	HA_MSG_AGENT_ACTION_DONE = 11,
+	HA_MSG_ACTION_REQUEST = 12,
 	HA_MSG_CPG_HELLO = 16,
 	HA_MSG_CPG_SYNC_STATE = 17,
 	HA_MSG_CPG_FACTS = 18,
@@ -44,6 +50,9 @@ enum ha_msg_type {
 	HA_MSG_CPG_REQUEST = 20,
 	HA_MSG_CPG_COMMIT = 21,
 	HA_MSG_CPG_REJECT = 22,
+	HA_MSG_CPG_GUEST_STATUS = 23,
+	HA_MSG_CPG_ACTION = 24,
+	HA_MSG_CPG_ACTION_RESULT = 25,
 	HA_MSG_STATE_FILE = 32,
 	HA_MSG_MAX
 };
@@ -67,7 +76,7 @@ enum ha_env_reject {
 	HA_ENV_REJ_TOO_LONG,    /* length above the type's bound */
 	HA_ENV_REJ_TRUNCATED,   /* buffer shorter than header + length */
 	HA_ENV_REJ_TRAILING,    /* buffer longer than header + length */
-	HA_ENV_REJ_BODY,        /* protobuf body did not unpack */
+	HA_ENV_REJ_BODY,        /* protobuf body did not unpack, or has field 0 */
 	HA_ENV_REJ_MAX
 };
 

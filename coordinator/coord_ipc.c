@@ -65,6 +65,7 @@ static void agent_gone(struct coord *c)
 {
 	qb_ipcs_connection_unref(c->agent_conn);
 	c->agent_conn = NULL;
+	coord_actions_fail_all(c, "the agent disconnected during the action");
 	qb_log(LOG_WARNING, "local agent disconnected");
 	coord_announce_local(c);
 }
@@ -250,7 +251,7 @@ static int on_change(struct coord *c, qb_ipcs_connection_t *conn,
 	}
 	/* Early answer for what is certainly wrong; the leader decides. */
 	rc = coord_change_check(&c->state, req->change, why, sizeof(why));
-	if (rc == -ENOENT || rc == -EINVAL) {
+	if (rc == -ENOENT || rc == -EINVAL || rc == -EEXIST) {
 		return ha_ipcs_reply_result(conn, rc, why, 0);
 	}
 	rc = coord_request_submit(c, conn, req->change);
@@ -259,6 +260,87 @@ static int on_change(struct coord *c, qb_ipcs_connection_t *conn,
 		return ha_ipcs_reply_result(conn, rc, why, 0);
 	}
 	return 0; /* answered when the commit or reject is delivered */
+}
+
+static int on_agent_guest_report(struct coord *c, qb_ipcs_connection_t *conn,
+				 const Hactl__AgentGuestReport *r)
+{
+	Hactl__CpgGuestStatus gs = HACTL__CPG_GUEST_STATUS__INIT;
+	int rc;
+
+	if (conn != c->agent_conn) {
+		return ha_ipcs_reply_result(conn, -EPROTO, "report before agent registration", 0);
+	}
+	if (!c->joined) {
+		return ha_ipcs_reply_result(conn, -ENOTCONN, "not in the cluster", 0);
+	}
+	gs.node = c->local_id;
+	gs.guests = r->guests;
+	gs.n_guests = r->n_guests;
+	rc = coord_cpg_send(c, HA_MSG_CPG_GUEST_STATUS, &gs.base);
+	return ha_ipcs_reply_result(conn, rc, rc < 0 ? strerror(-rc) : NULL, 0);
+}
+
+static int on_agent_guests(struct coord *c, qb_ipcs_connection_t *conn)
+{
+	Hactl__AgentGuestsReply r = HACTL__AGENT_GUESTS_REPLY__INIT;
+	Hactl__NodeRecord *recs = calloc(c->state.n_nodes + 1, sizeof(*recs));
+	Hactl__NodeRecord **ptrs = calloc(c->state.n_nodes + 1, sizeof(*ptrs));
+	int rc;
+
+	if (recs == NULL || ptrs == NULL) {
+		free(recs);
+		free(ptrs);
+		return ha_ipcs_reply_result(conn, -ENOMEM, "out of memory", 0);
+	}
+	for (size_t i = 0; i < c->state.n_nodes; i++) {
+		hactl__node_record__init(&recs[i]);
+		recs[i].id = c->state.nodes[i].id;
+		recs[i].name = c->state.nodes[i].name;
+		ptrs[i] = &recs[i];
+	}
+	r.local_id = c->local_id;
+	r.quorate = coord_is_quorate(c) && !c->syncing;
+	r.guests = c->state.guests;
+	r.n_guests = c->state.n_guests;
+	r.nodes = ptrs;
+	r.n_nodes = c->state.n_nodes;
+	rc = ha_ipcs_reply(conn, HA_MSG_AGENT_GUESTS_REPLY, &r.base);
+	free(recs);
+	free(ptrs);
+	return rc;
+}
+
+static int on_action_request(struct coord *c, qb_ipcs_connection_t *conn,
+			     const Hactl__ActionRequest *req)
+{
+	Hactl__GuestRecord *g;
+	char text[160];
+	int rc;
+
+	if (!coord_is_quorate(c)) {
+		return ha_ipcs_reply_result(conn, -EHOSTDOWN, "this partition is not quorate", 0);
+	}
+	g = coord_state_guest(&c->state, req->action->guest);
+	if (g == NULL) {
+		snprintf(text, sizeof(text), "unknown guest '%s'", req->action->guest);
+		return ha_ipcs_reply_result(conn, -ENOENT, text, 0);
+	}
+	if (strcmp(req->action->kind, "snapshot") != 0) {
+		snprintf(text, sizeof(text), "unknown action '%s'", req->action->kind);
+		return ha_ipcs_reply_result(conn, -EINVAL, text, 0);
+	}
+	if (g->owner == 0 || g->desired == NULL || strcmp(g->desired, "running") != 0 ||
+	    !coord_is_member(c, g->owner)) {
+		snprintf(text, sizeof(text), "guest '%s' is not running", g->name);
+		return ha_ipcs_reply_result(conn, -ESRCH, text, 0);
+	}
+	rc = coord_action_submit(c, conn, g->owner, req->action, 600000);
+	if (rc < 0) {
+		snprintf(text, sizeof(text), "cannot reach the cluster: %s", strerror(-rc));
+		return ha_ipcs_reply_result(conn, rc, text, 0);
+	}
+	return 0;
 }
 
 static int32_t msg_process(qb_ipcs_connection_t *conn, void *data, size_t size)
@@ -298,6 +380,21 @@ static int32_t msg_process(qb_ipcs_connection_t *conn, void *data, size_t size)
 		break;
 	case HA_MSG_AGENT_USAGE:
 		rc = on_agent_usage(c, conn, (Hactl__AgentUsage *)msg);
+		break;
+	case HA_MSG_AGENT_GUEST_REPORT:
+		rc = on_agent_guest_report(c, conn, (Hactl__AgentGuestReport *)msg);
+		break;
+	case HA_MSG_AGENT_GUESTS_REQUEST:
+		rc = on_agent_guests(c, conn);
+		break;
+	case HA_MSG_AGENT_ACTION_DONE:
+		if (conn == c->agent_conn) {
+			coord_action_done(c, (Hactl__AgentActionDone *)msg);
+		}
+		rc = ha_ipcs_reply_result(conn, 0, NULL, 0);
+		break;
+	case HA_MSG_ACTION_REQUEST:
+		rc = on_action_request(c, conn, (Hactl__ActionRequest *)msg);
 		break;
 	default:
 		rc = ha_ipcs_reply_result(conn, -EOPNOTSUPP, "unsupported request", 0);

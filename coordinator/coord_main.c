@@ -158,6 +158,7 @@ int main(int argc, char **argv)
 	qb_list_init(&c->sendq);
 	qb_list_init(&c->held);
 	qb_list_init(&c->pending);
+	qb_list_init(&c->actions);
 	c->proto_version = HA_PROTO_MAX;
 	coord_state_init(&c->state);
 	coord_state_load(c);

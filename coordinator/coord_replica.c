@@ -166,6 +166,7 @@ static void sync_finish(struct coord *c)
 	qb_log(LOG_INFO, "state sync done: seq %llu", (unsigned long long)c->state.seq);
 	replay_held(c);
 	coord_announce_local(c);
+	coord_agent_kick(c);
 }
 
 /* Returns true when @ss was kept (freed later by sync_clear()). */
@@ -220,6 +221,9 @@ void coord_announce_local(struct coord *c)
 
 /* ---- pending client requests ---- */
 
+static void action_result(struct coord *c, uint32_t origin, uint64_t req_id, int code,
+			  const char *text, uint64_t value);
+
 static void pending_free(struct coord_pending *p)
 {
 	if (p->timer) {
@@ -242,16 +246,29 @@ static struct coord_pending *pending_find(struct coord *c, uint64_t req_id)
 	return NULL;
 }
 
-static void pending_answer(struct coord *c, uint64_t req_id, int code,
-			   const char *text, uint64_t seq)
+static void pending_answer_value(struct coord *c, uint64_t req_id, int code,
+				 const char *text, uint64_t seq, uint64_t value)
 {
 	struct coord_pending *p = pending_find(c, req_id);
+	Hactl__Result res = HACTL__RESULT__INIT;
 
 	if (p == NULL) {
 		return;
 	}
-	ha_ipcs_reply_result(p->conn, code, text, seq);
+	res.code = code;
+	res.message = (char *)(text ? text : "");
+	res.has_seq = seq != 0;
+	res.seq = seq;
+	res.has_value = true;
+	res.value = value;
+	ha_ipcs_reply(p->conn, HA_MSG_RESULT, &res.base);
 	pending_free(p);
+}
+
+static void pending_answer(struct coord *c, uint64_t req_id, int code,
+			   const char *text, uint64_t seq)
+{
+	pending_answer_value(c, req_id, code, text, seq, 0);
 }
 
 static void pending_timeout_cb(void *data)
@@ -260,8 +277,7 @@ static void pending_timeout_cb(void *data)
 	char text[128];
 
 	p->timer = 0;
-	snprintf(text, sizeof(text), "no answer from the leader within %u ms",
-		 p->c->cfg.request_timeout_ms);
+	snprintf(text, sizeof(text), "no answer within %u ms", p->timeout_ms);
 	ha_ipcs_reply_result(p->conn, -ETIMEDOUT, text, 0);
 	pending_free(p);
 }
@@ -280,26 +296,59 @@ void coord_pending_drop_conn(struct coord *c, qb_ipcs_connection_t *conn)
 void coord_pending_free_all(struct coord *c)
 {
 	struct coord_pending *p, *tmp;
+	struct coord_action *a, *atmp;
 
 	qb_list_for_each_entry_safe(p, tmp, &c->pending, list) {
 		pending_free(p);
 	}
+	qb_list_for_each_entry_safe(a, atmp, &c->actions, list) {
+		qb_list_del(&a->list);
+		free(a);
+	}
+}
+
+void coord_actions_fail_all(struct coord *c, const char *why)
+{
+	struct coord_action *a, *tmp;
+
+	qb_list_for_each_entry_safe(a, tmp, &c->actions, list) {
+		action_result(c, a->origin, a->origin_req, -ECONNABORTED, why, 0);
+		qb_list_del(&a->list);
+		free(a);
+	}
+}
+
+static struct coord_pending *pending_new(struct coord *c, qb_ipcs_connection_t *conn)
+{
+	struct coord_pending *p = calloc(1, sizeof(*p));
+
+	if (p) {
+		p->c = c;
+		p->req_id = ++c->next_req_id;
+		p->conn = conn;
+	}
+	return p;
+}
+
+static void pending_add(struct coord *c, struct coord_pending *p, uint32_t timeout_ms)
+{
+	qb_ipcs_connection_ref(p->conn);
+	qb_list_add_tail(&p->list, &c->pending);
+	p->timeout_ms = timeout_ms;
+	qb_loop_timer_add(c->loop, QB_LOOP_MED, (uint64_t)timeout_ms * QB_TIME_NS_IN_MSEC,
+			  p, pending_timeout_cb, &p->timer);
 }
 
 int coord_request_submit(struct coord *c, qb_ipcs_connection_t *conn,
 			 const Hactl__Change *change)
 {
 	Hactl__CpgRequest r = HACTL__CPG_REQUEST__INIT;
-	struct coord_pending *p;
+	struct coord_pending *p = pending_new(c, conn);
 	int rc;
 
-	p = calloc(1, sizeof(*p));
 	if (p == NULL) {
 		return -ENOMEM;
 	}
-	p->c = c;
-	p->req_id = ++c->next_req_id;
-	p->conn = conn;
 	r.origin = c->local_id;
 	r.req_id = p->req_id;
 	r.change = (Hactl__Change *)change;
@@ -308,12 +357,143 @@ int coord_request_submit(struct coord *c, qb_ipcs_connection_t *conn,
 		free(p);
 		return rc;
 	}
-	qb_ipcs_connection_ref(conn);
-	qb_list_add_tail(&p->list, &c->pending);
-	qb_loop_timer_add(c->loop, QB_LOOP_MED,
-			  (uint64_t)c->cfg.request_timeout_ms * QB_TIME_NS_IN_MSEC,
-			  p, pending_timeout_cb, &p->timer);
+	pending_add(c, p, c->cfg.request_timeout_ms);
 	return 0;
+}
+
+int coord_action_submit(struct coord *c, qb_ipcs_connection_t *conn,
+			uint32_t target, const Hactl__AgentAction *action,
+			uint32_t timeout_ms)
+{
+	Hactl__CpgAction a = HACTL__CPG_ACTION__INIT;
+	struct coord_pending *p = pending_new(c, conn);
+	int rc;
+
+	if (p == NULL) {
+		return -ENOMEM;
+	}
+	a.origin = c->local_id;
+	a.req_id = p->req_id;
+	a.target = target;
+	a.action = (Hactl__AgentAction *)action;
+	rc = coord_cpg_send(c, HA_MSG_CPG_ACTION, &a.base);
+	if (rc < 0) {
+		free(p);
+		return rc;
+	}
+	pending_add(c, p, timeout_ms);
+	return 0;
+}
+
+static void action_result(struct coord *c, uint32_t origin, uint64_t req_id, int code,
+			  const char *text, uint64_t value)
+{
+	Hactl__CpgActionResult r = HACTL__CPG_ACTION_RESULT__INIT;
+
+	r.origin = origin;
+	r.req_id = req_id;
+	r.target = c->local_id;
+	r.code = code;
+	r.message = (char *)(text ? text : "");
+	r.has_value = true;
+	r.value = value;
+	coord_cpg_send(c, HA_MSG_CPG_ACTION_RESULT, &r.base);
+}
+
+static int agent_event(struct coord *c, uint64_t id, const Hactl__AgentAction *action)
+{
+	Hactl__AgentActionRequest req = HACTL__AGENT_ACTION_REQUEST__INIT;
+	struct qb_ipc_response_header hdr;
+	uint8_t *env;
+	size_t len;
+	struct iovec iov[2];
+	ssize_t n;
+	int rc;
+
+	if (c->agent_conn == NULL) {
+		return -ENOTCONN;
+	}
+	req.req_id = id;
+	req.action = (Hactl__AgentAction *)action;
+	rc = ha_env_encode(HA_MSG_AGENT_ACTION_REQUEST, &req.base, &env, &len);
+	if (rc < 0) {
+		return rc;
+	}
+	hdr.id = HA_IPC_EVENT_ID;
+	hdr.size = (int32_t)(sizeof(hdr) + len);
+	hdr.error = 0;
+	iov[0].iov_base = &hdr;
+	iov[0].iov_len = sizeof(hdr);
+	iov[1].iov_base = env;
+	iov[1].iov_len = len;
+	n = qb_ipcs_event_sendv(c->agent_conn, iov, 2);
+	free(env);
+	return n < 0 ? (int)n : 0;
+}
+
+void coord_agent_kick(struct coord *c)
+{
+	Hactl__AgentAction a = HACTL__AGENT_ACTION__INIT;
+
+	a.kind = "refresh";
+	a.guest = "";
+	agent_event(c, 0, &a);
+}
+
+static void on_action(struct coord *c, uint32_t sender, Hactl__CpgAction *a)
+{
+	struct coord_action *ca;
+	int rc;
+
+	if (a->origin != sender) {
+		c->rx_bad_sender++;
+		return;
+	}
+	if (a->target != c->local_id) {
+		return;
+	}
+	ca = calloc(1, sizeof(*ca));
+	if (ca == NULL) {
+		action_result(c, a->origin, a->req_id, -ENOMEM, "out of memory", 0);
+		return;
+	}
+	ca->local_id = ++c->next_action_id;
+	ca->origin = a->origin;
+	ca->origin_req = a->req_id;
+	rc = agent_event(c, ca->local_id, a->action);
+	if (rc < 0) {
+		free(ca);
+		action_result(c, a->origin, a->req_id, rc,
+			      "the agent of the guest's node is not connected", 0);
+		return;
+	}
+	qb_list_add_tail(&ca->list, &c->actions);
+}
+
+void coord_action_done(struct coord *c, const Hactl__AgentActionDone *d)
+{
+	struct coord_action *ca, *tmp;
+
+	qb_list_for_each_entry_safe(ca, tmp, &c->actions, list) {
+		if (ca->local_id == d->req_id) {
+			action_result(c, ca->origin, ca->origin_req, d->code, d->message,
+				      d->value);
+			qb_list_del(&ca->list);
+			free(ca);
+			return;
+		}
+	}
+}
+
+static void on_action_result(struct coord *c, uint32_t sender, Hactl__CpgActionResult *r)
+{
+	if (r->target != sender) {
+		c->rx_bad_sender++;
+		return;
+	}
+	if (r->origin == c->local_id) {
+		pending_answer_value(c, r->req_id, r->code, r->message, 0, r->value);
+	}
 }
 
 /* ---- delivered messages ---- */
@@ -331,8 +511,12 @@ static void on_request(struct coord *c, uint32_t sender, Hactl__CpgRequest *r)
 	if (c->leader != c->local_id) {
 		return; /* the leader answers */
 	}
+	struct coord_view view = { .members = c->members, .n_members = c->n_members };
+	char node[COORD_NAME_MAX + 1];
+
 	coord_change_describe(r->change, desc, sizeof(desc));
-	rc = coord_change_check(&c->state, r->change, why, sizeof(why));
+	rc = coord_change_prepare(&c->state, &view, r->change, node, sizeof(node), why,
+				  sizeof(why));
 	if (rc < 0) {
 		Hactl__CpgReject rej = HACTL__CPG_REJECT__INIT;
 
@@ -354,7 +538,16 @@ static void on_request(struct coord *c, uint32_t sender, Hactl__CpgRequest *r)
 		cm.has_req_id = true;
 		cm.req_id = r->req_id;
 		cm.change = r->change;
-		coord_cpg_send(c, HA_MSG_CPG_COMMIT, &cm.base);
+		if (r->change->kind_case == HACTL__CHANGE__KIND_GUEST_START) {
+			/* the commit carries the leader's placement */
+			char *asked = r->change->guest_start->node;
+
+			r->change->guest_start->node = node;
+			coord_cpg_send(c, HA_MSG_CPG_COMMIT, &cm.base);
+			r->change->guest_start->node = asked;
+		} else {
+			coord_cpg_send(c, HA_MSG_CPG_COMMIT, &cm.base);
+		}
 	}
 }
 
@@ -374,9 +567,13 @@ static void on_commit(struct coord *c, uint32_t sender, Hactl__CpgCommit *cm)
 		qb_log(LOG_WARNING, "commit of %s by node %u does not apply: %s",
 		       desc, sender, why);
 	} else {
+		coord_change_describe(cm->change, desc, sizeof(desc));
 		qb_log(LOG_NOTICE, "committed seq %llu: %s (leader %u)",
 		       (unsigned long long)c->state.seq, desc, sender);
 		coord_state_save(c);
+		if (cm->change->kind_case != HACTL__CHANGE__KIND_MAINTENANCE) {
+			coord_agent_kick(c);
+		}
 	}
 	if (cm->has_origin && cm->origin == c->local_id) {
 		pending_answer(c, cm->req_id, rc, rc < 0 ? why : desc,
@@ -453,6 +650,24 @@ static void dispatch(struct coord *c, uint32_t sender, enum ha_msg_type type,
 		break;
 	case HA_MSG_CPG_REJECT:
 		on_reject(c, sender, (Hactl__CpgReject *)msg);
+		break;
+	case HA_MSG_CPG_GUEST_STATUS: {
+		Hactl__CpgGuestStatus *gs = (Hactl__CpgGuestStatus *)msg;
+
+		if (gs->node != sender) {
+			c->rx_bad_sender++;
+			break;
+		}
+		for (size_t i = 0; i < gs->n_guests; i++) {
+			coord_guest_status_apply(&c->state, sender, gs->guests[i], ha_wall_ms());
+		}
+		break;
+	}
+	case HA_MSG_CPG_ACTION:
+		on_action(c, sender, (Hactl__CpgAction *)msg);
+		break;
+	case HA_MSG_CPG_ACTION_RESULT:
+		on_action_result(c, sender, (Hactl__CpgActionResult *)msg);
 		break;
 	default:
 		qb_log(LOG_WARNING, "unexpected %s from node %u", ha_msg_type_str(type),

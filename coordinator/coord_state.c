@@ -325,19 +325,175 @@ invalid:
 	return -EINVAL;
 }
 
+Hactl__GuestRecord *coord_state_guest(const struct coord_state *st, const char *name)
+{
+	for (size_t i = 0; i < st->n_guests; i++) {
+		if (strcmp(st->guests[i]->name, name) == 0) {
+			return st->guests[i];
+		}
+	}
+	return NULL;
+}
+
+static const struct coord_node *node_by_name_c(const struct coord_state *st,
+					       const char *name)
+{
+	for (size_t i = 0; i < st->n_nodes; i++) {
+		if (strcmp(st->nodes[i].name, name) == 0) {
+			return &st->nodes[i];
+		}
+	}
+	return NULL;
+}
+
+static const struct coord_node *node_by_id_c(const struct coord_state *st, uint32_t id)
+{
+	for (size_t i = 0; i < st->n_nodes; i++) {
+		if (st->nodes[i].id == id) {
+			return &st->nodes[i];
+		}
+	}
+	return NULL;
+}
+
+static bool guest_desired_running(const Hactl__GuestRecord *g)
+{
+	return g->desired && strcmp(g->desired, "running") == 0;
+}
+
+static bool guest_active(const Hactl__GuestRecord *g)
+{
+	return g->state && (strcmp(g->state, "running") == 0 ||
+			    strcmp(g->state, "starting") == 0 ||
+			    strcmp(g->state, "stopping") == 0 ||
+			    strcmp(g->state, "paused") == 0);
+}
+
+uint64_t coord_guest_mem_kib(const Hactl__GuestRecord *g)
+{
+	struct ha_guest_def def;
+	char err[256];
+
+	if (g->definition.data == NULL ||
+	    ha_guestdef_parse((const char *)g->definition.data, g->definition.len,
+			      g->name, &def, err, sizeof(err)) < 0) {
+		return 0;
+	}
+	return def.mem_kib;
+}
+
+bool coord_node_eligible(const struct coord_node *n, const struct coord_view *v,
+			 const char *type, char *why, size_t whylen)
+{
+	bool member = false;
+
+	for (size_t i = 0; v && i < v->n_members; i++) {
+		member |= v->members[i] == n->id;
+	}
+	if (!member) {
+		snprintf(why, whylen, "node '%s' is offline", n->name);
+		return false;
+	}
+	if (n->fenced) {
+		snprintf(why, whylen, "node '%s' is fenced", n->name);
+		return false;
+	}
+	if (n->maintenance) {
+		snprintf(why, whylen, "node '%s' is in maintenance", n->name);
+		return false;
+	}
+	if (!n->agent_connected) {
+		snprintf(why, whylen, "node '%s' has no agent running", n->name);
+		return false;
+	}
+	if (type && strcmp(type, "domain") == 0 && n->facts &&
+	    (n->facts->qemu_version == NULL || !n->facts->qemu_version[0])) {
+		snprintf(why, whylen, "node '%s' has no QEMU", n->name);
+		return false;
+	}
+	return true;
+}
+
+/* Most free memory (total minus what running guests may use), then lowest id. */
+static const struct coord_node *place(const struct coord_state *st,
+				      const struct coord_view *v, const char *type,
+				      uint64_t need_kib, char *why, size_t whylen)
+{
+	const struct coord_node *best = NULL;
+	int64_t best_free = 0;
+	char tmp[128];
+
+	snprintf(why, whylen, "no node can run it: no eligible node online");
+	for (size_t i = 0; i < st->n_nodes; i++) {
+		const struct coord_node *n = &st->nodes[i];
+		int64_t free_kib;
+
+		if (!coord_node_eligible(n, v, type, tmp, sizeof(tmp))) {
+			continue;
+		}
+		free_kib = n->facts ? (int64_t)n->facts->mem_total_kib : 0;
+		for (size_t j = 0; j < st->n_guests; j++) {
+			if (st->guests[j]->owner == n->id && guest_desired_running(st->guests[j])) {
+				free_kib -= (int64_t)coord_guest_mem_kib(st->guests[j]);
+			}
+		}
+		if (free_kib < (int64_t)need_kib) {
+			snprintf(why, whylen, "no node has %llu MiB free",
+				 (unsigned long long)need_kib / 1024);
+			continue;
+		}
+		if (best == NULL || free_kib > best_free) {
+			best = n;
+			best_free = free_kib;
+		}
+	}
+	return best;
+}
+
+static int check_define(const struct coord_state *st, const Hactl__GuestDefineChange *d,
+			struct ha_guest_def *def, char *why, size_t whylen)
+{
+	int rc;
+
+	if (d->definition.data == NULL) {
+		snprintf(why, whylen, "empty definition");
+		return -EINVAL;
+	}
+	rc = ha_guestdef_parse((const char *)d->definition.data, d->definition.len,
+			       "definition", def, why, whylen);
+	if (rc < 0) {
+		return rc;
+	}
+	if (coord_state_guest(st, def->name)) {
+		snprintf(why, whylen, "guest '%s' already exists", def->name);
+		return -EEXIST;
+	}
+	if (st->n_guests >= COORD_MAX_GUESTS) {
+		snprintf(why, whylen, "at most %d guests", COORD_MAX_GUESTS);
+		return -ENOSPC;
+	}
+	return 0;
+}
+
+static Hactl__GuestRecord *need_guest(const struct coord_state *st, const char *name,
+				      char *why, size_t whylen)
+{
+	Hactl__GuestRecord *g = coord_state_guest(st, name);
+
+	if (g == NULL) {
+		snprintf(why, whylen, "unknown guest '%s'", name);
+	}
+	return g;
+}
+
 int coord_change_check(const struct coord_state *st, const Hactl__Change *ch,
 		       char *why, size_t whylen)
 {
 	switch (ch->kind_case) {
 	case HACTL__CHANGE__KIND_MAINTENANCE: {
 		const Hactl__MaintenanceChange *m = ch->maintenance;
-		const struct coord_node *n = NULL;
+		const struct coord_node *n = node_by_name_c(st, m->node);
 
-		for (size_t i = 0; i < st->n_nodes; i++) {
-			if (strcmp(st->nodes[i].name, m->node) == 0) {
-				n = &st->nodes[i];
-			}
-		}
 		if (n == NULL) {
 			snprintf(why, whylen, "unknown node '%s'", m->node);
 			return -ENOENT;
@@ -349,16 +505,168 @@ int coord_change_check(const struct coord_state *st, const Hactl__Change *ch,
 		}
 		return 0;
 	}
+	case HACTL__CHANGE__KIND_GUEST_DEFINE: {
+		struct ha_guest_def def;
+
+		return check_define(st, ch->guest_define, &def, why, whylen);
+	}
+	case HACTL__CHANGE__KIND_GUEST_START: {
+		const Hactl__GuestStartChange *gs = ch->guest_start;
+		const Hactl__GuestRecord *g = need_guest(st, gs->name, why, whylen);
+
+		if (g == NULL) {
+			return -ENOENT;
+		}
+		if (gs->node && gs->node[0] && node_by_name_c(st, gs->node) == NULL) {
+			snprintf(why, whylen, "unknown node '%s'", gs->node);
+			return -ENOENT;
+		}
+		if (gs->mode && strcmp(gs->mode, "cold") != 0 && strcmp(gs->mode, "snapshot") != 0) {
+			snprintf(why, whylen, "start mode '%s' is not cold or snapshot", gs->mode);
+			return -EINVAL;
+		}
+		if (guest_desired_running(g)) {
+			const struct coord_node *o = node_by_id_c(st, g->owner);
+
+			snprintf(why, whylen, "guest '%s' is already started on %s", g->name,
+				 o ? o->name : "?");
+			return -EALREADY;
+		}
+		if (guest_active(g) && gs->node && gs->node[0]) {
+			const struct coord_node *o = node_by_id_c(st, g->running_on);
+
+			if (o && strcmp(o->name, gs->node) != 0) {
+				snprintf(why, whylen, "guest '%s' is still %s on %s", g->name,
+					 g->state, o->name);
+				return -EBUSY;
+			}
+		}
+		return 0;
+	}
+	case HACTL__CHANGE__KIND_GUEST_STOP: {
+		const Hactl__GuestRecord *g = need_guest(st, ch->guest_stop->name, why, whylen);
+
+		if (g == NULL) {
+			return -ENOENT;
+		}
+		if (!guest_desired_running(g)) {
+			snprintf(why, whylen, "guest '%s' is already stopped", g->name);
+			return -EALREADY;
+		}
+		return 0;
+	}
+	case HACTL__CHANGE__KIND_GUEST_UNDEFINE: {
+		const Hactl__GuestRecord *g = need_guest(st, ch->guest_undefine->name, why, whylen);
+
+		if (g == NULL) {
+			return -ENOENT;
+		}
+		if (guest_desired_running(g) || guest_active(g)) {
+			snprintf(why, whylen, "guest '%s' is %s: stop it first", g->name,
+				 guest_desired_running(g) ? "started" : g->state);
+			return -EBUSY;
+		}
+		return 0;
+	}
 	default:
 		snprintf(why, whylen, "unknown change kind %d", (int)ch->kind_case);
 		return -EINVAL;
 	}
 }
 
+int coord_change_prepare(const struct coord_state *st, const struct coord_view *v,
+			 const Hactl__Change *in, char *node_out, size_t node_len,
+			 char *why, size_t whylen)
+{
+	int rc = coord_change_check(st, in, why, whylen);
+	const Hactl__GuestStartChange *gs;
+	const Hactl__GuestRecord *g;
+	const struct coord_node *n;
+	struct ha_guest_def def;
+	char err[256];
+
+	node_out[0] = 0;
+	if (rc < 0 || in->kind_case != HACTL__CHANGE__KIND_GUEST_START) {
+		return rc;
+	}
+	gs = in->guest_start;
+	g = coord_state_guest(st, gs->name);
+	if (ha_guestdef_parse((const char *)g->definition.data, g->definition.len,
+			      g->name, &def, err, sizeof(err)) < 0) {
+		snprintf(why, whylen, "stored definition of '%s' is invalid: %s", g->name, err);
+		return -EINVAL;
+	}
+	if (gs->node && gs->node[0]) {
+		n = node_by_name_c(st, gs->node);
+		if (!coord_node_eligible(n, v, def.type, why, whylen)) {
+			return -EHOSTUNREACH;
+		}
+	} else {
+		n = place(st, v, def.type, def.mem_kib, why, whylen);
+		if (n == NULL) {
+			return -ENOSPC;
+		}
+	}
+	snprintf(node_out, node_len, "%s", n->name);
+	return 0;
+}
+
+static int guests_append(struct coord_state *st, Hactl__GuestRecord *g)
+{
+	Hactl__GuestRecord **arr = realloc(st->guests, (st->n_guests + 1) * sizeof(*arr));
+
+	if (arr == NULL) {
+		return -ENOMEM;
+	}
+	st->guests = arr;
+	st->guests[st->n_guests++] = g;
+	return 0;
+}
+
+static void set_str(char **field, const char *v)
+{
+	/* fields of unpacked messages are freed by protobuf-c with free() */
+	char *copy = strdup(v ? v : "");
+
+	if (copy) {
+		if (*field != protobuf_c_empty_string) {
+			free(*field);
+		}
+		*field = copy;
+	}
+}
+
+static int apply_define(struct coord_state *st, const Hactl__GuestDefineChange *d,
+			char *why, size_t whylen)
+{
+	struct ha_guest_def def;
+	Hactl__GuestRecord tmpl = HACTL__GUEST_RECORD__INIT;
+	Hactl__GuestRecord *g;
+	int rc = check_define(st, d, &def, why, whylen);
+
+	if (rc < 0) {
+		return rc;
+	}
+	tmpl.name = def.name;
+	tmpl.type = def.type;
+	tmpl.state = "defined";
+	tmpl.desired = "stopped";
+	tmpl.has_definition = true;
+	tmpl.definition = d->definition;
+	g = pb_dup(&tmpl.base);
+	if (g == NULL || guests_append(st, g) < 0) {
+		pb_free(g);
+		snprintf(why, whylen, "out of memory");
+		return -ENOMEM;
+	}
+	return 0;
+}
+
 int coord_change_apply(struct coord_state *st, const Hactl__Change *ch,
 		       uint64_t now_ms, char *why, size_t whylen)
 {
 	int rc = coord_change_check(st, ch, why, whylen);
+	Hactl__GuestRecord *g;
 
 	if (rc < 0) {
 		return rc;
@@ -368,6 +676,48 @@ int coord_change_apply(struct coord_state *st, const Hactl__Change *ch,
 		coord_state_node_by_name(st, ch->maintenance->node)->maintenance =
 			ch->maintenance->on;
 		break;
+	case HACTL__CHANGE__KIND_GUEST_DEFINE:
+		rc = apply_define(st, ch->guest_define, why, whylen);
+		if (rc < 0) {
+			return rc;
+		}
+		break;
+	case HACTL__CHANGE__KIND_GUEST_START: {
+		const Hactl__GuestStartChange *gs = ch->guest_start;
+		struct coord_node *n;
+
+		if (gs->node == NULL || !gs->node[0]) {
+			snprintf(why, whylen, "commit without a placement");
+			return -EINVAL;
+		}
+		n = coord_state_node_by_name(st, gs->node);
+		g = coord_state_guest(st, gs->name);
+		g->has_owner = true;
+		g->owner = n->id;
+		g->has_generation = true;
+		g->generation++;
+		set_str(&g->desired, "running");
+		set_str(&g->start_mode, gs->mode && gs->mode[0] ? gs->mode : "cold");
+		g->has_start_snapshot = true;
+		g->start_snapshot = gs->snapshot;
+		set_str(&g->error, "");
+		break;
+	}
+	case HACTL__CHANGE__KIND_GUEST_STOP:
+		g = coord_state_guest(st, ch->guest_stop->name);
+		set_str(&g->desired, "stopped");
+		break;
+	case HACTL__CHANGE__KIND_GUEST_UNDEFINE:
+		for (size_t i = 0; i < st->n_guests; i++) {
+			if (strcmp(st->guests[i]->name, ch->guest_undefine->name) == 0) {
+				pb_free(st->guests[i]);
+				memmove(&st->guests[i], &st->guests[i + 1],
+					(st->n_guests - i - 1) * sizeof(st->guests[0]));
+				st->n_guests--;
+				break;
+			}
+		}
+		break;
 	default:
 		return -EINVAL;
 	}
@@ -376,12 +726,64 @@ int coord_change_apply(struct coord_state *st, const Hactl__Change *ch,
 	return 0;
 }
 
+void coord_guest_status_apply(struct coord_state *st, uint32_t node,
+			      const Hactl__GuestStatus *gs, uint64_t now_ms)
+{
+	Hactl__GuestRecord *g = coord_state_guest(st, gs->name);
+
+	if (g == NULL) {
+		return;
+	}
+	/* Only the owner speaks for a guest, except to say it runs (an audit
+	 * finding the owner must resolve). */
+	if (g->owner != node && strcmp(gs->state, "running") != 0) {
+		if (g->running_on == node) {
+			g->running_on = 0;
+		}
+		return;
+	}
+	if (g->owner == node) {
+		set_str(&g->state, gs->state);
+		set_str(&g->error, gs->error ? gs->error : "");
+		g->has_state_ms = true;
+		g->state_ms = now_ms;
+		if (gs->has_snap_generation && gs->snap_generation > g->snap_generation) {
+			g->has_snap_generation = true;
+			g->snap_generation = gs->snap_generation;
+			g->has_snap_time_ms = true;
+			g->snap_time_ms = gs->snap_time_ms;
+		}
+	}
+	g->has_running_on = true;
+	if (strcmp(gs->state, "running") == 0 || strcmp(gs->state, "paused") == 0) {
+		g->running_on = node;
+	} else if (g->running_on == node) {
+		g->running_on = 0;
+	}
+}
+
 void coord_change_describe(const Hactl__Change *ch, char *buf, size_t len)
 {
 	switch (ch->kind_case) {
 	case HACTL__CHANGE__KIND_MAINTENANCE:
 		snprintf(buf, len, "maintenance %s %s",
 			 ch->maintenance->on ? "on" : "off", ch->maintenance->node);
+		break;
+	case HACTL__CHANGE__KIND_GUEST_DEFINE:
+		snprintf(buf, len, "define guest (%zu bytes)", ch->guest_define->definition.len);
+		break;
+	case HACTL__CHANGE__KIND_GUEST_START:
+		snprintf(buf, len, "start %s on %s (%s)", ch->guest_start->name,
+			 ch->guest_start->node && ch->guest_start->node[0] ?
+			 ch->guest_start->node : "placement's choice",
+			 ch->guest_start->mode && ch->guest_start->mode[0] ?
+			 ch->guest_start->mode : "cold");
+		break;
+	case HACTL__CHANGE__KIND_GUEST_STOP:
+		snprintf(buf, len, "stop %s", ch->guest_stop->name);
+		break;
+	case HACTL__CHANGE__KIND_GUEST_UNDEFINE:
+		snprintf(buf, len, "destroy %s", ch->guest_undefine->name);
 		break;
 	default:
 		snprintf(buf, len, "change kind %d", (int)ch->kind_case);

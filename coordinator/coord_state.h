@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "guestdef.h"
 #include "proto/hactl.pb-c.h"
 
 #define COORD_MAX_NODES 128
@@ -84,6 +85,32 @@ void coord_state_export_free(Hactl__ClusterState *cs);
  */
 int coord_state_import(struct coord_state *dst, const Hactl__ClusterState *src,
 		       char *why, size_t whylen);
+
+/* What the leader knows beyond the replicated state when it decides. */
+struct coord_view {
+	const uint32_t *members; /* CPG members (nodes whose coordinator runs) */
+	size_t n_members;
+};
+
+Hactl__GuestRecord *coord_state_guest(const struct coord_state *st, const char *name);
+/* Memory of a guest from its definition, 0 when unparsable. */
+uint64_t coord_guest_mem_kib(const Hactl__GuestRecord *g);
+/* May node @n run a guest of @type now? false with @why otherwise. */
+bool coord_node_eligible(const struct coord_node *n, const struct coord_view *v,
+			 const char *type, char *why, size_t whylen);
+
+/*
+ * Leader only: checks @in and makes the decisions it leaves open. For a
+ * guest start, writes the chosen node into @node_out (placement when the
+ * request named none). Returns 0 or -errno with @why.
+ */
+int coord_change_prepare(const struct coord_state *st, const struct coord_view *v,
+			 const Hactl__Change *in, char *node_out, size_t node_len,
+			 char *why, size_t whylen);
+
+/* Soft state: node @node reports one of its guests. */
+void coord_guest_status_apply(struct coord_state *st, uint32_t node,
+			      const Hactl__GuestStatus *gs, uint64_t now_ms);
 
 /* Would @ch apply to @st? 0, or -ENOENT/-EINVAL/-EALREADY with @why. */
 int coord_change_check(const struct coord_state *st, const Hactl__Change *ch,

@@ -36,7 +36,16 @@ struct coord_pending {
 	uint64_t req_id;
 	qb_ipcs_connection_t *conn; /* referenced */
 	qb_loop_timer_handle timer;
+	uint32_t timeout_ms;
 	struct coord *c;
+};
+
+/* An action this node's agent carries out for a (possibly remote) origin. */
+struct coord_action {
+	struct qb_list_head list;
+	uint64_t local_id;   /* id sent to the agent */
+	uint32_t origin;
+	uint64_t origin_req;
 };
 
 struct coord {
@@ -86,6 +95,8 @@ struct coord {
 	Hactl__HostUsage *agent_usage;    /* owned */
 	struct qb_list_head pending;
 	uint64_t next_req_id;
+	struct qb_list_head actions; /* struct coord_action */
+	uint64_t next_action_id;
 
 	struct ha_env_stats rx_stats; /* CPG and IPC decoding */
 	uint64_t rx_bad_sender;
@@ -112,8 +123,18 @@ void coord_replica_reset(struct coord *c);
 /* Forwards a client's change to the leader; the reply comes later. */
 int coord_request_submit(struct coord *c, qb_ipcs_connection_t *conn,
 			 const Hactl__Change *change);
+/* Sends an action to the agent of @target; the reply comes later. */
+int coord_action_submit(struct coord *c, qb_ipcs_connection_t *conn,
+			uint32_t target, const Hactl__AgentAction *action,
+			uint32_t timeout_ms);
+/* The local agent finished action @local_id. */
+void coord_action_done(struct coord *c, const Hactl__AgentActionDone *d);
+/* Tells the local agent to fetch the guest list again. */
+void coord_agent_kick(struct coord *c);
 void coord_pending_drop_conn(struct coord *c, qb_ipcs_connection_t *conn);
 void coord_pending_free_all(struct coord *c);
+/* The local agent went away: every action it had fails. */
+void coord_actions_fail_all(struct coord *c, const char *why);
 /* Multicasts this host's agent facts/usage (after sync, on agent change). */
 void coord_announce_local(struct coord *c);
 

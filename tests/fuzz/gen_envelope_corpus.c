@@ -2,7 +2,8 @@
  * gen_envelope_corpus.c - writes the seed corpus of fuzz_envelope into a
  * directory: one valid envelope of every registered type and the classic
  * broken ones (short, bad magic, version, type, flags, over-long length,
- * truncated, trailing bytes, garbage body, missing required field).
+ * truncated, trailing bytes, garbage body, missing required field), and
+ * valid bodies in non-canonical encodings.
  *
  *   cmake --build build --target gen_envelope_corpus
  *   build/tests/gen_envelope_corpus tests/fuzz/corpus/envelope
@@ -20,6 +21,7 @@
 
 static const char *out_dir;
 static int failed;
+static int seeded[HA_MSG_MAX]; /* types with a valid seed */
 
 static void put(const char *name, const uint8_t *buf, size_t len)
 {
@@ -57,6 +59,23 @@ static uint8_t *enc(enum ha_msg_type type, const void *msg, size_t *len)
 	return buf;
 }
 
+/* An envelope around a hand-written body. */
+static void put_body(const char *name, enum ha_msg_type type,
+		     const uint8_t *body, size_t len)
+{
+	uint8_t buf[HA_ENV_HDR_LEN + 64];
+
+	set_le32(buf, HA_ENV_MAGIC);
+	buf[4] = (uint8_t)HA_PROTO_MAX;
+	buf[5] = 0;
+	buf[6] = (uint8_t)type;
+	buf[7] = (uint8_t)(type >> 8);
+	set_le32(buf + 8, (uint32_t)len);
+	set_le32(buf + 12, 0);
+	memcpy(buf + HA_ENV_HDR_LEN, body, len);
+	put(name, buf, HA_ENV_HDR_LEN + len);
+}
+
 static void put_valid(const char *name, enum ha_msg_type type, const void *msg)
 {
 	size_t len;
@@ -65,6 +84,7 @@ static void put_valid(const char *name, enum ha_msg_type type, const void *msg)
 	if (buf) {
 		put(name, buf, len);
 		free(buf);
+		seeded[type] = 1;
 	}
 }
 
@@ -260,7 +280,12 @@ int main(int argc, char **argv)
 	buf[4] = 2;
 	put("bad-version", buf, len);
 	buf[4] = 1;
-	buf[6] = 7; /* a gap in the registry */
+	for (unsigned t = 1; t <= HA_MSG_MAX; t++) {
+		if (ha_msg_desc_get(t) == NULL) { /* a gap, or past the end */
+			buf[6] = (uint8_t)t;
+			break;
+		}
+	}
 	put("bad-type", buf, len);
 	buf[6] = HA_MSG_STATUS_REPLY;
 	buf[12] = 1;
@@ -284,6 +309,45 @@ int main(int argc, char **argv)
 	junk[6] = HA_MSG_RESULT;
 	set_le32(junk + 8, 0);
 	put("bad-missing-required", junk, HA_ENV_HDR_LEN);
+
+	/* Valid but not canonical: decode fine, re-encode differently. */
+	put_body("odd-int32-in-5-bytes", HA_MSG_RESULT, /* code = -1 */
+		 (const uint8_t[]){ 0x08, 0xff, 0xff, 0xff, 0xff, 0x0f }, 6);
+	put_body("odd-singular-twice", HA_MSG_STATUS_REQUEST, /* node a, b */
+		 (const uint8_t[]){ 0x0a, 1, 'a', 0x0a, 1, 'b' }, 6);
+	put_body("odd-unknown-field", HA_MSG_STATUS_REQUEST, /* field 99 */
+		 (const uint8_t[]){ 0x98, 0x06, 0x05, 0x0a, 1, 'n' }, 6);
+	put_body("odd-overlong-varint", HA_MSG_CPG_HELLO, /* 1, 1, 1 */
+		 (const uint8_t[]){ 0x08, 0x81, 0x80, 0x80, 0x80, 0x00,
+				    0x10, 0x01, 0x18, 0x01 }, 10);
+
+	/* Field number 0 in a two-byte tag, at the top, in a message, in a
+	 * repeated message, in a oneof: protobuf-c accepts it, we must not
+	 * (fuzz_envelope found it). */
+	put_body("regress-field-zero", HA_MSG_STATUS_REQUEST,
+		 (const uint8_t[]){ 0x80, 0x00, 0x00 }, 3);
+	put_body("regress-field-zero-nested", HA_MSG_CPG_SYNC_STATE,
+		 (const uint8_t[]){ 0x08, 0x01, 0x12, 0x03, 0x80, 0x00, 0x00 }, 7);
+	put_body("regress-field-zero-repeated", HA_MSG_STATE_FILE,
+		 (const uint8_t[]){ 0x0a, 0x07, 0x12, 0x05, 0x08, 0x01, 0x80,
+				    0x00, 0x00 }, 9);
+	put_body("regress-field-zero-oneof", HA_MSG_CPG_REQUEST,
+		 (const uint8_t[]){ 0x08, 0x01, 0x10, 0x01, 0x1a, 0x0a, 0x0a,
+				    0x08, 0x0a, 0x01, 'n', 0x10, 0x01, 0x80,
+				    0x00, 0x00 }, 16);
+
+	/* Every other registered type: an empty body, so that the fuzzer
+	 * starts from each type id (add a real seed above when adding a
+	 * type). */
+	for (unsigned t = 0; t < HA_MSG_MAX; t++) {
+		char name[96];
+
+		if (ha_msg_desc_get(t) == NULL || seeded[t]) {
+			continue;
+		}
+		snprintf(name, sizeof(name), "empty-%s", ha_msg_type_str(t));
+		put_body(name, t, (const uint8_t[]){ 0 }, 0);
+	}
 
 	return failed;
 }

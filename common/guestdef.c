@@ -1,0 +1,332 @@
+/*
+ * guestdef.c - parser and checks for guest definitions.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <ini.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "guestdef.h"
+#include "util.h"
+
+enum opt_kind { K_STR, K_UINT, K_SIZE, K_TYPE, K_RESTART, K_NAME, K_CIDR, K_IP };
+
+struct gopt {
+	const char *section;
+	const char *name;
+	enum opt_kind kind;
+	uint64_t min, max;
+	const char *def;      /* NULL = required */
+	size_t offset, size;
+	const char *help;
+};
+
+#define F(field) offsetof(struct ha_guest_def, field), sizeof(((struct ha_guest_def *)0)->field)
+
+static const struct gopt gopts[] = {
+	{ "guest", "name", K_NAME, 0, 0, NULL, F(name), "unique name: letters, digits, - _ ." },
+	{ "guest", "type", K_TYPE, 0, 0, NULL, F(type), "container or domain" },
+	{ "guest", "memory", K_SIZE, 16 * 1024, 64ull * 1024 * 1024, "128M", F(mem_kib),
+	  "memory limit (container) or RAM (domain); K/M/G suffix, bare = MiB" },
+	{ "guest", "cpus", K_UINT, 1, 64, "1", F(cpus), "vCPUs (domain); CPU count hint (container)" },
+	{ "guest", "cpu_weight", K_UINT, 1, 100000, "1000", F(cpu_weight),
+	  "relative CPU share (OpenVZ cpuunits)" },
+	{ "guest", "cpu_limit", K_UINT, 0, 6400, "0", F(cpu_limit_pct),
+	  "CPU cap in percent of one CPU (OpenVZ cpulimit), 0 = none" },
+	{ "guest", "pids_limit", K_UINT, 0, 4194304, "0", F(pids_max),
+	  "most processes in a container, 0 = none" },
+	{ "guest", "command", K_STR, 0, 0, "", F(command),
+	  "program and arguments: container init / domain service" },
+	{ "guest", "stop_timeout", K_UINT, 1, 3600, "30", F(stop_timeout_s),
+	  "seconds a graceful stop may take before it is forced" },
+	{ "storage", "template", K_STR, 0, 0, "", F(template_dir),
+	  "container: root file system template (relative: under shared_dir)" },
+	{ "storage", "kernel", K_STR, 0, 0, "", F(kernel), "domain: kernel (vmlinux for PVH)" },
+	{ "storage", "initrd", K_STR, 0, 0, "", F(initrd), "domain: initramfs" },
+	{ "storage", "disk", K_STR, 0, 0, "", F(disk), "domain: disk image, optional" },
+	{ "network", "ip", K_CIDR, 0, 0, "", F(ip), "address/prefix on the guest network" },
+	{ "network", "gateway", K_IP, 0, 0, "", F(gateway), "default route, optional" },
+	{ "ha", "priority", K_UINT, 0, 1000, "0", F(priority), "recovery order, higher first" },
+	{ "ha", "restart", K_RESTART, 0, 0, "snapshot", F(restart),
+	  "after host loss: snapshot, cold or none" },
+	{ "ha", "snapshot_interval", K_UINT, 0, 86400, "0", F(snapshot_interval_s),
+	  "seconds between periodic snapshots, 0 = none" },
+	{ "ha", "snapshot_keep", K_UINT, 1, 100, "3", F(snapshot_keep),
+	  "snapshot generations kept" },
+	{ "ha", "group", K_NAME, 0, 0, "", F(group), "HA group, optional" },
+	{ 0 },
+};
+
+static const char *const restart_names[HA_RESTART_MAX] = {
+	[HA_RESTART_SNAPSHOT] = "snapshot",
+	[HA_RESTART_COLD] = "cold",
+	[HA_RESTART_NONE] = "none",
+};
+
+const char *ha_restart_policy_str(enum ha_restart_policy p)
+{
+	return (unsigned)p < HA_RESTART_MAX ? restart_names[p] : "unknown";
+}
+
+int ha_name_valid(const char *s)
+{
+	size_t n = s ? strlen(s) : 0;
+
+	if (n == 0 || n > HA_GUEST_NAME_MAX || s[0] == '-' || s[0] == '.') {
+		return 0;
+	}
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (!(c == '-' || c == '_' || c == '.' || (c >= '0' && c <= '9') ||
+		      (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))) {
+			return 0;
+		}
+	}
+	return 1;
+}
+
+int ha_parse_size_kib(const char *s, uint64_t *kib)
+{
+	char *end;
+	unsigned long long v;
+	uint64_t mul;
+
+	if (s == NULL || *s < '0' || *s > '9') {
+		return -EINVAL;
+	}
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno == ERANGE) {
+		return -ERANGE;
+	}
+	if (*end == 0 || strcmp(end, "M") == 0 || strcmp(end, "MiB") == 0) {
+		mul = 1024;
+	} else if (strcmp(end, "K") == 0 || strcmp(end, "KiB") == 0) {
+		mul = 1;
+	} else if (strcmp(end, "G") == 0 || strcmp(end, "GiB") == 0) {
+		mul = 1024 * 1024;
+	} else {
+		return -EINVAL;
+	}
+	if (v > UINT64_MAX / mul) {
+		return -ERANGE;
+	}
+	*kib = v * mul;
+	return 0;
+}
+
+static bool ip_valid(const char *s, bool cidr)
+{
+	char buf[64];
+	char *slash;
+	struct in_addr a;
+
+	if (strlen(s) >= sizeof(buf)) {
+		return false;
+	}
+	strcpy(buf, s);
+	slash = strchr(buf, '/');
+	if (cidr) {
+		uint64_t p;
+
+		if (slash == NULL || ha_parse_u64(slash + 1, 1, 32, &p) < 0) {
+			return false;
+		}
+		*slash = 0;
+	} else if (slash) {
+		return false;
+	}
+	return inet_pton(AF_INET, buf, &a) == 1;
+}
+
+struct pctx {
+	struct ha_guest_def *def;
+	bool seen[sizeof(gopts) / sizeof(gopts[0])];
+	char why[512];
+	int failed;
+};
+
+static int set_opt(struct ha_guest_def *d, const struct gopt *o, const char *v,
+		   char *why, size_t whylen)
+{
+	char *dst = (char *)d + o->offset;
+	uint64_t n;
+
+	switch (o->kind) {
+	case K_NAME:
+		if (v[0] && !ha_name_valid(v)) {
+			snprintf(why, whylen, "%s: '%s' is not a valid name (letters, digits, - _ ., at most %d)",
+				 o->name, v, HA_GUEST_NAME_MAX);
+			return -EINVAL;
+		}
+		break;
+	case K_TYPE:
+		if (strcmp(v, "container") != 0 && strcmp(v, "domain") != 0) {
+			snprintf(why, whylen, "type: '%s' is not container or domain", v);
+			return -EINVAL;
+		}
+		break;
+	case K_CIDR:
+	case K_IP:
+		if (v[0] && !ip_valid(v, o->kind == K_CIDR)) {
+			snprintf(why, whylen, "%s: '%s' is not an IPv4 %s", o->name, v,
+				 o->kind == K_CIDR ? "address/prefix" : "address");
+			return -EINVAL;
+		}
+		break;
+	case K_UINT:
+		if (ha_parse_u64(v, o->min, o->max, &n) < 0) {
+			snprintf(why, whylen, "%s: '%s' is not a number in %llu..%llu",
+				 o->name, v, (unsigned long long)o->min,
+				 (unsigned long long)o->max);
+			return -EINVAL;
+		}
+		*(uint32_t *)dst = (uint32_t)n;
+		return 0;
+	case K_SIZE:
+		if (ha_parse_size_kib(v, &n) < 0 || n < o->min || n > o->max) {
+			snprintf(why, whylen, "%s: '%s' is not a size in %lluM..%lluG (K, M or G suffix)",
+				 o->name, v, (unsigned long long)o->min / 1024,
+				 (unsigned long long)o->max / (1024 * 1024));
+			return -EINVAL;
+		}
+		*(uint64_t *)dst = n;
+		return 0;
+	case K_RESTART:
+		for (int i = 0; i < HA_RESTART_MAX; i++) {
+			if (strcmp(v, restart_names[i]) == 0) {
+				*(enum ha_restart_policy *)dst = (enum ha_restart_policy)i;
+				return 0;
+			}
+		}
+		snprintf(why, whylen, "restart: '%s' is not snapshot, cold or none", v);
+		return -EINVAL;
+	case K_STR:
+		break;
+	}
+	if (strlen(v) >= o->size) {
+		snprintf(why, whylen, "%s: longer than %zu characters", o->name, o->size - 1);
+		return -EINVAL;
+	}
+	memcpy(dst, v, strlen(v) + 1);
+	return 0;
+}
+
+static int ini_cb(void *user, const char *section, const char *name, const char *value)
+{
+	struct pctx *c = user;
+
+	for (size_t i = 0; gopts[i].name; i++) {
+		if (strcmp(gopts[i].section, section) != 0 || strcmp(gopts[i].name, name) != 0) {
+			continue;
+		}
+		if (c->seen[i]) {
+			snprintf(c->why, sizeof(c->why), "%s given twice in [%s]", name, section);
+			goto fail;
+		}
+		c->seen[i] = true;
+		if (set_opt(c->def, &gopts[i], value, c->why, sizeof(c->why)) < 0) {
+			goto fail;
+		}
+		return 1;
+	}
+	snprintf(c->why, sizeof(c->why), "unknown option '%s' in [%s]", name, section);
+fail:
+	if (!c->failed) {
+		c->failed = 1;
+		return 0;
+	}
+	return 1;
+}
+
+int ha_guestdef_parse(const char *text, size_t len, const char *fname,
+		      struct ha_guest_def *out, char *err, size_t errlen)
+{
+	struct pctx c = { .def = out };
+	char *copy;
+	char why[256];
+	int line;
+
+	memset(out, 0, sizeof(*out));
+	if (len > HA_GUESTDEF_MAX_TEXT) {
+		snprintf(err, errlen, "%s:0: definition longer than %d bytes", fname,
+			 HA_GUESTDEF_MAX_TEXT);
+		return -EINVAL;
+	}
+	if (memchr(text, 0, len)) {
+		snprintf(err, errlen, "%s:0: contains a NUL byte", fname);
+		return -EINVAL;
+	}
+	for (size_t i = 0; gopts[i].name; i++) {
+		if (gopts[i].def) {
+			set_opt(out, &gopts[i], gopts[i].def, why, sizeof(why));
+		}
+	}
+	copy = malloc(len + 1);
+	if (copy == NULL) {
+		snprintf(err, errlen, "%s:0: out of memory", fname);
+		return -ENOMEM;
+	}
+	memcpy(copy, text, len);
+	copy[len] = 0;
+	line = ini_parse_string(copy, ini_cb, &c);
+	free(copy);
+	if (line != 0) {
+		snprintf(err, errlen, "%s:%d: %s", fname, line, c.failed ? c.why : "syntax error");
+		return -EINVAL;
+	}
+	for (size_t i = 0; gopts[i].name; i++) {
+		if (gopts[i].def == NULL && !c.seen[i]) {
+			snprintf(err, errlen, "%s:0: [%s] %s is required", fname,
+				 gopts[i].section, gopts[i].name);
+			return -EINVAL;
+		}
+	}
+	if (strcmp(out->type, "container") == 0) {
+		if (!out->template_dir[0]) {
+			snprintf(err, errlen, "%s:0: a container needs [storage] template", fname);
+			return -EINVAL;
+		}
+		if (!out->command[0]) {
+			snprintf(err, errlen, "%s:0: a container needs [guest] command", fname);
+			return -EINVAL;
+		}
+		if (out->kernel[0] || out->initrd[0] || out->disk[0]) {
+			snprintf(err, errlen, "%s:0: kernel, initrd and disk are for domains only", fname);
+			return -EINVAL;
+		}
+	} else {
+		if (!out->kernel[0] || !out->initrd[0]) {
+			snprintf(err, errlen, "%s:0: a domain needs [storage] kernel and initrd", fname);
+			return -EINVAL;
+		}
+		if (out->template_dir[0]) {
+			snprintf(err, errlen, "%s:0: template is for containers only", fname);
+			return -EINVAL;
+		}
+		if (out->pids_max) {
+			snprintf(err, errlen, "%s:0: pids_limit is for containers only", fname);
+			return -EINVAL;
+		}
+	}
+	if (out->gateway[0] && !out->ip[0]) {
+		snprintf(err, errlen, "%s:0: gateway given without ip", fname);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+void ha_guestdef_print_reference(FILE *out)
+{
+	fprintf(out, "| section | option | default | meaning |\n|---|---|---|---|\n");
+	for (size_t i = 0; gopts[i].name; i++) {
+		const struct gopt *o = &gopts[i];
+
+		fprintf(out, "| %s | %s | %s | %s |\n", o->section, o->name,
+			o->def == NULL ? "(required)" : o->def[0] ? o->def : "(empty)", o->help);
+	}
+}

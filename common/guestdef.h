@@ -1,0 +1,69 @@
+/*
+ * guestdef.h - guest definition files (INI), docs/guests.md.
+ *
+ * The text of a definition is what the cluster stores; every node parses
+ * it the same way. One table of options drives parsing, checking and the
+ * reference in docs/guests.md.
+ */
+#ifndef HA_GUESTDEF_H
+#define HA_GUESTDEF_H
+
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define HA_GUEST_NAME_MAX 63
+#define HA_GUESTDEF_MAX_TEXT (64 * 1024)
+
+enum ha_restart_policy {
+	HA_RESTART_SNAPSHOT = 0, /* newest good snapshot, else cold */
+	HA_RESTART_COLD,         /* boot afresh */
+	HA_RESTART_NONE,         /* leave it stopped */
+	HA_RESTART_MAX
+};
+
+const char *ha_restart_policy_str(enum ha_restart_policy p);
+
+struct ha_guest_def {
+	char name[HA_GUEST_NAME_MAX + 1];
+	char type[16];             /* container | domain */
+	uint64_t mem_kib;
+	uint32_t cpus;
+	uint32_t cpu_weight;
+	uint32_t cpu_limit_pct;
+	uint32_t pids_max;
+	char command[1024];
+	char template_dir[PATH_MAX]; /* container rootfs; relative = under shared_dir */
+	char kernel[PATH_MAX];
+	char initrd[PATH_MAX];
+	char disk[PATH_MAX];
+	char ip[48];               /* CIDR */
+	char gateway[48];
+	uint32_t priority;
+	enum ha_restart_policy restart;
+	uint32_t snapshot_interval_s; /* 0 = no periodic snapshots */
+	uint32_t snapshot_keep;
+	char group[HA_GUEST_NAME_MAX + 1];
+	uint32_t stop_timeout_s;
+};
+
+/*
+ * Parses and checks a definition. @fname names the source in errors.
+ * Returns 0, or -EINVAL with "FNAME:LINE: what" in @err (LINE 0 for
+ * whole-file problems such as a missing required option).
+ */
+int ha_guestdef_parse(const char *text, size_t len, const char *fname,
+		      struct ha_guest_def *out, char *err, size_t errlen);
+
+/* Is @s a valid guest or node name? */
+int ha_name_valid(const char *s);
+
+/* Parses a size: a number with K, M, G (or KiB, MiB, GiB) suffix; a bare
+ * number is MiB. Returns 0 or -EINVAL/-ERANGE. */
+int ha_parse_size_kib(const char *s, uint64_t *kib);
+
+/* Prints the option table as markdown. */
+void ha_guestdef_print_reference(FILE *out);
+
+#endif
