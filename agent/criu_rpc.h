@@ -277,4 +277,38 @@ int agent_criu_lazy_pages(const char *criu_path,
 int agent_criu_child_wait(pid_t pid, uint32_t timeout_ms, char *err,
 			  size_t errlen);
 
+/*
+ * One criu_resp as plain, checked values: what the calls above act on.
+ * Exposed for tests/fuzz/fuzz_criu_resp.c. Strings are NUL-terminated,
+ * cut to their size, and non-printable bytes replaced by '?'.
+ */
+struct agent_criu_resp {
+	int type;               /* criu_req_type numbering of rpc.proto */
+	bool success;
+	int cr_errno;           /* 0 = none */
+	char errmsg[256];       /* cr_errmsg; "" = none */
+	char script[64];        /* NOTIFY: the script name */
+	pid_t notify_pid;       /* NOTIFY: 0 = none */
+	pid_t restore_pid;      /* RESTORE: root task; 0 = none */
+	bool dump_restored;     /* DUMP: dump_resp.restored */
+	pid_t ps_pid;           /* PAGE_SERVER: 0 = none */
+	int ps_port;            /* PAGE_SERVER: -1 = none, else 1..65535 */
+	bool has_version;
+	int version_major, version_minor, version_sublevel;
+	char version_gitid[48];
+	bool has_features;
+	bool feat_mem_track, feat_lazy_pages;
+	bool has_status;        /* WAIT_PID */
+	int status;
+};
+
+/*
+ * Decodes one criu_resp of @len bytes (at most AGENT_CRIU_MAX_MSG).
+ * Returns 0, -EMSGSIZE (too long), -EBADMSG (not a criu_resp, unknown
+ * type, pid or port out of range, a NOTIFY without a script), -ENOTSUP
+ * (built without the schema). *out is zeroed on failure.
+ */
+int agent_criu_resp_decode(const uint8_t *buf, size_t len,
+			   struct agent_criu_resp *out);
+
 #endif

@@ -24,7 +24,10 @@
  * that inequality. A move changes the free memory of two nodes only, so
  * every margin changes by a term computable in O(1); only nodes whose
  * margin is below the moved size can turn negative, and the domain keeps
- * those ("tight") sorted. docs/balancing.md has the details.
+ * those ("tight") sorted. Where the bound fails we check the exact form of
+ * the same argument, unit by unit (S(x - 1) > units placed before x, for
+ * every unit x in decreasing order), before calling the node short.
+ * docs/balancing.md has the details.
  */
 #include <errno.h>
 #include <math.h>
@@ -169,7 +172,8 @@ struct wdom {
 	int32_t *tight;         /* nodes with margin < Mt, ascending margin */
 	uint32_t ntight;
 	int64_t Mt;             /* largest item (memory) in the domain */
-	int64_t deficit;        /* max(0, -min margin) */
+	int64_t deficit;        /* largest shortfall of a node (0: N+1 holds) */
+	uint32_t failing;       /* nodes short */
 };
 
 struct ws {
@@ -352,18 +356,104 @@ static void n1_suffix(struct wdom *D)
 	}
 }
 
+/* Change of S(y) when one node's free goes from @f0 to @f1. */
+static int64_t dS(int64_t f0, int64_t f1, int64_t y)
+{
+	return pos(f1 - y) - pos(f0 - y);
+}
+
+/* A hypothetical move for the N+1 checks: node d's free memory goes
+ * from fd0 to fd1 and takes @item; s (may be NONE) gives it up. */
+struct n1_hyp {
+	int32_t d, s, item;
+	int64_t fd0, fd1, fs0, fs1;
+};
+
+static int64_t hyp_S(const struct wdom *D, const struct n1_hyp *h, int64_t y)
+{
+	int64_t v = n1_S(D, y);
+
+	if (h) {
+		v += dS(h->fd0, h->fd1, y);
+		if (h->s != NONE) {
+			v += dS(h->fs0, h->fs1, y);
+		}
+	}
+	return v;
+}
+
+static int cmp_i64_desc(const void *pa, const void *pb)
+{
+	int64_t a = *(const int64_t *)pa, b = *(const int64_t *)pb;
+
+	return a > b ? -1 : a < b;
+}
+
+/*
+ * How short node x is of N+1 by the unit-by-unit argument: 0 when
+ * first-fit decreasing surely restarts all its HA units on the others.
+ */
+static int64_t n1_refined(const struct ws *ws, const struct wdom *D, int32_t x,
+			  const struct n1_hyp *h)
+{
+	const struct wnode *n = &ws->n[x];
+	int64_t stack[64], *u = stack;
+	int64_t fx = node_free(n), B = 0, worst = 0;
+	uint32_t nu = 0, cap = n->n_items + 1;
+
+	if (cap > 64) {
+		u = malloc(cap * sizeof(*u));
+		if (u == NULL) {
+			return 1; /* cannot tell: call it short */
+		}
+	}
+	for (int32_t i = n->ihead; i != NONE; i = ws->it[i].next) {
+		if (ws->it[i].ha_mem > 0 && !(h && x == h->s && i == h->item)) {
+			u[nu++] = ws->it[i].ha_mem;
+		}
+	}
+	if (h && x == h->d && ws->it[h->item].ha_mem > 0) {
+		u[nu++] = ws->it[h->item].ha_mem;
+	}
+	if (h && x == h->d) {
+		fx = h->fd1;
+	} else if (h && x == h->s) {
+		fx = h->fs1;
+	}
+	qsort(u, nu, sizeof(*u), cmp_i64_desc);
+	for (uint32_t k = 0; k < nu; k++) {
+		int64_t y = u[k] - 1;
+		int64_t need = B + 1 - (hyp_S(D, h, y) - pos(fx - y));
+
+		if (need > worst) {
+			worst = need;
+		}
+		B += u[k];
+	}
+	if (u != stack) {
+		free(u);
+	}
+	return worst;
+}
+
 static void n1_tight(struct ws *ws, struct wdom *D)
 {
 	int64_t worst = 0;
 
 	D->ntight = 0;
+	D->failing = 0;
 	for (uint32_t k = 0; k < D->n_nodes; k++) {
 		int32_t x = (int32_t)D->nodes[k];
 
 		if (ws->n[x].eligible && ws->n[x].margin < D->Mt + 1) {
 			D->tight[D->ntight++] = x;
-			if (-ws->n[x].margin > worst) {
-				worst = -ws->n[x].margin;
+			if (ws->n[x].margin < 0) {
+				int64_t r = n1_refined(ws, D, x, NULL);
+
+				if (r > worst) {
+					worst = r;
+				}
+				D->failing += r > 0;
 			}
 		}
 	}
@@ -434,12 +524,6 @@ static void fs_replace(struct wdom *D, int64_t old, int64_t nv)
 		k++;
 	}
 	D->fs[k] = nv;
-}
-
-/* Change of S(y) when one node's free goes from @f0 to @f1. */
-static int64_t dS(int64_t f0, int64_t f1, int64_t y)
-{
-	return pos(f1 - y) - pos(f0 - y);
 }
 
 /*
@@ -1250,9 +1334,7 @@ static void ws_score(const struct ws *ws, struct ha_bal_score *s)
 			var[r] += (v > 0 ? v : 0) * n;
 		}
 		ntot += D->n_elig;
-		if ((uint64_t)D->deficit > s->n1_short_mib && ws->p->n_plus_one) {
-			s->n1_short_mib = (uint64_t)D->deficit;
-		}
+		s->n1_failing += D->failing;
 	}
 	if (ntot) {
 		double wv = 0;
@@ -1295,7 +1377,7 @@ static void ws_score(const struct ws *ws, struct ha_bal_score *s)
 		if (!it->alive) {
 			continue;
 		}
-		if (it->node == NONE || !ws->n[it->node].online) {
+		if (it->node != NONE && !ws->n[it->node].online) {
 			for (int32_t g = it->ghead; g != NONE; g = ws->gnext[g]) {
 				s->stranded += ws->c->guests[g].ha;
 			}
@@ -1357,7 +1439,8 @@ static const char *const fit_names[FIT_MAX] = {
 
 /*
  * The domain's N+1 deficit after moving @it from @s (NONE, elsewhere or
- * in the domain) to @d. O(1) plus the tight nodes below the item's size.
+ * in the domain) to @d. O(1) plus the tight nodes below the item's size
+ * (and the exact check of nodes that fail the fast bound).
  */
 static int64_t n1_after(const struct ws *ws, const struct witem *it, int32_t s,
 			int32_t d)
@@ -1366,61 +1449,51 @@ static int64_t n1_after(const struct ws *ws, const struct witem *it, int32_t s,
 	bool s_in = s != NONE && ws->n[s].eligible && ws->n[s].dom == ws->n[d].dom;
 	const struct wnode *nd = &ws->n[d], *ns = s_in ? &ws->n[s] : NULL;
 	int64_t m = it->use[R_MEM], h = it->ha_mem;
-	int64_t fd0 = node_free(nd), fd1 = fd0 - m;
-	int64_t fs0 = ns ? node_free(ns) : 0, fs1 = fs0 + m;
-	int64_t worst = 0, g, ha, marg, y;
+	struct n1_hyp hy = {
+		.d = d, .s = s_in ? s : NONE, .item = (int32_t)(it - ws->it),
+		.fd0 = node_free(nd), .fd1 = node_free(nd) - m,
+		.fs0 = ns ? node_free(ns) : 0, .fs1 = ns ? node_free(ns) + m : 0,
+	};
+	int64_t worst = 0, g, ha, marg;
 
-#define S1(yy) (n1_S(D, (yy)) + dS(fd0, fd1, (yy)) + (ns ? dS(fs0, fs1, (yy)) : 0))
 	/* the destination */
 	g = h > nd->gmax ? h : nd->gmax;
 	ha = nd->ha_mem + h;
-	marg = n1_margin(S1(g - 1), fd1, ha, g);
-	if (-marg > worst) {
-		worst = -marg;
+	marg = n1_margin(hyp_S(D, &hy, g - 1), hy.fd1, ha, g);
+	if (marg < 0) {
+		worst = n1_refined(ws, D, d, &hy);
 	}
 	/* the source */
 	if (ns) {
-		g = node_gmax(ws, ns, (int32_t)(it - ws->it));
+		g = node_gmax(ws, ns, hy.item);
 		ha = ns->ha_mem - h;
-		marg = n1_margin(S1(g - 1), fs1, ha, g);
-		if (-marg > worst) {
-			worst = -marg;
+		marg = n1_margin(hyp_S(D, &hy, g - 1), hy.fs1, ha, g);
+		if (marg < 0) {
+			int64_t r = n1_refined(ws, D, s, &hy);
+
+			worst = r > worst ? r : worst;
 		}
 	}
 	/* the others lose at most m of margin: only tight ones matter */
-	if (m > D->Mt) {
-		for (uint32_t k = 0; k < D->n_nodes; k++) {
-			int32_t x = (int32_t)D->nodes[k];
-			const struct wnode *n = &ws->n[x];
-
-			if (!n->eligible || x == d || x == s || n->margin == N1_FREE) {
-				continue;
-			}
-			y = n->gmax - 1;
-			marg = n->margin + dS(fd0, fd1, y) + (ns ? dS(fs0, fs1, y) : 0);
-			if (-marg > worst) {
-				worst = -marg;
-			}
-		}
-		return worst;
-	}
-	for (uint32_t k = 0; k < D->ntight; k++) {
-		int32_t x = D->tight[k];
+	for (uint32_t k = 0; k < (m > D->Mt ? D->n_nodes : D->ntight); k++) {
+		int32_t x = m > D->Mt ? (int32_t)D->nodes[k] : D->tight[k];
 		const struct wnode *n = &ws->n[x];
+		int64_t y;
 
-		if (n->margin >= m) {
+		if (m <= D->Mt && n->margin >= m) {
 			break;
 		}
-		if (x == d || x == s) {
+		if (!n->eligible || x == d || x == s || n->margin == N1_FREE) {
 			continue;
 		}
 		y = n->gmax - 1;
-		marg = n->margin + dS(fd0, fd1, y) + (ns ? dS(fs0, fs1, y) : 0);
-		if (-marg > worst) {
-			worst = -marg;
+		marg = n->margin + dS(hy.fd0, hy.fd1, y) + (ns ? dS(hy.fs0, hy.fs1, y) : 0);
+		if (marg < 0) {
+			int64_t r = n1_refined(ws, D, x, &hy);
+
+			worst = r > worst ? r : worst;
 		}
 	}
-#undef S1
 	return worst;
 }
 
@@ -1649,7 +1722,7 @@ static int32_t place_best(struct ws *ws, int32_t ii, int32_t exclude,
 						fit_names[f]);
 			if (f == FIT_MEM && most_free_node != NONE && off < whylen) {
 				off += (size_t)snprintf(why + off, whylen - off,
-							" (most free %lld on %s)",
+							" (most free %lld MiB on %s)",
 							(long long)most_free,
 							ws->c->nodes[most_free_node].name);
 			}
@@ -1688,6 +1761,26 @@ static int32_t affinity_node(const struct ws *ws, int32_t self)
 		}
 	}
 	return best;
+}
+
+/* After a placement: joins the item with its affinity group's item on
+ * the same node. Returns the surviving item. */
+static int32_t merge_comp(struct ws *ws, int32_t ii)
+{
+	const struct witem *it = &ws->it[ii];
+
+	if (it->comp == NO_COMP || it->node == NONE) {
+		return ii;
+	}
+	for (int32_t j = ws->n[it->node].ihead; j != NONE; j = ws->it[j].next) {
+		if (j != ii && ws->it[j].alive && ws->it[j].comp == it->comp) {
+			int32_t keep = j < ii ? j : ii;
+
+			item_merge(ws, keep, keep == j ? ii : j);
+			return keep;
+		}
+	}
+	return ii;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1738,6 +1831,7 @@ static void relocate(struct ws *ws, int32_t *items, uint32_t n,
 			continue;
 		}
 		do_move(ws, ii, to, kind, reason, 0);
+		merge_comp(ws, ii);
 	}
 }
 
@@ -2000,10 +2094,14 @@ static bool budget_left(struct ws *ws)
 	return true;
 }
 
-static bool mem_budget_ok(const struct ws *ws, const struct witem *it)
+static bool mem_budget_ok(struct ws *ws, const struct witem *it)
 {
-	return ws->p->max_move_mem_mib == 0 ||
-	       ws->opt_mem + (uint64_t)llround(it->copy_mib) <= ws->p->max_move_mem_mib;
+	if (ws->p->max_move_mem_mib == 0 ||
+	    ws->opt_mem + (uint64_t)llround(it->copy_mib) <= ws->p->max_move_mem_mib) {
+		return true;
+	}
+	ws->budget_hit = true;
+	return false;
 }
 
 /* May the optimiser move this item at all? */
@@ -2679,7 +2777,7 @@ int ha_balance_place(const struct ha_bal_cluster *c, const struct ha_bal_policy 
 					 gu->node, NONE, 0, 0, NONE);
 				snprintf(ws.act[ws.nact - 1].detail,
 					 sizeof(ws.act[0].detail),
-					 "not HA: stays stopped");
+					 "stays stopped");
 			}
 		}
 	}
@@ -2716,6 +2814,7 @@ int ha_balance_place(const struct ha_bal_cluster *c, const struct ha_bal_policy 
 				unplaced(&ws, v[k], HA_BAL_R_NO_ROOM, why);
 			} else {
 				do_move(&ws, v[k], to, HA_BAL_ACT_PLACE, HA_BAL_R_CREATE, 0);
+				merge_comp(&ws, v[k]);
 			}
 		}
 		break;
@@ -2731,6 +2830,7 @@ int ha_balance_place(const struct ha_bal_cluster *c, const struct ha_bal_policy 
 				unplaced(&ws, ii, HA_BAL_R_NO_ROOM, why);
 			} else {
 				do_move(&ws, ii, to, HA_BAL_ACT_PLACE, HA_BAL_R_RECOVER, 0);
+				merge_comp(&ws, ii);
 			}
 		}
 		break;

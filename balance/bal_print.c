@@ -17,8 +17,8 @@ void ha_bal_score_print(FILE *out, const char *label, const struct ha_bal_score 
 	if (s->overloaded) {
 		fprintf(out, ", overloaded %u", s->overloaded);
 	}
-	if (s->n1_short_mib) {
-		fprintf(out, ", N+1 short %" PRIu64 " MiB", s->n1_short_mib);
+	if (s->n1_failing) {
+		fprintf(out, ", N+1 fails for %u", s->n1_failing);
 	}
 	if (s->affinity_split) {
 		fprintf(out, ", affinity split %u", s->affinity_split);
@@ -27,7 +27,7 @@ void ha_bal_score_print(FILE *out, const char *label, const struct ha_bal_score 
 		fprintf(out, ", anti-affinity conflicts %u", s->anti_affinity_conflicts);
 	}
 	if (s->on_maintenance) {
-		fprintf(out, ", on maintenance %u", s->on_maintenance);
+		fprintf(out, ", to evacuate %u", s->on_maintenance);
 	}
 	if (s->stranded) {
 		fprintf(out, ", stranded %u", s->stranded);
@@ -91,6 +91,17 @@ void ha_bal_plan_print(FILE *out, const struct ha_bal_cluster *c,
 		fprintf(out, "; unplaced %u", plan->n_unplaced);
 	}
 	fprintf(out, "\n");
+	if (plan->op == HA_BAL_OP_REBALANCE) {
+		if (plan->triggered) {
+			fprintf(out, "state: imbalanced, round %u\n", plan->rounds);
+		} else {
+			fprintf(out, "state: balanced\n");
+		}
+	}
+	if (plan->after.overloaded) {
+		fprintf(out, "warning: %u node(s) stay above a threshold\n",
+			plan->after.overloaded);
+	}
 	if (plan->triggered && (plan->skipped_hold || plan->skipped_hot)) {
 		fprintf(out, "skipped: %u moved within the hold time, %u dirtying too fast\n",
 			plan->skipped_hold, plan->skipped_hot);

@@ -270,9 +270,12 @@ struct ha_bal_score {
 	uint32_t overloaded;          /* nodes above a threshold */
 	uint32_t affinity_split;      /* affinity groups spread over nodes */
 	uint32_t anti_affinity_conflicts; /* extra members sharing a node */
-	uint32_t on_maintenance;      /* guests on nodes in maintenance */
+	uint32_t on_maintenance;      /* guests on online nodes that take none
+					 * (maintenance, being evacuated) */
 	uint32_t stranded;            /* HA guests on lost nodes or nowhere */
-	uint64_t n1_short_mib;        /* 0: any one node's HA guests fit elsewhere */
+	uint32_t n1_failing;          /* nodes whose HA guests might not all
+					 * restart on the others (N+1), whether
+					 * or not the policy keeps the reserve */
 };
 
 struct ha_bal_action {

@@ -37,7 +37,7 @@ struct json_object *hactl_balance_score_json(const struct ha_bal_score *s)
 			       json_object_new_int64(s->anti_affinity_conflicts));
 	json_object_object_add(o, "on_maintenance", json_object_new_int64(s->on_maintenance));
 	json_object_object_add(o, "stranded", json_object_new_int64(s->stranded));
-	json_object_object_add(o, "n1_short_mib", json_object_new_int64((int64_t)s->n1_short_mib));
+	json_object_object_add(o, "n1_failing", json_object_new_int64(s->n1_failing));
 	return o;
 }
 

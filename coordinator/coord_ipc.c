@@ -346,13 +346,19 @@ static int on_action_request(struct coord *c, qb_ipcs_connection_t *conn,
 static int32_t msg_process(qb_ipcs_connection_t *conn, void *data, size_t size)
 {
 	struct coord *c = ipc_ctx;
-	struct qb_ipc_request_header *hdr = data;
+	struct qb_ipc_request_header hdr_copy;
+	struct qb_ipc_request_header *hdr = &hdr_copy;
 	enum ha_msg_type type;
 	ProtobufCMessage *msg;
 	const char *why;
 	char text[160];
 	int rc;
 
+	/* libqb hands over a buffer that is not always aligned for its own
+	 * header type: copy it out. */
+	if (size >= sizeof(*hdr)) {
+		memcpy(&hdr_copy, data, sizeof(hdr_copy));
+	}
 	if (size < sizeof(*hdr) || hdr->size != (int32_t)size ||
 	    hdr->id != HA_IPC_REQ_ID) {
 		c->rx_stats.rejected[HA_ENV_REJ_SHORT]++;

@@ -1,0 +1,168 @@
+/*
+ * driver_container.h - private header of the container driver
+ * (driver_container*.c): cgroups, the guest network, helper programs and
+ * checkpoint/restore. Nothing outside these files includes it; the agent
+ * sees only agent_driver_container_ops (driver.h).
+ *
+ * Every function here is a blocking call for a worker thread, returns 0 or
+ * -errno and, where it takes @err (AGENT_ERR_LEN bytes, may be NULL), fills
+ * it with one line naming what failed and where. No global mutable state.
+ */
+#ifndef HA_AGENT_DRIVER_CONTAINER_H
+#define HA_AGENT_DRIVER_CONTAINER_H
+
+#include <net/if.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "driver.h"
+
+#define CTR_PATH 512          /* every path the driver builds */
+#define CTR_NAME_MAX 64       /* guest name: [A-Za-z0-9_.-], not "." or ".." */
+#define CTR_CMD_MAX 4096      /* spec->command, bytes */
+#define CTR_ARGS_MAX 64       /* spec->command, words */
+#define CTR_CG_MAX 16         /* v1 hierarchies considered */
+
+/* Fills @err (when not NULL) with printf-style text; returns @rc. */
+int ctr_err(char *err, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Reads up to @len-1 bytes of a small file (cgroup, /proc) into @buf, NUL
+ * terminated; returns the byte count or -errno. */
+ssize_t ctr_read_small(const char *path, char *buf, size_t len);
+/* Writes @s to an existing file (no O_CREAT, no truncation needed for
+ * cgroup and /proc files); returns 0 or -errno. */
+int ctr_write_str(const char *path, const char *s);
+
+/* ---- helper programs (driver_container_exec.c) ---------------------- */
+
+/* Finds @name (ip, cp, rm) in the standard system directories; 0 and
+ * @out set, or -ENOENT. */
+int ctr_tool_find(const char *name, char *out, size_t outlen);
+/*
+ * Runs @argv (argv[0] an absolute path) with stdin on /dev/null, killing it
+ * after @timeout_ms. When @netns_fd >= 0 the child first joins that network
+ * namespace. The first line of what it writes to stdout/stderr lands in
+ * @msg (may be NULL). Returns its exit status (0..255; 128+N for signal N),
+ * or -errno / -ETIMEDOUT when it could not run or ran too long.
+ */
+int ctr_tool_run(char *const argv[], int netns_fd, uint32_t timeout_ms,
+		 char *msg, size_t msglen);
+/* Removes @path recursively without crossing into other file systems
+ * (rm -rf --one-file-system); a missing @path is success. */
+int ctr_tree_remove(const char *path, uint32_t timeout_ms, char *err);
+/* Copies the directory @src to @dst (which must not exist) keeping
+ * owners, modes, xattrs (overlay whiteouts and opaque marks) and device
+ * nodes (cp -a). */
+int ctr_tree_copy(const char *src, const char *dst, uint32_t timeout_ms, char *err);
+
+/* ---- cgroups (driver_container_cgroup.c) ---------------------------- */
+
+/*
+ * One guest's cgroups: hactl/<name> (or $HACTL_CGROUP_PARENT/<name>) in
+ * each v1 hierarchy the driver uses (memory, pids, cpu, cpuacct, freezer),
+ * or in the unified hierarchy where /sys/fs/cgroup is cgroup2.
+ */
+struct ctr_cgroup {
+	bool v2;
+	char rel[CTR_PATH];        /* "/hactl/c1", relative to each hierarchy root */
+	/* v2: the guest's directory; v1: empty */
+	char unified[CTR_PATH];
+	/* v1: the guest's directory per controller, "" where not mounted */
+	char memory[CTR_PATH];
+	char pids[CTR_PATH];
+	char cpu[CTR_PATH];
+	char cpuacct[CTR_PATH];
+	char freezer[CTR_PATH];
+	/* v1: every hierarchy's mount point (removal covers those CRIU may
+	 * have created a directory in) */
+	unsigned n_mounts;
+	char mounts[CTR_CG_MAX][CTR_PATH];
+};
+
+/* Finds the hierarchies and fills @cg for guest @name under the parent
+ * @parent (relative, e.g. "hactl"). */
+int ctr_cgroup_init(struct ctr_cgroup *cg, const char *parent, const char *name,
+		    char *err);
+/* The cgroup parent: $HACTL_CGROUP_PARENT when set and sane, else "hactl". */
+const char *ctr_cgroup_parent(void);
+/* Creates the guest's directories and writes the limits of @spec. */
+int ctr_cgroup_create(const struct ctr_cgroup *cg, const struct agent_guest_spec *spec,
+		      char *err);
+/* The cgroup.procs files a process writes "0" into to join the guest's
+ * cgroups; returns how many were filled (at most @max). */
+unsigned ctr_cgroup_procs_files(const struct ctr_cgroup *cg, char files[][CTR_PATH],
+				unsigned max);
+/* The directory CRIU's freeze_cgroup names ("" when there is no freezer). */
+const char *ctr_cgroup_freezer_dir(const struct ctr_cgroup *cg);
+/* Freezes (true) or thaws the guest; freezing waits until frozen. */
+int ctr_cgroup_freeze(const struct ctr_cgroup *cg, bool freeze, uint32_t timeout_ms,
+		      char *err);
+/* True when the guest's cgroup is frozen. */
+bool ctr_cgroup_frozen(const struct ctr_cgroup *cg);
+/* Number of processes in the guest's cgroups (0 when they do not exist). */
+int ctr_cgroup_nprocs(const struct ctr_cgroup *cg);
+/* SIGKILLs every process of the guest (cgroup.kill, or freeze + kill +
+ * thaw) and waits until none is left. */
+int ctr_cgroup_kill(const struct ctr_cgroup *cg, uint32_t timeout_ms, char *err);
+/* Removes the guest's directories in every hierarchy; missing is fine. */
+int ctr_cgroup_remove(const struct ctr_cgroup *cg, uint32_t timeout_ms, char *err);
+int ctr_cgroup_usage(const struct ctr_cgroup *cg, struct agent_guest_usage *u);
+
+/* OpenVZ cpuunits -> cpu.shares (1000 -> 1024) and -> cpu.weight. */
+uint64_t ctr_cpu_shares(uint32_t cpuunits);
+uint64_t ctr_cpu_weight(uint32_t cpuunits);
+
+/* ---- network (driver_container_net.c) -------------------------------- */
+
+/* The host side's name: hv-<name>, or hv-<prefix><hash> when long. */
+void ctr_net_veth_name(const char *name, char out[IFNAMSIZ]);
+/* The guest side's MAC, stable for a name (locally administered). */
+void ctr_net_mac(const char *name, char out[18]);
+/* 0 when @bridge is a bridge in this network namespace. */
+int ctr_net_bridge_check(const char *bridge, char *err);
+/* Validates "A.B.C.D/N" or an IPv6 CIDR (@cidr true) or a bare address. */
+bool ctr_net_addr_valid(const char *s, bool cidr);
+/*
+ * Creates the veth pair for the container whose init is @pid: the host side
+ * @veth on spec->bridge, the guest side eth0 inside the container's network
+ * namespace with spec->ip, lo up, default route via spec->gateway.
+ */
+int ctr_net_setup(const struct agent_guest_spec *spec, const char *veth, pid_t pid,
+		  uint32_t timeout_ms, char *err);
+/* Puts an existing host side @veth on @bridge and up (after a restore). */
+int ctr_net_attach_host(const char *veth, const char *bridge, uint32_t timeout_ms,
+			char *err);
+/* Deletes the host side @veth (and so its peer); missing is fine. */
+int ctr_net_teardown(const char *veth, uint32_t timeout_ms, char *err);
+
+/* ---- checkpoint / restore (driver_container_criu.c) ------------------- */
+
+struct agent_guest;
+
+/* What the CRIU calls need from a guest. */
+struct ctr_ckpt_target {
+	const struct agent_guest_spec *spec;
+	const struct ctr_cgroup *cg;
+	const char *root;          /* run_dir/root: the overlay */
+	const char *veth;          /* host side name */
+	const char *criu_path;     /* from the agent config */
+	pid_t pid;                 /* init, host pid (dump) */
+};
+
+/*
+ * Dumps the container into @images (an existing directory). With
+ * @leave_running the guest keeps running (and stays frozen when it was
+ * frozen before, so that the caller can copy storage of the same instant).
+ */
+int ctr_criu_dump(const struct ctr_ckpt_target *t, const char *images,
+		  bool leave_running, uint32_t timeout_ms, char *err);
+/* Restores from @images, detached; *pid is the new init's host pid. */
+int ctr_criu_restore(const struct ctr_ckpt_target *t, const char *images,
+		     uint32_t timeout_ms, pid_t *pid, char *err);
+/* Fills the CRIU facts (version, dirty tracking, lazy pages). */
+int ctr_criu_probe(const char *criu_path, Hactl__HostFacts *facts);
+
+#endif
