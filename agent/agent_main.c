@@ -20,6 +20,7 @@
 #include <qb/qbloop.h>
 
 #include "agent_facts.h"
+#include "agent_guests.h"
 #include "config.h"
 #include "driver.h"
 #include "ipc.h"
@@ -39,8 +40,96 @@ struct agent {
 	qb_loop_timer_handle reconnect_timer;
 	qb_loop_timer_handle usage_timer;
 	struct agent_cpu_sample cpu_prev;
+	struct agent_guests *guests;
 	bool stopping;
 };
+
+static int call_result(struct agent *a, enum ha_msg_type type,
+		       const ProtobufCMessage *msg);
+static void disconnect(struct agent *a, const char *why);
+
+/* Fetches the cluster's guest list and reconciles this host with it. */
+static void refresh(struct agent *a)
+{
+	Hactl__AgentGuestsRequest req = HACTL__AGENT_GUESTS_REQUEST__INIT;
+	enum ha_msg_type rtype;
+	ProtobufCMessage *reply = NULL;
+	int rc;
+
+	if (a->conn == NULL) {
+		return;
+	}
+	rc = ha_ipcc_call(a->conn, HA_MSG_AGENT_GUESTS_REQUEST, &req.base, CALL_TIMEOUT_MS,
+			  &rtype, &reply);
+	if (rc < 0) {
+		if (rc == -ENOTCONN || rc == -EPIPE || rc == -ECONNRESET) {
+			disconnect(a, strerror(-rc));
+		}
+		return;
+	}
+	if (rtype == HA_MSG_AGENT_GUESTS_REPLY) {
+		agent_guests_reconcile(a->guests, (Hactl__AgentGuestsReply *)reply);
+	}
+	ha_env_msg_free(reply);
+}
+
+static void io_report(void *arg, Hactl__GuestStatus **st, size_t n)
+{
+	struct agent *a = arg;
+	Hactl__AgentGuestReport r = HACTL__AGENT_GUEST_REPORT__INIT;
+
+	if (a->conn == NULL) {
+		return;
+	}
+	r.guests = st;
+	r.n_guests = n;
+	call_result(a, HA_MSG_AGENT_GUEST_REPORT, &r.base);
+}
+
+static void io_action_done(void *arg, uint64_t req_id, int code, const char *msg,
+			   uint64_t value)
+{
+	struct agent *a = arg;
+	Hactl__AgentActionDone d = HACTL__AGENT_ACTION_DONE__INIT;
+
+	if (a->conn == NULL) {
+		return;
+	}
+	d.req_id = req_id;
+	d.code = code;
+	d.message = (char *)(msg ? msg : "");
+	d.has_value = true;
+	d.value = value;
+	call_result(a, HA_MSG_AGENT_ACTION_DONE, &d.base);
+}
+
+static void on_event(struct agent *a, const uint8_t *buf, size_t len)
+{
+	struct qb_ipc_response_header hdr;
+	enum ha_msg_type type;
+	ProtobufCMessage *msg;
+	const char *why;
+
+	if (len < sizeof(hdr)) {
+		return;
+	}
+	memcpy(&hdr, buf, sizeof(hdr));
+	if (ha_env_decode(buf + sizeof(hdr), len - sizeof(hdr), HA_CHAN_REPLY, NULL, &type,
+			  &msg, &why) < 0) {
+		qb_log(LOG_WARNING, "rejected event from the coordinator: %s", why);
+		return;
+	}
+	if (type == HA_MSG_AGENT_ACTION_REQUEST) {
+		Hactl__AgentActionRequest *r = (Hactl__AgentActionRequest *)msg;
+
+		if (strcmp(r->action->kind, "refresh") == 0) {
+			refresh(a);
+		} else {
+			agent_guests_action(a->guests, r->req_id, r->action);
+		}
+	}
+	ha_env_msg_free(msg);
+}
 
 static void schedule_reconnect(struct agent *a);
 static void schedule_usage(struct agent *a);
@@ -62,16 +151,23 @@ static void disconnect(struct agent *a, const char *why)
 static int conn_event_cb(int fd, int revents, void *data)
 {
 	struct agent *a = data;
-	char buf[4096];
+	static uint8_t buf[HA_IPC_MAX_MSG];
 	ssize_t n;
 
 	if (revents & (POLLHUP | POLLERR | POLLNVAL)) {
 		disconnect(a, "hangup");
 		return -1;
 	}
-	do {
+	for (;;) {
 		n = qb_ipcc_event_recv(a->conn, buf, sizeof(buf), 0);
-	} while (n > 0);
+		if (n <= 0) {
+			break;
+		}
+		on_event(a, buf, (size_t)n);
+		if (a->conn == NULL) {
+			return -1; /* disconnected while handling it */
+		}
+	}
 	if (n < 0 && n != -EAGAIN && n != -ETIMEDOUT) {
 		disconnect(a, strerror((int)-n));
 		return -1;
@@ -124,6 +220,7 @@ static int try_connect(struct agent *a)
 	qb_ipcc_fd_get(a->conn, &a->conn_fd);
 	qb_loop_poll_add(a->loop, QB_LOOP_HIGH, a->conn_fd, POLLIN, a, conn_event_cb);
 	qb_log(LOG_NOTICE, "registered with the local coordinator");
+	refresh(a);
 	return 0;
 }
 
@@ -164,12 +261,18 @@ static void usage_cb(void *data)
 	if (rc < 0) {
 		qb_log(LOG_WARNING, "usage sample failed: %s", strerror(-rc));
 	} else if (a->conn) {
+		u.has_guests_running = true;
+		u.guests_running = agent_guests_running(a->guests);
 		au.usage = &u;
 		rc = call_result(a, HA_MSG_AGENT_USAGE, &au.base);
 		if (rc == -ENOTCONN || rc == -EPIPE || rc == -ECONNRESET ||
 		    rc == -ETIMEDOUT) {
 			disconnect(a, strerror(-rc));
 		}
+	}
+	if (a->conn) {
+		refresh(a);
+		agent_guests_tick(a->guests);
 	}
 	schedule_usage(a);
 }
@@ -317,6 +420,16 @@ int main(int argc, char **argv)
 	qb_loop_signal_add(a->loop, QB_LOOP_HIGH, SIGINT, a, sig_stop, NULL);
 	qb_loop_signal_add(a->loop, QB_LOOP_HIGH, SIGHUP, a, sig_reload, NULL);
 	agent_usage_sample(&a->cpu_prev, &(Hactl__HostUsage)HACTL__HOST_USAGE__INIT);
+	{
+		struct agent_guests_io io = { .arg = a, .report = io_report,
+					      .action_done = io_action_done };
+
+		a->guests = agent_guests_new(a->loop, &a->cfg, &io);
+		if (a->guests == NULL) {
+			qb_log(LOG_CRIT, "cannot set up the guest manager");
+			return 6;
+		}
+	}
 
 	rc = try_connect(a);
 	if (rc < 0) {
@@ -326,6 +439,7 @@ int main(int argc, char **argv)
 	schedule_usage(a);
 	qb_loop_run(a->loop);
 
+	agent_guests_free(a->guests);
 	if (a->conn) {
 		qb_loop_poll_del(a->loop, a->conn_fd);
 		qb_ipcc_disconnect(a->conn);

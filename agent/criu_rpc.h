@@ -204,8 +204,10 @@ struct agent_criu_restore_opts {
  * tcp_established) of a throw-away child holding a listening and an
  * established TCP socket on 127.0.0.1, in a temporary directory removed
  * afterwards. Needs root for the trial dump (inet_dump_ok false without).
- * Returns 0 with *out filled when CRIU answered VERSION; -errno with
- * *out zeroed and @err set when it is missing or broken.
+ * Returns 0 with *out filled when CRIU answered VERSION (@err then says
+ * why the trial dump failed, "" when it did not); -errno with *out zeroed
+ * and @err set when CRIU is missing or broken. lazy_pages also requires
+ * fs.pipe-max-size >= 4 MiB (deploy/install-criu sets it).
  */
 int agent_criu_probe(const char *criu_path, struct agent_criu_caps *out,
 		     char *err, size_t errlen);

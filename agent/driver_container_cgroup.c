@@ -322,7 +322,7 @@ static int create_v1(const struct ctr_cgroup *cg, const struct agent_guest_spec 
 				return rc;
 			}
 			if (pct > 0) {
-				snprintf(v, sizeof(v), "%" PRIu64, pct * CFS_PERIOD_US / 100);
+				snprintf(v, sizeof(v), "%" PRIu64, (uint64_t)(pct * CFS_PERIOD_US / 100));
 			} else {
 				snprintf(v, sizeof(v), "-1");
 			}
@@ -428,7 +428,7 @@ static int create_v2(const struct ctr_cgroup *cg, const struct agent_guest_spec 
 			}
 		}
 		if (pct > 0) {
-			snprintf(v, sizeof(v), "%" PRIu64 " %llu", pct * CFS_PERIOD_US / 100,
+			snprintf(v, sizeof(v), "%" PRIu64 " %llu", (uint64_t)(pct * CFS_PERIOD_US / 100),
 				 CFS_PERIOD_US);
 		} else {
 			snprintf(v, sizeof(v), "max %llu", CFS_PERIOD_US);
@@ -693,7 +693,8 @@ static int read_u64(const char *dir, const char *file, uint64_t *out)
 	if (n < 0) {
 		return (int)n;
 	}
-	return ha_parse_u64(strtok(buf, "\n"), 0, UINT64_MAX, out) < 0 ? -EINVAL : 0;
+	buf[strcspn(buf, "\n")] = '\0';
+	return ha_parse_u64(buf, 0, UINT64_MAX, out) < 0 ? -EINVAL : 0;
 }
 
 int ctr_cgroup_usage(const struct ctr_cgroup *cg, struct agent_guest_usage *u)

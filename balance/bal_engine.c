@@ -1821,7 +1821,7 @@ static void relocate(struct ws *ws, int32_t *items, uint32_t n,
 		int32_t forced, to;
 
 		if (it->pinned && kind == HA_BAL_ACT_MIGRATE) {
-			unplaced(ws, ii, HA_BAL_R_PINNED, "pinned, stays where it is");
+			unplaced(ws, ii, HA_BAL_R_PINNED, "stays where it is");
 			continue;
 		}
 		forced = affinity_node(ws, ii);

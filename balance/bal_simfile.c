@@ -298,7 +298,7 @@ static int split_kv(struct sim_ctx *x, char *tok, char **k, char **v)
 static int add_node(struct sim_ctx *x, struct ha_bal_cluster *c, char **tok, int n)
 {
 	struct ha_bal_node nd;
-	char *k, *v;
+	char *k = NULL, *v = NULL;
 	int rc;
 
 	memset(&nd, 0, sizeof(nd));
@@ -341,7 +341,7 @@ static int add_node(struct sim_ctx *x, struct ha_bal_cluster *c, char **tok, int
 static int add_guest(struct sim_ctx *x, struct ha_bal_cluster *c, char **tok, int n)
 {
 	struct ha_bal_guest g;
-	char *k, *v;
+	char *k = NULL, *v = NULL;
 	int rc, gi;
 
 	memset(&g, 0, sizeof(g));
@@ -411,7 +411,7 @@ static int apply_set(struct sim_ctx *x, struct ha_bal_cluster *c, bool node,
 		struct ha_bal_node nd = c->nodes[idx];
 
 		for (int i = 0; i < n && rc == 0; i++) {
-			char *k, *v;
+			char *k = NULL, *v = NULL;
 
 			rc = split_kv(x, tok[i], &k, &v);
 			if (rc == 0 && strcmp(k, "group") != 0 && strcmp(k, "cpus") != 0 &&
@@ -436,7 +436,7 @@ static int apply_set(struct sim_ctx *x, struct ha_bal_cluster *c, bool node,
 	struct ha_bal_guest g = c->guests[idx];
 
 	for (int i = 0; i < n && rc == 0; i++) {
-		char *k, *v;
+		char *k = NULL, *v = NULL;
 
 		rc = split_kv(x, tok[i], &k, &v);
 		if (rc == 0) {

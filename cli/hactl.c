@@ -14,25 +14,13 @@
 
 #include <json-c/json.h>
 
+#include "guestdef.h"
 #include "ipc.h"
 #include "proto/hactl.pb-c.h"
 #include "util.h"
 
-enum {
-	EX_OK = 0,
-	EX_FAIL = 1,
-	EX_USAGE = 2,
-	EX_NODAEMON = 3,
-	EX_NOQUORUM = 4,
-	EX_UNKNOWN = 5,
-};
-
-#define TIMEOUT_MS 15000
-
-struct cli {
-	bool json;
-	qb_ipcc_connection_t *conn;
-};
+#include "cli.h"
+#include "cmd_balance.h"
 
 static void usage(FILE *out)
 {
@@ -45,6 +33,24 @@ static void usage(FILE *out)
 		"  guests                   guests and where they run\n"
 		"  maintenance on|off NODE  take a node out of (or back into) service\n"
 		"\n"
+		"guests:\n"
+		"  check FILE...            validate guest definitions or policy files\n"
+		"  create FILE              define a guest from its definition file\n"
+		"  start NAME [--node N]    start (placement picks the node unless given)\n"
+		"  stop NAME                stop\n"
+		"  restart NAME             stop, then start on the same node\n"
+		"  destroy NAME [--purge]   remove a stopped guest (--purge: its snapshots too)\n"
+		"  list                     the guests\n"
+		"  show NAME                state, node, usage, limits, snapshots\n"
+		"  snapshot NAME            snapshot memory and storage now\n"
+		"  restore NAME [--node N] [--generation G]\n"
+		"                           start from a snapshot (newest good by default)\n"
+		"  (start, stop, restart and restore wait until done; --no-wait returns\n"
+		"   after the cluster accepted; --timeout S bounds the wait)\n"
+		"\n"
+		"balancing:\n"
+		"  simulate FILE            run the balancing engine on a described cluster\n"
+		"\n"
 		"options:\n"
 		"  --json                   machine-readable output\n"
 		"  -h, --help               this text\n"
@@ -54,7 +60,7 @@ static void usage(FILE *out)
 		"coordinator, 4 partition not quorate, 5 unknown name\n");
 }
 
-static int die_usage(const char *fmt, const char *arg)
+int cli_usage_error(const char *fmt, const char *arg)
 {
 	fprintf(stderr, "hactl: ");
 	fprintf(stderr, fmt, arg);
@@ -80,7 +86,7 @@ static int connect_coord(struct cli *cli)
 	return EX_OK;
 }
 
-static int code_to_exit(int code)
+int cli_code_to_exit(int code)
 {
 	switch (code) {
 	case 0:
@@ -97,8 +103,8 @@ static int code_to_exit(int code)
 }
 
 /* Sends @req, expects @want (or a Result, which is an error or a plain ok). */
-static int call(struct cli *cli, enum ha_msg_type type, const ProtobufCMessage *req,
-		enum ha_msg_type want, ProtobufCMessage **out)
+int cli_call(struct cli *cli, enum ha_msg_type type, const ProtobufCMessage *req,
+	     enum ha_msg_type want, ProtobufCMessage **out)
 {
 	enum ha_msg_type rtype;
 	ProtobufCMessage *reply = NULL;
@@ -117,7 +123,7 @@ static int call(struct cli *cli, enum ha_msg_type type, const ProtobufCMessage *
 			fprintf(stderr, "hactl: %s\n", r->message && r->message[0] ?
 				r->message : strerror(-r->code));
 			*out = reply;
-			return code_to_exit(r->code);
+			return cli_code_to_exit(r->code);
 		}
 	}
 	if (rtype == want) {
@@ -129,14 +135,14 @@ static int call(struct cli *cli, enum ha_msg_type type, const ProtobufCMessage *
 	return EX_FAIL;
 }
 
-static int get_status(struct cli *cli, const char *node, Hactl__StatusReply **out)
+int cli_get_status(struct cli *cli, const char *node, Hactl__StatusReply **out)
 {
 	Hactl__StatusRequest req = HACTL__STATUS_REQUEST__INIT;
 	ProtobufCMessage *reply = NULL;
 	int ex;
 
 	req.node = (char *)node;
-	ex = call(cli, HA_MSG_STATUS_REQUEST, &req.base, HA_MSG_STATUS_REPLY, &reply);
+	ex = cli_call(cli, HA_MSG_STATUS_REQUEST, &req.base, HA_MSG_STATUS_REPLY, &reply);
 	if (ex != EX_OK) {
 		ha_env_msg_free(reply);
 		return ex;
@@ -199,16 +205,9 @@ static json_object *json_node(const Hactl__NodeStatus *n)
 	return o;
 }
 
-static json_object *json_guest(const Hactl__GuestRecord *g)
+json_object *cli_json_guest(const Hactl__StatusReply *s, const Hactl__GuestRecord *g)
 {
-	json_object *o = json_object_new_object();
-
-	json_object_object_add(o, "name", json_object_new_string(g->name));
-	json_object_object_add(o, "type", json_object_new_string(g->type ? g->type : ""));
-	json_object_object_add(o, "state", json_object_new_string(g->state ? g->state : ""));
-	json_object_object_add(o, "owner_id", json_object_new_int64(g->owner));
-	json_object_object_add(o, "generation", json_object_new_int64((int64_t)g->generation));
-	return o;
+	return cli_guest_json(s, g);
 }
 
 static json_object *json_guests(const Hactl__StatusReply *s)
@@ -216,7 +215,7 @@ static json_object *json_guests(const Hactl__StatusReply *s)
 	json_object *a = json_object_new_array();
 
 	for (size_t i = 0; i < s->n_guests; i++) {
-		json_object_array_add(a, json_guest(s->guests[i]));
+		json_object_array_add(a, cli_json_guest(s, s->guests[i]));
 	}
 	return a;
 }
@@ -248,7 +247,7 @@ static json_object *json_status(const Hactl__StatusReply *s)
 	return o;
 }
 
-static void json_print(json_object *o)
+void cli_json_print(json_object *o)
 {
 	printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
 							 JSON_C_TO_STRING_NOSLASHESCAPE));
@@ -281,24 +280,26 @@ static void print_node_table(const Hactl__StatusReply *s)
 	}
 }
 
-static void print_guest_table(const Hactl__StatusReply *s)
+void cli_print_guest_table(const Hactl__StatusReply *s)
 {
 	if (s->n_guests == 0) {
 		printf("no guests\n");
 		return;
 	}
-	printf("%-20s %-10s %-10s %s\n", "GUEST", "TYPE", "STATE", "NODE");
+	printf("%-20s %-10s %-10s %-9s %-10s %s\n", "GUEST", "TYPE", "STATE", "DESIRED",
+	       "NODE", "IP");
 	for (size_t i = 0; i < s->n_guests; i++) {
 		const Hactl__GuestRecord *g = s->guests[i];
-		const char *node = "-";
+		struct ha_guest_def def;
+		char err[256];
 
-		for (size_t j = 0; j < s->n_nodes; j++) {
-			if (s->nodes[j]->id == g->owner) {
-				node = s->nodes[j]->name;
-			}
+		if (ha_guestdef_parse((const char *)g->definition.data, g->definition.len,
+				      g->name, &def, err, sizeof(err)) < 0) {
+			def.ip[0] = 0;
 		}
-		printf("%-20s %-10s %-10s %s\n", g->name, g->type ? g->type : "",
-		       g->state ? g->state : "", node);
+		printf("%-20s %-10s %-10s %-9s %-10s %s\n", g->name, g->type ? g->type : "",
+		       cli_guest_state(s, g), g->desired ? g->desired : "stopped",
+		       cli_node_name(s, g->owner), def.ip[0] ? def.ip : "-");
 	}
 }
 
@@ -310,14 +311,14 @@ static int cmd_status(struct cli *cli, int argc, char **argv)
 	int ex;
 
 	if (argc != 1) {
-		return die_usage("status takes no arguments (got '%s')", argv[1]);
+		return cli_usage_error("status takes no arguments (got '%s')", argv[1]);
 	}
-	ex = get_status(cli, NULL, &s);
+	ex = cli_get_status(cli, NULL, &s);
 	if (ex != EX_OK) {
 		return ex;
 	}
 	if (cli->json) {
-		json_print(json_status(s));
+		cli_json_print(json_status(s));
 	} else {
 		printf("cluster:   %s, leader %s, protocol %u%s\n",
 		       s->quorate ? "quorate" : "NOT QUORATE",
@@ -331,7 +332,7 @@ static int cmd_status(struct cli *cli, int argc, char **argv)
 		printf("\n");
 		print_node_table(s);
 		printf("\n");
-		print_guest_table(s);
+		cli_print_guest_table(s);
 	}
 	ha_env_msg_free(&s->base);
 	return EX_OK;
@@ -344,22 +345,22 @@ static int cmd_nodes(struct cli *cli, int argc, char **argv)
 	int ex;
 
 	if (argc > 2) {
-		return die_usage("nodes takes at most one node name (got '%s')", argv[2]);
+		return cli_usage_error("nodes takes at most one node name (got '%s')", argv[2]);
 	}
-	ex = get_status(cli, node, &s);
+	ex = cli_get_status(cli, node, &s);
 	if (ex != EX_OK) {
 		return ex;
 	}
 	if (cli->json) {
 		if (node) {
-			json_print(s->n_nodes ? json_node(s->nodes[0]) : json_object_new_object());
+			cli_json_print(s->n_nodes ? json_node(s->nodes[0]) : json_object_new_object());
 		} else {
 			json_object *a = json_object_new_array();
 
 			for (size_t i = 0; i < s->n_nodes; i++) {
 				json_object_array_add(a, json_node(s->nodes[i]));
 			}
-			json_print(a);
+			cli_json_print(a);
 		}
 	} else if (node && s->n_nodes == 1) {
 		const Hactl__NodeStatus *n = s->nodes[0];
@@ -404,16 +405,16 @@ static int cmd_guests(struct cli *cli, int argc, char **argv)
 	int ex;
 
 	if (argc != 1) {
-		return die_usage("guests takes no arguments (got '%s')", argv[1]);
+		return cli_usage_error("guests takes no arguments (got '%s')", argv[1]);
 	}
-	ex = get_status(cli, NULL, &s);
+	ex = cli_get_status(cli, NULL, &s);
 	if (ex != EX_OK) {
 		return ex;
 	}
 	if (cli->json) {
-		json_print(json_guests(s));
+		cli_json_print(json_guests(s));
 	} else {
-		print_guest_table(s);
+		cli_print_guest_table(s);
 	}
 	ha_env_msg_free(&s->base);
 	return EX_OK;
@@ -429,14 +430,14 @@ static int cmd_maintenance(struct cli *cli, int argc, char **argv)
 	int ex;
 
 	if (argc != 3 || (strcmp(argv[1], "on") != 0 && strcmp(argv[1], "off") != 0)) {
-		return die_usage("usage: hactl maintenance on|off NODE%s", "");
+		return cli_usage_error("usage: hactl maintenance on|off NODE%s", "");
 	}
 	m.node = argv[2];
 	m.on = strcmp(argv[1], "on") == 0;
 	ch.kind_case = HACTL__CHANGE__KIND_MAINTENANCE;
 	ch.maintenance = &m;
 	req.change = &ch;
-	ex = call(cli, HA_MSG_CHANGE_REQUEST, &req.base, HA_MSG_RESULT, &reply);
+	ex = cli_call(cli, HA_MSG_CHANGE_REQUEST, &req.base, HA_MSG_RESULT, &reply);
 	r = (Hactl__Result *)reply;
 	if (r && cli->json) {
 		json_object *o = json_object_new_object();
@@ -445,7 +446,7 @@ static int cmd_maintenance(struct cli *cli, int argc, char **argv)
 		json_object_object_add(o, "code", json_object_new_int(r->code));
 		json_object_object_add(o, "message", json_object_new_string(r->message ? r->message : ""));
 		json_object_object_add(o, "seq", json_object_new_int64((int64_t)r->seq));
-		json_print(o);
+		cli_json_print(o);
 	} else if (r && r->code == 0) {
 		printf("node %s: maintenance %s (state seq %llu)\n", m.node, argv[1],
 		       (unsigned long long)r->seq);
@@ -460,11 +461,27 @@ struct command {
 	bool needs_daemon;
 };
 
+static int cmd_simulate(struct cli *cli, int argc, char **argv)
+{
+	return hactl_cmd_simulate(argc, argv, cli->json);
+}
+
 static const struct command commands[] = {
 	{ "status", cmd_status, true },
 	{ "nodes", cmd_nodes, true },
 	{ "guests", cmd_guests, true },
+	{ "list", cmd_guests, true },
 	{ "maintenance", cmd_maintenance, true },
+	{ "check", cli_cmd_check, false },
+	{ "create", cli_cmd_create, true },
+	{ "start", cli_cmd_start, true },
+	{ "stop", cli_cmd_stop, true },
+	{ "restart", cli_cmd_restart, true },
+	{ "destroy", cli_cmd_destroy, true },
+	{ "show", cli_cmd_show, true },
+	{ "snapshot", cli_cmd_snapshot, true },
+	{ "restore", cli_cmd_restore, true },
+	{ "simulate", cmd_simulate, false },
 };
 
 int main(int argc, char **argv)
@@ -483,12 +500,12 @@ int main(int argc, char **argv)
 		} else if (strcmp(argv[i], "-V") == 0 || strcmp(argv[i], "--version") == 0) {
 			printf("hactl %s\n", HA_VERSION);
 			return EX_OK;
-		} else if (argv[i][0] == '-' && argv[i][1] != 0) {
-			return die_usage("unknown option '%s'", argv[i]);
+		} else if (argv[i][0] == '-' && argv[i][1] != 0 && n == 0) {
+			return cli_usage_error("unknown option '%s'", argv[i]);
 		} else if (n < (int)HA_ARRAY_SIZE(args) - 1) {
 			args[n++] = argv[i];
 		} else {
-			return die_usage("too many arguments%s", "");
+			return cli_usage_error("too many arguments%s", "");
 		}
 	}
 	args[n] = NULL;
@@ -512,5 +529,5 @@ int main(int argc, char **argv)
 		}
 		return ex;
 	}
-	return die_usage("unknown command '%s'", args[0]);
+	return cli_usage_error("unknown command '%s'", args[0]);
 }

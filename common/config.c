@@ -47,6 +47,8 @@ static const struct ha_opt options[] = {
 		"CRIU binary (>= 4.2)"),
 	OPT_STR("agent", "qemu_path", qemu_path, "qemu-system-x86_64", false,
 		"QEMU binary (>= 7.2)"),
+	OPT_STR("agent", "guest_bridge", guest_bridge, "hbr0", false,
+		"bridge on this host that carries the guest network"),
 	{ 0 },
 };
 

@@ -25,6 +25,7 @@ struct ha_config {
 	uint32_t usage_interval_ms;
 	char criu_path[PATH_MAX];
 	char qemu_path[PATH_MAX];
+	char guest_bridge[16];
 };
 
 enum ha_opt_type {

@@ -512,9 +512,31 @@ int coord_change_check(const struct coord_state *st, const Hactl__Change *ch,
 	}
 	case HACTL__CHANGE__KIND_GUEST_START: {
 		const Hactl__GuestStartChange *gs = ch->guest_start;
-		const Hactl__GuestRecord *g = need_guest(st, gs->name, why, whylen);
+		const Hactl__GuestRecord *g = coord_state_guest(st, gs->name);
 
+		if (g == NULL && gs->has_definition) {
+			Hactl__GuestDefineChange d = HACTL__GUEST_DEFINE_CHANGE__INIT;
+			struct ha_guest_def def;
+			int rc;
+
+			d.definition = gs->definition;
+			rc = check_define(st, &d, &def, why, whylen);
+			if (rc < 0) {
+				return rc;
+			}
+			if (strcmp(def.name, gs->name) != 0) {
+				snprintf(why, whylen, "definition names '%s', not '%s'", def.name,
+					 gs->name);
+				return -EINVAL;
+			}
+			if (gs->node && gs->node[0] && node_by_name_c(st, gs->node) == NULL) {
+				snprintf(why, whylen, "unknown node '%s'", gs->node);
+				return -ENOENT;
+			}
+			return 0;
+		}
 		if (g == NULL) {
+			snprintf(why, whylen, "unknown guest '%s'", gs->name);
 			return -ENOENT;
 		}
 		if (gs->node && gs->node[0] && node_by_name_c(st, gs->node) == NULL) {
@@ -591,7 +613,13 @@ int coord_change_prepare(const struct coord_state *st, const struct coord_view *
 	}
 	gs = in->guest_start;
 	g = coord_state_guest(st, gs->name);
-	if (ha_guestdef_parse((const char *)g->definition.data, g->definition.len,
+	if (g == NULL) { /* defined by this very change */
+		if (ha_guestdef_parse((const char *)gs->definition.data, gs->definition.len,
+				      gs->name, &def, err, sizeof(err)) < 0) {
+			snprintf(why, whylen, "%s", err);
+			return -EINVAL;
+		}
+	} else if (ha_guestdef_parse((const char *)g->definition.data, g->definition.len,
 			      g->name, &def, err, sizeof(err)) < 0) {
 		snprintf(why, whylen, "stored definition of '%s' is invalid: %s", g->name, err);
 		return -EINVAL;
@@ -692,6 +720,16 @@ int coord_change_apply(struct coord_state *st, const Hactl__Change *ch,
 		}
 		n = coord_state_node_by_name(st, gs->node);
 		g = coord_state_guest(st, gs->name);
+		if (g == NULL) {
+			Hactl__GuestDefineChange d = HACTL__GUEST_DEFINE_CHANGE__INIT;
+
+			d.definition = gs->definition;
+			rc = apply_define(st, &d, why, whylen);
+			if (rc < 0) {
+				return rc;
+			}
+			g = coord_state_guest(st, gs->name);
+		}
 		g->has_owner = true;
 		g->owner = n->id;
 		g->has_generation = true;
@@ -747,6 +785,13 @@ void coord_guest_status_apply(struct coord_state *st, uint32_t node,
 		set_str(&g->error, gs->error ? gs->error : "");
 		g->has_state_ms = true;
 		g->state_ms = now_ms;
+		g->has_cpu_ns = gs->has_cpu_ns;
+		g->cpu_ns = gs->cpu_ns;
+		g->has_mem_bytes = gs->has_mem_bytes;
+		g->mem_bytes = gs->mem_bytes;
+		set_str(&g->note, gs->note ? gs->note : "");
+		g->has_state_generation = true;
+		g->state_generation = gs->generation;
 		if (gs->has_snap_generation && gs->snap_generation > g->snap_generation) {
 			g->has_snap_generation = true;
 			g->snap_generation = gs->snap_generation;

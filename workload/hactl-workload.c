@@ -46,6 +46,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#ifndef GRND_INSECURE
+#define GRND_INSECURE 0x0004 /* Linux 5.6 */
+#endif
+
 #define TICK_MS 10
 /* A wake-up later than this many ticks means the process was frozen
  * (checkpoint, migration downtime, SIGSTOP) or the clock moved: the frozen
@@ -185,27 +189,38 @@ static int parse_port(const char *s, int *port)
 	return parse_int(s, 1, 65535, port);
 }
 
+/* The boot id must be unique, not secret: it never waits for the kernel's
+ * entropy (a freshly booted TCG guest gets there seconds later). */
 static void make_boot_id(struct workload *w)
 {
+	static const unsigned int flags[] = { GRND_INSECURE, GRND_NONBLOCK };
 	unsigned char r[16];
 	size_t got = 0;
 	ssize_t n;
 
-	while (got < sizeof(r)) {
-		n = getrandom(r + got, sizeof(r) - got, 0);
-		if (n < 0 && errno == EINTR) {
-			continue;
+	for (size_t f = 0; f < sizeof(flags) / sizeof(flags[0]) && got < sizeof(r); f++) {
+		while (got < sizeof(r)) {
+			n = getrandom(r + got, sizeof(r) - got, flags[f]);
+			if (n < 0 && errno == EINTR) {
+				continue;
+			}
+			if (n <= 0) {
+				break;
+			}
+			got += (size_t)n;
 		}
-		if (n <= 0) {
-			break;
-		}
-		got += (size_t)n;
 	}
 	if (got < sizeof(r)) {
-		/* no getrandom (very old kernel): still unique enough per start */
-		uint64_t a = mix64((uint64_t)clock_ms(CLOCK_REALTIME) ^
-				   ((uint64_t)getpid() << 32));
-		uint64_t b = mix64(a ^ (uint64_t)clock_ms(CLOCK_MONOTONIC));
+		/* no getrandom (old kernel) or no entropy yet: unique enough */
+		struct timespec rt, mt;
+		uint64_t a, b;
+
+		clock_gettime(CLOCK_REALTIME, &rt);
+		clock_gettime(CLOCK_MONOTONIC, &mt);
+		a = mix64((uint64_t)rt.tv_sec * 1000000000ULL + (uint64_t)rt.tv_nsec) ^
+		    ((uint64_t)getpid() << 32);
+		b = mix64(a ^ ((uint64_t)mt.tv_sec * 1000000000ULL + (uint64_t)mt.tv_nsec) ^
+			  (uint64_t)(uintptr_t)&rt);
 
 		memcpy(r, &a, 8);
 		memcpy(r + 8, &b, 8);

@@ -1,0 +1,845 @@
+/*
+ * agent_guests.c - guests of this host.
+ *
+ * The loop thread owns the table. Each operation (start, stop, destroy,
+ * snapshot, restore) runs in its own worker thread on a private copy of
+ * what it needs plus the guest's driver object, which nothing else touches
+ * while the guest is busy; the result comes back through an eventfd.
+ *
+ * Reconciliation is level-triggered: from the cluster's list, a guest this
+ * node owns and that should run is started (cold, or from a snapshot when
+ * the commit says so); anything running here that this node does not own,
+ * or that should be stopped, is stopped. A start that failed is not
+ * retried for the same ownership generation.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <qb/qblist.h>
+#include <qb/qblog.h>
+
+#include "agent_guests.h"
+#include "driver.h"
+#include "guestdef.h"
+#include "snapshot.h"
+#include "util.h"
+
+enum op_kind {
+	OP_START_COLD = 0,
+	OP_START_SNAPSHOT,
+	OP_STOP,
+	OP_DESTROY,
+	OP_SNAPSHOT,
+	OP_KIND_MAX
+};
+
+static const char *const op_names[OP_KIND_MAX] = {
+	[OP_START_COLD] = "start",
+	[OP_START_SNAPSHOT] = "restore",
+	[OP_STOP] = "stop",
+	[OP_DESTROY] = "destroy",
+	[OP_SNAPSHOT] = "snapshot",
+};
+
+struct ag_guest {
+	struct qb_list_head list;
+	char name[HA_GUEST_NAME_MAX + 1];
+	char *def_text;
+	size_t def_len;
+	struct ha_guest_def def;
+	const struct agent_driver_ops *ops;
+	struct agent_driver drv;
+	struct agent_guest *g;        /* driver object, NULL when none */
+	enum agent_guest_state state;
+	char error[AGENT_ERR_LEN];
+	char note[AGENT_ERR_LEN + 256];
+	uint64_t generation;          /* ownership generation last acted on */
+	uint64_t failed_generation;   /* start failed under it: no retry */
+	bool owned;                   /* owner per the last cluster list */
+	bool in_cluster;              /* present in the last cluster list */
+	bool busy;
+	bool want_running;            /* desired state per the cluster */
+	bool start_snapshot;          /* start from a snapshot (restore) */
+	uint64_t start_gen;           /* which generation, 0 = newest good */
+	uint64_t snap_generation, snap_time_ms;
+	uint64_t next_snap_ms;
+	char run_dir[PATH_MAX];
+	char data_dir[PATH_MAX];
+	char rootfs[PATH_MAX], kernel[PATH_MAX], initrd[PATH_MAX], disk[PATH_MAX];
+	struct agent_guest_spec spec;
+	struct agent_guests *m;
+};
+
+struct ag_op {
+	struct qb_list_head list;
+	struct ag_guest *g;
+	enum op_kind kind;
+	uint64_t arg;       /* snapshot generation to restore, 0 = newest good */
+	uint64_t req_id;    /* action to answer, 0 = none */
+	uint64_t started_ms;
+	/* results */
+	int rc;
+	char err[AGENT_ERR_LEN + 256];
+	uint64_t value;     /* snapshot generation written or used */
+	uint64_t value_ms;  /* its time */
+	struct agent_guest *obj;
+};
+
+struct agent_guests {
+	qb_loop_t *loop;
+	const struct ha_config *cfg;
+	struct agent_guests_io io;
+	struct qb_list_head guests;
+	int efd;
+	pthread_mutex_t lock;
+	struct qb_list_head done; /* finished ops, under lock */
+	unsigned inflight;        /* under lock */
+	pthread_cond_t idle;
+};
+
+static void spec_fill(struct agent_guests *m, struct ag_guest *g)
+{
+	const struct ha_guest_def *d = &g->def;
+	const char *shared = m->cfg->shared_dir;
+
+#define RESOLVE(dst, src, sub)                                                   \
+	do {                                                                     \
+		if (!(src)[0]) {                                                 \
+			(dst)[0] = 0;                                            \
+		} else if ((src)[0] == '/') {                                    \
+			snprintf(dst, sizeof(dst), "%s", src);                   \
+		} else {                                                         \
+			snprintf(dst, sizeof(dst), "%.2000s/%s/%.2000s", shared, \
+				 sub, src);                                      \
+		}                                                                \
+	} while (0)
+	RESOLVE(g->rootfs, d->template_dir, "templates");
+	RESOLVE(g->kernel, d->kernel, "templates");
+	RESOLVE(g->initrd, d->initrd, "templates");
+	RESOLVE(g->disk, d->disk, "disks");
+#undef RESOLVE
+	memset(&g->spec, 0, sizeof(g->spec));
+	g->spec.name = g->name;
+	g->spec.type = d->type;
+	g->spec.mem_kib = d->mem_kib;
+	g->spec.cpus = d->cpus;
+	g->spec.cpu_weight = d->cpu_weight;
+	g->spec.cpu_limit_pct = d->cpu_limit_pct;
+	g->spec.pids_max = d->pids_max;
+	g->spec.rootfs = g->rootfs[0] ? g->rootfs : NULL;
+	g->spec.kernel = g->kernel[0] ? g->kernel : NULL;
+	g->spec.initrd = g->initrd[0] ? g->initrd : NULL;
+	g->spec.disk = g->disk[0] ? g->disk : NULL;
+	g->spec.command = d->command[0] ? d->command : NULL;
+	g->spec.ip = d->ip[0] ? d->ip : NULL;
+	g->spec.gateway = d->gateway[0] ? d->gateway : NULL;
+	g->spec.bridge = m->cfg->guest_bridge;
+	g->spec.run_dir = g->run_dir;
+	g->spec.data_dir = g->data_dir;
+}
+
+static struct ag_guest *guest_find(struct agent_guests *m, const char *name)
+{
+	struct ag_guest *g;
+
+	qb_list_for_each_entry(g, &m->guests, list) {
+		if (strcmp(g->name, name) == 0) {
+			return g;
+		}
+	}
+	return NULL;
+}
+
+/* Sets (or replaces) the definition of @g; 0 or -EINVAL with g->error. */
+static int guest_set_def(struct agent_guests *m, struct ag_guest *g, const char *text,
+			 size_t len)
+{
+	char *copy;
+	struct ha_guest_def def;
+	char err[512];
+
+	if (g->def_text && g->def_len == len && memcmp(g->def_text, text, len) == 0) {
+		return 0;
+	}
+	if (ha_guestdef_parse(text, len, g->name, &def, err, sizeof(err)) < 0) {
+		snprintf(g->error, sizeof(g->error), "%s", err);
+		return -EINVAL;
+	}
+	copy = malloc(len + 1);
+	if (copy == NULL) {
+		return -ENOMEM;
+	}
+	memcpy(copy, text, len);
+	copy[len] = 0;
+	free(g->def_text);
+	g->def_text = copy;
+	g->def_len = len;
+	g->def = def;
+	g->ops = agent_driver_find(def.type);
+	g->drv.ops = g->ops;
+	g->drv.cfg = m->cfg;
+	spec_fill(m, g);
+	if (g->ops == NULL) {
+		snprintf(g->error, sizeof(g->error), "no %s driver in this agent", def.type);
+		return -ENOTSUP;
+	}
+	return 0;
+}
+
+static struct ag_guest *guest_new(struct agent_guests *m, const char *name)
+{
+	struct ag_guest *g = calloc(1, sizeof(*g));
+
+	if (g == NULL) {
+		return NULL;
+	}
+	snprintf(g->name, sizeof(g->name), "%s", name);
+	snprintf(g->run_dir, sizeof(g->run_dir), "%s/guests/%s", m->cfg->state_dir, name);
+	snprintf(g->data_dir, sizeof(g->data_dir), "%s/guests/%s", m->cfg->shared_dir, name);
+	g->state = AGENT_GUEST_DEFINED;
+	g->m = m;
+	qb_list_add_tail(&g->list, &m->guests);
+	return g;
+}
+
+static void guest_free(struct ag_guest *g)
+{
+	if (g->g && g->ops) {
+		g->ops->guest_free(g->g);
+	}
+	qb_list_del(&g->list);
+	free(g->def_text);
+	free(g);
+}
+
+/* ---- worker threads ---- */
+
+static int pick_snapshot(const struct ha_config *cfg, const char *name, uint64_t want,
+			 uint64_t *gen, uint64_t *time_ms, char *err, size_t errlen)
+{
+	uint64_t gens[256];
+	char why[512] = "";
+	int n;
+
+	if (want) {
+		*gen = want;
+		return ha_snap_verify(cfg->shared_dir, name, want, time_ms, err, errlen);
+	}
+	n = ha_snap_list(cfg->shared_dir, name, gens, HA_ARRAY_SIZE(gens));
+	if (n <= 0) {
+		snprintf(err, errlen, "guest '%s' has no snapshot", name);
+		return -ENOENT;
+	}
+	for (int i = 0; i < n; i++) {
+		if (ha_snap_verify(cfg->shared_dir, name, gens[i], time_ms, why, sizeof(why)) == 0) {
+			*gen = gens[i];
+			if (i > 0) {
+				snprintf(err, errlen, "used generation %" PRIu64 " (newer ones are corrupt: %s)",
+					 gens[i], why);
+			}
+			return 0;
+		}
+	}
+	snprintf(err, errlen, "every snapshot of '%s' is corrupt (newest problem: %s)", name, why);
+	return -EBADMSG;
+}
+
+static void op_run(struct ag_op *op)
+{
+	struct ag_guest *g = op->g;
+	const struct agent_driver_ops *ops = g->ops;
+	const struct ha_config *cfg = g->m->cfg;
+	struct agent_guest *obj = g->g;
+	char derr[AGENT_ERR_LEN] = "";
+	uint32_t timeout = g->def.stop_timeout_s * 1000u;
+	int rc = 0;
+
+	switch (op->kind) {
+	case OP_START_COLD:
+		if (ha_mkdir_p(g->run_dir, 0700) < 0 || ha_mkdir_p(g->data_dir, 0700) < 0) {
+			rc = -errno;
+			snprintf(derr, sizeof(derr), "cannot create %s or %s", g->run_dir, g->data_dir);
+			break;
+		}
+		if (obj == NULL) {
+			rc = ops->create(&g->drv, &g->spec, &obj, derr);
+		}
+		if (rc == 0) {
+			rc = ops->start(obj, 120000, derr);
+		}
+		break;
+	case OP_START_SNAPSHOT: {
+		uint64_t gen = 0, t = 0;
+		char dir[PATH_MAX], state[PATH_MAX + 8], note[512] = "";
+
+		rc = pick_snapshot(cfg, g->name, op->arg, &gen, &t, note, sizeof(note));
+		if (rc < 0) {
+			snprintf(op->err, sizeof(op->err), "%s", note);
+			return;
+		}
+		if (ha_mkdir_p(g->run_dir, 0700) < 0 || ha_mkdir_p(g->data_dir, 0700) < 0) {
+			rc = -errno;
+			snprintf(derr, sizeof(derr), "cannot create %s or %s", g->run_dir, g->data_dir);
+			break;
+		}
+		if (obj) {
+			ops->guest_free(obj);
+			obj = NULL;
+		}
+		ha_snap_gen_dir(cfg->shared_dir, g->name, gen, dir, sizeof(dir));
+		snprintf(state, sizeof(state), "%s/state", dir);
+		rc = ops->restore(&g->drv, &g->spec, state, &obj, derr);
+		op->value = gen;
+		op->value_ms = t;
+		if (rc == 0 && note[0]) {
+			snprintf(op->err, sizeof(op->err), "%s", note);
+			op->obj = obj;
+			op->rc = 0;
+			return;
+		}
+		break;
+	}
+	case OP_STOP:
+		if (obj) {
+			rc = ops->stop(obj, timeout, derr);
+		}
+		break;
+	case OP_DESTROY:
+		if (obj) {
+			if (ops->state(obj) == AGENT_GUEST_RUNNING ||
+			    ops->state(obj) == AGENT_GUEST_PAUSED) {
+				rc = ops->stop(obj, timeout, derr);
+			}
+			if (rc == 0) {
+				rc = ops->destroy(obj, derr);
+			}
+		}
+		if (rc == 0) {
+			ha_rm_rf(g->run_dir);
+			if (op->arg) { /* we were the last owner: the writable layer goes too */
+				ha_rm_rf(g->data_dir);
+			}
+		}
+		break;
+	case OP_SNAPSHOT: {
+		char tmp[PATH_MAX], state[PATH_MAX + 8], serr[512];
+		uint64_t gen, now;
+
+		if (obj == NULL) {
+			rc = -ESRCH;
+			snprintf(derr, sizeof(derr), "guest '%s' is not running here", g->name);
+			break;
+		}
+		rc = ha_snap_begin(cfg->shared_dir, g->name, &gen, tmp, sizeof(tmp));
+		if (rc < 0) {
+			snprintf(derr, sizeof(derr), "cannot create a snapshot directory: %s",
+				 strerror(-rc));
+			break;
+		}
+		snprintf(state, sizeof(state), "%s/state", tmp);
+		if (mkdir(state, 0700) < 0) {
+			rc = -errno;
+			ha_snap_abort(tmp);
+			break;
+		}
+		now = ha_wall_ms();
+		rc = ops->checkpoint(obj, state, AGENT_CKPT_LEAVE_RUNNING, derr);
+		if (rc < 0) {
+			ha_snap_abort(tmp);
+			break;
+		}
+		rc = ha_snap_commit(cfg->shared_dir, g->name, gen, tmp, g->def_text, g->def_len,
+				    now, serr, sizeof(serr));
+		if (rc < 0) {
+			snprintf(derr, sizeof(derr), "%s", serr);
+			break;
+		}
+		ha_snap_prune(cfg->shared_dir, g->name, g->def.snapshot_keep);
+		op->value = gen;
+		op->value_ms = now;
+		break;
+	}
+	default:
+		rc = -EINVAL;
+		break;
+	}
+	op->rc = rc;
+	op->obj = obj;
+	if (rc < 0) {
+		snprintf(op->err, sizeof(op->err), "%s %s: %s", op_names[op->kind], g->name,
+			 derr[0] ? derr : strerror(-rc));
+	}
+}
+
+static void *worker(void *arg)
+{
+	struct ag_op *op = arg;
+	struct agent_guests *m = op->g->m;
+	uint64_t one = 1;
+
+	op_run(op);
+	pthread_mutex_lock(&m->lock);
+	qb_list_add_tail(&op->list, &m->done);
+	pthread_mutex_unlock(&m->lock);
+	if (write(m->efd, &one, sizeof(one)) < 0) {
+		/* the counter cannot overflow in practice */
+	}
+	return NULL;
+}
+
+static int op_start(struct ag_guest *g, enum op_kind kind, uint64_t arg, uint64_t req_id)
+{
+	struct agent_guests *m = g->m;
+	struct ag_op *op;
+	pthread_t t;
+	pthread_attr_t attr;
+	int rc;
+
+	if (g->busy) {
+		return -EBUSY;
+	}
+	if (g->ops == NULL) {
+		return -ENOTSUP;
+	}
+	op = calloc(1, sizeof(*op));
+	if (op == NULL) {
+		return -ENOMEM;
+	}
+	op->g = g;
+	op->kind = kind;
+	op->arg = arg;
+	op->req_id = req_id;
+	op->started_ms = ha_mono_ms();
+	g->busy = true;
+	if (kind == OP_START_COLD || kind == OP_START_SNAPSHOT) {
+		g->state = AGENT_GUEST_STARTING;
+	} else if (kind == OP_STOP || kind == OP_DESTROY) {
+		g->state = AGENT_GUEST_STOPPING;
+	}
+	pthread_mutex_lock(&m->lock);
+	m->inflight++;
+	pthread_mutex_unlock(&m->lock);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	rc = pthread_create(&t, &attr, worker, op);
+	pthread_attr_destroy(&attr);
+	if (rc != 0) {
+		pthread_mutex_lock(&m->lock);
+		m->inflight--;
+		pthread_mutex_unlock(&m->lock);
+		g->busy = false;
+		free(op);
+		return -rc;
+	}
+	qb_log(LOG_INFO, "%s %s started", op_names[kind], g->name);
+	return 0;
+}
+
+/* ---- reporting ---- */
+
+static enum agent_guest_state live_state(struct ag_guest *g)
+{
+	if (g->busy || g->g == NULL) {
+		return g->state;
+	}
+	return g->ops->state(g->g);
+}
+
+static void report(struct agent_guests *m)
+{
+	Hactl__GuestStatus *st, **ptrs;
+	struct ag_guest *g;
+	size_t n = 0, i = 0;
+
+	qb_list_for_each_entry(g, &m->guests, list) {
+		n++;
+	}
+	st = calloc(n + 1, sizeof(*st));
+	ptrs = calloc(n + 1, sizeof(*ptrs));
+	if (st == NULL || ptrs == NULL) {
+		free(st);
+		free(ptrs);
+		return;
+	}
+	qb_list_for_each_entry(g, &m->guests, list) {
+		enum agent_guest_state s = live_state(g);
+
+		/* a guest neither owned nor running here is none of our business */
+		if (!g->owned && s != AGENT_GUEST_RUNNING && s != AGENT_GUEST_PAUSED) {
+			continue;
+		}
+		hactl__guest_status__init(&st[i]);
+		st[i].name = g->name;
+		st[i].state = (char *)agent_guest_state_str(s);
+		st[i].error = g->error;
+		st[i].has_snap_generation = g->snap_generation != 0;
+		st[i].snap_generation = g->snap_generation;
+		st[i].has_snap_time_ms = g->snap_time_ms != 0;
+		st[i].snap_time_ms = g->snap_time_ms;
+		st[i].has_generation = true;
+		st[i].generation = g->generation;
+		st[i].note = g->note;
+		if (!g->busy && g->g && (s == AGENT_GUEST_RUNNING || s == AGENT_GUEST_PAUSED)) {
+			struct agent_guest_usage u = { 0 };
+
+			if (g->ops->usage(g->g, &u) == 0) {
+				st[i].has_cpu_ns = true;
+				st[i].cpu_ns = u.cpu_ns;
+				st[i].has_mem_bytes = true;
+				st[i].mem_bytes = u.mem_bytes;
+			}
+		}
+		ptrs[i] = &st[i];
+		i++;
+	}
+	if (m->io.report) {
+		m->io.report(m->io.arg, ptrs, i);
+	}
+	free(st);
+	free(ptrs);
+}
+
+static void reconcile_one(struct agent_guests *m, struct ag_guest *g, bool quorate);
+
+static int done_cb(int fd, int revents, void *data)
+{
+	struct agent_guests *m = data;
+	uint64_t v;
+	struct qb_list_head done;
+	struct ag_op *op, *tmp;
+
+	if (read(m->efd, &v, sizeof(v)) < 0) {
+		/* spurious wake-up */
+	}
+	qb_list_init(&done);
+	pthread_mutex_lock(&m->lock);
+	qb_list_for_each_entry_safe(op, tmp, &m->done, list) {
+		qb_list_del(&op->list);
+		qb_list_add_tail(&op->list, &done);
+	}
+	pthread_mutex_unlock(&m->lock);
+
+	qb_list_for_each_entry_safe(op, tmp, &done, list) {
+		struct ag_guest *g = op->g;
+		uint64_t took = ha_mono_ms() - op->started_ms;
+
+		qb_list_del(&op->list);
+		g->busy = false;
+		g->g = op->obj;
+		if (op->rc < 0) {
+			qb_log(LOG_ERR, "%s (after %" PRIu64 " ms)", op->err, took);
+			snprintf(g->error, sizeof(g->error), "%s", op->err);
+			if (op->kind == OP_START_COLD || op->kind == OP_START_SNAPSHOT) {
+				g->failed_generation = g->generation;
+				g->state = AGENT_GUEST_FAILED;
+			} else if (g->g) {
+				g->state = g->ops->state(g->g);
+			}
+		} else {
+			qb_log(LOG_NOTICE, "%s %s done in %" PRIu64 " ms%s%s", op_names[op->kind],
+			       g->name, took, op->err[0] ? ": " : "", op->err);
+			if (op->kind != OP_SNAPSHOT) {
+				g->error[0] = 0;
+			}
+			if (op->kind == OP_START_SNAPSHOT) {
+				snprintf(g->note, sizeof(g->note),
+					 "restored from snapshot generation %" PRIu64 "%s%s",
+					 op->value, op->err[0] ? "; " : "", op->err);
+			} else if (op->kind == OP_START_COLD) {
+				snprintf(g->note, sizeof(g->note), "cold start");
+			}
+			if (op->kind == OP_SNAPSHOT || op->kind == OP_START_SNAPSHOT) {
+				if (op->value > g->snap_generation) {
+					g->snap_generation = op->value;
+					g->snap_time_ms = op->value_ms;
+				}
+			}
+			if (op->kind == OP_SNAPSHOT) {
+				g->next_snap_ms = ha_mono_ms() + g->def.snapshot_interval_s * 1000ull;
+			}
+			g->state = g->g ? g->ops->state(g->g) : AGENT_GUEST_STOPPED;
+			if (op->kind == OP_START_COLD || op->kind == OP_START_SNAPSHOT) {
+				/* record the definition so a new agent can re-attach */
+				char path[PATH_MAX + 32];
+
+				snprintf(path, sizeof(path), "%s/definition.conf", g->run_dir);
+				ha_file_write_atomic(path, g->def_text, g->def_len);
+				if (g->def.snapshot_interval_s) {
+					g->next_snap_ms = ha_mono_ms() +
+							  g->def.snapshot_interval_s * 1000ull;
+				}
+			}
+		}
+		if (op->req_id && m->io.action_done) {
+			m->io.action_done(m->io.arg, op->req_id, op->rc,
+					  op->rc < 0 ? op->err : "snapshot written", op->value);
+		}
+		pthread_mutex_lock(&m->lock);
+		m->inflight--;
+		pthread_cond_broadcast(&m->idle);
+		pthread_mutex_unlock(&m->lock);
+		if (op->kind == OP_DESTROY && op->rc == 0) {
+			free(op);
+			if (g->g) {
+				g->ops->guest_free(g->g);
+				g->g = NULL;
+			}
+			guest_free(g);
+			continue;
+		}
+		free(op);
+	}
+	report(m);
+	return 0;
+}
+
+/* ---- reconciliation ---- */
+
+static void reconcile_one(struct agent_guests *m, struct ag_guest *g, bool quorate)
+{
+	enum agent_guest_state s;
+	bool running;
+
+	if (g->busy || !quorate) {
+		return; /* without quorum nothing changes here (self-fencing stops them) */
+	}
+	s = live_state(g);
+	running = s == AGENT_GUEST_RUNNING || s == AGENT_GUEST_PAUSED;
+	if (!g->in_cluster) {
+		op_start(g, OP_DESTROY, g->owned, 0);
+		return;
+	}
+	if (g->owned && g->want_running) {
+		if (!running && g->failed_generation != g->generation) {
+			op_start(g, g->start_snapshot ? OP_START_SNAPSHOT : OP_START_COLD,
+				 g->start_gen, 0);
+		}
+		return;
+	}
+	if (running) {
+		qb_log(LOG_NOTICE, "%s runs here but %s: stopping it", g->name,
+		       g->owned ? "should be stopped" : "another node owns it");
+		op_start(g, OP_STOP, 0, 0);
+	}
+}
+
+void agent_guests_reconcile(struct agent_guests *m, const Hactl__AgentGuestsReply *r)
+{
+	struct ag_guest *g, *tmp;
+
+	qb_list_for_each_entry(g, &m->guests, list) {
+		g->in_cluster = false;
+	}
+	for (size_t i = 0; i < r->n_guests; i++) {
+		const Hactl__GuestRecord *rec = r->guests[i];
+		bool owned = rec->owner == r->local_id;
+
+		g = guest_find(m, rec->name);
+		if (g == NULL) {
+			if (!owned) {
+				continue; /* nothing of it here */
+			}
+			g = guest_new(m, rec->name);
+			if (g == NULL) {
+				continue;
+			}
+		}
+		g->in_cluster = true;
+		if (!rec->has_definition ||
+		    guest_set_def(m, g, (const char *)rec->definition.data,
+				  rec->definition.len) < 0) {
+			continue;
+		}
+		if (owned && rec->generation != g->generation) {
+			g->generation = rec->generation;
+			g->error[0] = 0;
+		}
+		g->owned = owned;
+		g->want_running = rec->desired && strcmp(rec->desired, "running") == 0;
+		g->start_snapshot = rec->start_mode && strcmp(rec->start_mode, "snapshot") == 0;
+		g->start_gen = rec->start_snapshot;
+		if (rec->snap_generation > g->snap_generation) {
+			g->snap_generation = rec->snap_generation;
+			g->snap_time_ms = rec->snap_time_ms;
+		}
+	}
+	qb_list_for_each_entry_safe(g, tmp, &m->guests, list) {
+		reconcile_one(m, g, r->quorate);
+	}
+	report(m);
+}
+
+void agent_guests_action(struct agent_guests *m, uint64_t req_id,
+			 const Hactl__AgentAction *a)
+{
+	struct ag_guest *g = guest_find(m, a->guest);
+	char text[256];
+	int rc;
+
+	if (strcmp(a->kind, "snapshot") != 0) {
+		snprintf(text, sizeof(text), "unknown action '%s'", a->kind);
+		m->io.action_done(m->io.arg, req_id, -EINVAL, text, 0);
+		return;
+	}
+	if (g == NULL || live_state(g) != AGENT_GUEST_RUNNING) {
+		snprintf(text, sizeof(text), "guest '%s' is not running on this node", a->guest);
+		m->io.action_done(m->io.arg, req_id, -ESRCH, text, 0);
+		return;
+	}
+	rc = op_start(g, OP_SNAPSHOT, 0, req_id);
+	if (rc < 0) {
+		snprintf(text, sizeof(text), "guest '%s' is busy with another operation", a->guest);
+		m->io.action_done(m->io.arg, req_id, rc, text, 0);
+	}
+}
+
+void agent_guests_tick(struct agent_guests *m)
+{
+	struct ag_guest *g;
+	uint64_t now = ha_mono_ms();
+
+	qb_list_for_each_entry(g, &m->guests, list) {
+		if (!g->busy && g->owned && g->def.snapshot_interval_s && g->next_snap_ms &&
+		    now >= g->next_snap_ms && live_state(g) == AGENT_GUEST_RUNNING) {
+			op_start(g, OP_SNAPSHOT, 0, 0);
+		}
+	}
+	report(m);
+}
+
+uint32_t agent_guests_running(const struct agent_guests *m)
+{
+	const struct ag_guest *g;
+	uint32_t n = 0;
+
+	qb_list_for_each_entry(g, &m->guests, list) {
+		n += live_state((struct ag_guest *)g) == AGENT_GUEST_RUNNING;
+	}
+	return n;
+}
+
+/* ---- startup: re-attach ---- */
+
+static void reattach_all(struct agent_guests *m)
+{
+	char dir[PATH_MAX];
+	DIR *d;
+	struct dirent *e;
+
+	snprintf(dir, sizeof(dir), "%s/guests", m->cfg->state_dir);
+	d = opendir(dir);
+	if (d == NULL) {
+		return;
+	}
+	while ((e = readdir(d)) != NULL) {
+		char path[PATH_MAX + 300];
+		uint8_t *text = NULL;
+		size_t len;
+		struct ag_guest *g;
+		char err[AGENT_ERR_LEN] = "";
+		int rc;
+
+		if (e->d_name[0] == '.' || !ha_name_valid(e->d_name)) {
+			continue;
+		}
+		snprintf(path, sizeof(path), "%s/%s/definition.conf", dir, e->d_name);
+		if (ha_file_read(path, HA_GUESTDEF_MAX_TEXT, &text, &len) < 0) {
+			continue;
+		}
+		g = guest_new(m, e->d_name);
+		if (g == NULL || guest_set_def(m, g, (char *)text, len) < 0) {
+			free(text);
+			continue;
+		}
+		free(text);
+		rc = g->ops->attach(&g->drv, &g->spec, &g->g, err);
+		if (rc == 0) {
+			g->state = g->ops->state(g->g);
+			g->owned = true; /* until the cluster says otherwise */
+			g->in_cluster = true;
+			qb_log(LOG_NOTICE, "re-attached to %s %s (%s)", g->def.type, g->name,
+			       agent_guest_state_str(g->state));
+		} else {
+			g->state = AGENT_GUEST_STOPPED;
+			g->in_cluster = true;
+			qb_log(LOG_INFO, "%s is not running (%s)", g->name, err[0] ? err : strerror(-rc));
+		}
+	}
+	closedir(d);
+}
+
+struct agent_guests *agent_guests_new(qb_loop_t *loop, const struct ha_config *cfg,
+				      const struct agent_guests_io *io)
+{
+	struct agent_guests *m = calloc(1, sizeof(*m));
+
+	if (m == NULL) {
+		return NULL;
+	}
+	m->loop = loop;
+	m->cfg = cfg;
+	m->io = *io;
+	qb_list_init(&m->guests);
+	qb_list_init(&m->done);
+	pthread_mutex_init(&m->lock, NULL);
+	pthread_cond_init(&m->idle, NULL);
+	m->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (m->efd < 0 ||
+	    qb_loop_poll_add(loop, QB_LOOP_HIGH, m->efd, POLLIN, m, done_cb) != 0) {
+		if (m->efd >= 0) {
+			close(m->efd);
+		}
+		free(m);
+		return NULL;
+	}
+	reattach_all(m);
+	return m;
+}
+
+void agent_guests_free(struct agent_guests *m)
+{
+	struct ag_guest *g, *tmp;
+	struct ag_op *op, *otmp;
+
+	if (m == NULL) {
+		return;
+	}
+	pthread_mutex_lock(&m->lock);
+	while (m->inflight) {
+		/* operations finish on their own; guests keep running after */
+		pthread_mutex_unlock(&m->lock);
+		done_cb(m->efd, POLLIN, m);
+		pthread_mutex_lock(&m->lock);
+		if (m->inflight) {
+			struct timespec ts;
+
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_sec += 1;
+			pthread_cond_timedwait(&m->idle, &m->lock, &ts);
+		}
+	}
+	pthread_mutex_unlock(&m->lock);
+	qb_list_for_each_entry_safe(op, otmp, &m->done, list) {
+		qb_list_del(&op->list);
+		free(op);
+	}
+	qb_list_for_each_entry_safe(g, tmp, &m->guests, list) {
+		guest_free(g);
+	}
+	qb_loop_poll_del(m->loop, m->efd);
+	close(m->efd);
+	pthread_mutex_destroy(&m->lock);
+	pthread_cond_destroy(&m->idle);
+	free(m);
+}

@@ -1,0 +1,49 @@
+/*
+ * agent_guests.h - the guests of this host: the table, reconciliation with
+ * the replicated state, operations in worker threads, snapshots.
+ */
+#ifndef HA_AGENT_GUESTS_H
+#define HA_AGENT_GUESTS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <qb/qbloop.h>
+
+#include "config.h"
+#include "proto/hactl.pb-c.h"
+
+struct agent_guests;
+
+/* How the manager talks back to the coordinator (set by agent_main.c). */
+struct agent_guests_io {
+	void *arg;
+	/* Sends the states of all local guests. */
+	void (*report)(void *arg, Hactl__GuestStatus **st, size_t n);
+	/* An action finished. */
+	void (*action_done)(void *arg, uint64_t req_id, int code, const char *msg,
+			    uint64_t value);
+};
+
+/* Creates the manager and re-attaches to guests left running by a
+ * previous agent (from state_dir/guests/). Returns NULL on failure. */
+struct agent_guests *agent_guests_new(qb_loop_t *loop, const struct ha_config *cfg,
+				      const struct agent_guests_io *io);
+/* Frees the manager; guests keep running. Waits for operations in
+ * flight. Accepts NULL. */
+void agent_guests_free(struct agent_guests *m);
+
+/* Applies the cluster's view (every guest, owners, desired states). */
+void agent_guests_reconcile(struct agent_guests *m, const Hactl__AgentGuestsReply *r);
+
+/* Runs an action (snapshot) asked by the coordinator. */
+void agent_guests_action(struct agent_guests *m, uint64_t req_id,
+			 const Hactl__AgentAction *a);
+
+/* Periodic work: snapshots due, state refresh, report. */
+void agent_guests_tick(struct agent_guests *m);
+
+/* Number of guests running here. */
+uint32_t agent_guests_running(const struct agent_guests *m);
+
+#endif

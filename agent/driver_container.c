@@ -1,0 +1,1305 @@
+/*
+ * driver_container.c - the container driver: an OpenVZ-style container on
+ * stock Linux (namespaces + overlayfs + cgroups + veth), checkpointed and
+ * restored with CRIU. docs/containers.md describes the result.
+ *
+ * Process structure of start():
+ *
+ *   agent thread --fork--> A: joins the guest's cgroups, unshares pid, mnt,
+ *                             uts, ipc and net namespaces, forks B, reports
+ *                             B's pid and exits
+ *                          B: pid 1 of the container; new session; mounts
+ *                             /proc, /sys (ro), /dev, /tmp under the overlay
+ *                             root, pivot_root, waits for "go", execs the
+ *                             guest's command
+ *
+ * B is not the agent's child: when A exits it is reparented (to init or the
+ * nearest subreaper), so the container outlives the agent. Its host pid and
+ * its start time (from /proc/PID/stat, against pid reuse) go to
+ * run_dir/pid; attach() and state() read them back. Between A's report and
+ * "go" the agent builds the network from outside (driver_container_net.c),
+ * so the guest's command starts with its address in place.
+ *
+ * The children run only async-signal-safe code (the agent has threads):
+ * everything they need is computed before fork() into struct launch, and
+ * they report failures as fixed-size messages on a pipe whose write end
+ * closes on exec, so EOF means the command runs.
+ *
+ * Files of a guest:
+ *   run_dir/root         overlay mount point (lower = spec->rootfs, upper and
+ *                        work on data_dir: the writable layer lives on the
+ *                        shared storage)
+ *   run_dir/pid          "pid=", "starttime=", "cgroup=", "veth=" lines
+ *   run_dir/console.log  the container's /dev/console (a bind mount of this
+ *                        file): init's stdout and stderr
+ *   data_dir/upper, data_dir/work
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <linux/close_range.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "driver_container.h"
+#include "util.h"
+
+#define PID_FILE_MAX 1024
+#define STOP_KILL_MS 5000      /* forced part of stop() beyond its timeout */
+#define POLL_MS 10
+#define COPY_TIMEOUT_MS 300000 /* copying or removing a writable layer */
+#define NET_STEP_MS 5000       /* one ip command */
+#define CKPT_META "container.meta"
+#define CKPT_FORMAT 1
+
+struct agent_guest {
+	struct agent_driver *d;
+	struct agent_guest_spec spec; /* strings below are our own copies */
+	char *strs[16];
+	unsigned n_strs;
+	char root[CTR_PATH];
+	char pidfile[CTR_PATH];
+	char console[CTR_PATH];
+	char upper[CTR_PATH];
+	char work[CTR_PATH];
+	char veth[IFNAMSIZ];
+	struct ctr_cgroup cg;
+	pid_t pid;                    /* 0: not running */
+	unsigned long long starttime;
+};
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
+	}
+}
+
+/* ---- spec ---------------------------------------------------------------- */
+
+static bool name_valid(const char *s)
+{
+	size_t n = s ? strlen(s) : 0;
+
+	if (n == 0 || n > CTR_NAME_MAX || strcmp(s, ".") == 0 || strcmp(s, "..") == 0) {
+		return false;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (!isalnum((unsigned char)s[i]) && s[i] != '_' && s[i] != '-' && s[i] != '.') {
+			return false;
+		}
+	}
+	return true;
+}
+
+/* An absolute path usable inside overlay mount options. */
+static bool path_valid(const char *s)
+{
+	size_t n = s ? strlen(s) : 0;
+
+	return n > 1 && n < CTR_PATH - 64 && s[0] == '/' && strpbrk(s, ",:\\\n") == NULL;
+}
+
+static int count_words(const char *s)
+{
+	int n = 0;
+	bool in = false;
+
+	for (; *s; s++) {
+		if (*s == ' ' || *s == '\t') {
+			in = false;
+		} else if (!in) {
+			in = true;
+			n++;
+		}
+	}
+	return n;
+}
+
+static int spec_check(const struct agent_guest_spec *s, char *err)
+{
+	struct stat st;
+	int words;
+
+	if (!name_valid(s->name)) {
+		return ctr_err(err, -EINVAL,
+			       "spec: name '%s' must be 1-%d of [A-Za-z0-9_.-]",
+			       s->name ? s->name : "", CTR_NAME_MAX);
+	}
+	if (!path_valid(s->rootfs)) {
+		return ctr_err(err, -EINVAL, "spec %s: rootfs must be an absolute path "
+			       "without ',' ':' or '\\'", s->name);
+	}
+	if (stat(s->rootfs, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		return ctr_err(err, -ENOENT, "spec %s: rootfs %s is not a directory", s->name,
+			       s->rootfs);
+	}
+	if (!path_valid(s->run_dir) || !path_valid(s->data_dir)) {
+		return ctr_err(err, -EINVAL, "spec %s: run_dir and data_dir must be absolute "
+			       "paths without ',' ':' or '\\'", s->name);
+	}
+	if (s->command == NULL || strlen(s->command) >= CTR_CMD_MAX ||
+	    (words = count_words(s->command)) == 0 || words > CTR_ARGS_MAX) {
+		return ctr_err(err, -EINVAL, "spec %s: command must have 1-%d words and "
+			       "fewer than %d bytes", s->name, CTR_ARGS_MAX, CTR_CMD_MAX);
+	}
+	if (s->mem_kib != 0 && (s->mem_kib < 4096 || s->mem_kib > (1ULL << 40))) {
+		return ctr_err(err, -ERANGE, "spec %s: mem %" PRIu64 " KiB outside 4096 KiB..1 PiB",
+			       s->name, s->mem_kib);
+	}
+	if (s->pids_max == 1 || s->pids_max > 4194304) {
+		return ctr_err(err, -ERANGE, "spec %s: pids %u outside 2..4194304 (0 = none)",
+			       s->name, s->pids_max);
+	}
+	if (s->cpu_weight > 500000) {
+		return ctr_err(err, -ERANGE, "spec %s: cpu weight %u above 500000 (OpenVZ "
+			       "cpuunits)", s->name, s->cpu_weight);
+	}
+	if (s->cpu_limit_pct > 100 * 4096) {
+		return ctr_err(err, -ERANGE, "spec %s: cpu limit %u%% too high", s->name,
+			       s->cpu_limit_pct);
+	}
+	if (s->ip && s->ip[0] && !ctr_net_addr_valid(s->ip, true)) {
+		return ctr_err(err, -EINVAL, "spec %s: ip '%s' is not an address/prefix",
+			       s->name, s->ip);
+	}
+	if (s->gateway && s->gateway[0] && !ctr_net_addr_valid(s->gateway, false)) {
+		return ctr_err(err, -EINVAL, "spec %s: gateway '%s' is not an address", s->name,
+			       s->gateway);
+	}
+	if (s->ip && s->ip[0] && (s->bridge == NULL || s->bridge[0] == '\0')) {
+		return ctr_err(err, -EINVAL, "spec %s: an ip needs a bridge", s->name);
+	}
+	if (s->bridge && strlen(s->bridge) >= IFNAMSIZ) {
+		return ctr_err(err, -EINVAL, "spec %s: bridge name '%s' too long", s->name,
+			       s->bridge);
+	}
+	return 0;
+}
+
+static const char *keep(struct agent_guest *g, const char *s)
+{
+	char *c;
+
+	if (s == NULL || g->n_strs >= HA_ARRAY_SIZE(g->strs)) {
+		return NULL;
+	}
+	c = strdup(s);
+	if (c) {
+		g->strs[g->n_strs++] = c;
+	}
+	return c;
+}
+
+static void guest_free(struct agent_guest *g)
+{
+	if (g == NULL) {
+		return;
+	}
+	for (unsigned i = 0; i < g->n_strs; i++) {
+		free(g->strs[i]);
+	}
+	free(g);
+}
+
+static int path_fmt(char *out, const char *a, const char *b, char *err)
+{
+	int n = snprintf(out, CTR_PATH, "%s/%s", a, b);
+
+	if (n < 0 || n >= CTR_PATH) {
+		return ctr_err(err, -ENAMETOOLONG, "path %s/%s too long", a, b);
+	}
+	return 0;
+}
+
+/* A guest object for @spec (checked, copied); no files touched. */
+static int guest_new(struct agent_driver *d, const struct agent_guest_spec *spec,
+		     struct agent_guest **out, char *err)
+{
+	struct agent_guest *g;
+	int rc = spec_check(spec, err);
+
+	if (rc < 0) {
+		return rc;
+	}
+	g = calloc(1, sizeof(*g));
+	if (g == NULL) {
+		return ctr_err(err, -ENOMEM, "out of memory");
+	}
+	g->d = d;
+	g->spec = *spec;
+	g->spec.name = keep(g, spec->name);
+	g->spec.type = keep(g, spec->type);
+	g->spec.rootfs = keep(g, spec->rootfs);
+	g->spec.command = keep(g, spec->command);
+	g->spec.ip = spec->ip && spec->ip[0] ? keep(g, spec->ip) : NULL;
+	g->spec.gateway = spec->gateway && spec->gateway[0] ? keep(g, spec->gateway) : NULL;
+	g->spec.bridge = spec->bridge && spec->bridge[0] ? keep(g, spec->bridge) : NULL;
+	g->spec.run_dir = keep(g, spec->run_dir);
+	g->spec.data_dir = keep(g, spec->data_dir);
+	g->spec.kernel = g->spec.initrd = g->spec.disk = NULL;
+	if (!g->spec.name || !g->spec.rootfs || !g->spec.command || !g->spec.run_dir ||
+	    !g->spec.data_dir || (spec->ip && spec->ip[0] && !g->spec.ip)) {
+		guest_free(g);
+		return ctr_err(err, -ENOMEM, "out of memory");
+	}
+	if ((rc = path_fmt(g->root, spec->run_dir, "root", err)) < 0 ||
+	    (rc = path_fmt(g->pidfile, spec->run_dir, "pid", err)) < 0 ||
+	    (rc = path_fmt(g->console, spec->run_dir, "console.log", err)) < 0 ||
+	    (rc = path_fmt(g->upper, spec->data_dir, "upper", err)) < 0 ||
+	    (rc = path_fmt(g->work, spec->data_dir, "work", err)) < 0 ||
+	    (rc = ctr_cgroup_init(&g->cg, ctr_cgroup_parent(), spec->name, err)) < 0) {
+		guest_free(g);
+		return rc;
+	}
+	ctr_net_veth_name(spec->name, g->veth);
+	*out = g;
+	return 0;
+}
+
+/* ---- liveness ------------------------------------------------------------ */
+
+/* Start time (clock ticks since boot) and state letter of @pid. */
+static int proc_stat(pid_t pid, unsigned long long *start, char *state)
+{
+	char path[64], buf[1024], *p;
+	ssize_t n;
+	int field;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	n = ctr_read_small(path, buf, sizeof(buf));
+	if (n < 0) {
+		return (int)n;
+	}
+	/* comm may hold spaces and ')': the fields follow the last ')' */
+	p = strrchr(buf, ')');
+	if (p == NULL || p[1] != ' ') {
+		return -EINVAL;
+	}
+	p += 2;
+	*state = *p;
+	for (field = 3; field < 22 && p; field++) {
+		p = strchr(p, ' ');
+		if (p) {
+			p++;
+		}
+	}
+	if (p == NULL) {
+		return -EINVAL;
+	}
+	*start = strtoull(p, NULL, 10);
+	return 0;
+}
+
+static bool pid_alive(pid_t pid, unsigned long long starttime)
+{
+	unsigned long long st;
+	char state;
+
+	if (pid <= 0 || proc_stat(pid, &st, &state) < 0) {
+		return false;
+	}
+	return st == starttime && state != 'Z' && state != 'X';
+}
+
+static bool guest_alive(const struct agent_guest *g)
+{
+	return pid_alive(g->pid, g->starttime);
+}
+
+static int pidfile_write(struct agent_guest *g, char *err)
+{
+	char buf[PID_FILE_MAX];
+	int n, rc;
+
+	n = snprintf(buf, sizeof(buf), "pid=%d\nstarttime=%llu\ncgroup=%s\nveth=%s\n",
+		     (int)g->pid, g->starttime, g->cg.rel, g->veth);
+	if (n < 0 || n >= (int)sizeof(buf)) {
+		return ctr_err(err, -ENAMETOOLONG, "%s: record too long", g->pidfile);
+	}
+	rc = ha_file_write_atomic(g->pidfile, buf, (size_t)n);
+	if (rc < 0) {
+		return ctr_err(err, rc, "writing %s: %s", g->pidfile, strerror(-rc));
+	}
+	return 0;
+}
+
+/* Reads run_dir/pid into g->pid and g->starttime; the file is not
+ * trusted: bounded, every value checked. */
+static int pidfile_read(struct agent_guest *g)
+{
+	char buf[PID_FILE_MAX], *line, *save = NULL;
+	uint64_t pid = 0, start = 0;
+	ssize_t n = ctr_read_small(g->pidfile, buf, sizeof(buf));
+
+	g->pid = 0;
+	g->starttime = 0;
+	if (n < 0) {
+		return (int)n;
+	}
+	for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		if (strncmp(line, "pid=", 4) == 0 &&
+		    ha_parse_u64(line + 4, 2, INT_MAX, &pid) < 0) {
+			return -EINVAL;
+		}
+		if (strncmp(line, "starttime=", 10) == 0 &&
+		    ha_parse_u64(line + 10, 0, UINT64_MAX, &start) < 0) {
+			return -EINVAL;
+		}
+	}
+	if (pid == 0) {
+		return -EINVAL;
+	}
+	g->pid = (pid_t)pid;
+	g->starttime = start;
+	return 0;
+}
+
+/* ---- mounts and leftovers ------------------------------------------------ */
+
+static int overlay_mount(struct agent_guest *g, char *err)
+{
+	char opts[3 * CTR_PATH + 64];
+	int n;
+
+	n = snprintf(opts, sizeof(opts), "lowerdir=%s,upperdir=%s,workdir=%s",
+		     g->spec.rootfs, g->upper, g->work);
+	if (n < 0 || n >= (int)sizeof(opts)) {
+		return ctr_err(err, -ENAMETOOLONG, "overlay options too long");
+	}
+	if (mount("overlay", g->root, "overlay", MS_NODEV, opts) < 0) {
+		return ctr_err(err, -errno, "mounting the overlay on %s (%s): %s", g->root, opts,
+			       strerror(errno));
+	}
+	/* Nothing mounted below it propagates to or from the host. */
+	if (mount(NULL, g->root, NULL, MS_PRIVATE, NULL) < 0) {
+		int e = -errno;
+
+		umount2(g->root, MNT_DETACH);
+		return ctr_err(err, e, "making %s private: %s", g->root, strerror(-e));
+	}
+	return 0;
+}
+
+static void overlay_umount(struct agent_guest *g)
+{
+	/* Stacked mounts from earlier failures too; EINVAL: not a mount point. */
+	for (int i = 0; i < 16 && umount2(g->root, MNT_DETACH) == 0; i++) {
+	}
+}
+
+/*
+ * Removes what a stopped (or dead) container leaves on the host: processes
+ * still in its cgroups, the overlay mount, the veth, the cgroups, the pid
+ * file. Keeps the first error.
+ */
+static int leftovers_clean(struct agent_guest *g, char *err)
+{
+	char e2[AGENT_ERR_LEN];
+	int rc = 0, r;
+
+	if (ctr_cgroup_frozen(&g->cg)) {
+		ctr_cgroup_freeze(&g->cg, false, 0, NULL);
+	}
+	if ((r = ctr_cgroup_kill(&g->cg, STOP_KILL_MS, e2)) < 0 && rc == 0) {
+		rc = ctr_err(err, r, "%s", e2);
+	}
+	overlay_umount(g);
+	if ((r = ctr_net_teardown(g->veth, NET_STEP_MS, e2)) < 0 && rc == 0) {
+		rc = ctr_err(err, r, "%s", e2);
+	}
+	if ((r = ctr_cgroup_remove(&g->cg, STOP_KILL_MS, e2)) < 0 && rc == 0) {
+		rc = ctr_err(err, r, "%s", e2);
+	}
+	if (unlink(g->pidfile) < 0 && errno != ENOENT && rc == 0) {
+		rc = ctr_err(err, -errno, "removing %s: %s", g->pidfile, strerror(errno));
+	}
+	g->pid = 0;
+	g->starttime = 0;
+	return rc;
+}
+
+static int dirs_make(struct agent_guest *g, char *err)
+{
+	const char *dirs[] = { g->spec.run_dir, g->root, g->upper, g->work };
+	int rc;
+
+	for (size_t i = 0; i < HA_ARRAY_SIZE(dirs); i++) {
+		rc = ha_mkdir_p(dirs[i], i == 0 || i == 1 ? 0700 : 0755);
+		if (rc < 0) {
+			return ctr_err(err, rc, "mkdir %s: %s", dirs[i], strerror(-rc));
+		}
+	}
+	/* The container's root directory is the overlay's: 0755. */
+	chmod(g->root, 0755);
+	return 0;
+}
+
+static int console_touch(struct agent_guest *g, char *err)
+{
+	int fd = open(g->console, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0640);
+
+	if (fd < 0) {
+		return ctr_err(err, -errno, "opening %s: %s", g->console, strerror(errno));
+	}
+	close(fd);
+	return 0;
+}
+
+/* ---- the container's first processes -------------------------------------- */
+
+enum launch_msg_type { LAUNCH_PID = 1, LAUNCH_ERR = 2 };
+
+struct launch_msg {
+	int type;
+	int err;        /* errno */
+	int pid;        /* LAUNCH_PID: init's host pid */
+	char what[116]; /* LAUNCH_ERR: the step that failed */
+};
+
+struct launch {
+	const char *root;
+	const char *console;
+	const char *hostname;
+	char *argv[CTR_ARGS_MAX + 1];
+	char args[CTR_CMD_MAX];
+	char cgprocs[8][CTR_PATH];
+	unsigned n_cgprocs;
+	int msg_rd, msg_wr;   /* children -> agent */
+	int sync_rd, sync_wr; /* agent -> init: one byte "go" */
+};
+
+static const char *const init_env[] = {
+	"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+	"HOME=/",
+	"TERM=dumb",
+	"container=hactl",
+	NULL,
+};
+
+static void copy_str(char *dst, size_t len, const char *src)
+{
+	size_t i = 0;
+
+	for (; src[i] && i + 1 < len; i++) {
+		dst[i] = src[i];
+	}
+	dst[i] = '\0';
+}
+
+static __attribute__((noreturn)) void child_fail(const struct launch *l, const char *what,
+						  int e)
+{
+	struct launch_msg m = { .type = LAUNCH_ERR, .err = e };
+	ssize_t n;
+
+	copy_str(m.what, sizeof(m.what), what);
+	n = write(l->msg_wr, &m, sizeof(m));
+	(void)n;
+	_exit(1);
+}
+
+static void child_mkdir(const struct launch *l, const char *path, mode_t mode)
+{
+	if (mkdir(path, mode) < 0 && errno != EEXIST) {
+		child_fail(l, path, errno);
+	}
+}
+
+static void child_mount(const struct launch *l, const char *src, const char *dst,
+			const char *type, unsigned long flags, const char *data)
+{
+	if (mount(src, dst, type, flags, data) < 0) {
+		child_fail(l, dst, errno);
+	}
+}
+
+/* Inside the new root (cwd): /proc, /sys, /dev, /tmp. */
+static void child_mounts(const struct launch *l)
+{
+	static const struct {
+		const char *name;
+		unsigned maj, min;
+	} devs[] = {
+		{ "dev/null", 1, 3 },    { "dev/zero", 1, 5 }, { "dev/full", 1, 7 },
+		{ "dev/random", 1, 8 },  { "dev/urandom", 1, 9 }, { "dev/tty", 5, 0 },
+	};
+	static const char *const links[][2] = {
+		{ "/proc/self/fd", "dev/fd" },     { "/proc/self/fd/0", "dev/stdin" },
+		{ "/proc/self/fd/1", "dev/stdout" }, { "/proc/self/fd/2", "dev/stderr" },
+		{ "pts/ptmx", "dev/ptmx" },
+	};
+	const unsigned long nosuid = MS_NOSUID | MS_NODEV | MS_NOEXEC;
+	int fd;
+
+	child_mkdir(l, "proc", 0555);
+	child_mkdir(l, "sys", 0555);
+	child_mkdir(l, "dev", 0755);
+	child_mkdir(l, "tmp", 01777);
+	child_mount(l, "proc", "proc", "proc", nosuid, NULL);
+	/* Kernel tunables stay the host's: read-only for the guest. */
+	child_mount(l, "proc/sys", "proc/sys", NULL, MS_BIND, NULL);
+	child_mount(l, NULL, "proc/sys", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | nosuid, NULL);
+	child_mount(l, "sysfs", "sys", "sysfs", MS_RDONLY | nosuid, NULL);
+	child_mount(l, "tmpfs", "dev", "tmpfs", MS_NOSUID | MS_STRICTATIME,
+		    "mode=755,size=65536k");
+	umask(0);
+	for (size_t i = 0; i < HA_ARRAY_SIZE(devs); i++) {
+		if (mknod(devs[i].name, S_IFCHR | 0666, makedev(devs[i].maj, devs[i].min)) < 0) {
+			child_fail(l, devs[i].name, errno);
+		}
+	}
+	child_mkdir(l, "dev/pts", 0755);
+	child_mkdir(l, "dev/shm", 01777);
+	child_mkdir(l, "dev/mqueue", 01777);
+	for (size_t i = 0; i < HA_ARRAY_SIZE(links); i++) {
+		if (symlink(links[i][0], links[i][1]) < 0) {
+			child_fail(l, links[i][1], errno);
+		}
+	}
+	child_mount(l, "devpts", "dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
+		    "newinstance,ptmxmode=0666,mode=0620");
+	/* /dev/console is the console log (a file bind mount). */
+	fd = open("dev/console", O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
+	if (fd < 0) {
+		child_fail(l, "dev/console", errno);
+	}
+	close(fd);
+	child_mount(l, l->console, "dev/console", NULL, MS_BIND, NULL);
+	child_mount(l, "mqueue", "dev/mqueue", "mqueue", nosuid, NULL);
+	child_mount(l, "tmpfs", "tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
+	umask(022);
+}
+
+static __attribute__((noreturn)) void child_exec(const struct launch *l)
+{
+	static const char *const path[] = { "/usr/local/sbin", "/usr/local/bin", "/usr/sbin",
+					    "/usr/bin", "/sbin", "/bin" };
+	struct sigaction dfl = { .sa_handler = SIG_DFL };
+	char buf[CTR_PATH];
+	int e = ENOENT;
+
+	for (int sig = 1; sig < NSIG; sig++) {
+		sigaction(sig, &dfl, NULL);
+	}
+	if (strchr(l->argv[0], '/')) {
+		execve(l->argv[0], l->argv, (char *const *)init_env);
+		child_fail(l, l->argv[0], errno);
+	}
+	for (size_t i = 0; i < HA_ARRAY_SIZE(path); i++) {
+		size_t a = strlen(path[i]), b = strlen(l->argv[0]);
+
+		if (a + 1 + b + 1 > sizeof(buf)) {
+			continue;
+		}
+		memcpy(buf, path[i], a);
+		buf[a] = '/';
+		memcpy(buf + a + 1, l->argv[0], b + 1);
+		execve(buf, l->argv, (char *const *)init_env);
+		if (errno != ENOENT) {
+			e = errno;
+		}
+	}
+	child_fail(l, l->argv[0], e);
+}
+
+/* B: pid 1 of the container. */
+static __attribute__((noreturn)) void child_init(const struct launch *l)
+{
+	char go;
+	int fd;
+
+	close(l->sync_wr);
+	close(l->msg_rd);
+	if (setsid() < 0) {
+		child_fail(l, "setsid", errno);
+	}
+	child_mount(l, NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
+	if (chdir(l->root) < 0) {
+		child_fail(l, l->root, errno);
+	}
+	child_mounts(l);
+	if (sethostname(l->hostname, strlen(l->hostname)) < 0) {
+		child_fail(l, "sethostname", errno);
+	}
+	if (syscall(SYS_pivot_root, ".", ".") < 0) {
+		child_fail(l, "pivot_root", errno);
+	}
+	/* The old root now sits on top of "/": detach it. */
+	if (umount2(".", MNT_DETACH) < 0) {
+		child_fail(l, "detaching the old root", errno);
+	}
+	if (chdir("/") < 0) {
+		child_fail(l, "chdir /", errno);
+	}
+	fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || dup2(fd, 0) < 0) {
+		child_fail(l, "/dev/null as stdin", errno);
+	}
+	fd = open("/dev/console", O_WRONLY | O_APPEND | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0) {
+		child_fail(l, "/dev/console as stdout", errno);
+	}
+	/* Nothing of the agent's survives the exec. */
+	close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
+	while (read(l->sync_rd, &go, 1) < 0 && errno == EINTR) {
+	}
+	if (go != 'g') {
+		_exit(1); /* the agent gave up */
+	}
+	child_exec(l);
+}
+
+/* A: joins the cgroups, makes the namespaces, forks the container's init. */
+static __attribute__((noreturn)) void child_launcher(const struct launch *l)
+{
+	struct launch_msg m = { .type = LAUNCH_PID };
+	sigset_t none;
+	pid_t pid;
+	ssize_t n;
+
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	for (unsigned i = 0; i < l->n_cgprocs; i++) {
+		int fd = open(l->cgprocs[i], O_WRONLY | O_CLOEXEC);
+
+		if (fd < 0 || write(fd, "0", 1) != 1) {
+			child_fail(l, l->cgprocs[i], errno);
+		}
+		close(fd);
+	}
+	if (unshare(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET) <
+	    0) {
+		child_fail(l, "unshare(pid, mnt, uts, ipc, net)", errno);
+	}
+	pid = fork();
+	if (pid < 0) {
+		child_fail(l, "fork of init", errno);
+	}
+	if (pid == 0) {
+		child_init(l);
+	}
+	m.pid = pid;
+	n = write(l->msg_wr, &m, sizeof(m));
+	_exit(n == (ssize_t)sizeof(m) ? 0 : 1);
+}
+
+static int fd_high(int fd)
+{
+	int nfd;
+
+	if (fd > 2) {
+		return fd;
+	}
+	nfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	close(fd);
+	return nfd;
+}
+
+static int launch_prepare(struct agent_guest *g, struct launch *l, char *err)
+{
+	int p[2], q[2];
+	char *s, *save = NULL;
+	unsigned n = 0;
+
+	memset(l, 0, sizeof(*l));
+	l->msg_rd = l->msg_wr = l->sync_rd = l->sync_wr = -1;
+	l->root = g->root;
+	l->console = g->console;
+	l->hostname = g->spec.name;
+	copy_str(l->args, sizeof(l->args), g->spec.command);
+	for (s = strtok_r(l->args, " \t", &save); s && n < CTR_ARGS_MAX;
+	     s = strtok_r(NULL, " \t", &save)) {
+		l->argv[n++] = s;
+	}
+	l->argv[n] = NULL;
+	l->n_cgprocs = ctr_cgroup_procs_files(&g->cg, l->cgprocs, HA_ARRAY_SIZE(l->cgprocs));
+	if (pipe2(p, O_CLOEXEC) < 0) {
+		return ctr_err(err, -errno, "pipe: %s", strerror(errno));
+	}
+	if (pipe2(q, O_CLOEXEC) < 0) {
+		int e = -errno;
+
+		close(p[0]);
+		close(p[1]);
+		return ctr_err(err, e, "pipe: %s", strerror(-e));
+	}
+	l->msg_rd = fd_high(p[0]);
+	l->msg_wr = fd_high(p[1]);
+	l->sync_rd = fd_high(q[0]);
+	l->sync_wr = fd_high(q[1]);
+	if (l->msg_rd < 0 || l->msg_wr < 0 || l->sync_rd < 0 || l->sync_wr < 0) {
+		return ctr_err(err, -EMFILE, "pipe: out of descriptors");
+	}
+	return 0;
+}
+
+static void launch_close(struct launch *l)
+{
+	int *fds[] = { &l->msg_rd, &l->msg_wr, &l->sync_rd, &l->sync_wr };
+
+	for (size_t i = 0; i < HA_ARRAY_SIZE(fds); i++) {
+		if (*fds[i] >= 0) {
+			close(*fds[i]);
+			*fds[i] = -1;
+		}
+	}
+}
+
+/* Reads one message, or EOF (returns 0); -ETIMEDOUT past @deadline. */
+static int msg_read(int fd, struct launch_msg *m, uint64_t deadline)
+{
+	size_t got = 0;
+
+	while (got < sizeof(*m)) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		int64_t left = (int64_t)deadline - (int64_t)ha_mono_ms();
+		ssize_t n;
+		int rc;
+
+		if (left <= 0) {
+			return -ETIMEDOUT;
+		}
+		rc = poll(&p, 1, (int)left);
+		if (rc < 0 && errno != EINTR) {
+			return -errno;
+		}
+		if (rc <= 0) {
+			continue;
+		}
+		n = read(fd, (char *)m + got, sizeof(*m) - got);
+		if (n < 0 && errno == EINTR) {
+			continue;
+		}
+		if (n < 0) {
+			return -errno;
+		}
+		if (n == 0) {
+			return got == 0 ? 0 : -EPROTO;
+		}
+		got += (size_t)n;
+	}
+	m->what[sizeof(m->what) - 1] = '\0';
+	return 1;
+}
+
+static int container_launch(struct agent_guest *g, uint64_t deadline, char *err)
+{
+	struct launch *l;
+	struct launch_msg m;
+	pid_t a, init = 0;
+	int rc, status;
+
+	/* The launch block is large (command, paths): off the worker's stack. */
+	l = malloc(sizeof(*l));
+	if (l == NULL) {
+		return ctr_err(err, -ENOMEM, "out of memory");
+	}
+	rc = launch_prepare(g, l, err);
+	if (rc < 0) {
+		launch_close(l);
+		free(l);
+		return rc;
+	}
+	a = fork();
+	if (a < 0) {
+		rc = ctr_err(err, -errno, "fork: %s", strerror(errno));
+		launch_close(l);
+		free(l);
+		return rc;
+	}
+	if (a == 0) {
+		child_launcher(l);
+	}
+	close(l->msg_wr);
+	l->msg_wr = -1;
+	close(l->sync_rd);
+	l->sync_rd = -1;
+
+	rc = msg_read(l->msg_rd, &m, deadline);
+	while (waitpid(a, &status, 0) < 0 && errno == EINTR) {
+	}
+	if (rc == 1 && m.type == LAUNCH_PID && m.pid > 1) {
+		init = m.pid;
+		rc = 0;
+	} else if (rc == 1 && m.type == LAUNCH_ERR) {
+		rc = ctr_err(err, -(m.err ? m.err : EIO), "starting %s: %s: %s", g->spec.name,
+			     m.what, strerror(m.err));
+	} else if (rc <= 0) {
+		rc = ctr_err(err, rc == 0 ? -ECHILD : rc, "starting %s: the launcher %s",
+			     g->spec.name, rc == 0 ? "exited without a report" : "did not report");
+	}
+	if (rc == 0) {
+		unsigned long long st;
+		char state;
+
+		if (proc_stat(init, &st, &state) < 0) {
+			rc = ctr_err(err, -ESRCH, "starting %s: init %d vanished", g->spec.name,
+				     (int)init);
+		} else {
+			g->pid = init;
+			g->starttime = st;
+		}
+	}
+	if (rc == 0 && g->spec.ip) {
+		uint32_t left = (uint32_t)(deadline > ha_mono_ms() ? deadline - ha_mono_ms() : 1);
+
+		rc = ctr_net_setup(&g->spec, g->veth, init, left < NET_STEP_MS ? left : NET_STEP_MS,
+				   err);
+	}
+	if (rc == 0) {
+		char go = 'g';
+
+		if (write(l->sync_wr, &go, 1) != 1) {
+			rc = ctr_err(err, -errno, "starting %s: signalling init: %s", g->spec.name,
+				     strerror(errno));
+		}
+		close(l->sync_wr);
+		l->sync_wr = -1;
+	}
+	if (rc == 0) {
+		/* EOF: the command was exec'd; a message: a setup step failed. */
+		int r = msg_read(l->msg_rd, &m, deadline);
+
+		if (r == 1 && m.type == LAUNCH_ERR) {
+			rc = ctr_err(err, -(m.err ? m.err : EIO), "starting %s: %s: %s",
+				     g->spec.name, m.what, strerror(m.err));
+		} else if (r < 0) {
+			rc = ctr_err(err, r, "starting %s: init did not exec in time",
+				     g->spec.name);
+		}
+	}
+	if (rc == 0 && !guest_alive(g)) {
+		rc = ctr_err(err, -ECHILD, "starting %s: init exited right after exec (see %s)",
+			     g->spec.name, g->console);
+	}
+	if (rc < 0 && init > 0) {
+		kill(init, SIGKILL);
+	}
+	launch_close(l);
+	free(l);
+	return rc;
+}
+
+/* ---- operations ------------------------------------------------------------ */
+
+static int ctr_probe(struct agent_driver *d, Hactl__HostFacts *facts)
+{
+	struct ctr_cgroup cg;
+	char buf[4096];
+	const char *criu = d && d->cfg && d->cfg->criu_path[0] ? d->cfg->criu_path : "criu";
+
+	if (ctr_read_small("/proc/filesystems", buf, sizeof(buf)) < 0 ||
+	    strstr(buf, "\toverlay\n") == NULL) {
+		return -ENOTSUP;
+	}
+	if (ctr_cgroup_init(&cg, ctr_cgroup_parent(), "probe", NULL) < 0) {
+		return -ENOTSUP;
+	}
+	return ctr_criu_probe(criu, facts);
+}
+
+static int ctr_create(struct agent_driver *d, const struct agent_guest_spec *spec,
+		      struct agent_guest **out, char *err)
+{
+	struct agent_guest *g;
+	int rc = guest_new(d, spec, &g, err);
+
+	if (rc < 0) {
+		return rc;
+	}
+	rc = dirs_make(g, err);
+	if (rc < 0) {
+		guest_free(g);
+		return rc;
+	}
+	*out = g;
+	return 0;
+}
+
+static int ctr_attach(struct agent_driver *d, const struct agent_guest_spec *spec,
+		      struct agent_guest **out, char *err)
+{
+	struct agent_guest *g;
+	int rc = guest_new(d, spec, &g, err);
+
+	if (rc < 0) {
+		return rc;
+	}
+	if (pidfile_read(g) < 0 || !guest_alive(g)) {
+		guest_free(g);
+		return ctr_err(err, -ESRCH, "%s is not running", spec->name);
+	}
+	*out = g;
+	return 0;
+}
+
+static int ctr_start(struct agent_guest *g, uint32_t timeout_ms, char *err)
+{
+	uint64_t deadline = ha_mono_ms() + timeout_ms;
+	char e2[AGENT_ERR_LEN];
+	int rc;
+
+	if (guest_alive(g) || (pidfile_read(g) == 0 && guest_alive(g))) {
+		return ctr_err(err, -EALREADY, "%s is already running (pid %d)", g->spec.name,
+			       (int)g->pid);
+	}
+	/* What a crash of an earlier instance may have left. */
+	rc = leftovers_clean(g, err);
+	if (rc == 0) {
+		rc = dirs_make(g, err);
+	}
+	if (rc == 0 && g->spec.ip) {
+		rc = ctr_net_bridge_check(g->spec.bridge, err);
+	}
+	if (rc == 0) {
+		rc = ctr_cgroup_create(&g->cg, &g->spec, err);
+	}
+	if (rc == 0) {
+		rc = console_touch(g, err);
+	}
+	if (rc == 0) {
+		rc = overlay_mount(g, err);
+	}
+	if (rc == 0) {
+		rc = container_launch(g, deadline, err);
+	}
+	if (rc == 0) {
+		rc = pidfile_write(g, err);
+	}
+	if (rc < 0) {
+		leftovers_clean(g, e2);
+	}
+	return rc;
+}
+
+static bool wait_gone(struct agent_guest *g, uint64_t deadline)
+{
+	while (guest_alive(g)) {
+		if (ha_mono_ms() >= deadline) {
+			return false;
+		}
+		sleep_ms(POLL_MS);
+	}
+	return true;
+}
+
+static int ctr_stop(struct agent_guest *g, uint32_t timeout_ms, char *err)
+{
+	uint64_t deadline = ha_mono_ms() + timeout_ms;
+	int rc;
+
+	if (g->pid == 0) {
+		pidfile_read(g);
+	}
+	if (guest_alive(g)) {
+		if (ctr_cgroup_frozen(&g->cg)) {
+			ctr_cgroup_freeze(&g->cg, false, 0, NULL);
+		}
+		/* pid 1 of a namespace gets SIGTERM only when it handles it. */
+		kill(g->pid, SIGTERM);
+		if (!wait_gone(g, deadline)) {
+			kill(g->pid, SIGKILL);
+		}
+		/* Its death takes the whole pid namespace with it. */
+		if (!wait_gone(g, ha_mono_ms() + STOP_KILL_MS)) {
+			rc = ctr_err(err, -ETIMEDOUT, "%s: init %d survived SIGKILL",
+				     g->spec.name, (int)g->pid);
+			leftovers_clean(g, NULL);
+			return rc;
+		}
+	}
+	return leftovers_clean(g, err);
+}
+
+static int ctr_destroy(struct agent_guest *g, char *err)
+{
+	char path[CTR_PATH];
+	int rc;
+
+	if (g->pid == 0) {
+		pidfile_read(g);
+	}
+	if (guest_alive(g)) {
+		return ctr_err(err, -EBUSY, "%s is running: stop it first", g->spec.name);
+	}
+	rc = leftovers_clean(g, err);
+	if (rc == 0) {
+		rc = ctr_tree_remove(g->spec.run_dir, COPY_TIMEOUT_MS, err);
+	}
+	if (rc == 0) {
+		rc = ctr_tree_remove(g->upper, COPY_TIMEOUT_MS, err);
+	}
+	if (rc == 0) {
+		rc = ctr_tree_remove(g->work, COPY_TIMEOUT_MS, err);
+	}
+	/* data_dir itself only when nothing else (snapshots) lives there. */
+	snprintf(path, sizeof(path), "%s", g->spec.data_dir);
+	if (rc == 0 && rmdir(path) < 0 && errno != ENOENT && errno != ENOTEMPTY &&
+	    errno != EEXIST) {
+		rc = ctr_err(err, -errno, "rmdir %s: %s", path, strerror(errno));
+	}
+	return rc;
+}
+
+static enum agent_guest_state ctr_state(const struct agent_guest *g)
+{
+	struct agent_guest tmp;
+
+	if (g->pid == 0) {
+		/* An object from create(): the run dir may know better. */
+		memcpy(&tmp, g, sizeof(tmp));
+		if (pidfile_read(&tmp) < 0 || !guest_alive(&tmp)) {
+			return AGENT_GUEST_STOPPED;
+		}
+	} else if (!guest_alive(g)) {
+		return AGENT_GUEST_STOPPED;
+	}
+	return ctr_cgroup_frozen(&g->cg) ? AGENT_GUEST_PAUSED : AGENT_GUEST_RUNNING;
+}
+
+static int ctr_usage(struct agent_guest *g, struct agent_guest_usage *out)
+{
+	if (g->pid == 0) {
+		pidfile_read(g);
+	}
+	if (!guest_alive(g)) {
+		memset(out, 0, sizeof(*out));
+		return -ESRCH;
+	}
+	return ctr_cgroup_usage(&g->cg, out);
+}
+
+/* ---- checkpoint / restore ---------------------------------------------------- */
+
+static int meta_write(struct agent_guest *g, const char *dir, char *err)
+{
+	char path[CTR_PATH], buf[512];
+	int n, rc;
+
+	if ((rc = path_fmt(path, dir, CKPT_META, err)) < 0) {
+		return rc;
+	}
+	n = snprintf(buf, sizeof(buf), "format=%d\nname=%s\nveth=%s\n", CKPT_FORMAT,
+		     g->spec.name, g->veth);
+	rc = ha_file_write_atomic(path, buf, (size_t)n);
+	return rc < 0 ? ctr_err(err, rc, "writing %s: %s", path, strerror(-rc)) : 0;
+}
+
+/* The snapshot's own record: bounded, checked against the spec. */
+static int meta_check(struct agent_guest *g, const char *dir, char *err)
+{
+	char path[CTR_PATH], buf[512], *line, *save = NULL;
+	bool format = false, name = false;
+	int rc;
+	ssize_t n;
+
+	if ((rc = path_fmt(path, dir, CKPT_META, err)) < 0) {
+		return rc;
+	}
+	n = ctr_read_small(path, buf, sizeof(buf));
+	if (n < 0) {
+		return ctr_err(err, (int)n, "restore %s: %s: %s", g->spec.name, path,
+			       strerror((int)-n));
+	}
+	for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		if (strncmp(line, "format=", 7) == 0) {
+			format = atoi(line + 7) == CKPT_FORMAT;
+		} else if (strncmp(line, "name=", 5) == 0) {
+			name = strcmp(line + 5, g->spec.name) == 0;
+		}
+	}
+	if (!format || !name) {
+		return ctr_err(err, -EINVAL, "restore %s: %s is not a format-%d snapshot of %s",
+			       g->spec.name, path, CKPT_FORMAT, g->spec.name);
+	}
+	return 0;
+}
+
+static int ctr_checkpoint(struct agent_guest *g, const char *dir, unsigned flags, char *err)
+{
+	bool leave = flags & AGENT_CKPT_LEAVE_RUNNING;
+	struct ctr_ckpt_target t;
+	char images[CTR_PATH], upper[CTR_PATH], e2[AGENT_ERR_LEN];
+	uint32_t timeout = COPY_TIMEOUT_MS;
+	int rc, r;
+
+	if (flags & ~(unsigned)AGENT_CKPT_LEAVE_RUNNING) {
+		return ctr_err(err, -EOPNOTSUPP, "checkpoint %s: only full dumps (flags 0x%x)",
+			       g->spec.name, flags);
+	}
+	if (g->pid == 0) {
+		pidfile_read(g);
+	}
+	if (!guest_alive(g)) {
+		return ctr_err(err, -ESRCH, "checkpoint %s: not running", g->spec.name);
+	}
+	if (dir == NULL || dir[0] != '/') {
+		return ctr_err(err, -EINVAL, "checkpoint %s: directory must be absolute",
+			       g->spec.name);
+	}
+	if ((rc = path_fmt(images, dir, "images", err)) < 0 ||
+	    (rc = path_fmt(upper, dir, "upper", err)) < 0) {
+		return rc;
+	}
+	if (access(images, F_OK) == 0 || access(upper, F_OK) == 0) {
+		return ctr_err(err, -EEXIST, "checkpoint %s: %s already holds a snapshot",
+			       g->spec.name, dir);
+	}
+	if ((rc = ha_mkdir_p(images, 0700)) < 0) {
+		return ctr_err(err, rc, "checkpoint %s: mkdir %s: %s", g->spec.name, images,
+			       strerror(-rc));
+	}
+	t = (struct ctr_ckpt_target){
+		.spec = &g->spec, .cg = &g->cg, .root = g->root, .veth = g->veth,
+		.criu_path = g->d && g->d->cfg && g->d->cfg->criu_path[0] ?
+			g->d->cfg->criu_path : "criu",
+		.pid = g->pid,
+	};
+	/*
+	 * Frozen first: CRIU leaves a cgroup frozen that it found frozen, so
+	 * memory (the dump) and storage (the copy of the upper dir) are of the
+	 * same instant; thawed after the copy.
+	 */
+	rc = ctr_cgroup_freeze(&g->cg, true, 10000, err);
+	if (rc < 0) {
+		return rc;
+	}
+	rc = ctr_criu_dump(&t, images, leave, timeout, err);
+	if (rc == 0) {
+		rc = ctr_tree_copy(g->upper, upper, COPY_TIMEOUT_MS, err);
+	}
+	if (rc == 0) {
+		rc = meta_write(g, dir, err);
+	}
+	if (leave || rc < 0) {
+		/* A failed migration dump leaves the guest running (CRIU resumes
+		 * it on failure). */
+		r = ctr_cgroup_freeze(&g->cg, false, 0, e2);
+		if (r < 0 && rc == 0) {
+			rc = ctr_err(err, r, "%s", e2);
+		}
+	}
+	if (rc == 0 && !leave) {
+		/* Migration: CRIU killed the tasks; tear down the host side. */
+		wait_gone(g, ha_mono_ms() + STOP_KILL_MS);
+		rc = leftovers_clean(g, err);
+	}
+	return rc;
+}
+
+static int ctr_restore(struct agent_driver *d, const struct agent_guest_spec *spec,
+		       const char *dir, struct agent_guest **out, char *err)
+{
+	struct agent_guest *g;
+	struct ctr_ckpt_target t;
+	char images[CTR_PATH], upper[CTR_PATH], e2[AGENT_ERR_LEN];
+	pid_t pid = 0;
+	int rc = guest_new(d, spec, &g, err);
+
+	if (rc < 0) {
+		return rc;
+	}
+	if (pidfile_read(g) == 0 && guest_alive(g)) {
+		rc = ctr_err(err, -EBUSY, "restore %s: already running (pid %d)", spec->name,
+			     (int)g->pid);
+		guest_free(g);
+		return rc;
+	}
+	if (dir == NULL || (rc = path_fmt(images, dir, "images", err)) < 0 ||
+	    (rc = path_fmt(upper, dir, "upper", err)) < 0 || (rc = meta_check(g, dir, err)) < 0) {
+		guest_free(g);
+		return rc < 0 ? rc : -EINVAL;
+	}
+	rc = leftovers_clean(g, err);
+	/* The writable layer of the snapshot's instant replaces the current one. */
+	if (rc == 0) {
+		rc = ctr_tree_remove(g->upper, COPY_TIMEOUT_MS, err);
+	}
+	if (rc == 0) {
+		rc = ctr_tree_remove(g->work, COPY_TIMEOUT_MS, err);
+	}
+	if (rc == 0 && (rc = ha_mkdir_p(spec->data_dir, 0755)) < 0) {
+		ctr_err(err, rc, "mkdir %s: %s", spec->data_dir, strerror(-rc));
+	}
+	if (rc == 0) {
+		rc = ctr_tree_copy(upper, g->upper, COPY_TIMEOUT_MS, err);
+	}
+	if (rc == 0) {
+		rc = dirs_make(g, err);
+	}
+	if (rc == 0 && g->spec.ip) {
+		rc = ctr_net_bridge_check(g->spec.bridge, err);
+	}
+	if (rc == 0) {
+		rc = ctr_cgroup_create(&g->cg, &g->spec, err);
+	}
+	if (rc == 0) {
+		rc = console_touch(g, err);
+	}
+	if (rc == 0) {
+		rc = overlay_mount(g, err);
+	}
+	if (rc == 0) {
+		t = (struct ctr_ckpt_target){
+			.spec = &g->spec, .cg = &g->cg, .root = g->root, .veth = g->veth,
+			.criu_path = d && d->cfg && d->cfg->criu_path[0] ? d->cfg->criu_path :
+									   "criu",
+		};
+		rc = ctr_criu_restore(&t, images, COPY_TIMEOUT_MS, &pid, err);
+	}
+	if (rc == 0) {
+		char state;
+
+		g->pid = pid;
+		if (proc_stat(pid, &g->starttime, &state) < 0) {
+			rc = ctr_err(err, -ESRCH, "restore %s: restored init %d vanished",
+				     spec->name, (int)pid);
+		}
+	}
+	if (rc == 0 && g->spec.ip) {
+		rc = ctr_net_attach_host(g->veth, g->spec.bridge, NET_STEP_MS, err);
+	}
+	if (rc == 0) {
+		rc = pidfile_write(g, err);
+	}
+	if (rc < 0) {
+		if (g->pid > 0) {
+			kill(g->pid, SIGKILL);
+		}
+		leftovers_clean(g, e2);
+		guest_free(g);
+		return rc;
+	}
+	*out = g;
+	return 0;
+}
+
+const struct agent_driver_ops agent_driver_container_ops = {
+	.name = "container",
+	.probe = ctr_probe,
+	.create = ctr_create,
+	.attach = ctr_attach,
+	.start = ctr_start,
+	.stop = ctr_stop,
+	.destroy = ctr_destroy,
+	.state = ctr_state,
+	.usage = ctr_usage,
+	.checkpoint = ctr_checkpoint,
+	.restore = ctr_restore,
+	.guest_free = guest_free,
+};

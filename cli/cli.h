@@ -1,0 +1,56 @@
+/*
+ * cli.h - shared parts of hactl's commands.
+ */
+#ifndef HA_CLI_H
+#define HA_CLI_H
+
+#include <stdbool.h>
+
+#include <json-c/json.h>
+
+#include "ipc.h"
+#include "proto/hactl.pb-c.h"
+
+enum {
+	EX_OK = 0,
+	EX_FAIL = 1,
+	EX_USAGE = 2,
+	EX_NODAEMON = 3,
+	EX_NOQUORUM = 4,
+	EX_UNKNOWN = 5,
+};
+
+#define TIMEOUT_MS 15000
+
+struct cli {
+	bool json;
+	qb_ipcc_connection_t *conn;
+};
+
+int cli_usage_error(const char *fmt, const char *arg);
+int cli_code_to_exit(int code);
+/* Sends @req and expects @want; a Result with an error is printed and
+ * mapped to an exit status. *out (freed with ha_env_msg_free) is set when
+ * a message came back. */
+int cli_call(struct cli *cli, enum ha_msg_type type, const ProtobufCMessage *req,
+	     enum ha_msg_type want, ProtobufCMessage **out);
+int cli_get_status(struct cli *cli, const char *node, Hactl__StatusReply **out);
+void cli_json_print(json_object *o);
+void cli_print_guest_table(const Hactl__StatusReply *s);
+json_object *cli_json_guest(const Hactl__StatusReply *s, const Hactl__GuestRecord *g);
+
+/* cmd_guest.c */
+const char *cli_node_name(const Hactl__StatusReply *s, uint32_t id);
+const char *cli_guest_state(const Hactl__StatusReply *s, const Hactl__GuestRecord *g);
+json_object *cli_guest_json(const Hactl__StatusReply *s, const Hactl__GuestRecord *g);
+int cli_cmd_check(struct cli *cli, int argc, char **argv);
+int cli_cmd_create(struct cli *cli, int argc, char **argv);
+int cli_cmd_start(struct cli *cli, int argc, char **argv);
+int cli_cmd_stop(struct cli *cli, int argc, char **argv);
+int cli_cmd_restart(struct cli *cli, int argc, char **argv);
+int cli_cmd_destroy(struct cli *cli, int argc, char **argv);
+int cli_cmd_show(struct cli *cli, int argc, char **argv);
+int cli_cmd_snapshot(struct cli *cli, int argc, char **argv);
+int cli_cmd_restore(struct cli *cli, int argc, char **argv);
+
+#endif

@@ -1,0 +1,681 @@
+/*
+ * cmd_guest.c - hactl's guest commands: check, create, start, stop,
+ * restart, destroy, show, snapshot, restore.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "cmd_balance.h"
+#include "config.h"
+#include "guestdef.h"
+#include "snapshot.h"
+#include "util.h"
+
+#define WAIT_DEFAULT_S 180
+
+/* ---- options shared by the guest commands ---- */
+
+struct gopts {
+	const char *name;
+	const char *node;
+	uint64_t generation;
+	bool no_wait;
+	bool purge;
+	uint32_t timeout_s;
+};
+
+static int parse_opts(int argc, char **argv, struct gopts *o, const char *allowed)
+{
+	memset(o, 0, sizeof(*o));
+	o->timeout_s = WAIT_DEFAULT_S;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		uint64_t v;
+
+		if (a[0] != '-') {
+			if (o->name) {
+				return cli_usage_error("unexpected argument '%s'", a);
+			}
+			o->name = a;
+			continue;
+		}
+		if (!strstr(allowed, a)) {
+			return cli_usage_error("option '%s' does not apply here", a);
+		}
+		if (strcmp(a, "--no-wait") == 0) {
+			o->no_wait = true;
+		} else if (strcmp(a, "--purge") == 0) {
+			o->purge = true;
+		} else if (i + 1 >= argc) {
+			return cli_usage_error("option '%s' needs a value", a);
+		} else if (strcmp(a, "--node") == 0) {
+			o->node = argv[++i];
+		} else if (strcmp(a, "--generation") == 0) {
+			if (ha_parse_u64(argv[++i], 1, UINT64_MAX, &v) < 0) {
+				return cli_usage_error("--generation: '%s' is not a positive number",
+						       argv[i]);
+			}
+			o->generation = v;
+		} else if (strcmp(a, "--timeout") == 0) {
+			if (ha_parse_u64(argv[++i], 1, 86400, &v) < 0) {
+				return cli_usage_error("--timeout: '%s' is not seconds in 1..86400",
+						       argv[i]);
+			}
+			o->timeout_s = (uint32_t)v;
+		} else {
+			return cli_usage_error("unknown option '%s'", a);
+		}
+	}
+	if (o->name == NULL) {
+		return cli_usage_error("%s needs a guest name", argv[0]);
+	}
+	return EX_OK;
+}
+
+/* ---- presentation ---- */
+
+const char *cli_node_name(const Hactl__StatusReply *s, uint32_t id)
+{
+	for (size_t j = 0; j < s->n_nodes; j++) {
+		if (s->nodes[j]->id == id) {
+			return s->nodes[j]->name;
+		}
+	}
+	return "-";
+}
+
+static const Hactl__NodeStatus *node_of(const Hactl__StatusReply *s, uint32_t id)
+{
+	for (size_t j = 0; j < s->n_nodes; j++) {
+		if (s->nodes[j]->id == id) {
+			return s->nodes[j];
+		}
+	}
+	return NULL;
+}
+
+const char *cli_guest_state(const Hactl__StatusReply *s, const Hactl__GuestRecord *g)
+{
+	const Hactl__NodeStatus *n = node_of(s, g->owner);
+
+	if (g->owner && n && !n->member && g->state &&
+	    strcmp(g->state, "stopped") != 0 && strcmp(g->state, "defined") != 0) {
+		return "unknown"; /* its node is gone: nobody can say */
+	}
+	return g->state && g->state[0] ? g->state : "defined";
+}
+
+static const Hactl__GuestRecord *find_guest(const Hactl__StatusReply *s, const char *name)
+{
+	for (size_t i = 0; i < s->n_guests; i++) {
+		if (strcmp(s->guests[i]->name, name) == 0) {
+			return s->guests[i];
+		}
+	}
+	return NULL;
+}
+
+json_object *cli_guest_json(const Hactl__StatusReply *s, const Hactl__GuestRecord *g)
+{
+	json_object *o = json_object_new_object();
+	json_object *snap = json_object_new_object();
+	json_object *use = json_object_new_object();
+	struct ha_guest_def def;
+	char err[256];
+	bool have_def = g->definition.data &&
+			ha_guestdef_parse((const char *)g->definition.data, g->definition.len,
+					  g->name, &def, err, sizeof(err)) == 0;
+
+	json_object_object_add(o, "name", json_object_new_string(g->name));
+	json_object_object_add(o, "type", json_object_new_string(g->type ? g->type : ""));
+	json_object_object_add(o, "state", json_object_new_string(cli_guest_state(s, g)));
+	json_object_object_add(o, "desired", json_object_new_string(g->desired ? g->desired : "stopped"));
+	json_object_object_add(o, "node", g->owner ? json_object_new_string(cli_node_name(s, g->owner)) : NULL);
+	json_object_object_add(o, "running_on", g->running_on ?
+			       json_object_new_string(cli_node_name(s, g->running_on)) : NULL);
+	json_object_object_add(o, "ip", have_def && def.ip[0] ? json_object_new_string(def.ip) : NULL);
+	json_object_object_add(o, "generation", json_object_new_int64((int64_t)g->generation));
+	json_object_object_add(o, "error", json_object_new_string(g->error ? g->error : ""));
+	json_object_object_add(o, "note", json_object_new_string(g->note ? g->note : ""));
+	if (have_def) {
+		json_object *lim = json_object_new_object();
+
+		json_object_object_add(lim, "memory_kib", json_object_new_int64((int64_t)def.mem_kib));
+		json_object_object_add(lim, "cpus", json_object_new_int64(def.cpus));
+		json_object_object_add(lim, "cpu_weight", json_object_new_int64(def.cpu_weight));
+		json_object_object_add(lim, "cpu_limit", json_object_new_int64(def.cpu_limit_pct));
+		json_object_object_add(lim, "pids_limit", json_object_new_int64(def.pids_max));
+		json_object_object_add(o, "limits", lim);
+		json_object_object_add(o, "restart", json_object_new_string(ha_restart_policy_str(def.restart)));
+		json_object_object_add(o, "priority", json_object_new_int64(def.priority));
+		json_object_object_add(o, "snapshot_interval", json_object_new_int64(def.snapshot_interval_s));
+	}
+	json_object_object_add(snap, "generation", json_object_new_int64((int64_t)g->snap_generation));
+	json_object_object_add(snap, "time_ms", json_object_new_int64((int64_t)g->snap_time_ms));
+	json_object_object_add(o, "snapshot", snap);
+	json_object_object_add(use, "cpu_ns", json_object_new_int64((int64_t)g->cpu_ns));
+	json_object_object_add(use, "mem_bytes", json_object_new_int64((int64_t)g->mem_bytes));
+	json_object_object_add(o, "usage", use);
+	return o;
+}
+
+/* ---- requests ---- */
+
+static int change(struct cli *cli, Hactl__Change *ch, uint64_t *seq)
+{
+	Hactl__ChangeRequest req = HACTL__CHANGE_REQUEST__INIT;
+	ProtobufCMessage *reply = NULL;
+	int ex;
+
+	req.change = ch;
+	ex = cli_call(cli, HA_MSG_CHANGE_REQUEST, &req.base, HA_MSG_RESULT, &reply);
+	if (ex == EX_OK && seq) {
+		*seq = ((Hactl__Result *)reply)->seq;
+	}
+	ha_env_msg_free(reply);
+	return ex;
+}
+
+enum wait_for { WAIT_RUNNING, WAIT_STOPPED };
+
+/* Polls until @name reaches @want under ownership generation >= @gen. */
+static int wait_guest(struct cli *cli, const char *name, enum wait_for want, uint32_t timeout_s)
+{
+	uint64_t deadline = ha_mono_ms() + timeout_s * 1000ull;
+	uint64_t gen = 0;
+
+	for (;;) {
+		Hactl__StatusReply *s = NULL;
+		const Hactl__GuestRecord *g;
+		int ex = cli_get_status(cli, NULL, &s);
+
+		if (ex != EX_OK) {
+			return ex;
+		}
+		g = find_guest(s, name);
+		if (g == NULL) {
+			ha_env_msg_free(&s->base);
+			return want == WAIT_STOPPED ? EX_OK : EX_FAIL;
+		}
+		if (gen == 0) {
+			gen = g->generation;
+		}
+		if (want == WAIT_RUNNING && g->state_generation >= gen && g->state) {
+			if (strcmp(g->state, "running") == 0) {
+				ha_env_msg_free(&s->base);
+				return EX_OK;
+			}
+			if (strcmp(g->state, "failed") == 0) {
+				fprintf(stderr, "hactl: %s failed to start on %s: %s\n", name,
+					cli_node_name(s, g->owner), g->error ? g->error : "");
+				ha_env_msg_free(&s->base);
+				return EX_FAIL;
+			}
+		}
+		if (want == WAIT_STOPPED) {
+			const char *st = cli_guest_state(s, g);
+
+			if (strcmp(st, "running") != 0 && strcmp(st, "stopping") != 0 &&
+			    strcmp(st, "starting") != 0 && strcmp(st, "paused") != 0) {
+				ha_env_msg_free(&s->base);
+				return EX_OK;
+			}
+		}
+		ha_env_msg_free(&s->base);
+		if (ha_mono_ms() > deadline) {
+			fprintf(stderr, "hactl: %s did not become %s within %u s\n", name,
+				want == WAIT_RUNNING ? "running" : "stopped", timeout_s);
+			return EX_FAIL;
+		}
+		usleep(200 * 1000);
+	}
+}
+
+static int print_guest(struct cli *cli, const char *name, const char *what)
+{
+	Hactl__StatusReply *s = NULL;
+	const Hactl__GuestRecord *g;
+	int ex = cli_get_status(cli, NULL, &s);
+
+	if (ex != EX_OK) {
+		return ex;
+	}
+	g = find_guest(s, name);
+	if (g == NULL) {
+		if (cli->json) {
+			cli_json_print(json_object_new_object());
+		}
+		ha_env_msg_free(&s->base);
+		return EX_OK;
+	}
+	if (cli->json) {
+		cli_json_print(cli_guest_json(s, g));
+	} else if (what) {
+		printf("%s %s: %s on %s%s%s\n", g->name, what, cli_guest_state(s, g),
+		       cli_node_name(s, g->owner), g->note && g->note[0] ? " (" : "",
+		       g->note && g->note[0] ? g->note : "");
+		if (g->note && g->note[0]) {
+			printf(")\n");
+		}
+	}
+	ha_env_msg_free(&s->base);
+	return EX_OK;
+}
+
+/* ---- commands ---- */
+
+static int read_def(const char *path, char **text, size_t *len, struct ha_guest_def *def)
+{
+	char err[512];
+	uint8_t *buf;
+	int rc = ha_file_read(path, HA_GUESTDEF_MAX_TEXT, &buf, len);
+
+	if (rc < 0) {
+		fprintf(stderr, "hactl: %s: %s\n", path,
+			rc == -EFBIG ? "larger than 64 KiB" : strerror(-rc));
+		return EX_FAIL;
+	}
+	if (ha_guestdef_parse((char *)buf, *len, path, def, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s\n", err);
+		free(buf);
+		return EX_FAIL;
+	}
+	*text = (char *)buf;
+	return EX_OK;
+}
+
+int cli_cmd_check(struct cli *cli, int argc, char **argv)
+{
+	int worst = EX_OK;
+
+	if (argc < 2) {
+		return cli_usage_error("check needs at least one FILE%s", "");
+	}
+	for (int i = 1; i < argc; i++) {
+		uint8_t *buf = NULL;
+		size_t len;
+		int ex;
+
+		/* A guest definition has a [guest] section; anything else is a policy. */
+		if (ha_file_read(argv[i], HA_GUESTDEF_MAX_TEXT, &buf, &len) == 0 &&
+		    strstr((char *)buf, "[guest]")) {
+			struct ha_guest_def def;
+			char *text;
+
+			ex = read_def(argv[i], &text, &len, &def);
+			if (ex == EX_OK) {
+				free(text);
+				if (cli->json) {
+					json_object *o = json_object_new_object();
+
+					json_object_object_add(o, "path", json_object_new_string(argv[i]));
+					json_object_object_add(o, "ok", json_object_new_boolean(1));
+					json_object_object_add(o, "name", json_object_new_string(def.name));
+					cli_json_print(o);
+				} else {
+					printf("%s: ok (%s %s)\n", argv[i], def.type, def.name);
+				}
+			}
+		} else {
+			ex = hactl_cmd_check_policy(argv[i], cli->json);
+		}
+		free(buf);
+		if (ex != EX_OK) {
+			worst = EX_FAIL;
+		}
+	}
+	return worst;
+}
+
+int cli_cmd_create(struct cli *cli, int argc, char **argv)
+{
+	Hactl__Change ch = HACTL__CHANGE__INIT;
+	Hactl__GuestDefineChange d = HACTL__GUEST_DEFINE_CHANGE__INIT;
+	struct ha_guest_def def;
+	char *text;
+	size_t len;
+	int ex;
+
+	if (argc != 2) {
+		return cli_usage_error("usage: hactl create FILE%s", "");
+	}
+	ex = read_def(argv[1], &text, &len, &def);
+	if (ex != EX_OK) {
+		return ex;
+	}
+	d.definition.data = (uint8_t *)text;
+	d.definition.len = len;
+	ch.kind_case = HACTL__CHANGE__KIND_GUEST_DEFINE;
+	ch.guest_define = &d;
+	ex = change(cli, &ch, NULL);
+	free(text);
+	if (ex == EX_OK) {
+		if (cli->json) {
+			return print_guest(cli, def.name, NULL);
+		}
+		printf("%s %s defined\n", def.type, def.name);
+	}
+	return ex;
+}
+
+static int start_common(struct cli *cli, const struct gopts *o, const char *mode,
+			uint64_t snapshot, const char *definition, size_t def_len)
+{
+	Hactl__Change ch = HACTL__CHANGE__INIT;
+	Hactl__GuestStartChange gs = HACTL__GUEST_START_CHANGE__INIT;
+	int ex;
+
+	gs.name = (char *)o->name;
+	gs.node = (char *)o->node;
+	gs.mode = (char *)mode;
+	gs.has_snapshot = snapshot != 0;
+	gs.snapshot = snapshot;
+	if (definition) {
+		gs.has_definition = true;
+		gs.definition.data = (uint8_t *)definition;
+		gs.definition.len = def_len;
+	}
+	ch.kind_case = HACTL__CHANGE__KIND_GUEST_START;
+	ch.guest_start = &gs;
+	ex = change(cli, &ch, NULL);
+	if (ex != EX_OK) {
+		return ex;
+	}
+	if (!o->no_wait) {
+		ex = wait_guest(cli, o->name, WAIT_RUNNING, o->timeout_s);
+	}
+	if (ex == EX_OK) {
+		ex = print_guest(cli, o->name, o->no_wait ? "starting" : "started");
+	}
+	return ex;
+}
+
+int cli_cmd_start(struct cli *cli, int argc, char **argv)
+{
+	struct gopts o;
+	int ex = parse_opts(argc, argv, &o, "--node --no-wait --timeout");
+
+	if (ex != EX_OK) {
+		return ex;
+	}
+	return start_common(cli, &o, "cold", 0, NULL, 0);
+}
+
+static int stop_common(struct cli *cli, const struct gopts *o, bool quiet)
+{
+	Hactl__Change ch = HACTL__CHANGE__INIT;
+	Hactl__GuestStopChange gs = HACTL__GUEST_STOP_CHANGE__INIT;
+	int ex;
+
+	gs.name = (char *)o->name;
+	ch.kind_case = HACTL__CHANGE__KIND_GUEST_STOP;
+	ch.guest_stop = &gs;
+	ex = change(cli, &ch, NULL);
+	if (ex != EX_OK) {
+		return ex;
+	}
+	if (!o->no_wait) {
+		ex = wait_guest(cli, o->name, WAIT_STOPPED, o->timeout_s);
+	}
+	if (ex == EX_OK && !quiet) {
+		ex = print_guest(cli, o->name, o->no_wait ? "stopping" : "stopped");
+	}
+	return ex;
+}
+
+int cli_cmd_stop(struct cli *cli, int argc, char **argv)
+{
+	struct gopts o;
+	int ex = parse_opts(argc, argv, &o, "--no-wait --timeout");
+
+	return ex != EX_OK ? ex : stop_common(cli, &o, false);
+}
+
+int cli_cmd_restart(struct cli *cli, int argc, char **argv)
+{
+	struct gopts o;
+	Hactl__StatusReply *s = NULL;
+	const Hactl__GuestRecord *g;
+	char node[64] = "";
+	int ex = parse_opts(argc, argv, &o, "--timeout");
+
+	if (ex != EX_OK) {
+		return ex;
+	}
+	ex = cli_get_status(cli, NULL, &s);
+	if (ex != EX_OK) {
+		return ex;
+	}
+	g = find_guest(s, o.name);
+	if (g == NULL) {
+		fprintf(stderr, "hactl: unknown guest '%s'\n", o.name);
+		ha_env_msg_free(&s->base);
+		return EX_UNKNOWN;
+	}
+	if (g->owner) {
+		snprintf(node, sizeof(node), "%s", cli_node_name(s, g->owner));
+	}
+	ha_env_msg_free(&s->base);
+	ex = stop_common(cli, &o, true);
+	if (ex != EX_OK) {
+		return ex;
+	}
+	o.node = node[0] ? node : NULL;
+	return start_common(cli, &o, "cold", 0, NULL, 0);
+}
+
+static int load_cfg(struct ha_config *cfg)
+{
+	const char *path = getenv("HACTL_CONFIG");
+	char err[512];
+
+	if (ha_config_load(path ? path : HA_CONFIG_DEFAULT_PATH, path == NULL, cfg, err,
+			   sizeof(err)) < 0) {
+		fprintf(stderr, "hactl: %s\n", err);
+		return EX_FAIL;
+	}
+	return EX_OK;
+}
+
+int cli_cmd_destroy(struct cli *cli, int argc, char **argv)
+{
+	Hactl__Change ch = HACTL__CHANGE__INIT;
+	Hactl__GuestUndefineChange u = HACTL__GUEST_UNDEFINE_CHANGE__INIT;
+	struct gopts o;
+	int ex = parse_opts(argc, argv, &o, "--purge");
+
+	if (ex != EX_OK) {
+		return ex;
+	}
+	u.name = (char *)o.name;
+	ch.kind_case = HACTL__CHANGE__KIND_GUEST_UNDEFINE;
+	ch.guest_undefine = &u;
+	ex = change(cli, &ch, NULL);
+	if (ex != EX_OK) {
+		return ex;
+	}
+	if (o.purge) {
+		struct ha_config cfg;
+		char dir[PATH_MAX];
+
+		ex = load_cfg(&cfg);
+		if (ex != EX_OK) {
+			return ex;
+		}
+		ha_snap_guest_dir(cfg.shared_dir, o.name, dir, sizeof(dir));
+		ha_rm_rf(dir);
+	}
+	if (cli->json) {
+		json_object *j = json_object_new_object();
+
+		json_object_object_add(j, "name", json_object_new_string(o.name));
+		json_object_object_add(j, "destroyed", json_object_new_boolean(1));
+		json_object_object_add(j, "purged", json_object_new_boolean(o.purge));
+		cli_json_print(j);
+	} else {
+		printf("%s destroyed%s\n", o.name, o.purge ? " with its snapshots" :
+		       " (snapshots kept: hactl restore brings it back)");
+	}
+	return EX_OK;
+}
+
+int cli_cmd_show(struct cli *cli, int argc, char **argv)
+{
+	Hactl__StatusReply *s = NULL;
+	const Hactl__GuestRecord *g;
+	struct ha_guest_def def;
+	char err[256];
+	int ex;
+
+	if (argc != 2) {
+		return cli_usage_error("usage: hactl show NAME%s", "");
+	}
+	ex = cli_get_status(cli, NULL, &s);
+	if (ex != EX_OK) {
+		return ex;
+	}
+	g = find_guest(s, argv[1]);
+	if (g == NULL) {
+		fprintf(stderr, "hactl: unknown guest '%s'\n", argv[1]);
+		ha_env_msg_free(&s->base);
+		return EX_UNKNOWN;
+	}
+	if (cli->json) {
+		cli_json_print(cli_guest_json(s, g));
+		ha_env_msg_free(&s->base);
+		return EX_OK;
+	}
+	printf("name:       %s (%s)\n", g->name, g->type);
+	printf("state:      %s (desired %s)\n", cli_guest_state(s, g),
+	       g->desired ? g->desired : "stopped");
+	printf("node:       %s, generation %" PRIu64 "\n", g->owner ? cli_node_name(s, g->owner) : "-",
+	       g->generation);
+	if (ha_guestdef_parse((const char *)g->definition.data, g->definition.len, g->name, &def,
+			      err, sizeof(err)) == 0) {
+		printf("ip:         %s\n", def.ip[0] ? def.ip : "-");
+		printf("limits:     memory %" PRIu64 " MiB, cpus %u, cpu weight %u, cpu limit %u%%, pids %u\n",
+		       def.mem_kib / 1024, def.cpus, def.cpu_weight, def.cpu_limit_pct, def.pids_max);
+		printf("ha:         restart %s, priority %u, snapshot every %u s, keep %u\n",
+		       ha_restart_policy_str(def.restart), def.priority, def.snapshot_interval_s,
+		       def.snapshot_keep);
+	}
+	if (g->mem_bytes || g->cpu_ns) {
+		printf("usage:      memory %.1f MiB, cpu %.1f s\n", g->mem_bytes / 1048576.0,
+		       g->cpu_ns / 1e9);
+	}
+	if (g->snap_generation) {
+		time_t t = (time_t)(g->snap_time_ms / 1000);
+		char when[64];
+
+		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", localtime(&t));
+		printf("snapshot:   generation %" PRIu64 " at %s\n", g->snap_generation, when);
+	}
+	if (g->note && g->note[0]) {
+		printf("note:       %s\n", g->note);
+	}
+	if (g->error && g->error[0]) {
+		printf("error:      %s\n", g->error);
+	}
+	ha_env_msg_free(&s->base);
+	return EX_OK;
+}
+
+int cli_cmd_snapshot(struct cli *cli, int argc, char **argv)
+{
+	Hactl__ActionRequest req = HACTL__ACTION_REQUEST__INIT;
+	Hactl__AgentAction a = HACTL__AGENT_ACTION__INIT;
+	ProtobufCMessage *reply = NULL;
+	uint64_t t0 = ha_mono_ms();
+	int ex;
+
+	if (argc != 2) {
+		return cli_usage_error("usage: hactl snapshot NAME%s", "");
+	}
+	a.kind = "snapshot";
+	a.guest = argv[1];
+	req.action = &a;
+	ex = cli_call(cli, HA_MSG_ACTION_REQUEST, &req.base, HA_MSG_RESULT, &reply);
+	if (ex == EX_OK) {
+		Hactl__Result *r = (Hactl__Result *)reply;
+
+		if (cli->json) {
+			json_object *o = json_object_new_object();
+
+			json_object_object_add(o, "name", json_object_new_string(argv[1]));
+			json_object_object_add(o, "generation", json_object_new_int64((int64_t)r->value));
+			json_object_object_add(o, "ms", json_object_new_int64((int64_t)(ha_mono_ms() - t0)));
+			cli_json_print(o);
+		} else {
+			printf("%s: snapshot generation %" PRIu64 " written (%" PRIu64 " ms)\n",
+			       argv[1], r->value, ha_mono_ms() - t0);
+		}
+	}
+	ha_env_msg_free(reply);
+	return ex;
+}
+
+int cli_cmd_restore(struct cli *cli, int argc, char **argv)
+{
+	struct gopts o;
+	struct ha_config cfg;
+	Hactl__StatusReply *s = NULL;
+	const Hactl__GuestRecord *g;
+	uint64_t gens[256], gen = 0, t = 0;
+	char err[1024], *def = NULL;
+	size_t def_len = 0;
+	int n, ex = parse_opts(argc, argv, &o, "--node --generation --no-wait --timeout");
+
+	if (ex != EX_OK) {
+		return ex;
+	}
+	ex = load_cfg(&cfg);
+	if (ex != EX_OK) {
+		return ex;
+	}
+	/* Refuse a torn or corrupt snapshot before anything changes. */
+	if (o.generation) {
+		if (ha_snap_verify(cfg.shared_dir, o.name, o.generation, &t, err, sizeof(err)) < 0) {
+			fprintf(stderr, "hactl: %s\n", err);
+			return EX_FAIL;
+		}
+		gen = o.generation;
+	} else {
+		n = ha_snap_list(cfg.shared_dir, o.name, gens, HA_ARRAY_SIZE(gens));
+		for (int i = 0; i < n && gen == 0; i++) {
+			if (ha_snap_verify(cfg.shared_dir, o.name, gens[i], &t, err, sizeof(err)) == 0) {
+				gen = gens[i];
+			} else {
+				fprintf(stderr, "hactl: skipping: %s\n", err);
+			}
+		}
+		if (gen == 0) {
+			fprintf(stderr, "hactl: no good snapshot of '%s' in %s\n", o.name, cfg.shared_dir);
+			return n <= 0 ? EX_UNKNOWN : EX_FAIL;
+		}
+	}
+	ex = cli_get_status(cli, NULL, &s);
+	if (ex != EX_OK) {
+		return ex;
+	}
+	g = find_guest(s, o.name);
+	if (g == NULL &&
+	    ha_snap_read_definition(cfg.shared_dir, o.name, gen, &def, &def_len) < 0) {
+		fprintf(stderr, "hactl: snapshot %" PRIu64 " of '%s' has no definition\n", gen, o.name);
+		ha_env_msg_free(&s->base);
+		return EX_FAIL;
+	}
+	ha_env_msg_free(&s->base);
+	if (!cli->json) {
+		printf("restoring %s from snapshot generation %" PRIu64 " (taken %" PRIu64 " s ago)\n",
+		       o.name, gen, (ha_wall_ms() - t) / 1000);
+	}
+	ex = start_common(cli, &o, "snapshot", gen, def, def_len);
+	free(def);
+	return ex;
+}
