@@ -47,6 +47,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
@@ -80,6 +81,15 @@ struct agent_guest {
 	pid_t pid;                    /* 0: not running */
 	unsigned long long starttime;
 };
+
+/* Every operation starts with an empty error text: a caller that reuses
+ * its buffer never sees an earlier operation's message. */
+static void err_clear(char *err)
+{
+	if (err != NULL) {
+		err[0] = '\0';
+	}
+}
 
 static void sleep_ms(unsigned ms)
 {
@@ -343,6 +353,7 @@ static int pidfile_write(struct agent_guest *g, char *err)
 static int pidfile_read(struct agent_guest *g)
 {
 	char buf[PID_FILE_MAX], *line, *save = NULL;
+	const char *cgroup = NULL;
 	uint64_t pid = 0, start = 0;
 	ssize_t n = ctr_read_small(g->pidfile, buf, sizeof(buf));
 
@@ -360,9 +371,27 @@ static int pidfile_read(struct agent_guest *g)
 		    ha_parse_u64(line + 10, 0, UINT64_MAX, &start) < 0) {
 			return -EINVAL;
 		}
+		if (strncmp(line, "cgroup=", 7) == 0) {
+			cgroup = line + 7;
+		}
 	}
 	if (pid == 0) {
 		return -EINVAL;
+	}
+	/* The cgroup it was started in, when the agent now has another
+	 * parent ("/<parent>/<name>", the parent checked like the env). */
+	if (cgroup && strcmp(cgroup, g->cg.rel) != 0) {
+		size_t cl = strlen(cgroup), nl = strlen(g->spec.name);
+		char parent[CTR_PATH];
+
+		if (cl > nl + 2 && cl < sizeof(parent) && cgroup[0] == '/' &&
+		    cgroup[cl - nl - 1] == '/' && strcmp(cgroup + cl - nl, g->spec.name) == 0) {
+			memcpy(parent, cgroup + 1, cl - nl - 2);
+			parent[cl - nl - 2] = '\0';
+			if (ctr_cgroup_parent_valid(parent)) {
+				ctr_cgroup_init(&g->cg, parent, g->spec.name, NULL);
+			}
+		}
 	}
 	g->pid = (pid_t)pid;
 	g->starttime = start;
@@ -479,8 +508,9 @@ struct launch {
 	char args[CTR_CMD_MAX];
 	char cgprocs[8][CTR_PATH];
 	unsigned n_cgprocs;
-	int msg_rd, msg_wr;   /* children -> agent */
-	int sync_rd, sync_wr; /* agent -> init: one byte "go" */
+	int msg_rd, msg_wr;   /* children -> agent (pipe) */
+	int sync_rd, sync_wr; /* agent -> init: one byte "go" (socketpair, so
+			       * that a dead init means EPIPE, not SIGPIPE) */
 };
 
 static const char *const init_env[] = {
@@ -620,7 +650,7 @@ static __attribute__((noreturn)) void child_exec(const struct launch *l)
 /* B: pid 1 of the container. */
 static __attribute__((noreturn)) void child_init(const struct launch *l)
 {
-	char go;
+	char go = 0;
 	int fd;
 
 	close(l->sync_wr);
@@ -731,7 +761,7 @@ static int launch_prepare(struct agent_guest *g, struct launch *l, char *err)
 	if (pipe2(p, O_CLOEXEC) < 0) {
 		return ctr_err(err, -errno, "pipe: %s", strerror(errno));
 	}
-	if (pipe2(q, O_CLOEXEC) < 0) {
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, q) < 0) {
 		int e = -errno;
 
 		close(p[0]);
@@ -864,7 +894,7 @@ static int container_launch(struct agent_guest *g, uint64_t deadline, char *err)
 	if (rc == 0) {
 		char go = 'g';
 
-		if (write(l->sync_wr, &go, 1) != 1) {
+		if (send(l->sync_wr, &go, 1, MSG_NOSIGNAL) != 1) {
 			rc = ctr_err(err, -errno, "starting %s: signalling init: %s", g->spec.name,
 				     strerror(errno));
 		}
@@ -917,7 +947,10 @@ static int ctr_create(struct agent_driver *d, const struct agent_guest_spec *spe
 		      struct agent_guest **out, char *err)
 {
 	struct agent_guest *g;
-	int rc = guest_new(d, spec, &g, err);
+	int rc;
+
+	err_clear(err);
+	rc = guest_new(d, spec, &g, err);
 
 	if (rc < 0) {
 		return rc;
@@ -935,7 +968,10 @@ static int ctr_attach(struct agent_driver *d, const struct agent_guest_spec *spe
 		      struct agent_guest **out, char *err)
 {
 	struct agent_guest *g;
-	int rc = guest_new(d, spec, &g, err);
+	int rc;
+
+	err_clear(err);
+	rc = guest_new(d, spec, &g, err);
 
 	if (rc < 0) {
 		return rc;
@@ -954,6 +990,7 @@ static int ctr_start(struct agent_guest *g, uint32_t timeout_ms, char *err)
 	char e2[AGENT_ERR_LEN];
 	int rc;
 
+	err_clear(err);
 	if (guest_alive(g) || (pidfile_read(g) == 0 && guest_alive(g))) {
 		return ctr_err(err, -EALREADY, "%s is already running (pid %d)", g->spec.name,
 			       (int)g->pid);
@@ -1003,6 +1040,7 @@ static int ctr_stop(struct agent_guest *g, uint32_t timeout_ms, char *err)
 	uint64_t deadline = ha_mono_ms() + timeout_ms;
 	int rc;
 
+	err_clear(err);
 	if (g->pid == 0) {
 		pidfile_read(g);
 	}
@@ -1031,6 +1069,7 @@ static int ctr_destroy(struct agent_guest *g, char *err)
 	char path[CTR_PATH];
 	int rc;
 
+	err_clear(err);
 	if (g->pid == 0) {
 		pidfile_read(g);
 	}
@@ -1058,18 +1097,29 @@ static int ctr_destroy(struct agent_guest *g, char *err)
 
 static enum agent_guest_state ctr_state(const struct agent_guest *g)
 {
-	struct agent_guest tmp;
+	struct agent_guest *tmp;
+	bool frozen;
 
-	if (g->pid == 0) {
-		/* An object from create(): the run dir may know better. */
-		memcpy(&tmp, g, sizeof(tmp));
-		if (pidfile_read(&tmp) < 0 || !guest_alive(&tmp)) {
+	if (g->pid != 0) {
+		if (!guest_alive(g)) {
 			return AGENT_GUEST_STOPPED;
 		}
-	} else if (!guest_alive(g)) {
+		return ctr_cgroup_frozen(&g->cg) ? AGENT_GUEST_PAUSED : AGENT_GUEST_RUNNING;
+	}
+	/* An object from create(): the run dir may know better (a copy, as
+	 * state() changes nothing). */
+	tmp = malloc(sizeof(*tmp));
+	if (tmp == NULL) {
 		return AGENT_GUEST_STOPPED;
 	}
-	return ctr_cgroup_frozen(&g->cg) ? AGENT_GUEST_PAUSED : AGENT_GUEST_RUNNING;
+	memcpy(tmp, g, sizeof(*tmp));
+	if (pidfile_read(tmp) < 0 || !guest_alive(tmp)) {
+		free(tmp);
+		return AGENT_GUEST_STOPPED;
+	}
+	frozen = ctr_cgroup_frozen(&tmp->cg);
+	free(tmp);
+	return frozen ? AGENT_GUEST_PAUSED : AGENT_GUEST_RUNNING;
 }
 
 static int ctr_usage(struct agent_guest *g, struct agent_guest_usage *out)
@@ -1130,14 +1180,31 @@ static int meta_check(struct agent_guest *g, const char *dir, char *err)
 	return 0;
 }
 
+/* Everything written below @dir reaches the disk before we report it. */
+static int dir_sync(const char *dir, char *err)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int rc = 0;
+
+	if (fd < 0 || syncfs(fd) < 0) {
+		rc = ctr_err(err, -errno, "syncing %s: %s", dir, strerror(errno));
+	}
+	if (fd >= 0) {
+		close(fd);
+	}
+	return rc;
+}
+
 static int ctr_checkpoint(struct agent_guest *g, const char *dir, unsigned flags, char *err)
 {
 	bool leave = flags & AGENT_CKPT_LEAVE_RUNNING;
 	struct ctr_ckpt_target t;
 	char images[CTR_PATH], upper[CTR_PATH], e2[AGENT_ERR_LEN];
 	uint32_t timeout = COPY_TIMEOUT_MS;
+	bool was_frozen;
 	int rc, r;
 
+	err_clear(err);
 	if (flags & ~(unsigned)AGENT_CKPT_LEAVE_RUNNING) {
 		return ctr_err(err, -EOPNOTSUPP, "checkpoint %s: only full dumps (flags 0x%x)",
 			       g->spec.name, flags);
@@ -1175,6 +1242,7 @@ static int ctr_checkpoint(struct agent_guest *g, const char *dir, unsigned flags
 	 * memory (the dump) and storage (the copy of the upper dir) are of the
 	 * same instant; thawed after the copy.
 	 */
+	was_frozen = ctr_cgroup_frozen(&g->cg);
 	rc = ctr_cgroup_freeze(&g->cg, true, 10000, err);
 	if (rc < 0) {
 		return rc;
@@ -1186,7 +1254,10 @@ static int ctr_checkpoint(struct agent_guest *g, const char *dir, unsigned flags
 	if (rc == 0) {
 		rc = meta_write(g, dir, err);
 	}
-	if (leave || rc < 0) {
+	if (rc == 0) {
+		rc = dir_sync(dir, err);
+	}
+	if ((leave || rc < 0) && !was_frozen) {
 		/* A failed migration dump leaves the guest running (CRIU resumes
 		 * it on failure). */
 		r = ctr_cgroup_freeze(&g->cg, false, 0, e2);
@@ -1209,8 +1280,10 @@ static int ctr_restore(struct agent_driver *d, const struct agent_guest_spec *sp
 	struct ctr_ckpt_target t;
 	char images[CTR_PATH], upper[CTR_PATH], e2[AGENT_ERR_LEN];
 	pid_t pid = 0;
-	int rc = guest_new(d, spec, &g, err);
+	int rc;
 
+	err_clear(err);
+	rc = guest_new(d, spec, &g, err);
 	if (rc < 0) {
 		return rc;
 	}

@@ -88,6 +88,8 @@ int ctr_cgroup_init(struct ctr_cgroup *cg, const char *parent, const char *name,
 		    char *err);
 /* The cgroup parent: $HACTL_CGROUP_PARENT when set and sane, else "hactl". */
 const char *ctr_cgroup_parent(void);
+/* Sane parent: relative, [A-Za-z0-9_.-/], no empty, "." or ".." parts. */
+bool ctr_cgroup_parent_valid(const char *p);
 /* Creates the guest's directories and writes the limits of @spec. */
 int ctr_cgroup_create(const struct ctr_cgroup *cg, const struct agent_guest_spec *spec,
 		      char *err);

@@ -50,7 +50,7 @@ static void sleep_ms(unsigned ms)
 	}
 }
 
-static bool parent_sane(const char *p)
+bool ctr_cgroup_parent_valid(const char *p)
 {
 	size_t len = strlen(p);
 	const char *c;
@@ -82,7 +82,7 @@ const char *ctr_cgroup_parent(void)
 	/* Read only: the agent sets no environment after its threads start. */
 	const char *p = getenv("HACTL_CGROUP_PARENT");
 
-	return p != NULL && parent_sane(p) ? p : CG_DEFAULT_PARENT;
+	return p != NULL && ctr_cgroup_parent_valid(p) ? p : CG_DEFAULT_PARENT;
 }
 
 static bool has_opt(const char *opts, const char *want)
@@ -700,33 +700,41 @@ static int read_u64(const char *dir, const char *file, uint64_t *out)
 int ctr_cgroup_usage(const struct ctr_cgroup *cg, struct agent_guest_usage *u)
 {
 	uint64_t v = 0;
-	int rc = 0;
 
+	/* What the hierarchies offer; a controller that is not there reads 0. */
 	memset(u, 0, sizeof(*u));
 	if (cg->v2) {
 		char path[CTR_PATH + 32], buf[1024], *p;
 
+		if (access(cg->unified, F_OK) < 0) {
+			return -errno;
+		}
 		snprintf(path, sizeof(path), "%s/cpu.stat", cg->unified);
 		if (ctr_read_small(path, buf, sizeof(buf)) > 0 &&
 		    (p = strstr(buf, "usage_usec ")) != NULL) {
 			u->cpu_ns = strtoull(p + 11, NULL, 10) * 1000;
 		}
-		if ((rc = read_u64(cg->unified, "memory.current", &v)) == 0) {
+		if (read_u64(cg->unified, "memory.current", &v) == 0) {
 			u->mem_bytes = v;
 		}
 		if (read_u64(cg->unified, "pids.current", &v) == 0) {
 			u->pids = v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
+		} else {
+			u->pids = (uint32_t)ctr_cgroup_nprocs(cg);
 		}
-		return rc;
+		return 0;
+	}
+	if (ctr_cgroup_nprocs(cg) == 0 && access(cg->memory[0] ? cg->memory : cg->pids, F_OK) < 0) {
+		return -ESRCH;
 	}
 	if (cg->cpuacct[0] && read_u64(cg->cpuacct, "cpuacct.usage", &v) == 0) {
 		u->cpu_ns = v;
 	}
-	if (cg->memory[0] && (rc = read_u64(cg->memory, "memory.usage_in_bytes", &v)) == 0) {
+	if (cg->memory[0] && read_u64(cg->memory, "memory.usage_in_bytes", &v) == 0) {
 		u->mem_bytes = v;
 	}
 	if (cg->pids[0] && read_u64(cg->pids, "pids.current", &v) == 0) {
 		u->pids = v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
 	}
-	return rc;
+	return 0;
 }

@@ -12,6 +12,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1149,7 +1150,7 @@ int qmp_client_migrate_wait(struct qmp_client *c, struct qmp_migrate_info *info,
 		if (rc < 0 && rc != -ETIMEDOUT) {
 			return rc;
 		}
-		if (sleep_ms < 40) {
+		if (sleep_ms < 20) {
 			sleep_ms *= 2;
 		}
 	}

@@ -466,7 +466,14 @@ static int cmd_simulate(struct cli *cli, int argc, char **argv)
 	return hactl_cmd_simulate(argc, argv, cli->json);
 }
 
+static int cmd_guest_reference(struct cli *cli, int argc, char **argv)
+{
+	ha_guestdef_print_reference(stdout);
+	return EX_OK;
+}
+
 static const struct command commands[] = {
+	{ "definition-reference", cmd_guest_reference, false },
 	{ "status", cmd_status, true },
 	{ "nodes", cmd_nodes, true },
 	{ "guests", cmd_guests, true },

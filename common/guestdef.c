@@ -243,6 +243,38 @@ fail:
 	return 1;
 }
 
+/* Line-level syntax, checked before libinih so that its first error and
+ * our message name the same line. Returns 0 or the bad line's number. */
+static int syntax_line(const char *text)
+{
+	int lineno = 0;
+
+	for (const char *p = text; *p;) {
+		const char *eol = strchr(p, '\n');
+		size_t n = eol ? (size_t)(eol - p) : strlen(p);
+		size_t i = 0;
+
+		lineno++;
+		while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\r')) {
+			i++;
+		}
+		if (i < n && p[i] != ';' && p[i] != '#') {
+			if (p[i] == '[') {
+				if (!memchr(p + i, ']', n - i)) {
+					return lineno;
+				}
+			} else if (!memchr(p + i, '=', n - i) && !memchr(p + i, ':', n - i)) {
+				return lineno;
+			}
+		}
+		if (n >= 199) {
+			return lineno; /* libinih would split it */
+		}
+		p = eol ? eol + 1 : p + n;
+	}
+	return 0;
+}
+
 int ha_guestdef_parse(const char *text, size_t len, const char *fname,
 		      struct ha_guest_def *out, char *err, size_t errlen)
 {
@@ -273,6 +305,13 @@ int ha_guestdef_parse(const char *text, size_t len, const char *fname,
 	}
 	memcpy(copy, text, len);
 	copy[len] = 0;
+	line = syntax_line(copy);
+	if (line) {
+		free(copy);
+		snprintf(err, errlen, "%s:%d: syntax error (a [section] or key = value, at most 198 characters)",
+			 fname, line);
+		return -EINVAL;
+	}
 	line = ini_parse_string(copy, ini_cb, &c);
 	free(copy);
 	if (line != 0) {

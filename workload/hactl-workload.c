@@ -27,6 +27,9 @@
  * Exit codes: 0 clean stop (SIGTERM/SIGINT) or query answered, 1 query
  * failed, 2 bad usage, 3 cannot listen, 4 cannot allocate memory.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* accept4, ppoll; standalone builds too */
+#endif
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>

@@ -85,6 +85,8 @@ cleanup_on_exit() {
 }
 trap cleanup_on_exit EXIT
 
+LC_SHARED=${HACTL_LC_DIR:-/run/hactl-lc}/shared
+
 start_cluster() { # start_cluster ARGS...: fails the test when up fails
 	lc down >/dev/null 2>&1 || true
 	if ! lc up "$@"; then
@@ -93,4 +95,55 @@ start_cluster() { # start_cluster ARGS...: fails the test when up fails
 		finish
 		exit 1
 	fi
+}
+
+# ---- guests ----
+
+# workload_json NODE IP: the workload's answer, queried from host NODE
+workload_json() {
+	on "$1" hactl-workload --query "$2:7000" 2>/dev/null
+}
+counter_of() { jq -r .counter 2>/dev/null; }
+boot_of() { jq -r .boot_id 2>/dev/null; }
+guest_field() { # guest_field NODE NAME FIELD
+	on "$1" hactl show "$2" --json 2>/dev/null | jq -r ".$3"
+}
+
+need_templates() {
+	if ! "$HA_SRC_DIR/deploy/build-templates" >/dev/null; then
+		fail "deploy/build-templates"
+		T_DONE=1
+		finish
+		exit 1
+	fi
+}
+
+need_criu() {
+	if [ ! -x /opt/hactl/criu/bin/criu ]; then
+		"$HA_SRC_DIR/deploy/install-criu" >/dev/null 2>&1 || true
+	fi
+}
+
+# write_def FILE NAME TYPE IP [extra INI lines...]
+write_def() {
+	local file=$1 name=$2 type=$3 ip=$4
+	shift 4
+	{
+		echo "[guest]"
+		echo "name = $name"
+		echo "type = $type"
+		echo "memory = ${GUEST_MEM:-64M}"
+		echo "command = /usr/bin/hactl-workload --port 7000 --mem ${WORKLOAD_MEM:-8M} --dirty 1M"
+		echo "stop_timeout = 10"
+		echo "[storage]"
+		if [ "$type" = container ]; then
+			echo "template = container"
+		else
+			echo "kernel = domain/vmlinux"
+			echo "initrd = domain/initramfs.cpio.gz"
+		fi
+		echo "[network]"
+		echo "ip = $ip/24"
+		for l in "$@"; do echo "$l"; done
+	} >"$file"
 }

@@ -524,6 +524,7 @@ int main(void)
 	char err[512];
 	int fds_before, fds_after, ret;
 
+	setvbuf(stdout, NULL, _IOLBF, 0);
 	criu = getenv("HACTL_CRIU") ? getenv("HACTL_CRIU") : AGENT_CRIU_DEFAULT_PATH;
 	if (geteuid() != 0) {
 		printf("SKIP: CRIU needs root\n");

@@ -1,0 +1,2108 @@
+/*
+ * driver_domain.c - guests with their own kernel: one QEMU per domain,
+ * controlled over QMP (the Xen heritage: xm create / shutdown / save /
+ * restore / migrate, with virtio as the split paravirtual device model).
+ *
+ * A domain is a daemonized QEMU (it outlives the agent) with:
+ *   -machine q35 (boots a PVH vmlinux; microvm hangs with the stock
+ *    kernel's timer calibration), -accel tcg unless KVM was asked for and
+ *    a boot probe passed (docs/domains.md), RAM of mem_kib + 4 KiB (QEMU
+ *    7.2 TCG corrupts migrated guests whose RAM is a multiple of 256 KiB),
+ *    -kernel/-initrd/-append with hactl.ip/gw/cmd (docs/templates.md),
+ *    virtio-net on a persistent tap ht-<name> in spec->bridge, virtio-blk
+ *    on spec->disk, the serial console in run_dir/console.log, QMP on a
+ *    listening socket we bind ourselves (run_dir/qmp.sock, any path
+ *    length) and hand to QEMU as fd 3, -pidfile run_dir/qemu.pid.
+ *
+ * What attach() needs after an agent restart lives in run_dir/domain.json:
+ * the pid, its /proc start time (so that a recycled pid is not taken for
+ * the guest), the tap, the accelerator and machine type.
+ *
+ * Checkpoints are QEMU migrations into a file: QMP stop, "migrate fd:" into
+ * dir/memory (the fd passed with getfd, no shell), the disk copied while
+ * the guest is paused, then cont or quit. Restore starts the same command
+ * line with -S -incoming defer and feeds the file with migrate-incoming.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <net/if.h>
+#include <linux/if_tun.h>
+#include <linux/sockios.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "driver.h"
+#include "driver_container.h" /* the cgroup helpers are shared */
+#include "qmp_client.h"
+#include "util.h"
+
+extern char **environ;
+
+#define DOM_NAME_MAX 64
+#define DOM_CMDLINE_MAX 2048       /* x86 COMMAND_LINE_SIZE */
+#define DOM_ARGV_MAX 64
+#define DOM_MEM_MIN_KIB (16 * 1024)
+#define DOM_MEM_MAX_KIB (1024ULL * 1024 * 1024)  /* 1 TiB */
+#define DOM_CPUS_MAX 64
+#define DOM_MEM_PAD_KIB 4          /* see the top of the file */
+#define DOM_MACHINE "q35"
+#define DOM_QMP_MS 5000            /* one QMP command */
+#define DOM_CONNECT_MS 5000
+#define DOM_QUIT_MS 3000           /* QMP quit until the process is gone */
+#define DOM_KILL_MS 3000
+#define DOM_PROBE_MS 20000         /* KVM boot probe */
+#define DOM_RECORD "domain.json"
+#define DOM_MANIFEST "domain-ckpt.json"
+#define DOM_MANIFEST_FORMAT 1
+#define DOM_MANIFEST_MAX (64 * 1024)
+#define DOM_FDNAME "hactl-ckpt"
+#define DOM_QMP_FD 3               /* the monitor's listening socket in QEMU */
+#define DOM_BANDWIDTH_MAX (1ULL << 40) /* bytes/s: a file, not a link */
+
+/* ---- errors and small helpers ---------------------------------------- */
+
+static int derr(char *err, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static int derr(char *err, int rc, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err) {
+		va_start(ap, fmt);
+		vsnprintf(err, AGENT_ERR_LEN, fmt, ap);
+		va_end(ap);
+	}
+	return rc;
+}
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
+	}
+}
+
+static int path_join(char *out, size_t outlen, const char *dir, const char *name)
+{
+	int n = snprintf(out, outlen, "%s/%s", dir, name);
+
+	return n < 0 || (size_t)n >= outlen ? -ENAMETOOLONG : 0;
+}
+
+/* FNV-1a: stable names and MACs from a guest name. */
+static uint32_t fnv1a(const char *s)
+{
+	uint32_t h = 2166136261u;
+
+	for (; *s; s++) {
+		h = (h ^ (uint8_t)*s) * 16777619u;
+	}
+	return h;
+}
+
+static bool name_valid(const char *s)
+{
+	size_t n = s ? strlen(s) : 0;
+
+	if (n == 0 || n >= DOM_NAME_MAX || strcmp(s, ".") == 0 || strcmp(s, "..") == 0) {
+		return false;
+	}
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+		      (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-')) {
+			return false;
+		}
+	}
+	return true;
+}
+
+/* ---- the guest object ------------------------------------------------ */
+
+/* What run_dir/domain.json records about a running QEMU. */
+struct dom_record {
+	pid_t pid;
+	uint64_t starttime;   /* /proc/PID/stat field 22 */
+	char tap[IFNAMSIZ];
+	char accel[8];
+	char machine[64];
+};
+
+struct agent_guest {
+	const struct agent_driver *d;
+	char *name, *kernel, *initrd, *disk, *command, *ip, *gateway, *bridge;
+	char *run_dir, *data_dir;
+	uint64_t mem_kib;
+	uint32_t cpus, cpu_weight, cpu_limit_pct;
+	char qemu[PATH_MAX];
+	char tap[IFNAMSIZ];
+	uint8_t mac[6];
+	struct ctr_cgroup cg;
+	bool cg_ok;
+	int busy;                        /* an operation runs (atomic) */
+	int op_state;                    /* what state() says meanwhile (atomic) */
+	bool stopped_by_us;
+};
+
+static void op_begin(struct agent_guest *g, enum agent_guest_state s)
+{
+	__atomic_store_n(&g->op_state, (int)s, __ATOMIC_RELEASE);
+	__atomic_store_n(&g->busy, 1, __ATOMIC_RELEASE);
+}
+
+static void op_end(struct agent_guest *g)
+{
+	__atomic_store_n(&g->busy, 0, __ATOMIC_RELEASE);
+}
+
+static void guest_free(struct agent_guest *g)
+{
+	if (g == NULL) {
+		return;
+	}
+	free(g->name);
+	free(g->kernel);
+	free(g->initrd);
+	free(g->disk);
+	free(g->command);
+	free(g->ip);
+	free(g->gateway);
+	free(g->bridge);
+	free(g->run_dir);
+	free(g->data_dir);
+	free(g);
+}
+
+static int dup_opt(char **dst, const char *src)
+{
+	if (src == NULL || src[0] == 0) {
+		*dst = NULL;
+		return 0;
+	}
+	*dst = strdup(src);
+	return *dst ? 0 : -ENOMEM;
+}
+
+static bool abs_path_ok(const char *p)
+{
+	return p && p[0] == '/' && strlen(p) < PATH_MAX - 64;
+}
+
+/*
+ * Checks @spec and copies what the driver keeps. @need_files: a kernel
+ * must be named (restore; create and attach take any, start checks).
+ */
+static int guest_new(const struct agent_driver *d, const struct agent_guest_spec *spec,
+		     bool need_files, struct agent_guest **out, char *err)
+{
+	const char *nm = spec->name ? spec->name : "?";
+	struct agent_guest *g;
+	uint32_t h;
+	int rc = 0;
+
+	*out = NULL;
+	if (!name_valid(spec->name)) {
+		return derr(err, -EINVAL, "domain: invalid name '%s' ([A-Za-z0-9_.-], 1-%d)",
+			    nm, DOM_NAME_MAX - 1);
+	}
+	if (spec->mem_kib < DOM_MEM_MIN_KIB || spec->mem_kib > DOM_MEM_MAX_KIB) {
+		return derr(err, -EINVAL, "domain %s: memory %" PRIu64 " KiB out of range "
+			    "(%d KiB - 1 TiB)", nm, spec->mem_kib, DOM_MEM_MIN_KIB);
+	}
+	if (spec->cpus < 1 || spec->cpus > DOM_CPUS_MAX) {
+		return derr(err, -EINVAL, "domain %s: cpus %u out of range (1-%d)", nm,
+			    spec->cpus, DOM_CPUS_MAX);
+	}
+	if (!abs_path_ok(spec->run_dir)) {
+		return derr(err, -EINVAL, "domain %s: run dir must be an absolute path", nm);
+	}
+	if (spec->kernel == NULL || spec->kernel[0] == 0) {
+		if (need_files) {
+			return derr(err, -EINVAL, "domain %s: no kernel given", nm);
+		}
+	} else if (!abs_path_ok(spec->kernel)) {
+		return derr(err, -EINVAL, "domain %s: kernel %s is not an absolute path", nm,
+			    spec->kernel);
+	}
+	if (spec->initrd && spec->initrd[0] && !abs_path_ok(spec->initrd)) {
+		return derr(err, -EINVAL, "domain %s: initrd %s is not an absolute path", nm,
+			    spec->initrd);
+	}
+	if (spec->disk && spec->disk[0] && !abs_path_ok(spec->disk)) {
+		return derr(err, -EINVAL, "domain %s: disk %s is not an absolute path", nm,
+			    spec->disk);
+	}
+	if (spec->bridge && spec->bridge[0] && strlen(spec->bridge) >= IFNAMSIZ) {
+		return derr(err, -EINVAL, "domain %s: bridge name %s too long", nm, spec->bridge);
+	}
+	if (spec->ip && spec->ip[0] && !ctr_net_addr_valid(spec->ip, true) &&
+	    !ctr_net_addr_valid(spec->ip, false)) {
+		return derr(err, -EINVAL, "domain %s: bad address %s", nm, spec->ip);
+	}
+	if (spec->gateway && spec->gateway[0] && !ctr_net_addr_valid(spec->gateway, false)) {
+		return derr(err, -EINVAL, "domain %s: bad gateway %s", nm, spec->gateway);
+	}
+	g = calloc(1, sizeof(*g));
+	if (g == NULL) {
+		return derr(err, -ENOMEM, "domain %s: out of memory", nm);
+	}
+	g->d = d;
+	rc |= dup_opt(&g->name, spec->name);
+	rc |= dup_opt(&g->kernel, spec->kernel);
+	rc |= dup_opt(&g->initrd, spec->initrd);
+	rc |= dup_opt(&g->disk, spec->disk);
+	rc |= dup_opt(&g->command, spec->command);
+	rc |= dup_opt(&g->ip, spec->ip);
+	rc |= dup_opt(&g->gateway, spec->gateway);
+	rc |= dup_opt(&g->bridge, spec->bridge);
+	rc |= dup_opt(&g->run_dir, spec->run_dir);
+	rc |= dup_opt(&g->data_dir, spec->data_dir);
+	if (rc < 0) {
+		guest_free(g);
+		return derr(err, -ENOMEM, "domain %s: out of memory", nm);
+	}
+	g->mem_kib = spec->mem_kib;
+	g->cpus = spec->cpus;
+	g->cpu_weight = spec->cpu_weight;
+	g->cpu_limit_pct = spec->cpu_limit_pct;
+	snprintf(g->qemu, sizeof(g->qemu), "%s",
+		 d && d->cfg && d->cfg->qemu_path[0] ? d->cfg->qemu_path : "qemu-system-x86_64");
+	/* ht-NAME, or ht-<6 chars><6 hex> for long names */
+	h = fnv1a(g->name);
+	if (strlen(g->name) <= IFNAMSIZ - 4) {
+		snprintf(g->tap, sizeof(g->tap), "ht-%s", g->name);
+	} else {
+		snprintf(g->tap, sizeof(g->tap), "ht-%.6s%06x", g->name, h & 0xffffff);
+	}
+	/* 52:54:00 (QEMU's, locally administered) + 3 bytes of the hash */
+	g->mac[0] = 0x52;
+	g->mac[1] = 0x54;
+	g->mac[2] = 0x00;
+	g->mac[3] = (uint8_t)(h >> 16);
+	g->mac[4] = (uint8_t)(h >> 8);
+	g->mac[5] = (uint8_t)h;
+	g->cg_ok = ctr_cgroup_init(&g->cg, ctr_cgroup_parent(), g->name, NULL) == 0;
+	*out = g;
+	return 0;
+}
+
+/* ---- /proc ----------------------------------------------------------- */
+
+struct proc_stat {
+	char state;
+	uint64_t utime, stime, starttime;
+};
+
+static int proc_stat_read(pid_t pid, struct proc_stat *ps)
+{
+	char path[64], buf[1024];
+	const char *p;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	n = ctr_read_small(path, buf, sizeof(buf));
+	if (n < 0) {
+		return (int)n;
+	}
+	p = strrchr(buf, ')');
+	if (p == NULL) {
+		return -EINVAL;
+	}
+	/* state ppid pgrp session tty tpgid flags minflt cminflt majflt
+	 * cmajflt utime stime cutime cstime priority nice threads itreal
+	 * starttime */
+	if (sscanf(p + 1, " %c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %" SCNu64 " %" SCNu64
+		   " %*d %*d %*d %*d %*d %*d %" SCNu64, &ps->state, &ps->utime, &ps->stime,
+		   &ps->starttime) != 4) {
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* The recorded QEMU is alive: same pid, same start time, not a zombie. */
+static bool rec_alive(const struct dom_record *r)
+{
+	struct proc_stat ps;
+
+	if (r->pid <= 1 || proc_stat_read(r->pid, &ps) < 0) {
+		return false;
+	}
+	return ps.starttime == r->starttime && ps.state != 'Z' && ps.state != 'X';
+}
+
+/* Waits until the recorded process is gone; true when it is. */
+static bool rec_wait_gone(const struct dom_record *r, uint32_t timeout_ms)
+{
+	uint64_t deadline = ha_mono_ms() + timeout_ms;
+	int pfd = (int)syscall(SYS_pidfd_open, r->pid, 0);
+
+	while (rec_alive(r)) {
+		uint64_t now = ha_mono_ms();
+
+		if (now >= deadline) {
+			break;
+		}
+		if (pfd >= 0) {
+			struct pollfd p = { .fd = pfd, .events = POLLIN };
+			uint64_t left = deadline - now;
+
+			poll(&p, 1, left > 50 ? 50 : (int)left);
+		} else {
+			sleep_ms(20);
+		}
+	}
+	if (pfd >= 0) {
+		close(pfd);
+	}
+	return !rec_alive(r);
+}
+
+/* ---- the run directory record ----------------------------------------- */
+
+static int rec_path(const struct agent_guest *g, const char *name, char *out, size_t len)
+{
+	return path_join(out, len, g->run_dir, name);
+}
+
+static int rec_write(const struct agent_guest *g, const struct dom_record *r)
+{
+	char path[PATH_MAX];
+	json_object *o = json_object_new_object();
+	const char *s;
+	int rc;
+
+	if (o == NULL) {
+		return -ENOMEM;
+	}
+	json_object_object_add(o, "pid", json_object_new_int64(r->pid));
+	json_object_object_add(o, "starttime", json_object_new_int64((int64_t)r->starttime));
+	json_object_object_add(o, "tap", json_object_new_string(r->tap));
+	json_object_object_add(o, "accel", json_object_new_string(r->accel));
+	json_object_object_add(o, "machine", json_object_new_string(r->machine));
+	json_object_object_add(o, "name", json_object_new_string(g->name));
+	s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY);
+	rc = rec_path(g, DOM_RECORD, path, sizeof(path));
+	if (rc == 0) {
+		rc = ha_file_write_atomic(path, s, strlen(s));
+	}
+	json_object_put(o);
+	return rc;
+}
+
+static void copy_jstr(char *dst, size_t len, json_object *o, const char *key)
+{
+	json_object *v;
+
+	dst[0] = 0;
+	if (json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_string)) {
+		snprintf(dst, len, "%s", json_object_get_string(v));
+	}
+}
+
+static int64_t get_jint(json_object *o, const char *key, int64_t def)
+{
+	json_object *v;
+
+	if (json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_int)) {
+		return json_object_get_int64(v);
+	}
+	return def;
+}
+
+/* Reads a small JSON object file (a record or a manifest). */
+static int json_file_read(const char *path, json_object **out)
+{
+	_cleanup_free_ uint8_t *buf = NULL;
+	json_tokener *tok;
+	size_t len;
+	int rc;
+
+	*out = NULL;
+	rc = ha_file_read(path, DOM_MANIFEST_MAX, &buf, &len);
+	if (rc < 0) {
+		return rc;
+	}
+	tok = json_tokener_new_ex(16);
+	if (tok == NULL) {
+		return -ENOMEM;
+	}
+	*out = json_tokener_parse_ex(tok, (const char *)buf, (int)len);
+	rc = json_tokener_get_error(tok) == json_tokener_success && *out &&
+	     json_object_is_type(*out, json_type_object) ? 0 : -EBADMSG;
+	json_tokener_free(tok);
+	if (rc < 0) {
+		json_object_put(*out);
+		*out = NULL;
+	}
+	return rc;
+}
+
+static int rec_read(const struct agent_guest *g, struct dom_record *r)
+{
+	char path[PATH_MAX];
+	json_object *o;
+	int64_t pid, st;
+	int rc;
+
+	memset(r, 0, sizeof(*r));
+	rc = rec_path(g, DOM_RECORD, path, sizeof(path));
+	if (rc == 0) {
+		rc = json_file_read(path, &o);
+	}
+	if (rc < 0) {
+		return rc;
+	}
+	pid = get_jint(o, "pid", -1);
+	st = get_jint(o, "starttime", -1);
+	copy_jstr(r->tap, sizeof(r->tap), o, "tap");
+	copy_jstr(r->accel, sizeof(r->accel), o, "accel");
+	copy_jstr(r->machine, sizeof(r->machine), o, "machine");
+	json_object_put(o);
+	if (pid <= 1 || pid > INT32_MAX || st < 0) {
+		return -EBADMSG;
+	}
+	r->pid = (pid_t)pid;
+	r->starttime = (uint64_t)st;
+	return 0;
+}
+
+static void rec_remove(const struct agent_guest *g)
+{
+	static const char *const names[] = { DOM_RECORD, "qemu.pid", "qmp.sock" };
+	char path[PATH_MAX];
+
+	for (size_t i = 0; i < HA_ARRAY_SIZE(names); i++) {
+		if (rec_path(g, names[i], path, sizeof(path)) == 0) {
+			unlink(path);
+		}
+	}
+}
+
+/* The record of a QEMU that runs now; -ESRCH when none does. */
+static int guest_running(const struct agent_guest *g, struct dom_record *r)
+{
+	if (rec_read(g, r) < 0 || !rec_alive(r)) {
+		return -ESRCH;
+	}
+	return 0;
+}
+
+/* ---- the tap ---------------------------------------------------------- */
+
+static int tap_ioctl_open(const char *tap, struct ifreq *ifr, char *err)
+{
+	int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+
+	if (fd < 0) {
+		return derr(err, -errno, "tap %s: /dev/net/tun: %s", tap, strerror(errno));
+	}
+	memset(ifr, 0, sizeof(*ifr));
+	snprintf(ifr->ifr_name, IFNAMSIZ, "%s", tap);
+	ifr->ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+	if (ioctl(fd, TUNSETIFF, ifr) < 0) {
+		int e = errno;
+
+		close(fd);
+		return derr(err, -e, "tap %s: TUNSETIFF: %s", tap, strerror(e));
+	}
+	return fd;
+}
+
+/* Removes the persistent tap (once QEMU has let go of it). */
+static int tap_remove(const char *tap, char *err)
+{
+	struct ifreq ifr;
+	int fd, rc = 0;
+
+	if (tap[0] == 0 || if_nametoindex(tap) == 0) {
+		return 0;
+	}
+	fd = tap_ioctl_open(tap, &ifr, err);
+	if (fd < 0) {
+		return fd;
+	}
+	if (ioctl(fd, TUNSETPERSIST, 0) < 0) {
+		rc = derr(err, -errno, "tap %s: TUNSETPERSIST: %s", tap, strerror(errno));
+	}
+	close(fd);
+	return rc;
+}
+
+static int tap_create(const char *tap, const char *bridge, char *err)
+{
+	struct ifreq ifr;
+	int fd, sk, rc = 0;
+	unsigned br;
+
+	br = if_nametoindex(bridge);
+	if (br == 0) {
+		return derr(err, -ENODEV, "bridge %s: no such device", bridge);
+	}
+	/* A tap left by a QEMU that died is taken over afresh. */
+	tap_remove(tap, NULL);
+	fd = tap_ioctl_open(tap, &ifr, err);
+	if (fd < 0) {
+		return fd;
+	}
+	if (ioctl(fd, TUNSETPERSIST, 1) < 0) {
+		rc = derr(err, -errno, "tap %s: TUNSETPERSIST: %s", tap, strerror(errno));
+	}
+	close(fd);
+	if (rc < 0) {
+		return rc;
+	}
+	sk = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (sk < 0) {
+		rc = derr(err, -errno, "tap %s: socket: %s", tap, strerror(errno));
+		goto fail;
+	}
+	memset(&ifr, 0, sizeof(ifr));
+	snprintf(ifr.ifr_name, IFNAMSIZ, "%s", bridge);
+	ifr.ifr_ifindex = (int)if_nametoindex(tap);
+	if (ioctl(sk, SIOCBRADDIF, &ifr) < 0) {
+		rc = derr(err, -errno, "tap %s: adding to bridge %s: %s", tap, bridge,
+			  strerror(errno));
+		close(sk);
+		goto fail;
+	}
+	memset(&ifr, 0, sizeof(ifr));
+	snprintf(ifr.ifr_name, IFNAMSIZ, "%s", tap);
+	if (ioctl(sk, SIOCGIFFLAGS, &ifr) < 0 ||
+	    (ifr.ifr_flags |= IFF_UP, ioctl(sk, SIOCSIFFLAGS, &ifr) < 0)) {
+		rc = derr(err, -errno, "tap %s: set up: %s", tap, strerror(errno));
+	}
+	close(sk);
+	if (rc == 0) {
+		return 0;
+	}
+fail:
+	tap_remove(tap, NULL);
+	return rc;
+}
+
+/* ---- cgroups (the container driver's helpers) ------------------------- */
+
+/* CPU weight and limit only: QEMU's own threads count against pids.max
+ * and its overhead (TCG translation cache) against a memory limit, so
+ * neither is set. */
+static int cgroup_setup(struct agent_guest *g, pid_t pid, char *err)
+{
+	struct agent_guest_spec s = { .name = g->name, .cpu_weight = g->cpu_weight,
+				      .cpu_limit_pct = g->cpu_limit_pct };
+	char files[8][CTR_PATH];
+	char v[32];
+	unsigned n;
+	int rc;
+
+	if (!g->cg_ok) {
+		return g->cpu_limit_pct ? derr(err, -ENOTSUP,
+					       "domain %s: no cgroups for cpu_limit", g->name) : 0;
+	}
+	rc = ctr_cgroup_create(&g->cg, &s, err);
+	if (rc < 0) {
+		return rc;
+	}
+	n = ctr_cgroup_procs_files(&g->cg, files, HA_ARRAY_SIZE(files));
+	snprintf(v, sizeof(v), "%d", (int)pid);
+	for (unsigned i = 0; i < n; i++) {
+		rc = ctr_write_str(files[i], v);
+		if (rc < 0) {
+			return derr(err, rc, "domain %s: %s: %s", g->name, files[i],
+				    strerror(-rc));
+		}
+	}
+	return 0;
+}
+
+static void cgroup_cleanup(struct agent_guest *g)
+{
+	if (g->cg_ok) {
+		ctr_cgroup_remove(&g->cg, 2000, NULL);
+	}
+}
+
+/* ---- the accelerator ---------------------------------------------------- */
+
+/*
+ * KVM is used only when asked for ($HACTL_DOMAIN_ACCEL=kvm or auto) and
+ * the kernel boots under it: a KVM that creates a vCPU may still not boot
+ * a stock kernel (nested or paravirtual KVMs), so the probe boots the
+ * domain's own kernel without an initramfs and waits for the panic that
+ * says it got as far as mounting a root file system. Verdicts are kept per
+ * kernel file (device, inode, mtime) for the life of the process.
+ */
+enum dom_accel_mode {
+	DOM_ACCEL_TCG = 0,
+	DOM_ACCEL_KVM,
+	DOM_ACCEL_AUTO,
+	DOM_ACCEL_MODE_MAX
+};
+
+static const char *const accel_mode_names[DOM_ACCEL_MODE_MAX] = {
+	[DOM_ACCEL_TCG] = "tcg", [DOM_ACCEL_KVM] = "kvm", [DOM_ACCEL_AUTO] = "auto",
+};
+
+static const char *dom_accel_mode_str(enum dom_accel_mode m)
+{
+	return (unsigned)m < DOM_ACCEL_MODE_MAX ? accel_mode_names[m] : "unknown";
+}
+
+static enum dom_accel_mode accel_mode(void)
+{
+	const char *e = getenv("HACTL_DOMAIN_ACCEL");
+
+	for (int m = 0; e && m < DOM_ACCEL_MODE_MAX; m++) {
+		if (strcmp(e, accel_mode_names[m]) == 0) {
+			return (enum dom_accel_mode)m;
+		}
+	}
+	return DOM_ACCEL_TCG;
+}
+
+#define PROBE_CACHE 8
+
+static struct {
+	pthread_mutex_t lock;
+	unsigned n;
+	struct {
+		dev_t dev;
+		ino_t ino;
+		struct timespec mtime;
+		bool ok;
+	} e[PROBE_CACHE];
+} probe_cache = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static int spawn(const char *const argv[], const char *log_path, int keep_fd, pid_t *pid,
+		 char *err);
+
+static int kvm_boot_probe(const struct agent_guest *g, char *why, size_t whylen)
+{
+	char log[PATH_MAX], buf[16384];
+	const char *argv[32];
+	unsigned n = 0;
+	uint64_t deadline;
+	int status = 0, rc;
+	pid_t pid;
+
+	if (access("/dev/kvm", R_OK | W_OK) < 0) {
+		snprintf(why, whylen, "/dev/kvm: %s", strerror(errno));
+		return -ENODEV;
+	}
+	if (path_join(log, sizeof(log), g->run_dir, "kvm-probe.log") < 0) {
+		return -ENAMETOOLONG;
+	}
+	unlink(log);
+	argv[n++] = g->qemu;
+	argv[n++] = "-machine";
+	argv[n++] = DOM_MACHINE;
+	argv[n++] = "-accel";
+	argv[n++] = "kvm";
+	argv[n++] = "-m";
+	argv[n++] = "64M";
+	argv[n++] = "-nodefaults";
+	argv[n++] = "-no-user-config";
+	argv[n++] = "-display";
+	argv[n++] = "none";
+	argv[n++] = "-no-reboot";
+	argv[n++] = "-serial";
+	argv[n++] = "stdio";
+	argv[n++] = "-kernel";
+	argv[n++] = g->kernel;
+	argv[n++] = "-append";
+	argv[n++] = "console=ttyS0 panic=-1 rdinit=/nonexistent";
+	argv[n] = NULL;
+	rc = spawn(argv, log, -1, &pid, NULL);
+	if (rc < 0) {
+		snprintf(why, whylen, "cannot run %s: %s", g->qemu, strerror(-rc));
+		return rc;
+	}
+	deadline = ha_mono_ms() + DOM_PROBE_MS;
+	for (;;) {
+		pid_t r = waitpid(pid, &status, WNOHANG);
+
+		if (r == pid) {
+			break;
+		}
+		if (r < 0 || ha_mono_ms() > deadline) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &status, 0);
+			snprintf(why, whylen, "the kernel did not boot under KVM within %d ms",
+				 DOM_PROBE_MS);
+			unlink(log);
+			return -ETIMEDOUT;
+		}
+		sleep_ms(20);
+	}
+	rc = (int)ctr_read_small(log, buf, sizeof(buf));
+	unlink(log);
+	if (rc > 0 && (strstr(buf, "Kernel panic") || strstr(buf, "Unable to mount root"))) {
+		return 0;
+	}
+	snprintf(why, whylen, "QEMU with KVM exited (status %d) before the kernel booted",
+		 WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+	return -ENODEV;
+}
+
+/* Picks "tcg" or "kvm" for @g into @accel. */
+static int accel_pick(const struct agent_guest *g, char *accel, size_t len, char *err)
+{
+	enum dom_accel_mode mode = accel_mode();
+	char why[160] = "";
+	struct stat st;
+	bool ok = false, known = false;
+
+	if (mode == DOM_ACCEL_TCG) {
+		snprintf(accel, len, "tcg");
+		return 0;
+	}
+	if (stat(g->kernel, &st) < 0) {
+		return derr(err, -errno, "domain %s: kernel %s: %s", g->name, g->kernel,
+			    strerror(errno));
+	}
+	pthread_mutex_lock(&probe_cache.lock);
+	for (unsigned i = 0; i < probe_cache.n; i++) {
+		if (probe_cache.e[i].dev == st.st_dev && probe_cache.e[i].ino == st.st_ino &&
+		    probe_cache.e[i].mtime.tv_sec == st.st_mtim.tv_sec &&
+		    probe_cache.e[i].mtime.tv_nsec == st.st_mtim.tv_nsec) {
+			ok = probe_cache.e[i].ok;
+			known = true;
+		}
+	}
+	pthread_mutex_unlock(&probe_cache.lock);
+	if (!known) {
+		ok = kvm_boot_probe(g, why, sizeof(why)) == 0;
+		pthread_mutex_lock(&probe_cache.lock);
+		unsigned i = probe_cache.n < PROBE_CACHE ? probe_cache.n++ : 0;
+
+		probe_cache.e[i].dev = st.st_dev;
+		probe_cache.e[i].ino = st.st_ino;
+		probe_cache.e[i].mtime = st.st_mtim;
+		probe_cache.e[i].ok = ok;
+		pthread_mutex_unlock(&probe_cache.lock);
+	}
+	if (ok) {
+		snprintf(accel, len, "kvm");
+		return 0;
+	}
+	if (mode == DOM_ACCEL_KVM) {
+		return derr(err, -ENODEV, "domain %s: accel %s asked for, KVM unusable: %s",
+			    g->name, dom_accel_mode_str(mode),
+			    why[0] ? why : "an earlier boot probe failed");
+	}
+	snprintf(accel, len, "tcg");
+	return 0;
+}
+
+/* ---- running QEMU ------------------------------------------------------ */
+
+/*
+ * Starts @argv with stdin on /dev/null, stdout and stderr appended to
+ * @log_path, @keep_fd (when >= 0) as fd 3, default signal dispositions and
+ * an empty signal mask (the agent blocks signals for its signalfd).
+ */
+static int spawn(const char *const argv[], const char *log_path, int keep_fd, pid_t *pid,
+		 char *err)
+{
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t at;
+	sigset_t none, all;
+	int high = -1, rc;
+
+	if (keep_fd >= 0) {
+		/* above 0-2 and 3, so that the actions below cannot clobber it */
+		high = fcntl(keep_fd, F_DUPFD_CLOEXEC, 10);
+		if (high < 0) {
+			return derr(err, -errno, "fcntl: %s", strerror(errno));
+		}
+	}
+	sigemptyset(&none);
+	sigfillset(&all);
+	posix_spawn_file_actions_init(&fa);
+	posix_spawnattr_init(&at);
+	if (high >= 0) {
+		posix_spawn_file_actions_adddup2(&fa, high, DOM_QMP_FD);
+	}
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_addopen(&fa, 1, log_path, O_WRONLY | O_CREAT | O_APPEND,
+					 0600);
+	posix_spawn_file_actions_adddup2(&fa, 1, 2);
+	posix_spawnattr_setsigmask(&at, &none);
+	posix_spawnattr_setsigdefault(&at, &all);
+	posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
+				 POSIX_SPAWN_SETPGROUP);
+	rc = posix_spawnp(pid, argv[0], &fa, &at, (char *const *)argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&at);
+	if (high >= 0) {
+		close(high);
+	}
+	if (rc != 0) {
+		return derr(err, -rc, "cannot run %s: %s", argv[0], strerror(rc));
+	}
+	return 0;
+}
+
+/* The last non-empty line of QEMU's log, for error messages. */
+static void log_tail(const struct agent_guest *g, char *out, size_t len)
+{
+	char path[PATH_MAX], buf[4096];
+	ssize_t n;
+	char *end, *start;
+
+	out[0] = 0;
+	if (rec_path(g, "qemu.log", path, sizeof(path)) < 0) {
+		return;
+	}
+	/* the file is small: what QEMU printed before daemonizing */
+	n = ctr_read_small(path, buf, sizeof(buf));
+	if (n <= 0) {
+		return;
+	}
+	end = buf + n;
+	while (end > buf && (end[-1] == '\n' || end[-1] == '\r' || end[-1] == ' ')) {
+		*--end = 0;
+	}
+	start = memrchr(buf, '\n', (size_t)(end - buf));
+	start = start ? start + 1 : buf;
+	for (char *c = start; *c; c++) {
+		if ((unsigned char)*c < 0x20) {
+			*c = ' ';
+		}
+	}
+	snprintf(out, len, "%s", start);
+}
+
+/* Appends @s to @out with QEMU's option escaping (a comma is doubled). */
+static int opt_escape(char *out, size_t len, const char *prefix, const char *s,
+		      const char *suffix)
+{
+	size_t o = 0;
+
+	for (const char *p = prefix; *p && o + 1 < len; p++) {
+		out[o++] = *p;
+	}
+	for (const char *p = s; *p && o + 2 < len; p++) {
+		out[o++] = *p;
+		if (*p == ',') {
+			out[o++] = ',';
+		}
+	}
+	for (const char *p = suffix; *p && o + 1 < len; p++) {
+		out[o++] = *p;
+	}
+	if (o + 1 >= len) {
+		return -ENAMETOOLONG;
+	}
+	out[o] = 0;
+	return 0;
+}
+
+/*
+ * hactl.cmd per docs/templates.md: the words of spec->command joined by
+ * commas, every byte outside [A-Za-z0-9._/:=+@-] as %XX.
+ */
+static int cmd_encode(const char *cmd, char *out, size_t len)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t o = 0;
+	bool in_word = false, any = false;
+
+	for (const char *p = cmd; *p; p++) {
+		unsigned char c = (unsigned char)*p;
+
+		if (c == ' ' || c == '\t' || c == '\n') {
+			in_word = false;
+			continue;
+		}
+		if (!in_word && any) {
+			if (o + 1 >= len) {
+				return -E2BIG;
+			}
+			out[o++] = ',';
+		}
+		in_word = any = true;
+		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		    strchr("._/:=+@-", c)) {
+			if (o + 1 >= len) {
+				return -E2BIG;
+			}
+			out[o++] = (char)c;
+		} else {
+			if (o + 3 >= len) {
+				return -E2BIG;
+			}
+			out[o++] = '%';
+			out[o++] = hex[c >> 4];
+			out[o++] = hex[c & 15];
+		}
+	}
+	if (o >= len) {
+		return -E2BIG;
+	}
+	out[o] = 0;
+	return 0;
+}
+
+/* Exposed for the unit test: the kernel command line of a domain. */
+int dom_kernel_cmdline(const char *ip, const char *gw, const char *cmd, char *out,
+		       size_t len);
+
+int dom_kernel_cmdline(const char *ip, const char *gw, const char *cmd, char *out,
+		       size_t len)
+{
+	char enc[DOM_CMDLINE_MAX];
+	int n;
+
+	if (cmd && cmd[0] && cmd_encode(cmd, enc, sizeof(enc)) < 0) {
+		return -E2BIG;
+	}
+	n = snprintf(out, len, "console=ttyS0 quiet%s%s%s%s%s%s",
+		     ip && ip[0] ? " hactl.ip=" : "", ip && ip[0] ? ip : "",
+		     gw && gw[0] ? " hactl.gw=" : "", gw && gw[0] ? gw : "",
+		     cmd && cmd[0] ? " hactl.cmd=" : "", cmd && cmd[0] ? enc : "");
+	if (n < 0 || (size_t)n >= len || (size_t)n >= DOM_CMDLINE_MAX) {
+		return -E2BIG;
+	}
+	return 0;
+}
+
+/* Reads the disk image's format from its first bytes. */
+static const char *disk_format(const char *path)
+{
+	unsigned char m[4] = { 0 };
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? pread(fd, m, sizeof(m), 0) : -1;
+
+	if (fd >= 0) {
+		close(fd);
+	}
+	return n == 4 && m[0] == 'Q' && m[1] == 'F' && m[2] == 'I' && m[3] == 0xfb ? "qcow2" :
+									     "raw";
+}
+
+/* Binds and listens on run_dir/qmp.sock (through the directory's fd when
+ * the path is too long for sun_path). Returns the socket or -errno. */
+static int qmp_listen(const struct agent_guest *g, char *err)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char path[PATH_MAX];
+	int dfd, fd, rc = 0;
+
+	dfd = open(g->run_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0) {
+		return derr(err, -errno, "domain %s: %s: %s", g->name, g->run_dir,
+			    strerror(errno));
+	}
+	if (rec_path(g, "qmp.sock", path, sizeof(path)) == 0 && strlen(path) < sizeof(sa.sun_path)) {
+		snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	} else {
+		snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/qmp.sock", dfd);
+	}
+	unlinkat(dfd, "qmp.sock", 0);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 8) < 0) {
+		rc = derr(err, -errno, "domain %s: QMP socket in %s: %s", g->name, g->run_dir,
+			  strerror(errno));
+		if (fd >= 0) {
+			close(fd);
+		}
+	}
+	close(dfd);
+	return rc < 0 ? rc : fd;
+}
+
+struct launch {
+	bool incoming;        /* -S -incoming defer */
+	char accel[8];        /* "" = pick */
+	char machine[64];     /* "" = DOM_MACHINE */
+};
+
+#define ARGBUF 8
+
+/*
+ * Starts QEMU for @g, daemonized; on success @rec describes it and is
+ * recorded in run_dir. Nothing is left behind on failure.
+ */
+static int launch(struct agent_guest *g, struct launch *lo, struct dom_record *rec,
+		  uint32_t timeout_ms, char *err)
+{
+	char bufs[ARGBUF][PATH_MAX + 64];
+	char mem[32], smp[16], cmdline[DOM_CMDLINE_MAX], logp[PATH_MAX], pidp[PATH_MAX];
+	char netdev[128], nic[128], tail[200];
+	const char *argv[DOM_ARGV_MAX];
+	unsigned n = 0, b = 0;
+	uint64_t deadline = ha_mono_ms() + timeout_ms;
+	bool tap_made = false;
+	int lfd = -1, rc, status = 0;
+	pid_t pid = -1;
+	struct proc_stat ps;
+	char pidtxt[32];
+
+	memset(rec, 0, sizeof(*rec));
+	rc = ha_mkdir_p(g->run_dir, 0700);
+	if (rc < 0) {
+		return derr(err, rc, "domain %s: run dir %s: %s", g->name, g->run_dir,
+			    strerror(-rc));
+	}
+	if (guest_running(g, rec) == 0) {
+		return derr(err, -EBUSY, "domain %s: already running (pid %d)", g->name,
+			    (int)rec->pid);
+	}
+	rec_remove(g);
+	memset(rec, 0, sizeof(*rec));
+	if (lo->accel[0] == 0) {
+		rc = accel_pick(g, lo->accel, sizeof(lo->accel), err);
+		if (rc < 0) {
+			return rc;
+		}
+	}
+	snprintf(rec->accel, sizeof(rec->accel), "%s", lo->accel);
+	snprintf(rec->machine, sizeof(rec->machine), "%s",
+		 lo->machine[0] ? lo->machine : DOM_MACHINE);
+	rc = dom_kernel_cmdline(g->ip, g->gateway, g->command, cmdline, sizeof(cmdline));
+	if (rc < 0) {
+		return derr(err, rc, "domain %s: kernel command line longer than %d bytes",
+			    g->name, DOM_CMDLINE_MAX - 1);
+	}
+	if (rec_path(g, "qemu.log", logp, sizeof(logp)) < 0 ||
+	    rec_path(g, "qemu.pid", pidp, sizeof(pidp)) < 0) {
+		return derr(err, -ENAMETOOLONG, "domain %s: run dir path too long", g->name);
+	}
+	unlink(logp);
+	snprintf(mem, sizeof(mem), "%" PRIu64 "k", g->mem_kib + DOM_MEM_PAD_KIB);
+	snprintf(smp, sizeof(smp), "%u", g->cpus);
+
+	argv[n++] = g->qemu;
+	argv[n++] = "-name";
+	if (opt_escape(bufs[b], sizeof(bufs[b]), "guest=", g->name, ",debug-threads=on") < 0) {
+		return derr(err, -ENAMETOOLONG, "domain %s: name too long", g->name);
+	}
+	argv[n++] = bufs[b++];
+	argv[n++] = "-machine";
+	argv[n++] = rec->machine;
+	argv[n++] = "-accel";
+	argv[n++] = rec->accel;
+	argv[n++] = "-m";
+	argv[n++] = mem;
+	argv[n++] = "-smp";
+	argv[n++] = smp;
+	argv[n++] = "-nodefaults";
+	argv[n++] = "-no-user-config";
+	argv[n++] = "-display";
+	argv[n++] = "none";
+	argv[n++] = "-msg";
+	argv[n++] = "timestamp=on";
+	argv[n++] = "-kernel";
+	argv[n++] = g->kernel;
+	if (g->initrd) {
+		argv[n++] = "-initrd";
+		argv[n++] = g->initrd;
+	}
+	argv[n++] = "-append";
+	argv[n++] = cmdline;
+	argv[n++] = "-serial";
+	if (rec_path(g, "console.log", tail, sizeof(tail)) < 0 ||
+	    opt_escape(bufs[b], sizeof(bufs[b]), "file:", tail, "") < 0) {
+		return derr(err, -ENAMETOOLONG, "domain %s: run dir path too long", g->name);
+	}
+	argv[n++] = bufs[b++];
+	argv[n++] = "-chardev";
+	snprintf(bufs[b], sizeof(bufs[b]), "socket,id=qmp,fd=%d,server=on,wait=off",
+		 DOM_QMP_FD);
+	argv[n++] = bufs[b++];
+	argv[n++] = "-mon";
+	argv[n++] = "chardev=qmp,mode=control";
+	if (g->bridge) {
+		snprintf(netdev, sizeof(netdev), "tap,id=net0,ifname=%s,script=no,downscript=no",
+			 g->tap);
+		snprintf(nic, sizeof(nic), "virtio-net-pci,netdev=net0,mac=%02x:%02x:%02x:%02x:%02x:%02x",
+			 g->mac[0], g->mac[1], g->mac[2], g->mac[3], g->mac[4], g->mac[5]);
+		argv[n++] = "-netdev";
+		argv[n++] = netdev;
+		argv[n++] = "-device";
+		argv[n++] = nic;
+	}
+	if (g->disk) {
+		char fmt[32];
+
+		if (access(g->disk, R_OK | W_OK) < 0) {
+			return derr(err, -errno, "domain %s: disk %s: %s", g->name, g->disk,
+				    strerror(errno));
+		}
+		snprintf(fmt, sizeof(fmt), ",format=%s,if=none,id=disk0", disk_format(g->disk));
+		if (opt_escape(bufs[b], sizeof(bufs[b]), "file=", g->disk, fmt) < 0) {
+			return derr(err, -ENAMETOOLONG, "domain %s: disk path too long", g->name);
+		}
+		argv[n++] = "-drive";
+		argv[n++] = bufs[b++];
+		argv[n++] = "-device";
+		argv[n++] = "virtio-blk-pci,drive=disk0";
+	}
+	if (lo->incoming) {
+		argv[n++] = "-S";
+		argv[n++] = "-incoming";
+		argv[n++] = "defer";
+	}
+	argv[n++] = "-pidfile";
+	argv[n++] = pidp;
+	argv[n++] = "-daemonize";
+	argv[n] = NULL;
+
+	if (g->bridge) {
+		rc = tap_create(g->tap, g->bridge, err);
+		if (rc < 0) {
+			return rc;
+		}
+		tap_made = true;
+		snprintf(rec->tap, sizeof(rec->tap), "%s", g->tap);
+	}
+	lfd = qmp_listen(g, err);
+	if (lfd < 0) {
+		rc = lfd;
+		goto fail;
+	}
+	rc = spawn(argv, logp, lfd, &pid, err);
+	close(lfd);
+	if (rc < 0) {
+		goto fail;
+	}
+	/* The parent exits once the daemon has set up (or failed). */
+	for (;;) {
+		pid_t r = waitpid(pid, &status, WNOHANG);
+
+		if (r == pid) {
+			break;
+		}
+		if (r < 0 || ha_mono_ms() > deadline) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &status, 0);
+			rc = derr(err, -ETIMEDOUT, "domain %s: QEMU did not daemonize within %u ms",
+				  g->name, timeout_ms);
+			goto fail_kill;
+		}
+		sleep_ms(10);
+	}
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		log_tail(g, tail, sizeof(tail));
+		rc = derr(err, -EIO, "domain %s: QEMU failed: %s", g->name,
+			  tail[0] ? tail : "no message (see qemu.log)");
+		goto fail_kill;
+	}
+	if (ctr_read_small(pidp, pidtxt, sizeof(pidtxt)) <= 0 ||
+	    (rec->pid = (pid_t)strtol(pidtxt, NULL, 10)) <= 1 ||
+	    proc_stat_read(rec->pid, &ps) < 0) {
+		rc = derr(err, -EIO, "domain %s: QEMU wrote no usable pid file %s", g->name,
+			  pidp);
+		goto fail_kill;
+	}
+	rec->starttime = ps.starttime;
+	rc = rec_write(g, rec);
+	if (rc < 0) {
+		rc = derr(err, rc, "domain %s: writing %s/%s: %s", g->name, g->run_dir,
+			  DOM_RECORD, strerror(-rc));
+		goto fail_kill;
+	}
+	rc = cgroup_setup(g, rec->pid, err);
+	if (rc < 0) {
+		goto fail_kill;
+	}
+	return 0;
+fail_kill:
+	if (rec->pid > 1) {
+		kill(rec->pid, SIGKILL);
+		rec_wait_gone(rec, DOM_KILL_MS);
+	}
+	rec_remove(g);
+	cgroup_cleanup(g);
+fail:
+	if (tap_made) {
+		tap_remove(g->tap, NULL);
+	}
+	return rc;
+}
+
+static int qmp_open(const struct agent_guest *g, uint32_t timeout_ms, struct qmp_client **c,
+		    char *err)
+{
+	char path[PATH_MAX];
+
+	if (rec_path(g, "qmp.sock", path, sizeof(path)) < 0) {
+		return derr(err, -ENAMETOOLONG, "domain %s: run dir path too long", g->name);
+	}
+	return qmp_client_connect(path, timeout_ms, c, err, err ? AGENT_ERR_LEN : 0);
+}
+
+/* Waits until query-status says @want ("running", "paused"). */
+static int wait_status(struct agent_guest *g, struct qmp_client *c, const char *want,
+		       uint32_t timeout_ms, char *err)
+{
+	uint64_t deadline = ha_mono_ms() + timeout_ms;
+	char st[32];
+	bool running;
+	int rc;
+
+	for (;;) {
+		rc = qmp_client_query_status(c, st, sizeof(st), &running, DOM_QMP_MS, err,
+					     AGENT_ERR_LEN);
+		if (rc < 0) {
+			return rc;
+		}
+		if (strcmp(st, want) == 0) {
+			return 0;
+		}
+		if (ha_mono_ms() > deadline) {
+			return derr(err, -ETIMEDOUT, "domain %s: status %s, not %s after %u ms",
+				    g->name, st, want, timeout_ms);
+		}
+		sleep_ms(20);
+	}
+}
+
+/* Tears down what a QEMU that is gone left: tap, cgroup, record. */
+static void after_exit(struct agent_guest *g, const struct dom_record *r)
+{
+	tap_remove(r->tap[0] ? r->tap : g->tap, NULL);
+	cgroup_cleanup(g);
+	rec_remove(g);
+}
+
+/* Ends QEMU: QMP quit, then SIGTERM, then SIGKILL. */
+static int force_quit(struct agent_guest *g, struct qmp_client *c,
+		      const struct dom_record *r, char *err)
+{
+	if (c) {
+		qmp_client_execute(c, "quit", NULL, NULL, DOM_QMP_MS, NULL, 0);
+	} else {
+		kill(r->pid, SIGTERM);
+	}
+	if (rec_wait_gone(r, DOM_QUIT_MS)) {
+		return 0;
+	}
+	kill(r->pid, SIGKILL);
+	if (rec_wait_gone(r, DOM_KILL_MS)) {
+		return 0;
+	}
+	return derr(err, -ETIMEDOUT, "domain %s: QEMU pid %d survives SIGKILL", g->name,
+		    (int)r->pid);
+}
+
+/* ---- operations ---------------------------------------------------------- */
+
+static int dom_probe(struct agent_driver *d, Hactl__HostFacts *facts)
+{
+	const char *qemu = d && d->cfg && d->cfg->qemu_path[0] ? d->cfg->qemu_path :
+								  "qemu-system-x86_64";
+	const char *argv[] = { qemu, "--version", NULL };
+	char logp[] = "/tmp/hactl-qemu-version.XXXXXX";
+	char buf[512];
+	int fd, status = 0, rc;
+	pid_t pid;
+	uint64_t deadline;
+
+	fd = mkstemp(logp);
+	if (fd < 0) {
+		return -errno;
+	}
+	close(fd);
+	rc = spawn(argv, logp, -1, &pid, NULL);
+	if (rc < 0) {
+		unlink(logp);
+		return rc;
+	}
+	deadline = ha_mono_ms() + 10000;
+	while (waitpid(pid, &status, WNOHANG) == 0) {
+		if (ha_mono_ms() > deadline) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &status, 0);
+			unlink(logp);
+			return -ETIMEDOUT;
+		}
+		sleep_ms(10);
+	}
+	rc = (int)ctr_read_small(logp, buf, sizeof(buf));
+	unlink(logp);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || rc <= 0) {
+		return -ENOENT;
+	}
+	if (facts && facts->qemu_version == NULL) {
+		const char *p = strstr(buf, "version ");
+
+		if (p) {
+			p += strlen("version ");
+			facts->qemu_version = strndup(p, strcspn(p, " \n"));
+		}
+	}
+	return 0;
+}
+
+/* The files are checked by start() and restore(): a guest whose kernel
+ * went away can still be stopped and destroyed. */
+static int dom_create(struct agent_driver *d, const struct agent_guest_spec *spec,
+		      struct agent_guest **out, char *err)
+{
+	return guest_new(d, spec, false, out, err);
+}
+
+static int files_check(const struct agent_guest *g, char *err)
+{
+	if (g->kernel == NULL) {
+		return derr(err, -EINVAL, "domain %s: no kernel given", g->name);
+	}
+	if (access(g->kernel, R_OK) < 0) {
+		return derr(err, -errno, "domain %s: kernel %s: %s", g->name, g->kernel,
+			    strerror(errno));
+	}
+	if (g->initrd && access(g->initrd, R_OK) < 0) {
+		return derr(err, -errno, "domain %s: initrd %s: %s", g->name, g->initrd,
+			    strerror(errno));
+	}
+	if (g->disk && access(g->disk, R_OK | W_OK) < 0) {
+		return derr(err, -errno, "domain %s: disk %s: %s", g->name, g->disk,
+			    strerror(errno));
+	}
+	return 0;
+}
+
+static int dom_attach(struct agent_driver *d, const struct agent_guest_spec *spec,
+		      struct agent_guest **out, char *err)
+{
+	struct agent_guest *g;
+	struct dom_record r;
+	struct qmp_client *c = NULL;
+	int rc;
+
+	*out = NULL;
+	rc = guest_new(d, spec, false, &g, err);
+	if (rc < 0) {
+		return rc;
+	}
+	if (guest_running(g, &r) < 0) {
+		guest_free(g);
+		return -ESRCH; /* an answer, not a failure: no message */
+	}
+	/* Alive: the guest is ours whether or not its monitor answers (a
+	 * second copy must not be started); state() says failed when it
+	 * does not, and stop() still works. */
+	rc = qmp_open(g, DOM_CONNECT_MS, &c, err);
+	qmp_client_free(c);
+	if (rc < 0 && err) {
+		char tmp[AGENT_ERR_LEN];
+
+		snprintf(tmp, sizeof(tmp), "%s", err);
+		derr(err, 0, "domain %s: pid %d alive, monitor does not answer: %s", g->name,
+		     (int)r.pid, tmp);
+	}
+	*out = g;
+	return 0;
+}
+
+static int dom_start(struct agent_guest *g, uint32_t timeout_ms, char *err)
+{
+	struct launch lo = { .incoming = false };
+	struct dom_record r;
+	struct qmp_client *c = NULL;
+	uint64_t deadline = ha_mono_ms() + timeout_ms;
+	int rc;
+
+	rc = files_check(g, err);
+	if (rc < 0) {
+		return rc;
+	}
+	op_begin(g, AGENT_GUEST_STARTING);
+	rc = launch(g, &lo, &r, timeout_ms, err);
+	if (rc < 0) {
+		goto out;
+	}
+	rc = qmp_open(g, DOM_CONNECT_MS, &c, err);
+	if (rc == 0) {
+		uint64_t now = ha_mono_ms();
+
+		rc = wait_status(g, c, "running", now < deadline ? (uint32_t)(deadline - now) : 0,
+				 err);
+	}
+	if (rc < 0) {
+		force_quit(g, c, &r, NULL);
+		after_exit(g, &r);
+	}
+	qmp_client_free(c);
+out:
+	op_end(g);
+	return rc;
+}
+
+static int dom_stop(struct agent_guest *g, uint32_t timeout_ms, char *err)
+{
+	struct dom_record r;
+	struct qmp_client *c = NULL;
+	char st[32] = "";
+	bool running = false;
+	int rc = 0;
+
+	op_begin(g, AGENT_GUEST_STOPPING);
+	if (guest_running(g, &r) < 0) {
+		/* gone already: clean up what it left */
+		if (rec_read(g, &r) < 0) {
+			memset(&r, 0, sizeof(r));
+		}
+		after_exit(g, &r);
+		goto out;
+	}
+	if (qmp_open(g, DOM_CONNECT_MS, &c, NULL) == 0 &&
+	    qmp_client_query_status(c, st, sizeof(st), &running, DOM_QMP_MS, NULL, 0) == 0 &&
+	    running && timeout_ms > 0) {
+		/* ACPI power button; a guest that ignores it is quit below */
+		if (qmp_client_execute(c, "system_powerdown", NULL, NULL, DOM_QMP_MS, NULL,
+				       0) == 0) {
+			rec_wait_gone(&r, timeout_ms);
+		}
+	}
+	if (rec_alive(&r)) {
+		rc = force_quit(g, c, &r, err);
+	}
+	if (rc == 0) {
+		after_exit(g, &r);
+	}
+	qmp_client_free(c);
+out:
+	g->stopped_by_us = true;
+	op_end(g);
+	return rc;
+}
+
+/* rm -r that stays on one file system. */
+static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *f)
+{
+	(void)st;
+	(void)f;
+	return (type == FTW_DP ? rmdir(path) : unlink(path)) < 0 && errno != ENOENT ? -1 : 0;
+}
+
+static int dom_destroy(struct agent_guest *g, char *err)
+{
+	struct dom_record r;
+
+	if (guest_running(g, &r) == 0) {
+		return derr(err, -EBUSY, "domain %s: still running (pid %d): stop it first",
+			    g->name, (int)r.pid);
+	}
+	if (rec_read(g, &r) < 0) {
+		memset(&r, 0, sizeof(r));
+	}
+	after_exit(g, &r);
+	/* The run dir is this host's; data_dir and the disk image on the
+	 * shared storage belong to the guest and stay. */
+	if (nftw(g->run_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT) < 0 &&
+	    errno != ENOENT) {
+		return derr(err, -errno, "domain %s: removing %s: %s", g->name, g->run_dir,
+			    strerror(errno));
+	}
+	return 0;
+}
+
+static enum agent_guest_state dom_state(const struct agent_guest *g)
+{
+	struct dom_record r;
+	struct qmp_client *c = NULL;
+	enum agent_guest_state s = AGENT_GUEST_FAILED;
+	char st[32];
+	bool running;
+
+	if (__atomic_load_n(&g->busy, __ATOMIC_ACQUIRE)) {
+		return (enum agent_guest_state)__atomic_load_n(&g->op_state, __ATOMIC_ACQUIRE);
+	}
+	if (rec_read(g, &r) < 0) {
+		return g->stopped_by_us ? AGENT_GUEST_STOPPED : AGENT_GUEST_DEFINED;
+	}
+	if (!rec_alive(&r)) {
+		/* recorded but gone: it died without a stop */
+		return AGENT_GUEST_FAILED;
+	}
+	if (qmp_open(g, 1000, &c, NULL) == 0 &&
+	    qmp_client_query_status(c, st, sizeof(st), &running, 1000, NULL, 0) == 0) {
+		if (running) {
+			s = AGENT_GUEST_RUNNING;
+		} else if (strcmp(st, "shutdown") == 0 || strcmp(st, "guest-panicked") == 0 ||
+			   strcmp(st, "internal-error") == 0 || strcmp(st, "io-error") == 0) {
+			s = AGENT_GUEST_FAILED;
+		} else {
+			s = AGENT_GUEST_PAUSED;
+		}
+	}
+	qmp_client_free(c);
+	return s;
+}
+
+static int dom_usage(struct agent_guest *g, struct agent_guest_usage *out)
+{
+	struct dom_record r;
+	struct proc_stat ps;
+	char path[64], buf[4096];
+	const char *p;
+	long tck = sysconf(_SC_CLK_TCK);
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	rc = guest_running(g, &r);
+	if (rc < 0) {
+		return rc;
+	}
+	rc = proc_stat_read(r.pid, &ps);
+	if (rc < 0) {
+		return rc;
+	}
+	out->cpu_ns = (ps.utime + ps.stime) * (1000000000ULL / (uint64_t)(tck > 0 ? tck : 100));
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)r.pid);
+	if (ctr_read_small(path, buf, sizeof(buf)) > 0 && (p = strstr(buf, "VmRSS:")) != NULL) {
+		out->mem_bytes = strtoull(p + strlen("VmRSS:"), NULL, 10) * 1024;
+	}
+	out->pids = 1;
+	return 0;
+}
+
+/* ---- checkpoint and restore ---------------------------------------------- */
+
+static int fsync_path(const char *path, int flags)
+{
+	int fd = open(path, flags | O_CLOEXEC), rc = 0;
+
+	if (fd < 0) {
+		return -errno;
+	}
+	if (fsync(fd) < 0) {
+		rc = -errno;
+	}
+	close(fd);
+	return rc;
+}
+
+/* Copies @src to @dst keeping holes; fsyncs @dst when @sync. */
+static int copy_sparse(const char *src, const char *dst, bool sync, uint64_t *bytes,
+		       char *err)
+{
+	struct stat st;
+	int in, out, rc = 0;
+	off_t pos = 0;
+
+	in = open(src, O_RDONLY | O_CLOEXEC);
+	if (in < 0) {
+		return derr(err, -errno, "copy %s: %s", src, strerror(errno));
+	}
+	out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (out < 0) {
+		rc = derr(err, -errno, "copy to %s: %s", dst, strerror(errno));
+		close(in);
+		return rc;
+	}
+	if (fstat(in, &st) < 0) {
+		rc = derr(err, -errno, "copy %s: %s", src, strerror(errno));
+		goto out;
+	}
+	while (pos < st.st_size) {
+		off_t data = lseek(in, pos, SEEK_DATA), hole;
+
+		if (data < 0) {
+			if (errno == ENXIO) {
+				break; /* only a hole is left */
+			}
+			data = pos; /* no SEEK_DATA: copy everything */
+			hole = st.st_size;
+		} else {
+			hole = lseek(in, data, SEEK_HOLE);
+			if (hole < 0) {
+				hole = st.st_size;
+			}
+		}
+		pos = data;
+		while (pos < hole) {
+			off_t o = pos;
+			ssize_t n = copy_file_range(in, &o, out, &o, (size_t)(hole - pos), 0);
+
+			if (n < 0 && (errno == EXDEV || errno == ENOSYS || errno == EINVAL ||
+				      errno == EOPNOTSUPP)) {
+				char buf[65536];
+				size_t want = (size_t)(hole - pos) < sizeof(buf) ?
+					(size_t)(hole - pos) : sizeof(buf);
+
+				n = pread(in, buf, want, pos);
+				if (n > 0 && pwrite(out, buf, (size_t)n, pos) != n) {
+					n = -1;
+				}
+			}
+			if (n < 0) {
+				rc = derr(err, -errno, "copy %s to %s: %s", src, dst, strerror(errno));
+				goto out;
+			}
+			if (n == 0) {
+				rc = derr(err, -EIO, "copy %s: file shrank", src);
+				goto out;
+			}
+			pos += n;
+		}
+	}
+	if (ftruncate(out, st.st_size) < 0 || (sync && fsync(out) < 0)) {
+		rc = derr(err, -errno, "copy to %s: %s", dst, strerror(errno));
+	}
+	if (bytes) {
+		*bytes = (uint64_t)st.st_size;
+	}
+out:
+	close(in);
+	if (close(out) < 0 && rc == 0) {
+		rc = derr(err, -errno, "copy to %s: %s", dst, strerror(errno));
+	}
+	return rc;
+}
+
+/* The concrete machine type ("pc-q35-7.2"), so that a restore on a newer
+ * QEMU builds the same machine. */
+static void machine_type(struct qmp_client *c, char *out, size_t len)
+{
+	json_object *args = json_object_new_object(), *ret = NULL;
+	const char *s;
+	size_t n;
+
+	snprintf(out, len, "%s", DOM_MACHINE);
+	if (args == NULL) {
+		return;
+	}
+	json_object_object_add(args, "path", json_object_new_string("/machine"));
+	json_object_object_add(args, "property", json_object_new_string("type"));
+	if (qmp_client_execute(c, "qom-get", args, &ret, DOM_QMP_MS, NULL, 0) == 0 &&
+	    json_object_is_type(ret, json_type_string)) {
+		s = json_object_get_string(ret);
+		n = strlen(s);
+		if (n > 8 && strcmp(s + n - 8, "-machine") == 0 && n - 8 < len) {
+			bool ok = true;
+
+			for (size_t i = 0; i < n - 8; i++) {
+				char ch = s[i];
+
+				ok &= (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+				      ch == '-' || ch == '.' || ch == '_';
+			}
+			if (ok) {
+				snprintf(out, len, "%.*s", (int)(n - 8), s);
+			}
+		}
+	}
+	json_object_put(ret);
+	json_object_put(args);
+}
+
+/* Migration settings for a file: no stream-changing capabilities (the
+ * restoring QEMU sets the same), no bandwidth cap, MIGRATION events so
+ * that the wait for completion wakes up at once. */
+static int tune_for_file(struct qmp_client *c, char *err)
+{
+	struct qmp_migrate_tuning t = { .max_bandwidth = DOM_BANDWIDTH_MAX, .events = true };
+
+	return qmp_client_migrate_tune(c, &t, DOM_QMP_MS, err, AGENT_ERR_LEN);
+}
+
+static int simple_cmd(struct qmp_client *c, const char *cmd, const char *key,
+		      const char *val, char *err)
+{
+	json_object *args = NULL;
+	int rc;
+
+	if (key) {
+		args = json_object_new_object();
+		if (args == NULL) {
+			return derr(err, -ENOMEM, "qmp %s: out of memory", cmd);
+		}
+		json_object_object_add(args, key, json_object_new_string(val));
+	}
+	rc = qmp_client_execute(c, cmd, args, NULL, DOM_QMP_MS, err, err ? AGENT_ERR_LEN : 0);
+	json_object_put(args);
+	return rc;
+}
+
+static int manifest_write(const char *dir, json_object *m, char *err)
+{
+	char path[PATH_MAX];
+	const char *s = json_object_to_json_string_ext(m, JSON_C_TO_STRING_PRETTY);
+	int rc = path_join(path, sizeof(path), dir, DOM_MANIFEST);
+
+	if (rc == 0) {
+		rc = ha_file_write_atomic(path, s, strlen(s));
+	}
+	return rc < 0 ? derr(err, rc, "checkpoint: writing %s/%s: %s", dir, DOM_MANIFEST,
+			     strerror(-rc)) : 0;
+}
+
+static int dom_checkpoint(struct agent_guest *g, const char *dir, unsigned flags, char *err)
+{
+	char mpath[PATH_MAX], dpath[PATH_MAX], machine[64], st[32], qver[32];
+	struct dom_record r;
+	struct qmp_client *c = NULL;
+	struct qmp_migrate_info mi;
+	json_object *args = NULL, *m = NULL;
+	bool leave = flags & AGENT_CKPT_LEAVE_RUNNING, was_running = false, resumed = false;
+	uint64_t t_stop = 0, t_mig = 0, t_disk = 0, t_end, disk_bytes = 0;
+	struct stat sb;
+	unsigned vmaj, vmin, vmic;
+	int fd = -1, rc;
+
+	if (flags & (AGENT_CKPT_PRE_DUMP | AGENT_CKPT_LAZY)) {
+		return derr(err, -EOPNOTSUPP, "domain %s: checkpoint flags 0x%x not supported "
+			    "(live migration does pre-copy itself)", g->name, flags);
+	}
+	if (guest_running(g, &r) < 0) {
+		return derr(err, -ESRCH, "domain %s: not running", g->name);
+	}
+	if (path_join(mpath, sizeof(mpath), dir, "memory") < 0 ||
+	    path_join(dpath, sizeof(dpath), dir, "disk") < 0) {
+		return derr(err, -ENAMETOOLONG, "checkpoint: path %s too long", dir);
+	}
+	rc = ha_mkdir_p(dir, 0700);
+	if (rc < 0) {
+		return derr(err, rc, "checkpoint: mkdir %s: %s", dir, strerror(-rc));
+	}
+	op_begin(g, AGENT_GUEST_PAUSED);
+	{
+		/* an older manifest must not vouch for what is written now */
+		char old[PATH_MAX];
+
+		if (path_join(old, sizeof(old), dir, DOM_MANIFEST) == 0) {
+			unlink(old);
+		}
+	}
+	rc = qmp_open(g, DOM_CONNECT_MS, &c, err);
+	if (rc < 0) {
+		goto out;
+	}
+	qmp_client_version(c, &vmaj, &vmin, &vmic);
+	snprintf(qver, sizeof(qver), "%u.%u.%u", vmaj, vmin, vmic);
+	machine_type(c, machine, sizeof(machine));
+	rc = qmp_client_query_status(c, st, sizeof(st), &was_running, DOM_QMP_MS, err,
+				     AGENT_ERR_LEN);
+	if (rc == 0) {
+		rc = tune_for_file(c, err);
+	}
+	if (rc < 0) {
+		goto out;
+	}
+	fd = open(mpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		rc = derr(err, -errno, "checkpoint: %s: %s", mpath, strerror(errno));
+		goto out;
+	}
+	/* The instant: from here the guest runs no instruction until cont. */
+	t_stop = ha_mono_ms();
+	if (was_running && (rc = simple_cmd(c, "stop", NULL, NULL, err)) < 0) {
+		goto out;
+	}
+	rc = qmp_client_getfd(c, DOM_FDNAME, fd, DOM_QMP_MS, err, AGENT_ERR_LEN);
+	if (rc == 0) {
+		rc = simple_cmd(c, "migrate", "uri", "fd:" DOM_FDNAME, err);
+	}
+	if (rc == 0) {
+		rc = qmp_client_migrate_wait(c, &mi, 120000, err, AGENT_ERR_LEN);
+		if (rc < 0) {
+			simple_cmd(c, "migrate_cancel", NULL, NULL, NULL);
+		}
+	}
+	if (rc < 0) {
+		goto out;
+	}
+	t_mig = ha_mono_ms();
+	/* The block layer flushed when the migration completed; the guest
+	 * writes nothing until cont. */
+	unlink(dpath);
+	if (g->disk) {
+		rc = copy_sparse(g->disk, dpath, false, &disk_bytes, err);
+		if (rc < 0) {
+			goto out;
+		}
+	}
+	t_disk = ha_mono_ms();
+	if (leave && was_running) {
+		rc = simple_cmd(c, "cont", NULL, NULL, err);
+		if (rc < 0) {
+			goto out;
+		}
+		resumed = true;
+	}
+	t_end = ha_mono_ms();
+	/* Durability is not consistency: the files hold the instant already,
+	 * so they are synced after the guest runs again; the manifest that
+	 * vouches for them is written only after that. */
+	if (fsync(fd) < 0) {
+		rc = derr(err, -errno, "checkpoint: fsync %s: %s", mpath, strerror(errno));
+		goto out;
+	}
+	if (g->disk && (rc = fsync_path(dpath, O_RDONLY)) < 0) {
+		rc = derr(err, rc, "checkpoint: fsync %s: %s", dpath, strerror(-rc));
+		goto out;
+	}
+	fsync_path(dir, O_RDONLY | O_DIRECTORY);
+	if (fstat(fd, &sb) < 0) {
+		sb.st_size = 0;
+	}
+	m = json_object_new_object();
+	if (m == NULL) {
+		rc = derr(err, -ENOMEM, "checkpoint: out of memory");
+		goto out;
+	}
+	json_object_object_add(m, "format", json_object_new_int(DOM_MANIFEST_FORMAT));
+	json_object_object_add(m, "name", json_object_new_string(g->name));
+	json_object_object_add(m, "mem_kib", json_object_new_int64((int64_t)g->mem_kib));
+	json_object_object_add(m, "cpus", json_object_new_int64(g->cpus));
+	json_object_object_add(m, "machine", json_object_new_string(machine));
+	json_object_object_add(m, "accel", json_object_new_string(r.accel));
+	json_object_object_add(m, "qemu_version", json_object_new_string(qver));
+	json_object_object_add(m, "memory_bytes", json_object_new_int64((int64_t)sb.st_size));
+	if (g->disk) {
+		json_object_object_add(m, "disk_format",
+				       json_object_new_string(disk_format(dpath)));
+		json_object_object_add(m, "disk_bytes", json_object_new_int64((int64_t)disk_bytes));
+	}
+	json_object_object_add(m, "was_running", json_object_new_boolean(was_running));
+	json_object_object_add(m, "frozen_ms", json_object_new_int64(
+				       (int64_t)((leave ? t_end : t_disk) - t_stop)));
+	json_object_object_add(m, "migrate_ms", json_object_new_int64((int64_t)(t_mig - t_stop)));
+	json_object_object_add(m, "disk_copy_ms", json_object_new_int64((int64_t)(t_disk - t_mig)));
+	json_object_object_add(m, "qemu_total_ms", json_object_new_int64((int64_t)mi.total_time_ms));
+	json_object_object_add(m, "qemu_downtime_ms", json_object_new_int64((int64_t)mi.downtime_ms));
+	json_object_object_add(m, "taken_wall_ms", json_object_new_int64((int64_t)ha_wall_ms()));
+	rc = manifest_write(dir, m, err);
+	if (rc < 0) {
+		goto out;
+	}
+	if (!leave) {
+		/* a migration's end: the guest now lives in @dir */
+		rc = force_quit(g, c, &r, err);
+		if (rc == 0) {
+			after_exit(g, &r);
+			g->stopped_by_us = true;
+		}
+	}
+out:
+	if (rc < 0 && c && was_running && !resumed && rec_alive(&r)) {
+		/* any failure before the end resumes the guest */
+		simple_cmd(c, "cont", NULL, NULL, NULL);
+	}
+	if (fd >= 0) {
+		close(fd);
+	}
+	json_object_put(args);
+	json_object_put(m);
+	qmp_client_free(c);
+	op_end(g);
+	return rc;
+}
+
+/* Reads and checks the manifest of @dir against @g. */
+static int manifest_check(const struct agent_guest *g, const char *dir, struct launch *lo,
+			  bool *has_disk, char *err)
+{
+	char path[PATH_MAX], mpath[PATH_MAX], fmt[16];
+	json_object *m = NULL;
+	struct stat st;
+	int64_t mem, cpus, bytes;
+	int rc;
+
+	if (path_join(path, sizeof(path), dir, DOM_MANIFEST) < 0 ||
+	    path_join(mpath, sizeof(mpath), dir, "memory") < 0) {
+		return derr(err, -ENAMETOOLONG, "restore: path %s too long", dir);
+	}
+	rc = json_file_read(path, &m);
+	if (rc < 0) {
+		return derr(err, rc, "restore: %s: %s", path,
+			    rc == -EBADMSG ? "not a checkpoint manifest" : strerror(-rc));
+	}
+	mem = get_jint(m, "mem_kib", -1);
+	cpus = get_jint(m, "cpus", -1);
+	bytes = get_jint(m, "memory_bytes", -1);
+	copy_jstr(lo->machine, sizeof(lo->machine), m, "machine");
+	copy_jstr(fmt, sizeof(fmt), m, "disk_format");
+	*has_disk = fmt[0] != 0;
+	if (get_jint(m, "format", -1) != DOM_MANIFEST_FORMAT) {
+		rc = derr(err, -EBADMSG, "restore: %s: unknown format", path);
+	} else if (mem != (int64_t)g->mem_kib || cpus != (int64_t)g->cpus) {
+		rc = derr(err, -EINVAL, "restore: %s holds %" PRId64 " KiB / %" PRId64
+			  " cpus, the guest has %" PRIu64 " KiB / %u", dir, mem, cpus,
+			  g->mem_kib, g->cpus);
+	} else if (stat(mpath, &st) < 0 || st.st_size != bytes || bytes <= 0) {
+		rc = derr(err, -EBADMSG, "restore: %s missing or not %" PRId64 " bytes", mpath,
+			  bytes);
+	} else if (*has_disk && g->disk == NULL) {
+		rc = derr(err, -EINVAL, "restore: %s holds a disk, the guest has none", dir);
+	} else if (!*has_disk && g->disk != NULL) {
+		rc = derr(err, -EINVAL, "restore: %s holds no disk, the guest has %s", dir,
+			  g->disk);
+	}
+	/* a machine type we did not write ourselves is not passed on */
+	for (const char *p = lo->machine; *p; p++) {
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' ||
+		      *p == '.' || *p == '_')) {
+			lo->machine[0] = 0;
+			break;
+		}
+	}
+	json_object_put(m);
+	return rc;
+}
+
+/* Puts the checkpoint's disk back in place: a temporary name, synced,
+ * renamed over the guest's disk. */
+static int disk_restore(const struct agent_guest *g, const char *dir, char *err)
+{
+	char src[PATH_MAX], tmp[PATH_MAX], pdir[PATH_MAX];
+	char *slash;
+	int rc;
+
+	if (path_join(src, sizeof(src), dir, "disk") < 0 ||
+	    snprintf(tmp, sizeof(tmp), "%s.restore-tmp", g->disk) >= (int)sizeof(tmp)) {
+		return derr(err, -ENAMETOOLONG, "restore: disk path too long");
+	}
+	rc = copy_sparse(src, tmp, true, NULL, err);
+	if (rc == 0 && rename(tmp, g->disk) < 0) {
+		rc = derr(err, -errno, "restore: rename to %s: %s", g->disk, strerror(errno));
+	}
+	if (rc < 0) {
+		unlink(tmp);
+		return rc;
+	}
+	snprintf(pdir, sizeof(pdir), "%s", g->disk);
+	slash = strrchr(pdir, '/');
+	if (slash && slash != pdir) {
+		*slash = 0;
+		fsync_path(pdir, O_RDONLY | O_DIRECTORY);
+	}
+	return 0;
+}
+
+static int dom_restore(struct agent_driver *d, const struct agent_guest_spec *spec,
+		       const char *dir, struct agent_guest **out, char *err)
+{
+	struct agent_guest *g;
+	struct launch lo = { .incoming = true };
+	struct dom_record r;
+	struct qmp_client *c = NULL;
+	struct qmp_migrate_info mi;
+	char mpath[PATH_MAX];
+	bool has_disk = false, launched = false;
+	int fd = -1, rc;
+
+	*out = NULL;
+	rc = guest_new(d, spec, true, &g, err);
+	if (rc == 0 && (rc = files_check(g, err)) < 0) {
+		guest_free(g);
+	}
+	if (rc < 0) {
+		return rc;
+	}
+	op_begin(g, AGENT_GUEST_STARTING);
+	if (guest_running(g, &r) == 0) {
+		rc = derr(err, -EBUSY, "domain %s: already running (pid %d)", g->name,
+			  (int)r.pid);
+		goto out;
+	}
+	rc = manifest_check(g, dir, &lo, &has_disk, err);
+	if (rc < 0) {
+		goto out;
+	}
+	if (path_join(mpath, sizeof(mpath), dir, "memory") < 0) {
+		rc = derr(err, -ENAMETOOLONG, "restore: path %s too long", dir);
+		goto out;
+	}
+	fd = open(mpath, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		rc = derr(err, -errno, "restore: %s: %s", mpath, strerror(errno));
+		goto out;
+	}
+	if (has_disk && (rc = disk_restore(g, dir, err)) < 0) {
+		goto out;
+	}
+	rc = launch(g, &lo, &r, 30000, err);
+	if (rc < 0) {
+		goto out;
+	}
+	launched = true;
+	rc = qmp_open(g, DOM_CONNECT_MS, &c, err);
+	if (rc == 0) {
+		rc = tune_for_file(c, err);
+	}
+	if (rc == 0) {
+		rc = qmp_client_getfd(c, DOM_FDNAME, fd, DOM_QMP_MS, err, AGENT_ERR_LEN);
+	}
+	if (rc == 0) {
+		rc = simple_cmd(c, "migrate-incoming", "uri", "fd:" DOM_FDNAME, err);
+	}
+	if (rc == 0) {
+		rc = qmp_client_migrate_wait(c, &mi, 120000, err, AGENT_ERR_LEN);
+	}
+	if (rc == 0) {
+		rc = wait_status(g, c, "paused", 10000, err);
+	}
+	if (rc == 0) {
+		rc = simple_cmd(c, "cont", NULL, NULL, err);
+	}
+	if (rc == 0) {
+		rc = wait_status(g, c, "running", 10000, err);
+	}
+	if (rc < 0 && err) {
+		/* A failed incoming migration ends QEMU: its log says why. */
+		char tail[160], tmp[AGENT_ERR_LEN];
+
+		log_tail(g, tail, sizeof(tail));
+		if (tail[0] && !rec_alive(&r)) {
+			snprintf(tmp, sizeof(tmp), "%s", err);
+			derr(err, rc, "%s; QEMU: %s", tmp, tail);
+		}
+	}
+out:
+	if (rc < 0 && launched) {
+		force_quit(g, c, &r, NULL);
+		after_exit(g, &r);
+	}
+	if (fd >= 0) {
+		close(fd);
+	}
+	qmp_client_free(c);
+	op_end(g);
+	if (rc < 0) {
+		guest_free(g);
+		return rc;
+	}
+	*out = g;
+	return 0;
+}
+
+const struct agent_driver_ops agent_driver_domain_ops = {
+	.name = "domain",
+	.probe = dom_probe,
+	.create = dom_create,
+	.attach = dom_attach,
+	.start = dom_start,
+	.stop = dom_stop,
+	.destroy = dom_destroy,
+	.state = dom_state,
+	.usage = dom_usage,
+	.checkpoint = dom_checkpoint,
+	.restore = dom_restore,
+	.guest_free = guest_free,
+};

@@ -1,0 +1,109 @@
+# The guest lifecycle test for one guest type (sourced by guests_*.sh with
+# GTYPE and GIP set). Real daemons, real drivers, the workload inside.
+
+need_templates
+[ "$GTYPE" = container ] && need_criu
+start_cluster --nodes 3
+check "quorate" wait_for 20 agree agree_view node1 node2 node3
+DEF=$(mktemp /tmp/hactl-guest-XXXXXX.conf)
+BAD=$(mktemp /tmp/hactl-bad-XXXXXX.conf)
+trap 'rm -f "$DEF" "$BAD"; cleanup_on_exit' EXIT
+write_def "$DEF" g1 "$GTYPE" "$GIP"
+# definitions travel by value: hactl reads the file where it runs
+cp "$DEF" "$LC_SHARED/g1.conf"
+
+# ---- bad input: exact errors, nothing changed ----
+seq0=$(jq_on node1 .seq)
+printf '[guest]\nname = g1\ntype = toaster\n' >"$LC_SHARED/bad.conf"
+out=$(on node1 hactl create /srv/hactl/bad.conf 2>&1); rc=$?
+check "bad definition refused (exit 1)" [ $rc = 1 ]
+check "bad definition: file:line" grep -q "bad.conf:3: type: 'toaster' is not container or domain" <<<"$out"
+out=$(on node1 hactl check /srv/hactl/bad.conf 2>&1); rc=$?
+check "hactl check names file:line" grep -q "bad.conf:3:" <<<"$out"
+out=$(on node1 hactl start nosuch 2>&1); rc=$?
+check "unknown guest: exit 5" [ $rc = 5 ]
+check "unknown guest: message" grep -q "unknown guest 'nosuch'" <<<"$out"
+check "nothing changed" [ "$(jq_on node1 .seq)" = "$seq0" ]
+
+# ---- create, start on each host, reachable from every host ----
+check "create" on node1 hactl create /srv/hactl/g1.conf
+out=$(on node2 hactl create /srv/hactl/g1.conf 2>&1); rc=$?
+check "double create refused" grep -q "guest 'g1' already exists" <<<"$out"
+for n in node1 node2 node3; do
+	t0=$(now_ms)
+	if on node1 hactl start g1 --node $n >/dev/null; then
+		pass "start on $n ($(( $(now_ms) - t0 )) ms)"
+	else
+		fail "start on $n: $(guest_field node1 g1 error)"
+		continue
+	fi
+	check "g1 reported running on $n" [ "$(guest_field node2 g1 node)" = $n ]
+	for q in node1 node2 node3; do
+		check "workload on $n answers from $q" wait_for 30 answer workload_json $q "$GIP"
+	done
+	out=$(on node3 hactl start g1 2>&1); rc=$?
+	check "double start refused" grep -q "already started on $n" <<<"$out"
+	check "stop on $n" on node2 hactl stop g1
+	check "stopped" [ "$(guest_field node1 g1 state)" = stopped ]
+	check "workload gone after stop" bash -c "! $LC exec node1 -- hactl-workload --query $GIP:7000"
+done
+
+# ---- agent restart: guest untouched, re-attached ----
+check "start for the agent test" on node1 hactl start g1 --node node2
+wait_for 30 answer workload_json node1 "$GIP"
+boot1=$(workload_json node1 "$GIP" | boot_of)
+lc restart node2 agent
+check "agent back and re-attached" wait_for 20 agent daemons_alive node2
+sleep 3
+check "guest still running after agent restart" [ "$(guest_field node1 g1 state)" = running ]
+check "same instance (boot_id kept)" [ "$(workload_json node1 "$GIP" | boot_of)" = "$boot1" ]
+
+# ---- snapshot, destroy, restore on another host ----
+out=$(on node3 hactl snapshot g1 --json); rc=$?
+check "snapshot" [ $rc = 0 ]
+gen1=$(jq -r .generation <<<"$out")
+c_snap=$(workload_json node1 "$GIP" | counter_of)
+sleep 1
+out=$(on node3 hactl snapshot g1 --json)
+gen2=$(jq -r .generation <<<"$out")
+check "second snapshot is a newer generation" [ "$gen2" -gt "$gen1" ]
+check "show reports the snapshot" [ "$(guest_field node1 g1 snapshot.generation)" = "$gen2" ]
+check "stop before destroy" on node1 hactl stop g1
+out=$(on node1 hactl destroy g1 2>&1)
+check "destroy" grep -q "g1 destroyed" <<<"$out"
+check "gone from the list" [ "$(on node1 hactl list --json | jq length)" = 0 ]
+
+# one flipped byte in the newest generation: refused, nothing changed
+gdir=$LC_SHARED/snapshots/g1/$(printf 'gen-%06d' "$gen2")
+victim=$(find "$gdir/state" -type f -size +1k | head -1)
+python3 - "$victim" <<'PY'
+import sys
+with open(sys.argv[1], 'r+b') as f:
+    f.seek(100); b = f.read(1); f.seek(100); f.write(bytes([b[0] ^ 0x01]))
+PY
+seq1=$(jq_on node1 .seq)
+out=$(on node1 hactl restore g1 --generation "$gen2" 2>&1); rc=$?
+check "restore of the corrupt generation refused (exit 1)" [ $rc = 1 ]
+check "refusal names the corruption" grep -q "generation $gen2 is corrupt: .*checksum mismatch" <<<"$out"
+check "refusal changed nothing" [ "$(jq_on node1 .seq)" = "$seq1" ]
+
+# the previous generation, on another host
+out=$(on node1 hactl restore g1 --generation "$gen1" --node node3 2>&1); rc=$?
+check "restore of generation $gen1 on node3" [ $rc = 0 ]
+check "runs on node3" [ "$(guest_field node1 g1 node)" = node3 ]
+check "workload answers after restore" wait_for 30 answer workload_json node2 "$GIP"
+j=$(workload_json node2 "$GIP")
+c_rest=$(counter_of <<<"$j")
+log "counter at snapshot ~$c_snap, after restore $c_rest; boot $(boot_of <<<"$j") vs $boot1"
+check "counter continues from the snapshot (>= $((c_snap - 200)))" [ "$c_rest" -ge $((c_snap - 200)) ]
+check "same boot_id: restored, not restarted" [ "$(boot_of <<<"$j")" = "$boot1" ]
+check "note says which snapshot" bash -c "$LC exec node1 -- hactl show g1 --json | jq -r .note | grep -q 'generation $gen1'"
+
+# newest good is chosen by default (the corrupt one is skipped)
+check "stop" on node1 hactl stop g1
+out=$(on node1 hactl restore g1 --node node1 2>&1); rc=$?
+check "restore without --generation skips the corrupt one" [ $rc = 0 ]
+check "skip reported" grep -q "skipping: .*generation $gen2 is corrupt" <<<"$out"
+check "stop" on node1 hactl stop g1
+check "destroy --purge" on node1 hactl destroy g1 --purge
+check "snapshots purged" [ ! -d "$LC_SHARED/snapshots/g1" ]

@@ -1,0 +1,104 @@
+/*
+ * test_guestdef.c - guest definition parsing and its exact errors.
+ */
+#include <string.h>
+
+#include "guestdef.h"
+#include "harness.h"
+
+static int parse(const char *text, struct ha_guest_def *d, char *err)
+{
+	return ha_guestdef_parse(text, strlen(text), "g.conf", d, err, 512);
+}
+
+static void expect_error(const char *text, const char *want)
+{
+	struct ha_guest_def d;
+	char err[512] = "";
+
+	CHECK(parse(text, &d, err) < 0);
+	if (strcmp(err, want) != 0) {
+		ha_test_failures++;
+		fprintf(stderr, "error\n  got:  %s\n  want: %s\n", err, want);
+	}
+	ha_test_checks++;
+}
+
+#define CT "[guest]\nname = c1\ntype = container\ncommand = /bin/sh\n[storage]\ntemplate = t\n"
+
+int main(void)
+{
+	struct ha_guest_def d;
+	char err[512];
+	uint64_t kib;
+
+	CHECK_EQ_INT(parse(CT, &d, err), 0);
+	CHECK(strcmp(d.name, "c1") == 0);
+	CHECK_EQ_INT(d.mem_kib, 128 * 1024);
+	CHECK_EQ_INT(d.cpu_weight, 1000);
+	CHECK_EQ_INT(d.restart, HA_RESTART_SNAPSHOT);
+	CHECK_EQ_INT(d.snapshot_keep, 3);
+	CHECK_EQ_INT(d.stop_timeout_s, 30);
+
+	CHECK_EQ_INT(parse(CT "[guest]\nmemory = 1G\ncpu_limit = 150\n[network]\nip = 10.0.0.5/24\n"
+			      "gateway = 10.0.0.1\n[ha]\nrestart = cold\npriority = 7\n", &d, err), 0);
+	CHECK_EQ_INT(d.mem_kib, 1024 * 1024);
+	CHECK_EQ_INT(d.cpu_limit_pct, 150);
+	CHECK(strcmp(d.ip, "10.0.0.5/24") == 0);
+	CHECK_EQ_INT(d.restart, HA_RESTART_COLD);
+	CHECK_EQ_INT(d.priority, 7);
+
+	CHECK_EQ_INT(parse("[guest]\nname = d1\ntype = domain\n[storage]\nkernel = k\ninitrd = i\n",
+			   &d, err), 0);
+
+	expect_error("[guest]\nname = c1\n", "g.conf:0: [guest] type is required");
+	expect_error("[guest]\ntype = container\n", "g.conf:0: [guest] name is required");
+	expect_error("[guest]\nname = c 1\n", "g.conf:2: name: 'c 1' is not a valid name (letters, digits, - _ ., at most 63)");
+	expect_error("[guest]\nname = c1\ntype = vm\n", "g.conf:3: type: 'vm' is not container or domain");
+	expect_error(CT "[guest]\nmemory = 12X\n",
+		     "g.conf:8: memory: '12X' is not a size in 16M..64G (K, M or G suffix)");
+	expect_error(CT "[guest]\nmemory = 1M\n",
+		     "g.conf:8: memory: '1M' is not a size in 16M..64G (K, M or G suffix)");
+	expect_error(CT "[guest]\ncpus = 0\n", "g.conf:8: cpus: '0' is not a number in 1..64");
+	expect_error(CT "[network]\nip = 10.0.0.300/24\n",
+		     "g.conf:8: ip: '10.0.0.300/24' is not an IPv4 address/prefix");
+	expect_error(CT "[network]\nip = 10.0.0.3\n",
+		     "g.conf:8: ip: '10.0.0.3' is not an IPv4 address/prefix");
+	expect_error(CT "[ha]\nrestart = maybe\n",
+		     "g.conf:8: restart: 'maybe' is not snapshot, cold or none");
+	expect_error(CT "[guest]\nfrobs = 1\n", "g.conf:8: unknown option 'frobs' in [guest]");
+	expect_error(CT "[guest]\nname = c2\n", "g.conf:8: name given twice in [guest]");
+	expect_error("[guest]\nname = c1\ntype = container\ncommand = x\n",
+		     "g.conf:0: a container needs [storage] template");
+	expect_error("[guest]\nname = d1\ntype = domain\n[storage]\nkernel = k\n",
+		     "g.conf:0: a domain needs [storage] kernel and initrd");
+	expect_error(CT "[storage]\nkernel = k\n",
+		     "g.conf:0: kernel, initrd and disk are for domains only");
+	expect_error(CT "[network]\ngateway = 10.0.0.1\n", "g.conf:0: gateway given without ip");
+	expect_error("[guest\nname = c1\n",
+		     "g.conf:1: syntax error (a [section] or key = value, at most 198 characters)");
+	expect_error(CT "just words\n",
+		     "g.conf:7: syntax error (a [section] or key = value, at most 198 characters)");
+	{
+		char big[HA_GUESTDEF_MAX_TEXT + 2];
+
+		memset(big, '\n', sizeof(big) - 1);
+		big[sizeof(big) - 1] = 0;
+		expect_error(big, "g.conf:0: definition longer than 65536 bytes");
+	}
+	CHECK(ha_guestdef_parse("a\0b", 3, "g.conf", &d, err, sizeof(err)) < 0);
+
+	CHECK_EQ_INT(ha_parse_size_kib("64", &kib), 0);
+	CHECK_EQ_INT(kib, 65536);
+	CHECK_EQ_INT(ha_parse_size_kib("512K", &kib), 0);
+	CHECK_EQ_INT(kib, 512);
+	CHECK_EQ_INT(ha_parse_size_kib("2GiB", &kib), 0);
+	CHECK_EQ_INT(kib, 2 * 1024 * 1024);
+	CHECK(ha_parse_size_kib("-1", &kib) < 0);
+	CHECK(ha_parse_size_kib("99999999999999999999G", &kib) < 0);
+	CHECK(ha_name_valid("web-1.a_b"));
+	CHECK(!ha_name_valid("-x"));
+	CHECK(!ha_name_valid("a/b"));
+	CHECK(!ha_name_valid(""));
+	return ha_test_done("test_guestdef");
+}
