@@ -65,6 +65,7 @@
 #define NET_STEP_MS 5000       /* one ip command */
 #define CKPT_META "container.meta"
 #define CKPT_FORMAT 1
+#define CONSOLE_KEEP (8 << 20)
 
 struct agent_guest {
 	struct agent_driver *d;
@@ -478,10 +479,22 @@ static int dirs_make(struct agent_guest *g, char *err)
 	return 0;
 }
 
+/* The console log is kept between runs; above CONSOLE_KEEP bytes it is
+ * moved to console.log.old when the guest (re)starts. */
 static int console_touch(struct agent_guest *g, char *err)
 {
-	int fd = open(g->console, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0640);
+	struct stat st;
+	int fd;
 
+	if (stat(g->console, &st) == 0 && st.st_size > CONSOLE_KEEP) {
+		char old[CTR_PATH + 8];
+
+		snprintf(old, sizeof(old), "%s.old", g->console);
+		if (rename(g->console, old) < 0) {
+			return ctr_err(err, -errno, "rotating %s: %s", g->console, strerror(errno));
+		}
+	}
+	fd = open(g->console, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0640);
 	if (fd < 0) {
 		return ctr_err(err, -errno, "opening %s: %s", g->console, strerror(errno));
 	}

@@ -257,12 +257,11 @@ static int print_guest(struct cli *cli, const char *name, const char *what)
 	if (cli->json) {
 		cli_json_print(cli_guest_json(s, g));
 	} else if (what) {
-		printf("%s %s: %s on %s%s%s\n", g->name, what, cli_guest_state(s, g),
-		       cli_node_name(s, g->owner), g->note && g->note[0] ? " (" : "",
-		       g->note && g->note[0] ? g->note : "");
-		if (g->note && g->note[0]) {
-			printf(")\n");
-		}
+		bool note = g->note && g->note[0] && strcmp(what, "started") == 0;
+
+		printf("%s %s: %s on %s%s%s%s\n", g->name, what, cli_guest_state(s, g),
+		       cli_node_name(s, g->owner), note ? " (" : "", note ? g->note : "",
+		       note ? ")" : "");
 	}
 	ha_env_msg_free(&s->base);
 	return EX_OK;

@@ -1,4 +1,5 @@
 #!/bin/bash
+# shellcheck disable=SC2317 # functions called through check and trap
 # templates_smoke.sh - builds the guest templates (deploy/build-templates)
 # and runs each once, without the cluster:
 #  (a) the container rootfs: hactl-workload as PID 1 of fresh pid, mount,
@@ -48,10 +49,10 @@ QEMU_PID=
 # cleanup: every process in our namespaces, the namespaces, the work dir
 
 stop_pid() { # stop_pid PID: TERM, up to 5 s, then KILL; reaps our children
-	local pid=$1 i
+	local pid=$1
 	[ -n "$pid" ] || return 0
 	kill -TERM "$pid" 2>/dev/null || return 0
-	for i in $(seq 50); do
+	for _ in $(seq 50); do
 		kill -0 "$pid" 2>/dev/null || break
 		sleep 0.1
 	done
