@@ -682,6 +682,10 @@ static int send_all(struct qmp_client *c, const char *buf, size_t len, int fd,
 			fd = -1;
 			continue;
 		}
+		if (n < 0 && (errno == EPIPE || errno == ECONNRESET)) {
+			return sticky(c, -errno, err, errlen,
+				      "qmp: QEMU closed the monitor connection");
+		}
 		if (n < 0 && errno != EAGAIN && errno != EINTR) {
 			return sticky(c, -errno, err, errlen, "qmp write: %s", strerror(errno));
 		}

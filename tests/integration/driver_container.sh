@@ -74,6 +74,7 @@ CG_V2=0
 
 # The agent side runs in the test namespace (nsenter keeps /sys and so the
 # cgroup hierarchies, which `ip netns exec` would hide).
+CMD="/usr/bin/hactl-workload --mem 8M --port 7000"
 drv() { # drv ACTION [DIR] NAME -> ha-driver-test's line; status of the action
 	local action=$1 dir="" name
 	if [ "$action" = checkpoint ] || [ "$action" = checkpoint-leave ] || [ "$action" = restore ]; then
@@ -84,7 +85,7 @@ drv() { # drv ACTION [DIR] NAME -> ha-driver-test's line; status of the action
 	# shellcheck disable=SC2086
 	nsenter --net="/run/netns/$NS" "$DT" container "$action" $dir \
 		--name "$name" --rootfs "$TEMPLATE" \
-		--cmd "/usr/bin/hactl-workload --mem 8M --port 7000" \
+		--cmd "$CMD" \
 		--ip "$(ip_of "$name")/24" --gw 10.213.1.1 --bridge "$BR" \
 		--run-dir "$WORK/run/$name" --data-dir "$WORK/data/$name" \
 		--mem "$MEM_KIB" --pids "$PIDS" --cpu-weight 1000 --timeout 20000
@@ -161,13 +162,22 @@ nothing_left() { # nothing_left NAME: no process, mount, veth, cgroup, file
 	return $ok
 }
 
+nothing_left_but_dirs() { # after a failed start: no process, mount, veth, cgroup
+	local name=$1 ok=0
+	[ -z "$(cg_dirs "$name")" ] || { log "cgroups left: $(cg_dirs "$name")"; ok=1; }
+	! grep -q " $WORK/run/$name/" /proc/self/mountinfo || { log "mount left"; ok=1; }
+	! ip -n "$NS" link show "hv-$name" >/dev/null 2>&1 || { log "veth left"; ok=1; }
+	[ ! -e "$WORK/run/$name/pid" ] || { log "pid file left"; ok=1; }
+	return $ok
+}
+
 cleanup() {
 	local name d p
 	for name in c1 c2; do
 		drv stop "$name" >/dev/null 2>&1
 		drv destroy "$name" >/dev/null 2>&1
 		for d in $(cg_dirs "$name"); do
-			for p in $(cat "$d/cgroup.procs" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
+			while read -r p; do kill -9 "$p" 2>/dev/null; done <"$d/cgroup.procs"
 		done
 	done
 	grep " $WORK/" /proc/self/mountinfo | awk '{print $5}' | sort -r |
@@ -188,12 +198,16 @@ trap 'cleanup; exit 1' INT TERM
 
 # ---- the test network ------------------------------------------------------
 
-ip netns add "$NS" &&
+if ! { ip netns add "$NS" &&
 	ip -n "$NS" link set lo up &&
 	ip -n "$NS" link add "$BR" type bridge &&
 	ip -n "$NS" addr add 10.213.1.1/24 dev "$BR" &&
-	ip -n "$NS" link set "$BR" up ||
-	{ fail "test network"; cleanup; echo "$T_PASS passed, $T_FAIL failed"; exit 1; }
+	ip -n "$NS" link set "$BR" up; }; then
+	fail "test network"
+	cleanup
+	echo "$T_PASS passed, $T_FAIL failed"
+	exit 1
+fi
 
 out=$(ASAN_OPTIONS=detect_leaks=0 nsenter --net="/run/netns/$NS" "$DT" container probe)
 check "probe ($out)" test $? = 0
@@ -203,8 +217,23 @@ check "probe ($out)" test $? = 0
 BR=nobr
 check "start without the bridge fails with a message" says "bridge nobr does not exist" start c1
 BR=hbr0
-check "the failed start left nothing running" not answers c1
+check "the failed start left nothing behind" nothing_left_but_dirs c1
+CMD=/usr/bin/no-such-program
+check "start of a missing command fails naming it" \
+	says "no-such-program: No such file or directory" start c1
+check "...and leaves nothing behind" nothing_left_but_dirs c1
+# A command that exits at once: start may still see it alive (it does not
+# wait for it to settle); the guest is then simply stopped.
+CMD=/bin/true
+drv start c1 >/dev/null
+check "a command that exits at once: the guest ends up stopped" \
+	wait_for 5 "c1 stopped" state_is c1 stopped
 drv stop c1 >/dev/null
+check "...and stop leaves nothing behind" nothing_left_but_dirs c1
+CMD="/usr/bin/hactl-workload --mem 8M --port 7000"
+MEM_KIB=100
+check "a memory limit below 4 MiB is refused" says "outside 4096 KiB" start c1
+MEM_KIB=65536
 drv destroy c1 >/dev/null
 
 time_drv T_START start c1
@@ -261,6 +290,7 @@ kill $HOST_SLEEPER 2>/dev/null
 wait $HOST_SLEEPER 2>/dev/null
 
 # Fork bomb: as many sleeping children as the shell can fork.
+# shellcheck disable=SC2016 # expanded by the guest's shell
 in_guest c1 sh -c 'i=0; while [ $i -lt 500 ]; do sleep 3 & i=$((i+1)); done' >/dev/null 2>&1
 cur=$(cg_val c1 pids.current)
 ev=$(cg_val c1 pids.events | awk '/^max /{print $2}')
@@ -288,6 +318,15 @@ J=$(query c1)
 check "restarted: a new boot_id" test "$(boot_of <<<"$J")" != "$BOOT1"
 check "the writable layer survived the stop" test "$(in_guest c1 cat /root/persist)" = kept
 check "attach from a new process" says "ok (state running)" attach c1
+
+# A guest whose init dies on its own: stopped; the next start cleans up.
+INIT=$(pid_of c1)
+kill -9 "$INIT"
+check "c1 init killed behind the driver's back: state stopped" \
+	wait_for 5 "c1 stopped" state_is c1 stopped
+drv start c1 >/dev/null
+check "start after a crash" test $? = 0
+check "c1 answers after the crash and start" wait_for 10 "c1 answers" answers c1
 
 drv stop c2 >/dev/null && drv destroy c2 >/dev/null
 check "c2 stopped and destroyed, nothing left" nothing_left c2
@@ -372,8 +411,9 @@ cleanup
 left=""
 [ -e "$WORK" ] && left="$left $WORK"
 ip netns list | grep -qw "$NS" && left="$left netns:$NS"
-ls -d /sys/fs/cgroup/"$HACTL_CGROUP_PARENT" /sys/fs/cgroup/*/"$HACTL_CGROUP_PARENT" 2>/dev/null |
-	grep -q . && left="$left cgroups"
+for d in /sys/fs/cgroup/"$HACTL_CGROUP_PARENT" /sys/fs/cgroup/*/"$HACTL_CGROUP_PARENT"; do
+	[ -d "$d" ] && left="$left $d"
+done
 grep -q "hactl-ctr" /proc/self/mountinfo && left="$left mounts"
 check "nothing left behind${left:+ (left:$left)}" test -z "$left"
 
