@@ -13,6 +13,7 @@
  * retried for the same ownership generation.
  */
 #include <dirent.h>
+#include <fcntl.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -71,6 +72,7 @@ struct ag_guest {
 	bool busy;
 	bool want_running;            /* desired state per the cluster */
 	bool start_snapshot;          /* start from a snapshot (restore) */
+	bool start_fallback;          /* no good snapshot: cold start */
 	uint64_t start_gen;           /* which generation, 0 = newest good */
 	uint64_t snap_generation, snap_time_ms;
 	uint64_t next_snap_ms;
@@ -85,7 +87,9 @@ struct ag_op {
 	struct qb_list_head list;
 	struct ag_guest *g;
 	enum op_kind kind;
-	uint64_t arg;       /* snapshot generation to restore, 0 = newest good */
+	uint64_t arg;       /* restore: generation (0 = newest good);
+			     * stop: timeout ms (0 = the definition's) */
+	bool fallback;      /* restore: cold start when no good snapshot */
 	uint64_t req_id;    /* action to answer, 0 = none */
 	uint64_t started_ms;
 	/* results */
@@ -106,6 +110,9 @@ struct agent_guests {
 	struct qb_list_head done; /* finished ops, under lock */
 	unsigned inflight;        /* under lock */
 	pthread_cond_t idle;
+	uint64_t last_quorate_ms; /* monotonic; 0 = never */
+	bool self_fenced;         /* guests stopped for lack of quorum */
+	int wd_fd;                /* watchdog device, -1 = none */
 };
 
 static void spec_fill(struct agent_guests *m, struct ag_guest *g)
@@ -284,8 +291,20 @@ static void op_run(struct ag_op *op)
 		char dir[PATH_MAX], state[PATH_MAX + 8], note[512] = "";
 
 		rc = pick_snapshot(cfg, g->name, op->arg, &gen, &t, note, sizeof(note));
+		if (rc < 0 && op->fallback) {
+			char why[600];
+
+			snprintf(why, sizeof(why), "%s", note);
+			op->kind = OP_START_COLD;
+			op_run(op);
+			if (op->rc == 0) {
+				snprintf(op->err, sizeof(op->err), "cold start: %s", why);
+			}
+			return;
+		}
 		if (rc < 0) {
 			snprintf(op->err, sizeof(op->err), "%s", note);
+			op->rc = rc;
 			return;
 		}
 		if (ha_mkdir_p(g->run_dir, 0700) < 0 || ha_mkdir_p(g->data_dir, 0700) < 0) {
@@ -312,7 +331,7 @@ static void op_run(struct ag_op *op)
 	}
 	case OP_STOP:
 		if (obj) {
-			rc = ops->stop(obj, timeout, derr);
+			rc = ops->stop(obj, op->arg ? (uint32_t)op->arg : timeout, derr);
 		}
 		break;
 	case OP_DESTROY:
@@ -398,7 +417,16 @@ static void *worker(void *arg)
 	return NULL;
 }
 
+static int op_start_ex(struct ag_guest *g, enum op_kind kind, uint64_t arg, uint64_t req_id,
+		       bool fallback);
+
 static int op_start(struct ag_guest *g, enum op_kind kind, uint64_t arg, uint64_t req_id)
+{
+	return op_start_ex(g, kind, arg, req_id, false);
+}
+
+static int op_start_ex(struct ag_guest *g, enum op_kind kind, uint64_t arg, uint64_t req_id,
+		       bool fallback)
 {
 	struct agent_guests *m = g->m;
 	struct ag_op *op;
@@ -419,6 +447,7 @@ static int op_start(struct ag_guest *g, enum op_kind kind, uint64_t arg, uint64_
 	op->g = g;
 	op->kind = kind;
 	op->arg = arg;
+	op->fallback = fallback;
 	op->req_id = req_id;
 	op->started_ms = ha_mono_ms();
 	g->busy = true;
@@ -554,10 +583,12 @@ static int done_cb(int fd, int revents, void *data)
 			}
 			if (op->kind == OP_START_SNAPSHOT) {
 				snprintf(g->note, sizeof(g->note),
-					 "restored from snapshot generation %" PRIu64 "%s%s",
-					 op->value, op->err[0] ? "; " : "", op->err);
+					 "restored from snapshot generation %" PRIu64
+					 " taken %" PRIu64 " ms before%s%s", op->value,
+					 ha_wall_ms() > op->value_ms ? ha_wall_ms() - op->value_ms : 0,
+					 op->err[0] ? "; " : "", op->err);
 			} else if (op->kind == OP_START_COLD) {
-				snprintf(g->note, sizeof(g->note), "cold start");
+				snprintf(g->note, sizeof(g->note), "%s", op->err[0] ? op->err : "cold start");
 			}
 			if (op->kind == OP_SNAPSHOT || op->kind == OP_START_SNAPSHOT) {
 				if (op->value > g->snap_generation) {
@@ -622,8 +653,8 @@ static void reconcile_one(struct agent_guests *m, struct ag_guest *g, bool quora
 	}
 	if (g->owned && g->want_running) {
 		if (!running && g->failed_generation != g->generation) {
-			op_start(g, g->start_snapshot ? OP_START_SNAPSHOT : OP_START_COLD,
-				 g->start_gen, 0);
+			op_start_ex(g, g->start_snapshot ? OP_START_SNAPSHOT : OP_START_COLD,
+				    g->start_gen, 0, g->start_fallback);
 		}
 		return;
 	}
@@ -638,6 +669,13 @@ void agent_guests_reconcile(struct agent_guests *m, const Hactl__AgentGuestsRepl
 {
 	struct ag_guest *g, *tmp;
 
+	if (r->quorate) {
+		m->last_quorate_ms = ha_mono_ms();
+		if (m->self_fenced) {
+			qb_log(LOG_NOTICE, "quorum is back: guests may run here again");
+			m->self_fenced = false;
+		}
+	}
 	qb_list_for_each_entry(g, &m->guests, list) {
 		g->in_cluster = false;
 	}
@@ -667,7 +705,9 @@ void agent_guests_reconcile(struct agent_guests *m, const Hactl__AgentGuestsRepl
 		}
 		g->owned = owned;
 		g->want_running = rec->desired && strcmp(rec->desired, "running") == 0;
-		g->start_snapshot = rec->start_mode && strcmp(rec->start_mode, "snapshot") == 0;
+		g->start_snapshot = rec->start_mode && (strcmp(rec->start_mode, "snapshot") == 0 ||
+							 strcmp(rec->start_mode, "snapshot-or-cold") == 0);
+		g->start_fallback = rec->start_mode && strcmp(rec->start_mode, "snapshot-or-cold") == 0;
 		g->start_gen = rec->start_snapshot;
 		if (rec->snap_generation > g->snap_generation) {
 			g->snap_generation = rec->snap_generation;
@@ -675,9 +715,43 @@ void agent_guests_reconcile(struct agent_guests *m, const Hactl__AgentGuestsRepl
 		}
 	}
 	qb_list_for_each_entry_safe(g, tmp, &m->guests, list) {
-		reconcile_one(m, g, r->quorate);
+		reconcile_one(m, g, r->quorate && !m->self_fenced);
 	}
 	report(m);
+}
+
+/*
+ * Self-fencing: without quorum (or without a coordinator) for half the
+ * self-fence timeout, every guest here is stopped hard, so that it is
+ * down before the majority restarts it elsewhere. The watchdog is fed only
+ * while this host is allowed to run guests or has none running.
+ */
+static void self_fence_check(struct agent_guests *m)
+{
+	struct ag_guest *g;
+	uint64_t now = ha_mono_ms();
+	uint64_t grace = m->cfg->self_fence_timeout_ms / 2;
+	bool healthy = m->last_quorate_ms && now - m->last_quorate_ms <= grace;
+
+	if (!healthy && m->last_quorate_ms && !m->self_fenced) {
+		qb_log(LOG_CRIT, "no quorum for %llu ms: stopping every guest here (self-fence)",
+		       (unsigned long long)(now - m->last_quorate_ms));
+		m->self_fenced = true;
+	}
+	if (m->self_fenced) {
+		qb_list_for_each_entry(g, &m->guests, list) {
+			enum agent_guest_state s = live_state(g);
+
+			if (!g->busy && (s == AGENT_GUEST_RUNNING || s == AGENT_GUEST_PAUSED)) {
+				op_start(g, OP_STOP, 500, 0);
+			}
+		}
+	}
+	if (m->wd_fd >= 0 && (healthy || agent_guests_running(m) == 0)) {
+		if (write(m->wd_fd, "a", 1) != 1) {
+			qb_log(LOG_ERR, "cannot feed the watchdog %s", m->cfg->watchdog_device);
+		}
+	}
 }
 
 void agent_guests_action(struct agent_guests *m, uint64_t req_id,
@@ -708,6 +782,8 @@ void agent_guests_tick(struct agent_guests *m)
 {
 	struct ag_guest *g;
 	uint64_t now = ha_mono_ms();
+
+	self_fence_check(m);
 
 	qb_list_for_each_entry(g, &m->guests, list) {
 		if (!g->busy && g->owned && g->def.snapshot_interval_s && g->next_snap_ms &&
@@ -794,6 +870,14 @@ struct agent_guests *agent_guests_new(qb_loop_t *loop, const struct ha_config *c
 	qb_list_init(&m->done);
 	pthread_mutex_init(&m->lock, NULL);
 	pthread_cond_init(&m->idle, NULL);
+	m->wd_fd = -1;
+	if (cfg->watchdog_device[0]) {
+		m->wd_fd = open(cfg->watchdog_device, O_WRONLY | O_CLOEXEC);
+		if (m->wd_fd < 0) {
+			qb_log(LOG_ERR, "cannot open the watchdog %s: %s", cfg->watchdog_device,
+			       strerror(errno));
+		}
+	}
 	m->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (m->efd < 0 ||
 	    qb_loop_poll_add(loop, QB_LOOP_HIGH, m->efd, POLLIN, m, done_cb) != 0) {
@@ -839,6 +923,13 @@ void agent_guests_free(struct agent_guests *m)
 	}
 	qb_loop_poll_del(m->loop, m->efd);
 	close(m->efd);
+	if (m->wd_fd >= 0) {
+		/* magic close: a clean stop disarms it */
+		if (write(m->wd_fd, "V", 1) != 1) {
+			qb_log(LOG_WARNING, "watchdog not disarmed");
+		}
+		close(m->wd_fd);
+	}
 	pthread_mutex_destroy(&m->lock);
 	pthread_cond_destroy(&m->idle);
 	free(m);

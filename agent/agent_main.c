@@ -39,6 +39,7 @@ struct agent {
 	int conn_fd;
 	qb_loop_timer_handle reconnect_timer;
 	qb_loop_timer_handle usage_timer;
+	qb_loop_timer_handle tick_timer;
 	struct agent_cpu_sample cpu_prev;
 	struct agent_guests *guests;
 	bool stopping;
@@ -270,11 +271,24 @@ static void usage_cb(void *data)
 			disconnect(a, strerror(-rc));
 		}
 	}
+	schedule_usage(a);
+}
+
+#define TICK_MS 500
+
+static void tick_cb(void *data)
+{
+	struct agent *a = data;
+
+	a->tick_timer = 0;
 	if (a->conn) {
 		refresh(a);
-		agent_guests_tick(a->guests);
 	}
-	schedule_usage(a);
+	agent_guests_tick(a->guests);
+	if (!a->stopping) {
+		qb_loop_timer_add(a->loop, QB_LOOP_MED, TICK_MS * QB_TIME_NS_IN_MSEC, a, tick_cb,
+				  &a->tick_timer);
+	}
 }
 
 static void schedule_usage(struct agent *a)
@@ -437,6 +451,8 @@ int main(int argc, char **argv)
 		schedule_reconnect(a);
 	}
 	schedule_usage(a);
+	qb_loop_timer_add(a->loop, QB_LOOP_MED, TICK_MS * QB_TIME_NS_IN_MSEC, a, tick_cb,
+			  &a->tick_timer);
 	qb_loop_run(a->loop);
 
 	agent_guests_free(a->guests);
@@ -449,6 +465,9 @@ int main(int argc, char **argv)
 	}
 	if (a->reconnect_timer) {
 		qb_loop_timer_del(a->loop, a->reconnect_timer);
+	}
+	if (a->tick_timer) {
+		qb_loop_timer_del(a->loop, a->tick_timer);
 	}
 	qb_loop_destroy(a->loop);
 	agent_facts_clear(&a->facts);

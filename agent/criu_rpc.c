@@ -32,6 +32,7 @@
 #include <sys/wait.h>
 #include <arpa/inet.h>
 #include <sched.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <qb/qblog.h>
@@ -94,13 +95,19 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
 /* Copies @src into @dst (size @n), cut, with non-printables as '?'. */
 static void copy_printable(char *dst, size_t n, const char *src)
 {
-	size_t i = 0;
+	size_t i = 0, len = 0;
 
 	if (n == 0) {
 		return;
 	}
 	if (src != NULL) {
-		for (; src[i] != '\0' && i + 1 < n; i++) {
+		len = strlen(src);
+		/* CRIU's messages end in a newline */
+		while (len > 0 && (src[len - 1] == '\n' || src[len - 1] == ' ' ||
+				   src[len - 1] == '\r' || src[len - 1] == '\t')) {
+			len--;
+		}
+		for (; i < len && i + 1 < n; i++) {
 			unsigned char c = (unsigned char)src[i];
 
 			dst[i] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
@@ -234,11 +241,13 @@ int agent_criu_resp_decode(const uint8_t *buf, size_t len,
 	copy_printable(out->errmsg, sizeof(out->errmsg), r->cr_errmsg);
 
 	if (r->type == CRIU_REQ_TYPE__NOTIFY) {
-		if (r->notify == NULL || r->notify->script == NULL ||
-		    r->notify->script[0] == '\0') {
+		if (r->notify == NULL) {
 			goto out;
 		}
 		copy_printable(out->script, sizeof(out->script), r->notify->script);
+		if (out->script[0] == '\0') {
+			goto out;
+		}
 		if (r->notify->has_pid) {
 			if (r->notify->pid < 0) {
 				goto out;
@@ -267,7 +276,7 @@ int agent_criu_resp_decode(const uint8_t *buf, size_t len,
 			if (r->ps->port < 0 || r->ps->port > 65535) {
 				goto out;
 			}
-			out->ps_port = r->ps->port;
+			out->ps_port = r->ps->port > 0 ? r->ps->port : -1;
 		}
 	}
 	if (r->version != NULL) {
@@ -411,7 +420,8 @@ static int spawn(const char *path, char *const argv[], const int *keep,
 
 /*
  * Waits up to @ms for our child @pid to exit and reaps it. Returns 0 with
- * *status set, -ETIMEDOUT when it still runs.
+ * *status set (-1: reaped elsewhere, unknown), -ETIMEDOUT when it still
+ * runs.
  */
 static int reap_within(pid_t pid, int pidfd, uint64_t ms, int *status)
 {
@@ -425,9 +435,10 @@ static int reap_within(pid_t pid, int pidfd, uint64_t ms, int *status)
 			return 0;
 		}
 		if (r < 0 && errno != EINTR) {
-			/* Reaped by someone else (a waitpid(-1) elsewhere). */
-			*status = 0;
-			return r < 0 && errno == ECHILD ? 0 : -errno;
+			/* Reaped by someone else (a waitpid(-1) elsewhere):
+			 * gone, how is unknown. */
+			*status = -1;
+			return errno == ECHILD ? 0 : -errno;
 		}
 		now = ha_mono_ms();
 		if (now >= deadline) {
@@ -461,11 +472,27 @@ static void describe_status(char *buf, size_t n, int status)
 /* Largest part of a CRIU log searched for its first error. */
 #define LOG_SCAN_MAX (16u * 1024u * 1024u)
 
-/* The first "Error (file:line): ..." line of CRIU's log, "" if none. */
-static void log_first_error(const char *path, char *out, size_t n)
+/*
+ * Errors CRIU logs that are not why a request failed: raising its own fd
+ * limit fails where the host caps RLIMIT_NOFILE, and the final "Dumping
+ * FAILED." says nothing new.
+ */
+static bool error_is_noise(const char *line)
 {
-	char line[512];
+	return strstr(line, "RLIMIT_NOFILE") != NULL || strstr(line, "FAILED.") != NULL;
+}
+
+/*
+ * The first telling "Error (file:line): ..." line of CRIU's log at @path,
+ * "" if none, or if the log is still the one @before describes (a stale
+ * log of an earlier run in the same directory).
+ */
+static void log_first_error(const char *path, const struct stat *before,
+			    char *out, size_t n)
+{
+	char line[512], noise[512] = "";
 	size_t scanned = 0;
+	struct stat st;
 	FILE *f;
 
 	out[0] = '\0';
@@ -476,17 +503,33 @@ static void log_first_error(const char *path, char *out, size_t n)
 	if (f == NULL) {
 		return;
 	}
+	if (before != NULL && before->st_ino != 0 &&
+	    (fstat(fileno(f), &st) < 0 ||
+	     (st.st_ino == before->st_ino && st.st_size == before->st_size &&
+	      st.st_mtim.tv_sec == before->st_mtim.tv_sec &&
+	      st.st_mtim.tv_nsec == before->st_mtim.tv_nsec))) {
+		fclose(f);
+		return;
+	}
 	while (scanned < LOG_SCAN_MAX && fgets(line, sizeof(line), f) != NULL) {
 		char *p = strstr(line, "Error (");
 
 		scanned += strlen(line);
-		if (p != NULL) {
-			p[strcspn(p, "\n")] = '\0';
+		if (p == NULL) {
+			continue;
+		}
+		if (!error_is_noise(p)) {
 			copy_printable(out, n, p);
 			break;
 		}
+		if (noise[0] == '\0') {
+			snprintf(noise, sizeof(noise), "%s", p);
+		}
 	}
 	fclose(f);
+	if (out[0] == '\0' && noise[0] != '\0') {
+		copy_printable(out, n, noise);
+	}
 }
 
 /* ---- sessions ----------------------------------------------------------- */
@@ -498,6 +541,7 @@ struct crs {
 	int pidfd;
 	int sk;
 	uint64_t deadline;      /* monotonic ms */
+	struct stat log_before; /* the log before the run; st_ino 0: none */
 	char log_path[PATH_MAX];
 	agent_criu_notify_fn notify;
 	void *opaque;
@@ -623,6 +667,22 @@ static void crs_close(struct crs *s, bool term, int *status)
 	}
 }
 
+/* Sets the message for CRIU gone without an answer. */
+static void crs_gone(struct crs *s, const char *how, char *err, size_t errlen)
+{
+	char first[256], st[64] = "";
+	int status;
+
+	crs_close(s, false, &status);
+	if (status != -1) {
+		describe_status(st, sizeof(st), status);
+	}
+	log_first_error(s->log_path, &s->log_before, first, sizeof(first));
+	set_err(err, errlen, "criu %s: %s%s%s%s%s%s%s", s->what, how,
+		st[0] ? "; criu " : "", st, first[0] ? ": " : "", first,
+		s->log_path[0] ? "; log " : "", s->log_path);
+}
+
 static int crs_send(struct crs *s, const CriuReq *req, char *err, size_t errlen)
 {
 	size_t len = criu_req__get_packed_size(req);
@@ -646,27 +706,16 @@ static int crs_send(struct crs *s, const CriuReq *req, char *err, size_t errlen)
 	} while (n < 0 && errno == EINTR);
 	if (n < 0) {
 		ret = -errno;
-		set_err(err, errlen, "criu %s: sending the request to swrk pid %d: %s",
-			s->what, (int)s->pid, strerror(-ret));
+		if (ret == -EPIPE || ret == -ECONNRESET) {
+			ret = -ECONNRESET;
+			crs_gone(s, "criu exited without an answer", err, errlen);
+		} else {
+			set_err(err, errlen, "criu %s: sending to swrk pid %d: %s",
+				s->what, (int)s->pid, strerror(-ret));
+		}
 	}
 	free(buf);
 	return ret;
-}
-
-/* Sets the message for CRIU gone without an answer. */
-static void crs_gone(struct crs *s, const char *how, char *err, size_t errlen)
-{
-	char first[256], st[64] = "";
-	int status;
-
-	crs_close(s, false, &status);
-	if (status != -1) {
-		describe_status(st, sizeof(st), status);
-	}
-	log_first_error(s->log_path, first, sizeof(first));
-	set_err(err, errlen, "criu %s: %s%s%s%s%s%s%s", s->what, how,
-		st[0] ? "; criu " : "", st, first[0] ? ": " : "", first,
-		s->log_path[0] ? "; log " : "", s->log_path);
 }
 
 /* Receives one message; *fd gets a passed descriptor or -1. */
@@ -716,7 +765,12 @@ static int crs_recv(struct crs *s, struct agent_criu_resp *r, int *fd,
 	} while (n < 0 && errno == EINTR);
 	if (n < 0) {
 		ret = -errno;
-		crs_gone(s, strerror(-ret), err, errlen);
+		if (ret == -ECONNRESET) {
+			crs_gone(s, "criu exited without an answer", err, errlen);
+		} else {
+			set_err(err, errlen, "criu %s: receiving from swrk pid %d: %s",
+				s->what, (int)s->pid, strerror(-ret));
+		}
 		return ret;
 	}
 	for (c = CMSG_FIRSTHDR(&mh); c != NULL; c = CMSG_NXTHDR(&mh, c)) {
@@ -828,11 +882,14 @@ static int crs_failed(struct crs *s, const struct agent_criu_resp *r, char *err,
 		      size_t errlen)
 {
 	char first[256];
-	const char *msg = r->errmsg;
+	const char *msg = first;
 
-	if (msg[0] == '\0') {
-		log_first_error(s->log_path, first, sizeof(first));
-		msg = first;
+	/* CRIU's cr_errmsg is the first error it logged, often noise (see
+	 * error_is_noise()); the log tells more. */
+	log_first_error(s->log_path, &s->log_before, first, sizeof(first));
+	if (first[0] == '\0' || (error_is_noise(first) && r->errmsg[0] != '\0' &&
+				 !error_is_noise(r->errmsg))) {
+		msg = r->errmsg;
 	}
 	if (r->cr_errno > 0) {
 		set_err(err, errlen, "criu %s failed: cr_errno %d (%s)%s%s; log %s",
@@ -908,6 +965,9 @@ static int common_setup(struct crs *s, const struct agent_criu_common_opts *c,
 		set_err(err, errlen, "criu %s: log path %s/%s too long", s->what, wdir,
 			log);
 		return -ENAMETOOLONG;
+	}
+	if (stat(s->log_path, &s->log_before) < 0) {
+		memset(&s->log_before, 0, sizeof(s->log_before));
 	}
 	ret = open_dir(s->what, "images directory", c->images_dir, &d->images_fd,
 		       err, errlen);
@@ -1629,8 +1689,14 @@ int agent_criu_page_server(const char *criu_path,
 		keep[nkeep++] = o->fd;
 	}
 	co.ps = &ps;
-	/* PAGE_SERVER: CRIU daemonizes the server and answers its pid. */
-	req.type = CRIU_REQ_TYPE__PAGE_SERVER;
+	/* No notifications: the server would send them on this session's
+	 * socket after the answer, when nobody listens any more. */
+	co.has_notify_scripts = false;
+	co.notify_scripts = false;
+	s.notify = NULL;
+	/* PAGE_SERVER_CHLD: a child of the swrk process serves and answers
+	 * its real pid (PAGE_SERVER's daemon mode answers pid 0). */
+	req.type = CRIU_REQ_TYPE__PAGE_SERVER_CHLD;
 	req.opts = &co;
 	ret = crs_open(&s, keep, (size_t)nkeep, err, errlen);
 	if (ret < 0) {
@@ -1756,10 +1822,10 @@ int agent_criu_lazy_pages(const char *criu_path,
 			kill(pid, SIGTERM);
 		}
 		if (reap_within(pid, pidfd, AGENT_CRIU_TERM_GRACE_MS, &st) == 0 &&
-		    ret != -ETIMEDOUT) {
+		    ret != -ETIMEDOUT && st != -1) {
 			describe_status(how, sizeof(how), st);
 		}
-		log_first_error(log_path, first, sizeof(first));
+		log_first_error(log_path, NULL, first, sizeof(first));
 		set_err(err, errlen, "criu lazy-pages for %s:%u %s%s%s; log %s",
 			o->address, o->port, how, first[0] ? ": " : "", first,
 			log_path);
@@ -1827,7 +1893,7 @@ int agent_criu_child_wait(pid_t pid, uint32_t timeout_ms, char *err,
 		return ret;
 	}
 check:
-	if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+	if (status == -1 || (WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
 		return 0;
 	}
 	describe_status(how, sizeof(how), status);

@@ -160,8 +160,13 @@ struct agent_criu_dump_opts {
 	uint16_t ps_port;       /* 0 = no page server */
 	int ps_fd;              /* 0 = none; else a connected socket of ours */
 	bool lazy_pages;        /* post-copy: dump everything but the pages,
-				 * then serve them until the destination has
-				 * fetched all */
+				 * then serve them on ps_address:ps_port
+				 * until the destination has fetched all;
+				 * the tasks stay stopped meanwhile and die
+				 * at the end. The call returns only then;
+				 * its notify callback gets "status-ready"
+				 * when the images are written and pages
+				 * are served: start the destination then */
 	uint64_t ghost_limit;   /* bytes; 0 = CRIU's default */
 	uint32_t empty_ns;      /* CLONE_NEW* flags: dump these netns etc.
 				 * empty (recreated on restore) */
@@ -170,8 +175,10 @@ struct agent_criu_dump_opts {
 struct agent_criu_restore_opts {
 	struct agent_criu_common_opts c;
 	const char *root;       /* container rootfs to restore into */
-	bool restore_detached;  /* tree not a child of CRIU (nor of us) */
-	bool restore_sibling;   /* tree a child of the caller (us) */
+	bool restore_detached;  /* the default of CRIU's RPC anyway: the tree
+				 * is reparented when CRIU exits (to init, or
+				 * to the caller if it is a child subreaper) */
+	bool restore_sibling;   /* tree a child of the caller (rst_sibling) */
 	bool tcp_established;
 	bool tcp_close;
 	bool ext_unix_sk;
@@ -225,9 +232,10 @@ int agent_criu_dump(const char *criu_path, const struct agent_criu_dump_opts *o,
 
 /*
  * Restores the tree in o->c.images_dir. *pid_out (may be NULL) gets the
- * pid of its root task. Without restore_detached or restore_sibling the
- * tree is a child of the CRIU process, which exits when we are done:
- * set one of the two.
+ * pid of its root task (the same pid it had when dumped, as seen from
+ * its parent's pid namespace: that pid must be free, so a dumped task
+ * must have been reaped). A restored task whose images carry a parent
+ * death signal gets it as soon as CRIU exits, unless restore_sibling.
  */
 int agent_criu_restore(const char *criu_path,
 		       const struct agent_criu_restore_opts *o, pid_t *pid_out,
@@ -243,9 +251,12 @@ struct agent_criu_ps_opts {
 /*
  * Starts a page server (pre-copy destination, CRIU_REQ_TYPE__PAGE_SERVER_CHLD)
  * that receives pages into o->c.images_dir and exits after one dump
- * (or pre-dump) connected and finished. It is a child of the calling
- * process: reap it with agent_criu_child_wait(). *pid_out and *port_out
- * (each may be NULL) get its pid and listening port.
+ * (or pre-dump) connected and finished. *pid_out and *port_out (each may
+ * be NULL) get its pid and listening port (o->port 0: CRIU picks one).
+ * It runs on after the call; it is reparented to init, or to the caller
+ * where the caller is a child subreaper: agent_criu_child_wait() waits
+ * for its end either way; kill(pid, SIGTERM) stops it (it holds no
+ * tasks). o->c.notify is not used.
  */
 int agent_criu_page_server(const char *criu_path,
 			   const struct agent_criu_ps_opts *o, pid_t *pid_out,

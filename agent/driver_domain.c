@@ -70,7 +70,8 @@ extern char **environ;
 #define DOM_CONNECT_MS 5000
 #define DOM_QUIT_MS 3000           /* QMP quit until the process is gone */
 #define DOM_KILL_MS 3000
-#define DOM_PROBE_MS 20000         /* KVM boot probe */
+#define DOM_GRACE_MS 2000          /* ACPI power button, then Ctrl-Alt-Del */
+#define DOM_PROBE_MS 15000         /* KVM boot probe */
 #define DOM_RECORD "domain.json"
 #define DOM_MANIFEST "domain-ckpt.json"
 #define DOM_MANIFEST_FORMAT 1
@@ -161,8 +162,12 @@ struct agent_guest {
 	uint8_t mac[6];
 	struct ctr_cgroup cg;
 	bool cg_ok;
-	int busy;                        /* an operation runs (atomic) */
-	int op_state;                    /* what state() says meanwhile (atomic) */
+	/* state() runs on the agent's event loop and must not block: it
+	 * reads /proc and what the last operation found (atomics, as an
+	 * operation may end meanwhile in a worker thread). */
+	int busy;                        /* an operation runs */
+	int op_state;                    /* what state() says meanwhile */
+	int vm_state;                    /* RUNNING / PAUSED / FAILED while alive */
 	bool stopped_by_us;
 };
 
@@ -172,8 +177,10 @@ static void op_begin(struct agent_guest *g, enum agent_guest_state s)
 	__atomic_store_n(&g->busy, 1, __ATOMIC_RELEASE);
 }
 
-static void op_end(struct agent_guest *g)
+/* Ends an operation; @vm is what QEMU's guest is now while it lives. */
+static void op_end(struct agent_guest *g, enum agent_guest_state vm)
 {
+	__atomic_store_n(&g->vm_state, (int)vm, __ATOMIC_RELEASE);
 	__atomic_store_n(&g->busy, 0, __ATOMIC_RELEASE);
 }
 
@@ -304,6 +311,7 @@ static int guest_new(const struct agent_driver *d, const struct agent_guest_spec
 	g->mac[4] = (uint8_t)(h >> 8);
 	g->mac[5] = (uint8_t)h;
 	g->cg_ok = ctr_cgroup_init(&g->cg, ctr_cgroup_parent(), g->name, NULL) == 0;
+	g->vm_state = AGENT_GUEST_RUNNING;
 	*out = g;
 	return 0;
 }
@@ -312,7 +320,7 @@ static int guest_new(const struct agent_driver *d, const struct agent_guest_spec
 
 struct proc_stat {
 	char state;
-	uint64_t utime, stime, starttime;
+	uint64_t utime, stime, threads, starttime;
 };
 
 static int proc_stat_read(pid_t pid, struct proc_stat *ps)
@@ -334,22 +342,24 @@ static int proc_stat_read(pid_t pid, struct proc_stat *ps)
 	 * cmajflt utime stime cutime cstime priority nice threads itreal
 	 * starttime */
 	if (sscanf(p + 1, " %c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %" SCNu64 " %" SCNu64
-		   " %*d %*d %*d %*d %*d %*d %" SCNu64, &ps->state, &ps->utime, &ps->stime,
-		   &ps->starttime) != 4) {
+		   " %*d %*d %*d %*d %" SCNu64 " %*d %" SCNu64, &ps->state, &ps->utime,
+		   &ps->stime, &ps->threads, &ps->starttime) != 5) {
 		return -EINVAL;
 	}
 	return 0;
 }
 
-/* The recorded QEMU is alive: same pid, same start time, not a zombie. */
+/* The recorded QEMU is alive: same pid, same start time, not a zombie.
+ * A leader that is a zombie while other threads still exit counts as
+ * alive: its files (the tap) are not closed yet. */
 static bool rec_alive(const struct dom_record *r)
 {
 	struct proc_stat ps;
 
-	if (r->pid <= 1 || proc_stat_read(r->pid, &ps) < 0) {
+	if (r->pid <= 1 || proc_stat_read(r->pid, &ps) < 0 || ps.starttime != r->starttime) {
 		return false;
 	}
-	return ps.starttime == r->starttime && ps.state != 'Z' && ps.state != 'X';
+	return !((ps.state == 'Z' || ps.state == 'X') && ps.threads <= 1);
 }
 
 /* Waits until the recorded process is gone; true when it is. */
@@ -500,6 +510,30 @@ static void rec_remove(const struct agent_guest *g)
 	}
 }
 
+/* run_dir/stopped: the domain was stopped by the driver (state() says
+ * stopped, not defined, in a later process). */
+static void mark_stopped(const struct agent_guest *g, bool on)
+{
+	char path[PATH_MAX];
+	int fd;
+
+	if (rec_path(g, "stopped", path, sizeof(path)) < 0) {
+		return;
+	}
+	if (!on) {
+		unlink(path);
+	} else if ((fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600)) >= 0) {
+		close(fd);
+	}
+}
+
+static bool marked_stopped(const struct agent_guest *g)
+{
+	char path[PATH_MAX];
+
+	return rec_path(g, "stopped", path, sizeof(path)) == 0 && access(path, F_OK) == 0;
+}
+
 /* The record of a QEMU that runs now; -ESRCH when none does. */
 static int guest_running(const struct agent_guest *g, struct dom_record *r)
 {
@@ -539,7 +573,10 @@ static int tap_remove(const char *tap, char *err)
 	if (tap[0] == 0 || if_nametoindex(tap) == 0) {
 		return 0;
 	}
-	fd = tap_ioctl_open(tap, &ifr, err);
+	/* busy while a QEMU that just exited still holds it */
+	for (int i = 0; (fd = tap_ioctl_open(tap, &ifr, err)) == -EBUSY && i < 50; i++) {
+		sleep_ms(20);
+	}
 	if (fd < 0) {
 		return fd;
 	}
@@ -864,34 +901,78 @@ static int spawn(const char *const argv[], const char *log_path, int keep_fd, pi
 	return 0;
 }
 
-/* The last non-empty line of QEMU's log, for error messages. */
-static void log_tail(const struct agent_guest *g, char *out, size_t len)
+/* Drops the "TIMESTAMP " (-msg timestamp=on) and "PROGRAM: " QEMU puts
+ * in front of a message. */
+static const char *msg_body(const char *line)
 {
-	char path[PATH_MAX], buf[4096];
+	const char *p = line, *q;
+
+	if (*p >= '0' && *p <= '9' && (q = strchr(p, ' ')) != NULL && q[-1] == 'Z') {
+		p = q + 1;
+	}
+	if (strncmp(p, "qemu", 4) == 0 && (q = strstr(p, ": ")) != NULL) {
+		p = q + 2;
+	}
+	return p;
+}
+
+/* The last two non-empty lines of one of QEMU's logs, "FIRST; SECOND". */
+static void file_tail(const char *path, char *out, size_t len)
+{
+	char buf[4096];
+	const char *lines[2] = { NULL, NULL };
+	char *p, *save = NULL;
 	ssize_t n;
-	char *end, *start;
+	off_t size;
+	int fd;
 
 	out[0] = 0;
-	if (rec_path(g, "qemu.log", path, sizeof(path)) < 0) {
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
 		return;
 	}
-	/* the file is small: what QEMU printed before daemonizing */
-	n = ctr_read_small(path, buf, sizeof(buf));
+	size = lseek(fd, 0, SEEK_END);
+	n = size < 0 ? -1 : pread(fd, buf, sizeof(buf) - 1,
+				  size > (off_t)sizeof(buf) - 1 ? size - (off_t)sizeof(buf) + 1 : 0);
+	close(fd);
 	if (n <= 0) {
 		return;
 	}
-	end = buf + n;
-	while (end > buf && (end[-1] == '\n' || end[-1] == '\r' || end[-1] == ' ')) {
-		*--end = 0;
-	}
-	start = memrchr(buf, '\n', (size_t)(end - buf));
-	start = start ? start + 1 : buf;
-	for (char *c = start; *c; c++) {
-		if ((unsigned char)*c < 0x20) {
+	buf[n] = 0;
+	for (char *c = buf; *c; c++) {
+		if (*c != '\n' && (unsigned char)*c < 0x20) {
 			*c = ' ';
 		}
 	}
-	snprintf(out, len, "%s", start);
+	for (p = strtok_r(buf, "\n", &save); p; p = strtok_r(NULL, "\n", &save)) {
+		if (*msg_body(p)) {
+			lines[0] = lines[1];
+			lines[1] = p;
+		}
+	}
+	if (lines[1] == NULL) {
+		return;
+	}
+	if (lines[0]) {
+		snprintf(out, len, "%s; %s", msg_body(lines[0]), msg_body(lines[1]));
+	} else {
+		snprintf(out, len, "%s", msg_body(lines[1]));
+	}
+}
+
+/* What QEMU last complained about: the daemon's log (-D, its stderr once
+ * daemonized), else what it printed while starting. */
+static void log_tail(const struct agent_guest *g, char *out, size_t len)
+{
+	char path[PATH_MAX];
+
+	out[0] = 0;
+	if (rec_path(g, "qemu.log", path, sizeof(path)) == 0) {
+		file_tail(path, out, len);
+	}
+	if (out[0] == 0 && rec_path(g, "qemu-start.log", path, sizeof(path)) == 0) {
+		file_tail(path, out, len);
+	}
 }
 
 /* Appends @s to @out with QEMU's option escaping (a comma is doubled). */
@@ -965,23 +1046,25 @@ static int cmd_encode(const char *cmd, char *out, size_t len)
 	return 0;
 }
 
-/* Exposed for the unit test: the kernel command line of a domain. */
-int dom_kernel_cmdline(const char *ip, const char *gw, const char *cmd, char *out,
-		       size_t len);
+/* Exposed for the unit test: the kernel command line of a domain (every
+ * argument may be NULL). */
+int dom_kernel_cmdline(const char *name, const char *ip, const char *gw, const char *cmd,
+		       char *out, size_t len);
 
-int dom_kernel_cmdline(const char *ip, const char *gw, const char *cmd, char *out,
-		       size_t len)
+int dom_kernel_cmdline(const char *name, const char *ip, const char *gw, const char *cmd,
+		       char *out, size_t len)
 {
-	char enc[DOM_CMDLINE_MAX];
+	char enc[DOM_CMDLINE_MAX] = "";
 	int n;
 
-	if (cmd && cmd[0] && cmd_encode(cmd, enc, sizeof(enc)) < 0) {
+	if (cmd && cmd_encode(cmd, enc, sizeof(enc)) < 0) {
 		return -E2BIG;
 	}
-	n = snprintf(out, len, "console=ttyS0 quiet%s%s%s%s%s%s",
+	n = snprintf(out, len, "console=ttyS0 quiet%s%s%s%s%s%s%s%s",
+		     name && name[0] ? " hactl.hostname=" : "", name && name[0] ? name : "",
 		     ip && ip[0] ? " hactl.ip=" : "", ip && ip[0] ? ip : "",
 		     gw && gw[0] ? " hactl.gw=" : "", gw && gw[0] ? gw : "",
-		     cmd && cmd[0] ? " hactl.cmd=" : "", cmd && cmd[0] ? enc : "");
+		     enc[0] ? " hactl.cmd=" : "", enc);
 	if (n < 0 || (size_t)n >= len || (size_t)n >= DOM_CMDLINE_MAX) {
 		return -E2BIG;
 	}
@@ -1050,6 +1133,7 @@ static int launch(struct agent_guest *g, struct launch *lo, struct dom_record *r
 {
 	char bufs[ARGBUF][PATH_MAX + 64];
 	char mem[32], smp[16], cmdline[DOM_CMDLINE_MAX], logp[PATH_MAX], pidp[PATH_MAX];
+	char dlogp[PATH_MAX];
 	char netdev[128], nic[128], tail[200];
 	const char *argv[DOM_ARGV_MAX];
 	unsigned n = 0, b = 0;
@@ -1071,6 +1155,7 @@ static int launch(struct agent_guest *g, struct launch *lo, struct dom_record *r
 			    (int)rec->pid);
 	}
 	rec_remove(g);
+	mark_stopped(g, false);
 	memset(rec, 0, sizeof(*rec));
 	if (lo->accel[0] == 0) {
 		rc = accel_pick(g, lo->accel, sizeof(lo->accel), err);
@@ -1081,16 +1166,19 @@ static int launch(struct agent_guest *g, struct launch *lo, struct dom_record *r
 	snprintf(rec->accel, sizeof(rec->accel), "%s", lo->accel);
 	snprintf(rec->machine, sizeof(rec->machine), "%s",
 		 lo->machine[0] ? lo->machine : DOM_MACHINE);
-	rc = dom_kernel_cmdline(g->ip, g->gateway, g->command, cmdline, sizeof(cmdline));
+	rc = dom_kernel_cmdline(g->name, g->ip, g->gateway, g->command, cmdline,
+				sizeof(cmdline));
 	if (rc < 0) {
 		return derr(err, rc, "domain %s: kernel command line longer than %d bytes",
 			    g->name, DOM_CMDLINE_MAX - 1);
 	}
-	if (rec_path(g, "qemu.log", logp, sizeof(logp)) < 0 ||
+	if (rec_path(g, "qemu-start.log", logp, sizeof(logp)) < 0 ||
+	    rec_path(g, "qemu.log", dlogp, sizeof(dlogp)) < 0 ||
 	    rec_path(g, "qemu.pid", pidp, sizeof(pidp)) < 0) {
 		return derr(err, -ENAMETOOLONG, "domain %s: run dir path too long", g->name);
 	}
 	unlink(logp);
+	unlink(dlogp);
 	snprintf(mem, sizeof(mem), "%" PRIu64 "k", g->mem_kib + DOM_MEM_PAD_KIB);
 	snprintf(smp, sizeof(smp), "%u", g->cpus);
 
@@ -1114,6 +1202,8 @@ static int launch(struct agent_guest *g, struct launch *lo, struct dom_record *r
 	argv[n++] = "none";
 	argv[n++] = "-msg";
 	argv[n++] = "timestamp=on";
+	argv[n++] = "-D"; /* once daemonized, QEMU's stderr goes here */
+	argv[n++] = dlogp;
 	argv[n++] = "-kernel";
 	argv[n++] = g->kernel;
 	if (g->initrd) {
@@ -1186,6 +1276,12 @@ static int launch(struct agent_guest *g, struct launch *lo, struct dom_record *r
 	rc = spawn(argv, logp, lfd, &pid, err);
 	close(lfd);
 	if (rc < 0) {
+		char tmp[AGENT_ERR_LEN];
+
+		if (err) {
+			snprintf(tmp, sizeof(tmp), "%s", err);
+			derr(err, rc, "domain %s: %s", g->name, tmp);
+		}
 		goto fail;
 	}
 	/* The parent exits once the daemon has set up (or failed). */
@@ -1206,8 +1302,9 @@ static int launch(struct agent_guest *g, struct launch *lo, struct dom_record *r
 	}
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 		log_tail(g, tail, sizeof(tail));
-		rc = derr(err, -EIO, "domain %s: QEMU failed: %s", g->name,
-			  tail[0] ? tail : "no message (see qemu.log)");
+		rc = derr(err, -EIO, "domain %s: QEMU exited with status %d: %s", g->name,
+			  WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status),
+			  tail[0] ? tail : "no message");
 		goto fail_kill;
 	}
 	if (ctr_read_small(pidp, pidtxt, sizeof(pidtxt)) <= 0 ||
@@ -1278,6 +1375,20 @@ static int wait_status(struct agent_guest *g, struct qmp_client *c, const char *
 		}
 		sleep_ms(20);
 	}
+}
+
+/* A QEMU run state other than "running" as a guest state. */
+static enum agent_guest_state vm_state_of(const char *st)
+{
+	static const char *const failed[] = { "shutdown", "guest-panicked", "internal-error",
+					      "io-error" };
+
+	for (size_t i = 0; i < HA_ARRAY_SIZE(failed); i++) {
+		if (strcmp(st, failed[i]) == 0) {
+			return AGENT_GUEST_FAILED;
+		}
+	}
+	return strcmp(st, "running") == 0 ? AGENT_GUEST_RUNNING : AGENT_GUEST_PAUSED;
 }
 
 /* Tears down what a QEMU that is gone left: tap, cgroup, record. */
@@ -1406,13 +1517,27 @@ static int dom_attach(struct agent_driver *d, const struct agent_guest_spec *spe
 	 * second copy must not be started); state() says failed when it
 	 * does not, and stop() still works. */
 	rc = qmp_open(g, DOM_CONNECT_MS, &c, err);
-	qmp_client_free(c);
-	if (rc < 0 && err) {
-		char tmp[AGENT_ERR_LEN];
+	if (rc == 0) {
+		char st[32];
+		bool running;
 
-		snprintf(tmp, sizeof(tmp), "%s", err);
-		derr(err, 0, "domain %s: pid %d alive, monitor does not answer: %s", g->name,
-		     (int)r.pid, tmp);
+		rc = qmp_client_query_status(c, st, sizeof(st), &running, DOM_QMP_MS, err,
+					     AGENT_ERR_LEN);
+		/* a paused guest (an operation of an agent that died) stays
+		 * paused: whether to resume is the caller's decision */
+		g->vm_state = rc < 0 ? AGENT_GUEST_FAILED : running ? AGENT_GUEST_RUNNING :
+			      vm_state_of(st);
+	}
+	qmp_client_free(c);
+	if (rc < 0) {
+		g->vm_state = AGENT_GUEST_FAILED;
+		if (err) {
+			char tmp[AGENT_ERR_LEN];
+
+			snprintf(tmp, sizeof(tmp), "%s", err);
+			derr(err, 0, "domain %s: pid %d alive, monitor does not answer: %s",
+			     g->name, (int)r.pid, tmp);
+		}
 	}
 	*out = g;
 	return 0;
@@ -1448,8 +1573,51 @@ static int dom_start(struct agent_guest *g, uint32_t timeout_ms, char *err)
 	}
 	qmp_client_free(c);
 out:
-	op_end(g);
+	op_end(g, AGENT_GUEST_RUNNING);
 	return rc;
+}
+
+/*
+ * Asks the guest to power off: the ACPI power button first (what most
+ * guests heed), then, if it is still up after a short grace, Ctrl-Alt-Del
+ * (busybox init's ctrlaltdel action: the contract of the domain template,
+ * docs/templates.md). A guest that takes Ctrl-Alt-Del as "reboot" still
+ * shuts down in order; the reboot itself is caught by the quit that ends a
+ * stop which took longer than @timeout_ms.
+ */
+static void graceful_stop(struct qmp_client *c, const struct dom_record *r,
+			  uint32_t timeout_ms)
+{
+	uint64_t deadline = ha_mono_ms() + timeout_ms;
+	uint32_t grace = timeout_ms / 4 < DOM_GRACE_MS ? timeout_ms / 4 : DOM_GRACE_MS;
+	json_object *args, *keys;
+	static const char *const cad[] = { "ctrl", "alt", "delete" };
+
+	if (qmp_client_execute(c, "system_powerdown", NULL, NULL, DOM_QMP_MS, NULL, 0) == 0 &&
+	    rec_wait_gone(r, grace)) {
+		return;
+	}
+	args = json_object_new_object();
+	keys = json_object_new_array();
+	if (args == NULL || keys == NULL) {
+		json_object_put(args);
+		json_object_put(keys);
+		return;
+	}
+	for (size_t i = 0; i < HA_ARRAY_SIZE(cad); i++) {
+		json_object *k = json_object_new_object();
+
+		json_object_object_add(k, "type", json_object_new_string("qcode"));
+		json_object_object_add(k, "data", json_object_new_string(cad[i]));
+		json_object_array_add(keys, k);
+	}
+	json_object_object_add(args, "keys", keys);
+	if (qmp_client_execute(c, "send-key", args, NULL, DOM_QMP_MS, NULL, 0) == 0) {
+		uint64_t now = ha_mono_ms();
+
+		rec_wait_gone(r, now < deadline ? (uint32_t)(deadline - now) : 0);
+	}
+	json_object_put(args);
 }
 
 static int dom_stop(struct agent_guest *g, uint32_t timeout_ms, char *err)
@@ -1472,11 +1640,7 @@ static int dom_stop(struct agent_guest *g, uint32_t timeout_ms, char *err)
 	if (qmp_open(g, DOM_CONNECT_MS, &c, NULL) == 0 &&
 	    qmp_client_query_status(c, st, sizeof(st), &running, DOM_QMP_MS, NULL, 0) == 0 &&
 	    running && timeout_ms > 0) {
-		/* ACPI power button; a guest that ignores it is quit below */
-		if (qmp_client_execute(c, "system_powerdown", NULL, NULL, DOM_QMP_MS, NULL,
-				       0) == 0) {
-			rec_wait_gone(&r, timeout_ms);
-		}
+		graceful_stop(c, &r, timeout_ms);
 	}
 	if (rec_alive(&r)) {
 		rc = force_quit(g, c, &r, err);
@@ -1486,8 +1650,11 @@ static int dom_stop(struct agent_guest *g, uint32_t timeout_ms, char *err)
 	}
 	qmp_client_free(c);
 out:
-	g->stopped_by_us = true;
-	op_end(g);
+	if (rc == 0) {
+		g->stopped_by_us = true;
+		mark_stopped(g, true);
+	}
+	op_end(g, AGENT_GUEST_FAILED); /* alive after a failed stop: wedged */
 	return rc;
 }
 
@@ -1524,34 +1691,19 @@ static int dom_destroy(struct agent_guest *g, char *err)
 static enum agent_guest_state dom_state(const struct agent_guest *g)
 {
 	struct dom_record r;
-	struct qmp_client *c = NULL;
-	enum agent_guest_state s = AGENT_GUEST_FAILED;
-	char st[32];
-	bool running;
 
 	if (__atomic_load_n(&g->busy, __ATOMIC_ACQUIRE)) {
 		return (enum agent_guest_state)__atomic_load_n(&g->op_state, __ATOMIC_ACQUIRE);
 	}
 	if (rec_read(g, &r) < 0) {
-		return g->stopped_by_us ? AGENT_GUEST_STOPPED : AGENT_GUEST_DEFINED;
+		return g->stopped_by_us || marked_stopped(g) ? AGENT_GUEST_STOPPED :
+							       AGENT_GUEST_DEFINED;
 	}
 	if (!rec_alive(&r)) {
 		/* recorded but gone: it died without a stop */
 		return AGENT_GUEST_FAILED;
 	}
-	if (qmp_open(g, 1000, &c, NULL) == 0 &&
-	    qmp_client_query_status(c, st, sizeof(st), &running, 1000, NULL, 0) == 0) {
-		if (running) {
-			s = AGENT_GUEST_RUNNING;
-		} else if (strcmp(st, "shutdown") == 0 || strcmp(st, "guest-panicked") == 0 ||
-			   strcmp(st, "internal-error") == 0 || strcmp(st, "io-error") == 0) {
-			s = AGENT_GUEST_FAILED;
-		} else {
-			s = AGENT_GUEST_PAUSED;
-		}
-	}
-	qmp_client_free(c);
-	return s;
+	return (enum agent_guest_state)__atomic_load_n(&g->vm_state, __ATOMIC_ACQUIRE);
 }
 
 static int dom_usage(struct agent_guest *g, struct agent_guest_usage *out)
@@ -1897,6 +2049,7 @@ static int dom_checkpoint(struct agent_guest *g, const char *dir, unsigned flags
 		if (rc == 0) {
 			after_exit(g, &r);
 			g->stopped_by_us = true;
+			mark_stopped(g, true);
 		}
 	}
 out:
@@ -1910,7 +2063,7 @@ out:
 	json_object_put(args);
 	json_object_put(m);
 	qmp_client_free(c);
-	op_end(g);
+	op_end(g, was_running ? AGENT_GUEST_RUNNING : AGENT_GUEST_PAUSED);
 	return rc;
 }
 
@@ -2004,7 +2157,7 @@ static int dom_restore(struct agent_driver *d, const struct agent_guest_spec *sp
 	struct qmp_client *c = NULL;
 	struct qmp_migrate_info mi;
 	char mpath[PATH_MAX];
-	bool has_disk = false, launched = false;
+	bool has_disk = false, launched = false, incoming = false;
 	int fd = -1, rc;
 
 	*out = NULL;
@@ -2051,6 +2204,7 @@ static int dom_restore(struct agent_driver *d, const struct agent_guest_spec *sp
 	}
 	if (rc == 0) {
 		rc = simple_cmd(c, "migrate-incoming", "uri", "fd:" DOM_FDNAME, err);
+		incoming = rc == 0;
 	}
 	if (rc == 0) {
 		rc = qmp_client_migrate_wait(c, &mi, 120000, err, AGENT_ERR_LEN);
@@ -2064,26 +2218,28 @@ static int dom_restore(struct agent_driver *d, const struct agent_guest_spec *sp
 	if (rc == 0) {
 		rc = wait_status(g, c, "running", 10000, err);
 	}
-	if (rc < 0 && err) {
-		/* A failed incoming migration ends QEMU: its log says why. */
-		char tail[160], tmp[AGENT_ERR_LEN];
-
-		log_tail(g, tail, sizeof(tail));
-		if (tail[0] && !rec_alive(&r)) {
-			snprintf(tmp, sizeof(tmp), "%s", err);
-			derr(err, rc, "%s; QEMU: %s", tmp, tail);
-		}
-	}
 out:
 	if (rc < 0 && launched) {
+		/* A failed incoming migration ends QEMU: its log says why. */
+		char tail[200];
+
+		bool died = !rec_alive(&r) || (c && qmp_client_poll(c, NULL, 0) < 0);
+
 		force_quit(g, c, &r, NULL);
 		after_exit(g, &r);
+		log_tail(g, tail, sizeof(tail));
+		if (incoming && died) {
+			rc = -EBADMSG; /* QEMU refused the image and ended */
+		}
+		if (tail[0]) {
+			derr(err, rc, "domain %s: restore from %s failed: %s", g->name, dir, tail);
+		}
 	}
 	if (fd >= 0) {
 		close(fd);
 	}
 	qmp_client_free(c);
-	op_end(g);
+	op_end(g, AGENT_GUEST_RUNNING);
 	if (rc < 0) {
 		guest_free(g);
 		return rc;

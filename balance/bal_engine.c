@@ -1423,10 +1423,10 @@ enum fit {
 
 static const char *const fit_names[FIT_MAX] = {
 	[FIT_OK] = "ok",
-	[FIT_INELIGIBLE] = "offline or in maintenance",
-	[FIT_TYPE] = "cannot run the guest type",
-	[FIT_GROUP] = "outside the guest's group",
-	[FIT_AFFINITY] = "not the affinity group's node",
+	[FIT_INELIGIBLE] = "unavailable",
+	[FIT_TYPE] = "wrong type",
+	[FIT_GROUP] = "other group",
+	[FIT_AFFINITY] = "not the affinity node",
 	[FIT_ANTI] = "anti-affinity",
 	[FIT_MEM] = "too little memory",
 	[FIT_THRESHOLD] = "above a threshold",
@@ -1812,7 +1812,7 @@ static void relocate(struct ws *ws, int32_t *items, uint32_t n,
 		     enum ha_bal_action_kind kind, enum ha_bal_reason reason,
 		     unsigned flags)
 {
-	char why[128];
+	char why[160];
 
 	sort_items(ws, items, n);
 	for (uint32_t k = 0; k < n && ws->err == 0; k++) {
@@ -2006,7 +2006,7 @@ static void repair_anti(struct ws *ws)
 	uint32_t *off = NULL, *mem = NULL, *fill = NULL, *seen = NULL;
 	int32_t *todo = NULL;
 	uint32_t ntodo = 0;
-	char why[128];
+	char why[160];
 
 	for (uint32_t k = 0; k < total; k++) {
 		if (ws->anti_lab[k] + 1 > nlab) {
@@ -2725,7 +2725,7 @@ int ha_balance_place(const struct ha_bal_cluster *c, const struct ha_bal_policy 
 	int32_t *v = NULL;
 	uint32_t n = 0;
 	struct ws ws;
-	char why[128];
+	char why[160];
 	int rc;
 
 	switch (op) {

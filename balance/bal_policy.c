@@ -880,13 +880,17 @@ static void strv_print(FILE *out, const char *key, const struct bal_strv *s)
 	if (s->n == 0) {
 		return;
 	}
-	fprintf(out, "%s =", key);
+	size_t col = (size_t)fprintf(out, "%s =", key);
+
 	for (uint32_t i = 0; i < s->n; i++) {
-		/* continuation lines keep each line short */
-		if (i && i % 8 == 0) {
+		size_t w = strlen(s->v[i]) + 1;
+
+		/* continuation lines keep each line within inih's limit */
+		if (col + w > 120) {
 			fprintf(out, "\n\t");
+			col = 8;
 		}
-		fprintf(out, " %s", s->v[i]);
+		col += (size_t)fprintf(out, " %s", s->v[i]);
 	}
 	fprintf(out, "\n");
 }

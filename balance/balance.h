@@ -286,7 +286,7 @@ struct ha_bal_action {
 	uint32_t wave;                /* migrations: 1.. ; run wave by wave */
 	uint64_t copy_mib;            /* estimated memory to transfer */
 	double gain;                  /* score gain credited to this move */
-	char detail[128];             /* why, for UNPLACED */
+	char detail[160];             /* why, for UNPLACED */
 };
 
 struct ha_bal_plan {

@@ -32,6 +32,8 @@ static void usage(FILE *out)
 		"  nodes [NODE]             nodes (or one node in detail)\n"
 		"  guests                   guests and where they run\n"
 		"  maintenance on|off NODE  take a node out of (or back into) service\n"
+		"  fence NODE               power a node off now through its fence devices\n"
+		"  events                   recent history: membership, commits, fencing\n"
 		"\n"
 		"guests:\n"
 		"  check FILE...            validate guest definitions or policy files\n"
@@ -200,6 +202,10 @@ static json_object *json_node(const Hactl__NodeStatus *n)
 	json_object_object_add(o, "local", json_object_new_boolean(n->is_local));
 	json_object_object_add(o, "member", json_object_new_boolean(n->member));
 	json_object_object_add(o, "agent", json_object_new_boolean(n->agent_connected));
+	json_object_object_add(o, "maintenance", json_object_new_boolean(n->maintenance));
+	json_object_object_add(o, "fence_state", json_object_new_string(n->fence_state ? n->fence_state : "idle"));
+	json_object_object_add(o, "fence_error", json_object_new_string(n->fence_error ? n->fence_error : ""));
+	json_object_object_add(o, "fence_attempts", json_object_new_int64(n->fence_attempts));
 	json_object_object_add(o, "facts", n->facts ? json_facts(n->facts) : NULL);
 	json_object_object_add(o, "usage", n->usage ? json_usage(n->usage) : NULL);
 	return o;
@@ -244,6 +250,14 @@ static json_object *json_status(const Hactl__StatusReply *s)
 	}
 	json_object_object_add(o, "nodes", nodes);
 	json_object_object_add(o, "guests", json_guests(s));
+	{
+		json_object *al = json_object_new_array();
+
+		for (size_t i = 0; i < s->n_alarms; i++) {
+			json_object_array_add(al, json_object_new_string(s->alarms[i]));
+		}
+		json_object_object_add(o, "alarms", al);
+	}
 	return o;
 }
 
@@ -272,8 +286,15 @@ static void print_node_table(const Hactl__StatusReply *s)
 				 n->usage->mem_used_kib / 1048576.0,
 				 n->facts->mem_total_kib / 1048576.0);
 		}
+		char state[48];
+
+		snprintf(state, sizeof(state), "%s%s%s", n->state,
+			 n->fence_state && strcmp(n->fence_state, "idle") != 0 &&
+			 strcmp(n->state, "online") != 0 ? "/" : "",
+			 n->fence_state && strcmp(n->fence_state, "idle") != 0 &&
+			 strcmp(n->state, "online") != 0 ? n->fence_state : "");
 		printf("%-12s %4u  %-12s %-6s %6s %17s  %-5s %s%s%s\n", n->name, n->id,
-		       n->state, n->agent_connected ? "yes" : "no", cpu, mem,
+		       state, n->agent_connected ? "yes" : "no", cpu, mem,
 		       n->facts ? (n->facts->kvm_usable ? "yes" : "no") : "-",
 		       n->facts ? (n->facts->criu_present ? n->facts->criu_version : "no") : "-",
 		       n->is_leader ? "  (leader)" : "", n->is_local ? "  (local)" : "");
@@ -329,6 +350,9 @@ static int cmd_status(struct cli *cli, int argc, char **argv)
 		printf("local:     %s (id %u), state seq %llu%s\n",
 		       s->local_node && s->local_node[0] ? s->local_node : "?", s->local_id,
 		       (unsigned long long)s->seq, s->syncing ? ", syncing" : "");
+		for (size_t i = 0; i < s->n_alarms; i++) {
+			printf("ALARM:     %s\n", s->alarms[i]);
+		}
 		printf("\n");
 		print_node_table(s);
 		printf("\n");
@@ -461,6 +485,59 @@ struct command {
 	bool needs_daemon;
 };
 
+static int cmd_events(struct cli *cli, int argc, char **argv)
+{
+	Hactl__StatusReply *s = NULL;
+	int ex = cli_get_status(cli, NULL, &s);
+
+	if (ex != EX_OK) {
+		return ex;
+	}
+	if (cli->json) {
+		json_object *a = json_object_new_array();
+
+		for (size_t i = 0; i < s->n_events; i++) {
+			json_object_array_add(a, json_object_new_string(s->events[i]));
+		}
+		cli_json_print(a);
+	} else {
+		for (size_t i = 0; i < s->n_events; i++) {
+			printf("%s\n", s->events[i]);
+		}
+	}
+	ha_env_msg_free(&s->base);
+	return EX_OK;
+}
+
+static int cmd_fence(struct cli *cli, int argc, char **argv)
+{
+	Hactl__FenceRequest req = HACTL__FENCE_REQUEST__INIT;
+	ProtobufCMessage *reply = NULL;
+	int ex;
+
+	if (argc != 2) {
+		return cli_usage_error("usage: hactl fence NODE%s", "");
+	}
+	req.node = argv[1];
+	ex = cli_call(cli, HA_MSG_FENCE_REQUEST, &req.base, HA_MSG_RESULT, &reply);
+	if (ex == EX_OK) {
+		Hactl__Result *r = (Hactl__Result *)reply;
+
+		if (cli->json) {
+			json_object *o = json_object_new_object();
+
+			json_object_object_add(o, "node", json_object_new_string(argv[1]));
+			json_object_object_add(o, "fenced", json_object_new_boolean(1));
+			json_object_object_add(o, "message", json_object_new_string(r->message ? r->message : ""));
+			cli_json_print(o);
+		} else {
+			printf("%s fenced: %s\n", argv[1], r->message ? r->message : "");
+		}
+	}
+	ha_env_msg_free(reply);
+	return ex;
+}
+
 static int cmd_simulate(struct cli *cli, int argc, char **argv)
 {
 	return hactl_cmd_simulate(argc, argv, cli->json);
@@ -489,6 +566,8 @@ static const struct command commands[] = {
 	{ "snapshot", cli_cmd_snapshot, true },
 	{ "restore", cli_cmd_restore, true },
 	{ "simulate", cmd_simulate, false },
+	{ "events", cmd_events, true },
+	{ "fence", cmd_fence, true },
 };
 
 int main(int argc, char **argv)

@@ -20,6 +20,9 @@ struct ha_config {
 	char coord_log_file[PATH_MAX];
 	char coord_log_level[16];
 	uint32_t request_timeout_ms;
+	char fence_config[PATH_MAX];
+	uint32_t self_fence_timeout_ms;
+	char watchdog_device[PATH_MAX];
 	char agent_log_file[PATH_MAX];
 	char agent_log_level[16];
 	uint32_t usage_interval_ms;

@@ -112,11 +112,23 @@ static void cpg_confchg_cb(cpg_handle_t h, const struct cpg_name *group,
 		}
 	}
 	for (size_t i = 0; i < n_left; i++) {
+		struct coord_node *nd = coord_state_node(&cpg_ctx->state, left[i].nodeid);
+
 		qb_log(LOG_NOTICE, "coordinator on node %u left (reason %u)",
 		       left[i].nodeid, left[i].reason);
+		if (nd) {
+			cpg_ctx->node_lost_ms[nd - cpg_ctx->state.nodes] = ha_mono_ms();
+			coord_event(cpg_ctx, "%s left the membership", nd->name);
+		}
 	}
 	for (size_t i = 0; i < n_joined; i++) {
+		struct coord_node *nd = coord_state_node(&cpg_ctx->state, joined[i].nodeid);
+
 		qb_log(LOG_NOTICE, "coordinator on node %u joined", joined[i].nodeid);
+		if (nd) {
+			cpg_ctx->node_lost_ms[nd - cpg_ctx->state.nodes] = 0;
+			coord_event(cpg_ctx, "%s joined the membership", nd->name);
+		}
 	}
 	coord_replica_confchg(cpg_ctx, ids, n, n_joined);
 }
@@ -172,6 +184,9 @@ static void vq_quorum_cb(votequorum_handle_t h, uint64_t ctx, uint32_t quorate,
 		qb_log(c->vq_quorate ? LOG_NOTICE : LOG_WARNING,
 		       "partition is %s (%zu quorum members)",
 		       c->vq_quorate ? "quorate" : "NOT quorate", c->n_qmembers);
+		coord_event(c, "partition %s (%zu quorum members)",
+			    c->vq_quorate ? "quorate" : "NOT quorate", c->n_qmembers);
+		coord_agent_kick(c); /* the agent self-fences without quorum */
 	}
 	coord_leader_update(c);
 }

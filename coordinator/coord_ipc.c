@@ -133,6 +133,12 @@ static int reply_status(struct coord *c, qb_ipcs_connection_t *conn,
 		ns[n].member = member;
 		ns[n].facts = nd->facts;
 		ns[n].usage = nd->usage;
+		ns[n].has_maintenance = true;
+		ns[n].maintenance = nd->maintenance;
+		ns[n].fence_state = nd->fence_state[0] ? nd->fence_state : "idle";
+		ns[n].fence_error = nd->fence_error;
+		ns[n].has_fence_attempts = true;
+		ns[n].fence_attempts = nd->fence_attempts;
 		nsp[n] = &ns[n];
 		n++;
 	}
@@ -163,7 +169,42 @@ static int reply_status(struct coord *c, qb_ipcs_connection_t *conn,
 	r.proto_version = c->proto_version;
 	r.has_rx_rejected = true;
 	r.rx_rejected = ha_env_stats_rejected(&c->rx_stats) + c->rx_bad_sender;
-	rc = ha_ipcs_reply(conn, HA_MSG_STATUS_REPLY, &r.base);
+	{
+		char *alarms[COORD_MAX_NODES + 64];
+		char *evs[COORD_EVENTS_MAX];
+		size_t na = 0;
+
+		for (size_t i = 0; i < c->state.n_nodes && na < COORD_MAX_NODES; i++) {
+			struct coord_node *nd = &c->state.nodes[i];
+
+			if (strcmp(nd->fence_state, "failed") == 0 && !nd->fenced &&
+			    !coord_is_member(c, nd->id) &&
+			    asprintf(&alarms[na], "fencing of %s failed (attempt %u), no recovery: %s",
+				     nd->name, nd->fence_attempts, nd->fence_error) >= 0) {
+				na++;
+			}
+		}
+		for (size_t i = 0; i < c->state.n_guests && na < HA_ARRAY_SIZE(alarms); i++) {
+			Hactl__GuestRecord *g = c->state.guests[i];
+
+			if (g->owner == 0 && g->desired && strcmp(g->desired, "running") == 0 &&
+			    asprintf(&alarms[na], "guest %s cannot run: %s", g->name,
+				     g->error ? g->error : "") >= 0) {
+				na++;
+			}
+		}
+		for (size_t i = 0; i < c->n_events; i++) {
+			evs[i] = c->events[(c->events_head + i) % COORD_EVENTS_MAX];
+		}
+		r.alarms = alarms;
+		r.n_alarms = na;
+		r.events = evs;
+		r.n_events = c->n_events;
+		rc = ha_ipcs_reply(conn, HA_MSG_STATUS_REPLY, &r.base);
+		for (size_t i = 0; i < na; i++) {
+			free(alarms[i]);
+		}
+	}
 	free(ns);
 	free(nsp);
 	return rc;
@@ -401,6 +442,13 @@ static int32_t msg_process(qb_ipcs_connection_t *conn, void *data, size_t size)
 		break;
 	case HA_MSG_ACTION_REQUEST:
 		rc = on_action_request(c, conn, (Hactl__ActionRequest *)msg);
+		break;
+	case HA_MSG_FENCE_REQUEST:
+		if (!coord_is_quorate(c)) {
+			rc = ha_ipcs_reply_result(conn, -EHOSTDOWN, "this partition is not quorate", 0);
+		} else {
+			rc = coord_fence_manual(c, conn, ((Hactl__FenceRequest *)msg)->node);
+		}
 		break;
 	default:
 		rc = ha_ipcs_reply_result(conn, -EOPNOTSUPP, "unsupported request", 0);

@@ -173,6 +173,11 @@ int main(int argc, char **argv)
 	qb_loop_signal_add(c->loop, QB_LOOP_HIGH, SIGHUP, c, sig_reload, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	rc = coord_fence_start(c);
+	if (rc < 0) {
+		qb_log(LOG_CRIT, "cannot start fencing: %s", strerror(-rc));
+		return EXIT_LOOP;
+	}
 	rc = coord_ipc_start(c);
 	if (rc < 0) {
 		qb_log(LOG_CRIT, "cannot start the IPC server: %s", strerror(-rc));
@@ -188,6 +193,7 @@ int main(int argc, char **argv)
 
 	qb_loop_run(c->loop);
 
+	coord_fence_stop(c);
 	coord_pending_free_all(c);
 	coord_ipc_stop(c);
 	coord_cluster_disconnect(c);
@@ -200,6 +206,7 @@ int main(int argc, char **argv)
 	if (c->agent_usage) {
 		protobuf_c_message_free_unpacked(&c->agent_usage->base, NULL);
 	}
+	coord_events_free(c);
 	qb_loop_destroy(c->loop);
 	qb_log(LOG_NOTICE, "ha-coordinator stopped");
 	ha_log_fini();

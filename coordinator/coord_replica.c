@@ -570,6 +570,11 @@ static void on_commit(struct coord *c, uint32_t sender, Hactl__CpgCommit *cm)
 		coord_change_describe(cm->change, desc, sizeof(desc));
 		qb_log(LOG_NOTICE, "committed seq %llu: %s (leader %u)",
 		       (unsigned long long)c->state.seq, desc, sender);
+		coord_event(c, "seq %llu: %s", (unsigned long long)c->state.seq, desc);
+		if (cm->change->kind_case == HACTL__CHANGE__KIND_NODE_FENCE) {
+			coord_fence_committed(c, cm->change->node_fence->node,
+					      cm->change->node_fence->fenced);
+		}
 		coord_state_save(c);
 		if (cm->change->kind_case != HACTL__CHANGE__KIND_MAINTENANCE) {
 			coord_agent_kick(c);
@@ -666,6 +671,16 @@ static void dispatch(struct coord *c, uint32_t sender, enum ha_msg_type type,
 	case HA_MSG_CPG_ACTION:
 		on_action(c, sender, (Hactl__CpgAction *)msg);
 		break;
+	case HA_MSG_CPG_FENCE_STATUS: {
+		Hactl__CpgFenceStatus *fs = (Hactl__CpgFenceStatus *)msg;
+
+		if (fs->leader != sender) {
+			c->rx_bad_sender++;
+			break;
+		}
+		coord_fence_status_apply(c, fs);
+		break;
+	}
 	case HA_MSG_CPG_ACTION_RESULT:
 		on_action_result(c, sender, (Hactl__CpgActionResult *)msg);
 		break;

@@ -415,9 +415,10 @@ bool coord_node_eligible(const struct coord_node *n, const struct coord_view *v,
 }
 
 /* Most free memory (total minus what running guests may use), then lowest id. */
-static const struct coord_node *place(const struct coord_state *st,
-				      const struct coord_view *v, const char *type,
-				      uint64_t need_kib, char *why, size_t whylen)
+static const struct coord_node *place_extra(const struct coord_state *st,
+					    const struct coord_view *v, const char *type,
+					    uint64_t need_kib, const int64_t *extra,
+					    char *why, size_t whylen)
 {
 	const struct coord_node *best = NULL;
 	int64_t best_free = 0;
@@ -432,6 +433,9 @@ static const struct coord_node *place(const struct coord_state *st,
 			continue;
 		}
 		free_kib = n->facts ? (int64_t)n->facts->mem_total_kib : 0;
+		if (extra) {
+			free_kib -= extra[i];
+		}
 		for (size_t j = 0; j < st->n_guests; j++) {
 			if (st->guests[j]->owner == n->id && guest_desired_running(st->guests[j])) {
 				free_kib -= (int64_t)coord_guest_mem_kib(st->guests[j]);
@@ -448,6 +452,13 @@ static const struct coord_node *place(const struct coord_state *st,
 		}
 	}
 	return best;
+}
+
+static const struct coord_node *place(const struct coord_state *st,
+				      const struct coord_view *v, const char *type,
+				      uint64_t need_kib, char *why, size_t whylen)
+{
+	return place_extra(st, v, type, need_kib, NULL, why, whylen);
 }
 
 static int check_define(const struct coord_state *st, const Hactl__GuestDefineChange *d,
@@ -590,6 +601,22 @@ int coord_change_check(const struct coord_state *st, const Hactl__Change *ch,
 		}
 		return 0;
 	}
+	case HACTL__CHANGE__KIND_NODE_FENCE: {
+		const struct coord_node *n = node_by_name_c(st, ch->node_fence->node);
+
+		if (n == NULL) {
+			snprintf(why, whylen, "unknown node '%s'", ch->node_fence->node);
+			return -ENOENT;
+		}
+		if (n->fenced == ch->node_fence->fenced) {
+			snprintf(why, whylen, "node '%s' is already %s", n->name,
+				 n->fenced ? "fenced" : "unfenced");
+			return -EALREADY;
+		}
+		return 0;
+	}
+	case HACTL__CHANGE__KIND_RECOVER:
+		return 0; /* each placement is checked when applied */
 	default:
 		snprintf(why, whylen, "unknown change kind %d", (int)ch->kind_case);
 		return -EINVAL;
@@ -745,6 +772,48 @@ int coord_change_apply(struct coord_state *st, const Hactl__Change *ch,
 		g = coord_state_guest(st, ch->guest_stop->name);
 		set_str(&g->desired, "stopped");
 		break;
+	case HACTL__CHANGE__KIND_NODE_FENCE: {
+		struct coord_node *n = coord_state_node_by_name(st, ch->node_fence->node);
+
+		n->fenced = ch->node_fence->fenced;
+		break;
+	}
+	case HACTL__CHANGE__KIND_RECOVER:
+		for (size_t i = 0; i < ch->recover->n_placements; i++) {
+			const Hactl__RecoverPlacement *p = ch->recover->placements[i];
+			const struct coord_node *owner, *dst;
+
+			g = coord_state_guest(st, p->guest);
+			if (g == NULL || !guest_desired_running(g)) {
+				continue;
+			}
+			owner = node_by_id_c(st, g->owner);
+			if (g->owner && (owner == NULL || !owner->fenced)) {
+				continue; /* its node came back or was never lost */
+			}
+			dst = p->node && p->node[0] ? node_by_name_c(st, p->node) : NULL;
+			if (p->mode && strcmp(p->mode, "none") == 0) {
+				set_str(&g->desired, "stopped");
+				g->owner = 0;
+				set_str(&g->error, "host lost; restart policy none");
+				continue;
+			}
+			if (dst == NULL) {
+				g->owner = 0;
+				set_str(&g->error, "host lost; no node can run it now");
+				continue;
+			}
+			g->has_owner = true;
+			g->owner = dst->id;
+			g->has_generation = true;
+			g->generation++;
+			set_str(&g->start_mode, p->mode && p->mode[0] ? p->mode : "cold");
+			g->has_start_snapshot = true;
+			g->start_snapshot = 0;
+			set_str(&g->error, "");
+			set_str(&g->state, "recovering");
+		}
+		break;
 	case HACTL__CHANGE__KIND_GUEST_UNDEFINE:
 		for (size_t i = 0; i < st->n_guests; i++) {
 			if (strcmp(st->guests[i]->name, ch->guest_undefine->name) == 0) {
@@ -762,6 +831,93 @@ int coord_change_apply(struct coord_state *st, const Hactl__Change *ch,
 	st->seq++;
 	st->updated_ms = now_ms;
 	return 0;
+}
+
+static int cmp_prio(const void *a, const void *b)
+{
+	const int64_t *x = a, *y = b; /* [priority, index] pairs */
+
+	if (x[0] != y[0]) {
+		return x[0] > y[0] ? -1 : 1;
+	}
+	return x[1] < y[1] ? -1 : x[1] > y[1];
+}
+
+size_t coord_recover_plan(const struct coord_state *st, const struct coord_view *v,
+			  Hactl__RecoverChange *out)
+{
+	int64_t (*order)[2];
+	int64_t extra[COORD_MAX_NODES] = { 0 };
+	size_t n = 0;
+
+	hactl__recover_change__init(out);
+	order = calloc(st->n_guests + 1, sizeof(*order));
+	out->placements = calloc(st->n_guests + 1, sizeof(*out->placements));
+	if (order == NULL || out->placements == NULL) {
+		free(order);
+		free(out->placements);
+		out->placements = NULL;
+		return 0;
+	}
+	for (size_t i = 0; i < st->n_guests; i++) {
+		const Hactl__GuestRecord *g = st->guests[i];
+		const struct coord_node *owner = node_by_id_c(st, g->owner);
+		struct ha_guest_def def;
+		char err[256];
+
+		if (!guest_desired_running(g) || (g->owner && (owner == NULL || !owner->fenced))) {
+			continue;
+		}
+		if (ha_guestdef_parse((const char *)g->definition.data, g->definition.len, g->name,
+				      &def, err, sizeof(err)) < 0) {
+			continue;
+		}
+		order[n][0] = def.priority;
+		order[n][1] = (int64_t)i;
+		n++;
+	}
+	qsort(order, n, sizeof(order[0]), cmp_prio);
+	for (size_t k = 0; k < n; k++) {
+		const Hactl__GuestRecord *g = st->guests[order[k][1]];
+		Hactl__RecoverPlacement *p = calloc(1, sizeof(*p));
+		const struct coord_node *dst;
+		struct ha_guest_def def;
+		char why[256];
+
+		if (p == NULL) {
+			break;
+		}
+		hactl__recover_placement__init(p);
+		ha_guestdef_parse((const char *)g->definition.data, g->definition.len, g->name, &def,
+				  why, sizeof(why));
+		p->guest = strdup(g->name);
+		if (def.restart == HA_RESTART_NONE) {
+			p->mode = strdup("none");
+		} else {
+			p->mode = strdup(def.restart == HA_RESTART_SNAPSHOT ? "snapshot-or-cold" : "cold");
+			dst = place_extra(st, v, def.type, def.mem_kib, extra, why, sizeof(why));
+			if (dst) {
+				p->node = strdup(dst->name);
+				extra[dst - st->nodes] += (int64_t)def.mem_kib;
+			}
+		}
+		out->placements[out->n_placements++] = p;
+	}
+	free(order);
+	return out->n_placements;
+}
+
+void coord_recover_plan_free(Hactl__RecoverChange *rc)
+{
+	for (size_t i = 0; i < rc->n_placements; i++) {
+		free(rc->placements[i]->guest);
+		free(rc->placements[i]->node);
+		free(rc->placements[i]->mode);
+		free(rc->placements[i]);
+	}
+	free(rc->placements);
+	rc->placements = NULL;
+	rc->n_placements = 0;
 }
 
 void coord_guest_status_apply(struct coord_state *st, uint32_t node,
@@ -830,6 +986,23 @@ void coord_change_describe(const Hactl__Change *ch, char *buf, size_t len)
 	case HACTL__CHANGE__KIND_GUEST_UNDEFINE:
 		snprintf(buf, len, "destroy %s", ch->guest_undefine->name);
 		break;
+	case HACTL__CHANGE__KIND_NODE_FENCE:
+		snprintf(buf, len, "node %s %s (%s)", ch->node_fence->node,
+			 ch->node_fence->fenced ? "fenced" : "unfenced",
+			 ch->node_fence->method ? ch->node_fence->method : "");
+		break;
+	case HACTL__CHANGE__KIND_RECOVER: {
+		size_t used = (size_t)snprintf(buf, len, "recover");
+
+		for (size_t i = 0; i < ch->recover->n_placements && used < len; i++) {
+			const Hactl__RecoverPlacement *p = ch->recover->placements[i];
+
+			used += (size_t)snprintf(buf + used, len - used, " %s->%s(%s)", p->guest,
+						 p->node && p->node[0] ? p->node : "none",
+						 p->mode ? p->mode : "");
+		}
+		break;
+	}
 	default:
 		snprintf(buf, len, "change kind %d", (int)ch->kind_case);
 		break;

@@ -28,6 +28,10 @@ struct coord_node {
 	bool agent_connected;
 	Hactl__HostFacts *facts; /* owned, NULL until reported */
 	Hactl__HostUsage *usage; /* owned, NULL until reported */
+	/* soft, from the leader's fencing */
+	char fence_state[16];
+	char fence_error[256];
+	uint32_t fence_attempts;
 };
 
 struct coord_state {
@@ -107,6 +111,17 @@ bool coord_node_eligible(const struct coord_node *n, const struct coord_view *v,
 int coord_change_prepare(const struct coord_state *st, const struct coord_view *v,
 			 const Hactl__Change *in, char *node_out, size_t node_len,
 			 char *why, size_t whylen);
+
+/*
+ * Leader only: the recovery plan for every guest that should run but whose
+ * owner is fenced (or that found no room before): by priority, highest
+ * first, each placed where the guests already planned leave most room.
+ * Returns the number of placements in @out (0: nothing to do), which the
+ * caller frees with coord_recover_plan_free().
+ */
+size_t coord_recover_plan(const struct coord_state *st, const struct coord_view *v,
+			  Hactl__RecoverChange *out);
+void coord_recover_plan_free(Hactl__RecoverChange *rc);
 
 /* Soft state: node @node reports one of its guests. */
 void coord_guest_status_apply(struct coord_state *st, uint32_t node,

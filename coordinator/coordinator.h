@@ -48,6 +48,31 @@ struct coord_action {
 	uint64_t origin_req;
 };
 
+enum coord_fence_state {
+	COORD_FENCE_IDLE = 0,
+	COORD_FENCE_WAITING,  /* self-fence deadline */
+	COORD_FENCE_FENCING,  /* agents running */
+	COORD_FENCE_FAILED,   /* alarm; retried with backoff */
+	COORD_FENCE_DONE,     /* confirmed; commit pending */
+	COORD_FENCE_STATE_MAX
+};
+
+const char *coord_fence_state_str(enum coord_fence_state s);
+
+struct coord_fence_op {
+	uint32_t node;
+	enum coord_fence_state state;
+	int method;             /* enum fence_method */
+	uint32_t attempts;
+	uint64_t lost_ms;       /* monotonic */
+	uint64_t deadline_ms;
+	uint64_t next_try_ms;
+	uint64_t commit_retry_ms;
+	char error[512];
+};
+
+#define COORD_EVENTS_MAX 200
+
 struct coord {
 	qb_loop_t *loop;
 	struct ha_config cfg;
@@ -98,6 +123,19 @@ struct coord {
 	struct qb_list_head actions; /* struct coord_action */
 	uint64_t next_action_id;
 
+	/* fencing and recovery (coord_fence.c); node_lost_ms by state index */
+	struct coord_fence_op fence_ops[COORD_MAX_NODES];
+	uint64_t node_lost_ms[COORD_MAX_NODES];
+	int fence_pipe[2];
+	unsigned fence_jobs;
+	qb_loop_timer_handle fence_timer;
+	uint64_t recover_sent_seq, recover_sent_ms;
+	bool fence_always;
+
+	/* recent events for `hactl events` and status */
+	char *events[COORD_EVENTS_MAX];
+	size_t events_head, n_events;
+
 	struct ha_env_stats rx_stats; /* CPG and IPC decoding */
 	uint64_t rx_bad_sender;
 	uint64_t rx_stale;
@@ -137,6 +175,20 @@ void coord_pending_free_all(struct coord *c);
 void coord_actions_fail_all(struct coord *c, const char *why);
 /* Multicasts this host's agent facts/usage (after sync, on agent change). */
 void coord_announce_local(struct coord *c);
+
+/* coord_fence.c */
+int coord_fence_start(struct coord *c);
+void coord_fence_stop(struct coord *c);
+void coord_fence_tick(struct coord *c);
+void coord_fence_committed(struct coord *c, const char *node, bool fenced);
+void coord_fence_status_apply(struct coord *c, const Hactl__CpgFenceStatus *fs);
+/* hactl fence NODE: runs the node's fence levels now; on success commits
+ * it fenced and answers @conn then. */
+int coord_fence_manual(struct coord *c, qb_ipcs_connection_t *conn, const char *node);
+
+/* coord_events.c: a bounded in-memory history */
+void coord_event(struct coord *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void coord_events_free(struct coord *c);
 
 /* persist.c */
 int coord_state_load(struct coord *c);

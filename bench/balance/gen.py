@@ -4,7 +4,8 @@
   cluster.sim   hactl's simulation format (docs/balancing.md)
   cluster.hbal  Ganeti's htools text backend (hbal -t), shared-storage
                 instances ("sharedfile") so that hbal may move them
-  cluster.util  hbal's dynamic utilisation file (hbal -U): the CPU use
+  cluster.util  hbal's dynamic utilisation file (hbal -U): the CPU use,
+                as a share of a host's CPUs
 
 Nodes are identical; guests get sizes, vCPUs and a CPU use drawn from
 fixed distributions, and are placed with a skew (some hosts get much more
@@ -126,11 +127,15 @@ def write_hbal(path, nodes, gs, placement=None):
         f.write("group-01" + line)
 
 
-def write_util(path, gs):
+def write_util(path, nodes, gs):
+    """CPU use as a share of a host's CPUs (hosts are identical), so that
+    hbal's cpu_load_cv is the standard deviation of CPU load like ours.
+    Memory, disk and network load 0: with 1 (the man page's suggestion)
+    hbal would also even out guest counts, which we do not ask of it."""
+    cpus = nodes[0]["cpus"]
     with open(path, "w") as f:
         for g in gs:
-            # CPU in CPUs busy; memory, disk, network neutral (htools man page)
-            f.write("%s %.3f 1 1 1\n" % (g["name"], g["cpu"] / 1000.0))
+            f.write("%s %.6f 0 0 0\n" % (g["name"], g["cpu"] / 1000.0 / cpus))
 
 
 def main():
@@ -145,7 +150,7 @@ def main():
     nodes, gs = generate(a.hosts, a.guests, a.seed)
     write_sim(os.path.join(a.out, "cluster.sim"), nodes, gs)
     write_hbal(os.path.join(a.out, "cluster.hbal"), nodes, gs)
-    write_util(os.path.join(a.out, "cluster.util"), gs)
+    write_util(os.path.join(a.out, "cluster.util"), nodes, gs)
     print("%d hosts (%d CPUs, %d MiB each), %d guests -> %s" %
           (a.hosts, nodes[0]["cpus"], nodes[0]["mem"], a.guests, a.out))
 

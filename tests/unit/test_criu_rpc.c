@@ -28,8 +28,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -43,6 +47,38 @@
 
 static const char *criu;
 static char tmpdir[64];
+
+/*
+ * Workloads to kill should the test run out of time (no PDEATHSIG: CRIU
+ * restores it, and a restored task's parent, CRIU, exits at once).
+ */
+#define TEST_DEADLINE_S 100
+static volatile pid_t workloads[8];
+
+static void track(pid_t pid)
+{
+	for (size_t i = 0; i < HA_ARRAY_SIZE(workloads); i++) {
+		if (workloads[i] <= 0) {
+			workloads[i] = pid;
+			return;
+		}
+	}
+}
+
+static void on_deadline(int sig)
+{
+	static const char msg[] = "test_criu_rpc: out of time, killing workloads\n";
+
+	for (size_t i = 0; i < HA_ARRAY_SIZE(workloads); i++) {
+		if (workloads[i] > 0) {
+			kill(workloads[i], SIGKILL);
+		}
+	}
+	if (write(STDERR_FILENO, msg, sizeof(msg) - 1) < 0) {
+		/* nothing else to do */
+	}
+	_exit(1);
+}
 
 /* The workload: a counter in perl's memory, written (atomically) to a
  * file 100 times a second. No children, its own session. */
@@ -187,7 +223,60 @@ static pid_t start_counter(const char *file)
 		      (char *)NULL);
 		_exit(127);
 	}
+	track(pid);
 	return pid;
+}
+
+/*
+ * The workload as init of a new pid namespace (so that a restore on this
+ * same host does not collide with the dumped pid while a lazy dump still
+ * holds it). *holder gets our direct child (it waits for the namespace's
+ * init); returns init's pid as we see it, or -1.
+ */
+static pid_t start_counter_ns(const char *file, pid_t *holder)
+{
+	int p[2];
+	pid_t init = -1;
+
+	*holder = -1;
+	if (pipe2(p, O_CLOEXEC) < 0) {
+		return -1;
+	}
+	*holder = fork();
+	if (*holder == 0) {
+		pid_t c;
+
+		if (unshare(CLONE_NEWPID) < 0) {
+			_exit(1);
+		}
+		c = fork();
+		if (c == 0) {
+			int nul = open("/dev/null", O_RDWR);
+
+			dup2(nul, 0);
+			dup2(nul, 1);
+			dup2(nul, 2);
+			close_range(3, ~0U, 0);
+			execl("/usr/bin/perl", "perl", "-e",
+			      "use POSIX; POSIX::setsid(); exec('/usr/bin/perl', '-e', $ARGV[0], $ARGV[1]);",
+			      counter_script, file, (char *)NULL);
+			_exit(127);
+		}
+		if (write(p[1], &c, sizeof(c)) != sizeof(c)) {
+			_exit(1);
+		}
+		while (waitpid(c, NULL, 0) < 0 && errno == EINTR) {
+		}
+		_exit(0);
+	}
+	close(p[1]);
+	if (*holder > 0 && read(p[0], &init, sizeof(init)) != sizeof(init)) {
+		init = -1;
+	}
+	close(p[0]);
+	track(*holder);
+	track(init);
+	return init;
 }
 
 /* Kills a task that is (or, restored detached under us as subreaper,
@@ -391,6 +480,7 @@ static void test_dump_restore(void)
 		return;
 	}
 	printf("restore notifications: %s\n", seen.scripts);
+	track(rpid);
 	CHECK_EQ_INT(rpid, pid);
 	CHECK_EQ_INT(seen.post_restore_pid, pid);
 	after = wait_counter_above(file, at_dump, 10000);
@@ -412,6 +502,83 @@ static void test_dump_restore(void)
 	after = read_counter(file);
 	CHECK(wait_counter_above(file, after + 5, 10000) > after + 5);
 	kill_reap(rpid);
+}
+
+/* Pre-copy's transport: a dump sends its pages to a page server. */
+static void test_page_server(void)
+{
+	char img[PATH_MAX], psdir[PATH_MAX], file[PATH_MAX], err[512];
+	struct agent_criu_ps_opts po = { 0 };
+	struct agent_criu_dump_opts d = { 0 };
+	pid_t pid, ps_pid = 0;
+	uint16_t port = 0;
+	struct dirent *de;
+	bool pages = false;
+	DIR *dir;
+	int ret;
+
+	snprintf(img, sizeof(img), "%s/ps-img", tmpdir);
+	snprintf(psdir, sizeof(psdir), "%s/ps-recv", tmpdir);
+	snprintf(file, sizeof(file), "%s/ps-counter", tmpdir);
+	CHECK_EQ_INT(mkdir(img, 0700), 0);
+	CHECK_EQ_INT(mkdir(psdir, 0700), 0);
+
+	po.c.images_dir = psdir;
+	po.address = "127.0.0.1";
+	ret = agent_criu_page_server(criu, &po, &ps_pid, &port, err, sizeof(err));
+	CHECK_EQ_INT(ret, 0);
+	if (ret < 0) {
+		fprintf(stderr, "page server: %s\n", err);
+		return;
+	}
+	printf("page server: pid %d port %u\n", (int)ps_pid, port);
+	CHECK(ps_pid > 0 && port > 0);
+
+	pid = start_counter(file);
+	CHECK(wait_counter_above(file, 5, 10000) > 5);
+	d.c.images_dir = img;
+	d.pid = pid;
+	d.leave_running = true;
+	d.ps_address = "127.0.0.1";
+	d.ps_port = port;
+	ret = agent_criu_dump(criu, &d, err, sizeof(err));
+	CHECK_EQ_INT(ret, 0);
+	if (ret < 0) {
+		fprintf(stderr, "dump to the page server: %s\n", err);
+		kill(ps_pid, SIGTERM);
+	}
+	/* The server ends with the dump's session. */
+	CHECK_EQ_INT(agent_criu_child_wait(ps_pid, 30 * 1000, err, sizeof(err)), 0);
+	dir = opendir(psdir);
+	while (dir != NULL && (de = readdir(dir)) != NULL) {
+		pages |= strncmp(de->d_name, "pages-", 6) == 0;
+	}
+	if (dir != NULL) {
+		closedir(dir);
+	}
+	CHECK(pages);
+	/* leave_running: it still counts. */
+	CHECK(wait_counter_above(file, read_counter(file) + 3, 10000) > 0);
+	kill_reap(pid);
+}
+
+/* A TCP port on 127.0.0.1 free right now, 0 if none. */
+static uint16_t free_port(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	socklen_t len = sizeof(a);
+	uint16_t port = 0;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&a, &len) == 0) {
+		port = ntohs(a.sin_port);
+	}
+	if (fd >= 0) {
+		close(fd);
+	}
+	return port;
 }
 
 /* Post-copy: lazy dump serving pages, lazy-pages daemon, lazy restore. */
@@ -437,7 +604,7 @@ static void test_lazy(void)
 	struct agent_criu_restore_opts r = { 0 };
 	struct lazy_dump ld = { .ret = -1 };
 	pthread_t th;
-	pid_t pid, lpid = 0, rpid = 0;
+	pid_t pid, holder, lpid = 0, rpid = 0;
 	long at_dump, after;
 	int rp[2], status, ret;
 	char c;
@@ -450,35 +617,40 @@ static void test_lazy(void)
 	CHECK_EQ_INT(pipe2(rp, O_CLOEXEC), 0);
 	seen.status_ready_fd = rp[1];
 
-	pid = start_counter(file);
+	pid = start_counter_ns(file, &holder);
+	CHECK(pid > 0);
+	if (pid <= 0) {
+		kill_reap(holder);
+		goto out;
+	}
 	CHECK(wait_counter_above(file, 20, 10000) > 20);
 
 	ld.o.c.images_dir = img;
 	ld.o.c.notify = on_notify;
 	ld.o.c.notify_opaque = &seen;
-	ld.o.c.timeout_ms = 60 * 1000;
+	ld.o.c.timeout_ms = 30 * 1000;
 	ld.o.pid = pid;
 	ld.o.lazy_pages = true;
 	ld.o.ps_address = "127.0.0.1";
-	ld.o.ps_port = 27300 + (uint16_t)(getpid() % 500);
+	ld.o.ps_port = free_port();
+	CHECK(ld.o.ps_port > 0);
 	CHECK_EQ_INT(pthread_create(&th, NULL, lazy_dump_thread, &ld), 0);
 
-	/* "status-ready": images written, pages served on ps_port. The
-	 * dump thread closes nothing of ours, so wait bounded. */
+	/* "status-ready": images written, pages served on ps_port; the
+	 * dumped task stays (stopped) until the pages are all fetched. */
 	{
 		struct pollfd p = { .fd = rp[0], .events = POLLIN };
 
-		ret = poll(&p, 1, 60 * 1000) == 1 && read(rp[0], &c, 1) == 1 ? 0 : -1;
+		ret = poll(&p, 1, 30 * 1000) == 1 && read(rp[0], &c, 1) == 1 ? 0 : -1;
 	}
 	CHECK_EQ_INT(ret, 0);
 	if (ret < 0) {
+		kill(pid, SIGKILL);
 		pthread_join(th, NULL);
 		fprintf(stderr, "lazy dump: %s\n", ld.err);
-		kill_reap(pid);
+		kill_reap(holder);
 		goto out;
 	}
-	/* The dumped task is dead by now; free its pid. */
-	CHECK_EQ_INT(waitpid(pid, &status, 0), pid);
 	at_dump = read_counter(file);
 
 	lo.c.images_dir = img;
@@ -499,14 +671,21 @@ static void test_lazy(void)
 		if (ret < 0) {
 			fprintf(stderr, "lazy restore: %s\n", err);
 		}
-		CHECK_EQ_INT(agent_criu_child_wait(lpid, 60 * 1000, err, sizeof(err)), 0);
+		CHECK_EQ_INT(agent_criu_child_wait(lpid, 30 * 1000, err, sizeof(err)), 0);
+	}
+	if (ret < 0) {
+		/* Nobody fetches the pages: end the lazy dump. */
+		kill(pid, SIGKILL);
 	}
 	pthread_join(th, NULL);
 	CHECK_EQ_INT(ld.ret, 0);
 	if (ld.ret < 0) {
 		fprintf(stderr, "lazy dump: %s\n", ld.err);
 	}
+	/* The dumped init is gone now; its holder exits. */
+	CHECK_EQ_INT(waitpid(holder, &status, 0), holder);
 	if (rpid > 0) {
+		track(rpid);
 		after = wait_counter_above(file, at_dump, 10000);
 		printf("lazy: counter %ld at the dump, %ld after the restore\n",
 		       at_dump, after);
@@ -518,6 +697,75 @@ out:
 	close(rp[1]);
 }
 
+/*
+ * The decoder on the fuzz seeds (tests/fuzz/corpus/criu_resp): "bad-*"
+ * are rejected, the others decode. Needs neither root nor CRIU.
+ */
+static void test_decode_seeds(void)
+{
+	const char *src = getenv("HA_SRC_DIR");
+	char dirpath[PATH_MAX], path[PATH_MAX * 2];
+	struct agent_criu_resp r;
+	struct dirent *de;
+	uint8_t buf[4096];
+	int n = 0;
+	DIR *dir;
+
+	if (src == NULL) {
+		return;
+	}
+	snprintf(dirpath, sizeof(dirpath), "%s/tests/fuzz/corpus/criu_resp", src);
+	dir = opendir(dirpath);
+	CHECK(dir != NULL);
+	while (dir != NULL && (de = readdir(dir)) != NULL) {
+		FILE *f;
+		size_t len;
+		int ret;
+
+		if (de->d_name[0] == '.') {
+			continue;
+		}
+		snprintf(path, sizeof(path), "%s/%s", dirpath, de->d_name);
+		f = fopen(path, "rbe");
+		CHECK(f != NULL);
+		if (f == NULL) {
+			continue;
+		}
+		len = fread(buf, 1, sizeof(buf), f);
+		fclose(f);
+		ret = agent_criu_resp_decode(buf, len, &r);
+		if (ret == -ENOTSUP) {
+			break;
+		}
+		if (strncmp(de->d_name, "bad-", 4) == 0) {
+			CHECK_EQ_INT(ret, -EBADMSG);
+		} else {
+			CHECK_EQ_INT(ret, 0);
+		}
+		if (strcmp(de->d_name, "version-4.2.1") == 0) {
+			CHECK(r.has_version && r.version_major == 4 &&
+			      r.version_minor == 2 && r.version_sublevel == 1);
+		} else if (strcmp(de->d_name, "notify-post-restore") == 0) {
+			CHECK(strcmp(r.script, "post-restore") == 0 && r.notify_pid == 1234);
+		} else if (strcmp(de->d_name, "dump-failed") == 0) {
+			/* the trailing newline is cut */
+			CHECK(!r.success && r.cr_errno == 3 &&
+			      r.errmsg[strlen(r.errmsg) - 1] == 's');
+		} else if (strcmp(de->d_name, "odd-errmsg-binary") == 0) {
+			CHECK(strcmp(r.errmsg, "?[31m???A") == 0);
+		} else if (strcmp(de->d_name, "page-server") == 0) {
+			CHECK(r.ps_pid == 77 && r.ps_port == 41771);
+		}
+		n++;
+	}
+	if (dir != NULL) {
+		closedir(dir);
+	}
+	printf("decoder: %d seeds checked\n", n);
+	CHECK_EQ_INT(agent_criu_resp_decode(buf, AGENT_CRIU_MAX_MSG + 1, &r),
+		     n ? -EMSGSIZE : -ENOTSUP);
+}
+
 int main(void)
 {
 	struct agent_criu_caps caps;
@@ -526,19 +774,22 @@ int main(void)
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	criu = getenv("HACTL_CRIU") ? getenv("HACTL_CRIU") : AGENT_CRIU_DEFAULT_PATH;
+	test_decode_seeds();
 	if (geteuid() != 0) {
 		printf("SKIP: CRIU needs root\n");
-		return SKIP;
+		return ha_test_failures ? ha_test_done("test_criu_rpc") : SKIP;
 	}
 	if (access(criu, X_OK) != 0) {
 		printf("SKIP: no CRIU at %s (deploy/install-criu)\n", criu);
-		return SKIP;
+		return ha_test_failures ? ha_test_done("test_criu_rpc") : SKIP;
 	}
 	ret = agent_criu_check_features(criu, NULL, NULL, err, sizeof(err));
 	if (ret == -ENOTSUP) {
 		printf("SKIP: %s\n", err);
-		return SKIP;
+		return ha_test_failures ? ha_test_done("test_criu_rpc") : SKIP;
 	}
+	signal(SIGALRM, on_deadline);
+	alarm(TEST_DEADLINE_S);
 	/* Restored detached trees are reparented to us, so we reap them. */
 	prctl(PR_SET_CHILD_SUBREAPER, 1);
 	snprintf(tmpdir, sizeof(tmpdir), "/tmp/hactl-criu-test.XXXXXX");
@@ -551,6 +802,7 @@ int main(void)
 	test_probe();
 	test_errors();
 	test_dump_restore();
+	test_page_server();
 	if (agent_criu_probe(criu, &caps, err, sizeof(err)) == 0 && caps.lazy_pages) {
 		test_lazy();
 	}
