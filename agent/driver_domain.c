@@ -1048,10 +1048,10 @@ static int cmd_encode(const char *cmd, char *out, size_t len)
 
 /* Exposed for the unit test: the kernel command line of a domain (every
  * argument may be NULL). */
-int dom_kernel_cmdline(const char *name, const char *ip, const char *gw, const char *cmd,
+int agent_domain_cmdline(const char *name, const char *ip, const char *gw, const char *cmd,
 		       char *out, size_t len);
 
-int dom_kernel_cmdline(const char *name, const char *ip, const char *gw, const char *cmd,
+int agent_domain_cmdline(const char *name, const char *ip, const char *gw, const char *cmd,
 		       char *out, size_t len)
 {
 	char enc[DOM_CMDLINE_MAX] = "";
@@ -1166,7 +1166,7 @@ static int launch(struct agent_guest *g, struct launch *lo, struct dom_record *r
 	snprintf(rec->accel, sizeof(rec->accel), "%s", lo->accel);
 	snprintf(rec->machine, sizeof(rec->machine), "%s",
 		 lo->machine[0] ? lo->machine : DOM_MACHINE);
-	rc = dom_kernel_cmdline(g->name, g->ip, g->gateway, g->command, cmdline,
+	rc = agent_domain_cmdline(g->name, g->ip, g->gateway, g->command, cmdline,
 				sizeof(cmdline));
 	if (rc < 0) {
 		return derr(err, rc, "domain %s: kernel command line longer than %d bytes",

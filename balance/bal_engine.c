@@ -128,6 +128,14 @@ static int pmap_add(struct pmap *m, uint64_t key, int32_t delta)
 /* ------------------------------------------------------------------ */
 /* Working set                                                          */
 
+/* A movable item of a node, with what the balancing search needs. */
+struct mv {
+	int32_t item;
+	double u[NRES];
+	double cost;
+	uint64_t copy;
+};
+
 struct wnode {
 	int64_t cap[NRES];      /* milli-CPUs, MiB for guests, CPUs */
 	int64_t used[NRES];
@@ -143,6 +151,11 @@ struct wnode {
 	bool online, eligible, excluded;
 	int32_t ihead;
 	uint32_t n_items, n_guests;
+	/* the optimiser's cache of its movable items (struct mv) */
+	bool mv_valid;
+	uint32_t mv_n, mv_cap;
+	struct mv *mv;
+	double mv_umax[NRES];   /* largest use among them */
 };
 
 struct witem {
@@ -210,6 +223,9 @@ struct ws {
 
 static void ws_free(struct ws *ws)
 {
+	for (uint32_t i = 0; ws->n && i < ws->nn; i++) {
+		free(ws->n[i].mv);
+	}
 	for (uint32_t i = 0; i < ws->nd; i++) {
 		free(ws->d[i].nodes);
 		free(ws->d[i].fs);
@@ -584,6 +600,7 @@ static void item_unlink(struct ws *ws, int32_t ii)
 		ws->it[it->next].prev = it->prev;
 	}
 	it->prev = it->next = NONE;
+	n->mv_valid = false;
 	n->n_items--;
 	n->n_guests -= it->n_guests;
 	for (int r = 0; r < NRES; r++) {
@@ -607,27 +624,21 @@ static void item_unlink(struct ws *ws, int32_t ii)
 	it->node = NONE;
 }
 
-/* Links item @ii into node @ni (sorted by item index: deterministic). */
+/* Links item @ii into node @ni (at the head: the order of a node's list
+ * depends on the history of moves, which is deterministic; choices that
+ * compare items break ties by item index, not by list order). */
 static void item_link(struct ws *ws, int32_t ii, int32_t ni)
 {
 	struct witem *it = &ws->it[ii];
 	struct wnode *n = &ws->n[ni];
-	int32_t prev = NONE, cur = n->ihead;
 
-	while (cur != NONE && cur < ii) {
-		prev = cur;
-		cur = ws->it[cur].next;
+	it->prev = NONE;
+	it->next = n->ihead;
+	if (n->ihead != NONE) {
+		ws->it[n->ihead].prev = ii;
 	}
-	it->prev = prev;
-	it->next = cur;
-	if (prev != NONE) {
-		ws->it[prev].next = ii;
-	} else {
-		n->ihead = ii;
-	}
-	if (cur != NONE) {
-		ws->it[cur].prev = ii;
-	}
+	n->ihead = ii;
+	n->mv_valid = false;
 	it->node = ni;
 	n->n_items++;
 	n->n_guests += it->n_guests;
@@ -1138,8 +1149,8 @@ static int build_items(struct ws *ws, const int32_t *dom_req)
 		}
 	}
 	pmap_fini(&key2item);
-	/* link in item order (the lists stay sorted) */
-	for (uint32_t i = 0; i < ws->nit; i++) {
+	/* linked at the head in reverse: each list starts in item order */
+	for (uint32_t i = ws->nit; i-- > 0;) {
 		int32_t g = ws->it[i].ghead;
 
 		if (ws->gnode[g] != NONE) {
@@ -2231,7 +2242,10 @@ static uint32_t pick_extremes(struct ws *ws, const struct wdom *D, uint32_t K,
 	for (int r = 0; r < NRES; r++) {
 		mean[r] = D->S1[r] / D->n_elig;
 	}
-	for (int key = 0; key <= NRES; key++) {
+	/* the combined key first: its extremes are the likeliest best pair */
+	for (int pass = 0; pass <= NRES; pass++) {
+		int key = pass == 0 ? NRES : pass - 1;
+
 		if (key < NRES && ws->w[key] == 0) {
 			continue;
 		}
@@ -2281,40 +2295,129 @@ struct cand {
 	double gain, net;
 };
 
+/*
+ * Best move from the @src nodes to the @dst nodes (one domain). For a
+ * fixed pair (s, d) the gain of moving u is, per resource,
+ *   w * (u * alpha - u^2 * beta)   with   a = 1/cap_s, b = 1/cap_d,
+ *   alpha = 2 (l_s a - l_d b) + 2 S1 (b - a) / n,
+ *   beta = a^2 + b^2 - (b - a)^2 / n
+ * (dom_delta() expanded), so each item costs three multiply-adds.
+ */
+/* The node's movable items, cached until the node changes. */
+static const struct mv *node_mv(struct ws *ws, int32_t ni, uint32_t *n)
+{
+	struct wnode *nd = &ws->n[ni];
+
+	if (!nd->mv_valid) {
+		nd->mv_n = 0;
+		memset(nd->mv_umax, 0, sizeof(nd->mv_umax));
+		if (nd->mv_cap < nd->n_items) {
+			struct mv *p = realloc(nd->mv, nd->n_items * sizeof(*p));
+
+			if (p == NULL) {
+				ws->err = -ENOMEM;
+				*n = 0;
+				return NULL;
+			}
+			nd->mv = p;
+			nd->mv_cap = nd->n_items;
+		}
+		for (int32_t ii = nd->ihead; ii != NONE; ii = ws->it[ii].next) {
+			const struct witem *it = &ws->it[ii];
+			struct mv *m;
+
+			if (!movable(ws, it)) {
+				continue;
+			}
+			m = &nd->mv[nd->mv_n++];
+			m->item = ii;
+			for (int r = 0; r < NRES; r++) {
+				m->u[r] = (double)it->use[r];
+				if (m->u[r] > nd->mv_umax[r]) {
+					nd->mv_umax[r] = m->u[r];
+				}
+			}
+			m->cost = it->copy_mib * ws->cost_per_mib;
+			m->copy = (uint64_t)llround(it->copy_mib);
+		}
+		nd->mv_valid = true;
+	}
+	*n = nd->mv_n;
+	return nd->mv;
+}
+
 static void eval_pairs(struct ws *ws, const int32_t *src, uint32_t nsrc,
 		       const int32_t *dst, uint32_t ndst, struct cand *best)
 {
+	uint64_t mem_left = ws->p->max_move_mem_mib ?
+				    ws->p->max_move_mem_mib - ws->opt_mem : UINT64_MAX;
 	double min_gain = ws->p->min_gain > GAIN_EPS ? ws->p->min_gain : GAIN_EPS;
+	double wk[NRES];
 
-	for (uint32_t a = 0; a < nsrc; a++) {
-		int32_t s = src[a];
+	for (int r = 0; r < NRES; r++) {
+		wk[r] = ws->wsum > 0 ? ws->w[r] * GAIN_SCALE / ws->wsum : 0;
+	}
+	for (uint32_t i = 0; i < nsrc; i++) {
+		int32_t s = src[i];
+		const struct wnode *ns = &ws->n[s];
+		const struct wdom *D = &ws->d[ns->dom];
+		uint32_t nm = 0;
+		const struct mv *mv = node_mv(ws, s, &nm);
 
-		for (int32_t ii = ws->n[s].ihead; ii != NONE; ii = ws->it[ii].next) {
-			const struct witem *it = &ws->it[ii];
-			double cost;
+		if (nm == 0) {
+			continue;
+		}
+		for (uint32_t j = 0; j < ndst; j++) {
+			int32_t d = dst[j];
+			const struct wnode *nd = &ws->n[d];
+			double alpha[NRES], beta[NRES];
 
-			if (!movable(ws, it) || !mem_budget_ok(ws, it)) {
+			if (d == s) {
 				continue;
 			}
-			cost = it->copy_mib * ws->cost_per_mib;
-			for (uint32_t b = 0; b < ndst; b++) {
-				int32_t d = dst[b];
-				double gain, net;
+			double bound = 0;
 
-				if (d == s) {
-					continue;
+			for (int r = 0; r < NRES; r++) {
+				double a = ns->inv[r], b = nd->inv[r];
+
+				alpha[r] = wk[r] * (2.0 * (ns->l[r] * a - nd->l[r] * b) +
+						    2.0 * D->S1[r] * (b - a) / D->n_elig);
+				beta[r] = wk[r] * (a * a + b * b - (b - a) * (b - a) / D->n_elig);
+				/* no item of s can gain more than this (beta >= 0) */
+				if (alpha[r] > 0) {
+					double top = alpha[r] * ns->mv_umax[r];
+
+					if (beta[r] > 0 && alpha[r] * alpha[r] / (4 * beta[r]) < top) {
+						top = alpha[r] * alpha[r] / (4 * beta[r]);
+					}
+					bound += top;
 				}
-				gain = -dom_delta(ws, d, +1, s, it->use);
+			}
+			if (bound < min_gain || bound < best->net) {
+				continue;
+			}
+			for (uint32_t k = 0; k < nm; k++) {
+				const double *u = mv[k].u;
+				double gain = 0, net;
+				int32_t ii = mv[k].item;
+
+				for (int r = 0; r < NRES; r++) {
+					gain += u[r] * (alpha[r] - u[r] * beta[r]);
+				}
 				if (gain < min_gain) {
 					continue;
 				}
-				net = gain - cost;
+				if (mv[k].copy > mem_left) {
+					ws->budget_hit = true;
+					continue;
+				}
+				net = gain - mv[k].cost;
 				if (net <= GAIN_EPS || net < best->net ||
 				    (net == best->net &&
 				     (ii > best->item || (ii == best->item && d >= best->to)))) {
 					continue;
 				}
-				if (fits(ws, it, d, F_THRESH | F_N1) != FIT_OK) {
+				if (fits(ws, &ws->it[ii], d, F_THRESH | F_N1) != FIT_OK) {
 					continue;
 				}
 				best->item = ii;

@@ -111,7 +111,7 @@ static int opt_set(struct ha_bal_policy *p, const struct ha_bal_opt *o,
 		return 0;
 	case HA_BAL_OPT_DOUBLE:
 		if (bal_parse_double(value, o->min, o->max, &d) < 0) {
-			snprintf(why, whylen, "%s: '%s' is not a number in %g..%g",
+			snprintf(why, whylen, "%s: '%s' is not a number in %.15g..%.15g",
 				 o->name, value, o->min, o->max);
 			return -EINVAL;
 		}
@@ -871,8 +871,35 @@ static void opt_print(FILE *out, const struct ha_bal_policy *p,
 	default:
 		break;
 	}
-	fprintf(out, "%s%s%s ; %s\n", o->unit[0] ? " ; " : "", o->unit,
-		o->unit[0] ? "" : "", o->help);
+	if (o->unit[0]) {
+		fprintf(out, " ; (%s) %s\n", o->unit, o->help);
+	} else {
+		fprintf(out, " ; %s\n", o->help);
+	}
+}
+
+static const char *const type_names[HA_BAL_OPT_TYPE_MAX] = {
+	[HA_BAL_OPT_BOOL] = "yes/no",
+	[HA_BAL_OPT_UINT] = "whole number",
+	[HA_BAL_OPT_DOUBLE] = "number",
+	[HA_BAL_OPT_MEM] = "size",
+	[HA_BAL_OPT_STRATEGY] = "balance/pack",
+};
+
+void ha_bal_policy_options_markdown(FILE *out)
+{
+	fprintf(out, "| option | type | default | range | unit | meaning |\n");
+	fprintf(out, "|---|---|---|---|---|---|\n");
+	for (const struct ha_bal_opt *o = options; o->name; o++) {
+		char range[64] = "";
+
+		if (o->type == HA_BAL_OPT_UINT || o->type == HA_BAL_OPT_DOUBLE ||
+		    o->type == HA_BAL_OPT_MEM) {
+			snprintf(range, sizeof(range), "%.15g..%.15g", o->min, o->max);
+		}
+		fprintf(out, "| %s | %s | %s | %s | %s | %s |\n", o->name,
+			type_names[o->type], o->def, range, o->unit, o->help);
+	}
 }
 
 static void strv_print(FILE *out, const char *key, const struct bal_strv *s)

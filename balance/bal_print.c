@@ -4,15 +4,32 @@
  * format is stable (changing it means regenerating the golden files).
  */
 #include <inttypes.h>
+#include <math.h>
 #include <string.h>
 
 #include "bal_int.h"
+
+/*
+ * Rounds for printing with a small upward bias, so that a value that is
+ * exactly half-way (156.25) prints the same whatever the last bits of
+ * its floating point computation: the golden files stay stable.
+ */
+static double r1(double v)
+{
+	return floor(v * 10 + 0.5 + 1e-6) / 10;
+}
+
+static double r2(double v)
+{
+	return floor(v * 100 + 0.5 + 1e-6) / 100;
+}
 
 void ha_bal_score_print(FILE *out, const char *label, const struct ha_bal_score *s)
 {
 	fprintf(out, "%s: imbalance %.2f%% (cpu %.2f%%, mem %.2f%%), max cpu %.1f%% mem %.1f%%, "
 		"nodes used %u/%u",
-		label, s->imbalance, s->cpu_sd, s->mem_sd, s->cpu_max, s->mem_max,
+		label, r2(s->imbalance), r2(s->cpu_sd), r2(s->mem_sd), r1(s->cpu_max),
+		r1(s->mem_max),
 		s->nodes_used, s->nodes_eligible);
 	if (s->overloaded) {
 		fprintf(out, ", overloaded %u", s->overloaded);
@@ -61,7 +78,7 @@ void ha_bal_plan_print(FILE *out, const struct ha_bal_cluster *c,
 				i + 1, a->wave, g, node_name(c, a->from), node_name(c, a->to),
 				ha_bal_reason_str(a->reason), a->copy_mib);
 			if (a->gain > 0) {
-				fprintf(out, ", gain %.1f", a->gain);
+				fprintf(out, ", gain %.1f", r1(a->gain));
 			}
 			fprintf(out, ")\n");
 			break;
@@ -80,7 +97,7 @@ void ha_bal_plan_print(FILE *out, const struct ha_bal_cluster *c,
 		}
 	}
 	ha_bal_score_print(out, "after", &plan->after);
-	fprintf(out, "score %.2f -> %.2f (%s)", plan->before.value, plan->after.value,
+	fprintf(out, "score %.2f -> %.2f (%s)", r2(plan->before.value), r2(plan->after.value),
 		plan->strategy == HA_BAL_STRATEGY_PACK ? "nodes used, %" : "imbalance, %");
 	fprintf(out, "; moves %u in %u waves, copy %" PRIu64 " MiB", plan->n_moves,
 		plan->waves, plan->copy_mib);

@@ -257,6 +257,10 @@ int ha_bal_policy_load(const char *path, struct ha_bal_policy **out,
 /* Writes the effective policy as INI (comments carry the help). */
 void ha_bal_policy_print(const struct ha_bal_policy *p, FILE *out);
 
+/* The option table as Markdown (docs/balancing.md holds a copy that a
+ * test keeps equal). */
+void ha_bal_policy_options_markdown(FILE *out);
+
 /* ------------------------------------------------------------------ */
 /* Scores and plans                                                     */
 

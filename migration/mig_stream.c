@@ -589,6 +589,14 @@ int mig_stream_abort(struct mig_stream *s, int errnum, const char *reason)
 
 /* ---- receiving ---------------------------------------------------------- */
 
+/* The first bytes from the peer are a TLS record (handshake or alert). */
+static bool looks_like_tls(const struct mig_stream *s, const uint8_t *b,
+			   size_t len)
+{
+	return s->recv_seq == 0 && !s->encrypted && len >= 2 && b[1] == 0x03 &&
+	       (b[0] == 0x15 || b[0] == 0x16);
+}
+
 /* Reads exactly @len bytes; @what names them for errors. */
 static int recv_exact(struct mig_stream *s, void *buf, size_t len,
 		      bool at_boundary, const char *what)
@@ -604,6 +612,13 @@ static int recv_exact(struct mig_stream *s, void *buf, size_t len,
 					       what, strerror((int)-n));
 		}
 		if (n == 0) {
+			if (looks_like_tls(s, p, got)) {
+				return mig_stream_fail(s, -EPROTO, true,
+						       "peer speaks TLS but this "
+						       "side has encryption off "
+						       "(the encrypt settings "
+						       "differ)");
+			}
 			if (at_boundary && got == 0) {
 				return mig_stream_fail(s, -ECONNRESET, true,
 						       "peer closed the connection "
@@ -643,8 +658,7 @@ static int reject_header(struct mig_stream *s, const uint8_t *b,
 	uint32_t magic = (uint32_t)b[0] | ((uint32_t)b[1] << 8) |
 			 ((uint32_t)b[2] << 16) | ((uint32_t)b[3] << 24);
 
-	if (r == MIG_CHUNK_REJ_MAGIC && s->recv_seq == 0 && b[1] == 0x03 &&
-	    (b[0] == 0x15 || b[0] == 0x16)) {
+	if (r == MIG_CHUNK_REJ_MAGIC && looks_like_tls(s, b, MIG_CHUNK_HDR_LEN)) {
 		return reject(s, -EPROTO,
 			      "peer speaks TLS but this side has encryption "
 			      "off (the encrypt settings differ)");

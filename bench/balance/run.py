@@ -112,6 +112,8 @@ def main():
     ap.add_argument("--reuse-hbal", action="store_true",
                     help="use DIR/hbal.out and DIR/hbal.seconds from an earlier run")
     ap.add_argument("--no-hbal", action="store_true")
+    ap.add_argument("--match-hbal", action="store_true",
+                    help="also run ours limited to hbal's number of moves")
     a = ap.parse_args()
 
     work = a.work or "/tmp/hactl-bench-%dx%d-s%d" % (a.hosts, a.guests, a.seed)
@@ -185,6 +187,29 @@ def main():
                                      "copy_mib": copied(place),
                                      "hbal_score": final if final is not None
                                      else res["initial"]["hbal_score"]})
+        if a.match_hbal and res["hbal"]["moves"] < moves:
+            pol = os.path.join(work, "match.policy")
+            with open(pol, "w") as f:
+                f.write(open(a.policy).read())
+                f.write("\nmax_moves = %d\n" % res["hbal"]["moves"])
+            saved2 = os.path.join(work, "ours-match.sim")
+            log2 = os.path.join(work, "ours-match.out")
+            s3, rc, _ = run_timed([a.sim, sim, "--policy", pol, "--save", saved2,
+                                   "--quiet", "--timing"], 3600, log2)
+            t2 = open(log2).read()
+            place = [None] * len(gs)
+            for line in open(saved2):
+                if line.startswith("guest "):
+                    f = line.split()
+                    node = [x for x in f if x.startswith("on=")][0][3:]
+                    place[gi[f[1]]] = node_index[node]
+            res["ours_match"] = stats(nodes, gs, place)
+            res["ours_match"].update({
+                "moves": int(re.search(r"moves (\d+) in", t2).group(1)), "wall_s": s3,
+                "plan_ms": float(re.search(r"planning time: ([0-9.]+) ms", t2).group(1)),
+                "copy_mib": int(re.search(r"copy (\d+) MiB", t2).group(1))})
+            res["ours_match"]["hbal_score"] = hbal_score(work, nodes, gs, place, util,
+                                                         "ours-match")
     with open(os.path.join(work, "result.json"), "w") as f:
         json.dump(res, f, indent=1)
 
@@ -209,6 +234,10 @@ def main():
         h = res["hbal"]
         t = "%.1f s%s" % (h["wall_s"], " (stopped)" if h["timed_out"] else "")
         row("hbal" + (" -l %d" % a.hbal_limit if a.hbal_limit else ""), h, t)
+    if "ours_match" in res:
+        m = res["ours_match"]
+        row("hactl, max_moves %d" % m["moves"], m,
+            "%.3f s (engine %.1f ms)" % (m["wall_s"], m["plan_ms"]))
     if "hbal_same" in res:
         h = res["hbal_same"]
         row("hbal -l %d" % o["moves"], h, "%.1f s%s" % (h["wall_s"],

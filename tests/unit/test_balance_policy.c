@@ -12,6 +12,7 @@
 #include "bal_int.h"
 #include "balance.h"
 #include "harness.h"
+#include "util.h"
 
 static int parse_str(struct ha_bal_policy *p, const char *text, char *err, size_t len)
 {
@@ -135,7 +136,7 @@ static void test_errors(void)
 	expect_error("[balance]\ncpu_threshold = 0x10\n",
 		     "t.conf:2: cpu_threshold: '0x10' is not a number in 1..100");
 	expect_error("[balance]\nmin_gain = nan\n",
-		     "t.conf:2: min_gain: 'nan' is not a number in 0..1e+06");
+		     "t.conf:2: min_gain: 'nan' is not a number in 0..1000000");
 	expect_error("[balance]\nhold_rounds = 0\n",
 		     "t.conf:2: hold_rounds: '0' is not a whole number in 1..1000");
 	expect_error("[balance]\nhold_rounds = -1\n",
@@ -302,8 +303,46 @@ static void test_roundtrip(void)
 	ha_bal_policy_free(q);
 }
 
+/* docs/balancing.md carries the option table: it must equal the code's. */
+static void test_docs(void)
+{
+	const char *src = getenv("HA_SRC_DIR");
+	const char *b = "<!-- policy-options: begin -->\n", *e = "<!-- policy-options: end -->";
+	char path[4096], *want = NULL, *start, *end;
+	uint8_t *doc = NULL;
+	size_t len = 0, wlen = 0;
+	FILE *f;
+
+	if (src == NULL) {
+		return;
+	}
+	snprintf(path, sizeof(path), "%s/docs/balancing.md", src);
+	CHECK_EQ_INT(ha_file_read(path, 1 << 20, &doc, &len), 0);
+	if (doc == NULL) {
+		return;
+	}
+	start = strstr((char *)doc, b);
+	end = start ? strstr(start, e) : NULL;
+	CHECK(start && end);
+	f = open_memstream(&want, &wlen);
+	ha_bal_policy_options_markdown(f);
+	fclose(f);
+	if (start && end) {
+		start += strlen(b);
+		*end = 0;
+		if (strcmp(start, want) != 0) {
+			fprintf(stderr, "docs/balancing.md: the option table differs; it should be:\n%s",
+				want);
+			CHECK(!"docs table up to date");
+		}
+	}
+	free(want);
+	free(doc);
+}
+
 int main(void)
 {
+	test_docs();
 	test_defaults();
 	test_full();
 	test_errors();

@@ -18,7 +18,7 @@
 #include "qmp_client.h"
 
 /* driver_domain.c, for this test */
-int dom_kernel_cmdline(const char *name, const char *ip, const char *gw, const char *cmd,
+int agent_domain_cmdline(const char *name, const char *ip, const char *gw, const char *cmd,
 		       char *out, size_t len);
 
 #define GREETING "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 22, \"minor\": 2, " \
@@ -495,27 +495,27 @@ static void test_cmdline(void)
 {
 	char out[2048];
 
-	CHECK_EQ_INT(dom_kernel_cmdline("d1", "10.213.1.20/24", "10.213.1.1",
+	CHECK_EQ_INT(agent_domain_cmdline("d1", "10.213.1.20/24", "10.213.1.1",
 					"/usr/bin/hactl-workload --port 7000", out,
 					sizeof(out)), 0);
 	CHECK(strcmp(out, "console=ttyS0 quiet hactl.hostname=d1 hactl.ip=10.213.1.20/24 "
 			  "hactl.gw=10.213.1.1 "
 			  "hactl.cmd=/usr/bin/hactl-workload,--port,7000") == 0);
 	/* docs/templates.md: commas between arguments, %XX for the rest */
-	CHECK_EQ_INT(dom_kernel_cmdline(NULL, NULL, NULL, "sh  -c a,b%\"x\"\t\xff", out,
+	CHECK_EQ_INT(agent_domain_cmdline(NULL, NULL, NULL, "sh  -c a,b%\"x\"\t\xff", out,
 					sizeof(out)), 0);
 	CHECK(strcmp(out, "console=ttyS0 quiet hactl.cmd=sh,-c,a%2Cb%25%22x%22,%FF") == 0);
-	CHECK_EQ_INT(dom_kernel_cmdline(NULL, NULL, NULL, NULL, out, sizeof(out)), 0);
+	CHECK_EQ_INT(agent_domain_cmdline(NULL, NULL, NULL, NULL, out, sizeof(out)), 0);
 	CHECK(strcmp(out, "console=ttyS0 quiet") == 0);
-	CHECK_EQ_INT(dom_kernel_cmdline(NULL, NULL, NULL, "   ", out, sizeof(out)), 0);
+	CHECK_EQ_INT(agent_domain_cmdline(NULL, NULL, NULL, "   ", out, sizeof(out)), 0);
 	CHECK(strcmp(out, "console=ttyS0 quiet") == 0);
 	{
 		char big[1500];
 
 		memset(big, '"', sizeof(big) - 1);
 		big[sizeof(big) - 1] = 0;
-		CHECK_EQ_INT(dom_kernel_cmdline(NULL, NULL, NULL, big, out, sizeof(out)), -E2BIG);
-		CHECK_EQ_INT(dom_kernel_cmdline(NULL, NULL, NULL, "x", out, 10), -E2BIG);
+		CHECK_EQ_INT(agent_domain_cmdline(NULL, NULL, NULL, big, out, sizeof(out)), -E2BIG);
+		CHECK_EQ_INT(agent_domain_cmdline(NULL, NULL, NULL, "x", out, 10), -E2BIG);
 	}
 }
 

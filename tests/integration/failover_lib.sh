@@ -1,0 +1,52 @@
+# Failover helpers (sourced after lib.sh).
+
+# Counts the hosts on which guest NAME has live processes, from the hosts'
+# cgroups: the audit of "never two copies" from outside hactl.
+copies_of() {
+	local name=$1 n=0 k d
+	for k in 1 2 3; do
+		for d in /sys/fs/cgroup/*/hactl-lc/node$k/$name; do
+			if [ -d "$d" ] && [ -n "$(find "$d" \( -name cgroup.procs -o -name tasks \) -exec cat {} + 2>/dev/null | head -1)" ]; then
+				n=$((n + 1))
+				break
+			fi
+		done
+	done
+	echo $n
+}
+
+# audit_start NAME...: samples every 100 ms in the background; a sample
+# with two copies of any guest is written to $AUDIT_LOG
+audit_start() {
+	AUDIT_LOG=$(mktemp /tmp/hactl-audit-XXXXXX)
+	(
+		while true; do
+			for g in "$@"; do
+				c=$(copies_of "$g")
+				[ "$c" -gt 1 ] && echo "$(date +%T.%3N) $g has $c copies" >>"$AUDIT_LOG"
+			done
+			sleep 0.1
+		done
+	) &
+	AUDIT_PID=$!
+}
+
+audit_stop() {
+	kill "$AUDIT_PID" 2>/dev/null
+	wait "$AUDIT_PID" 2>/dev/null
+}
+
+# wait_answer NODE IP TIMEOUT_S: ms until the workload answers
+wait_answer_ms() {
+	local node=$1 ip=$2 t0 deadline
+	t0=$(now_ms)
+	deadline=$((t0 + $3 * 1000))
+	while [ "$(now_ms)" -lt "$deadline" ]; do
+		if on "$node" hactl-workload --query "$ip:7000" >/dev/null 2>&1; then
+			echo $(($(now_ms) - t0))
+			return 0
+		fi
+		sleep 0.05
+	done
+	return 1
+}
