@@ -26,6 +26,9 @@
 #include <qb/qblog.h>
 
 #include "agent_facts.h"
+#ifdef HAVE_CRIU_RPC
+#include "criu_rpc.h"
+#endif
 #include "util.h"
 
 /*
@@ -128,7 +131,42 @@ int agent_parse_criu_version(const char *text, char *out, size_t outlen)
 	return 0;
 }
 
+static void probe_criu_cli(const struct agent_probe_opts *o, Hactl__HostFacts *f)
+	__attribute__((unused));
+
+/*
+ * CRIU over its swrk RPC (agent/criu_rpc.c): version, the mem_track and
+ * lazy_pages features and a trial dump of a process holding inet sockets.
+ * A CRIU that cannot dump such a process is reported absent.
+ */
 static void probe_criu(const struct agent_probe_opts *o, Hactl__HostFacts *f)
+{
+#ifdef HAVE_CRIU_RPC
+	struct agent_criu_caps caps;
+	char err[512] = "";
+
+	f->has_criu_present = true;
+	if (agent_criu_probe(o->criu_path, &caps, err, sizeof(err)) < 0 || !caps.present) {
+		qb_log(LOG_WARNING, "CRIU probe: %s", err[0] ? err : "not present");
+		f->criu_present = false;
+		return;
+	}
+	f->criu_present = caps.inet_dump_ok;
+	if (!caps.inet_dump_ok) {
+		qb_log(LOG_WARNING, "CRIU %s cannot dump inet sockets on this kernel: %s",
+		       caps.version, err);
+	}
+	f->criu_version = strdup(caps.version);
+	f->has_criu_mem_dirty_track = true;
+	f->criu_mem_dirty_track = caps.mem_dirty_track;
+	f->has_criu_lazy_pages = true;
+	f->criu_lazy_pages = caps.lazy_pages;
+#else
+	probe_criu_cli(o, f);
+#endif
+}
+
+static void probe_criu_cli(const struct agent_probe_opts *o, Hactl__HostFacts *f)
 {
 	char out[512], ver[32];
 	char *vargv[] = { (char *)o->criu_path, "--version", NULL };

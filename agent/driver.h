@@ -75,6 +75,26 @@ struct agent_guest_usage {
 	uint32_t pids;
 };
 
+/* Live migration options and progress (agent core fills and reads them). */
+struct agent_mig_opts {
+	uint32_t max_downtime_ms;   /* 0 = driver default */
+	uint64_t bandwidth_bps;     /* 0 = unlimited */
+	bool auto_converge;
+	bool xbzrle;
+	const char *mode;           /* "precopy" | "postcopy" | "stopcopy" | NULL = best */
+};
+
+struct agent_mig_progress {
+	/* written by the driver from its thread, read by the agent's loop:
+	 * plain fields, torn reads are harmless for display */
+	uint64_t total_bytes, transferred_bytes, remaining_bytes;
+	uint64_t dirty_rate_bps;
+	uint32_t rounds;
+	uint32_t expected_downtime_ms;
+	uint32_t downtime_ms;       /* measured, when done */
+	uint64_t total_ms;
+};
+
 /* Checkpoint/restore flavours a driver may support. */
 enum agent_ckpt_flags {
 	AGENT_CKPT_LEAVE_RUNNING = 1u << 0, /* snapshot, not migration */
@@ -113,6 +133,29 @@ struct agent_driver_ops {
 		       const char *dir, struct agent_guest **out, char *err);
 	/* Frees the driver object of a guest (not the guest); accepts NULL. */
 	void (*guest_free)(struct agent_guest *g);
+
+	/*
+	 * Live migration, source side: streams the guest's state into @fd (a
+	 * connected socket the agent core carries to the destination) until
+	 * the destination has everything; the guest is then PAUSED here, not
+	 * gone. Returns 0 when the stream is complete.
+	 */
+	int (*migrate_send)(struct agent_guest *g, int fd, const struct agent_mig_opts *o,
+			    struct agent_mig_progress *p, char *err);
+	/*
+	 * Destination side: creates the guest from @spec and reads its state
+	 * from @fd; on success *out is a PAUSED guest holding the complete state.
+	 */
+	int (*migrate_recv)(struct agent_driver *d, const struct agent_guest_spec *spec, int fd,
+			    const struct agent_mig_opts *o, struct agent_guest **out,
+			    struct agent_mig_progress *p, char *err);
+	/*
+	 * Ends a migration on either side once the cluster decided: on the
+	 * destination, @commit resumes the guest and !@commit destroys it; on
+	 * the source, @commit discards the paused copy (stops and cleans it up
+	 * without touching the shared writable layer) and !@commit resumes it.
+	 */
+	int (*migrate_finish)(struct agent_guest *g, bool source, bool commit, char *err);
 };
 
 struct agent_driver {

@@ -1991,7 +1991,16 @@ static int dom_checkpoint(struct agent_guest *g, const char *dir, unsigned flags
 	}
 	t_disk = ha_mono_ms();
 	if (leave && was_running) {
-		rc = simple_cmd(c, "cont", NULL, NULL, err);
+		/* QEMU reports "completed" before its migration thread has
+		 * finished cleaning up; cont is refused ("Migration is not
+		 * finalized yet") for that short while: retry, bounded. */
+		for (int tries = 0; tries < 100; tries++) {
+			rc = simple_cmd(c, "cont", NULL, NULL, err);
+			if (rc == 0 || !strstr(err, "not finalized")) {
+				break;
+			}
+			usleep(20 * 1000);
+		}
 		if (rc < 0) {
 			goto out;
 		}

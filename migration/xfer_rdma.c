@@ -951,9 +951,13 @@ int mig_rdma_probe(struct mig_rdma_probe *p)
 	p->built = true;
 	list = ibv_get_device_list(&num);
 	if (list == NULL || num == 0) {
-		snprintf(p->reason, sizeof(p->reason), "no RDMA device%s%s",
-			 list == NULL ? ": " : "",
-			 list == NULL ? strerror(errno) : "");
+		if (list == NULL) {
+			snprintf(p->reason, sizeof(p->reason),
+				 "ibv_get_device_list: %s%s", strerror(errno),
+				 errno == ENOSYS ? " (no RDMA in this kernel)" : "");
+		} else {
+			snprintf(p->reason, sizeof(p->reason), "no RDMA device");
+		}
 		if (list != NULL) {
 			ibv_free_device_list(list);
 		}

@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "agent_facts.h"
 #include "driver.h"
 #include "util.h"
 
@@ -121,6 +122,7 @@ int main(int argc, char **argv)
 		printf("probe: %d criu=%s lazy=%d dirty_track=%d kvm_usable=%d\n", rc,
 		       f.criu_version ? f.criu_version : "-", f.criu_lazy_pages,
 		       f.criu_mem_dirty_track, f.kvm_usable);
+		agent_facts_clear(&f);
 		return rc < 0;
 	}
 	if (strcmp(action, "restore") == 0) {
