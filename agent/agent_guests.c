@@ -22,7 +22,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -42,7 +45,27 @@ enum op_kind {
 	OP_STOP,
 	OP_DESTROY,
 	OP_SNAPSHOT,
+	OP_MIG_SEND,
+	OP_MIG_RECV,
+	OP_MIG_FINISH,
 	OP_KIND_MAX
+};
+
+enum mig_phase {
+	MIG_NONE = 0,
+	MIG_TRANSFERRING, /* source sending / destination listening, receiving */
+	MIG_SENT,         /* source: the destination has everything; paused here */
+	MIG_RECEIVED,     /* destination: paused copy complete */
+	MIG_FINISHING,
+	MIG_FINISHED,
+	MIG_FAILED,
+	MIG_PHASE_MAX
+};
+
+static const char *const mig_phase_names[MIG_PHASE_MAX] = {
+	[MIG_NONE] = "none", [MIG_TRANSFERRING] = "transferring", [MIG_SENT] = "sent",
+	[MIG_RECEIVED] = "received", [MIG_FINISHING] = "finishing",
+	[MIG_FINISHED] = "finished", [MIG_FAILED] = "failed",
 };
 
 static const char *const op_names[OP_KIND_MAX] = {
@@ -51,6 +74,9 @@ static const char *const op_names[OP_KIND_MAX] = {
 	[OP_STOP] = "stop",
 	[OP_DESTROY] = "destroy",
 	[OP_SNAPSHOT] = "snapshot",
+	[OP_MIG_SEND] = "migrate-send",
+	[OP_MIG_RECV] = "migrate-receive",
+	[OP_MIG_FINISH] = "migrate-finish",
 };
 
 struct ag_guest {
@@ -69,6 +95,7 @@ struct ag_guest {
 	uint64_t failed_generation;   /* start failed under it: no retry */
 	bool owned;                   /* owner per the last cluster list */
 	bool in_cluster;              /* present in the last cluster list */
+	bool in_migration;            /* a migration step owns it now */
 	bool busy;
 	bool want_running;            /* desired state per the cluster */
 	bool start_snapshot;          /* start from a snapshot (restore) */
@@ -81,6 +108,19 @@ struct ag_guest {
 	char rootfs[PATH_MAX], kernel[PATH_MAX], initrd[PATH_MAX], disk[PATH_MAX];
 	struct agent_guest_spec spec;
 	struct agent_guests *m;
+	/* live migration (one at a time) */
+	uint64_t mig_id;
+	bool mig_source;
+	enum mig_phase mig_phase;
+	bool mig_commit;              /* the decision, for the finish op */
+	int mig_listen_fd;
+	uint32_t mig_port;
+	char mig_addr[64];
+	uint32_t mig_dst_port;
+	struct agent_mig_opts mig_opts;
+	char mig_mode[16];
+	struct agent_mig_progress prog;  /* written by the op thread */
+	char mig_error[AGENT_ERR_LEN + 64];
 };
 
 struct ag_op {
@@ -215,6 +255,7 @@ static struct ag_guest *guest_new(struct agent_guests *m, const char *name)
 	snprintf(g->run_dir, sizeof(g->run_dir), "%s/guests/%s", m->cfg->state_dir, name);
 	snprintf(g->data_dir, sizeof(g->data_dir), "%s/guests/%s", m->cfg->shared_dir, name);
 	g->state = AGENT_GUEST_DEFINED;
+	g->mig_listen_fd = -1;
 	g->m = m;
 	qb_list_add_tail(&g->list, &m->guests);
 	return g;
@@ -222,6 +263,9 @@ static struct ag_guest *guest_new(struct agent_guests *m, const char *name)
 
 static void guest_free(struct ag_guest *g)
 {
+	if (g->mig_listen_fd >= 0) {
+		close(g->mig_listen_fd);
+	}
 	if (g->g && g->ops) {
 		g->ops->guest_free(g->g);
 	}
@@ -389,6 +433,100 @@ static void op_run(struct ag_op *op)
 		op->value_ms = now;
 		break;
 	}
+	case OP_MIG_SEND: {
+		struct sockaddr_in sa = { .sin_family = AF_INET };
+		char hdr[160];
+		int fd = -1;
+
+		if (obj == NULL || ops->migrate_send == NULL) {
+			rc = -EOPNOTSUPP;
+			snprintf(derr, sizeof(derr), "the %s driver cannot migrate", g->def.type);
+			break;
+		}
+		sa.sin_port = htons((uint16_t)g->mig_dst_port);
+		if (inet_pton(AF_INET, g->mig_addr, &sa.sin_addr) != 1) {
+			rc = -EINVAL;
+			snprintf(derr, sizeof(derr), "bad destination address '%s'", g->mig_addr);
+			break;
+		}
+		fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+			rc = -errno;
+			snprintf(derr, sizeof(derr), "cannot connect to %s:%u: %s", g->mig_addr,
+				 g->mig_dst_port, strerror(errno));
+			if (fd >= 0) {
+				close(fd);
+			}
+			break;
+		}
+		snprintf(hdr, sizeof(hdr), "HACTL-MIG 1 %s %" PRIu64 "\n", g->name, g->mig_id);
+		if (write(fd, hdr, strlen(hdr)) != (ssize_t)strlen(hdr)) {
+			rc = -EIO;
+			snprintf(derr, sizeof(derr), "cannot send the migration header");
+			close(fd);
+			break;
+		}
+		rc = ops->migrate_send(obj, fd, &g->mig_opts, &g->prog, derr);
+		close(fd);
+		break;
+	}
+	case OP_MIG_RECV: {
+		struct pollfd p = { .fd = g->mig_listen_fd, .events = POLLIN };
+		char hdr[160], want[160];
+		size_t n = 0;
+		int fd;
+
+		if (ops->migrate_recv == NULL) {
+			rc = -EOPNOTSUPP;
+			snprintf(derr, sizeof(derr), "the %s driver cannot migrate", g->def.type);
+			break;
+		}
+		if (poll(&p, 1, 120000) <= 0) {
+			rc = -ETIMEDOUT;
+			snprintf(derr, sizeof(derr), "the source did not connect within 120 s");
+			break;
+		}
+		fd = accept4(g->mig_listen_fd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0) {
+			rc = -errno;
+			snprintf(derr, sizeof(derr), "accept: %s", strerror(errno));
+			break;
+		}
+		/* one header line, read byte by byte: what follows is the driver's */
+		while (n + 1 < sizeof(hdr)) {
+			if (read(fd, hdr + n, 1) != 1) {
+				break;
+			}
+			if (hdr[n++] == '\n') {
+				break;
+			}
+		}
+		hdr[n] = 0;
+		snprintf(want, sizeof(want), "HACTL-MIG 1 %s %" PRIu64 "\n", g->name, g->mig_id);
+		if (strcmp(hdr, want) != 0) {
+			rc = -EPROTO;
+			snprintf(derr, sizeof(derr), "unexpected migration stream header");
+			close(fd);
+			break;
+		}
+		if (ha_mkdir_p(g->run_dir, 0700) < 0) {
+			rc = -errno;
+			close(fd);
+			break;
+		}
+		if (obj) {
+			ops->guest_free(obj);
+			obj = NULL;
+		}
+		rc = ops->migrate_recv(&g->drv, &g->spec, fd, &g->mig_opts, &obj, &g->prog, derr);
+		close(fd);
+		break;
+	}
+	case OP_MIG_FINISH:
+		if (obj && ops->migrate_finish) {
+			rc = ops->migrate_finish(obj, g->mig_source, g->mig_commit, derr);
+		}
+		break;
 	default:
 		rc = -EINVAL;
 		break;
@@ -488,6 +626,7 @@ static enum agent_guest_state live_state(struct ag_guest *g)
 static void report(struct agent_guests *m)
 {
 	Hactl__GuestStatus *st, **ptrs;
+	Hactl__MigrationReport *mrs;
 	struct ag_guest *g;
 	size_t n = 0, i = 0;
 
@@ -496,16 +635,19 @@ static void report(struct agent_guests *m)
 	}
 	st = calloc(n + 1, sizeof(*st));
 	ptrs = calloc(n + 1, sizeof(*ptrs));
-	if (st == NULL || ptrs == NULL) {
+	mrs = calloc(n + 1, sizeof(*mrs));
+	if (st == NULL || ptrs == NULL || mrs == NULL) {
 		free(st);
 		free(ptrs);
+		free(mrs);
 		return;
 	}
 	qb_list_for_each_entry(g, &m->guests, list) {
 		enum agent_guest_state s = live_state(g);
 
 		/* a guest neither owned nor running here is none of our business */
-		if (!g->owned && s != AGENT_GUEST_RUNNING && s != AGENT_GUEST_PAUSED) {
+		if (!g->owned && s != AGENT_GUEST_RUNNING && s != AGENT_GUEST_PAUSED &&
+		    g->mig_phase == MIG_NONE) {
 			continue;
 		}
 		hactl__guest_status__init(&st[i]);
@@ -519,6 +661,35 @@ static void report(struct agent_guests *m)
 		st[i].has_generation = true;
 		st[i].generation = g->generation;
 		st[i].note = g->note;
+		if (g->mig_phase != MIG_NONE) {
+			Hactl__MigrationReport *mr = &mrs[i];
+
+			hactl__migration_report__init(mr);
+			mr->id = g->mig_id;
+			mr->role = g->mig_source ? "source" : "destination";
+			mr->phase = (char *)mig_phase_names[g->mig_phase];
+			mr->error = g->mig_error;
+			mr->has_transferred_bytes = true;
+			mr->transferred_bytes = g->prog.transferred_bytes;
+			mr->has_remaining_bytes = true;
+			mr->remaining_bytes = g->prog.remaining_bytes;
+			mr->has_dirty_rate_bps = true;
+			mr->dirty_rate_bps = g->prog.dirty_rate_bps;
+			mr->has_rounds = true;
+			mr->rounds = g->prog.rounds;
+			mr->has_expected_downtime_ms = true;
+			mr->expected_downtime_ms = g->prog.expected_downtime_ms;
+			mr->has_downtime_ms = g->prog.downtime_ms != 0;
+			mr->downtime_ms = g->prog.downtime_ms;
+			mr->has_total_ms = true;
+			mr->total_ms = g->prog.total_ms;
+			mr->mode = g->mig_mode;
+			if (!g->mig_source && g->mig_port) {
+				mr->has_port = true;
+				mr->port = g->mig_port;
+			}
+			st[i].migration = mr;
+		}
 		if (!g->busy && g->g && (s == AGENT_GUEST_RUNNING || s == AGENT_GUEST_PAUSED)) {
 			struct agent_guest_usage u = { 0 };
 
@@ -537,6 +708,7 @@ static void report(struct agent_guests *m)
 	}
 	free(st);
 	free(ptrs);
+	free(mrs);
 }
 
 static void reconcile_one(struct agent_guests *m, struct ag_guest *g, bool quorate);
@@ -612,6 +784,43 @@ static int done_cb(int fd, int revents, void *data)
 				}
 			}
 		}
+		if (op->kind == OP_MIG_SEND || op->kind == OP_MIG_RECV) {
+			if (g->mig_listen_fd >= 0) {
+				close(g->mig_listen_fd);
+				g->mig_listen_fd = -1;
+			}
+			if (g->mig_phase == MIG_TRANSFERRING) {
+				if (op->rc < 0) {
+					g->mig_phase = MIG_FAILED;
+					snprintf(g->mig_error, sizeof(g->mig_error), "%s", op->err);
+				} else {
+					g->mig_phase = op->kind == OP_MIG_SEND ? MIG_SENT : MIG_RECEIVED;
+				}
+			}
+			g->error[0] = 0;
+			g->state = g->g ? g->ops->state(g->g) : AGENT_GUEST_STOPPED;
+		}
+		if (op->kind == OP_MIG_FINISH) {
+			g->mig_phase = MIG_FINISHED;
+			if (g->mig_source && g->mig_commit && g->g) {
+				g->ops->guest_free(g->g); /* the copy here is gone */
+				g->g = NULL;
+				g->state = AGENT_GUEST_STOPPED;
+			} else if (!g->mig_source && !g->mig_commit && g->g) {
+				g->ops->guest_free(g->g);
+				g->g = NULL;
+				g->state = AGENT_GUEST_STOPPED;
+			}
+			if (g->g && op->rc == 0) {
+				char path[PATH_MAX + 32];
+
+				g->state = g->ops->state(g->g);
+				snprintf(path, sizeof(path), "%s/definition.conf", g->run_dir);
+				ha_file_write_atomic(path, g->def_text, g->def_len);
+			}
+			snprintf(g->note, sizeof(g->note), "%s", !g->mig_commit ? "migration aborted" :
+				 g->mig_source ? "migrated away" : "migrated here");
+		}
 		if (op->req_id && m->io.action_done) {
 			m->io.action_done(m->io.arg, op->req_id, op->rc,
 					  op->rc < 0 ? op->err : "snapshot written", op->value);
@@ -637,12 +846,124 @@ static int done_cb(int fd, int revents, void *data)
 
 /* ---- reconciliation ---- */
 
+static int listen_any(uint32_t *port)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0) {
+		return -errno;
+	}
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 1) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&sa, &len) < 0) {
+		int e = -errno;
+
+		close(fd);
+		return e;
+	}
+	*port = ntohs(sa.sin_port);
+	return fd;
+}
+
+/* Live migration steps of one guest; true when the guest is in one (the
+ * ordinary reconciliation then leaves it alone). */
+static bool reconcile_migration(struct agent_guests *m, struct ag_guest *g,
+				const Hactl__GuestRecord *rec, uint32_t local_id)
+{
+	const Hactl__Migration *mg = rec->migration;
+	bool src, dst;
+
+	if (mg == NULL) {
+		return false;
+	}
+	src = mg->source == local_id;
+	dst = mg->destination == local_id;
+	if (!src && !dst) {
+		return false;
+	}
+	if (strcmp(mg->state, "transferring") == 0) {
+		if (g->mig_id != mg->id) {
+			/* a new transaction for this guest */
+			g->mig_id = mg->id;
+			g->mig_source = src;
+			g->mig_phase = MIG_NONE;
+			g->mig_port = 0;
+			g->mig_error[0] = 0;
+			memset(&g->prog, 0, sizeof(g->prog));
+			memset(&g->mig_opts, 0, sizeof(g->mig_opts));
+			if (mg->options) {
+				g->mig_opts.max_downtime_ms = mg->options->max_downtime_ms;
+				g->mig_opts.bandwidth_bps = mg->options->bandwidth_bps;
+				snprintf(g->mig_mode, sizeof(g->mig_mode), "%s",
+					 mg->options->mode && mg->options->mode[0] ? mg->options->mode : "auto");
+				g->mig_opts.mode = strcmp(g->mig_mode, "auto") == 0 ? NULL : g->mig_mode;
+			}
+			snprintf(g->mig_addr, sizeof(g->mig_addr), "%s",
+				 mg->dst_address ? mg->dst_address : "");
+		}
+		if (g->busy || g->mig_phase != MIG_NONE) {
+			return true;
+		}
+		if (dst) {
+			int fd = listen_any(&g->mig_port);
+
+			if (fd < 0) {
+				g->mig_phase = MIG_FAILED;
+				snprintf(g->mig_error, sizeof(g->mig_error), "cannot listen: %s",
+					 strerror(-fd));
+				return true;
+			}
+			g->mig_listen_fd = fd;
+			g->mig_phase = MIG_TRANSFERRING;
+			if (op_start(g, OP_MIG_RECV, 0, 0) < 0) {
+				g->mig_phase = MIG_FAILED;
+				snprintf(g->mig_error, sizeof(g->mig_error), "cannot start the receiver");
+			}
+			qb_log(LOG_NOTICE, "migration %" PRIu64 " of %s: receiving on port %u",
+			       mg->id, g->name, g->mig_port);
+		} else if (mg->dst_port) {
+			g->mig_dst_port = mg->dst_port;
+			g->mig_phase = MIG_TRANSFERRING;
+			if (op_start(g, OP_MIG_SEND, 0, 0) < 0) {
+				g->mig_phase = MIG_FAILED;
+				snprintf(g->mig_error, sizeof(g->mig_error), "cannot start the sender");
+			}
+			qb_log(LOG_NOTICE, "migration %" PRIu64 " of %s: sending to %s:%u", mg->id,
+			       g->name, g->mig_addr, g->mig_dst_port);
+		}
+		return true;
+	}
+	/* committed or aborted: finish what this side holds */
+	if (g->mig_id != mg->id || g->mig_phase == MIG_FINISHED || g->mig_phase == MIG_NONE) {
+		return g->mig_id == mg->id && g->mig_phase == MIG_FINISHING;
+	}
+	if (g->busy) {
+		return true;
+	}
+	if (g->mig_listen_fd >= 0) {
+		/* the receiver still waits for a connection: wake it up */
+		shutdown(g->mig_listen_fd, SHUT_RDWR);
+		return true;
+	}
+	g->mig_commit = strcmp(mg->state, "committed") == 0;
+	if (g->g == NULL) {
+		g->mig_phase = MIG_FINISHED;
+		return false;
+	}
+	g->mig_phase = MIG_FINISHING;
+	op_start(g, OP_MIG_FINISH, 0, 0);
+	qb_log(LOG_NOTICE, "migration %" PRIu64 " of %s %s: %s side", mg->id, g->name, mg->state,
+	       g->mig_source ? "source" : "destination");
+	return true;
+}
+
 static void reconcile_one(struct agent_guests *m, struct ag_guest *g, bool quorate)
 {
 	enum agent_guest_state s;
 	bool running;
 
-	if (g->busy || !quorate) {
+	if (g->busy || !quorate || g->in_migration) {
 		return; /* without quorum nothing changes here (self-fencing stops them) */
 	}
 	s = live_state(g);
@@ -685,7 +1006,10 @@ void agent_guests_reconcile(struct agent_guests *m, const Hactl__AgentGuestsRepl
 
 		g = guest_find(m, rec->name);
 		if (g == NULL) {
-			if (!owned) {
+			bool mig_dst = rec->migration && rec->migration->destination == r->local_id &&
+				       strcmp(rec->migration->state, "transferring") == 0;
+
+			if (!owned && !mig_dst) {
 				continue; /* nothing of it here */
 			}
 			g = guest_new(m, rec->name);
@@ -713,6 +1037,7 @@ void agent_guests_reconcile(struct agent_guests *m, const Hactl__AgentGuestsRepl
 			g->snap_generation = rec->snap_generation;
 			g->snap_time_ms = rec->snap_time_ms;
 		}
+		g->in_migration = r->quorate && reconcile_migration(m, g, rec, r->local_id);
 	}
 	qb_list_for_each_entry_safe(g, tmp, &m->guests, list) {
 		reconcile_one(m, g, r->quorate && !m->self_fenced);

@@ -1375,6 +1375,88 @@ static int ctr_restore(struct agent_driver *d, const struct agent_guest_spec *sp
 	return 0;
 }
 
+/* ---- for live migration (driver_container_mig.c) ------------------------------
+ * The migration code keeps to these, so that the guest object stays private
+ * to this file. */
+
+int ctr_guest_target(struct agent_guest *g, struct ctr_ckpt_target *t)
+{
+	if (g->pid == 0) {
+		pidfile_read(g);
+	}
+	*t = (struct ctr_ckpt_target){
+		.spec = &g->spec, .cg = &g->cg, .root = g->root, .veth = g->veth,
+		.criu_path = g->d && g->d->cfg && g->d->cfg->criu_path[0] ?
+			g->d->cfg->criu_path : "criu",
+		.pid = g->pid,
+	};
+	return guest_alive(g) ? 0 : -ESRCH;
+}
+
+int ctr_guest_prepare(struct agent_driver *d, const struct agent_guest_spec *spec,
+		      struct agent_guest **out, char *err)
+{
+	struct agent_guest *g;
+	char e2[AGENT_ERR_LEN];
+	int rc;
+
+	rc = guest_new(d, spec, &g, err);
+	if (rc < 0) {
+		return rc;
+	}
+	if (pidfile_read(g) == 0 && guest_alive(g)) {
+		rc = ctr_err(err, -EBUSY, "%s already runs here (pid %d)", spec->name,
+			     (int)g->pid);
+		guest_free(g);
+		return rc;
+	}
+	rc = leftovers_clean(g, err);
+	if (rc == 0) {
+		rc = dirs_make(g, err);
+	}
+	if (rc == 0 && g->spec.ip) {
+		rc = ctr_net_bridge_check(g->spec.bridge, err);
+	}
+	if (rc == 0) {
+		rc = ctr_cgroup_create(&g->cg, &g->spec, err);
+	}
+	if (rc == 0) {
+		rc = console_touch(g, err);
+	}
+	if (rc == 0) {
+		rc = overlay_mount(g, err);
+	}
+	if (rc < 0) {
+		leftovers_clean(g, e2);
+		guest_free(g);
+		return rc;
+	}
+	*out = g;
+	return 0;
+}
+
+int ctr_guest_adopt(struct agent_guest *g, pid_t pid, char *err)
+{
+	char state;
+
+	g->pid = pid;
+	if (proc_stat(pid, &g->starttime, &state) < 0) {
+		g->pid = 0;
+		return ctr_err(err, -ESRCH, "%s: init %d vanished", g->spec.name, (int)pid);
+	}
+	return pidfile_write(g, err);
+}
+
+int ctr_guest_clean(struct agent_guest *g, bool run_dir, char *err)
+{
+	int rc = leftovers_clean(g, err);
+
+	if (rc == 0 && run_dir) {
+		rc = ctr_tree_remove(g->spec.run_dir, COPY_TIMEOUT_MS, err);
+	}
+	return rc;
+}
+
 const struct agent_driver_ops agent_driver_container_ops = {
 	.name = "container",
 	.probe = ctr_probe,
@@ -1388,4 +1470,7 @@ const struct agent_driver_ops agent_driver_container_ops = {
 	.checkpoint = ctr_checkpoint,
 	.restore = ctr_restore,
 	.guest_free = guest_free,
+	.migrate_send = ctr_mig_send,
+	.migrate_recv = ctr_mig_recv,
+	.migrate_finish = ctr_mig_finish,
 };

@@ -167,4 +167,39 @@ int ctr_criu_restore(const struct ctr_ckpt_target *t, const char *images,
 /* Fills the CRIU facts (version, dirty tracking, lazy pages). */
 int ctr_criu_probe(const char *criu_path, Hactl__HostFacts *facts);
 
+/* ---- the guest object, for live migration (driver_container.c) ------------ */
+
+/* Fills @t from the guest (its pid read back from the run directory when
+ * the object has none); 0 when the guest runs, -ESRCH when not (@t is
+ * filled either way). @t points into @g: valid while @g lives. */
+int ctr_guest_target(struct agent_guest *g, struct ctr_ckpt_target *t);
+/*
+ * A guest object for @spec with everything a CRIU restore into it needs:
+ * leftovers of an earlier instance removed, run directory, cgroups with
+ * the limits of @spec, console log and the overlay root mounted (lower
+ * spec->rootfs, upper on spec->data_dir, which is used as it is). -EBUSY
+ * when the guest runs here. On success the caller owns *out (guest_free op)
+ * and removes what it set up with ctr_guest_clean().
+ */
+int ctr_guest_prepare(struct agent_driver *d, const struct agent_guest_spec *spec,
+		      struct agent_guest **out, char *err);
+/* Makes the restored tree whose init is @pid (host pid) the guest's:
+ * records it in the run directory, as start() does. */
+int ctr_guest_adopt(struct agent_guest *g, pid_t pid, char *err);
+/* Removes the host side of a guest whose processes are gone or frozen
+ * (those are killed): processes, overlay mount, veth, cgroups, pid file,
+ * and with @run_dir the run directory. Never the writable layer. */
+int ctr_guest_clean(struct agent_guest *g, bool run_dir, char *err);
+
+/* ---- live migration (driver_container_mig.c) -------------------------------
+ * The three migration operations of agent_driver_container_ops (driver.h);
+ * the stream format is described in docs/containers.md. */
+
+int ctr_mig_send(struct agent_guest *g, int fd, const struct agent_mig_opts *o,
+		 struct agent_mig_progress *p, char *err);
+int ctr_mig_recv(struct agent_driver *d, const struct agent_guest_spec *spec, int fd,
+		 const struct agent_mig_opts *o, struct agent_guest **out,
+		 struct agent_mig_progress *p, char *err);
+int ctr_mig_finish(struct agent_guest *g, bool source, bool commit, char *err);
+
 #endif

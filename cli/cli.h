@@ -53,4 +53,8 @@ int cli_cmd_show(struct cli *cli, int argc, char **argv);
 int cli_cmd_snapshot(struct cli *cli, int argc, char **argv);
 int cli_cmd_restore(struct cli *cli, int argc, char **argv);
 
+/* cmd_migrate.c */
+int cli_cmd_migrate(struct cli *cli, int argc, char **argv);
+int cli_cmd_evacuate(struct cli *cli, int argc, char **argv);
+
 #endif

@@ -50,6 +50,14 @@ static void usage(FILE *out)
 		"  (start, stop, restart and restore wait until done; --no-wait returns\n"
 		"   after the cluster accepted; --timeout S bounds the wait)\n"
 		"\n"
+		"moving guests:\n"
+		"  migrate NAME --to NODE [--mode auto|precopy|postcopy|stopcopy]\n"
+		"          [--transport tcp|rdma] [--max-downtime MS] [--bandwidth MB/s]\n"
+		"                           live migration as a transaction; progress, then a report\n"
+		"  migrate --cancel NAME    abort a migration before its commit\n"
+		"  evacuate NODE [--parallel N]\n"
+		"                           maintenance on, every guest moved elsewhere\n"
+		"\n"
 		"balancing:\n"
 		"  simulate FILE            run the balancing engine on a described cluster\n"
 		"\n"
@@ -567,6 +575,8 @@ static const struct command commands[] = {
 	{ "restore", cli_cmd_restore, true },
 	{ "simulate", cmd_simulate, false },
 	{ "events", cmd_events, true },
+	{ "migrate", cli_cmd_migrate, true },
+	{ "evacuate", cli_cmd_evacuate, true },
 	{ "fence", cmd_fence, true },
 };
 

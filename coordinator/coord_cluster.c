@@ -228,7 +228,8 @@ static void read_nodelist(struct coord *c)
 	}
 	for (int i = 0; i < COORD_MAX_NODES; i++) {
 		uint32_t id;
-		char *name = NULL;
+		char *name = NULL, *addr = NULL;
+		struct coord_node *nd;
 
 		snprintf(key, sizeof(key), "nodelist.node.%d.nodeid", i);
 		if (cmap_get_uint32(cmap, key, &id) != CS_OK) {
@@ -239,10 +240,16 @@ static void read_nodelist(struct coord *c)
 			snprintf(key, sizeof(key), "nodelist.node.%d.ring0_addr", i);
 			cmap_get_string(cmap, key, &name);
 		}
-		if (coord_state_node_add(&c->state, id, name) == NULL) {
+		snprintf(key, sizeof(key), "nodelist.node.%d.ring0_addr", i);
+		cmap_get_string(cmap, key, &addr);
+		nd = coord_state_node_add(&c->state, id, name);
+		if (nd == NULL) {
 			qb_log(LOG_ERR, "cannot track node %u: table full or id 0", id);
+		} else if (addr) {
+			snprintf(nd->address, sizeof(nd->address), "%s", addr);
 		}
 		free(name);
+		free(addr);
 	}
 	cmap_finalize(cmap);
 }

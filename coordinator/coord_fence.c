@@ -474,6 +474,7 @@ void coord_fence_tick(struct coord *c)
 	if (leading) {
 		recover(c);
 	}
+	coord_migration_tick(c);
 }
 
 /* A commit of "node fenced" ends the operation. */

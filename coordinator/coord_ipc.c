@@ -338,6 +338,7 @@ static int on_agent_guests(struct coord *c, qb_ipcs_connection_t *conn)
 		hactl__node_record__init(&recs[i]);
 		recs[i].id = c->state.nodes[i].id;
 		recs[i].name = c->state.nodes[i].name;
+		recs[i].address = c->state.nodes[i].address;
 		ptrs[i] = &recs[i];
 	}
 	r.local_id = c->local_id;

@@ -665,7 +665,12 @@ static void dispatch(struct coord *c, uint32_t sender, enum ha_msg_type type,
 		}
 		for (size_t i = 0; i < gs->n_guests; i++) {
 			coord_guest_status_apply(&c->state, sender, gs->guests[i], ha_wall_ms());
+			if (gs->guests[i]->migration && sender != c->local_id &&
+			    gs->guests[i]->migration->has_port) {
+				coord_agent_kick(c); /* the source waits for the port */
+			}
 		}
+		coord_migration_tick(c);
 		break;
 	}
 	case HA_MSG_CPG_ACTION:

@@ -212,6 +212,7 @@ Hactl__ClusterState *coord_state_export(const struct coord_state *st)
 		r->agent_connected = n->agent_connected;
 		r->facts = n->facts;
 		r->usage = n->usage;
+		r->address = (char *)n->address;
 		cs->nodes[i] = r;
 	}
 	cs->n_nodes = st->n_nodes;
@@ -283,6 +284,9 @@ int coord_state_import(struct coord_state *dst, const Hactl__ClusterState *src,
 		n = coord_state_node_add(&tmp, r->id, r->name);
 		n->maintenance = r->maintenance;
 		n->fenced = r->fenced;
+		if (r->address) {
+			snprintf(n->address, sizeof(n->address), "%s", r->address);
+		}
 		n->agent_connected = r->agent_connected;
 		if ((r->facts && (n->facts = pb_dup(&r->facts->base)) == NULL) ||
 		    (r->usage && (n->usage = pb_dup(&r->usage->base)) == NULL)) {
@@ -617,6 +621,52 @@ int coord_change_check(const struct coord_state *st, const Hactl__Change *ch,
 	}
 	case HACTL__CHANGE__KIND_RECOVER:
 		return 0; /* each placement is checked when applied */
+	case HACTL__CHANGE__KIND_MIGRATE_START: {
+		const Hactl__MigrateStartChange *m = ch->migrate_start;
+		const Hactl__GuestRecord *g = need_guest(st, m->guest, why, whylen);
+		const struct coord_node *dst = node_by_name_c(st, m->node);
+
+		if (g == NULL) {
+			return -ENOENT;
+		}
+		if (dst == NULL) {
+			snprintf(why, whylen, "unknown node '%s'", m->node);
+			return -ENOENT;
+		}
+		if (!guest_desired_running(g) || g->owner == 0 || !g->state ||
+		    strcmp(g->state, "running") != 0) {
+			snprintf(why, whylen, "guest '%s' is not running", g->name);
+			return -ESRCH;
+		}
+		if (g->migration && strcmp(g->migration->state, "transferring") == 0) {
+			snprintf(why, whylen, "guest '%s' is already migrating (transaction %llu)",
+				 g->name, (unsigned long long)g->migration->id);
+			return -EBUSY;
+		}
+		if (dst->id == g->owner) {
+			snprintf(why, whylen, "guest '%s' already runs on %s", g->name, dst->name);
+			return -EALREADY;
+		}
+		return 0;
+	}
+	case HACTL__CHANGE__KIND_MIGRATE_END: {
+		const Hactl__MigrateEndChange *m = ch->migrate_end;
+		const Hactl__GuestRecord *g = need_guest(st, m->guest, why, whylen);
+
+		if (g == NULL) {
+			return -ENOENT;
+		}
+		if (g->migration == NULL || strcmp(g->migration->state, "transferring") != 0 ||
+		    (m->id && g->migration->id != m->id)) {
+			snprintf(why, whylen, "guest '%s' has no migration in progress", g->name);
+			return -ESRCH;
+		}
+		if (m->commit && !g->migration->received) {
+			snprintf(why, whylen, "the destination does not hold the complete state yet");
+			return -EAGAIN;
+		}
+		return 0;
+	}
 	default:
 		snprintf(why, whylen, "unknown change kind %d", (int)ch->kind_case);
 		return -EINVAL;
@@ -635,6 +685,30 @@ int coord_change_prepare(const struct coord_state *st, const struct coord_view *
 	char err[256];
 
 	node_out[0] = 0;
+	if (rc == 0 && in->kind_case == HACTL__CHANGE__KIND_MIGRATE_START) {
+		const Hactl__GuestRecord *mg = coord_state_guest(st, in->migrate_start->guest);
+
+		n = node_by_name_c(st, in->migrate_start->node);
+		if (!coord_node_eligible(n, v, mg->type, why, whylen)) {
+			return -EHOSTUNREACH;
+		}
+		if (coord_guest_mem_kib(mg) && n->facts) {
+			int64_t free_kib = (int64_t)n->facts->mem_total_kib;
+
+			for (size_t j = 0; j < st->n_guests; j++) {
+				if (st->guests[j]->owner == n->id &&
+				    guest_desired_running(st->guests[j])) {
+					free_kib -= (int64_t)coord_guest_mem_kib(st->guests[j]);
+				}
+			}
+			if (free_kib < (int64_t)coord_guest_mem_kib(mg)) {
+				snprintf(why, whylen, "node '%s' has no room for %llu MiB", n->name,
+					 (unsigned long long)coord_guest_mem_kib(mg) / 1024);
+				return -ENOSPC;
+			}
+		}
+		return 0;
+	}
 	if (rc < 0 || in->kind_case != HACTL__CHANGE__KIND_GUEST_START) {
 		return rc;
 	}
@@ -814,6 +888,47 @@ int coord_change_apply(struct coord_state *st, const Hactl__Change *ch,
 			set_str(&g->state, "recovering");
 		}
 		break;
+	case HACTL__CHANGE__KIND_MIGRATE_START: {
+		const Hactl__MigrateStartChange *m = ch->migrate_start;
+		const struct coord_node *dst = node_by_name_c(st, m->node);
+		Hactl__Migration mt = HACTL__MIGRATION__INIT;
+		Hactl__MigrationOptions none = HACTL__MIGRATION_OPTIONS__INIT;
+		Hactl__Migration *copy;
+
+		g = coord_state_guest(st, m->guest);
+		mt.id = st->seq + 1;
+		mt.source = g->owner;
+		mt.destination = dst->id;
+		mt.state = "transferring";
+		mt.options = m->options ? m->options : &none;
+		mt.has_started_ms = true;
+		mt.started_ms = now_ms;
+		mt.dst_address = (char *)dst->address;
+		copy = pb_dup(&mt.base);
+		if (copy == NULL) {
+			snprintf(why, whylen, "out of memory");
+			return -ENOMEM;
+		}
+		pb_free(g->migration);
+		g->migration = copy;
+		break;
+	}
+	case HACTL__CHANGE__KIND_MIGRATE_END: {
+		const Hactl__MigrateEndChange *m = ch->migrate_end;
+
+		g = coord_state_guest(st, m->guest);
+		set_str(&g->migration->state, m->commit ? "committed" : "aborted");
+		set_str(&g->migration->reason, m->reason ? m->reason : "");
+		g->migration->has_ended_ms = true;
+		g->migration->ended_ms = now_ms;
+		if (m->commit) {
+			g->owner = g->migration->destination;
+			g->has_generation = true;
+			g->generation++;
+			set_str(&g->start_mode, "cold");
+		}
+		break;
+	}
 	case HACTL__CHANGE__KIND_GUEST_UNDEFINE:
 		for (size_t i = 0; i < st->n_guests; i++) {
 			if (strcmp(st->guests[i]->name, ch->guest_undefine->name) == 0) {
@@ -920,6 +1035,61 @@ void coord_recover_plan_free(Hactl__RecoverChange *rc)
 	rc->n_placements = 0;
 }
 
+static void apply_migration_report(Hactl__GuestRecord *g, uint32_t node,
+				   const Hactl__GuestStatus *gs)
+{
+	if (gs->migration && g->migration && g->migration->id == gs->migration->id &&
+	    strcmp(g->migration->state, "transferring") == 0) {
+		const Hactl__MigrationReport *mr = gs->migration;
+		Hactl__Migration *mg = g->migration;
+		bool src = strcmp(mr->role, "source") == 0;
+
+		if ((src && node == mg->source) || (!src && node == mg->destination)) {
+			if (strcmp(mr->phase, "failed") == 0) {
+				set_str(&mg->error, mr->error ? mr->error : "failed");
+			}
+			if (!src && mr->has_port) {
+				mg->has_dst_port = true;
+				mg->dst_port = mr->port;
+			}
+			if (!src && strcmp(mr->phase, "received") == 0) {
+				mg->has_received = true;
+				mg->received = true;
+			}
+			if (src) {
+				mg->has_transferred_bytes = true;
+				mg->transferred_bytes = mr->transferred_bytes;
+				mg->has_remaining_bytes = true;
+				mg->remaining_bytes = mr->remaining_bytes;
+				mg->has_dirty_rate_bps = true;
+				mg->dirty_rate_bps = mr->dirty_rate_bps;
+				mg->has_rounds = true;
+				mg->rounds = mr->rounds;
+				mg->has_expected_downtime_ms = true;
+				mg->expected_downtime_ms = mr->expected_downtime_ms;
+				mg->has_downtime_ms = mr->has_downtime_ms;
+				mg->downtime_ms = mr->downtime_ms;
+				mg->has_total_ms = true;
+				mg->total_ms = mr->total_ms;
+				if (mr->mode) {
+					set_str(&mg->mode, mr->mode);
+				}
+			}
+		}
+	}
+	/* after a commit the source still reports its final figures */
+	if (gs->migration && g->migration && g->migration->id == gs->migration->id &&
+	    strcmp(gs->migration->role, "source") == 0 && gs->migration->has_downtime_ms &&
+	    node == g->migration->source) {
+		g->migration->has_downtime_ms = true;
+		g->migration->downtime_ms = gs->migration->downtime_ms;
+		g->migration->has_total_ms = true;
+		g->migration->total_ms = gs->migration->total_ms;
+		g->migration->has_transferred_bytes = true;
+		g->migration->transferred_bytes = gs->migration->transferred_bytes;
+	}
+}
+
 void coord_guest_status_apply(struct coord_state *st, uint32_t node,
 			      const Hactl__GuestStatus *gs, uint64_t now_ms)
 {
@@ -928,6 +1098,7 @@ void coord_guest_status_apply(struct coord_state *st, uint32_t node,
 	if (g == NULL) {
 		return;
 	}
+	apply_migration_report(g, node, gs);
 	/* Only the owner speaks for a guest, except to say it runs (an audit
 	 * finding the owner must resolve). */
 	if (g->owner != node && strcmp(gs->state, "running") != 0) {
@@ -954,6 +1125,10 @@ void coord_guest_status_apply(struct coord_state *st, uint32_t node,
 			g->has_snap_time_ms = true;
 			g->snap_time_ms = gs->snap_time_ms;
 		}
+	}
+	if (g->migration && strcmp(g->migration->state, "transferring") == 0 &&
+	    node != g->owner && node == g->migration->destination) {
+		return; /* the destination's paused copy is not "running there" */
 	}
 	g->has_running_on = true;
 	if (strcmp(gs->state, "running") == 0 || strcmp(gs->state, "paused") == 0) {
@@ -990,6 +1165,17 @@ void coord_change_describe(const Hactl__Change *ch, char *buf, size_t len)
 		snprintf(buf, len, "node %s %s (%s)", ch->node_fence->node,
 			 ch->node_fence->fenced ? "fenced" : "unfenced",
 			 ch->node_fence->method ? ch->node_fence->method : "");
+		break;
+	case HACTL__CHANGE__KIND_MIGRATE_START:
+		snprintf(buf, len, "migrate %s to %s", ch->migrate_start->guest,
+			 ch->migrate_start->node);
+		break;
+	case HACTL__CHANGE__KIND_MIGRATE_END:
+		snprintf(buf, len, "migration %llu of %s %s%s%s",
+			 (unsigned long long)ch->migrate_end->id, ch->migrate_end->guest,
+			 ch->migrate_end->commit ? "committed" : "aborted",
+			 ch->migrate_end->reason && ch->migrate_end->reason[0] ? ": " : "",
+			 ch->migrate_end->reason ? ch->migrate_end->reason : "");
 		break;
 	case HACTL__CHANGE__KIND_RECOVER: {
 		size_t used = (size_t)snprintf(buf, len, "recover");

@@ -23,6 +23,7 @@
 struct coord_node {
 	uint32_t id;
 	char name[COORD_NAME_MAX + 1];
+	char address[64];        /* ring0 address, from cmap */
 	bool maintenance;
 	bool fenced;
 	bool agent_connected;

@@ -130,6 +130,7 @@ struct coord {
 	unsigned fence_jobs;
 	qb_loop_timer_handle fence_timer;
 	uint64_t recover_sent_seq, recover_sent_ms;
+	uint64_t mig_sent_id, mig_sent_ms;
 	bool fence_always;
 
 	/* recent events for `hactl events` and status */
@@ -185,6 +186,9 @@ void coord_fence_status_apply(struct coord *c, const Hactl__CpgFenceStatus *fs);
 /* hactl fence NODE: runs the node's fence levels now; on success commits
  * it fenced and answers @conn then. */
 int coord_fence_manual(struct coord *c, qb_ipcs_connection_t *conn, const char *node);
+
+/* coord_migration.c */
+void coord_migration_tick(struct coord *c);
 
 /* coord_events.c: a bounded in-memory history */
 void coord_event(struct coord *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

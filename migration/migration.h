@@ -195,11 +195,16 @@ struct mig_opts {
 	const char *tls_priority;
 };
 
-/* PSK key exchange with (EC)DHE first (forward secrecy), AES-GCM. */
+/*
+ * PSK key exchange with (EC)DHE first (forward secrecy), AEAD ciphers
+ * only. With TLS 1.3 an external PSK is bound to SHA-256, which leaves the
+ * suites AES-128-GCM (first: AES-NI) and ChaCha20-Poly1305; AES-256-GCM
+ * (SHA-384) applies to TLS 1.2 peers only.
+ */
 #define MIG_TLS_PRIORITY                                                       \
 	"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-KX-ALL:+ECDHE-PSK:"       \
-	"+DHE-PSK:+PSK:-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:"                 \
-	"+CHACHA20-POLY1305"
+	"+DHE-PSK:+PSK:-CIPHER-ALL:+AES-128-GCM:+CHACHA20-POLY1305:"           \
+	"+AES-256-GCM"
 
 /* Defaults: tcp, encrypt on, no key, no checksum, 1 MiB chunks. */
 void mig_opts_defaults(struct mig_opts *o);
@@ -270,8 +275,9 @@ uint16_t mig_listener_port(const struct mig_listener *l);
 void mig_listener_free(struct mig_listener *l);
 
 /*
- * Connects to a listener at @addr:@port within @timeout_ms (connection and
- * handshakes), with @opts (copied). On success *out is freed by the caller
+ * Connects to a listener at @addr:@port with @opts (copied): connection
+ * and TLS handshake within @timeout_ms (-1: no limit), HELLO and AUTH
+ * within the I/O timeout. On success *out is freed by the caller
  * with mig_stream_free(). Returns 0 or -errno with "peer: what" in @err:
  * -ECONNREFUSED, -ETIMEDOUT, -EKEYREJECTED (the peer has another key),
  * -EPROTO (the peer speaks something else, e.g. TLS against plain),

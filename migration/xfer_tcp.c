@@ -6,6 +6,14 @@
  * TLS: 1.3 preferred, 1.2 accepted; (EC)DHE-PSK first for forward
  * secrecy; AES-GCM (MIG_TLS_PRIORITY). The connecting side is the TLS
  * client. A wrong key fails the handshake on both sides (-EKEYREJECTED).
+ *
+ * GnuTLS reads a record in two recv() calls (header, body) and writes
+ * each 16 KiB record with its own send(): about 200 000 system calls per
+ * GiB. Our transport functions batch them through TLS_IOBUF buffers, one
+ * recv() or send() per many records (a third less CPU time per byte on
+ * loopback, see bench/README.md). Sent records are flushed at the end of
+ * every tcp_send() and after any receive that made GnuTLS answer (a TLS
+ * 1.3 key update), so nothing waits in the buffer.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -26,12 +34,20 @@
 
 #define TCP_BACKLOG 16
 #define TLS_BYE_TIMEOUT_MS 200
+#define TLS_IOBUF (256u * 1024u)
 
 struct tcp_conn {
 	int fd;
+	struct mig_stream *s;
 	gnutls_session_t tls;
 	gnutls_psk_client_credentials_t ccred;
 	gnutls_psk_server_credentials_t scred;
+	bool buffered_push; /* after the handshake */
+	int io_errno;       /* of the last failed recv() or send() */
+	uint8_t *rbuf;      /* ciphertext read ahead: rbuf[roff..rlen) */
+	size_t roff, rlen;
+	uint8_t *wbuf;      /* ciphertext not sent yet: wbuf[0..wlen) */
+	size_t wlen;
 };
 
 struct tcp_listener {
@@ -86,6 +102,132 @@ static void set_nodelay(int fd)
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
+/* ---- TLS transport functions -------------------------------------------- */
+
+static ssize_t tls_pull(gnutls_transport_ptr_t p, void *buf, size_t len)
+{
+	struct tcp_conn *c = p;
+	size_t n;
+
+	if (c->roff == c->rlen) {
+		ssize_t r = recv(c->fd, c->rbuf, TLS_IOBUF, 0);
+
+		if (r < 0) {
+			c->io_errno = errno;
+			gnutls_transport_set_errno(c->tls, errno);
+			return -1;
+		}
+		c->roff = 0;
+		c->rlen = (size_t)r;
+		if (r == 0) {
+			return 0;
+		}
+	}
+	n = c->rlen - c->roff < len ? c->rlen - c->roff : len;
+	memcpy(buf, c->rbuf + c->roff, n);
+	c->roff += n;
+	return (ssize_t)n;
+}
+
+static int tls_pull_timeout(gnutls_transport_ptr_t p, unsigned int ms)
+{
+	struct tcp_conn *c = p;
+	int rc;
+
+	if (c->roff < c->rlen) {
+		return 1;
+	}
+	rc = mig_wait_fd(c->fd, POLLIN,
+			 ms == GNUTLS_INDEFINITE_TIMEOUT ? -1 : (int)ms);
+	if (rc == -ETIMEDOUT) {
+		return 0;
+	}
+	return rc == 0 ? 1 : -1;
+}
+
+/* Sends what the buffer holds, waiting as the stream allows. */
+static int tls_flush(struct tcp_conn *c)
+{
+	size_t off = 0;
+
+	while (off < c->wlen) {
+		ssize_t w = send(c->fd, c->wbuf + off, c->wlen - off, MSG_NOSIGNAL);
+		int rc;
+
+		if (w > 0) {
+			off += (size_t)w;
+			continue;
+		}
+		if (w < 0 && errno == EINTR) {
+			continue;
+		}
+		if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+			c->io_errno = errno;
+			return -errno;
+		}
+		rc = mig_stream_wait_fd(c->s, c->fd, POLLOUT, "sending");
+		if (rc < 0) {
+			c->io_errno = -rc;
+			return rc;
+		}
+	}
+	c->wlen = 0;
+	return 0;
+}
+
+static ssize_t tls_push(gnutls_transport_ptr_t p, const giovec_t *iov, int n)
+{
+	struct tcp_conn *c = p;
+	size_t total = 0;
+
+	for (int i = 0; i < n; i++) {
+		total += iov[i].iov_len;
+	}
+	if (!c->buffered_push) {
+		/* The handshake: straight out, as GnuTLS would. */
+		struct msghdr mh = { .msg_iov = (struct iovec *)iov,
+				     .msg_iovlen = (size_t)n };
+		ssize_t w = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+
+		if (w < 0) {
+			c->io_errno = errno;
+			gnutls_transport_set_errno(c->tls, errno);
+		}
+		return w;
+	}
+	if (c->wlen + total > TLS_IOBUF && tls_flush(c) < 0) {
+		gnutls_transport_set_errno(c->tls, EIO);
+		return -1;
+	}
+	if (total > TLS_IOBUF) {
+		/* never for records of 16 KiB; kept correct anyway */
+		for (int i = 0; i < n; i++) {
+			size_t off = 0;
+
+			while (off < iov[i].iov_len) {
+				size_t k = iov[i].iov_len - off;
+
+				if (k > TLS_IOBUF) {
+					k = TLS_IOBUF;
+				}
+				memcpy(c->wbuf, (const uint8_t *)iov[i].iov_base + off, k);
+				c->wlen = k;
+				off += k;
+				if (tls_flush(c) < 0) {
+					gnutls_transport_set_errno(c->tls, EIO);
+					return -1;
+				}
+			}
+		}
+		return (ssize_t)total;
+	}
+	for (int i = 0; i < n; i++) {
+		memcpy(c->wbuf + c->wlen, iov[i].iov_base, iov[i].iov_len);
+		c->wlen += iov[i].iov_len;
+	}
+	return (ssize_t)total;
+}
+
 /* ---- TLS ---------------------------------------------------------------- */
 
 static int psk_server_key(gnutls_session_t session, const gnutls_datum_t *user,
@@ -120,8 +262,7 @@ static bool tls_key_error(int rc, gnutls_alert_description_t alert)
 		return alert == GNUTLS_A_DECRYPT_ERROR ||
 		       alert == GNUTLS_A_BAD_RECORD_MAC ||
 		       alert == GNUTLS_A_UNKNOWN_PSK_IDENTITY ||
-		       alert == GNUTLS_A_ILLEGAL_PARAMETER ||
-		       alert == GNUTLS_A_HANDSHAKE_FAILURE;
+		       alert == GNUTLS_A_ILLEGAL_PARAMETER;
 	default:
 		return false;
 	}
@@ -144,6 +285,7 @@ static int tls_start(struct mig_stream *s, struct tcp_conn *c, int timeout_ms,
 	gnutls_datum_t key = { .data = s->opts.key.psk,
 			       .size = sizeof(s->opts.key.psk) };
 	const char *errpos = NULL;
+	char why[128];
 	uint64_t deadline = mig_now_us() / 1000u + (uint64_t)timeout_ms;
 	int rc;
 
@@ -185,7 +327,17 @@ static int tls_start(struct mig_stream *s, struct tcp_conn *c, int timeout_ms,
 			    errpos ? errpos : "", gnutls_strerror(rc));
 		return -EINVAL;
 	}
-	gnutls_transport_set_int(c->tls, c->fd);
+	c->rbuf = malloc(TLS_IOBUF);
+	c->wbuf = malloc(TLS_IOBUF);
+	if (c->rbuf == NULL || c->wbuf == NULL) {
+		mig_set_err(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	c->s = s;
+	gnutls_transport_set_ptr(c->tls, c);
+	gnutls_transport_set_pull_function(c->tls, tls_pull);
+	gnutls_transport_set_pull_timeout_function(c->tls, tls_pull_timeout);
+	gnutls_transport_set_vec_push_function(c->tls, tls_push);
 
 	for (;;) {
 		uint64_t now = mig_now_us() / 1000u;
@@ -213,32 +365,35 @@ static int tls_start(struct mig_stream *s, struct tcp_conn *c, int timeout_ms,
 		}
 		/* Tell the peer why, so that it does not only see a close. */
 		gnutls_alert_send_appropriate(c->tls, rc);
+		if (rc == GNUTLS_E_FATAL_ALERT_RECEIVED) {
+			snprintf(why, sizeof(why), "the peer sent alert \"%s\"",
+				 gnutls_alert_get_name(gnutls_alert_get(c->tls)));
+		} else {
+			snprintf(why, sizeof(why), "%s", gnutls_strerror(rc));
+		}
 		if (tls_key_error(rc, gnutls_alert_get(c->tls))) {
 			mig_set_err(err, errlen,
-				    "%s: TLS handshake failed: %s%s%s; the peer "
-				    "has another cluster key",
-				    s->peer, gnutls_strerror(rc),
-				    rc == GNUTLS_E_FATAL_ALERT_RECEIVED ? ": " : "",
-				    rc == GNUTLS_E_FATAL_ALERT_RECEIVED
-					    ? gnutls_alert_get_name(gnutls_alert_get(c->tls))
-					    : "");
+				    "%s: TLS handshake failed (%s): the peer has "
+				    "another cluster key",
+				    s->peer, why);
 			return -EKEYREJECTED;
 		}
 		if (tls_plain_peer(rc)) {
 			mig_set_err(err, errlen,
-				    "%s: TLS handshake failed: %s; the peer does "
+				    "%s: TLS handshake failed (%s): the peer does "
 				    "not speak TLS (encrypt = false there?)",
-				    s->peer, gnutls_strerror(rc));
+				    s->peer, why);
 			return -EPROTO;
 		}
-		mig_set_err(err, errlen, "%s: TLS handshake failed: %s", s->peer,
-			    gnutls_strerror(rc));
+		mig_set_err(err, errlen, "%s: TLS handshake failed (%s)", s->peer,
+			    why);
 		return rc == GNUTLS_E_PREMATURE_TERMINATION ||
 				       rc == GNUTLS_E_PULL_ERROR ||
 				       rc == GNUTLS_E_PUSH_ERROR
 			       ? -ECONNRESET
 			       : -EPROTO;
 	}
+	c->buffered_push = true;
 	s->encrypted = true;
 	snprintf(s->cipher, sizeof(s->cipher), "%s %s",
 		 gnutls_protocol_get_name(gnutls_protocol_get_version(c->tls)),
@@ -265,6 +420,8 @@ static void conn_free(struct tcp_conn *c)
 	if (c->scred != NULL) {
 		gnutls_psk_free_server_credentials(c->scred);
 	}
+	free(c->rbuf);
+	free(c->wbuf);
 	if (c->fd >= 0) {
 		/* Unread bytes would make close() send a reset, which can
 		 * overtake what we sent last (a TLS alert, an ABORT): take
@@ -619,16 +776,31 @@ static int plain_send(struct mig_stream *s, struct tcp_conn *c,
 	return 0;
 }
 
+/* A failed TLS call: the stream's error (a wait may have set it), else
+ * what GnuTLS or the socket said. */
+static int tls_io_fail(struct mig_stream *s, struct tcp_conn *c, int grc,
+		       const char *what)
+{
+	if (c->io_errno != 0 && (grc == GNUTLS_E_PUSH_ERROR ||
+				 grc == GNUTLS_E_PULL_ERROR)) {
+		return mig_stream_fail(s, -c->io_errno, true, "TLS %s: %s", what,
+				       strerror(c->io_errno));
+	}
+	return mig_stream_fail(s, -ECONNRESET, true, "TLS %s: %s", what,
+			       gnutls_strerror(grc));
+}
+
 static int tls_send(struct mig_stream *s, struct tcp_conn *c,
 		    const struct iovec *iov, int iovcnt)
 {
+	int rc;
+
 	for (int i = 0; i < iovcnt; i++) {
 		const uint8_t *p = iov[i].iov_base;
 		size_t left = iov[i].iov_len;
 
 		while (left > 0) {
 			ssize_t w = gnutls_record_send(c->tls, p, left);
-			int rc;
 
 			if (w > 0) {
 				p += w;
@@ -643,9 +815,12 @@ static int tls_send(struct mig_stream *s, struct tcp_conn *c,
 				}
 				continue;
 			}
-			return mig_stream_fail(s, -ECONNRESET, true, "TLS send: %s",
-					       gnutls_strerror((int)w));
+			return tls_io_fail(s, c, (int)w, "send");
 		}
+	}
+	rc = tls_flush(c);
+	if (rc < 0) {
+		return tls_io_fail(s, c, GNUTLS_E_PUSH_ERROR, "send");
 	}
 	return 0;
 }
@@ -681,6 +856,11 @@ static ssize_t tcp_recv(struct mig_stream *s, void *buf, size_t len)
 
 		if (c->tls != NULL) {
 			n = gnutls_record_recv(c->tls, buf, len);
+			if (c->wlen > 0 && tls_flush(c) < 0) {
+				/* GnuTLS answered something (key update) */
+				return tls_io_fail(s, c, GNUTLS_E_PUSH_ERROR,
+						   "send");
+			}
 			if (n >= 0) {
 				return n;
 			}
@@ -689,9 +869,7 @@ static ssize_t tcp_recv(struct mig_stream *s, void *buf, size_t len)
 			}
 			if (n != GNUTLS_E_AGAIN && n != GNUTLS_E_INTERRUPTED &&
 			    gnutls_error_is_fatal((int)n)) {
-				return mig_stream_fail(s, -ECONNRESET, true,
-						       "TLS receive: %s",
-						       gnutls_strerror((int)n));
+				return tls_io_fail(s, c, (int)n, "receive");
 			}
 			if (n != GNUTLS_E_AGAIN) {
 				continue;
@@ -727,12 +905,13 @@ static void tcp_close(struct mig_stream *s)
 	if (c->tls != NULL && !s->broken) {
 		/* close_notify, best effort: the socket is non-blocking and
 		 * the peer's answer is not awaited. */
-		int rc = gnutls_bye(c->tls, GNUTLS_SHUT_WR);
+		uint32_t saved = s->opts.io_timeout_ms;
 
-		if (rc == GNUTLS_E_AGAIN &&
-		    mig_wait_fd(c->fd, POLLOUT, TLS_BYE_TIMEOUT_MS) == 0) {
-			gnutls_bye(c->tls, GNUTLS_SHUT_WR);
+		s->opts.io_timeout_ms = TLS_BYE_TIMEOUT_MS;
+		if (gnutls_bye(c->tls, GNUTLS_SHUT_WR) == 0) {
+			tls_flush(c);
 		}
+		s->opts.io_timeout_ms = saved;
 	}
 	conn_free(c);
 	s->priv = NULL;

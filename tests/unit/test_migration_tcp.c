@@ -879,8 +879,9 @@ static void test_timeout(void)
 
 /* ---- rate cap ----------------------------------------------------------- */
 
-static void send_for_rate(uint64_t rate, uint64_t total, double *measured,
-			  uint64_t *throttle_ms)
+/* @rate set on the connected stream (@late) or from the start. */
+static void send_for_rate(uint64_t rate, uint64_t total, bool late,
+			  double *measured, uint64_t *throttle_ms)
 {
 	struct server srv;
 	struct mig_stream *s = NULL;
@@ -893,8 +894,15 @@ static void send_for_rate(uint64_t rate, uint64_t total, double *measured,
 
 	opts_plain(&o);
 	port = server_start(&srv, &o, srv_sink, NULL);
-	o.rate_limit = rate;
+	o.rate_limit = late ? 0 : rate;
 	CHECK_EQ_INT(mig_connect(&o, LOOP, port, 5000, &s, err, sizeof(err)), 0);
+	if (late && s != NULL) {
+		/* a burst first, uncapped, then the cap from another thread's
+		 * point of view: the next chunk obeys it */
+		CHECK_EQ_INT(mig_stream_send_chunk(s, MIG_CHUNK_DATA, 0, buf,
+						   256 * 1024), 0);
+		mig_stream_set_rate(s, rate);
+	}
 	t0 = now_us();
 	while (s != NULL && sent < total) {
 		CHECK_EQ_INT(mig_stream_send_chunk(s, MIG_CHUNK_DATA, 0, buf,
@@ -909,7 +917,7 @@ static void send_for_rate(uint64_t rate, uint64_t total, double *measured,
 	mig_stream_free(s);
 	server_join(&srv);
 	CHECK_EQ_INT(srv.rc, 0);
-	CHECK_EQ_INT(srv.bytes, total);
+	CHECK_EQ_INT(srv.bytes, total + (late ? 256 * 1024 : 0));
 	free(buf);
 }
 
@@ -918,7 +926,7 @@ static void test_rate_cap(void)
 	uint64_t rate = 40u * 1000 * 1000, thr;
 	double got;
 
-	send_for_rate(rate, 24 * MIB, &got, &thr);
+	send_for_rate(rate, 24 * MIB, false, &got, &thr);
 	printf("rate cap %llu B/s: measured %.0f B/s (%.3fx), throttled %llu ms\n",
 	       (unsigned long long)rate, got, got / (double)rate,
 	       (unsigned long long)thr);
@@ -926,9 +934,15 @@ static void test_rate_cap(void)
 	CHECK(thr > 300);
 
 	rate = 8u * 1000 * 1000;
-	send_for_rate(rate, 4 * MIB, &got, &thr);
+	send_for_rate(rate, 4 * MIB, false, &got, &thr);
 	printf("rate cap %llu B/s: measured %.0f B/s (%.3fx)\n",
 	       (unsigned long long)rate, got, got / (double)rate);
+	CHECK(got > 0.9 * (double)rate && got < 1.1 * (double)rate);
+
+	rate = 16u * 1000 * 1000;
+	send_for_rate(rate, 8 * MIB, true, &got, &thr);
+	printf("rate cap %llu B/s set on a running stream: measured %.0f B/s "
+	       "(%.3fx)\n", (unsigned long long)rate, got, got / (double)rate);
 	CHECK(got > 0.9 * (double)rate && got < 1.1 * (double)rate);
 }
 
