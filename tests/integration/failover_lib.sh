@@ -1,10 +1,15 @@
 # Failover helpers (sourced after lib.sh).
 
-# Counts the hosts on which guest NAME has live processes, from the hosts'
-# cgroups: the audit of "never two copies" from outside hactl.
+# Counts the hosts on which guest NAME has live, running processes, from
+# the hosts' cgroups: the audit of "never two running copies" from outside
+# hactl. A frozen cgroup (a migration's paused copy) does not count.
 copies_of() {
 	local name=$1 n=0 k d
 	for k in 1 2 3; do
+		f=/sys/fs/cgroup/freezer/hactl-lc/node$k/$name/freezer.state
+		if [ -e "$f" ] && [ "$(cat "$f" 2>/dev/null)" != THAWED ]; then
+			continue
+		fi
 		for d in /sys/fs/cgroup/*/hactl-lc/node$k/$name; do
 			if [ -d "$d" ] && [ -n "$(find "$d" \( -name cgroup.procs -o -name tasks \) -exec cat {} + 2>/dev/null | head -1)" ]; then
 				n=$((n + 1))
