@@ -191,6 +191,10 @@ int ctr_guest_adopt(struct agent_guest *g, pid_t pid, char *err);
  * and with @run_dir the run directory. Never the writable layer. */
 int ctr_guest_clean(struct agent_guest *g, bool run_dir, char *err);
 
+/* The driver's ops table (driver_container.c); migration frees guests with
+ * its guest_free. */
+extern const struct agent_driver_ops agent_driver_container_ops;
+
 /* ---- live migration (driver_container_mig.c) -------------------------------
  * The three migration operations of agent_driver_container_ops (driver.h);
  * the stream format is described in docs/containers.md. */

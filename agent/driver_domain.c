@@ -920,7 +920,7 @@ static const char *msg_body(const char *line)
 }
 
 /* The last two non-empty lines of one of QEMU's logs, "FIRST; SECOND". */
-static void file_tail(const char *path, char *out, size_t len)
+static void file_tail(const char *path, off_t from, char *out, size_t len)
 {
 	char buf[4096];
 	const char *lines[2] = { NULL, NULL };
@@ -935,8 +935,10 @@ static void file_tail(const char *path, char *out, size_t len)
 		return;
 	}
 	size = lseek(fd, 0, SEEK_END);
-	n = size < 0 ? -1 : pread(fd, buf, sizeof(buf) - 1,
-				  size > (off_t)sizeof(buf) - 1 ? size - (off_t)sizeof(buf) + 1 : 0);
+	if (size > (off_t)sizeof(buf) - 1 && size - (off_t)sizeof(buf) + 1 > from) {
+		from = size - (off_t)sizeof(buf) + 1;
+	}
+	n = size < 0 || from >= size ? -1 : pread(fd, buf, sizeof(buf) - 1, from);
 	close(fd);
 	if (n <= 0) {
 		return;
@@ -971,10 +973,10 @@ static void log_tail(const struct agent_guest *g, char *out, size_t len)
 
 	out[0] = 0;
 	if (rec_path(g, "qemu.log", path, sizeof(path)) == 0) {
-		file_tail(path, out, len);
+		file_tail(path, 0, out, len);
 	}
 	if (out[0] == 0 && rec_path(g, "qemu-start.log", path, sizeof(path)) == 0) {
-		file_tail(path, out, len);
+		file_tail(path, 0, out, len);
 	}
 }
 
@@ -2386,10 +2388,15 @@ static void mig_progress_fill(struct agent_mig_progress *p, const struct mig_inf
 	p->total_bytes = mi->q.ram_total;
 	p->transferred_bytes = mi->q.ram_transferred;
 	p->remaining_bytes = mi->q.ram_remaining;
-	p->dirty_rate_bps = mi->dirty_pages_rate * (mi->page_size ? mi->page_size : 4096);
 	p->rounds = (uint32_t)mi->q.dirty_sync_count;
-	p->expected_downtime_ms = (uint32_t)mi->expected_downtime_ms;
 	p->total_ms = mi->q.total_time_ms;
+	/* a completed migration reports neither: the last measure stays */
+	if (mi->q.status != QMP_MIGRATE_COMPLETED || mi->dirty_pages_rate) {
+		p->dirty_rate_bps = mi->dirty_pages_rate * (mi->page_size ? mi->page_size : 4096);
+	}
+	if (mi->q.status != QMP_MIGRATE_COMPLETED || mi->expected_downtime_ms) {
+		p->expected_downtime_ms = (uint32_t)mi->expected_downtime_ms;
+	}
 	if (mi->q.status == QMP_MIGRATE_COMPLETED) {
 		p->downtime_ms = (uint32_t)mi->q.downtime_ms;
 		p->remaining_bytes = 0;
@@ -2525,7 +2532,9 @@ static int dom_migrate_send(struct agent_guest *g, int fd, const struct agent_mi
 	uint64_t t0, t_stop = 0, last_move, moved = 0, now;
 	bool was_running = false, stopped = false, fd_given = false, started = false;
 	bool done = false;
-	char st[32];
+	char st[32], logp[PATH_MAX];
+	off_t log_from = 0;
+	struct stat sb;
 	int rc;
 
 	if (p == NULL) {
@@ -2535,6 +2544,9 @@ static int dom_migrate_send(struct agent_guest *g, int fd, const struct agent_mi
 	rc = mig_opts_check(g, o, &mode, err);
 	if (rc < 0) {
 		return rc;
+	}
+	if (rec_path(g, "qemu.log", logp, sizeof(logp)) == 0 && stat(logp, &sb) == 0) {
+		log_from = sb.st_size;
 	}
 	if (fd < 0) {
 		return derr(err, -EBADF, "domain %s: no migration stream", g->name);
@@ -2595,8 +2607,14 @@ static int dom_migrate_send(struct agent_guest *g, int fd, const struct agent_mi
 			break;
 		}
 		if (mi.q.status == QMP_MIGRATE_FAILED) {
+			char why[160] = "";
+
+			/* error-desc, else what QEMU logged since the start */
+			if (mi.q.error[0] == 0 && rec_path(g, "qemu.log", logp, sizeof(logp)) == 0) {
+				file_tail(logp, log_from, why, sizeof(why));
+			}
 			rc = derr(err, -EIO, "domain %s: migration failed: %s", g->name,
-				  mi.q.error[0] ? mi.q.error : "QEMU gave no reason");
+				  mi.q.error[0] ? mi.q.error : why[0] ? why : "QEMU gave no reason");
 			goto out;
 		}
 		if (mi.q.status == QMP_MIGRATE_CANCELLED) {
@@ -2622,6 +2640,20 @@ static int dom_migrate_send(struct agent_guest *g, int fd, const struct agent_mi
 			goto out;
 		}
 		mig_nap(c);
+	}
+	/* "completed" comes a moment before QEMU has computed the figures
+	 * and left finish-migrate for postmigrate */
+	for (uint64_t until = ha_mono_ms() + DOM_MIG_SETTLE_MS;;) {
+		bool running;
+
+		if (qmp_client_query_status(c, st, sizeof(st), &running, DOM_QMP_MS, NULL, 0) < 0 ||
+		    strcmp(st, "finish-migrate") != 0 || ha_mono_ms() > until) {
+			break;
+		}
+		sleep_ms(5);
+	}
+	if (mig_query(c, &mi, NULL) == 0) {
+		mig_progress_fill(p, &mi);
 	}
 	if (stopped) {
 		p->downtime_ms = (uint32_t)(ha_mono_ms() - t_stop);

@@ -14,6 +14,10 @@
  * so with the domain's sum and sum of squares of loads the change is
  * computed in O(1) per resource - no full rescoring per candidate.
  *
+ * Search: greedy, one best move at a time (as hbal), among the most and
+ * least loaded nodes per resource, widened when those offer little;
+ * see opt_balance().
+ *
  * N+1: a domain passes when, for every node X, the HA guests of X fit on
  * the other nodes. We check a sufficient condition instead of packing:
  * with G(X) the largest HA unit on X, H(X) their sum and
@@ -42,6 +46,7 @@ enum { R_CPU = 0, R_MEM, R_VCPU, NRES };
 #define NO_COMP UINT32_MAX
 #define GAIN_SCALE 1e4          /* load fractions^2 -> percent^2 */
 #define GAIN_EPS 1e-9
+#define MAX_K 64                /* widest candidate list per resource */
 #define N1_FREE (INT64_MAX / 4)
 
 /* ------------------------------------------------------------------ */
@@ -744,10 +749,6 @@ static void item_merge(struct ws *ws, int32_t dst, int32_t src)
 /* ------------------------------------------------------------------ */
 /* Building the working set                                             */
 
-struct uf {
-	uint32_t *parent;
-};
-
 static uint32_t uf_root(uint32_t *parent, uint32_t x)
 {
 	while (parent[x] != x) {
@@ -1443,6 +1444,11 @@ static const char *const fit_names[FIT_MAX] = {
 	[FIT_N1] = "N+1 reserve",
 };
 
+static const char *fit_str(enum fit f)
+{
+	return (unsigned)f < FIT_MAX ? fit_names[f] : "unknown";
+}
+
 #define F_THRESH 1u
 #define F_N1 2u
 #define F_RELAX 4u
@@ -1729,7 +1735,7 @@ static int32_t place_best(struct ws *ws, int32_t ii, int32_t exclude,
 				continue;
 			}
 			off += (size_t)snprintf(why + off, whylen - off, " %u %s", counts[f],
-						fit_names[f]);
+						fit_str((enum fit)f));
 			if (f == FIT_MEM && most_free_node != NONE && off < whylen) {
 				off += (size_t)snprintf(why + off, whylen - off,
 							" (most free %lld MiB on %s)",
@@ -2206,11 +2212,102 @@ static void opt_overload(struct ws *ws)
 	}
 }
 
+/* The K most and least loaded eligible nodes of a domain per key. */
+struct top {
+	int32_t node[MAX_K];
+	double key[MAX_K];
+	uint32_t n;
+};
+
+static void top_push(struct top *t, uint32_t K, int32_t node, double key)
+{
+	uint32_t pos;
+
+	if (t->n == K && key <= t->key[K - 1]) {
+		return;
+	}
+	pos = t->n < K ? t->n++ : K - 1;
+	while (pos > 0 && t->key[pos - 1] < key) {
+		t->key[pos] = t->key[pos - 1];
+		t->node[pos] = t->node[pos - 1];
+		pos--;
+	}
+	t->key[pos] = key;
+	t->node[pos] = node;
+}
+
+static uint32_t pick_extremes(struct ws *ws, const struct wdom *D, uint32_t K,
+			      int32_t *src, uint32_t *nsrc, int32_t *dst,
+			      uint32_t *ndst)
+{
+	struct top hi, lo;
+	double mean[NRES];
+
+	*nsrc = *ndst = 0;
+	for (int r = 0; r < NRES; r++) {
+		mean[r] = D->S1[r] / D->n_elig;
+	}
+	/* the combined key first: its extremes are the likeliest best pair */
+	for (int pass = 0; pass <= NRES; pass++) {
+		int key = pass == 0 ? NRES : pass - 1;
+
+		if (key < NRES && ws->w[key] == 0) {
+			continue;
+		}
+		hi.n = lo.n = 0;
+		for (uint32_t k = 0; k < D->n_nodes; k++) {
+			int32_t i = (int32_t)D->nodes[k];
+			const struct wnode *n = &ws->n[i];
+			double v = 0;
+
+			if (!n->eligible) {
+				continue;
+			}
+			if (key < NRES) {
+				v = n->l[key];
+			} else {
+				for (int r = 0; r < NRES; r++) {
+					v += ws->w[r] * (n->l[r] - mean[r]);
+				}
+			}
+			top_push(&hi, K, i, v);
+			top_push(&lo, K, i, -v);
+		}
+		for (uint32_t j = 0; j < hi.n; j++) {
+			if (!(ws->mark[hi.node[j]] & 1)) {
+				ws->mark[hi.node[j]] |= 1;
+				src[(*nsrc)++] = hi.node[j];
+			}
+		}
+		for (uint32_t j = 0; j < lo.n; j++) {
+			if (!(ws->mark[lo.node[j]] & 2)) {
+				ws->mark[lo.node[j]] |= 2;
+				dst[(*ndst)++] = lo.node[j];
+			}
+		}
+	}
+	for (uint32_t j = 0; j < *nsrc; j++) {
+		ws->mark[src[j]] = 0;
+	}
+	for (uint32_t j = 0; j < *ndst; j++) {
+		ws->mark[dst[j]] = 0;
+	}
+	return D->n_elig;
+}
+
 struct cand {
 	int32_t item, to;
 	double gain, net;
 };
 
+/*
+ * Best move from the @src nodes to the @dst nodes (one domain). For a
+ * fixed pair (s, d) the gain of moving u is, per resource,
+ *   w * (u * alpha - u^2 * beta)   with   a = 1/cap_s, b = 1/cap_d,
+ *   alpha = 2 (l_s a - l_d b) + 2 S1 (b - a) / n,
+ *   beta = a^2 + b^2 - (b - a)^2 / n
+ * (dom_delta() expanded), so each item costs three multiply-adds.
+ */
 /* The node's movable items, cached until the node changes. */
 static const struct mv *node_mv(struct ws *ws, int32_t ni, uint32_t *n)
 {
@@ -2254,185 +2351,140 @@ static const struct mv *node_mv(struct ws *ws, int32_t ni, uint32_t *n)
 	return nd->mv;
 }
 
-/*
- * The best move out of node @s to any node of its domain. For a fixed
- * pair (s, d) the gain of moving u is, per resource,
- *   u * alpha - u^2 * beta   with   a = 1/cap_s, b = 1/cap_d,
- *   alpha = wk * (2 (l_s a - l_d b) + 2 S1 (b - a) / n),
- *   beta = wk * (a^2 + b^2 - (b - a)^2 / n)  (>= 0)
- * (dom_delta() expanded): three multiply-adds per item. A pair whose
- * bound sum_r max(0, alpha) * umax_r cannot beat the best is skipped.
- */
-static void eval_source(struct ws *ws, int32_t s, const double *wk, double min_gain,
-			struct cand *best)
+static void eval_pairs(struct ws *ws, const int32_t *src, uint32_t nsrc,
+		       const int32_t *dst, uint32_t ndst, struct cand *best)
 {
 	uint64_t mem_left = ws->p->max_move_mem_mib ?
 				    ws->p->max_move_mem_mib - ws->opt_mem : UINT64_MAX;
-	const struct wnode *ns = &ws->n[s];
-	const struct wdom *D = &ws->d[ns->dom];
-	uint32_t nm = 0;
-	const struct mv *mv = node_mv(ws, s, &nm);
+	double min_gain = ws->p->min_gain > GAIN_EPS ? ws->p->min_gain : GAIN_EPS;
+	double wk[NRES];
 
-	for (uint32_t j = 0; j < D->n_nodes && nm; j++) {
-		int32_t d = (int32_t)D->nodes[j];
-		const struct wnode *nd = &ws->n[d];
-		double alpha[NRES], beta[NRES], bound = 0;
+	for (int r = 0; r < NRES; r++) {
+		wk[r] = ws->wsum > 0 ? ws->w[r] * GAIN_SCALE / ws->wsum : 0;
+	}
+	for (uint32_t i = 0; i < nsrc; i++) {
+		int32_t s = src[i];
+		const struct wnode *ns = &ws->n[s];
+		const struct wdom *D = &ws->d[ns->dom];
+		uint32_t nm = 0;
+		const struct mv *mv = node_mv(ws, s, &nm);
 
-		if (d == s || !nd->eligible) {
+		if (nm == 0) {
 			continue;
 		}
-		for (int r = 0; r < NRES; r++) {
-			double a = ns->inv[r], b = nd->inv[r];
+		for (uint32_t j = 0; j < ndst; j++) {
+			int32_t d = dst[j];
+			const struct wnode *nd = &ws->n[d];
+			double alpha[NRES], beta[NRES];
 
-			alpha[r] = wk[r] * (2.0 * (ns->l[r] * a - nd->l[r] * b) +
-					    2.0 * D->S1[r] * (b - a) / D->n_elig);
-			beta[r] = wk[r] * (a * a + b * b - (b - a) * (b - a) / D->n_elig);
-			if (alpha[r] > 0) {
-				double top = alpha[r] * ns->mv_umax[r];
-
-				if (beta[r] > 0 && alpha[r] * alpha[r] / (4 * beta[r]) < top) {
-					top = alpha[r] * alpha[r] / (4 * beta[r]);
-				}
-				bound += top;
+			if (d == s) {
+				continue;
 			}
-		}
-		if (bound < min_gain || bound < best->net) {
-			continue;
-		}
-		for (uint32_t k = 0; k < nm; k++) {
-			const double *u = mv[k].u;
-			double gain = 0, net;
-			int32_t ii = mv[k].item;
+			double bound = 0;
 
 			for (int r = 0; r < NRES; r++) {
-				gain += u[r] * (alpha[r] - u[r] * beta[r]);
+				double a = ns->inv[r], b = nd->inv[r];
+
+				alpha[r] = wk[r] * (2.0 * (ns->l[r] * a - nd->l[r] * b) +
+						    2.0 * D->S1[r] * (b - a) / D->n_elig);
+				beta[r] = wk[r] * (a * a + b * b - (b - a) * (b - a) / D->n_elig);
+				/* no item of s can gain more than this (beta >= 0) */
+				if (alpha[r] > 0) {
+					double top = alpha[r] * ns->mv_umax[r];
+
+					if (beta[r] > 0 && alpha[r] * alpha[r] / (4 * beta[r]) < top) {
+						top = alpha[r] * alpha[r] / (4 * beta[r]);
+					}
+					bound += top;
+				}
 			}
-			if (gain < min_gain) {
+			if (bound < min_gain || bound < best->net) {
 				continue;
 			}
-			if (mv[k].copy > mem_left) {
-				ws->budget_hit = true;
-				continue;
+			for (uint32_t k = 0; k < nm; k++) {
+				const double *u = mv[k].u;
+				double gain = 0, net;
+				int32_t ii = mv[k].item;
+
+				for (int r = 0; r < NRES; r++) {
+					gain += u[r] * (alpha[r] - u[r] * beta[r]);
+				}
+				if (gain < min_gain) {
+					continue;
+				}
+				if (mv[k].copy > mem_left) {
+					ws->budget_hit = true;
+					continue;
+				}
+				net = gain - mv[k].cost;
+				if (net <= GAIN_EPS || net < best->net ||
+				    (net == best->net &&
+				     (ii > best->item || (ii == best->item && d >= best->to)))) {
+					continue;
+				}
+				if (fits(ws, &ws->it[ii], d, F_THRESH | F_N1) != FIT_OK) {
+					continue;
+				}
+				best->item = ii;
+				best->to = d;
+				best->gain = gain;
+				best->net = net;
 			}
-			net = gain - mv[k].cost;
-			if (net <= GAIN_EPS || net < best->net ||
-			    (net == best->net &&
-			     (ii > best->item || (ii == best->item && d >= best->to)))) {
-				continue;
-			}
-			if (fits(ws, &ws->it[ii], d, F_THRESH | F_N1) != FIT_OK) {
-				continue;
-			}
-			best->item = ii;
-			best->to = d;
-			best->gain = gain;
-			best->net = net;
 		}
 	}
 }
 
-struct src_bound {
-	int32_t node;
-	double bound;
-};
-
-/*
- * Greedy balancing: each step applies the best move of the whole cluster
- * (the largest gain net of its cost, every constraint met), like hbal,
- * but without scoring every candidate. Per domain, alpha of a pair is
- * at most wk * (2 a (l_s - mean) + M) with M = max over d of
- * b (2 S1 / n - 2 l_d), so each source gets an upper bound of what it can
- * gain; sources are searched best bound first and the search stops when
- * no remaining bound beats the best move found.
- */
 static void opt_balance(struct ws *ws)
 {
-	double min_gain = ws->p->min_gain > GAIN_EPS ? ws->p->min_gain : GAIN_EPS;
-	struct src_bound *sb = malloc((ws->nn + 1) * sizeof(*sb));
-	double wk[NRES];
+	uint32_t maxdom = 0;
+	int32_t *src, *dst;
+	double last_gain = INFINITY;
 
-	if (sb == NULL) {
+	for (uint32_t d = 0; d < ws->nd; d++) {
+		if (ws->d[d].n_elig > maxdom) {
+			maxdom = ws->d[d].n_elig;
+		}
+	}
+	src = malloc((NRES + 1) * MAX_K * sizeof(*src));
+	dst = malloc((NRES + 1) * MAX_K * sizeof(*dst));
+	if (src == NULL || dst == NULL) {
 		ws->err = -ENOMEM;
-		return;
+		goto out;
 	}
-	for (int r = 0; r < NRES; r++) {
-		wk[r] = ws->wsum > 0 ? ws->w[r] * GAIN_SCALE / ws->wsum : 0;
-	}
+	memset(ws->mark, 0, ws->nn);
 	while (ws->err == 0 && budget_left(ws)) {
 		struct cand best = { NONE, NONE, 0, -INFINITY };
 
-		for (uint32_t di = 0; di < ws->nd; di++) {
-			const struct wdom *D = &ws->d[di];
-			double M[NRES], mean[NRES];
-			uint32_t nsb = 0;
+		/* Widen the candidate lists when the extremes offer nothing
+		 * (all blocked by constraints) or only a move that gains less
+		 * than half of the previous one: then the best move is likely
+		 * between nodes nearer the middle. */
+		for (uint32_t K = 4;; K *= 4) {
+			uint32_t k = K > MAX_K ? MAX_K : K;
 
-			if (D->n_elig < 2) {
-				continue;
-			}
-			for (int r = 0; r < NRES; r++) {
-				M[r] = -INFINITY;
-				mean[r] = D->S1[r] / D->n_elig;
-			}
-			for (uint32_t k = 0; k < D->n_nodes; k++) {
-				const struct wnode *n = &ws->n[D->nodes[k]];
+			for (uint32_t d = 0; d < ws->nd; d++) {
+				uint32_t ns, nd;
 
-				if (!n->eligible) {
+				if (ws->d[d].n_elig < 2) {
 					continue;
 				}
-				for (int r = 0; r < NRES; r++) {
-					double c = n->inv[r] * 2.0 * (mean[r] - n->l[r]);
-
-					if (c > M[r]) {
-						M[r] = c;
-					}
-				}
+				pick_extremes(ws, &ws->d[d], k, src, &ns, dst, &nd);
+				eval_pairs(ws, src, ns, dst, nd, &best);
 			}
-			for (uint32_t k = 0; k < D->n_nodes; k++) {
-				int32_t s = (int32_t)D->nodes[k];
-				const struct wnode *n = &ws->n[s];
-				double bound = 0;
-				uint32_t nm;
-
-				if (!n->eligible || n->n_items == 0) {
-					continue;
-				}
-				node_mv(ws, s, &nm);
-				for (int r = 0; r < NRES; r++) {
-					double A = wk[r] * (2.0 * n->inv[r] * (n->l[r] - mean[r]) + M[r]);
-
-					if (A > 0) {
-						bound += A * n->mv_umax[r];
-					}
-				}
-				if (nm && bound >= min_gain) {
-					sb[nsb].node = s;
-					sb[nsb].bound = bound;
-					nsb++;
-				}
-			}
-			/* best bound first; usually a few sources settle it */
-			while (nsb) {
-				uint32_t top = 0;
-
-				for (uint32_t k = 1; k < nsb; k++) {
-					if (sb[k].bound > sb[top].bound ||
-					    (sb[k].bound == sb[top].bound && sb[k].node < sb[top].node)) {
-						top = k;
-					}
-				}
-				if (sb[top].bound < best.net) {
-					break;
-				}
-				eval_source(ws, sb[top].node, wk, min_gain, &best);
-				sb[top] = sb[--nsb];
+			if ((best.item != NONE && best.gain >= last_gain / 2) || k >= maxdom ||
+			    k == MAX_K) {
+				break;
 			}
 		}
-		if (best.item == NONE || ws->err) {
+		if (best.item == NONE) {
 			break;
 		}
+		last_gain = best.gain;
 		opt_commit(ws, best.item, best.to, HA_BAL_R_BALANCE, best.gain);
 	}
-	free(sb);
+out:
+	free(src);
+	free(dst);
 }
 
 /* Pack: empty the least useful nodes onto the fullest that fit. */
@@ -2745,9 +2797,7 @@ int ha_balance_plan(const struct ha_bal_cluster *c, const struct ha_bal_policy *
 	if (plan->triggered && plan->rounds < p->hold_rounds) {
 		/* not yet: say what would move, then undo it */
 		plan->held = true;
-		for (uint32_t a = mark; a < ws.nact; a++) {
-			plan->held_moves++;
-		}
+		plan->held_moves = ws.nact - mark;
 		while (ws.nact > mark) {
 			uint32_t a = --ws.nact;
 			int32_t ii = ws.act_item[a];

@@ -886,6 +886,11 @@ static const char *const type_names[HA_BAL_OPT_TYPE_MAX] = {
 	[HA_BAL_OPT_STRATEGY] = "balance/pack",
 };
 
+const char *ha_bal_opt_type_str(enum ha_bal_opt_type t)
+{
+	return (unsigned)t < HA_BAL_OPT_TYPE_MAX ? type_names[t] : "unknown";
+}
+
 void ha_bal_policy_options_markdown(FILE *out)
 {
 	fprintf(out, "| option | type | default | range | unit | meaning |\n");
@@ -898,7 +903,7 @@ void ha_bal_policy_options_markdown(FILE *out)
 			snprintf(range, sizeof(range), "%.15g..%.15g", o->min, o->max);
 		}
 		fprintf(out, "| %s | %s | %s | %s | %s | %s |\n", o->name,
-			type_names[o->type], o->def, range, o->unit, o->help);
+			ha_bal_opt_type_str(o->type), o->def, range, o->unit, o->help);
 	}
 }
 

@@ -30,6 +30,18 @@
 #define SIM_MAX_LINE 8192
 #define SIM_MAX_SECONDS (100ull * 365 * 86400)
 
+static const char *const cmd_kind_names[HA_BAL_SIM_CMD_MAX] = {
+	[HA_BAL_SIM_RUN] = "run",
+	[HA_BAL_SIM_ADVANCE] = "advance",
+	[HA_BAL_SIM_SET_NODE] = "set node",
+	[HA_BAL_SIM_SET_GUEST] = "set guest",
+};
+
+const char *ha_bal_sim_cmd_kind_str(enum ha_bal_sim_cmd_kind k)
+{
+	return (unsigned)k < HA_BAL_SIM_CMD_MAX ? cmd_kind_names[k] : "unknown";
+}
+
 struct sim_ctx {
 	const char *fname;
 	uint32_t line;

@@ -228,6 +228,8 @@ struct ha_bal_opt {
 	const char *help;
 };
 
+const char *ha_bal_opt_type_str(enum ha_bal_opt_type t);
+
 /* The [balance] option table, ended by an entry with name == NULL. */
 const struct ha_bal_opt *ha_bal_policy_options(void);
 
@@ -367,6 +369,8 @@ enum ha_bal_sim_cmd_kind {
 	HA_BAL_SIM_SET_GUEST,         /* change a guest */
 	HA_BAL_SIM_CMD_MAX
 };
+
+const char *ha_bal_sim_cmd_kind_str(enum ha_bal_sim_cmd_kind k);
 
 struct ha_bal_sim_cmd {
 	enum ha_bal_sim_cmd_kind kind;

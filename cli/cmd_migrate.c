@@ -354,6 +354,7 @@ int cli_cmd_evacuate(struct cli *cli, int argc, char **argv)
 	Hactl__StatusReply *s = NULL;
 	const Hactl__NodeStatus *node;
 	unsigned parallel = 1, moved = 0, failed = 0;
+	uint32_t node_id;
 	int ex = parse(argc, argv, &o, true);
 	char *names[1024];
 	size_t n = 0;
@@ -375,6 +376,7 @@ int cli_cmd_evacuate(struct cli *cli, int argc, char **argv)
 		ha_env_msg_free(&s->base);
 		return EX_UNKNOWN;
 	}
+	node_id = node->id;
 	if (!node->maintenance) {
 		Hactl__Change ch = HACTL__CHANGE__INIT;
 		Hactl__MaintenanceChange mc = HACTL__MAINTENANCE_CHANGE__INIT;
@@ -392,7 +394,7 @@ int cli_cmd_evacuate(struct cli *cli, int argc, char **argv)
 	for (size_t i = 0; i < s->n_guests && n < HA_ARRAY_SIZE(names); i++) {
 		const Hactl__GuestRecord *g = s->guests[i];
 
-		if (g->owner == node->id && g->desired && strcmp(g->desired, "running") == 0) {
+		if (g->owner == node_id && g->desired && strcmp(g->desired, "running") == 0) {
 			names[n++] = strdup(g->name);
 		}
 	}
@@ -421,7 +423,7 @@ int cli_cmd_evacuate(struct cli *cli, int argc, char **argv)
 				const Hactl__NodeStatus *c = st->nodes[j];
 				int64_t free_kib;
 
-				if (c->id == node->id || strcmp(c->state, "online") != 0 || !c->agent_connected ||
+				if (c->id == node_id || strcmp(c->state, "online") != 0 || !c->agent_connected ||
 				    c->facts == NULL) {
 					continue;
 				}

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <arpa/inet.h>
@@ -100,6 +101,26 @@ static void set_nodelay(int fd)
 
 	/* Headers and payload go in one writev; nothing to coalesce. */
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+/*
+ * After the handshake the socket blocks, for at most a wait slice per
+ * call (SO_RCVTIMEO, SO_SNDTIMEO): a payload arrives in one
+ * recv(MSG_WAITALL) and goes out in one sendmsg(), without a poll() and a
+ * wake-up per segment in between; a call that times out returns EAGAIN
+ * and the caller looks at the cancel flag and its own timeout.
+ */
+static int set_blocking_sliced(int fd)
+{
+	struct timeval tv = { .tv_sec = 0, .tv_usec = MIG_WAIT_SLICE_MS * 1000 };
+	int fl = fcntl(fd, F_GETFL);
+
+	if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0) {
+		return -errno;
+	}
+	return 0;
 }
 
 /* ---- TLS transport functions -------------------------------------------- */
@@ -447,6 +468,13 @@ static int conn_start(struct mig_stream *s, struct tcp_conn *c, int timeout_ms,
 	set_nodelay(c->fd);
 	if (s->opts.encrypt) {
 		rc = tls_start(s, c, timeout_ms, err, errlen);
+	}
+	if (rc == 0) {
+		rc = set_blocking_sliced(c->fd);
+		if (rc < 0) {
+			mig_set_err(err, errlen, "%s: socket options: %s", s->peer,
+				    strerror(-rc));
+		}
 	}
 	if (rc < 0) {
 		conn_free(c);
@@ -875,7 +903,7 @@ static ssize_t tcp_recv(struct mig_stream *s, void *buf, size_t len)
 				continue;
 			}
 		} else {
-			n = recv(c->fd, buf, len, 0);
+			n = recv(c->fd, buf, len, MSG_WAITALL);
 			if (n >= 0) {
 				return n;
 			}
@@ -903,8 +931,8 @@ static void tcp_close(struct mig_stream *s)
 		return;
 	}
 	if (c->tls != NULL && !s->broken) {
-		/* close_notify, best effort: the socket is non-blocking and
-		 * the peer's answer is not awaited. */
+		/* close_notify, best effort and bounded by
+		 * TLS_BYE_TIMEOUT_MS; the peer's answer is not awaited. */
 		uint32_t saved = s->opts.io_timeout_ms;
 
 		s->opts.io_timeout_ms = TLS_BYE_TIMEOUT_MS;

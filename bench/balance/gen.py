@@ -9,7 +9,7 @@
 
 Nodes are identical; guests get sizes, vCPUs and a CPU use drawn from
 fixed distributions, and are placed with a skew (some hosts get much more
-than others), below 90% of a host's memory.
+than others), below 90% of a host's memory and 95% of its CPUs.
 
   gen.py --hosts 100 --guests 2000 --seed 1 --out DIR
 
@@ -65,6 +65,7 @@ def generate(hosts, guests, seed, fill=0.55):
         acc += w / total_w
         cum.append(acc)
     used_mem = [0] * hosts
+    used_cpu = [0] * hosts
     # biggest first, so that everything fits
     order = sorted(range(guests), key=lambda i: -gs[i]["mem"])
     for i in order:
@@ -79,12 +80,15 @@ def generate(hosts, guests, seed, fill=0.55):
                 else:
                     hi = mid
             h = lo if attempt < 200 else rng.randrange(hosts)
-            if used_mem[h] + g["mem"] <= 0.9 * node_mem:
+            # measured CPU use cannot exceed the host's CPUs
+            if (used_mem[h] + g["mem"] <= 0.9 * node_mem and
+                    used_cpu[h] + g["cpu"] <= 950 * node_cpus):
                 break
         else:
             raise SystemExit("cannot place %s: cluster too full" % g["name"])
         g["node"] = h
         used_mem[h] += g["mem"]
+        used_cpu[h] += g["cpu"]
     return nodes, gs
 
 

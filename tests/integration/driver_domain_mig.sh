@@ -99,7 +99,7 @@ declare -A HOST_IP=([A]=10.213.3.11 [B]=10.213.3.12)
 declare -A HOST_NS=([A]=$NS_A [B]=$NS_B)
 MIG_PORT=7700
 MEM_KIB=${MEM_KIB:-131072} # 128 MiB
-WL_ARGS=${WL_ARGS:---mem 64M --dirty 10M}
+WL_ARGS=${WL_ARGS:---mem 32M --dirty 10M} # 128 MiB leave ~80 MB to the initramfs
 CMD="/usr/bin/hactl-workload --port 7000 $WL_ARGS"
 TIMEOUT=60000
 
@@ -125,6 +125,7 @@ counter_of() { sed -n 's/.*"counter":\([0-9]*\).*/\1/p'; }
 boot_of() { sed -n 's/.*"boot_id":"\([0-9a-f]*\)".*/\1/p'; }
 errors_of() { sed -n 's/.*"mem_errors":\([0-9]*\).*/\1/p'; }
 answers() { query | grep -q '"counter"'; }
+same_boot() { [ -n "$BOOT" ] && [ "$(boot_of <<<"$1")" = "$BOOT" ]; }
 qemu_of() { # the QEMU pids running from HOST's run dir (never by a broad name)
 	local p
 	for p in /proc/[0-9]*; do
@@ -154,28 +155,32 @@ guest_mac() { # from the running QEMU's command line
 	tr '\0' '\n' <"/proc/$(qemu_of "$1" | head -1)/cmdline" 2>/dev/null |
 		sed -n 's/.*mac=\([0-9a-f:]*\).*/\1/p'
 }
-ns_left() { ip netns list | grep -qE "^(hmsw|hma|hmb|hmc)-$$( |\$)"; }
+ns_left() { # any namespace of this test
+	local pid=$$
+	ip netns list | grep -qE "^(hmsw|hma|hmb|hmc)-$pid( |\$)"
+}
 switch_port_of() { # the switch port the guest's MAC was learned on
 	bridge -n "$NS_SW" fdb show br hmsw0 2>/dev/null | awk -v m="$1" '$1 == m { print $3; exit }'
 }
 
-# The client: one query at a time from C, every answer or failure stamped
-# (microseconds). The longest gap between two answers is the downtime the
-# client saw (to within one query timeout, 100 ms).
+# The client, in C: a query started every 20 ms, each waiting up to 1 s, its
+# answer stamped when it completes (microseconds). The longest time between
+# two answers is the downtime the client saw, within about 20 ms; a guest
+# that is merely slow (TCG while its memory is being copied) still answers.
 POLL_PID=""
 poll_start() { # poll_start FILE
 	rm -f "$WORK/poll.stop"
 	ip netns exec "$NS_C" bash -c '
 		while [ ! -e "$3" ]; do
-			t=${EPOCHREALTIME/./}
-			if out=$("$1" --query "$2:7000" --timeout 100 2>/dev/null); then
-				c=${out#*\"counter\":}
-				echo "$t ok ${c%%,*}"
-			else
-				echo "$t fail"
-				sleep 0.01
-			fi
-		done' poll "$WL" "$GUEST_IP" "$WORK/poll.stop" >"$1" 2>/dev/null &
+			{
+				if out=$("$1" --query "$2:7000" --timeout 1000 2>/dev/null); then
+					c=${out#*\"counter\":}
+					echo "${EPOCHREALTIME/./} ok ${c%%,*}"
+				fi
+			} &
+			sleep 0.02
+		done
+		wait' poll "$WL" "$GUEST_IP" "$WORK/poll.stop" >"$1" 2>/dev/null &
 	POLL_PID=$!
 }
 poll_stop() {
@@ -184,10 +189,15 @@ poll_stop() {
 	POLL_PID=""
 }
 max_gap_ms() { # FILE: the longest time between two answers; 0 when none
-	awk '$2 == "ok" { if (last && $1 - last > g) g = $1 - last; last = $1 }
-	     END { printf "%d\n", g / 1000 }' "$1"
+	sort -n "$1" | awk '$2 == "ok" { if (last && $1 - last > g) g = $1 - last; last = $1 }
+			    END { printf "%d\n", g / 1000 }'
 }
-poll_fails() { grep -c ' fail$' "$1"; }
+poll_answers() { grep -c ' ok ' "$1"; }
+# The client never saw the counter go back (more than 5 ticks: answers
+# completing in the same instant may be written out of order).
+counter_monotonic() {
+	sort -n "$1" | awk '$2 == "ok" { if ($3 + 5 < max) exit 1; if ($3 > max) max = $3 }'
+}
 
 # One side of a migration: ha-driver-test in the background, its decision
 # written into a fifo, its output into a log.
@@ -268,8 +278,6 @@ if ! net_up; then
 	echo "$T_PASS passed, $T_FAIL failed"
 	exit 1
 fi
-check "A reaches B over the switch" \
-	ip netns exec "$NS_A" ping -c 1 -W 2 "${HOST_IP[B]}" >/dev/null
 
 # ---- the guest on A -----------------------------------------------------------
 
@@ -298,7 +306,11 @@ migrate() {
 	wait_for 120 "the destination has the guest" side_says recv "migrate-recv: " || return 1
 	side_says recv "migrate-recv: ok" || return 1
 	# the cluster's decision: the destination first (it resumes or goes)
+	local t_recv
+	t_recv=$(now_ms)
 	side_tell recv "$decision"
+	wait_for 30 "the destination's finish" side_says recv "migrate-finish" || return 1
+	T_DECIDE=$(($(now_ms) - t_recv))
 	wait_for 30 "the source's stream ended" side_says send "migrate-send: " || return 1
 	side_tell send "$decision"
 	MIG_SENT=$(side_line send '^sent:')
@@ -317,10 +329,11 @@ migrate() {
 report() { # report WHAT: QEMU's figures and the client's
 	log "$1: total $(field total_ms <<<"$MIG_SENT") ms, QEMU downtime" \
 		"$(field downtime_ms <<<"$MIG_SENT") ms, client saw $(max_gap_ms "$POLL_FILE") ms" \
-		"without an answer ($(poll_fails "$POLL_FILE") failed queries)," \
+		"without an answer ($(poll_answers "$POLL_FILE") answers)," \
 		"$(field transferred <<<"$MIG_SENT") bytes sent, $(field transferred <<<"$MIG_RECV")" \
 		"received, $(field rounds <<<"$MIG_SENT") rounds, dirty rate" \
-		"$(field dirty_rate <<<"$MIG_SENT") B/s at the end"
+		"$(field dirty_rate <<<"$MIG_SENT") B/s at the end; the destination's finish took" \
+		"${T_DECIDE}ms (as seen here)"
 }
 
 # ---- 1. A -> B, commit ------------------------------------------------------------
@@ -341,12 +354,11 @@ check "m1 answers through the switch" wait_for 10 "m1 answers" answers
 check "...and the switch learned B's port" test "$(switch_port_of "$MAC")" = upB
 J=$(query)
 C_AFTER=$(counter_of <<<"$J")
-check "...same boot id (the guest was moved, not restarted)" test "$(boot_of <<<"$J")" = "$BOOT"
+check "...same boot id (the guest was moved, not restarted)" same_boot "$J"
 check "...its counter continues (${C_BEFORE:-?} -> ${C_AFTER:-?})" \
 	test "${C_AFTER:-0}" -gt "${C_BEFORE:-999999999}"
 check "...its memory is intact" test "$(errors_of <<<"$J")" = 0
-check "...the client's counter never went back" \
-	awk '$2 == "ok" { if ($3 < last) exit 1; last = $3 }' "$POLL_FILE"
+check "...the client's counter never went back" counter_monotonic "$POLL_FILE"
 check "...state on B: running" state_on B running
 check "...the disk on the shared storage stays" test -s "$WORK/shared/m1/disk.img"
 
@@ -364,25 +376,29 @@ check "m1 answers" wait_for 10 "m1 answers" answers
 J=$(query)
 C_AFTER=$(counter_of <<<"$J")
 check "...same boot id, counter continues (${C_BEFORE:-?} -> ${C_AFTER:-?})" \
-	test "$(boot_of <<<"$J")" = "$BOOT" -a "${C_AFTER:-0}" -gt "${C_BEFORE:-999999999}"
+	both same_boot "$J" -- test "${C_AFTER:-0}" -gt "${C_BEFORE:-999999999}"
 check "...the switch has the guest on B's port" test "$(switch_port_of "$MAC")" = upB
 
 # ---- 3. B -> A, the receiver dies mid-stream ------------------------------------
 
+# 20 MB/s: the stream takes seconds, and the receiver (tool and QEMU) is
+# killed once 10 MB have gone
 C_BEFORE=$(query | counter_of)
 side_start recv A migrate-recv --listen "$MIG_PORT"
 wait_for 10 "the receiver listens" side_says recv "^listening"
-side_start send B migrate-send --to "${HOST_IP[A]}:$MIG_PORT"
-# the destination's QEMU appears once the stream is accepted; the source is
-# then sending (its socket buffers hold far less than the guest's RAM)
-check "the destination's QEMU starts on A" wait_for 30 "QEMU on A" runs_on A
+HA_MIG_BANDWIDTH=20000000 side_start send B migrate-send --to "${HOST_IP[A]}:$MIG_PORT"
+sent_10mb() { awk '/^progress:/ { sub(/.*transferred=/, ""); sub(/ .*/, ""); if ($0 > 10000000) ok = 1 }
+		   END { exit !ok }' "$WORK/send.log"; }
+check "the stream is under way" wait_for 30 "10 MB sent" sent_10mb
+check "...and the destination's QEMU runs on A" runs_on A
 for p in $(qemu_of A); do kill -9 "$p"; done
 kill -9 "${SIDE_PID[recv]}" 2>/dev/null
 log "killed the receiver (tool and QEMU) on A"
 check "the source reports the failed stream" \
 	wait_for 60 "the source's answer" side_says send "migrate-send: "
 log "send: $(grep -v '^progress' "$WORK/send.log" | tr '\n' '|')"
-check "...with QEMU's reason" side_says send "migrate-send: .*migration failed: .*"
+check "...with QEMU's reason" both side_says send "migrate-send: .*migration failed: ." -- \
+	not side_says send "gave no reason"
 side_end send
 side_end recv
 check "...the guest runs on B, the same QEMU ($QPID_B)" test "$(qemu_of B)" = "$QPID_B"
@@ -390,7 +406,7 @@ check "m1 answers" wait_for 10 "m1 answers" answers
 J=$(query)
 C_AFTER=$(counter_of <<<"$J")
 check "...same boot id, counter continues (${C_BEFORE:-?} -> ${C_AFTER:-?})" \
-	test "$(boot_of <<<"$J")" = "$BOOT" -a "${C_AFTER:-0}" -gt "${C_BEFORE:-999999999}"
+	both same_boot "$J" -- test "${C_AFTER:-0}" -gt "${C_BEFORE:-999999999}"
 drv A destroy >/dev/null 2>&1 # what the killed receiver left (its tap, run dir)
 check "nothing of the failed receiver is left on A" both gone_from A -- not tap_on A
 

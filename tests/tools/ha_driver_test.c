@@ -53,6 +53,11 @@ static int need_guest(const struct agent_driver_ops *ops, struct agent_driver *d
  *   migrate-recv --listen PORT    prints "listening PORT", accepts one
  *                                 connection, receives the guest, prints
  *                                 "received ..."
+ *
+ * The migration options come from the environment (unset: the driver's
+ * defaults): HA_MIG_MAX_DOWNTIME_MS, HA_MIG_BANDWIDTH (bytes/s),
+ * HA_MIG_MODE (precopy | stopcopy | postcopy), HA_MIG_AUTO_CONVERGE=1,
+ * HA_MIG_XBZRLE=1.
  */
 #include <netdb.h>
 #include <netinet/in.h>
@@ -99,6 +104,21 @@ static void mig_print(const char *what, const struct agent_mig_progress *p)
 	       p->rounds, p->expected_downtime_ms, p->downtime_ms,
 	       (unsigned long long)p->total_ms);
 	fflush(stdout);
+}
+
+static void mig_opts_from_env(struct agent_mig_opts *o)
+{
+	const char *v;
+
+	if ((v = getenv("HA_MIG_MAX_DOWNTIME_MS")) != NULL) {
+		o->max_downtime_ms = (uint32_t)strtoul(v, NULL, 10);
+	}
+	if ((v = getenv("HA_MIG_BANDWIDTH")) != NULL) {
+		o->bandwidth_bps = strtoull(v, NULL, 10);
+	}
+	o->mode = getenv("HA_MIG_MODE");
+	o->auto_converge = (v = getenv("HA_MIG_AUTO_CONVERGE")) != NULL && strcmp(v, "1") == 0;
+	o->xbzrle = (v = getenv("HA_MIG_XBZRLE")) != NULL && strcmp(v, "1") == 0;
 }
 
 /* HOST:PORT, numeric (an IPv6 host in brackets). */
@@ -213,6 +233,7 @@ static int mig_action(const struct agent_driver_ops *ops, struct agent_driver *d
 	int rc;
 
 	m.send = strcmp(action, "migrate-send") == 0;
+	mig_opts_from_env(&m.opts);
 	if (m.send ? to == NULL : listen_port == NULL) {
 		fprintf(stderr, "%s needs %s\n", action, m.send ? "--to HOST:PORT" :
 			"--listen PORT");

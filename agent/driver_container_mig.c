@@ -1,0 +1,1570 @@
+/*
+ * driver_container_mig.c - live migration of a container between two hosts
+ * that share the storage holding its writable layer (spec->data_dir).
+ *
+ * A migration is a transaction: the source stays runnable until the
+ * cluster commits, and every failure before that resumes it.
+ *
+ *   source (migrate_send)                destination (migrate_recv)
+ *                                        prepares the guest: cgroups,
+ *                                        overlay (rootfs + shared upper)
+ *   [precopy: rounds of CRIU pre-dumps,
+ *    each streamed while the guest runs]
+ *   freeze the cgroup                    |
+ *   veth off the bridge                  |
+ *   CRIU dump, leave_running (frozen)    |
+ *   stream the images  ----------------> writes them to run_dir/mig-in.*
+ *                                        CRIU restore, frozen at
+ *                                        "pre-resume", veth off the bridge
+ *   the guest stays frozen  <----- "ok"  the guest stays frozen
+ *
+ *   migrate_finish(commit):  kill + clean     veth on the bridge, thaw,
+ *                                             gratuitous ARP
+ *   migrate_finish(abort):   veth back, thaw  kill + clean
+ *
+ * The writable layer is never copied (both hosts mount it) and never
+ * removed here. Both copies keep their veth off the bridge while frozen:
+ * their kernels would otherwise answer ARP and acknowledge TCP segments
+ * for the frozen guest, and data acknowledged by the copy that loses would
+ * be lost.
+ *
+ * The stream (little-endian; docs/containers.md has the full format): a
+ * sequence of records, each a 24-byte header (magic "HCMG", version, type,
+ * round, name length, data length) followed by the name and the data:
+ *   MANIFEST  key=value lines: format, name, mode, round, parent, files,
+ *             bytes, and one "file=SIZE NAME" line per file of the round
+ *   FILE      one image file of the round, in the manifest's order
+ *   END       after the final round (round 0)
+ * Pre-copy rounds are numbered 1..N (directories preN, each with a
+ * "parent" link to the previous); the final dump is round 0 ("images").
+ * The destination answers one line: "ok" or "error ERRNO TEXT".
+ *
+ * Nothing read from the stream is trusted: sizes are bounded before
+ * anything is allocated or written, names are plain ([A-Za-z0-9_.-], no
+ * leading '.'), every file is listed in its round's manifest with its
+ * size, and files are created exclusively inside a fresh directory.
+ */
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <net/if.h>
+#include <net/if_arp.h>
+#include <arpa/inet.h>
+#include <linux/if_ether.h>
+#include <linux/if_packet.h>
+#include <linux/sockios.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "criu_rpc.h"
+#include "driver_container.h"
+#include "util.h"
+
+#define MIG_MAGIC 0x474d4348u      /* "HCMG" on the wire */
+#define MIG_VERSION 1
+#define MIG_FORMAT 1               /* of the manifest */
+#define MIG_HDR_LEN 24
+#define MIG_NAME_MAX 128           /* one file name */
+#define MIG_FILES_MAX 4096         /* files of one round */
+#define MIG_MANIFEST_MAX (MIG_FILES_MAX * (MIG_NAME_MAX + 24) + 1024)
+#define MIG_ROUNDS_MAX 16          /* pre-copy rounds accepted */
+#define MIG_PRE_ROUNDS 8           /* pre-copy rounds made */
+#define MIG_ACK_MAX 256            /* the destination's answer line */
+#define MIG_CHUNK (1u << 20)
+#define MIG_IO_MS 30000            /* silence on the stream before giving up */
+#define MIG_CRIU_MS 120000         /* one CRIU dump or restore */
+#define MIG_ACK_MS (MIG_CRIU_MS + 30000) /* restore on the destination */
+#define MIG_FREEZE_MS 10000
+#define MIG_KILL_MS 5000
+#define MIG_RM_MS 300000
+#define MIG_DOWNTIME_MS 300        /* pre-copy target without max_downtime_ms */
+#define MIG_NOSIZE_MAX (256ULL << 30) /* images of a guest without a memory limit */
+#define MIG_SPACE_SLACK (64ULL << 20)
+
+enum mig_rec_type {
+	MIG_REC_NONE = 0,
+	MIG_REC_MANIFEST = 1,
+	MIG_REC_FILE = 2,
+	MIG_REC_END = 3,
+	MIG_REC_MAX
+};
+
+static const char *mig_rec_type_str(enum mig_rec_type t)
+{
+	switch (t) {
+	case MIG_REC_NONE: return "none";
+	case MIG_REC_MANIFEST: return "manifest";
+	case MIG_REC_FILE: return "file";
+	case MIG_REC_END: return "end";
+	case MIG_REC_MAX: break;
+	}
+	return "unknown";
+}
+
+struct mig_rec {
+	uint16_t type;
+	uint32_t round;
+	uint32_t name_len;
+	uint64_t data_len;
+};
+
+/* One file of a round: its name and size. */
+struct mig_file {
+	char name[MIG_NAME_MAX + 1];
+	uint64_t size;
+};
+
+/*
+ * One side of the stream. It keeps its first error (rc, msg): after a
+ * failure every call returns it, so a caller may check once after a batch.
+ */
+struct mig_io {
+	int fd;
+	bool sock;
+	int rc;
+	char msg[AGENT_ERR_LEN];
+	uint64_t bytes;              /* payload moved, both directions */
+	uint64_t t0_ms;
+	uint64_t bandwidth;          /* bytes per second, 0 = unlimited */
+	struct agent_mig_progress *p;
+};
+
+static void TR(const char *w) { if (getenv("MIGTR")) fprintf(stderr, "TR %llu %s\n", (unsigned long long)ha_mono_ms(), w); }
+static void err_clear(char *err)
+{
+	if (err != NULL) {
+		err[0] = '\0';
+	}
+}
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
+	}
+}
+
+static const char *criu_bin(const char *path)
+{
+	return path == NULL || path[0] == '\0' || strcmp(path, "criu") == 0 ?
+		AGENT_CRIU_DEFAULT_PATH : path;
+}
+
+/* A name we create or send: plain, no path, no leading dot. */
+static bool mig_name_ok(const char *s, size_t n)
+{
+	if (n == 0 || n > MIG_NAME_MAX || s[0] == '.') {
+		return false;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (!isalnum((unsigned char)s[i]) && s[i] != '_' && s[i] != '-' && s[i] != '.') {
+			return false;
+		}
+	}
+	return true;
+}
+
+static void round_dir(uint32_t round, char out[16])
+{
+	if (round == 0) {
+		snprintf(out, 16, "images");
+	} else {
+		snprintf(out, 16, "pre%u", round);
+	}
+}
+
+/* ---- the stream ------------------------------------------------------------ */
+
+static void io_init(struct mig_io *io, int fd, uint64_t bandwidth, struct agent_mig_progress *p)
+{
+	int type;
+	socklen_t len = sizeof(type);
+
+	memset(io, 0, sizeof(*io));
+	io->fd = fd;
+	io->sock = getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0;
+	io->t0_ms = ha_mono_ms();
+	io->bandwidth = bandwidth;
+	io->p = p;
+}
+
+static int io_fail(struct mig_io *io, int rc, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int io_fail(struct mig_io *io, int rc, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (io->rc == 0) {
+		io->rc = rc;
+		va_start(ap, fmt);
+		vsnprintf(io->msg, sizeof(io->msg), fmt, ap);
+		va_end(ap);
+	}
+	return io->rc;
+}
+
+/* Waits until @fd is readable (POLLIN) or writable, at most @ms. */
+static int io_wait(struct mig_io *io, short events, uint32_t ms)
+{
+	struct pollfd pfd = { .fd = io->fd, .events = events };
+	uint64_t deadline = ha_mono_ms() + ms;
+
+	for (;;) {
+		int64_t left = (int64_t)deadline - (int64_t)ha_mono_ms();
+		int rc;
+
+		if (left <= 0) {
+			return -ETIMEDOUT;
+		}
+		rc = poll(&pfd, 1, (int)left);
+		if (rc < 0 && errno == EINTR) {
+			continue;
+		}
+		if (rc < 0) {
+			return -errno;
+		}
+		if (rc > 0) {
+			return 0;
+		}
+	}
+}
+
+static void io_throttle(struct mig_io *io)
+{
+	uint64_t due, now;
+
+	if (io->bandwidth == 0) {
+		return;
+	}
+	due = io->t0_ms + io->bytes * 1000 / io->bandwidth;
+	now = ha_mono_ms();
+	if (due > now) {
+		sleep_ms((unsigned)(due - now > 1000 ? 1000 : due - now));
+	}
+}
+
+static int io_write(struct mig_io *io, const void *buf, size_t len)
+{
+	const char *b = buf;
+
+	while (io->rc == 0 && len > 0) {
+		ssize_t n;
+		int rc = io_wait(io, POLLOUT, MIG_IO_MS);
+
+		if (rc < 0) {
+			return io_fail(io, rc, "sending: %s", rc == -ETIMEDOUT ?
+				       "the peer took nothing for 30 s" : strerror(-rc));
+		}
+		n = io->sock ? send(io->fd, b, len, MSG_NOSIGNAL | MSG_DONTWAIT) :
+			write(io->fd, b, len);
+		if (n < 0 && (errno == EINTR || errno == EAGAIN)) {
+			continue;
+		}
+		if (n < 0) {
+			return io_fail(io, -errno, "sending: %s", strerror(errno));
+		}
+		b += n;
+		len -= (size_t)n;
+		io->bytes += (uint64_t)n;
+		if (io->p) {
+			io->p->transferred_bytes = io->bytes;
+			if (io->p->remaining_bytes >= (uint64_t)n) {
+				io->p->remaining_bytes -= (uint64_t)n;
+			}
+			io->p->total_ms = ha_mono_ms() - io->t0_ms;
+		}
+		io_throttle(io);
+	}
+	return io->rc;
+}
+
+/* Reads exactly @len bytes; the peer closing first is -ECONNRESET. */
+static int io_read(struct mig_io *io, void *buf, size_t len, uint32_t ms)
+{
+	char *b = buf;
+
+	while (io->rc == 0 && len > 0) {
+		ssize_t n;
+		int rc = io_wait(io, POLLIN, ms);
+
+		if (rc < 0) {
+			return io_fail(io, rc, "receiving: %s", rc == -ETIMEDOUT ?
+				       "the peer sent nothing in time" : strerror(-rc));
+		}
+		n = read(io->fd, b, len);
+		if (n < 0 && (errno == EINTR || errno == EAGAIN)) {
+			continue;
+		}
+		if (n < 0) {
+			return io_fail(io, -errno, "receiving: %s", strerror(errno));
+		}
+		if (n == 0) {
+			return io_fail(io, -ECONNRESET, "receiving: the peer closed the stream");
+		}
+		b += n;
+		len -= (size_t)n;
+		io->bytes += (uint64_t)n;
+		if (io->p) {
+			io->p->transferred_bytes = io->bytes;
+			io->p->total_ms = ha_mono_ms() - io->t0_ms;
+		}
+	}
+	return io->rc;
+}
+
+static void put_le16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+}
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++) {
+		p[i] = (uint8_t)(v >> (8 * i));
+	}
+}
+
+static void put_le64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++) {
+		p[i] = (uint8_t)(v >> (8 * i));
+	}
+}
+
+static uint16_t get_le16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] | p[1] << 8);
+}
+
+static uint32_t get_le32(const uint8_t *p)
+{
+	uint32_t v = 0;
+
+	for (int i = 3; i >= 0; i--) {
+		v = v << 8 | p[i];
+	}
+	return v;
+}
+
+static uint64_t get_le64(const uint8_t *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 7; i >= 0; i--) {
+		v = v << 8 | p[i];
+	}
+	return v;
+}
+
+/* Header: magic u32, version u16, type u16, round u32, name_len u32,
+ * data_len u64. */
+static int rec_write(struct mig_io *io, const struct mig_rec *r, const char *name)
+{
+	uint8_t h[MIG_HDR_LEN];
+
+	put_le32(h, MIG_MAGIC);
+	put_le16(h + 4, MIG_VERSION);
+	put_le16(h + 6, r->type);
+	put_le32(h + 8, r->round);
+	put_le32(h + 12, r->name_len);
+	put_le64(h + 16, r->data_len);
+	io_write(io, h, sizeof(h));
+	if (r->name_len) {
+		io_write(io, name, r->name_len);
+	}
+	return io->rc;
+}
+
+static int rec_read(struct mig_io *io, struct mig_rec *r)
+{
+	uint8_t h[MIG_HDR_LEN];
+	uint32_t magic;
+	uint16_t version;
+
+	if (io_read(io, h, sizeof(h), MIG_IO_MS) < 0) {
+		return io->rc;
+	}
+	magic = get_le32(h);
+	version = get_le16(h + 4);
+	r->type = get_le16(h + 6);
+	r->round = get_le32(h + 8);
+	r->name_len = get_le32(h + 12);
+	r->data_len = get_le64(h + 16);
+	if (magic != MIG_MAGIC) {
+		return io_fail(io, -EPROTO, "not a container migration stream (magic 0x%08x)",
+			       magic);
+	}
+	if (version != MIG_VERSION) {
+		return io_fail(io, -EPROTONOSUPPORT, "stream version %u, this host speaks %u",
+			       version, MIG_VERSION);
+	}
+	if (r->type == MIG_REC_NONE || r->type >= MIG_REC_MAX) {
+		return io_fail(io, -EPROTO, "unknown record type %u", r->type);
+	}
+	if (r->round > MIG_ROUNDS_MAX || r->name_len > MIG_NAME_MAX) {
+		return io_fail(io, -EPROTO, "%s record: round %u or name length %u out of range",
+			       mig_rec_type_str(r->type), r->round, r->name_len);
+	}
+	return 0;
+}
+
+/* ---- source: what is sent -------------------------------------------------- */
+
+struct mig_round {
+	struct mig_file *files;
+	unsigned n;
+	uint64_t bytes;
+};
+
+static void round_free(struct mig_round *r)
+{
+	free(r->files);
+	memset(r, 0, sizeof(*r));
+}
+
+static int file_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct mig_file *)a)->name, ((const struct mig_file *)b)->name);
+}
+
+/* The image files CRIU wrote into @dir: regular files but its logs. */
+static int round_list(const char *dir, struct mig_round *r, char *err)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	int rc = 0;
+
+	memset(r, 0, sizeof(*r));
+	if (d == NULL) {
+		return ctr_err(err, -errno, "migrate: opening %s: %s", dir, strerror(errno));
+	}
+	r->files = calloc(MIG_FILES_MAX, sizeof(*r->files));
+	if (r->files == NULL) {
+		closedir(d);
+		return ctr_err(err, -ENOMEM, "out of memory");
+	}
+	while (rc == 0 && (de = readdir(d)) != NULL) {
+		size_t len = strlen(de->d_name);
+		struct stat st;
+
+		if (de->d_name[0] == '.' || (len > 4 && strcmp(de->d_name + len - 4, ".log") == 0)) {
+			continue;
+		}
+		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			rc = ctr_err(err, -errno, "migrate: %s/%s: %s", dir, de->d_name,
+				     strerror(errno));
+		} else if (!S_ISREG(st.st_mode)) {
+			continue; /* "parent" links: the manifest names the parent */
+		} else if (!mig_name_ok(de->d_name, len)) {
+			rc = ctr_err(err, -EINVAL, "migrate: image file name '%s' cannot be sent",
+				     de->d_name);
+		} else if (r->n >= MIG_FILES_MAX) {
+			rc = ctr_err(err, -E2BIG, "migrate: more than %d files in %s",
+				     MIG_FILES_MAX, dir);
+		} else {
+			memcpy(r->files[r->n].name, de->d_name, len + 1);
+			r->files[r->n].size = (uint64_t)st.st_size;
+			r->bytes += (uint64_t)st.st_size;
+			r->n++;
+		}
+	}
+	closedir(d);
+	if (rc < 0) {
+		round_free(r);
+		return rc;
+	}
+	qsort(r->files, r->n, sizeof(*r->files), file_cmp);
+	return 0;
+}
+
+static int send_file(struct mig_io *io, const char *dir, uint32_t round,
+		     const struct mig_file *f, char *buf)
+{
+	struct mig_rec rec = { .type = MIG_REC_FILE, .round = round,
+			       .name_len = (uint32_t)strlen(f->name), .data_len = f->size };
+	char path[CTR_PATH];
+	uint64_t left = f->size;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, f->name);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0) {
+		return io_fail(io, -errno, "opening %s: %s", path, strerror(errno));
+	}
+	rec_write(io, &rec, f->name);
+	while (io->rc == 0 && left > 0) {
+		size_t want = left > MIG_CHUNK ? MIG_CHUNK : (size_t)left;
+		ssize_t n = read(fd, buf, want);
+
+		if (n < 0 && errno == EINTR) {
+			continue;
+		}
+		if (n <= 0) {
+			io_fail(io, n < 0 ? -errno : -EIO, "reading %s: %s", path,
+				n < 0 ? strerror(errno) : "shorter than listed");
+			break;
+		}
+		io_write(io, buf, (size_t)n);
+		left -= (uint64_t)n;
+	}
+	close(fd);
+	return io->rc;
+}
+
+/* One round: its manifest, then its files. @parent 0 = none. */
+static int send_round(struct mig_io *io, const char *name, const char *mode, const char *dir,
+		      uint32_t round, uint32_t parent, const struct mig_round *r, char *buf)
+{
+	struct mig_rec rec = { .type = MIG_REC_MANIFEST, .round = round };
+	size_t cap = 1024 + (size_t)r->n * (MIG_NAME_MAX + 24), len;
+	char *man = malloc(cap);
+	int n;
+
+	if (man == NULL) {
+		return io_fail(io, -ENOMEM, "out of memory");
+	}
+	n = snprintf(man, cap, "format=%d\nname=%s\nmode=%s\nround=%u\nfiles=%u\nbytes=%" PRIu64
+		     "\n", MIG_FORMAT, name, mode, round, r->n, r->bytes);
+	len = (size_t)n;
+	if (parent) {
+		len += (size_t)snprintf(man + len, cap - len, "parent=pre%u\n", parent);
+	}
+	for (unsigned i = 0; i < r->n; i++) {
+		len += (size_t)snprintf(man + len, cap - len, "file=%" PRIu64 " %s\n",
+					r->files[i].size, r->files[i].name);
+	}
+	rec.data_len = len;
+	rec_write(io, &rec, NULL);
+	io_write(io, man, len);
+	free(man);
+	for (unsigned i = 0; i < r->n && io->rc == 0; i++) {
+		send_file(io, dir, round, &r->files[i], buf);
+	}
+	return io->rc;
+}
+
+/* The destination's one-line answer, read byte by byte so that nothing
+ * after it is consumed (the fd is the agent's). */
+static int ack_read(struct mig_io *io, uint32_t ms, char *line, size_t cap)
+{
+	size_t n = 0;
+	uint64_t deadline = ha_mono_ms() + ms;
+
+	while (n + 1 < cap) {
+		char c;
+		int64_t left = (int64_t)deadline - (int64_t)ha_mono_ms();
+
+		if (left <= 0) {
+			return -ETIMEDOUT;
+		}
+		if (io_read(io, &c, 1, (uint32_t)left) < 0) {
+			return io->rc;
+		}
+		if (c == '\n') {
+			line[n] = '\0';
+			return 0;
+		}
+		line[n++] = isprint((unsigned char)c) ? c : '?';
+	}
+	return -EMSGSIZE;
+}
+
+/* "ok" -> 0; "error ERRNO TEXT" -> -ERRNO with TEXT in @err. */
+static int ack_parse(const char *line, const char *name, char *err)
+{
+	char *end;
+	long e;
+
+	if (strcmp(line, "ok") == 0) {
+		return 0;
+	}
+	if (strncmp(line, "error ", 6) == 0) {
+		e = strtol(line + 6, &end, 10);
+		if (e <= 0 || e > 4095) {
+			e = EIO;
+		}
+		while (*end == ' ') {
+			end++;
+		}
+		return ctr_err(err, -(int)e, "migrate %s: destination: %s", name, end);
+	}
+	return ctr_err(err, -EPROTO, "migrate %s: destination answered '%.64s'", name, line);
+}
+
+/* ---- CRIU ---------------------------------------------------------------------- */
+
+/* A pre-dump (memory only, the guest keeps running) or the final dump,
+ * on top of @parent (relative to @images, NULL = none). */
+static int mig_dump(const struct ctr_ckpt_target *t, const char *images, bool pre,
+		    const char *parent, char *err)
+{
+	char veth[64], mnt[64];
+	const char *external[2];
+	size_t n_ext = 0;
+	struct agent_criu_dump_opts o = {
+		.c = { .images_dir = images, .log_file = pre ? "pre-dump.log" : "dump.log",
+		       .timeout_ms = MIG_CRIU_MS, .log_level = getenv("MIGLOG") ? atoi(getenv("MIGLOG")) : 0 },
+		.pid = t->pid,
+		.pre_dump = pre,
+		.leave_running = !pre,
+		.track_mem = pre || parent != NULL,
+		.parent_img = parent,
+		.tcp_established = true,
+		.file_locks = true,
+		.manage_cgroups = AGENT_CRIU_CG_SOFT,
+		.freeze_cgroup = ctr_cgroup_freezer_dir(t->cg)[0] ?
+			ctr_cgroup_freezer_dir(t->cg) : NULL,
+		.network_lock = AGENT_CRIU_NETLOCK_NFTABLES,
+	};
+
+	/* The same external resources as driver_container_criu.c names. */
+	snprintf(mnt, sizeof(mnt), "mnt[/dev/console]:console");
+	external[n_ext++] = mnt;
+	if (t->spec->ip) {
+		snprintf(veth, sizeof(veth), "veth[%s]", t->veth);
+		external[n_ext++] = veth;
+	}
+	o.external = external;
+	o.n_external = n_ext;
+	return agent_criu_dump(criu_bin(t->criu_path), &o, err, AGENT_ERR_LEN);
+}
+
+struct rst_hold {
+	const struct ctr_cgroup *cg;
+	int rc;
+	char err[AGENT_ERR_LEN];
+};
+
+/* CRIU's "pre-resume": the tree is restored and about to run; frozen
+ * here, it stays so until migrate_finish(). A failure makes CRIU roll
+ * the restore back. */
+static int rst_notify(const struct agent_criu_notify *n, void *opaque)
+{
+	struct rst_hold *h = opaque;
+
+	if (strcmp(n->script, "pre-resume") != 0) {
+		return 0;
+	}
+	h->rc = ctr_cgroup_freeze(h->cg, true, MIG_FREEZE_MS, h->err);
+	return h->rc;
+}
+
+/*
+ * Like ctr_criu_restore(), but the tree is frozen before it resumes and
+ * the host side of the veth is left off the bridge (migrate_finish()
+ * puts it there on commit).
+ */
+static int mig_restore(const struct ctr_ckpt_target *t, const char *images, pid_t *pid,
+		       char *err)
+{
+	static const char *const ctrls[] = { "memory", "pids", "cpu", "cpuacct", "freezer" };
+	struct agent_criu_cg_root cgr[HA_ARRAY_SIZE(ctrls)];
+	struct rst_hold hold = { .cg = t->cg };
+	char veth[64], console[CTR_PATH + 32];
+	const char *external[2];
+	size_t n_ext = 0, n_cgr = 0;
+	struct agent_criu_restore_opts o = {
+		.c = { .images_dir = images, .log_file = "restore.log", .timeout_ms = MIG_CRIU_MS, .log_level = getenv("MIGLOG") ? atoi(getenv("MIGLOG")) : 0,
+		       .notify = rst_notify, .notify_opaque = &hold },
+		.root = t->root,
+		.restore_detached = true,
+		.tcp_established = true,
+		.file_locks = true,
+		.manage_cgroups = AGENT_CRIU_CG_SOFT,
+		.network_lock = AGENT_CRIU_NETLOCK_NFTABLES,
+	};
+	int rc;
+
+	if (t->cg->v2) {
+		cgr[n_cgr++] = (struct agent_criu_cg_root){ .ctrl = NULL, .path = t->cg->rel };
+	} else {
+		const char *dirs[] = { t->cg->memory, t->cg->pids, t->cg->cpu, t->cg->cpuacct,
+				       t->cg->freezer };
+
+		for (size_t i = 0; i < HA_ARRAY_SIZE(ctrls); i++) {
+			if (dirs[i][0]) {
+				cgr[n_cgr++] = (struct agent_criu_cg_root){ .ctrl = ctrls[i],
+									    .path = t->cg->rel };
+			}
+		}
+	}
+	o.cg_root = cgr;
+	o.n_cg_root = n_cgr;
+	rc = snprintf(console, sizeof(console), "mnt[console]:%s/console.log", t->spec->run_dir);
+	if (rc < 0 || rc >= (int)sizeof(console)) {
+		return ctr_err(err, -ENAMETOOLONG, "restore: console path too long");
+	}
+	external[n_ext++] = console;
+	if (t->spec->ip) {
+		snprintf(veth, sizeof(veth), "veth[eth0]:%s", t->veth);
+		external[n_ext++] = veth;
+	}
+	o.external = external;
+	o.n_external = n_ext;
+	rc = agent_criu_restore(criu_bin(t->criu_path), &o, pid, err, AGENT_ERR_LEN);
+	if (rc < 0 && hold.rc < 0) {
+		return ctr_err(err, hold.rc, "restore: freezing the restored tree: %s", hold.err);
+	}
+	if (rc == 0 && !ctr_cgroup_frozen(t->cg)) {
+		return ctr_err(err, -EIO, "restore: the restored tree is not frozen (no "
+			       "pre-resume notification from CRIU)");
+	}
+	return rc;
+}
+
+/* ---- network ------------------------------------------------------------------ */
+
+/* Takes the host side of the veth off its bridge (SIOCBRDELIF: no helper
+ * program in the freeze window). Not on it is fine. */
+static int veth_detach(const char *veth, const char *bridge, char *err)
+{
+	struct ifreq ifr;
+	int s, idx = (int)if_nametoindex(veth), rc = 0;
+
+	if (idx == 0) {
+		return ctr_err(err, -ENODEV, "network: no link %s", veth);
+	}
+	s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (s < 0) {
+		return ctr_err(err, -errno, "network: socket: %s", strerror(errno));
+	}
+	memset(&ifr, 0, sizeof(ifr));
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", bridge);
+	ifr.ifr_ifindex = idx;
+	if (ioctl(s, SIOCBRDELIF, &ifr) < 0 && errno != EINVAL && errno != ENODEV) {
+		rc = ctr_err(err, -errno, "network: taking %s off %s: %s", veth, bridge,
+			     strerror(errno));
+	}
+	close(s);
+	return rc;
+}
+
+/* Puts the host side of the veth on its bridge and up: the ioctl
+ * counterpart of ctr_net_attach_host(), a few microseconds instead of a
+ * helper program inside the downtime. */
+static int veth_attach(const char *veth, const char *bridge, char *err)
+{
+	struct ifreq ifr;
+	int s, idx = (int)if_nametoindex(veth), rc = 0;
+
+	if (idx == 0) {
+		return ctr_err(err, -ENODEV, "network: no link %s", veth);
+	}
+	s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (s < 0) {
+		return ctr_err(err, -errno, "network: socket: %s", strerror(errno));
+	}
+	memset(&ifr, 0, sizeof(ifr));
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", bridge);
+	ifr.ifr_ifindex = idx;
+	/* Already a port of @bridge is fine: off and on again. */
+	ioctl(s, SIOCBRDELIF, &ifr);
+	if (ioctl(s, SIOCBRADDIF, &ifr) < 0) {
+		rc = ctr_err(err, -errno, "network: putting %s on %s: %s", veth, bridge,
+			     strerror(errno));
+	}
+	memset(&ifr, 0, sizeof(ifr));
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", veth);
+	if (rc == 0 && ioctl(s, SIOCGIFFLAGS, &ifr) == 0 && !(ifr.ifr_flags & IFF_UP)) {
+		ifr.ifr_flags |= IFF_UP;
+		if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0) {
+			rc = ctr_err(err, -errno, "network: %s up: %s", veth, strerror(errno));
+		}
+	}
+	close(s);
+	return rc;
+}
+
+struct garp {
+	int nsfd;
+	struct in_addr ip;
+	int rc;
+	char what[64];
+};
+
+/* In a thread of its own: joining the guest's network namespace changes
+ * only the calling thread's, and this one ends right after. */
+static void *garp_thread(void *arg)
+{
+	struct garp *a = arg;
+	struct ifreq ifr;
+	struct sockaddr_ll to = { .sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_ARP),
+				  .sll_halen = ETH_ALEN };
+	uint8_t f[60];
+	int s;
+
+	if (setns(a->nsfd, CLONE_NEWNET) < 0) {
+		a->rc = -errno;
+		snprintf(a->what, sizeof(a->what), "joining its network namespace");
+		return NULL;
+	}
+	s = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ARP));
+	if (s < 0) {
+		a->rc = -errno;
+		snprintf(a->what, sizeof(a->what), "packet socket");
+		return NULL;
+	}
+	memset(&ifr, 0, sizeof(ifr));
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "eth0");
+	if (ioctl(s, SIOCGIFINDEX, &ifr) < 0) {
+		a->rc = -errno;
+		snprintf(a->what, sizeof(a->what), "eth0");
+		close(s);
+		return NULL;
+	}
+	to.sll_ifindex = ifr.ifr_ifindex;
+	memset(to.sll_addr, 0xff, ETH_ALEN);
+	if (ioctl(s, SIOCGIFHWADDR, &ifr) < 0) {
+		a->rc = -errno;
+		snprintf(a->what, sizeof(a->what), "eth0's address");
+		close(s);
+		return NULL;
+	}
+	/* Ethernet: broadcast, from eth0, ARP; then request and reply with
+	 * sender = target = the guest's address (RFC 5227 announcement). */
+	for (int op = ARPOP_REQUEST; op <= ARPOP_REPLY; op++) {
+		memset(f, 0, sizeof(f));
+		memset(f, 0xff, ETH_ALEN);
+		memcpy(f + 6, ifr.ifr_hwaddr.sa_data, ETH_ALEN);
+		f[12] = 0x08;
+		f[13] = 0x06;
+		f[14] = 0x00; f[15] = 0x01;             /* hardware: Ethernet */
+		f[16] = 0x08; f[17] = 0x00;             /* protocol: IPv4 */
+		f[18] = ETH_ALEN;
+		f[19] = 4;
+		f[20] = 0x00; f[21] = (uint8_t)op;
+		memcpy(f + 22, ifr.ifr_hwaddr.sa_data, ETH_ALEN);
+		memcpy(f + 28, &a->ip, 4);
+		if (op == ARPOP_REPLY) {
+			memset(f + 32, 0xff, ETH_ALEN);
+		}
+		memcpy(f + 38, &a->ip, 4);
+		if (sendto(s, f, sizeof(f), 0, (struct sockaddr *)&to, sizeof(to)) < 0) {
+			a->rc = -errno;
+			snprintf(a->what, sizeof(a->what), "sending on eth0");
+			break;
+		}
+	}
+	close(s);
+	return NULL;
+}
+
+/*
+ * A gratuitous ARP from the guest's eth0, so that peers and bridges on
+ * the segment learn where the guest now is. IPv4 only (an IPv6 guest's
+ * kernel sends unsolicited neighbour advertisements itself when its link
+ * comes up; none here as the link stays up): returns 0 for other guests.
+ */
+static int garp_send(pid_t pid, const char *cidr, char *err)
+{
+	struct garp a = { .nsfd = -1 };
+	char addr[INET_ADDRSTRLEN + 1], path[64];
+	const char *slash;
+	size_t len;
+	pthread_t th;
+	int rc;
+
+	if (cidr == NULL || (slash = strchr(cidr, '/')) == NULL ||
+	    (len = (size_t)(slash - cidr)) >= sizeof(addr)) {
+		return 0;
+	}
+	memcpy(addr, cidr, len);
+	addr[len] = '\0';
+	if (inet_pton(AF_INET, addr, &a.ip) != 1) {
+		return 0;
+	}
+	snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)pid);
+	a.nsfd = open(path, O_RDONLY | O_CLOEXEC);
+	if (a.nsfd < 0) {
+		return ctr_err(err, -errno, "gratuitous ARP: %s: %s", path, strerror(errno));
+	}
+	rc = pthread_create(&th, NULL, garp_thread, &a);
+	if (rc != 0) {
+		close(a.nsfd);
+		return ctr_err(err, -rc, "gratuitous ARP: thread: %s", strerror(rc));
+	}
+	pthread_join(th, NULL);
+	close(a.nsfd);
+	if (a.rc < 0) {
+		return ctr_err(err, a.rc, "gratuitous ARP for %s: %s: %s", addr, a.what,
+			       strerror(-a.rc));
+	}
+	return 0;
+}
+
+/* ---- helpers of both sides ----------------------------------------------------- */
+
+/* Removes what an interrupted migration left in the run directory:
+ * run_dir/<prefix>* (ours only: one operation per guest at a time). */
+static void stale_remove(const char *run_dir, const char *prefix)
+{
+	DIR *d = opendir(run_dir);
+	struct dirent *de;
+	char path[CTR_PATH];
+	size_t pl = strlen(prefix);
+
+	if (d == NULL) {
+		return;
+	}
+	while ((de = readdir(d)) != NULL) {
+		if (strncmp(de->d_name, prefix, pl) == 0 &&
+		    snprintf(path, sizeof(path), "%s/%s", run_dir, de->d_name) < (int)sizeof(path)) {
+			ctr_tree_remove(path, MIG_RM_MS, NULL);
+		}
+	}
+	closedir(d);
+}
+
+static int tmp_make(const char *run_dir, const char *prefix, char out[CTR_PATH], char *err)
+{
+	int n, rc = ha_mkdir_p(run_dir, 0700);
+
+	if (rc < 0) {
+		return ctr_err(err, rc, "migrate: mkdir %s: %s", run_dir, strerror(-rc));
+	}
+	stale_remove(run_dir, prefix);
+	n = snprintf(out, CTR_PATH, "%s/%sXXXXXX", run_dir, prefix);
+	if (n < 0 || n >= CTR_PATH) {
+		return ctr_err(err, -ENAMETOOLONG, "migrate: %s: path too long", run_dir);
+	}
+	if (mkdtemp(out) == NULL) {
+		return ctr_err(err, -errno, "migrate: mkdtemp in %s: %s", run_dir, strerror(errno));
+	}
+	return 0;
+}
+
+/* Kills a (frozen or running) guest: SIGKILL lands while frozen, so it
+ * never runs again; waits until its init is gone. */
+static int guest_kill(struct agent_guest *g, char *err)
+{
+	struct ctr_ckpt_target t;
+	uint64_t deadline = ha_mono_ms() + MIG_KILL_MS;
+	int rc;
+
+	if (ctr_guest_target(g, &t) < 0) {
+		return 0;
+	}
+	rc = ctr_cgroup_kill(t.cg, MIG_KILL_MS, err);
+	while (rc == 0 && ctr_guest_target(g, &t) == 0) {
+		if (ha_mono_ms() >= deadline) {
+			return ctr_err(err, -ETIMEDOUT, "%s: init %d survived SIGKILL",
+				       t.spec->name, (int)t.pid);
+		}
+		sleep_ms(10);
+	}
+	return rc;
+}
+
+/* ---- source ------------------------------------------------------------------- */
+
+/* Which mode: 0 and *pre set, or -EOPNOTSUPP / -EINVAL. */
+static int mode_pick(const struct ctr_ckpt_target *t, const char *mode, bool *pre, char *err)
+{
+	bool track = false;
+
+	*pre = false;
+	if (mode && strcmp(mode, "postcopy") == 0) {
+		return ctr_err(err, -EOPNOTSUPP, "migrate %s: postcopy is not offered for "
+			       "containers: CRIU's lazy pages end the source's tasks, so an "
+			       "aborted migration could not resume it; use stopcopy",
+			       t->spec->name);
+	}
+	if (mode && strcmp(mode, "precopy") != 0 && strcmp(mode, "stopcopy") != 0) {
+		return ctr_err(err, -EINVAL, "migrate %s: unknown mode '%s' (precopy, stopcopy)",
+			       t->spec->name, mode);
+	}
+	if (mode && strcmp(mode, "stopcopy") == 0) {
+		return 0;
+	}
+	if (agent_criu_check_features(criu_bin(t->criu_path), &track, NULL, NULL, 0) < 0) {
+		track = false;
+	}
+	if (!track && mode) {
+		return ctr_err(err, -EOPNOTSUPP, "migrate %s: precopy needs memory dirty "
+			       "tracking (soft-dirty), which CRIU does not find on this kernel; "
+			       "use stopcopy", t->spec->name);
+	}
+	*pre = track;
+	return 0;
+}
+
+struct mig_src {
+	struct agent_guest *g;
+	struct ctr_ckpt_target t;
+	struct mig_io io;
+	struct agent_mig_progress *p;
+	const char *mode;
+	char tmp[CTR_PATH];
+	char *buf;
+	uint32_t rounds;           /* pre-copy rounds sent */
+	uint32_t max_downtime_ms;
+};
+
+/* Pre-copy rounds while the guest runs, until a round is small enough to
+ * go in the downtime, stops shrinking, or MIG_PRE_ROUNDS were made. */
+static int precopy(struct mig_src *s, char *err)
+{
+	uint64_t prev = UINT64_MAX;
+
+	for (uint32_t r = 1; r <= MIG_PRE_ROUNDS; r++) {
+		char dir[CTR_PATH], parent[32], name[16];
+		struct mig_round mr;
+		uint64_t t0 = ha_mono_ms(), sent0 = s->io.bytes, ms, rate;
+		int rc;
+
+		round_dir(r, name);
+		snprintf(dir, sizeof(dir), "%s/%s", s->tmp, name);
+		snprintf(parent, sizeof(parent), "../pre%u", r - 1);
+		if (mkdir(dir, 0700) < 0) {
+			return ctr_err(err, -errno, "migrate: mkdir %s: %s", dir, strerror(errno));
+		}
+		rc = mig_dump(&s->t, dir, true, r > 1 ? parent : NULL, err);
+		if (rc == 0) {
+			rc = round_list(dir, &mr, err);
+		}
+		if (rc < 0) {
+			return rc;
+		}
+		s->p->total_bytes += mr.bytes;
+		s->p->remaining_bytes += mr.bytes;
+		rc = send_round(&s->io, s->t.spec->name, s->mode, dir, r, r > 1 ? r - 1 : 0, &mr,
+				s->buf);
+		round_free(&mr);
+		if (rc < 0) {
+			return ctr_err(err, rc, "migrate %s: %s", s->t.spec->name, s->io.msg);
+		}
+		s->rounds = r;
+		s->p->rounds = r;
+		ms = ha_mono_ms() - t0;
+		rate = (s->io.bytes - sent0) * 1000 / (ms ? ms : 1);
+		s->p->dirty_rate_bps = (s->io.bytes - sent0) * 1000 / (ms ? ms : 1);
+		s->p->expected_downtime_ms = rate ? (uint32_t)((s->io.bytes - sent0) * 1000 / rate) : 0;
+		if (s->io.bytes - sent0 <= rate * s->max_downtime_ms / 1000 ||
+		    (s->io.bytes - sent0) * 10 >= prev * 9) {
+			break;
+		}
+		prev = s->io.bytes - sent0;
+	}
+	return 0;
+}
+
+static int src_final(struct mig_src *s, char *err)
+{
+	char dir[CTR_PATH], parent[32];
+	struct mig_rec end = { .type = MIG_REC_END };
+	struct mig_round mr;
+	int rc;
+
+	snprintf(dir, sizeof(dir), "%s/images", s->tmp);
+	snprintf(parent, sizeof(parent), "../pre%u", s->rounds);
+	if (mkdir(dir, 0700) < 0) {
+		return ctr_err(err, -errno, "migrate: mkdir %s: %s", dir, strerror(errno));
+	}
+	TR("src dump");
+	rc = mig_dump(&s->t, dir, false, s->rounds ? parent : NULL, err);
+	TR("src dumped");
+	if (rc == 0) {
+		rc = round_list(dir, &mr, err);
+	}
+	if (rc < 0) {
+		return rc;
+	}
+	s->p->total_bytes += mr.bytes;
+	s->p->remaining_bytes += mr.bytes;
+	rc = send_round(&s->io, s->t.spec->name, s->mode, dir, 0, s->rounds, &mr, s->buf);
+	round_free(&mr);
+	if (rc == 0) {
+		rc = rec_write(&s->io, &end, NULL);
+	}
+	return rc < 0 ? ctr_err(err, rc, "migrate %s: %s", s->t.spec->name, s->io.msg) : 0;
+}
+
+int ctr_mig_send(struct agent_guest *g, int fd, const struct agent_mig_opts *o,
+		 struct agent_mig_progress *p, char *err)
+{
+	struct agent_mig_progress dummy;
+	struct mig_src s = { .g = g };
+	char line[MIG_ACK_MAX], e2[AGENT_ERR_LEN];
+	uint64_t t0 = ha_mono_ms(), t_freeze = 0;
+	bool pre = false, was_frozen, frozen = false, detached = false;
+	int rc;
+
+	err_clear(err);
+	s.p = p ? p : &dummy;
+	memset(s.p, 0, sizeof(*s.p));
+	if (ctr_guest_target(g, &s.t) < 0) {
+		return ctr_err(err, -ESRCH, "migrate %s: not running", s.t.spec->name);
+	}
+	rc = mode_pick(&s.t, o ? o->mode : NULL, &pre, err);
+	if (rc < 0) {
+		return rc;
+	}
+	s.mode = pre ? "precopy" : "stopcopy";
+	s.max_downtime_ms = o && o->max_downtime_ms ? o->max_downtime_ms : MIG_DOWNTIME_MS;
+	s.buf = malloc(MIG_CHUNK);
+	if (s.buf == NULL) {
+		return ctr_err(err, -ENOMEM, "out of memory");
+	}
+	rc = tmp_make(s.t.spec->run_dir, "mig-out.", s.tmp, err);
+	if (rc < 0) {
+		free(s.buf);
+		return rc;
+	}
+	io_init(&s.io, fd, o ? o->bandwidth_bps : 0, s.p);
+	was_frozen = ctr_cgroup_frozen(s.t.cg);
+	if (pre) {
+		rc = precopy(&s, err);
+	}
+	/* Downtime from here: the guest is frozen, and off the network
+	 * before CRIU looks at its sockets. */
+	t_freeze = ha_mono_ms();
+	TR("src freeze");
+	if (rc == 0) {
+		rc = ctr_cgroup_freeze(s.t.cg, true, MIG_FREEZE_MS, err);
+		TR("src frozen");
+		frozen = rc == 0;
+	}
+	if (rc == 0 && s.t.spec->ip) {
+		rc = veth_detach(s.t.veth, s.t.spec->bridge, err);
+		detached = rc == 0;
+	}
+	if (rc == 0) {
+		rc = src_final(&s, err);
+	}
+	TR("src streamed");
+	if (rc == 0) {
+		rc = ack_read(&s.io, MIG_ACK_MS, line, sizeof(line));
+		TR("src acked");
+		if (rc < 0) {
+			rc = ctr_err(err, rc, "migrate %s: no answer from the destination: %s",
+				     s.t.spec->name, s.io.msg[0] ? s.io.msg : strerror(-rc));
+		} else {
+			rc = ack_parse(line, s.t.spec->name, err);
+		}
+	} else if (s.io.rc < 0 && s.io.rc != -ETIMEDOUT) {
+		/* A destination that gave up says why before it closes. */
+		struct mig_io peek;
+
+		io_init(&peek, fd, 0, NULL);
+		if (ack_read(&peek, 1000, line, sizeof(line)) == 0 && strncmp(line, "error ", 6) == 0) {
+			rc = ack_parse(line, s.t.spec->name, err);
+		}
+	}
+	s.p->downtime_ms = (uint32_t)(ha_mono_ms() - t_freeze);
+	s.p->total_ms = ha_mono_ms() - t0;
+	s.p->remaining_bytes = 0;
+	if (rc < 0) {
+		/* Everything before the commit is undone: the guest runs on. */
+		if (detached) {
+			veth_attach(s.t.veth, s.t.spec->bridge, e2);
+		}
+		if (frozen && !was_frozen) {
+			ctr_cgroup_freeze(s.t.cg, false, 0, e2);
+		}
+	}
+	ctr_tree_remove(s.tmp, MIG_RM_MS, NULL);
+	free(s.buf);
+	return rc;
+}
+
+/* ---- destination ---------------------------------------------------------------- */
+
+struct mig_dst {
+	struct mig_io io;
+	const struct agent_guest_spec *spec;
+	int dirfd;                      /* the temporary directory */
+	uint64_t round_max;             /* bytes one round may hold */
+	bool done[MIG_ROUNDS_MAX + 1];
+	char *buf;
+	char *man;                      /* MIG_MANIFEST_MAX + 1 */
+	struct mig_file *files;         /* MIG_FILES_MAX */
+};
+
+/* Parses and checks one round's manifest; fills dst->files. */
+static int manifest_parse(struct mig_dst *x, uint32_t round, size_t len, unsigned *n_files,
+			  uint32_t *parent)
+{
+	char *line, *save = NULL;
+	uint64_t files = UINT64_MAX, bytes = UINT64_MAX, sum = 0, v;
+	bool format = false, name = false;
+	unsigned n = 0;
+
+	*parent = 0;
+	if (memchr(x->man, '\0', len) != NULL) {
+		return io_fail(&x->io, -EPROTO, "manifest of round %u: NUL byte", round);
+	}
+	x->man[len] = '\0';
+	for (line = strtok_r(x->man, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		if (strncmp(line, "format=", 7) == 0) {
+			format = ha_parse_u64(line + 7, MIG_FORMAT, MIG_FORMAT, &v) == 0;
+		} else if (strncmp(line, "name=", 5) == 0) {
+			name = strcmp(line + 5, x->spec->name) == 0;
+		} else if (strncmp(line, "round=", 6) == 0) {
+			if (ha_parse_u64(line + 6, round, round, &v) < 0) {
+				return io_fail(&x->io, -EPROTO, "manifest: round %s in a record of "
+					       "round %u", line + 6, round);
+			}
+		} else if (strncmp(line, "files=", 6) == 0) {
+			if (ha_parse_u64(line + 6, 0, MIG_FILES_MAX, &files) < 0) {
+				return io_fail(&x->io, -E2BIG, "manifest: files=%.16s (at most %d)",
+					       line + 6, MIG_FILES_MAX);
+			}
+		} else if (strncmp(line, "bytes=", 6) == 0) {
+			if (ha_parse_u64(line + 6, 0, x->round_max, &bytes) < 0) {
+				return io_fail(&x->io, -EFBIG, "manifest: bytes=%.24s above the "
+					       "%" PRIu64 " bytes this guest's memory allows",
+					       line + 6, x->round_max);
+			}
+		} else if (strncmp(line, "parent=pre", 10) == 0) {
+			if (ha_parse_u64(line + 10, 1, MIG_ROUNDS_MAX, &v) < 0 || !x->done[v] ||
+			    (round != 0 && v >= round)) {
+				return io_fail(&x->io, -EPROTO, "manifest of round %u: parent %s "
+					       "was not received", round, line + 7);
+			}
+			*parent = (uint32_t)v;
+		} else if (strncmp(line, "file=", 5) == 0) {
+			char *sp = strchr(line + 5, ' ');
+
+			if (n >= MIG_FILES_MAX || sp == NULL) {
+				return io_fail(&x->io, -EPROTO, "manifest: bad or too many file lines");
+			}
+			*sp = '\0';
+			if (ha_parse_u64(line + 5, 0, x->round_max, &x->files[n].size) < 0 ||
+			    !mig_name_ok(sp + 1, strlen(sp + 1))) {
+				return io_fail(&x->io, -EPROTO, "manifest: bad file line '%.64s'",
+					       sp + 1);
+			}
+			memcpy(x->files[n].name, sp + 1, strlen(sp + 1) + 1);
+			sum += x->files[n].size;
+			n++;
+		}
+		/* other keys: later additions, ignored */
+	}
+	if (!format || !name) {
+		return io_fail(&x->io, -EPROTO, "manifest of round %u: not a format-%d stream "
+			       "of %s", round, MIG_FORMAT, x->spec->name);
+	}
+	if (files != n || bytes != sum) {
+		return io_fail(&x->io, -EPROTO, "manifest of round %u: files=%" PRIu64 " bytes=%"
+			       PRIu64 " but %u files of %" PRIu64 " bytes listed", round, files,
+			       bytes, n, sum);
+	}
+	*n_files = n;
+	return 0;
+}
+
+static int recv_file(struct mig_dst *x, int dfd, uint32_t round, const struct mig_file *f)
+{
+	struct mig_rec rec;
+	char name[MIG_NAME_MAX + 1];
+	uint64_t left;
+	int fd;
+
+	if (rec_read(&x->io, &rec) < 0) {
+		return x->io.rc;
+	}
+	if (rec.type != MIG_REC_FILE || rec.round != round ||
+	    rec.name_len != strlen(f->name)) {
+		return io_fail(&x->io, -EPROTO, "expected file %s of round %u, got a %s record",
+			       f->name, round, mig_rec_type_str(rec.type));
+	}
+	if (io_read(&x->io, name, rec.name_len, MIG_IO_MS) < 0) {
+		return x->io.rc;
+	}
+	name[rec.name_len] = '\0';
+	if (strcmp(name, f->name) != 0 || rec.data_len != f->size) {
+		return io_fail(&x->io, -EPROTO, "file %.64s (%" PRIu64 " bytes) is not the "
+			       "manifest's next, %s (%" PRIu64 " bytes)", name, rec.data_len,
+			       f->name, f->size);
+	}
+	fd = openat(dfd, f->name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		return io_fail(&x->io, -errno, "creating %s: %s", f->name, strerror(errno));
+	}
+	for (left = f->size; left > 0 && x->io.rc == 0;) {
+		size_t want = left > MIG_CHUNK ? MIG_CHUNK : (size_t)left;
+		size_t off = 0;
+
+		if (io_read(&x->io, x->buf, want, MIG_IO_MS) < 0) {
+			break;
+		}
+		while (off < want) {
+			ssize_t n = write(fd, x->buf + off, want - off);
+
+			if (n < 0 && errno == EINTR) {
+				continue;
+			}
+			if (n < 0) {
+				io_fail(&x->io, -errno, "writing %s: %s", f->name, strerror(errno));
+				break;
+			}
+			off += (size_t)n;
+		}
+		left -= want;
+	}
+	close(fd);
+	return x->io.rc;
+}
+
+/* A MANIFEST record was read: the round's directory, then its files. */
+static int recv_round(struct mig_dst *x, const struct mig_rec *rec, const char *tmp)
+{
+	char name[16], parent[32];
+	struct statvfs vfs;
+	unsigned n = 0;
+	uint32_t par = 0;
+	int dfd;
+
+	if (rec->name_len != 0 || rec->data_len > MIG_MANIFEST_MAX) {
+		return io_fail(&x->io, -EPROTO, "manifest of %" PRIu64 " bytes (at most %d)",
+			       rec->data_len, MIG_MANIFEST_MAX);
+	}
+	if (x->done[rec->round]) {
+		return io_fail(&x->io, -EPROTO, "round %u sent twice", rec->round);
+	}
+	if (io_read(&x->io, x->man, (size_t)rec->data_len, MIG_IO_MS) < 0 ||
+	    manifest_parse(x, rec->round, (size_t)rec->data_len, &n, &par) < 0) {
+		return x->io.rc;
+	}
+	{
+		uint64_t sum = 0;
+
+		for (unsigned i = 0; i < n; i++) {
+			sum += x->files[i].size;
+		}
+		if (fstatvfs(x->dirfd, &vfs) == 0 &&
+		    (uint64_t)vfs.f_bavail * vfs.f_frsize < sum + MIG_SPACE_SLACK) {
+			return io_fail(&x->io, -ENOSPC, "%s: %" PRIu64 " bytes announced, %" PRIu64
+				       " free", tmp, sum, (uint64_t)vfs.f_bavail * vfs.f_frsize);
+		}
+		x->io.p->total_bytes += sum;
+	}
+	round_dir(rec->round, name);
+	if (mkdirat(x->dirfd, name, 0700) < 0) {
+		return io_fail(&x->io, -errno, "mkdir %s/%s: %s", tmp, name, strerror(errno));
+	}
+	dfd = openat(x->dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dfd < 0) {
+		return io_fail(&x->io, -errno, "opening %s/%s: %s", tmp, name, strerror(errno));
+	}
+	if (par) {
+		snprintf(parent, sizeof(parent), "../pre%u", par);
+		if (symlinkat(parent, dfd, "parent") < 0) {
+			io_fail(&x->io, -errno, "linking %s/%s/parent: %s", tmp, name,
+				strerror(errno));
+		}
+	}
+	for (unsigned i = 0; i < n && x->io.rc == 0; i++) {
+		recv_file(x, dfd, rec->round, &x->files[i]);
+	}
+	close(dfd);
+	if (x->io.rc == 0) {
+		x->done[rec->round] = true;
+		x->io.p->rounds++;
+	}
+	return x->io.rc;
+}
+
+/* Reads the whole stream into @tmp. */
+static int recv_stream(struct mig_dst *x, const char *tmp)
+{
+	struct mig_rec rec;
+
+	for (;;) {
+		if (rec_read(&x->io, &rec) < 0) {
+			return x->io.rc;
+		}
+		if (rec.type == MIG_REC_END) {
+			if (!x->done[0] || rec.name_len || rec.data_len) {
+				return io_fail(&x->io, -EPROTO, "end of stream before the final "
+					       "round");
+			}
+			return 0;
+		}
+		if (rec.type != MIG_REC_MANIFEST) {
+			return io_fail(&x->io, -EPROTO, "a %s record outside a round",
+				       mig_rec_type_str(rec.type));
+		}
+		if (x->done[0]) {
+			return io_fail(&x->io, -EPROTO, "a round after the final one");
+		}
+		if (recv_round(x, &rec, tmp) < 0) {
+			return x->io.rc;
+		}
+	}
+}
+
+static int ack_write(int fd, int rc, const char *msg)
+{
+	struct mig_io io;
+	char line[MIG_ACK_MAX];
+	int n;
+
+	if (rc == 0) {
+		n = snprintf(line, sizeof(line), "ok\n");
+	} else {
+		n = snprintf(line, sizeof(line), "error %d %.200s\n", -rc, msg);
+	}
+	for (int i = 0; i < n - 1; i++) {
+		if (!isprint((unsigned char)line[i])) {
+			line[i] = '?';
+		}
+	}
+	io_init(&io, fd, 0, NULL);
+	return io_write(&io, line, (size_t)n);
+}
+
+int ctr_mig_recv(struct agent_driver *d, const struct agent_guest_spec *spec, int fd,
+		 const struct agent_mig_opts *o, struct agent_guest **out,
+		 struct agent_mig_progress *p, char *err)
+{
+	struct agent_mig_progress dummy;
+	struct mig_dst x = { .spec = spec, .dirfd = -1 };
+	struct agent_guest *g = NULL;
+	struct ctr_ckpt_target t;
+	char tmp[CTR_PATH] = "", images[CTR_PATH], e2[AGENT_ERR_LEN], ebuf[AGENT_ERR_LEN];
+	uint64_t t0 = ha_mono_ms();
+	pid_t pid = 0;
+	int rc;
+
+	(void)o;
+	if (err == NULL) {
+		err = ebuf;
+	}
+	err_clear(err);
+	p = p ? p : &dummy;
+	memset(p, 0, sizeof(*p));
+	*out = NULL;
+	io_init(&x.io, fd, 0, p);
+	/* Ready before the first byte comes: the source is frozen meanwhile. */
+	TR("dst prepare");
+	rc = ctr_guest_prepare(d, spec, &g, err);
+	TR("dst prepared");
+	if (rc == 0) {
+		ctr_guest_target(g, &t);
+		rc = tmp_make(spec->run_dir, "mig-in.", tmp, err);
+	}
+	if (rc == 0) {
+		x.dirfd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		x.buf = malloc(MIG_CHUNK);
+		x.man = malloc(MIG_MANIFEST_MAX + 1);
+		x.files = calloc(MIG_FILES_MAX, sizeof(*x.files));
+		x.round_max = spec->mem_kib ? spec->mem_kib * 1024 * 2 + (1ULL << 30) :
+			MIG_NOSIZE_MAX;
+		if (x.dirfd < 0 || x.buf == NULL || x.man == NULL || x.files == NULL) {
+			rc = ctr_err(err, x.dirfd < 0 ? -errno : -ENOMEM, "migrate %s: %s",
+				     spec->name, x.dirfd < 0 ? strerror(errno) : "out of memory");
+		}
+	}
+	if (rc == 0) {
+		rc = recv_stream(&x, tmp);
+		TR("dst received");
+		if (rc < 0) {
+			ctr_err(err, rc, "migrate %s: %s", spec->name, x.io.msg);
+		}
+	}
+	if (rc == 0) {
+		snprintf(images, sizeof(images), "%s/images", tmp);
+		rc = mig_restore(&t, images, &pid, err);
+		TR("dst restored");
+		if (rc < 0) {
+			char log[CTR_PATH + 16], keep[CTR_PATH + 32];
+
+			/* CRIU's log outlives the images, for the post-mortem. */
+			snprintf(log, sizeof(log), "%s/restore.log", images);
+			snprintf(keep, sizeof(keep), "%s/mig-restore.log", spec->run_dir);
+			rename(log, keep);
+		}
+	}
+	if (rc == 0) {
+		rc = ctr_guest_adopt(g, pid, err);
+	}
+	p->total_ms = ha_mono_ms() - t0;
+	if (rc == 0) {
+		/* The source learns only now that it may be discarded; if it
+		 * cannot hear that, it resumes, so this copy must go. */
+		rc = ack_write(fd, 0, NULL);
+		if (rc < 0) {
+			ctr_err(err, rc, "migrate %s: answering the source: %s", spec->name,
+				strerror(-rc));
+		}
+	}
+	if (x.dirfd >= 0) {
+		close(x.dirfd);
+	}
+	free(x.buf);
+	free(x.man);
+	free(x.files);
+	if (tmp[0]) {
+		ctr_tree_remove(tmp, MIG_RM_MS, NULL);
+	}
+	if (rc < 0) {
+		if (x.io.rc != -ECONNRESET && x.io.rc != -EPIPE) {
+			ack_write(fd, rc, err);
+		}
+		if (g) {
+			if (pid > 0 || ctr_guest_target(g, &t) == 0) {
+				guest_kill(g, e2);
+			}
+			ctr_guest_clean(g, false, e2);
+			agent_driver_container_ops.guest_free(g);
+		}
+		return rc;
+	}
+	*out = g;
+	return 0;
+}
+
+/* ---- both: the cluster's decision ---------------------------------------------- */
+
+int ctr_mig_finish(struct agent_guest *g, bool source, bool commit, char *err)
+{
+	struct ctr_ckpt_target t;
+	char e2[AGENT_ERR_LEN];
+	bool alive;
+	int rc;
+
+	err_clear(err);
+	alive = ctr_guest_target(g, &t) == 0;
+	if (source == commit) {
+		/* The copy that lost: it never runs again. */
+		rc = guest_kill(g, err);
+		if (rc == 0) {
+			rc = ctr_guest_clean(g, true, err);
+		}
+		return rc;
+	}
+	if (!alive) {
+		return ctr_err(err, -ESRCH, "migrate %s: the %s copy no longer runs", t.spec->name,
+			       source ? "source" : "destination");
+	}
+	rc = 0;
+	TR("fin resume");
+	if (t.spec->ip) {
+		rc = veth_attach(t.veth, t.spec->bridge, err);
+	}
+	if (rc == 0) {
+		rc = ctr_cgroup_freeze(t.cg, false, 0, err);
+	}
+	TR("fin thawed");
+	if (rc == 0 && t.spec->ip) {
+		/* Best effort: peers would find the guest on their next ARP anyway. */
+		garp_send(t.pid, t.spec->ip, e2);
+	}
+	return rc;
+}

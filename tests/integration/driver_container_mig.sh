@@ -1,0 +1,445 @@
+#!/bin/bash
+# driver_container_mig.sh - live migration of containers between two
+# "hosts" (two network namespaces, each with its own bridge, the bridges
+# joined by a veth: one L2 segment), driving the container driver's
+# migrate_send / migrate_recv / migrate_finish through ha-driver-test.
+#
+# Host A's agent side runs with the cgroup parent hactl-miga-<pid> and run
+# directories under $WORK/a, host B's with hactl-migb-<pid> and $WORK/b;
+# the guests' writable layers are in $WORK/data, which both "hosts" see,
+# as they would see the shared storage.
+#
+#   c1 (workload --mem 16M):  A -> B commit, B -> A abort
+#   c2 (workload --mem 256M): A -> B commit, B -> A with the receiver
+#                             killed mid-stream
+#
+# While each migration runs, a probe queries the guest every ~20 ms from
+# host A; the longest gap between two answers is the downtime seen by a
+# client (freeze -> resume, plus up to one probe interval). Prints the
+# figures and ends with "N passed, N failed". Exit 77: not root, no
+# overlayfs, no template, no CRIU.
+set -uo pipefail
+
+T_NAME=driver_container_mig
+log() { echo "[$T_NAME $(date +%T.%3N)] $*"; }
+if [ "$(id -u)" != 0 ]; then
+	echo "skipped: needs root (namespaces, cgroups, mounts)"
+	exit 77
+fi
+
+HA_SRC_DIR=${HA_SRC_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+HA_TEST_BIN_DIR=${HA_TEST_BIN_DIR:-$HA_SRC_DIR/build/tests}
+HACTL_BIN_DIR=${HACTL_BIN_DIR:-$HA_SRC_DIR/build/bin}
+DT=$HA_TEST_BIN_DIR/ha-driver-test
+TEMPLATE=${HACTL_TEMPLATE_DIR:-$HA_SRC_DIR/build/templates}/container
+CRIU=/opt/hactl/criu/bin/criu
+
+T_PASS=0
+T_FAIL=0
+pass() { T_PASS=$((T_PASS + 1)); log "ok: $*"; }
+fail() { T_FAIL=$((T_FAIL + 1)); log "FAIL: $*"; }
+check() { # check "description" command...
+	local what=$1
+	shift
+	if "$@"; then pass "$what"; else fail "$what"; fi
+}
+now_ms() { local t=${EPOCHREALTIME/./}; echo "${t:0:-3}"; }
+wait_for() { # wait_for TIMEOUT_S DESCRIPTION COMMAND...: polls every 50 ms
+	local deadline=$(($(now_ms) + $1 * 1000)) what=$2
+	shift 2
+	while [ "$(now_ms)" -lt "$deadline" ]; do
+		"$@" >/dev/null 2>&1 && return 0
+		sleep 0.05
+	done
+	log "timed out waiting for: $what"
+	return 1
+}
+not() { ! "$@"; }
+
+for tool in ip nsenter; do
+	command -v $tool >/dev/null || { echo "skipped: $tool missing"; exit 77; }
+done
+[ -x "$DT" ] || { echo "skipped: $DT not built"; exit 77; }
+[ -x "$CRIU" ] || { echo "skipped: $CRIU missing (deploy/install-criu)"; exit 77; }
+grep -qw overlay /proc/filesystems || modprobe overlay 2>/dev/null
+grep -qw overlay /proc/filesystems || { echo "skipped: no overlayfs"; exit 77; }
+if [ ! -x "$TEMPLATE/usr/bin/hactl-workload" ]; then
+	log "building the container template"
+	timeout 300 "$HA_SRC_DIR/deploy/build-templates" container >/dev/null 2>&1 || true
+fi
+[ -x "$TEMPLATE/usr/bin/hactl-workload" ] ||
+	{ echo "skipped: no container template (deploy/build-templates container)"; exit 77; }
+WL=$TEMPLATE/usr/bin/hactl-workload # static: runs on the host for queries
+
+NSA=hcma-$$
+NSB=hcmb-$$
+BR=hbr0
+PORT=7700
+WORK=$(mktemp -d /tmp/hactl-mig.XXXXXX)
+CGA=hactl-miga-$$
+CGB=hactl-migb-$$
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
+CG_V2=0
+[ "$(stat -f -c %T /sys/fs/cgroup)" = cgroup2fs ] && CG_V2=1
+# A receiver that dies before reading its decision must not kill us.
+trap '' PIPE
+
+# ---- helpers -------------------------------------------------------------------
+
+ns_of() { case $1 in a) echo "$NSA" ;; b) echo "$NSB" ;; esac; }
+cg_of() { case $1 in a) echo "$CGA" ;; b) echo "$CGB" ;; esac; }
+host_ip() { case $1 in a) echo 10.213.4.1 ;; b) echo 10.213.4.2 ;; esac; }
+ip_of() { case $1 in c1) echo 10.213.4.10 ;; c2) echo 10.213.4.11 ;; esac; }
+wl_mem() { case $1 in c1) echo 16M ;; c2) echo 256M ;; esac; }
+mem_kib() { case $1 in c1) echo 65536 ;; c2) echo 393216 ;; esac; } # 64 / 384 MiB
+
+# ARGS: ha-driver-test's options for guest NAME on HOST.
+set_args() {
+	local host=$1 name=$2
+	ARGS=(--name "$name" --rootfs "$TEMPLATE"
+		--cmd "/usr/bin/hactl-workload --mem $(wl_mem "$name") --port 7000"
+		--ip "$(ip_of "$name")/24" --gw 10.213.4.1 --bridge "$BR"
+		--run-dir "$WORK/$host/run/$name" --data-dir "$WORK/data/$name"
+		--mem "$(mem_kib "$name")" --pids 64 --timeout 30000)
+}
+# drv HOST ACTION NAME [more options]: one action as HOST's agent would run it.
+drv() {
+	local host=$1 action=$2 name=$3
+	shift 3
+	set_args "$host" "$name"
+	HACTL_CGROUP_PARENT=$(cg_of "$host") nsenter --net="/run/netns/$(ns_of "$host")" \
+		"$DT" container "$action" "${ARGS[@]}" "$@"
+}
+says() { # says PATTERN HOST ACTION NAME
+	local pat=$1 out
+	shift
+	out=$(drv "$@" 2>&1)
+	grep -q -- "$pat" <<<"$out" || { log "got: $out"; return 1; }
+}
+state_is() { says "(state $3)" "$1" state "$2"; } # state_is HOST NAME STATE
+
+query() { nsenter --net="/run/netns/$NSA" "$WL" --query "$(ip_of "$1"):7000" --timeout "${2:-1000}" 2>/dev/null; }
+counter_of() { sed -n 's/.*"counter":\([0-9]*\).*/\1/p'; }
+boot_of() { sed -n 's/.*"boot_id":"\([0-9a-f]*\)".*/\1/p'; }
+memerr_of() { sed -n 's/.*"mem_errors":\([0-9]*\).*/\1/p'; }
+answers() { query "$1" | grep -q '"counter"'; }
+
+cg_dirs() { # cg_dirs HOST NAME: the guest's cgroup directories on HOST
+	local d p
+	p=$(cg_of "$1")
+	if [ $CG_V2 = 1 ]; then
+		d=/sys/fs/cgroup/$p/$2
+		[ -d "$d" ] && echo "$d"
+	else
+		for d in /sys/fs/cgroup/*/"$p/$2"; do
+			[ -d "$d" ] && echo "$d"
+		done
+	fi
+	return 0
+}
+pid_of() { sed -n 's/^pid=//p' "$WORK/$1/run/$2/pid" 2>/dev/null; }
+in_guest() { # in_guest HOST NAME CMD...: joins the guest's cgroups and namespaces
+	local host=$1 name=$2 pid
+	shift 2
+	pid=$(pid_of "$host" "$name")
+	[ -n "$pid" ] || return 1
+	(
+		for d in $(cg_dirs "$host" "$name"); do echo "$BASHPID" >"$d/cgroup.procs"; done
+		exec nsenter -t "$pid" -a "$@"
+	)
+}
+gone_from() { # gone_from HOST NAME: no process, cgroup, mount, veth, pid file
+	local host=$1 name=$2 ok=0
+	[ -z "$(cg_dirs "$host" "$name")" ] || { log "$host: cgroups left: $(cg_dirs "$host" "$name")"; ok=1; }
+	! grep -q " $WORK/$host/run/$name/" /proc/self/mountinfo || { log "$host: mount left"; ok=1; }
+	! ip -n "$(ns_of "$host")" link show "hv-$name" >/dev/null 2>&1 || { log "$host: veth left"; ok=1; }
+	[ ! -e "$WORK/$host/run/$name/pid" ] || { log "$host: pid file left"; ok=1; }
+	return $ok
+}
+
+# ---- one migration ----------------------------------------------------------------
+
+# probe NAME FILE: "ms counter boot_id" per answer until $WORK/probe.stop exists
+probe() {
+	local j t
+	while [ ! -e "$WORK/probe.stop" ]; do
+		t=$(now_ms)
+		if j=$(query "$1" 150); then
+			echo "$t $(counter_of <<<"$j") $(boot_of <<<"$j")" >>"$2"
+		fi
+		sleep 0.02
+	done
+}
+# The longest gap between two answers in a probe file, in ms.
+probe_gap() { awk 'NR > 1 { g = $1 - p; if (g > m) m = g } { p = $1 } END { print m + 0 }' "$1"; }
+
+exited() { ! kill -0 "$1" 2>/dev/null; }
+reap() { # reap PID: waits (bounded) for PID, kills it past 30 s; sets RC
+	wait_for 30 "process $1 to end" exited "$1" || kill -9 "$1" 2>/dev/null
+	wait "$1" 2>/dev/null
+	RC=$?
+}
+sent_field() { sed -n "s/^sent:.* $1=\([0-9]*\).*/\1/p" "$WORK/out.send"; }
+
+# migrate NAME FROM TO commit|abort|kill: runs both sides; leaves their
+# output in $WORK/out.send and out.recv, their exit status in S_RC and R_RC,
+# the client-side downtime in M_GAP (ms) and the wall time in M_WALL.
+migrate() {
+	local name=$1 from=$2 to=$3 how=$4 fs=$WORK/fifo.send fr=$WORK/fifo.recv
+	local t0 spid rpid probe_pid f
+	rm -f "$fs" "$fr" "$WORK/out.send" "$WORK/out.recv" "$WORK/probe.out" "$WORK/probe.stop"
+	mkfifo "$fs" "$fr"
+	set_args "$to" "$name"
+	HACTL_CGROUP_PARENT=$(cg_of "$to") nsenter --net="/run/netns/$(ns_of "$to")" \
+		"$DT" container migrate-recv "${ARGS[@]}" --listen $PORT <"$fr" >"$WORK/out.recv" 2>&1 &
+	rpid=$!
+	exec {FR}>"$fr"
+	wait_for 10 "the receiver to listen" grep -q '^listening' "$WORK/out.recv"
+	probe "$name" "$WORK/probe.out" &
+	probe_pid=$!
+	sleep 0.3 # a few answers before
+	t0=$(now_ms)
+	set_args "$from" "$name"
+	HACTL_CGROUP_PARENT=$(cg_of "$from") nsenter --net="/run/netns/$(ns_of "$from")" \
+		"$DT" container migrate-send "${ARGS[@]}" --to "$(host_ip "$to"):$PORT" \
+		<"$fs" >"$WORK/out.send" 2>&1 &
+	spid=$!
+	exec {FS}>"$fs"
+	if [ "$how" = kill ]; then
+		# SIGKILL as soon as the first image bytes reached the receiver.
+		local deadline=$(($(now_ms) + 60000)) hit=""
+		while [ -z "$hit" ] && [ "$(now_ms)" -lt "$deadline" ] && kill -0 "$rpid" 2>/dev/null; do
+			for f in "$WORK/$to/run/$name"/mig-in.*/images/*; do
+				[ -s "$f" ] && { hit=$f; break; }
+			done
+			[ -n "$hit" ] || sleep 0.01
+		done
+		kill -9 "$rpid" 2>/dev/null
+		log "receiver killed (had written ${hit##*/}: $(stat -c %s "$hit" 2>/dev/null) bytes)"
+		M_KILLED_AT=${hit##*/}
+	else
+		wait_for 120 "both sides to report" \
+			grep -q "migrate-recv: \|migrate-finish" "$WORK/out.recv"
+		wait_for 120 "the source to report" grep -q "migrate-send: " "$WORK/out.send"
+		if [ "$how" = commit ] && [ -n "${BEFORE_COMMIT:-}" ]; then
+			$BEFORE_COMMIT
+		fi
+		# The destination first: its decision ends the downtime.
+		echo "$how" >&"$FR"
+		wait_for 30 "the destination's finish" grep -q "migrate-finish" "$WORK/out.recv"
+		echo "$how" >&"$FS"
+	fi
+	exec {FR}>&- {FS}>&-
+	reap "$rpid"
+	R_RC=$RC
+	reap "$spid"
+	S_RC=$RC
+	M_WALL=$(($(now_ms) - t0))
+	sleep 0.5 # answers after
+	touch "$WORK/probe.stop"
+	wait "$probe_pid" 2>/dev/null
+	M_GAP=$(probe_gap "$WORK/probe.out")
+	log "source:      $(tr '\n' '|' <"$WORK/out.send")"
+	log "destination: $(tr '\n' '|' <"$WORK/out.recv")"
+}
+
+cleanup() {
+	local h name d p
+	for h in a b; do
+		for name in c1 c2; do
+			drv "$h" stop "$name" >/dev/null 2>&1
+			for d in $(cg_dirs "$h" "$name"); do
+				while read -r p; do kill -9 "$p" 2>/dev/null; done <"$d/cgroup.procs"
+			done
+		done
+	done
+	grep " $WORK/" /proc/self/mountinfo | awk '{print $5}' | sort -r |
+		while read -r m; do umount -l "$m" 2>/dev/null; done
+	ip netns del "$NSA" 2>/dev/null
+	ip netns del "$NSB" 2>/dev/null
+	for p in "$CGA" "$CGB"; do
+		for name in c1 c2 ""; do
+			if [ $CG_V2 = 1 ]; then
+				rmdir "/sys/fs/cgroup/$p/$name" 2>/dev/null
+			else
+				for d in /sys/fs/cgroup/*/"$p/$name"; do
+					[ -d "$d" ] && rmdir "$d" 2>/dev/null
+				done
+			fi
+		done
+	done
+	rm -rf --one-file-system "$WORK"
+}
+trap 'cleanup; exit 1' INT TERM
+
+# ---- two hosts on one segment ----------------------------------------------------
+
+net_setup() {
+	local h
+	for h in a b; do
+		ip netns add "$(ns_of $h)" &&
+			ip -n "$(ns_of $h)" link set lo up &&
+			ip -n "$(ns_of $h)" link add "$BR" type bridge &&
+			ip -n "$(ns_of $h)" addr add "$(host_ip $h)/24" dev "$BR" &&
+			ip -n "$(ns_of $h)" link set "$BR" up || return 1
+	done
+	ip link add hml-a netns "$NSA" type veth peer name hml-b netns "$NSB" &&
+		ip -n "$NSA" link set hml-a master "$BR" up &&
+		ip -n "$NSB" link set hml-b master "$BR" up
+}
+if ! net_setup; then
+	fail "test network"
+	cleanup
+	echo "$T_PASS passed, $T_FAIL failed"
+	exit 1
+fi
+
+# ---- c1, 16 MiB: commit --------------------------------------------------------------
+
+drv a start c1 >/dev/null
+check "start c1 on A" test $? = 0
+check "c1 answers" wait_for 10 "c1 answers" answers c1
+in_guest a c1 sh -c 'echo from-a > /root/marker'
+J=$(query c1)
+BOOT1=$(boot_of <<<"$J")
+C_BEFORE=$(counter_of <<<"$J")
+GUEST_MAC=$(ip netns exec "$NSA" ip neigh show "$(ip_of c1)" | sed -n 's/.*lladdr \([0-9a-f:]*\).*/\1/p')
+
+# Just before the commit: host A's ARP entry for c1 is made wrong; only the
+# destination's gratuitous ARP can put it right before the next probe.
+poison_arp() {
+	ip -n "$NSA" neigh replace "$(ip_of c1)" lladdr 02:00:00:00:00:01 dev "$BR" nud stale
+}
+BEFORE_COMMIT=poison_arp
+migrate c1 a b commit
+BEFORE_COMMIT=
+NEIGH=$(ip -n "$NSA" neigh show "$(ip_of c1)")
+check "migrate-send c1 A -> B: ok, source paused until the decision" \
+	grep -q "migrate-send: ok (state paused)" "$WORK/out.send"
+check "migrate-recv c1 on B: received, destination paused until the decision" \
+	grep -q "migrate-recv: ok (state paused)" "$WORK/out.recv"
+check "commit on both sides" test "$S_RC" = 0 -a "$R_RC" = 0
+check "destination commit resumed c1" grep -q "migrate-finish commit: ok (state running)" "$WORK/out.recv"
+check "source commit discarded c1 on A" grep -q "migrate-finish commit: ok (state stopped)" "$WORK/out.send"
+check "gratuitous ARP corrected host A's entry (${NEIGH})" \
+	test -n "$GUEST_MAC" -a "$(sed -n 's/.*lladdr \([0-9a-f:]*\).*/\1/p' <<<"$NEIGH")" = "$GUEST_MAC"
+J=$(query c1)
+check "c1 answers from B: same boot_id, counter continued ($C_BEFORE -> $(counter_of <<<"$J"))" \
+	test "$(boot_of <<<"$J")" = "$BOOT1" -a "$(counter_of <<<"$J")" -ge "$C_BEFORE"
+check "c1's memory intact after the migration (mem_errors 0)" test "$(memerr_of <<<"$J")" = 0
+check "the probe never saw another boot_id" \
+	test "$(awk '{print $3}' "$WORK/probe.out" | sort -u)" = "$BOOT1"
+check "c1 runs on B" state_is b c1 running
+check "c1 is gone from A (process, cgroups, mount, veth, pid file)" gone_from a c1
+check "A's run directory of c1 removed" test ! -e "$WORK/a/run/c1"
+check "no image files left on B" not compgen -G "$WORK/b/run/c1/mig-*"
+check "the shared writable layer was kept: the marker is there on B" \
+	test "$(in_guest b c1 cat /root/marker)" = from-a
+in_guest b c1 sh -c 'echo from-b > /root/marker2'
+check "writes on B land in the shared layer" test "$(cat "$WORK/data/c1/upper/root/marker2")" = from-b
+M16_DOWN=$(sent_field downtime_ms)
+M16_TOTAL=$(sent_field total_ms)
+M16_BYTES=$(sent_field transferred)
+M16_GAP=$M_GAP
+M16_WALL=$M_WALL
+log "c1 (16M): ${M16_BYTES} bytes; driver: freeze -> destination ready ${M16_DOWN} ms," \
+	"total ${M16_TOTAL} ms; client: longest gap between answers ${M16_GAP} ms; wall ${M16_WALL} ms"
+check "client-side downtime measured (${M16_GAP} ms) and bounded (< 10 s)" \
+	test "$M16_GAP" -gt 0 -a "$M16_GAP" -lt 10000
+
+# ---- c1: abort -------------------------------------------------------------------------
+
+J=$(query c1)
+C_BEFORE=$(counter_of <<<"$J")
+migrate c1 b a abort
+check "migrate c1 B -> A streamed and was restored paused on A" \
+	grep -q "migrate-recv: ok (state paused)" "$WORK/out.recv"
+check "abort on both sides" test "$S_RC" = 0 -a "$R_RC" = 0
+check "source abort resumed c1 on B" grep -q "migrate-finish abort: ok (state running)" "$WORK/out.send"
+check "destination abort removed the copy on A" \
+	grep -q "migrate-finish abort: ok (state stopped)" "$WORK/out.recv"
+J=$(query c1)
+check "c1 answers from B again: same boot_id, counter continued ($C_BEFORE -> $(counter_of <<<"$J"))" \
+	test "$(boot_of <<<"$J")" = "$BOOT1" -a "$(counter_of <<<"$J")" -ge "$C_BEFORE"
+check "c1 runs on B" state_is b c1 running
+check "nothing of c1 left on A" gone_from a c1
+check "A's run directory of c1 removed" test ! -e "$WORK/a/run/c1"
+check "the writable layer survived the abort" test "$(in_guest b c1 cat /root/marker2)" = from-b
+log "c1 abort: client-side gap ${M_GAP} ms, wall ${M_WALL} ms"
+
+# ---- c2, 256 MiB: commit ------------------------------------------------------------------
+
+drv a start c2 >/dev/null
+check "start c2 (256 MiB workload, 384 MiB limit) on A" test $? = 0
+check "c2 answers" wait_for 20 "c2 answers" answers c2
+sleep 3 # the workload touches all of its memory
+J=$(query c2)
+BOOT2=$(boot_of <<<"$J")
+C_BEFORE=$(counter_of <<<"$J")
+migrate c2 a b commit
+check "migrate c2 A -> B committed" test "$S_RC" = 0 -a "$R_RC" = 0
+J=$(query c2)
+check "c2 answers from B: same boot_id, counter continued ($C_BEFORE -> $(counter_of <<<"$J"))" \
+	test "$(boot_of <<<"$J")" = "$BOOT2" -a "$(counter_of <<<"$J")" -ge "$C_BEFORE"
+check "c2's 256 MiB intact (mem_errors 0)" test "$(memerr_of <<<"$J")" = 0
+check "c2 runs on B, gone from A" state_is b c2 running
+check "nothing of c2 left on A" gone_from a c2
+M256_DOWN=$(sent_field downtime_ms)
+M256_TOTAL=$(sent_field total_ms)
+M256_BYTES=$(sent_field transferred)
+M256_GAP=$M_GAP
+M256_WALL=$M_WALL
+log "c2 (256M): ${M256_BYTES} bytes; driver: freeze -> destination ready ${M256_DOWN} ms," \
+	"total ${M256_TOTAL} ms; client: longest gap between answers ${M256_GAP} ms; wall ${M256_WALL} ms"
+check "c2 streamed at least its 256 MiB (${M256_BYTES} bytes)" test "${M256_BYTES:-0}" -ge 268435456
+
+# ---- c2: the receiver dies mid-stream --------------------------------------------------------
+
+J=$(query c2)
+C_BEFORE=$(counter_of <<<"$J")
+migrate c2 b a kill
+check "the receiver was killed while image data arrived (${M_KILLED_AT:-nothing})" \
+	test -n "${M_KILLED_AT:-}"
+check "migrate-send failed ($(grep 'migrate-send:' "$WORK/out.send" | head -1))" \
+	test "$S_RC" = 1
+check "...and the source did not wait for a decision" not grep -q "migrate-finish" "$WORK/out.send"
+check "c2 resumed on B" wait_for 5 "c2 running" state_is b c2 running
+J=$(query c2)
+check "c2 answers from B: same boot_id, counter continued ($C_BEFORE -> $(counter_of <<<"$J"))" \
+	test "$(boot_of <<<"$J")" = "$BOOT2" -a "$(counter_of <<<"$J")" -ge "$C_BEFORE"
+check "the killed receiver left no process of c2 on A" \
+	test -z "$(cat $(cg_dirs a c2 | sed 's|$|/cgroup.procs|') 2>/dev/null)"
+# What it had prepared (cgroups, overlay mount) is what a crashed agent
+# leaves: the next operation on that guest there removes it.
+drv a stop c2 >/dev/null
+check "...and the next operation on A removed what it had set up" gone_from a c2
+check "B's veth of c2 is back on the bridge" \
+	grep -q "master $BR" <<<"$(ip -n "$NSB" link show hv-c2)"
+log "c2 after the receiver's death: client-side gap ${M_GAP} ms"
+
+# ---- the end ------------------------------------------------------------------------------------
+
+for name in c1 c2; do
+	drv b stop "$name" >/dev/null
+	check "stop $name on B" test $? = 0
+	drv b destroy "$name" >/dev/null
+	check "destroy $name on B" test $? = 0
+	check "nothing of $name left on B" gone_from b "$name"
+done
+check "no ha-driver-test left running" not pgrep -f "$DT container migrate"
+cleanup
+left=""
+[ -e "$WORK" ] && left="$left $WORK"
+ip netns list | grep -qw "$NSA" && left="$left netns:$NSA"
+ip netns list | grep -qw "$NSB" && left="$left netns:$NSB"
+for d in /sys/fs/cgroup/"$CGA" /sys/fs/cgroup/*/"$CGA" /sys/fs/cgroup/"$CGB" /sys/fs/cgroup/*/"$CGB"; do
+	[ -d "$d" ] && left="$left $d"
+done
+grep -q "hactl-mig" /proc/self/mountinfo && left="$left mounts"
+check "nothing left behind${left:+ (left:$left)}" test -z "$left"
+
+log "figures (stop-and-copy): 16M: driver freeze->ready ${M16_DOWN} ms, client gap ${M16_GAP} ms," \
+	"total ${M16_TOTAL} ms; 256M: driver freeze->ready ${M256_DOWN} ms," \
+	"client gap ${M256_GAP} ms, total ${M256_TOTAL} ms"
+echo "$T_PASS passed, $T_FAIL failed"
+[ "$T_FAIL" -eq 0 ]
