@@ -121,6 +121,8 @@ struct ag_guest {
 	char mig_mode[16];
 	struct agent_mig_progress prog;  /* written by the op thread */
 	char mig_error[AGENT_ERR_LEN + 64];
+	int mig_fd;                   /* the stream's socket while an op uses it
+				       * (under m->lock): shut down to cancel */
 };
 
 struct ag_op {
@@ -256,6 +258,7 @@ static struct ag_guest *guest_new(struct agent_guests *m, const char *name)
 	snprintf(g->data_dir, sizeof(g->data_dir), "%s/guests/%s", m->cfg->shared_dir, name);
 	g->state = AGENT_GUEST_DEFINED;
 	g->mig_listen_fd = -1;
+	g->mig_fd = -1;
 	g->m = m;
 	qb_list_add_tail(&g->list, &m->guests);
 	return g;
@@ -459,15 +462,20 @@ static void op_run(struct ag_op *op)
 			}
 			break;
 		}
+		pthread_mutex_lock(&g->m->lock);
+		g->mig_fd = fd;
+		pthread_mutex_unlock(&g->m->lock);
 		snprintf(hdr, sizeof(hdr), "HACTL-MIG 1 %s %" PRIu64 "\n", g->name, g->mig_id);
 		if (write(fd, hdr, strlen(hdr)) != (ssize_t)strlen(hdr)) {
 			rc = -EIO;
 			snprintf(derr, sizeof(derr), "cannot send the migration header");
-			close(fd);
-			break;
+		} else {
+			rc = ops->migrate_send(obj, fd, &g->mig_opts, &g->prog, derr);
 		}
-		rc = ops->migrate_send(obj, fd, &g->mig_opts, &g->prog, derr);
+		pthread_mutex_lock(&g->m->lock);
+		g->mig_fd = -1;
 		close(fd);
+		pthread_mutex_unlock(&g->m->lock);
 		break;
 	}
 	case OP_MIG_RECV: {
@@ -492,6 +500,9 @@ static void op_run(struct ag_op *op)
 			snprintf(derr, sizeof(derr), "accept: %s", strerror(errno));
 			break;
 		}
+		pthread_mutex_lock(&g->m->lock);
+		g->mig_fd = fd;
+		pthread_mutex_unlock(&g->m->lock);
 		/* one header line, read byte by byte: what follows is the driver's */
 		while (n + 1 < sizeof(hdr)) {
 			if (read(fd, hdr + n, 1) != 1) {
@@ -506,12 +517,18 @@ static void op_run(struct ag_op *op)
 		if (strcmp(hdr, want) != 0) {
 			rc = -EPROTO;
 			snprintf(derr, sizeof(derr), "unexpected migration stream header");
+			pthread_mutex_lock(&g->m->lock);
+			g->mig_fd = -1;
 			close(fd);
+			pthread_mutex_unlock(&g->m->lock);
 			break;
 		}
 		if (ha_mkdir_p(g->run_dir, 0700) < 0) {
 			rc = -errno;
+			pthread_mutex_lock(&g->m->lock);
+			g->mig_fd = -1;
 			close(fd);
+			pthread_mutex_unlock(&g->m->lock);
 			break;
 		}
 		if (obj) {
@@ -519,7 +536,10 @@ static void op_run(struct ag_op *op)
 			obj = NULL;
 		}
 		rc = ops->migrate_recv(&g->drv, &g->spec, fd, &g->mig_opts, &obj, &g->prog, derr);
+		pthread_mutex_lock(&g->m->lock);
+		g->mig_fd = -1;
 		close(fd);
+		pthread_mutex_unlock(&g->m->lock);
 		break;
 	}
 	case OP_MIG_FINISH:
@@ -939,6 +959,17 @@ static bool reconcile_migration(struct agent_guests *m, struct ag_guest *g,
 		return g->mig_id == mg->id && g->mig_phase == MIG_FINISHING;
 	}
 	if (g->busy) {
+		if (strcmp(mg->state, "aborted") == 0) {
+			/* cut the stream: the driver's send or receive fails fast */
+			pthread_mutex_lock(&m->lock);
+			if (g->mig_fd >= 0) {
+				shutdown(g->mig_fd, SHUT_RDWR);
+			}
+			pthread_mutex_unlock(&m->lock);
+			if (g->mig_listen_fd >= 0) {
+				shutdown(g->mig_listen_fd, SHUT_RDWR);
+			}
+		}
 		return true;
 	}
 	if (g->mig_listen_fd >= 0) {

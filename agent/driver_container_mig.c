@@ -64,6 +64,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
@@ -141,7 +142,6 @@ struct mig_io {
 	struct agent_mig_progress *p;
 };
 
-static void TR(const char *w) { if (getenv("MIGTR")) fprintf(stderr, "TR %llu %s\n", (unsigned long long)ha_mono_ms(), w); }
 static void err_clear(char *err)
 {
 	if (err != NULL) {
@@ -282,9 +282,8 @@ static int io_write(struct mig_io *io, const void *buf, size_t len)
 		io->bytes += (uint64_t)n;
 		if (io->p) {
 			io->p->transferred_bytes = io->bytes;
-			if (io->p->remaining_bytes >= (uint64_t)n) {
-				io->p->remaining_bytes -= (uint64_t)n;
-			}
+			io->p->remaining_bytes = io->p->remaining_bytes > (uint64_t)n ?
+				io->p->remaining_bytes - (uint64_t)n : 0;
 			io->p->total_ms = ha_mono_ms() - io->t0_ms;
 		}
 		io_throttle(io);
@@ -618,13 +617,16 @@ static int mig_dump(const struct ctr_ckpt_target *t, const char *images, bool pr
 	size_t n_ext = 0;
 	struct agent_criu_dump_opts o = {
 		.c = { .images_dir = images, .log_file = pre ? "pre-dump.log" : "dump.log",
-		       .timeout_ms = MIG_CRIU_MS, .log_level = getenv("MIGLOG") ? atoi(getenv("MIGLOG")) : 0 },
+		       .timeout_ms = MIG_CRIU_MS },
 		.pid = t->pid,
 		.pre_dump = pre,
 		.leave_running = !pre,
 		.track_mem = pre || parent != NULL,
 		.parent_img = parent,
 		.tcp_established = true,
+		/* A connection the frozen guest has not accepted yet cannot be
+		 * dumped: dropped, its client sees a reset. */
+		.tcp_skip_in_flight = true,
 		.file_locks = true,
 		.manage_cgroups = AGENT_CRIU_CG_SOFT,
 		.freeze_cgroup = ctr_cgroup_freezer_dir(t->cg)[0] ?
@@ -679,7 +681,7 @@ static int mig_restore(const struct ctr_ckpt_target *t, const char *images, pid_
 	const char *external[2];
 	size_t n_ext = 0, n_cgr = 0;
 	struct agent_criu_restore_opts o = {
-		.c = { .images_dir = images, .log_file = "restore.log", .timeout_ms = MIG_CRIU_MS, .log_level = getenv("MIGLOG") ? atoi(getenv("MIGLOG")) : 0,
+		.c = { .images_dir = images, .log_file = "restore.log", .timeout_ms = MIG_CRIU_MS,
 		       .notify = rst_notify, .notify_opaque = &hold },
 		.root = t->root,
 		.restore_detached = true,
@@ -948,19 +950,17 @@ static int tmp_make(const char *run_dir, const char *prefix, char out[CTR_PATH],
 	return 0;
 }
 
-/* Kills a (frozen or running) guest: SIGKILL lands while frozen, so it
- * never runs again; waits until its init is gone. */
+/* Kills whatever runs in the guest's cgroups, frozen or not (SIGKILL
+ * lands while frozen, so nothing of it runs again), and waits until its
+ * init is gone. */
 static int guest_kill(struct agent_guest *g, char *err)
 {
 	struct ctr_ckpt_target t;
 	uint64_t deadline = ha_mono_ms() + MIG_KILL_MS;
-	int rc;
+	bool alive = ctr_guest_target(g, &t) == 0;
+	int rc = ctr_cgroup_kill(t.cg, MIG_KILL_MS, err);
 
-	if (ctr_guest_target(g, &t) < 0) {
-		return 0;
-	}
-	rc = ctr_cgroup_kill(t.cg, MIG_KILL_MS, err);
-	while (rc == 0 && ctr_guest_target(g, &t) == 0) {
+	while (rc == 0 && alive && ctr_guest_target(g, &t) == 0) {
 		if (ha_mono_ms() >= deadline) {
 			return ctr_err(err, -ETIMEDOUT, "%s: init %d survived SIGKILL",
 				       t.spec->name, (int)t.pid);
@@ -1015,16 +1015,21 @@ struct mig_src {
 	uint32_t max_downtime_ms;
 };
 
-/* Pre-copy rounds while the guest runs, until a round is small enough to
- * go in the downtime, stops shrinking, or MIG_PRE_ROUNDS were made. */
+/*
+ * Pre-copy rounds while the guest runs: each a CRIU pre-dump (the pages
+ * dirtied since the previous one, found by soft-dirty tracking) streamed at
+ * once. Stops when a round took less than the downtime target (a final
+ * round like it would fit), when rounds stop shrinking by a tenth (the
+ * guest dirties memory as fast as it goes out), or after MIG_PRE_ROUNDS.
+ */
 static int precopy(struct mig_src *s, char *err)
 {
-	uint64_t prev = UINT64_MAX;
+	uint64_t prev = 0;
 
 	for (uint32_t r = 1; r <= MIG_PRE_ROUNDS; r++) {
 		char dir[CTR_PATH], parent[32], name[16];
 		struct mig_round mr;
-		uint64_t t0 = ha_mono_ms(), sent0 = s->io.bytes, ms, rate;
+		uint64_t t0 = ha_mono_ms(), sent0 = s->io.bytes, ms, bytes;
 		int rc;
 
 		round_dir(r, name);
@@ -1051,16 +1056,51 @@ static int precopy(struct mig_src *s, char *err)
 		s->rounds = r;
 		s->p->rounds = r;
 		ms = ha_mono_ms() - t0;
-		rate = (s->io.bytes - sent0) * 1000 / (ms ? ms : 1);
-		s->p->dirty_rate_bps = (s->io.bytes - sent0) * 1000 / (ms ? ms : 1);
-		s->p->expected_downtime_ms = rate ? (uint32_t)((s->io.bytes - sent0) * 1000 / rate) : 0;
-		if (s->io.bytes - sent0 <= rate * s->max_downtime_ms / 1000 ||
-		    (s->io.bytes - sent0) * 10 >= prev * 9) {
+		ms = ms ? ms : 1;
+		bytes = s->io.bytes - sent0;
+		if (r > 1) {
+			/* what the guest dirtied while the previous round went out */
+			s->p->dirty_rate_bps = bytes * 1000 / ms;
+		}
+		s->p->expected_downtime_ms = (uint32_t)(ms > UINT32_MAX ? UINT32_MAX : ms);
+		if (ms <= s->max_downtime_ms || (r > 1 && bytes * 10 >= prev * 9)) {
 			break;
 		}
-		prev = s->io.bytes - sent0;
+		prev = bytes;
 	}
 	return 0;
+}
+
+/*
+ * What the frozen guest wrote to its writable layer reaches the shared
+ * storage before the destination opens it: a network or cluster file
+ * system may hold it in this host's page cache. A local file system
+ * (ext4, xfs, btrfs, tmpfs) can only be shared with this same kernel,
+ * whose page cache is coherent: no sync there (it would also flush the
+ * images just written, inside the downtime).
+ */
+static int data_sync(const char *data_dir, char *err)
+{
+	static const unsigned long local[] = { 0xEF53, 0x58465342, 0x9123683E, 0x01021994 };
+	int fd = open(data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct statfs sf;
+	int rc = 0;
+
+	if (fd >= 0 && fstatfs(fd, &sf) == 0) {
+		for (size_t i = 0; i < HA_ARRAY_SIZE(local); i++) {
+			if ((unsigned long)sf.f_type == local[i]) {
+				close(fd);
+				return 0;
+			}
+		}
+	}
+	if (fd < 0 || syncfs(fd) < 0) {
+		rc = ctr_err(err, -errno, "migrate: syncing %s: %s", data_dir, strerror(errno));
+	}
+	if (fd >= 0) {
+		close(fd);
+	}
+	return rc;
 }
 
 static int src_final(struct mig_src *s, char *err)
@@ -1075,9 +1115,10 @@ static int src_final(struct mig_src *s, char *err)
 	if (mkdir(dir, 0700) < 0) {
 		return ctr_err(err, -errno, "migrate: mkdir %s: %s", dir, strerror(errno));
 	}
-	TR("src dump");
 	rc = mig_dump(&s->t, dir, false, s->rounds ? parent : NULL, err);
-	TR("src dumped");
+	if (rc == 0) {
+		rc = data_sync(s->t.spec->data_dir, err);
+	}
 	if (rc == 0) {
 		rc = round_list(dir, &mr, err);
 	}
@@ -1133,10 +1174,8 @@ int ctr_mig_send(struct agent_guest *g, int fd, const struct agent_mig_opts *o,
 	/* Downtime from here: the guest is frozen, and off the network
 	 * before CRIU looks at its sockets. */
 	t_freeze = ha_mono_ms();
-	TR("src freeze");
 	if (rc == 0) {
 		rc = ctr_cgroup_freeze(s.t.cg, true, MIG_FREEZE_MS, err);
-		TR("src frozen");
 		frozen = rc == 0;
 	}
 	if (rc == 0 && s.t.spec->ip) {
@@ -1146,10 +1185,8 @@ int ctr_mig_send(struct agent_guest *g, int fd, const struct agent_mig_opts *o,
 	if (rc == 0) {
 		rc = src_final(&s, err);
 	}
-	TR("src streamed");
 	if (rc == 0) {
 		rc = ack_read(&s.io, MIG_ACK_MS, line, sizeof(line));
-		TR("src acked");
 		if (rc < 0) {
 			rc = ctr_err(err, rc, "migrate %s: no answer from the destination: %s",
 				     s.t.spec->name, s.io.msg[0] ? s.io.msg : strerror(-rc));
@@ -1439,6 +1476,7 @@ int ctr_mig_recv(struct agent_driver *d, const struct agent_guest_spec *spec, in
 	struct ctr_ckpt_target t;
 	char tmp[CTR_PATH] = "", images[CTR_PATH], e2[AGENT_ERR_LEN], ebuf[AGENT_ERR_LEN];
 	uint64_t t0 = ha_mono_ms();
+	bool kept_log = false;
 	pid_t pid = 0;
 	int rc;
 
@@ -1452,9 +1490,7 @@ int ctr_mig_recv(struct agent_driver *d, const struct agent_guest_spec *spec, in
 	*out = NULL;
 	io_init(&x.io, fd, 0, p);
 	/* Ready before the first byte comes: the source is frozen meanwhile. */
-	TR("dst prepare");
 	rc = ctr_guest_prepare(d, spec, &g, err);
-	TR("dst prepared");
 	if (rc == 0) {
 		ctr_guest_target(g, &t);
 		rc = tmp_make(spec->run_dir, "mig-in.", tmp, err);
@@ -1473,7 +1509,6 @@ int ctr_mig_recv(struct agent_driver *d, const struct agent_guest_spec *spec, in
 	}
 	if (rc == 0) {
 		rc = recv_stream(&x, tmp);
-		TR("dst received");
 		if (rc < 0) {
 			ctr_err(err, rc, "migrate %s: %s", spec->name, x.io.msg);
 		}
@@ -1481,14 +1516,13 @@ int ctr_mig_recv(struct agent_driver *d, const struct agent_guest_spec *spec, in
 	if (rc == 0) {
 		snprintf(images, sizeof(images), "%s/images", tmp);
 		rc = mig_restore(&t, images, &pid, err);
-		TR("dst restored");
 		if (rc < 0) {
 			char log[CTR_PATH + 16], keep[CTR_PATH + 32];
 
 			/* CRIU's log outlives the images, for the post-mortem. */
 			snprintf(log, sizeof(log), "%s/restore.log", images);
 			snprintf(keep, sizeof(keep), "%s/mig-restore.log", spec->run_dir);
-			rename(log, keep);
+			kept_log = rename(log, keep) == 0;
 		}
 	}
 	if (rc == 0) {
@@ -1518,10 +1552,9 @@ int ctr_mig_recv(struct agent_driver *d, const struct agent_guest_spec *spec, in
 			ack_write(fd, rc, err);
 		}
 		if (g) {
-			if (pid > 0 || ctr_guest_target(g, &t) == 0) {
-				guest_kill(g, e2);
-			}
-			ctr_guest_clean(g, false, e2);
+			guest_kill(g, e2);
+			/* The run directory stays only for a failed restore's log. */
+			ctr_guest_clean(g, !kept_log, e2);
 			agent_driver_container_ops.guest_free(g);
 		}
 		return rc;
@@ -1554,14 +1587,12 @@ int ctr_mig_finish(struct agent_guest *g, bool source, bool commit, char *err)
 			       source ? "source" : "destination");
 	}
 	rc = 0;
-	TR("fin resume");
 	if (t.spec->ip) {
 		rc = veth_attach(t.veth, t.spec->bridge, err);
 	}
 	if (rc == 0) {
 		rc = ctr_cgroup_freeze(t.cg, false, 0, err);
 	}
-	TR("fin thawed");
 	if (rc == 0 && t.spec->ip) {
 		/* Best effort: peers would find the guest on their next ARP anyway. */
 		garp_send(t.pid, t.spec->ip, e2);

@@ -22,6 +22,11 @@
  * dir/memory (the fd passed with getfd, no shell), the disk copied while
  * the guest is paused, then cont or quit. Restore starts the same command
  * line with -S -incoming defer and feeds the file with migrate-incoming.
+ *
+ * Live migration is QEMU's pre-copy over the agent's socket, the same
+ * getfd on both ends; a transaction in which both QEMUs end paused until
+ * migrate_finish() resumes one and quits the other (the section at the
+ * end, docs/domains.md).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -2293,7 +2298,8 @@ out:
 #define DOM_MIG_DOWNTIME_MS 300            /* QEMU's default downtime-limit */
 #define DOM_MIG_DOWNTIME_MAX_MS 2000000    /* QEMU's bound */
 #define DOM_MIG_STALL_MS 60000             /* no byte moved: the peer is gone */
-#define DOM_MIG_MAX_MS (10 * 60 * 1000)    /* a migration that never converges */
+#define DOM_MIG_MAX_MS (10 * 60 * 1000)    /* plus mig_bound_ms()'s allowance */
+#define DOM_MIG_SLOW_BPS (10ULL << 20)     /* the slowest link the bound allows for */
 #define DOM_MIG_LAUNCH_MS 30000
 #define DOM_MIG_SETTLE_MS 10000            /* cancel, resume, paused */
 
@@ -2403,9 +2409,24 @@ static void mig_progress_fill(struct agent_mig_progress *p, const struct mig_inf
 	}
 }
 
-/* Bytes the kernel received on @fd (TCP only; 0 otherwise): the
- * destination's progress, which QEMU does not report there. */
-static uint64_t sock_bytes_received(int fd)
+/*
+ * How long a migration may take before it is given up (one that never
+ * converges: the guest dirties memory faster than the link carries it):
+ * 10 minutes plus three passes over the guest's RAM at the bandwidth cap,
+ * or at DOM_MIG_SLOW_BPS when there is none or it is faster.
+ */
+static uint64_t mig_bound_ms(const struct agent_guest *g, const struct agent_mig_opts *o)
+{
+	uint64_t bps = o && o->bandwidth_bps && o->bandwidth_bps < DOM_MIG_SLOW_BPS ?
+		o->bandwidth_bps : DOM_MIG_SLOW_BPS;
+
+	return DOM_MIG_MAX_MS + 3 * (g->mem_kib * 1024 / bps) * 1000;
+}
+
+/* Bytes the kernel received on @fd: the destination's progress, which
+ * QEMU does not report there. -1 when @fd is not a TCP socket (a pipe
+ * or a socketpair from the agent's own transport). */
+static int64_t sock_bytes_received(int fd)
 {
 	struct tcp_info ti;
 	socklen_t len = sizeof(ti);
@@ -2413,9 +2434,9 @@ static uint64_t sock_bytes_received(int fd)
 	memset(&ti, 0, sizeof(ti));
 	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0 ||
 	    len < offsetof(struct tcp_info, tcpi_bytes_received) + sizeof(ti.tcpi_bytes_received)) {
-		return 0;
+		return -1;
 	}
-	return ti.tcpi_bytes_received;
+	return (int64_t)(ti.tcpi_bytes_received & INT64_MAX);
 }
 
 static int set_capability(struct qmp_client *c, const char *cap, bool on, char *err)
@@ -2529,7 +2550,7 @@ static int dom_migrate_send(struct agent_guest *g, int fd, const struct agent_mi
 	struct qmp_client *c = NULL;
 	struct mig_info mi;
 	enum dom_mig_mode mode;
-	uint64_t t0, t_stop = 0, last_move, moved = 0, now;
+	uint64_t t0, t_stop = 0, last_move, moved = 0, now, bound;
 	bool was_running = false, stopped = false, fd_given = false, started = false;
 	bool done = false;
 	char st[32], logp[PATH_MAX];
@@ -2545,6 +2566,7 @@ static int dom_migrate_send(struct agent_guest *g, int fd, const struct agent_mi
 	if (rc < 0) {
 		return rc;
 	}
+	bound = mig_bound_ms(g, o);
 	if (rec_path(g, "qemu.log", logp, sizeof(logp)) == 0 && stat(logp, &sb) == 0) {
 		log_from = sb.st_size;
 	}
@@ -2632,11 +2654,11 @@ static int dom_migrate_send(struct agent_guest *g, int fd, const struct agent_mi
 				  DOM_MIG_STALL_MS, mi.q.ram_transferred, mi.q.ram_total);
 			goto out;
 		}
-		if (now - t0 > DOM_MIG_MAX_MS) {
+		if (now - t0 > bound) {
 			mig_cancel(c);
 			rc = derr(err, -ETIMEDOUT, "domain %s: migration did not converge within "
-				  "%d s (%u rounds, dirty %" PRIu64 " bytes/s)", g->name,
-				  DOM_MIG_MAX_MS / 1000, p->rounds, p->dirty_rate_bps);
+				  "%" PRIu64 " s (%u rounds, dirty %" PRIu64 " bytes/s)", g->name,
+				  bound / 1000, p->rounds, p->dirty_rate_bps);
 			goto out;
 		}
 		mig_nap(c);
@@ -2702,7 +2724,8 @@ static int dom_migrate_recv(struct agent_driver *d, const struct agent_guest_spe
 	struct qmp_client *c = NULL;
 	struct mig_info mi;
 	enum dom_mig_mode mode;
-	uint64_t t0, last_move, moved = 0, now, base;
+	uint64_t t0, last_move, now, bound;
+	int64_t base, got, moved = 0;
 	bool launched = false, incoming = false;
 	int rc;
 
@@ -2727,6 +2750,8 @@ static int dom_migrate_recv(struct agent_driver *d, const struct agent_guest_spe
 		return rc;
 	}
 	op_begin(g, AGENT_GUEST_STARTING);
+	/* what the source sends while QEMU starts waits in the socket: counted */
+	base = sock_bytes_received(fd);
 	if (guest_running(g, &r) == 0) {
 		rc = derr(err, -EBUSY, "domain %s: already running here (pid %d)", g->name,
 			  (int)r.pid);
@@ -2754,12 +2779,12 @@ static int dom_migrate_recv(struct agent_driver *d, const struct agent_guest_spe
 	if (rc < 0) {
 		goto out;
 	}
-	base = sock_bytes_received(fd);
 	rc = simple_cmd(c, "migrate-incoming", "uri", "fd:" DOM_MIG_FDNAME, err);
 	if (rc < 0) {
 		goto out;
 	}
 	incoming = true;
+	bound = mig_bound_ms(g, o);
 	t0 = last_move = ha_mono_ms();
 	for (;;) {
 		rc = mig_query(c, &mi, err);
@@ -2767,7 +2792,8 @@ static int dom_migrate_recv(struct agent_driver *d, const struct agent_guest_spe
 			goto out; /* QEMU ends itself when the stream fails */
 		}
 		now = ha_mono_ms();
-		p->transferred_bytes = sock_bytes_received(fd) - base;
+		got = base >= 0 ? sock_bytes_received(fd) - base : 0;
+		p->transferred_bytes = got > 0 ? (uint64_t)got : 0;
 		p->total_ms = now - t0;
 		if (mi.q.status == QMP_MIGRATE_COMPLETED) {
 			break;
@@ -2777,11 +2803,13 @@ static int dom_migrate_recv(struct agent_driver *d, const struct agent_guest_spe
 				  mi.status, mi.q.error[0] ? ": " : "", mi.q.error);
 			goto out;
 		}
-		if (p->transferred_bytes != moved) {
-			moved = p->transferred_bytes;
+		/* a stall is seen only on TCP; the source and the bound catch
+		 * the rest (the source's end closes the stream: QEMU ends) */
+		if (got != moved || base < 0) {
+			moved = got;
 			last_move = now;
 		}
-		if (now - last_move > DOM_MIG_STALL_MS || now - t0 > DOM_MIG_MAX_MS) {
+		if (now - last_move > DOM_MIG_STALL_MS || now - t0 > bound) {
 			rc = derr(err, -ETIMEDOUT, "domain %s: incoming migration %s after %" PRIu64
 				  " ms (%" PRIu64 " bytes received)", g->name,
 				  now - last_move > DOM_MIG_STALL_MS ? "stalled" : "unfinished",
@@ -2793,7 +2821,8 @@ static int dom_migrate_recv(struct agent_driver *d, const struct agent_guest_spe
 	/* -S: QEMU keeps the guest paused after the stream */
 	rc = wait_status(g, c, "paused", DOM_MIG_SETTLE_MS, err);
 	p->total_ms = ha_mono_ms() - t0;
-	p->transferred_bytes = sock_bytes_received(fd) - base;
+	got = base >= 0 ? sock_bytes_received(fd) - base : 0;
+	p->transferred_bytes = got > 0 ? (uint64_t)got : 0;
 out:
 	if (rc < 0 && launched) {
 		char tail[200];

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034
 # Shared by bench/migration/domain-driver and domain-direct (sourced):
 # two "hosts" A and B (network namespaces, each with a bridge hbr0 for the
 # guest's tap) uplinked into a switch namespace, a client namespace C that
@@ -151,7 +152,7 @@ median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else prin
 
 # bench_run: every rate, RUNS times; one line per run, then the table
 bench_run() {
-	local rate run t0 gap boot rows=() line
+	local rate run gap boot rows=() line
 	printf '%-8s %-6s %4s %9s %9s %9s %12s %6s  %s\n' path dirty run total_ms down_ms \
 		client_ms bytes rounds notes
 	for rate in $RATES; do

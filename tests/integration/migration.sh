@@ -77,9 +77,10 @@ on node1 hactl migrate d1 --to node1 --bandwidth 2 --no-wait
 sleep 2
 lc isolate node1
 check "d1 still on node2 after the link cut" wait_for 30 back bash -c "[ \"\$($LC exec node2 -- hactl show d1 --json | jq -r .node)\" = node2 ] && $LC exec node2 -- hactl-workload --query 10.213.1.82:7000 >/dev/null"
+# the majority fences the cut-off host (fence_hactl_lc powers it off)
+check "node1 fenced by the majority" wait_for 30 fenced bash -c "[ \"\$($LC exec node2 -- hactl status --json | jq -r '.nodes[] | select(.name==\"node1\") | .state')\" = fenced ]"
 lc heal node1
-# the majority fenced the cut-off host (fence_hactl_lc powered it off): boot it
-lc start node1 >/dev/null 2>&1 || true
+lc start node1 >/dev/null
 check "node1 back" wait_for 40 online bash -c "[ \"\$($LC exec node2 -- hactl status --json | jq -r '.nodes[] | select(.name==\"node1\") | .state')\" = online ]"
 
 # evacuate a host with 4 guests
