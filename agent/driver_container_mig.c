@@ -93,6 +93,8 @@
 #define MIG_DOWNTIME_MS 300        /* pre-copy target without max_downtime_ms */
 #define MIG_NOSIZE_MAX (256ULL << 30) /* images of a guest without a memory limit */
 #define MIG_SPACE_SLACK (64ULL << 20)
+#define GARP_WAIT_MS 2000          /* eth0's link up before announcing */
+#define GARP_GAP_MS 100
 
 enum mig_rec_type {
 	MIG_REC_NONE = 0,
@@ -756,6 +758,49 @@ static int veth_detach(const char *veth, const char *bridge, char *err)
 	return rc;
 }
 
+/* Sets IFF_UP on @dev (this network namespace); 0 or -errno. */
+static int link_up(const char *dev, char *err)
+{
+	struct ifreq ifr;
+	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), rc = 0;
+
+	if (s < 0) {
+		return ctr_err(err, -errno, "network: socket: %s", strerror(errno));
+	}
+	memset(&ifr, 0, sizeof(ifr));
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", dev);
+	if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0) {
+		rc = ctr_err(err, -errno, "network: %s: %s", dev, strerror(errno));
+	} else if (!(ifr.ifr_flags & IFF_UP)) {
+		ifr.ifr_flags |= IFF_UP;
+		if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0) {
+			rc = ctr_err(err, -errno, "network: %s up: %s", dev, strerror(errno));
+		}
+	}
+	close(s);
+	return rc;
+}
+
+/* Waits up to @ms until @dev (on socket @s's namespace) is operationally
+ * up: carrier and the kernel's link watch done, so frames get through. */
+static bool link_wait_running(int s, const char *dev, uint32_t ms)
+{
+	uint64_t deadline = ha_mono_ms() + ms;
+	struct ifreq ifr;
+
+	for (;;) {
+		memset(&ifr, 0, sizeof(ifr));
+		snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", dev);
+		if (ioctl(s, SIOCGIFFLAGS, &ifr) == 0 && (ifr.ifr_flags & IFF_RUNNING)) {
+			return true;
+		}
+		if (ha_mono_ms() >= deadline) {
+			return false;
+		}
+		sleep_ms(5);
+	}
+}
+
 /* Puts the host side of the veth on its bridge and up: the ioctl
  * counterpart of ctr_net_attach_host(), a few microseconds instead of a
  * helper program inside the downtime. */
@@ -780,16 +825,8 @@ static int veth_attach(const char *veth, const char *bridge, char *err)
 		rc = ctr_err(err, -errno, "network: putting %s on %s: %s", veth, bridge,
 			     strerror(errno));
 	}
-	memset(&ifr, 0, sizeof(ifr));
-	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", veth);
-	if (rc == 0 && ioctl(s, SIOCGIFFLAGS, &ifr) == 0 && !(ifr.ifr_flags & IFF_UP)) {
-		ifr.ifr_flags |= IFF_UP;
-		if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0) {
-			rc = ctr_err(err, -errno, "network: %s up: %s", veth, strerror(errno));
-		}
-	}
 	close(s);
-	return rc;
+	return rc == 0 ? link_up(veth, err) : rc;
 }
 
 struct garp {
@@ -830,6 +867,7 @@ static void *garp_thread(void *arg)
 		return NULL;
 	}
 	to.sll_ifindex = ifr.ifr_ifindex;
+	link_wait_running(s, "eth0", GARP_WAIT_MS);
 	memset(to.sll_addr, 0xff, ETH_ALEN);
 	if (ioctl(s, SIOCGIFHWADDR, &ifr) < 0) {
 		a->rc = -errno;
@@ -838,8 +876,14 @@ static void *garp_thread(void *arg)
 		return NULL;
 	}
 	/* Ethernet: broadcast, from eth0, ARP; then request and reply with
-	 * sender = target = the guest's address (RFC 5227 announcement). */
-	for (int op = ARPOP_REQUEST; op <= ARPOP_REPLY; op++) {
+	 * sender = target = the guest's address (RFC 5227 announcement),
+	 * twice, GARP_GAP_MS apart (as arping -U -c 2). */
+	for (int i = 0; i < 4 && a->rc == 0; i++) {
+		int op = i % 2 ? ARPOP_REPLY : ARPOP_REQUEST;
+
+		if (i == 2) {
+			sleep_ms(GARP_GAP_MS);
+		}
 		memset(f, 0, sizeof(f));
 		memset(f, 0xff, ETH_ALEN);
 		memcpy(f + 6, ifr.ifr_hwaddr.sa_data, ETH_ALEN);
@@ -859,7 +903,6 @@ static void *garp_thread(void *arg)
 		if (sendto(s, f, sizeof(f), 0, (struct sockaddr *)&to, sizeof(to)) < 0) {
 			a->rc = -errno;
 			snprintf(a->what, sizeof(a->what), "sending on eth0");
-			break;
 		}
 	}
 	close(s);
@@ -1004,7 +1047,6 @@ static int mode_pick(const struct ctr_ckpt_target *t, const char *mode, bool *pr
 }
 
 struct mig_src {
-	struct agent_guest *g;
 	struct ctr_ckpt_target t;
 	struct mig_io io;
 	struct agent_mig_progress *p;
@@ -1139,7 +1181,7 @@ int ctr_mig_send(struct agent_guest *g, int fd, const struct agent_mig_opts *o,
 		 struct agent_mig_progress *p, char *err)
 {
 	struct agent_mig_progress dummy;
-	struct mig_src s = { .g = g };
+	struct mig_src s = { .rounds = 0 };
 	char line[MIG_ACK_MAX], e2[AGENT_ERR_LEN];
 	uint64_t t0 = ha_mono_ms(), t_freeze = 0;
 	bool pre = false, was_frozen, frozen = false, detached = false;
@@ -1527,6 +1569,12 @@ int ctr_mig_recv(struct agent_driver *d, const struct agent_guest_spec *spec, in
 	}
 	if (rc == 0) {
 		rc = ctr_guest_adopt(g, pid, err);
+	}
+	if (rc == 0 && spec->ip) {
+		/* Up but off the bridge: the link settles (carrier, link watch:
+		 * up to a second) while the cluster decides, and the commit only
+		 * adds a bridge port, which forwards at once. */
+		rc = link_up(t.veth, err);
 	}
 	p->total_ms = ha_mono_ms() - t0;
 	if (rc == 0) {

@@ -98,9 +98,9 @@ trap '' PIPE
 ns_of() { case $1 in a) echo "$NSA" ;; b) echo "$NSB" ;; esac; }
 cg_of() { case $1 in a) echo "$CGA" ;; b) echo "$CGB" ;; esac; }
 host_ip() { case $1 in a) echo 10.213.4.1 ;; b) echo 10.213.4.2 ;; esac; }
-ip_of() { case $1 in c1) echo 10.213.4.10 ;; c2) echo 10.213.4.11 ;; esac; }
-wl_mem() { case $1 in c1) echo 16M ;; c2) echo 256M ;; esac; }
-mem_kib() { case $1 in c1) echo 65536 ;; c2) echo 393216 ;; esac; } # 64 / 384 MiB
+ip_of() { case $1 in c1) echo 10.213.4.10 ;; c2) echo 10.213.4.11 ;; c3) echo 10.213.4.12 ;; esac; }
+wl_mem() { case $1 in c2) echo 256M ;; *) echo 16M ;; esac; }
+mem_kib() { case $1 in c2) echo 393216 ;; *) echo 65536 ;; esac; } # 384 / 64 MiB
 
 # ARGS: ha-driver-test's options for guest NAME on HOST.
 set_args() {
@@ -215,10 +215,10 @@ migrate() {
 	spid=$!
 	exec {FS}>"$fs"
 	if [ "$how" = kill ]; then
-		# SIGKILL as soon as the first image bytes reached the receiver.
+		# SIGKILL once the receiver is writing the memory pages.
 		local deadline=$(($(now_ms) + 60000)) hit=""
 		while [ -z "$hit" ] && [ "$(now_ms)" -lt "$deadline" ] && kill -0 "$rpid" 2>/dev/null; do
-			for f in "$WORK/$to/run/$name"/mig-in.*/images/*; do
+			for f in "$WORK/$to/run/$name"/mig-in.*/images/pages-*.img; do
 				[ -s "$f" ] && { hit=$f; break; }
 			done
 			[ -n "$hit" ] || sleep 0.01
@@ -256,7 +256,7 @@ migrate() {
 cleanup() {
 	local h name d p
 	for h in a b; do
-		for name in c1 c2; do
+		for name in c1 c2 c3; do
 			drv "$h" stop "$name" >/dev/null 2>&1
 			for d in $(cg_dirs "$h" "$name"); do
 				while read -r p; do kill -9 "$p" 2>/dev/null; done <"$d/cgroup.procs"
@@ -268,7 +268,7 @@ cleanup() {
 	ip netns del "$NSA" 2>/dev/null
 	ip netns del "$NSB" 2>/dev/null
 	for p in "$CGA" "$CGB"; do
-		for name in c1 c2 ""; do
+		for name in c1 c2 c3 ""; do
 			if [ $CG_V2 = 1 ]; then
 				rmdir "/sys/fs/cgroup/$p/$name" 2>/dev/null
 			else
@@ -379,6 +379,65 @@ check "A's run directory of c1 removed" test ! -e "$WORK/a/run/c1"
 check "the writable layer survived the abort" test "$(in_guest b c1 cat /root/marker2)" = from-b
 log "c1 abort: client-side gap ${M_GAP} ms, wall ${M_WALL} ms"
 
+# ---- hostile streams ---------------------------------------------------------------------
+
+# Bytes of the stream format (docs/containers.md), little-endian.
+le() { # le VALUE BYTES
+	local i
+	for ((i = 0; i < $2; i++)); do printf '\\x%02x' $((($1 >> (8 * i)) & 255)); done
+}
+rec() { # rec TYPE ROUND NAME DATA_LEN: one record header and its name
+	printf 'HCMG'
+	printf '%b' "$(le 1 2)$(le "$1" 2)$(le "$2" 4)$(le ${#3} 4)$(le "$4" 8)"
+	printf '%s' "$3"
+}
+manifest() { # manifest TEXT: a MANIFEST record of round 0
+	rec 1 0 "" ${#1}
+	printf '%s' "$1"
+}
+# hostile WHAT PATTERN [close]: sends $WORK/hostile to a receiver of c3 on
+# A; its answer (with "close": what it printed, the sender hanging up at
+# once) must match PATTERN and nothing may be left behind.
+hostile() {
+	local what=$1 pat=$2 rpid out read="head -1 <&3"
+	rm -f "$WORK/out.hostile"
+	set_args a c3
+	HACTL_CGROUP_PARENT=$CGA nsenter --net="/run/netns/$NSA" \
+		"$DT" container migrate-recv "${ARGS[@]}" --listen $PORT </dev/null >"$WORK/out.hostile" 2>&1 &
+	rpid=$!
+	wait_line "$WORK/out.hostile" '^listening' 10
+	[ "${3:-}" = close ] && read="exec 3>&-"
+	out=$(timeout 20 nsenter --net="/run/netns/$NSB" bash -c \
+		"exec 3<>/dev/tcp/$(host_ip a)/$PORT && cat '$WORK/hostile' >&3 && $read" 2>&1)
+	reap "$rpid"
+	[ "${3:-}" = close ] && out=$(grep "migrate-recv:" "$WORK/out.hostile")
+	check "hostile stream ($what) refused: '${out:0:120}'" \
+		test "$RC" = 1 -a -n "$(grep -- "$pat" <<<"$out")"
+	check "...nothing of it left on A" gone_from a c3
+	check "...no file outside the receiver's directory" \
+		test -z "$(find "$WORK" -name evil 2>/dev/null)" -a ! -e "$WORK/a/run/c3/mig-in."*
+}
+printf 'GET / HTTP/1.0\r\n\r\nxxxxxxxxxxxxxxxxxxxxxxxx' >"$WORK/hostile"
+hostile "not the format" "not a container migration stream"
+{
+	manifest $'format=1\nname=c3\nmode=stopcopy\nround=0\nfiles=1\nbytes=4\nfile=4 ../evil\n'
+	rec 2 0 "../evil" 4
+	printf 'evil'
+} >"$WORK/hostile"
+hostile "a path in a file name" "bad file line"
+manifest $'format=1\nname=c3\nround=0\nfiles=1\nbytes=99999999999999\nfile=99999999999999 pages-1.img\n' \
+	>"$WORK/hostile"
+hostile "more than the guest's memory" "above the"
+manifest $'format=1\nname=other\nround=0\nfiles=0\nbytes=0\n' >"$WORK/hostile"
+hostile "another guest's stream" "not a format-1 stream of c3"
+{
+	manifest $'format=1\nname=c3\nround=0\nfiles=1\nbytes=4\nfile=4 core-1.img\n'
+	rec 2 0 "core-1.img" 4
+	printf 'co'
+} >"$WORK/hostile"
+hostile "cut short" "closed the stream" close
+rm -rf "${WORK:?}/a/run/c3"
+
 # ---- c2, 256 MiB: commit ------------------------------------------------------------------
 
 drv a start c2 >/dev/null
@@ -412,7 +471,7 @@ check "c2 streamed at least its 256 MiB (${M256_BYTES} bytes)" test "${M256_BYTE
 J=$(query c2)
 C_BEFORE=$(counter_of <<<"$J")
 migrate c2 b a kill
-check "the receiver was killed while image data arrived (${M_KILLED_AT:-nothing})" \
+check "the receiver was killed while the pages arrived (${M_KILLED_AT:-nothing})" \
 	test -n "${M_KILLED_AT:-}"
 check "migrate-send failed ($(grep 'migrate-send:' "$WORK/out.send" | head -1))" \
 	test "$S_RC" = 1
@@ -421,8 +480,11 @@ check "c2 resumed on B" wait_for 5 "c2 running" state_is b c2 running
 J=$(query c2)
 check "c2 answers from B: same boot_id, counter continued ($C_BEFORE -> $(counter_of <<<"$J"))" \
 	test "$(boot_of <<<"$J")" = "$BOOT2" -a "$(counter_of <<<"$J")" -ge "$C_BEFORE"
-check "the killed receiver left no process of c2 on A" \
-	test -z "$(cat $(cg_dirs a c2 | sed 's|$|/cgroup.procs|') 2>/dev/null)"
+procs_of() { # procs_of HOST NAME: the pids in the guest's cgroups on HOST
+	local d
+	for d in $(cg_dirs "$1" "$2"); do cat "$d/cgroup.procs" 2>/dev/null; done
+}
+check "the killed receiver left no process of c2 on A" test -z "$(procs_of a c2)"
 # What it had prepared (cgroups, overlay mount) is what a crashed agent
 # leaves: the next operation on that guest there removes it.
 drv a stop c2 >/dev/null

@@ -70,7 +70,33 @@ daemons_alive() {
 	[ "$(jq_on "$node" ".nodes[] | select(.local) | .agent")" = true ]
 }
 
+# Daemon logs must show no sanitizer report; on failure they are kept and
+# their tails printed.
+check_daemon_logs() {
+	local d=${HACTL_LC_DIR:-/run/hactl-lc} f
+	for f in "$d"/node*/log/ha-*.log; do
+		[ -e "$f" ] || continue
+		if grep -q -E "ERROR: AddressSanitizer|runtime error:|ERROR: LeakSanitizer" "$f"; then
+			fail "sanitizer report in $(basename "$(dirname "$(dirname "$f")")")/$(basename "$f")"
+			grep -A20 -E "ERROR: AddressSanitizer|runtime error:|ERROR: LeakSanitizer" "$f" | head -40
+		fi
+	done
+	if [ "$T_FAIL" -gt 0 ]; then
+		local keep=/tmp/hactl-test-logs/$T_NAME
+		rm -rf "$keep"
+		mkdir -p "$keep"
+		for f in "$d"/node*/log/*.log; do
+			[ -e "$f" ] && cp "$f" "$keep/$(basename "$(dirname "$(dirname "$f")")")-$(basename "$f")"
+		done
+		log "daemon logs kept in $keep"
+		for f in "$keep"/*ha-coordinator.log; do
+			[ -e "$f" ] && { echo "--- tail of $(basename "$f")"; tail -15 "$f"; }
+		done
+	fi
+}
+
 finish() {
+	check_daemon_logs
 	lc down >/dev/null 2>&1 || true
 	echo "$T_PASS passed, $T_FAIL failed"
 	[ "$T_FAIL" -eq 0 ]
