@@ -153,6 +153,7 @@ struct agent_guests {
 	unsigned inflight;        /* under lock */
 	pthread_cond_t idle;
 	uint64_t last_quorate_ms; /* monotonic; 0 = never */
+	struct ag_guest *sending; /* the one outgoing migration stream at a time */
 	bool self_fenced;         /* guests stopped for lack of quorum */
 	int wd_fd;                /* watchdog device, -1 = none */
 };
@@ -266,6 +267,9 @@ static struct ag_guest *guest_new(struct agent_guests *m, const char *name)
 
 static void guest_free(struct ag_guest *g)
 {
+	if (g->m->sending == g) {
+		g->m->sending = NULL;
+	}
 	if (g->mig_listen_fd >= 0) {
 		close(g->mig_listen_fd);
 	}
@@ -804,6 +808,9 @@ static int done_cb(int fd, int revents, void *data)
 				}
 			}
 		}
+		if (op->kind == OP_MIG_SEND && m->sending == g) {
+			m->sending = NULL;
+		}
 		if (op->kind == OP_MIG_SEND || op->kind == OP_MIG_RECV) {
 			if (g->mig_listen_fd >= 0) {
 				close(g->mig_listen_fd);
@@ -943,6 +950,13 @@ static bool reconcile_migration(struct agent_guests *m, struct ag_guest *g,
 			qb_log(LOG_NOTICE, "migration %" PRIu64 " of %s: receiving on port %u",
 			       mg->id, g->name, g->mig_port);
 		} else if (mg->dst_port) {
+			/* One outgoing stream per host at a time: the link is the
+			 * bottleneck anyway, and the container dumps must not
+			 * overlap (two concurrent ones stalled here). */
+			if (m->sending && m->sending != g) {
+				return true;
+			}
+			m->sending = g;
 			g->mig_dst_port = mg->dst_port;
 			g->mig_phase = MIG_TRANSFERRING;
 			if (op_start(g, OP_MIG_SEND, 0, 0) < 0) {

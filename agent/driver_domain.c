@@ -2362,6 +2362,12 @@ static uint64_t jobj_u64(json_object *o, const char *key)
 	return v > 0 ? (uint64_t)v : 0;
 }
 
+/*
+ * One query-migrate. -ETIMEDOUT is not a failure of the migration: the
+ * monitor does not answer while the migration holds QEMU's big lock (the
+ * source's switchover; the destination loading without a pause), which on
+ * a loaded host can take seconds. The late reply is skipped by the client.
+ */
 static int mig_query(struct qmp_client *c, struct mig_info *mi, char *err)
 {
 	json_object *ret = NULL, *ram;
@@ -2550,10 +2556,10 @@ static int dom_migrate_send(struct agent_guest *g, int fd, const struct agent_mi
 	struct qmp_client *c = NULL;
 	struct mig_info mi;
 	enum dom_mig_mode mode;
-	uint64_t t0, t_stop = 0, last_move, moved = 0, now, bound;
+	uint64_t t0, t_stop = 0, last_move, last_answer, moved = 0, now, bound;
 	bool was_running = false, stopped = false, fd_given = false, started = false;
 	bool done = false;
-	char st[32], logp[PATH_MAX];
+	char st[32], logp[PATH_MAX], qerr[AGENT_ERR_LEN] = "";
 	off_t log_from = 0;
 	struct stat sb;
 	int rc;
@@ -2617,14 +2623,19 @@ static int dom_migrate_send(struct agent_guest *g, int fd, const struct agent_mi
 	}
 	started = true;
 	fd_given = false; /* QEMU took it */
-	last_move = t0;
+	last_move = last_answer = t0;
 	for (;;) {
-		rc = mig_query(c, &mi, err);
+		rc = mig_query(c, &mi, qerr);
+		now = ha_mono_ms();
+		if (rc == -ETIMEDOUT && now - last_answer < DOM_MIG_STALL_MS) {
+			continue; /* see mig_query() */
+		}
 		if (rc < 0) {
+			derr(err, rc, "domain %s: %s", g->name, qerr);
 			goto out;
 		}
+		last_answer = now;
 		mig_progress_fill(p, &mi);
-		now = ha_mono_ms();
 		if (mi.q.status == QMP_MIGRATE_COMPLETED) {
 			break;
 		}
@@ -2724,9 +2735,10 @@ static int dom_migrate_recv(struct agent_driver *d, const struct agent_guest_spe
 	struct qmp_client *c = NULL;
 	struct mig_info mi;
 	enum dom_mig_mode mode;
-	uint64_t t0, last_move, now, bound;
+	uint64_t t0, last_move, last_answer, now, bound;
 	int64_t base, got, moved = 0;
 	bool launched = false, incoming = false;
+	char qerr[AGENT_ERR_LEN] = "";
 	int rc;
 
 	*out = NULL;
@@ -2785,13 +2797,19 @@ static int dom_migrate_recv(struct agent_driver *d, const struct agent_guest_spe
 	}
 	incoming = true;
 	bound = mig_bound_ms(g, o);
-	t0 = last_move = ha_mono_ms();
+	t0 = last_move = last_answer = ha_mono_ms();
 	for (;;) {
-		rc = mig_query(c, &mi, err);
-		if (rc < 0) {
-			goto out; /* QEMU ends itself when the stream fails */
-		}
+		rc = mig_query(c, &mi, qerr);
 		now = ha_mono_ms();
+		if (rc == -ETIMEDOUT && now - last_answer < DOM_MIG_STALL_MS) {
+			continue; /* see mig_query() */
+		}
+		if (rc < 0) {
+			/* QEMU ends itself when the stream fails: see out */
+			derr(err, rc, "domain %s: %s", g->name, qerr);
+			goto out;
+		}
+		last_answer = now;
 		got = base >= 0 ? sock_bytes_received(fd) - base : 0;
 		p->transferred_bytes = got > 0 ? (uint64_t)got : 0;
 		p->total_ms = now - t0;

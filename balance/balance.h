@@ -412,8 +412,8 @@ typedef void (*ha_bal_sim_step_fn)(void *user, uint32_t step,
 /*
  * Runs the commands of @sim (one "run rebalance" when there are none) with
  * policy @p, changing sim->cluster as it goes. @step (may be NULL) sees
- * every plan; *plan_ns (may be NULL) gets the nanoseconds spent inside the
- * engine (the only clock use, for benchmarks). Returns 0, or -errno with
+ * every plan; *plan_ns (may be NULL) gets the CPU time in nanoseconds
+ * spent inside the engine (the only clock use, for benchmarks). Returns 0, or -errno with
  * "FILE:LINE: message" in @err for a command that cannot run.
  */
 int ha_bal_sim_run(struct ha_bal_sim *sim, const struct ha_bal_policy *p,

@@ -269,13 +269,14 @@ int hactl_cmd_simulate(int argc, char **argv, int json)
 		json_object_object_add(o, "steps", so.steps);
 		so.steps = NULL;
 		if (timing) {
-			json_object_object_add(o, "plan_ms", json_object_new_double((double)ns / 1e6));
+			json_object_object_add(o, "plan_cpu_ms",
+					       json_object_new_double((double)ns / 1e6));
 		}
 		printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY));
 		json_object_put(o);
 	}
 	if (timing) {
-		fprintf(stderr, "planning time: %.3f ms (%u nodes, %u guests)\n",
+		fprintf(stderr, "planning time: %.3f ms CPU (%u nodes, %u guests)\n",
 			(double)ns / 1e6, sim->cluster->n_nodes, sim->cluster->n_guests);
 	}
 	if (save) {

@@ -11,8 +11,9 @@ number of moves, with --same-moves), it reports
   - the standard deviation of node CPU load and memory load (percent),
     and our imbalance (their root mean square),
   - hbal's own score of that placement (hbal -l 0 prints it),
-  - the number of moves and the planning time (wall clock of the whole
-    program, and for ours also the time inside the engine).
+  - the number of moves and the planning time: CPU time of the whole
+    program, and for ours also the CPU time inside the engine (CPU time,
+    because the machine may be busy; both tools are single-threaded).
 hbal's placement is rebuilt from the moves it prints, so a run stopped by
 --hbal-timeout still yields the state it had reached.
 Results go to DIR/result.json and a Markdown table on stdout.
@@ -21,10 +22,10 @@ import argparse
 import json
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -34,8 +35,10 @@ ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 
 
 def run_timed(cmd, timeout, out_path):
-    """Runs cmd with stdout+stderr to out_path; returns (seconds, rc, timed_out)."""
-    t0 = time.perf_counter()
+    """Runs cmd with stdout+stderr to out_path; returns (CPU seconds, rc,
+    timed_out). CPU time (user + system of the child), not wall time: the
+    machine may be busy with other work, and both tools run on one core."""
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     with open(out_path, "w") as out:
         p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
                              start_new_session=True)
@@ -46,7 +49,9 @@ def run_timed(cmd, timeout, out_path):
             os.killpg(p.pid, signal.SIGTERM)
             rc = p.wait()
             timed_out = True
-    return time.perf_counter() - t0, rc, timed_out
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    return cpu, rc, timed_out
 
 
 def stats(nodes, gs, placement):
@@ -68,11 +73,21 @@ def stats(nodes, gs, placement):
             "cpu_max": max(cpu) * 100, "mem_max": max(mem) * 100}
 
 
+SCORE_TIMEOUT = 1800
+
+
 def hbal_score(work, nodes, gs, placement, util, name):
+    """hbal's score of a placement (None when skipped or too slow)."""
+    if SCORE_TIMEOUT <= 0:
+        return None
     path = os.path.join(work, name + ".hbal")
     gen.write_hbal(path, nodes, gs, placement)
-    out = subprocess.run(["hbal", "-t", path, "-U", util, "-l", "0"],
-                         capture_output=True, text=True).stdout
+    try:
+        out = subprocess.run(["hbal", "-t", path, "-U", util, "-l", "0"],
+                             capture_output=True, text=True,
+                             timeout=SCORE_TIMEOUT).stdout
+    except subprocess.TimeoutExpired:
+        return None
     m = re.search(r"Initial score: ([0-9.]+)", out)
     return float(m.group(1)) if m else None
 
@@ -112,9 +127,13 @@ def main():
     ap.add_argument("--reuse-hbal", action="store_true",
                     help="use DIR/hbal.out and DIR/hbal.seconds from an earlier run")
     ap.add_argument("--no-hbal", action="store_true")
+    ap.add_argument("--score-timeout", type=float, default=1800,
+                    help="limit of each `hbal -l 0` scoring run; 0 skips them")
     ap.add_argument("--match-hbal", action="store_true",
                     help="also run ours limited to hbal's number of moves")
     a = ap.parse_args()
+    global SCORE_TIMEOUT
+    SCORE_TIMEOUT = a.score_timeout
 
     work = a.work or "/tmp/hactl-bench-%dx%d-s%d" % (a.hosts, a.guests, a.seed)
     os.makedirs(work, exist_ok=True)
@@ -216,7 +235,7 @@ def main():
     print("%d hosts x %d guests (seed %d; hosts of %d CPUs, %d GiB)" %
           (a.hosts, a.guests, a.seed, nodes[0]["cpus"], nodes[0]["mem"] // 1024))
     print()
-    print("| | CPU sd % | mem sd % | imbalance % | hbal score | moves | GiB copied | time |")
+    print("| | CPU sd % | mem sd % | imbalance % | hbal score | moves | GiB copied | CPU time |")
     print("|---|---|---|---|---|---|---|---|")
 
     def row(label, r, t):

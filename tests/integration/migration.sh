@@ -90,7 +90,7 @@ for k in 1 2 3; do
 	on node1 hactl start e$k --node node2 >/dev/null
 done
 check "4 guests on node2" [ "$(on node1 hactl list --json | jq '[.[] | select(.node=="node2")] | length')" = 4 ]
-out=$(on node1 hactl evacuate node2 --parallel 2 2>&1); rc=$?
+out=$(on node1 hactl evacuate node2 --parallel 2 --timeout 300 2>&1); rc=$?
 log "$out"
 check "evacuate node2" [ $rc = 0 ]
 check "nothing left on node2" [ "$(on node1 hactl list --json | jq '[.[] | select(.node=="node2")] | length')" = 0 ]
