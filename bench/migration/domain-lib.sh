@@ -69,6 +69,9 @@ wait_for() { # wait_for TIMEOUT_S COMMAND...
 
 NS_SW=bmsw-$$
 declare -A HOST_NS=([A]=bma-$$ [B]=bmb-$$)
+# fixed bridge MACs: a bridge without one takes its lowest port's, and a
+# tap coming or going would change it under the other host's ARP cache
+declare -A HOST_MAC=([A]=02:00:00:00:04:0a [B]=02:00:00:00:04:0b)
 declare -A HOST_IP=([A]=10.213.4.11 [B]=10.213.4.12)
 NS_C=bmc-$$
 GUEST_IP=10.213.4.20
@@ -100,7 +103,7 @@ net_up() {
 	for h in A B; do
 		ns=${HOST_NS[$h]}
 		ip netns add "$ns" && ip -n "$ns" link set lo up &&
-			ip -n "$ns" link add hbr0 type bridge &&
+			ip -n "$ns" link add hbr0 address "${HOST_MAC[$h]}" type bridge &&
 			ip -n "$ns" addr add "${HOST_IP[$h]}/24" dev hbr0 && ip -n "$ns" link set hbr0 up &&
 			ip -n "$NS_SW" link add "up$h" type veth peer name uplink netns "$ns" &&
 			ip -n "$ns" link set uplink master hbr0 up &&

@@ -97,6 +97,9 @@ fi
 GUEST_IP=10.213.3.20
 declare -A HOST_IP=([A]=10.213.3.11 [B]=10.213.3.12)
 declare -A HOST_NS=([A]=$NS_A [B]=$NS_B)
+# fixed bridge MACs: a bridge without one takes its lowest port's, and a
+# tap coming or going would change it under the other host's ARP cache
+declare -A HOST_MAC=([A]=02:00:00:00:03:0a [B]=02:00:00:00:03:0b)
 MIG_PORT=7700
 MEM_KIB=${MEM_KIB:-131072} # 128 MiB
 WL_ARGS=${WL_ARGS:---mem 32M --dirty 10M} # 128 MiB leave ~80 MB to the initramfs
@@ -261,7 +264,7 @@ net_up() {
 	for h in A B; do
 		ns=${HOST_NS[$h]}
 		ip netns add "$ns" && ip -n "$ns" link set lo up &&
-			ip -n "$ns" link add hbr0 type bridge &&
+			ip -n "$ns" link add hbr0 address "${HOST_MAC[$h]}" type bridge &&
 			ip -n "$ns" addr add "${HOST_IP[$h]}/24" dev hbr0 &&
 			ip -n "$ns" link set hbr0 up &&
 			ip -n "$NS_SW" link add "up$h" type veth peer name uplink netns "$ns" &&

@@ -28,14 +28,15 @@ for g in c1 c2 d1; do
 	check "$g answers" wait_for 60 answer workload_json node1 $ip
 done
 # two generations of c2; the newest gets corrupted after the kill
-check "snapshot c1" on node1 hactl snapshot c1
-check "snapshot c2 (1)" on node1 hactl snapshot c2
-check "snapshot d1" on node1 hactl snapshot d1
+# counters read before the snapshots: each snapshot holds at least these
 s_c1=$(workload_json node1 10.213.1.41 | counter_of)
 b_c1=$(workload_json node1 10.213.1.41 | boot_of)
 s_c2=$(workload_json node1 10.213.1.42 | counter_of)
 s_d1=$(workload_json node1 10.213.1.43 | counter_of)
 b_d1=$(workload_json node1 10.213.1.43 | boot_of)
+check "snapshot c1" on node1 hactl snapshot c1
+check "snapshot c2 (1)" on node1 hactl snapshot c2
+check "snapshot d1" on node1 hactl snapshot d1
 check "snapshot c2 (2)" on node1 hactl snapshot c2
 gen_c2=$(guest_field node1 c2 snapshot.generation)
 victim=$(find "$LC_SHARED/snapshots/c2/$(printf 'gen-%06d' "$gen_c2")/state" -type f -size +1k | head -1)

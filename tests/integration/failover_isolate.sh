@@ -14,8 +14,8 @@ write_def "$LC_SHARED/c1.conf" c1 container 10.213.1.51
 check "create" on node1 hactl create /srv/hactl/c1.conf
 check "start on node3" on node1 hactl start c1 --node node3
 check "answers" wait_for 30 answer workload_json node1 10.213.1.51
+s=$(workload_json node1 10.213.1.51 | counter_of) # before: the snapshot holds more
 check "snapshot" on node1 hactl snapshot c1
-s=$(workload_json node1 10.213.1.51 | counter_of)
 
 audit_start c1
 t0=$(now_ms)

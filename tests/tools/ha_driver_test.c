@@ -158,6 +158,9 @@ static int mig_connect(const char *to, uint32_t timeout_ms)
 		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	}
 	rc = connect(fd, ai->ai_addr, ai->ai_addrlen) < 0 ? -errno : 0;
+	if (rc == -EINPROGRESS) {
+		rc = -ETIMEDOUT; /* SO_SNDTIMEO ran out */
+	}
 	freeaddrinfo(ai);
 	if (rc < 0) {
 		close(fd);
