@@ -217,7 +217,7 @@ check "exec runs in the host's cgroup" \
 check "the cgroup hierarchies are visible inside a host" \
 	bash -c "'$LC' exec node1 -- sh -c 'ls /sys/fs/cgroup' | grep -q ."
 check "/sys/class/net inside a host shows its own eth0" \
-	bash -c "test \"\$('$LC' exec node1 -- ls /sys/class/net | sort | tr '\n' ' ')\" = 'eth0 lo '"
+	bash -c "test \"\$('$LC' exec node1 -- ls /sys/class/net | sort | tr '\n' ' ')\" = 'eth0 gup0 hbr0 lo '"
 check "status lists three hosts with corosync" \
 	bash -c "test \"\$('$LC' status | grep -c 'corosync:[0-9]')\" -eq 3"
 
