@@ -370,6 +370,16 @@ static bool owns_guests(const struct coord *c, uint32_t node)
 	return false;
 }
 
+static bool in_quorum(const struct coord *c, uint32_t id)
+{
+	for (size_t i = 0; i < c->n_qmembers; i++) {
+		if (c->qmembers[i] == id) {
+			return true;
+		}
+	}
+	return false;
+}
+
 void coord_fence_tick(struct coord *c)
 {
 	uint64_t now = ha_mono_ms();
@@ -377,7 +387,14 @@ void coord_fence_tick(struct coord *c)
 
 	for (size_t i = 0; i < c->state.n_nodes; i++) {
 		struct coord_node *n = &c->state.nodes[i];
-		bool member = coord_is_member(c, n->id);
+		/* A node whose coordinator restarts leaves the CPG group but
+		 * not corosync's membership: it is alive, not lost, unless its
+		 * coordinator stays away longer than the self-fence timeout
+		 * (its agent has stopped the guests by then). */
+		bool member = coord_is_member(c, n->id) ||
+			      (in_quorum(c, n->id) &&
+			       (c->node_lost_ms[i] == 0 ||
+				now - c->node_lost_ms[i] < c->cfg.self_fence_timeout_ms));
 		struct coord_fence_op *op = op_for(c, n->id);
 
 		if (op == NULL) {
