@@ -15,6 +15,8 @@
 #   2. B -> A, abort: the guest stays on B and keeps running, A's QEMU is
 #      gone.
 #   3. B -> A with the receiver killed mid-stream: the source resumes.
+#   4. post-copy asked for: the source refuses, the receiver fails alone.
+#   5. B -> A stop-and-copy, commit.
 #
 # Prints QEMU's figures (total time, downtime, bytes, rounds) and the
 # downtime the client saw, and ends with "N passed, N failed". Exit 77:
@@ -335,6 +337,17 @@ migrate() {
 	[ $rr = 0 ] && [ $rs = 0 ]
 }
 
+env_migrate() { # env_migrate VAR=VALUE SRC DST DECISION: migrate with one option set
+	local kv=$1
+	shift
+	env_run "$kv" migrate "$@"
+}
+env_run() { # env_run VAR=VALUE FUNCTION ARGS...: the function sees VAR exported
+	local -x "${1?}"
+	shift
+	"$@"
+}
+
 report() { # report WHAT: QEMU's figures and the client's
 	log "$1: total $(field total_ms <<<"$MIG_SENT") ms, QEMU downtime" \
 		"$(field downtime_ms <<<"$MIG_SENT") ms, client saw $(max_gap_ms "$POLL_FILE") ms" \
@@ -422,11 +435,44 @@ check "...same boot id, counter continues (${C_BEFORE:-?} -> ${C_AFTER:-?})" \
 drv A destroy >/dev/null 2>&1 # what the killed receiver left (its tap, run dir)
 check "nothing of the failed receiver is left on A" both gone_from A -- not tap_on A
 
+# ---- 4. post-copy is refused; the waiting receiver fails by itself ---------------
+
+side_start recv A migrate-recv --listen "$MIG_PORT"
+wait_for 10 "the receiver listens" side_says recv "^listening"
+HA_MIG_MODE=postcopy side_start send B migrate-send --to "${HOST_IP[A]}:$MIG_PORT"
+check "post-copy is refused by the source" \
+	wait_for 30 "the source's answer" side_says send "migrate-send: Operation not supported: .*post-copy"
+side_end send
+check "...the receiver, whose stream ended unused, fails with QEMU's reason" \
+	wait_for 60 "the receiver's answer" side_says recv "migrate-recv: Input/output error: .*failed: ."
+log "recv: $(grep -v '^progress' "$WORK/recv.log" | tr '\n' '|')"
+side_end recv
+check "...and leaves nothing on A (QEMU, tap, run dir)" \
+	both gone_from A -- both not tap_on A -- test ! -e "$WORK/A/run/m1"
+check "...the guest still runs on B, the same QEMU ($QPID_B)" test "$(qemu_of B)" = "$QPID_B"
+check "m1 answers" wait_for 10 "m1 answers" answers
+
+# ---- 5. B -> A stop-and-copy, commit ----------------------------------------------
+
+check "stop-and-copy migration B -> A, commit" env_migrate HA_MIG_MODE=stopcopy B A commit
+report "B -> A (stop-and-copy)"
+DT_MS=$(field downtime_ms <<<"$MIG_SENT")
+TT_MS=$(field total_ms <<<"$MIG_SENT")
+check "...the downtime is the whole transfer (${DT_MS:-?} ms >= ${TT_MS:-?} ms)" \
+	test "${DT_MS:-0}" -ge "${TT_MS:-1}"
+check "...the guest runs on A, B's QEMU is gone" both runs_on A -- gone_from B
+check "m1 answers from A" wait_for 10 "m1 answers" answers
+J=$(query)
+C_AFTER=$(counter_of <<<"$J")
+check "...same boot id, counter continues (${C_BEFORE:-?} -> ${C_AFTER:-?})" \
+	both same_boot "$J" -- test "${C_AFTER:-0}" -gt "${C_BEFORE:-999999999}"
+check "...the switch learned A's port" test "$(switch_port_of "$MAC")" = upA
+
 # ---- the end ----------------------------------------------------------------------
 
-out=$(TIMEOUT=15000 drv B stop 2>&1)
-check "stop m1 on B" grep -q "stop: ok" <<<"$out"
-drv B destroy >/dev/null 2>&1
+out=$(TIMEOUT=15000 drv A stop 2>&1)
+check "stop m1 on A" grep -q "stop: ok" <<<"$out"
+drv A destroy >/dev/null 2>&1
 check "nothing left: QEMUs" not any_qemu
 check "nothing left: taps" both not tap_on A -- not tap_on B
 check "nothing left: cgroups" test -z "$(cg_dirs)"
