@@ -2175,11 +2175,13 @@ static void opt_overload(struct ws *ws)
 			if (!movable(ws, it) || !mem_budget_ok(ws, it)) {
 				continue;
 			}
-			/* hundredths of a percent: ties go to the cheaper */
-			relief = floor((worst - node_over(&ws->n[s], it->use, -1)) * 1e4);
-			if (relief <= 0) {
+			relief = worst - node_over(&ws->n[s], it->use, -1);
+			if (relief <= 1e-12) {
 				continue;
 			}
+			/* compared in hundredths of a percent: near-ties go to the
+			 * cheaper move (+1: a relief below that still counts) */
+			relief = floor(relief * 1e4) + 1;
 			cost = it->copy_mib * ws->cost_per_mib;
 			for (uint32_t k = 0; k < D->n_nodes; k++) {
 				int32_t d = (int32_t)D->nodes[k];

@@ -182,6 +182,20 @@ enum sect_kind {
 	SECT_KIND_MAX
 };
 
+static const char *const sect_names[SECT_KIND_MAX] = {
+	[SECT_NONE] = "none",
+	[SECT_BALANCE] = "balance",
+	[SECT_GROUP] = "group",
+	[SECT_NODE] = "node",
+	[SECT_AFFINITY] = "affinity",
+	[SECT_ANTI] = "anti-affinity",
+};
+
+static const char *sect_kind_str(enum sect_kind k)
+{
+	return (unsigned)k < SECT_KIND_MAX ? sect_names[k] : "unknown";
+}
+
 struct parse_ctx {
 	struct ha_bal_policy *p;
 	const char *fname;
@@ -623,7 +637,7 @@ static int ini_cb(void *user, const char *section, const char *name,
 		return ctx->failed ? 0 : 1;
 	}
 	default:
-		ctx_fail(ctx, "internal: no section");
+		ctx_fail(ctx, "internal: section kind %s", sect_kind_str(ctx->sect));
 		return 0;
 	}
 }
