@@ -41,6 +41,8 @@ json_object *cli_json_guest(const Hactl__StatusReply *s, const Hactl__GuestRecor
 
 /* cmd_guest.c */
 const char *cli_node_name(const Hactl__StatusReply *s, uint32_t id);
+/* The guest called @name in a status reply, NULL when none. */
+const Hactl__GuestRecord *cli_find_guest(const Hactl__StatusReply *s, const char *name);
 const char *cli_guest_state(const Hactl__StatusReply *s, const Hactl__GuestRecord *g);
 json_object *cli_guest_json(const Hactl__StatusReply *s, const Hactl__GuestRecord *g);
 int cli_cmd_check(struct cli *cli, int argc, char **argv);

@@ -111,7 +111,7 @@ const char *cli_guest_state(const Hactl__StatusReply *s, const Hactl__GuestRecor
 	return g->state && g->state[0] ? g->state : "defined";
 }
 
-static const Hactl__GuestRecord *find_guest(const Hactl__StatusReply *s, const char *name)
+const Hactl__GuestRecord *cli_find_guest(const Hactl__StatusReply *s, const char *name)
 {
 	for (size_t i = 0; i < s->n_guests; i++) {
 		if (strcmp(s->guests[i]->name, name) == 0) {
@@ -198,7 +198,7 @@ static int wait_guest(struct cli *cli, const char *name, enum wait_for want, uin
 		if (ex != EX_OK) {
 			return ex;
 		}
-		g = find_guest(s, name);
+		g = cli_find_guest(s, name);
 		if (g == NULL) {
 			ha_env_msg_free(&s->base);
 			return want == WAIT_STOPPED ? EX_OK : EX_FAIL;
@@ -246,7 +246,7 @@ static int print_guest(struct cli *cli, const char *name, const char *what)
 	if (ex != EX_OK) {
 		return ex;
 	}
-	g = find_guest(s, name);
+	g = cli_find_guest(s, name);
 	if (g == NULL) {
 		if (cli->json) {
 			cli_json_print(json_object_new_object());
@@ -451,7 +451,7 @@ int cli_cmd_restart(struct cli *cli, int argc, char **argv)
 	if (ex != EX_OK) {
 		return ex;
 	}
-	g = find_guest(s, o.name);
+	g = cli_find_guest(s, o.name);
 	if (g == NULL) {
 		fprintf(stderr, "hactl: unknown guest '%s'\n", o.name);
 		ha_env_msg_free(&s->base);
@@ -539,7 +539,7 @@ int cli_cmd_show(struct cli *cli, int argc, char **argv)
 	if (ex != EX_OK) {
 		return ex;
 	}
-	g = find_guest(s, argv[1]);
+	g = cli_find_guest(s, argv[1]);
 	if (g == NULL) {
 		fprintf(stderr, "hactl: unknown guest '%s'\n", argv[1]);
 		ha_env_msg_free(&s->base);
@@ -662,7 +662,7 @@ int cli_cmd_restore(struct cli *cli, int argc, char **argv)
 	if (ex != EX_OK) {
 		return ex;
 	}
-	g = find_guest(s, o.name);
+	g = cli_find_guest(s, o.name);
 	if (g == NULL &&
 	    ha_snap_read_definition(cfg.shared_dir, o.name, gen, &def, &def_len) < 0) {
 		fprintf(stderr, "hactl: snapshot %" PRIu64 " of '%s' has no definition\n", gen, o.name);

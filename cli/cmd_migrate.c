@@ -24,16 +24,6 @@ struct mopts {
 	uint32_t timeout_s;
 };
 
-static const Hactl__GuestRecord *find(const Hactl__StatusReply *s, const char *name)
-{
-	for (size_t i = 0; i < s->n_guests; i++) {
-		if (strcmp(s->guests[i]->name, name) == 0) {
-			return s->guests[i];
-		}
-	}
-	return NULL;
-}
-
 static const Hactl__NodeStatus *node_named(const Hactl__StatusReply *s, const char *name)
 {
 	for (size_t i = 0; i < s->n_nodes; i++) {
@@ -84,7 +74,7 @@ static int start_migration(struct cli *cli, const struct mopts *o, uint64_t *id)
 	if (ex != EX_OK) {
 		return ex;
 	}
-	g = find(s, o->name);
+	g = cli_find_guest(s, o->name);
 	*id = g && g->migration ? g->migration->id : 0;
 	ha_env_msg_free(&s->base);
 	return EX_OK;
@@ -127,7 +117,7 @@ static int wait_migration(struct cli *cli, const char *name, uint64_t id, uint32
 		if (ex != EX_OK) {
 			return ex;
 		}
-		g = find(s, name);
+		g = cli_find_guest(s, name);
 		m = g ? g->migration : NULL;
 		if (m == NULL || m->id != id) {
 			fprintf(stderr, "hactl: migration %" PRIu64 " of %s vanished\n", id, name);
@@ -264,7 +254,7 @@ static int precheck(struct cli *cli, const struct mopts *o)
 	if (ex != EX_OK) {
 		return ex;
 	}
-	g = find(s, o->name);
+	g = cli_find_guest(s, o->name);
 	dst = node_named(s, o->to);
 	if (g == NULL || dst == NULL) {
 		fprintf(stderr, "hactl: unknown %s '%s'\n", g ? "node" : "guest", g ? o->to : o->name);

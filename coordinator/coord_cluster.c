@@ -41,13 +41,6 @@ static int cs_to_errno(cs_error_t e)
 	}
 }
 
-static int cmp_u32(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
 bool coord_is_member(const struct coord *c, uint32_t id)
 {
 	for (size_t i = 0; i < c->n_members; i++) {
@@ -178,7 +171,7 @@ static void vq_quorum_cb(votequorum_handle_t h, uint64_t ctx, uint32_t quorate,
 			c->qmembers[c->n_qmembers++] = nodes[i].nodeid;
 		}
 	}
-	qsort(c->qmembers, c->n_qmembers, sizeof(c->qmembers[0]), cmp_u32);
+	qsort(c->qmembers, c->n_qmembers, sizeof(c->qmembers[0]), coord_cmp_u32);
 	vq_refresh_info(c);
 	if (was != c->vq_quorate) {
 		qb_log(c->vq_quorate ? LOG_NOTICE : LOG_WARNING,

@@ -210,25 +210,10 @@ static int reply_status(struct coord *c, qb_ipcs_connection_t *conn,
 	return rc;
 }
 
-static void *pb_copy(const ProtobufCMessage *m)
-{
-	size_t len = protobuf_c_message_get_packed_size(m);
-	uint8_t *buf = malloc(len + 1);
-	void *copy;
-
-	if (buf == NULL) {
-		return NULL;
-	}
-	protobuf_c_message_pack(m, buf);
-	copy = protobuf_c_message_unpack(m->descriptor, NULL, len, buf);
-	free(buf);
-	return copy;
-}
-
 static int on_agent_hello(struct coord *c, qb_ipcs_connection_t *conn,
 			  const Hactl__AgentHello *h)
 {
-	Hactl__HostFacts *facts = pb_copy(&h->facts->base);
+	Hactl__HostFacts *facts = coord_pb_dup(&h->facts->base);
 
 	if (facts == NULL) {
 		return ha_ipcs_reply_result(conn, -ENOMEM, "out of memory", 0);
@@ -264,7 +249,7 @@ static int on_agent_usage(struct coord *c, qb_ipcs_connection_t *conn,
 		return ha_ipcs_reply_result(conn, -EPROTO,
 					    "usage before agent registration", 0);
 	}
-	usage = pb_copy(&u->usage->base);
+	usage = coord_pb_dup(&u->usage->base);
 	if (usage == NULL) {
 		return ha_ipcs_reply_result(conn, -ENOMEM, "out of memory", 0);
 	}

@@ -24,13 +24,6 @@
 #include "ipc.h"
 #include "util.h"
 
-static int cmp_u32(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
 static void sync_clear(struct coord *c)
 {
 	for (size_t i = 0; i < COORD_MAX_NODES; i++) {
@@ -102,7 +95,7 @@ void coord_replica_confchg(struct coord *c, const uint32_t *members,
 
 	memcpy(c->members, members, n_members * sizeof(members[0]));
 	c->n_members = n_members;
-	qsort(c->members, c->n_members, sizeof(c->members[0]), cmp_u32);
+	qsort(c->members, c->n_members, sizeof(c->members[0]), coord_cmp_u32);
 	memset(c->peer_proto_max, 0, sizeof(c->peer_proto_max));
 	c->joined = coord_is_member(c, c->local_id);
 	if (c->joined && !was_joined) {

@@ -35,8 +35,7 @@ enum coord_node_state coord_node_state_of(const struct coord_node *n,
 	return COORD_NODE_ONLINE;
 }
 
-/* Deep copy of a protobuf message through pack/unpack; NULL on failure. */
-static void *pb_dup(const ProtobufCMessage *m)
+void *coord_pb_dup(const ProtobufCMessage *m)
 {
 	size_t len;
 	uint8_t *buf;
@@ -61,6 +60,13 @@ static void pb_free(void *m)
 	if (m) {
 		protobuf_c_message_free_unpacked(m, NULL);
 	}
+}
+
+int coord_cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
 }
 
 void coord_state_init(struct coord_state *st)
@@ -88,25 +94,19 @@ void coord_state_clear(struct coord_state *st)
 	coord_state_init(st);
 }
 
+static const struct coord_node *node_by_id_c(const struct coord_state *st, uint32_t id);
+static const struct coord_node *node_by_name_c(const struct coord_state *st,
+					       const char *name);
+
 struct coord_node *coord_state_node(struct coord_state *st, uint32_t id)
 {
-	for (size_t i = 0; i < st->n_nodes; i++) {
-		if (st->nodes[i].id == id) {
-			return &st->nodes[i];
-		}
-	}
-	return NULL;
+	return (struct coord_node *)node_by_id_c(st, id);
 }
 
 struct coord_node *coord_state_node_by_name(struct coord_state *st,
 					    const char *name)
 {
-	for (size_t i = 0; i < st->n_nodes; i++) {
-		if (strcmp(st->nodes[i].name, name) == 0) {
-			return &st->nodes[i];
-		}
-	}
-	return NULL;
+	return (struct coord_node *)node_by_name_c(st, name);
 }
 
 struct coord_node *coord_state_node_add(struct coord_state *st, uint32_t id,
@@ -148,7 +148,7 @@ int coord_state_set_facts(struct coord_state *st, uint32_t id,
 		return -ENOSPC;
 	}
 	if (facts) {
-		copy = pb_dup(&facts->base);
+		copy = coord_pb_dup(&facts->base);
 		if (copy == NULL) {
 			return -ENOMEM;
 		}
@@ -168,7 +168,7 @@ int coord_state_set_usage(struct coord_state *st, uint32_t id,
 	if (n == NULL) {
 		return -ENOSPC;
 	}
-	copy = pb_dup(&usage->base);
+	copy = coord_pb_dup(&usage->base);
 	if (copy == NULL) {
 		return -ENOMEM;
 	}
@@ -288,8 +288,8 @@ int coord_state_import(struct coord_state *dst, const Hactl__ClusterState *src,
 			snprintf(n->address, sizeof(n->address), "%s", r->address);
 		}
 		n->agent_connected = r->agent_connected;
-		if ((r->facts && (n->facts = pb_dup(&r->facts->base)) == NULL) ||
-		    (r->usage && (n->usage = pb_dup(&r->usage->base)) == NULL)) {
+		if ((r->facts && (n->facts = coord_pb_dup(&r->facts->base)) == NULL) ||
+		    (r->usage && (n->usage = coord_pb_dup(&r->usage->base)) == NULL)) {
 			goto nomem;
 		}
 	}
@@ -311,7 +311,7 @@ int coord_state_import(struct coord_state *dst, const Hactl__ClusterState *src,
 				goto invalid;
 			}
 		}
-		tmp.guests[i] = pb_dup(&src->guests[i]->base);
+		tmp.guests[i] = coord_pb_dup(&src->guests[i]->base);
 		if (tmp.guests[i] == NULL) {
 			goto nomem;
 		}
@@ -782,7 +782,7 @@ static int apply_define(struct coord_state *st, const Hactl__GuestDefineChange *
 	tmpl.desired = "stopped";
 	tmpl.has_definition = true;
 	tmpl.definition = d->definition;
-	g = pb_dup(&tmpl.base);
+	g = coord_pb_dup(&tmpl.base);
 	if (g == NULL || guests_append(st, g) < 0) {
 		pb_free(g);
 		snprintf(why, whylen, "out of memory");
@@ -904,7 +904,7 @@ int coord_change_apply(struct coord_state *st, const Hactl__Change *ch,
 		mt.has_started_ms = true;
 		mt.started_ms = now_ms;
 		mt.dst_address = (char *)dst->address;
-		copy = pb_dup(&mt.base);
+		copy = coord_pb_dup(&mt.base);
 		if (copy == NULL) {
 			snprintf(why, whylen, "out of memory");
 			return -ENOMEM;

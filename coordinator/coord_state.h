@@ -58,6 +58,12 @@ const char *coord_node_state_str(enum coord_node_state s);
 enum coord_node_state coord_node_state_of(const struct coord_node *n,
 					  bool member);
 
+/* Deep copy of a protobuf message (pack, unpack); freed with
+ * protobuf_c_message_free_unpacked(). NULL on failure or for NULL. */
+void *coord_pb_dup(const ProtobufCMessage *m);
+/* qsort() comparator of uint32_t. */
+int coord_cmp_u32(const void *a, const void *b);
+
 void coord_state_init(struct coord_state *st);
 /* Frees everything the state owns and re-initialises it. */
 void coord_state_clear(struct coord_state *st);
