@@ -24,6 +24,7 @@ enum {
 
 struct cli {
 	bool json;
+	bool batch;      /* one report at the end: no per-migration output */
 	qb_ipcc_connection_t *conn;
 };
 
@@ -58,5 +59,6 @@ int cli_cmd_restore(struct cli *cli, int argc, char **argv);
 /* cmd_migrate.c */
 int cli_cmd_migrate(struct cli *cli, int argc, char **argv);
 int cli_cmd_evacuate(struct cli *cli, int argc, char **argv);
+int cli_cmd_balance(struct cli *cli, int argc, char **argv);
 
 #endif

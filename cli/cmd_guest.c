@@ -161,6 +161,7 @@ json_object *cli_guest_json(const Hactl__StatusReply *s, const Hactl__GuestRecor
 	json_object_object_add(o, "snapshot", snap);
 	json_object_object_add(use, "cpu_ns", json_object_new_int64((int64_t)g->cpu_ns));
 	json_object_object_add(use, "mem_bytes", json_object_new_int64((int64_t)g->mem_bytes));
+	json_object_object_add(use, "cpu_milli", json_object_new_int64(g->cpu_milli));
 	json_object_object_add(o, "usage", use);
 	return o;
 }
@@ -565,8 +566,8 @@ int cli_cmd_show(struct cli *cli, int argc, char **argv)
 		       def.snapshot_keep);
 	}
 	if (g->mem_bytes || g->cpu_ns) {
-		printf("usage:      memory %.1f MiB, cpu %.1f s\n", g->mem_bytes / 1048576.0,
-		       g->cpu_ns / 1e9);
+		printf("usage:      memory %.1f MiB, cpu %.1f s, now %.2f CPUs\n",
+		       g->mem_bytes / 1048576.0, g->cpu_ns / 1e9, g->cpu_milli / 1000.0);
 	}
 	if (g->snap_generation) {
 		time_t t = (time_t)(g->snap_time_ms / 1000);

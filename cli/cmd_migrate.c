@@ -1,14 +1,17 @@
 /*
- * cmd_migrate.c - hactl migrate, migrate --cancel, evacuate.
+ * cmd_migrate.c - hactl migrate, migrate --cancel, evacuate, balance.
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <libgen.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "cli.h"
+#include "cmd_balance.h"
 #include "guestdef.h"
 #include "util.h"
 
@@ -22,6 +25,9 @@ struct mopts {
 	bool cancel;
 	bool no_wait;
 	uint32_t timeout_s;
+	uint32_t parallel;      /* evacuate, balance: migrations at once */
+	bool dry_run;           /* balance */
+	const char *save;       /* balance: write the engine's input here */
 };
 
 static const Hactl__NodeStatus *node_named(const Hactl__StatusReply *s, const char *name)
@@ -106,7 +112,7 @@ static json_object *report_json(const Hactl__StatusReply *s, const Hactl__GuestR
 static int wait_migration(struct cli *cli, const char *name, uint64_t id, uint32_t timeout_s)
 {
 	uint64_t deadline = ha_mono_ms() + timeout_s * 1000ull;
-	bool tty = isatty(1) && !cli->json;
+	bool tty = isatty(1) && !cli->json && !cli->batch;
 
 	for (;;) {
 		Hactl__StatusReply *s = NULL;
@@ -141,7 +147,7 @@ static int wait_migration(struct cli *cli, const char *name, uint64_t id, uint32
 			if (tty) {
 				printf("\n");
 			}
-			if (cli->json) {
+			if (cli->json && !cli->batch) {
 				cli_json_print(report_json(s, g));
 			}
 			fprintf(stderr, "hactl: migration of %s aborted: %s; it runs on %s\n", name,
@@ -153,7 +159,9 @@ static int wait_migration(struct cli *cli, const char *name, uint64_t id, uint32
 			if (tty) {
 				printf("\n");
 			}
-			if (cli->json) {
+			if (cli->batch) {
+				/* the caller reports */
+			} else if (cli->json) {
 				cli_json_print(report_json(s, g));
 			} else {
 				printf("%s migrated %s -> %s: total %" PRIu64 " ms, downtime %u ms, %" PRIu64
@@ -221,11 +229,7 @@ static int parse(int argc, char **argv, struct mopts *o, bool evacuate)
 			if (ha_parse_u64(argv[++i], 1, 64, &v) < 0) {
 				return cli_usage_error("--parallel: '%s' is not in 1..64", argv[i]);
 			}
-			o->timeout_s = o->timeout_s; /* parallelism stored below */
-			o->max_downtime_ms = o->max_downtime_ms;
-			o->bandwidth_bps = o->bandwidth_bps;
-			o->cancel = false;
-			o->to = argv[i]; /* reuse: evacuate keeps --parallel here */
+			o->parallel = (uint32_t)v;
 		} else if (strcmp(a, "--timeout") == 0) {
 			if (ha_parse_u64(argv[++i], 1, 86400, &v) < 0) {
 				return cli_usage_error("--timeout: '%s' is not seconds", argv[i]);
@@ -338,23 +342,137 @@ int cli_cmd_migrate(struct cli *cli, int argc, char **argv)
 	return wait_migration(cli, o.name, id, o.timeout_s);
 }
 
+/* ---- the balancing engine on the live cluster (docs/balancing.md) ---- */
+
+/* What the local coordinator gives the engine: the cluster and its policy. */
+struct engine_input {
+	struct ha_bal_sim *sim;       /* sim->cluster: the cluster now */
+	struct ha_bal_policy *policy; /* the policy in force there */
+	Hactl__BalanceReply *reply;
+};
+
+static void engine_input_free(struct engine_input *in)
+{
+	ha_bal_sim_free(in->sim);
+	ha_bal_policy_free(in->policy);
+	ha_env_msg_free(in->reply ? &in->reply->base : NULL);
+	memset(in, 0, sizeof(*in));
+}
+
+static int engine_input_get(struct cli *cli, struct engine_input *in)
+{
+	Hactl__BalanceRequest req = HACTL__BALANCE_REQUEST__INIT;
+	ProtobufCMessage *reply = NULL;
+	char err[512];
+	int ex;
+
+	memset(in, 0, sizeof(*in));
+	ex = cli_call(cli, HA_MSG_BALANCE_REQUEST, &req.base, HA_MSG_BALANCE_REPLY, &reply);
+	if (ex != EX_OK) {
+		ha_env_msg_free(reply);
+		return ex;
+	}
+	in->reply = (Hactl__BalanceReply *)reply;
+	in->policy = ha_bal_policy_new();
+	if (in->policy == NULL ||
+	    ha_bal_sim_parse("cluster", in->reply->cluster, strlen(in->reply->cluster), &in->sim,
+			     err, sizeof(err)) < 0 ||
+	    ha_bal_policy_parse(in->policy, "policy", in->reply->policy,
+				strlen(in->reply->policy), err, sizeof(err)) < 0) {
+		/* the coordinator wrote both with the same library */
+		fprintf(stderr, "hactl: the coordinator's balancing input is unreadable: %s\n", err);
+		engine_input_free(in);
+		return EX_FAIL;
+	}
+	if (in->reply->policy_error && in->reply->policy_error[0]) {
+		fprintf(stderr, "hactl: warning: the policy files were refused, the old policy "
+			"is in force: %s\n", in->reply->policy_error);
+	}
+	return EX_OK;
+}
+
+/*
+ * Runs the migrations of @plan wave by wave, at most @parallel at once
+ * within a wave. Counts moved and failed guests; unplaced ones fail.
+ */
+static void run_plan(struct cli *cli, const struct ha_bal_cluster *c,
+		     const struct ha_bal_plan *plan, const struct mopts *o,
+		     unsigned *moved, unsigned *failed)
+{
+	for (uint32_t i = 0; i < plan->n_actions; i++) {
+		const struct ha_bal_action *a = &plan->actions[i];
+
+		if (a->kind == HA_BAL_ACT_UNPLACED) {
+			fprintf(stderr, "hactl: %s stays: %s\n", c->guests[a->guest].name,
+				a->detail[0] ? a->detail : ha_bal_reason_str(a->reason));
+			(*failed)++;
+		}
+	}
+	cli->batch = cli->json;
+	for (uint32_t wave = 1; wave <= plan->waves; wave++) {
+		uint32_t idx[64];
+		size_t n = 0;
+
+		for (uint32_t i = 0; i <= plan->n_actions; i++) {
+			const struct ha_bal_action *a = i < plan->n_actions ? &plan->actions[i] : NULL;
+			uint64_t ids[64];
+
+			if (a && a->kind == HA_BAL_ACT_MIGRATE && a->wave == wave) {
+				idx[n++] = i;
+			}
+			if (n == 0 || (a && n < o->parallel && n < HA_ARRAY_SIZE(idx))) {
+				continue;
+			}
+			/* a batch: start them all, then wait for each */
+			for (size_t k = 0; k < n; k++) {
+				const struct ha_bal_action *b = &plan->actions[idx[k]];
+				struct mopts mo = *o;
+
+				mo.name = c->guests[b->guest].name;
+				mo.to = c->nodes[b->to].name;
+				ids[k] = 0;
+				if (!cli->json) {
+					printf("moving %s: %s -> %s (%s)\n", mo.name,
+					       c->nodes[b->from].name, mo.to,
+					       ha_bal_reason_str(b->reason));
+				}
+				if (start_migration(cli, &mo, &ids[k]) != EX_OK) {
+					(*failed)++;
+				}
+			}
+			for (size_t k = 0; k < n; k++) {
+				const char *name = c->guests[plan->actions[idx[k]].guest].name;
+
+				if (ids[k] == 0) {
+					continue;
+				}
+				if (wait_migration(cli, name, ids[k], o->timeout_s) == EX_OK) {
+					(*moved)++;
+				} else {
+					(*failed)++;
+				}
+			}
+			n = 0;
+		}
+	}
+	cli->batch = false;
+}
+
 int cli_cmd_evacuate(struct cli *cli, int argc, char **argv)
 {
 	struct mopts o;
 	Hactl__StatusReply *s = NULL;
 	const Hactl__NodeStatus *node;
-	unsigned parallel = 1, moved = 0, failed = 0;
-	uint32_t node_id;
-	int ex = parse(argc, argv, &o, true);
-	char *names[1024];
-	size_t n = 0;
+	struct engine_input in;
+	struct ha_bal_plan *plan = NULL;
+	unsigned moved = 0, failed = 0;
+	int ex = parse(argc, argv, &o, true), rc;
 
 	if (ex != EX_OK) {
 		return ex;
 	}
-	if (o.to) {
-		parallel = (unsigned)strtoul(o.to, NULL, 10);
-		o.to = NULL;
+	if (o.parallel == 0) {
+		o.parallel = 1;
 	}
 	ex = cli_get_status(cli, NULL, &s);
 	if (ex != EX_OK) {
@@ -366,7 +484,6 @@ int cli_cmd_evacuate(struct cli *cli, int argc, char **argv)
 		ha_env_msg_free(&s->base);
 		return EX_UNKNOWN;
 	}
-	node_id = node->id;
 	if (!node->maintenance) {
 		Hactl__Change ch = HACTL__CHANGE__INIT;
 		Hactl__MaintenanceChange mc = HACTL__MAINTENANCE_CHANGE__INIT;
@@ -381,89 +498,161 @@ int cli_cmd_evacuate(struct cli *cli, int argc, char **argv)
 			return ex;
 		}
 	}
-	for (size_t i = 0; i < s->n_guests && n < HA_ARRAY_SIZE(names); i++) {
-		const Hactl__GuestRecord *g = s->guests[i];
-
-		if (g->owner == node_id && g->desired && strcmp(g->desired, "running") == 0) {
-			names[n++] = strdup(g->name);
-		}
-	}
 	ha_env_msg_free(&s->base);
-	if (!cli->json) {
-		printf("%s in maintenance; moving %zu guests, %u at a time\n", o.name, n, parallel);
+	/* the engine places every guest of the node, as the leader would */
+	ex = engine_input_get(cli, &in);
+	if (ex != EX_OK) {
+		return ex;
 	}
-	/* waves of @parallel migrations, each to the node with most room */
-	for (size_t base = 0; base < n; base += parallel) {
-		uint64_t ids[64];
-		size_t wave = n - base < parallel ? n - base : parallel;
-
-		for (size_t k = 0; k < wave; k++) {
-			struct mopts mo = o;
-			Hactl__StatusReply *st = NULL;
-			const Hactl__NodeStatus *best = NULL;
-			int64_t best_free = 0;
-
-			mo.name = names[base + k];
-			ids[k] = 0;
-			if (cli_get_status(cli, NULL, &st) != EX_OK) {
-				failed++;
-				continue;
-			}
-			for (size_t j = 0; j < st->n_nodes; j++) {
-				const Hactl__NodeStatus *c = st->nodes[j];
-				int64_t free_kib;
-
-				if (c->id == node_id || strcmp(c->state, "online") != 0 || !c->agent_connected ||
-				    c->facts == NULL) {
-					continue;
-				}
-				free_kib = (int64_t)c->facts->mem_total_kib;
-				for (size_t q = 0; q < st->n_guests; q++) {
-					struct ha_guest_def d;
-					char err[256];
-
-					if (st->guests[q]->owner == c->id &&
-					    ha_guestdef_parse((const char *)st->guests[q]->definition.data,
-							      st->guests[q]->definition.len, "g", &d, err,
-							      sizeof(err)) == 0) {
-						free_kib -= (int64_t)d.mem_kib;
-					}
-				}
-				if (best == NULL || free_kib > best_free) {
-					best = c;
-					best_free = free_kib;
-				}
-			}
-			if (best == NULL) {
-				fprintf(stderr, "hactl: no node can take %s\n", mo.name);
-				failed++;
-				ha_env_msg_free(&st->base);
-				continue;
-			}
-			mo.to = strdup(best->name);
-			ha_env_msg_free(&st->base);
-			if (start_migration(cli, &mo, &ids[k]) != EX_OK) {
-				failed++;
-			}
-			free((char *)mo.to);
-		}
-		for (size_t k = 0; k < wave; k++) {
-			if (ids[k] == 0) {
-				continue;
-			}
-			if (wait_migration(cli, names[base + k], ids[k], o.timeout_s) == EX_OK) {
-				moved++;
-			} else {
-				failed++;
-			}
-		}
-	}
-	for (size_t i = 0; i < n; i++) {
-		free(names[i]);
+	rc = ha_balance_place(in.sim->cluster, in.policy, HA_BAL_OP_EVACUATE, o.name, &plan);
+	if (rc < 0) {
+		fprintf(stderr, "hactl: cannot plan the evacuation of %s: %s\n", o.name,
+			strerror(-rc));
+		engine_input_free(&in);
+		return EX_FAIL;
 	}
 	if (!cli->json) {
+		printf("%s in maintenance; moving %u guests, %u at a time\n", o.name,
+		       plan->n_moves, o.parallel);
+	}
+	run_plan(cli, in.sim->cluster, plan, &o, &moved, &failed);
+	if (cli->json) {
+		json_object *j = json_object_new_object();
+
+		json_object_object_add(j, "node", json_object_new_string(o.name));
+		json_object_object_add(j, "moved", json_object_new_int64(moved));
+		json_object_object_add(j, "failed", json_object_new_int64(failed));
+		json_object_object_add(j, "plan", hactl_balance_plan_json(in.sim->cluster, plan));
+		cli_json_print(j);
+	} else {
 		printf("%s evacuated: %u moved, %u failed; it stays in maintenance until "
 		       "'hactl maintenance off %s'\n", o.name, moved, failed, o.name);
 	}
+	ha_bal_plan_free(plan);
+	engine_input_free(&in);
+	return failed ? EX_FAIL : EX_OK;
+}
+
+/* FILE holds the cluster, FILE.policy the policy, both as the engine is
+ * about to see them: `hactl simulate FILE` plans exactly as here. */
+static int save_input(const char *path, const struct engine_input *in)
+{
+	char pol[PATH_MAX], base[PATH_MAX];
+	FILE *f;
+
+	if (snprintf(pol, sizeof(pol), "%s.policy", path) >= (int)sizeof(pol)) {
+		fprintf(stderr, "hactl: --save: path too long\n");
+		return EX_USAGE;
+	}
+	snprintf(base, sizeof(base), "%s", pol);
+	f = fopen(pol, "w");
+	if (f != NULL) {
+		ha_bal_policy_print(in->policy, f);
+	}
+	if (f == NULL || fclose(f) != 0) {
+		fprintf(stderr, "hactl: %s: %s\n", pol, strerror(errno));
+		return EX_FAIL;
+	}
+	f = fopen(path, "w");
+	if (f == NULL) {
+		fprintf(stderr, "hactl: %s: %s\n", path, strerror(errno));
+		return EX_FAIL;
+	}
+	fprintf(f, "# the cluster as the balancing engine saw it; replay with\n"
+		"# hactl simulate %s\npolicy %s\n", path, basename(base));
+	ha_bal_sim_write(f, in->sim->cluster);
+	fprintf(f, "run rebalance\n");
+	if (fclose(f) != 0) {
+		fprintf(stderr, "hactl: %s: %s\n", path, strerror(errno));
+		return EX_FAIL;
+	}
+	return EX_OK;
+}
+
+int cli_cmd_balance(struct cli *cli, int argc, char **argv)
+{
+	struct mopts o;
+	struct engine_input in;
+	struct ha_bal_plan *plan = NULL;
+	unsigned moved = 0, failed = 0;
+	int ex, rc;
+
+	memset(&o, 0, sizeof(o));
+	o.timeout_s = 600;
+	for (int i = 1; i < argc; i++) {
+		uint64_t v;
+
+		if (strcmp(argv[i], "--dry-run") == 0 || strcmp(argv[i], "-n") == 0) {
+			o.dry_run = true;
+		} else if (i + 1 >= argc) {
+			return cli_usage_error("unknown option or missing value '%s'", argv[i]);
+		} else if (strcmp(argv[i], "--save") == 0) {
+			o.save = argv[++i];
+		} else if (strcmp(argv[i], "--parallel") == 0) {
+			if (ha_parse_u64(argv[++i], 1, 64, &v) < 0) {
+				return cli_usage_error("--parallel: '%s' is not in 1..64", argv[i]);
+			}
+			o.parallel = (uint32_t)v;
+		} else if (strcmp(argv[i], "--timeout") == 0) {
+			if (ha_parse_u64(argv[++i], 1, 86400, &v) < 0) {
+				return cli_usage_error("--timeout: '%s' is not seconds", argv[i]);
+			}
+			o.timeout_s = (uint32_t)v;
+		} else {
+			return cli_usage_error("unknown option '%s'", argv[i]);
+		}
+	}
+	ex = engine_input_get(cli, &in);
+	if (ex != EX_OK) {
+		return ex;
+	}
+	/* Asked for now: neither the periodic switch nor the hold rounds wait;
+	 * thresholds, budgets, hold time and the rules still apply. */
+	in.policy->enabled = true;
+	in.sim->cluster->imbalanced_rounds = in.policy->hold_rounds;
+	if (o.save) {
+		ex = save_input(o.save, &in);
+		if (ex != EX_OK) {
+			engine_input_free(&in);
+			return ex;
+		}
+	}
+	if (o.parallel == 0) {
+		o.parallel = in.policy->max_parallel ? in.policy->max_parallel : 1;
+	}
+	rc = ha_balance_plan(in.sim->cluster, in.policy, &plan);
+	if (rc < 0) {
+		fprintf(stderr, "hactl: the balancing engine failed: %s\n", strerror(-rc));
+		engine_input_free(&in);
+		return EX_FAIL;
+	}
+	if (!cli->json) {
+		ha_bal_plan_print(stdout, in.sim->cluster, plan);
+		fflush(stdout);
+	}
+	if (!o.dry_run) {
+		run_plan(cli, in.sim->cluster, plan, &o, &moved, &failed);
+	}
+	if (cli->json) {
+		json_object *j = json_object_new_object();
+
+		json_object_object_add(j, "dry_run", json_object_new_boolean(o.dry_run));
+		json_object_object_add(j, "policy_source",
+				       json_object_new_string(in.reply->policy_source ?
+							      in.reply->policy_source : ""));
+		json_object_object_add(j, "policy_error",
+				       json_object_new_string(in.reply->policy_error ?
+							      in.reply->policy_error : ""));
+		json_object_object_add(j, "plan", hactl_balance_plan_json(in.sim->cluster, plan));
+		if (!o.dry_run) {
+			json_object_object_add(j, "moved", json_object_new_int64(moved));
+			json_object_object_add(j, "failed", json_object_new_int64(failed));
+		}
+		cli_json_print(j);
+	} else if (!o.dry_run) {
+		printf("balance: %u moved, %u failed\n", moved, failed);
+	}
+	ha_bal_plan_free(plan);
+	engine_input_free(&in);
 	return failed ? EX_FAIL : EX_OK;
 }

@@ -59,6 +59,9 @@ static void usage(FILE *out)
 		"                           maintenance on, every guest moved elsewhere\n"
 		"\n"
 		"balancing:\n"
+		"  balance [--dry-run] [--parallel N] [--save FILE]\n"
+		"                           plan moves with the policy in force (score before\n"
+		"                           and after) and carry them out, unless --dry-run\n"
 		"  simulate FILE            run the balancing engine on a described cluster\n"
 		"\n"
 		"options:\n"
@@ -577,6 +580,7 @@ static const struct command commands[] = {
 	{ "events", cmd_events, true },
 	{ "migrate", cli_cmd_migrate, true },
 	{ "evacuate", cli_cmd_evacuate, true },
+	{ "balance", cli_cmd_balance, true },
 	{ "fence", cmd_fence, true },
 };
 

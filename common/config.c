@@ -43,6 +43,9 @@ static const struct ha_opt options[] = {
 		 "how long a client request may wait for the leader"),
 	OPT_STR("coordinator", "fence_config", fence_config, "/etc/hactl/fence.conf", false,
 		"fence devices and levels per node (docs/failover.md)"),
+	OPT_STR("coordinator", "policy", policy_path, "/etc/hactl/policy.d", true,
+		"balancing policy: a directory of *.conf files or one file "
+		"(docs/balancing.md); missing: the defaults, balancing off"),
 	OPT_STR("agent", "log_file", agent_log_file, "", false,
 		"log file of ha-agent; empty: syslog"),
 	OPT_LEVEL("agent", "log_level", agent_log_level, "info", true,

@@ -21,6 +21,7 @@ struct ha_config {
 	char coord_log_level[16];
 	uint32_t request_timeout_ms;
 	char fence_config[PATH_MAX];
+	char policy_path[PATH_MAX];
 	uint32_t self_fence_timeout_ms;
 	char watchdog_device[PATH_MAX];
 	char agent_log_file[PATH_MAX];

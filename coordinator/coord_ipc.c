@@ -193,6 +193,11 @@ static int reply_status(struct coord *c, qb_ipcs_connection_t *conn,
 				na++;
 			}
 		}
+		if (c->bal.policy_err[0] && na < HA_ARRAY_SIZE(alarms) &&
+		    asprintf(&alarms[na], "balancing policy refused, the old one is in force: %s",
+			     c->bal.policy_err) >= 0) {
+			na++;
+		}
 		for (size_t i = 0; i < c->n_events; i++) {
 			evs[i] = c->events[(c->events_head + i) % COORD_EVENTS_MAX];
 		}
@@ -263,6 +268,21 @@ static int on_agent_usage(struct coord *c, qb_ipcs_connection_t *conn,
 		coord_cpg_send(c, HA_MSG_CPG_USAGE, &cu.base);
 	}
 	return ha_ipcs_reply_result(conn, 0, NULL, 0);
+}
+
+static int reply_balance(struct coord *c, qb_ipcs_connection_t *conn)
+{
+	Hactl__BalanceReply r = HACTL__BALANCE_REPLY__INIT;
+	char why[256];
+	int rc = coord_balance_reply(c, &r, why, sizeof(why));
+
+	if (rc < 0) {
+		return ha_ipcs_reply_result(conn, rc, why, 0);
+	}
+	rc = ha_ipcs_reply(conn, HA_MSG_BALANCE_REPLY, &r.base);
+	free(r.cluster);
+	free(r.policy);
+	return rc;
 }
 
 static int on_change(struct coord *c, qb_ipcs_connection_t *conn,
@@ -435,6 +455,9 @@ static int32_t msg_process(qb_ipcs_connection_t *conn, void *data, size_t size)
 		} else {
 			rc = coord_fence_manual(c, conn, ((Hactl__FenceRequest *)msg)->node);
 		}
+		break;
+	case HA_MSG_BALANCE_REQUEST:
+		rc = reply_balance(c, conn);
 		break;
 	default:
 		rc = ha_ipcs_reply_result(conn, -EOPNOTSUPP, "unsupported request", 0);

@@ -68,6 +68,8 @@ static int32_t sig_reload(int32_t sig, void *data)
 	qb_log_filter_ctl(QB_LOG_SYSLOG, QB_LOG_FILTER_CLEAR_ALL, QB_LOG_FILTER_FILE, "*", 0);
 	qb_log_filter_ctl(QB_LOG_SYSLOG, QB_LOG_FILTER_ADD, QB_LOG_FILTER_FILE, "*",
 			  ha_log_priority_parse(fresh.coord_log_level));
+	snprintf(c->cfg.policy_path, sizeof(c->cfg.policy_path), "%s", fresh.policy_path);
+	coord_balance_reload(c, true);
 	qb_log(LOG_NOTICE, "configuration reloaded from %s", c->config_path);
 	return 0;
 }
@@ -178,6 +180,11 @@ int main(int argc, char **argv)
 		qb_log(LOG_CRIT, "cannot start fencing: %s", strerror(-rc));
 		return EXIT_LOOP;
 	}
+	rc = coord_balance_start(c);
+	if (rc < 0) {
+		qb_log(LOG_CRIT, "cannot start balancing: %s", strerror(-rc));
+		return EXIT_LOOP;
+	}
 	rc = coord_ipc_start(c);
 	if (rc < 0) {
 		qb_log(LOG_CRIT, "cannot start the IPC server: %s", strerror(-rc));
@@ -194,6 +201,7 @@ int main(int argc, char **argv)
 	qb_loop_run(c->loop);
 
 	coord_fence_stop(c);
+	coord_balance_stop(c);
 	coord_pending_free_all(c);
 	coord_ipc_stop(c);
 	coord_cluster_disconnect(c);

@@ -1090,6 +1090,37 @@ static void apply_migration_report(Hactl__GuestRecord *g, uint32_t node,
 	}
 }
 
+/*
+ * CPU use in milli-CPUs from two cumulative readings of the owner: the
+ * mean of the last interval and the previous figure, so that one busy
+ * second does not move a guest. A restart (counter going back) starts over.
+ */
+static void guest_cpu_update(Hactl__GuestRecord *g, const Hactl__GuestStatus *gs,
+			     uint64_t now_ms)
+{
+	uint64_t dt, dns, milli;
+
+	if (!gs->has_cpu_ns || !g->has_cpu_ns || !g->has_state_ms || now_ms <= g->state_ms ||
+	    gs->cpu_ns < g->cpu_ns || strcmp(gs->state, "running") != 0) {
+		if (!gs->has_cpu_ns || strcmp(gs->state, "running") != 0) {
+			g->has_cpu_milli = false;
+			g->cpu_milli = 0;
+		}
+		return;
+	}
+	dt = now_ms - g->state_ms;
+	if (dt < 100) {
+		return; /* too short to tell */
+	}
+	dns = gs->cpu_ns - g->cpu_ns;
+	milli = dns / (dt * 1000);
+	if (milli > UINT32_MAX / 2) {
+		milli = UINT32_MAX / 2;
+	}
+	g->cpu_milli = g->has_cpu_milli ? (uint32_t)((g->cpu_milli + milli) / 2) : (uint32_t)milli;
+	g->has_cpu_milli = true;
+}
+
 void coord_guest_status_apply(struct coord_state *st, uint32_t node,
 			      const Hactl__GuestStatus *gs, uint64_t now_ms)
 {
@@ -1108,6 +1139,7 @@ void coord_guest_status_apply(struct coord_state *st, uint32_t node,
 		return;
 	}
 	if (g->owner == node) {
+		guest_cpu_update(g, gs, now_ms);
 		set_str(&g->state, gs->state);
 		set_str(&g->error, gs->error ? gs->error : "");
 		g->has_state_ms = true;

@@ -17,6 +17,7 @@
 #include <qb/qblist.h>
 #include <qb/qbloop.h>
 
+#include "balance.h"
 #include "config.h"
 #include "coord_state.h"
 #include "envelope.h"
@@ -72,6 +73,18 @@ struct coord_fence_op {
 };
 
 #define COORD_EVENTS_MAX 200
+
+/* The balancing engine online (coord_balance.c). */
+struct coord_bal {
+	struct ha_bal_policy *policy; /* in force; never NULL once started */
+	uint64_t policy_sig;          /* of the files it came from */
+	char policy_err[512];         /* why the files were refused; "" */
+	uint64_t next_ms;             /* monotonic time of the next round; 0 */
+	uint32_t imbalanced_rounds;   /* leader: consecutive imbalanced rounds */
+	uint64_t last_round_ms;       /* wall clock */
+	char last_round[256];
+	qb_loop_timer_handle timer;
+};
 
 struct coord {
 	qb_loop_t *loop;
@@ -133,6 +146,8 @@ struct coord {
 	uint64_t mig_sent_id, mig_sent_ms;
 	bool fence_always;
 
+	struct coord_bal bal;
+
 	/* recent events for `hactl events` and status */
 	char *events[COORD_EVENTS_MAX];
 	size_t events_head, n_events;
@@ -189,6 +204,18 @@ int coord_fence_manual(struct coord *c, qb_ipcs_connection_t *conn, const char *
 
 /* coord_migration.c */
 void coord_migration_tick(struct coord *c);
+
+/* coord_balance.c */
+int coord_balance_start(struct coord *c);
+void coord_balance_stop(struct coord *c);
+/* Loads the policy files again when they changed (@force: anyway). */
+void coord_balance_reload(struct coord *c, bool force);
+/* The cluster as the engine sees it now; caller frees with
+ * ha_bal_cluster_free(). 0 or -errno with @why. */
+int coord_balance_snapshot(const struct coord *c, struct ha_bal_cluster **out,
+			   char *why, size_t whylen);
+/* Fills @r for `hactl balance`; r->cluster and r->policy are malloc'd. */
+int coord_balance_reply(struct coord *c, Hactl__BalanceReply *r, char *why, size_t whylen);
 
 /* coord_events.c: a bounded in-memory history */
 void coord_event(struct coord *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -106,7 +106,7 @@ static void test_table(void)
 			 o->name, o->def);
 		CHECK_EQ_INT(load(text, &cfg, err, sizeof(err)), 0);
 	}
-	CHECK_EQ_INT(n, 15); /* update with the option table */
+	CHECK_EQ_INT(n, 16); /* update with the option table */
 }
 
 static void test_values(void)
