@@ -569,8 +569,10 @@ int agent_mig_finish(struct agent_mig_xfer *x, int driver_rc, const char *driver
 
 	if (driver_rc == 0 && x->up_started) {
 		/* what the driver wrote is in the socket: the up thread sends
-		 * it, then END; the peer's END says its driver is done too */
-		shutdown(x->sp[1], SHUT_WR);
+		 * it, then END; the peer's END says its driver is done too.
+		 * The driver reads nothing more: what still comes is dropped
+		 * (writes to it fail) rather than waiting for a reader. */
+		shutdown(x->sp[1], SHUT_RDWR);
 		wait_flag(x, &x->up_done, UINT32_MAX);
 		if (!wait_flag(x, &x->down_done, PEER_END_MS)) {
 			note(x, -ETIMEDOUT, "%s: the peer did not finish within %u s of this side",
