@@ -363,6 +363,8 @@ static int mig_transfer(struct ag_guest *g, struct agent_mig_xfer *x, bool sourc
 	} else {
 		rc = ops->migrate_recv(&g->drv, &g->spec, fd, &g->mig_opts, obj, &g->prog, derr);
 	}
+	qb_log(LOG_INFO, "migration %" PRIu64 " of %s: the driver's %s returned %d", g->mig_id,
+	       g->name, source ? "send" : "receive", rc);
 	rc = agent_mig_finish(x, rc, derr, xerr, sizeof(xerr));
 	if (rc < 0) {
 		snprintf(derr, AGENT_ERR_LEN, "%s", xerr);

@@ -49,6 +49,7 @@ struct agent_mig_xfer {
 	struct mig_stream *s;
 	char transport[8];
 	char guest[64];
+	uint64_t id;
 	int sp[2];               /* [0] the relay's end, [1] the driver's */
 	pthread_t up, down;
 	bool up_started, down_started;
@@ -187,7 +188,7 @@ static int hello_check(struct mig_stream *s, const char *role, const char *guest
 }
 
 static struct agent_mig_xfer *xfer_new(struct mig_stream *s, const struct mig_opts *o,
-				       const char *guest)
+				       const char *guest, uint64_t id)
 {
 	struct agent_mig_xfer *x = calloc(1, sizeof(*x));
 
@@ -197,6 +198,7 @@ static struct agent_mig_xfer *xfer_new(struct mig_stream *s, const struct mig_op
 	x->s = s;
 	snprintf(x->transport, sizeof(x->transport), "%s", mig_transport_str(o->transport));
 	snprintf(x->guest, sizeof(x->guest), "%s", guest);
+	x->id = id;
 	x->sp[0] = x->sp[1] = -1;
 	atomic_init(&x->stop, false);
 	pthread_mutex_init(&x->lock, NULL);
@@ -273,7 +275,7 @@ int agent_mig_accept(struct mig_listener *l, const struct agent_mig_params *p,
 			}
 		}
 		if (rc == 0) {
-			*out = xfer_new(s, &o, p->guest);
+			*out = xfer_new(s, &o, p->guest, p->id);
 			if (*out == NULL) {
 				mig_stream_free(s);
 				snprintf(err, errlen, "out of memory");
@@ -315,7 +317,7 @@ int agent_mig_connect(const struct agent_mig_params *p, const char *addr, uint16
 		rc = hello_check(s, "destination", p->guest, p->id, err, errlen);
 	}
 	if (rc == 0) {
-		*out = xfer_new(s, &o, p->guest);
+		*out = xfer_new(s, &o, p->guest, p->id);
 		if (*out == NULL) {
 			snprintf(err, errlen, "out of memory");
 			rc = -ENOMEM;
@@ -565,6 +567,8 @@ static void relay_stop(struct agent_mig_xfer *x, bool cancel)
 int agent_mig_finish(struct agent_mig_xfer *x, int driver_rc, const char *driver_err,
 		     char *err, size_t errlen)
 {
+	uint64_t t0 = now_ms(), t_up = 0, t_peer = 0;
+	struct mig_counters c;
 	int rc;
 
 	if (driver_rc == 0 && x->up_started) {
@@ -574,10 +578,12 @@ int agent_mig_finish(struct agent_mig_xfer *x, int driver_rc, const char *driver
 		 * (writes to it fail) rather than waiting for a reader. */
 		shutdown(x->sp[1], SHUT_RDWR);
 		wait_flag(x, &x->up_done, UINT32_MAX);
+		t_up = now_ms() - t0;
 		if (!wait_flag(x, &x->down_done, PEER_END_MS)) {
 			note(x, -ETIMEDOUT, "%s: the peer did not finish within %u s of this side",
 			     mig_stream_peer(x->s), PEER_END_MS / 1000u);
 		}
+		t_peer = now_ms() - t0;
 	} else if (driver_rc < 0) {
 		note(x, driver_rc, "%s", driver_err && driver_err[0] ? driver_err :
 		     strerror(-driver_rc));
@@ -593,6 +599,12 @@ int agent_mig_finish(struct agent_mig_xfer *x, int driver_rc, const char *driver
 	if (rc < 0) {
 		snprintf(err, errlen, "%s", x->msg);
 	}
+	mig_stream_counters(x->s, &c);
+	qb_log(LOG_INFO, "migration %" PRIu64 " of %s: stream to %s done (%s): %" PRIu64
+	       " bytes sent, %" PRIu64 " received in %" PRIu64 " ms; after the driver, "
+	       "%" PRIu64 " ms to END, %" PRIu64 " ms to the peer's END, %" PRIu64 " ms in all",
+	       x->id, x->guest, mig_stream_peer(x->s), rc < 0 ? x->msg : "ok", c.payload_sent,
+	       c.payload_recv, c.elapsed_ms, t_up, t_peer, now_ms() - t0);
 	return rc;
 }
 
