@@ -144,6 +144,10 @@ struct ag_op {
 	bool fallback;      /* restore: cold start when no good snapshot */
 	uint64_t req_id;    /* action to answer, 0 = none */
 	uint64_t started_ms;
+	/* migration steps: the transaction they belong to, taken at the
+	 * start, as a newer one may replace the guest's while they run */
+	uint64_t mig_id;
+	bool mig_source, mig_commit;
 	/* results */
 	int rc;
 	char err[AGENT_ERR_LEN + 256];
@@ -557,7 +561,7 @@ static void op_run(struct ag_op *op)
 	}
 	case OP_MIG_FINISH:
 		if (obj && ops->migrate_finish) {
-			rc = ops->migrate_finish(obj, g->mig_source, g->mig_commit, derr);
+			rc = ops->migrate_finish(obj, op->mig_source, op->mig_commit, derr);
 		}
 		break;
 	default:
@@ -621,6 +625,9 @@ static int op_start_ex(struct ag_guest *g, enum op_kind kind, uint64_t arg, uint
 	op->fallback = fallback;
 	op->req_id = req_id;
 	op->started_ms = ha_mono_ms();
+	op->mig_id = g->mig_id;
+	op->mig_source = g->mig_source;
+	op->mig_commit = g->mig_commit;
 	g->busy = true;
 	if (kind == OP_START_COLD || kind == OP_START_SNAPSHOT) {
 		g->state = AGENT_GUEST_STARTING;
@@ -843,7 +850,7 @@ static int done_cb(int fd, int revents, void *data)
 		if (op->kind == OP_MIG_SEND || op->kind == OP_MIG_RECV) {
 			mig_listener_free(g->mig_listener);
 			g->mig_listener = NULL;
-			if (g->mig_phase == MIG_TRANSFERRING) {
+			if (op->mig_id == g->mig_id && g->mig_phase == MIG_TRANSFERRING) {
 				if (op->rc < 0) {
 					g->mig_phase = MIG_FAILED;
 					snprintf(g->mig_error, sizeof(g->mig_error), "%s", op->err);
@@ -855,12 +862,17 @@ static int done_cb(int fd, int revents, void *data)
 			g->state = g->g ? g->ops->state(g->g) : AGENT_GUEST_STOPPED;
 		}
 		if (op->kind == OP_MIG_FINISH) {
-			g->mig_phase = MIG_FINISHED;
-			if (g->mig_source && g->mig_commit && g->g) {
+			/* A newer transaction of this guest may have begun while
+			 * this one finished (a slow discard on the source): its
+			 * phase is not this one's to end. */
+			if (op->mig_id == g->mig_id) {
+				g->mig_phase = MIG_FINISHED;
+			}
+			if (op->mig_source && op->mig_commit && g->g) {
 				g->ops->guest_free(g->g); /* the copy here is gone */
 				g->g = NULL;
 				g->state = AGENT_GUEST_STOPPED;
-			} else if (!g->mig_source && !g->mig_commit && g->g) {
+			} else if (!op->mig_source && !op->mig_commit && g->g) {
 				g->ops->guest_free(g->g);
 				g->g = NULL;
 				g->state = AGENT_GUEST_STOPPED;
@@ -872,8 +884,8 @@ static int done_cb(int fd, int revents, void *data)
 				snprintf(path, sizeof(path), "%s/definition.conf", g->run_dir);
 				ha_file_write_atomic(path, g->def_text, g->def_len);
 			}
-			snprintf(g->note, sizeof(g->note), "%s", !g->mig_commit ? "migration aborted" :
-				 g->mig_source ? "migrated away" : "migrated here");
+			snprintf(g->note, sizeof(g->note), "%s", !op->mig_commit ? "migration aborted" :
+				 op->mig_source ? "migrated away" : "migrated here");
 		}
 		if (op->req_id && m->io.action_done) {
 			m->io.action_done(m->io.arg, op->req_id, op->rc,
