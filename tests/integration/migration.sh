@@ -10,13 +10,6 @@
 # another key, or none, fails the migration before the commit.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/failover_lib.sh"
-# Not yet part of the verdict: it passed whole once and mostly otherwise,
-# with the known defects of docs/migration.md. Run it with
-# HA_TEST_MIGRATION=1 tests/run -R integration.migration
-if [ "${HA_TEST_MIGRATION:-0}" != 1 ]; then
-	echo "skipped: set HA_TEST_MIGRATION=1 (known defects, docs/migration.md)"
-	exit 77
-fi
 
 need_templates
 need_criu
