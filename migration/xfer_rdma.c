@@ -64,6 +64,14 @@
 #define WR_KIND(id) ((id) & ~0xffffffffull)
 #define WR_INDEX(id) ((uint32_t)(id))
 
+/* Which thread waits: indexes the wake eventfds. */
+enum rdma_dir { DIR_SEND = 0, DIR_RECV, DIR_MAX };
+
+static const char *rdma_dir_str(enum rdma_dir d)
+{
+	return d == DIR_SEND ? "sending" : d == DIR_RECV ? "receiving" : "unknown";
+}
+
 struct rdma_conn {
 	struct rdma_event_channel *ec;
 	struct rdma_cm_id *id;
@@ -90,10 +98,9 @@ struct rdma_conn {
 
 	pthread_mutex_t lock;   /* everything above, once connected */
 	uint64_t gen;           /* bumped whenever completions were taken */
-	int wake[2];            /* eventfds of the waiting sender, receiver */
+	int wake[DIR_MAX];      /* eventfds of the waiting sender, receiver */
 };
 
-enum rdma_dir { DIR_SEND = 0, DIR_RECV = 1 };
 
 struct rdma_listener {
 	struct rdma_event_channel *ec;
@@ -436,8 +443,9 @@ static void poll_cm(struct rdma_conn *c)
  * and the I/O timeout. Returns >= 0 or the stream's error.
  */
 static int progress(struct mig_stream *s, struct rdma_conn *c, bool block,
-		    enum rdma_dir dir, const char *what)
+		    enum rdma_dir dir)
 {
+	const char *what = rdma_dir_str(dir);
 	uint64_t start = mig_now_us() / 1000u;
 	uint64_t gen0 = c->gen;
 	int timeout_ms = (int)s->opts.io_timeout_ms;
@@ -574,7 +582,7 @@ static int send_locked(struct mig_stream *s, struct rdma_conn *c,
 				return mig_stream_fail(s, -ECONNRESET, true,
 						       "peer disconnected");
 			}
-			rc = progress(s, c, true, DIR_SEND, "sending");
+			rc = progress(s, c, true, DIR_SEND);
 			if (rc < 0) {
 				return rc;
 			}
@@ -603,7 +611,7 @@ static int send_locked(struct mig_stream *s, struct rdma_conn *c,
 		c->tx_next = (c->tx_next + 1) % RDMA_BUFS;
 		c->tx_busy++;
 		/* Reap without waiting, to return credits early. */
-		rc = progress(s, c, false, DIR_SEND, "sending");
+		rc = progress(s, c, false, DIR_SEND);
 		if (rc < 0) {
 			return rc;
 		}
@@ -629,7 +637,7 @@ static ssize_t recv_locked(struct mig_stream *s, struct rdma_conn *c,
 			}
 			break;
 		}
-		rc = progress(s, c, true, DIR_RECV, "receiving");
+		rc = progress(s, c, true, DIR_RECV);
 		if (rc < 0) {
 			return rc;
 		}
@@ -728,7 +736,7 @@ static struct rdma_conn *conn_new(void)
 	}
 	pthread_mutex_init(&c->lock, NULL);
 	c->wake[0] = c->wake[1] = -1;
-	for (int i = 0; i < 2; i++) {
+	for (int i = 0; i < DIR_MAX; i++) {
 		c->wake[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		if (c->wake[i] < 0) {
 			conn_destroy(c);
