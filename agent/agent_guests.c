@@ -34,6 +34,7 @@
 #include <qb/qblog.h>
 
 #include "agent_guests.h"
+#include "agent_mig.h"
 #include "driver.h"
 #include "guestdef.h"
 #include "snapshot.h"
@@ -113,7 +114,7 @@ struct ag_guest {
 	bool mig_source;
 	enum mig_phase mig_phase;
 	bool mig_commit;              /* the decision, for the finish op */
-	int mig_listen_fd;
+	struct mig_listener *mig_listener; /* destination, until the op ends */
 	uint32_t mig_port;
 	char mig_addr[64];
 	uint32_t mig_dst_port;
@@ -121,8 +122,17 @@ struct ag_guest {
 	char mig_mode[16];
 	struct agent_mig_progress prog;  /* written by the op thread */
 	char mig_error[AGENT_ERR_LEN + 64];
-	int mig_fd;                   /* the stream's socket while an op uses it
-				       * (under m->lock): shut down to cancel */
+	char mig_transport[8];        /* from the options; "" = the config's */
+	/* under m->lock: the stream while an op uses it (cancel, counters),
+	 * whether the cluster aborted, the cipher and the last counters */
+	struct agent_mig_xfer *mig_xfer;
+	bool mig_cancel;
+	char mig_cipher[64];
+	char mig_xport[8];
+	struct mig_counters mig_ctr;
+	/* the loop thread's copies for its reports */
+	char mig_cipher_shown[64];
+	char mig_xport_shown[8];
 };
 
 struct ag_op {
@@ -134,6 +144,10 @@ struct ag_op {
 	bool fallback;      /* restore: cold start when no good snapshot */
 	uint64_t req_id;    /* action to answer, 0 = none */
 	uint64_t started_ms;
+	/* migration steps: the transaction they belong to, taken at the
+	 * start, as a newer one may replace the guest's while they run */
+	uint64_t mig_id;
+	bool mig_source, mig_commit;
 	/* results */
 	int rc;
 	char err[AGENT_ERR_LEN + 256];
@@ -258,8 +272,6 @@ static struct ag_guest *guest_new(struct agent_guests *m, const char *name)
 	snprintf(g->run_dir, sizeof(g->run_dir), "%s/guests/%s", m->cfg->state_dir, name);
 	snprintf(g->data_dir, sizeof(g->data_dir), "%s/guests/%s", m->cfg->shared_dir, name);
 	g->state = AGENT_GUEST_DEFINED;
-	g->mig_listen_fd = -1;
-	g->mig_fd = -1;
 	g->m = m;
 	qb_list_add_tail(&g->list, &m->guests);
 	return g;
@@ -270,9 +282,7 @@ static void guest_free(struct ag_guest *g)
 	if (g->m->sending == g) {
 		g->m->sending = NULL;
 	}
-	if (g->mig_listen_fd >= 0) {
-		close(g->mig_listen_fd);
-	}
+	mig_listener_free(g->mig_listener);
 	if (g->g && g->ops) {
 		g->ops->guest_free(g->g);
 	}
@@ -311,6 +321,64 @@ static int pick_snapshot(const struct ha_config *cfg, const char *name, uint64_t
 	}
 	snprintf(err, errlen, "every snapshot of '%s' is corrupt (newest problem: %s)", name, why);
 	return -EBADMSG;
+}
+
+/* The migration stream's parameters of @g's transaction. */
+static void mig_params(const struct ag_guest *g, struct agent_mig_params *p)
+{
+	memset(p, 0, sizeof(*p));
+	p->cfg = g->m->cfg;
+	p->guest = g->name;
+	p->id = g->mig_id;
+	p->transport = g->mig_transport;
+	p->rate = g->mig_opts.bandwidth_bps;
+}
+
+/*
+ * Runs the driver's side of a migration over @x (consumed): the driver
+ * reads and writes one end of a socketpair that the relay carries over
+ * the stream. Returns 0 or -errno with the first error in @derr.
+ */
+static int mig_transfer(struct ag_guest *g, struct agent_mig_xfer *x, bool source,
+			struct agent_guest **obj, char *derr)
+{
+	struct agent_guests *m = g->m;
+	const struct agent_driver_ops *ops = g->ops;
+	char xerr[512] = "";
+	bool cancelled;
+	int fd = -1, rc;
+
+	pthread_mutex_lock(&m->lock);
+	g->mig_xfer = x;
+	snprintf(g->mig_cipher, sizeof(g->mig_cipher), "%s", agent_mig_cipher(x));
+	snprintf(g->mig_xport, sizeof(g->mig_xport), "%s", agent_mig_transport(x));
+	cancelled = g->mig_cancel;
+	if (cancelled) {
+		agent_mig_cancel(x); /* the abort came while connecting */
+	}
+	pthread_mutex_unlock(&m->lock);
+	qb_log(LOG_INFO, "migration %" PRIu64 " of %s: stream %s (%s)", g->mig_id, g->name,
+	       agent_mig_transport(x), agent_mig_cipher(x));
+	rc = agent_mig_relay_start(x, &fd, xerr, sizeof(xerr));
+	if (rc < 0) {
+		snprintf(derr, AGENT_ERR_LEN, "%s", xerr);
+	} else if (source) {
+		rc = ops->migrate_send(*obj, fd, &g->mig_opts, &g->prog, derr);
+	} else {
+		rc = ops->migrate_recv(&g->drv, &g->spec, fd, &g->mig_opts, obj, &g->prog, derr);
+	}
+	qb_log(LOG_INFO, "migration %" PRIu64 " of %s: the driver's %s returned %d", g->mig_id,
+	       g->name, source ? "send" : "receive", rc);
+	rc = agent_mig_finish(x, rc, derr, xerr, sizeof(xerr));
+	if (rc < 0) {
+		snprintf(derr, AGENT_ERR_LEN, "%s", xerr);
+	}
+	pthread_mutex_lock(&m->lock);
+	agent_mig_counters(x, &g->mig_ctr);
+	g->mig_xfer = NULL;
+	pthread_mutex_unlock(&m->lock);
+	agent_mig_free(x);
+	return rc;
 }
 
 static void op_run(struct ag_op *op)
@@ -441,114 +509,59 @@ static void op_run(struct ag_op *op)
 		break;
 	}
 	case OP_MIG_SEND: {
-		struct sockaddr_in sa = { .sin_family = AF_INET };
-		char hdr[160];
-		int fd = -1;
+		struct agent_mig_params mp;
+		struct agent_mig_xfer *x = NULL;
+		char xerr[512];
 
 		if (obj == NULL || ops->migrate_send == NULL) {
 			rc = -EOPNOTSUPP;
 			snprintf(derr, sizeof(derr), "the %s driver cannot migrate", g->def.type);
 			break;
 		}
-		sa.sin_port = htons((uint16_t)g->mig_dst_port);
-		if (inet_pton(AF_INET, g->mig_addr, &sa.sin_addr) != 1) {
-			rc = -EINVAL;
-			snprintf(derr, sizeof(derr), "bad destination address '%s'", g->mig_addr);
+		mig_params(g, &mp);
+		rc = agent_mig_connect(&mp, g->mig_addr, (uint16_t)g->mig_dst_port, &x, xerr,
+				       sizeof(xerr));
+		if (rc < 0) {
+			snprintf(derr, sizeof(derr), "%s", xerr);
 			break;
 		}
-		fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-			rc = -errno;
-			snprintf(derr, sizeof(derr), "cannot connect to %s:%u: %s", g->mig_addr,
-				 g->mig_dst_port, strerror(errno));
-			if (fd >= 0) {
-				close(fd);
-			}
-			break;
-		}
-		pthread_mutex_lock(&g->m->lock);
-		g->mig_fd = fd;
-		pthread_mutex_unlock(&g->m->lock);
-		snprintf(hdr, sizeof(hdr), "HACTL-MIG 1 %s %" PRIu64 "\n", g->name, g->mig_id);
-		if (write(fd, hdr, strlen(hdr)) != (ssize_t)strlen(hdr)) {
-			rc = -EIO;
-			snprintf(derr, sizeof(derr), "cannot send the migration header");
-		} else {
-			rc = ops->migrate_send(obj, fd, &g->mig_opts, &g->prog, derr);
-		}
-		pthread_mutex_lock(&g->m->lock);
-		g->mig_fd = -1;
-		close(fd);
-		pthread_mutex_unlock(&g->m->lock);
+		rc = mig_transfer(g, x, true, &obj, derr);
 		break;
 	}
 	case OP_MIG_RECV: {
-		struct pollfd p = { .fd = g->mig_listen_fd, .events = POLLIN };
-		char hdr[160], want[160];
-		size_t n = 0;
-		int fd;
+		struct agent_mig_params mp;
+		struct agent_mig_xfer *x = NULL;
+		char xerr[512];
 
 		if (ops->migrate_recv == NULL) {
 			rc = -EOPNOTSUPP;
 			snprintf(derr, sizeof(derr), "the %s driver cannot migrate", g->def.type);
 			break;
 		}
-		if (poll(&p, 1, 120000) <= 0) {
-			rc = -ETIMEDOUT;
-			snprintf(derr, sizeof(derr), "the source did not connect within 120 s");
-			break;
-		}
-		fd = accept4(g->mig_listen_fd, NULL, NULL, SOCK_CLOEXEC);
-		if (fd < 0) {
-			rc = -errno;
-			snprintf(derr, sizeof(derr), "accept: %s", strerror(errno));
-			break;
-		}
-		pthread_mutex_lock(&g->m->lock);
-		g->mig_fd = fd;
-		pthread_mutex_unlock(&g->m->lock);
-		/* one header line, read byte by byte: what follows is the driver's */
-		while (n + 1 < sizeof(hdr)) {
-			if (read(fd, hdr + n, 1) != 1) {
-				break;
-			}
-			if (hdr[n++] == '\n') {
-				break;
-			}
-		}
-		hdr[n] = 0;
-		snprintf(want, sizeof(want), "HACTL-MIG 1 %s %" PRIu64 "\n", g->name, g->mig_id);
-		if (strcmp(hdr, want) != 0) {
-			rc = -EPROTO;
-			snprintf(derr, sizeof(derr), "unexpected migration stream header");
-			pthread_mutex_lock(&g->m->lock);
-			g->mig_fd = -1;
-			close(fd);
-			pthread_mutex_unlock(&g->m->lock);
+		mig_params(g, &mp);
+		rc = agent_mig_accept(g->mig_listener, &mp, 120000, &x, xerr, sizeof(xerr));
+		if (rc < 0) {
+			snprintf(derr, sizeof(derr), "%s", xerr);
 			break;
 		}
 		if (ha_mkdir_p(g->run_dir, 0700) < 0) {
 			rc = -errno;
-			pthread_mutex_lock(&g->m->lock);
-			g->mig_fd = -1;
-			close(fd);
-			pthread_mutex_unlock(&g->m->lock);
+			snprintf(derr, sizeof(derr), "cannot create %s: %s", g->run_dir,
+				 strerror(errno));
+			agent_mig_finish(x, rc, derr, xerr, sizeof(xerr));
+			agent_mig_free(x);
 			break;
 		}
 		if (obj) {
 			ops->guest_free(obj);
 			obj = NULL;
 		}
-		rc = ops->migrate_recv(&g->drv, &g->spec, fd, &g->mig_opts, &obj, &g->prog, derr);
-		pthread_mutex_lock(&g->m->lock);
-		g->mig_fd = -1;
-		close(fd);
-		pthread_mutex_unlock(&g->m->lock);
+		rc = mig_transfer(g, x, false, &obj, derr);
 		break;
 	}
 	case OP_MIG_FINISH:
 		if (obj && ops->migrate_finish) {
-			rc = ops->migrate_finish(obj, g->mig_source, g->mig_commit, derr);
+			rc = ops->migrate_finish(obj, op->mig_source, op->mig_commit, derr);
 		}
 		break;
 	default:
@@ -612,6 +625,9 @@ static int op_start_ex(struct ag_guest *g, enum op_kind kind, uint64_t arg, uint
 	op->fallback = fallback;
 	op->req_id = req_id;
 	op->started_ms = ha_mono_ms();
+	op->mig_id = g->mig_id;
+	op->mig_source = g->mig_source;
+	op->mig_commit = g->mig_commit;
 	g->busy = true;
 	if (kind == OP_START_COLD || kind == OP_START_SNAPSHOT) {
 		g->state = AGENT_GUEST_STARTING;
@@ -708,6 +724,26 @@ static void report(struct agent_guests *m)
 			mr->has_total_ms = true;
 			mr->total_ms = g->prog.total_ms;
 			mr->mode = g->mig_mode;
+			{
+				struct mig_counters c;
+
+				pthread_mutex_lock(&m->lock);
+				if (g->mig_xfer) {
+					agent_mig_counters(g->mig_xfer, &g->mig_ctr);
+				}
+				c = g->mig_ctr;
+				memcpy(g->mig_cipher_shown, g->mig_cipher, sizeof(g->mig_cipher));
+				memcpy(g->mig_xport_shown, g->mig_xport, sizeof(g->mig_xport));
+				pthread_mutex_unlock(&m->lock);
+				if (g->mig_cipher_shown[0]) {
+					mr->cipher = g->mig_cipher_shown;
+					mr->transport = g->mig_xport_shown;
+					mr->has_stream_sent = true;
+					mr->stream_sent = c.payload_sent;
+					mr->has_stream_received = true;
+					mr->stream_received = c.payload_recv;
+				}
+			}
 			if (!g->mig_source && g->mig_port) {
 				mr->has_port = true;
 				mr->port = g->mig_port;
@@ -812,11 +848,9 @@ static int done_cb(int fd, int revents, void *data)
 			m->sending = NULL;
 		}
 		if (op->kind == OP_MIG_SEND || op->kind == OP_MIG_RECV) {
-			if (g->mig_listen_fd >= 0) {
-				close(g->mig_listen_fd);
-				g->mig_listen_fd = -1;
-			}
-			if (g->mig_phase == MIG_TRANSFERRING) {
+			mig_listener_free(g->mig_listener);
+			g->mig_listener = NULL;
+			if (op->mig_id == g->mig_id && g->mig_phase == MIG_TRANSFERRING) {
 				if (op->rc < 0) {
 					g->mig_phase = MIG_FAILED;
 					snprintf(g->mig_error, sizeof(g->mig_error), "%s", op->err);
@@ -828,12 +862,17 @@ static int done_cb(int fd, int revents, void *data)
 			g->state = g->g ? g->ops->state(g->g) : AGENT_GUEST_STOPPED;
 		}
 		if (op->kind == OP_MIG_FINISH) {
-			g->mig_phase = MIG_FINISHED;
-			if (g->mig_source && g->mig_commit && g->g) {
+			/* A newer transaction of this guest may have begun while
+			 * this one finished (a slow discard on the source): its
+			 * phase is not this one's to end. */
+			if (op->mig_id == g->mig_id) {
+				g->mig_phase = MIG_FINISHED;
+			}
+			if (op->mig_source && op->mig_commit && g->g) {
 				g->ops->guest_free(g->g); /* the copy here is gone */
 				g->g = NULL;
 				g->state = AGENT_GUEST_STOPPED;
-			} else if (!g->mig_source && !g->mig_commit && g->g) {
+			} else if (!op->mig_source && !op->mig_commit && g->g) {
 				g->ops->guest_free(g->g);
 				g->g = NULL;
 				g->state = AGENT_GUEST_STOPPED;
@@ -845,8 +884,8 @@ static int done_cb(int fd, int revents, void *data)
 				snprintf(path, sizeof(path), "%s/definition.conf", g->run_dir);
 				ha_file_write_atomic(path, g->def_text, g->def_len);
 			}
-			snprintf(g->note, sizeof(g->note), "%s", !g->mig_commit ? "migration aborted" :
-				 g->mig_source ? "migrated away" : "migrated here");
+			snprintf(g->note, sizeof(g->note), "%s", !op->mig_commit ? "migration aborted" :
+				 op->mig_source ? "migrated away" : "migrated here");
 		}
 		if (op->req_id && m->io.action_done) {
 			m->io.action_done(m->io.arg, op->req_id, op->rc,
@@ -873,26 +912,6 @@ static int done_cb(int fd, int revents, void *data)
 
 /* ---- reconciliation ---- */
 
-static int listen_any(uint32_t *port)
-{
-	struct sockaddr_in sa = { .sin_family = AF_INET };
-	socklen_t len = sizeof(sa);
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	if (fd < 0) {
-		return -errno;
-	}
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 1) < 0 ||
-	    getsockname(fd, (struct sockaddr *)&sa, &len) < 0) {
-		int e = -errno;
-
-		close(fd);
-		return e;
-	}
-	*port = ntohs(sa.sin_port);
-	return fd;
-}
-
 /* Live migration steps of one guest; true when the guest is in one (the
  * ordinary reconciliation then leaves it alone). */
 static bool reconcile_migration(struct agent_guests *m, struct ag_guest *g,
@@ -917,6 +936,15 @@ static bool reconcile_migration(struct agent_guests *m, struct ag_guest *g,
 			g->mig_phase = MIG_NONE;
 			g->mig_port = 0;
 			g->mig_error[0] = 0;
+			g->mig_transport[0] = 0;
+			g->mig_cipher_shown[0] = 0;
+			g->mig_xport_shown[0] = 0;
+			pthread_mutex_lock(&m->lock);
+			g->mig_cancel = false;
+			g->mig_cipher[0] = 0;
+			g->mig_xport[0] = 0;
+			memset(&g->mig_ctr, 0, sizeof(g->mig_ctr));
+			pthread_mutex_unlock(&m->lock);
 			memset(&g->prog, 0, sizeof(g->prog));
 			memset(&g->mig_opts, 0, sizeof(g->mig_opts));
 			if (mg->options) {
@@ -925,6 +953,10 @@ static bool reconcile_migration(struct agent_guests *m, struct ag_guest *g,
 				snprintf(g->mig_mode, sizeof(g->mig_mode), "%s",
 					 mg->options->mode && mg->options->mode[0] ? mg->options->mode : "auto");
 				g->mig_opts.mode = strcmp(g->mig_mode, "auto") == 0 ? NULL : g->mig_mode;
+				if (mg->options->transport) {
+					snprintf(g->mig_transport, sizeof(g->mig_transport), "%s",
+						 mg->options->transport);
+				}
 			}
 			snprintf(g->mig_addr, sizeof(g->mig_addr), "%s",
 				 mg->dst_address ? mg->dst_address : "");
@@ -933,15 +965,18 @@ static bool reconcile_migration(struct agent_guests *m, struct ag_guest *g,
 			return true;
 		}
 		if (dst) {
-			int fd = listen_any(&g->mig_port);
+			struct agent_mig_params mp;
+			char err[512];
 
-			if (fd < 0) {
+			mig_params(g, &mp);
+			if (agent_mig_listen(&mp, &g->mig_listener, err, sizeof(err)) < 0) {
 				g->mig_phase = MIG_FAILED;
-				snprintf(g->mig_error, sizeof(g->mig_error), "cannot listen: %s",
-					 strerror(-fd));
+				snprintf(g->mig_error, sizeof(g->mig_error), "destination: %s", err);
+				qb_log(LOG_ERR, "migration %" PRIu64 " of %s: %s", mg->id, g->name,
+				       g->mig_error);
 				return true;
 			}
-			g->mig_listen_fd = fd;
+			g->mig_port = mig_listener_port(g->mig_listener);
 			g->mig_phase = MIG_TRANSFERRING;
 			if (op_start(g, OP_MIG_RECV, 0, 0) < 0) {
 				g->mig_phase = MIG_FAILED;
@@ -976,19 +1011,20 @@ static bool reconcile_migration(struct agent_guests *m, struct ag_guest *g,
 		if (strcmp(mg->state, "aborted") == 0) {
 			/* cut the stream: the driver's send or receive fails fast */
 			pthread_mutex_lock(&m->lock);
-			if (g->mig_fd >= 0) {
-				shutdown(g->mig_fd, SHUT_RDWR);
+			if (g->mig_xfer && !g->mig_cancel) {
+				agent_mig_cancel(g->mig_xfer);
 			}
+			g->mig_cancel = true;
 			pthread_mutex_unlock(&m->lock);
-			if (g->mig_listen_fd >= 0) {
-				shutdown(g->mig_listen_fd, SHUT_RDWR);
+			if (g->mig_listener) {
+				shutdown(mig_listener_fd(g->mig_listener), SHUT_RDWR);
 			}
 		}
 		return true;
 	}
-	if (g->mig_listen_fd >= 0) {
+	if (g->mig_listener) {
 		/* the receiver still waits for a connection: wake it up */
-		shutdown(g->mig_listen_fd, SHUT_RDWR);
+		shutdown(mig_listener_fd(g->mig_listener), SHUT_RDWR);
 		return true;
 	}
 	g->mig_commit = strcmp(mg->state, "committed") == 0;

@@ -62,7 +62,8 @@ static int start_migration(struct cli *cli, const struct mopts *o, uint64_t *id)
 	int ex;
 
 	mo.mode = (char *)(o->mode ? o->mode : "auto");
-	mo.transport = (char *)(o->transport ? o->transport : "tcp");
+	/* unset: each agent's [migration] transport */
+	mo.transport = (char *)o->transport;
 	mo.has_max_downtime_ms = o->max_downtime_ms != 0;
 	mo.max_downtime_ms = o->max_downtime_ms;
 	mo.has_bandwidth_bps = o->bandwidth_bps != 0;
@@ -105,6 +106,12 @@ static json_object *report_json(const Hactl__StatusReply *s, const Hactl__GuestR
 	json_object_object_add(o, "bytes", json_object_new_int64((int64_t)m->transferred_bytes));
 	json_object_object_add(o, "rounds", json_object_new_int64(m->rounds));
 	json_object_object_add(o, "reason", json_object_new_string(m->reason ? m->reason : ""));
+	/* the migration stream as the source saw it */
+	json_object_object_add(o, "transport", json_object_new_string(m->transport ? m->transport : ""));
+	json_object_object_add(o, "cipher", json_object_new_string(m->cipher ? m->cipher : ""));
+	json_object_object_add(o, "stream_sent", json_object_new_int64((int64_t)m->stream_sent));
+	json_object_object_add(o, "stream_received",
+			       json_object_new_int64((int64_t)m->stream_received));
 	return o;
 }
 
@@ -165,11 +172,13 @@ static int wait_migration(struct cli *cli, const char *name, uint64_t id, uint32
 				cli_json_print(report_json(s, g));
 			} else {
 				printf("%s migrated %s -> %s: total %" PRIu64 " ms, downtime %u ms, %" PRIu64
-				       " bytes, %u rounds (%s)\n", name, cli_node_name(s, m->source),
+				       " bytes, %u rounds (%s); stream %" PRIu64 " bytes sent, %"
+				       PRIu64 " received, %s\n", name, cli_node_name(s, m->source),
 				       cli_node_name(s, m->destination),
 				       m->ended_ms > m->started_ms ? m->ended_ms - m->started_ms : m->total_ms,
 				       m->downtime_ms, m->transferred_bytes, m->rounds,
-				       m->mode && m->mode[0] ? m->mode : "auto");
+				       m->mode && m->mode[0] ? m->mode : "auto", m->stream_sent,
+				       m->stream_received, m->cipher && m->cipher[0] ? m->cipher : "?");
 			}
 			ha_env_msg_free(&s->base);
 			return EX_OK;

@@ -13,15 +13,23 @@
 #define OPT_STR(sec, nm, field, def, rel, help)                                \
 	{ sec, nm, HA_OPT_STR, 0, sizeof(((struct ha_config *)0)->field) - 1,  \
 	  def, rel, offsetof(struct ha_config, field),                         \
-	  sizeof(((struct ha_config *)0)->field), help }
+	  sizeof(((struct ha_config *)0)->field), help, NULL }
 #define OPT_UINT(sec, nm, field, lo, hi, def, rel, help)                       \
 	{ sec, nm, HA_OPT_UINT, lo, hi, def, rel,                              \
 	  offsetof(struct ha_config, field),                                   \
-	  sizeof(((struct ha_config *)0)->field), help }
+	  sizeof(((struct ha_config *)0)->field), help, NULL }
 #define OPT_LEVEL(sec, nm, field, def, rel, help)                              \
 	{ sec, nm, HA_OPT_LOGLEVEL, 0, 0, def, rel,                            \
 	  offsetof(struct ha_config, field),                                   \
-	  sizeof(((struct ha_config *)0)->field), help }
+	  sizeof(((struct ha_config *)0)->field), help, NULL }
+#define OPT_BOOL(sec, nm, field, def, rel, help)                               \
+	{ sec, nm, HA_OPT_BOOL, 0, 1, def, rel,                                \
+	  offsetof(struct ha_config, field),                                   \
+	  sizeof(((struct ha_config *)0)->field), help, NULL }
+#define OPT_CHOICE(sec, nm, field, choices, def, rel, help)                    \
+	{ sec, nm, HA_OPT_CHOICE, 0, sizeof(((struct ha_config *)0)->field) - 1, \
+	  def, rel, offsetof(struct ha_config, field),                         \
+	  sizeof(((struct ha_config *)0)->field), help, choices }
 
 static const struct ha_opt options[] = {
 	OPT_STR("cluster", "state_dir", state_dir, "/var/lib/hactl", false,
@@ -60,6 +68,16 @@ static const struct ha_opt options[] = {
 		"bridge on this host that carries the guest network"),
 	OPT_STR("agent", "watchdog_device", watchdog_device, "", false,
 		"watchdog fed while this host may run guests (/dev/watchdog); empty: none"),
+	/* the default is MIG_KEY_DEFAULT_PATH of migration/migration.h */
+	OPT_STR("migration", "key_file", mig_key_file, "/etc/hactl/cluster.key", false,
+		"cluster key of the migration streams: 16..4096 bytes, mode 0600, the same "
+		"file on every host (docs/migration-transport.md)"),
+	OPT_BOOL("migration", "encrypt", mig_encrypt, "true", false,
+		 "TLS with the cluster key on migration streams; false sends guest memory in "
+		 "the clear (trusted networks only; the key, when present, still authenticates)"),
+	OPT_CHOICE("migration", "transport", mig_transport, "tcp|rdma", "tcp", false,
+		   "transport of migration streams unless hactl migrate --transport says; "
+		   "rdma needs encrypt = false"),
 	{ 0 },
 };
 
@@ -94,6 +112,37 @@ static int opt_set(struct ha_config *cfg, const struct ha_opt *o,
 		}
 		*(uint32_t *)dst = (uint32_t)v;
 		return 0;
+	case HA_OPT_BOOL:
+		if (strcmp(value, "true") == 0 || strcmp(value, "yes") == 0 ||
+		    strcmp(value, "on") == 0 || strcmp(value, "1") == 0) {
+			*(bool *)dst = true;
+		} else if (strcmp(value, "false") == 0 || strcmp(value, "no") == 0 ||
+			   strcmp(value, "off") == 0 || strcmp(value, "0") == 0) {
+			*(bool *)dst = false;
+		} else {
+			snprintf(why, whylen,
+				 "%s.%s: '%s' is not true or false", o->section,
+				 o->name, value);
+			return -EINVAL;
+		}
+		return 0;
+	case HA_OPT_CHOICE: {
+		const char *c = o->choices;
+		size_t n = strlen(value);
+
+		while (c != NULL && *c) {
+			size_t k = strcspn(c, "|");
+
+			if (k == n && n > 0 && n <= o->max && strncmp(c, value, n) == 0) {
+				snprintf(dst, o->size, "%s", value);
+				return 0;
+			}
+			c += k + (c[k] == '|');
+		}
+		snprintf(why, whylen, "%s.%s: '%s' is not one of %s", o->section,
+			 o->name, value, o->choices ? o->choices : "(none)");
+		return -EINVAL;
+	}
 	case HA_OPT_LOGLEVEL:
 		if (ha_log_priority_parse(value) < 0) {
 			snprintf(why, whylen,
@@ -254,6 +303,9 @@ void ha_config_print(const struct ha_config *cfg, FILE *out)
 		}
 		if (o->type == HA_OPT_UINT) {
 			fprintf(out, "%s = %u\n", o->name, *(const uint32_t *)p);
+		} else if (o->type == HA_OPT_BOOL) {
+			fprintf(out, "%s = %s\n", o->name,
+				*(const bool *)p ? "true" : "false");
 		} else {
 			fprintf(out, "%s = %s\n", o->name, p);
 		}
@@ -266,6 +318,8 @@ void ha_config_print_reference(FILE *out)
 		[HA_OPT_STR] = "string",
 		[HA_OPT_UINT] = "number",
 		[HA_OPT_LOGLEVEL] = "log level",
+		[HA_OPT_BOOL] = "boolean",
+		[HA_OPT_CHOICE] = "word",
 	};
 
 	fprintf(out, "| section | option | type | default | range | reload | meaning |\n");
@@ -279,6 +333,21 @@ void ha_config_print_reference(FILE *out)
 		} else if (o->type == HA_OPT_STR) {
 			snprintf(range, sizeof(range), "<= %llu chars",
 				 (unsigned long long)o->max);
+		} else if (o->type == HA_OPT_BOOL) {
+			snprintf(range, sizeof(range), "true, false");
+		} else if (o->type == HA_OPT_CHOICE) {
+			/* "a|b" would split the markdown cell */
+			size_t n = 0;
+
+			for (const char *c = o->choices; *c && n + 3 < sizeof(range); c++) {
+				if (*c == '|') {
+					range[n++] = ',';
+					range[n++] = ' ';
+				} else {
+					range[n++] = *c;
+				}
+			}
+			range[n] = 0;
 		}
 		fprintf(out, "| %s | %s | %s | %s | %s | %s | %s |\n", o->section,
 			o->name, type_names[o->type], o->def[0] ? o->def : "(empty)",

@@ -30,12 +30,18 @@ struct ha_config {
 	char criu_path[PATH_MAX];
 	char qemu_path[PATH_MAX];
 	char guest_bridge[16];
+	/* live migration streams (docs/migration-transport.md) */
+	char mig_key_file[PATH_MAX];
+	bool mig_encrypt;
+	char mig_transport[8];
 };
 
 enum ha_opt_type {
 	HA_OPT_STR = 0,
 	HA_OPT_UINT,
 	HA_OPT_LOGLEVEL,
+	HA_OPT_BOOL,    /* true/false, yes/no, on/off, 1/0; a bool */
+	HA_OPT_CHOICE,  /* one of the words in `choices` ("a|b"); a string */
 	HA_OPT_TYPE_MAX
 };
 
@@ -49,6 +55,7 @@ struct ha_opt {
 	size_t offset;
 	size_t size;
 	const char *help;
+	const char *choices;  /* HA_OPT_CHOICE: "a|b|c" */
 };
 
 /* The option table, terminated by an entry with name == NULL. */

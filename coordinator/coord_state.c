@@ -1035,6 +1035,25 @@ void coord_recover_plan_free(Hactl__RecoverChange *rc)
 	rc->n_placements = 0;
 }
 
+/* The source's view of the migration stream: cipher and counters. */
+static void stream_report_apply(Hactl__Migration *mg, const Hactl__MigrationReport *mr)
+{
+	if (mr->cipher && mr->cipher[0]) {
+		set_str(&mg->cipher, mr->cipher);
+	}
+	if (mr->transport && mr->transport[0]) {
+		set_str(&mg->transport, mr->transport);
+	}
+	if (mr->has_stream_sent) {
+		mg->has_stream_sent = true;
+		mg->stream_sent = mr->stream_sent;
+	}
+	if (mr->has_stream_received) {
+		mg->has_stream_received = true;
+		mg->stream_received = mr->stream_received;
+	}
+}
+
 static void apply_migration_report(Hactl__GuestRecord *g, uint32_t node,
 				   const Hactl__GuestStatus *gs)
 {
@@ -1074,6 +1093,7 @@ static void apply_migration_report(Hactl__GuestRecord *g, uint32_t node,
 				if (mr->mode) {
 					set_str(&mg->mode, mr->mode);
 				}
+				stream_report_apply(mg, mr);
 			}
 		}
 	}
@@ -1087,6 +1107,7 @@ static void apply_migration_report(Hactl__GuestRecord *g, uint32_t node,
 		g->migration->total_ms = gs->migration->total_ms;
 		g->migration->has_transferred_bytes = true;
 		g->migration->transferred_bytes = gs->migration->transferred_bytes;
+		stream_report_apply(g->migration, gs->migration);
 	}
 }
 

@@ -4,6 +4,7 @@
 #ifndef HA_MIG_PRIVATE_H
 #define HA_MIG_PRIVATE_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -77,14 +78,27 @@ struct mig_stream {
 	uint32_t max_send;
 	uint32_t max_recv;
 
+	/*
+	 * One thread may send while another receives (the agent relays both
+	 * directions of a driver's socket at once). Sending side: send_seq,
+	 * end_sent, send_bucket, send_win, pump_sbuf, under send_lock for
+	 * the chunk itself (an ABORT may come from either thread). Receiving
+	 * side: recv_seq, end_received, recv_bucket, recv_win, pump_rbuf,
+	 * used by the one receiving thread only. The first error is shared:
+	 * set under err_lock, read without it.
+	 */
+	pthread_mutex_t send_lock;
 	uint64_t send_seq;
 	uint64_t recv_seq;
 	bool end_received;
-	bool end_sent;
+	atomic_bool end_sent;
+	/* bounds the sender's waits (shorter for an ABORT or close_notify) */
+	_Atomic uint32_t send_timeout_ms;
 
 	/* first error */
-	int err;
-	bool broken; /* the transport itself failed: nothing more is sent */
+	pthread_mutex_t err_lock;
+	_Atomic int err;
+	atomic_bool broken; /* the transport itself failed: nothing more is sent */
 	char errmsg[MIG_ERRMSG_LEN];
 
 	atomic_bool cancel;
@@ -103,8 +117,10 @@ struct mig_stream {
 	_Atomic uint64_t c_rate_sent, c_rate_recv;
 	_Atomic uint64_t c_rate_sent_at, c_rate_recv_at; /* ms */
 
-	uint8_t *pump_buf;
-	size_t pump_cap;
+	uint8_t *pump_sbuf;         /* fd -> stream */
+	size_t pump_scap;
+	uint8_t *pump_rbuf;         /* stream -> fd */
+	size_t pump_rcap;
 };
 
 struct mig_listener {
@@ -123,7 +139,8 @@ int mig_stream_fail(struct mig_stream *s, int err, bool broken,
 
 /*
  * Waits until @fd has @events (POLLIN/POLLOUT), in slices that check the
- * cancel flag, for at most the stream's I/O timeout. Returns 0, or fails
+ * cancel flag, for at most the stream's I/O timeout (POLLOUT: the
+ * sender's, which an ABORT or a close shortens). Returns 0, or fails
  * the stream (-ECANCELED, -ETIMEDOUT with "@what") and returns its error.
  */
 int mig_stream_wait_fd(struct mig_stream *s, int fd, short events,

@@ -67,15 +67,19 @@ int mig_stream_fail(struct mig_stream *s, int err, bool broken,
 		    const char *fmt, ...)
 {
 	va_list ap;
-	int n;
+	int n, first;
 
 	if (broken) {
-		s->broken = true;
+		atomic_store(&s->broken, true);
 	}
-	if (s->err != 0) {
-		return s->err;
+	/* Either direction's thread may fail the stream: the first one
+	 * writes the message, then publishes the error. */
+	pthread_mutex_lock(&s->err_lock);
+	first = atomic_load(&s->err);
+	if (first != 0) {
+		pthread_mutex_unlock(&s->err_lock);
+		return first;
 	}
-	s->err = err < 0 ? err : -EIO;
 	n = snprintf(s->errmsg, sizeof(s->errmsg), "%s: ",
 		     s->peer[0] ? s->peer : "migration stream");
 	if (n < 0 || (size_t)n >= sizeof(s->errmsg)) {
@@ -84,7 +88,10 @@ int mig_stream_fail(struct mig_stream *s, int err, bool broken,
 	va_start(ap, fmt);
 	vsnprintf(s->errmsg + n, sizeof(s->errmsg) - (size_t)n, fmt, ap);
 	va_end(ap);
-	return s->err;
+	first = err < 0 ? err : -EIO;
+	atomic_store(&s->err, first);
+	pthread_mutex_unlock(&s->err_lock);
+	return first;
 }
 
 int mig_wait_fd(int fd, short events, int timeout_ms)
@@ -156,7 +163,10 @@ static int wait_fd(struct mig_stream *s, int fd, short events, int timeout_ms,
 int mig_stream_wait_fd(struct mig_stream *s, int fd, short events,
 		       const char *what)
 {
-	return wait_fd(s, fd, events, (int)s->opts.io_timeout_ms, what);
+	uint32_t ms = (events & POLLOUT) ? atomic_load(&s->send_timeout_ms)
+					 : s->opts.io_timeout_ms;
+
+	return wait_fd(s, fd, events, (int)ms, what);
 }
 
 /* Sleeps @us in slices that watch the cancel flag. */
@@ -374,6 +384,12 @@ static struct mig_stream *stream_new(const struct mig_xfer_ops *ops,
 	s->max_send = MIG_CHUNK_MIN_LEN;
 	atomic_init(&s->cancel, false);
 	atomic_init(&s->rate_limit, o->rate_limit);
+	atomic_init(&s->end_sent, false);
+	atomic_init(&s->err, 0);
+	atomic_init(&s->broken, false);
+	atomic_init(&s->send_timeout_ms, o->io_timeout_ms);
+	pthread_mutex_init(&s->send_lock, NULL);
+	pthread_mutex_init(&s->err_lock, NULL);
 	s->start_ms = now_ms();
 	snprintf(s->cipher, sizeof(s->cipher), "%s", "plain");
 	return s;
@@ -387,8 +403,11 @@ void mig_stream_free(struct mig_stream *s)
 	if (s->ops != NULL && s->ops->close != NULL) {
 		s->ops->close(s);
 	}
-	free(s->pump_buf);
+	free(s->pump_sbuf);
+	free(s->pump_rbuf);
 	mig_key_wipe(&s->opts.key);
+	pthread_mutex_destroy(&s->send_lock);
+	pthread_mutex_destroy(&s->err_lock);
 	free(s);
 }
 
@@ -451,9 +470,10 @@ static int throttle(struct mig_stream *s, struct mig_bucket *b, size_t n)
 	return rc;
 }
 
-/* Frames and sends one chunk; no checks of the type against the state. */
-static int send_chunk_raw(struct mig_stream *s, unsigned type, unsigned flags,
-			  const void *buf, size_t len)
+/* Frames and sends one chunk; no checks of the type against the state.
+ * The caller holds send_lock. */
+static int send_chunk_locked(struct mig_stream *s, unsigned type,
+			     unsigned flags, const void *buf, size_t len)
 {
 	uint8_t hdr_buf[MIG_CHUNK_HDR_LEN];
 	struct mig_chunk_hdr h = {
@@ -487,10 +507,28 @@ static int send_chunk_raw(struct mig_stream *s, unsigned type, unsigned flags,
 	return 0;
 }
 
+/* The same under send_lock: one chunk's bytes are never interleaved with
+ * another thread's (an ABORT). */
+static int send_chunk_raw(struct mig_stream *s, unsigned type, unsigned flags,
+			  const void *buf, size_t len)
+{
+	int rc;
+
+	pthread_mutex_lock(&s->send_lock);
+	rc = send_chunk_locked(s, type, flags, buf, len);
+	if (rc == 0 && type == MIG_CHUNK_END) {
+		atomic_store(&s->end_sent, true);
+	}
+	pthread_mutex_unlock(&s->send_lock);
+	return rc;
+}
+
 static int check_usable(struct mig_stream *s)
 {
-	if (s->err != 0) {
-		return s->err;
+	int err = atomic_load(&s->err);
+
+	if (err != 0) {
+		return err;
 	}
 	if (atomic_load_explicit(&s->cancel, memory_order_relaxed)) {
 		return mig_stream_fail(s, -ECANCELED, false, "cancelled");
@@ -524,7 +562,7 @@ int mig_stream_send_chunk(struct mig_stream *s, enum mig_chunk_type type,
 	if (len > s->max_send) {
 		return -EMSGSIZE;
 	}
-	if (s->end_sent) {
+	if (atomic_load(&s->end_sent)) {
 		return -EPIPE;
 	}
 	if (s->checksum && len > 0) {
@@ -534,11 +572,7 @@ int mig_stream_send_chunk(struct mig_stream *s, enum mig_chunk_type type,
 	if (rc < 0) {
 		return rc;
 	}
-	rc = send_chunk_raw(s, type, flags, buf, len);
-	if (rc == 0 && type == MIG_CHUNK_END) {
-		s->end_sent = true;
-	}
-	return rc;
+	return send_chunk_raw(s, type, flags, buf, len);
 }
 
 int mig_stream_send_end(struct mig_stream *s)
@@ -572,17 +606,30 @@ int mig_stream_abort(struct mig_stream *s, int errnum, const char *reason)
 	/* First, so that a failure to send does not replace the reason. */
 	mig_stream_fail(s, -errnum, false, "aborted here: %s",
 			reason != NULL ? reason : strerror(errnum));
-	if (!s->broken && !s->end_sent) {
+	if (!atomic_load(&s->broken) && !atomic_load(&s->end_sent)) {
 		/* Best effort and short: the peer may be the problem. The
 		 * transport does not look at the stream's error, so the
-		 * ABORT goes out even after a local one (cancel). */
-		uint32_t saved = s->opts.io_timeout_ms;
+		 * ABORT goes out even after a local one (cancel). Another
+		 * thread may be in the middle of a chunk: wait for it as
+		 * long as for the peer, else give up (the peer then sees
+		 * the connection close). */
+		struct timespec until;
 
-		s->opts.io_timeout_ms = ABORT_SEND_TIMEOUT_MS;
-		rc = send_chunk_raw(s, MIG_CHUNK_ABORT, MIG_CHUNK_F_CRC32C, buf,
-				    4 + n);
-		s->opts.io_timeout_ms = saved;
-		s->end_sent = true;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += ABORT_SEND_TIMEOUT_MS / 1000u;
+		if (pthread_mutex_timedlock(&s->send_lock, &until) != 0) {
+			return -EBUSY;
+		}
+		if (!atomic_load(&s->broken) && !atomic_load(&s->end_sent)) {
+			uint32_t saved = atomic_load(&s->send_timeout_ms);
+
+			atomic_store(&s->send_timeout_ms, ABORT_SEND_TIMEOUT_MS);
+			rc = send_chunk_locked(s, MIG_CHUNK_ABORT,
+					       MIG_CHUNK_F_CRC32C, buf, 4 + n);
+			atomic_store(&s->send_timeout_ms, saved);
+			atomic_store(&s->end_sent, true);
+		}
+		pthread_mutex_unlock(&s->send_lock);
 	}
 	return rc;
 }
@@ -1120,19 +1167,21 @@ int mig_connect(const struct mig_opts *opts, const char *addr, uint16_t port,
 
 /* ---- pumps -------------------------------------------------------------- */
 
-static int pump_buf(struct mig_stream *s, size_t cap)
+/* One buffer per direction: the two pumps may run at once. */
+static int pump_buf(struct mig_stream *s, uint8_t **buf, size_t *have,
+		    size_t cap)
 {
-	if (s->pump_cap >= cap) {
+	if (*have >= cap) {
 		return 0;
 	}
-	free(s->pump_buf);
-	s->pump_cap = 0;
-	s->pump_buf = malloc(cap);
-	if (s->pump_buf == NULL) {
+	free(*buf);
+	*have = 0;
+	*buf = malloc(cap);
+	if (*buf == NULL) {
 		return mig_stream_fail(s, -ENOMEM, false,
 				       "no memory for a %zu byte buffer", cap);
 	}
-	s->pump_cap = cap;
+	*have = cap;
 	return 0;
 }
 
@@ -1216,7 +1265,7 @@ int mig_stream_pump_fd_to_stream(struct mig_stream *s, int fd)
 		return rc;
 	}
 	cap = s->max_send;
-	rc = pump_buf(s, cap);
+	rc = pump_buf(s, &s->pump_sbuf, &s->pump_scap, cap);
 	if (rc < 0) {
 		return rc;
 	}
@@ -1225,7 +1274,7 @@ int mig_stream_pump_fd_to_stream(struct mig_stream *s, int fd)
 		return rc;
 	}
 	for (;;) {
-		ssize_t n = fill_from_fd(s, fd, s->pump_buf, cap);
+		ssize_t n = fill_from_fd(s, fd, s->pump_sbuf, cap);
 
 		if (n < 0) {
 			rc = (int)n;
@@ -1233,7 +1282,7 @@ int mig_stream_pump_fd_to_stream(struct mig_stream *s, int fd)
 		}
 		rc = mig_stream_send_chunk(s, MIG_CHUNK_DATA,
 					   n == 0 ? MIG_CHUNK_F_LAST : 0,
-					   s->pump_buf, (size_t)n);
+					   s->pump_sbuf, (size_t)n);
 		if (rc < 0 || n == 0) {
 			break;
 		}
@@ -1292,7 +1341,7 @@ int mig_stream_pump_stream_to_fd(struct mig_stream *s, int fd)
 	if (rc < 0) {
 		return rc;
 	}
-	rc = pump_buf(s, s->max_recv);
+	rc = pump_buf(s, &s->pump_rbuf, &s->pump_rcap, s->max_recv);
 	if (rc < 0) {
 		return rc;
 	}
@@ -1302,7 +1351,8 @@ int mig_stream_pump_stream_to_fd(struct mig_stream *s, int fd)
 	}
 	for (;;) {
 		struct mig_chunk_hdr h;
-		ssize_t n = mig_stream_recv_chunk(s, &h, s->pump_buf, s->pump_cap);
+		ssize_t n = mig_stream_recv_chunk(s, &h, s->pump_rbuf,
+						  s->pump_rcap);
 
 		if (n < 0) {
 			rc = (int)n;
@@ -1321,7 +1371,7 @@ int mig_stream_pump_stream_to_fd(struct mig_stream *s, int fd)
 					     (unsigned long long)h.seq);
 			break;
 		}
-		rc = write_all_fd(s, fd, s->pump_buf, (size_t)n, &is_socket);
+		rc = write_all_fd(s, fd, s->pump_rbuf, (size_t)n, &is_socket);
 		if (rc < 0 || (h.flags & MIG_CHUNK_F_LAST)) {
 			break;
 		}

@@ -17,6 +17,14 @@
  * nothing to send returns them in an empty SEND. Data keeps one credit in
  * reserve for those, so credits always flow back.
  *
+ * One thread may send while another receives (the agent relays both
+ * directions at once). Both share the queue pair, the completion queue
+ * and the credits, so every hook runs under the connection's lock, which
+ * a waiting thread drops while it sleeps. Completions that one thread
+ * takes may be what the other waits for: whoever takes some bumps a
+ * generation and wakes both through their eventfds, and a waiter returns
+ * to its caller's check as soon as the generation moved.
+ *
  * No encryption: RDMA fabrics are trusted networks here, and the stream
  * layer requires encrypt = false to use this transport (the cluster key,
  * when set, still authenticates the peer through AUTH).
@@ -31,6 +39,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <infiniband/verbs.h>
@@ -53,6 +63,14 @@
 #define WR_CREDIT (3ull << 32)
 #define WR_KIND(id) ((id) & ~0xffffffffull)
 #define WR_INDEX(id) ((uint32_t)(id))
+
+/* Which thread waits: indexes the wake eventfds. */
+enum rdma_dir { DIR_SEND = 0, DIR_RECV, DIR_MAX };
+
+static const char *rdma_dir_str(enum rdma_dir d)
+{
+	return d == DIR_SEND ? "sending" : d == DIR_RECV ? "receiving" : "unknown";
+}
 
 struct rdma_conn {
 	struct rdma_event_channel *ec;
@@ -77,7 +95,12 @@ struct rdma_conn {
 	unsigned tx_next;       /* next send buffer (used in ring order) */
 	unsigned tx_busy;       /* send buffers in flight */
 	unsigned sq_busy;       /* send work requests in flight */
+
+	pthread_mutex_t lock;   /* everything above, once connected */
+	uint64_t gen;           /* bumped whenever completions were taken */
+	int wake[DIR_MAX];      /* eventfds of the waiting sender, receiver */
 };
+
 
 struct rdma_listener {
 	struct rdma_event_channel *ec;
@@ -302,6 +325,12 @@ static void conn_destroy(struct rdma_conn *c)
 	if (c->ec != NULL) {
 		rdma_destroy_event_channel(c->ec);
 	}
+	for (int i = 0; i < 2; i++) {
+		if (c->wake[i] >= 0) {
+			close(c->wake[i]);
+		}
+	}
+	pthread_mutex_destroy(&c->lock);
 	free(c);
 }
 
@@ -379,6 +408,17 @@ static int poll_cq(struct mig_stream *s, struct rdma_conn *c)
 		}
 		total += n;
 	}
+	if (total > 0) {
+		uint64_t one = 1;
+
+		c->gen++;
+		for (int i = 0; i < 2; i++) {
+			if (c->wake[i] >= 0 &&
+			    write(c->wake[i], &one, sizeof(one)) < 0) {
+				/* the counter is non-zero already */
+			}
+		}
+	}
 	return total;
 }
 
@@ -403,16 +443,20 @@ static void poll_cm(struct rdma_conn *c)
  * and the I/O timeout. Returns >= 0 or the stream's error.
  */
 static int progress(struct mig_stream *s, struct rdma_conn *c, bool block,
-		    const char *what)
+		    enum rdma_dir dir)
 {
+	const char *what = rdma_dir_str(dir);
 	uint64_t start = mig_now_us() / 1000u;
+	uint64_t gen0 = c->gen;
 	int timeout_ms = (int)s->opts.io_timeout_ms;
 
 	for (;;) {
-		struct pollfd p[2] = {
+		struct pollfd p[3] = {
 			{ .fd = c->cc->fd, .events = POLLIN },
 			{ .fd = c->ec->fd, .events = POLLIN },
+			{ .fd = c->wake[dir], .events = POLLIN },
 		};
+		uint64_t v;
 		struct ibv_cq *cq;
 		void *ctx;
 		uint64_t spent;
@@ -447,10 +491,17 @@ static int progress(struct mig_stream *s, struct rdma_conn *c, bool block,
 		if ((uint64_t)slice > timeout_ms - spent) {
 			slice = (int)(timeout_ms - spent);
 		}
-		rc = poll(p, 2, slice);
+		/* The other thread may run meanwhile. */
+		pthread_mutex_unlock(&c->lock);
+		rc = poll(p, 3, slice);
+		pthread_mutex_lock(&c->lock);
 		if (rc < 0 && errno != EINTR) {
 			return mig_stream_fail(s, -errno, true, "poll: %s",
 					       strerror(errno));
+		}
+		if ((p[2].revents & POLLIN) &&
+		    read(c->wake[dir], &v, sizeof(v)) < 0) {
+			/* drained by nobody else: harmless */
 		}
 		if (p[0].revents & POLLIN) {
 			while (ibv_get_cq_event(c->cc, &cq, &ctx) == 0) {
@@ -459,6 +510,9 @@ static int progress(struct mig_stream *s, struct rdma_conn *c, bool block,
 		}
 		if (p[1].revents & POLLIN) {
 			poll_cm(c);
+		}
+		if (c->gen != gen0) {
+			return 1; /* the other thread took completions */
 		}
 	}
 }
@@ -504,15 +558,12 @@ static int send_credit(struct mig_stream *s, struct rdma_conn *c)
 
 /* ---- stream hooks ------------------------------------------------------- */
 
-static int rdma_send(struct mig_stream *s, const struct iovec *iov, int iovcnt)
+static int send_locked(struct mig_stream *s, struct rdma_conn *c,
+		       const struct iovec *iov, int iovcnt)
 {
-	struct rdma_conn *c = s->priv;
 	int i = 0;
 	size_t off = 0;
 
-	if (c == NULL) {
-		return -ENOTCONN;
-	}
 	while (i < iovcnt) {
 		uint32_t idx, fill = 0;
 		uint8_t *dst;
@@ -531,7 +582,7 @@ static int rdma_send(struct mig_stream *s, const struct iovec *iov, int iovcnt)
 				return mig_stream_fail(s, -ECONNRESET, true,
 						       "peer disconnected");
 			}
-			rc = progress(s, c, true, "sending");
+			rc = progress(s, c, true, DIR_SEND);
 			if (rc < 0) {
 				return rc;
 			}
@@ -560,7 +611,7 @@ static int rdma_send(struct mig_stream *s, const struct iovec *iov, int iovcnt)
 		c->tx_next = (c->tx_next + 1) % RDMA_BUFS;
 		c->tx_busy++;
 		/* Reap without waiting, to return credits early. */
-		rc = progress(s, c, false, "sending");
+		rc = progress(s, c, false, DIR_SEND);
 		if (rc < 0) {
 			return rc;
 		}
@@ -568,15 +619,12 @@ static int rdma_send(struct mig_stream *s, const struct iovec *iov, int iovcnt)
 	return 0;
 }
 
-static ssize_t rdma_recv(struct mig_stream *s, void *buf, size_t len)
+static ssize_t recv_locked(struct mig_stream *s, struct rdma_conn *c,
+			   void *buf, size_t len)
 {
-	struct rdma_conn *c = s->priv;
 	size_t got = 0;
 	int rc;
 
-	if (c == NULL) {
-		return -ENOTCONN;
-	}
 	while (c->rxq_count == 0) {
 		if (c->peer_gone) {
 			/* A last look: data that came before the disconnect. */
@@ -589,7 +637,7 @@ static ssize_t rdma_recv(struct mig_stream *s, void *buf, size_t len)
 			}
 			break;
 		}
-		rc = progress(s, c, true, "receiving");
+		rc = progress(s, c, true, DIR_RECV);
 		if (rc < 0) {
 			return rc;
 		}
@@ -625,6 +673,34 @@ static ssize_t rdma_recv(struct mig_stream *s, void *buf, size_t len)
 	return (ssize_t)got;
 }
 
+static int rdma_send(struct mig_stream *s, const struct iovec *iov, int iovcnt)
+{
+	struct rdma_conn *c = s->priv;
+	int rc;
+
+	if (c == NULL) {
+		return -ENOTCONN;
+	}
+	pthread_mutex_lock(&c->lock);
+	rc = send_locked(s, c, iov, iovcnt);
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+static ssize_t rdma_recv(struct mig_stream *s, void *buf, size_t len)
+{
+	struct rdma_conn *c = s->priv;
+	ssize_t n;
+
+	if (c == NULL) {
+		return -ENOTCONN;
+	}
+	pthread_mutex_lock(&c->lock);
+	n = recv_locked(s, c, buf, len);
+	pthread_mutex_unlock(&c->lock);
+	return n;
+}
+
 static void rdma_close(struct mig_stream *s)
 {
 	struct rdma_conn *c = s->priv;
@@ -655,6 +731,18 @@ static struct rdma_conn *conn_new(void)
 {
 	struct rdma_conn *c = calloc(1, sizeof(*c));
 
+	if (c == NULL) {
+		return NULL;
+	}
+	pthread_mutex_init(&c->lock, NULL);
+	c->wake[0] = c->wake[1] = -1;
+	for (int i = 0; i < DIR_MAX; i++) {
+		c->wake[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (c->wake[i] < 0) {
+			conn_destroy(c);
+			return NULL;
+		}
+	}
 	return c;
 }
 

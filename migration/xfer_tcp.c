@@ -14,6 +14,12 @@
  * loopback, see bench/README.md). Sent records are flushed at the end of
  * every tcp_send() and after any receive that made GnuTLS answer (a TLS
  * 1.3 key update), so nothing waits in the buffer.
+ *
+ * One thread may send while another receives (GnuTLS allows one
+ * gnutls_record_send() and one gnutls_record_recv() at a time on a
+ * session). The write buffer is the only state both may touch: the
+ * receiving thread writes into it when GnuTLS answers a record, so it is
+ * guarded by wlock. The read-ahead buffer belongs to the receiver.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -21,6 +27,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +54,7 @@ struct tcp_conn {
 	int io_errno;       /* of the last failed recv() or send() */
 	uint8_t *rbuf;      /* ciphertext read ahead: rbuf[roff..rlen) */
 	size_t roff, rlen;
+	pthread_mutex_t wlock; /* wbuf and wlen */
 	uint8_t *wbuf;      /* ciphertext not sent yet: wbuf[0..wlen) */
 	size_t wlen;
 };
@@ -166,8 +174,9 @@ static int tls_pull_timeout(gnutls_transport_ptr_t p, unsigned int ms)
 	return rc == 0 ? 1 : -1;
 }
 
-/* Sends what the buffer holds, waiting as the stream allows. */
-static int tls_flush(struct tcp_conn *c)
+/* Sends what the buffer holds, waiting as the stream allows. The caller
+ * holds wlock. */
+static int tls_flush_locked(struct tcp_conn *c)
 {
 	size_t off = 0;
 
@@ -196,9 +205,38 @@ static int tls_flush(struct tcp_conn *c)
 	return 0;
 }
 
-static ssize_t tls_push(gnutls_transport_ptr_t p, const giovec_t *iov, int n)
+static int tls_flush(struct tcp_conn *c)
 {
-	struct tcp_conn *c = p;
+	int rc;
+
+	pthread_mutex_lock(&c->wlock);
+	rc = tls_flush_locked(c);
+	pthread_mutex_unlock(&c->wlock);
+	return rc;
+}
+
+/*
+ * The receiving thread's flush of what GnuTLS answered. When the sending
+ * thread holds the lock it is in tls_push() (and flushes at the end of its
+ * tls_send()) or in a flush that started after our answer went into the
+ * buffer: either way the answer goes out without us.
+ */
+static int tls_flush_from_recv(struct tcp_conn *c)
+{
+	int rc = 0;
+
+	if (pthread_mutex_trylock(&c->wlock) != 0) {
+		return 0;
+	}
+	if (c->wlen > 0) {
+		rc = tls_flush_locked(c);
+	}
+	pthread_mutex_unlock(&c->wlock);
+	return rc;
+}
+
+static ssize_t tls_push_locked(struct tcp_conn *c, const giovec_t *iov, int n)
+{
 	size_t total = 0;
 
 	for (int i = 0; i < n; i++) {
@@ -216,7 +254,7 @@ static ssize_t tls_push(gnutls_transport_ptr_t p, const giovec_t *iov, int n)
 		}
 		return w;
 	}
-	if (c->wlen + total > TLS_IOBUF && tls_flush(c) < 0) {
+	if (c->wlen + total > TLS_IOBUF && tls_flush_locked(c) < 0) {
 		gnutls_transport_set_errno(c->tls, EIO);
 		return -1;
 	}
@@ -234,7 +272,7 @@ static ssize_t tls_push(gnutls_transport_ptr_t p, const giovec_t *iov, int n)
 				memcpy(c->wbuf, (const uint8_t *)iov[i].iov_base + off, k);
 				c->wlen = k;
 				off += k;
-				if (tls_flush(c) < 0) {
+				if (tls_flush_locked(c) < 0) {
 					gnutls_transport_set_errno(c->tls, EIO);
 					return -1;
 				}
@@ -247,6 +285,17 @@ static ssize_t tls_push(gnutls_transport_ptr_t p, const giovec_t *iov, int n)
 		c->wlen += iov[i].iov_len;
 	}
 	return (ssize_t)total;
+}
+
+static ssize_t tls_push(gnutls_transport_ptr_t p, const giovec_t *iov, int n)
+{
+	struct tcp_conn *c = p;
+	ssize_t rc;
+
+	pthread_mutex_lock(&c->wlock);
+	rc = tls_push_locked(c, iov, n);
+	pthread_mutex_unlock(&c->wlock);
+	return rc;
 }
 
 /* ---- TLS ---------------------------------------------------------------- */
@@ -443,6 +492,7 @@ static void conn_free(struct tcp_conn *c)
 	}
 	free(c->rbuf);
 	free(c->wbuf);
+	pthread_mutex_destroy(&c->wlock);
 	if (c->fd >= 0) {
 		/* Unread bytes would make close() send a reset, which can
 		 * overtake what we sent last (a TLS alert, an ABORT): take
@@ -457,6 +507,18 @@ static void conn_free(struct tcp_conn *c)
 		close(c->fd);
 	}
 	free(c);
+}
+
+static struct tcp_conn *conn_new(int fd)
+{
+	struct tcp_conn *c = calloc(1, sizeof(*c));
+
+	if (c == NULL) {
+		return NULL;
+	}
+	c->fd = fd;
+	pthread_mutex_init(&c->wlock, NULL);
+	return c;
 }
 
 /* Socket set up: TLS when asked. On failure frees @c. */
@@ -626,13 +688,12 @@ static int tcp_accept(struct mig_listener *l, int timeout_ms,
 		}
 	}
 	addr_str((struct sockaddr *)&ss, s->peer, sizeof(s->peer));
-	c = calloc(1, sizeof(*c));
+	c = conn_new(fd);
 	if (c == NULL) {
 		close(fd);
 		mig_set_err(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
-	c->fd = fd;
 	/* The handshake of an accepted peer is bounded by the I/O timeout,
 	 * not by how long we waited for it. */
 	return conn_start(s, c, (int)s->opts.io_timeout_ms, err, errlen);
@@ -742,13 +803,12 @@ static int tcp_connect(struct mig_stream *s, const char *addr, uint16_t port,
 			    strerror(-rc));
 		return rc;
 	}
-	c = calloc(1, sizeof(*c));
+	c = conn_new(fd);
 	if (c == NULL) {
 		close(fd);
 		mig_set_err(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
-	c->fd = fd;
 	now = mig_now_us() / 1000u;
 	return conn_start(s, c, now >= deadline ? 0 : (int)(deadline - now), err,
 			  errlen);
@@ -884,7 +944,7 @@ static ssize_t tcp_recv(struct mig_stream *s, void *buf, size_t len)
 
 		if (c->tls != NULL) {
 			n = gnutls_record_recv(c->tls, buf, len);
-			if (c->wlen > 0 && tls_flush(c) < 0) {
+			if (tls_flush_from_recv(c) < 0) {
 				/* GnuTLS answered something (key update) */
 				return tls_io_fail(s, c, GNUTLS_E_PUSH_ERROR,
 						   "send");
@@ -933,13 +993,10 @@ static void tcp_close(struct mig_stream *s)
 	if (c->tls != NULL && !s->broken) {
 		/* close_notify, best effort and bounded by
 		 * TLS_BYE_TIMEOUT_MS; the peer's answer is not awaited. */
-		uint32_t saved = s->opts.io_timeout_ms;
-
-		s->opts.io_timeout_ms = TLS_BYE_TIMEOUT_MS;
+		atomic_store(&s->send_timeout_ms, TLS_BYE_TIMEOUT_MS);
 		if (gnutls_bye(c->tls, GNUTLS_SHUT_WR) == 0) {
 			tls_flush(c);
 		}
-		s->opts.io_timeout_ms = saved;
 	}
 	conn_free(c);
 	s->priv = NULL;

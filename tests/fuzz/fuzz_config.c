@@ -106,6 +106,13 @@ static void check_values(const struct ha_config *cfg)
 			FUZZ_ASSERT(strnlen(p, o->size) < o->size);
 			FUZZ_ASSERT(ha_log_priority_parse(p) >= 0);
 			break;
+		case HA_OPT_BOOL:
+			FUZZ_ASSERT(*(const uint8_t *)p <= 1);
+			break;
+		case HA_OPT_CHOICE:
+			FUZZ_ASSERT(strnlen(p, o->size) <= o->max);
+			FUZZ_ASSERT(strstr(o->choices, p) != NULL && p[0] != 0);
+			break;
 		default:
 			FUZZ_ASSERT(!"option of unknown type");
 		}
@@ -122,6 +129,10 @@ static int same_values(const struct ha_config *a, const struct ha_config *b)
 			if (*(const uint32_t *)pa != *(const uint32_t *)pb) {
 				return 0;
 			}
+		} else if (o->type == HA_OPT_BOOL) {
+			if (*(const bool *)pa != *(const bool *)pb) {
+				return 0;
+			}
 		} else if (strcmp(pa, pb) != 0) {
 			return 0;
 		}
@@ -135,7 +146,7 @@ static int printable_as_ini(const struct ha_config *cfg, const char *text,
 	const char *line = text;
 
 	for (const struct ha_opt *o = ha_config_options(); o->name; o++) {
-		if (o->type != HA_OPT_UINT &&
+		if (o->type != HA_OPT_UINT && o->type != HA_OPT_BOOL &&
 		    ((const char *)cfg + o->offset)[0] == ';') {
 			return 0;
 		}

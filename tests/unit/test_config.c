@@ -101,12 +101,16 @@ static void test_table(void)
 			CHECK(o->max <= UINT32_MAX);
 		} else if (o->type == HA_OPT_STR) {
 			CHECK(o->max == o->size - 1);
+		} else if (o->type == HA_OPT_BOOL) {
+			CHECK(o->size == sizeof(bool));
+		} else if (o->type == HA_OPT_CHOICE) {
+			CHECK(o->choices != NULL && o->max == o->size - 1);
 		}
 		snprintf(text, sizeof(text), "[%s]\n%s = %s\n", o->section,
 			 o->name, o->def);
 		CHECK_EQ_INT(load(text, &cfg, err, sizeof(err)), 0);
 	}
-	CHECK_EQ_INT(n, 16); /* update with the option table */
+	CHECK_EQ_INT(n, 19); /* update with the option table */
 }
 
 static void test_values(void)
@@ -141,6 +145,29 @@ static void test_values(void)
 	CHECK_EQ_INT(cfg.usage_interval_ms, 600000);
 	CHECK(strcmp(cfg.criu_path, "/usr/local/sbin/criu") == 0);
 	CHECK(strcmp(cfg.qemu_path, "/usr/bin/qemu-kvm") == 0);
+
+	/* migration: defaults, then every spelling of a boolean */
+	CHECK(strcmp(cfg.mig_key_file, "/etc/hactl/cluster.key") == 0);
+	CHECK(cfg.mig_encrypt);
+	CHECK(strcmp(cfg.mig_transport, "tcp") == 0);
+	{
+		static const char *const no[] = { "false", "no", "off", "0" };
+		static const char *const yes[] = { "true", "yes", "on", "1" };
+		char text[128];
+
+		for (size_t i = 0; i < HA_ARRAY_SIZE(no); i++) {
+			snprintf(text, sizeof(text), "[migration]\nencrypt = %s\n", no[i]);
+			CHECK_EQ_INT(load(text, &cfg, err, sizeof(err)), 0);
+			CHECK(!cfg.mig_encrypt);
+			snprintf(text, sizeof(text), "[migration]\nencrypt = %s\n", yes[i]);
+			CHECK_EQ_INT(load(text, &cfg, err, sizeof(err)), 0);
+			CHECK(cfg.mig_encrypt);
+		}
+	}
+	CHECK_EQ_INT(load("[migration]\ntransport = rdma\nkey_file = /k\n", &cfg, err,
+			  sizeof(err)), 0);
+	CHECK(strcmp(cfg.mig_transport, "rdma") == 0);
+	CHECK(strcmp(cfg.mig_key_file, "/k") == 0);
 
 	/* Bounds are inclusive at both ends. */
 	CHECK_EQ_INT(load("[coordinator]\nrequest_timeout_ms = 600000\n"
@@ -180,6 +207,18 @@ static void test_values(void)
 static void test_errors(void)
 {
 	char text[512];
+
+	/* booleans and words */
+	EXPECT_ERROR("[migration]\nencrypt = maybe\n", 2,
+		     "migration.encrypt: 'maybe' is not true or false");
+	EXPECT_ERROR("[migration]\nencrypt =\n", 2,
+		     "migration.encrypt: '' is not true or false");
+	EXPECT_ERROR("[migration]\ntransport = udp\n", 2,
+		     "migration.transport: 'udp' is not one of tcp|rdma");
+	EXPECT_ERROR("[migration]\ntransport = tc\n", 2,
+		     "migration.transport: 'tc' is not one of tcp|rdma");
+	EXPECT_ERROR("[migration]\ntransport =\n", 2,
+		     "migration.transport: '' is not one of tcp|rdma");
 
 	/* numbers */
 	EXPECT_ERROR("[coordinator]\nrequest_timeout_ms = 99\n", 2,

@@ -327,6 +327,128 @@ static void test_pump_and_cancel(void)
 	CHECK_EQ_INT(srv.bytes, pr.bytes);
 }
 
+/* ---- both directions at once -------------------------------------------- */
+
+/* One thread sends while another receives on each end (the agents relay
+ * a driver's socket this way): the two share the queue pair, the
+ * completion queue and the credits. */
+struct duplex {
+	struct mig_stream *s;
+	uint64_t bytes, seed;
+	uint32_t crc;
+	int rc;
+};
+
+static void *duplex_sender(void *arg)
+{
+	struct duplex *d = arg;
+	uint8_t *buf = malloc(MIG_CHUNK_DEFAULT_LEN);
+	size_t max = mig_stream_max_send(d->s);
+	uint64_t left = d->bytes, st = d->seed;
+
+	while (left > 0 && d->rc == 0) {
+		size_t n = (size_t)(st % max) + 1;
+
+		if (n > left) {
+			n = (size_t)left;
+		}
+		fill_random(buf, n, &st);
+		d->crc = mig_crc32c(d->crc, buf, n);
+		d->rc = mig_stream_send_chunk(d->s, MIG_CHUNK_DATA, 0, buf, n);
+		left -= n;
+	}
+	if (d->rc == 0) {
+		d->rc = mig_stream_send_end(d->s);
+	}
+	free(buf);
+	return NULL;
+}
+
+static int duplex_receive(struct mig_stream *s, struct duplex *d)
+{
+	uint8_t *buf = malloc(MIG_CHUNK_MAX_LEN);
+	struct mig_chunk_hdr h;
+	int rc = 0;
+
+	for (;;) {
+		ssize_t n = mig_stream_recv_chunk(s, &h, buf, MIG_CHUNK_MAX_LEN);
+
+		if (n < 0) {
+			rc = (int)n;
+			break;
+		}
+		if (h.type == MIG_CHUNK_END) {
+			break;
+		}
+		d->crc = mig_crc32c(d->crc, buf, (size_t)n);
+		d->bytes += (uint64_t)n;
+	}
+	free(buf);
+	return rc;
+}
+
+struct duplex_side {
+	struct mig_listener *l;
+	struct mig_stream *s; /* the client's, or NULL: accept one */
+	struct duplex out, in;
+	int rc;
+};
+
+static void *duplex_side_main(void *arg)
+{
+	struct duplex_side *x = arg;
+	char err[256];
+	pthread_t t;
+
+	if (x->s == NULL &&
+	    (x->rc = mig_listener_accept(x->l, 10000, &x->s, err, sizeof(err))) < 0) {
+		fprintf(stderr, "rdma duplex accept: %s\n", err);
+		return NULL;
+	}
+	x->out.s = x->s;
+	pthread_create(&t, NULL, duplex_sender, &x->out);
+	x->rc = duplex_receive(x->s, &x->in);
+	pthread_join(t, NULL);
+	if (x->rc < 0 || x->out.rc < 0) {
+		fprintf(stderr, "rdma duplex: %s\n", mig_stream_errmsg(x->s));
+	}
+	return NULL;
+}
+
+static void test_duplex(uint64_t bytes)
+{
+	struct duplex_side srv = { .out = { .bytes = bytes + 3, .seed = 5 } };
+	struct duplex_side cli = { .out = { .bytes = bytes, .seed = 6 } };
+	struct mig_opts o;
+	char err[256] = "";
+	pthread_t t;
+
+	rdma_opts(&o);
+	CHECK_EQ_INT(mig_listen(&o, addr, 0, &srv.l, err, sizeof(err)), 0);
+	if (srv.l == NULL) {
+		return;
+	}
+	pthread_create(&t, NULL, duplex_side_main, &srv);
+	CHECK_EQ_INT(mig_connect(&o, addr, mig_listener_port(srv.l), 5000, &cli.s, err,
+				 sizeof(err)), 0);
+	if (cli.s != NULL) {
+		duplex_side_main(&cli);
+	}
+	pthread_join(t, NULL);
+	CHECK_EQ_INT(cli.rc, 0);
+	CHECK_EQ_INT(cli.out.rc, 0);
+	CHECK_EQ_INT(srv.rc, 0);
+	CHECK_EQ_INT(srv.out.rc, 0);
+	CHECK_EQ_INT(srv.in.bytes, bytes);
+	CHECK_EQ_INT(srv.in.crc, cli.out.crc);
+	CHECK_EQ_INT(cli.in.bytes, bytes + 3);
+	CHECK_EQ_INT(cli.in.crc, srv.out.crc);
+	printf("rdma duplex: %llu bytes each way\n", (unsigned long long)bytes);
+	mig_stream_free(cli.s);
+	mig_stream_free(srv.s);
+	mig_listener_free(srv.l);
+}
+
 int main(void)
 {
 	struct mig_rdma_probe p;
@@ -387,6 +509,7 @@ int main(void)
 	test_big(64 * MIB, 0);
 	test_big(16 * MIB, 50u * 1000 * 1000);
 	test_pump_and_cancel();
+	test_duplex(32 * MIB + 1);
 	unlink(keyfile);
 	CHECK_EQ_INT(count_fds(), fds);
 	return ha_test_done("test_migration_rdma");

@@ -1284,6 +1284,201 @@ static void test_pump_protocol(void)
 	mig_stream_free(srv.keep);
 }
 
+/* ---- both directions at once -------------------------------------------- */
+
+/*
+ * One thread sends while another receives on the same stream, on both
+ * ends (the agent relays a driver's socket this way): DATA of random
+ * sizes each way with a checksum, END, plus an ABORT from the receiving
+ * thread of a stream whose sender is busy.
+ */
+struct duplex {
+	struct mig_stream *s;
+	uint64_t bytes;
+	uint64_t seed;
+	uint32_t crc;
+	int rc;
+};
+
+static void *duplex_sender(void *arg)
+{
+	struct duplex *d = arg;
+	uint8_t *buf = malloc(MIG_CHUNK_DEFAULT_LEN);
+	uint64_t left = d->bytes, st = d->seed;
+	size_t max = mig_stream_max_send(d->s);
+
+	while (left > 0 && d->rc == 0) {
+		/* sizes from 1 byte to a full chunk */
+		size_t n = (size_t)(st % max) + 1;
+
+		if (n > left) {
+			n = (size_t)left;
+		}
+		fill_random(buf, n, &st);
+		d->crc = mig_crc32c(d->crc, buf, n);
+		d->rc = mig_stream_send_chunk(d->s, MIG_CHUNK_DATA, 0, buf, n);
+		left -= n;
+	}
+	if (d->rc == 0) {
+		d->rc = mig_stream_send_end(d->s);
+	}
+	free(buf);
+	return NULL;
+}
+
+/* Receives DATA until END into d->crc and d->bytes. */
+static int duplex_receive(struct mig_stream *s, struct duplex *d)
+{
+	uint8_t *buf = malloc(MIG_CHUNK_MAX_LEN);
+	struct mig_chunk_hdr h;
+	int rc = 0;
+
+	for (;;) {
+		ssize_t n = mig_stream_recv_chunk(s, &h, buf, MIG_CHUNK_MAX_LEN);
+
+		if (n < 0) {
+			rc = (int)n;
+			break;
+		}
+		if (h.type == MIG_CHUNK_END) {
+			break;
+		}
+		d->crc = mig_crc32c(d->crc, buf, (size_t)n);
+		d->bytes += (uint64_t)n;
+	}
+	free(buf);
+	return rc;
+}
+
+struct duplex_pair {
+	struct duplex out, in;
+};
+
+static void srv_duplex(struct server *srv, struct mig_stream *s)
+{
+	struct duplex_pair *p = srv->arg;
+	pthread_t t;
+
+	p->out.s = s;
+	pthread_create(&t, NULL, duplex_sender, &p->out);
+	srv->rc = duplex_receive(s, &p->in);
+	pthread_join(t, NULL);
+	snprintf(srv->errmsg, sizeof(srv->errmsg), "%s", mig_stream_errmsg(s));
+}
+
+static void duplex_case(const struct mig_opts *o, uint64_t bytes, const char *what)
+{
+	struct duplex_pair sp = { .out = { .bytes = bytes + 7, .seed = 5 } };
+	struct duplex out = { .bytes = bytes, .seed = 11 }, in = { 0 };
+	struct mig_counters c;
+	struct server srv;
+	struct mig_stream *s = NULL;
+	char err[256];
+	pthread_t t;
+	uint16_t port = server_start(&srv, o, srv_duplex, &sp);
+	int rc;
+
+	CHECK_EQ_INT(mig_connect(o, LOOP, port, 5000, &s, err, sizeof(err)), 0);
+	if (s == NULL) {
+		fprintf(stderr, "duplex %s: %s\n", what, err);
+		server_join(&srv);
+		return;
+	}
+	out.s = s;
+	pthread_create(&t, NULL, duplex_sender, &out);
+	rc = duplex_receive(s, &in);
+	pthread_join(t, NULL);
+	CHECK_EQ_INT(rc, 0);
+	CHECK_EQ_INT(out.rc, 0);
+	if (rc != 0 || out.rc != 0) {
+		fprintf(stderr, "duplex %s: %s\n", what, mig_stream_errmsg(s));
+	}
+	mig_stream_counters(s, &c);
+	/* the HELLOs count too */
+	CHECK_EQ_INT(c.payload_sent, bytes + MIG_HELLO_LEN);
+	CHECK_EQ_INT(c.payload_recv, bytes + 7 + MIG_HELLO_LEN);
+	CHECK_EQ_INT(c.rejected, 0);
+	mig_stream_free(s);
+	server_join(&srv);
+	CHECK_EQ_INT(srv.rc, 0);
+	CHECK_EQ_INT(sp.out.rc, 0);
+	if (srv.rc != 0) {
+		fprintf(stderr, "duplex %s server: %s\n", what, srv.errmsg);
+	}
+	/* each direction arrived whole */
+	CHECK_EQ_INT(sp.in.bytes, bytes);
+	CHECK_EQ_INT(sp.in.crc, out.crc);
+	CHECK_EQ_INT(in.bytes, bytes + 7);
+	CHECK_EQ_INT(in.crc, sp.out.crc);
+	printf("duplex %s: %llu bytes each way\n", what, (unsigned long long)bytes);
+}
+
+/* The server sends without end; the client's receiving thread aborts
+ * while its sending thread is busy; the server sees the reason. */
+static void srv_flood(struct server *srv, struct mig_stream *s)
+{
+	struct duplex d = { .s = s, .bytes = 1ull << 40, .seed = 3 };
+	pthread_t t;
+	struct duplex in = { 0 };
+
+	pthread_create(&t, NULL, duplex_sender, &d);
+	srv->rc = duplex_receive(s, &in);
+	mig_stream_cancel(s); /* stops the flood */
+	pthread_join(t, NULL);
+	snprintf(srv->errmsg, sizeof(srv->errmsg), "%s", mig_stream_errmsg(s));
+}
+
+static void duplex_abort_case(const struct mig_opts *o)
+{
+	struct duplex out = { .bytes = 1ull << 40, .seed = 9 };
+	struct server srv;
+	struct mig_stream *s = NULL;
+	struct mig_chunk_hdr h;
+	uint8_t *buf = malloc(MIG_CHUNK_MAX_LEN);
+	char err[256];
+	pthread_t t;
+	uint16_t port = server_start(&srv, o, srv_flood, NULL);
+
+	CHECK_EQ_INT(mig_connect(o, LOOP, port, 5000, &s, err, sizeof(err)), 0);
+	if (s == NULL) {
+		server_join(&srv);
+		free(buf);
+		return;
+	}
+	out.s = s;
+	pthread_create(&t, NULL, duplex_sender, &out);
+	for (int i = 0; i < 20; i++) {
+		CHECK(mig_stream_recv_chunk(s, &h, buf, MIG_CHUNK_MAX_LEN) >= 0);
+	}
+	CHECK_EQ_INT(mig_stream_abort(s, EIO, "the driver failed"), 0);
+	pthread_join(t, NULL);
+	/* the sender stopped at the abort, with the abort's error */
+	CHECK_EQ_INT(out.rc, -EIO);
+	CHECK_EQ_INT(mig_stream_error(s), -EIO);
+	mig_stream_free(s);
+	server_join(&srv);
+	CHECK_EQ_INT(srv.rc, -ECONNABORTED);
+	if (strstr(srv.errmsg, "peer aborted: the driver failed") == NULL) {
+		fprintf(stderr, "duplex abort: server says \"%s\"\n", srv.errmsg);
+		CHECK(0);
+	}
+	free(buf);
+}
+
+static void test_duplex(void)
+{
+	struct mig_opts o;
+
+	opts_plain(&o);
+	o.checksum = true;
+	duplex_case(&o, 48 * MIB + 3, "plain");
+	opts_key(&o, true, key_a);
+	duplex_case(&o, 48 * MIB + 3, "tls");
+	duplex_abort_case(&o);
+	opts_plain(&o);
+	duplex_abort_case(&o);
+}
+
 int main(void)
 {
 	int fds;
@@ -1308,6 +1503,7 @@ int main(void)
 	test_big();
 	test_pumps();
 	test_pump_protocol();
+	test_duplex();
 	CHECK_EQ_INT(count_fds(), fds);
 
 	{

@@ -1,0 +1,91 @@
+/*
+ * agent_mig.h - the agents' end of a live migration stream: a migration/
+ * stream (TLS with the cluster key, or plain, or RDMA) to the peer agent,
+ * the identity of the transaction in a CONTROL chunk, and a relay between
+ * that stream and one end of a socketpair that the guest's driver reads
+ * and writes as if it were the connection itself (docs/migration.md).
+ *
+ * The drivers' protocols go both ways (the container destination answers
+ * "ok", QEMU may use a return path), so the relay runs one thread per
+ * direction. Each direction ends with an END chunk when the local driver's
+ * side is shut down; an idle direction carries an empty DATA chunk every
+ * second, so that the peer's I/O timeout only fires when the peer is gone.
+ */
+#ifndef HA_AGENT_MIG_H
+#define HA_AGENT_MIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "migration.h"
+
+/* What one migration stream is for. */
+struct agent_mig_params {
+	const struct ha_config *cfg;   /* [migration] key_file, encrypt, transport */
+	const char *guest;
+	uint64_t id;                   /* the cluster's transaction id */
+	const char *transport;         /* "tcp", "rdma"; NULL or "": the config's */
+	uint64_t rate;                 /* payload bytes/s source to destination, 0 = none */
+};
+
+struct agent_mig_xfer;
+
+/*
+ * Destination: listens on every address, any port, with the configured
+ * key and transport. Returns 0 and *out (freed with mig_listener_free()),
+ * or -errno with "what: why" in @err (e.g. the key file's problem).
+ */
+int agent_mig_listen(const struct agent_mig_params *p, struct mig_listener **out,
+		     char *err, size_t errlen);
+
+/*
+ * Destination: waits up to @timeout_ms for the source of transaction @p,
+ * runs the handshakes and answers its CONTROL hello. Peers that fail the
+ * key exchange or name another transaction are refused and waited past
+ * (logged); the last refusal is in @err when none came. Returns 0 and *out.
+ */
+int agent_mig_accept(struct mig_listener *l, const struct agent_mig_params *p,
+		     int timeout_ms, struct agent_mig_xfer **out, char *err, size_t errlen);
+
+/*
+ * Source: connects to @addr:@port, sends the CONTROL hello and reads the
+ * destination's. Returns 0 and *out, or -errno with "peer: what" in @err.
+ */
+int agent_mig_connect(const struct agent_mig_params *p, const char *addr, uint16_t port,
+		      struct agent_mig_xfer **out, char *err, size_t errlen);
+
+/*
+ * Starts the relay; *driver_fd is the end the driver gets (owned by @x:
+ * do not close it). Returns 0 or -errno with the reason in @err.
+ */
+int agent_mig_relay_start(struct agent_mig_xfer *x, int *driver_fd, char *err,
+			  size_t errlen);
+
+/*
+ * After the driver returned @driver_rc (with @driver_err): on success,
+ * ends the local direction and waits for the peer's END (its driver is
+ * done too); on failure, tells the peer why (ABORT) and stops the relay.
+ * Returns 0, or the first error of the migration (the stream's, the
+ * relay's or the driver's, whichever came first) with its message in
+ * @err.
+ */
+int agent_mig_finish(struct agent_mig_xfer *x, int driver_rc, const char *driver_err,
+		     char *err, size_t errlen);
+
+/* Stops everything soon: the driver sees its socket shut down and the
+ * stream fails with -ECANCELED. Any thread, while @x lives. */
+void agent_mig_cancel(struct agent_mig_xfer *x);
+
+/* Counters of the stream; any thread, while @x lives. */
+void agent_mig_counters(const struct agent_mig_xfer *x, struct mig_counters *c);
+
+/* "TLS1.3 AES-128-GCM", "plain", "rdma". Valid while @x lives. */
+const char *agent_mig_cipher(const struct agent_mig_xfer *x);
+const char *agent_mig_transport(const struct agent_mig_xfer *x);
+
+/* Stops the relay if it runs, closes the stream; accepts NULL. */
+void agent_mig_free(struct agent_mig_xfer *x);
+
+#endif
