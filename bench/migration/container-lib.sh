@@ -144,7 +144,7 @@ on_host() { # on_host A|B CMD...: in HOST's network namespace, with its cgroup p
 # hierarchy the driver uses; v2: the one)
 cg_dirs() {
 	local c
-	if [ $CG_V2 = 1 ]; then
+	if [ "$CG_V2" = 1 ]; then
 		echo "/sys/fs/cgroup/${HOST_CG[$1]}/$GUEST"
 	else
 		for c in memory pids cpu cpuacct freezer; do
@@ -153,7 +153,7 @@ cg_dirs() {
 	fi
 }
 freezer_dir() { # the guest's freezer directory on HOST (v2: the cgroup)
-	if [ $CG_V2 = 1 ]; then
+	if [ "$CG_V2" = 1 ]; then
 		echo "/sys/fs/cgroup/${HOST_CG[$1]}/$GUEST"
 	else
 		echo "/sys/fs/cgroup/freezer/${HOST_CG[$1]}/$GUEST"
