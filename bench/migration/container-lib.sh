@@ -39,13 +39,15 @@ RUNS=5
 SIZES="16M 256M"
 DIRTY=1M
 WARMUP_S=3
+PAGE_SERVER=0
 while [ $# -gt 0 ]; do
 	case $1 in
 	--runs) RUNS=$2; shift 2 ;;
 	--sizes) SIZES=$2; shift 2 ;;
 	--dirty) DIRTY=$2; shift 2 ;;
 	--warmup) WARMUP_S=$2; shift 2 ;;
-	*) echo "usage: $0 [--runs 5] [--sizes \"16M 256M\"] [--dirty 1M] [--warmup 3]" >&2
+	--page-server) PAGE_SERVER=1; shift ;; # container-criu only
+	*) echo "usage: $0 [--runs 5] [--sizes \"16M 256M\"] [--dirty 1M] [--warmup 3] [--page-server]" >&2
 	   exit 2 ;;
 	esac
 done
