@@ -10,17 +10,18 @@
  *                                        overlay (rootfs + shared upper)
  *   [precopy: rounds of CRIU pre-dumps,
  *    each streamed while the guest runs]
- *   freeze the cgroup                    |
- *   veth off the bridge                  |
- *   CRIU dump, leave_running (frozen)    |
+ *   CRIU dump, leave_running; at its     |
+ *   "pre-dump" notification: freeze the  |
+ *   cgroup, veth off the bridge          |
  *   stream the images  ----------------> writes them to run_dir/mig-in.*
  *                                        CRIU restore, frozen at
  *                                        "pre-resume", veth off the bridge
  *   the guest stays frozen  <----- "ok"  the guest stays frozen
  *
  *   migrate_finish(commit):  kill + clean     veth on the bridge, thaw,
- *                                             gratuitous ARP
- *   migrate_finish(abort):   veth back, thaw  kill + clean
+ *                                             gratuitous ARP, images removed
+ *   migrate_finish(abort):   veth back, thaw, kill + clean
+ *                            images removed
  *
  * The writable layer is never copied (both hosts mount it) and never
  * removed here. Both copies keep their veth off the bridge while frozen:
@@ -610,16 +611,17 @@ static int ack_parse(const char *line, const char *name, char *err)
 /* ---- CRIU ---------------------------------------------------------------------- */
 
 /* A pre-dump (memory only, the guest keeps running) or the final dump,
- * on top of @parent (relative to @images, NULL = none). */
+ * on top of @parent (relative to @images, NULL = none); @notify (may be
+ * NULL) gets CRIU's notifications. */
 static int mig_dump(const struct ctr_ckpt_target *t, const char *images, bool pre,
-		    const char *parent, char *err)
+		    const char *parent, agent_criu_notify_fn notify, void *opaque, char *err)
 {
 	char veth[64], mnt[64];
 	const char *external[2];
 	size_t n_ext = 0;
 	struct agent_criu_dump_opts o = {
 		.c = { .images_dir = images, .log_file = pre ? "pre-dump.log" : "dump.log",
-		       .timeout_ms = MIG_CRIU_MS },
+		       .timeout_ms = MIG_CRIU_MS, .notify = notify, .notify_opaque = opaque },
 		.pid = t->pid,
 		.pre_dump = pre,
 		.leave_running = !pre,
@@ -1055,7 +1057,48 @@ struct mig_src {
 	char *buf;
 	uint32_t rounds;           /* pre-copy rounds sent */
 	uint32_t max_downtime_ms;
+	/* the switch-over: set by src_freeze() */
+	bool freeze_tried;
+	bool frozen;
+	bool detached;
+	uint64_t t_freeze;         /* ha_mono_ms(), 0 = not yet */
+	int freeze_rc;
+	char freeze_err[AGENT_ERR_LEN];
 };
+
+/* Downtime from here: the guest is frozen, and off the network before
+ * CRIU looks at its sockets. */
+static int src_freeze(struct mig_src *s)
+{
+	int rc;
+
+	s->freeze_tried = true;
+	s->t_freeze = ha_mono_ms();
+	rc = ctr_cgroup_freeze(s->t.cg, true, MIG_FREEZE_MS, s->freeze_err);
+	s->frozen = rc == 0;
+	if (rc == 0 && s->t.spec->ip) {
+		rc = veth_detach(s->t.veth, s->t.spec->bridge, s->freeze_err);
+		s->detached = rc == 0;
+	}
+	s->freeze_rc = rc;
+	return rc;
+}
+
+/*
+ * The final dump's "pre-dump" notification comes once CRIU has started
+ * (exec, its kernel checks, the request) and before it looks at the tree:
+ * freezing there keeps CRIU's start-up out of the downtime. CRIU finds
+ * the cgroup frozen and, dumping with leave_running, keeps it so.
+ */
+static int src_dump_notify(const struct agent_criu_notify *n, void *opaque)
+{
+	struct mig_src *s = opaque;
+
+	if (strcmp(n->script, "pre-dump") != 0 || s->freeze_tried) {
+		return 0;
+	}
+	return src_freeze(s);
+}
 
 /*
  * Pre-copy rounds while the guest runs: each a CRIU pre-dump (the pages
@@ -1080,7 +1123,7 @@ static int precopy(struct mig_src *s, char *err)
 		if (mkdir(dir, 0700) < 0) {
 			return ctr_err(err, -errno, "migrate: mkdir %s: %s", dir, strerror(errno));
 		}
-		rc = mig_dump(&s->t, dir, true, r > 1 ? parent : NULL, err);
+		rc = mig_dump(&s->t, dir, true, r > 1 ? parent : NULL, NULL, NULL, err);
 		if (rc == 0) {
 			rc = round_list(dir, &mr, err);
 		}
@@ -1157,7 +1200,16 @@ static int src_final(struct mig_src *s, char *err)
 	if (mkdir(dir, 0700) < 0) {
 		return ctr_err(err, -errno, "migrate: mkdir %s: %s", dir, strerror(errno));
 	}
-	rc = mig_dump(&s->t, dir, false, s->rounds ? parent : NULL, err);
+	rc = mig_dump(&s->t, dir, false, s->rounds ? parent : NULL, src_dump_notify, s, err);
+	if (s->freeze_rc < 0) {
+		return ctr_err(err, s->freeze_rc, "migrate %s: %s", s->t.spec->name,
+			       s->freeze_err);
+	}
+	if (rc == 0 && (!s->frozen || !ctr_cgroup_frozen(s->t.cg))) {
+		/* The guest ran on after the dump: these images are stale. */
+		return ctr_err(err, -EIO, "migrate %s: the guest was not frozen for the dump "
+			       "(no pre-dump notification from CRIU)", s->t.spec->name);
+	}
 	if (rc == 0) {
 		rc = data_sync(s->t.spec->data_dir, err);
 	}
@@ -1183,8 +1235,8 @@ int ctr_mig_send(struct agent_guest *g, int fd, const struct agent_mig_opts *o,
 	struct agent_mig_progress dummy;
 	struct mig_src s = { .rounds = 0 };
 	char line[MIG_ACK_MAX], e2[AGENT_ERR_LEN];
-	uint64_t t0 = ha_mono_ms(), t_freeze = 0;
-	bool pre = false, was_frozen, frozen = false, detached = false;
+	uint64_t t0 = ha_mono_ms();
+	bool pre = false, was_frozen;
 	int rc;
 
 	err_clear(err);
@@ -1213,18 +1265,8 @@ int ctr_mig_send(struct agent_guest *g, int fd, const struct agent_mig_opts *o,
 	if (pre) {
 		rc = precopy(&s, err);
 	}
-	/* Downtime from here: the guest is frozen, and off the network
-	 * before CRIU looks at its sockets. */
-	t_freeze = ha_mono_ms();
 	if (rc == 0) {
-		rc = ctr_cgroup_freeze(s.t.cg, true, MIG_FREEZE_MS, err);
-		frozen = rc == 0;
-	}
-	if (rc == 0 && s.t.spec->ip) {
-		rc = veth_detach(s.t.veth, s.t.spec->bridge, err);
-		detached = rc == 0;
-	}
-	if (rc == 0) {
+		/* freezes the guest (src_freeze()) once CRIU has started */
 		rc = src_final(&s, err);
 	}
 	if (rc == 0) {
@@ -1244,19 +1286,21 @@ int ctr_mig_send(struct agent_guest *g, int fd, const struct agent_mig_opts *o,
 			rc = ack_parse(line, s.t.spec->name, err);
 		}
 	}
-	s.p->downtime_ms = (uint32_t)(ha_mono_ms() - t_freeze);
+	s.p->downtime_ms = s.t_freeze ? (uint32_t)(ha_mono_ms() - s.t_freeze) : 0;
 	s.p->total_ms = ha_mono_ms() - t0;
 	s.p->remaining_bytes = 0;
 	if (rc < 0) {
 		/* Everything before the commit is undone: the guest runs on. */
-		if (detached) {
+		if (s.detached) {
 			veth_attach(s.t.veth, s.t.spec->bridge, e2);
 		}
-		if (frozen && !was_frozen) {
+		if (s.frozen && !was_frozen) {
 			ctr_cgroup_freeze(s.t.cg, false, 0, e2);
 		}
+		ctr_tree_remove(s.tmp, MIG_RM_MS, NULL);
 	}
-	ctr_tree_remove(s.tmp, MIG_RM_MS, NULL);
+	/* Else the images go in migrate_finish(): removing them here would
+	 * delay the result, and so the decision, while the guest is frozen. */
 	free(s.buf);
 	return rc;
 }
@@ -1592,9 +1636,11 @@ int ctr_mig_recv(struct agent_driver *d, const struct agent_guest_spec *spec, in
 	free(x.buf);
 	free(x.man);
 	free(x.files);
-	if (tmp[0]) {
+	if (tmp[0] && rc < 0) {
 		ctr_tree_remove(tmp, MIG_RM_MS, NULL);
 	}
+	/* Else the images go in migrate_finish(), after the thaw (see
+	 * ctr_mig_send()). */
 	if (rc < 0) {
 		if (x.io.rc != -ECONNRESET && x.io.rc != -EPIPE) {
 			ack_write(fd, rc, err);
@@ -1645,5 +1691,7 @@ int ctr_mig_finish(struct agent_guest *g, bool source, bool commit, char *err)
 		/* Best effort: peers would find the guest on their next ARP anyway. */
 		garp_send(t.pid, t.spec->ip, e2);
 	}
+	/* The images migrate_send / migrate_recv left, now that the guest runs. */
+	stale_remove(t.spec->run_dir, source ? "mig-out." : "mig-in.");
 	return rc;
 }

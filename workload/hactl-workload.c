@@ -58,6 +58,9 @@
  * (checkpoint, migration downtime, SIGSTOP) or the clock moved: the frozen
  * time is not counted. */
 #define MAX_CATCHUP_TICKS 100
+/* A gap this long between two wake-ups of the loop is a stall (the process
+ * did not run: frozen, stopped, or starved), reported as stall_last_ms. */
+#define STALL_MIN_MS 100
 #define DEFAULT_PORT 7000
 #define DEFAULT_MEM (16ULL << 20)
 #define DEFAULT_DIRTY (1ULL << 20)
@@ -86,6 +89,12 @@ struct workload {
 	uint64_t seed;
 	int64_t started_ms;	/* CLOCK_REALTIME */
 	int64_t next_tick_ms;	/* CLOCK_MONOTONIC */
+	/* stalls: gaps between two wake-ups of the loop, CLOCK_REALTIME (the
+	 * same clock on the host a migration moved it to, unlike MONOTONIC) */
+	int64_t last_wake_ms;
+	int64_t stall_max_ms;
+	int64_t stall_last_ms;
+	int64_t stall_last_end_ms;
 	/* memory */
 	unsigned char *buf;
 	uint64_t mem;
@@ -368,6 +377,24 @@ static void clock_tick(struct workload *w)
 	mem_tick(w, ticks);
 }
 
+/* After every wake-up: the time since the previous one; a long gap is a
+ * stall (a migration's freeze -> resume as the process lived it). */
+static void stall_note(struct workload *w)
+{
+	int64_t now = clock_ms(CLOCK_REALTIME);
+	int64_t gap = now - w->last_wake_ms;
+
+	w->last_wake_ms = now;
+	if (gap < STALL_MIN_MS) {
+		return;
+	}
+	if (gap > w->stall_max_ms) {
+		w->stall_max_ms = gap;
+	}
+	w->stall_last_ms = gap;
+	w->stall_last_end_ms = now;
+}
+
 /* ---- network ---------------------------------------------------------- */
 
 static int listen_open(int port)
@@ -406,10 +433,13 @@ static int render_json(const struct workload *w, char *out, size_t len)
 			",\"boot_id\":\"%s\",\"uptime_ms\":%" PRId64
 			",\"mem\":%" PRIu64 ",\"dirty_rate\":%" PRIu64
 			",\"pid\":%ld,\"port\":%d,\"mem_errors\":%" PRIu64
-			",\"sweeps\":%" PRIu64 ",\"answered\":%" PRIu64 "}\n",
+			",\"sweeps\":%" PRIu64 ",\"answered\":%" PRIu64
+			",\"stall_max_ms\":%" PRId64 ",\"stall_last_ms\":%" PRId64
+			",\"stall_last_end_ms\":%" PRId64 "}\n",
 			w->counter, w->started_ms, w->boot_id, up, w->mem,
 			w->dirty_rate, (long)getpid(), w->port, w->mem_errors,
-			w->sweeps, w->answered);
+			w->sweeps, w->answered, w->stall_max_ms, w->stall_last_ms,
+			w->stall_last_end_ms);
 }
 
 /* Answers one connection and closes it at once: whatever the client does,
@@ -493,6 +523,7 @@ static int serve(struct workload *w)
 		return EXIT_LISTEN;
 	}
 	w->next_tick_ms = clock_ms(CLOCK_MONOTONIC) + TICK_MS;
+	w->last_wake_ms = clock_ms(CLOCK_REALTIME);
 	fprintf(stderr, "hactl-workload: pid %ld boot_id %s port %d mem %" PRIu64
 		" dirty %" PRIu64 "/s\n", (long)getpid(), w->boot_id, w->port,
 		w->mem, w->dirty_rate);
@@ -510,6 +541,7 @@ static int serve(struct workload *w)
 		ts.tv_sec = 0;
 		ts.tv_nsec = (long)wait * 1000000L;
 		rc = ppoll(&pfd, 1, &ts, &waitmask);
+		stall_note(w);
 		if (rc > 0 && (pfd.revents & POLLIN)) {
 			accept_round(w);
 		}
@@ -701,7 +733,8 @@ static void usage(FILE *f)
 		"line of JSON and closes it:\n"
 		"  {\"counter\":N,\"started_ms\":MS,\"boot_id\":\"HEX\",\"uptime_ms\":MS,\n"
 		"   \"mem\":BYTES,\"dirty_rate\":BYTES_PER_S,\"pid\":PID,\"port\":PORT,\n"
-		"   \"mem_errors\":N,\"sweeps\":N,\"answered\":N}\n"
+		"   \"mem_errors\":N,\"sweeps\":N,\"answered\":N,\"stall_max_ms\":MS,\n"
+		"   \"stall_last_ms\":MS,\"stall_last_end_ms\":MS}\n"
 		"\n"
 		"  -m, --mem SIZE      memory to hold, e.g. 16M, 256M, 1G (default 16M)\n"
 		"  -d, --dirty RATE    bytes per second to rewrite, e.g. 10M (default 1M)\n"

@@ -74,8 +74,8 @@ static int read_input(const char *path, uint8_t **data, size_t *size)
 
 static int run_file(const char *path)
 {
-	uint8_t *data;
-	size_t size;
+	uint8_t *data = NULL;
+	size_t size = 0;
 	int rc = read_input(path, &data, &size);
 
 	if (rc < 0) {

@@ -78,7 +78,9 @@ struct mig_run {
 	struct agent_mig_progress prog;
 	char err[AGENT_ERR_LEN];
 	int rc;
-	int done;
+	bool done;               /* under lock; cond signalled when set */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
 };
 
 static void *mig_worker(void *arg)
@@ -91,7 +93,10 @@ static void *mig_worker(void *arg)
 		m->rc = m->ops->migrate_recv(m->d, m->spec, m->fd, &m->opts, &m->g, &m->prog,
 					     m->err);
 	}
-	__atomic_store_n(&m->done, 1, __ATOMIC_RELEASE);
+	pthread_mutex_lock(&m->lock);
+	m->done = true;
+	pthread_cond_signal(&m->cond);
+	pthread_mutex_unlock(&m->lock);
 	return NULL;
 }
 
@@ -230,11 +235,17 @@ static int mig_action(const struct agent_driver_ops *ops, struct agent_driver *d
 		      const struct agent_guest_spec *spec, const char *action, const char *to,
 		      const char *listen_port, uint32_t timeout)
 {
-	struct mig_run m = { .ops = ops, .d = d, .spec = spec, .fd = -1 };
+	struct mig_run m = { .ops = ops, .d = d, .spec = spec, .fd = -1,
+			     .lock = PTHREAD_MUTEX_INITIALIZER };
+	pthread_condattr_t ca;
 	pthread_t th;
 	bool commit;
 	int rc;
 
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&m.cond, &ca);
+	pthread_condattr_destroy(&ca);
 	m.send = strcmp(action, "migrate-send") == 0;
 	mig_opts_from_env(&m.opts);
 	if (m.send ? to == NULL : listen_port == NULL) {
@@ -268,14 +279,24 @@ static int mig_action(const struct agent_driver_ops *ops, struct agent_driver *d
 		rc = -pthread_create(&th, NULL, mig_worker, &m);
 	}
 	if (rc == 0) {
-		while (!__atomic_load_n(&m.done, __ATOMIC_ACQUIRE)) {
-			struct timespec ts = { .tv_nsec = 500 * 1000000L };
+		/* Progress every 500 ms, and the result as soon as the worker
+		 * has it (as the agent's eventfd brings it): a fixed sleep here
+		 * would add up to 500 ms to the downtime the caller sees. */
+		pthread_mutex_lock(&m.lock);
+		while (!m.done) {
+			struct timespec ts;
 
-			nanosleep(&ts, NULL);
-			if (!__atomic_load_n(&m.done, __ATOMIC_ACQUIRE)) {
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			ts.tv_nsec += 500 * 1000000L;
+			if (ts.tv_nsec >= 1000000000L) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000L;
+			}
+			if (pthread_cond_timedwait(&m.cond, &m.lock, &ts) == ETIMEDOUT && !m.done) {
 				mig_print("progress", &m.prog);
 			}
 		}
+		pthread_mutex_unlock(&m.lock);
 		pthread_join(th, NULL);
 		rc = m.rc;
 		if (rc == 0) {
@@ -300,6 +321,7 @@ static int mig_action(const struct agent_driver_ops *ops, struct agent_driver *d
 	if (m.g) {
 		ops->guest_free(m.g);
 	}
+	pthread_cond_destroy(&m.cond);
 	return rc == 0 ? 0 : 1;
 }
 
