@@ -403,6 +403,74 @@ void coord_balance_stop(struct coord *c)
 	c->bal.policy = NULL;
 }
 
+/*
+ * Placement of a guest being started without a node: the engine's CREATE
+ * on the snapshot, the guest added unplaced. Writes the node into @node,
+ * or returns -ENOSPC with the engine's reason (which nodes refused and
+ * why). Other errors leave the caller's own choice in force.
+ */
+int coord_balance_place(struct coord *c, const Hactl__GuestStartChange *gs,
+			char *node, size_t len, char *why, size_t whylen)
+{
+	const Hactl__GuestRecord *rec = coord_state_guest(&c->state, gs->name);
+	const ProtobufCBinaryData *text = rec ? &rec->definition : &gs->definition;
+	struct ha_bal_cluster *cl = NULL;
+	struct ha_bal_plan *plan = NULL;
+	struct ha_bal_guest bg = { 0 };
+	struct ha_guest_def def;
+	char err[256];
+	int rc, idx;
+
+	if (text->data == NULL ||
+	    ha_guestdef_parse((const char *)text->data, text->len, gs->name, &def, err,
+			      sizeof(err)) < 0) {
+		snprintf(why, whylen, "%s", err);
+		return -EINVAL;
+	}
+	rc = coord_balance_snapshot(c, &cl, why, whylen);
+	if (rc < 0) {
+		return rc;
+	}
+	idx = ha_bal_cluster_find_guest(cl, gs->name);
+	if (idx >= 0 && cl->guests[idx].node >= 0) {
+		ha_bal_cluster_free(cl);
+		return -EALREADY; /* counted as placed: not ours to move */
+	}
+	if (idx < 0) {
+		snprintf(bg.name, sizeof(bg.name), "%s", gs->name);
+		bg.type = guest_type(def.type);
+		bg.node = -1;
+		bg.mem_mib = (def.mem_kib + 1023) / 1024 ? (def.mem_kib + 1023) / 1024 : 1;
+		bg.vcpus = def.cpus ? def.cpus : 1;
+		bg.priority = (int32_t)def.priority;
+		bg.ha = def.restart != HA_RESTART_NONE;
+		rc = ha_bal_cluster_add_guest(cl, &bg);
+	}
+	if (rc >= 0) {
+		rc = ha_balance_place(cl, c->bal.policy, HA_BAL_OP_CREATE, gs->name, &plan);
+	}
+	if (rc < 0) {
+		snprintf(why, whylen, "balancing engine: %s", strerror(-rc));
+		ha_bal_cluster_free(cl);
+		return rc;
+	}
+	rc = -ENOSPC;
+	snprintf(why, whylen, "no node can take '%s'", gs->name);
+	for (uint32_t i = 0; i < plan->n_actions; i++) {
+		const struct ha_bal_action *a = &plan->actions[i];
+
+		if (a->kind == HA_BAL_ACT_PLACE && a->to >= 0) {
+			snprintf(node, len, "%s", cl->nodes[a->to].name);
+			rc = 0;
+		} else if (a->kind == HA_BAL_ACT_UNPLACED && a->detail[0]) {
+			snprintf(why, whylen, "no node can take '%s': %s", gs->name, a->detail);
+		}
+	}
+	ha_bal_plan_free(plan);
+	ha_bal_cluster_free(cl);
+	return rc;
+}
+
 /* Reads a memstream's text into a NUL-terminated string (caller frees). */
 static char *capture(void (*fn)(const void *, FILE *), const void *arg)
 {

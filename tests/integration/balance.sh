@@ -147,6 +147,20 @@ log "after periodic: $n2"
 for i in 1 2 3 4 5; do
 	check "b$i runs" [ "$(guest_field node1 b$i state)" = running ]
 done
+# ---- placement of a guest started without a node: the engine's ----
+least=$(for g in b1 b2 b3 b4 b5; do where $g; done | sort | uniq -c | sort -n | head -1 | awk '{print $2}')
+GUEST_MEM=3G write_def "$LC_SHARED/b6.conf" b6 container 10.213.1.96
+check "create b6" on node1 hactl create /srv/hactl/b6.conf
+out=$(on node2 hactl start b6 2>&1); rc=$?
+log "start b6: $out"
+check "b6 started without --node" [ $rc = 0 ]
+check "b6 placed on the least loaded node ($least)" [ "$(where b6)" = "$least" ]
+GUEST_MEM=40G write_def "$LC_SHARED/big.conf" big container 10.213.1.97
+check "create big" on node1 hactl create /srv/hactl/big.conf
+out=$(on node2 hactl start big 2>&1); rc=$?
+check "a guest no node can take is refused (exit 1)" [ $rc = 1 ]
+check "the refusal says why, per node" grep -q "no node can take 'big': needs 40960 MiB" <<<"$out"
+log "$out"
 check "daemons alive" daemons_alive node1 node2 node3
 
 T_DONE=1
