@@ -99,6 +99,15 @@ static int opt_set(struct ha_config *cfg, const struct ha_opt *o,
 				 o->section, o->name, (unsigned long long)o->max);
 			return -EINVAL;
 		}
+		/* A continuation line keeps " ;..." that an ordinary line
+		 * drops as a comment: such a value could not be written back. */
+		for (const char *c = value; *c; c++) {
+			if ((*c == ';' || *c == '#') && c > value && (c[-1] == ' ' || c[-1] == '\t')) {
+				snprintf(why, whylen, "%s.%s: '%c' after a blank starts a comment; "
+					 "not allowed inside a value", o->section, o->name, *c);
+				return -EINVAL;
+			}
+		}
 		snprintf(dst, o->size, "%s", value);
 		return 0;
 	case HA_OPT_UINT:

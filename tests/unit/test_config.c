@@ -251,6 +251,9 @@ static void test_errors(void)
 	snprintf(text, sizeof(text), "[cluster]\nipc_group = %s\n",
 		 "gggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggg");
 	EXPECT_ERROR(text, 2, "cluster.ipc_group: longer than 63 characters");
+	/* a continuation line keeps what would be a comment on its own line */
+	EXPECT_ERROR("[cluster]\nstate_dir = /a\n  /b ; c\n", 3,
+		     "cluster.state_dir: ';' after a blank starts a comment; not allowed inside a value");
 
 	/* names */
 	EXPECT_ERROR("[cluster]\nstate_dir = /x\nstatedir = /y\n", 3,
