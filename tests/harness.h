@@ -30,6 +30,10 @@ extern int ha_test_checks;
 		}                                                              \
 	} while (0)
 
+/* Open file descriptors of this process (leak checks compare two counts);
+ * -1 when /proc/self/fd cannot be read. */
+int ha_test_count_fds(void);
+
 /* Prints "N passed, N failed" and returns the process exit status. */
 int ha_test_done(const char *name);
 

@@ -27,22 +27,6 @@
 static char tmpdir[64];
 static char key_a[128], key_b[128], key_loose[128];
 
-static int count_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *e;
-	int n = 0;
-
-	if (d == NULL) {
-		return -1;
-	}
-	while ((e = readdir(d)) != NULL) {
-		n += e->d_name[0] != '.';
-	}
-	closedir(d);
-	return n;
-}
-
 static void write_key(const char *path, unsigned seed, mode_t mode)
 {
 	uint8_t buf[32];
@@ -428,7 +412,7 @@ int main(void)
 	write_key(key_a, 1, 0600);
 	write_key(key_b, 2, 0600);
 	write_key(key_loose, 1, 0644);
-	fds = count_fds();
+	fds = ha_test_count_fds();
 
 	relay_case(true, 24 * MIB + 5, 0);
 	relay_case(false, 24 * MIB + 5, 0);
@@ -438,7 +422,7 @@ int main(void)
 	refusal_case();
 	key_file_case();
 	cancel_case();
-	CHECK_EQ_INT(count_fds(), fds);
+	CHECK_EQ_INT(ha_test_count_fds(), fds);
 
 	unlink(key_a);
 	unlink(key_b);

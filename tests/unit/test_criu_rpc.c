@@ -96,22 +96,6 @@ static void msleep(unsigned ms)
 	}
 }
 
-static int count_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *de;
-	int n = 0;
-
-	if (d == NULL) {
-		return -1;
-	}
-	while ((de = readdir(d)) != NULL) {
-		n += de->d_name[0] != '.';
-	}
-	closedir(d);
-	return n - 1; /* the DIR's own fd */
-}
-
 /* Soft-dirty tracking, measured the way CRIU's kerndat does. */
 static bool kernel_soft_dirty(void)
 {
@@ -801,7 +785,7 @@ int main(void)
 		perror("mkdtemp");
 		return 1;
 	}
-	fds_before = count_fds();
+	fds_before = ha_test_count_fds();
 
 	test_probe();
 	test_errors();
@@ -811,7 +795,7 @@ int main(void)
 		test_lazy();
 	}
 
-	fds_after = count_fds();
+	fds_after = ha_test_count_fds();
 	CHECK_EQ_INT(fds_after, fds_before);
 	/* No child left behind: CRIU reaped, workloads reaped. */
 	CHECK(waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD);

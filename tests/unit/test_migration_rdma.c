@@ -38,22 +38,6 @@ static uint64_t now_us(void)
 	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-static int count_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *e;
-	int n = 0;
-
-	if (d == NULL) {
-		return -1;
-	}
-	while ((e = readdir(d)) != NULL) {
-		n += e->d_name[0] != '.';
-	}
-	closedir(d);
-	return n;
-}
-
 static void fill_random(uint8_t *p, size_t len, uint64_t *state)
 {
 	uint64_t x = *state;
@@ -459,7 +443,7 @@ int main(void)
 	int fds, rc;
 
 	signal(SIGPIPE, SIG_IGN);
-	fds = count_fds();
+	fds = ha_test_count_fds();
 	rc = mig_rdma_probe(&p);
 	CHECK_EQ_INT(rc, 0);
 	printf("rdma probe: built %d, %u device(s)", p.built, p.n_devices);
@@ -482,7 +466,7 @@ int main(void)
 		rc = mig_connect(&o, "127.0.0.1", 7, 500, &s, err, sizeof(err));
 		printf("rdma connect without a device: %d (%s)\n", rc, err);
 		CHECK(rc < 0 && err[0] != '\0' && s == NULL);
-		CHECK_EQ_INT(count_fds(), fds);
+		CHECK_EQ_INT(ha_test_count_fds(), fds);
 		if (ha_test_done("test_migration_rdma") != 0) {
 			return 1;
 		}
@@ -511,6 +495,6 @@ int main(void)
 	test_pump_and_cancel();
 	test_duplex(32 * MIB + 1);
 	unlink(keyfile);
-	CHECK_EQ_INT(count_fds(), fds);
+	CHECK_EQ_INT(ha_test_count_fds(), fds);
 	return ha_test_done("test_migration_rdma");
 }

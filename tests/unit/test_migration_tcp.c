@@ -57,22 +57,6 @@ static void fill_random(uint8_t *p, size_t len, uint64_t *state)
 	*state = x;
 }
 
-static int count_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *e;
-	int n = 0;
-
-	if (d == NULL) {
-		return -1;
-	}
-	while ((e = readdir(d)) != NULL) {
-		n += e->d_name[0] != '.';
-	}
-	closedir(d);
-	return n;
-}
-
 static int write_file(const char *path, const void *buf, size_t len, mode_t mode)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
@@ -1489,7 +1473,7 @@ int main(void)
 		perror("mkdtemp");
 		return 1;
 	}
-	fds = count_fds();
+	fds = ha_test_count_fds();
 	test_header_codec();
 	test_hello_codec();
 	test_key_files();
@@ -1504,7 +1488,7 @@ int main(void)
 	test_pumps();
 	test_pump_protocol();
 	test_duplex();
-	CHECK_EQ_INT(count_fds(), fds);
+	CHECK_EQ_INT(ha_test_count_fds(), fds);
 
 	{
 		char cmd[128];
