@@ -142,6 +142,23 @@ static enum ha_bal_guest_type guest_type(const char *t)
 	return t && strcmp(t, "domain") == 0 ? HA_BAL_DOMAIN : HA_BAL_CONTAINER;
 }
 
+/* What a guest's definition tells the engine; unplaced, no use measured. */
+static void guest_from_def(struct ha_bal_guest *bg, const char *name,
+			   const struct ha_guest_def *def)
+{
+	memset(bg, 0, sizeof(*bg));
+	snprintf(bg->name, sizeof(bg->name), "%s", name);
+	bg->type = guest_type(def->type);
+	bg->node = -1;
+	bg->mem_mib = (def->mem_kib + 1023) / 1024;
+	if (bg->mem_mib == 0) {
+		bg->mem_mib = 1;
+	}
+	bg->vcpus = def->cpus ? def->cpus : 1;
+	bg->priority = (int32_t)def->priority;
+	bg->ha = def->restart != HA_RESTART_NONE;
+}
+
 int coord_balance_snapshot(const struct coord *c, struct ha_bal_cluster **out,
 			   char *why, size_t whylen)
 {
@@ -196,7 +213,7 @@ int coord_balance_snapshot(const struct coord *c, struct ha_bal_cluster **out,
 		const Hactl__GuestRecord *g = st->guests[i];
 		const struct coord_node *owner = coord_state_node((struct coord_state *)st,
 								  g->owner);
-		struct ha_bal_guest bg = { 0 };
+		struct ha_bal_guest bg;
 		struct ha_guest_def def;
 		char err[256], name[HA_BAL_NAME_MAX];
 
@@ -209,24 +226,16 @@ int coord_balance_snapshot(const struct coord *c, struct ha_bal_cluster **out,
 				      g->name, &def, err, sizeof(err)) < 0) {
 			continue; /* cannot happen: definitions are checked on define */
 		}
-		snprintf(bg.name, sizeof(bg.name), "%s", g->name);
-		bg.type = guest_type(g->type);
+		guest_from_def(&bg, g->name, &def);
 		node_name(owner, name);
 		bg.node = ha_bal_cluster_find_node(cl, name);
 		if (bg.node < 0) {
 			bg.node = -1;
 		}
-		bg.mem_mib = (def.mem_kib + 1023) / 1024;
-		if (bg.mem_mib == 0) {
-			bg.mem_mib = 1;
-		}
-		bg.vcpus = def.cpus ? def.cpus : 1;
 		bg.cpu_milli = g->cpu_milli;
 		if (bg.cpu_milli > bg.vcpus * 1000u) {
 			bg.cpu_milli = bg.vcpus * 1000u;
 		}
-		bg.priority = (int32_t)def.priority;
-		bg.ha = def.restart != HA_RESTART_NONE;
 		if (g->migration && g->migration->state &&
 		    strcmp(g->migration->state, "committed") == 0) {
 			bg.last_move_ms = g->migration->ended_ms;
@@ -437,13 +446,7 @@ int coord_balance_place(struct coord *c, const Hactl__GuestStartChange *gs,
 		return -EALREADY; /* counted as placed: not ours to move */
 	}
 	if (idx < 0) {
-		snprintf(bg.name, sizeof(bg.name), "%s", gs->name);
-		bg.type = guest_type(def.type);
-		bg.node = -1;
-		bg.mem_mib = (def.mem_kib + 1023) / 1024 ? (def.mem_kib + 1023) / 1024 : 1;
-		bg.vcpus = def.cpus ? def.cpus : 1;
-		bg.priority = (int32_t)def.priority;
-		bg.ha = def.restart != HA_RESTART_NONE;
+		guest_from_def(&bg, gs->name, &def);
 		rc = ha_bal_cluster_add_guest(cl, &bg);
 	}
 	if (rc >= 0) {
