@@ -1,6 +1,7 @@
 /*
  * config.c - table-driven hactl.conf parser on libinih.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <ini.h>
 #include <stdio.h>
@@ -102,7 +103,8 @@ static int opt_set(struct ha_config *cfg, const struct ha_opt *o,
 		/* A continuation line keeps " ;..." that an ordinary line
 		 * drops as a comment: such a value could not be written back. */
 		for (const char *c = value; *c; c++) {
-			if ((*c == ';' || *c == '#') && c > value && (c[-1] == ' ' || c[-1] == '\t')) {
+			/* inih's rule for an inline comment: after any isspace() */
+			if ((*c == ';' || *c == '#') && c > value && isspace((unsigned char)c[-1])) {
 				snprintf(why, whylen, "%s.%s: '%c' after a blank starts a comment; "
 					 "not allowed inside a value", o->section, o->name, *c);
 				return -EINVAL;
