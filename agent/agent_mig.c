@@ -43,6 +43,7 @@
 #define KEEPALIVE_MS 1000u
 #define RELAY_SLICE_MS 200
 #define PEER_END_MS 120000u      /* the peer's END after our driver is done */
+#define PEER_ABORT_MS 2000u      /* an ABORT still to read after a broken send */
 #define MSG_LEN 512
 
 struct agent_mig_xfer {
@@ -90,8 +91,9 @@ static void note(struct agent_mig_xfer *x, int err, const char *fmt, ...)
 static void note_stream(struct agent_mig_xfer *x, int rc)
 {
 	const char *m = mig_stream_errmsg(x->s);
+	int err = mig_stream_error(x->s);
 
-	note(x, rc, "%s", m[0] ? m : strerror(-rc));
+	note(x, err < 0 ? err : rc, "%s", m[0] ? m : strerror(-rc));
 }
 
 /* ---- options and the hello ---------------------------------------------- */
@@ -344,6 +346,21 @@ static void relay_done(struct agent_mig_xfer *x, bool *flag, bool failed)
 	pthread_mutex_unlock(&x->lock);
 }
 
+static bool wait_flag(struct agent_mig_xfer *x, bool *flag, uint64_t ms);
+
+/*
+ * The up direction could not send. When the connection was gone, the peer
+ * may have closed it after an ABORT: the down thread reads it (the stream
+ * lets it), and its reason is the migration's error, not "broken pipe".
+ */
+static void send_failed(struct agent_mig_xfer *x, int rc)
+{
+	if (rc == -EPIPE || rc == -ECONNRESET) {
+		wait_flag(x, &x->down_done, PEER_ABORT_MS);
+	}
+	note_stream(x, rc);
+}
+
 static void *up_main(void *arg)
 {
 	struct agent_mig_xfer *x = arg;
@@ -372,7 +389,7 @@ static void *up_main(void *arg)
 			if (n > 0) {
 				rc = mig_stream_send_chunk(x->s, MIG_CHUNK_DATA, 0, buf, (size_t)n);
 				if (rc < 0) {
-					note_stream(x, rc);
+					send_failed(x, rc);
 					break;
 				}
 				last = now_ms();
@@ -382,7 +399,7 @@ static void *up_main(void *arg)
 				/* the driver is done: all it wrote is out */
 				rc = mig_stream_send_end(x->s);
 				if (rc < 0) {
-					note_stream(x, rc);
+					send_failed(x, rc);
 					break;
 				}
 				failed = false;
@@ -397,7 +414,7 @@ static void *up_main(void *arg)
 		if (now_ms() - last >= KEEPALIVE_MS) {
 			rc = mig_stream_send_chunk(x->s, MIG_CHUNK_DATA, 0, NULL, 0);
 			if (rc < 0) {
-				note_stream(x, rc);
+				send_failed(x, rc);
 				break;
 			}
 			last = now_ms();

@@ -99,6 +99,10 @@ struct mig_stream {
 	pthread_mutex_t err_lock;
 	_Atomic int err;
 	atomic_bool broken; /* the transport itself failed: nothing more is sent */
+	/* The first error is a lost connection (EPIPE, ECONNRESET): the
+	 * peer may have closed it after an ABORT that is still to be read,
+	 * and that ABORT's reason replaces the error. */
+	atomic_bool abort_may_follow;
 	char errmsg[MIG_ERRMSG_LEN];
 
 	atomic_bool cancel;

@@ -63,10 +63,11 @@ void mig_set_err(char *err, size_t errlen, const char *fmt, ...)
 	va_end(ap);
 }
 
-int mig_stream_fail(struct mig_stream *s, int err, bool broken,
-		    const char *fmt, ...)
+/* Records the stream's error; @supersede: it replaces a first error that
+ * a peer's ABORT may explain (see abort_may_follow). */
+static int fail_v(struct mig_stream *s, int err, bool broken, bool supersede,
+		  const char *fmt, va_list ap)
 {
-	va_list ap;
 	int n, first;
 
 	if (broken) {
@@ -76,22 +77,50 @@ int mig_stream_fail(struct mig_stream *s, int err, bool broken,
 	 * writes the message, then publishes the error. */
 	pthread_mutex_lock(&s->err_lock);
 	first = atomic_load(&s->err);
-	if (first != 0) {
+	if (first != 0 && !(supersede && (first == -EPIPE || first == -ECONNRESET))) {
 		pthread_mutex_unlock(&s->err_lock);
 		return first;
 	}
+	/* After a lost connection, what the peer sent before it closed may
+	 * still be read: an ABORT there says why (and replaces this). */
+	atomic_store(&s->abort_may_follow,
+		     !supersede && (err == -EPIPE || err == -ECONNRESET));
 	n = snprintf(s->errmsg, sizeof(s->errmsg), "%s: ",
 		     s->peer[0] ? s->peer : "migration stream");
 	if (n < 0 || (size_t)n >= sizeof(s->errmsg)) {
 		n = 0;
 	}
-	va_start(ap, fmt);
 	vsnprintf(s->errmsg + n, sizeof(s->errmsg) - (size_t)n, fmt, ap);
-	va_end(ap);
 	first = err < 0 ? err : -EIO;
 	atomic_store(&s->err, first);
 	pthread_mutex_unlock(&s->err_lock);
 	return first;
+}
+
+int mig_stream_fail(struct mig_stream *s, int err, bool broken,
+		    const char *fmt, ...)
+{
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	rc = fail_v(s, err, broken, false, fmt, ap);
+	va_end(ap);
+	return rc;
+}
+
+static int fail_superseding(struct mig_stream *s, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int fail_superseding(struct mig_stream *s, int err, const char *fmt, ...)
+{
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	rc = fail_v(s, err, true, true, fmt, ap);
+	va_end(ap);
+	return rc;
 }
 
 int mig_wait_fd(int fd, short events, int timeout_ms)
@@ -746,8 +775,7 @@ static int handle_abort(struct mig_stream *s, const uint8_t *buf, size_t len)
 	if (mig_abort_decode(buf, len, &errnum, reason, sizeof(reason)) < 0) {
 		return reject(s, -EBADMSG, "malformed ABORT of %zu bytes", len);
 	}
-	return mig_stream_fail(s, -ECONNABORTED, true,
-			       "peer aborted: %s (%s)",
+	return fail_superseding(s, -ECONNABORTED, "peer aborted: %s (%s)",
 			       reason[0] ? reason : "no reason given",
 			       strerror(errnum));
 }
@@ -821,6 +849,32 @@ static ssize_t recv_chunk_raw(struct mig_stream *s, struct mig_chunk_hdr *h,
 	return h->length;
 }
 
+/*
+ * A send found the connection gone before anything else failed: what the
+ * peer sent before it closed is still readable, and an ABORT there says
+ * why. Skips the chunks before it; returns the stream's error, the ABORT's
+ * when one came.
+ */
+static int read_pending_abort(struct mig_stream *s)
+{
+	size_t cap = s->max_recv;
+	uint8_t *scratch = malloc(cap);
+	struct mig_chunk_hdr h;
+
+	if (scratch != NULL) {
+		while (atomic_load(&s->abort_may_follow) && !s->end_received &&
+		       !atomic_load_explicit(&s->cancel, memory_order_relaxed)) {
+			if (recv_chunk_raw(s, &h, scratch, cap) < 0 ||
+			    h.type == MIG_CHUNK_END) {
+				break;
+			}
+		}
+		free(scratch);
+	}
+	atomic_store(&s->abort_may_follow, false);
+	return atomic_load(&s->err);
+}
+
 ssize_t mig_stream_recv_chunk(struct mig_stream *s, struct mig_chunk_hdr *hdr,
 			      void *buf, size_t cap)
 {
@@ -832,7 +886,7 @@ ssize_t mig_stream_recv_chunk(struct mig_stream *s, struct mig_chunk_hdr *hdr,
 	}
 	rc = check_usable(s);
 	if (rc < 0) {
-		return rc;
+		return atomic_load(&s->abort_may_follow) ? read_pending_abort(s) : rc;
 	}
 	if (s->end_received) {
 		return -ENODATA;

@@ -42,6 +42,7 @@
 
 #define TCP_BACKLOG 16
 #define TLS_BYE_TIMEOUT_MS 200
+#define LINGER_MS 2000u          /* a closing side waits for the peer's FIN */
 #define TLS_IOBUF (256u * 1024u)
 
 struct tcp_conn {
@@ -52,6 +53,12 @@ struct tcp_conn {
 	gnutls_psk_server_credentials_t scred;
 	bool buffered_push; /* after the handshake */
 	int io_errno;       /* of the last failed recv() or send() */
+	/* The connection is gone for sending (EPIPE, ECONNRESET). GnuTLS is
+	 * not told: a push error would end the session for reading too, and
+	 * what the peer sent before it closed (an ABORT) must still be read.
+	 * What it pushes after that is dropped; tls_send() fails instead.
+	 * Under wlock. */
+	int send_dead;
 	uint8_t *rbuf;      /* ciphertext read ahead: rbuf[roff..rlen) */
 	size_t roff, rlen;
 	pthread_mutex_t wlock; /* wbuf and wlen */
@@ -193,6 +200,10 @@ static int tls_flush_locked(struct tcp_conn *c)
 		}
 		if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
 			c->io_errno = errno;
+			if (errno == EPIPE || errno == ECONNRESET) {
+				c->send_dead = errno;
+				c->wlen = 0;
+			}
 			return -errno;
 		}
 		rc = mig_stream_wait_fd(c->s, c->fd, POLLOUT, "sending");
@@ -242,6 +253,9 @@ static ssize_t tls_push_locked(struct tcp_conn *c, const giovec_t *iov, int n)
 	for (int i = 0; i < n; i++) {
 		total += iov[i].iov_len;
 	}
+	if (c->send_dead) {
+		return (ssize_t)total; /* dropped: see send_dead */
+	}
 	if (!c->buffered_push) {
 		/* The handshake: straight out, as GnuTLS would. */
 		struct msghdr mh = { .msg_iov = (struct iovec *)iov,
@@ -255,6 +269,9 @@ static ssize_t tls_push_locked(struct tcp_conn *c, const giovec_t *iov, int n)
 		return w;
 	}
 	if (c->wlen + total > TLS_IOBUF && tls_flush_locked(c) < 0) {
+		if (c->send_dead) {
+			return (ssize_t)total;
+		}
 		gnutls_transport_set_errno(c->tls, EIO);
 		return -1;
 	}
@@ -273,6 +290,9 @@ static ssize_t tls_push_locked(struct tcp_conn *c, const giovec_t *iov, int n)
 				c->wlen = k;
 				off += k;
 				if (tls_flush_locked(c) < 0) {
+					if (c->send_dead) {
+						return (ssize_t)total;
+					}
 					gnutls_transport_set_errno(c->tls, EIO);
 					return -1;
 				}
@@ -494,15 +514,29 @@ static void conn_free(struct tcp_conn *c)
 	free(c->wbuf);
 	pthread_mutex_destroy(&c->wlock);
 	if (c->fd >= 0) {
-		/* Unread bytes would make close() send a reset, which can
-		 * overtake what we sent last (a TLS alert, an ABORT): take
-		 * what is there, then end with a FIN. */
-		uint8_t junk[4096];
-		int budget = 16;
+		/* Unread bytes make close() send a reset, and a reset makes
+		 * the peer's kernel drop what it has not delivered yet: what
+		 * we sent last (a TLS alert, an ABORT) could be lost. End
+		 * with a FIN, then read and drop what the peer still sends
+		 * until it closes too (it stops once it reads our END or
+		 * ABORT), for at most LINGER_MS. */
+		uint8_t junk[16384];
+		uint64_t until = mig_now_us() + LINGER_MS * 1000u;
 
 		shutdown(c->fd, SHUT_WR);
-		while (budget-- > 0 &&
-		       recv(c->fd, junk, sizeof(junk), MSG_DONTWAIT) > 0) {
+		for (;;) {
+			ssize_t r = recv(c->fd, junk, sizeof(junk), MSG_DONTWAIT);
+			uint64_t now;
+
+			if (r > 0 || (r < 0 && errno == EINTR)) {
+				continue;
+			}
+			now = mig_now_us();
+			if (r == 0 || errno != EAGAIN || now >= until ||
+			    mig_wait_fd(c->fd, POLLIN,
+					(int)((until - now + 999u) / 1000u)) < 0) {
+				break;
+			}
 		}
 		close(c->fd);
 	}
@@ -889,7 +923,15 @@ static int tls_send(struct mig_stream *s, struct tcp_conn *c,
 
 		while (left > 0) {
 			ssize_t w = gnutls_record_send(c->tls, p, left);
+			int dead;
 
+			pthread_mutex_lock(&c->wlock);
+			dead = c->send_dead;
+			pthread_mutex_unlock(&c->wlock);
+			if (dead) {
+				return mig_stream_fail(s, -dead, true, "TLS send: %s",
+						       strerror(dead));
+			}
 			if (w > 0) {
 				p += w;
 				left -= (size_t)w;

@@ -1449,6 +1449,57 @@ static void duplex_abort_case(const struct mig_opts *o)
 	free(buf);
 }
 
+/* The server takes a little, aborts and closes; the client only sends
+ * until a send fails, then reads: the ABORT that came before the close
+ * is its error, not the broken connection. */
+static void srv_abort_close(struct server *srv, struct mig_stream *s)
+{
+	uint8_t *buf = malloc(MIG_CHUNK_MAX_LEN);
+	struct mig_chunk_hdr h;
+
+	for (int i = 0; i < 4; i++) {
+		srv->rc = (int)mig_stream_recv_chunk(s, &h, buf, MIG_CHUNK_MAX_LEN);
+	}
+	mig_stream_abort(s, EIO, "restore failed: disk full");
+	free(buf);
+}
+
+static void abort_then_close_case(const struct mig_opts *o, const char *what)
+{
+	struct server srv;
+	struct mig_stream *s = NULL;
+	struct mig_chunk_hdr h;
+	uint8_t *buf = calloc(1, MIG_CHUNK_DEFAULT_LEN);
+	char err[256];
+	uint16_t port = server_start(&srv, o, srv_abort_close, NULL);
+	int rc = 0;
+	ssize_t n;
+
+	CHECK_EQ_INT(mig_connect(o, LOOP, port, 5000, &s, err, sizeof(err)), 0);
+	if (s == NULL) {
+		server_join(&srv);
+		free(buf);
+		return;
+	}
+	for (int i = 0; i < 1000000 && rc == 0; i++) {
+		rc = mig_stream_send_chunk(s, MIG_CHUNK_DATA, 0, buf, MIG_CHUNK_DEFAULT_LEN);
+	}
+	CHECK(rc == -EPIPE || rc == -ECONNRESET);
+	n = mig_stream_recv_chunk(s, &h, buf, MIG_CHUNK_DEFAULT_LEN);
+	CHECK_EQ_INT(n, -ECONNABORTED);
+	CHECK_EQ_INT(mig_stream_error(s), -ECONNABORTED);
+	if (strstr(mig_stream_errmsg(s), "peer aborted: restore failed: disk full") == NULL) {
+		fprintf(stderr, "abort then close (%s): \"%s\"\n", what, mig_stream_errmsg(s));
+		CHECK(0);
+	}
+	/* and it stays the error */
+	CHECK_EQ_INT(mig_stream_send_chunk(s, MIG_CHUNK_DATA, 0, buf, 1), -ECONNABORTED);
+	mig_stream_free(s);
+	server_join(&srv);
+	CHECK_EQ_INT(srv.rc, MIG_CHUNK_DEFAULT_LEN);
+	free(buf);
+}
+
 static void test_duplex(void)
 {
 	struct mig_opts o;
@@ -1459,8 +1510,10 @@ static void test_duplex(void)
 	opts_key(&o, true, key_a);
 	duplex_case(&o, 48 * MIB + 3, "tls");
 	duplex_abort_case(&o);
+	abort_then_close_case(&o, "tls");
 	opts_plain(&o);
 	duplex_abort_case(&o);
+	abort_then_close_case(&o, "plain");
 }
 
 int main(void)
