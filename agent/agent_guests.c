@@ -744,7 +744,9 @@ static void report(struct agent_guests *m)
 					mr->stream_received = c.payload_recv;
 				}
 			}
-			if (!g->mig_source && g->mig_port) {
+			if (!g->mig_source && g->mig_port && g->mig_phase == MIG_TRANSFERRING) {
+				/* only while the source may still need it: every
+				 * report with a port wakes the other agents */
 				mr->has_port = true;
 				mr->port = g->mig_port;
 			}

@@ -256,6 +256,7 @@ static json_object *json_status(const Hactl__StatusReply *s)
 	json_object_object_add(o, "syncing", json_object_new_boolean(s->syncing));
 	json_object_object_add(o, "protocol", json_object_new_int64(s->proto_version));
 	json_object_object_add(o, "rx_rejected", json_object_new_int64((int64_t)s->rx_rejected));
+	json_object_object_add(o, "agent_kicks", json_object_new_int64((int64_t)s->agent_kicks));
 	for (size_t i = 0; i < s->n_nodes; i++) {
 		json_object_array_add(nodes, json_node(s->nodes[i]));
 	}

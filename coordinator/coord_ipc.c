@@ -169,6 +169,8 @@ static int reply_status(struct coord *c, qb_ipcs_connection_t *conn,
 	r.proto_version = c->proto_version;
 	r.has_rx_rejected = true;
 	r.rx_rejected = ha_env_stats_rejected(&c->rx_stats) + c->rx_bad_sender;
+	r.has_agent_kicks = true;
+	r.agent_kicks = c->agent_kicks;
 	{
 		char *alarms[COORD_MAX_NODES + 64];
 		char *evs[COORD_EVENTS_MAX];

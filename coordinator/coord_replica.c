@@ -430,7 +430,9 @@ void coord_agent_kick(struct coord *c)
 
 	a.kind = "refresh";
 	a.guest = "";
-	agent_event(c, 0, &a);
+	if (agent_event(c, 0, &a) == 0) {
+		c->agent_kicks++;
+	}
 }
 
 static void on_action(struct coord *c, uint32_t sender, Hactl__CpgAction *a)
@@ -677,10 +679,19 @@ static void dispatch(struct coord *c, uint32_t sender, enum ha_msg_type type,
 			break;
 		}
 		for (size_t i = 0; i < gs->n_guests; i++) {
+			const Hactl__GuestRecord *g = coord_state_guest(&c->state,
+									gs->guests[i]->name);
+			bool had_port = g && g->migration && g->migration->has_dst_port;
+
 			coord_guest_status_apply(&c->state, sender, gs->guests[i], ha_wall_ms());
-			if (gs->guests[i]->migration && sender != c->local_id &&
-			    gs->guests[i]->migration->has_port) {
-				coord_agent_kick(c); /* the source waits for the port */
+			g = coord_state_guest(&c->state, gs->guests[i]->name);
+			if (!had_port && g && g->migration && g->migration->has_dst_port &&
+			    sender != c->local_id) {
+				/* The source waits for the port: its agent learns
+				 * it now. Once per port, not per report: a kick
+				 * makes the agent report, and reports that kicked
+				 * every time would kick each other without end. */
+				coord_agent_kick(c);
 			}
 		}
 		coord_migration_tick(c);

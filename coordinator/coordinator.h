@@ -154,6 +154,7 @@ struct coord {
 
 	struct ha_env_stats rx_stats; /* CPG and IPC decoding */
 	uint64_t rx_bad_sender;
+	uint64_t agent_kicks;    /* refresh events sent to the local agent */
 	uint64_t rx_stale;
 };
 
