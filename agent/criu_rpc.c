@@ -1203,6 +1203,7 @@ int agent_criu_dump(const char *criu_path, const struct agent_criu_dump_opts *o,
 	co.has_pid = true;
 	co.pid = o->pid;
 	SET_BOOL(&co, leave_running, o->leave_running);
+	SET_BOOL(&co, leave_stopped, o->leave_stopped);
 	SET_BOOL(&co, track_mem, o->track_mem);
 	co.parent_img = (char *)o->parent_img;
 	SET_BOOL(&co, tcp_established, o->tcp_established);
@@ -1307,6 +1308,7 @@ int agent_criu_restore(const char *criu_path,
 	/* The RPC service restores detached anyway; rst_sibling makes the
 	 * tree our child instead of CRIU's. */
 	SET_BOOL(&co, rst_sibling, o->restore_sibling);
+	SET_BOOL(&co, leave_stopped, o->leave_stopped);
 	co.root = (char *)o->root;
 	SET_BOOL(&co, tcp_established, o->tcp_established);
 	SET_BOOL(&co, tcp_close, o->tcp_close);

@@ -132,6 +132,7 @@ struct agent_criu_dump_opts {
 	bool pre_dump;          /* CRIU_REQ_TYPE__PRE_DUMP: memory only, task
 				 * keeps running; needs soft-dirty */
 	bool leave_running;
+	bool leave_stopped;     /* tasks stopped (SIGSTOP) after the dump */
 	bool track_mem;         /* keep soft-dirty tracking for the next dump */
 	const char *parent_img; /* previous (pre-)dump, relative to images_dir */
 	bool tcp_established;
@@ -179,6 +180,7 @@ struct agent_criu_restore_opts {
 				 * is reparented when CRIU exits (to init, or
 				 * to the caller if it is a child subreaper) */
 	bool restore_sibling;   /* tree a child of the caller (rst_sibling) */
+	bool leave_stopped;     /* tasks stopped (SIGSTOP) when CRIU lets go */
 	bool tcp_established;
 	bool tcp_close;
 	bool ext_unix_sk;

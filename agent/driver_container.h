@@ -106,6 +106,8 @@ int ctr_cgroup_freeze(const struct ctr_cgroup *cg, bool freeze, uint32_t timeout
 bool ctr_cgroup_frozen(const struct ctr_cgroup *cg);
 /* Number of processes in the guest's cgroups (0 when they do not exist). */
 int ctr_cgroup_nprocs(const struct ctr_cgroup *cg);
+/* Sends @sig to every process of the guest's cgroups; -ESRCH when none. */
+int ctr_cgroup_signal(const struct ctr_cgroup *cg, int sig, char *err);
 /* SIGKILLs every process of the guest (cgroup.kill, or freeze + kill +
  * thaw) and waits until none is left. */
 int ctr_cgroup_kill(const struct ctr_cgroup *cg, uint32_t timeout_ms, char *err);

@@ -534,8 +534,8 @@ int ctr_cgroup_freeze(const struct ctr_cgroup *cg, bool freeze, uint32_t timeout
 	return 0;
 }
 
-/* Calls @fn for every pid listed in @dir/cgroup.procs; returns the count. */
-static int for_each_proc(const char *dir, void (*fn)(pid_t))
+/* Counts the pids listed in @dir/cgroup.procs, sending each @sig unless 0. */
+static int for_each_proc(const char *dir, int sig)
 {
 	char path[CTR_PATH + 32], line[32];
 	FILE *f;
@@ -551,8 +551,8 @@ static int for_each_proc(const char *dir, void (*fn)(pid_t))
 
 		if (pid > 0) {
 			n++;
-			if (fn) {
-				fn((pid_t)pid);
+			if (sig) {
+				kill((pid_t)pid, sig);
 			}
 		}
 	}
@@ -567,20 +567,34 @@ int ctr_cgroup_nprocs(const struct ctr_cgroup *cg)
 	int most = 0;
 
 	if (cg->v2) {
-		return for_each_proc(cg->unified, NULL);
+		return for_each_proc(cg->unified, 0);
 	}
 	n = v1_dirs(cg, dirs);
 	for (unsigned i = 0; i < n; i++) {
-		int c = for_each_proc(dirs[i], NULL);
+		int c = for_each_proc(dirs[i], 0);
 
 		most = c > most ? c : most;
 	}
 	return most;
 }
 
-static void kill_one(pid_t pid)
+int ctr_cgroup_signal(const struct ctr_cgroup *cg, int sig, char *err)
 {
-	kill(pid, SIGKILL);
+	const char *dirs[5];
+	int count = 0;
+
+	if (cg->v2) {
+		count = for_each_proc(cg->unified, sig);
+	} else if (cg->freezer[0]) {
+		count = for_each_proc(cg->freezer, sig);
+	} else if (v1_dirs(cg, dirs) > 0) {
+		/* every v1 hierarchy holds the same processes: one is enough */
+		count = for_each_proc(dirs[0], sig);
+	}
+	if (count == 0) {
+		return ctr_err(err, -ESRCH, "cgroup: no process in %s to signal", cg->rel);
+	}
+	return 0;
 }
 
 int ctr_cgroup_kill(const struct ctr_cgroup *cg, uint32_t timeout_ms, char *err)
@@ -609,7 +623,7 @@ int ctr_cgroup_kill(const struct ctr_cgroup *cg, uint32_t timeout_ms, char *err)
 				ctr_cgroup_freeze(cg, true, 1000, NULL);
 			}
 			for (unsigned i = 0; i < n; i++) {
-				for_each_proc(dirs[i], kill_one);
+				for_each_proc(dirs[i], SIGKILL);
 			}
 			if (fz[0]) {
 				ctr_cgroup_freeze(cg, false, 0, NULL);

@@ -48,6 +48,7 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <net/if.h>
@@ -624,7 +625,10 @@ static int mig_dump(const struct ctr_ckpt_target *t, const char *images, bool pr
 		       .timeout_ms = MIG_CRIU_MS, .notify = notify, .notify_opaque = opaque },
 		.pid = t->pid,
 		.pre_dump = pre,
-		.leave_running = !pre,
+		/* The final dump leaves the tree stopped (SIGSTOP), not
+		 * frozen: see mig_restore() for what freezing traced tasks
+		 * does. Killed at the commit, continued on an abort. */
+		.leave_stopped = !pre,
 		.track_mem = pre || parent != NULL,
 		.parent_img = parent,
 		.tcp_established = true,
@@ -635,7 +639,12 @@ static int mig_dump(const struct ctr_ckpt_target *t, const char *images, bool pr
 		.manage_cgroups = AGENT_CRIU_CG_SOFT,
 		.freeze_cgroup = ctr_cgroup_freezer_dir(t->cg)[0] ?
 			ctr_cgroup_freezer_dir(t->cg) : NULL,
-		.network_lock = AGENT_CRIU_NETLOCK_NFTABLES,
+		/* The guest's veth is off the bridge from the "pre-dump"
+		 * notification on (src_switch()): nothing reaches its sockets.
+		 * CRIU's own lock would outlive a dump that leaves the tree
+		 * stopped, and an aborted migration's guest would run on with
+		 * its network shut. */
+		.network_lock = AGENT_CRIU_NETLOCK_SKIP,
 	};
 
 	/* The same external resources as driver_container_criu.c names. */
@@ -650,45 +659,31 @@ static int mig_dump(const struct ctr_ckpt_target *t, const char *images, bool pr
 	return agent_criu_dump(criu_bin(t->criu_path), &o, err, AGENT_ERR_LEN);
 }
 
-struct rst_hold {
-	const struct ctr_cgroup *cg;
-	int rc;
-	char err[AGENT_ERR_LEN];
-};
-
-/* CRIU's "pre-resume": the tree is restored and about to run; frozen
- * here, it stays so until migrate_finish(). A failure makes CRIU roll
- * the restore back. */
-static int rst_notify(const struct agent_criu_notify *n, void *opaque)
-{
-	struct rst_hold *h = opaque;
-
-	if (strcmp(n->script, "pre-resume") != 0) {
-		return 0;
-	}
-	h->rc = ctr_cgroup_freeze(h->cg, true, MIG_FREEZE_MS, h->err);
-	return h->rc;
-}
-
 /*
- * Like ctr_criu_restore(), but the tree is frozen before it resumes and
- * the host side of the veth is left off the bridge (migrate_finish()
- * puts it there on commit).
+ * Like ctr_criu_restore(), but the tree does not run: CRIU leaves it
+ * stopped (SIGSTOP) and it is frozen once CRIU is gone; the host side of
+ * the veth stays off the bridge. migrate_finish() thaws it, continues it
+ * and puts the veth on the bridge at the commit.
+ *
+ * Not frozen from CRIU's "pre-resume" notification: the tasks are still
+ * ptrace-stopped there, and a task frozen while traced and detached
+ * while frozen goes back to the traced state at the thaw, with no tracer
+ * left to wake it (seen on 6.x kernels with the v1 freezer): the guest
+ * hangs for good and its next dump hangs with it.
  */
 static int mig_restore(const struct ctr_ckpt_target *t, const char *images, pid_t *pid,
 		       char *err)
 {
 	static const char *const ctrls[] = { "memory", "pids", "cpu", "cpuacct", "freezer" };
 	struct agent_criu_cg_root cgr[HA_ARRAY_SIZE(ctrls)];
-	struct rst_hold hold = { .cg = t->cg };
 	char veth[64], console[CTR_PATH + 32];
 	const char *external[2];
 	size_t n_ext = 0, n_cgr = 0;
 	struct agent_criu_restore_opts o = {
-		.c = { .images_dir = images, .log_file = "restore.log", .timeout_ms = MIG_CRIU_MS,
-		       .notify = rst_notify, .notify_opaque = &hold },
+		.c = { .images_dir = images, .log_file = "restore.log", .timeout_ms = MIG_CRIU_MS },
 		.root = t->root,
 		.restore_detached = true,
+		.leave_stopped = true,
 		.tcp_established = true,
 		.file_locks = true,
 		.manage_cgroups = AGENT_CRIU_CG_SOFT,
@@ -723,12 +718,8 @@ static int mig_restore(const struct ctr_ckpt_target *t, const char *images, pid_
 	o.external = external;
 	o.n_external = n_ext;
 	rc = agent_criu_restore(criu_bin(t->criu_path), &o, pid, err, AGENT_ERR_LEN);
-	if (rc < 0 && hold.rc < 0) {
-		return ctr_err(err, hold.rc, "restore: freezing the restored tree: %s", hold.err);
-	}
-	if (rc == 0 && !ctr_cgroup_frozen(t->cg)) {
-		return ctr_err(err, -EIO, "restore: the restored tree is not frozen (no "
-			       "pre-resume notification from CRIU)");
+	if (rc == 0) {
+		rc = ctr_cgroup_freeze(t->cg, true, MIG_FREEZE_MS, err);
 	}
 	return rc;
 }
@@ -1057,47 +1048,56 @@ struct mig_src {
 	char *buf;
 	uint32_t rounds;           /* pre-copy rounds sent */
 	uint32_t max_downtime_ms;
-	/* the switch-over: set by src_freeze() */
-	bool freeze_tried;
-	bool frozen;
+	/* the switch-over: set by src_switch() and after the dump */
+	bool switched;             /* the "pre-dump" notification came */
+	bool stopped;              /* CRIU left the tree stopped (SIGSTOP) */
+	bool frozen;               /* ... and it was frozen after that */
 	bool detached;
 	uint64_t t_freeze;         /* ha_mono_ms(), 0 = not yet */
-	int freeze_rc;
-	char freeze_err[AGENT_ERR_LEN];
+	int switch_rc;
+	char switch_err[AGENT_ERR_LEN];
 };
 
-/* Downtime from here: the guest is frozen, and off the network before
- * CRIU looks at its sockets. */
-static int src_freeze(struct mig_src *s)
+/* Downtime from here: the guest goes off the network before CRIU looks
+ * at its sockets; CRIU then freezes it through its freezer cgroup, seizes
+ * it, dumps it and leaves it stopped. */
+static int src_switch(struct mig_src *s)
 {
-	int rc;
+	int rc = 0;
 
-	s->freeze_tried = true;
+	s->switched = true;
 	s->t_freeze = ha_mono_ms();
-	rc = ctr_cgroup_freeze(s->t.cg, true, MIG_FREEZE_MS, s->freeze_err);
-	s->frozen = rc == 0;
-	if (rc == 0 && s->t.spec->ip) {
-		rc = veth_detach(s->t.veth, s->t.spec->bridge, s->freeze_err);
+	if (s->t.spec->ip) {
+		rc = veth_detach(s->t.veth, s->t.spec->bridge, s->switch_err);
 		s->detached = rc == 0;
 	}
-	s->freeze_rc = rc;
+	s->switch_rc = rc;
 	return rc;
 }
 
 /*
  * The final dump's "pre-dump" notification comes once CRIU has started
  * (exec, its kernel checks, the request) and before it looks at the tree:
- * freezing there keeps CRIU's start-up out of the downtime. CRIU finds
- * the cgroup frozen and, dumping with leave_running, keeps it so.
+ * the switch-over starts there, which keeps CRIU's start-up out of the
+ * downtime.
+ *
+ * The guest is not frozen here, nor anywhere while CRIU holds it. CRIU
+ * keeps the freezer state it found and writes it back before it detaches:
+ * a cgroup frozen before the dump is frozen again while its tasks are
+ * still ptrace-stopped, and a task frozen while traced and detached while
+ * frozen goes back to the traced state at the thaw with no tracer left to
+ * wake it (v1 freezer, 6.x kernels): the guest hangs in `D` state, its
+ * kill hangs, and with it the agent's next operations. CRIU leaves the
+ * tree stopped instead (leave_stopped), and it is frozen once CRIU is gone.
  */
 static int src_dump_notify(const struct agent_criu_notify *n, void *opaque)
 {
 	struct mig_src *s = opaque;
 
-	if (strcmp(n->script, "pre-dump") != 0 || s->freeze_tried) {
+	if (strcmp(n->script, "pre-dump") != 0 || s->switched) {
 		return 0;
 	}
-	return src_freeze(s);
+	return src_switch(s);
 }
 
 /*
@@ -1201,14 +1201,21 @@ static int src_final(struct mig_src *s, char *err)
 		return ctr_err(err, -errno, "migrate: mkdir %s: %s", dir, strerror(errno));
 	}
 	rc = mig_dump(&s->t, dir, false, s->rounds ? parent : NULL, src_dump_notify, s, err);
-	if (s->freeze_rc < 0) {
-		return ctr_err(err, s->freeze_rc, "migrate %s: %s", s->t.spec->name,
-			       s->freeze_err);
+	s->stopped = rc == 0;
+	if (s->switch_rc < 0) {
+		return ctr_err(err, s->switch_rc, "migrate %s: %s", s->t.spec->name,
+			       s->switch_err);
 	}
-	if (rc == 0 && (!s->frozen || !ctr_cgroup_frozen(s->t.cg))) {
-		/* The guest ran on after the dump: these images are stale. */
-		return ctr_err(err, -EIO, "migrate %s: the guest was not frozen for the dump "
-			       "(no pre-dump notification from CRIU)", s->t.spec->name);
+	if (rc == 0 && !s->switched) {
+		/* Its sockets were dumped while it was on the network. */
+		return ctr_err(err, -EIO, "migrate %s: the guest was on the network during the "
+			       "dump (no pre-dump notification from CRIU)", s->t.spec->name);
+	}
+	if (rc == 0) {
+		/* Stopped, no longer traced: safe to freeze. Frozen, it stays
+		 * put whoever sends it SIGCONT. */
+		rc = ctr_cgroup_freeze(s->t.cg, true, MIG_FREEZE_MS, err);
+		s->frozen = rc == 0;
 	}
 	if (rc == 0) {
 		rc = data_sync(s->t.spec->data_dir, err);
@@ -1262,11 +1269,24 @@ int ctr_mig_send(struct agent_guest *g, int fd, const struct agent_mig_opts *o,
 	}
 	io_init(&s.io, fd, o ? o->bandwidth_bps : 0, s.p);
 	was_frozen = ctr_cgroup_frozen(s.t.cg);
+	if (was_frozen) {
+		/* Paused: CRIU must not find it frozen (see src_dump_notify()).
+		 * Stopped instead; the SIGSTOP is taken at the thaw. */
+		rc = ctr_cgroup_signal(s.t.cg, SIGSTOP, err);
+		if (rc == 0) {
+			rc = ctr_cgroup_freeze(s.t.cg, false, 0, err);
+		}
+		if (rc < 0) {
+			ctr_tree_remove(s.tmp, MIG_RM_MS, NULL);
+			free(s.buf);
+			return rc;
+		}
+	}
 	if (pre) {
 		rc = precopy(&s, err);
 	}
 	if (rc == 0) {
-		/* freezes the guest (src_freeze()) once CRIU has started */
+		/* cuts the network (src_switch()) once CRIU has started */
 		rc = src_final(&s, err);
 	}
 	if (rc == 0) {
@@ -1294,8 +1314,18 @@ int ctr_mig_send(struct agent_guest *g, int fd, const struct agent_mig_opts *o,
 		if (s.detached) {
 			veth_attach(s.t.veth, s.t.spec->bridge, e2);
 		}
-		if (s.frozen && !was_frozen) {
-			ctr_cgroup_freeze(s.t.cg, false, 0, e2);
+		if (was_frozen) {
+			/* paused again, as it was */
+			ctr_cgroup_freeze(s.t.cg, true, MIG_FREEZE_MS, e2);
+			ctr_cgroup_signal(s.t.cg, SIGCONT, e2);
+		} else {
+			if (s.frozen) {
+				ctr_cgroup_freeze(s.t.cg, false, 0, e2);
+			}
+			if (s.stopped) {
+				/* stopped by a dump that got through: it runs on */
+				ctr_cgroup_signal(s.t.cg, SIGCONT, e2);
+			}
 		}
 		ctr_tree_remove(s.tmp, MIG_RM_MS, NULL);
 	}
@@ -1686,6 +1716,12 @@ int ctr_mig_finish(struct agent_guest *g, bool source, bool commit, char *err)
 	}
 	if (rc == 0) {
 		rc = ctr_cgroup_freeze(t.cg, false, 0, err);
+	}
+	if (rc == 0) {
+		/* CRIU left the tree stopped (the source's by the dump, the
+		 * destination's by the restore); thawed first, so that
+		 * SIGCONT reaches tasks that can run. */
+		rc = ctr_cgroup_signal(t.cg, SIGCONT, err);
 	}
 	if (rc == 0 && t.spec->ip) {
 		/* Best effort: peers would find the guest on their next ARP anyway. */
