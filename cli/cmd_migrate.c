@@ -162,7 +162,11 @@ static int wait_migration(struct cli *cli, const char *name, uint64_t id, uint32
 			ha_env_msg_free(&s->base);
 			return EX_FAIL;
 		} else if (g->state && strcmp(g->state, "running") == 0 && g->owner == m->destination &&
-			   m->downtime_ms) {
+			   m->downtime_ms &&
+			   (!g->has_state_generation || g->state_generation == g->generation)) {
+			/* "running" as the destination reported it under the new
+			 * generation, not the source's last word: the next
+			 * command finds the guest running there. */
 			if (tty) {
 				printf("\n");
 			}

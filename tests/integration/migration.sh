@@ -48,6 +48,13 @@ audit_start c1 e1 e2 e3  # domains pause in QEMU: not visible in cgroups
 migrate_ok c1 10.213.1.81 node2
 migrate_ok d1 10.213.1.82 node2
 migrate_ok c1 10.213.1.81 node3
+# back to back: when hactl migrate returns, the guest runs at the
+# destination under its new generation, and the next move can start
+out=$(on node1 hactl migrate c1 --to node1 2>&1); rc=$?
+out2=$(on node1 hactl migrate c1 --to node3 2>&1); rc2=$?
+log "back to back: $out | $out2"
+check "two migrations back to back (node3 -> node1 -> node3)" [ $rc = 0 ] && [ $rc2 = 0 ]
+check "c1 on node3 again" [ "$(guest_field node1 c1 node)" = node3 ]
 
 # a destination with another cluster key, then with none: refused before
 # the commit, the guest runs on at the source, nothing on the destination
