@@ -10,19 +10,23 @@
  *                                        overlay (rootfs + shared upper)
  *   [precopy: rounds of CRIU pre-dumps,
  *    each streamed while the guest runs]
- *   CRIU dump, leave_running; at its     |
- *   "pre-dump" notification: freeze the  |
- *   cgroup, veth off the bridge          |
+ *   CRIU dump, leave_stopped; at its     |
+ *   "pre-dump" notification: veth off    |
+ *   the bridge; CRIU freezes, dumps and  |
+ *   leaves the tree stopped; frozen then |
  *   stream the images  ----------------> writes them to run_dir/mig-in.*
- *                                        CRIU restore, frozen at
- *                                        "pre-resume", veth off the bridge
+ *                                        CRIU restore, leave_stopped,
+ *                                        frozen then; veth off the bridge
  *   the guest stays frozen  <----- "ok"  the guest stays frozen
  *
  *   migrate_finish(commit):  kill + clean     veth on the bridge, thaw,
- *                                             gratuitous ARP, images removed
+ *                                             SIGCONT, gratuitous ARP,
+ *                                             images removed
  *   migrate_finish(abort):   veth back, thaw, kill + clean
+ *                            SIGCONT,
  *                            images removed
  *
+ * No tree is frozen while CRIU holds it (see src_dump_notify()).
  * The writable layer is never copied (both hosts mount it) and never
  * removed here. Both copies keep their veth off the bridge while frozen:
  * their kernels would otherwise answer ARP and acknowledge TCP segments
