@@ -1247,7 +1247,7 @@ int ctr_mig_send(struct agent_guest *g, int fd, const struct agent_mig_opts *o,
 	struct mig_src s = { .rounds = 0 };
 	char line[MIG_ACK_MAX], e2[AGENT_ERR_LEN];
 	uint64_t t0 = ha_mono_ms();
-	bool pre = false, was_frozen;
+	bool pre = false;
 	int rc;
 
 	err_clear(err);
@@ -1272,19 +1272,15 @@ int ctr_mig_send(struct agent_guest *g, int fd, const struct agent_mig_opts *o,
 		return rc;
 	}
 	io_init(&s.io, fd, o ? o->bandwidth_bps : 0, s.p);
-	was_frozen = ctr_cgroup_frozen(s.t.cg);
-	if (was_frozen) {
-		/* Paused: CRIU must not find it frozen (see src_dump_notify()).
-		 * Stopped instead; the SIGSTOP is taken at the thaw. */
-		rc = ctr_cgroup_signal(s.t.cg, SIGSTOP, err);
-		if (rc == 0) {
-			rc = ctr_cgroup_freeze(s.t.cg, false, 0, err);
-		}
-		if (rc < 0) {
-			ctr_tree_remove(s.tmp, MIG_RM_MS, NULL);
-			free(s.buf);
-			return rc;
-		}
+	if (ctr_cgroup_frozen(s.t.cg)) {
+		/* CRIU must not find it frozen (see src_dump_notify()), and
+		 * what a stopped-then-thawed paused guest does under CRIU is
+		 * not what an operator's pause promises. The cluster only
+		 * moves running guests anyway. */
+		ctr_tree_remove(s.tmp, MIG_RM_MS, NULL);
+		free(s.buf);
+		return ctr_err(err, -EBUSY, "migrate %s: the guest is paused; resume it first",
+			       s.t.spec->name);
 	}
 	if (pre) {
 		rc = precopy(&s, err);
@@ -1318,18 +1314,12 @@ int ctr_mig_send(struct agent_guest *g, int fd, const struct agent_mig_opts *o,
 		if (s.detached) {
 			veth_attach(s.t.veth, s.t.spec->bridge, e2);
 		}
-		if (was_frozen) {
-			/* paused again, as it was */
-			ctr_cgroup_freeze(s.t.cg, true, MIG_FREEZE_MS, e2);
+		if (s.frozen) {
+			ctr_cgroup_freeze(s.t.cg, false, 0, e2);
+		}
+		if (s.stopped) {
+			/* stopped by a dump that got through: it runs on */
 			ctr_cgroup_signal(s.t.cg, SIGCONT, e2);
-		} else {
-			if (s.frozen) {
-				ctr_cgroup_freeze(s.t.cg, false, 0, e2);
-			}
-			if (s.stopped) {
-				/* stopped by a dump that got through: it runs on */
-				ctr_cgroup_signal(s.t.cg, SIGCONT, e2);
-			}
 		}
 		ctr_tree_remove(s.tmp, MIG_RM_MS, NULL);
 	}

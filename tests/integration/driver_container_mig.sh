@@ -147,6 +147,10 @@ cg_dirs() { # cg_dirs HOST NAME: the guest's cgroup directories on HOST
 	return 0
 }
 pid_of() { sed -n 's/^pid=//p' "$WORK/$1/run/$2/pid" 2>/dev/null; }
+procs_of() { # procs_of HOST NAME: the pids in the guest's cgroups on HOST
+	local d
+	for d in $(cg_dirs "$1" "$2"); do cat "$d/cgroup.procs" 2>/dev/null; done
+}
 in_guest() { # in_guest HOST NAME CMD...: joins the guest's cgroups and namespaces
 	local host=$1 name=$2 pid
 	shift 2
@@ -379,6 +383,41 @@ check "A's run directory of c1 removed" test ! -e "$WORK/a/run/c1"
 check "the writable layer survived the abort" test "$(in_guest b c1 cat /root/marker2)" = from-b
 log "c1 abort: client-side gap ${M_GAP} ms, wall ${M_WALL} ms"
 
+# ---- c1 paused: refused, left paused ----------------------------------------------------
+# CRIU must not find the cgroup frozen (docs/migration.md): a paused
+# guest is refused before anything is dumped; the cluster moves only
+# running guests anyway.
+pause_guest() { # pause_guest HOST NAME 1|0: as an operator's pause would
+	local d
+	for d in $(cg_dirs "$1" "$2"); do
+		if [ $CG_V2 = 1 ]; then
+			echo "$3" >"$d/cgroup.freeze"
+		elif [ -e "$d/freezer.state" ]; then
+			if [ "$3" = 1 ]; then echo FROZEN >"$d/freezer.state"; else echo THAWED >"$d/freezer.state"; fi
+		fi
+	done
+}
+C_BEFORE=$(counter_of <<<"$(query c1)")
+pause_guest b c1 1
+check "c1 paused on B" wait_for 5 "c1 paused" state_is b c1 paused
+drv a migrate-recv c1 --listen $PORT </dev/null >"$WORK/out.recv" 2>&1 &
+rpid=$!
+wait_line "$WORK/out.recv" '^listening' 10
+out=$(drv b migrate-send c1 --to "$(host_ip a):$PORT" 2>&1 </dev/null)
+S_RC=$?
+reap "$rpid"
+refused() { [ "$S_RC" != 0 ] && grep -q "the guest is paused; resume it first" <<<"$out"; }
+check "migrate-send of the paused c1 refused ($out)" refused
+drv a stop c1 >/dev/null 2>&1
+check "...nothing of c1 left on A" gone_from a c1
+check "c1 still paused on B" state_is b c1 paused
+pause_guest b c1 0
+check "c1 runs once thawed" wait_for 5 "c1 running" state_is b c1 running
+J=$(query c1 2000)
+check "...and answers: same boot_id, counter continued ($C_BEFORE -> $(counter_of <<<"$J"))" \
+	test "$(boot_of <<<"$J")" = "$BOOT1" -a "$(counter_of <<<"$J")" -ge "$C_BEFORE"
+check "...with no task left stopped" not grep -q "^State:.*T (stopped)" $(for p in $(procs_of b c1); do echo /proc/$p/status; done) /dev/null
+
 # ---- hostile streams ---------------------------------------------------------------------
 
 # Bytes of the stream format (docs/containers.md), little-endian.
@@ -480,10 +519,6 @@ check "c2 resumed on B" wait_for 5 "c2 running" state_is b c2 running
 J=$(query c2)
 check "c2 answers from B: same boot_id, counter continued ($C_BEFORE -> $(counter_of <<<"$J"))" \
 	test "$(boot_of <<<"$J")" = "$BOOT2" -a "$(counter_of <<<"$J")" -ge "$C_BEFORE"
-procs_of() { # procs_of HOST NAME: the pids in the guest's cgroups on HOST
-	local d
-	for d in $(cg_dirs "$1" "$2"); do cat "$d/cgroup.procs" 2>/dev/null; done
-}
 check "the killed receiver left no process of c2 on A" test -z "$(procs_of a c2)"
 # What it had prepared (cgroups, overlay mount) is what a crashed agent
 # leaves: the next operation on that guest there removes it.
