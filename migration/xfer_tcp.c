@@ -496,7 +496,7 @@ gnutls_fail:
 	return -EIO;
 }
 
-static void conn_free(struct tcp_conn *c)
+static void conn_free(struct tcp_conn *c, bool linger)
 {
 	if (c == NULL) {
 		return;
@@ -517,18 +517,20 @@ static void conn_free(struct tcp_conn *c)
 		/* Unread bytes make close() send a reset, and a reset makes
 		 * the peer's kernel drop what it has not delivered yet: what
 		 * we sent last (a TLS alert, an ABORT) could be lost. End
-		 * with a FIN, then read and drop what the peer still sends
-		 * until it closes too (it stops once it reads our END or
-		 * ABORT), for at most LINGER_MS. */
+		 * with a FIN and take what is there. With @linger (the peer
+		 * had not ended its side: it may still be sending), read and
+		 * drop what it sends until it closes too (it stops once it
+		 * reads our END or ABORT), for at most LINGER_MS. */
 		uint8_t junk[16384];
-		uint64_t until = mig_now_us() + LINGER_MS * 1000u;
+		uint64_t until = mig_now_us() + (linger ? LINGER_MS * 1000u : 0);
 
 		shutdown(c->fd, SHUT_WR);
-		for (;;) {
+		for (int budget = 64; budget > 0;) {
 			ssize_t r = recv(c->fd, junk, sizeof(junk), MSG_DONTWAIT);
 			uint64_t now;
 
 			if (r > 0 || (r < 0 && errno == EINTR)) {
+				budget -= !linger;
 				continue;
 			}
 			now = mig_now_us();
@@ -573,7 +575,7 @@ static int conn_start(struct mig_stream *s, struct tcp_conn *c, int timeout_ms,
 		}
 	}
 	if (rc < 0) {
-		conn_free(c);
+		conn_free(c, false);
 		return rc;
 	}
 	s->priv = c;
@@ -1040,7 +1042,8 @@ static void tcp_close(struct mig_stream *s)
 			tls_flush(c);
 		}
 	}
-	conn_free(c);
+	/* A peer that has not ended its side may still be sending. */
+	conn_free(c, !s->end_received);
 	s->priv = NULL;
 }
 
