@@ -518,7 +518,15 @@ int ctr_cgroup_freeze(const struct ctr_cgroup *cg, bool freeze, uint32_t timeout
 	if (rc < 0 || !freeze) {
 		return rc;
 	}
-	while (!freeze_done(cg)) {
+	for (unsigned polls = 1; !freeze_done(cg); polls++) {
+		if (!cg->v2 && polls % 5 == 0) {
+			/* The v1 freezer asks each task once, when FROZEN is
+			 * written; a task that went into a stop after that
+			 * (CRIU's leave_stopped: SIGSTOP, then detach) is never
+			 * asked again and keeps the cgroup FREEZING. Writing
+			 * FROZEN again asks the tasks not frozen yet. */
+			cg_write(dir, "freezer.state", "FROZEN", NULL);
+		}
 		if (ha_mono_ms() >= deadline) {
 			/* Leave it running rather than half frozen. */
 			if (cg->v2) {
