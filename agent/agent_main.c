@@ -104,7 +104,8 @@ static void io_action_done(void *arg, uint64_t req_id, int code, const char *msg
 	call_result(a, HA_MSG_AGENT_ACTION_DONE, &d.base);
 }
 
-static void on_event(struct agent *a, const uint8_t *buf, size_t len)
+/* @refresh: set for a "refresh" (done once per batch of events). */
+static void on_event(struct agent *a, const uint8_t *buf, size_t len, bool *refresh)
 {
 	struct qb_ipc_response_header hdr;
 	enum ha_msg_type type;
@@ -124,7 +125,7 @@ static void on_event(struct agent *a, const uint8_t *buf, size_t len)
 		Hactl__AgentActionRequest *r = (Hactl__AgentActionRequest *)msg;
 
 		if (strcmp(r->action->kind, "refresh") == 0) {
-			refresh(a);
+			*refresh = true;
 		} else {
 			agent_guests_action(a->guests, r->req_id, r->action);
 		}
@@ -147,6 +148,19 @@ static void disconnect(struct agent *a, const char *why)
 	schedule_reconnect(a);
 }
 
+#define EVENTS_PER_CALL 32
+
+static int conn_event_cb(int fd, int revents, void *data);
+
+static void events_job(void *data)
+{
+	struct agent *a = data;
+
+	if (a->conn != NULL) {
+		conn_event_cb(a->conn_fd, POLLIN, a);
+	}
+}
+
 /* Events from the coordinator (commands arrive here with the drivers);
  * also how a dead coordinator is noticed. */
 static int conn_event_cb(int fd, int revents, void *data)
@@ -155,23 +169,38 @@ static int conn_event_cb(int fd, int revents, void *data)
 	static uint8_t buf[HA_IPC_MAX_MSG];
 	ssize_t n;
 
+	bool want_refresh = false;
+
 	if (revents & (POLLHUP | POLLERR | POLLNVAL)) {
 		disconnect(a, "hangup");
 		return -1;
 	}
-	for (;;) {
+	/* A bounded batch: events that keep coming must not keep the main
+	 * loop from the rest of its work (finished operations, timers);
+	 * the fd stays readable for the next batch. Refreshes asked within
+	 * the batch are done once, after it. */
+	n = 0;
+	for (int i = 0; i < EVENTS_PER_CALL; i++) {
 		n = qb_ipcc_event_recv(a->conn, buf, sizeof(buf), 0);
 		if (n <= 0) {
 			break;
 		}
-		on_event(a, buf, (size_t)n);
+		on_event(a, buf, (size_t)n, &want_refresh);
 		if (a->conn == NULL) {
 			return -1; /* disconnected while handling it */
+		}
+		if (i + 1 == EVENTS_PER_CALL) {
+			/* more may wait: a job comes back for them after
+			 * what else is ready has run */
+			qb_loop_job_add(a->loop, QB_LOOP_MED, a, events_job);
 		}
 	}
 	if (n < 0 && n != -EAGAIN && n != -ETIMEDOUT) {
 		disconnect(a, strerror((int)-n));
 		return -1;
+	}
+	if (want_refresh) {
+		refresh(a);
 	}
 	return 0;
 }
