@@ -1043,6 +1043,17 @@ static int mode_pick(const struct ctr_ckpt_target *t, const char *mode, bool *pr
 	return 0;
 }
 
+/*
+ * Lets a tree that CRIU left stopped and the agent froze run again:
+ * thawed first, so that SIGCONT reaches tasks that can run.
+ */
+static int held_resume(const struct ctr_cgroup *cg, char *err)
+{
+	int rc = ctr_cgroup_freeze(cg, false, 0, err);
+
+	return rc < 0 ? rc : ctr_cgroup_signal(cg, SIGCONT, err);
+}
+
 struct mig_src {
 	struct ctr_ckpt_target t;
 	struct mig_io io;
@@ -1055,7 +1066,6 @@ struct mig_src {
 	/* the switch-over: set by src_switch() and after the dump */
 	bool switched;             /* the "pre-dump" notification came */
 	bool stopped;              /* CRIU left the tree stopped (SIGSTOP) */
-	bool frozen;               /* ... and it was frozen after that */
 	bool detached;
 	uint64_t t_freeze;         /* ha_mono_ms(), 0 = not yet */
 	int switch_rc;
@@ -1219,7 +1229,6 @@ static int src_final(struct mig_src *s, char *err)
 		/* Stopped, no longer traced: safe to freeze. Frozen, it stays
 		 * put whoever sends it SIGCONT. */
 		rc = ctr_cgroup_freeze(s->t.cg, true, MIG_FREEZE_MS, err);
-		s->frozen = rc == 0;
 	}
 	if (rc == 0) {
 		rc = data_sync(s->t.spec->data_dir, err);
@@ -1256,6 +1265,14 @@ int ctr_mig_send(struct agent_guest *g, int fd, const struct agent_mig_opts *o,
 	if (ctr_guest_target(g, &s.t) < 0) {
 		return ctr_err(err, -ESRCH, "migrate %s: not running", s.t.spec->name);
 	}
+	if (ctr_cgroup_frozen(s.t.cg)) {
+		/* CRIU must not find it frozen (see src_dump_notify()), and
+		 * what a stopped-then-thawed paused guest does under CRIU is
+		 * not what an operator's pause promises. The cluster only
+		 * moves running guests anyway. */
+		return ctr_err(err, -EBUSY, "migrate %s: the guest is paused; resume it first",
+			       s.t.spec->name);
+	}
 	rc = mode_pick(&s.t, o ? o->mode : NULL, &pre, err);
 	if (rc < 0) {
 		return rc;
@@ -1272,16 +1289,6 @@ int ctr_mig_send(struct agent_guest *g, int fd, const struct agent_mig_opts *o,
 		return rc;
 	}
 	io_init(&s.io, fd, o ? o->bandwidth_bps : 0, s.p);
-	if (ctr_cgroup_frozen(s.t.cg)) {
-		/* CRIU must not find it frozen (see src_dump_notify()), and
-		 * what a stopped-then-thawed paused guest does under CRIU is
-		 * not what an operator's pause promises. The cluster only
-		 * moves running guests anyway. */
-		ctr_tree_remove(s.tmp, MIG_RM_MS, NULL);
-		free(s.buf);
-		return ctr_err(err, -EBUSY, "migrate %s: the guest is paused; resume it first",
-			       s.t.spec->name);
-	}
 	if (pre) {
 		rc = precopy(&s, err);
 	}
@@ -1314,12 +1321,10 @@ int ctr_mig_send(struct agent_guest *g, int fd, const struct agent_mig_opts *o,
 		if (s.detached) {
 			veth_attach(s.t.veth, s.t.spec->bridge, e2);
 		}
-		if (s.frozen) {
-			ctr_cgroup_freeze(s.t.cg, false, 0, e2);
-		}
 		if (s.stopped) {
-			/* stopped by a dump that got through: it runs on */
-			ctr_cgroup_signal(s.t.cg, SIGCONT, e2);
+			/* stopped (and maybe frozen) by a dump that got
+			 * through: it runs on */
+			held_resume(s.t.cg, e2);
 		}
 		ctr_tree_remove(s.tmp, MIG_RM_MS, NULL);
 	}
@@ -1709,13 +1714,9 @@ int ctr_mig_finish(struct agent_guest *g, bool source, bool commit, char *err)
 		rc = veth_attach(t.veth, t.spec->bridge, err);
 	}
 	if (rc == 0) {
-		rc = ctr_cgroup_freeze(t.cg, false, 0, err);
-	}
-	if (rc == 0) {
 		/* CRIU left the tree stopped (the source's by the dump, the
-		 * destination's by the restore); thawed first, so that
-		 * SIGCONT reaches tasks that can run. */
-		rc = ctr_cgroup_signal(t.cg, SIGCONT, err);
+		 * destination's by the restore) and the agent froze it */
+		rc = held_resume(t.cg, err);
 	}
 	if (rc == 0 && t.spec->ip) {
 		/* Best effort: peers would find the guest on their next ARP anyway. */

@@ -679,12 +679,12 @@ static void dispatch(struct coord *c, uint32_t sender, enum ha_msg_type type,
 			break;
 		}
 		for (size_t i = 0; i < gs->n_guests; i++) {
+			/* a status changes the record in place */
 			const Hactl__GuestRecord *g = coord_state_guest(&c->state,
 									gs->guests[i]->name);
 			bool had_port = g && g->migration && g->migration->has_dst_port;
 
 			coord_guest_status_apply(&c->state, sender, gs->guests[i], ha_wall_ms());
-			g = coord_state_guest(&c->state, gs->guests[i]->name);
 			if (!had_port && g && g->migration && g->migration->has_dst_port &&
 			    sender != c->local_id) {
 				/* The source waits for the port: its agent learns

@@ -238,6 +238,24 @@ static void relay_case(bool encrypt, uint64_t bytes, uint64_t rate)
 	       (unsigned long long)bytes, answer);
 }
 
+/* The source's end: connected to @port and relaying, the driver's end of
+ * the relay in *fd; NULL (the destination joined) when it failed. */
+static struct agent_mig_xfer *src_open(const struct agent_mig_params *p, struct dst *d,
+				       uint16_t port, int *fd)
+{
+	struct agent_mig_xfer *x = NULL;
+	char err[512] = "";
+
+	CHECK_EQ_INT(agent_mig_connect(p, "127.0.0.1", port, &x, err, sizeof(err)), 0);
+	if (x == NULL) {
+		fprintf(stderr, "connect: %s\n", err);
+		dst_join(d);
+		return NULL;
+	}
+	CHECK_EQ_INT(agent_mig_relay_start(x, fd, err, sizeof(err)), 0);
+	return x;
+}
+
 /* The destination's driver fails: the source reports the reason. */
 static void dst_failure_case(void)
 {
@@ -250,12 +268,10 @@ static void dst_failure_case(void)
 	int fd, rc;
 
 	cfg_init(&cfg, key_a, true);
-	CHECK_EQ_INT(agent_mig_connect(&p, "127.0.0.1", port, &x, err, sizeof(err)), 0);
+	x = src_open(&p, &d, port, &fd);
 	if (x == NULL) {
-		dst_join(&d);
 		return;
 	}
-	CHECK_EQ_INT(agent_mig_relay_start(x, &fd, err, sizeof(err)), 0);
 	rc = drv_send(fd, 32 * MIB, answer, sizeof(answer));
 	CHECK(rc < 0);
 	rc = agent_mig_finish(x, rc, "writing the images: Broken pipe", err, sizeof(err));
@@ -376,12 +392,10 @@ static void cancel_case(void)
 	int fd, rc;
 
 	cfg_init(&cfg, key_a, true);
-	CHECK_EQ_INT(agent_mig_connect(&p, "127.0.0.1", port, &x, err, sizeof(err)), 0);
+	x = src_open(&p, &d, port, &fd);
 	if (x == NULL) {
-		dst_join(&d);
 		return;
 	}
-	CHECK_EQ_INT(agent_mig_relay_start(x, &fd, err, sizeof(err)), 0);
 	c.x = x;
 	pthread_create(&t, NULL, cancel_main, &c);
 	/* more than the destination reads: the source's driver blocks */
