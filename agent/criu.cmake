@@ -35,6 +35,10 @@ else()
 		"container checkpoints disabled (run deploy/install-criu, then re-run cmake)")
 endif()
 
+if(HA_WITH_CRIU STREQUAL "ON" AND NOT _ha_criu_ok)
+	message(FATAL_ERROR "HA_WITH_CRIU=ON but no usable CRIU >= 4.2 rpc.proto "
+		"(run deploy/install-criu or set HA_CRIU_RPC_PROTO)")
+endif()
 if(_ha_criu_ok)
 	get_filename_component(_ha_criu_incdir ${HA_CRIU_RPC_PROTO} DIRECTORY)
 	set(_ha_criu_out ${CMAKE_CURRENT_BINARY_DIR}/criu-gen)

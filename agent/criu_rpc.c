@@ -92,6 +92,7 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
 	va_end(ap);
 }
 
+#ifdef HAVE_CRIU_RPC
 /* Copies @src into @dst (size @n), cut, with non-printables as '?'. */
 static void copy_printable(char *dst, size_t n, const char *src)
 {
@@ -115,6 +116,7 @@ static void copy_printable(char *dst, size_t n, const char *src)
 	}
 	dst[i] = '\0';
 }
+#endif /* HAVE_CRIU_RPC */
 
 #ifndef HAVE_CRIU_RPC
 

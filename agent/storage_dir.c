@@ -336,7 +336,9 @@ const struct agent_storage_ops *agent_storage_find(const char *name)
 {
 	static const struct agent_storage_ops *const backends[] = {
 		&agent_storage_dir_ops,
+#ifdef HAVE_DRBD
 		&agent_storage_drbd_ops,
+#endif
 	};
 
 	if (name == NULL) {
