@@ -1207,7 +1207,10 @@ static int ws_build(struct ws *ws, const struct ha_bal_cluster *c,
 		for (int r = 0; r < NRES; r++) {
 			n->inv[r] = 1.0 / (double)n->cap[r];
 		}
-		n->thr[R_CPU] = (double)n->cap[R_CPU] * p->cpu_threshold / 100.0;
+		/* 0: CPU use never makes a node overloaded nor refuses a move */
+		n->thr[R_CPU] = p->cpu_threshold > 0 ?
+					(double)n->cap[R_CPU] * p->cpu_threshold / 100.0 :
+					INFINITY;
 		n->thr[R_MEM] = (double)n->cap[R_MEM] * p->mem_threshold / 100.0;
 		n->thr[R_VCPU] = p->max_vcpu_ratio > 0 ?
 					 (double)cn->cpus * p->max_vcpu_ratio :

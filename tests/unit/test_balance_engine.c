@@ -383,8 +383,9 @@ static void check_plan(struct ha_bal_cluster *c, const struct ha_bal_policy *p,
 			if (last_of_unit) {
 				CHECK(mem <= (to->mem_mib - to->mem_reserved_mib) *
 						     p->mem_threshold / 100 + 1e-6);
-				CHECK(cpu + to->cpu_base_milli <=
-				      to->cpus * 1000.0 * p->cpu_threshold / 100 + 1e-6);
+				CHECK(p->cpu_threshold == 0 ||
+				      cpu + to->cpu_base_milli <=
+					      to->cpus * 1000.0 * p->cpu_threshold / 100 + 1e-6);
 			}
 		}
 	}
@@ -509,6 +510,63 @@ static void test_rounds(void)
 	ha_bal_policy_free(p);
 }
 
+/*
+ * Hosts that all read one machine's CPU (the local cluster) at 100 %:
+ * with cpu_threshold = 0 and cpu_weight = 0 the plan is the memory plan,
+ * whatever the CPU reads; with a CPU threshold the same cluster plans
+ * nothing (every destination is full). The balance integration test once
+ * failed by the machine's load for want of this switch.
+ */
+static void test_cpu_off(void)
+{
+	struct ha_bal_policy *p = ha_bal_policy_new();
+	struct ha_bal_plan *plan[2] = { NULL, NULL };
+	int64_t base[2] = { 997, 1000 }; /* 99.7 % and 100.0 % of one CPU */
+
+	p->cpu_weight = 0;
+	p->cpu_threshold = 0;
+	p->min_gain = 1;
+	p->imbalance_threshold = 5;
+	p->hold_rounds = 1;
+	for (int k = 0; k < 2; k++) {
+		struct ha_bal_cluster *c = ha_bal_cluster_new();
+		struct ha_bal_node n = { .cpus = 1, .mem_mib = 24576, .online = true };
+		struct ha_bal_guest g = { .node = 0, .mem_mib = 3072, .cpu_milli = 300, .vcpus = 1 };
+
+		for (int i = 0; i < 3; i++) {
+			snprintf(n.name, sizeof(n.name), "node%d", i + 1);
+			n.cpu_base_milli = base[k];
+			CHECK_EQ_INT(ha_bal_cluster_add_node(c, &n), i);
+		}
+		for (int i = 0; i < 3; i++) {
+			snprintf(g.name, sizeof(g.name), "b%d", i + 1);
+			CHECK_EQ_INT(ha_bal_cluster_add_guest(c, &g), i);
+		}
+		CHECK_EQ_INT(ha_balance_plan(c, p, &plan[k]), 0);
+		CHECK_EQ_INT(plan[k]->n_moves, 2);
+		if (k == 1) {
+			/* the same cluster with a CPU threshold: nowhere to go */
+			struct ha_bal_plan *capped = NULL;
+
+			p->cpu_threshold = 100;
+			CHECK_EQ_INT(ha_balance_plan(c, p, &capped), 0);
+			CHECK_EQ_INT(capped->n_moves, 0);
+			ha_bal_plan_free(capped);
+			p->cpu_threshold = 0;
+		}
+		ha_bal_cluster_free(c);
+	}
+	/* the same moves at 99.7 % and at 100 % */
+	CHECK_EQ_INT(plan[0]->n_actions, plan[1]->n_actions);
+	for (uint32_t i = 0; i < plan[0]->n_actions && i < plan[1]->n_actions; i++) {
+		CHECK_EQ_INT(plan[0]->actions[i].guest, plan[1]->actions[i].guest);
+		CHECK_EQ_INT(plan[0]->actions[i].to, plan[1]->actions[i].to);
+	}
+	ha_bal_plan_free(plan[0]);
+	ha_bal_plan_free(plan[1]);
+	ha_bal_policy_free(p);
+}
+
 /* A bigger, sane cluster: completes, improves, and keeps the invariants. */
 static void test_large(void)
 {
@@ -555,6 +613,7 @@ int main(void)
 	test_api();
 	test_random();
 	test_rounds();
+	test_cpu_off();
 	test_large();
 	return ha_test_done("test_balance_engine");
 }
