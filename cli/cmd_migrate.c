@@ -115,11 +115,16 @@ static json_object *report_json(const Hactl__StatusReply *s, const Hactl__GuestR
 	return o;
 }
 
-/* Waits for the end of transaction @id, showing progress on a terminal. */
+/*
+ * Waits for the end of transaction @id, showing progress: on a terminal one
+ * line redrawn, otherwise (a log, a pipe) one line per pre-copy round.
+ */
 static int wait_migration(struct cli *cli, const char *name, uint64_t id, uint32_t timeout_s)
 {
 	uint64_t deadline = ha_mono_ms() + timeout_s * 1000ull;
 	bool tty = isatty(1) && !cli->json && !cli->batch;
+	bool lines = !tty && !cli->json && !cli->batch;
+	uint32_t last_round = UINT32_MAX;
 
 	for (;;) {
 		Hactl__StatusReply *s = NULL;
@@ -148,6 +153,14 @@ static int wait_migration(struct cli *cli, const char *name, uint64_t id, uint32
 				       pct * 30 / 100, "##############################", pct,
 				       m->transferred_bytes >> 20, m->rounds, m->dirty_rate_bps / 1000000,
 				       m->expected_downtime_ms);
+				fflush(stdout);
+			} else if (lines && m->rounds != last_round) {
+				last_round = m->rounds;
+				printf("%s -> %s: round %u, %" PRIu64 " MiB sent, %" PRIu64
+				       " MiB to go, dirty %" PRIu64 " MB/s, expected downtime %u ms\n",
+				       cli_node_name(s, m->source), cli_node_name(s, m->destination),
+				       m->rounds, m->transferred_bytes >> 20, m->remaining_bytes >> 20,
+				       m->dirty_rate_bps / 1000000, m->expected_downtime_ms);
 				fflush(stdout);
 			}
 		} else if (strcmp(m->state, "aborted") == 0) {
