@@ -5,6 +5,7 @@
 #define HA_CLI_H
 
 #include <stdbool.h>
+#include <stdio.h>
 
 #include <json-c/json.h>
 
@@ -55,6 +56,12 @@ int cli_cmd_destroy(struct cli *cli, int argc, char **argv);
 int cli_cmd_show(struct cli *cli, int argc, char **argv);
 int cli_cmd_snapshot(struct cli *cli, int argc, char **argv);
 int cli_cmd_restore(struct cli *cli, int argc, char **argv);
+
+/* cmd_help.c: the one table of commands, options and examples */
+void cli_help_usage(FILE *out);
+/* 0, or -1 when @name is no command */
+int cli_help_command(FILE *out, const char *name);
+void cli_help_markdown(FILE *out);
 
 /* cmd_migrate.c */
 int cli_cmd_migrate(struct cli *cli, int argc, char **argv);

@@ -13,6 +13,7 @@
 #include "cli.h"
 #include "cmd_balance.h"
 #include "config.h"
+#include "fencing.h"
 #include "guestdef.h"
 #include "snapshot.h"
 #include "util.h"
@@ -290,42 +291,161 @@ static int read_def(const char *path, char **text, size_t *len, struct ha_guest_
 	return EX_OK;
 }
 
+/* Whether @text has a line that is the section header [guest] (blanks
+ * around it allowed): a comment that mentions [guest] does not count. */
+static bool has_guest_section(const char *text)
+{
+	for (const char *l = text; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+		while (*l == ' ' || *l == '\t') {
+			l++;
+		}
+		if (strncmp(l, "[guest]", 7) == 0) {
+			const char *e = l + 7;
+
+			while (*e == ' ' || *e == '\t' || *e == '\r') {
+				e++;
+			}
+			if (*e == '\n' || *e == '\0') {
+				return true;
+			}
+		}
+	}
+	return false;
+}
+
+static void check_ok(struct cli *cli, const char *path, const char *kind, const char *name)
+{
+	if (cli->json) {
+		json_object *o = json_object_new_object();
+
+		json_object_object_add(o, "path", json_object_new_string(path));
+		json_object_object_add(o, "ok", json_object_new_boolean(1));
+		json_object_object_add(o, "type", json_object_new_string(kind));
+		if (name) {
+			json_object_object_add(o, "name", json_object_new_string(name));
+		}
+		cli_json_print(o);
+	} else if (name) {
+		printf("%s: ok (%s %s)\n", path, kind, name);
+	} else {
+		printf("%s: ok (%s)\n", path, kind);
+	}
+}
+
+static int check_fail(struct cli *cli, const char *path, const char *err)
+{
+	if (cli->json) {
+		json_object *o = json_object_new_object();
+
+		json_object_object_add(o, "path", json_object_new_string(path));
+		json_object_object_add(o, "ok", json_object_new_boolean(0));
+		json_object_object_add(o, "error", json_object_new_string(err));
+		cli_json_print(o);
+	}
+	fprintf(stderr, "%s\n", err);
+	return EX_FAIL;
+}
+
+/* hactl.conf (the option table of common/config.c) */
+static int check_config(struct cli *cli, const char *path)
+{
+	struct ha_config cfg;
+	char err[512] = "";
+
+	ha_config_defaults(&cfg);
+	if (ha_config_load(path, false, &cfg, err, sizeof(err)) < 0) {
+		return check_fail(cli, path, err[0] ? err : path);
+	}
+	check_ok(cli, path, "config", NULL);
+	return EX_OK;
+}
+
+/* fence.conf (fencing/fence_config.c); a missing file is an error here */
+static int check_fence(struct cli *cli, const char *path)
+{
+	struct fence_config *cfg = calloc(1, sizeof(*cfg));
+	char err[512] = "";
+	int rc;
+
+	if (cfg == NULL) {
+		return check_fail(cli, path, "out of memory");
+	}
+	if (access(path, R_OK) < 0) {
+		snprintf(err, sizeof(err), "%s: %s", path, strerror(errno));
+		free(cfg);
+		return check_fail(cli, path, err);
+	}
+	rc = fence_config_load(path, cfg, err, sizeof(err));
+	free(cfg);
+	if (rc < 0) {
+		return check_fail(cli, path, err[0] ? err : path);
+	}
+	check_ok(cli, path, "fence", NULL);
+	return EX_OK;
+}
+
 int cli_cmd_check(struct cli *cli, int argc, char **argv)
 {
-	int worst = EX_OK;
+	const char *type = NULL;
+	int worst = EX_OK, files = 0;
 
-	if (argc < 2) {
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--type") == 0) {
+			if (i + 1 >= argc) {
+				return cli_usage_error("option '%s' needs a value", argv[i]);
+			}
+			type = argv[++i];
+			if (strcmp(type, "guest") && strcmp(type, "policy") && strcmp(type, "config") &&
+			    strcmp(type, "fence")) {
+				return cli_usage_error("--type: '%s' is not guest, policy, config or fence",
+						       type);
+			}
+		} else if (argv[i][0] == '-') {
+			return cli_usage_error("unknown option '%s'", argv[i]);
+		} else {
+			files++;
+		}
+	}
+	if (files == 0) {
 		return cli_usage_error("check needs at least one FILE%s", "");
 	}
 	for (int i = 1; i < argc; i++) {
-		uint8_t *buf = NULL;
-		size_t len;
+		const char *kind = type;
 		int ex;
 
-		/* A guest definition has a [guest] section; anything else is a policy. */
-		if (ha_file_read(argv[i], HA_GUESTDEF_MAX_TEXT, &buf, &len) == 0 &&
-		    strstr((char *)buf, "[guest]")) {
+		if (strcmp(argv[i], "--type") == 0) {
+			i++;
+			continue;
+		}
+		if (kind == NULL) {
+			/* A guest definition has a [guest] section; anything else
+			 * (a file or a directory) is a policy. */
+			uint8_t *buf = NULL;
+			size_t len;
+
+			kind = ha_file_read(argv[i], HA_GUESTDEF_MAX_TEXT, &buf, &len) == 0 &&
+					       has_guest_section((char *)buf) ?
+				       "guest" :
+				       "policy";
+			free(buf);
+		}
+		if (strcmp(kind, "guest") == 0) {
 			struct ha_guest_def def;
 			char *text;
+			size_t len;
 
 			ex = read_def(argv[i], &text, &len, &def);
 			if (ex == EX_OK) {
 				free(text);
-				if (cli->json) {
-					json_object *o = json_object_new_object();
-
-					json_object_object_add(o, "path", json_object_new_string(argv[i]));
-					json_object_object_add(o, "ok", json_object_new_boolean(1));
-					json_object_object_add(o, "name", json_object_new_string(def.name));
-					cli_json_print(o);
-				} else {
-					printf("%s: ok (%s %s)\n", argv[i], def.type, def.name);
-				}
+				check_ok(cli, argv[i], def.type, def.name);
 			}
+		} else if (strcmp(kind, "config") == 0) {
+			ex = check_config(cli, argv[i]);
+		} else if (strcmp(kind, "fence") == 0) {
+			ex = check_fence(cli, argv[i]);
 		} else {
 			ex = hactl_cmd_check_policy(argv[i], cli->json);
 		}
-		free(buf);
 		if (ex != EX_OK) {
 			worst = EX_FAIL;
 		}

@@ -22,62 +22,11 @@
 #include "cli.h"
 #include "cmd_balance.h"
 
-static void usage(FILE *out)
-{
-	fprintf(out,
-		"usage: hactl [--json] COMMAND [ARGS]\n"
-		"\n"
-		"cluster:\n"
-		"  status                   quorum, leader, nodes, guests\n"
-		"  nodes [NODE]             nodes (or one node in detail)\n"
-		"  guests                   guests and where they run\n"
-		"  maintenance on|off NODE  take a node out of (or back into) service\n"
-		"  fence NODE               power a node off now through its fence devices\n"
-		"  events                   recent history: membership, commits, fencing\n"
-		"\n"
-		"guests:\n"
-		"  check FILE...            validate guest definitions or policy files\n"
-		"  create FILE              define a guest from its definition file\n"
-		"  start NAME [--node N]    start (placement picks the node unless given)\n"
-		"  stop NAME                stop\n"
-		"  restart NAME             stop, then start on the same node\n"
-		"  destroy NAME [--purge]   remove a stopped guest (--purge: its snapshots too)\n"
-		"  list                     the guests\n"
-		"  show NAME                state, node, usage, limits, snapshots\n"
-		"  snapshot NAME            snapshot memory and storage now\n"
-		"  restore NAME [--node N] [--generation G]\n"
-		"                           start from a snapshot (newest good by default)\n"
-		"  (start, stop, restart and restore wait until done; --no-wait returns\n"
-		"   after the cluster accepted; --timeout S bounds the wait)\n"
-		"\n"
-		"moving guests:\n"
-		"  migrate NAME --to NODE [--mode auto|precopy|postcopy|stopcopy]\n"
-		"          [--transport tcp|rdma] [--max-downtime MS] [--bandwidth MB/s]\n"
-		"                           live migration as a transaction; progress, then a report\n"
-		"  migrate --cancel NAME    abort a migration before its commit\n"
-		"  evacuate NODE [--parallel N]\n"
-		"                           maintenance on, every guest moved elsewhere\n"
-		"\n"
-		"balancing:\n"
-		"  balance [--dry-run] [--parallel N] [--save FILE]\n"
-		"                           plan moves with the policy in force (score before\n"
-		"                           and after) and carry them out, unless --dry-run\n"
-		"  simulate FILE            run the balancing engine on a described cluster\n"
-		"\n"
-		"options:\n"
-		"  --json                   machine-readable output\n"
-		"  -h, --help               this text\n"
-		"  -V, --version\n"
-		"\n"
-		"exit status: 0 ok, 1 refused or failed, 2 bad arguments, 3 no\n"
-		"coordinator, 4 partition not quorate, 5 unknown name\n");
-}
-
 int cli_usage_error(const char *fmt, const char *arg)
 {
 	fprintf(stderr, "hactl: ");
 	fprintf(stderr, fmt, arg);
-	fprintf(stderr, "\n(see hactl --help)\n");
+	fprintf(stderr, "\n(see hactl --help, or hactl COMMAND --help)\n");
 	return EX_USAGE;
 }
 
@@ -123,6 +72,15 @@ int cli_call(struct cli *cli, enum ha_msg_type type, const ProtobufCMessage *req
 	ProtobufCMessage *reply = NULL;
 	int rc;
 
+	/* Connected at the first request: a command has parsed its arguments
+	 * by then, so a typo is exit 2 even with no coordinator running. */
+	if (cli->conn == NULL) {
+		int ex = connect_coord(cli);
+
+		if (ex != EX_OK) {
+			return ex;
+		}
+	}
 	rc = ha_ipcc_call(cli->conn, type, req, TIMEOUT_MS, &rtype, &reply);
 	if (rc < 0) {
 		fprintf(stderr, "hactl: no valid answer from ha-coordinator: %s\n",
@@ -494,7 +452,6 @@ static int cmd_maintenance(struct cli *cli, int argc, char **argv)
 struct command {
 	const char *name;
 	int (*fn)(struct cli *cli, int argc, char **argv);
-	bool needs_daemon;
 };
 
 static int cmd_events(struct cli *cli, int argc, char **argv)
@@ -561,68 +518,102 @@ static int cmd_guest_reference(struct cli *cli, int argc, char **argv)
 	return EX_OK;
 }
 
+static int cmd_help(struct cli *cli, int argc, char **argv)
+{
+	if (argc == 2 && strcmp(argv[1], "--markdown") == 0) {
+		cli_help_markdown(stdout);
+		return EX_OK;
+	}
+	if (argc > 2) {
+		return cli_usage_error("usage: hactl help [COMMAND]%s", "");
+	}
+	if (argc == 1) {
+		cli_help_usage(stdout);
+		return EX_OK;
+	}
+	if (cli_help_command(stdout, argv[1]) < 0) {
+		return cli_usage_error("unknown command '%s'", argv[1]);
+	}
+	return EX_OK;
+}
+
 static const struct command commands[] = {
-	{ "definition-reference", cmd_guest_reference, false },
-	{ "status", cmd_status, true },
-	{ "nodes", cmd_nodes, true },
-	{ "guests", cmd_guests, true },
-	{ "list", cmd_guests, true },
-	{ "maintenance", cmd_maintenance, true },
-	{ "check", cli_cmd_check, false },
-	{ "create", cli_cmd_create, true },
-	{ "start", cli_cmd_start, true },
-	{ "stop", cli_cmd_stop, true },
-	{ "restart", cli_cmd_restart, true },
-	{ "destroy", cli_cmd_destroy, true },
-	{ "show", cli_cmd_show, true },
-	{ "snapshot", cli_cmd_snapshot, true },
-	{ "restore", cli_cmd_restore, true },
-	{ "simulate", cmd_simulate, false },
-	{ "events", cmd_events, true },
-	{ "migrate", cli_cmd_migrate, true },
-	{ "evacuate", cli_cmd_evacuate, true },
-	{ "balance", cli_cmd_balance, true },
-	{ "fence", cmd_fence, true },
+	{ "definition-reference", cmd_guest_reference },
+	{ "status", cmd_status },
+	{ "nodes", cmd_nodes },
+	{ "guests", cmd_guests },
+	{ "list", cmd_guests },
+	{ "maintenance", cmd_maintenance },
+	{ "check", cli_cmd_check },
+	{ "create", cli_cmd_create },
+	{ "start", cli_cmd_start },
+	{ "stop", cli_cmd_stop },
+	{ "restart", cli_cmd_restart },
+	{ "destroy", cli_cmd_destroy },
+	{ "show", cli_cmd_show },
+	{ "snapshot", cli_cmd_snapshot },
+	{ "restore", cli_cmd_restore },
+	{ "simulate", cmd_simulate },
+	{ "events", cmd_events },
+	{ "migrate", cli_cmd_migrate },
+	{ "evacuate", cli_cmd_evacuate },
+	{ "balance", cli_cmd_balance },
+	{ "fence", cmd_fence },
+	{ "help", cmd_help },
 };
 
+/*
+ * Global options may appear anywhere; "--opt=value" is split into "--opt"
+ * "value"; -h/--help after a command asks for that command's help. Nothing
+ * connects here: commands connect at their first request (cli_call).
+ */
 int main(int argc, char **argv)
 {
 	struct cli cli = { 0 };
 	char *args[64];
+	bool help = false;
 	int n = 0, ex;
 
-	/* Global options may appear anywhere. */
 	for (int i = 1; i < argc; i++) {
+		char *eq = argv[i][0] == '-' && argv[i][1] == '-' ? strchr(argv[i], '=') : NULL;
+
 		if (strcmp(argv[i], "--json") == 0) {
 			cli.json = true;
 		} else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-			usage(stdout);
-			return EX_OK;
+			help = true;
 		} else if (strcmp(argv[i], "-V") == 0 || strcmp(argv[i], "--version") == 0) {
 			printf("hactl %s\n", HA_VERSION);
 			return EX_OK;
 		} else if (argv[i][0] == '-' && argv[i][1] != 0 && n == 0) {
 			return cli_usage_error("unknown option '%s'", argv[i]);
-		} else if (n < (int)HA_ARRAY_SIZE(args) - 1) {
-			args[n++] = argv[i];
-		} else {
+		} else if (n >= (int)HA_ARRAY_SIZE(args) - 2) {
 			return cli_usage_error("too many arguments%s", "");
+		} else if (eq != NULL && eq > argv[i] + 2) {
+			*eq = '\0';
+			args[n++] = argv[i];
+			args[n++] = eq + 1;
+		} else {
+			args[n++] = argv[i];
 		}
 	}
 	args[n] = NULL;
+	if (help) {
+		if (n == 0) {
+			cli_help_usage(stdout);
+			return EX_OK;
+		}
+		if (cli_help_command(stdout, args[0]) < 0) {
+			return cli_usage_error("unknown command '%s'", args[0]);
+		}
+		return EX_OK;
+	}
 	if (n == 0) {
-		usage(stderr);
+		cli_help_usage(stderr);
 		return EX_USAGE;
 	}
 	for (size_t i = 0; i < HA_ARRAY_SIZE(commands); i++) {
 		if (strcmp(args[0], commands[i].name) != 0) {
 			continue;
-		}
-		if (commands[i].needs_daemon) {
-			ex = connect_coord(&cli);
-			if (ex != EX_OK) {
-				return ex;
-			}
 		}
 		ex = commands[i].fn(&cli, n, args);
 		if (cli.conn) {

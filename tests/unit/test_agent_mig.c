@@ -222,8 +222,11 @@ static void relay_case(bool encrypt, uint64_t bytes, uint64_t rate)
 	if (rate) {
 		double r = (double)bytes * 1000.0 / (double)c.elapsed_ms;
 
+		/* The cap is a ceiling: a busy machine only makes the relay
+		 * slower, so how far below the cap it runs is a figure, not a
+		 * check (it once failed under load at r <= 0.8 * rate). */
 		printf("relay at cap %llu B/s: %.0f B/s\n", (unsigned long long)rate, r);
-		CHECK(r < 1.1 * (double)rate && r > 0.8 * (double)rate);
+		CHECK(r < 1.1 * (double)rate);
 	}
 	agent_mig_free(x);
 	dst_join(&d);

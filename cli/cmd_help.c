@@ -1,0 +1,262 @@
+/*
+ * cmd_help.c - what every hactl command does, its options and an example:
+ * one table that `hactl --help`, `hactl CMD --help`, `hactl help CMD` and
+ * `hactl help --markdown` (docs/cli.md's command reference) all print, so
+ * that the help and the manual cannot drift apart. tests/check-cli-doc
+ * checks that every option a command parses is in its entry and that
+ * docs/cli.md holds the markdown as printed.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+struct help_opt {
+	const char *opt;  /* "--node N" */
+	const char *text;
+};
+
+struct help_cmd {
+	const char *name;
+	const char *group;
+	const char *synopsis; /* after "hactl " */
+	const char *summary;  /* one line, for hactl --help */
+	const char *text;     /* what it does, for hactl CMD --help */
+	struct help_opt opts[12];
+	const char *example;
+};
+
+#define WAIT_OPTS                                                                  \
+	{ "--no-wait", "return once the cluster accepted the request" },          \
+	{ "--timeout S", "give up waiting after S seconds (default 180; 1..86400)" }
+
+static const struct help_cmd cmds[] = {
+	{ "status", "cluster", "status", "quorum, leader, nodes, guests, alarms",
+	  "Shows the partition's quorum and leader, every node with its state, agent, "
+	  "usage and capabilities, every guest, and the alarms in force.",
+	  { { NULL, NULL } }, "hactl status --json | jq .leader" },
+	{ "nodes", "cluster", "nodes [NODE]", "nodes (or one node in detail)",
+	  "Lists the nodes, or shows one node with its facts and fencing state.",
+	  { { NULL, NULL } }, "hactl nodes node2" },
+	{ "guests", "cluster", "guests", "guests and where they run (also: list)",
+	  "Lists every guest: type, state, desired state, node and address.",
+	  { { NULL, NULL } }, "hactl guests" },
+	{ "maintenance", "cluster", "maintenance on|off NODE",
+	  "take a node out of (or back into) service",
+	  "A node in maintenance takes no new guests and is left out of balancing; "
+	  "the guests on it stay. 'hactl evacuate' also moves them away.",
+	  { { NULL, NULL } }, "hactl maintenance off node2" },
+	{ "fence", "cluster", "fence NODE", "power a node off now through its fence devices",
+	  "Runs the node's fence levels (fence.conf) with action off and waits for the "
+	  "result.",
+	  { { NULL, NULL } }, "hactl fence node3" },
+	{ "events", "cluster", "events", "recent history: membership, commits, fencing",
+	  "Prints the leader's recent events, oldest first.",
+	  { { NULL, NULL } }, "hactl events | tail" },
+	{ "check", "guests", "check [--type KIND] FILE...",
+	  "validate guest definitions, policies, hactl.conf or fence.conf",
+	  "Validates files without a running cluster and names file and line of the first "
+	  "error. Without --type a file with a [guest] section header is a guest "
+	  "definition and anything else a policy (a directory: policy.d).",
+	  { { "--type KIND", "guest, policy, config (hactl.conf) or fence (fence.conf)" },
+	    { NULL, NULL } },
+	  "hactl check --type fence /etc/hactl/fence.conf" },
+	{ "create", "guests", "create FILE", "define a guest from its definition file",
+	  "Sends the definition (docs/guests.md) to the cluster; the guest is defined, "
+	  "stopped.",
+	  { { NULL, NULL } }, "hactl create deploy/examples/container.conf" },
+	{ "start", "guests", "start NAME [--node N]",
+	  "start (placement picks the node unless given)",
+	  "Starts a stopped guest; the balancing engine places it unless --node names "
+	  "the node. Waits until it runs.",
+	  { { "--node N", "start it on node N" }, WAIT_OPTS, { NULL, NULL } },
+	  "hactl start web1 --node node1" },
+	{ "stop", "guests", "stop NAME", "stop",
+	  "Stops a guest (its own shutdown, then a kill after stop_timeout) and waits.",
+	  { WAIT_OPTS, { NULL, NULL } }, "hactl stop web1" },
+	{ "restart", "guests", "restart NAME", "stop, then start on the same node",
+	  "Stops the guest and starts it again on the same node; waits for both.",
+	  { { "--timeout S", "give up waiting after S seconds (default 180; 1..86400)" },
+	    { NULL, NULL } },
+	  "hactl restart web1" },
+	{ "destroy", "guests", "destroy NAME [--purge]",
+	  "remove a stopped guest (--purge: its snapshots too)",
+	  "Removes the definition of a stopped guest.",
+	  { { "--purge", "delete its snapshots from the shared storage too" }, { NULL, NULL } },
+	  "hactl destroy web1 --purge" },
+	{ "show", "guests", "show NAME", "state, node, usage, limits, snapshots",
+	  "Shows one guest: state, node, generation, usage against its limits, its "
+	  "snapshots and a running migration.",
+	  { { NULL, NULL } }, "hactl show web1 --json" },
+	{ "snapshot", "guests", "snapshot NAME", "snapshot memory and storage now",
+	  "Writes a snapshot of the running guest (memory and writable storage of one "
+	  "instant) to the shared storage.",
+	  { { NULL, NULL } }, "hactl snapshot db1" },
+	{ "restore", "guests", "restore NAME [--node N] [--generation G]",
+	  "start from a snapshot (newest good by default)",
+	  "Starts a stopped guest from one of its snapshots.",
+	  { { "--node N", "restore it on node N" },
+	    { "--generation G", "that snapshot generation instead of the newest good one" },
+	    WAIT_OPTS,
+	    { NULL, NULL } },
+	  "hactl restore web1 --generation 3" },
+	{ "migrate", "moving guests",
+	  "migrate NAME --to NODE [OPTIONS] | migrate --cancel NAME",
+	  "live migration as a transaction; progress, then a report",
+	  "Moves a running guest to another node while it runs: pre-copy rounds, a short "
+	  "pause, the commit. Any failure before the commit leaves it running on the "
+	  "source. Prints progress, then a report with the downtime.",
+	  { { "--to NODE", "the destination" },
+	    { "--mode M", "auto, precopy, postcopy or stopcopy (default auto)" },
+	    { "--transport T", "tcp or rdma (default: the configuration's)" },
+	    { "--max-downtime MS", "the longest pause allowed (1..600000)" },
+	    { "--bandwidth MB/s", "cap the copy rate (1..100000)" },
+	    { "--cancel", "abort the guest's migration before its commit" },
+	    { "--no-wait", "return once the cluster accepted the request" },
+	    { "--timeout S", "give up waiting after S seconds (default 600)" },
+	    { NULL, NULL } },
+	  "hactl migrate db1 --to node3 --max-downtime 500" },
+	{ "evacuate", "moving guests", "evacuate NODE [--parallel N]",
+	  "maintenance on, every guest moved elsewhere",
+	  "Puts the node in maintenance and moves every guest away live, placed by the "
+	  "balancing engine; the node stays in maintenance until 'hactl maintenance off'.",
+	  { { "--parallel N", "migrations at once (1..64; default the policy's max_parallel)" },
+	    { "--mode M", "as for migrate" },
+	    { "--transport T", "as for migrate" },
+	    { "--max-downtime MS", "as for migrate" },
+	    { "--bandwidth MB/s", "as for migrate" },
+	    { "--no-wait", "return once the cluster accepted the request" },
+	    { "--timeout S", "give up waiting for each migration after S seconds (default 600)" },
+	    { NULL, NULL } },
+	  "hactl evacuate node2" },
+	{ "balance", "balancing", "balance [--dry-run] [--parallel N] [--save FILE]",
+	  "plan moves with the policy in force and carry them out, unless --dry-run",
+	  "Plans moves with the policy in force (the score before and after) and carries "
+	  "them out by live migration.",
+	  { { "--dry-run", "plan only (also -n)" },
+	    { "--parallel N", "migrations at once (1..64)" },
+	    { "--save FILE", "write the engine's input as FILE and FILE.policy for 'hactl simulate'" },
+	    { "--timeout S", "give up waiting for each migration after S seconds (default 600)" },
+	    { NULL, NULL } },
+	  "hactl balance --dry-run --save /tmp/now.sim" },
+	{ "simulate", "balancing", "simulate FILE [--policy PATH] [--save FILE]",
+	  "run the balancing engine on a described cluster",
+	  "Runs the balancing engine offline on a cluster described in FILE "
+	  "(docs/balancing.md), no cluster needed.",
+	  { { "--policy PATH", "the policy file or directory (default: FILE's 'policy' line)" },
+	    { "--save FILE", "write the cluster after the plan" },
+	    { "--quiet", "print only the summary" },
+	    { "--timing", "print how long the engine took" },
+	    { NULL, NULL } },
+	  "hactl simulate /tmp/now.sim --json" },
+	{ "help", "other", "help [COMMAND]", "this text, or one command's",
+	  "Prints the commands, or what one command does with its options and an example. "
+	  "'hactl COMMAND --help' does the same.",
+	  { { "--markdown", "the command reference of docs/cli.md" }, { NULL, NULL } },
+	  "hactl help migrate" },
+};
+
+static const struct help_cmd *find(const char *name)
+{
+	if (strcmp(name, "list") == 0) {
+		name = "guests";
+	}
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+		if (strcmp(cmds[i].name, name) == 0) {
+			return &cmds[i];
+		}
+	}
+	return NULL;
+}
+
+void cli_help_usage(FILE *out)
+{
+	const char *group = NULL;
+
+	fprintf(out, "usage: hactl [--json] COMMAND [ARGS]\n");
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+		const struct help_cmd *c = &cmds[i];
+
+		if (group == NULL || strcmp(group, c->group) != 0) {
+			group = c->group;
+			fprintf(out, "\n%s:\n", group);
+		}
+		if (strlen(c->synopsis) <= 24) {
+			fprintf(out, "  %-24s %s\n", c->synopsis, c->summary);
+		} else {
+			fprintf(out, "  %s\n  %-24s %s\n", c->synopsis, "", c->summary);
+		}
+	}
+	fprintf(out,
+		"\n'hactl COMMAND --help' tells what a command does, every option and an example.\n"
+		"\noptions:\n"
+		"  --json                   machine-readable output\n"
+		"  -h, --help               this text\n"
+		"  -V, --version\n"
+		"  --opt=value is the same as --opt value\n"
+		"\n"
+		"exit status: 0 ok, 1 refused or failed, 2 bad arguments, 3 no\n"
+		"coordinator, 4 partition not quorate, 5 unknown name\n");
+}
+
+/* Prints @text in lines of at most 76 columns, cut at blanks. */
+static void wrap(FILE *out, const char *text)
+{
+	const char *p = text;
+
+	while (*p) {
+		size_t len = strlen(p), cut = len;
+
+		if (len > 76) {
+			cut = 76;
+			while (cut > 0 && p[cut] != ' ') {
+				cut--;
+			}
+			if (cut == 0) {
+				cut = 76;
+			}
+		}
+		fprintf(out, "%.*s\n", (int)cut, p);
+		p += cut;
+		while (*p == ' ') {
+			p++;
+		}
+	}
+}
+
+int cli_help_command(FILE *out, const char *name)
+{
+	const struct help_cmd *c = find(name);
+
+	if (c == NULL) {
+		return -1;
+	}
+	fprintf(out, "usage: hactl %s\n\n", c->synopsis);
+	wrap(out, c->text);
+	if (c->opts[0].opt) {
+		fprintf(out, "\noptions:\n");
+		for (const struct help_opt *o = c->opts; o->opt; o++) {
+			fprintf(out, "  %-20s %s\n", o->opt, o->text);
+		}
+	}
+	fprintf(out, "  %-20s %s\n", "--json", "machine-readable output");
+	fprintf(out, "\nexample:\n  %s\n", c->example);
+	return 0;
+}
+
+void cli_help_markdown(FILE *out)
+{
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+		const struct help_cmd *c = &cmds[i];
+
+		fprintf(out, "### hactl %s\n\n`hactl %s`\n\n%s\n\n", c->name, c->synopsis, c->text);
+		if (c->opts[0].opt) {
+			fprintf(out, "| option | meaning |\n|---|---|\n");
+			for (const struct help_opt *o = c->opts; o->opt; o++) {
+				fprintf(out, "| `%s` | %s |\n", o->opt, o->text);
+			}
+			fprintf(out, "\n");
+		}
+		fprintf(out, "Example: `%s`\n\n", c->example);
+	}
+}
