@@ -63,9 +63,14 @@ int fence_agent_run(const struct fence_device *dev, const char *action, const ch
 		close(in[1]);
 		return e;
 	}
-	pid = fork();
-	if (pid < 0) {
-		int e = -errno;
+	/*
+	 * The whole input goes into the pipe before the agent exists (it is
+	 * at most 8 KiB, the pipe holds 64 KiB): while we write, we hold the
+	 * read end ourselves, so an agent that exits without reading its
+	 * stdin can never make this write raise SIGPIPE in the caller.
+	 */
+	if (write(in[1], input, n) != (ssize_t)n) {
+		int e = errno ? -errno : -EIO;
 
 		close(in[0]);
 		close(in[1]);
@@ -73,7 +78,24 @@ int fence_agent_run(const struct fence_device *dev, const char *action, const ch
 		close(out[1]);
 		return e;
 	}
+	close(in[1]);
+	pid = fork();
+	if (pid < 0) {
+		int e = -errno;
+
+		close(in[0]);
+		close(out[0]);
+		close(out[1]);
+		return e;
+	}
 	if (pid == 0) {
+		sigset_t none;
+
+		/* the daemon's ignored SIGPIPE and blocked signals are not the
+		 * agent's */
+		signal(SIGPIPE, SIG_DFL);
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
 		dup2(in[0], 0);
 		dup2(out[1], 1);
 		dup2(out[1], 2);
@@ -83,11 +105,6 @@ int fence_agent_run(const struct fence_device *dev, const char *action, const ch
 	}
 	close(in[0]);
 	close(out[1]);
-	/* small input: fits the pipe buffer */
-	if (write(in[1], input, n) != (ssize_t)n) {
-		/* the agent reads what it gets; its exit code tells */
-	}
-	close(in[1]);
 	deadline = ha_mono_ms() + timeout_s * 1000ull;
 	for (;;) {
 		struct pollfd p = { .fd = out[0], .events = POLLIN };

@@ -4,6 +4,7 @@
  * the leader's recovery plan (priority order, capacity, restart policies).
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -208,12 +209,45 @@ static void test_recover_plan(void)
 	coord_state_clear(&st);
 }
 
+/*
+ * An agent that exits without reading its stdin (a missing binary, a
+ * wrapper that fails at once, /bin/false standing in for fence_dummy) must
+ * not take its caller down with SIGPIPE: the caller's SIGPIPE is left at
+ * its default here, as in any program that links the library. This test
+ * once died of SIGPIPE in a loaded suite run, when the agent exited before
+ * the input was written; now the input is in the pipe before the agent
+ * starts. Many runs, because the old failure needed the agent to win a race.
+ */
+static void test_agent_exits_unread(void)
+{
+	struct fence_device dev;
+	struct fence_result r;
+	const char *agents[] = { "/bin/true", "/nonexistent/fence_none" };
+
+	signal(SIGPIPE, SIG_DFL);
+	memset(&dev, 0, sizeof(dev));
+	/* a long input: more bytes to write, a wider window for the old race */
+	dev.n_opts = FENCE_MAX_OPTS;
+	for (int i = 0; i < FENCE_MAX_OPTS; i++) {
+		snprintf(dev.opt_key[i], sizeof(dev.opt_key[i]), "opt%d", i);
+		memset(dev.opt_val[i], 'v', sizeof(dev.opt_val[i]) - 1);
+	}
+	for (int k = 0; k < 2; k++) {
+		snprintf(dev.agent, sizeof(dev.agent), "%s", agents[k]);
+		for (int i = 0; i < 300; i++) {
+			CHECK_EQ_INT(fence_agent_run(&dev, "off", "n1", 5, &r), 0);
+			CHECK_EQ_INT(r.exit_code, k == 0 ? 0 : 127);
+		}
+	}
+}
+
 int main(void)
 {
 	CHECK(mkdtemp(dir) != NULL);
 	test_config();
 	test_agents();
 	test_recover_plan();
+	test_agent_exits_unread();
 	ha_rm_rf(dir);
 	return ha_test_done("test_fencing");
 }
