@@ -323,6 +323,69 @@ void ha_config_print(const struct ha_config *cfg, FILE *out)
 	}
 }
 
+/* Prints @text as "# " comment lines of at most 76 columns. */
+static void print_comment(FILE *out, const char *text)
+{
+	const char *p = text;
+
+	while (*p) {
+		size_t len = strlen(p), cut = len;
+
+		if (len > 74) {
+			cut = 74;
+			while (cut > 0 && p[cut] != ' ') {
+				cut--;
+			}
+			if (cut == 0) {
+				cut = 74;
+			}
+		}
+		fprintf(out, "# %.*s\n", (int)cut, p);
+		p += cut;
+		while (*p == ' ') {
+			p++;
+		}
+	}
+}
+
+void ha_config_print_example(FILE *out)
+{
+	const char *section = NULL;
+
+	fprintf(out,
+		"# /etc/hactl/hactl.conf - read by ha-coordinator and ha-agent (-c FILE to\n"
+		"# use another). Every option is shown, commented out, with its default;\n"
+		"# a missing file means all defaults. `hactl check --type config FILE` or\n"
+		"# `ha-coordinator --check FILE` validates a file and names file and line\n"
+		"# of an error. SIGHUP (systemctl reload) rereads the options marked\n"
+		"# reloadable; the others need a restart. The same file may serve every\n"
+		"# host. Printed by `ha-coordinator --example`; the table:\n"
+		"# docs/configuration.md.\n");
+	for (const struct ha_opt *o = options; o->name; o++) {
+		char line[1024];
+		int n;
+
+		if (section == NULL || strcmp(section, o->section) != 0) {
+			section = o->section;
+			fprintf(out, "\n[%s]\n", section);
+		}
+		n = snprintf(line, sizeof(line), "%s", o->help);
+		if (o->type == HA_OPT_UINT) {
+			n += snprintf(line + n, sizeof(line) - (size_t)n, " (%llu..%llu)",
+				      (unsigned long long)o->min, (unsigned long long)o->max);
+		} else if (o->type == HA_OPT_CHOICE || o->type == HA_OPT_BOOL) {
+			n += snprintf(line + n, sizeof(line) - (size_t)n, " (%s)",
+				      o->type == HA_OPT_BOOL ? "true|false" : o->choices);
+		}
+		if (o->reloadable && n < (int)sizeof(line)) {
+			snprintf(line + n, sizeof(line) - (size_t)n, ". Reloadable.");
+		}
+		fprintf(out, "\n");
+		print_comment(out, line);
+		fprintf(out, ";%s =%s%s\n", o->name, o->def[0] ? " " : "", o->def);
+	}
+}
+
 void ha_config_print_reference(FILE *out)
 {
 	static const char *const type_names[HA_OPT_TYPE_MAX] = {

@@ -76,6 +76,10 @@ int ha_config_load(const char *path, bool missing_ok, struct ha_config *cfg,
  * docs/configuration.md. */
 void ha_config_print_reference(FILE *out);
 
+/* Prints a complete, commented hactl.conf with every option at its
+ * default (deploy/examples/hactl.conf is this output). */
+void ha_config_print_example(FILE *out);
+
 /* Prints the effective configuration as INI. */
 void ha_config_print(const struct ha_config *cfg, FILE *out);
 

@@ -37,6 +37,7 @@ static void usage(FILE *out)
 		"  -d, --debug       log at debug level\n"
 		"      --check FILE  validate FILE and print the effective settings\n"
 		"      --options     print the reference of every option (markdown)\n"
+		"      --example     print a complete commented hactl.conf\n"
 		"  -V, --version\n",
 		HA_CONFIG_DEFAULT_PATH);
 }
@@ -84,6 +85,7 @@ int main(int argc, char **argv)
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "options", no_argument, NULL, 'O' },
+		{ "example", no_argument, NULL, 'E' },
 		{ 0 },
 	};
 	static struct coord co; /* large: keep it off the stack */
@@ -117,6 +119,9 @@ int main(int argc, char **argv)
 			return 0;
 		case 'O':
 			ha_config_print_reference(stdout);
+			return 0;
+		case 'E':
+			ha_config_print_example(stdout);
 			return 0;
 		case 'h':
 			usage(stdout);
