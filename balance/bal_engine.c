@@ -1207,10 +1207,9 @@ static int ws_build(struct ws *ws, const struct ha_bal_cluster *c,
 		for (int r = 0; r < NRES; r++) {
 			n->inv[r] = 1.0 / (double)n->cap[r];
 		}
-		/* 0: CPU use never makes a node overloaded nor refuses a move */
-		n->thr[R_CPU] = p->cpu_threshold > 0 ?
-					(double)n->cap[R_CPU] * p->cpu_threshold / 100.0 :
-					INFINITY;
+		/* CPU is shared, not reserved: at 100 % it refuses nothing */
+		n->thr[R_CPU] = p->cpu_threshold >= 100.0 ? INFINITY :
+				(double)n->cap[R_CPU] * p->cpu_threshold / 100.0;
 		n->thr[R_MEM] = (double)n->cap[R_MEM] * p->mem_threshold / 100.0;
 		n->thr[R_VCPU] = p->max_vcpu_ratio > 0 ?
 					 (double)cn->cpus * p->max_vcpu_ratio :

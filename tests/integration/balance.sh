@@ -24,14 +24,14 @@ policy_all() { # policy_all NAME TEXT: the same file on every host
 where() { guest_field node1 "$1" node; }
 # Hosts of the local cluster all see the machine's memory and CPU load:
 # guests with large memory limits make a memory imbalance the engine sees;
-# CPU is left out of the score and of the limits (cpu_threshold = 0), so no
+# CPU is left out of the score and of the limits (cpu_threshold = 100), so no
 # plan compared here depends on how busy the machine is: every host reports
 # the same machine, and at 100 % a CPU threshold refused every move.
 POLICY_BASE='[balance]
 enabled = no
 strategy = balance
 cpu_weight = 0
-cpu_threshold = 0
+cpu_threshold = 100
 mem_threshold = 95
 imbalance_threshold = 5
 hold_rounds = 1

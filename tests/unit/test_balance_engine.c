@@ -383,9 +383,10 @@ static void check_plan(struct ha_bal_cluster *c, const struct ha_bal_policy *p,
 			if (last_of_unit) {
 				CHECK(mem <= (to->mem_mib - to->mem_reserved_mib) *
 						     p->mem_threshold / 100 + 1e-6);
-				CHECK(p->cpu_threshold == 0 ||
+				/* 100 % means no CPU limit */
+				CHECK(p->cpu_threshold >= 100 ||
 				      cpu + to->cpu_base_milli <=
-					      to->cpus * 1000.0 * p->cpu_threshold / 100 + 1e-6);
+				      to->cpus * 1000.0 * p->cpu_threshold / 100 + 1e-6);
 			}
 		}
 	}
@@ -512,9 +513,9 @@ static void test_rounds(void)
 
 /*
  * Hosts that all read one machine's CPU (the local cluster) at 100 %:
- * with cpu_threshold = 0 and cpu_weight = 0 the plan is the memory plan,
- * whatever the CPU reads; with a CPU threshold the same cluster plans
- * nothing (every destination is full). The balance integration test once
+ * with cpu_threshold = 100 and cpu_weight = 0 the plan is the memory plan,
+ * whatever the CPU reads; with a CPU threshold below 100 the same cluster
+ * plans nothing (every destination is full). The balance integration test once
  * failed by the machine's load for want of this switch.
  */
 static void test_cpu_off(void)
@@ -524,7 +525,7 @@ static void test_cpu_off(void)
 	int64_t base[2] = { 997, 1000 }; /* 99.7 % and 100.0 % of one CPU */
 
 	p->cpu_weight = 0;
-	p->cpu_threshold = 0;
+	p->cpu_threshold = 100;
 	p->min_gain = 1;
 	p->imbalance_threshold = 5;
 	p->hold_rounds = 1;
@@ -548,11 +549,11 @@ static void test_cpu_off(void)
 			/* the same cluster with a CPU threshold: nowhere to go */
 			struct ha_bal_plan *capped = NULL;
 
-			p->cpu_threshold = 100;
+			p->cpu_threshold = 99;
 			CHECK_EQ_INT(ha_balance_plan(c, p, &capped), 0);
 			CHECK_EQ_INT(capped->n_moves, 0);
 			ha_bal_plan_free(capped);
-			p->cpu_threshold = 0;
+			p->cpu_threshold = 100;
 		}
 		ha_bal_cluster_free(c);
 	}

@@ -132,9 +132,9 @@ static void test_errors(void)
 
 	expect_error("[balance]\nfoo = 1\n", "t.conf:2: [balance]: unknown option 'foo'");
 	expect_error("[balance]\n\ncpu_threshold = 101\n",
-		     "t.conf:3: cpu_threshold: '101' is not a number in 0..100");
+		     "t.conf:3: cpu_threshold: '101' is not a number in 1..100");
 	expect_error("[balance]\ncpu_threshold = 0x10\n",
-		     "t.conf:2: cpu_threshold: '0x10' is not a number in 0..100");
+		     "t.conf:2: cpu_threshold: '0x10' is not a number in 1..100");
 	expect_error("[balance]\nmin_gain = nan\n",
 		     "t.conf:2: min_gain: 'nan' is not a number in 0..1000000");
 	expect_error("[balance]\nhold_rounds = 0\n",
