@@ -41,6 +41,46 @@ static int cs_to_errno(cs_error_t e)
 	}
 }
 
+uint64_t coord_now_ms(const struct coord *c)
+{
+	return c->test_now_ms ? c->test_now_ms : ha_mono_ms();
+}
+
+uint64_t coord_lost_ms(const struct coord *c, uint32_t id)
+{
+	for (size_t i = 0; i < COORD_MAX_NODES; i++) {
+		if (c->lost[i].node == id && id != 0) {
+			return c->lost[i].ms;
+		}
+	}
+	return 0;
+}
+
+void coord_lost_set(struct coord *c, uint32_t id, uint64_t ms)
+{
+	struct coord_loss *free_slot = NULL;
+
+	if (id == 0) {
+		return;
+	}
+	for (size_t i = 0; i < COORD_MAX_NODES; i++) {
+		if (c->lost[i].node == id) {
+			c->lost[i].ms = ms;
+			if (ms == 0) {
+				c->lost[i].node = 0; /* back: the slot is free again */
+			}
+			return;
+		}
+		if (c->lost[i].node == 0 && free_slot == NULL) {
+			free_slot = &c->lost[i];
+		}
+	}
+	if (ms != 0 && free_slot) {
+		free_slot->node = id;
+		free_slot->ms = ms;
+	}
+}
+
 bool coord_is_member(const struct coord *c, uint32_t id)
 {
 	for (size_t i = 0; i < c->n_members; i++) {
@@ -84,46 +124,55 @@ static void cpg_deliver_cb(cpg_handle_t h, const struct cpg_name *group,
 	coord_replica_deliver(cpg_ctx, nodeid, msg, msg_len);
 }
 
+/* One entry per node: another process in the group on a node (a tool, a
+ * second coordinator) must not count as a second member. */
+static size_t node_ids(const struct cpg_address *a, size_t n, uint32_t *ids)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < n && k < COORD_MAX_NODES; i++) {
+		bool dup = false;
+
+		for (size_t j = 0; j < k && !dup; j++) {
+			dup = ids[j] == a[i].nodeid;
+		}
+		if (!dup) {
+			ids[k++] = a[i].nodeid;
+		}
+	}
+	return k;
+}
+
 static void cpg_confchg_cb(cpg_handle_t h, const struct cpg_name *group,
 			   const struct cpg_address *members, size_t n_members,
 			   const struct cpg_address *left, size_t n_left,
 			   const struct cpg_address *joined, size_t n_joined)
 {
-	uint32_t ids[COORD_MAX_NODES];
-	size_t n = 0;
+	uint32_t ids[COORD_MAX_NODES], lids[COORD_MAX_NODES], jids[COORD_MAX_NODES];
+	size_t n = node_ids(members, n_members, ids);
+	size_t nl = 0, nj, nleft;
 
-	/* One entry per node: another process in the group on a node (a
-	 * tool, a second coordinator) must not count as a second member. */
-	for (size_t i = 0; i < n_members && n < COORD_MAX_NODES; i++) {
-		bool dup = false;
-
-		for (size_t j = 0; j < n && !dup; j++) {
-			dup = ids[j] == members[i].nodeid;
-		}
-		if (!dup) {
-			ids[n++] = members[i].nodeid;
-		}
-	}
 	for (size_t i = 0; i < n_left; i++) {
-		struct coord_node *nd = coord_state_node(&cpg_ctx->state, left[i].nodeid);
-
 		qb_log(LOG_NOTICE, "coordinator on node %u left (reason %u)",
 		       left[i].nodeid, left[i].reason);
-		if (nd) {
-			cpg_ctx->node_lost_ms[nd - cpg_ctx->state.nodes] = ha_mono_ms();
-			coord_event(cpg_ctx, "%s left the membership", nd->name);
-		}
 	}
-	for (size_t i = 0; i < n_joined; i++) {
-		struct coord_node *nd = coord_state_node(&cpg_ctx->state, joined[i].nodeid);
+	/* A node with another process still in the group has not left. */
+	nleft = node_ids(left, n_left, lids);
+	for (size_t i = 0; i < nleft; i++) {
+		bool still = false;
 
-		qb_log(LOG_NOTICE, "coordinator on node %u joined", joined[i].nodeid);
-		if (nd) {
-			cpg_ctx->node_lost_ms[nd - cpg_ctx->state.nodes] = 0;
-			coord_event(cpg_ctx, "%s joined the membership", nd->name);
+		for (size_t j = 0; j < n && !still; j++) {
+			still = ids[j] == lids[i];
+		}
+		if (!still) {
+			lids[nl++] = lids[i];
 		}
 	}
-	coord_replica_confchg(cpg_ctx, ids, n, n_joined);
+	nj = node_ids(joined, n_joined, jids);
+	for (size_t i = 0; i < nj; i++) {
+		qb_log(LOG_NOTICE, "coordinator on node %u joined", jids[i]);
+	}
+	coord_replica_confchg(cpg_ctx, ids, n, lids, nl, jids, nj);
 }
 
 static int cpg_dispatch_cb(int fd, int revents, void *data)
@@ -428,6 +477,14 @@ int coord_cpg_send(struct coord *c, enum ha_msg_type type,
 
 	if (!c->cs_connected) {
 		return -ENOTCONN;
+	}
+	if (c->send_hook) {
+		rc = ha_env_encode(type, msg, &buf, &len);
+		if (rc == 0) {
+			rc = c->send_hook(c, buf, len);
+			free(buf);
+		}
+		return rc;
 	}
 	if (c->sendq_len >= COORD_SENDQ_MAX) {
 		c->send_dropped++;

@@ -241,7 +241,7 @@ static int fence_done_cb(int fd, int revents, void *data)
 				if (backoff > BACKOFF_MAX_MS) {
 					backoff = BACKOFF_MAX_MS;
 				}
-				op->next_try_ms = ha_mono_ms() + backoff;
+				op->next_try_ms = coord_now_ms(c) + backoff;
 				qb_log(LOG_ERR, "fencing of node %u FAILED (attempt %u, retry in %llu ms): %s",
 				       j->node, op->attempts, (unsigned long long)backoff, j->log);
 				coord_event(c, "fencing %s failed (attempt %u): %s", j->fn.name,
@@ -319,7 +319,7 @@ static void recover(struct coord *c)
 	struct coord_view view = { .members = c->members, .n_members = c->n_members };
 	Hactl__RecoverChange rc;
 	Hactl__Change ch = HACTL__CHANGE__INIT;
-	uint64_t now = ha_mono_ms();
+	uint64_t now = coord_now_ms(c);
 	char desc[1024];
 
 	if (c->recover_sent_seq == c->state.seq && now < c->recover_sent_ms + COMMIT_RETRY_MS) {
@@ -382,19 +382,19 @@ static bool in_quorum(const struct coord *c, uint32_t id)
 
 void coord_fence_tick(struct coord *c)
 {
-	uint64_t now = ha_mono_ms();
+	uint64_t now = coord_now_ms(c);
 	bool leading = c->leader == c->local_id && coord_is_quorate(c) && !c->syncing;
 
 	for (size_t i = 0; i < c->state.n_nodes; i++) {
 		struct coord_node *n = &c->state.nodes[i];
+		uint64_t lost = coord_lost_ms(c, n->id);
 		/* A node whose coordinator restarts leaves the CPG group but
 		 * not corosync's membership: it is alive, not lost, unless its
 		 * coordinator stays away longer than the self-fence timeout
 		 * (its agent has stopped the guests by then). */
 		bool member = coord_is_member(c, n->id) ||
 			      (in_quorum(c, n->id) &&
-			       (c->node_lost_ms[i] == 0 ||
-				now - c->node_lost_ms[i] < c->cfg.self_fence_timeout_ms));
+			       (lost == 0 || now - lost < c->cfg.self_fence_timeout_ms));
 		struct coord_fence_op *op = op_for(c, n->id);
 
 		if (op == NULL) {
@@ -417,7 +417,7 @@ void coord_fence_tick(struct coord *c)
 			continue;
 		}
 		if (op->lost_ms == 0) {
-			op->lost_ms = c->node_lost_ms[i] ? c->node_lost_ms[i] : now;
+			op->lost_ms = lost ? lost : now;
 		}
 		if (!leading || n->fenced) {
 			continue;
@@ -430,7 +430,7 @@ void coord_fence_tick(struct coord *c)
 
 			/* A node never seen in this membership that owns nothing is
 			 * just not up yet (cluster start): no startup fencing. */
-			if (c->node_lost_ms[i] == 0 && !owns_guests(c, n->id)) {
+			if (lost == 0 && !owns_guests(c, n->id)) {
 				break;
 			}
 			if (fence_config_load(c->cfg.fence_config, &cfg, err, sizeof(err)) < 0) {

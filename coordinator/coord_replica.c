@@ -88,10 +88,28 @@ static void sync_start(struct coord *c)
 	       c->n_sync_members, (unsigned long long)c->state.seq);
 }
 
-void coord_replica_confchg(struct coord *c, const uint32_t *members,
-			   size_t n_members, size_t n_joined)
+void coord_replica_confchg(struct coord *c, const uint32_t *members, size_t n_members,
+			   const uint32_t *left, size_t n_left, const uint32_t *joined,
+			   size_t n_joined)
 {
 	bool was_joined = c->joined;
+
+	for (size_t i = 0; i < n_left; i++) {
+		struct coord_node *nd = coord_state_node(&c->state, left[i]);
+
+		coord_lost_set(c, left[i], coord_now_ms(c));
+		if (nd) {
+			coord_event(c, "%s left the membership", nd->name);
+		}
+	}
+	for (size_t i = 0; i < n_joined; i++) {
+		struct coord_node *nd = coord_state_node(&c->state, joined[i]);
+
+		coord_lost_set(c, joined[i], 0);
+		if (nd) {
+			coord_event(c, "%s joined the membership", nd->name);
+		}
+	}
 
 	memcpy(c->members, members, n_members * sizeof(members[0]));
 	c->n_members = n_members;

@@ -86,6 +86,21 @@ struct coord_bal {
 	qb_loop_timer_handle timer;
 };
 
+/* When a node left the CPG group, by node id (never by position in the
+ * state's node array: that array shifts when a node is added or a sync
+ * replaces it). */
+struct coord_loss {
+	uint32_t node;   /* 0 = free slot */
+	uint64_t ms;     /* monotonic */
+};
+
+/*
+ * Where coord_cpg_send() hands an encoded envelope instead of corosync:
+ * the unit tests' loopback bus (tests/unit/test_coord_replay.c). 0 or
+ * -errno; the buffer is the caller's.
+ */
+typedef int (*coord_send_fn)(struct coord *c, const uint8_t *buf, size_t len);
+
 struct coord {
 	qb_loop_t *loop;
 	struct ha_config cfg;
@@ -136,9 +151,9 @@ struct coord {
 	struct qb_list_head actions; /* struct coord_action */
 	uint64_t next_action_id;
 
-	/* fencing and recovery (coord_fence.c); node_lost_ms by state index */
+	/* fencing and recovery (coord_fence.c) */
 	struct coord_fence_op fence_ops[COORD_MAX_NODES];
-	uint64_t node_lost_ms[COORD_MAX_NODES];
+	struct coord_loss lost[COORD_MAX_NODES];
 	int fence_pipe[2];
 	unsigned fence_jobs;
 	qb_loop_timer_handle fence_timer;
@@ -156,7 +171,18 @@ struct coord {
 	uint64_t rx_bad_sender;
 	uint64_t agent_kicks;    /* refresh events sent to the local agent */
 	uint64_t rx_stale;
+
+	/* tests only: a loopback bus instead of corosync, a fixed clock */
+	coord_send_fn send_hook;
+	uint64_t test_now_ms; /* 0: the real monotonic clock */
 };
+
+/* Monotonic ms (the tests' clock when one is set). */
+uint64_t coord_now_ms(const struct coord *c);
+/* When node @id left the CPG group (monotonic ms); 0 = it has not, or it
+ * came back since. */
+uint64_t coord_lost_ms(const struct coord *c, uint32_t id);
+void coord_lost_set(struct coord *c, uint32_t id, uint64_t ms);
 
 /* cluster.c: corosync connections */
 int coord_cluster_connect(struct coord *c);
@@ -170,8 +196,12 @@ bool coord_is_member(const struct coord *c, uint32_t id);
 void coord_leader_update(struct coord *c);
 
 /* replica.c: CPG message handling, state sync, commits */
-void coord_replica_confchg(struct coord *c, const uint32_t *members,
-			   size_t n_members, size_t n_joined);
+/* A CPG configuration change: @members now (one entry per node), the
+ * nodes that @left and that @joined. Records loss times and starts a
+ * state sync when anyone joined. */
+void coord_replica_confchg(struct coord *c, const uint32_t *members, size_t n_members,
+			   const uint32_t *left, size_t n_left, const uint32_t *joined,
+			   size_t n_joined);
 void coord_replica_deliver(struct coord *c, uint32_t sender, const void *buf,
 			   size_t len);
 void coord_replica_reset(struct coord *c);

@@ -1,0 +1,371 @@
+/*
+ * test_coord_replay.c - the coordinators' replicated state machine, run
+ * deterministically: several real coordinators (struct coord, the code of
+ * coordinator/) in one process, joined by a loopback bus that delivers
+ * every multicast to every member of the current group in one total
+ * order, with configuration changes where the test puts them and a clock
+ * the test sets. Nothing here waits on time or on corosync.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "coordinator.h"
+#include "harness.h"
+#include "log.h"
+#include "util.h"
+
+#define NODES 5 /* ids 1..NODES */
+#define QMAX 4096
+
+struct bus_msg {
+	uint32_t sender;
+	size_t len;
+	uint8_t *data;
+};
+
+static struct coord co[NODES + 1];
+static bool up[NODES + 1];          /* the coordinator exists */
+static uint32_t group[NODES];       /* CPG members, sorted */
+static size_t n_group;
+static struct bus_msg queue[QMAX];
+static size_t q_head, q_tail;
+static uint64_t clock_ms = 1000;
+static char tmpdir[] = "/tmp/test_coord_replay.XXXXXX";
+static char fence_conf[PATH_MAX];   /* "" = no fence.conf */
+
+static int bus_send(struct coord *c, const uint8_t *buf, size_t len)
+{
+	struct bus_msg *m;
+
+	if (q_tail - q_head >= QMAX) {
+		return -ENOBUFS;
+	}
+	m = &queue[q_tail++ % QMAX];
+	m->sender = c->local_id;
+	m->len = len;
+	m->data = malloc(len);
+	memcpy(m->data, buf, len);
+	return 0;
+}
+
+static bool in_group(uint32_t id)
+{
+	for (size_t i = 0; i < n_group; i++) {
+		if (group[i] == id) {
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Delivers everything queued (and what that sends) to the group. */
+static void bus_run(void)
+{
+	while (q_head != q_tail) {
+		struct bus_msg m = queue[q_head++ % QMAX];
+
+		for (size_t i = 0; i < n_group; i++) {
+			coord_replica_deliver(&co[group[i]], m.sender, m.data, m.len);
+		}
+		free(m.data);
+	}
+}
+
+/* Drops what is queued: messages of a node that crashed before sending. */
+static void bus_drop_from(uint32_t sender)
+{
+	size_t keep = q_head;
+
+	for (size_t i = q_head; i != q_tail; i++) {
+		struct bus_msg m = queue[i % QMAX];
+
+		if (m.sender == sender) {
+			free(m.data);
+		} else {
+			queue[keep++ % QMAX] = m;
+		}
+	}
+	q_tail = keep;
+}
+
+static void set_clock(uint64_t ms)
+{
+	clock_ms = ms;
+	for (uint32_t id = 1; id <= NODES; id++) {
+		co[id].test_now_ms = ms;
+	}
+}
+
+/* A coordinator that has read its configuration and the nodelist. */
+static void node_start(uint32_t id)
+{
+	struct coord *c = &co[id];
+
+	memset(c, 0, sizeof(*c));
+	ha_config_defaults(&c->cfg);
+	c->cfg.self_fence_timeout_ms = 5000;
+	snprintf(c->cfg.fence_config, sizeof(c->cfg.fence_config), "%s",
+		 fence_conf[0] ? fence_conf : "/nonexistent/fence.conf");
+	snprintf(c->cfg.policy_path, sizeof(c->cfg.policy_path), "/nonexistent/policy.d");
+	snprintf(c->state_path, sizeof(c->state_path), "%s/state-%u", tmpdir, id);
+	qb_list_init(&c->sendq);
+	qb_list_init(&c->held);
+	qb_list_init(&c->pending);
+	qb_list_init(&c->actions);
+	c->proto_version = HA_PROTO_MAX;
+	coord_state_init(&c->state);
+	c->loop = qb_loop_create();
+	CHECK(c->loop != NULL);
+	CHECK_EQ_INT(coord_balance_start(c), 0);
+	c->local_id = id;
+	c->cs_connected = true;
+	c->vq_quorate = true;
+	c->send_hook = bus_send;
+	c->test_now_ms = clock_ms;
+	for (uint32_t k = 1; k <= NODES; k++) {
+		char name[16];
+
+		snprintf(name, sizeof(name), "n%u", k);
+		coord_state_node_add(&c->state, k, name);
+	}
+	up[id] = true;
+}
+
+static void node_stop(uint32_t id)
+{
+	struct coord *c = &co[id];
+
+	if (!up[id]) {
+		return;
+	}
+	coord_balance_stop(c);
+	coord_pending_free_all(c);
+	coord_replica_reset(c);
+	coord_state_clear(&c->state);
+	coord_events_free(c);
+	if (c->agent_facts) {
+		protobuf_c_message_free_unpacked(&c->agent_facts->base, NULL);
+	}
+	qb_loop_destroy(c->loop);
+	up[id] = false;
+}
+
+/* The CPG group becomes @ids (sorted, n entries): every coordinator in
+ * the old or the new group that is still in it sees the change; then the
+ * bus runs (state sync). Votequorum: every group member counts. */
+static void group_set(const uint32_t *ids, size_t n)
+{
+	uint32_t left[NODES], joined[NODES];
+	size_t nl = 0, nj = 0;
+
+	for (size_t i = 0; i < n_group; i++) {
+		bool stays = false;
+
+		for (size_t j = 0; j < n; j++) {
+			stays |= ids[j] == group[i];
+		}
+		if (!stays) {
+			left[nl++] = group[i];
+		}
+	}
+	for (size_t j = 0; j < n; j++) {
+		if (!in_group(ids[j])) {
+			joined[nj++] = ids[j];
+		}
+	}
+	memcpy(group, ids, n * sizeof(ids[0]));
+	n_group = n;
+	for (size_t i = 0; i < n; i++) {
+		coord_replica_confchg(&co[ids[i]], ids, n, left, nl, joined, nj);
+	}
+}
+
+#define GROUP(...)                                                             \
+	do {                                                                   \
+		const uint32_t g_[] = { __VA_ARGS__ };                         \
+		group_set(g_, sizeof(g_) / sizeof(g_[0]));                     \
+	} while (0)
+
+static void tick_all(void)
+{
+	for (size_t i = 0; i < n_group; i++) {
+		coord_fence_tick(&co[group[i]]);
+	}
+	bus_run();
+}
+
+/* What a coordinator multicasts when its agent registers. */
+static void agent_report(uint32_t id)
+{
+	Hactl__CpgFacts f = HACTL__CPG_FACTS__INIT;
+	Hactl__HostFacts hf = HACTL__HOST_FACTS__INIT;
+
+	hf.has_cpus = true;
+	hf.cpus = 4;
+	hf.has_mem_total_kib = true;
+	hf.mem_total_kib = 8 << 20;
+	f.node = id;
+	f.facts = &hf;
+	f.has_agent_connected = true;
+	f.agent_connected = true;
+	CHECK_EQ_INT(coord_cpg_send(&co[id], HA_MSG_CPG_FACTS, &f.base), 0);
+	bus_run();
+}
+
+static const char *guest_def(const char *name)
+{
+	static char text[512];
+
+	snprintf(text, sizeof(text),
+		 "[guest]\nname = %s\ntype = container\nmemory = 64M\n"
+		 "command = /bin/true\n[storage]\ntemplate = container\n"
+		 "[ha]\nrestart = cold\n", name);
+	return text;
+}
+
+/* A client's change through coordinator @via and the leader. */
+static void request(uint32_t via, Hactl__Change *ch)
+{
+	Hactl__CpgRequest r = HACTL__CPG_REQUEST__INIT;
+
+	r.origin = via;
+	r.req_id = 0;
+	r.change = ch;
+	CHECK_EQ_INT(coord_cpg_send(&co[via], HA_MSG_CPG_REQUEST, &r.base), 0);
+	bus_run();
+}
+
+/* Defines guest @name and starts it on @node; true when every member
+ * applied both. */
+static bool guest_start(uint32_t via, const char *name, const char *node)
+{
+	Hactl__Change ch = HACTL__CHANGE__INIT;
+	Hactl__GuestDefineChange gd = HACTL__GUEST_DEFINE_CHANGE__INIT;
+	Hactl__GuestStartChange gs = HACTL__GUEST_START_CHANGE__INIT;
+	const char *def = guest_def(name);
+
+	gd.definition.data = (uint8_t *)def;
+	gd.definition.len = strlen(def);
+	ch.kind_case = HACTL__CHANGE__KIND_GUEST_DEFINE;
+	ch.guest_define = &gd;
+	request(via, &ch);
+	gs.name = (char *)name;
+	gs.node = (char *)node;
+	ch.kind_case = HACTL__CHANGE__KIND_GUEST_START;
+	ch.guest_start = &gs;
+	request(via, &ch);
+	for (size_t i = 0; i < n_group; i++) {
+		const Hactl__GuestRecord *g = coord_state_guest(&co[group[i]].state, name);
+		const struct coord_node *n = coord_state_node_by_name(&co[group[i]].state, node);
+
+		if (g == NULL || n == NULL || g->owner != n->id) {
+			return false;
+		}
+	}
+	return true;
+}
+
+static uint32_t owner_of(uint32_t on, const char *guest)
+{
+	const Hactl__GuestRecord *g = coord_state_guest(&co[on].state, guest);
+
+	return g ? g->owner : 0;
+}
+
+static bool fenced_on(uint32_t on, uint32_t node)
+{
+	return coord_state_node(&co[on].state, node)->fenced;
+}
+
+static void all_stop(void)
+{
+	for (uint32_t id = 1; id <= NODES; id++) {
+		node_stop(id);
+	}
+	bus_drop_from(0);
+	while (q_head != q_tail) {
+		free(queue[q_head++ % QMAX].data);
+	}
+	n_group = 0;
+}
+
+/*
+ * Issue 12, item 7: loss times were kept by position in the state's node
+ * array. A node added to the state (nodelist re-read, a sync) shifts the
+ * array, and the leader read another node's older loss time: a node whose
+ * coordinator had only just restarted (still in corosync's membership)
+ * was taken for lost long ago, its watchdog deadline for passed, and it
+ * was marked fenced and its guests recovered at once.
+ */
+static void test_loss_time_by_node_id(void)
+{
+	set_clock(1000);
+	node_start(1);
+	node_start(3);
+	node_start(5);
+	/* the state knows nodes 1, 3, 5 only (2 and 4 come later) */
+	for (uint32_t id = 1; id <= 5; id += 2) {
+		coord_state_clear(&co[id].state);
+		coord_state_node_add(&co[id].state, 1, "n1");
+		coord_state_node_add(&co[id].state, 3, "n3");
+		coord_state_node_add(&co[id].state, 5, "n5");
+	}
+	GROUP(1, 3, 5);
+	bus_run();
+	agent_report(1);
+	agent_report(3);
+	agent_report(5);
+	CHECK_EQ_INT(co[1].leader, 1);
+	CHECK(guest_start(1, "g3", "n3"));
+
+	/* node 5 goes away for good at t=1000 */
+	GROUP(1, 3);
+	node_stop(5);
+	/* long after: node 3's coordinator restarts; its host stays in
+	 * corosync's membership (it is alive, its agent runs g3) */
+	set_clock(100000);
+	co[1].qmembers[0] = 1;
+	co[1].qmembers[1] = 3;
+	co[1].n_qmembers = 2;
+	GROUP(1);
+	/* meanwhile node 2 appears in the state (nodelist re-read) */
+	coord_state_node_add(&co[1].state, 2, "n2");
+	for (int i = 0; i < 5; i++) {
+		set_clock(100100 + 100 * i);
+		tick_all();
+	}
+	CHECK(!fenced_on(1, 3));
+	CHECK_EQ_INT(owner_of(1, "g3"), 3);
+	CHECK_EQ_INT(coord_lost_ms(&co[1], 3), 100000);
+	CHECK_EQ_INT(coord_lost_ms(&co[1], 5), 1000);
+	all_stop();
+}
+
+int main(void)
+{
+	if (getenv("HA_TEST_LOG")) { /* the coordinators' log on stderr */
+		struct ha_log_opts lo = { .ident = "test_coord_replay", .to_stderr = true,
+					  .priority = LOG_DEBUG };
+
+		ha_log_init(&lo);
+	}
+	if (mkdtemp(tmpdir) == NULL) {
+		perror("mkdtemp");
+		return 1;
+	}
+	test_loss_time_by_node_id();
+	{
+		char cmd[PATH_MAX + 16];
+
+		snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
+		if (system(cmd) != 0) {
+			fprintf(stderr, "cannot remove %s\n", tmpdir);
+		}
+	}
+	if (getenv("HA_TEST_LOG")) {
+		ha_log_fini();
+	}
+	return ha_test_done("test_coord_replay");
+}
