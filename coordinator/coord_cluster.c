@@ -470,6 +470,7 @@ static void flush_cb(void *data)
 int coord_cpg_send(struct coord *c, enum ha_msg_type type,
 		   const ProtobufCMessage *msg)
 {
+	Hactl__CpgCommit cm;
 	uint8_t *buf;
 	size_t len;
 	struct coord_msg *m;
@@ -478,21 +479,33 @@ int coord_cpg_send(struct coord *c, enum ha_msg_type type,
 	if (!c->cs_connected) {
 		return -ENOTCONN;
 	}
-	if (c->send_hook) {
-		rc = ha_env_encode(type, msg, &buf, &len);
-		if (rc == 0) {
-			rc = c->send_hook(c, buf, len);
-			free(buf);
-		}
-		return rc;
-	}
-	if (c->sendq_len >= COORD_SENDQ_MAX) {
-		c->send_dropped++;
-		return -ENOBUFS;
+	if (type == HA_MSG_CPG_COMMIT) {
+		/* Every commit leaves stamped with this membership's epoch and
+		 * the next seq of this leader's pipeline (several may be on
+		 * their way before the first is delivered). */
+		cm = *(const Hactl__CpgCommit *)msg;
+		cm.seq = c->commit_seq_sent > c->state.seq ? c->commit_seq_sent + 1
+							   : c->state.seq + 1;
+		cm.has_epoch = true;
+		cm.epoch = c->epoch;
+		msg = &cm.base;
 	}
 	rc = ha_env_encode(type, msg, &buf, &len);
 	if (rc < 0) {
 		return rc;
+	}
+	if (type == HA_MSG_CPG_COMMIT) {
+		c->commit_seq_sent = cm.seq;
+	}
+	if (c->send_hook) {
+		rc = c->send_hook(c, buf, len);
+		free(buf);
+		return rc;
+	}
+	if (c->sendq_len >= COORD_SENDQ_MAX) {
+		c->send_dropped++;
+		free(buf);
+		return -ENOBUFS;
 	}
 	m = malloc(sizeof(*m) + len);
 	if (m == NULL) {

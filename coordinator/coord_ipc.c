@@ -168,7 +168,8 @@ static int reply_status(struct coord *c, qb_ipcs_connection_t *conn,
 	r.has_proto_version = true;
 	r.proto_version = c->proto_version;
 	r.has_rx_rejected = true;
-	r.rx_rejected = ha_env_stats_rejected(&c->rx_stats) + c->rx_bad_sender;
+	r.rx_rejected = ha_env_stats_rejected(&c->rx_stats) + c->rx_bad_sender +
+			c->rx_commit_refused;
 	r.has_agent_kicks = true;
 	r.agent_kicks = c->agent_kicks;
 	{

@@ -79,6 +79,8 @@ static void sync_start(struct coord *c)
 	}
 	ss.sender = c->local_id;
 	ss.state = cs;
+	ss.has_epoch = true;
+	ss.epoch = c->epoch;
 	rc = coord_cpg_send(c, HA_MSG_CPG_SYNC_STATE, &ss.base);
 	if (rc < 0) {
 		qb_log(LOG_ERR, "cannot send state for sync: %s", strerror(-rc));
@@ -94,6 +96,9 @@ void coord_replica_confchg(struct coord *c, const uint32_t *members, size_t n_me
 {
 	bool was_joined = c->joined;
 
+	/* Every member sees this change at the same point of the stream. */
+	c->epoch++;
+	c->commit_seq_sent = 0;
 	for (size_t i = 0; i < n_left; i++) {
 		struct coord_node *nd = coord_state_node(&c->state, left[i]);
 
@@ -150,13 +155,20 @@ static void sync_finish(struct coord *c)
 {
 	uint64_t seqs[COORD_MAX_NODES];
 	uint32_t senders[COORD_MAX_NODES];
+	uint64_t epoch = 0;
 	char why[256];
 	int best, rc;
 
 	for (size_t i = 0; i < c->n_sync_members; i++) {
 		seqs[i] = c->sync_got[i]->state->seq;
 		senders[i] = c->sync_got[i]->sender;
+		if (c->sync_got[i]->epoch > epoch) {
+			epoch = c->sync_got[i]->epoch;
+		}
 	}
+	/* One epoch for all, past anything a member decided in before. */
+	c->epoch = epoch + 1;
+	c->commit_seq_sent = 0;
 	best = coord_sync_pick(seqs, senders, c->n_sync_members);
 	if (senders[best] != c->local_id || seqs[best] != c->state.seq) {
 		rc = coord_state_import(&c->state, c->sync_got[best]->state, why,
@@ -588,15 +600,28 @@ static void on_commit(struct coord *c, uint32_t sender, Hactl__CpgCommit *cm)
 {
 	char why[256] = "";
 	char desc[128];
+	uint64_t seq_before = c->state.seq;
 	int rc;
 
-	if (cm->leader != sender) {
-		c->rx_bad_sender++;
+	coord_change_describe(cm->change, desc, sizeof(desc));
+	rc = coord_commit_check(c->state.seq, c->epoch, c->members, c->n_members, sender, cm,
+				why, sizeof(why));
+	if (rc < 0) {
+		/* Every member refuses the same commit: the replicas stay equal. */
+		c->rx_commit_refused++;
+		qb_log(LOG_WARNING, "commit of %s (seq %llu) from node %u refused: %s", desc,
+		       (unsigned long long)cm->seq, sender, why);
+		if (cm->has_origin && cm->origin == c->local_id) {
+			pending_answer(c, cm->req_id, -EAGAIN, why, 0);
+		}
 		return;
 	}
-	coord_change_describe(cm->change, desc, sizeof(desc));
+	/* The change takes the commit's number (a leader's pipeline may have
+	 * numbers that did not apply, see coord_cpg_send). */
+	c->state.seq = cm->seq - 1;
 	rc = coord_change_apply(&c->state, cm->change, ha_wall_ms(), why, sizeof(why));
 	if (rc < 0) {
+		c->state.seq = seq_before;
 		qb_log(LOG_WARNING, "commit of %s by node %u does not apply: %s",
 		       desc, sender, why);
 	} else {

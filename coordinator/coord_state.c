@@ -1281,3 +1281,34 @@ uint32_t coord_leader_pick(bool quorate, const uint32_t *cpg, size_t n_cpg,
 	}
 	return leader;
 }
+
+int coord_commit_check(uint64_t state_seq, uint64_t epoch, const uint32_t *members,
+		       size_t n_members, uint32_t sender, const Hactl__CpgCommit *cm,
+		       char *why, size_t whylen)
+{
+	uint32_t lowest = 0;
+
+	for (size_t i = 0; i < n_members; i++) {
+		if (lowest == 0 || members[i] < lowest) {
+			lowest = members[i];
+		}
+	}
+	if (cm->leader != sender || sender != lowest) {
+		snprintf(why, whylen, "node %u is not the leader of this membership (%u is)",
+			 sender, lowest);
+		return -EPERM;
+	}
+	if (!cm->has_epoch || cm->epoch != epoch) {
+		snprintf(why, whylen,
+			 "decided in membership epoch %llu, before the change to epoch %llu",
+			 cm->has_epoch ? (unsigned long long)cm->epoch : 0ull,
+			 (unsigned long long)epoch);
+		return -ESTALE;
+	}
+	if (cm->seq <= state_seq) {
+		snprintf(why, whylen, "seq %llu is not after %llu", (unsigned long long)cm->seq,
+			 (unsigned long long)state_seq);
+		return -ESTALE;
+	}
+	return 0;
+}

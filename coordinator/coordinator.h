@@ -139,6 +139,12 @@ struct coord {
 	Hactl__CpgSyncState *sync_got[COORD_MAX_NODES]; /* by sync index */
 	struct qb_list_head held; /* struct coord_msg delivered during sync */
 	uint64_t syncs_done;
+	/* Membership epoch: +1 at every CPG configuration change, one past the
+	 * highest of the members at the end of a sync; equal on all members.
+	 * Commits carry it and are applied only in their own epoch. */
+	uint64_t epoch;
+	uint64_t commit_seq_sent; /* leader: last seq given out in this epoch */
+	uint64_t rx_commit_refused;
 
 	/* IPC */
 	qb_ipcs_service_t *ipcs;
@@ -188,7 +194,9 @@ void coord_lost_set(struct coord *c, uint32_t id, uint64_t ms);
 int coord_cluster_connect(struct coord *c);
 void coord_cluster_disconnect(struct coord *c);
 void coord_cluster_schedule_reconnect(struct coord *c);
-/* Queues one message for the CPG group; 0 or -errno. */
+/* Queues one message for the CPG group; 0 or -errno. A CpgCommit is sent
+ * with this membership's epoch and the next seq of this leader (its own
+ * seq and epoch fields are ignored). */
 int coord_cpg_send(struct coord *c, enum ha_msg_type type,
 		   const ProtobufCMessage *msg);
 bool coord_is_quorate(const struct coord *c);

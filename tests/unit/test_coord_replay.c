@@ -343,6 +343,154 @@ static void test_loss_time_by_node_id(void)
 	all_stop();
 }
 
+static Hactl__Change *maint_change(const char *node, bool on)
+{
+	static Hactl__Change ch;
+	static Hactl__MaintenanceChange m;
+
+	hactl__change__init(&ch);
+	hactl__maintenance_change__init(&m);
+	m.node = (char *)node;
+	m.on = on;
+	ch.kind_case = HACTL__CHANGE__KIND_MAINTENANCE;
+	ch.maintenance = &m;
+	return &ch;
+}
+
+/* A commit as @sender's bytes on the wire, not stamped by coord_cpg_send. */
+static void raw_commit(uint32_t sender, uint32_t leader, uint64_t seq, bool has_epoch,
+		       uint64_t epoch, Hactl__Change *ch)
+{
+	Hactl__CpgCommit cm = HACTL__CPG_COMMIT__INIT;
+	uint8_t *buf;
+	size_t len;
+
+	cm.leader = leader;
+	cm.seq = seq;
+	cm.has_epoch = has_epoch;
+	cm.epoch = epoch;
+	cm.change = ch;
+	CHECK_EQ_INT(ha_env_encode(HA_MSG_CPG_COMMIT, &cm.base, &buf, &len), 0);
+	bus_send(&co[sender], buf, len);
+	free(buf);
+}
+
+/* Node 1, the leader, sends a commit the way its code does. */
+static void leader_commit(Hactl__Change *ch)
+{
+	Hactl__CpgCommit cm = HACTL__CPG_COMMIT__INIT;
+
+	cm.leader = 1;
+	cm.change = ch;
+	CHECK_EQ_INT(coord_cpg_send(&co[1], HA_MSG_CPG_COMMIT, &cm.base), 0);
+}
+
+static bool maint_on(uint32_t on, uint32_t node)
+{
+	return coord_state_node(&co[on].state, node)->maintenance;
+}
+
+/* Members hold the same seq and the same decisions. */
+static bool replicas_equal(void)
+{
+	for (size_t i = 1; i < n_group; i++) {
+		const struct coord_state *a = &co[group[0]].state, *b = &co[group[i]].state;
+
+		if (a->seq != b->seq || a->n_nodes != b->n_nodes || a->n_guests != b->n_guests ||
+		    co[group[0]].epoch != co[group[i]].epoch) {
+			return false;
+		}
+		for (size_t k = 0; k < a->n_nodes; k++) {
+			if (a->nodes[k].maintenance != b->nodes[k].maintenance ||
+			    a->nodes[k].fenced != b->nodes[k].fenced) {
+				return false;
+			}
+		}
+	}
+	return true;
+}
+
+/*
+ * Issue 12, item 9: commits were taken from any member naming itself
+ * leader, whatever their seq; a commit queued before a membership change
+ * and delivered after it was applied.
+ */
+static void test_commit_order(void)
+{
+	uint64_t seq, epoch;
+
+	set_clock(1000);
+	for (uint32_t id = 1; id <= 4; id++) {
+		node_start(id);
+	}
+	GROUP(1, 2, 3, 4);
+	bus_run();
+	CHECK(replicas_equal());
+	seq = co[1].state.seq;
+
+	/* the leader pipelines: two decisions before either is delivered */
+	{
+		Hactl__CpgRequest r = HACTL__CPG_REQUEST__INIT;
+
+		r.origin = 2;
+		r.change = maint_change("n3", true);
+		CHECK_EQ_INT(coord_cpg_send(&co[2], HA_MSG_CPG_REQUEST, &r.base), 0);
+		r.change = maint_change("n4", true);
+		CHECK_EQ_INT(coord_cpg_send(&co[2], HA_MSG_CPG_REQUEST, &r.base), 0);
+		bus_run();
+	}
+	CHECK(maint_on(2, 3) && maint_on(2, 4));
+	CHECK_EQ_INT(co[3].state.seq, seq + 2);
+	CHECK(replicas_equal());
+	seq = co[1].state.seq;
+	epoch = co[1].epoch;
+
+	/* a member that is not the leader names itself leader */
+	raw_commit(2, 2, seq + 1, true, epoch, maint_change("n1", true));
+	bus_run();
+	CHECK(!maint_on(1, 1) && !maint_on(3, 1));
+	CHECK_EQ_INT(co[3].state.seq, seq);
+	CHECK(co[3].rx_commit_refused > 0);
+
+	/* the leader's commit delivered twice, or an old one again */
+	raw_commit(1, 1, seq + 1, true, epoch, maint_change("n3", false));
+	raw_commit(1, 1, seq + 1, true, epoch, maint_change("n4", false));
+	raw_commit(1, 1, seq, true, epoch, maint_change("n2", true));
+	bus_run();
+	CHECK(!maint_on(2, 3));
+	CHECK(maint_on(2, 4));  /* the second seq + 1 is not after seq + 1 */
+	CHECK(!maint_on(2, 2)); /* nor is seq */
+	CHECK_EQ_INT(co[2].state.seq, seq + 1);
+	CHECK(replicas_equal());
+	seq = co[1].state.seq;
+
+	/* no epoch (an older peer's form) */
+	raw_commit(1, 1, seq + 1, false, 0, maint_change("n2", true));
+	bus_run();
+	CHECK(!maint_on(2, 2));
+
+	/* queued before node 4 left, delivered after the change */
+	leader_commit(maint_change("n2", true));
+	GROUP(1, 2, 3);
+	bus_run();
+	CHECK(!maint_on(1, 2) && !maint_on(2, 2) && !maint_on(3, 2));
+	CHECK_EQ_INT(co[1].state.seq, seq);
+	CHECK(replicas_equal());
+
+	/* queued before node 4 came back, delivered during the sync */
+	leader_commit(maint_change("n2", true));
+	GROUP(1, 2, 3, 4);
+	bus_run();
+	CHECK(!maint_on(1, 2) && !maint_on(4, 2));
+	CHECK(replicas_equal());
+
+	/* and the leader goes on deciding in the new epoch */
+	request(3, maint_change("n2", true));
+	CHECK(maint_on(1, 2) && maint_on(4, 2));
+	CHECK(replicas_equal());
+	all_stop();
+}
+
 int main(void)
 {
 	if (getenv("HA_TEST_LOG")) { /* the coordinators' log on stderr */
@@ -356,6 +504,7 @@ int main(void)
 		return 1;
 	}
 	test_loss_time_by_node_id();
+	test_commit_order();
 	{
 		char cmd[PATH_MAX + 16];
 
