@@ -33,6 +33,8 @@ static void usage(FILE *out)
 		"  guests                   guests and where they run\n"
 		"  maintenance on|off NODE  take a node out of (or back into) service\n"
 		"  fence NODE               power a node off now through its fence devices\n"
+		"  fence --confirm NODE     you made sure NODE is off: mark it fenced so that\n"
+		"                           its guests are recovered (no device is run)\n"
 		"  events                   recent history: membership, commits, fencing\n"
 		"\n"
 		"guests:\n"
@@ -525,12 +527,23 @@ static int cmd_fence(struct cli *cli, int argc, char **argv)
 {
 	Hactl__FenceRequest req = HACTL__FENCE_REQUEST__INIT;
 	ProtobufCMessage *reply = NULL;
+	const char *node = NULL;
 	int ex;
 
-	if (argc != 2) {
-		return cli_usage_error("usage: hactl fence NODE%s", "");
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--confirm") == 0) {
+			req.has_confirm = true;
+			req.confirm = true;
+		} else if (argv[i][0] == '-' || node) {
+			return cli_usage_error("usage: hactl fence [--confirm] NODE%s", "");
+		} else {
+			node = argv[i];
+		}
 	}
-	req.node = argv[1];
+	if (node == NULL) {
+		return cli_usage_error("usage: hactl fence [--confirm] NODE%s", "");
+	}
+	req.node = (char *)node;
 	ex = cli_call(cli, HA_MSG_FENCE_REQUEST, &req.base, HA_MSG_RESULT, &reply);
 	if (ex == EX_OK) {
 		Hactl__Result *r = (Hactl__Result *)reply;
@@ -538,12 +551,16 @@ static int cmd_fence(struct cli *cli, int argc, char **argv)
 		if (cli->json) {
 			json_object *o = json_object_new_object();
 
-			json_object_object_add(o, "node", json_object_new_string(argv[1]));
+			json_object_object_add(o, "node", json_object_new_string(node));
 			json_object_object_add(o, "fenced", json_object_new_boolean(1));
+			json_object_object_add(o, "confirmed", json_object_new_boolean(req.confirm));
 			json_object_object_add(o, "message", json_object_new_string(r->message ? r->message : ""));
 			cli_json_print(o);
+		} else if (req.confirm) {
+			printf("%s confirmed off and marked fenced: %s\n", node,
+			       r->message ? r->message : "");
 		} else {
-			printf("%s fenced: %s\n", argv[1], r->message ? r->message : "");
+			printf("%s fenced: %s\n", node, r->message ? r->message : "");
 		}
 	}
 	ha_env_msg_free(reply);

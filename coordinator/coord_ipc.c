@@ -185,6 +185,15 @@ static int reply_status(struct coord *c, qb_ipcs_connection_t *conn,
 			    asprintf(&alarms[na], "fencing of %s failed (attempt %u), no recovery: %s",
 				     nd->name, nd->fence_attempts, nd->fence_error) >= 0) {
 				na++;
+			} else if (strcmp(nd->fence_state, "unconfirmed") == 0 && !nd->fenced &&
+				   !coord_is_member(c, nd->id) &&
+				   asprintf(&alarms[na],
+					    "%s is lost and cannot be confirmed off: %s; its guests are "
+					    "not recovered until a fence device confirms it off or an "
+					    "operator who made sure it is off runs "
+					    "`hactl fence --confirm %s`",
+					    nd->name, nd->fence_error, nd->name) >= 0) {
+				na++;
 			}
 		}
 		for (size_t i = 0; i < c->state.n_guests && na < HA_ARRAY_SIZE(alarms); i++) {
@@ -452,13 +461,21 @@ static int32_t msg_process(qb_ipcs_connection_t *conn, void *data, size_t size)
 	case HA_MSG_ACTION_REQUEST:
 		rc = on_action_request(c, conn, (Hactl__ActionRequest *)msg);
 		break;
-	case HA_MSG_FENCE_REQUEST:
-		if (!coord_is_quorate(c)) {
+	case HA_MSG_FENCE_REQUEST: {
+		Hactl__FenceRequest *fr = (Hactl__FenceRequest *)msg;
+
+		if (!coord_is_quorate(c) || c->leader == 0) {
 			rc = ha_ipcs_reply_result(conn, -EHOSTDOWN, "this partition is not quorate", 0);
+		} else if (fr->confirm) {
+			rc = coord_fence_confirm(c, conn, fr->node, text, sizeof(text));
+			if (rc < 0) {
+				rc = ha_ipcs_reply_result(conn, rc, text, 0);
+			}
 		} else {
-			rc = coord_fence_manual(c, conn, ((Hactl__FenceRequest *)msg)->node);
+			rc = coord_fence_manual(c, conn, fr->node);
 		}
 		break;
+	}
 	case HA_MSG_BALANCE_REQUEST:
 		rc = reply_balance(c, conn);
 		break;

@@ -366,21 +366,26 @@ int coord_request_submit(struct coord *c, qb_ipcs_connection_t *conn,
 			 const Hactl__Change *change)
 {
 	Hactl__CpgRequest r = HACTL__CPG_REQUEST__INIT;
-	struct coord_pending *p = pending_new(c, conn);
+	struct coord_pending *p = NULL;
 	int rc;
 
-	if (p == NULL) {
-		return -ENOMEM;
+	if (conn) {
+		p = pending_new(c, conn);
+		if (p == NULL) {
+			return -ENOMEM;
+		}
 	}
 	r.origin = c->local_id;
-	r.req_id = p->req_id;
+	r.req_id = p ? p->req_id : 0; /* no conn: nobody waits for the answer */
 	r.change = (Hactl__Change *)change;
 	rc = coord_cpg_send(c, HA_MSG_CPG_REQUEST, &r.base);
 	if (rc < 0) {
 		free(p);
 		return rc;
 	}
-	pending_add(c, p, c->cfg.request_timeout_ms);
+	if (p) {
+		pending_add(c, p, c->cfg.request_timeout_ms);
+	}
 	return 0;
 }
 

@@ -685,6 +685,20 @@ int coord_change_prepare(const struct coord_state *st, const struct coord_view *
 	char err[256];
 
 	node_out[0] = 0;
+	if (rc == 0 && in->kind_case == HACTL__CHANGE__KIND_NODE_FENCE &&
+	    in->node_fence->fenced && in->node_fence->method &&
+	    strcmp(in->node_fence->method, "confirmed") == 0) {
+		/* An operator's word that a node is off cannot hold while its
+		 * coordinator is in the membership. */
+		n = node_by_name_c(st, in->node_fence->node);
+		for (size_t i = 0; v && i < v->n_members; i++) {
+			if (v->members[i] == n->id) {
+				snprintf(why, whylen, "node '%s' is in the membership: it is not off",
+					 n->name);
+				return -EBUSY;
+			}
+		}
+	}
 	if (rc == 0 && in->kind_case == HACTL__CHANGE__KIND_MIGRATE_START) {
 		const Hactl__GuestRecord *mg = coord_state_guest(st, in->migrate_start->guest);
 

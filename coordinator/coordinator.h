@@ -55,6 +55,8 @@ enum coord_fence_state {
 	COORD_FENCE_FENCING,  /* agents running */
 	COORD_FENCE_FAILED,   /* alarm; retried with backoff */
 	COORD_FENCE_DONE,     /* confirmed; commit pending */
+	COORD_FENCE_UNCONFIRMED, /* nothing can confirm it off: alarm, no
+				  * recovery until `hactl fence --confirm` */
 	COORD_FENCE_STATE_MAX
 };
 
@@ -213,7 +215,8 @@ void coord_replica_confchg(struct coord *c, const uint32_t *members, size_t n_me
 void coord_replica_deliver(struct coord *c, uint32_t sender, const void *buf,
 			   size_t len);
 void coord_replica_reset(struct coord *c);
-/* Forwards a client's change to the leader; the reply comes later. */
+/* Forwards a client's change to the leader; the reply comes later (to
+ * @conn; with NULL nobody waits for it). */
 int coord_request_submit(struct coord *c, qb_ipcs_connection_t *conn,
 			 const Hactl__Change *change);
 /* Sends an action to the agent of @target; the reply comes later. */
@@ -240,6 +243,16 @@ void coord_fence_status_apply(struct coord *c, const Hactl__CpgFenceStatus *fs);
 /* hactl fence NODE: runs the node's fence levels now; on success commits
  * it fenced and answers @conn then. */
 int coord_fence_manual(struct coord *c, qb_ipcs_connection_t *conn, const char *node);
+/* hactl fence --confirm NODE: the operator has made sure NODE is off; it
+ * is committed fenced (method "confirmed") through the leader, which then
+ * recovers its guests. Refused (-errno with @why) while NODE is in the
+ * membership. Otherwise 0: @conn (may be NULL) gets the commit's result. */
+int coord_fence_confirm(struct coord *c, qb_ipcs_connection_t *conn, const char *node,
+			char *why, size_t whylen);
+/* Why node @n, lost, may be taken for off once its self-fence deadline
+ * passed (method watchdog): true, or false with @why. */
+bool coord_fence_watchdog_ok(const struct coord *c, const struct coord_node *n, char *why,
+			     size_t whylen);
 
 /* coord_migration.c */
 void coord_migration_tick(struct coord *c);

@@ -196,8 +196,9 @@ static void tick_all(void)
 	bus_run();
 }
 
-/* What a coordinator multicasts when its agent registers. */
-static void agent_report(uint32_t id)
+/* What a coordinator multicasts when its agent registers: facts, with
+ * the watchdog the agent armed (@wd_ms 0: none). */
+static void agent_report_wd(uint32_t id, uint32_t wd_ms)
 {
 	Hactl__CpgFacts f = HACTL__CPG_FACTS__INIT;
 	Hactl__HostFacts hf = HACTL__HOST_FACTS__INIT;
@@ -206,12 +207,21 @@ static void agent_report(uint32_t id)
 	hf.cpus = 4;
 	hf.has_mem_total_kib = true;
 	hf.mem_total_kib = 8 << 20;
+	hf.has_watchdog_armed = wd_ms > 0;
+	hf.watchdog_armed = wd_ms > 0;
+	hf.has_watchdog_timeout_ms = wd_ms > 0;
+	hf.watchdog_timeout_ms = wd_ms;
 	f.node = id;
 	f.facts = &hf;
 	f.has_agent_connected = true;
 	f.agent_connected = true;
 	CHECK_EQ_INT(coord_cpg_send(&co[id], HA_MSG_CPG_FACTS, &f.base), 0);
 	bus_run();
+}
+
+static void agent_report(uint32_t id)
+{
+	agent_report_wd(id, 0);
 }
 
 static const char *guest_def(const char *name)
@@ -314,9 +324,10 @@ static void test_loss_time_by_node_id(void)
 	}
 	GROUP(1, 3, 5);
 	bus_run();
-	agent_report(1);
-	agent_report(3);
-	agent_report(5);
+	/* watchdogs armed: node 3 would be taken for off at its deadline */
+	agent_report_wd(1, 2000);
+	agent_report_wd(3, 2000);
+	agent_report_wd(5, 2000);
 	CHECK_EQ_INT(co[1].leader, 1);
 	CHECK(guest_start(1, "g3", "n3"));
 
@@ -491,6 +502,104 @@ static void test_commit_order(void)
 	all_stop();
 }
 
+static const char *fence_state_on(uint32_t on, uint32_t node)
+{
+	return coord_state_node(&co[on].state, node)->fence_state;
+}
+
+static bool has_event(uint32_t on, const char *text)
+{
+	for (size_t i = 0; i < co[on].n_events; i++) {
+		if (strstr(co[on].events[(co[on].events_head + i) % COORD_EVENTS_MAX], text)) {
+			return true;
+		}
+	}
+	return false;
+}
+
+static void run_for(uint64_t from, uint64_t ms)
+{
+	for (uint64_t t = from; t <= from + ms; t += 100) {
+		set_clock(t);
+		tick_all();
+	}
+}
+
+/*
+ * Fencing safe by default: with no fence.conf (method watchdog) a lost
+ * host whose agent had reported no armed watchdog, or one whose timeout
+ * is more than half the self-fence timeout, is never taken for off: an
+ * alarm, no recovery, until an operator confirms it off. An armed
+ * watchdog of at most half is waited out and its guests recovered.
+ */
+static void test_fencing_safe_default(void)
+{
+	char why[256];
+
+	fence_conf[0] = 0; /* no fence.conf */
+	set_clock(1000);
+	for (uint32_t id = 1; id <= 5; id++) {
+		node_start(id);
+	}
+	GROUP(1, 2, 3, 4, 5);
+	bus_run();
+	agent_report_wd(1, 2000);
+	agent_report_wd(2, 2000);
+	agent_report(3);            /* no watchdog */
+	agent_report_wd(4, 2000);   /* half of 5000 at most */
+	agent_report_wd(5, 3000);   /* more than half */
+	CHECK(guest_start(2, "g3", "n3"));
+	CHECK(guest_start(2, "g4", "n4"));
+	CHECK(guest_start(2, "g5", "n5"));
+
+	set_clock(2000);
+	GROUP(1, 2);
+	node_stop(3);
+	node_stop(4);
+	node_stop(5);
+	run_for(2000, 20000);
+	/* node 4: waited out, fenced, g4 recovered on a survivor */
+	CHECK(fenced_on(2, 4));
+	CHECK(owner_of(2, "g4") == 1 || owner_of(2, "g4") == 2);
+	/* nodes 3 and 5: nothing confirms them off */
+	CHECK(!fenced_on(1, 3) && !fenced_on(2, 3));
+	CHECK(!fenced_on(1, 5) && !fenced_on(2, 5));
+	CHECK_EQ_INT(owner_of(2, "g3"), 3);
+	CHECK_EQ_INT(owner_of(2, "g5"), 5);
+	CHECK(strcmp(fence_state_on(2, 3), "unconfirmed") == 0);
+	CHECK(strcmp(fence_state_on(2, 5), "unconfirmed") == 0);
+	CHECK(strstr(coord_state_node(&co[2].state, 3)->fence_error, "no armed watchdog") != NULL);
+	CHECK(strstr(coord_state_node(&co[2].state, 5)->fence_error, "more than half") != NULL);
+	CHECK(has_event(1, "n3 lost: cannot be confirmed off"));
+
+	/* the operator may not confirm a member, nor this node */
+	CHECK_EQ_INT(coord_fence_confirm(&co[2], NULL, "n1", why, sizeof(why)), -EBUSY);
+	CHECK_EQ_INT(coord_fence_confirm(&co[2], NULL, "n2", why, sizeof(why)), -EINVAL);
+	CHECK_EQ_INT(coord_fence_confirm(&co[2], NULL, "n9", why, sizeof(why)), -ENOENT);
+	/* nor a node whose corosync is still there */
+	co[2].qmembers[0] = 1;
+	co[2].qmembers[1] = 2;
+	co[2].qmembers[2] = 3;
+	co[2].n_qmembers = 3;
+	CHECK_EQ_INT(coord_fence_confirm(&co[2], NULL, "n3", why, sizeof(why)), -EBUSY);
+	CHECK(strstr(why, "corosync") != NULL);
+	co[2].n_qmembers = 0;
+
+	/* confirmed off (on a node that is not the leader): fenced, recovered */
+	CHECK_EQ_INT(coord_fence_confirm(&co[2], NULL, "n3", why, sizeof(why)), 0);
+	bus_run();
+	run_for(22100, 1000);
+	CHECK(fenced_on(1, 3) && fenced_on(2, 3));
+	CHECK(owner_of(1, "g3") == 1 || owner_of(1, "g3") == 2);
+	CHECK(strcmp(fence_state_on(2, 3), "idle") == 0);
+	CHECK(has_event(2, "operator confirmed n3 off"));
+	CHECK(has_event(1, "node n3 fenced (confirmed)"));
+	/* n5 still waits */
+	CHECK_EQ_INT(owner_of(1, "g5"), 5);
+	CHECK(replicas_equal());
+	all_stop();
+}
+
 int main(void)
 {
 	if (getenv("HA_TEST_LOG")) { /* the coordinators' log on stderr */
@@ -505,6 +614,7 @@ int main(void)
 	}
 	test_loss_time_by_node_id();
 	test_commit_order();
+	test_fencing_safe_default();
 	{
 		char cmd[PATH_MAX + 16];
 
