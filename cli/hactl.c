@@ -36,6 +36,8 @@ static void usage(FILE *out)
 		"  fence --confirm NODE     you made sure NODE is off: mark it fenced so that\n"
 		"                           its guests are recovered (no device is run)\n"
 		"  events                   recent history: membership, commits, fencing\n"
+		"  unblock                  let the coordinators present act on the newest\n"
+		"                           state they hold although none is known current\n"
 		"\n"
 		"guests:\n"
 		"  check FILE...            validate guest definitions or policy files\n"
@@ -259,6 +261,7 @@ static json_object *json_status(const Hactl__StatusReply *s)
 	json_object_object_add(o, "protocol", json_object_new_int64(s->proto_version));
 	json_object_object_add(o, "rx_rejected", json_object_new_int64((int64_t)s->rx_rejected));
 	json_object_object_add(o, "agent_kicks", json_object_new_int64((int64_t)s->agent_kicks));
+	json_object_object_add(o, "state_current", json_object_new_boolean(s->state_current));
 	for (size_t i = 0; i < s->n_nodes; i++) {
 		json_object_array_add(nodes, json_node(s->nodes[i]));
 	}
@@ -363,7 +366,8 @@ static int cmd_status(struct cli *cli, int argc, char **argv)
 		       s->expected_votes, s->quorum);
 		printf("local:     %s (id %u), state seq %llu%s\n",
 		       s->local_node && s->local_node[0] ? s->local_node : "?", s->local_id,
-		       (unsigned long long)s->seq, s->syncing ? ", syncing" : "");
+		       (unsigned long long)s->seq,
+		       s->syncing ? ", syncing" : s->state_current ? "" : ", not known current");
 		for (size_t i = 0; i < s->n_alarms; i++) {
 			printf("ALARM:     %s\n", s->alarms[i]);
 		}
@@ -567,6 +571,33 @@ static int cmd_fence(struct cli *cli, int argc, char **argv)
 	return ex;
 }
 
+static int cmd_unblock(struct cli *cli, int argc, char **argv)
+{
+	Hactl__UnblockRequest req = HACTL__UNBLOCK_REQUEST__INIT;
+	ProtobufCMessage *reply = NULL;
+	int ex;
+
+	if (argc != 1) {
+		return cli_usage_error("usage: hactl unblock%s", "");
+	}
+	ex = cli_call(cli, HA_MSG_UNBLOCK_REQUEST, &req.base, HA_MSG_RESULT, &reply);
+	if (ex == EX_OK) {
+		Hactl__Result *r = (Hactl__Result *)reply;
+
+		if (cli->json) {
+			json_object *o = json_object_new_object();
+
+			json_object_object_add(o, "unblocked", json_object_new_boolean(1));
+			json_object_object_add(o, "message", json_object_new_string(r->message ? r->message : ""));
+			cli_json_print(o);
+		} else {
+			printf("%s\n", r->message ? r->message : "unblocked");
+		}
+	}
+	ha_env_msg_free(reply);
+	return ex;
+}
+
 static int cmd_simulate(struct cli *cli, int argc, char **argv)
 {
 	return hactl_cmd_simulate(argc, argv, cli->json);
@@ -600,6 +631,7 @@ static const struct command commands[] = {
 	{ "evacuate", cli_cmd_evacuate, true },
 	{ "balance", cli_cmd_balance, true },
 	{ "fence", cmd_fence, true },
+	{ "unblock", cmd_unblock, true },
 };
 
 int main(int argc, char **argv)

@@ -93,7 +93,12 @@ bool coord_is_member(const struct coord *c, uint32_t id)
 
 bool coord_is_quorate(const struct coord *c)
 {
-	return c->cs_connected && c->joined && c->vq_quorate;
+	return c->cs_connected && c->joined && c->vq_quorate && c->current;
+}
+
+bool coord_is_blocked(const struct coord *c)
+{
+	return c->cs_connected && c->joined && c->vq_quorate && !c->current && !c->syncing;
 }
 
 void coord_leader_update(struct coord *c)
@@ -207,21 +212,16 @@ static void vq_refresh_info(struct coord *c)
 	}
 }
 
-static void vq_quorum_cb(votequorum_handle_t h, uint64_t ctx, uint32_t quorate,
-			 uint32_t n, votequorum_node_t nodes[])
+void coord_quorum_set(struct coord *c, bool quorate, const uint32_t *members, size_t n)
 {
-	struct coord *c = cpg_ctx;
 	bool was = c->vq_quorate;
 
-	c->vq_quorate = quorate != 0;
+	c->vq_quorate = quorate;
 	c->n_qmembers = 0;
-	for (uint32_t i = 0; i < n && c->n_qmembers < COORD_MAX_NODES; i++) {
-		if (nodes[i].state == VOTEQUORUM_NODESTATE_MEMBER) {
-			c->qmembers[c->n_qmembers++] = nodes[i].nodeid;
-		}
+	for (size_t i = 0; i < n && c->n_qmembers < COORD_MAX_NODES; i++) {
+		c->qmembers[c->n_qmembers++] = members[i];
 	}
 	qsort(c->qmembers, c->n_qmembers, sizeof(c->qmembers[0]), coord_cmp_u32);
-	vq_refresh_info(c);
 	if (was != c->vq_quorate) {
 		qb_log(c->vq_quorate ? LOG_NOTICE : LOG_WARNING,
 		       "partition is %s (%zu quorum members)",
@@ -230,7 +230,29 @@ static void vq_quorum_cb(votequorum_handle_t h, uint64_t ctx, uint32_t quorate,
 			    c->vq_quorate ? "quorate" : "NOT quorate", c->n_qmembers);
 		coord_agent_kick(c); /* the agent self-fences without quorum */
 	}
+	if (!c->vq_quorate && c->current) {
+		/* A quorate partition elsewhere may decide from now on. */
+		c->current = false;
+		qb_log(LOG_WARNING, "state no longer current: it is synced again when this "
+		       "node joins a current member");
+	}
 	coord_leader_update(c);
+}
+
+static void vq_quorum_cb(votequorum_handle_t h, uint64_t ctx, uint32_t quorate,
+			 uint32_t n, votequorum_node_t nodes[])
+{
+	struct coord *c = cpg_ctx;
+	uint32_t ids[COORD_MAX_NODES];
+	size_t k = 0;
+
+	for (uint32_t i = 0; i < n && k < COORD_MAX_NODES; i++) {
+		if (nodes[i].state == VOTEQUORUM_NODESTATE_MEMBER) {
+			ids[k++] = nodes[i].nodeid;
+		}
+	}
+	vq_refresh_info(c);
+	coord_quorum_set(c, quorate != 0, ids, k);
 }
 
 static void vq_expected_cb(votequorum_handle_t h, uint64_t ctx, uint32_t ev)
@@ -396,6 +418,7 @@ void coord_cluster_disconnect(struct coord *c)
 	c->cs_connected = false;
 	c->joined = false;
 	c->vq_quorate = false;
+	c->current = false; /* what happened meanwhile is unknown */
 	c->n_members = 0;
 	c->n_qmembers = 0;
 	coord_replica_reset(c);

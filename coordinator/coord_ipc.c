@@ -172,11 +172,22 @@ static int reply_status(struct coord *c, qb_ipcs_connection_t *conn,
 			c->rx_commit_refused;
 	r.has_agent_kicks = true;
 	r.agent_kicks = c->agent_kicks;
+	r.has_state_current = true;
+	r.state_current = c->current;
 	{
 		char *alarms[COORD_MAX_NODES + 64];
 		char *evs[COORD_EVENTS_MAX];
 		size_t na = 0;
 
+		if (coord_is_blocked(c) &&
+		    asprintf(&alarms[na],
+			     "corosync is quorate, but this coordinator's state (seq %llu) may be "
+			     "stale: it waits for a coordinator with current state or for every "
+			     "node; nothing is decided or started meanwhile. `hactl unblock` makes "
+			     "the newest state present current",
+			     (unsigned long long)c->state.seq) >= 0) {
+			na++;
+		}
 		for (size_t i = 0; i < c->state.n_nodes && na < COORD_MAX_NODES; i++) {
 			struct coord_node *nd = &c->state.nodes[i];
 
@@ -303,6 +314,11 @@ static int on_change(struct coord *c, qb_ipcs_connection_t *conn,
 	char why[256];
 	int rc;
 
+	if (coord_is_blocked(c)) {
+		return ha_ipcs_reply_result(conn, -EHOSTDOWN,
+					    "this partition is not quorate: it waits for a "
+					    "coordinator with current state (see hactl status)", 0);
+	}
 	if (!coord_is_quorate(c) || c->leader == 0) {
 		return ha_ipcs_reply_result(conn, -EHOSTDOWN,
 					    "this partition is not quorate", 0);
@@ -479,6 +495,13 @@ static int32_t msg_process(qb_ipcs_connection_t *conn, void *data, size_t size)
 	case HA_MSG_BALANCE_REQUEST:
 		rc = reply_balance(c, conn);
 		break;
+	case HA_MSG_UNBLOCK_REQUEST: {
+		char ub[256];
+
+		rc = coord_unblock(c, ub, sizeof(ub));
+		rc = ha_ipcs_reply_result(conn, rc, ub, 0);
+		break;
+	}
 	default:
 		rc = ha_ipcs_reply_result(conn, -EOPNOTSUPP, "unsupported request", 0);
 		break;

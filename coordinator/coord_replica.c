@@ -81,6 +81,8 @@ static void sync_start(struct coord *c)
 	ss.state = cs;
 	ss.has_epoch = true;
 	ss.epoch = c->epoch;
+	ss.has_current = true;
+	ss.current = c->current;
 	rc = coord_cpg_send(c, HA_MSG_CPG_SYNC_STATE, &ss.base);
 	if (rc < 0) {
 		qb_log(LOG_ERR, "cannot send state for sync: %s", strerror(-rc));
@@ -153,15 +155,18 @@ static void replay_held(struct coord *c)
 
 static void sync_finish(struct coord *c)
 {
-	uint64_t seqs[COORD_MAX_NODES];
-	uint32_t senders[COORD_MAX_NODES];
+	struct coord_sync_in in[COORD_MAX_NODES];
+	uint32_t nodes[COORD_MAX_NODES];
 	uint64_t epoch = 0;
+	bool was_current = c->current;
 	char why[256];
 	int best, rc;
 
 	for (size_t i = 0; i < c->n_sync_members; i++) {
-		seqs[i] = c->sync_got[i]->state->seq;
-		senders[i] = c->sync_got[i]->sender;
+		in[i].seq = c->sync_got[i]->state->seq;
+		in[i].sender = c->sync_got[i]->sender;
+		in[i].current = c->sync_got[i]->current;
+		in[i].unblock = c->sync_got[i]->unblock;
 		if (c->sync_got[i]->epoch > epoch) {
 			epoch = c->sync_got[i]->epoch;
 		}
@@ -169,24 +174,37 @@ static void sync_finish(struct coord *c)
 	/* One epoch for all, past anything a member decided in before. */
 	c->epoch = epoch + 1;
 	c->commit_seq_sent = 0;
-	best = coord_sync_pick(seqs, senders, c->n_sync_members);
-	if (senders[best] != c->local_id || seqs[best] != c->state.seq) {
+	best = coord_sync_choose(in, c->n_sync_members);
+	if (in[best].sender != c->local_id || in[best].seq != c->state.seq) {
 		rc = coord_state_import(&c->state, c->sync_got[best]->state, why,
 					sizeof(why));
 		if (rc < 0) {
 			/* Every member rejects the same bytes the same way. */
 			qb_log(LOG_ERR, "state from node %u refused: %s; keeping ours",
-			       senders[best], why);
+			       in[best].sender, why);
 		} else {
 			qb_log(LOG_NOTICE, "adopted cluster state of node %u (seq %llu)",
-			       senders[best], (unsigned long long)seqs[best]);
+			       in[best].sender, (unsigned long long)in[best].seq);
 		}
+	}
+	for (size_t i = 0; i < c->state.n_nodes; i++) {
+		nodes[i] = c->state.nodes[i].id;
+	}
+	c->current = coord_sync_current(in, c->n_sync_members, nodes, c->state.n_nodes);
+	if (c->current && !was_current) {
+		qb_log(LOG_NOTICE, "state is current (seq %llu)", (unsigned long long)c->state.seq);
+		coord_event(c, "state current at seq %llu%s", (unsigned long long)c->state.seq,
+			    in[best].current ? "" : " (every node present, or unblocked)");
+	} else if (!c->current) {
+		qb_log(LOG_WARNING, "no member has current state and not every node is here: "
+		       "waiting (hactl unblock overrides)");
 	}
 	c->syncs_done++;
 	sync_clear(c);
 	c->syncing = false;
 	coord_state_save(c);
 	qb_log(LOG_INFO, "state sync done: seq %llu", (unsigned long long)c->state.seq);
+	coord_leader_update(c);
 	replay_held(c);
 	coord_announce_local(c);
 	coord_agent_kick(c);
@@ -198,6 +216,13 @@ static bool on_sync_state(struct coord *c, uint32_t sender,
 {
 	size_t idx = SIZE_MAX;
 
+	if (!c->syncing && ss->unblock && ss->sender == sender && coord_is_member(c, sender)) {
+		/* `hactl unblock` on @sender: a sync round for everyone, here,
+		 * at the same point of the stream, with its state counted. */
+		qb_log(LOG_NOTICE, "node %u unblocks: state sync", sender);
+		coord_event(c, "node %u: hactl unblock", sender);
+		sync_start(c);
+	}
 	if (!c->syncing) {
 		c->rx_stale++;
 		return false;
@@ -220,6 +245,47 @@ static bool on_sync_state(struct coord *c, uint32_t sender,
 	}
 	sync_finish(c);
 	return true;
+}
+
+int coord_unblock(struct coord *c, char *why, size_t whylen)
+{
+	Hactl__CpgSyncState ss = HACTL__CPG_SYNC_STATE__INIT;
+	Hactl__ClusterState *cs;
+	int rc;
+
+	if (!c->cs_connected || !c->joined || !c->vq_quorate) {
+		snprintf(why, whylen, "corosync's partition is not quorate here: nothing to unblock");
+		return -EHOSTDOWN;
+	}
+	if (c->current) {
+		snprintf(why, whylen, "the state is current already");
+		return -EALREADY;
+	}
+	if (c->syncing) {
+		snprintf(why, whylen, "a state sync is in progress: try again");
+		return -EAGAIN;
+	}
+	cs = coord_state_export(&c->state);
+	if (cs == NULL) {
+		snprintf(why, whylen, "out of memory");
+		return -ENOMEM;
+	}
+	ss.sender = c->local_id;
+	ss.state = cs;
+	ss.has_epoch = true;
+	ss.epoch = c->epoch;
+	ss.has_unblock = true;
+	ss.unblock = true;
+	rc = coord_cpg_send(c, HA_MSG_CPG_SYNC_STATE, &ss.base);
+	coord_state_export_free(cs);
+	if (rc < 0) {
+		snprintf(why, whylen, "cannot reach the cluster: %s", strerror(-rc));
+		return rc;
+	}
+	qb_log(LOG_WARNING, "operator unblocks: the newest state present becomes current");
+	snprintf(why, whylen, "unblocked: the newest state among the coordinators present "
+		 "becomes current");
+	return 0;
 }
 
 void coord_announce_local(struct coord *c)

@@ -1326,3 +1326,50 @@ int coord_commit_check(uint64_t state_seq, uint64_t epoch, const uint32_t *membe
 	}
 	return 0;
 }
+
+int coord_sync_choose(const struct coord_sync_in *in, size_t n)
+{
+	uint64_t seqs[COORD_MAX_NODES];
+	uint32_t senders[COORD_MAX_NODES];
+	size_t idx[COORD_MAX_NODES];
+	size_t k = 0;
+	int best;
+
+	for (size_t i = 0; i < n && i < COORD_MAX_NODES; i++) {
+		if (in[i].current) {
+			seqs[k] = in[i].seq;
+			senders[k] = in[i].sender;
+			idx[k++] = i;
+		}
+	}
+	if (k == 0) {
+		for (size_t i = 0; i < n && i < COORD_MAX_NODES; i++) {
+			seqs[k] = in[i].seq;
+			senders[k] = in[i].sender;
+			idx[k++] = i;
+		}
+	}
+	best = coord_sync_pick(seqs, senders, k);
+	return best < 0 ? -1 : (int)idx[best];
+}
+
+bool coord_sync_current(const struct coord_sync_in *in, size_t n, const uint32_t *nodes,
+			size_t n_nodes)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (in[i].current || in[i].unblock) {
+			return true;
+		}
+	}
+	for (size_t j = 0; j < n_nodes; j++) {
+		bool present = false;
+
+		for (size_t i = 0; i < n && !present; i++) {
+			present = in[i].sender == nodes[j];
+		}
+		if (!present) {
+			return false;
+		}
+	}
+	return n > 0;
+}

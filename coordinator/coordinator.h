@@ -146,6 +146,12 @@ struct coord {
 	 * Commits carry it and are applied only in their own epoch. */
 	uint64_t epoch;
 	uint64_t commit_seq_sent; /* leader: last seq given out in this epoch */
+	/* Our state is current: set by a sync with a current member, with
+	 * every node, or by `hactl unblock`; cleared at start (the state file
+	 * may be stale) and whenever corosync's quorum is lost (a quorate
+	 * partition elsewhere may decide meanwhile). Not current counts as not
+	 * quorate: no leader, no decisions, the agent runs nothing. */
+	bool current;
 	uint64_t rx_commit_refused;
 
 	/* IPC */
@@ -201,7 +207,12 @@ void coord_cluster_schedule_reconnect(struct coord *c);
  * seq and epoch fields are ignored). */
 int coord_cpg_send(struct coord *c, enum ha_msg_type type,
 		   const ProtobufCMessage *msg);
+/* corosync's partition is quorate and our state is current. */
 bool coord_is_quorate(const struct coord *c);
+/* Waiting for current state although corosync is quorate (an alarm). */
+bool coord_is_blocked(const struct coord *c);
+/* votequorum says @quorate with these member nodes. */
+void coord_quorum_set(struct coord *c, bool quorate, const uint32_t *members, size_t n);
 bool coord_is_member(const struct coord *c, uint32_t id);
 void coord_leader_update(struct coord *c);
 
@@ -215,6 +226,9 @@ void coord_replica_confchg(struct coord *c, const uint32_t *members, size_t n_me
 void coord_replica_deliver(struct coord *c, uint32_t sender, const void *buf,
 			   size_t len);
 void coord_replica_reset(struct coord *c);
+/* hactl unblock: every member takes the newest state among those present
+ * as current. 0 or -errno with @why. */
+int coord_unblock(struct coord *c, char *why, size_t whylen);
 /* Forwards a client's change to the leader; the reply comes later (to
  * @conn; with NULL nobody waits for it). */
 int coord_request_submit(struct coord *c, qb_ipcs_connection_t *conn,

@@ -34,6 +34,7 @@ static size_t q_head, q_tail;
 static uint64_t clock_ms = 1000;
 static char tmpdir[] = "/tmp/test_coord_replay.XXXXXX";
 static char fence_conf[PATH_MAX];   /* "" = no fence.conf */
+static uint32_t n_conf = NODES;     /* nodes in corosync's nodelist: 1..n_conf */
 
 static int bus_send(struct coord *c, const uint8_t *buf, size_t len)
 {
@@ -124,7 +125,7 @@ static void node_start(uint32_t id)
 	c->vq_quorate = true;
 	c->send_hook = bus_send;
 	c->test_now_ms = clock_ms;
-	for (uint32_t k = 1; k <= NODES; k++) {
+	for (uint32_t k = 1; k <= n_conf; k++) {
 		char name[16];
 
 		snprintf(name, sizeof(name), "n%u", k);
@@ -430,6 +431,7 @@ static void test_commit_order(void)
 {
 	uint64_t seq, epoch;
 
+	n_conf = 4;
 	set_clock(1000);
 	for (uint32_t id = 1; id <= 4; id++) {
 		node_start(id);
@@ -500,6 +502,7 @@ static void test_commit_order(void)
 	CHECK(maint_on(1, 2) && maint_on(4, 2));
 	CHECK(replicas_equal());
 	all_stop();
+	n_conf = NODES;
 }
 
 static const char *fence_state_on(uint32_t on, uint32_t node)
@@ -600,6 +603,173 @@ static void test_fencing_safe_default(void)
 	all_stop();
 }
 
+static void quorum(uint32_t id, bool quorate, const uint32_t *ids, size_t n)
+{
+	coord_quorum_set(&co[id], quorate, ids, n);
+}
+
+/* A coordinator process starting on a host: nodelist, state file. */
+static void node_restart(uint32_t id)
+{
+	node_start(id);
+	coord_state_clear(&co[id].state);
+	CHECK_EQ_INT(coord_state_load(&co[id]), 0);
+}
+
+/*
+ * Issue 12, item 8: a lone coordinator with a stale state file became
+ * leader when its corosync was quorate while the other coordinators were
+ * down, and acted on what it remembered: its agent was told to run the
+ * guests the stale state gave it, although they had been recovered
+ * elsewhere. Now it waits (corosync's wait_for_all, for coordinators):
+ * until it syncs with a current member, with every node, or an operator
+ * runs `hactl unblock`.
+ */
+static void test_stale_state_waits(void)
+{
+	const uint32_t all[] = { 1, 2, 3 }, two[] = { 2, 3 };
+	char why[256];
+	uint64_t seq_stale, seq_now;
+	uint32_t moved_to;
+
+	n_conf = 3;
+	set_clock(1000);
+	for (uint32_t id = 1; id <= 3; id++) {
+		node_start(id);
+		quorum(id, true, all, 3);
+	}
+	GROUP(1, 2, 3);
+	bus_run();
+	/* every node present: current */
+	CHECK(co[1].current && co[2].current && co[3].current);
+	for (uint32_t id = 1; id <= 3; id++) {
+		agent_report_wd(id, 2000);
+	}
+	CHECK(guest_start(2, "g1", "n1"));
+	seq_stale = co[1].state.seq;
+
+	/* node 1's host dies; the others fence it and recover g1 */
+	GROUP(2, 3);
+	node_stop(1);
+	quorum(2, true, two, 2);
+	quorum(3, true, two, 2);
+	run_for(2000, 10000);
+	CHECK(fenced_on(2, 1));
+	moved_to = owner_of(2, "g1");
+	CHECK(moved_to == 2 || moved_to == 3);
+	seq_now = co[2].state.seq;
+	CHECK(seq_now > seq_stale);
+
+	/* the coordinators of 2 and 3 stop; node 1 boots, alone in the CPG
+	 * group while corosync (1, 2, 3) is quorate, with its old file */
+	GROUP();
+	node_stop(2);
+	node_stop(3);
+	node_restart(1);
+	CHECK_EQ_INT(co[1].state.seq, seq_stale);
+	CHECK_EQ_INT(owner_of(1, "g1"), 1); /* what it remembers */
+	quorum(1, true, all, 3);
+	GROUP(1);
+	bus_run();
+	CHECK(!co[1].current);
+	CHECK(!coord_is_quorate(&co[1]));   /* its agent runs nothing */
+	CHECK(coord_is_blocked(&co[1]));
+	CHECK_EQ_INT(co[1].leader, 0);
+	run_for(12100, 10000);
+	request(1, maint_change("n3", true));
+	CHECK_EQ_INT(co[1].state.seq, seq_stale); /* decided nothing */
+	CHECK(!fenced_on(1, 2) && !fenced_on(1, 3));
+
+	/* node 2 comes back: newer state, but node 3 may have gone on
+	 * without either of them: still waiting */
+	node_restart(2);
+	quorum(2, true, all, 3);
+	GROUP(1, 2);
+	bus_run();
+	CHECK_EQ_INT(co[1].state.seq, seq_now);
+	CHECK_EQ_INT(owner_of(1, "g1"), moved_to);
+	CHECK(!co[1].current && !co[2].current);
+	CHECK_EQ_INT(co[1].leader, 0);
+
+	/* every node present: the newest state is the cluster's */
+	node_restart(3);
+	quorum(3, true, all, 3);
+	GROUP(1, 2, 3);
+	bus_run();
+	CHECK(co[1].current && co[2].current && co[3].current);
+	CHECK_EQ_INT(co[1].leader, 1);
+	CHECK_EQ_INT(owner_of(1, "g1"), moved_to);
+	CHECK(replicas_equal());
+	CHECK_EQ_INT(coord_unblock(&co[1], why, sizeof(why)), -EALREADY);
+
+	/* the operator's word: node 1 alone again, unblocked */
+	GROUP();
+	all_stop();
+	node_restart(1);
+	quorum(1, false, NULL, 0);
+	GROUP(1);
+	bus_run();
+	CHECK_EQ_INT(coord_unblock(&co[1], why, sizeof(why)), -EHOSTDOWN);
+	quorum(1, true, all, 3);
+	CHECK(coord_is_blocked(&co[1]));
+	CHECK_EQ_INT(coord_unblock(&co[1], why, sizeof(why)), 0);
+	bus_run();
+	CHECK(co[1].current && coord_is_quorate(&co[1]));
+	CHECK_EQ_INT(co[1].leader, 1);
+	CHECK(has_event(1, "hactl unblock"));
+	all_stop();
+	n_conf = NODES;
+}
+
+/*
+ * A coordinator that lost quorum is no longer current: when corosync
+ * heals while the others' coordinators are down, it does not lead with
+ * what it knew before the partition.
+ */
+static void test_quorum_loss_not_current(void)
+{
+	const uint32_t all[] = { 1, 2, 3 }, two[] = { 1, 2 }, three[] = { 3 }, lost[] = { 1, 2 };
+	uint64_t seq_before;
+
+	n_conf = 3;
+	set_clock(1000);
+	for (uint32_t id = 1; id <= 3; id++) {
+		node_start(id);
+		quorum(id, true, all, 3);
+	}
+	GROUP(1, 2, 3);
+	bus_run();
+	CHECK(co[3].current);
+	seq_before = co[3].state.seq;
+
+	/* node 3 is cut off: its own view, no quorum */
+	coord_replica_confchg(&co[3], three, 1, lost, 2, NULL, 0);
+	quorum(3, false, three, 1);
+	CHECK(!co[3].current);
+	group[0] = 1;
+	group[1] = 2;
+	n_group = 2;
+	coord_replica_confchg(&co[1], two, 2, three, 1, NULL, 0);
+	coord_replica_confchg(&co[2], two, 2, three, 1, NULL, 0);
+	quorum(1, true, two, 2);
+	quorum(2, true, two, 2);
+	request(1, maint_change("n2", true));
+	CHECK(maint_on(1, 2));
+
+	/* the majority's coordinators stop; corosync heals with node 3 */
+	node_stop(1);
+	node_stop(2);
+	group[0] = 3;
+	n_group = 1;
+	quorum(3, true, all, 3);
+	CHECK(!coord_is_quorate(&co[3]));
+	CHECK(coord_is_blocked(&co[3]));
+	CHECK_EQ_INT(co[3].leader, 0);
+	CHECK_EQ_INT(co[3].state.seq, seq_before);
+	all_stop();
+	n_conf = NODES;
+}
+
 int main(void)
 {
 	if (getenv("HA_TEST_LOG")) { /* the coordinators' log on stderr */
@@ -615,6 +785,8 @@ int main(void)
 	test_loss_time_by_node_id();
 	test_commit_order();
 	test_fencing_safe_default();
+	test_stale_state_waits();
+	test_quorum_loss_not_current();
 	{
 		char cmd[PATH_MAX + 16];
 

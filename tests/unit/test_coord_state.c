@@ -201,6 +201,30 @@ static void test_leader_pick(void)
 	CHECK_EQ_INT(coord_leader_pick(true, NULL, 0, q, 2), 0);
 }
 
+/* Issue 12, item 8: a current member's state wins over a newer-looking
+ * stale one; without one, only every node together (or an operator)
+ * makes the newest current. */
+static void test_sync_choose(void)
+{
+	struct coord_sync_in in[] = {
+		{ .seq = 9, .sender = 1 },                  /* stale, high seq */
+		{ .seq = 7, .sender = 2, .current = true },
+		{ .seq = 7, .sender = 3, .current = true },
+	};
+	uint32_t nodes[] = { 1, 2, 3, 4 };
+
+	CHECK_EQ_INT(coord_sync_choose(in, 3), 1);
+	CHECK(coord_sync_current(in, 3, nodes, 4));
+	in[1].current = in[2].current = false;
+	CHECK_EQ_INT(coord_sync_choose(in, 3), 0);
+	CHECK(!coord_sync_current(in, 3, nodes, 4)); /* node 4 missing */
+	CHECK(coord_sync_current(in, 3, nodes, 3));  /* every node */
+	in[2].unblock = true;
+	CHECK(coord_sync_current(in, 3, nodes, 4));
+	CHECK_EQ_INT(coord_sync_choose(in, 0), -1);
+	CHECK(!coord_sync_current(in, 0, nodes, 0));
+}
+
 /* Issue 12, item 9: only the membership's leader, in its epoch, in order. */
 static void test_commit_check(void)
 {
@@ -242,5 +266,6 @@ int main(void)
 	test_sync_pick();
 	test_leader_pick();
 	test_commit_check();
+	test_sync_choose();
 	return ha_test_done("test_coord_state");
 }
