@@ -273,16 +273,19 @@ bool coord_fence_watchdog_ok(const struct coord *c, const struct coord_node *n, 
 {
 	uint32_t half = c->cfg.self_fence_timeout_ms / 2;
 
-	if (n->facts == NULL || !n->facts->watchdog_armed || n->facts->watchdog_timeout_ms == 0) {
+	if (n->facts == NULL || !n->facts->wd_armed || n->facts->wd_timeout_ms == 0) {
+		const char *err = n->facts && n->facts->wd_error ? n->facts->wd_error : "";
+
 		snprintf(why, whylen,
-			 "no fence device (method watchdog) and its agent reported no armed watchdog");
+			 "no fence device (method watchdog) and its agent reported no armed "
+			 "watchdog%s%s%s", err[0] ? " (" : "", err, err[0] ? ")" : "");
 		return false;
 	}
-	if (n->facts->watchdog_timeout_ms > half) {
+	if (n->facts->wd_timeout_ms > half) {
 		snprintf(why, whylen,
 			 "no fence device (method watchdog) and its watchdog timeout %u ms is more "
 			 "than half of self_fence_timeout_ms (%u ms)",
-			 n->facts->watchdog_timeout_ms, c->cfg.self_fence_timeout_ms);
+			 n->facts->wd_timeout_ms, c->cfg.self_fence_timeout_ms);
 		return false;
 	}
 	if (!n->agent_connected) {

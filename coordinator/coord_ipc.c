@@ -348,6 +348,7 @@ static int on_agent_guest_report(struct coord *c, qb_ipcs_connection_t *conn,
 	if (!c->joined) {
 		return ha_ipcs_reply_result(conn, -ENOTCONN, "not in the cluster", 0);
 	}
+	coord_agent_watchdog_note(c, r);
 	gs.node = c->local_id;
 	gs.guests = r->guests;
 	gs.n_guests = r->n_guests;

@@ -288,6 +288,38 @@ int coord_unblock(struct coord *c, char *why, size_t whylen)
 	return 0;
 }
 
+bool coord_agent_watchdog_note(struct coord *c, const Hactl__AgentGuestReport *r)
+{
+	Hactl__HostFacts *f = c->agent_facts;
+	const char *err = r->watchdog_error ? r->watchdog_error : "";
+	char *copy;
+
+	if (f == NULL || !r->has_watchdog_armed) {
+		return false; /* no hello yet, or an agent that does not say */
+	}
+	if (f->has_wd_armed && f->wd_armed == r->watchdog_armed &&
+	    f->wd_timeout_ms == r->watchdog_timeout_ms &&
+	    strcmp(f->wd_error ? f->wd_error : "", err) == 0) {
+		return false;
+	}
+	copy = strdup(err);
+	if (copy == NULL) {
+		return false;
+	}
+	/* f is an unpacked copy: its strings are freed with it */
+	free(f->wd_error);
+	f->wd_error = copy;
+	f->has_wd_armed = true;
+	f->wd_armed = r->watchdog_armed;
+	f->has_wd_timeout_ms = true;
+	f->wd_timeout_ms = r->watchdog_timeout_ms;
+	qb_log(LOG_NOTICE, "agent's watchdog: %s, timeout %u ms%s%s",
+	       r->watchdog_armed ? "armed" : "not armed", r->watchdog_timeout_ms,
+	       err[0] ? ": " : "", err);
+	coord_announce_local(c);
+	return true;
+}
+
 void coord_announce_local(struct coord *c)
 {
 	Hactl__CpgFacts f = HACTL__CPG_FACTS__INIT;

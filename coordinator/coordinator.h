@@ -247,6 +247,9 @@ void coord_pending_free_all(struct coord *c);
 void coord_actions_fail_all(struct coord *c, const char *why);
 /* Multicasts this host's agent facts/usage (after sync, on agent change). */
 void coord_announce_local(struct coord *c);
+/* The local agent's report says how its watchdog is armed: kept in the
+ * host's facts, multicast when it changed (then true). */
+bool coord_agent_watchdog_note(struct coord *c, const Hactl__AgentGuestReport *r);
 
 /* coord_fence.c */
 int coord_fence_start(struct coord *c);

@@ -208,10 +208,10 @@ static void agent_report_wd(uint32_t id, uint32_t wd_ms)
 	hf.cpus = 4;
 	hf.has_mem_total_kib = true;
 	hf.mem_total_kib = 8 << 20;
-	hf.has_watchdog_armed = wd_ms > 0;
-	hf.watchdog_armed = wd_ms > 0;
-	hf.has_watchdog_timeout_ms = wd_ms > 0;
-	hf.watchdog_timeout_ms = wd_ms;
+	hf.has_wd_armed = wd_ms > 0;
+	hf.wd_armed = wd_ms > 0;
+	hf.has_wd_timeout_ms = wd_ms > 0;
+	hf.wd_timeout_ms = wd_ms;
 	f.node = id;
 	f.facts = &hf;
 	f.has_agent_connected = true;
@@ -603,6 +603,48 @@ static void test_fencing_safe_default(void)
 	all_stop();
 }
 
+/* The agent's guest report carries its watchdog; the host's coordinator
+ * keeps it in the facts every coordinator holds, and multicasts it only
+ * when it changed. */
+static void test_watchdog_report(void)
+{
+	Hactl__HostFacts hello = HACTL__HOST_FACTS__INIT;
+	Hactl__AgentGuestReport r = HACTL__AGENT_GUEST_REPORT__INIT;
+	const Hactl__HostFacts *seen;
+
+	n_conf = 2;
+	node_start(1);
+	node_start(2);
+	GROUP(1, 2);
+	bus_run();
+	CHECK(!coord_agent_watchdog_note(&co[2], &r)); /* no hello yet */
+	hello.has_cpus = true;
+	hello.cpus = 2;
+	co[2].agent_facts = coord_pb_dup(&hello.base);
+	CHECK(!coord_agent_watchdog_note(&co[2], &r)); /* an agent that does not say */
+	r.has_watchdog_armed = true;
+	r.watchdog_armed = false;
+	r.watchdog_error = "cannot open /dev/watchdog: No such file or directory";
+	CHECK(coord_agent_watchdog_note(&co[2], &r));
+	bus_run();
+	seen = coord_state_node(&co[1].state, 2)->facts;
+	CHECK(seen && seen->has_wd_armed && !seen->wd_armed);
+	CHECK(seen && strstr(seen->wd_error, "/dev/watchdog") != NULL);
+	CHECK(!coord_agent_watchdog_note(&co[2], &r)); /* unchanged: nothing sent */
+	CHECK(q_head == q_tail);
+	r.watchdog_armed = true;
+	r.has_watchdog_timeout_ms = true;
+	r.watchdog_timeout_ms = 2000;
+	r.watchdog_error = "";
+	CHECK(coord_agent_watchdog_note(&co[2], &r));
+	bus_run();
+	seen = coord_state_node(&co[1].state, 2)->facts;
+	CHECK(seen && seen->wd_armed && seen->wd_timeout_ms == 2000);
+	CHECK_EQ_INT(seen->cpus, 2);
+	all_stop();
+	n_conf = NODES;
+}
+
 static void quorum(uint32_t id, bool quorate, const uint32_t *ids, size_t n)
 {
 	coord_quorum_set(&co[id], quorate, ids, n);
@@ -785,6 +827,7 @@ int main(void)
 	test_loss_time_by_node_id();
 	test_commit_order();
 	test_fencing_safe_default();
+	test_watchdog_report();
 	test_stale_state_waits();
 	test_quorum_loss_not_current();
 	{
