@@ -46,7 +46,7 @@ where=$(guest_field node1 c1 node)
 check "c1 on a survivor ($where)" bash -c "[ '$where' = node1 ] || [ '$where' = node3 ]"
 check "node2 shown fenced" [ "$(node_state_on node1 node2)" = fenced ]
 check "events: the operator's confirmation" bash -c "$LC exec node3 -- hactl events | grep -q 'operator confirmed node2 off'"
-check "events: fenced (confirmed) before the recovery" bash -c "$LC exec node1 -- hactl events | grep -e 'node node2 fenced (confirmed)' -e 'recover' | head -1 | grep -q 'fenced (confirmed)'"
+check "events: fenced (confirmed) before the recovery" bash -c "$LC exec node1 -- hactl events | grep -e 'node node2 fenced (confirmed)' -e 'seq [0-9]*: recover ' | head -1 | grep -q 'fenced (confirmed)'"
 check "alarm gone" bash -c "! $LC exec node1 -- hactl status --json | jq -r '.alarms[]' | grep -q 'node2 is lost'"
 
 lc start node2
