@@ -233,6 +233,7 @@ void coord_quorum_set(struct coord *c, bool quorate, const uint32_t *members, si
 	if (!c->vq_quorate && c->current) {
 		/* A quorate partition elsewhere may decide from now on. */
 		c->current = false;
+		c->was_current = true;
 		qb_log(LOG_WARNING, "state no longer current: it is synced again when this "
 		       "node joins a current member");
 	}
@@ -419,6 +420,7 @@ void coord_cluster_disconnect(struct coord *c)
 	c->joined = false;
 	c->vq_quorate = false;
 	c->current = false; /* what happened meanwhile is unknown */
+	c->was_current = false;
 	c->n_members = 0;
 	c->n_qmembers = 0;
 	coord_replica_reset(c);

@@ -83,6 +83,8 @@ static void sync_start(struct coord *c)
 	ss.epoch = c->epoch;
 	ss.has_current = true;
 	ss.current = c->current;
+	ss.has_was_current = true;
+	ss.was_current = c->was_current;
 	rc = coord_cpg_send(c, HA_MSG_CPG_SYNC_STATE, &ss.base);
 	if (rc < 0) {
 		qb_log(LOG_ERR, "cannot send state for sync: %s", strerror(-rc));
@@ -166,6 +168,7 @@ static void sync_finish(struct coord *c)
 		in[i].seq = c->sync_got[i]->state->seq;
 		in[i].sender = c->sync_got[i]->sender;
 		in[i].current = c->sync_got[i]->current;
+		in[i].was_current = c->sync_got[i]->was_current;
 		in[i].unblock = c->sync_got[i]->unblock;
 		if (c->sync_got[i]->epoch > epoch) {
 			epoch = c->sync_got[i]->epoch;
@@ -191,10 +194,14 @@ static void sync_finish(struct coord *c)
 		nodes[i] = c->state.nodes[i].id;
 	}
 	c->current = coord_sync_current(in, c->n_sync_members, nodes, c->state.n_nodes);
+	if (c->current) {
+		c->was_current = false;
+	}
 	if (c->current && !was_current) {
 		qb_log(LOG_NOTICE, "state is current (seq %llu)", (unsigned long long)c->state.seq);
 		coord_event(c, "state current at seq %llu%s", (unsigned long long)c->state.seq,
-			    in[best].current ? "" : " (every node present, or unblocked)");
+			    in[best].current ? "" : " (every node, most of them current until "
+			    "quorum was lost, or unblocked)");
 	} else if (!c->current) {
 		qb_log(LOG_WARNING, "no member has current state and not every node is here: "
 		       "waiting (hactl unblock overrides)");

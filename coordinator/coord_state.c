@@ -1342,6 +1342,13 @@ int coord_sync_choose(const struct coord_sync_in *in, size_t n)
 			idx[k++] = i;
 		}
 	}
+	for (size_t i = 0; k == 0 && i < n && i < COORD_MAX_NODES; i++) {
+		if (in[i].was_current) {
+			seqs[k] = in[i].seq;
+			senders[k] = in[i].sender;
+			idx[k++] = i;
+		}
+	}
 	if (k == 0) {
 		for (size_t i = 0; i < n && i < COORD_MAX_NODES; i++) {
 			seqs[k] = in[i].seq;
@@ -1356,10 +1363,16 @@ int coord_sync_choose(const struct coord_sync_in *in, size_t n)
 bool coord_sync_current(const struct coord_sync_in *in, size_t n, const uint32_t *nodes,
 			size_t n_nodes)
 {
+	size_t was = 0;
+
 	for (size_t i = 0; i < n; i++) {
 		if (in[i].current || in[i].unblock) {
 			return true;
 		}
+		was += in[i].was_current;
+	}
+	if (was * 2 > n_nodes) {
+		return true;
 	}
 	for (size_t j = 0; j < n_nodes; j++) {
 		bool present = false;

@@ -152,16 +152,21 @@ struct coord_sync_in {
 	uint64_t seq;
 	uint32_t sender;
 	bool current; /* its state is current (it kept up with the cluster) */
+	bool was_current; /* current until it lost quorum, running since */
 	bool unblock; /* an operator's `hactl unblock` */
 };
 
 /* The state every member adopts: the best (coord_sync_pick) of the
- * current ones when there are any, else the best of all. -1 when n == 0. */
+ * current ones when there are any, else of those that were current until
+ * they lost quorum, else of all. -1 when n == 0. */
 int coord_sync_choose(const struct coord_sync_in *in, size_t n);
 /* Is the adopted state current after this sync? When a member was
- * current, when an operator unblocked, or when every node of @nodes took
+ * current, when an operator unblocked, when every node of @nodes took
  * part (corosync's wait_for_all: with everyone present, the newest state
- * is the newest there is). */
+ * is the newest there is), or when the members that were current until
+ * they lost quorum are more than half of @nodes (any quorate partition
+ * since then, one vote per node, would have included one of them, whose
+ * running coordinator would have synced with it). */
 bool coord_sync_current(const struct coord_sync_in *in, size_t n, const uint32_t *nodes,
 			size_t n_nodes);
 

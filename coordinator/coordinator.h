@@ -152,6 +152,7 @@ struct coord {
 	 * partition elsewhere may decide meanwhile). Not current counts as not
 	 * quorate: no leader, no decisions, the agent runs nothing. */
 	bool current;
+	bool was_current; /* current until quorum was lost; running since */
 	uint64_t rx_commit_refused;
 
 	/* IPC */

@@ -812,6 +812,68 @@ static void test_quorum_loss_not_current(void)
 	n_conf = NODES;
 }
 
+/*
+ * Node 3 is down; a network blip splits 1 and 2, each loses quorum, then
+ * they merge again. Together they are most of the nodes and both were
+ * current until the loss: no quorate partition can have decided without
+ * one of them, so they go on without waiting for node 3. One of them
+ * restarted meanwhile (its file may be stale) is not enough.
+ */
+static void test_blip_majority_goes_on(void)
+{
+	const uint32_t all[] = { 1, 2, 3 }, two[] = { 1, 2 }, one[] = { 1 }, other[] = { 2 };
+
+	n_conf = 3;
+	set_clock(1000);
+	for (uint32_t id = 1; id <= 3; id++) {
+		node_start(id);
+		quorum(id, true, all, 3);
+	}
+	GROUP(1, 2, 3);
+	bus_run();
+	GROUP(1, 2);
+	node_stop(3);
+	quorum(1, true, two, 2);
+	quorum(2, true, two, 2);
+	request(1, maint_change("n3", true));
+	CHECK(co[1].current && co[2].current && maint_on(2, 3));
+
+	/* the blip: each alone, no quorum */
+	coord_replica_confchg(&co[1], one, 1, other, 1, NULL, 0);
+	coord_replica_confchg(&co[2], other, 1, one, 1, NULL, 0);
+	quorum(1, false, one, 1);
+	quorum(2, false, other, 1);
+	CHECK(!co[1].current && !co[2].current);
+	/* merged again */
+	n_group = 0;
+	quorum(1, true, two, 2);
+	quorum(2, true, two, 2);
+	group[0] = 1;
+	n_group = 1;
+	GROUP(1, 2);
+	bus_run();
+	CHECK(co[1].current && co[2].current);
+	CHECK_EQ_INT(co[1].leader, 1);
+	CHECK(coord_is_quorate(&co[2]));
+
+	/* the same, but node 2's coordinator restarted during the blip */
+	coord_replica_confchg(&co[1], one, 1, other, 1, NULL, 0);
+	quorum(1, false, one, 1);
+	node_stop(2);
+	node_restart(2);
+	n_group = 0;
+	quorum(1, true, two, 2);
+	quorum(2, true, two, 2);
+	group[0] = 1;
+	n_group = 1;
+	GROUP(1, 2);
+	bus_run();
+	CHECK(!co[1].current && !co[2].current);
+	CHECK_EQ_INT(co[1].leader, 0);
+	all_stop();
+	n_conf = NODES;
+}
+
 int main(void)
 {
 	if (getenv("HA_TEST_LOG")) { /* the coordinators' log on stderr */
@@ -830,6 +892,7 @@ int main(void)
 	test_watchdog_report();
 	test_stale_state_waits();
 	test_quorum_loss_not_current();
+	test_blip_majority_goes_on();
 	{
 		char cmd[PATH_MAX + 16];
 

@@ -223,6 +223,16 @@ static void test_sync_choose(void)
 	CHECK(coord_sync_current(in, 3, nodes, 4));
 	CHECK_EQ_INT(coord_sync_choose(in, 0), -1);
 	CHECK(!coord_sync_current(in, 0, nodes, 0));
+
+	/* current until they lost quorum: preferred, and current when more
+	 * than half of all nodes */
+	in[2].unblock = false;
+	in[1].was_current = in[2].was_current = true;
+	CHECK_EQ_INT(coord_sync_choose(in, 3), 1);
+	CHECK(coord_sync_current(in, 3, nodes, 3));   /* 2 of 3 */
+	CHECK(!coord_sync_current(in, 3, nodes, 4));  /* 2 of 4 */
+	in[2].was_current = false;
+	CHECK(!coord_sync_current(in, 2, nodes, 3));  /* 1 of 3, and 3 missing */
 }
 
 /* Issue 12, item 9: only the membership's leader, in its epoch, in order. */
