@@ -183,8 +183,8 @@ static int reply_status(struct coord *c, qb_ipcs_connection_t *conn,
 		    asprintf(&alarms[na],
 			     "corosync is quorate, but this coordinator's state (seq %llu) may be "
 			     "stale: it waits for a coordinator with current state or for every "
-			     "node; nothing is decided or started meanwhile. `hactl unblock` makes "
-			     "the newest state present current",
+			     "node; nothing is decided or started meanwhile (hactl unblock makes "
+			     "the newest state present current)",
 			     (unsigned long long)c->state.seq) >= 0) {
 			na++;
 		}
@@ -202,7 +202,7 @@ static int reply_status(struct coord *c, qb_ipcs_connection_t *conn,
 					    "%s is lost and cannot be confirmed off: %s; its guests are "
 					    "not recovered until a fence device confirms it off or an "
 					    "operator who made sure it is off runs "
-					    "`hactl fence --confirm %s`",
+					    "hactl fence --confirm %s",
 					    nd->name, nd->fence_error, nd->name) >= 0) {
 				na++;
 			}
