@@ -599,8 +599,14 @@ static void op_run(struct ag_op *op)
 		}
 		break;
 	case OP_KILL:
-		/* no graceful part: this copy must not run one moment longer */
+		/* no graceful part: this copy must not run one moment longer.
+		 * SIGKILL first (a QEMU asked to quit may take seconds), then
+		 * stop() without a grace period cleans up what it left. */
 		if (obj) {
+			if (ops->kill) {
+				ops->kill(obj, derr);
+				derr[0] = 0;
+			}
 			rc = ops->stop(obj, 0, derr);
 		}
 		break;

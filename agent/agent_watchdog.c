@@ -91,9 +91,14 @@ int agent_watchdog_open(const char *path, uint32_t max_timeout_ms, struct agent_
 		snprintf(err, errlen, "watchdog %s: %s", path, strerror(errno));
 		return rc;
 	}
-	/* From here the timer runs: every failure below disarms it again. */
+	/* From here the timer runs: every failure below disarms it again.
+	 * A timeout already within the bound (a previous agent's, whose
+	 * timer runs on) is kept: setting it would also restart the timer
+	 * and so extend that agent's deadline. */
 	secs = (int)(max_timeout_ms / 1000);
-	if (ioctl(fd, WDIOC_SETTIMEOUT, &secs) < 0) {
+	if (ioctl(fd, WDIOC_GETTIMEOUT, &got) == 0 && got > 0 && got <= secs) {
+		secs = got;
+	} else if (ioctl(fd, WDIOC_SETTIMEOUT, &secs) < 0) {
 		rc = -errno;
 		snprintf(err, errlen, "watchdog %s: cannot set a timeout of %d s: %s", path,
 			 (int)(max_timeout_ms / 1000), strerror(errno));

@@ -22,8 +22,9 @@ struct agent_watchdog;
 
 /*
  * Opens @path and sets its timeout to the largest whole number of seconds
- * not above @max_timeout_ms (at least one second). The timeout read back
- * must be within that bound, or the device is disarmed again and refused.
+ * not above @max_timeout_ms (at least one second), unless the one it has
+ * is within that bound already. The timeout read back must be within the
+ * bound, or the device is disarmed again and refused.
  * The device is not fed until agent_watchdog_allow() names a deadline.
  * Returns 0 and *out (free with agent_watchdog_free), or -errno with one
  * line in @err: the device does not open, is not a watchdog (ENOTTY), or
