@@ -1586,19 +1586,37 @@ static void reattach_all(struct agent_guests *m)
 	closedir(d);
 }
 
-/* fence.conf (for this node's method) and the watchdog device. */
-static void fence_setup(struct agent_guests *m)
+/* (Re)reads fence.conf for this node's method; an unreadable file counts
+ * as method watchdog, the strict case. */
+static void fence_load(struct agent_guests *m)
 {
-	const struct ha_config *cfg = m->cfg;
 	char err[512] = "";
 
+	free(m->fence);
 	m->fence = calloc(1, sizeof(*m->fence));
-	if (m->fence && fence_config_load(cfg->fence_config, m->fence, err, sizeof(err)) < 0) {
+	if (m->fence && fence_config_load(m->cfg->fence_config, m->fence, err, sizeof(err)) < 0) {
 		qb_log(LOG_ERR, "%s: taking method watchdog for this node", err);
 		free(m->fence);
 		m->fence = NULL;
 	}
-	m->method = m->fence ? m->fence->default_method : FENCE_METHOD_WATCHDOG;
+	if (m->local_name[0]) {
+		fence_method_update(m);
+	} else {
+		m->method = m->fence ? m->fence->default_method : FENCE_METHOD_WATCHDOG;
+	}
+}
+
+void agent_guests_reload(struct agent_guests *m)
+{
+	fence_load(m);
+}
+
+/* fence.conf and the watchdog device. */
+static void fence_setup(struct agent_guests *m)
+{
+	const struct ha_config *cfg = m->cfg;
+
+	fence_load(m);
 	if (cfg->watchdog_device[0] == 0) {
 		snprintf(m->wd_error, sizeof(m->wd_error), "no watchdog_device configured");
 	} else if (agent_watchdog_open(cfg->watchdog_device, cfg->self_fence_timeout_ms / 2,

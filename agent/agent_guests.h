@@ -43,6 +43,9 @@ void agent_guests_reconcile(struct agent_guests *m, const Hactl__AgentGuestsRepl
 void agent_guests_action(struct agent_guests *m, uint64_t req_id,
 			 const Hactl__AgentAction *a);
 
+/* Reads fence.conf again (which method fences this node). */
+void agent_guests_reload(struct agent_guests *m);
+
 /* Periodic work: snapshots due, state refresh, report. */
 void agent_guests_tick(struct agent_guests *m);
 

@@ -362,6 +362,7 @@ static int32_t sig_reload(int32_t sig, void *data)
 		return 0;
 	}
 	a->cfg.usage_interval_ms = fresh.usage_interval_ms;
+	agent_guests_reload(a->guests);
 	qb_log(LOG_NOTICE, "configuration reloaded from %s", a->config_path);
 	return 0;
 }

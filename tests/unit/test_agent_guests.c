@@ -268,6 +268,7 @@ static uint64_t fake_now;
 static struct ha_config cfg;
 /* the last report, for "c1" */
 static char last_state[32], last_note[512], last_error[512], last_phase[32];
+static char last_mig_error[512];
 
 static uint64_t clock_now(void *arg)
 {
@@ -287,6 +288,8 @@ static void io_report(void *arg, Hactl__GuestStatus **st, size_t n)
 		snprintf(last_error, sizeof(last_error), "%s", st[i]->error ? st[i]->error : "");
 		snprintf(last_phase, sizeof(last_phase), "%s",
 			 st[i]->migration ? st[i]->migration->phase : "");
+		snprintf(last_mig_error, sizeof(last_mig_error), "%s",
+			 st[i]->migration && st[i]->migration->error ? st[i]->migration->error : "");
 	}
 }
 
@@ -373,7 +376,7 @@ static struct agent_guests *agent_up(enum agent_guest_state attached, const char
 
 	rlog[0] = 0;
 	killed = release = block_checkpoint = fail_resume = false;
-	last_state[0] = last_note[0] = last_error[0] = last_phase[0] = 0;
+	last_state[0] = last_note[0] = last_error[0] = last_phase[0] = last_mig_error[0] = 0;
 	ha_rm_rf(tmpdir);
 	CHECK_EQ_INT(ha_mkdir_p(tmpdir, 0700), 0);
 	ha_config_defaults(&cfg);
@@ -654,6 +657,15 @@ static void watchdog_refusal_case(void)
 	CHECK(!armed);
 	CHECK_EQ_INT(timeout_ms, 0);
 	CHECK(strstr(error, "no watchdog_device") != NULL);
+	/* nor received: the destination of a migration refuses at once */
+	{
+		struct view incoming = { .quorate = true, .owner = OTHER, .mig_state = "transferring",
+					 .mig_src = OTHER, .mig_dst = LOCAL };
+
+		reconcile(m, &incoming);
+		CHECK(strcmp(last_phase, "failed") == 0);
+		CHECK(strstr(last_mig_error, "no armed watchdog") != NULL);
+	}
 	/* restart = none: never restarted elsewhere, so it may run */
 	reconcile(m, &want_noha);
 	CHECK(run_until("start c1", NULL));
