@@ -38,7 +38,7 @@ static const struct ha_bal_opt options[] = {
 	OPT("interval", HA_BAL_OPT_UINT, 5, 86400, "60", "s", interval_s,
 	    "period of the leader's rebalancing rounds"),
 	OPT("cpu_threshold", HA_BAL_OPT_DOUBLE, 1, 100, "85", "%", cpu_threshold,
-	    "a node above this CPU use is overloaded; moves never cross it"),
+	    "a node above this CPU use is overloaded; moves never cross it; 100 = no CPU limit"),
 	OPT("mem_threshold", HA_BAL_OPT_DOUBLE, 1, 100, "90", "%", mem_threshold,
 	    "a node above this share of its guest memory is overloaded"),
 	OPT("cpu_weight", HA_BAL_OPT_DOUBLE, 0, 100, "1", "", cpu_weight,

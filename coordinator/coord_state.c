@@ -418,53 +418,6 @@ bool coord_node_eligible(const struct coord_node *n, const struct coord_view *v,
 	return true;
 }
 
-/* Most free memory (total minus what running guests may use), then lowest id. */
-static const struct coord_node *place_extra(const struct coord_state *st,
-					    const struct coord_view *v, const char *type,
-					    uint64_t need_kib, const int64_t *extra,
-					    char *why, size_t whylen)
-{
-	const struct coord_node *best = NULL;
-	int64_t best_free = 0;
-	char tmp[128];
-
-	snprintf(why, whylen, "no node can run it: no eligible node online");
-	for (size_t i = 0; i < st->n_nodes; i++) {
-		const struct coord_node *n = &st->nodes[i];
-		int64_t free_kib;
-
-		if (!coord_node_eligible(n, v, type, tmp, sizeof(tmp))) {
-			continue;
-		}
-		free_kib = n->facts ? (int64_t)n->facts->mem_total_kib : 0;
-		if (extra) {
-			free_kib -= extra[i];
-		}
-		for (size_t j = 0; j < st->n_guests; j++) {
-			if (st->guests[j]->owner == n->id && guest_desired_running(st->guests[j])) {
-				free_kib -= (int64_t)coord_guest_mem_kib(st->guests[j]);
-			}
-		}
-		if (free_kib < (int64_t)need_kib) {
-			snprintf(why, whylen, "no node has %llu MiB free",
-				 (unsigned long long)need_kib / 1024);
-			continue;
-		}
-		if (best == NULL || free_kib > best_free) {
-			best = n;
-			best_free = free_kib;
-		}
-	}
-	return best;
-}
-
-static const struct coord_node *place(const struct coord_state *st,
-				      const struct coord_view *v, const char *type,
-				      uint64_t need_kib, char *why, size_t whylen)
-{
-	return place_extra(st, v, type, need_kib, NULL, why, whylen);
-}
-
 static int check_define(const struct coord_state *st, const Hactl__GuestDefineChange *d,
 			struct ha_guest_def *def, char *why, size_t whylen)
 {
@@ -731,10 +684,9 @@ int coord_change_prepare(const struct coord_state *st, const struct coord_view *
 			return -EHOSTUNREACH;
 		}
 	} else {
-		n = place(st, v, def.type, def.mem_kib, why, whylen);
-		if (n == NULL) {
-			return -ENOSPC;
-		}
+		/* the engine places it, with the policy in force */
+		return coord_place_new(st, v, gs->name, &def, NULL, node_out, node_len, why,
+				       whylen);
 	}
 	snprintf(node_out, node_len, "%s", n->name);
 	return 0;
@@ -946,93 +898,6 @@ int coord_change_apply(struct coord_state *st, const Hactl__Change *ch,
 	st->seq++;
 	st->updated_ms = now_ms;
 	return 0;
-}
-
-static int cmp_prio(const void *a, const void *b)
-{
-	const int64_t *x = a, *y = b; /* [priority, index] pairs */
-
-	if (x[0] != y[0]) {
-		return x[0] > y[0] ? -1 : 1;
-	}
-	return x[1] < y[1] ? -1 : x[1] > y[1];
-}
-
-size_t coord_recover_plan(const struct coord_state *st, const struct coord_view *v,
-			  Hactl__RecoverChange *out)
-{
-	int64_t (*order)[2];
-	int64_t extra[COORD_MAX_NODES] = { 0 };
-	size_t n = 0;
-
-	hactl__recover_change__init(out);
-	order = calloc(st->n_guests + 1, sizeof(*order));
-	out->placements = calloc(st->n_guests + 1, sizeof(*out->placements));
-	if (order == NULL || out->placements == NULL) {
-		free(order);
-		free(out->placements);
-		out->placements = NULL;
-		return 0;
-	}
-	for (size_t i = 0; i < st->n_guests; i++) {
-		const Hactl__GuestRecord *g = st->guests[i];
-		const struct coord_node *owner = node_by_id_c(st, g->owner);
-		struct ha_guest_def def;
-		char err[256];
-
-		if (!guest_desired_running(g) || (g->owner && (owner == NULL || !owner->fenced))) {
-			continue;
-		}
-		if (ha_guestdef_parse((const char *)g->definition.data, g->definition.len, g->name,
-				      &def, err, sizeof(err)) < 0) {
-			continue;
-		}
-		order[n][0] = def.priority;
-		order[n][1] = (int64_t)i;
-		n++;
-	}
-	qsort(order, n, sizeof(order[0]), cmp_prio);
-	for (size_t k = 0; k < n; k++) {
-		const Hactl__GuestRecord *g = st->guests[order[k][1]];
-		Hactl__RecoverPlacement *p = calloc(1, sizeof(*p));
-		const struct coord_node *dst;
-		struct ha_guest_def def;
-		char why[256];
-
-		if (p == NULL) {
-			break;
-		}
-		hactl__recover_placement__init(p);
-		ha_guestdef_parse((const char *)g->definition.data, g->definition.len, g->name, &def,
-				  why, sizeof(why));
-		p->guest = strdup(g->name);
-		if (def.restart == HA_RESTART_NONE) {
-			p->mode = strdup("none");
-		} else {
-			p->mode = strdup(def.restart == HA_RESTART_SNAPSHOT ? "snapshot-or-cold" : "cold");
-			dst = place_extra(st, v, def.type, def.mem_kib, extra, why, sizeof(why));
-			if (dst) {
-				p->node = strdup(dst->name);
-				extra[dst - st->nodes] += (int64_t)def.mem_kib;
-			}
-		}
-		out->placements[out->n_placements++] = p;
-	}
-	free(order);
-	return out->n_placements;
-}
-
-void coord_recover_plan_free(Hactl__RecoverChange *rc)
-{
-	for (size_t i = 0; i < rc->n_placements; i++) {
-		free(rc->placements[i]->guest);
-		free(rc->placements[i]->node);
-		free(rc->placements[i]->mode);
-		free(rc->placements[i]);
-	}
-	free(rc->placements);
-	rc->placements = NULL;
-	rc->n_placements = 0;
 }
 
 /* The source's view of the migration stream: cipher and counters. */

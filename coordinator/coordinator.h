@@ -215,10 +215,6 @@ void coord_balance_reload(struct coord *c, bool force);
  * ha_bal_cluster_free(). 0 or -errno with @why. */
 int coord_balance_snapshot(const struct coord *c, struct ha_bal_cluster **out,
 			   char *why, size_t whylen);
-/* The engine's node for a guest started without one: 0 with @node,
- * -ENOSPC with the reason, other -errno: keep the coordinator's choice. */
-int coord_balance_place(struct coord *c, const Hactl__GuestStartChange *gs,
-			char *node, size_t len, char *why, size_t whylen);
 /* Fills @r for `hactl balance`; r->cluster and r->policy are malloc'd. */
 int coord_balance_reply(struct coord *c, Hactl__BalanceReply *r, char *why, size_t whylen);
 

@@ -383,7 +383,9 @@ static void check_plan(struct ha_bal_cluster *c, const struct ha_bal_policy *p,
 			if (last_of_unit) {
 				CHECK(mem <= (to->mem_mib - to->mem_reserved_mib) *
 						     p->mem_threshold / 100 + 1e-6);
-				CHECK(cpu + to->cpu_base_milli <=
+				/* 100 % means no CPU limit */
+				CHECK(p->cpu_threshold >= 100 ||
+				      cpu + to->cpu_base_milli <=
 				      to->cpus * 1000.0 * p->cpu_threshold / 100 + 1e-6);
 			}
 		}
