@@ -268,6 +268,7 @@ static void tick(void *data)
 	uint64_t now = ha_mono_ms();
 
 	coord_balance_reload(c, false);
+	coord_restart_tick(c);
 	if (c->leader != c->local_id || !coord_is_quorate(c) || c->syncing ||
 	    !c->bal.policy->enabled) {
 		c->bal.imbalanced_rounds = 0;

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "coord_state.h"
+#include "restart.h"
 
 static bool desired_running(const Hactl__GuestRecord *g)
 {
@@ -357,4 +358,56 @@ void coord_recover_plan_free(Hactl__RecoverChange *rc)
 	free(rc->placements);
 	rc->placements = NULL;
 	rc->n_placements = 0;
+}
+
+int coord_restart_decide(const struct coord_state *st, const struct coord_view *v,
+			 const Hactl__GuestRecord *g, Hactl__GuestRelocateChange *out,
+			 char *node, size_t node_len, char *reason, size_t reason_len)
+{
+	const struct coord_node *owner = NULL;
+	struct ha_guest_def def;
+	char why[256];
+	int rc;
+
+	if (!desired_running(g) || g->owner == 0 || g->generation == 0 ||
+	    g->gave_up_generation != g->generation || g->restart_error ||
+	    (g->migration && g->migration->state &&
+	     strcmp(g->migration->state, "transferring") == 0)) {
+		return 0;
+	}
+	for (size_t i = 0; i < st->n_nodes; i++) {
+		if (st->nodes[i].id == g->owner) {
+			owner = &st->nodes[i];
+		}
+	}
+	if (owner == NULL || owner->fenced || g->definition.data == NULL ||
+	    ha_guestdef_parse((const char *)g->definition.data, g->definition.len, g->name,
+			      &def, why, sizeof(why)) < 0) {
+		return 0; /* recovery's, or nothing to decide on */
+	}
+	hactl__guest_relocate_change__init(out);
+	out->name = g->name;
+	out->generation = g->generation;
+	node[0] = 0;
+	if (ha_restart_cluster(def.max_relocate, g->relocations) == HA_RESTART_RELOCATE) {
+		rc = coord_place_new(st, v, g->name, &def, owner->name, node, node_len, why,
+				     sizeof(why));
+		if (rc == 0) {
+			snprintf(reason, reason_len,
+				 "failed %u times on %s; relocation %u of %u", g->restarts,
+				 owner->name, g->relocations + 1, def.max_relocate);
+			out->node = node;
+			out->reason = reason;
+			return 1;
+		}
+		node[0] = 0;
+		snprintf(reason, reason_len, "failed %u times on %s; no other node: %s",
+			 g->restarts, owner->name, why);
+	} else {
+		snprintf(reason, reason_len,
+			 "failed %u times on %s after %u relocations (max_relocate %u)",
+			 g->restarts, owner->name, g->relocations, def.max_relocate);
+	}
+	out->reason = reason;
+	return 1;
 }

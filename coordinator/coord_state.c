@@ -574,6 +574,34 @@ int coord_change_check(const struct coord_state *st, const Hactl__Change *ch,
 	}
 	case HACTL__CHANGE__KIND_RECOVER:
 		return 0; /* each placement is checked when applied */
+	case HACTL__CHANGE__KIND_GUEST_RELOCATE: {
+		const Hactl__GuestRelocateChange *r = ch->guest_relocate;
+		const Hactl__GuestRecord *g = need_guest(st, r->name, why, whylen);
+		const struct coord_node *dst;
+
+		if (g == NULL) {
+			return -ENOENT;
+		}
+		if (!guest_desired_running(g) || g->generation != r->generation) {
+			snprintf(why, whylen, "guest '%s' changed since (generation %llu, not %llu)",
+				 g->name, (unsigned long long)g->generation,
+				 (unsigned long long)r->generation);
+			return -ESTALE;
+		}
+		if (r->node && r->node[0]) {
+			dst = node_by_name_c(st, r->node);
+			if (dst == NULL) {
+				snprintf(why, whylen, "unknown node '%s'", r->node);
+				return -ENOENT;
+			}
+			if (dst->id == g->owner) {
+				snprintf(why, whylen, "guest '%s' is on %s already", g->name,
+					 dst->name);
+				return -EALREADY;
+			}
+		}
+		return 0;
+	}
 	case HACTL__CHANGE__KIND_MIGRATE_START: {
 		const Hactl__MigrateStartChange *m = ch->migrate_start;
 		const Hactl__GuestRecord *g = need_guest(st, m->guest, why, whylen);
@@ -717,6 +745,19 @@ static void set_str(char **field, const char *v)
 	}
 }
 
+/* `hactl start`: the restart policy starts over. */
+static void restart_policy_clear(Hactl__GuestRecord *g)
+{
+	g->has_restarts = false;
+	g->restarts = 0;
+	g->has_gave_up_generation = false;
+	g->gave_up_generation = 0;
+	g->has_relocations = false;
+	g->relocations = 0;
+	g->has_restart_error = false;
+	g->restart_error = false;
+}
+
 static int apply_define(struct coord_state *st, const Hactl__GuestDefineChange *d,
 			char *why, size_t whylen)
 {
@@ -792,6 +833,7 @@ int coord_change_apply(struct coord_state *st, const Hactl__Change *ch,
 		g->has_start_snapshot = true;
 		g->start_snapshot = gs->snapshot;
 		set_str(&g->error, "");
+		restart_policy_clear(g);
 		break;
 	}
 	case HACTL__CHANGE__KIND_GUEST_STOP:
@@ -840,6 +882,35 @@ int coord_change_apply(struct coord_state *st, const Hactl__Change *ch,
 			set_str(&g->state, "recovering");
 		}
 		break;
+	case HACTL__CHANGE__KIND_GUEST_RELOCATE: {
+		const Hactl__GuestRelocateChange *r = ch->guest_relocate;
+		const struct coord_node *dst = r->node && r->node[0] ?
+			node_by_name_c(st, r->node) : NULL;
+
+		g = coord_state_guest(st, r->name);
+		set_str(&g->error, r->reason ? r->reason : "");
+		if (dst == NULL) {
+			/* the policy is exhausted: state error until `hactl start` */
+			set_str(&g->desired, "stopped");
+			set_str(&g->state, "error");
+			g->has_restart_error = true;
+			g->restart_error = true;
+			break;
+		}
+		g->has_owner = true;
+		g->owner = dst->id;
+		g->has_generation = true;
+		g->generation++;
+		g->has_relocations = true;
+		g->relocations++;
+		g->has_restarts = true;
+		g->restarts = 0;
+		set_str(&g->start_mode, "cold");
+		g->has_start_snapshot = true;
+		g->start_snapshot = 0;
+		set_str(&g->state, "relocating");
+		break;
+	}
 	case HACTL__CHANGE__KIND_MIGRATE_START: {
 		const Hactl__MigrateStartChange *m = ch->migrate_start;
 		const struct coord_node *dst = node_by_name_c(st, m->node);
@@ -1025,9 +1096,23 @@ void coord_guest_status_apply(struct coord_state *st, uint32_t node,
 		return;
 	}
 	if (g->owner == node) {
+		bool up = strcmp(gs->state, "running") == 0 || strcmp(gs->state, "paused") == 0;
+
 		guest_cpu_update(g, gs, now_ms);
-		set_str(&g->state, gs->state);
-		set_str(&g->error, gs->error ? gs->error : "");
+		if (g->restart_error && !up) {
+			/* state error stays until `hactl start` */
+		} else {
+			set_str(&g->state, gs->state);
+			set_str(&g->error, gs->error ? gs->error : "");
+		}
+		if (gs->generation == g->generation) {
+			g->has_restarts = gs->restarts != 0;
+			g->restarts = gs->restarts;
+			if (gs->gave_up) {
+				g->has_gave_up_generation = true;
+				g->gave_up_generation = gs->generation;
+			}
+		}
 		g->has_state_ms = true;
 		g->state_ms = now_ms;
 		g->has_cpu_ns = gs->has_cpu_ns;
@@ -1095,6 +1180,18 @@ void coord_change_describe(const Hactl__Change *ch, char *buf, size_t len)
 			 ch->migrate_end->reason && ch->migrate_end->reason[0] ? ": " : "",
 			 ch->migrate_end->reason ? ch->migrate_end->reason : "");
 		break;
+	case HACTL__CHANGE__KIND_GUEST_RELOCATE: {
+		const Hactl__GuestRelocateChange *r = ch->guest_relocate;
+
+		if (r->node && r->node[0]) {
+			snprintf(buf, len, "relocate %s to %s (restart policy: %s)", r->name,
+				 r->node, r->reason ? r->reason : "");
+		} else {
+			snprintf(buf, len, "guest %s in state error (restart policy: %s)", r->name,
+				 r->reason ? r->reason : "");
+		}
+		break;
+	}
 	case HACTL__CHANGE__KIND_RECOVER: {
 		size_t used = (size_t)snprintf(buf, len, "recover");
 

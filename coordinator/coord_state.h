@@ -164,6 +164,17 @@ size_t coord_recover_plan(const struct coord_state *st, const struct coord_view 
 			  Hactl__RecoverChange *out);
 void coord_recover_plan_free(Hactl__RecoverChange *rc);
 
+/*
+ * Leader only: the restart policy (common/restart.h) for guest @g once its
+ * owner gave up under its current generation. Returns 1 and fills @out
+ * (pointing into @g, @node and @reason): a relocation to the engine's node
+ * (RELOCATE off the owner under v->policy) while fewer than [ha]
+ * max_relocate were made, else no node (state error). 0: nothing to do.
+ */
+int coord_restart_decide(const struct coord_state *st, const struct coord_view *v,
+			 const Hactl__GuestRecord *g, Hactl__GuestRelocateChange *out,
+			 char *node, size_t node_len, char *reason, size_t reason_len);
+
 /* Soft state: node @node reports one of its guests. */
 void coord_guest_status_apply(struct coord_state *st, uint32_t node,
 			      const Hactl__GuestStatus *gs, uint64_t now_ms);

@@ -147,6 +147,7 @@ struct coord {
 	bool fence_always;
 
 	struct coord_bal bal;
+	uint64_t restart_sent_seq, restart_sent_ms; /* coord_restart.c */
 
 	/* recent events for `hactl events` and status */
 	char *events[COORD_EVENTS_MAX];
@@ -217,6 +218,10 @@ int coord_balance_snapshot(const struct coord *c, struct ha_bal_cluster **out,
 			   char *why, size_t whylen);
 /* Fills @r for `hactl balance`; r->cluster and r->policy are malloc'd. */
 int coord_balance_reply(struct coord *c, Hactl__BalanceReply *r, char *why, size_t whylen);
+
+/* coord_restart.c: leader only, each second: the restart policy's
+ * relocations and errors */
+void coord_restart_tick(struct coord *c);
 
 /* coord_events.c: a bounded in-memory history */
 void coord_event(struct coord *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
