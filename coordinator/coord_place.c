@@ -380,7 +380,10 @@ int coord_restart_decide(const struct coord_state *st, const struct coord_view *
 			owner = &st->nodes[i];
 		}
 	}
-	if (owner == NULL || owner->fenced || g->definition.data == NULL ||
+	/* only an owner that is here to say it gave up, with no copy running
+	 * anywhere: a lost owner is fencing's and recovery's */
+	if (owner == NULL || owner->fenced || !view_member(v, owner->id) ||
+	    !owner->agent_connected || g->running_on != 0 || g->definition.data == NULL ||
 	    ha_guestdef_parse((const char *)g->definition.data, g->definition.len, g->name,
 			      &def, why, sizeof(why)) < 0) {
 		return 0; /* recovery's, or nothing to decide on */

@@ -272,6 +272,19 @@ static void test_leader(void)
 	report(&st, 1, "failed", 3, true);
 	coord_state_node(&st, 1)->fenced = true;
 	CHECK_EQ_INT(decide_apply(&st, &v, desc, sizeof(desc)), 0);
+	/* lost, not yet fenced: nothing either (it may still run there) */
+	coord_state_node(&st, 1)->fenced = false;
+	{
+		uint32_t two[] = { 2, 3 };
+		struct coord_view v2 = { .members = two, .n_members = 2, .policy = p };
+
+		CHECK_EQ_INT(decide_apply(&st, &v2, desc, sizeof(desc)), 0);
+	}
+	/* a copy reported running somewhere: nothing */
+	coord_state_guest(&st, "flaky")->running_on = 2;
+	CHECK_EQ_INT(decide_apply(&st, &v, desc, sizeof(desc)), 0);
+	coord_state_guest(&st, "flaky")->running_on = 0;
+	CHECK_EQ_INT(decide_apply(&st, &v, desc, sizeof(desc)), 1);
 	coord_state_clear(&st);
 	ha_bal_policy_free(p);
 }
