@@ -4,8 +4,9 @@
  * Every coordinator keeps the policy of its [coordinator] policy path,
  * reloaded when the files change (or on SIGHUP); a bad file keeps the
  * policy in force and says why. Every coordinator can describe the
- * cluster to the engine (coord_balance_snapshot), so `hactl balance` plans
- * on the node it runs on with the same engine and input as the leader.
+ * cluster to the engine (coord_balance_snapshot, built by coord_place.c
+ * like every placement's), so `hactl balance` plans on the node it runs on
+ * with the same engine and input as the leader.
  * Only the leader acts by itself: each interval of an enabled policy it
  * runs one round and commits the first wave of the plan as migrations,
  * through the same transactions as `hactl migrate`. A round waits while
@@ -24,7 +25,6 @@
 #include <qb/qblog.h>
 
 #include "coordinator.h"
-#include "guestdef.h"
 #include "util.h"
 
 #define TICK_MS 1000
