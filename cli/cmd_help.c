@@ -46,13 +46,26 @@ static const struct help_cmd cmds[] = {
 	  "A node in maintenance takes no new guests and is left out of balancing; "
 	  "the guests on it stay. 'hactl evacuate' also moves them away.",
 	  { { NULL, NULL } }, "hactl maintenance off node2" },
-	{ "fence", "cluster", "fence NODE", "power a node off now through its fence devices",
+	{ "fence", "cluster", "fence [--confirm] NODE",
+	  "power a node off now; --confirm: you made sure it is off",
 	  "Runs the node's fence levels (fence.conf) with action off and waits for the "
-	  "result.",
-	  { { NULL, NULL } }, "hactl fence node3" },
+	  "result. With --confirm no device is run: you state that you have made sure "
+	  "the node is off (powered down, disconnected), and the leader records it fenced "
+	  "and recovers its guests (Pacemaker's stonith_admin --confirm). A wrong "
+	  "confirmation can run a guest twice.",
+	  { { "--confirm", "mark NODE fenced without running a device (it is off: you checked)" },
+	    { NULL, NULL } },
+	  "hactl fence --confirm node3" },
 	{ "events", "cluster", "events", "recent history: membership, commits, fencing",
 	  "Prints the leader's recent events, oldest first.",
 	  { { NULL, NULL } }, "hactl events | tail" },
+	{ "unblock", "cluster", "unblock",
+	  "act on the newest state held although none is known current",
+	  "Coordinators that start from a state file wait until they have synced with a "
+	  "member holding current state (docs/failover.md). When you know that no newer "
+	  "state exists anywhere, unblock lets the coordinators present go on with the "
+	  "newest state they hold.",
+	  { { NULL, NULL } }, "hactl unblock" },
 	{ "check", "guests", "check [--type KIND] FILE...",
 	  "validate guest definitions, policies, hactl.conf or fence.conf",
 	  "Validates files without a running cluster and names file and line of the first "

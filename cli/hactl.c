@@ -215,6 +215,7 @@ static json_object *json_status(const Hactl__StatusReply *s)
 	json_object_object_add(o, "protocol", json_object_new_int64(s->proto_version));
 	json_object_object_add(o, "rx_rejected", json_object_new_int64((int64_t)s->rx_rejected));
 	json_object_object_add(o, "agent_kicks", json_object_new_int64((int64_t)s->agent_kicks));
+	json_object_object_add(o, "state_current", json_object_new_boolean(s->state_current));
 	for (size_t i = 0; i < s->n_nodes; i++) {
 		json_object_array_add(nodes, json_node(s->nodes[i]));
 	}
@@ -319,7 +320,8 @@ static int cmd_status(struct cli *cli, int argc, char **argv)
 		       s->expected_votes, s->quorum);
 		printf("local:     %s (id %u), state seq %llu%s\n",
 		       s->local_node && s->local_node[0] ? s->local_node : "?", s->local_id,
-		       (unsigned long long)s->seq, s->syncing ? ", syncing" : "");
+		       (unsigned long long)s->seq,
+		       s->syncing ? ", syncing" : s->state_current ? "" : ", not known current");
 		for (size_t i = 0; i < s->n_alarms; i++) {
 			printf("ALARM:     %s\n", s->alarms[i]);
 		}
@@ -482,12 +484,23 @@ static int cmd_fence(struct cli *cli, int argc, char **argv)
 {
 	Hactl__FenceRequest req = HACTL__FENCE_REQUEST__INIT;
 	ProtobufCMessage *reply = NULL;
+	const char *node = NULL;
 	int ex;
 
-	if (argc != 2) {
-		return cli_usage_error("usage: hactl fence NODE%s", "");
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--confirm") == 0) {
+			req.has_confirm = true;
+			req.confirm = true;
+		} else if (argv[i][0] == '-' || node) {
+			return cli_usage_error("usage: hactl fence [--confirm] NODE%s", "");
+		} else {
+			node = argv[i];
+		}
 	}
-	req.node = argv[1];
+	if (node == NULL) {
+		return cli_usage_error("usage: hactl fence [--confirm] NODE%s", "");
+	}
+	req.node = (char *)node;
 	ex = cli_call(cli, HA_MSG_FENCE_REQUEST, &req.base, HA_MSG_RESULT, &reply);
 	if (ex == EX_OK) {
 		Hactl__Result *r = (Hactl__Result *)reply;
@@ -495,12 +508,43 @@ static int cmd_fence(struct cli *cli, int argc, char **argv)
 		if (cli->json) {
 			json_object *o = json_object_new_object();
 
-			json_object_object_add(o, "node", json_object_new_string(argv[1]));
+			json_object_object_add(o, "node", json_object_new_string(node));
 			json_object_object_add(o, "fenced", json_object_new_boolean(1));
+			json_object_object_add(o, "confirmed", json_object_new_boolean(req.confirm));
+			json_object_object_add(o, "message", json_object_new_string(r->message ? r->message : ""));
+			cli_json_print(o);
+		} else if (req.confirm) {
+			printf("%s confirmed off and marked fenced: %s\n", node,
+			       r->message ? r->message : "");
+		} else {
+			printf("%s fenced: %s\n", node, r->message ? r->message : "");
+		}
+	}
+	ha_env_msg_free(reply);
+	return ex;
+}
+
+static int cmd_unblock(struct cli *cli, int argc, char **argv)
+{
+	Hactl__UnblockRequest req = HACTL__UNBLOCK_REQUEST__INIT;
+	ProtobufCMessage *reply = NULL;
+	int ex;
+
+	if (argc != 1) {
+		return cli_usage_error("usage: hactl unblock%s", "");
+	}
+	ex = cli_call(cli, HA_MSG_UNBLOCK_REQUEST, &req.base, HA_MSG_RESULT, &reply);
+	if (ex == EX_OK) {
+		Hactl__Result *r = (Hactl__Result *)reply;
+
+		if (cli->json) {
+			json_object *o = json_object_new_object();
+
+			json_object_object_add(o, "unblocked", json_object_new_boolean(1));
 			json_object_object_add(o, "message", json_object_new_string(r->message ? r->message : ""));
 			cli_json_print(o);
 		} else {
-			printf("%s fenced: %s\n", argv[1], r->message ? r->message : "");
+			printf("%s\n", r->message ? r->message : "unblocked");
 		}
 	}
 	ha_env_msg_free(reply);
@@ -560,6 +604,7 @@ static const struct command commands[] = {
 	{ "balance", cli_cmd_balance },
 	{ "fence", cmd_fence },
 	{ "help", cmd_help },
+	{ "unblock", cmd_unblock },
 };
 
 /*

@@ -41,6 +41,46 @@ static int cs_to_errno(cs_error_t e)
 	}
 }
 
+uint64_t coord_now_ms(const struct coord *c)
+{
+	return c->test_now_ms ? c->test_now_ms : ha_mono_ms();
+}
+
+uint64_t coord_lost_ms(const struct coord *c, uint32_t id)
+{
+	for (size_t i = 0; i < COORD_MAX_NODES; i++) {
+		if (c->lost[i].node == id && id != 0) {
+			return c->lost[i].ms;
+		}
+	}
+	return 0;
+}
+
+void coord_lost_set(struct coord *c, uint32_t id, uint64_t ms)
+{
+	struct coord_loss *free_slot = NULL;
+
+	if (id == 0) {
+		return;
+	}
+	for (size_t i = 0; i < COORD_MAX_NODES; i++) {
+		if (c->lost[i].node == id) {
+			c->lost[i].ms = ms;
+			if (ms == 0) {
+				c->lost[i].node = 0; /* back: the slot is free again */
+			}
+			return;
+		}
+		if (c->lost[i].node == 0 && free_slot == NULL) {
+			free_slot = &c->lost[i];
+		}
+	}
+	if (ms != 0 && free_slot) {
+		free_slot->node = id;
+		free_slot->ms = ms;
+	}
+}
+
 bool coord_is_member(const struct coord *c, uint32_t id)
 {
 	for (size_t i = 0; i < c->n_members; i++) {
@@ -53,7 +93,12 @@ bool coord_is_member(const struct coord *c, uint32_t id)
 
 bool coord_is_quorate(const struct coord *c)
 {
-	return c->cs_connected && c->joined && c->vq_quorate;
+	return c->cs_connected && c->joined && c->vq_quorate && c->current;
+}
+
+bool coord_is_blocked(const struct coord *c)
+{
+	return c->cs_connected && c->joined && c->vq_quorate && !c->current && !c->syncing;
 }
 
 void coord_leader_update(struct coord *c)
@@ -84,46 +129,55 @@ static void cpg_deliver_cb(cpg_handle_t h, const struct cpg_name *group,
 	coord_replica_deliver(cpg_ctx, nodeid, msg, msg_len);
 }
 
+/* One entry per node: another process in the group on a node (a tool, a
+ * second coordinator) must not count as a second member. */
+static size_t node_ids(const struct cpg_address *a, size_t n, uint32_t *ids)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < n && k < COORD_MAX_NODES; i++) {
+		bool dup = false;
+
+		for (size_t j = 0; j < k && !dup; j++) {
+			dup = ids[j] == a[i].nodeid;
+		}
+		if (!dup) {
+			ids[k++] = a[i].nodeid;
+		}
+	}
+	return k;
+}
+
 static void cpg_confchg_cb(cpg_handle_t h, const struct cpg_name *group,
 			   const struct cpg_address *members, size_t n_members,
 			   const struct cpg_address *left, size_t n_left,
 			   const struct cpg_address *joined, size_t n_joined)
 {
-	uint32_t ids[COORD_MAX_NODES];
-	size_t n = 0;
+	uint32_t ids[COORD_MAX_NODES], lids[COORD_MAX_NODES], jids[COORD_MAX_NODES];
+	size_t n = node_ids(members, n_members, ids);
+	size_t nl = 0, nj, nleft;
 
-	/* One entry per node: another process in the group on a node (a
-	 * tool, a second coordinator) must not count as a second member. */
-	for (size_t i = 0; i < n_members && n < COORD_MAX_NODES; i++) {
-		bool dup = false;
-
-		for (size_t j = 0; j < n && !dup; j++) {
-			dup = ids[j] == members[i].nodeid;
-		}
-		if (!dup) {
-			ids[n++] = members[i].nodeid;
-		}
-	}
 	for (size_t i = 0; i < n_left; i++) {
-		struct coord_node *nd = coord_state_node(&cpg_ctx->state, left[i].nodeid);
-
 		qb_log(LOG_NOTICE, "coordinator on node %u left (reason %u)",
 		       left[i].nodeid, left[i].reason);
-		if (nd) {
-			cpg_ctx->node_lost_ms[nd - cpg_ctx->state.nodes] = ha_mono_ms();
-			coord_event(cpg_ctx, "%s left the membership", nd->name);
-		}
 	}
-	for (size_t i = 0; i < n_joined; i++) {
-		struct coord_node *nd = coord_state_node(&cpg_ctx->state, joined[i].nodeid);
+	/* A node with another process still in the group has not left. */
+	nleft = node_ids(left, n_left, lids);
+	for (size_t i = 0; i < nleft; i++) {
+		bool still = false;
 
-		qb_log(LOG_NOTICE, "coordinator on node %u joined", joined[i].nodeid);
-		if (nd) {
-			cpg_ctx->node_lost_ms[nd - cpg_ctx->state.nodes] = 0;
-			coord_event(cpg_ctx, "%s joined the membership", nd->name);
+		for (size_t j = 0; j < n && !still; j++) {
+			still = ids[j] == lids[i];
+		}
+		if (!still) {
+			lids[nl++] = lids[i];
 		}
 	}
-	coord_replica_confchg(cpg_ctx, ids, n, n_joined);
+	nj = node_ids(joined, n_joined, jids);
+	for (size_t i = 0; i < nj; i++) {
+		qb_log(LOG_NOTICE, "coordinator on node %u joined", jids[i]);
+	}
+	coord_replica_confchg(cpg_ctx, ids, n, lids, nl, jids, nj);
 }
 
 static int cpg_dispatch_cb(int fd, int revents, void *data)
@@ -158,21 +212,16 @@ static void vq_refresh_info(struct coord *c)
 	}
 }
 
-static void vq_quorum_cb(votequorum_handle_t h, uint64_t ctx, uint32_t quorate,
-			 uint32_t n, votequorum_node_t nodes[])
+void coord_quorum_set(struct coord *c, bool quorate, const uint32_t *members, size_t n)
 {
-	struct coord *c = cpg_ctx;
 	bool was = c->vq_quorate;
 
-	c->vq_quorate = quorate != 0;
+	c->vq_quorate = quorate;
 	c->n_qmembers = 0;
-	for (uint32_t i = 0; i < n && c->n_qmembers < COORD_MAX_NODES; i++) {
-		if (nodes[i].state == VOTEQUORUM_NODESTATE_MEMBER) {
-			c->qmembers[c->n_qmembers++] = nodes[i].nodeid;
-		}
+	for (size_t i = 0; i < n && c->n_qmembers < COORD_MAX_NODES; i++) {
+		c->qmembers[c->n_qmembers++] = members[i];
 	}
 	qsort(c->qmembers, c->n_qmembers, sizeof(c->qmembers[0]), coord_cmp_u32);
-	vq_refresh_info(c);
 	if (was != c->vq_quorate) {
 		qb_log(c->vq_quorate ? LOG_NOTICE : LOG_WARNING,
 		       "partition is %s (%zu quorum members)",
@@ -181,7 +230,29 @@ static void vq_quorum_cb(votequorum_handle_t h, uint64_t ctx, uint32_t quorate,
 			    c->vq_quorate ? "quorate" : "NOT quorate", c->n_qmembers);
 		coord_agent_kick(c); /* the agent self-fences without quorum */
 	}
+	if (!c->vq_quorate && c->current) {
+		/* A quorate partition elsewhere may decide from now on. */
+		c->current = false;
+		qb_log(LOG_WARNING, "state no longer current: it is synced again when this "
+		       "node joins a current member");
+	}
 	coord_leader_update(c);
+}
+
+static void vq_quorum_cb(votequorum_handle_t h, uint64_t ctx, uint32_t quorate,
+			 uint32_t n, votequorum_node_t nodes[])
+{
+	struct coord *c = cpg_ctx;
+	uint32_t ids[COORD_MAX_NODES];
+	size_t k = 0;
+
+	for (uint32_t i = 0; i < n && k < COORD_MAX_NODES; i++) {
+		if (nodes[i].state == VOTEQUORUM_NODESTATE_MEMBER) {
+			ids[k++] = nodes[i].nodeid;
+		}
+	}
+	vq_refresh_info(c);
+	coord_quorum_set(c, quorate != 0, ids, k);
 }
 
 static void vq_expected_cb(votequorum_handle_t h, uint64_t ctx, uint32_t ev)
@@ -347,6 +418,7 @@ void coord_cluster_disconnect(struct coord *c)
 	c->cs_connected = false;
 	c->joined = false;
 	c->vq_quorate = false;
+	c->current = false; /* what happened meanwhile is unknown */
 	c->n_members = 0;
 	c->n_qmembers = 0;
 	coord_replica_reset(c);
@@ -421,6 +493,7 @@ static void flush_cb(void *data)
 int coord_cpg_send(struct coord *c, enum ha_msg_type type,
 		   const ProtobufCMessage *msg)
 {
+	Hactl__CpgCommit cm;
 	uint8_t *buf;
 	size_t len;
 	struct coord_msg *m;
@@ -429,13 +502,33 @@ int coord_cpg_send(struct coord *c, enum ha_msg_type type,
 	if (!c->cs_connected) {
 		return -ENOTCONN;
 	}
-	if (c->sendq_len >= COORD_SENDQ_MAX) {
-		c->send_dropped++;
-		return -ENOBUFS;
+	if (type == HA_MSG_CPG_COMMIT) {
+		/* Every commit leaves stamped with this membership's epoch and
+		 * the next seq of this leader's pipeline (several may be on
+		 * their way before the first is delivered). */
+		cm = *(const Hactl__CpgCommit *)msg;
+		cm.seq = c->commit_seq_sent > c->state.seq ? c->commit_seq_sent + 1
+							   : c->state.seq + 1;
+		cm.has_epoch = true;
+		cm.epoch = c->epoch;
+		msg = &cm.base;
 	}
 	rc = ha_env_encode(type, msg, &buf, &len);
 	if (rc < 0) {
 		return rc;
+	}
+	if (type == HA_MSG_CPG_COMMIT) {
+		c->commit_seq_sent = cm.seq;
+	}
+	if (c->send_hook) {
+		rc = c->send_hook(c, buf, len);
+		free(buf);
+		return rc;
+	}
+	if (c->sendq_len >= COORD_SENDQ_MAX) {
+		c->send_dropped++;
+		free(buf);
+		return -ENOBUFS;
 	}
 	m = malloc(sizeof(*m) + len);
 	if (m == NULL) {

@@ -5,16 +5,23 @@
  * in the membership, not fenced and not coming back, one operation per
  * node moves through:
  *
- *   IDLE -> WAITING (method watchdog: until lost + self_fence_timeout)
+ *   IDLE -> WAITING (method watchdog, and the node's agent had reported
+ *                    an armed watchdog of at most half the self-fence
+ *                    timeout: until lost + self_fence_timeout)
+ *        -> UNCONFIRMED (method watchdog without such a watchdog: alarm)
  *        -> FENCING (method agent: levels in a worker thread)
  *   WAITING/FENCING -> DONE -> commit "node fenced" -> IDLE
  *   FENCING -> FAILED (alarm, retry with backoff 1 s .. 30 s) -> FENCING
- *   any -> IDLE when the node rejoins before it was fenced
+ *   UNCONFIRMED -> FENCING (fence.conf now gives the node a device)
+ *   any -> IDLE when the node rejoins before it was fenced, or when an
+ *          operator's `hactl fence --confirm` is committed
  *
- * No guest is placed elsewhere before the commit; then a recovery plan
- * (coord_recover_plan) is committed. A fenced node that rejoins is
- * unfenced by another commit. Progress is multicast (CpgFenceStatus) so
- * every node's `hactl status` shows it.
+ * No guest is placed elsewhere before the commit (Pacemaker's rule: a
+ * host is off when a fence device confirmed it, when a watchdog that its
+ * agent armed enforces its self-fence, or when an operator says so); then
+ * a recovery plan (coord_recover_plan) is committed. A fenced node that
+ * rejoins is unfenced by another commit. Progress is multicast
+ * (CpgFenceStatus) so every node's `hactl status` shows it.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -36,6 +43,7 @@
 #define BACKOFF_MIN_MS 1000
 #define BACKOFF_MAX_MS 30000
 #define COMMIT_RETRY_MS 3000
+#define RECHECK_MS 5000 /* an unconfirmed node: fence.conf read again */
 
 static const char *const fence_state_names[COORD_FENCE_STATE_MAX] = {
 	[COORD_FENCE_IDLE] = "idle",
@@ -43,6 +51,7 @@ static const char *const fence_state_names[COORD_FENCE_STATE_MAX] = {
 	[COORD_FENCE_FENCING] = "fencing",
 	[COORD_FENCE_FAILED] = "failed",
 	[COORD_FENCE_DONE] = "done",
+	[COORD_FENCE_UNCONFIRMED] = "unconfirmed",
 };
 
 const char *coord_fence_state_str(enum coord_fence_state s)
@@ -54,7 +63,9 @@ const char *coord_fence_state_str(enum coord_fence_state s)
 static bool transition_ok(enum coord_fence_state from, enum coord_fence_state to)
 {
 	static const bool ok[COORD_FENCE_STATE_MAX][COORD_FENCE_STATE_MAX] = {
-		[COORD_FENCE_IDLE] = { [COORD_FENCE_WAITING] = true, [COORD_FENCE_FENCING] = true },
+		[COORD_FENCE_IDLE] = { [COORD_FENCE_WAITING] = true, [COORD_FENCE_FENCING] = true,
+				       [COORD_FENCE_UNCONFIRMED] = true },
+		[COORD_FENCE_UNCONFIRMED] = { [COORD_FENCE_FENCING] = true, [COORD_FENCE_IDLE] = true },
 		[COORD_FENCE_WAITING] = { [COORD_FENCE_DONE] = true, [COORD_FENCE_IDLE] = true },
 		[COORD_FENCE_FENCING] = { [COORD_FENCE_DONE] = true, [COORD_FENCE_FAILED] = true,
 					  [COORD_FENCE_IDLE] = true },
@@ -213,6 +224,79 @@ int coord_fence_manual(struct coord *c, qb_ipcs_connection_t *conn, const char *
 	return 0;
 }
 
+int coord_fence_confirm(struct coord *c, qb_ipcs_connection_t *conn, const char *node,
+			char *why, size_t whylen)
+{
+	Hactl__Change ch = HACTL__CHANGE__INIT;
+	Hactl__NodeFenceChange nf = HACTL__NODE_FENCE_CHANGE__INIT;
+	struct coord_node *n = coord_state_node_by_name(&c->state, node);
+	int rc;
+
+	if (n == NULL) {
+		snprintf(why, whylen, "unknown node '%s'", node);
+		return -ENOENT;
+	}
+	if (n->id == c->local_id) {
+		snprintf(why, whylen, "node '%s' is this node: it is not off", node);
+		return -EINVAL;
+	}
+	if (coord_is_member(c, n->id)) {
+		snprintf(why, whylen, "node '%s' is in the membership: it is not off", node);
+		return -EBUSY;
+	}
+	for (size_t i = 0; i < c->n_qmembers; i++) {
+		if (c->qmembers[i] == n->id) {
+			snprintf(why, whylen,
+				 "corosync on node '%s' is still in the membership: it is not off",
+				 node);
+			return -EBUSY;
+		}
+	}
+	nf.node = n->name;
+	nf.fenced = true;
+	nf.method = "confirmed";
+	nf.detail = "an operator confirmed it off (hactl fence --confirm)";
+	ch.kind_case = HACTL__CHANGE__KIND_NODE_FENCE;
+	ch.node_fence = &nf;
+	rc = coord_request_submit(c, conn, &ch);
+	if (rc < 0) {
+		snprintf(why, whylen, "cannot reach the cluster: %s", strerror(-rc));
+		return rc;
+	}
+	qb_log(LOG_NOTICE, "operator confirmed node %s off", n->name);
+	coord_event(c, "operator confirmed %s off (hactl fence --confirm)", n->name);
+	return 0;
+}
+
+bool coord_fence_watchdog_ok(const struct coord *c, const struct coord_node *n, char *why,
+			     size_t whylen)
+{
+	uint32_t half = c->cfg.self_fence_timeout_ms / 2;
+
+	if (n->facts == NULL || !n->facts->wd_armed || n->facts->wd_timeout_ms == 0) {
+		const char *err = n->facts && n->facts->wd_error ? n->facts->wd_error : "";
+
+		snprintf(why, whylen,
+			 "no fence device (method watchdog) and its agent reported no armed "
+			 "watchdog%s%s%s", err[0] ? " (" : "", err, err[0] ? ")" : "");
+		return false;
+	}
+	if (n->facts->wd_timeout_ms > half) {
+		snprintf(why, whylen,
+			 "no fence device (method watchdog) and its watchdog timeout %u ms is more "
+			 "than half of self_fence_timeout_ms (%u ms)",
+			 n->facts->wd_timeout_ms, c->cfg.self_fence_timeout_ms);
+		return false;
+	}
+	if (!n->agent_connected) {
+		snprintf(why, whylen,
+			 "no fence device (method watchdog) and its agent was not connected "
+			 "(nothing may feed or close its watchdog)");
+		return false;
+	}
+	return true;
+}
+
 static int fence_done_cb(int fd, int revents, void *data)
 {
 	struct coord *c = data;
@@ -241,7 +325,7 @@ static int fence_done_cb(int fd, int revents, void *data)
 				if (backoff > BACKOFF_MAX_MS) {
 					backoff = BACKOFF_MAX_MS;
 				}
-				op->next_try_ms = ha_mono_ms() + backoff;
+				op->next_try_ms = coord_now_ms(c) + backoff;
 				qb_log(LOG_ERR, "fencing of node %u FAILED (attempt %u, retry in %llu ms): %s",
 				       j->node, op->attempts, (unsigned long long)backoff, j->log);
 				coord_event(c, "fencing %s failed (attempt %u): %s", j->fn.name,
@@ -319,7 +403,7 @@ static void recover(struct coord *c)
 	struct coord_view view = { .members = c->members, .n_members = c->n_members };
 	Hactl__RecoverChange rc;
 	Hactl__Change ch = HACTL__CHANGE__INIT;
-	uint64_t now = ha_mono_ms();
+	uint64_t now = coord_now_ms(c);
 	char desc[1024];
 
 	if (c->recover_sent_seq == c->state.seq && now < c->recover_sent_ms + COMMIT_RETRY_MS) {
@@ -382,19 +466,19 @@ static bool in_quorum(const struct coord *c, uint32_t id)
 
 void coord_fence_tick(struct coord *c)
 {
-	uint64_t now = ha_mono_ms();
+	uint64_t now = coord_now_ms(c);
 	bool leading = c->leader == c->local_id && coord_is_quorate(c) && !c->syncing;
 
 	for (size_t i = 0; i < c->state.n_nodes; i++) {
 		struct coord_node *n = &c->state.nodes[i];
+		uint64_t lost = coord_lost_ms(c, n->id);
 		/* A node whose coordinator restarts leaves the CPG group but
 		 * not corosync's membership: it is alive, not lost, unless its
 		 * coordinator stays away longer than the self-fence timeout
 		 * (its agent has stopped the guests by then). */
 		bool member = coord_is_member(c, n->id) ||
 			      (in_quorum(c, n->id) &&
-			       (c->node_lost_ms[i] == 0 ||
-				now - c->node_lost_ms[i] < c->cfg.self_fence_timeout_ms));
+			       (lost == 0 || now - lost < c->cfg.self_fence_timeout_ms));
 		struct coord_fence_op *op = op_for(c, n->id);
 
 		if (op == NULL) {
@@ -417,7 +501,7 @@ void coord_fence_tick(struct coord *c)
 			continue;
 		}
 		if (op->lost_ms == 0) {
-			op->lost_ms = c->node_lost_ms[i] ? c->node_lost_ms[i] : now;
+			op->lost_ms = lost ? lost : now;
 		}
 		if (!leading || n->fenced) {
 			continue;
@@ -430,7 +514,7 @@ void coord_fence_tick(struct coord *c)
 
 			/* A node never seen in this membership that owns nothing is
 			 * just not up yet (cluster start): no startup fencing. */
-			if (c->node_lost_ms[i] == 0 && !owns_guests(c, n->id)) {
+			if (lost == 0 && !owns_guests(c, n->id)) {
 				break;
 			}
 			if (fence_config_load(c->cfg.fence_config, &cfg, err, sizeof(err)) < 0) {
@@ -442,7 +526,16 @@ void coord_fence_tick(struct coord *c)
 				fence_config_node(&cfg, n->name, &fn);
 			}
 			op->method = fn.method;
-			if (fn.method == FENCE_METHOD_WATCHDOG) {
+			if (fn.method == FENCE_METHOD_WATCHDOG &&
+			    !coord_fence_watchdog_ok(c, n, op->error, sizeof(op->error))) {
+				qb_log(LOG_CRIT, "node %s lost and cannot be confirmed off: %s",
+				       n->name, op->error);
+				coord_event(c, "%s lost: cannot be confirmed off (%s); no recovery "
+					    "until it is fenced or `hactl fence --confirm %s`",
+					    n->name, op->error, n->name);
+				op->next_try_ms = now + RECHECK_MS;
+				set_state(c, op, COORD_FENCE_IDLE, COORD_FENCE_UNCONFIRMED);
+			} else if (fn.method == FENCE_METHOD_WATCHDOG) {
 				op->deadline_ms = op->lost_ms + c->cfg.self_fence_timeout_ms;
 				coord_event(c, "%s lost: waiting out its self-fence deadline (%u ms)",
 					    n->name, c->cfg.self_fence_timeout_ms);
@@ -476,6 +569,32 @@ void coord_fence_tick(struct coord *c)
 				}
 			}
 			break;
+		case COORD_FENCE_UNCONFIRMED: {
+			/* A device added to fence.conf meanwhile is used. */
+			struct fence_config cfg;
+			struct fence_node fn;
+			char err[512];
+
+			if (now < op->next_try_ms) {
+				break;
+			}
+			op->next_try_ms = now + RECHECK_MS;
+			if (fence_config_load(c->cfg.fence_config, &cfg, err, sizeof(err)) < 0) {
+				break;
+			}
+			fence_config_node(&cfg, n->name, &fn);
+			if (fn.method == FENCE_METHOD_AGENT && fn.n_levels > 0) {
+				op->method = fn.method;
+				op->attempts = 1;
+				coord_event(c, "%s: fence device configured: fencing", n->name);
+				set_state(c, op, COORD_FENCE_UNCONFIRMED, COORD_FENCE_FENCING);
+				if (start_job(c, op, n->name) < 0) {
+					op->next_try_ms = now + BACKOFF_MIN_MS;
+					set_state(c, op, COORD_FENCE_FENCING, COORD_FENCE_FAILED);
+				}
+			}
+			break;
+		}
 		case COORD_FENCE_DONE:
 			if (now >= op->commit_retry_ms) {
 				commit_fence(c, n->name, true,
@@ -503,9 +622,12 @@ void coord_fence_committed(struct coord *c, const char *node, bool fenced)
 	if (n == NULL || (op = op_for(c, n->id)) == NULL) {
 		return;
 	}
-	if (fenced && op->state == COORD_FENCE_DONE) {
-		set_state(c, op, COORD_FENCE_DONE, COORD_FENCE_IDLE);
+	if (fenced && op->state != COORD_FENCE_IDLE) {
+		/* confirmed by a device or the deadline (DONE), or by an
+		 * operator whatever this node's operation was doing */
+		set_state(c, op, op->state, COORD_FENCE_IDLE);
 		op->attempts = 0;
+		op->error[0] = 0;
 	}
 	op->commit_retry_ms = 0;
 	if (fenced) {

@@ -168,14 +168,26 @@ static int reply_status(struct coord *c, qb_ipcs_connection_t *conn,
 	r.has_proto_version = true;
 	r.proto_version = c->proto_version;
 	r.has_rx_rejected = true;
-	r.rx_rejected = ha_env_stats_rejected(&c->rx_stats) + c->rx_bad_sender;
+	r.rx_rejected = ha_env_stats_rejected(&c->rx_stats) + c->rx_bad_sender +
+			c->rx_commit_refused;
 	r.has_agent_kicks = true;
 	r.agent_kicks = c->agent_kicks;
+	r.has_state_current = true;
+	r.state_current = c->current;
 	{
 		char *alarms[COORD_MAX_NODES + 64];
 		char *evs[COORD_EVENTS_MAX];
 		size_t na = 0;
 
+		if (coord_is_blocked(c) &&
+		    asprintf(&alarms[na],
+			     "corosync is quorate, but this coordinator's state (seq %llu) may be "
+			     "stale: it waits for a coordinator with current state or for every "
+			     "node; nothing is decided or started meanwhile. `hactl unblock` makes "
+			     "the newest state present current",
+			     (unsigned long long)c->state.seq) >= 0) {
+			na++;
+		}
 		for (size_t i = 0; i < c->state.n_nodes && na < COORD_MAX_NODES; i++) {
 			struct coord_node *nd = &c->state.nodes[i];
 
@@ -183,6 +195,15 @@ static int reply_status(struct coord *c, qb_ipcs_connection_t *conn,
 			    !coord_is_member(c, nd->id) &&
 			    asprintf(&alarms[na], "fencing of %s failed (attempt %u), no recovery: %s",
 				     nd->name, nd->fence_attempts, nd->fence_error) >= 0) {
+				na++;
+			} else if (strcmp(nd->fence_state, "unconfirmed") == 0 && !nd->fenced &&
+				   !coord_is_member(c, nd->id) &&
+				   asprintf(&alarms[na],
+					    "%s is lost and cannot be confirmed off: %s; its guests are "
+					    "not recovered until a fence device confirms it off or an "
+					    "operator who made sure it is off runs "
+					    "`hactl fence --confirm %s`",
+					    nd->name, nd->fence_error, nd->name) >= 0) {
 				na++;
 			}
 		}
@@ -293,6 +314,11 @@ static int on_change(struct coord *c, qb_ipcs_connection_t *conn,
 	char why[256];
 	int rc;
 
+	if (coord_is_blocked(c)) {
+		return ha_ipcs_reply_result(conn, -EHOSTDOWN,
+					    "this partition is not quorate: it waits for a "
+					    "coordinator with current state (see hactl status)", 0);
+	}
 	if (!coord_is_quorate(c) || c->leader == 0) {
 		return ha_ipcs_reply_result(conn, -EHOSTDOWN,
 					    "this partition is not quorate", 0);
@@ -322,6 +348,7 @@ static int on_agent_guest_report(struct coord *c, qb_ipcs_connection_t *conn,
 	if (!c->joined) {
 		return ha_ipcs_reply_result(conn, -ENOTCONN, "not in the cluster", 0);
 	}
+	coord_agent_watchdog_note(c, r);
 	gs.node = c->local_id;
 	gs.guests = r->guests;
 	gs.n_guests = r->n_guests;
@@ -451,16 +478,31 @@ static int32_t msg_process(qb_ipcs_connection_t *conn, void *data, size_t size)
 	case HA_MSG_ACTION_REQUEST:
 		rc = on_action_request(c, conn, (Hactl__ActionRequest *)msg);
 		break;
-	case HA_MSG_FENCE_REQUEST:
-		if (!coord_is_quorate(c)) {
+	case HA_MSG_FENCE_REQUEST: {
+		Hactl__FenceRequest *fr = (Hactl__FenceRequest *)msg;
+
+		if (!coord_is_quorate(c) || c->leader == 0) {
 			rc = ha_ipcs_reply_result(conn, -EHOSTDOWN, "this partition is not quorate", 0);
+		} else if (fr->confirm) {
+			rc = coord_fence_confirm(c, conn, fr->node, text, sizeof(text));
+			if (rc < 0) {
+				rc = ha_ipcs_reply_result(conn, rc, text, 0);
+			}
 		} else {
-			rc = coord_fence_manual(c, conn, ((Hactl__FenceRequest *)msg)->node);
+			rc = coord_fence_manual(c, conn, fr->node);
 		}
 		break;
+	}
 	case HA_MSG_BALANCE_REQUEST:
 		rc = reply_balance(c, conn);
 		break;
+	case HA_MSG_UNBLOCK_REQUEST: {
+		char ub[256];
+
+		rc = coord_unblock(c, ub, sizeof(ub));
+		rc = ha_ipcs_reply_result(conn, rc, ub, 0);
+		break;
+	}
 	default:
 		rc = ha_ipcs_reply_result(conn, -EOPNOTSUPP, "unsupported request", 0);
 		break;

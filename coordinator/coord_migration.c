@@ -27,7 +27,7 @@ static void end(struct coord *c, Hactl__GuestRecord *g, bool commit, const char 
 	Hactl__CpgCommit cm = HACTL__CPG_COMMIT__INIT;
 	Hactl__Change ch = HACTL__CHANGE__INIT;
 	Hactl__MigrateEndChange me = HACTL__MIGRATE_END_CHANGE__INIT;
-	uint64_t now = ha_mono_ms();
+	uint64_t now = coord_now_ms(c);
 
 	if (c->mig_sent_id == g->migration->id && now < c->mig_sent_ms + RESEND_MS) {
 		return; /* ours is on its way */

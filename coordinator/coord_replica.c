@@ -79,6 +79,10 @@ static void sync_start(struct coord *c)
 	}
 	ss.sender = c->local_id;
 	ss.state = cs;
+	ss.has_epoch = true;
+	ss.epoch = c->epoch;
+	ss.has_current = true;
+	ss.current = c->current;
 	rc = coord_cpg_send(c, HA_MSG_CPG_SYNC_STATE, &ss.base);
 	if (rc < 0) {
 		qb_log(LOG_ERR, "cannot send state for sync: %s", strerror(-rc));
@@ -88,10 +92,31 @@ static void sync_start(struct coord *c)
 	       c->n_sync_members, (unsigned long long)c->state.seq);
 }
 
-void coord_replica_confchg(struct coord *c, const uint32_t *members,
-			   size_t n_members, size_t n_joined)
+void coord_replica_confchg(struct coord *c, const uint32_t *members, size_t n_members,
+			   const uint32_t *left, size_t n_left, const uint32_t *joined,
+			   size_t n_joined)
 {
 	bool was_joined = c->joined;
+
+	/* Every member sees this change at the same point of the stream. */
+	c->epoch++;
+	c->commit_seq_sent = 0;
+	for (size_t i = 0; i < n_left; i++) {
+		struct coord_node *nd = coord_state_node(&c->state, left[i]);
+
+		coord_lost_set(c, left[i], coord_now_ms(c));
+		if (nd) {
+			coord_event(c, "%s left the membership", nd->name);
+		}
+	}
+	for (size_t i = 0; i < n_joined; i++) {
+		struct coord_node *nd = coord_state_node(&c->state, joined[i]);
+
+		coord_lost_set(c, joined[i], 0);
+		if (nd) {
+			coord_event(c, "%s joined the membership", nd->name);
+		}
+	}
 
 	memcpy(c->members, members, n_members * sizeof(members[0]));
 	c->n_members = n_members;
@@ -130,33 +155,56 @@ static void replay_held(struct coord *c)
 
 static void sync_finish(struct coord *c)
 {
-	uint64_t seqs[COORD_MAX_NODES];
-	uint32_t senders[COORD_MAX_NODES];
+	struct coord_sync_in in[COORD_MAX_NODES];
+	uint32_t nodes[COORD_MAX_NODES];
+	uint64_t epoch = 0;
+	bool was_current = c->current;
 	char why[256];
 	int best, rc;
 
 	for (size_t i = 0; i < c->n_sync_members; i++) {
-		seqs[i] = c->sync_got[i]->state->seq;
-		senders[i] = c->sync_got[i]->sender;
+		in[i].seq = c->sync_got[i]->state->seq;
+		in[i].sender = c->sync_got[i]->sender;
+		in[i].current = c->sync_got[i]->current;
+		in[i].unblock = c->sync_got[i]->unblock;
+		if (c->sync_got[i]->epoch > epoch) {
+			epoch = c->sync_got[i]->epoch;
+		}
 	}
-	best = coord_sync_pick(seqs, senders, c->n_sync_members);
-	if (senders[best] != c->local_id || seqs[best] != c->state.seq) {
+	/* One epoch for all, past anything a member decided in before. */
+	c->epoch = epoch + 1;
+	c->commit_seq_sent = 0;
+	best = coord_sync_choose(in, c->n_sync_members);
+	if (in[best].sender != c->local_id || in[best].seq != c->state.seq) {
 		rc = coord_state_import(&c->state, c->sync_got[best]->state, why,
 					sizeof(why));
 		if (rc < 0) {
 			/* Every member rejects the same bytes the same way. */
 			qb_log(LOG_ERR, "state from node %u refused: %s; keeping ours",
-			       senders[best], why);
+			       in[best].sender, why);
 		} else {
 			qb_log(LOG_NOTICE, "adopted cluster state of node %u (seq %llu)",
-			       senders[best], (unsigned long long)seqs[best]);
+			       in[best].sender, (unsigned long long)in[best].seq);
 		}
+	}
+	for (size_t i = 0; i < c->state.n_nodes; i++) {
+		nodes[i] = c->state.nodes[i].id;
+	}
+	c->current = coord_sync_current(in, c->n_sync_members, nodes, c->state.n_nodes);
+	if (c->current && !was_current) {
+		qb_log(LOG_NOTICE, "state is current (seq %llu)", (unsigned long long)c->state.seq);
+		coord_event(c, "state current at seq %llu%s", (unsigned long long)c->state.seq,
+			    in[best].current ? "" : " (every node present, or unblocked)");
+	} else if (!c->current) {
+		qb_log(LOG_WARNING, "no member has current state and not every node is here: "
+		       "waiting (hactl unblock overrides)");
 	}
 	c->syncs_done++;
 	sync_clear(c);
 	c->syncing = false;
 	coord_state_save(c);
 	qb_log(LOG_INFO, "state sync done: seq %llu", (unsigned long long)c->state.seq);
+	coord_leader_update(c);
 	replay_held(c);
 	coord_announce_local(c);
 	coord_agent_kick(c);
@@ -168,6 +216,13 @@ static bool on_sync_state(struct coord *c, uint32_t sender,
 {
 	size_t idx = SIZE_MAX;
 
+	if (!c->syncing && ss->unblock && ss->sender == sender && coord_is_member(c, sender)) {
+		/* `hactl unblock` on @sender: a sync round for everyone, here,
+		 * at the same point of the stream, with its state counted. */
+		qb_log(LOG_NOTICE, "node %u unblocks: state sync", sender);
+		coord_event(c, "node %u: hactl unblock", sender);
+		sync_start(c);
+	}
 	if (!c->syncing) {
 		c->rx_stale++;
 		return false;
@@ -189,6 +244,79 @@ static bool on_sync_state(struct coord *c, uint32_t sender,
 		}
 	}
 	sync_finish(c);
+	return true;
+}
+
+int coord_unblock(struct coord *c, char *why, size_t whylen)
+{
+	Hactl__CpgSyncState ss = HACTL__CPG_SYNC_STATE__INIT;
+	Hactl__ClusterState *cs;
+	int rc;
+
+	if (!c->cs_connected || !c->joined || !c->vq_quorate) {
+		snprintf(why, whylen, "corosync's partition is not quorate here: nothing to unblock");
+		return -EHOSTDOWN;
+	}
+	if (c->current) {
+		snprintf(why, whylen, "the state is current already");
+		return -EALREADY;
+	}
+	if (c->syncing) {
+		snprintf(why, whylen, "a state sync is in progress: try again");
+		return -EAGAIN;
+	}
+	cs = coord_state_export(&c->state);
+	if (cs == NULL) {
+		snprintf(why, whylen, "out of memory");
+		return -ENOMEM;
+	}
+	ss.sender = c->local_id;
+	ss.state = cs;
+	ss.has_epoch = true;
+	ss.epoch = c->epoch;
+	ss.has_unblock = true;
+	ss.unblock = true;
+	rc = coord_cpg_send(c, HA_MSG_CPG_SYNC_STATE, &ss.base);
+	coord_state_export_free(cs);
+	if (rc < 0) {
+		snprintf(why, whylen, "cannot reach the cluster: %s", strerror(-rc));
+		return rc;
+	}
+	qb_log(LOG_WARNING, "operator unblocks: the newest state present becomes current");
+	snprintf(why, whylen, "unblocked: the newest state among the coordinators present "
+		 "becomes current");
+	return 0;
+}
+
+bool coord_agent_watchdog_note(struct coord *c, const Hactl__AgentGuestReport *r)
+{
+	Hactl__HostFacts *f = c->agent_facts;
+	const char *err = r->watchdog_error ? r->watchdog_error : "";
+	char *copy;
+
+	if (f == NULL || !r->has_watchdog_armed) {
+		return false; /* no hello yet, or an agent that does not say */
+	}
+	if (f->has_wd_armed && f->wd_armed == r->watchdog_armed &&
+	    f->wd_timeout_ms == r->watchdog_timeout_ms &&
+	    strcmp(f->wd_error ? f->wd_error : "", err) == 0) {
+		return false;
+	}
+	copy = strdup(err);
+	if (copy == NULL) {
+		return false;
+	}
+	/* f is an unpacked copy: its strings are freed with it */
+	free(f->wd_error);
+	f->wd_error = copy;
+	f->has_wd_armed = true;
+	f->wd_armed = r->watchdog_armed;
+	f->has_wd_timeout_ms = true;
+	f->wd_timeout_ms = r->watchdog_timeout_ms;
+	qb_log(LOG_NOTICE, "agent's watchdog: %s, timeout %u ms%s%s",
+	       r->watchdog_armed ? "armed" : "not armed", r->watchdog_timeout_ms,
+	       err[0] ? ": " : "", err);
+	coord_announce_local(c);
 	return true;
 }
 
@@ -336,21 +464,26 @@ int coord_request_submit(struct coord *c, qb_ipcs_connection_t *conn,
 			 const Hactl__Change *change)
 {
 	Hactl__CpgRequest r = HACTL__CPG_REQUEST__INIT;
-	struct coord_pending *p = pending_new(c, conn);
+	struct coord_pending *p = NULL;
 	int rc;
 
-	if (p == NULL) {
-		return -ENOMEM;
+	if (conn) {
+		p = pending_new(c, conn);
+		if (p == NULL) {
+			return -ENOMEM;
+		}
 	}
 	r.origin = c->local_id;
-	r.req_id = p->req_id;
+	r.req_id = p ? p->req_id : 0; /* no conn: nobody waits for the answer */
 	r.change = (Hactl__Change *)change;
 	rc = coord_cpg_send(c, HA_MSG_CPG_REQUEST, &r.base);
 	if (rc < 0) {
 		free(p);
 		return rc;
 	}
-	pending_add(c, p, c->cfg.request_timeout_ms);
+	if (p) {
+		pending_add(c, p, c->cfg.request_timeout_ms);
+	}
 	return 0;
 }
 
@@ -570,15 +703,28 @@ static void on_commit(struct coord *c, uint32_t sender, Hactl__CpgCommit *cm)
 {
 	char why[256] = "";
 	char desc[128];
+	uint64_t seq_before = c->state.seq;
 	int rc;
 
-	if (cm->leader != sender) {
-		c->rx_bad_sender++;
+	coord_change_describe(cm->change, desc, sizeof(desc));
+	rc = coord_commit_check(c->state.seq, c->epoch, c->members, c->n_members, sender, cm,
+				why, sizeof(why));
+	if (rc < 0) {
+		/* Every member refuses the same commit: the replicas stay equal. */
+		c->rx_commit_refused++;
+		qb_log(LOG_WARNING, "commit of %s (seq %llu) from node %u refused: %s", desc,
+		       (unsigned long long)cm->seq, sender, why);
+		if (cm->has_origin && cm->origin == c->local_id) {
+			pending_answer(c, cm->req_id, -EAGAIN, why, 0);
+		}
 		return;
 	}
-	coord_change_describe(cm->change, desc, sizeof(desc));
+	/* The change takes the commit's number (a leader's pipeline may have
+	 * numbers that did not apply, see coord_cpg_send). */
+	c->state.seq = cm->seq - 1;
 	rc = coord_change_apply(&c->state, cm->change, ha_wall_ms(), why, sizeof(why));
 	if (rc < 0) {
+		c->state.seq = seq_before;
 		qb_log(LOG_WARNING, "commit of %s by node %u does not apply: %s",
 		       desc, sender, why);
 	} else {

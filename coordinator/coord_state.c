@@ -685,6 +685,20 @@ int coord_change_prepare(const struct coord_state *st, const struct coord_view *
 	char err[256];
 
 	node_out[0] = 0;
+	if (rc == 0 && in->kind_case == HACTL__CHANGE__KIND_NODE_FENCE &&
+	    in->node_fence->fenced && in->node_fence->method &&
+	    strcmp(in->node_fence->method, "confirmed") == 0) {
+		/* An operator's word that a node is off cannot hold while its
+		 * coordinator is in the membership. */
+		n = node_by_name_c(st, in->node_fence->node);
+		for (size_t i = 0; v && i < v->n_members; i++) {
+			if (v->members[i] == n->id) {
+				snprintf(why, whylen, "node '%s' is in the membership: it is not off",
+					 n->name);
+				return -EBUSY;
+			}
+		}
+	}
 	if (rc == 0 && in->kind_case == HACTL__CHANGE__KIND_MIGRATE_START) {
 		const Hactl__GuestRecord *mg = coord_state_guest(st, in->migrate_start->guest);
 
@@ -1280,4 +1294,82 @@ uint32_t coord_leader_pick(bool quorate, const uint32_t *cpg, size_t n_cpg,
 		}
 	}
 	return leader;
+}
+
+int coord_commit_check(uint64_t state_seq, uint64_t epoch, const uint32_t *members,
+		       size_t n_members, uint32_t sender, const Hactl__CpgCommit *cm,
+		       char *why, size_t whylen)
+{
+	uint32_t lowest = 0;
+
+	for (size_t i = 0; i < n_members; i++) {
+		if (lowest == 0 || members[i] < lowest) {
+			lowest = members[i];
+		}
+	}
+	if (cm->leader != sender || sender != lowest) {
+		snprintf(why, whylen, "node %u is not the leader of this membership (%u is)",
+			 sender, lowest);
+		return -EPERM;
+	}
+	if (!cm->has_epoch || cm->epoch != epoch) {
+		snprintf(why, whylen,
+			 "decided in membership epoch %llu, before the change to epoch %llu",
+			 cm->has_epoch ? (unsigned long long)cm->epoch : 0ull,
+			 (unsigned long long)epoch);
+		return -ESTALE;
+	}
+	if (cm->seq <= state_seq) {
+		snprintf(why, whylen, "seq %llu is not after %llu", (unsigned long long)cm->seq,
+			 (unsigned long long)state_seq);
+		return -ESTALE;
+	}
+	return 0;
+}
+
+int coord_sync_choose(const struct coord_sync_in *in, size_t n)
+{
+	uint64_t seqs[COORD_MAX_NODES];
+	uint32_t senders[COORD_MAX_NODES];
+	size_t idx[COORD_MAX_NODES];
+	size_t k = 0;
+	int best;
+
+	for (size_t i = 0; i < n && i < COORD_MAX_NODES; i++) {
+		if (in[i].current) {
+			seqs[k] = in[i].seq;
+			senders[k] = in[i].sender;
+			idx[k++] = i;
+		}
+	}
+	if (k == 0) {
+		for (size_t i = 0; i < n && i < COORD_MAX_NODES; i++) {
+			seqs[k] = in[i].seq;
+			senders[k] = in[i].sender;
+			idx[k++] = i;
+		}
+	}
+	best = coord_sync_pick(seqs, senders, k);
+	return best < 0 ? -1 : (int)idx[best];
+}
+
+bool coord_sync_current(const struct coord_sync_in *in, size_t n, const uint32_t *nodes,
+			size_t n_nodes)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (in[i].current || in[i].unblock) {
+			return true;
+		}
+	}
+	for (size_t j = 0; j < n_nodes; j++) {
+		bool present = false;
+
+		for (size_t i = 0; i < n && !present; i++) {
+			present = in[i].sender == nodes[j];
+		}
+		if (!present) {
+			return false;
+		}
+	}
+	return n > 0;
 }

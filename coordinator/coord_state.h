@@ -147,6 +147,35 @@ void coord_change_describe(const Hactl__Change *ch, char *buf, size_t len);
  * then lowest sender id. -1 when n == 0. */
 int coord_sync_pick(const uint64_t *seqs, const uint32_t *senders, size_t n);
 
+/* One member's state in a sync, as far as the choice goes. */
+struct coord_sync_in {
+	uint64_t seq;
+	uint32_t sender;
+	bool current; /* its state is current (it kept up with the cluster) */
+	bool unblock; /* an operator's `hactl unblock` */
+};
+
+/* The state every member adopts: the best (coord_sync_pick) of the
+ * current ones when there are any, else the best of all. -1 when n == 0. */
+int coord_sync_choose(const struct coord_sync_in *in, size_t n);
+/* Is the adopted state current after this sync? When a member was
+ * current, when an operator unblocked, or when every node of @nodes took
+ * part (corosync's wait_for_all: with everyone present, the newest state
+ * is the newest there is). */
+bool coord_sync_current(const struct coord_sync_in *in, size_t n, const uint32_t *nodes,
+			size_t n_nodes);
+
+/*
+ * Would a commit delivered from @sender be applied? Only when it comes
+ * from the leader of the current CPG membership (its lowest member: the
+ * CPG view is ordered with the messages, so every member answers alike),
+ * was decided in this membership @epoch, and its seq is after @state_seq.
+ * 0, or -EPERM / -ESTALE with @why.
+ */
+int coord_commit_check(uint64_t state_seq, uint64_t epoch, const uint32_t *members,
+		       size_t n_members, uint32_t sender, const Hactl__CpgCommit *cm,
+		       char *why, size_t whylen);
+
 /* Lowest node id that is both a CPG member and a quorum member, 0 when
  * not quorate. An empty quorum list counts every CPG member. */
 uint32_t coord_leader_pick(bool quorate, const uint32_t *cpg, size_t n_cpg,

@@ -55,6 +55,8 @@ enum coord_fence_state {
 	COORD_FENCE_FENCING,  /* agents running */
 	COORD_FENCE_FAILED,   /* alarm; retried with backoff */
 	COORD_FENCE_DONE,     /* confirmed; commit pending */
+	COORD_FENCE_UNCONFIRMED, /* nothing can confirm it off: alarm, no
+				  * recovery until `hactl fence --confirm` */
 	COORD_FENCE_STATE_MAX
 };
 
@@ -85,6 +87,21 @@ struct coord_bal {
 	char last_round[256];
 	qb_loop_timer_handle timer;
 };
+
+/* When a node left the CPG group, by node id (never by position in the
+ * state's node array: that array shifts when a node is added or a sync
+ * replaces it). */
+struct coord_loss {
+	uint32_t node;   /* 0 = free slot */
+	uint64_t ms;     /* monotonic */
+};
+
+/*
+ * Where coord_cpg_send() hands an encoded envelope instead of corosync:
+ * the unit tests' loopback bus (tests/unit/test_coord_replay.c). 0 or
+ * -errno; the buffer is the caller's.
+ */
+typedef int (*coord_send_fn)(struct coord *c, const uint8_t *buf, size_t len);
 
 struct coord {
 	qb_loop_t *loop;
@@ -124,6 +141,18 @@ struct coord {
 	Hactl__CpgSyncState *sync_got[COORD_MAX_NODES]; /* by sync index */
 	struct qb_list_head held; /* struct coord_msg delivered during sync */
 	uint64_t syncs_done;
+	/* Membership epoch: +1 at every CPG configuration change, one past the
+	 * highest of the members at the end of a sync; equal on all members.
+	 * Commits carry it and are applied only in their own epoch. */
+	uint64_t epoch;
+	uint64_t commit_seq_sent; /* leader: last seq given out in this epoch */
+	/* Our state is current: set by a sync with a current member, with
+	 * every node, or by `hactl unblock`; cleared at start (the state file
+	 * may be stale) and whenever corosync's quorum is lost (a quorate
+	 * partition elsewhere may decide meanwhile). Not current counts as not
+	 * quorate: no leader, no decisions, the agent runs nothing. */
+	bool current;
+	uint64_t rx_commit_refused;
 
 	/* IPC */
 	qb_ipcs_service_t *ipcs;
@@ -136,9 +165,9 @@ struct coord {
 	struct qb_list_head actions; /* struct coord_action */
 	uint64_t next_action_id;
 
-	/* fencing and recovery (coord_fence.c); node_lost_ms by state index */
+	/* fencing and recovery (coord_fence.c) */
 	struct coord_fence_op fence_ops[COORD_MAX_NODES];
-	uint64_t node_lost_ms[COORD_MAX_NODES];
+	struct coord_loss lost[COORD_MAX_NODES];
 	int fence_pipe[2];
 	unsigned fence_jobs;
 	qb_loop_timer_handle fence_timer;
@@ -156,26 +185,52 @@ struct coord {
 	uint64_t rx_bad_sender;
 	uint64_t agent_kicks;    /* refresh events sent to the local agent */
 	uint64_t rx_stale;
+
+	/* tests only: a loopback bus instead of corosync, a fixed clock */
+	coord_send_fn send_hook;
+	uint64_t test_now_ms; /* 0: the real monotonic clock */
 };
+
+/* Monotonic ms (the tests' clock when one is set). */
+uint64_t coord_now_ms(const struct coord *c);
+/* When node @id left the CPG group (monotonic ms); 0 = it has not, or it
+ * came back since. */
+uint64_t coord_lost_ms(const struct coord *c, uint32_t id);
+void coord_lost_set(struct coord *c, uint32_t id, uint64_t ms);
 
 /* cluster.c: corosync connections */
 int coord_cluster_connect(struct coord *c);
 void coord_cluster_disconnect(struct coord *c);
 void coord_cluster_schedule_reconnect(struct coord *c);
-/* Queues one message for the CPG group; 0 or -errno. */
+/* Queues one message for the CPG group; 0 or -errno. A CpgCommit is sent
+ * with this membership's epoch and the next seq of this leader (its own
+ * seq and epoch fields are ignored). */
 int coord_cpg_send(struct coord *c, enum ha_msg_type type,
 		   const ProtobufCMessage *msg);
+/* corosync's partition is quorate and our state is current. */
 bool coord_is_quorate(const struct coord *c);
+/* Waiting for current state although corosync is quorate (an alarm). */
+bool coord_is_blocked(const struct coord *c);
+/* votequorum says @quorate with these member nodes. */
+void coord_quorum_set(struct coord *c, bool quorate, const uint32_t *members, size_t n);
 bool coord_is_member(const struct coord *c, uint32_t id);
 void coord_leader_update(struct coord *c);
 
 /* replica.c: CPG message handling, state sync, commits */
-void coord_replica_confchg(struct coord *c, const uint32_t *members,
-			   size_t n_members, size_t n_joined);
+/* A CPG configuration change: @members now (one entry per node), the
+ * nodes that @left and that @joined. Records loss times and starts a
+ * state sync when anyone joined. */
+void coord_replica_confchg(struct coord *c, const uint32_t *members, size_t n_members,
+			   const uint32_t *left, size_t n_left, const uint32_t *joined,
+			   size_t n_joined);
 void coord_replica_deliver(struct coord *c, uint32_t sender, const void *buf,
 			   size_t len);
 void coord_replica_reset(struct coord *c);
-/* Forwards a client's change to the leader; the reply comes later. */
+/* hactl unblock: every member takes the newest state among those present
+ * as current. 0 or -errno with @why. */
+int coord_unblock(struct coord *c, char *why, size_t whylen);
+/* Forwards a client's change to the leader; the reply comes later (to
+ * @conn; with NULL nobody waits for it). */
 int coord_request_submit(struct coord *c, qb_ipcs_connection_t *conn,
 			 const Hactl__Change *change);
 /* Sends an action to the agent of @target; the reply comes later. */
@@ -192,6 +247,9 @@ void coord_pending_free_all(struct coord *c);
 void coord_actions_fail_all(struct coord *c, const char *why);
 /* Multicasts this host's agent facts/usage (after sync, on agent change). */
 void coord_announce_local(struct coord *c);
+/* The local agent's report says how its watchdog is armed: kept in the
+ * host's facts, multicast when it changed (then true). */
+bool coord_agent_watchdog_note(struct coord *c, const Hactl__AgentGuestReport *r);
 
 /* coord_fence.c */
 int coord_fence_start(struct coord *c);
@@ -202,6 +260,16 @@ void coord_fence_status_apply(struct coord *c, const Hactl__CpgFenceStatus *fs);
 /* hactl fence NODE: runs the node's fence levels now; on success commits
  * it fenced and answers @conn then. */
 int coord_fence_manual(struct coord *c, qb_ipcs_connection_t *conn, const char *node);
+/* hactl fence --confirm NODE: the operator has made sure NODE is off; it
+ * is committed fenced (method "confirmed") through the leader, which then
+ * recovers its guests. Refused (-errno with @why) while NODE is in the
+ * membership. Otherwise 0: @conn (may be NULL) gets the commit's result. */
+int coord_fence_confirm(struct coord *c, qb_ipcs_connection_t *conn, const char *node,
+			char *why, size_t whylen);
+/* Why node @n, lost, may be taken for off once its self-fence deadline
+ * passed (method watchdog): true, or false with @why. */
+bool coord_fence_watchdog_ok(const struct coord *c, const struct coord_node *n, char *why,
+			     size_t whylen);
 
 /* coord_migration.c */
 void coord_migration_tick(struct coord *c);

@@ -201,6 +201,61 @@ static void test_leader_pick(void)
 	CHECK_EQ_INT(coord_leader_pick(true, NULL, 0, q, 2), 0);
 }
 
+/* Issue 12, item 8: a current member's state wins over a newer-looking
+ * stale one; without one, only every node together (or an operator)
+ * makes the newest current. */
+static void test_sync_choose(void)
+{
+	struct coord_sync_in in[] = {
+		{ .seq = 9, .sender = 1 },                  /* stale, high seq */
+		{ .seq = 7, .sender = 2, .current = true },
+		{ .seq = 7, .sender = 3, .current = true },
+	};
+	uint32_t nodes[] = { 1, 2, 3, 4 };
+
+	CHECK_EQ_INT(coord_sync_choose(in, 3), 1);
+	CHECK(coord_sync_current(in, 3, nodes, 4));
+	in[1].current = in[2].current = false;
+	CHECK_EQ_INT(coord_sync_choose(in, 3), 0);
+	CHECK(!coord_sync_current(in, 3, nodes, 4)); /* node 4 missing */
+	CHECK(coord_sync_current(in, 3, nodes, 3));  /* every node */
+	in[2].unblock = true;
+	CHECK(coord_sync_current(in, 3, nodes, 4));
+	CHECK_EQ_INT(coord_sync_choose(in, 0), -1);
+	CHECK(!coord_sync_current(in, 0, nodes, 0));
+}
+
+/* Issue 12, item 9: only the membership's leader, in its epoch, in order. */
+static void test_commit_check(void)
+{
+	uint32_t members[] = { 2, 3, 5 };
+	Hactl__CpgCommit cm = HACTL__CPG_COMMIT__INIT;
+	char why[256];
+
+	cm.leader = 2;
+	cm.seq = 8;
+	cm.has_epoch = true;
+	cm.epoch = 4;
+	CHECK_EQ_INT(coord_commit_check(7, 4, members, 3, 2, &cm, why, sizeof(why)), 0);
+	CHECK_EQ_INT(coord_commit_check(5, 4, members, 3, 2, &cm, why, sizeof(why)), 0);
+	/* not after the state */
+	CHECK_EQ_INT(coord_commit_check(8, 4, members, 3, 2, &cm, why, sizeof(why)), -ESTALE);
+	CHECK(strstr(why, "seq 8 is not after 8") != NULL);
+	/* another membership */
+	CHECK_EQ_INT(coord_commit_check(7, 5, members, 3, 2, &cm, why, sizeof(why)), -ESTALE);
+	CHECK(strstr(why, "epoch 4") != NULL);
+	cm.has_epoch = false;
+	CHECK_EQ_INT(coord_commit_check(7, 4, members, 3, 2, &cm, why, sizeof(why)), -ESTALE);
+	cm.has_epoch = true;
+	/* a member that is not the lowest, or a sender naming another */
+	cm.leader = 3;
+	CHECK_EQ_INT(coord_commit_check(7, 4, members, 3, 3, &cm, why, sizeof(why)), -EPERM);
+	CHECK(strstr(why, "2 is") != NULL);
+	CHECK_EQ_INT(coord_commit_check(7, 4, members, 3, 2, &cm, why, sizeof(why)), -EPERM);
+	cm.leader = 2;
+	CHECK_EQ_INT(coord_commit_check(7, 4, NULL, 0, 2, &cm, why, sizeof(why)), -EPERM);
+}
+
 int main(void)
 {
 	test_nodes();
@@ -210,5 +265,7 @@ int main(void)
 	test_import_bounds();
 	test_sync_pick();
 	test_leader_pick();
+	test_commit_check();
+	test_sync_choose();
 	return ha_test_done("test_coord_state");
 }
