@@ -35,7 +35,9 @@
 
 #include "agent_guests.h"
 #include "agent_mig.h"
+#include "agent_watchdog.h"
 #include "driver.h"
+#include "fencing.h"
 #include "guestdef.h"
 #include "snapshot.h"
 #include "util.h"
@@ -49,6 +51,8 @@ enum op_kind {
 	OP_MIG_SEND,
 	OP_MIG_RECV,
 	OP_MIG_FINISH,
+	OP_KILL,      /* stop at once (forced): a copy this host must not run */
+	OP_RESUME,    /* resume a guest found paused by an earlier agent */
 	OP_KIND_MAX
 };
 
@@ -78,6 +82,8 @@ static const char *const op_names[OP_KIND_MAX] = {
 	[OP_MIG_SEND] = "migrate-send",
 	[OP_MIG_RECV] = "migrate-receive",
 	[OP_MIG_FINISH] = "migrate-finish",
+	[OP_KILL] = "kill",
+	[OP_RESUME] = "resume",
 };
 
 struct ag_guest {
@@ -98,6 +104,12 @@ struct ag_guest {
 	bool in_cluster;              /* present in the last cluster list */
 	bool in_migration;            /* a migration step owns it now */
 	bool busy;
+	enum op_kind op_kind;         /* the operation in flight while busy */
+	bool fence_killed;            /* the self-fence killed it during that op */
+	bool fence_noted;             /* ... or said that it could not yet */
+	bool resume_failed;           /* OP_RESUME failed: stop it instead */
+	bool refused;                 /* not started: no armed watchdog (logged) */
+	const char *kill_why;         /* the note of the OP_KILL in flight */
 	bool want_running;            /* desired state per the cluster */
 	bool start_snapshot;          /* start from a snapshot (restore) */
 	bool start_fallback;          /* no good snapshot: cold start */
@@ -114,6 +126,8 @@ struct ag_guest {
 	bool mig_source;
 	enum mig_phase mig_phase;
 	bool mig_commit;              /* the decision, for the finish op */
+	bool mig_disowned;            /* the finish discards a copy that another
+				       * node owns now, whatever the decision */
 	struct mig_listener *mig_listener; /* destination, until the op ends */
 	uint32_t mig_port;
 	char mig_addr[64];
@@ -127,6 +141,9 @@ struct ag_guest {
 	 * whether the cluster aborted, the cipher and the last counters */
 	struct agent_mig_xfer *mig_xfer;
 	bool mig_cancel;
+	/* under m->lock: the driver object the op in flight works on, once
+	 * known (valid until the loop thread takes the op's result) */
+	struct agent_guest *op_obj;
 	char mig_cipher[64];
 	char mig_xport[8];
 	struct mig_counters mig_ctr;
@@ -147,7 +164,7 @@ struct ag_op {
 	/* migration steps: the transaction they belong to, taken at the
 	 * start, as a newer one may replace the guest's while they run */
 	uint64_t mig_id;
-	bool mig_source, mig_commit;
+	bool mig_source, mig_commit, mig_disowned;
 	/* results */
 	int rc;
 	char err[AGENT_ERR_LEN + 256];
@@ -166,11 +183,22 @@ struct agent_guests {
 	struct qb_list_head done; /* finished ops, under lock */
 	unsigned inflight;        /* under lock */
 	pthread_cond_t idle;
-	uint64_t last_quorate_ms; /* monotonic; 0 = never */
+	uint64_t started_ms;      /* the self-fence clock when this agent started */
+	uint64_t last_quorate_ms; /* the self-fence clock; 0 = never */
 	struct ag_guest *sending; /* the one outgoing migration stream at a time */
 	bool self_fenced;         /* guests stopped for lack of quorum */
-	int wd_fd;                /* watchdog device, -1 = none */
+	struct agent_watchdog *wd; /* armed watchdog, NULL = none */
+	char wd_error[512];       /* why there is none */
+	struct fence_config *fence; /* fence.conf as loaded at start */
+	char local_name[64];      /* this node's name, from the cluster's list */
+	enum fence_method method; /* how the cluster fences this node */
 };
+
+/* The clock of the self-fence (tests drive their own). */
+static uint64_t now_ms(const struct agent_guests *m)
+{
+	return m->io.now_ms ? m->io.now_ms(m->io.arg) : ha_mono_ms();
+}
 
 static void spec_fill(struct agent_guests *m, struct ag_guest *g)
 {
@@ -400,6 +428,12 @@ static void op_run(struct ag_op *op)
 		}
 		if (obj == NULL) {
 			rc = ops->create(&g->drv, &g->spec, &obj, derr);
+			if (rc == 0) {
+				/* the self-fence may kill it while it boots */
+				pthread_mutex_lock(&g->m->lock);
+				g->op_obj = obj;
+				pthread_mutex_unlock(&g->m->lock);
+			}
 		}
 		if (rc == 0) {
 			rc = ops->start(obj, 120000, derr);
@@ -564,6 +598,23 @@ static void op_run(struct ag_op *op)
 			rc = ops->migrate_finish(obj, op->mig_source, op->mig_commit, derr);
 		}
 		break;
+	case OP_KILL:
+		/* no graceful part: this copy must not run one moment longer */
+		if (obj) {
+			rc = ops->stop(obj, 0, derr);
+		}
+		break;
+	case OP_RESUME:
+		/* the driver's resume of a paused copy is the source's side of
+		 * an aborted migration: thaw (and reattach) what was held */
+		if (obj == NULL || ops->migrate_finish == NULL) {
+			rc = -EOPNOTSUPP;
+			snprintf(derr, sizeof(derr), "the %s driver cannot resume a paused guest",
+				 g->def.type);
+			break;
+		}
+		rc = ops->migrate_finish(obj, true, false, derr);
+		break;
 	default:
 		rc = -EINVAL;
 		break;
@@ -628,14 +679,21 @@ static int op_start_ex(struct ag_guest *g, enum op_kind kind, uint64_t arg, uint
 	op->mig_id = g->mig_id;
 	op->mig_source = g->mig_source;
 	op->mig_commit = g->mig_commit;
+	op->mig_disowned = g->mig_disowned;
 	g->busy = true;
+	g->op_kind = kind;
+	g->fence_killed = false;
+	g->fence_noted = false;
 	if (kind == OP_START_COLD || kind == OP_START_SNAPSHOT) {
 		g->state = AGENT_GUEST_STARTING;
-	} else if (kind == OP_STOP || kind == OP_DESTROY) {
+	} else if (kind == OP_STOP || kind == OP_DESTROY || kind == OP_KILL) {
 		g->state = AGENT_GUEST_STOPPING;
 	}
 	pthread_mutex_lock(&m->lock);
 	m->inflight++;
+	/* Restore and receive replace the object (they free the old one in
+	 * their thread): the self-fence must not touch it meanwhile. */
+	g->op_obj = kind == OP_START_SNAPSHOT || kind == OP_MIG_RECV ? NULL : g->g;
 	pthread_mutex_unlock(&m->lock);
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -644,6 +702,7 @@ static int op_start_ex(struct ag_guest *g, enum op_kind kind, uint64_t arg, uint
 	if (rc != 0) {
 		pthread_mutex_lock(&m->lock);
 		m->inflight--;
+		g->op_obj = NULL;
 		pthread_mutex_unlock(&m->lock);
 		g->busy = false;
 		free(op);
@@ -774,6 +833,10 @@ static void report(struct agent_guests *m)
 }
 
 static void reconcile_one(struct agent_guests *m, struct ag_guest *g, bool quorate);
+static void self_fence_one(struct agent_guests *m, struct ag_guest *g);
+static void watchdog_update(struct agent_guests *m);
+static void fence_method_update(struct agent_guests *m);
+static bool watchdog_refuses(struct agent_guests *m, struct ag_guest *g, char *why, size_t len);
 
 static int done_cb(int fd, int revents, void *data)
 {
@@ -781,6 +844,7 @@ static int done_cb(int fd, int revents, void *data)
 	uint64_t v;
 	struct qb_list_head done;
 	struct ag_op *op, *tmp;
+	bool fence_after;
 
 	if (read(m->efd, &v, sizeof(v)) < 0) {
 		/* spurious wake-up */
@@ -800,6 +864,14 @@ static int done_cb(int fd, int revents, void *data)
 		qb_list_del(&op->list);
 		g->busy = false;
 		g->g = op->obj;
+		fence_after = m->self_fenced && !(op->kind == OP_KILL && op->rc < 0);
+		pthread_mutex_lock(&m->lock);
+		g->op_obj = NULL;
+		pthread_mutex_unlock(&m->lock);
+		if (g->fence_killed) {
+			qb_log(LOG_NOTICE, "%s %s ended after the self-fence killed the guest",
+			       op_names[op->kind], g->name);
+		}
 		if (op->rc < 0) {
 			qb_log(LOG_ERR, "%s (after %" PRIu64 " ms)", op->err, took);
 			snprintf(g->error, sizeof(g->error), "%s", op->err);
@@ -886,8 +958,25 @@ static int done_cb(int fd, int revents, void *data)
 				snprintf(path, sizeof(path), "%s/definition.conf", g->run_dir);
 				ha_file_write_atomic(path, g->def_text, g->def_len);
 			}
-			snprintf(g->note, sizeof(g->note), "%s", !op->mig_commit ? "migration aborted" :
-				 op->mig_source ? "migrated away" : "migrated here");
+			if (op->mig_disowned) {
+				snprintf(g->note, sizeof(g->note), "migration %s; another node owns the "
+					 "guest now: the copy here was discarded, not resumed",
+					 op->mig_source ? "aborted" : "committed");
+			} else {
+				snprintf(g->note, sizeof(g->note), "%s", !op->mig_commit ?
+					 "migration aborted" : op->mig_source ? "migrated away" :
+					 "migrated here");
+			}
+		}
+		if (op->kind == OP_KILL && op->rc == 0) {
+			snprintf(g->note, sizeof(g->note), "%s", g->kill_why ? g->kill_why : "killed");
+		}
+		if (op->kind == OP_RESUME) {
+			g->resume_failed = op->rc < 0;
+		}
+		if (op->kind == OP_RESUME && op->rc == 0) {
+			snprintf(g->note, sizeof(g->note), "found paused after an agent restart: "
+				 "resumed (this node owns it, no migration in flight)");
 		}
 		if (op->req_id && m->io.action_done) {
 			m->io.action_done(m->io.arg, op->req_id, op->rc,
@@ -907,6 +996,11 @@ static int done_cb(int fd, int revents, void *data)
 			continue;
 		}
 		free(op);
+		if (fence_after) {
+			/* what the operation left running goes at once, not at
+			 * the next tick (a failed kill is retried there) */
+			self_fence_one(m, g);
+		}
 	}
 	report(m);
 	return 0;
@@ -970,6 +1064,13 @@ static bool reconcile_migration(struct agent_guests *m, struct ag_guest *g,
 			struct agent_mig_params mp;
 			char err[512];
 
+			if (watchdog_refuses(m, g, err, sizeof(err))) {
+				g->mig_phase = MIG_FAILED;
+				snprintf(g->mig_error, sizeof(g->mig_error), "destination: %s", err);
+				qb_log(LOG_ERR, "migration %" PRIu64 " of %s: %s", mg->id, g->name,
+				       g->mig_error);
+				return true;
+			}
 			mig_params(g, &mp);
 			if (agent_mig_listen(&mp, &g->mig_listener, err, sizeof(err)) < 0) {
 				g->mig_phase = MIG_FAILED;
@@ -1030,6 +1131,18 @@ static bool reconcile_migration(struct agent_guests *m, struct ag_guest *g,
 		return true;
 	}
 	g->mig_commit = strcmp(mg->state, "committed") == 0;
+	g->mig_disowned = false;
+	if (g->mig_source != g->mig_commit && rec->owner != local_id) {
+		/* The decision would run the copy here (an aborted source
+		 * resumes, a committed destination starts), but this node no
+		 * longer owns the guest: the cluster recovered it elsewhere
+		 * meanwhile (this host was cut off). Discard it instead. */
+		qb_log(LOG_WARNING, "migration %" PRIu64 " of %s %s, but node %u owns it now: "
+		       "discarding the %s copy here instead of resuming it", mg->id, g->name,
+		       mg->state, rec->owner, g->mig_source ? "source" : "destination");
+		g->mig_commit = !g->mig_commit;
+		g->mig_disowned = true;
+	}
 	if (g->g == NULL) {
 		g->mig_phase = MIG_FINISHED;
 		return false;
@@ -1055,16 +1168,56 @@ static void reconcile_one(struct agent_guests *m, struct ag_guest *g, bool quora
 		op_start(g, OP_DESTROY, g->owned, 0);
 		return;
 	}
+	if (running && !g->owned) {
+		/* Another node may run it this very moment: no graceful stop
+		 * over stop_timeout, the copy here goes at once. */
+		qb_log(LOG_WARNING, "%s runs here but another node owns it: killing it", g->name);
+		g->kill_why = "killed: it ran here while another node owns it";
+		op_start(g, OP_KILL, 0, 0);
+		return;
+	}
+	if (s == AGENT_GUEST_PAUSED) {
+		/* Paused outside any migration this agent follows: an
+		 * operation of an earlier agent (snapshot, checkpoint,
+		 * hand-over) froze it and that agent is gone. This node owns it
+		 * and the cluster has no migration of it in flight (else it
+		 * would be in_migration): resume it when it should run, stop it
+		 * when it should not. */
+		if (g->want_running && !g->resume_failed) {
+			qb_log(LOG_WARNING, "%s is paused with nothing in flight: resuming it",
+			       g->name);
+			op_start(g, OP_RESUME, 0, 0);
+		} else if (g->want_running) {
+			/* it cannot be resumed: killed, then started afresh */
+			g->resume_failed = false;
+			g->kill_why = "found paused after an agent restart and could not be "
+				      "resumed: killed (started again next)";
+			op_start(g, OP_KILL, 0, 0);
+		} else {
+			op_start(g, OP_STOP, 0, 0);
+		}
+		return;
+	}
 	if (g->owned && g->want_running) {
 		if (!running && g->failed_generation != g->generation) {
+			char why[512];
+
+			if (watchdog_refuses(m, g, why, sizeof(why))) {
+				if (!g->refused) {
+					qb_log(LOG_ERR, "not starting %s: %s", g->name, why);
+				}
+				g->refused = true;
+				snprintf(g->error, sizeof(g->error), "not started: %s", why);
+				return;
+			}
+			g->refused = false;
 			op_start_ex(g, g->start_snapshot ? OP_START_SNAPSHOT : OP_START_COLD,
 				    g->start_gen, 0, g->start_fallback);
 		}
 		return;
 	}
 	if (running) {
-		qb_log(LOG_NOTICE, "%s runs here but %s: stopping it", g->name,
-		       g->owned ? "should be stopped" : "another node owns it");
+		qb_log(LOG_NOTICE, "%s runs here but should be stopped: stopping it", g->name);
 		op_start(g, OP_STOP, 0, 0);
 	}
 }
@@ -1073,8 +1226,15 @@ void agent_guests_reconcile(struct agent_guests *m, const Hactl__AgentGuestsRepl
 {
 	struct ag_guest *g, *tmp;
 
+	for (size_t i = 0; i < r->n_nodes; i++) {
+		if (r->nodes[i]->id == r->local_id && r->nodes[i]->name &&
+		    strcmp(r->nodes[i]->name, m->local_name) != 0) {
+			snprintf(m->local_name, sizeof(m->local_name), "%s", r->nodes[i]->name);
+			fence_method_update(m);
+		}
+	}
 	if (r->quorate) {
-		m->last_quorate_ms = ha_mono_ms();
+		m->last_quorate_ms = now_ms(m);
 		if (m->self_fenced) {
 			qb_log(LOG_NOTICE, "quorum is back: guests may run here again");
 			m->self_fenced = false;
@@ -1125,41 +1285,198 @@ void agent_guests_reconcile(struct agent_guests *m, const Hactl__AgentGuestsRepl
 	qb_list_for_each_entry_safe(g, tmp, &m->guests, list) {
 		reconcile_one(m, g, r->quorate && !m->self_fenced);
 	}
+	watchdog_update(m);
 	report(m);
 }
 
 /*
- * Self-fencing: without quorum (or without a coordinator) for half the
- * self-fence timeout, every guest here is stopped hard, so that it is
- * down before the majority restarts it elsewhere. The watchdog is fed only
- * while this host is allowed to run guests or has none running.
+ * Self-fencing (docs/failover.md, "Agent"). An agent that has not seen a
+ * quorate partition for half the self-fence timeout -- counted from its
+ * last quorate answer, or from its own start when it has had none since
+ * (an agent restarted inside a minority) -- kills every guest it holds,
+ * busy or not, so that each is down before the majority restarts it
+ * elsewhere at loss + self_fence_timeout_ms. A guest with an operation in
+ * flight (a migration's source, a snapshot) is killed through the driver
+ * beside that operation, and its migration stream is cut; whatever an
+ * operation leaves running is killed when it ends.
  */
-static void self_fence_check(struct agent_guests *m)
+
+/* The guest may have a process here (running, paused, or an operation
+ * that may be making one). */
+static bool guest_held(struct ag_guest *g)
+{
+	enum agent_guest_state s;
+
+	if (g->busy) {
+		return true;
+	}
+	s = live_state(g);
+	return s == AGENT_GUEST_RUNNING || s == AGENT_GUEST_PAUSED || s == AGENT_GUEST_STARTING ||
+	       s == AGENT_GUEST_STOPPING;
+}
+
+static bool holds_any(struct agent_guests *m)
 {
 	struct ag_guest *g;
-	uint64_t now = ha_mono_ms();
-	uint64_t grace = m->cfg->self_fence_timeout_ms / 2;
-	bool healthy = m->last_quorate_ms && now - m->last_quorate_ms <= grace;
 
-	if (!healthy && m->last_quorate_ms && !m->self_fenced) {
-		qb_log(LOG_CRIT, "no quorum for %llu ms: stopping every guest here (self-fence)",
-		       (unsigned long long)(now - m->last_quorate_ms));
+	qb_list_for_each_entry(g, &m->guests, list) {
+		if (guest_held(g)) {
+			return true;
+		}
+	}
+	return false;
+}
+
+/* A busy guest: cut its stream and kill it beside the operation. */
+static void fence_busy(struct agent_guests *m, struct ag_guest *g)
+{
+	struct agent_guest *obj;
+	char err[AGENT_ERR_LEN] = "";
+	int rc = -ESRCH;
+
+	if (g->fence_killed) {
+		return; /* once per operation */
+	}
+	pthread_mutex_lock(&m->lock);
+	if (g->mig_xfer && !g->mig_cancel) {
+		agent_mig_cancel(g->mig_xfer);
+	}
+	g->mig_cancel = true;
+	obj = g->op_obj;
+	if (obj && g->ops->kill) {
+		/* under the lock: the worker publishes op_obj under it */
+		rc = g->ops->kill(obj, err);
+	}
+	pthread_mutex_unlock(&m->lock);
+	if (g->mig_listener) {
+		shutdown(mig_listener_fd(g->mig_listener), SHUT_RDWR);
+	}
+	if (rc == 0) {
+		g->fence_killed = true;
+		qb_log(LOG_CRIT, "self-fence: killed %s during its %s", g->name, op_names[g->op_kind]);
+	} else if (!g->fence_noted) {
+		/* tried again every tick: a start publishes its object later */
+		g->fence_noted = true;
+		qb_log(LOG_CRIT, "self-fence: %s is busy with %s (%s): killed as soon as possible",
+		       g->name, op_names[g->op_kind], err[0] ? err : "no process yet");
+	}
+}
+
+static void self_fence_one(struct agent_guests *m, struct ag_guest *g)
+{
+	enum agent_guest_state s;
+
+	if (g->busy) {
+		if (g->op_kind != OP_KILL) {
+			fence_busy(m, g);
+		}
+		return;
+	}
+	s = live_state(g);
+	if (s == AGENT_GUEST_RUNNING || s == AGENT_GUEST_PAUSED) {
+		g->kill_why = "killed by the self-fence (no quorum)";
+		op_start(g, OP_KILL, 0, 0);
+	}
+}
+
+static void self_fence_stop_all(struct agent_guests *m)
+{
+	struct ag_guest *g;
+
+	qb_list_for_each_entry(g, &m->guests, list) {
+		self_fence_one(m, g);
+	}
+}
+
+/*
+ * The watchdog is fed up to the instant the self-fence would begin (last
+ * quorate answer + half the timeout) and, while this host holds no guest,
+ * half a timeout beyond now. Without quorum and with a guest held,
+ * nothing moves the deadline: if the kills do not finish (or this loop
+ * hangs), the device resets the host within its timeout (at most the
+ * other half) of that instant.
+ */
+static void watchdog_update(struct agent_guests *m)
+{
+	uint64_t now = now_ms(m), grace = m->cfg->self_fence_timeout_ms / 2, until;
+
+	if (m->wd == NULL) {
+		return;
+	}
+	if (m->last_quorate_ms && !m->self_fenced && now - m->last_quorate_ms <= grace) {
+		until = m->last_quorate_ms + grace;
+	} else if (!holds_any(m)) {
+		until = now + grace;
+	} else {
+		return;
+	}
+	/* the device's feeder counts in CLOCK_MONOTONIC */
+	agent_watchdog_allow(m->wd, ha_mono_ms() + (until - now));
+}
+
+static void self_fence_check(struct agent_guests *m)
+{
+	uint64_t now = now_ms(m);
+	uint64_t grace = m->cfg->self_fence_timeout_ms / 2;
+	uint64_t since = m->last_quorate_ms ? m->last_quorate_ms : m->started_ms;
+
+	if (now - since > grace && !m->self_fenced) {
+		if (m->last_quorate_ms) {
+			qb_log(LOG_CRIT, "no quorum for %llu ms: killing every guest here (self-fence)",
+			       (unsigned long long)(now - since));
+		} else {
+			qb_log(LOG_CRIT, "no quorate partition seen in the %llu ms since this agent "
+			       "started: killing every guest here (self-fence)",
+			       (unsigned long long)(now - since));
+		}
 		m->self_fenced = true;
 	}
 	if (m->self_fenced) {
-		qb_list_for_each_entry(g, &m->guests, list) {
-			enum agent_guest_state s = live_state(g);
+		self_fence_stop_all(m);
+	}
+	watchdog_update(m);
+}
 
-			if (!g->busy && (s == AGENT_GUEST_RUNNING || s == AGENT_GUEST_PAUSED)) {
-				op_start(g, OP_STOP, 500, 0);
-			}
-		}
+/* Reads which method fences this node (once its name is known). */
+static void fence_method_update(struct agent_guests *m)
+{
+	struct fence_node fn;
+
+	if (m->fence == NULL) {
+		m->method = FENCE_METHOD_WATCHDOG; /* unreadable fence.conf: the strict case */
+		return;
 	}
-	if (m->wd_fd >= 0 && (healthy || agent_guests_running(m) == 0)) {
-		if (write(m->wd_fd, "a", 1) != 1) {
-			qb_log(LOG_ERR, "cannot feed the watchdog %s", m->cfg->watchdog_device);
-		}
+	fence_config_node(m->fence, m->local_name, &fn);
+	if (fn.method != m->method) {
+		qb_log(LOG_NOTICE, "this node (%s) is fenced by %s", m->local_name,
+		       fence_method_str(fn.method));
 	}
+	m->method = fn.method;
+}
+
+/*
+ * Whether @g may not run here: the cluster restarts it elsewhere after
+ * this host is lost (restart is not "none"), this node is fenced by
+ * method watchdog, and no watchdog is armed here -- nothing would then
+ * enforce the self-fence deadline that the leader waits out.
+ */
+static bool watchdog_refuses(struct agent_guests *m, struct ag_guest *g, char *why, size_t len)
+{
+	if (g->def.restart == HA_RESTART_NONE || m->method != FENCE_METHOD_WATCHDOG ||
+	    m->wd != NULL || !m->cfg->watchdog_required) {
+		return false;
+	}
+	snprintf(why, len, "this node is fenced by method watchdog and has no armed watchdog "
+		 "(%s)", m->wd_error);
+	return true;
+}
+
+void agent_guests_watchdog(const struct agent_guests *m, bool *armed, uint32_t *timeout_ms,
+			   const char **error)
+{
+	*armed = m->wd != NULL;
+	*timeout_ms = m->wd ? agent_watchdog_timeout_ms(m->wd) : 0;
+	*error = m->wd ? "" : m->wd_error;
 }
 
 void agent_guests_action(struct agent_guests *m, uint64_t req_id,
@@ -1263,6 +1580,31 @@ static void reattach_all(struct agent_guests *m)
 	closedir(d);
 }
 
+/* fence.conf (for this node's method) and the watchdog device. */
+static void fence_setup(struct agent_guests *m)
+{
+	const struct ha_config *cfg = m->cfg;
+	char err[512] = "";
+
+	m->fence = calloc(1, sizeof(*m->fence));
+	if (m->fence && fence_config_load(cfg->fence_config, m->fence, err, sizeof(err)) < 0) {
+		qb_log(LOG_ERR, "%s: taking method watchdog for this node", err);
+		free(m->fence);
+		m->fence = NULL;
+	}
+	m->method = m->fence ? m->fence->default_method : FENCE_METHOD_WATCHDOG;
+	if (cfg->watchdog_device[0] == 0) {
+		snprintf(m->wd_error, sizeof(m->wd_error), "no watchdog_device configured");
+	} else if (agent_watchdog_open(cfg->watchdog_device, cfg->self_fence_timeout_ms / 2,
+				       &m->wd, m->wd_error, sizeof(m->wd_error)) < 0) {
+		qb_log(LOG_ERR, "%s", m->wd_error);
+	} else {
+		qb_log(LOG_NOTICE, "watchdog %s armed: %u ms (self-fence timeout %u ms)",
+		       cfg->watchdog_device, agent_watchdog_timeout_ms(m->wd),
+		       cfg->self_fence_timeout_ms);
+	}
+}
+
 struct agent_guests *agent_guests_new(qb_loop_t *loop, const struct ha_config *cfg,
 				      const struct agent_guests_io *io)
 {
@@ -1278,24 +1620,21 @@ struct agent_guests *agent_guests_new(qb_loop_t *loop, const struct ha_config *c
 	qb_list_init(&m->done);
 	pthread_mutex_init(&m->lock, NULL);
 	pthread_cond_init(&m->idle, NULL);
-	m->wd_fd = -1;
-	if (cfg->watchdog_device[0]) {
-		m->wd_fd = open(cfg->watchdog_device, O_WRONLY | O_CLOEXEC);
-		if (m->wd_fd < 0) {
-			qb_log(LOG_ERR, "cannot open the watchdog %s: %s", cfg->watchdog_device,
-			       strerror(errno));
-		}
-	}
+	m->started_ms = now_ms(m);
 	m->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (m->efd < 0 ||
 	    qb_loop_poll_add(loop, QB_LOOP_HIGH, m->efd, POLLIN, m, done_cb) != 0) {
 		if (m->efd >= 0) {
 			close(m->efd);
 		}
+		pthread_mutex_destroy(&m->lock);
+		pthread_cond_destroy(&m->idle);
 		free(m);
 		return NULL;
 	}
+	fence_setup(m);
 	reattach_all(m);
+	watchdog_update(m);
 	return m;
 }
 
@@ -1326,18 +1665,25 @@ void agent_guests_free(struct agent_guests *m)
 		qb_list_del(&op->list);
 		free(op);
 	}
+	if (m->wd) {
+		/* A clean stop disarms the watchdog only when no guest is
+		 * held here: otherwise its timer runs on, and the host is
+		 * reset unless a new agent takes it over in time. */
+		bool held = holds_any(m);
+
+		if (held) {
+			qb_log(LOG_WARNING, "guests keep running here: the watchdog stays armed "
+			       "(%u ms) for the next agent", agent_watchdog_timeout_ms(m->wd));
+		}
+		agent_watchdog_free(m->wd, !held);
+		m->wd = NULL;
+	}
 	qb_list_for_each_entry_safe(g, tmp, &m->guests, list) {
 		guest_free(g);
 	}
 	qb_loop_poll_del(m->loop, m->efd);
 	close(m->efd);
-	if (m->wd_fd >= 0) {
-		/* magic close: a clean stop disarms it */
-		if (write(m->wd_fd, "V", 1) != 1) {
-			qb_log(LOG_WARNING, "watchdog not disarmed");
-		}
-		close(m->wd_fd);
-	}
+	free(m->fence);
 	pthread_mutex_destroy(&m->lock);
 	pthread_cond_destroy(&m->idle);
 	free(m);

@@ -23,6 +23,9 @@ struct agent_guests_io {
 	/* An action finished. */
 	void (*action_done)(void *arg, uint64_t req_id, int code, const char *msg,
 			    uint64_t value);
+	/* The clock of the self-fence, CLOCK_MONOTONIC in ms; NULL: the
+	 * system's (tests drive their own). */
+	uint64_t (*now_ms)(void *arg);
 };
 
 /* Creates the manager and re-attaches to guests left running by a
@@ -42,6 +45,11 @@ void agent_guests_action(struct agent_guests *m, uint64_t req_id,
 
 /* Periodic work: snapshots due, state refresh, report. */
 void agent_guests_tick(struct agent_guests *m);
+
+/* Whether a watchdog is armed here and its timeout (0 when not), else
+ * why not (@error: a string owned by @m, "" when armed). */
+void agent_guests_watchdog(const struct agent_guests *m, bool *armed, uint32_t *timeout_ms,
+			   const char **error);
 
 /* Number of guests running here. */
 uint32_t agent_guests_running(const struct agent_guests *m);

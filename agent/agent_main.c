@@ -84,6 +84,18 @@ static void io_report(void *arg, Hactl__GuestStatus **st, size_t n)
 	}
 	r.guests = st;
 	r.n_guests = n;
+	if (a->guests) {
+		bool armed;
+		uint32_t timeout_ms;
+		const char *error;
+
+		agent_guests_watchdog(a->guests, &armed, &timeout_ms, &error);
+		r.has_watchdog_armed = true;
+		r.watchdog_armed = armed;
+		r.has_watchdog_timeout_ms = true;
+		r.watchdog_timeout_ms = timeout_ms;
+		r.watchdog_error = (char *)error;
+	}
 	call_result(a, HA_MSG_AGENT_GUEST_REPORT, &r.base);
 }
 

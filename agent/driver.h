@@ -121,6 +121,18 @@ struct agent_driver_ops {
 	int (*start)(struct agent_guest *g, uint32_t timeout_ms, char *err);
 	/* Graceful within @timeout_ms, then forced. */
 	int (*stop)(struct agent_guest *g, uint32_t timeout_ms, char *err);
+	/*
+	 * Sends SIGKILL to every process of the guest at once, without
+	 * waiting and without cleaning up: how the self-fence stops a guest
+	 * while another operation on it (a migration, a snapshot) still runs
+	 * in a worker thread; that operation then fails, and a stop()
+	 * afterwards cleans up. Unlike every other operation it may run on
+	 * the agent's loop thread concurrently with one operation on the same
+	 * guest: it reads only what is fixed while the guest lives. -ESRCH
+	 * when nothing ran. NULL: not supported (the agent then waits for the
+	 * operation to end and stops the guest).
+	 */
+	int (*kill)(const struct agent_guest *g, char *err);
 	/* Removes the guest's host-side resources (it must be stopped). */
 	int (*destroy)(struct agent_guest *g, char *err);
 	enum agent_guest_state (*state)(const struct agent_guest *g);
@@ -167,5 +179,10 @@ struct agent_driver {
 /* The driver for a definition's type ("container", "domain"); NULL when
  * that backend is not built in. */
 const struct agent_driver_ops *agent_driver_find(const char *type);
+
+/* Puts @ops in front of the built-in driver of the same name, or removes
+ * it (NULL): how the unit tests run the agent core over a driver that
+ * records what it is asked. Not thread-safe; call before any guest. */
+void agent_driver_override(const struct agent_driver_ops *ops);
 
 #endif

@@ -1077,6 +1077,22 @@ static int ctr_stop(struct agent_guest *g, uint32_t timeout_ms, char *err)
 	return leftovers_clean(g, err);
 }
 
+/* The cgroup holds every process of the guest, whatever the operation in
+ * flight does with them (CRIU's seized and stopped tree included); its
+ * name is fixed when the object is made. A frozen v2 cgroup lets SIGKILL
+ * through; a frozen v1 one delivers it at the thaw. */
+static int ctr_kill(const struct agent_guest *g, char *err)
+{
+	int rc;
+
+	err_clear(err);
+	rc = ctr_cgroup_signal(&g->cg, SIGKILL, err);
+	if (rc == 0 && !g->cg.v2 && ctr_cgroup_frozen(&g->cg)) {
+		ctr_cgroup_freeze(&g->cg, false, 0, NULL);
+	}
+	return rc;
+}
+
 static int ctr_destroy(struct agent_guest *g, char *err)
 {
 	char path[CTR_PATH];
@@ -1464,6 +1480,7 @@ const struct agent_driver_ops agent_driver_container_ops = {
 	.attach = ctr_attach,
 	.start = ctr_start,
 	.stop = ctr_stop,
+	.kill = ctr_kill,
 	.destroy = ctr_destroy,
 	.state = ctr_state,
 	.usage = ctr_usage,

@@ -69,6 +69,10 @@ static const struct ha_opt options[] = {
 		"bridge on this host that carries the guest network"),
 	OPT_STR("agent", "watchdog_device", watchdog_device, "", false,
 		"watchdog fed while this host may run guests (/dev/watchdog); empty: none"),
+	OPT_BOOL("agent", "watchdog_required", watchdog_required, "true", false,
+		 "with fence method watchdog, start guests that the cluster would restart "
+		 "elsewhere only while a watchdog is armed here; false only for test "
+		 "clusters without a watchdog device"),
 	/* the default is MIG_KEY_DEFAULT_PATH of migration/migration.h */
 	OPT_STR("migration", "key_file", mig_key_file, "/etc/hactl/cluster.key", false,
 		"cluster key of the migration streams: 16..4096 bytes, mode 0600, the same "

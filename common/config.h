@@ -24,6 +24,7 @@ struct ha_config {
 	char policy_path[PATH_MAX];
 	uint32_t self_fence_timeout_ms;
 	char watchdog_device[PATH_MAX];
+	bool watchdog_required;
 	char agent_log_file[PATH_MAX];
 	char agent_log_level[16];
 	uint32_t usage_interval_ms;

@@ -1,0 +1,749 @@
+/*
+ * test_agent_guests.c - the agent core's safety rules, driven through its
+ * real code (agent_guests.c) over a driver that records what it is asked
+ * and a clock the test moves, so that every case is deterministic:
+ *
+ *  - an agent that never sees a quorate partition self-fences half the
+ *    self-fence timeout after its own start (and not before);
+ *  - the self-fence kills a guest whose operation is still in flight;
+ *  - a migration's finish never resumes a copy that another node owns;
+ *  - a guest running here that another node owns is killed, not stopped
+ *    over its stop_timeout;
+ *  - a guest found paused after an agent restart is resumed (owned, no
+ *    migration in flight) or stopped;
+ *  - with fence method watchdog and no armed watchdog, guests that the
+ *    cluster would restart elsewhere are not started.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include <qb/qbdefs.h>
+#include <qb/qbloop.h>
+
+#include "agent_guests.h"
+#include "agent_watchdog.h"
+#include "config.h"
+#include "driver.h"
+#include "harness.h"
+#include "log.h"
+#include "snapshot.h"
+#include "util.h"
+
+#define LOCAL 1
+#define OTHER 2
+#define FENCE_MS 5000
+#define GRACE (FENCE_MS / 2)
+
+/* ---- the recording driver ------------------------------------------------ */
+
+struct agent_guest {
+	char name[64];
+	enum agent_guest_state st;
+};
+
+static pthread_mutex_t rlock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t rcond = PTHREAD_COND_INITIALIZER;
+static char rlog[16384];
+/* what attach() finds, per test: the state of "c1" (STOPPED = nothing) */
+static enum agent_guest_state attach_state;
+static bool block_checkpoint, killed, release, fail_resume;
+
+static void rec(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void rec(const char *fmt, ...)
+{
+	va_list ap;
+	size_t n;
+
+	pthread_mutex_lock(&rlock);
+	n = strlen(rlog);
+	va_start(ap, fmt);
+	vsnprintf(rlog + n, sizeof(rlog) - n, fmt, ap);
+	va_end(ap);
+	n = strlen(rlog);
+	snprintf(rlog + n, sizeof(rlog) - n, ";");
+	pthread_mutex_unlock(&rlock);
+}
+
+static bool logged(const char *what)
+{
+	bool r;
+
+	pthread_mutex_lock(&rlock);
+	r = strstr(rlog, what) != NULL;
+	pthread_mutex_unlock(&rlock);
+	return r;
+}
+
+static void set_state(struct agent_guest *g, enum agent_guest_state s)
+{
+	pthread_mutex_lock(&rlock);
+	g->st = s;
+	pthread_mutex_unlock(&rlock);
+}
+
+static struct agent_guest *obj_new(const char *name, enum agent_guest_state s)
+{
+	struct agent_guest *g = calloc(1, sizeof(*g));
+
+	snprintf(g->name, sizeof(g->name), "%s", name);
+	g->st = s;
+	return g;
+}
+
+static int r_probe(struct agent_driver *d, Hactl__HostFacts *f)
+{
+	(void)d;
+	(void)f;
+	return 0;
+}
+
+static int r_create(struct agent_driver *d, const struct agent_guest_spec *spec,
+		    struct agent_guest **out, char *err)
+{
+	(void)d;
+	(void)err;
+	rec("create %s", spec->name);
+	*out = obj_new(spec->name, AGENT_GUEST_DEFINED);
+	return 0;
+}
+
+static int r_attach(struct agent_driver *d, const struct agent_guest_spec *spec,
+		    struct agent_guest **out, char *err)
+{
+	(void)d;
+	(void)err;
+	if (attach_state == AGENT_GUEST_STOPPED) {
+		return -ESRCH;
+	}
+	rec("attach %s", spec->name);
+	*out = obj_new(spec->name, attach_state);
+	return 0;
+}
+
+static int r_start(struct agent_guest *g, uint32_t timeout_ms, char *err)
+{
+	(void)timeout_ms;
+	(void)err;
+	rec("start %s", g->name);
+	set_state(g, AGENT_GUEST_RUNNING);
+	return 0;
+}
+
+static int r_stop(struct agent_guest *g, uint32_t timeout_ms, char *err)
+{
+	(void)err;
+	rec("stop %s %u", g->name, timeout_ms);
+	set_state(g, AGENT_GUEST_STOPPED);
+	return 0;
+}
+
+static int r_kill(const struct agent_guest *g, char *err)
+{
+	(void)err;
+	rec("kill %s", g->name);
+	pthread_mutex_lock(&rlock);
+	killed = true;
+	pthread_cond_broadcast(&rcond);
+	pthread_mutex_unlock(&rlock);
+	return 0;
+}
+
+static int r_destroy(struct agent_guest *g, char *err)
+{
+	(void)err;
+	rec("destroy %s", g->name);
+	return 0;
+}
+
+static enum agent_guest_state r_state(const struct agent_guest *g)
+{
+	enum agent_guest_state s;
+
+	pthread_mutex_lock(&rlock);
+	s = killed && g->st == AGENT_GUEST_RUNNING ? AGENT_GUEST_STOPPED : g->st;
+	pthread_mutex_unlock(&rlock);
+	return s;
+}
+
+static int r_usage(struct agent_guest *g, struct agent_guest_usage *u)
+{
+	(void)g;
+	memset(u, 0, sizeof(*u));
+	return 0;
+}
+
+/* Blocks (when asked) until the guest is killed or the test releases it. */
+static int r_checkpoint(struct agent_guest *g, const char *dir, unsigned flags, char *err)
+{
+	int rc = 0;
+
+	(void)dir;
+	(void)flags;
+	rec("checkpoint %s", g->name);
+	pthread_mutex_lock(&rlock);
+	while (block_checkpoint && !killed && !release) {
+		pthread_cond_wait(&rcond, &rlock);
+	}
+	if (killed) {
+		snprintf(err, AGENT_ERR_LEN, "the guest died under the dump");
+		rc = -EIO;
+	}
+	pthread_mutex_unlock(&rlock);
+	return rc;
+}
+
+static int r_restore(struct agent_driver *d, const struct agent_guest_spec *spec,
+		     const char *dir, struct agent_guest **out, char *err)
+{
+	(void)d;
+	(void)dir;
+	(void)err;
+	rec("restore %s", spec->name);
+	*out = obj_new(spec->name, AGENT_GUEST_RUNNING);
+	return 0;
+}
+
+static void r_free(struct agent_guest *g)
+{
+	free(g);
+}
+
+static int r_send(struct agent_guest *g, int fd, const struct agent_mig_opts *o,
+		  struct agent_mig_progress *p, char *err)
+{
+	(void)fd;
+	(void)o;
+	(void)p;
+	(void)err;
+	rec("send %s", g->name);
+	return -EIO;
+}
+
+static int r_finish(struct agent_guest *g, bool source, bool commit, char *err)
+{
+	rec("finish %s source=%d commit=%d", g->name, source, commit);
+	if (source && !commit && fail_resume) {
+		snprintf(err, AGENT_ERR_LEN, "cannot thaw");
+		return -EIO;
+	}
+	set_state(g, source == commit ? AGENT_GUEST_STOPPED : AGENT_GUEST_RUNNING);
+	return 0;
+}
+
+static const struct agent_driver_ops rec_ops = {
+	.name = "container",
+	.probe = r_probe,
+	.create = r_create,
+	.attach = r_attach,
+	.start = r_start,
+	.stop = r_stop,
+	.kill = r_kill,
+	.destroy = r_destroy,
+	.state = r_state,
+	.usage = r_usage,
+	.checkpoint = r_checkpoint,
+	.restore = r_restore,
+	.guest_free = r_free,
+	.migrate_send = r_send,
+	.migrate_finish = r_finish,
+};
+
+/* ---- the agent's surroundings -------------------------------------------- */
+
+static char tmpdir[64];
+static qb_loop_t *loop;
+static uint64_t fake_now;
+static struct ha_config cfg;
+/* the last report, for "c1" */
+static char last_state[32], last_note[512], last_error[512], last_phase[32];
+
+static uint64_t clock_now(void *arg)
+{
+	(void)arg;
+	return fake_now;
+}
+
+static void io_report(void *arg, Hactl__GuestStatus **st, size_t n)
+{
+	(void)arg;
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(st[i]->name, "c1") != 0) {
+			continue;
+		}
+		snprintf(last_state, sizeof(last_state), "%s", st[i]->state);
+		snprintf(last_note, sizeof(last_note), "%s", st[i]->note ? st[i]->note : "");
+		snprintf(last_error, sizeof(last_error), "%s", st[i]->error ? st[i]->error : "");
+		snprintf(last_phase, sizeof(last_phase), "%s",
+			 st[i]->migration ? st[i]->migration->phase : "");
+	}
+}
+
+static void io_done(void *arg, uint64_t req_id, int code, const char *msg, uint64_t value)
+{
+	(void)arg;
+	(void)value;
+	rec("action %llu done %d %s", (unsigned long long)req_id, code, msg);
+}
+
+static const char *run_until_what;
+static uint64_t run_until_deadline;
+static bool (*run_until_pred)(void);
+static qb_loop_timer_handle run_until_handle;
+
+static void run_until_timer(void *data)
+{
+	(void)data;
+	if ((run_until_what && logged(run_until_what)) || (run_until_pred && run_until_pred()) ||
+	    ha_mono_ms() >= run_until_deadline) {
+		qb_loop_stop(loop);
+		return;
+	}
+	qb_loop_timer_add(loop, QB_LOOP_LOW, 2 * QB_TIME_NS_IN_MSEC, NULL, run_until_timer,
+			  &run_until_handle);
+}
+
+/* Runs the loop (operations finish there) until @what is in the log or
+ * @pred holds; 10 s at most, only as a bound for a broken build. */
+static bool run_until(const char *what, bool (*pred)(void))
+{
+	run_until_what = what;
+	run_until_pred = pred;
+	run_until_deadline = ha_mono_ms() + 10000;
+	qb_loop_timer_add(loop, QB_LOOP_LOW, 0, NULL, run_until_timer, &run_until_handle);
+	qb_loop_run(loop);
+	return (what && logged(what)) || (pred && pred());
+}
+
+static bool phase_failed(void)
+{
+	return strcmp(last_phase, "failed") == 0;
+}
+
+static bool phase_finished(void)
+{
+	return strcmp(last_phase, "finished") == 0;
+}
+
+static bool resume_failed_seen(void)
+{
+	return strstr(last_error, "cannot thaw") != NULL;
+}
+
+static bool state_stopped(void)
+{
+	return strcmp(last_state, "stopped") == 0;
+}
+
+static bool state_running(void)
+{
+	return strcmp(last_state, "running") == 0;
+}
+
+static void write_file(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+	CHECK(fd >= 0);
+	CHECK_EQ_INT(write(fd, text, strlen(text)), (long long)strlen(text));
+	close(fd);
+}
+
+static const char def_ha[] = "[guest]\nname = c1\ntype = container\ncommand = /bin/true\n[storage]\ntemplate = t\n";
+static const char def_noha[] = "[guest]\nname = c1\ntype = container\ncommand = /bin/true\n[storage]\ntemplate = t\n[ha]\nrestart = none\n";
+
+/* A fresh agent over a fresh state dir; @attached: what a previous agent
+ * left running (STOPPED: nothing). */
+static struct agent_guests *agent_up(enum agent_guest_state attached, const char *method)
+{
+	struct agent_guests_io io = { .report = io_report, .action_done = io_done,
+				      .now_ms = clock_now };
+	char path[PATH_MAX], text[128];
+
+	rlog[0] = 0;
+	killed = release = block_checkpoint = fail_resume = false;
+	last_state[0] = last_note[0] = last_error[0] = last_phase[0] = 0;
+	ha_rm_rf(tmpdir);
+	CHECK_EQ_INT(ha_mkdir_p(tmpdir, 0700), 0);
+	ha_config_defaults(&cfg);
+	snprintf(cfg.state_dir, sizeof(cfg.state_dir), "%s/state", tmpdir);
+	snprintf(cfg.shared_dir, sizeof(cfg.shared_dir), "%s/shared", tmpdir);
+	snprintf(cfg.fence_config, sizeof(cfg.fence_config), "%s/fence.conf", tmpdir);
+	snprintf(cfg.mig_key_file, sizeof(cfg.mig_key_file), "%s/none.key", tmpdir);
+	cfg.self_fence_timeout_ms = FENCE_MS;
+	snprintf(text, sizeof(text), "[defaults]\nmethod = %s\n", method);
+	write_file(cfg.fence_config, text);
+	snprintf(path, sizeof(path), "%s/guests/c1", cfg.state_dir);
+	CHECK_EQ_INT(ha_mkdir_p(path, 0700), 0);
+	CHECK_EQ_INT(ha_mkdir_p(cfg.shared_dir, 0700), 0);
+	snprintf(path, sizeof(path), "%s/guests/c1/definition.conf", cfg.state_dir);
+	write_file(path, def_ha);
+	attach_state = attached;
+	fake_now = 1000000;
+	return agent_guests_new(loop, &cfg, &io);
+}
+
+/* The cluster's answer: c1 owned by @owner, desired @desired. */
+struct view {
+	bool quorate;
+	uint32_t owner;
+	uint64_t generation;
+	const char *desired;
+	const char *def;
+	const char *mig_state; /* NULL: no migration */
+	uint32_t mig_src, mig_dst, dst_port;
+};
+
+static void reconcile(struct agent_guests *m, const struct view *v)
+{
+	Hactl__AgentGuestsReply r = HACTL__AGENT_GUESTS_REPLY__INIT;
+	Hactl__GuestRecord rec = HACTL__GUEST_RECORD__INIT, *recs[1] = { &rec };
+	Hactl__NodeRecord n1 = HACTL__NODE_RECORD__INIT, n2 = HACTL__NODE_RECORD__INIT;
+	Hactl__NodeRecord *nodes[2] = { &n1, &n2 };
+	Hactl__Migration mg = HACTL__MIGRATION__INIT;
+	const char *def = v->def ? v->def : def_ha;
+
+	r.local_id = LOCAL;
+	r.quorate = v->quorate;
+	n1.id = LOCAL;
+	n1.name = "node1";
+	n2.id = OTHER;
+	n2.name = "node2";
+	r.nodes = nodes;
+	r.n_nodes = 2;
+	rec.name = "c1";
+	rec.has_owner = true;
+	rec.owner = v->owner;
+	rec.has_generation = true;
+	rec.generation = v->generation ? v->generation : 1;
+	rec.desired = (char *)(v->desired ? v->desired : "running");
+	rec.has_definition = true;
+	rec.definition.data = (uint8_t *)def;
+	rec.definition.len = strlen(def);
+	rec.start_mode = "cold";
+	if (v->mig_state) {
+		mg.id = 77;
+		mg.source = v->mig_src;
+		mg.destination = v->mig_dst;
+		mg.state = (char *)v->mig_state;
+		mg.has_dst_port = v->dst_port != 0;
+		mg.dst_port = v->dst_port;
+		mg.dst_address = "127.0.0.1";
+		rec.migration = &mg;
+	}
+	r.guests = recs;
+	r.n_guests = 1;
+	agent_guests_reconcile(m, &r);
+}
+
+/* ---- cases --------------------------------------------------------------- */
+
+/* Item 1: no quorate partition since the start (no answer at all, or only
+ * non-quorate ones): the re-attached guest is killed half the self-fence
+ * timeout after the start, and not before. */
+static void fresh_agent_case(bool answers)
+{
+	struct agent_guests *m = agent_up(AGENT_GUEST_RUNNING, "agent");
+	struct view minority = { .quorate = false, .owner = LOCAL };
+
+	CHECK(m != NULL);
+	CHECK(logged("attach c1"));
+	fake_now += GRACE;
+	if (answers) {
+		reconcile(m, &minority);
+	}
+	agent_guests_tick(m);
+	CHECK(!logged("stop c1"));
+	CHECK(!logged("kill c1"));
+	fake_now += 1;
+	if (answers) {
+		reconcile(m, &minority);
+	}
+	agent_guests_tick(m);
+	CHECK(run_until("stop c1 0", NULL));
+	CHECK(!logged("start c1"));
+	agent_guests_free(m);
+}
+
+/* The same for an agent that had quorum and lost it (the old rule). */
+static void lost_quorum_case(void)
+{
+	struct agent_guests *m = agent_up(AGENT_GUEST_RUNNING, "agent");
+	struct view majority = { .quorate = true, .owner = LOCAL };
+
+	reconcile(m, &majority);
+	fake_now += 10000; /* long after the start: counts from the answer */
+	reconcile(m, &majority);
+	fake_now += GRACE;
+	agent_guests_tick(m);
+	CHECK(!logged("stop c1"));
+	fake_now += 1;
+	agent_guests_tick(m);
+	CHECK(run_until("stop c1 0", NULL));
+	agent_guests_free(m);
+}
+
+/* Item 2: a guest busy with a snapshot when quorum goes is killed at once,
+ * beside its operation, which then fails. */
+static void busy_case(void)
+{
+	struct agent_guests *m = agent_up(AGENT_GUEST_RUNNING, "agent");
+	struct view majority = { .quorate = true, .owner = LOCAL };
+	Hactl__AgentAction a = HACTL__AGENT_ACTION__INIT;
+
+	reconcile(m, &majority);
+	block_checkpoint = true;
+	a.kind = "snapshot";
+	a.guest = "c1";
+	agent_guests_action(m, 5, &a);
+	CHECK(run_until("checkpoint c1", NULL));
+	fake_now += GRACE + 1;
+	agent_guests_tick(m);
+	/* synchronous: no waiting on the operation */
+	CHECK(logged("kill c1"));
+	CHECK(run_until("action 5 done -5", NULL));
+	CHECK(strcmp(last_state, "stopped") == 0);
+	/* a build without the fix: let the dump go so the test ends */
+	pthread_mutex_lock(&rlock);
+	release = true;
+	pthread_cond_broadcast(&rcond);
+	pthread_mutex_unlock(&rlock);
+	agent_guests_free(m);
+}
+
+/* A port that refuses connections (bound, never listening). */
+static uint16_t refusing_port(int *fd)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	socklen_t len = sizeof(sa);
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	*fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	CHECK(*fd >= 0);
+	CHECK_EQ_INT(bind(*fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	CHECK_EQ_INT(getsockname(*fd, (struct sockaddr *)&sa, &len), 0);
+	return ntohs(sa.sin_port);
+}
+
+/* Item 2: the source of a migration that failed; the cluster aborts it.
+ * @owner_after: who owns the guest by then. Only the owner resumes. */
+static void aborted_source_case(uint32_t owner_after)
+{
+	struct agent_guests *m = agent_up(AGENT_GUEST_RUNNING, "agent");
+	int sfd;
+	uint16_t port = refusing_port(&sfd);
+	struct view mig = { .quorate = true, .owner = LOCAL, .mig_state = "transferring",
+			    .mig_src = LOCAL, .mig_dst = OTHER, .dst_port = port };
+	struct view aborted = { .quorate = true, .owner = owner_after,
+				.generation = owner_after == LOCAL ? 1 : 2, .mig_state = "aborted",
+				.mig_src = LOCAL, .mig_dst = OTHER, .dst_port = port };
+
+	reconcile(m, &mig);
+	CHECK(run_until(NULL, phase_failed));
+	reconcile(m, &aborted);
+	CHECK(run_until("finish c1", NULL));
+	if (owner_after == LOCAL) {
+		CHECK(logged("finish c1 source=1 commit=0"));
+	} else {
+		CHECK(logged("finish c1 source=1 commit=1"));
+		CHECK(!logged("finish c1 source=1 commit=0"));
+		CHECK(run_until(NULL, phase_finished));
+		CHECK(strstr(last_note, "discarded, not resumed") != NULL);
+	}
+	close(sfd);
+	agent_guests_free(m);
+}
+
+/* Item 2: running here, owned elsewhere: killed, no graceful stop. */
+static void unowned_case(void)
+{
+	struct agent_guests *m = agent_up(AGENT_GUEST_RUNNING, "agent");
+	struct view elsewhere = { .quorate = true, .owner = OTHER, .generation = 2 };
+	struct view stopped = { .quorate = true, .owner = LOCAL, .desired = "stopped" };
+
+	reconcile(m, &elsewhere);
+	CHECK(run_until("stop c1", NULL));
+	CHECK(logged("stop c1 0;"));
+	agent_guests_free(m);
+
+	/* owned but to be stopped: the graceful stop (stop_timeout 30 s) */
+	m = agent_up(AGENT_GUEST_RUNNING, "agent");
+	reconcile(m, &stopped);
+	CHECK(run_until("stop c1", NULL));
+	CHECK(logged("stop c1 30000;"));
+	agent_guests_free(m);
+}
+
+/* Item 6: found paused after a restart. */
+static void paused_case(void)
+{
+	struct agent_guests *m = agent_up(AGENT_GUEST_PAUSED, "agent");
+	struct view owned = { .quorate = true, .owner = LOCAL };
+	struct view elsewhere = { .quorate = true, .owner = OTHER, .generation = 2 };
+	struct view stopped = { .quorate = true, .owner = LOCAL, .desired = "stopped" };
+	struct view mig = { .quorate = true, .owner = LOCAL, .mig_state = "transferring",
+			    .mig_src = OTHER, .mig_dst = 3 };
+
+	/* a migration in flight elsewhere does not concern it: resumed */
+	reconcile(m, &owned);
+	CHECK(run_until(NULL, state_running));
+	CHECK(logged("finish c1 source=1 commit=0"));
+	CHECK(strstr(last_note, "resumed") != NULL);
+	agent_guests_free(m);
+
+	m = agent_up(AGENT_GUEST_PAUSED, "agent");
+	reconcile(m, &elsewhere);
+	CHECK(run_until("stop c1", NULL));
+	CHECK(logged("stop c1 0;"));
+	CHECK(!logged("finish c1"));
+	agent_guests_free(m);
+
+	m = agent_up(AGENT_GUEST_PAUSED, "agent");
+	reconcile(m, &stopped);
+	CHECK(run_until("stop c1", NULL));
+	CHECK(!logged("finish c1"));
+	agent_guests_free(m);
+
+	m = agent_up(AGENT_GUEST_PAUSED, "agent");
+	reconcile(m, &mig);
+	CHECK(run_until(NULL, state_running));
+	agent_guests_free(m);
+
+	/* it cannot be resumed: killed, then started afresh */
+	m = agent_up(AGENT_GUEST_PAUSED, "agent");
+	fail_resume = true;
+	reconcile(m, &owned);
+	CHECK(run_until(NULL, resume_failed_seen));
+	reconcile(m, &owned);
+	CHECK(run_until(NULL, state_stopped));
+	CHECK(logged("stop c1 0;"));
+	CHECK(strstr(last_note, "could not be resumed") != NULL);
+	reconcile(m, &owned);
+	CHECK(run_until("start c1", NULL));
+	agent_guests_free(m);
+}
+
+/* Fencing safe by default: method watchdog without an armed watchdog. */
+static void watchdog_refusal_case(void)
+{
+	struct agent_guests *m = agent_up(AGENT_GUEST_STOPPED, "watchdog");
+	struct view want = { .quorate = true, .owner = LOCAL };
+	struct view want_noha = { .quorate = true, .owner = LOCAL, .def = def_noha };
+	bool armed = true;
+	uint32_t timeout_ms = 1;
+	const char *error = NULL;
+	char path[PATH_MAX];
+
+	/* a start would show as "starting" in the report that ends reconcile */
+	reconcile(m, &want);
+	agent_guests_tick(m);
+	CHECK(strcmp(last_state, "starting") != 0);
+	CHECK(strstr(last_error, "no armed watchdog") != NULL);
+	agent_guests_watchdog(m, &armed, &timeout_ms, &error);
+	CHECK(!armed);
+	CHECK_EQ_INT(timeout_ms, 0);
+	CHECK(strstr(error, "no watchdog_device") != NULL);
+	/* restart = none: never restarted elsewhere, so it may run */
+	reconcile(m, &want_noha);
+	CHECK(run_until("start c1", NULL));
+	agent_guests_free(m);
+
+	/* method agent: fence devices confirm; no watchdog needed */
+	m = agent_up(AGENT_GUEST_STOPPED, "agent");
+	reconcile(m, &want);
+	CHECK(run_until("start c1", NULL));
+	agent_guests_free(m);
+
+	/* a device that is no watchdog: not armed, refused, and said why */
+	snprintf(path, sizeof(path), "%s/not-a-watchdog", tmpdir);
+	m = agent_up(AGENT_GUEST_STOPPED, "watchdog");
+	agent_guests_free(m);
+	write_file(path, "");
+	snprintf(cfg.watchdog_device, sizeof(cfg.watchdog_device), "%s", path);
+	{
+		struct agent_guests_io io = { .report = io_report, .action_done = io_done,
+					      .now_ms = clock_now };
+
+		m = agent_guests_new(loop, &cfg, &io);
+	}
+	agent_guests_watchdog(m, &armed, &timeout_ms, &error);
+	CHECK(!armed);
+	CHECK(strstr(error, "cannot set a timeout") != NULL);
+	reconcile(m, &want);
+	CHECK(strcmp(last_state, "starting") != 0);
+	CHECK(strstr(last_error, "no armed watchdog") != NULL);
+	agent_guests_free(m);
+	/* the opt-out of test clusters */
+	cfg.watchdog_required = false;
+	{
+		struct agent_guests_io io = { .report = io_report, .action_done = io_done,
+					      .now_ms = clock_now };
+
+		m = agent_guests_new(loop, &cfg, &io);
+	}
+	reconcile(m, &want);
+	CHECK(run_until("start c1", NULL));
+	agent_guests_free(m);
+}
+
+/* The watchdog module without a device: what it refuses and why. */
+static void watchdog_open_case(void)
+{
+	struct agent_watchdog *w = NULL;
+	char err[512] = "", path[PATH_MAX];
+
+	CHECK_EQ_INT(agent_watchdog_open("/nonexistent/watchdog", 2500, &w, err, sizeof(err)),
+		     -ENOENT);
+	CHECK(w == NULL);
+	CHECK_EQ_INT(agent_watchdog_open("/dev/null", 999, &w, err, sizeof(err)), -ERANGE);
+	CHECK(strstr(err, "one-second resolution") != NULL);
+	snprintf(path, sizeof(path), "%s/plain", tmpdir);
+	write_file(path, "");
+	CHECK_EQ_INT(agent_watchdog_open(path, 2500, &w, err, sizeof(err)), -ENOTTY);
+	CHECK(w == NULL);
+}
+
+int main(void)
+{
+	int fds;
+
+	struct ha_log_opts lo = { .ident = "test_agent_guests", .to_stderr = true,
+				  .priority = LOG_INFO };
+
+	if (getenv("HA_TEST_LOG")) {
+		ha_log_init(&lo);
+	}
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/ha-test-agent-guests-%d", (int)getpid());
+	agent_driver_override(&rec_ops);
+	loop = qb_loop_create();
+	CHECK(loop != NULL);
+	fds = ha_test_count_fds();
+
+	fresh_agent_case(false);
+	fresh_agent_case(true);
+	lost_quorum_case();
+	busy_case();
+	aborted_source_case(LOCAL);
+	aborted_source_case(OTHER);
+	unowned_case();
+	paused_case();
+	watchdog_refusal_case();
+	watchdog_open_case();
+
+	CHECK_EQ_INT(ha_test_count_fds(), fds);
+	qb_loop_destroy(loop);
+	ha_rm_rf(tmpdir);
+	agent_driver_override(NULL);
+	return ha_test_done("test_agent_guests");
+}
