@@ -39,6 +39,7 @@
 #include "driver.h"
 #include "fencing.h"
 #include "guestdef.h"
+#include "restart.h"
 #include "snapshot.h"
 #include "util.h"
 
@@ -99,7 +100,12 @@ struct ag_guest {
 	char error[AGENT_ERR_LEN];
 	char note[AGENT_ERR_LEN + 256];
 	uint64_t generation;          /* ownership generation last acted on */
-	uint64_t failed_generation;   /* start failed under it: no retry */
+	/* restart policy (common/restart.h), under this generation */
+	uint32_t fails;               /* crashes and failed starts */
+	uint64_t next_start_ms;       /* no restart before (monotonic) */
+	uint64_t started_ms;          /* when it last started (monotonic) */
+	bool up_seen;                 /* seen running since its last start */
+	bool gave_up;                 /* no more restarts here: the leader decides */
 	bool owned;                   /* owner per the last cluster list */
 	bool in_cluster;              /* present in the last cluster list */
 	bool in_migration;            /* a migration step owns it now */
@@ -712,6 +718,38 @@ static int op_start_ex(struct ag_guest *g, enum op_kind kind, uint64_t arg, uint
 	return 0;
 }
 
+/* ---- restart policy ---- */
+
+/* A failure of a guest that should run here: a failed start (@ran_ms 0)
+ * or a stop nobody asked for after @ran_ms of running. */
+static void restart_failure(struct ag_guest *g, uint64_t ran_ms)
+{
+	uint64_t delay;
+
+	g->fails = ha_restart_fails_next(g->fails, ran_ms);
+	if (ha_restart_local(g->def.max_restart, g->fails, &delay) == HA_RESTART_AGAIN) {
+		g->next_start_ms = ha_mono_ms() + delay;
+		qb_log(LOG_WARNING, "%s failed (%u of %u restarts here): restart in %" PRIu64
+		       " ms", g->name, g->fails, g->def.max_restart, delay);
+		snprintf(g->note, sizeof(g->note), "restart %u of %u here in %" PRIu64 " ms",
+			 g->fails, g->def.max_restart, delay);
+		return;
+	}
+	g->gave_up = true;
+	qb_log(LOG_ERR, "%s failed %u times here (max_restart %u): no more restarts here, "
+	       "the cluster decides", g->name, g->fails, g->def.max_restart);
+	snprintf(g->note, sizeof(g->note), "failed %u times here (max_restart %u)", g->fails,
+		 g->def.max_restart);
+}
+
+static void restart_reset(struct ag_guest *g)
+{
+	g->fails = 0;
+	g->next_start_ms = 0;
+	g->up_seen = false;
+	g->gave_up = false;
+}
+
 /* ---- reporting ---- */
 
 static enum agent_guest_state live_state(struct ag_guest *g)
@@ -760,6 +798,12 @@ static void report(struct agent_guests *m)
 		st[i].has_generation = true;
 		st[i].generation = g->generation;
 		st[i].note = g->note;
+		if (g->owned) {
+			st[i].has_restarts = g->fails != 0;
+			st[i].restarts = g->fails;
+			st[i].has_gave_up = g->gave_up;
+			st[i].gave_up = g->gave_up;
+		}
 		if (g->mig_phase != MIG_NONE) {
 			Hactl__MigrationReport *mr = &mrs[i];
 
@@ -868,6 +912,12 @@ static int done_cb(int fd, int revents, void *data)
 		pthread_mutex_lock(&m->lock);
 		g->op_obj = NULL;
 		pthread_mutex_unlock(&m->lock);
+		if (op->kind == OP_STOP || op->kind == OP_DESTROY || op->kind == OP_KILL ||
+		    g->fence_killed) {
+			/* stopped on purpose (self-fence too): no failure of the
+			 * restart policy */
+			g->up_seen = false;
+		}
 		if (g->fence_killed) {
 			qb_log(LOG_NOTICE, "%s %s ended after the self-fence killed the guest",
 			       op_names[op->kind], g->name);
@@ -876,8 +926,10 @@ static int done_cb(int fd, int revents, void *data)
 			qb_log(LOG_ERR, "%s (after %" PRIu64 " ms)", op->err, took);
 			snprintf(g->error, sizeof(g->error), "%s", op->err);
 			if (op->kind == OP_START_COLD || op->kind == OP_START_SNAPSHOT) {
-				g->failed_generation = g->generation;
 				g->state = AGENT_GUEST_FAILED;
+				if (g->owned && g->want_running) {
+					restart_failure(g, 0);
+				}
 			} else if (g->g) {
 				g->state = g->ops->state(g->g);
 			}
@@ -907,6 +959,8 @@ static int done_cb(int fd, int revents, void *data)
 			}
 			g->state = g->g ? g->ops->state(g->g) : AGENT_GUEST_STOPPED;
 			if (op->kind == OP_START_COLD || op->kind == OP_START_SNAPSHOT) {
+				g->started_ms = ha_mono_ms();
+				g->up_seen = true;
 				/* record the definition so a new agent can re-attach */
 				char path[PATH_MAX + 32];
 
@@ -1199,7 +1253,25 @@ static void reconcile_one(struct agent_guests *m, struct ag_guest *g, bool quora
 		return;
 	}
 	if (g->owned && g->want_running) {
-		if (!running && g->failed_generation != g->generation) {
+		if (running) {
+			if (!g->up_seen) {
+				g->up_seen = true; /* re-attached, or started by a migration */
+				g->started_ms = ha_mono_ms();
+			}
+			return;
+		}
+		if (g->up_seen) {
+			/* it stopped by itself: a failure of the restart policy */
+			uint64_t now = ha_mono_ms();
+
+			g->up_seen = false;
+			if (!g->error[0]) {
+				snprintf(g->error, sizeof(g->error), "%s stopped unexpectedly",
+					 g->name);
+			}
+			restart_failure(g, now > g->started_ms ? now - g->started_ms : 0);
+		}
+		if (!g->gave_up && ha_mono_ms() >= g->next_start_ms) {
 			char why[512];
 
 			if (watchdog_refuses(m, g, why, sizeof(why))) {
@@ -1216,6 +1288,7 @@ static void reconcile_one(struct agent_guests *m, struct ag_guest *g, bool quora
 		}
 		return;
 	}
+	g->up_seen = false;
 	if (running) {
 		qb_log(LOG_NOTICE, "%s runs here but should be stopped: stopping it", g->name);
 		op_start(g, OP_STOP, 0, 0);
@@ -1269,6 +1342,7 @@ void agent_guests_reconcile(struct agent_guests *m, const Hactl__AgentGuestsRepl
 		if (owned && rec->generation != g->generation) {
 			g->generation = rec->generation;
 			g->error[0] = 0;
+			restart_reset(g); /* a new ownership: the policy starts over */
 		}
 		g->owned = owned;
 		g->want_running = rec->desired && strcmp(rec->desired, "running") == 0;

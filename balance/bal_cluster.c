@@ -31,6 +31,7 @@ static const char *const op_names[HA_BAL_OP_MAX] = {
 	[HA_BAL_OP_CREATE] = "place",
 	[HA_BAL_OP_RECOVER] = "recover",
 	[HA_BAL_OP_EVACUATE] = "evacuate",
+	[HA_BAL_OP_RELOCATE] = "relocate",
 };
 
 static const char *const action_kind_names[HA_BAL_ACT_KIND_MAX] = {
@@ -53,6 +54,7 @@ static const char *const reason_names[HA_BAL_REASON_MAX] = {
 	[HA_BAL_R_NO_ROOM] = "no-room",
 	[HA_BAL_R_PINNED] = "pinned",
 	[HA_BAL_R_NOT_HA] = "not-ha",
+	[HA_BAL_R_RELOCATE] = "relocate",
 };
 
 #define ENUM_STR(table, v)                                                     \

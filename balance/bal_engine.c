@@ -780,10 +780,13 @@ static bool op_skips(const struct ha_bal_cluster *c, enum ha_bal_op op,
 
 	switch (op) {
 	case HA_BAL_OP_CREATE:
+	case HA_BAL_OP_RELOCATE:
 		return g->node == NONE && (int32_t)gi != target;
 	case HA_BAL_OP_RECOVER:
+		/* unplaced HA guests (no room at an earlier recovery) are
+		 * recovered with the lost nodes' guests */
 		if (g->node == NONE) {
-			return true;
+			return target != NONE || !g->ha;
 		}
 		/* non-HA guests of the lost node(s) stay down */
 		if (!g->ha && ((target != NONE && g->node == target) ||
@@ -2832,16 +2835,53 @@ fail:
 	return rc;
 }
 
+static int place_run(const struct ha_bal_cluster *c, const struct ha_bal_policy *p,
+		     enum ha_bal_op op, int32_t target, int32_t exclude,
+		     struct ha_bal_plan **out);
+
+/*
+ * RELOCATE: the guest as if not placed, its node taking nothing, then a
+ * CREATE; the plan names the node it leaves. On a copy: @c is const.
+ */
+static int relocate_run(const struct ha_bal_cluster *c, const struct ha_bal_policy *p,
+			const char *name, struct ha_bal_plan **out)
+{
+	int32_t target = name ? ha_bal_cluster_find_guest(c, name) : -ENOENT;
+	struct ha_bal_cluster *dup;
+	struct ha_bal_plan *plan = NULL;
+	int32_t from;
+	int rc;
+
+	if (target < 0) {
+		return -ENOENT;
+	}
+	from = c->guests[target].node;
+	if (from == NONE) {
+		return -EINVAL;
+	}
+	dup = ha_bal_cluster_dup(c);
+	if (dup == NULL) {
+		return -ENOMEM;
+	}
+	dup->guests[target].node = NONE;
+	rc = place_run(dup, p, HA_BAL_OP_RELOCATE, target, from, &plan);
+	ha_bal_cluster_free(dup);
+	if (rc < 0) {
+		return rc;
+	}
+	for (uint32_t i = 0; i < plan->n_actions; i++) {
+		struct ha_bal_action *a = &plan->actions[i];
+
+		a->from = c->guests[a->guest].node;
+	}
+	*out = plan;
+	return 0;
+}
+
 int ha_balance_place(const struct ha_bal_cluster *c, const struct ha_bal_policy *p,
 		     enum ha_bal_op op, const char *name, struct ha_bal_plan **out)
 {
-	struct ha_bal_plan *plan;
 	int32_t target = NONE, exclude = NONE;
-	int32_t *v = NULL;
-	uint32_t n = 0;
-	struct ws ws;
-	char why[160];
-	int rc;
 
 	switch (op) {
 	case HA_BAL_OP_CREATE:
@@ -2865,9 +2905,26 @@ int ha_balance_place(const struct ha_bal_cluster *c, const struct ha_bal_policy 
 			return -EINVAL;
 		}
 		break;
+	case HA_BAL_OP_RELOCATE:
+		return relocate_run(c, p, name, out);
 	default:
 		return -EINVAL;
 	}
+	return place_run(c, p, op, target, exclude, out);
+}
+
+/* CREATE, RECOVER, EVACUATE on checked arguments; @exclude takes nothing. */
+static int place_run(const struct ha_bal_cluster *c, const struct ha_bal_policy *p,
+		     enum ha_bal_op op, int32_t target, int32_t exclude,
+		     struct ha_bal_plan **out)
+{
+	struct ha_bal_plan *plan;
+	int32_t *v = NULL;
+	uint32_t n = 0;
+	struct ws ws;
+	char why[160];
+	int rc;
+
 	plan = plan_new(op, p);
 	if (plan == NULL) {
 		return -ENOMEM;
@@ -2905,11 +2962,12 @@ int ha_balance_place(const struct ha_bal_cluster *c, const struct ha_bal_policy 
 		}
 		switch (op) {
 		case HA_BAL_OP_CREATE:
+		case HA_BAL_OP_RELOCATE:
 			take = it->node == NONE;
 			break;
 		case HA_BAL_OP_RECOVER:
-			take = it->node != NONE &&
-			       (target != NONE ? it->node == target : !ws.n[it->node].online);
+			take = target != NONE ? it->node == target :
+			       it->node == NONE || !ws.n[it->node].online;
 			break;
 		default:
 			take = it->node == target;
@@ -2921,14 +2979,20 @@ int ha_balance_place(const struct ha_bal_cluster *c, const struct ha_bal_policy 
 	}
 	switch (op) {
 	case HA_BAL_OP_CREATE:
+	case HA_BAL_OP_RELOCATE:
+		/* a relocation is a recovery: it may use the N+1 reserve */
 		for (uint32_t k = 0; k < n; k++) {
-			int32_t to = place_best(&ws, v[k], NONE, F_THRESH | F_N1,
+			int32_t to = place_best(&ws, v[k], NONE,
+						op == HA_BAL_OP_CREATE ? F_THRESH | F_N1 :
+									 F_THRESH | F_RELAX,
 						affinity_node(&ws, v[k]), why, sizeof(why));
 
 			if (to == NONE) {
 				unplaced(&ws, v[k], HA_BAL_R_NO_ROOM, why);
 			} else {
-				do_move(&ws, v[k], to, HA_BAL_ACT_PLACE, HA_BAL_R_CREATE, 0);
+				do_move(&ws, v[k], to, HA_BAL_ACT_PLACE,
+					op == HA_BAL_OP_CREATE ? HA_BAL_R_CREATE :
+								 HA_BAL_R_RELOCATE, 0);
 				merge_comp(&ws, v[k]);
 			}
 		}

@@ -550,11 +550,13 @@ static int parse_line(struct sim_ctx *x, struct ha_bal_sim *sim, uint32_t *cap,
 
 		cmd.kind = HA_BAL_SIM_RUN;
 		if (op < 0) {
-			return sim_fail(x, "run: rebalance, place GUEST, recover [NODE] or "
-					"evacuate NODE expected");
+			return sim_fail(x, "run: rebalance, place GUEST, recover [NODE], "
+					"evacuate NODE or relocate GUEST expected");
 		}
 		cmd.op = (enum ha_bal_op)op;
-		if (n > 3 || (n == 2 && (op == HA_BAL_OP_CREATE || op == HA_BAL_OP_EVACUATE)) ||
+		if (n > 3 ||
+		    (n == 2 && (op == HA_BAL_OP_CREATE || op == HA_BAL_OP_EVACUATE ||
+				op == HA_BAL_OP_RELOCATE)) ||
 		    (n == 3 && op == HA_BAL_OP_REBALANCE)) {
 			return sim_fail(x, "run %s: wrong number of arguments", tok[1]);
 		}
@@ -563,10 +565,12 @@ static int parse_line(struct sim_ctx *x, struct ha_bal_sim *sim, uint32_t *cap,
 				return sim_fail(x, "run %s: '%s' is not a valid name", tok[1], tok[2]);
 			}
 			snprintf(cmd.arg, sizeof(cmd.arg), "%s", tok[2]);
-			if ((op == HA_BAL_OP_CREATE ? ha_bal_cluster_find_guest(c, cmd.arg) :
-						      ha_bal_cluster_find_node(c, cmd.arg)) < 0) {
+			bool by_guest = op == HA_BAL_OP_CREATE || op == HA_BAL_OP_RELOCATE;
+
+			if ((by_guest ? ha_bal_cluster_find_guest(c, cmd.arg) :
+					ha_bal_cluster_find_node(c, cmd.arg)) < 0) {
 				return sim_fail(x, "run %s: no %s '%s'", tok[1],
-						op == HA_BAL_OP_CREATE ? "guest" : "node", cmd.arg);
+						by_guest ? "guest" : "node", cmd.arg);
 			}
 		}
 	} else if (strcmp(tok[0], "advance") == 0) {

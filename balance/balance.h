@@ -57,6 +57,7 @@ enum ha_bal_op {
 	HA_BAL_OP_CREATE,            /* a new guest needs a node */
 	HA_BAL_OP_RECOVER,           /* guests of lost nodes need new nodes */
 	HA_BAL_OP_EVACUATE,          /* move every guest off one node */
+	HA_BAL_OP_RELOCATE,          /* restart a failing guest on another node */
 	HA_BAL_OP_MAX
 };
 
@@ -81,6 +82,7 @@ enum ha_bal_reason {
 	HA_BAL_R_NO_ROOM,            /* unplaced: no node has room */
 	HA_BAL_R_PINNED,             /* unplaced: the guest is pinned */
 	HA_BAL_R_NOT_HA,             /* unplaced: not HA, stays stopped */
+	HA_BAL_R_RELOCATE,           /* keeps failing on its node (restart policy) */
 	HA_BAL_REASON_MAX
 };
 
@@ -333,8 +335,12 @@ int ha_balance_plan(const struct ha_bal_cluster *c, const struct ha_bal_policy *
  *  RECOVER  @name = a lost node, or NULL for every HA guest whose node is
  *           offline or missing: PLACE actions in guest priority order;
  *           UNPLACED for those without room and for non-HA guests.
+ *  RECOVER  NULL also places HA guests that are not placed (no room at an
+ *           earlier recovery).
  *  EVACUATE @name = a node: MIGRATE every guest off it (the node takes
  *           nothing meanwhile), UNPLACED for pinned guests and no room.
+ *  RELOCATE @name = a placed guest: one PLACE (restart) on another node,
+ *           chosen as for CREATE with its node taking nothing, or UNPLACED.
  * Returns 0 and *out, -ENOENT for an unknown name, -EINVAL for a bad
  * request (CREATE of a placed guest, REBALANCE), -ENOMEM.
  */

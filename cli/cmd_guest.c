@@ -156,7 +156,13 @@ json_object *cli_guest_json(const Hactl__StatusReply *s, const Hactl__GuestRecor
 		json_object_object_add(o, "restart", json_object_new_string(ha_restart_policy_str(def.restart)));
 		json_object_object_add(o, "priority", json_object_new_int64(def.priority));
 		json_object_object_add(o, "snapshot_interval", json_object_new_int64(def.snapshot_interval_s));
+		json_object_object_add(o, "max_restart", json_object_new_int64(def.max_restart));
+		json_object_object_add(o, "max_relocate", json_object_new_int64(def.max_relocate));
 	}
+	/* the restart policy's counts (docs/failover.md, "Restart policy") */
+	json_object_object_add(o, "restarts", json_object_new_int64(g->restarts));
+	json_object_object_add(o, "relocations", json_object_new_int64(g->relocations));
+	json_object_object_add(o, "restart_error", json_object_new_boolean(g->restart_error));
 	json_object_object_add(snap, "generation", json_object_new_int64((int64_t)g->snap_generation));
 	json_object_object_add(snap, "time_ms", json_object_new_int64((int64_t)g->snap_time_ms));
 	json_object_object_add(o, "snapshot", snap);
@@ -684,6 +690,9 @@ int cli_cmd_show(struct cli *cli, int argc, char **argv)
 		printf("ha:         restart %s, priority %u, snapshot every %u s, keep %u\n",
 		       ha_restart_policy_str(def.restart), def.priority, def.snapshot_interval_s,
 		       def.snapshot_keep);
+		printf("failures:   %u restarts here (max_restart %u), %u relocations "
+		       "(max_relocate %u)%s\n", g->restarts, def.max_restart, g->relocations,
+		       def.max_relocate, g->restart_error ? "; state error until hactl start" : "");
 	}
 	if (g->mem_bytes || g->cpu_ns) {
 		printf("usage:      memory %.1f MiB, cpu %.1f s, now %.2f CPUs\n",

@@ -56,7 +56,12 @@ static const struct gopt gopts[] = {
 	  "seconds between periodic snapshots, 0 = none" },
 	{ "ha", "snapshot_keep", K_UINT, 1, 100, "3", F(snapshot_keep),
 	  "snapshot generations kept" },
-	{ "ha", "group", K_NAME, 0, 0, "", F(group), "HA group, optional" },
+	{ "ha", "group", K_NAME, 0, 0, "", F(group),
+	  "node group of the placement policy it runs in, optional" },
+	{ "ha", "max_restart", K_UINT, 0, 100, "1", F(max_restart),
+	  "restarts in place after a crash or failed start, then relocation" },
+	{ "ha", "max_relocate", K_UINT, 0, 100, "1", F(max_relocate),
+	  "starts on another node after the restarts, then state error" },
 	{ 0 },
 };
 

@@ -46,6 +46,8 @@ struct ha_guest_def {
 	uint32_t snapshot_keep;
 	char group[HA_GUEST_NAME_MAX + 1];
 	uint32_t stop_timeout_s;
+	uint32_t max_restart;      /* restart policy (common/restart.h) */
+	uint32_t max_relocate;
 };
 
 /*

@@ -4,8 +4,9 @@
  * Every coordinator keeps the policy of its [coordinator] policy path,
  * reloaded when the files change (or on SIGHUP); a bad file keeps the
  * policy in force and says why. Every coordinator can describe the
- * cluster to the engine (coord_balance_snapshot), so `hactl balance` plans
- * on the node it runs on with the same engine and input as the leader.
+ * cluster to the engine (coord_balance_snapshot, built by coord_place.c
+ * like every placement's), so `hactl balance` plans on the node it runs on
+ * with the same engine and input as the leader.
  * Only the leader acts by itself: each interval of an enabled policy it
  * runs one round and commits the first wave of the plan as migrations,
  * through the same transactions as `hactl migrate`. A round waits while
@@ -24,7 +25,6 @@
 #include <qb/qblog.h>
 
 #include "coordinator.h"
-#include "guestdef.h"
 #include "util.h"
 
 #define TICK_MS 1000
@@ -127,130 +127,17 @@ void coord_balance_reload(struct coord *c, bool force)
 	c->bal.next_ms = 0;
 }
 
-/* Nodes are named from corosync's nodelist; one without a name gets one. */
-static void node_name(const struct coord_node *n, char out[HA_BAL_NAME_MAX])
-{
-	if (n->name[0]) {
-		snprintf(out, HA_BAL_NAME_MAX, "%s", n->name);
-	} else {
-		snprintf(out, HA_BAL_NAME_MAX, "node%u", n->id);
-	}
-}
-
-static enum ha_bal_guest_type guest_type(const char *t)
-{
-	return t && strcmp(t, "domain") == 0 ? HA_BAL_DOMAIN : HA_BAL_CONTAINER;
-}
-
-/* What a guest's definition tells the engine; unplaced, no use measured. */
-static void guest_from_def(struct ha_bal_guest *bg, const char *name,
-			   const struct ha_guest_def *def)
-{
-	memset(bg, 0, sizeof(*bg));
-	snprintf(bg->name, sizeof(bg->name), "%s", name);
-	bg->type = guest_type(def->type);
-	bg->node = -1;
-	bg->mem_mib = (def->mem_kib + 1023) / 1024;
-	if (bg->mem_mib == 0) {
-		bg->mem_mib = 1;
-	}
-	bg->vcpus = def->cpus ? def->cpus : 1;
-	bg->priority = (int32_t)def->priority;
-	bg->ha = def->restart != HA_RESTART_NONE;
-}
-
 int coord_balance_snapshot(const struct coord *c, struct ha_bal_cluster **out,
 			   char *why, size_t whylen)
 {
-	const struct coord_state *st = &c->state;
-	struct ha_bal_cluster *cl = ha_bal_cluster_new();
-	uint64_t guest_cpu[COORD_MAX_NODES] = { 0 };
-	int rc = 0;
+	struct coord_view v = { .members = c->members, .n_members = c->n_members,
+				.policy = c->bal.policy };
+	int rc = coord_place_snapshot(&c->state, &v, ha_wall_ms(), 0, out, why, whylen);
 
-	if (cl == NULL) {
-		snprintf(why, whylen, "out of memory");
-		return -ENOMEM;
+	if (rc == 0) {
+		(*out)->imbalanced_rounds = c->bal.imbalanced_rounds;
 	}
-	cl->now_ms = ha_wall_ms();
-	cl->imbalanced_rounds = c->bal.imbalanced_rounds;
-	for (size_t i = 0; i < st->n_guests; i++) {
-		const Hactl__GuestRecord *g = st->guests[i];
-
-		for (size_t j = 0; j < st->n_nodes; j++) {
-			if (st->nodes[j].id == g->owner) {
-				guest_cpu[j] += g->cpu_milli;
-			}
-		}
-	}
-	for (size_t i = 0; i < st->n_nodes && rc >= 0; i++) {
-		const struct coord_node *n = &st->nodes[i];
-		struct ha_bal_node bn = { 0 };
-		uint64_t used;
-
-		node_name(n, bn.name);
-		bn.id = n->id;
-		bn.cpus = n->facts && n->facts->cpus ? n->facts->cpus : 1;
-		bn.mem_mib = n->facts && n->facts->mem_total_kib >= 1024 ?
-			n->facts->mem_total_kib / 1024 : 1;
-		bn.online = coord_is_member(c, n->id) && n->agent_connected && !n->fenced &&
-			    n->facts != NULL;
-		bn.maintenance = n->maintenance;
-		/* what the host uses besides its guests (agents, daemons, others) */
-		used = n->usage ? (uint64_t)n->usage->cpu_permille * bn.cpus : 0;
-		bn.cpu_base_milli = used > guest_cpu[i] ? (uint32_t)(used - guest_cpu[i]) : 0;
-		if (bn.cpu_base_milli > bn.cpus * 1000u) {
-			bn.cpu_base_milli = bn.cpus * 1000u;
-		}
-		if (n->facts && (n->facts->qemu_version == NULL || !n->facts->qemu_version[0])) {
-			bn.types = 1u << HA_BAL_CONTAINER;
-		}
-		rc = ha_bal_cluster_add_node(cl, &bn);
-		if (rc < 0) {
-			snprintf(why, whylen, "node '%s': %s", bn.name, strerror(-rc));
-		}
-	}
-	for (size_t i = 0; i < st->n_guests && rc >= 0; i++) {
-		const Hactl__GuestRecord *g = st->guests[i];
-		const struct coord_node *owner = coord_state_node((struct coord_state *)st,
-								  g->owner);
-		struct ha_bal_guest bg;
-		struct ha_guest_def def;
-		char err[256], name[HA_BAL_NAME_MAX];
-
-		/* Only guests that should run use room; stopped ones have none. */
-		if (!g->desired || strcmp(g->desired, "running") != 0 || owner == NULL) {
-			continue;
-		}
-		if (g->definition.data == NULL ||
-		    ha_guestdef_parse((const char *)g->definition.data, g->definition.len,
-				      g->name, &def, err, sizeof(err)) < 0) {
-			continue; /* cannot happen: definitions are checked on define */
-		}
-		guest_from_def(&bg, g->name, &def);
-		node_name(owner, name);
-		bg.node = ha_bal_cluster_find_node(cl, name);
-		if (bg.node < 0) {
-			bg.node = -1;
-		}
-		bg.cpu_milli = g->cpu_milli;
-		if (bg.cpu_milli > bg.vcpus * 1000u) {
-			bg.cpu_milli = bg.vcpus * 1000u;
-		}
-		if (g->migration && g->migration->state &&
-		    strcmp(g->migration->state, "committed") == 0) {
-			bg.last_move_ms = g->migration->ended_ms;
-		}
-		rc = ha_bal_cluster_add_guest(cl, &bg);
-		if (rc < 0) {
-			snprintf(why, whylen, "guest '%s': %s", bg.name, strerror(-rc));
-		}
-	}
-	if (rc < 0) {
-		ha_bal_cluster_free(cl);
-		return rc;
-	}
-	*out = cl;
-	return 0;
+	return rc;
 }
 
 static size_t migrations_in_flight(const struct coord *c)
@@ -279,7 +166,8 @@ static bool fencing_busy(const struct coord *c)
 static unsigned run_wave(struct coord *c, const struct ha_bal_cluster *cl,
 			 const struct ha_bal_plan *plan)
 {
-	struct coord_view v = { .members = c->members, .n_members = c->n_members };
+	struct coord_view v = { .members = c->members, .n_members = c->n_members,
+				.policy = c->bal.policy };
 	unsigned sent = 0;
 
 	for (uint32_t i = 0; i < plan->n_actions; i++) {
@@ -380,6 +268,7 @@ static void tick(void *data)
 	uint64_t now = ha_mono_ms();
 
 	coord_balance_reload(c, false);
+	coord_restart_tick(c);
 	if (c->leader != c->local_id || !coord_is_quorate(c) || c->syncing ||
 	    !c->bal.policy->enabled) {
 		c->bal.imbalanced_rounds = 0;
@@ -410,68 +299,6 @@ void coord_balance_stop(struct coord *c)
 	qb_loop_timer_del(c->loop, c->bal.timer);
 	ha_bal_policy_free(c->bal.policy);
 	c->bal.policy = NULL;
-}
-
-/*
- * Placement of a guest being started without a node: the engine's CREATE
- * on the snapshot, the guest added unplaced. Writes the node into @node,
- * or returns -ENOSPC with the engine's reason (which nodes refused and
- * why). Other errors leave the caller's own choice in force.
- */
-int coord_balance_place(struct coord *c, const Hactl__GuestStartChange *gs,
-			char *node, size_t len, char *why, size_t whylen)
-{
-	const Hactl__GuestRecord *rec = coord_state_guest(&c->state, gs->name);
-	const ProtobufCBinaryData *text = rec ? &rec->definition : &gs->definition;
-	struct ha_bal_cluster *cl = NULL;
-	struct ha_bal_plan *plan = NULL;
-	struct ha_bal_guest bg = { 0 };
-	struct ha_guest_def def;
-	char err[256];
-	int rc, idx;
-
-	if (text->data == NULL ||
-	    ha_guestdef_parse((const char *)text->data, text->len, gs->name, &def, err,
-			      sizeof(err)) < 0) {
-		snprintf(why, whylen, "%s", err);
-		return -EINVAL;
-	}
-	rc = coord_balance_snapshot(c, &cl, why, whylen);
-	if (rc < 0) {
-		return rc;
-	}
-	idx = ha_bal_cluster_find_guest(cl, gs->name);
-	if (idx >= 0 && cl->guests[idx].node >= 0) {
-		ha_bal_cluster_free(cl);
-		return -EALREADY; /* counted as placed: not ours to move */
-	}
-	if (idx < 0) {
-		guest_from_def(&bg, gs->name, &def);
-		rc = ha_bal_cluster_add_guest(cl, &bg);
-	}
-	if (rc >= 0) {
-		rc = ha_balance_place(cl, c->bal.policy, HA_BAL_OP_CREATE, gs->name, &plan);
-	}
-	if (rc < 0) {
-		snprintf(why, whylen, "balancing engine: %s", strerror(-rc));
-		ha_bal_cluster_free(cl);
-		return rc;
-	}
-	rc = -ENOSPC;
-	snprintf(why, whylen, "no node can take '%s'", gs->name);
-	for (uint32_t i = 0; i < plan->n_actions; i++) {
-		const struct ha_bal_action *a = &plan->actions[i];
-
-		if (a->kind == HA_BAL_ACT_PLACE && a->to >= 0) {
-			snprintf(node, len, "%s", cl->nodes[a->to].name);
-			rc = 0;
-		} else if (a->kind == HA_BAL_ACT_UNPLACED && a->detail[0]) {
-			snprintf(why, whylen, "no node can take '%s': %s", gs->name, a->detail);
-		}
-	}
-	ha_bal_plan_free(plan);
-	ha_bal_cluster_free(cl);
-	return rc;
 }
 
 /* Reads a memstream's text into a NUL-terminated string (caller frees). */

@@ -400,7 +400,8 @@ static void commit_fence(struct coord *c, const char *node, bool fenced, const c
 
 static void recover(struct coord *c)
 {
-	struct coord_view view = { .members = c->members, .n_members = c->n_members };
+	struct coord_view view = { .members = c->members, .n_members = c->n_members,
+				   .policy = c->bal.policy };
 	Hactl__RecoverChange rc;
 	Hactl__Change ch = HACTL__CHANGE__INIT;
 	uint64_t now = coord_now_ms(c);

@@ -214,6 +214,11 @@ static int reply_status(struct coord *c, qb_ipcs_connection_t *conn,
 			    asprintf(&alarms[na], "guest %s cannot run: %s", g->name,
 				     g->error ? g->error : "") >= 0) {
 				na++;
+			} else if (g->restart_error &&
+				   asprintf(&alarms[na], "guest %s is in state error (restart "
+					    "policy exhausted; hactl start clears it): %s",
+					    g->name, g->error ? g->error : "") >= 0) {
+				na++;
 			}
 		}
 		if (c->bal.policy_err[0] && na < HA_ARRAY_SIZE(alarms) &&

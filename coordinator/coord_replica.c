@@ -639,32 +639,15 @@ static void on_request(struct coord *c, uint32_t sender, Hactl__CpgRequest *r)
 	if (c->leader != c->local_id) {
 		return; /* the leader answers */
 	}
-	struct coord_view view = { .members = c->members, .n_members = c->n_members };
+	/* a start without a node is placed by the engine with the policy in
+	 * force (coord_place.c): one code path for every placement */
+	struct coord_view view = { .members = c->members, .n_members = c->n_members,
+				   .policy = c->bal.policy };
 	char node[COORD_NAME_MAX + 1];
 
 	coord_change_describe(r->change, desc, sizeof(desc));
 	rc = coord_change_prepare(&c->state, &view, r->change, node, sizeof(node), why,
 				  sizeof(why));
-	if ((rc == 0 || rc == -ENOSPC) && r->change->kind_case == HACTL__CHANGE__KIND_GUEST_START &&
-	    (r->change->guest_start->node == NULL || !r->change->guest_start->node[0])) {
-		/* No node asked for: the balancing engine places it (policy,
-		 * groups, affinity, N+1); the coordinator's own choice stands
-		 * only when the engine cannot run. */
-		char eng[COORD_NAME_MAX + 1], ewhy[256];
-		int erc = coord_balance_place(c, r->change->guest_start, eng, sizeof(eng), ewhy,
-					      sizeof(ewhy));
-
-		if (erc == 0) {
-			snprintf(node, sizeof(node), "%s", eng);
-			rc = 0;
-		} else if (erc == -ENOSPC) {
-			rc = erc;
-			snprintf(why, sizeof(why), "%s", ewhy);
-		} else if (erc != -EALREADY) {
-			qb_log(LOG_WARNING, "placement of %s by the coordinator: %s",
-			       r->change->guest_start->name, ewhy);
-		}
-	}
 	if (rc < 0) {
 		Hactl__CpgReject rej = HACTL__CPG_REJECT__INIT;
 

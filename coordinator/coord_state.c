@@ -418,53 +418,6 @@ bool coord_node_eligible(const struct coord_node *n, const struct coord_view *v,
 	return true;
 }
 
-/* Most free memory (total minus what running guests may use), then lowest id. */
-static const struct coord_node *place_extra(const struct coord_state *st,
-					    const struct coord_view *v, const char *type,
-					    uint64_t need_kib, const int64_t *extra,
-					    char *why, size_t whylen)
-{
-	const struct coord_node *best = NULL;
-	int64_t best_free = 0;
-	char tmp[128];
-
-	snprintf(why, whylen, "no node can run it: no eligible node online");
-	for (size_t i = 0; i < st->n_nodes; i++) {
-		const struct coord_node *n = &st->nodes[i];
-		int64_t free_kib;
-
-		if (!coord_node_eligible(n, v, type, tmp, sizeof(tmp))) {
-			continue;
-		}
-		free_kib = n->facts ? (int64_t)n->facts->mem_total_kib : 0;
-		if (extra) {
-			free_kib -= extra[i];
-		}
-		for (size_t j = 0; j < st->n_guests; j++) {
-			if (st->guests[j]->owner == n->id && guest_desired_running(st->guests[j])) {
-				free_kib -= (int64_t)coord_guest_mem_kib(st->guests[j]);
-			}
-		}
-		if (free_kib < (int64_t)need_kib) {
-			snprintf(why, whylen, "no node has %llu MiB free",
-				 (unsigned long long)need_kib / 1024);
-			continue;
-		}
-		if (best == NULL || free_kib > best_free) {
-			best = n;
-			best_free = free_kib;
-		}
-	}
-	return best;
-}
-
-static const struct coord_node *place(const struct coord_state *st,
-				      const struct coord_view *v, const char *type,
-				      uint64_t need_kib, char *why, size_t whylen)
-{
-	return place_extra(st, v, type, need_kib, NULL, why, whylen);
-}
-
 static int check_define(const struct coord_state *st, const Hactl__GuestDefineChange *d,
 			struct ha_guest_def *def, char *why, size_t whylen)
 {
@@ -621,6 +574,34 @@ int coord_change_check(const struct coord_state *st, const Hactl__Change *ch,
 	}
 	case HACTL__CHANGE__KIND_RECOVER:
 		return 0; /* each placement is checked when applied */
+	case HACTL__CHANGE__KIND_GUEST_RELOCATE: {
+		const Hactl__GuestRelocateChange *r = ch->guest_relocate;
+		const Hactl__GuestRecord *g = need_guest(st, r->name, why, whylen);
+		const struct coord_node *dst;
+
+		if (g == NULL) {
+			return -ENOENT;
+		}
+		if (!guest_desired_running(g) || g->generation != r->generation) {
+			snprintf(why, whylen, "guest '%s' changed since (generation %llu, not %llu)",
+				 g->name, (unsigned long long)g->generation,
+				 (unsigned long long)r->generation);
+			return -ESTALE;
+		}
+		if (r->node && r->node[0]) {
+			dst = node_by_name_c(st, r->node);
+			if (dst == NULL) {
+				snprintf(why, whylen, "unknown node '%s'", r->node);
+				return -ENOENT;
+			}
+			if (dst->id == g->owner) {
+				snprintf(why, whylen, "guest '%s' is on %s already", g->name,
+					 dst->name);
+				return -EALREADY;
+			}
+		}
+		return 0;
+	}
 	case HACTL__CHANGE__KIND_MIGRATE_START: {
 		const Hactl__MigrateStartChange *m = ch->migrate_start;
 		const Hactl__GuestRecord *g = need_guest(st, m->guest, why, whylen);
@@ -745,10 +726,9 @@ int coord_change_prepare(const struct coord_state *st, const struct coord_view *
 			return -EHOSTUNREACH;
 		}
 	} else {
-		n = place(st, v, def.type, def.mem_kib, why, whylen);
-		if (n == NULL) {
-			return -ENOSPC;
-		}
+		/* the engine places it, with the policy in force */
+		return coord_place_new(st, v, gs->name, &def, NULL, node_out, node_len, why,
+				       whylen);
 	}
 	snprintf(node_out, node_len, "%s", n->name);
 	return 0;
@@ -777,6 +757,19 @@ static void set_str(char **field, const char *v)
 		}
 		*field = copy;
 	}
+}
+
+/* `hactl start`: the restart policy starts over. */
+static void restart_policy_clear(Hactl__GuestRecord *g)
+{
+	g->has_restarts = false;
+	g->restarts = 0;
+	g->has_gave_up_generation = false;
+	g->gave_up_generation = 0;
+	g->has_relocations = false;
+	g->relocations = 0;
+	g->has_restart_error = false;
+	g->restart_error = false;
 }
 
 static int apply_define(struct coord_state *st, const Hactl__GuestDefineChange *d,
@@ -854,6 +847,7 @@ int coord_change_apply(struct coord_state *st, const Hactl__Change *ch,
 		g->has_start_snapshot = true;
 		g->start_snapshot = gs->snapshot;
 		set_str(&g->error, "");
+		restart_policy_clear(g);
 		break;
 	}
 	case HACTL__CHANGE__KIND_GUEST_STOP:
@@ -902,6 +896,35 @@ int coord_change_apply(struct coord_state *st, const Hactl__Change *ch,
 			set_str(&g->state, "recovering");
 		}
 		break;
+	case HACTL__CHANGE__KIND_GUEST_RELOCATE: {
+		const Hactl__GuestRelocateChange *r = ch->guest_relocate;
+		const struct coord_node *dst = r->node && r->node[0] ?
+			node_by_name_c(st, r->node) : NULL;
+
+		g = coord_state_guest(st, r->name);
+		set_str(&g->error, r->reason ? r->reason : "");
+		if (dst == NULL) {
+			/* the policy is exhausted: state error until `hactl start` */
+			set_str(&g->desired, "stopped");
+			set_str(&g->state, "error");
+			g->has_restart_error = true;
+			g->restart_error = true;
+			break;
+		}
+		g->has_owner = true;
+		g->owner = dst->id;
+		g->has_generation = true;
+		g->generation++;
+		g->has_relocations = true;
+		g->relocations++;
+		g->has_restarts = true;
+		g->restarts = 0;
+		set_str(&g->start_mode, "cold");
+		g->has_start_snapshot = true;
+		g->start_snapshot = 0;
+		set_str(&g->state, "relocating");
+		break;
+	}
 	case HACTL__CHANGE__KIND_MIGRATE_START: {
 		const Hactl__MigrateStartChange *m = ch->migrate_start;
 		const struct coord_node *dst = node_by_name_c(st, m->node);
@@ -960,93 +983,6 @@ int coord_change_apply(struct coord_state *st, const Hactl__Change *ch,
 	st->seq++;
 	st->updated_ms = now_ms;
 	return 0;
-}
-
-static int cmp_prio(const void *a, const void *b)
-{
-	const int64_t *x = a, *y = b; /* [priority, index] pairs */
-
-	if (x[0] != y[0]) {
-		return x[0] > y[0] ? -1 : 1;
-	}
-	return x[1] < y[1] ? -1 : x[1] > y[1];
-}
-
-size_t coord_recover_plan(const struct coord_state *st, const struct coord_view *v,
-			  Hactl__RecoverChange *out)
-{
-	int64_t (*order)[2];
-	int64_t extra[COORD_MAX_NODES] = { 0 };
-	size_t n = 0;
-
-	hactl__recover_change__init(out);
-	order = calloc(st->n_guests + 1, sizeof(*order));
-	out->placements = calloc(st->n_guests + 1, sizeof(*out->placements));
-	if (order == NULL || out->placements == NULL) {
-		free(order);
-		free(out->placements);
-		out->placements = NULL;
-		return 0;
-	}
-	for (size_t i = 0; i < st->n_guests; i++) {
-		const Hactl__GuestRecord *g = st->guests[i];
-		const struct coord_node *owner = node_by_id_c(st, g->owner);
-		struct ha_guest_def def;
-		char err[256];
-
-		if (!guest_desired_running(g) || (g->owner && (owner == NULL || !owner->fenced))) {
-			continue;
-		}
-		if (ha_guestdef_parse((const char *)g->definition.data, g->definition.len, g->name,
-				      &def, err, sizeof(err)) < 0) {
-			continue;
-		}
-		order[n][0] = def.priority;
-		order[n][1] = (int64_t)i;
-		n++;
-	}
-	qsort(order, n, sizeof(order[0]), cmp_prio);
-	for (size_t k = 0; k < n; k++) {
-		const Hactl__GuestRecord *g = st->guests[order[k][1]];
-		Hactl__RecoverPlacement *p = calloc(1, sizeof(*p));
-		const struct coord_node *dst;
-		struct ha_guest_def def;
-		char why[256];
-
-		if (p == NULL) {
-			break;
-		}
-		hactl__recover_placement__init(p);
-		ha_guestdef_parse((const char *)g->definition.data, g->definition.len, g->name, &def,
-				  why, sizeof(why));
-		p->guest = strdup(g->name);
-		if (def.restart == HA_RESTART_NONE) {
-			p->mode = strdup("none");
-		} else {
-			p->mode = strdup(def.restart == HA_RESTART_SNAPSHOT ? "snapshot-or-cold" : "cold");
-			dst = place_extra(st, v, def.type, def.mem_kib, extra, why, sizeof(why));
-			if (dst) {
-				p->node = strdup(dst->name);
-				extra[dst - st->nodes] += (int64_t)def.mem_kib;
-			}
-		}
-		out->placements[out->n_placements++] = p;
-	}
-	free(order);
-	return out->n_placements;
-}
-
-void coord_recover_plan_free(Hactl__RecoverChange *rc)
-{
-	for (size_t i = 0; i < rc->n_placements; i++) {
-		free(rc->placements[i]->guest);
-		free(rc->placements[i]->node);
-		free(rc->placements[i]->mode);
-		free(rc->placements[i]);
-	}
-	free(rc->placements);
-	rc->placements = NULL;
-	rc->n_placements = 0;
 }
 
 /* The source's view of the migration stream: cipher and counters. */
@@ -1174,9 +1110,23 @@ void coord_guest_status_apply(struct coord_state *st, uint32_t node,
 		return;
 	}
 	if (g->owner == node) {
+		bool up = strcmp(gs->state, "running") == 0 || strcmp(gs->state, "paused") == 0;
+
 		guest_cpu_update(g, gs, now_ms);
-		set_str(&g->state, gs->state);
-		set_str(&g->error, gs->error ? gs->error : "");
+		if (g->restart_error && !up) {
+			/* state error stays until `hactl start` */
+		} else {
+			set_str(&g->state, gs->state);
+			set_str(&g->error, gs->error ? gs->error : "");
+		}
+		if (gs->generation == g->generation) {
+			g->has_restarts = gs->restarts != 0;
+			g->restarts = gs->restarts;
+			if (gs->gave_up) {
+				g->has_gave_up_generation = true;
+				g->gave_up_generation = gs->generation;
+			}
+		}
 		g->has_state_ms = true;
 		g->state_ms = now_ms;
 		g->has_cpu_ns = gs->has_cpu_ns;
@@ -1244,6 +1194,18 @@ void coord_change_describe(const Hactl__Change *ch, char *buf, size_t len)
 			 ch->migrate_end->reason && ch->migrate_end->reason[0] ? ": " : "",
 			 ch->migrate_end->reason ? ch->migrate_end->reason : "");
 		break;
+	case HACTL__CHANGE__KIND_GUEST_RELOCATE: {
+		const Hactl__GuestRelocateChange *r = ch->guest_relocate;
+
+		if (r->node && r->node[0]) {
+			snprintf(buf, len, "relocate %s to %s (restart policy: %s)", r->name,
+				 r->node, r->reason ? r->reason : "");
+		} else {
+			snprintf(buf, len, "guest %s in state error (restart policy: %s)", r->name,
+				 r->reason ? r->reason : "");
+		}
+		break;
+	}
 	case HACTL__CHANGE__KIND_RECOVER: {
 		size_t used = (size_t)snprintf(buf, len, "recover");
 

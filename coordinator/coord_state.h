@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "balance.h"
 #include "guestdef.h"
 #include "proto/hactl.pb-c.h"
 
@@ -101,6 +102,8 @@ int coord_state_import(struct coord_state *dst, const Hactl__ClusterState *src,
 struct coord_view {
 	const uint32_t *members; /* CPG members (nodes whose coordinator runs) */
 	size_t n_members;
+	/* the placement policy in force; NULL = the built-in defaults */
+	const struct ha_bal_policy *policy;
 };
 
 Hactl__GuestRecord *coord_state_guest(const struct coord_state *st, const char *name);
@@ -112,23 +115,65 @@ bool coord_node_eligible(const struct coord_node *n, const struct coord_view *v,
 
 /*
  * Leader only: checks @in and makes the decisions it leaves open. For a
- * guest start, writes the chosen node into @node_out (placement when the
- * request named none). Returns 0 or -errno with @why.
+ * guest start, writes the chosen node into @node_out (when the request
+ * named none: the engine's CREATE under v->policy, coord_place_new()).
+ * Returns 0 or -errno with @why (-ENOSPC: the engine's reason).
  */
 int coord_change_prepare(const struct coord_state *st, const struct coord_view *v,
 			 const Hactl__Change *in, char *node_out, size_t node_len,
 			 char *why, size_t whylen);
 
+/* ---- coord_place.c: every placement through the engine (balance.h) ---- */
+
+/* The engine's view of a guest from its definition: unplaced, no use. */
+void coord_place_guest_from_def(struct ha_bal_guest *bg, const char *name,
+				const struct ha_guest_def *def);
+
+/* Leave out guests whose owner is lost but not yet fenced (recovery). */
+#define COORD_SNAP_FENCED_ONLY 1u
+
+/*
+ * The cluster as the engine sees it: nodes (online = member of @v, agent
+ * connected, not fenced, facts known), guests that should run on their
+ * owner (no owner: not placed). Caller frees *out with
+ * ha_bal_cluster_free(). 0 or -errno with @why.
+ */
+int coord_place_snapshot(const struct coord_state *st, const struct coord_view *v,
+			 uint64_t now_ms, unsigned flags, struct ha_bal_cluster **out,
+			 char *why, size_t whylen);
+
+/*
+ * The engine's node for guest @name (definition @def) under v->policy:
+ * CREATE when @avoid is NULL or "", else RELOCATE off node @avoid.
+ * Returns 0 with the node in @node, -ENOSPC with the engine's reason,
+ * -EALREADY when the guest is placed, other -errno.
+ */
+int coord_place_new(const struct coord_state *st, const struct coord_view *v,
+		    const char *name, const struct ha_guest_def *def, const char *avoid,
+		    char *node, size_t len, char *why, size_t whylen);
+
 /*
  * Leader only: the recovery plan for every guest that should run but whose
- * owner is fenced (or that found no room before): by priority, highest
- * first, each placed where the guests already planned leave most room.
- * Returns the number of placements in @out (0: nothing to do), which the
- * caller frees with coord_recover_plan_free().
+ * owner is fenced (or that found no room before): the engine's RECOVER
+ * under v->policy (priority, then size; anti-affinity, affinity and groups
+ * hard; thresholds when possible; the N+1 reserve may be used). Returns
+ * the number of placements in @out (0: nothing to do), which the caller
+ * frees with coord_recover_plan_free().
  */
 size_t coord_recover_plan(const struct coord_state *st, const struct coord_view *v,
 			  Hactl__RecoverChange *out);
 void coord_recover_plan_free(Hactl__RecoverChange *rc);
+
+/*
+ * Leader only: the restart policy (common/restart.h) for guest @g once its
+ * owner gave up under its current generation. Returns 1 and fills @out
+ * (pointing into @g, @node and @reason): a relocation to the engine's node
+ * (RELOCATE off the owner under v->policy) while fewer than [ha]
+ * max_relocate were made, else no node (state error). 0: nothing to do.
+ */
+int coord_restart_decide(const struct coord_state *st, const struct coord_view *v,
+			 const Hactl__GuestRecord *g, Hactl__GuestRelocateChange *out,
+			 char *node, size_t node_len, char *reason, size_t reason_len);
 
 /* Soft state: node @node reports one of its guests. */
 void coord_guest_status_apply(struct coord_state *st, uint32_t node,

@@ -176,6 +176,7 @@ struct coord {
 	bool fence_always;
 
 	struct coord_bal bal;
+	uint64_t restart_sent_seq, restart_sent_ms; /* coord_restart.c */
 
 	/* recent events for `hactl events` and status */
 	char *events[COORD_EVENTS_MAX];
@@ -283,12 +284,12 @@ void coord_balance_reload(struct coord *c, bool force);
  * ha_bal_cluster_free(). 0 or -errno with @why. */
 int coord_balance_snapshot(const struct coord *c, struct ha_bal_cluster **out,
 			   char *why, size_t whylen);
-/* The engine's node for a guest started without one: 0 with @node,
- * -ENOSPC with the reason, other -errno: keep the coordinator's choice. */
-int coord_balance_place(struct coord *c, const Hactl__GuestStartChange *gs,
-			char *node, size_t len, char *why, size_t whylen);
 /* Fills @r for `hactl balance`; r->cluster and r->policy are malloc'd. */
 int coord_balance_reply(struct coord *c, Hactl__BalanceReply *r, char *why, size_t whylen);
+
+/* coord_restart.c: leader only, each second: the restart policy's
+ * relocations and errors */
+void coord_restart_tick(struct coord *c);
 
 /* coord_events.c: a bounded in-memory history */
 void coord_event(struct coord *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -106,6 +106,21 @@ static void test_api(void)
 	CHECK_EQ_INT(plan->actions[0].from, 0);
 	CHECK_EQ_INT(plan->actions[0].to, 1);
 	ha_bal_plan_free(plan);
+	/* relocation: a placed guest to another node; the input is unchanged */
+	CHECK_EQ_INT(ha_balance_place(c, p, HA_BAL_OP_RELOCATE, "nope", &plan), -ENOENT);
+	CHECK_EQ_INT(ha_balance_place(c, p, HA_BAL_OP_RELOCATE, NULL, &plan), -ENOENT);
+	CHECK_EQ_INT(ha_balance_place(c, p, HA_BAL_OP_RELOCATE, "g2", &plan), 0);
+	CHECK_EQ_INT(plan->op, HA_BAL_OP_RELOCATE);
+	CHECK_EQ_INT(plan->n_actions, 1);
+	CHECK_EQ_INT(plan->actions[0].kind, HA_BAL_ACT_PLACE);
+	CHECK_EQ_INT(plan->actions[0].reason, HA_BAL_R_RELOCATE);
+	CHECK_EQ_INT(plan->actions[0].from, 1);
+	CHECK_EQ_INT(plan->actions[0].to, 0);
+	CHECK_EQ_INT(c->guests[1].node, 1);
+	ha_bal_plan_free(plan);
+	c->guests[1].node = -1;
+	CHECK_EQ_INT(ha_balance_place(c, p, HA_BAL_OP_RELOCATE, "g2", &plan), -EINVAL);
+	c->guests[1].node = 1;
 
 	/* enum names */
 	CHECK(strcmp(ha_bal_reason_str(HA_BAL_R_NO_ROOM), "no-room") == 0);

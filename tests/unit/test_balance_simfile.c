@@ -137,7 +137,7 @@ static void test_errors(void)
 	expect_error("run rebalance\nnode a cpus=1 mem=1G\n",
 		     "t.sim:2: 'node' must come before the first command");
 	expect_error("run shuffle\n",
-		     "t.sim:1: run: rebalance, place GUEST, recover [NODE] or evacuate NODE expected");
+		     "t.sim:1: run: rebalance, place GUEST, recover [NODE], evacuate NODE or relocate GUEST expected");
 	expect_error("run place\n", "t.sim:1: run place: wrong number of arguments");
 	expect_error("run rebalance now\n", "t.sim:1: run rebalance: wrong number of arguments");
 	expect_error("run place g\n", "t.sim:1: run place: no guest 'g'");

@@ -177,16 +177,19 @@ static void test_recover_plan(void)
 	st.guests[st.n_guests++] = guest("more", 3, "");
 
 	CHECK_EQ_INT(coord_recover_plan(&st, &v, &rc), 5);
-	/* priority order: high, mid, low, then off and big (priority 0, by index) */
-	CHECK(strcmp(rc.placements[0]->guest, "high") == 0);
-	CHECK(strcmp(rc.placements[1]->guest, "mid") == 0);
-	CHECK(strcmp(rc.placements[2]->guest, "low") == 0);
-	CHECK(strcmp(rc.placements[0]->mode, "snapshot-or-cold") == 0);
-	CHECK(strcmp(rc.placements[1]->mode, "cold") == 0);
+	/* the engine's order: the non-HA guest stays down, then priority:
+	 * high, mid, low, big */
+	CHECK(strcmp(rc.placements[0]->guest, "off") == 0 && strcmp(rc.placements[0]->mode, "none") == 0);
+	CHECK(rc.placements[0]->node == NULL);
+	CHECK(strcmp(rc.placements[1]->guest, "high") == 0);
+	CHECK(strcmp(rc.placements[2]->guest, "mid") == 0);
+	CHECK(strcmp(rc.placements[3]->guest, "low") == 0);
+	CHECK(strcmp(rc.placements[4]->guest, "big") == 0);
+	CHECK(strcmp(rc.placements[1]->mode, "snapshot-or-cold") == 0);
+	CHECK(strcmp(rc.placements[2]->mode, "cold") == 0);
 	/* n1 and n3 have one 1 GiB guest each and room for one more: two fit */
-	CHECK(rc.placements[0]->node && rc.placements[1]->node);
-	CHECK(rc.placements[2]->node == NULL);
-	CHECK(strcmp(rc.placements[3]->guest, "off") == 0 && strcmp(rc.placements[3]->mode, "none") == 0);
+	CHECK(rc.placements[1]->node && rc.placements[2]->node);
+	CHECK(rc.placements[3]->node == NULL);
 	CHECK(rc.placements[4]->node == NULL); /* big: no room left */
 	{
 		Hactl__Change ch = HACTL__CHANGE__INIT;
