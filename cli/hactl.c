@@ -460,6 +460,11 @@ static int cmd_maintenance(struct cli *cli, int argc, char **argv)
 		printf("node %s: maintenance %s (state seq %llu)\n", m.node, pos[0],
 		       (unsigned long long)r->seq);
 	}
+	/* --return after the node is back in service already: the return
+	 * alone (a second run finds nothing left to bring back) */
+	if (ret && r && r->code == -EALREADY) {
+		ex = EX_OK;
+	}
 	ha_env_msg_free(reply);
 	if (ex == EX_OK && ret) {
 		ex = cli_return_guests(cli, m.node);
