@@ -41,11 +41,16 @@ static const struct help_cmd cmds[] = {
 	{ "guests", "cluster", "guests", "guests and where they run (also: list)",
 	  "Lists every guest: type, state, desired state, node and address.",
 	  { { NULL, NULL } }, "hactl guests" },
-	{ "maintenance", "cluster", "maintenance on|off NODE",
+	{ "maintenance", "cluster", "maintenance on|off NODE [--return]",
 	  "take a node out of (or back into) service",
 	  "A node in maintenance takes no new guests and is left out of balancing; "
-	  "the guests on it stay. 'hactl evacuate' also moves them away.",
-	  { { NULL, NULL } }, "hactl maintenance off node2" },
+	  "the guests on it stay. 'hactl evacuate' also moves them away. A node that "
+	  "runs no guest is not fenced when it goes down (a reboot to patch it): it "
+	  "rejoins as it is. With --return, 'off' also brings back, live, the guests "
+	  "that evacuations moved off the node.",
+	  { { "--return", "after 'off': migrate the guests evacuated from NODE back to it" },
+	    { NULL, NULL } },
+	  "hactl maintenance off node2 --return" },
 	{ "fence", "cluster", "fence [--confirm] NODE",
 	  "power a node off now; --confirm: you made sure it is off",
 	  "Runs the node's fence levels (fence.conf) with action off and waits for the "

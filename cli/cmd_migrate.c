@@ -28,6 +28,7 @@ struct mopts {
 	uint32_t parallel;      /* evacuate, balance: migrations at once */
 	bool dry_run;           /* balance */
 	const char *save;       /* balance: write the engine's input here */
+	bool evacuate;          /* moves of hactl evacuate: remembered as home */
 };
 
 static const Hactl__NodeStatus *node_named(const Hactl__StatusReply *s, const char *name)
@@ -71,6 +72,8 @@ static int start_migration(struct cli *cli, const struct mopts *o, uint64_t *id)
 	ms.guest = (char *)o->name;
 	ms.node = (char *)o->to;
 	ms.options = &mo;
+	ms.has_evacuate = o->evacuate;
+	ms.evacuate = o->evacuate;
 	ch.kind_case = HACTL__CHANGE__KIND_MIGRATE_START;
 	ch.migrate_start = &ms;
 	ex = send_change(cli, &ch);
@@ -541,6 +544,7 @@ int cli_cmd_evacuate(struct cli *cli, int argc, char **argv)
 		printf("%s in maintenance; moving %u guests, %u at a time\n", o.name,
 		       plan->n_moves, o.parallel);
 	}
+	o.evacuate = true;
 	run_plan(cli, in.sim->cluster, plan, &o, &moved, &failed);
 	if (cli->json) {
 		json_object *j = json_object_new_object();
@@ -680,5 +684,71 @@ int cli_cmd_balance(struct cli *cli, int argc, char **argv)
 	}
 	ha_bal_plan_free(plan);
 	engine_input_free(&in);
+	return failed ? EX_FAIL : EX_OK;
+}
+
+/*
+ * hactl maintenance off NODE --return: the guests that evacuations moved
+ * off @node (their record's home) go back to it, one after the other, by
+ * live migration. Hold times do not apply: the operator asked.
+ */
+int cli_return_guests(struct cli *cli, const char *node)
+{
+	Hactl__StatusReply *s = NULL;
+	const Hactl__NodeStatus *n;
+	unsigned moved = 0, failed = 0;
+	char *names[1024];
+	size_t count = 0;
+	int ex = cli_get_status(cli, NULL, &s);
+
+	if (ex != EX_OK) {
+		return ex;
+	}
+	n = node_named(s, node);
+	if (n == NULL) {
+		fprintf(stderr, "hactl: unknown node '%s'\n", node);
+		ha_env_msg_free(&s->base);
+		return EX_UNKNOWN;
+	}
+	for (size_t i = 0; i < s->n_guests && count < HA_ARRAY_SIZE(names); i++) {
+		const Hactl__GuestRecord *g = s->guests[i];
+
+		if (g->has_home && g->home == n->id && g->owner != n->id && g->owner != 0 &&
+		    g->state && strcmp(g->state, "running") == 0) {
+			names[count++] = strdup(g->name);
+		}
+	}
+	ha_env_msg_free(&s->base);
+	cli->batch = cli->json;
+	for (size_t i = 0; i < count; i++) {
+		struct mopts o;
+		uint64_t id = 0;
+
+		memset(&o, 0, sizeof(o));
+		o.name = names[i];
+		o.to = node;
+		o.timeout_s = 600;
+		if (!cli->json) {
+			printf("returning %s to %s\n", o.name, node);
+		}
+		if (names[i] == NULL || start_migration(cli, &o, &id) != EX_OK ||
+		    wait_migration(cli, o.name, id, o.timeout_s) != EX_OK) {
+			failed++;
+		} else {
+			moved++;
+		}
+		free(names[i]);
+	}
+	cli->batch = false;
+	if (cli->json) {
+		json_object *j = json_object_new_object();
+
+		json_object_object_add(j, "node", json_object_new_string(node));
+		json_object_object_add(j, "returned", json_object_new_int64(moved));
+		json_object_object_add(j, "failed", json_object_new_int64(failed));
+		cli_json_print(j);
+	} else {
+		printf("%s: %u guests returned, %u failed\n", node, moved, failed);
+	}
 	return failed ? EX_FAIL : EX_OK;
 }

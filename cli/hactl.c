@@ -423,13 +423,26 @@ static int cmd_maintenance(struct cli *cli, int argc, char **argv)
 	Hactl__MaintenanceChange m = HACTL__MAINTENANCE_CHANGE__INIT;
 	ProtobufCMessage *reply = NULL;
 	Hactl__Result *r;
-	int ex;
+	bool ret = false;
+	const char *pos[2];
+	int np = 0, ex;
 
-	if (argc != 3 || (strcmp(argv[1], "on") != 0 && strcmp(argv[1], "off") != 0)) {
-		return cli_usage_error("usage: hactl maintenance on|off NODE%s", "");
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--return") == 0) {
+			ret = true;
+		} else if (argv[i][0] == '-' || np == 2) {
+			return cli_usage_error("usage: hactl maintenance on|off NODE [--return]%s", "");
+		} else {
+			pos[np++] = argv[i];
+		}
 	}
-	m.node = argv[2];
-	m.on = strcmp(argv[1], "on") == 0;
+	if (np != 2 || (strcmp(pos[0], "on") != 0 && strcmp(pos[0], "off") != 0) ||
+	    (ret && strcmp(pos[0], "off") != 0)) {
+		return cli_usage_error("usage: hactl maintenance on|off NODE, or maintenance off "
+				       "NODE --return%s", "");
+	}
+	m.node = (char *)pos[1];
+	m.on = strcmp(pos[0], "on") == 0;
 	ch.kind_case = HACTL__CHANGE__KIND_MAINTENANCE;
 	ch.maintenance = &m;
 	req.change = &ch;
@@ -444,10 +457,18 @@ static int cmd_maintenance(struct cli *cli, int argc, char **argv)
 		json_object_object_add(o, "seq", json_object_new_int64((int64_t)r->seq));
 		cli_json_print(o);
 	} else if (r && r->code == 0) {
-		printf("node %s: maintenance %s (state seq %llu)\n", m.node, argv[1],
+		printf("node %s: maintenance %s (state seq %llu)\n", m.node, pos[0],
 		       (unsigned long long)r->seq);
 	}
+	/* --return after the node is back in service already: the return
+	 * alone (a second run finds nothing left to bring back) */
+	if (ret && r && r->code == -EALREADY) {
+		ex = EX_OK;
+	}
 	ha_env_msg_free(reply);
+	if (ex == EX_OK && ret) {
+		ex = cli_return_guests(cli, m.node);
+	}
 	return ex;
 }
 

@@ -443,12 +443,27 @@ static void recover(struct coord *c)
 
 /* ---- the tick ---- */
 
-static bool owns_guests(const struct coord *c, uint32_t node)
+/*
+ * Whether @node may run a guest now: it owns one that should run, a guest
+ * was last seen running there, or it is the source or destination of a
+ * migration. A lost node for which none holds cannot run a guest twice
+ * (nothing is placed on a node outside the membership, and its agent kills
+ * any copy it does not own): it is marked down, not fenced.
+ */
+bool coord_fence_may_run_guests(const struct coord *c, uint32_t node)
 {
 	for (size_t i = 0; i < c->state.n_guests; i++) {
 		const Hactl__GuestRecord *g = c->state.guests[i];
+		const Hactl__Migration *m = g->migration;
 
 		if (g->owner == node && g->desired && strcmp(g->desired, "running") == 0) {
+			return true;
+		}
+		if (g->running_on == node) {
+			return true;
+		}
+		if (m && (m->source == node || m->destination == node) && m->state &&
+		    strcmp(m->state, "committed") != 0 && strcmp(m->state, "aborted") != 0) {
 			return true;
 		}
 	}
@@ -494,6 +509,7 @@ void coord_fence_tick(struct coord *c)
 				fence_status_send(c, op);
 			}
 			op->lost_ms = 0;
+			op->down_noted = false;
 			if (leading && n->fenced && now >= op->commit_retry_ms) {
 				/* it rebooted and rejoined: it may own guests again */
 				commit_fence(c, n->name, false, "rejoin", "node rejoined");
@@ -513,9 +529,22 @@ void coord_fence_tick(struct coord *c)
 			struct fence_node fn;
 			char err[512];
 
-			/* A node never seen in this membership that owns nothing is
-			 * just not up yet (cluster start): no startup fencing. */
-			if (lost == 0 && !owns_guests(c, n->id)) {
+			/* A node that can run no guest is not fenced: one never
+			 * seen in this membership is just not up yet (cluster
+			 * start); one that was evacuated for maintenance, or shut
+			 * down cleanly after its guests went, is down. Fencing it
+			 * would power off a host being patched for nothing to
+			 * recover (Proxmox fences only hosts with active HA
+			 * services). If it is given a guest later, it is fenced. */
+			if (!coord_fence_may_run_guests(c, n->id)) {
+				if (lost != 0 && !op->down_noted) {
+					op->down_noted = true;
+					coord_event(c, "%s lost while it ran no guest%s: marked down, "
+						    "not fenced", n->name,
+						    n->maintenance ? " (maintenance)" : "");
+					qb_log(LOG_NOTICE, "node %s lost while it ran no guest: not fenced",
+					       n->name);
+				}
 				break;
 			}
 			if (fence_config_load(c->cfg.fence_config, &cfg, err, sizeof(err)) < 0) {

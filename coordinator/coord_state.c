@@ -941,6 +941,8 @@ int coord_change_apply(struct coord_state *st, const Hactl__Change *ch,
 		mt.has_started_ms = true;
 		mt.started_ms = now_ms;
 		mt.dst_address = (char *)dst->address;
+		mt.has_evacuate = m->has_evacuate && m->evacuate;
+		mt.evacuate = mt.has_evacuate;
 		copy = coord_pb_dup(&mt.base);
 		if (copy == NULL) {
 			snprintf(why, whylen, "out of memory");
@@ -959,6 +961,10 @@ int coord_change_apply(struct coord_state *st, const Hactl__Change *ch,
 		g->migration->has_ended_ms = true;
 		g->migration->ended_ms = now_ms;
 		if (m->commit) {
+			/* an evacuation remembers where the guest came from; any
+			 * other move (the return among them) forgets it */
+			g->has_home = true;
+			g->home = g->migration->evacuate ? g->migration->source : 0;
 			g->owner = g->migration->destination;
 			g->has_generation = true;
 			g->generation++;

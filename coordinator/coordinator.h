@@ -71,6 +71,7 @@ struct coord_fence_op {
 	uint64_t deadline_ms;
 	uint64_t next_try_ms;
 	uint64_t commit_retry_ms;
+	bool down_noted;        /* lost while it could run nothing: said once */
 	char error[512];
 };
 
@@ -256,6 +257,10 @@ bool coord_agent_watchdog_note(struct coord *c, const Hactl__AgentGuestReport *r
 /* coord_fence.c */
 int coord_fence_start(struct coord *c);
 void coord_fence_stop(struct coord *c);
+/* Whether @node may run a guest now (owns one that should run, one runs
+ * there, or a migration involves it); a lost node that may not is marked
+ * down, not fenced. */
+bool coord_fence_may_run_guests(const struct coord *c, uint32_t node);
 void coord_fence_tick(struct coord *c);
 void coord_fence_committed(struct coord *c, const char *node, bool fenced);
 void coord_fence_status_apply(struct coord *c, const Hactl__CpgFenceStatus *fs);

@@ -874,6 +874,54 @@ static void test_blip_majority_goes_on(void)
 	n_conf = NODES;
 }
 
+/*
+ * Issue 20: a host that runs no guest is not fenced when it leaves. The
+ * host of a maintenance window (evacuated, then rebooted to patch it) or
+ * one shut down cleanly after its guests went was fenced like any other:
+ * its fence levels powered it off in the middle of the patching, for
+ * nothing to recover. Now it is marked down (an event says so) and rejoins
+ * as it is; a lost host that owns a running guest is still fenced.
+ */
+static void test_idle_host_not_fenced(void)
+{
+	fence_conf[0] = 0; /* method watchdog */
+	set_clock(1000);
+	for (uint32_t id = 1; id <= 5; id++) {
+		node_start(id);
+	}
+	GROUP(1, 2, 3, 4, 5);
+	bus_run();
+	for (uint32_t id = 1; id <= 5; id++) {
+		agent_report_wd(id, 2000);
+	}
+	CHECK(guest_start(2, "g4", "n4"));
+
+	set_clock(2000);
+	GROUP(1, 2, 5);
+	node_stop(3);
+	node_stop(4);
+	run_for(2000, 10000);
+	/* n4 ran g4: waited out, fenced, g4 recovered; n3 ran nothing */
+	CHECK(fenced_on(1, 4));
+	CHECK(owner_of(1, "g4") != 4 && owner_of(1, "g4") != 0);
+	CHECK(!fenced_on(1, 3) && !fenced_on(2, 3) && !fenced_on(5, 3));
+	/* no fence operation began: its state was never published */
+	CHECK(strcmp(fence_state_on(1, 3), "") == 0 || strcmp(fence_state_on(1, 3), "idle") == 0);
+	CHECK(has_event(1, "n3 lost while it ran no guest: marked down, not fenced"));
+	CHECK(!has_event(1, "n3 lost: waiting out"));
+
+	/* it comes back as it is: never fenced, no unfence commit */
+	node_start(3);
+	set_clock(12500);
+	GROUP(1, 2, 3, 5);
+	bus_run();
+	run_for(12500, 2000);
+	CHECK(!fenced_on(1, 3) && !fenced_on(3, 3));
+	CHECK(!has_event(1, "node n3 fenced"));
+	CHECK(replicas_equal());
+	all_stop();
+}
+
 int main(void)
 {
 	if (getenv("HA_TEST_LOG")) { /* the coordinators' log on stderr */
@@ -893,6 +941,7 @@ int main(void)
 	test_stale_state_waits();
 	test_quorum_loss_not_current();
 	test_blip_majority_goes_on();
+	test_idle_host_not_fenced();
 	{
 		char cmd[PATH_MAX + 16];
 

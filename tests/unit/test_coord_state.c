@@ -266,6 +266,89 @@ static void test_commit_check(void)
 	CHECK_EQ_INT(coord_commit_check(7, 4, NULL, 0, 2, &cm, why, sizeof(why)), -EPERM);
 }
 
+/* A migration of hactl evacuate remembers the source as the guest's home
+ * (maintenance off --return brings it back there); any other move forgets
+ * it. */
+static void test_evacuate_home(void)
+{
+	struct coord_state st;
+	char why[256];
+	const char *def = "[guest]\nname = g1\ntype = container\nmemory = 64M\n"
+			  "command = /bin/true\n[storage]\ntemplate = container\n";
+	Hactl__Change ch = HACTL__CHANGE__INIT;
+	Hactl__GuestDefineChange gd = HACTL__GUEST_DEFINE_CHANGE__INIT;
+	Hactl__GuestStartChange gs = HACTL__GUEST_START_CHANGE__INIT;
+	Hactl__MigrateStartChange ms = HACTL__MIGRATE_START_CHANGE__INIT;
+	Hactl__MigrateEndChange me = HACTL__MIGRATE_END_CHANGE__INIT;
+	Hactl__GuestRecord *g;
+
+	coord_state_init(&st);
+	for (uint32_t id = 1; id <= 3; id++) {
+		char name[8];
+
+		snprintf(name, sizeof(name), "n%u", id);
+		coord_state_node_add(&st, id, name);
+	}
+	gd.definition.data = (uint8_t *)def;
+	gd.definition.len = strlen(def);
+	ch.kind_case = HACTL__CHANGE__KIND_GUEST_DEFINE;
+	ch.guest_define = &gd;
+	CHECK_EQ_INT(coord_change_apply(&st, &ch, 1, why, sizeof(why)), 0);
+	gs.name = "g1";
+	gs.node = "n2";
+	ch.kind_case = HACTL__CHANGE__KIND_GUEST_START;
+	ch.guest_start = &gs;
+	CHECK_EQ_INT(coord_change_apply(&st, &ch, 2, why, sizeof(why)), 0);
+	g = (Hactl__GuestRecord *)coord_state_guest(&st, "g1");
+	CHECK(g != NULL && g->owner == 2);
+	if (g == NULL) {
+		coord_state_clear(&st);
+		return;
+	}
+	free(g->state);
+	g->state = strdup("running"); /* as its agent reports */
+
+	/* evacuated from n2 to n3: home n2 */
+	ms.guest = "g1";
+	ms.node = "n3";
+	ms.has_evacuate = true;
+	ms.evacuate = true;
+	ch.kind_case = HACTL__CHANGE__KIND_MIGRATE_START;
+	ch.migrate_start = &ms;
+	CHECK_EQ_INT(coord_change_apply(&st, &ch, 3, why, sizeof(why)), 0);
+	me.guest = "g1";
+	me.id = g->migration ? g->migration->id : 0;
+	if (g->migration) { /* as the destination reports */
+		g->migration->has_received = true;
+		g->migration->received = true;
+	}
+	me.commit = true;
+	ch.kind_case = HACTL__CHANGE__KIND_MIGRATE_END;
+	ch.migrate_end = &me;
+	CHECK_EQ_INT(coord_change_apply(&st, &ch, 4, why, sizeof(why)), 0);
+	CHECK_EQ_INT(g->owner, 3);
+	CHECK(g->has_home && g->home == 2);
+
+	/* moved back by an ordinary migration: home forgotten */
+	ms.node = "n2";
+	ms.has_evacuate = false;
+	ms.evacuate = false;
+	ch.kind_case = HACTL__CHANGE__KIND_MIGRATE_START;
+	ch.migrate_start = &ms;
+	CHECK_EQ_INT(coord_change_apply(&st, &ch, 5, why, sizeof(why)), 0);
+	me.id = g->migration ? g->migration->id : 0;
+	if (g->migration) {
+		g->migration->has_received = true;
+		g->migration->received = true;
+	}
+	ch.kind_case = HACTL__CHANGE__KIND_MIGRATE_END;
+	ch.migrate_end = &me;
+	CHECK_EQ_INT(coord_change_apply(&st, &ch, 6, why, sizeof(why)), 0);
+	CHECK_EQ_INT(g->owner, 2);
+	CHECK_EQ_INT(g->home, 0);
+	coord_state_clear(&st);
+}
+
 int main(void)
 {
 	test_nodes();
@@ -277,5 +360,6 @@ int main(void)
 	test_leader_pick();
 	test_commit_check();
 	test_sync_choose();
+	test_evacuate_home();
 	return ha_test_done("test_coord_state");
 }
