@@ -1,12 +1,15 @@
 /*
  * coord_ipc.c - the libqb IPC server "hactl" for hactl and the local agent.
  *
- * Only root and the configured group may connect. Every request is one
+ * Only root and members of the configured group (primary or supplementary)
+ * may connect, and only root may speak as the agent. Every request is one
  * envelope; anything that does not decode is answered with an error
  * Result, counted and logged, and the connection stays usable.
  */
 #include <errno.h>
 #include <grp.h>
+#include <pwd.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,16 +47,126 @@ static int32_t dispatch_del(int32_t fd)
 
 /* ---- connections ---- */
 
+const char *coord_peer_role_str(enum coord_peer_role r)
+{
+	static const char *const names[COORD_PEER_ROLE_MAX] = {
+		[COORD_PEER_REFUSED] = "refused",
+		[COORD_PEER_CLIENT] = "client",
+		[COORD_PEER_ROOT] = "root",
+	};
+
+	return (unsigned)r < COORD_PEER_ROLE_MAX ? names[r] : "unknown";
+}
+
+/*
+ * The "Groups:" line of @proc_root/PID/status: the process's supplementary
+ * groups as the kernel holds them. 1 when @group is among them, 0 when
+ * not, -errno when the file cannot be read or has no such line.
+ */
+static int proc_groups_contain(const char *proc_root, pid_t pid, gid_t group)
+{
+	char path[PATH_MAX], line[4096];
+	FILE *f;
+	int found = -ENOENT;
+
+	snprintf(path, sizeof(path), "%s/%d/status", proc_root, (int)pid);
+	f = fopen(path, "re");
+	if (f == NULL) {
+		return -errno;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		char *p, *end;
+
+		if (strncmp(line, "Groups:", 7) != 0) {
+			continue;
+		}
+		found = 0;
+		for (p = line + 7;; p = end) {
+			unsigned long v;
+
+			while (*p == ' ' || *p == '\t') {
+				p++;
+			}
+			if (*p < '0' || *p > '9') {
+				break;
+			}
+			v = strtoul(p, &end, 10);
+			if (v == (unsigned long)group) {
+				found = 1;
+				break;
+			}
+		}
+		break;
+	}
+	fclose(f);
+	return found;
+}
+
+/* Configured membership of @uid's user (getgrouplist), the fallback when
+ * the process is gone before its groups could be read. */
+static bool user_groups_contain(uid_t uid, gid_t gid, gid_t group)
+{
+	struct passwd pw, *res = NULL;
+	char buf[4096];
+	gid_t groups[256];
+	int n = (int)HA_ARRAY_SIZE(groups);
+
+	if (getpwuid_r(uid, &pw, buf, sizeof(buf), &res) != 0 || res == NULL) {
+		return false;
+	}
+	if (getgrouplist(pw.pw_name, gid, groups, &n) < 0) {
+		return false;
+	}
+	for (int i = 0; i < n; i++) {
+		if (groups[i] == group) {
+			return true;
+		}
+	}
+	return false;
+}
+
+enum coord_peer_role coord_ipc_peer_role(uid_t uid, gid_t gid, pid_t pid, gid_t group,
+					 const char *proc_root)
+{
+	int rc;
+
+	if (uid == 0) {
+		return COORD_PEER_ROOT;
+	}
+	if (group == (gid_t)-1) {
+		return COORD_PEER_REFUSED;
+	}
+	if (gid == group) {
+		return COORD_PEER_CLIENT;
+	}
+	rc = pid > 0 ? proc_groups_contain(proc_root ? proc_root : "/proc", pid, group) : -ESRCH;
+	if (rc == 1 || (rc < 0 && user_groups_contain(uid, gid, group))) {
+		return COORD_PEER_CLIENT;
+	}
+	return COORD_PEER_REFUSED;
+}
+
+static enum coord_peer_role conn_role(qb_ipcs_connection_t *conn)
+{
+	return (enum coord_peer_role)(uintptr_t)qb_ipcs_context_get(conn);
+}
+
 static int32_t conn_accept(qb_ipcs_connection_t *conn, uid_t uid, gid_t gid)
 {
 	struct coord *c = ipc_ctx;
+	struct qb_ipcs_connection_stats st = { 0 };
+	enum coord_peer_role role;
 
-	if (uid == 0 || (c->ipc_gid != (gid_t)-1 && gid == c->ipc_gid)) {
+	qb_ipcs_connection_stats_get(conn, &st, 0);
+	role = coord_ipc_peer_role(uid, gid, st.client_pid, c->ipc_gid, c->ipc_proc_root);
+	if (role != COORD_PEER_REFUSED) {
+		qb_ipcs_context_set(conn, (void *)(uintptr_t)role);
 		qb_ipcs_connection_auth_set(conn, -1, c->ipc_gid, 0660);
 		return 0;
 	}
-	qb_log(LOG_WARNING, "refused IPC client uid %u gid %u: not root or group %s",
-	       uid, gid, c->cfg.ipc_group);
+	c->ipc_refused++;
+	qb_log(LOG_WARNING, "refused IPC client pid %d uid %u gid %u: not root or in group %s",
+	       (int)st.client_pid, uid, gid, c->cfg.ipc_group);
 	return -EACCES;
 }
 
@@ -220,8 +333,18 @@ static int reply_status(struct coord *c, qb_ipcs_connection_t *conn,
 static int on_agent_hello(struct coord *c, qb_ipcs_connection_t *conn,
 			  const Hactl__AgentHello *h)
 {
-	Hactl__HostFacts *facts = coord_pb_dup(&h->facts->base);
+	Hactl__HostFacts *facts;
 
+	if (conn_role(conn) != COORD_PEER_ROOT) {
+		/* Only the host's own agent, which runs as root, may register:
+		 * a registered agent's reports move ownership in the cluster. */
+		c->ipc_refused++;
+		qb_log(LOG_WARNING, "refused agent hello from a client that is not root (pid %u)",
+		       h->pid);
+		return ha_ipcs_reply_result(conn, -EPERM,
+					    "only root may register as the agent", 0);
+	}
+	facts = coord_pb_dup(&h->facts->base);
 	if (facts == NULL) {
 		return ha_ipcs_reply_result(conn, -ENOMEM, "out of memory", 0);
 	}

@@ -128,6 +128,8 @@ struct coord {
 	/* IPC */
 	qb_ipcs_service_t *ipcs;
 	gid_t ipc_gid;
+	const char *ipc_proc_root;        /* NULL = "/proc"; tests set another */
+	uint64_t ipc_refused;             /* clients and agent hellos refused */
 	qb_ipcs_connection_t *agent_conn; /* referenced */
 	Hactl__HostFacts *agent_facts;    /* owned */
 	Hactl__HostUsage *agent_usage;    /* owned */
@@ -231,6 +233,25 @@ int coord_state_load(struct coord *c);
 int coord_state_save(struct coord *c);
 
 /* ipc.c */
+/* Who an IPC client is, decided when it connects. */
+enum coord_peer_role {
+	COORD_PEER_REFUSED = 0,
+	COORD_PEER_CLIENT, /* member of the IPC group: hactl */
+	COORD_PEER_ROOT,   /* uid 0: hactl, and the only one that may be the agent */
+	COORD_PEER_ROLE_MAX
+};
+
+const char *coord_peer_role_str(enum coord_peer_role r);
+/*
+ * The role of a client with effective @uid and @gid, process @pid: root,
+ * a member of @group by its primary gid or by a supplementary group (the
+ * Groups: line of @proc_root/PID/status, NULL = "/proc"; when that cannot
+ * be read, the user's configured groups), or refused. @group (gid_t)-1 =
+ * no group: only root.
+ */
+enum coord_peer_role coord_ipc_peer_role(uid_t uid, gid_t gid, pid_t pid, gid_t group,
+					 const char *proc_root);
+
 int coord_ipc_start(struct coord *c);
 void coord_ipc_stop(struct coord *c);
 
