@@ -169,6 +169,7 @@ struct agent_guests {
 	uint64_t last_quorate_ms; /* monotonic; 0 = never */
 	struct ag_guest *sending; /* the one outgoing migration stream at a time */
 	bool self_fenced;         /* guests stopped for lack of quorum */
+	char local_addr[64];      /* this host's cluster address, from the list */
 	int wd_fd;                /* watchdog device, -1 = none */
 };
 
@@ -332,6 +333,7 @@ static void mig_params(const struct ag_guest *g, struct agent_mig_params *p)
 	p->id = g->mig_id;
 	p->transport = g->mig_transport;
 	p->rate = g->mig_opts.bandwidth_bps;
+	p->listen_addr = agent_mig_listen_addr(g->m->cfg, g->m->local_addr);
 }
 
 /*
@@ -1078,6 +1080,11 @@ void agent_guests_reconcile(struct agent_guests *m, const Hactl__AgentGuestsRepl
 		if (m->self_fenced) {
 			qb_log(LOG_NOTICE, "quorum is back: guests may run here again");
 			m->self_fenced = false;
+		}
+	}
+	for (size_t i = 0; i < r->n_nodes; i++) {
+		if (r->nodes[i]->id == r->local_id && r->nodes[i]->address) {
+			snprintf(m->local_addr, sizeof(m->local_addr), "%s", r->nodes[i]->address);
 		}
 	}
 	qb_list_for_each_entry(g, &m->guests, list) {
