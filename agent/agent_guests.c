@@ -1319,6 +1319,25 @@ void agent_guests_tick(struct agent_guests *m)
 	report(m);
 }
 
+size_t agent_guests_held(const struct agent_guests *m, char ***out)
+{
+	const struct ag_guest *g;
+	size_t n = 0;
+
+	qb_list_for_each_entry(g, &m->guests, list) {
+		n++;
+	}
+	*out = calloc(n + 1, sizeof(**out));
+	if (*out == NULL) {
+		return 0;
+	}
+	n = 0;
+	qb_list_for_each_entry(g, &m->guests, list) {
+		(*out)[n++] = (char *)g->name;
+	}
+	return n;
+}
+
 uint32_t agent_guests_running(const struct agent_guests *m)
 {
 	const struct ag_guest *g;

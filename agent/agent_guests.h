@@ -43,6 +43,13 @@ void agent_guests_action(struct agent_guests *m, uint64_t req_id,
 /* Periodic work: snapshots due, state refresh, report. */
 void agent_guests_tick(struct agent_guests *m);
 
+/*
+ * The names of the guests this host holds (any state), for the paged
+ * guest list: *out is an array the caller frees (free()), its strings
+ * belong to @m and stay valid until the next reconcile. Returns the count.
+ */
+size_t agent_guests_held(const struct agent_guests *m, char ***out);
+
 /* Number of guests running here. */
 uint32_t agent_guests_running(const struct agent_guests *m);
 

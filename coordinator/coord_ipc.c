@@ -198,6 +198,75 @@ static void conn_destroyed(qb_ipcs_connection_t *conn)
 {
 }
 
+/* ---- large replies: guests in pages (docs/protocol.md) ---- */
+
+/* What one more element of a repeated message field adds at most. */
+static size_t elem_cost(const ProtobufCMessage *m)
+{
+	return protobuf_c_message_get_packed_size(m) + 1 + 10;
+}
+
+size_t coord_ipc_page_budget(const ProtobufCMessage *base_reply)
+{
+	size_t fixed = sizeof(struct qb_ipc_response_header) + HA_ENV_HDR_LEN + 64 +
+		       protobuf_c_message_get_packed_size(base_reply);
+
+	return fixed < HA_IPC_MAX_MSG ? HA_IPC_MAX_MSG - fixed : 0;
+}
+
+size_t coord_guests_page(const struct coord_state *st, uint32_t offset, size_t budget,
+			 bool (*want)(const Hactl__GuestRecord *g, void *arg), void *arg,
+			 Hactl__GuestRecord **out, uint32_t *next)
+{
+	size_t n = 0, used = 0, i;
+
+	for (i = offset; i < st->n_guests; i++) {
+		Hactl__GuestRecord *g = st->guests[i];
+		size_t cost;
+
+		if (want != NULL && !want(g, arg)) {
+			continue;
+		}
+		cost = elem_cost(&g->base);
+		if (used + cost > budget) {
+			break;
+		}
+		used += cost;
+		out[n++] = g;
+	}
+	*next = i < st->n_guests ? (uint32_t)i : 0;
+	return n;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+bool coord_guest_of_host(const Hactl__GuestRecord *g, void *arg)
+{
+	const struct coord_host_filter *f = arg;
+	const Hactl__Migration *mg = g->migration;
+	const char *name = g->name;
+
+	if (g->owner == f->node || g->running_on == f->node ||
+	    (mg && (mg->source == f->node || mg->destination == f->node))) {
+		return true;
+	}
+	return f->n_held && bsearch(&name, f->held, f->n_held, sizeof(f->held[0]), cmp_str);
+}
+
+/* -EMSGSIZE answer for a reply that cannot be sent in one message. */
+static int reply_too_large(qb_ipcs_connection_t *conn, const char *what, size_t n)
+{
+	char text[200];
+
+	snprintf(text, sizeof(text),
+		 "the %s (%zu guests) is larger than one IPC message (%d bytes): ask for it in pages",
+		 what, n, HA_IPC_MAX_MSG);
+	return ha_ipcs_reply_result(conn, -EMSGSIZE, text, 0);
+}
+
 /* ---- requests ---- */
 
 static int reply_status(struct coord *c, qb_ipcs_connection_t *conn,
@@ -320,7 +389,34 @@ static int reply_status(struct coord *c, qb_ipcs_connection_t *conn,
 		r.n_alarms = na;
 		r.events = evs;
 		r.n_events = c->n_events;
-		rc = ha_ipcs_reply(conn, HA_MSG_STATUS_REPLY, &r.base);
+		r.has_syncs = true;
+		r.syncs = c->syncs_done;
+		if (req->paged) {
+			Hactl__GuestRecord **page = calloc(c->state.n_guests + 1, sizeof(*page));
+			uint32_t next = 0;
+
+			r.n_guests = 0;
+			r.has_next_guest_offset = true;
+			r.next_guest_offset = UINT32_MAX; /* its largest encoding */
+			if (page == NULL) {
+				rc = ha_ipcs_reply_result(conn, -ENOMEM, "out of memory", 0);
+			} else {
+				r.n_guests = coord_guests_page(&c->state, req->guest_offset,
+							       coord_ipc_page_budget(&r.base),
+							       NULL, NULL, page, &next);
+				r.guests = page;
+				r.next_guest_offset = next;
+				rc = r.n_guests == 0 && next != 0
+					     ? reply_too_large(conn, "status", c->state.n_guests)
+					     : ha_ipcs_reply(conn, HA_MSG_STATUS_REPLY, &r.base);
+				free(page);
+			}
+		} else {
+			rc = ha_ipcs_reply(conn, HA_MSG_STATUS_REPLY, &r.base);
+			if (rc == -EMSGSIZE) {
+				rc = reply_too_large(conn, "status", c->state.n_guests);
+			}
+		}
 		for (size_t i = 0; i < na; i++) {
 			free(alarms[i]);
 		}
@@ -452,11 +548,14 @@ static int on_agent_guest_report(struct coord *c, qb_ipcs_connection_t *conn,
 	return ha_ipcs_reply_result(conn, rc, rc < 0 ? strerror(-rc) : NULL, 0);
 }
 
-static int on_agent_guests(struct coord *c, qb_ipcs_connection_t *conn)
+static int on_agent_guests(struct coord *c, qb_ipcs_connection_t *conn,
+			   const Hactl__AgentGuestsRequest *req)
 {
 	Hactl__AgentGuestsReply r = HACTL__AGENT_GUESTS_REPLY__INIT;
 	Hactl__NodeRecord *recs = calloc(c->state.n_nodes + 1, sizeof(*recs));
 	Hactl__NodeRecord **ptrs = calloc(c->state.n_nodes + 1, sizeof(*ptrs));
+	Hactl__GuestRecord **page = NULL;
+	char **held = NULL;
 	int rc;
 
 	if (recs == NULL || ptrs == NULL) {
@@ -477,7 +576,49 @@ static int on_agent_guests(struct coord *c, qb_ipcs_connection_t *conn)
 	r.n_guests = c->state.n_guests;
 	r.nodes = ptrs;
 	r.n_nodes = c->state.n_nodes;
-	rc = ha_ipcs_reply(conn, HA_MSG_AGENT_GUESTS_REPLY, &r.base);
+	if (!req->paged) {
+		/* every guest in one reply, as agents before paging expect */
+		rc = ha_ipcs_reply(conn, HA_MSG_AGENT_GUESTS_REPLY, &r.base);
+		if (rc == -EMSGSIZE) {
+			rc = reply_too_large(conn, "guest list", c->state.n_guests);
+		}
+	} else {
+		struct coord_host_filter f = { .node = c->local_id };
+		uint32_t next = 0;
+
+		/* only this host's guests, the nodes on the first page */
+		page = calloc(c->state.n_guests + 1, sizeof(*page));
+		held = calloc(req->n_held + 1, sizeof(*held));
+		if (page == NULL || held == NULL) {
+			rc = ha_ipcs_reply_result(conn, -ENOMEM, "out of memory", 0);
+			goto out;
+		}
+		memcpy(held, req->held, req->n_held * sizeof(*held));
+		qsort(held, req->n_held, sizeof(*held), cmp_str);
+		f.held = (const char *const *)held;
+		f.n_held = req->n_held;
+		if (req->offset != 0) {
+			r.n_nodes = 0;
+		}
+		r.n_guests = 0;
+		r.has_next_offset = true;
+		r.next_offset = UINT32_MAX; /* its largest encoding */
+		r.has_seq = true;
+		r.seq = c->state.seq;
+		r.has_syncs = true;
+		r.syncs = c->syncs_done;
+		r.n_guests = coord_guests_page(&c->state, req->offset,
+					       coord_ipc_page_budget(&r.base),
+					       coord_guest_of_host, &f, page, &next);
+		r.guests = page;
+		r.next_offset = next;
+		rc = r.n_guests == 0 && next != 0
+			     ? reply_too_large(conn, "guest list", c->state.n_guests)
+			     : ha_ipcs_reply(conn, HA_MSG_AGENT_GUESTS_REPLY, &r.base);
+	}
+out:
+	free(page);
+	free(held);
 	free(recs);
 	free(ptrs);
 	return rc;
@@ -563,7 +704,7 @@ static int32_t msg_process(qb_ipcs_connection_t *conn, void *data, size_t size)
 		rc = on_agent_guest_report(c, conn, (Hactl__AgentGuestReport *)msg);
 		break;
 	case HA_MSG_AGENT_GUESTS_REQUEST:
-		rc = on_agent_guests(c, conn);
+		rc = on_agent_guests(c, conn, (Hactl__AgentGuestsRequest *)msg);
 		break;
 	case HA_MSG_AGENT_ACTION_DONE:
 		if (conn == c->agent_conn) {

@@ -252,6 +252,30 @@ const char *coord_peer_role_str(enum coord_peer_role r);
 enum coord_peer_role coord_ipc_peer_role(uid_t uid, gid_t gid, pid_t pid, gid_t group,
 					 const char *proc_root);
 
+/*
+ * Guests in pages (docs/protocol.md, "Large replies"). @budget: the bytes
+ * the guests may take in one reply (coord_ipc_page_budget() of the reply
+ * without guests). Puts the guests of @st from index @offset on that
+ * @want (NULL = all) accepts into @out (room for st->n_guests) while they
+ * fit; returns how many, and in *next the index the next page starts at,
+ * 0 when this page reaches the end. 0 returned with *next != 0: the next
+ * guest alone does not fit.
+ */
+size_t coord_ipc_page_budget(const ProtobufCMessage *base_reply);
+size_t coord_guests_page(const struct coord_state *st, uint32_t offset, size_t budget,
+			 bool (*want)(const Hactl__GuestRecord *g, void *arg), void *arg,
+			 Hactl__GuestRecord **out, uint32_t *next);
+
+/* The guests an agent asks for: its host's (owner, running_on, a
+ * migration's source or destination) and those it holds (@held sorted by
+ * strcmp). */
+struct coord_host_filter {
+	uint32_t node;
+	const char *const *held;
+	size_t n_held;
+};
+bool coord_guest_of_host(const Hactl__GuestRecord *g, void *arg);
+
 int coord_ipc_start(struct coord *c);
 void coord_ipc_stop(struct coord *c);
 

@@ -26,6 +26,7 @@
 #include "harness.h"
 #include "ipc.h"
 #include "proto/hactl.pb-c.h"
+#include "util.h"
 
 #define NOBODY 65534
 #define OTHER_GID 65533 /* a group that is not the IPC group */
@@ -47,6 +48,7 @@ struct client_case {
 	const gid_t *groups;
 	size_t n_groups;
 	bool hello; /* send the agent's hello instead of a status request */
+	int (*fn)(qb_ipcc_connection_t *conn); /* instead of both: 0 = passed */
 };
 
 static int client(const struct client_case *cc)
@@ -64,7 +66,9 @@ static int client(const struct client_case *cc)
 	if (conn == NULL) {
 		return R_REFUSED;
 	}
-	if (cc->hello) {
+	if (cc->fn) {
+		rc = cc->fn(conn);
+	} else if (cc->hello) {
 		Hactl__AgentHello h = HACTL__AGENT_HELLO__INIT;
 		Hactl__HostFacts f = HACTL__HOST_FACTS__INIT;
 
@@ -112,6 +116,203 @@ static int run_client(const struct client_case *cc)
 		return -1;
 	}
 	return WEXITSTATUS(status);
+}
+
+/* ---- large replies: thousands of guests ---- */
+
+#define N_GUESTS 3000
+#define LOCAL_ID 1
+
+static char *example_def; /* deploy/examples/container.conf */
+
+/* Guest i: owner 1 for every third, else 2 or 3; g5 migrates from 2 to 1. */
+static void guests_fill(struct coord_state *st)
+{
+	st->guests = calloc(N_GUESTS, sizeof(*st->guests));
+	for (int i = 0; i < N_GUESTS; i++) {
+		Hactl__GuestRecord g = HACTL__GUEST_RECORD__INIT;
+		Hactl__Migration mg = HACTL__MIGRATION__INIT;
+		char name[32];
+
+		snprintf(name, sizeof(name), "g%d", i);
+		g.name = name;
+		g.type = "container";
+		g.has_owner = true;
+		g.owner = i % 3 == 0 ? LOCAL_ID : 2 + (uint32_t)(i % 2);
+		g.desired = "running";
+		g.has_definition = true;
+		g.definition.data = (uint8_t *)example_def;
+		g.definition.len = strlen(example_def);
+		if (i == 5) {
+			mg.id = 77;
+			mg.source = 2;
+			mg.destination = LOCAL_ID;
+			mg.state = "transferring";
+			g.migration = &mg;
+		}
+		st->guests[i] = coord_pb_dup(&g.base);
+	}
+	st->n_guests = N_GUESTS;
+	st->seq = 42;
+}
+
+static bool mine(int i)
+{
+	return i % 3 == 0 || i == 5;
+}
+
+/* The pages alone: each fits one IPC message, together they are the
+ * whole (filtered) list once. */
+static void test_pages(void)
+{
+	struct coord_state st;
+	Hactl__GuestRecord **page;
+	Hactl__StatusReply r = HACTL__STATUS_REPLY__INIT;
+	char *held[] = { "g1", "g2999", "nosuch" };
+	struct coord_host_filter f = { .node = LOCAL_ID, .held = (const char *const *)held,
+				       .n_held = 3 };
+	size_t budget, total = 0, pages = 0, mine_n = 0;
+	uint32_t off = 0, next;
+	bool seen[N_GUESTS] = { false };
+
+	coord_state_init(&st);
+	guests_fill(&st);
+	page = calloc(N_GUESTS, sizeof(*page));
+	/* the old single reply is far above the limit */
+	r.guests = st.guests;
+	r.n_guests = st.n_guests;
+	CHECK(protobuf_c_message_get_packed_size(&r.base) > 2 * HA_IPC_MAX_MSG);
+	r.n_guests = 0;
+	r.has_next_guest_offset = true;
+	r.next_guest_offset = UINT32_MAX;
+	budget = coord_ipc_page_budget(&r.base);
+	CHECK(budget > HA_IPC_MAX_MSG / 2 && budget < HA_IPC_MAX_MSG);
+	do {
+		size_t n = coord_guests_page(&st, off, budget, NULL, NULL, page, &next);
+
+		CHECK(n > 0);
+		r.guests = page;
+		r.n_guests = n;
+		r.next_guest_offset = next;
+		CHECK(protobuf_c_message_get_packed_size(&r.base) + HA_ENV_HDR_LEN +
+			      sizeof(struct qb_ipc_response_header) <= HA_IPC_MAX_MSG);
+		for (size_t k = 0; k < n; k++) {
+			int i = atoi(page[k]->name + 1);
+
+			CHECK(!seen[i]);
+			seen[i] = true;
+		}
+		total += n;
+		pages++;
+		CHECK(next == 0 || next > off);
+		off = next;
+	} while (off != 0 && pages < 100);
+	CHECK_EQ_INT(total, N_GUESTS);
+	CHECK(pages >= 3);
+	/* the host filter: its own, the incoming migration, the held ones */
+	off = 0;
+	total = 0;
+	memset(seen, 0, sizeof(seen));
+	do {
+		size_t n = coord_guests_page(&st, off, budget, coord_guest_of_host, &f, page, &next);
+
+		for (size_t k = 0; k < n; k++) {
+			seen[atoi(page[k]->name + 1)] = true;
+		}
+		total += n;
+		off = next;
+	} while (off != 0);
+	for (int i = 0; i < N_GUESTS; i++) {
+		mine_n += mine(i);
+		if (seen[i] != (mine(i) || i == 1 || i == 2999)) {
+			CHECK(!"host filter");
+			break;
+		}
+	}
+	CHECK_EQ_INT(total, mine_n + 2);
+	/* a record that can never fit: no page, no loop */
+	CHECK_EQ_INT(coord_guests_page(&st, 0, 100, NULL, NULL, page, &next), 0);
+	CHECK(next == 0 || next == 0u); /* index 0 again: the caller refuses */
+	free(page);
+	coord_state_clear(&st);
+}
+
+/* hactl status over real IPC: every guest, in pages. */
+static int fetch_status(qb_ipcc_connection_t *conn)
+{
+	Hactl__StatusRequest old = HACTL__STATUS_REQUEST__INIT;
+	enum ha_msg_type t;
+	ProtobufCMessage *m = NULL;
+	Hactl__StatusReply *s;
+	int rc = ha_ipcc_status(conn, NULL, 10000, &t, &m);
+
+	if (rc < 0 || t != HA_MSG_STATUS_REPLY) {
+		fprintf(stderr, "status: %s\n", strerror(-rc));
+		return 1;
+	}
+	s = (Hactl__StatusReply *)m;
+	if (s->n_guests != N_GUESTS || strcmp(s->guests[N_GUESTS - 1]->name, "g2999") != 0 ||
+	    s->seq != 42) {
+		fprintf(stderr, "status: %zu guests\n", s->n_guests);
+		ha_env_msg_free(m);
+		return 2;
+	}
+	for (size_t i = 0; i < s->n_guests; i++) {
+		char want[32];
+
+		snprintf(want, sizeof(want), "g%zu", i);
+		if (strcmp(s->guests[i]->name, want) != 0) {
+			ha_env_msg_free(m);
+			return 3;
+		}
+	}
+	ha_env_msg_free(m);
+	/* a client that does not page gets a clear refusal, not silence */
+	m = NULL;
+	rc = ha_ipcc_call(conn, HA_MSG_STATUS_REQUEST, &old.base, 10000, &t, &m);
+	if (rc < 0 || t != HA_MSG_RESULT || ((Hactl__Result *)m)->code != -EMSGSIZE ||
+	    strstr(((Hactl__Result *)m)->message, "ask for it in pages") == NULL) {
+		ha_env_msg_free(m);
+		return 4;
+	}
+	ha_env_msg_free(m);
+	return 0;
+}
+
+/* The agent's list: only its host's guests and the ones it holds. */
+static int fetch_agent_guests(qb_ipcc_connection_t *conn)
+{
+	char *held[] = { "g1", "g2999" };
+	enum ha_msg_type t;
+	ProtobufCMessage *m = NULL;
+	Hactl__AgentGuestsReply *r;
+	size_t want = 2;
+	int rc = ha_ipcc_agent_guests(conn, held, 2, 10000, &t, &m);
+
+	if (rc < 0 || t != HA_MSG_AGENT_GUESTS_REPLY) {
+		fprintf(stderr, "agent guests: %s\n", strerror(-rc));
+		return 1;
+	}
+	r = (Hactl__AgentGuestsReply *)m;
+	for (int i = 0; i < N_GUESTS; i++) {
+		want += mine(i);
+	}
+	if (r->n_guests != want || r->local_id != LOCAL_ID || r->n_nodes != 3) {
+		fprintf(stderr, "agent guests: %zu, want %zu; %zu nodes\n", r->n_guests, want,
+			r->n_nodes);
+		ha_env_msg_free(m);
+		return 2;
+	}
+	for (size_t i = 0; i < r->n_guests; i++) {
+		int k = atoi(r->guests[i]->name + 1);
+
+		if (!mine(k) && k != 1 && k != 2999) {
+			ha_env_msg_free(m);
+			return 3;
+		}
+	}
+	ha_env_msg_free(m);
+	return 0;
 }
 
 static void test_roles_from_proc(void)
@@ -192,6 +393,21 @@ static void test_real_server(void)
 	CHECK_EQ_INT(run_client(&cc), R_REGISTERED);
 	CHECK(co.ipc_refused >= 3);
 
+	/* thousands of guests: status and the agent's list in pages */
+	if (example_def) {
+		co.local_id = LOCAL_ID;
+		coord_state_node_add(&co.state, 1, "n1");
+		coord_state_node_add(&co.state, 2, "n2");
+		coord_state_node_add(&co.state, 3, "n3");
+		guests_fill(&co.state);
+		cc = (struct client_case){ .uid = NOBODY, .gid = 100, .groups = none,
+					   .n_groups = 1, .fn = fetch_status };
+		CHECK_EQ_INT(run_client(&cc), 0);
+		cc = (struct client_case){ .uid = 0, .gid = 0, .groups = none, .n_groups = 0,
+					   .fn = fetch_agent_guests };
+		CHECK_EQ_INT(run_client(&cc), 0);
+	}
+
 	coord_ipc_stop(&co);
 	coord_state_clear(&co.state);
 	if (co.agent_facts) {
@@ -202,12 +418,27 @@ static void test_real_server(void)
 
 int main(void)
 {
+	const char *src = getenv("HA_SRC_DIR");
+	char path[PATH_MAX];
+	uint8_t *text = NULL;
+	size_t len;
+
+	snprintf(path, sizeof(path), "%s/deploy/examples/container.conf", src ? src : ".");
+	if (ha_file_read(path, 65536, &text, &len) == 0) {
+		example_def = (char *)text;
+	} else {
+		printf("# no %s: the large-reply cases are skipped\n", path);
+	}
 	test_roles_from_proc();
+	if (example_def) {
+		test_pages();
+	}
 	if (geteuid() != 0 || unshare(CLONE_NEWNET) < 0) {
 		printf("# skipped: needs root and a network namespace\n");
 		ha_test_done("test_coord_ipc");
 		return 77;
 	}
 	test_real_server();
+	free(example_def);
 	return ha_test_done("test_coord_ipc");
 }
