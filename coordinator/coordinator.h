@@ -25,6 +25,29 @@
 #define COORD_CPG_GROUP "hactl"
 #define COORD_SENDQ_MAX 4096
 
+/*
+ * State sync (coord_replica.c, docs/protocol.md): a CpgSyncState up to
+ * COORD_SYNC_INLINE_MAX bytes (envelope included) is one CPG message;
+ * a larger one goes as CpgSyncChunk pieces of COORD_SYNC_CHUNK bytes, at
+ * most COORD_SYNC_MAX in all (checked before anything is allocated). A
+ * member that has not completed a sync COORD_SYNC_RETRY_MS after it sent
+ * its state sends it again (a new round).
+ */
+#define COORD_SYNC_INLINE_MAX (1024u * 1024u)
+#define COORD_SYNC_CHUNK (512u * 1024u)
+#define COORD_SYNC_MAX (64u * 1024u * 1024u)
+#define COORD_SYNC_RETRY_MS 10000u
+
+/* One sender's state arriving in pieces. */
+struct coord_sync_reasm {
+	uint64_t round;
+	uint32_t next;   /* index expected */
+	uint32_t count;
+	uint64_t total;
+	uint64_t got;
+	uint8_t *buf;    /* total bytes; NULL = no transfer under way */
+};
+
 struct coord_msg {
 	struct qb_list_head list;
 	uint32_t sender;
@@ -122,8 +145,17 @@ struct coord {
 	uint32_t sync_members[COORD_MAX_NODES];
 	size_t n_sync_members;
 	Hactl__CpgSyncState *sync_got[COORD_MAX_NODES]; /* by sync index */
+	struct coord_sync_reasm sync_reasm[COORD_MAX_NODES]; /* by sync index */
 	struct qb_list_head held; /* struct coord_msg delivered during sync */
 	uint64_t syncs_done;
+	uint64_t sync_round;      /* rounds of our own state sent */
+	uint64_t sync_sent_ms;    /* monotonic; 0 = our state not sent yet */
+	uint64_t sync_retries;    /* our state sent again for a stalled sync */
+	qb_loop_timer_handle sync_timer;
+	/* tests: carries the CPG messages instead of corosync; 0 or -errno
+	 * (-EAGAIN: try again later) */
+	int (*cpg_tx)(void *arg, uint32_t sender, const void *buf, size_t len);
+	void *cpg_tx_arg;
 
 	/* IPC */
 	qb_ipcs_service_t *ipcs;
@@ -167,6 +199,8 @@ void coord_cluster_schedule_reconnect(struct coord *c);
 /* Queues one message for the CPG group; 0 or -errno. */
 int coord_cpg_send(struct coord *c, enum ha_msg_type type,
 		   const ProtobufCMessage *msg);
+/* Queues @m (an encoded envelope, taken over) for the CPG group. */
+int coord_cpg_send_msg(struct coord *c, struct coord_msg *m);
 bool coord_is_quorate(const struct coord *c);
 bool coord_is_member(const struct coord *c, uint32_t id);
 void coord_leader_update(struct coord *c);
@@ -177,6 +211,27 @@ void coord_replica_confchg(struct coord *c, const uint32_t *members,
 void coord_replica_deliver(struct coord *c, uint32_t sender, const void *buf,
 			   size_t len);
 void coord_replica_reset(struct coord *c);
+/* The sync watchdog: a sync not complete COORD_SYNC_RETRY_MS after our
+ * state went out (or whose send failed) sends it again. Called by a
+ * timer while syncing, @now_ms monotonic. */
+void coord_replica_sync_check(struct coord *c, uint64_t now_ms);
+/*
+ * Our state for a sync as CPG envelopes (struct coord_msg, appended to
+ * @out, which the caller frees): one CpgSyncState when it fits
+ * COORD_SYNC_INLINE_MAX, else CpgSyncChunk pieces of round @round.
+ * Returns the number of messages or -errno.
+ */
+int coord_sync_encode(const struct coord_state *st, uint32_t sender, uint64_t round,
+		      struct qb_list_head *out);
+/*
+ * One piece of a sender's state: 1 and *done (freed with
+ * ha_env_msg_free()) when it completes the state, 0 when more must come,
+ * -errno with @why when the piece is refused (the transfer is dropped;
+ * the sender's next round starts over).
+ */
+int coord_sync_reasm_feed(struct coord_sync_reasm *r, const Hactl__CpgSyncChunk *ch,
+			  Hactl__CpgSyncState **done, char *why, size_t whylen);
+void coord_sync_reasm_clear(struct coord_sync_reasm *r);
 /* Forwards a client's change to the leader; the reply comes later. */
 int coord_request_submit(struct coord *c, qb_ipcs_connection_t *conn,
 			 const Hactl__Change *change);
