@@ -34,7 +34,7 @@ check "node2 recorded the incoming copy" wait_for 30 recorded incoming
 coord2=$(cat "$LC_HOSTS/node2/pids/ha-coordinator.pid")
 agent2=$(cat "$LC_HOSTS/node2/pids/ha-agent.pid")
 kill -STOP "$coord2"
-received() { grep -q "migrate-receive d1 done" "$LC_HOSTS/node2/log/ha-agent.log"; }
+received() { grep -q "of d1: the driver's receive returned 0" "$LC_HOSTS/node2/log/ha-agent.log"; }
 check "node2 received the whole copy" wait_for 120 received received
 check "node2 holds it in a QEMU" has_procs node2 d1
 incoming_pids=$(procs_of node2 d1)
