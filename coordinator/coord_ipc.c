@@ -501,6 +501,10 @@ static int reply_balance(struct coord *c, qb_ipcs_connection_t *conn)
 		return ha_ipcs_reply_result(conn, rc, why, 0);
 	}
 	rc = ha_ipcs_reply(conn, HA_MSG_BALANCE_REPLY, &r.base);
+	if (rc == -EMSGSIZE) {
+		/* not paged yet: at least an answer that says why */
+		rc = reply_too_large(conn, "balance report", c->state.n_guests);
+	}
 	free(r.cluster);
 	free(r.policy);
 	return rc;
