@@ -260,10 +260,10 @@ bool coord_guest_of_host(const Hactl__GuestRecord *g, void *arg)
 static int reply_too_large(qb_ipcs_connection_t *conn, const char *what, size_t n)
 {
 	char text[200];
+	bool paged = strcmp(what, "balance report") != 0;
 
-	snprintf(text, sizeof(text),
-		 "the %s (%zu guests) is larger than one IPC message (%d bytes): ask for it in pages",
-		 what, n, HA_IPC_MAX_MSG);
+	snprintf(text, sizeof(text), "the %s (%zu guests) is larger than one IPC message (%d bytes)%s",
+		 what, n, HA_IPC_MAX_MSG, paged ? ": ask for it in pages" : "");
 	return ha_ipcs_reply_result(conn, -EMSGSIZE, text, 0);
 }
 
