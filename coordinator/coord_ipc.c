@@ -597,8 +597,10 @@ static int on_agent_guests(struct coord *c, qb_ipcs_connection_t *conn,
 			rc = ha_ipcs_reply_result(conn, -ENOMEM, "out of memory", 0);
 			goto out;
 		}
-		memcpy(held, req->held, req->n_held * sizeof(*held));
-		qsort(held, req->n_held, sizeof(*held), cmp_str);
+		if (req->n_held > 0) {
+			memcpy(held, req->held, req->n_held * sizeof(*held));
+			qsort(held, req->n_held, sizeof(*held), cmp_str);
+		}
 		f.held = (const char *const *)held;
 		f.n_held = req->n_held;
 		if (req->offset != 0) {

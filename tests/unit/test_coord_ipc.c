@@ -312,6 +312,15 @@ static int fetch_agent_guests(qb_ipcc_connection_t *conn)
 		}
 	}
 	ha_env_msg_free(m);
+	/* an agent that holds nothing yet */
+	m = NULL;
+	rc = ha_ipcc_agent_guests(conn, NULL, 0, 10000, &t, &m);
+	if (rc < 0 || t != HA_MSG_AGENT_GUESTS_REPLY ||
+	    ((Hactl__AgentGuestsReply *)m)->n_guests != want - 2) {
+		ha_env_msg_free(m);
+		return 4;
+	}
+	ha_env_msg_free(m);
 	return 0;
 }
 
