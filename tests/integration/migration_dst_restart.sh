@@ -25,12 +25,15 @@ check "start d1 on node1" on node1 hactl start d1 --node node1
 check "d1 answers" wait_for 60 answer workload_json node1 10.213.1.82
 b0=$(workload_json node1 10.213.1.82 | boot_of)
 
-# A transfer to node2 at 8 MiB/s. Once node2 receives, its coordinator is
-# stopped (SIGSTOP), so that the cluster cannot commit: the destination
-# ends with a complete copy, paused in QEMU, and its agent dies then.
-on node1 hactl migrate d1 --to node2 --bandwidth 8 --no-wait
+# A transfer to node2 at 4 MiB/s (about 25 s). Once node2 receives, its
+# coordinator is stopped (SIGSTOP), so that the cluster cannot commit: the
+# destination ends with a complete copy, paused in QEMU, and its agent
+# dies then.
+on node1 hactl migrate d1 --to node2 --bandwidth 4 --no-wait
+receiving() { grep -q "of d1: stream tcp" "$LC_HOSTS/node2/log/ha-agent.log"; }
+check "node2 receives" wait_for 30 receiving receiving
 incoming() { on node2 test -s /var/lib/hactl/guests/d1/incoming.conf; }
-check "node2 recorded the incoming copy" wait_for 30 recorded incoming
+check "node2 recorded the incoming copy" wait_for 5 recorded incoming
 coord2=$(cat "$LC_HOSTS/node2/pids/ha-coordinator.pid")
 agent2=$(cat "$LC_HOSTS/node2/pids/ha-agent.pid")
 kill -STOP "$coord2"
