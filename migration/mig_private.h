@@ -160,6 +160,8 @@ struct mig_listener {
 	pthread_cond_t cond; /* CLOCK_MONOTONIC */
 	bool started, stop;
 	unsigned n_slots, live;
+	unsigned waiters;     /* callers in mig_listener_accept(): workers
+			       * accept new peers only while there are some */
 	struct mig_accept_slot slots[MIG_ACCEPT_SLOTS_MAX];
 	struct mig_accept_result *head, **tail;
 	unsigned queued;

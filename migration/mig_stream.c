@@ -1221,7 +1221,7 @@ static void *accept_worker(void *arg)
 		int rc;
 
 		pthread_mutex_lock(&l->lock);
-		while (!l->stop && l->queued >= MIG_ACCEPT_QUEUE_MAX) {
+		while (!l->stop && (l->queued >= MIG_ACCEPT_QUEUE_MAX || l->waiters == 0)) {
 			pthread_cond_wait(&l->cond, &l->lock);
 		}
 		if (l->stop) {
@@ -1348,6 +1348,8 @@ int mig_listener_accept(struct mig_listener *l, int timeout_ms,
 			    l->ops->listener_port(l));
 		return -EAGAIN;
 	}
+	l->waiters++;
+	pthread_cond_broadcast(&l->cond); /* idle workers accept again */
 	while (l->head == NULL && l->live > 0) {
 		if (timeout_ms < 0) {
 			pthread_cond_wait(&l->cond, &l->lock);
@@ -1355,6 +1357,7 @@ int mig_listener_accept(struct mig_listener *l, int timeout_ms,
 			break;
 		}
 	}
+	l->waiters--;
 	r = l->head;
 	if (r != NULL) {
 		l->head = r->next;

@@ -279,7 +279,8 @@ int mig_listen(const struct mig_opts *opts, const char *addr, uint16_t port,
  * speaks something else); the listener stays usable.
  *
  * TCP runs up to accept_parallel handshakes at once in worker threads that
- * the first call starts and mig_listener_free() stops; each peer has
+ * the first call starts and mig_listener_free() stops (they take new
+ * peers only while a caller waits here); each peer has
  * MIG_PREAUTH_TIMEOUT_MS (or the I/O timeout when shorter) to prove the
  * key. Peers that connect and stay silent therefore cannot keep the
  * real source waiting: it is served by another slot at once. Results come
