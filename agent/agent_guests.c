@@ -11,6 +11,14 @@
  * the commit says so); anything running here that this node does not own,
  * or that should be stopped, is stopped. A start that failed is not
  * retried for the same ownership generation.
+ *
+ * An incoming migration copy is recorded in its run directory
+ * (incoming.conf: the migration id in a comment line, then the definition)
+ * before the driver creates anything, and replaced by definition.conf when
+ * the migration commits here. An agent that restarts finds the record,
+ * re-attaches whatever of the copy exists, reports the receive failed, and
+ * finishes it as the cluster decides: resumed when that migration was
+ * committed, discarded otherwise (aborted, replaced, or the guest gone).
  */
 #include <dirent.h>
 #include <fcntl.h>
@@ -128,6 +136,7 @@ struct ag_guest {
 	struct agent_guest_spec spec;
 	struct agent_guests *m;
 	/* live migration (one at a time) */
+	uint64_t incoming_id;         /* found at restart: incoming.conf of this migration */
 	uint64_t mig_id;
 	bool mig_source;
 	enum mig_phase mig_phase;
@@ -198,6 +207,7 @@ struct agent_guests {
 	struct fence_config *fence; /* fence.conf as loaded at start */
 	char local_name[64];      /* this node's name, from the cluster's list */
 	enum fence_method method; /* how the cluster fences this node */
+	char local_addr[64];      /* this host's cluster address, from the list */
 };
 
 /* The clock of the self-fence (tests drive their own). */
@@ -325,6 +335,58 @@ static void guest_free(struct ag_guest *g)
 	free(g);
 }
 
+/* ---- the record of an incoming copy ---- */
+
+#define INCOMING_FILE "incoming.conf"
+#define INCOMING_TAG "# hactl incoming migration "
+
+/* Records, durably, that a copy of @g for migration @id is about to be
+ * received here. Worker thread; 0 or -errno. */
+static int incoming_record(struct ag_guest *g, uint64_t id)
+{
+	char path[PATH_MAX + 32], *text;
+	int n, rc;
+
+	n = asprintf(&text, INCOMING_TAG "%" PRIu64 "\n%.*s", id, (int)g->def_len, g->def_text);
+	if (n < 0) {
+		return -ENOMEM;
+	}
+	snprintf(path, sizeof(path), "%s/" INCOMING_FILE, g->run_dir);
+	rc = ha_file_write_atomic(path, text, (size_t)n);
+	free(text);
+	if (rc == 0) {
+		/* a definition left from an earlier stay here is not this copy */
+		snprintf(path, sizeof(path), "%s/definition.conf", g->run_dir);
+		unlink(path);
+	}
+	return rc;
+}
+
+static void incoming_clear(struct ag_guest *g)
+{
+	char path[PATH_MAX + 32];
+
+	snprintf(path, sizeof(path), "%s/" INCOMING_FILE, g->run_dir);
+	unlink(path);
+	g->incoming_id = 0;
+}
+
+/* The migration id of an incoming.conf text, 0 when it has none. */
+static uint64_t incoming_id_of(const char *text, size_t len)
+{
+	size_t tl = sizeof(INCOMING_TAG) - 1;
+	uint64_t id = 0;
+
+	if (len <= tl || memcmp(text, INCOMING_TAG, tl) != 0) {
+		return 0;
+	}
+	for (size_t i = tl; i < len && text[i] >= '0' && text[i] <= '9' && id < UINT64_MAX / 10;
+	     i++) {
+		id = id * 10 + (uint64_t)(text[i] - '0');
+	}
+	return id;
+}
+
 /* ---- worker threads ---- */
 
 static int pick_snapshot(const struct ha_config *cfg, const char *name, uint64_t want,
@@ -366,6 +428,7 @@ static void mig_params(const struct ag_guest *g, struct agent_mig_params *p)
 	p->id = g->mig_id;
 	p->transport = g->mig_transport;
 	p->rate = g->mig_opts.bandwidth_bps;
+	p->listen_addr = agent_mig_listen_addr(g->m->cfg, g->m->local_addr);
 }
 
 /*
@@ -592,6 +655,16 @@ static void op_run(struct ag_op *op)
 			agent_mig_free(x);
 			break;
 		}
+		/* durable before the driver creates anything: an agent that
+		 * dies from here on finds the copy when it restarts */
+		rc = incoming_record(g, op->mig_id);
+		if (rc < 0) {
+			snprintf(derr, sizeof(derr), "cannot record the incoming copy in %s: %s",
+				 g->run_dir, strerror(-rc));
+			agent_mig_finish(x, rc, derr, xerr, sizeof(xerr));
+			agent_mig_free(x);
+			break;
+		}
 		if (obj) {
 			ops->guest_free(obj);
 			obj = NULL;
@@ -600,7 +673,10 @@ static void op_run(struct ag_op *op)
 		break;
 	}
 	case OP_MIG_FINISH:
-		if (obj && ops->migrate_finish) {
+		if (obj == NULL && op->arg && !op->mig_source && !op->mig_commit) {
+			rc = ops->create(&g->drv, &g->spec, &obj, derr);
+		}
+		if (rc == 0 && obj && ops->migrate_finish) {
 			rc = ops->migrate_finish(obj, op->mig_source, op->mig_commit, derr);
 		}
 		break;
@@ -994,6 +1070,9 @@ static int done_cb(int fd, int revents, void *data)
 			}
 			g->error[0] = 0;
 			g->state = g->g ? g->ops->state(g->g) : AGENT_GUEST_STOPPED;
+			if (op->kind == OP_MIG_RECV && op->rc < 0 && g->g == NULL) {
+				incoming_clear(g); /* the driver left nothing */
+			}
 		}
 		if (op->kind == OP_MIG_FINISH) {
 			/* A newer transaction of this guest may have begun while
@@ -1017,6 +1096,9 @@ static int done_cb(int fd, int revents, void *data)
 				g->state = g->ops->state(g->g);
 				snprintf(path, sizeof(path), "%s/definition.conf", g->run_dir);
 				ha_file_write_atomic(path, g->def_text, g->def_len);
+			}
+			if (!op->mig_source && (op->rc == 0 || g->g == NULL)) {
+				incoming_clear(g); /* resumed here, or discarded */
 			}
 			if (op->mig_disowned) {
 				snprintf(g->note, sizeof(g->note), "migration %s; another node owns the "
@@ -1067,6 +1149,22 @@ static int done_cb(int fd, int revents, void *data)
 }
 
 /* ---- reconciliation ---- */
+
+/* Discards an incoming copy that a previous agent left (see the file's
+ * head) with the driver's destination abort. */
+static void incoming_discard(struct ag_guest *g)
+{
+	qb_log(LOG_NOTICE, "%s: discarding the copy of migration %" PRIu64
+	       " that the previous agent was receiving", g->name, g->incoming_id);
+	g->mig_id = g->incoming_id;
+	g->mig_source = false;
+	g->mig_commit = false;
+	g->mig_phase = MIG_FINISHING;
+	/* arg 1: without a re-attached copy, the driver's discard runs on a
+	 * fresh object and cleans what the copy left (processes, cgroup,
+	 * run directory) without touching the shared writable layer */
+	op_start(g, OP_MIG_FINISH, 1, 0);
+}
 
 /* Live migration steps of one guest; true when the guest is in one (the
  * ordinary reconciliation then leaves it alone). */
@@ -1191,6 +1289,12 @@ static bool reconcile_migration(struct agent_guests *m, struct ag_guest *g,
 		return true;
 	}
 	g->mig_commit = strcmp(mg->state, "committed") == 0;
+	if (g->g == NULL && g->incoming_id == mg->id) {
+		/* the copy a previous agent was receiving is not there (any
+		 * more): clean up what it left */
+		incoming_discard(g);
+		return true;
+	}
 	g->mig_disowned = false;
 	if (g->mig_source != g->mig_commit && rec->owner != local_id) {
 		/* The decision would run the copy here (an aborted source
@@ -1319,6 +1423,11 @@ void agent_guests_reconcile(struct agent_guests *m, const Hactl__AgentGuestsRepl
 			m->self_fenced = false;
 		}
 	}
+	for (size_t i = 0; i < r->n_nodes; i++) {
+		if (r->nodes[i]->id == r->local_id && r->nodes[i]->address) {
+			snprintf(m->local_addr, sizeof(m->local_addr), "%s", r->nodes[i]->address);
+		}
+	}
 	qb_list_for_each_entry(g, &m->guests, list) {
 		g->in_cluster = false;
 	}
@@ -1359,6 +1468,14 @@ void agent_guests_reconcile(struct agent_guests *m, const Hactl__AgentGuestsRepl
 		if (rec->snap_generation > g->snap_generation) {
 			g->snap_generation = rec->snap_generation;
 			g->snap_time_ms = rec->snap_time_ms;
+		}
+		if (g->incoming_id && r->quorate && !g->busy &&
+		    (rec->migration == NULL || rec->migration->id != g->incoming_id ||
+		     rec->migration->destination != r->local_id)) {
+			/* a copy found at restart whose transaction is over */
+			incoming_discard(g);
+			g->in_migration = true;
+			continue;
 		}
 		g->in_migration = r->quorate && reconcile_migration(m, g, rec, r->local_id);
 	}
@@ -1599,6 +1716,25 @@ void agent_guests_tick(struct agent_guests *m)
 	report(m);
 }
 
+size_t agent_guests_held(const struct agent_guests *m, char ***out)
+{
+	const struct ag_guest *g;
+	size_t n = 0;
+
+	qb_list_for_each_entry(g, &m->guests, list) {
+		n++;
+	}
+	*out = calloc(n + 1, sizeof(**out));
+	if (*out == NULL) {
+		return 0;
+	}
+	n = 0;
+	qb_list_for_each_entry(g, &m->guests, list) {
+		(*out)[n++] = (char *)g->name;
+	}
+	return n;
+}
+
 uint32_t agent_guests_running(const struct agent_guests *m)
 {
 	const struct ag_guest *g;
@@ -1634,17 +1770,50 @@ static void reattach_all(struct agent_guests *m)
 		if (e->d_name[0] == '.' || !ha_name_valid(e->d_name)) {
 			continue;
 		}
-		snprintf(path, sizeof(path), "%s/%s/definition.conf", dir, e->d_name);
-		if (ha_file_read(path, HA_GUESTDEF_MAX_TEXT, &text, &len) < 0) {
-			continue;
+		uint64_t incoming = 0;
+		size_t skip;
+
+		/* an incoming copy first: a definition.conf beside it is from
+		 * an earlier stay of the guest here */
+		snprintf(path, sizeof(path), "%s/%s/" INCOMING_FILE, dir, e->d_name);
+		if (ha_file_read(path, HA_GUESTDEF_MAX_TEXT + 64, &text, &len) == 0) {
+			incoming = incoming_id_of((char *)text, len);
+		} else {
+			snprintf(path, sizeof(path), "%s/%s/definition.conf", dir, e->d_name);
+			if (ha_file_read(path, HA_GUESTDEF_MAX_TEXT, &text, &len) < 0) {
+				continue;
+			}
+		}
+		skip = 0;
+		if (incoming) {
+			const char *nl = memchr(text, '\n', len);
+
+			skip = nl ? (size_t)(nl - (char *)text) + 1 : len;
 		}
 		g = guest_new(m, e->d_name);
-		if (g == NULL || guest_set_def(m, g, (char *)text, len) < 0) {
+		if (g == NULL || guest_set_def(m, g, (char *)text + skip, len - skip) < 0) {
 			free(text);
 			continue;
 		}
 		free(text);
 		rc = g->ops->attach(&g->drv, &g->spec, &g->g, err);
+		if (incoming) {
+			/* the receive died with the agent: report it failed and
+			 * let the cluster's decision finish the copy */
+			g->incoming_id = incoming;
+			g->mig_id = incoming;
+			g->mig_source = false;
+			g->mig_phase = MIG_FAILED;
+			snprintf(g->mig_error, sizeof(g->mig_error),
+				 "destination: the agent restarted during the receive");
+			g->owned = false;
+			g->in_cluster = true;
+			g->state = rc == 0 ? g->ops->state(g->g) : AGENT_GUEST_STOPPED;
+			qb_log(LOG_NOTICE, "found the incoming copy of %s (migration %" PRIu64
+			       ", %s): it ends as the cluster decides", g->name, incoming,
+			       rc == 0 ? agent_guest_state_str(g->state) : "nothing running");
+			continue;
+		}
 		if (rc == 0) {
 			g->state = g->ops->state(g->g);
 			g->owned = true; /* until the cluster says otherwise */

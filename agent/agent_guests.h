@@ -53,6 +53,12 @@ void agent_guests_tick(struct agent_guests *m);
  * why not (@error: a string owned by @m, "" when armed). */
 void agent_guests_watchdog(const struct agent_guests *m, bool *armed, uint32_t *timeout_ms,
 			   const char **error);
+/*
+ * The names of the guests this host holds (any state), for the paged
+ * guest list: *out is an array the caller frees (free()), its strings
+ * belong to @m and stay valid until the next reconcile. Returns the count.
+ */
+size_t agent_guests_held(const struct agent_guests *m, char ***out);
 
 /* Number of guests running here. */
 uint32_t agent_guests_running(const struct agent_guests *m);

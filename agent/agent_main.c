@@ -49,20 +49,32 @@ static int call_result(struct agent *a, enum ha_msg_type type,
 		       const ProtobufCMessage *msg);
 static void disconnect(struct agent *a, const char *why);
 
-/* Fetches the cluster's guest list and reconciles this host with it. */
+/*
+ * Fetches this host's part of the cluster's guest list (its guests and
+ * those it holds, in pages: docs/protocol.md) and reconciles with it.
+ */
 static void refresh(struct agent *a)
 {
-	Hactl__AgentGuestsRequest req = HACTL__AGENT_GUESTS_REQUEST__INIT;
 	enum ha_msg_type rtype;
 	ProtobufCMessage *reply = NULL;
+	char **held = NULL;
+	size_t n_held;
 	int rc;
 
 	if (a->conn == NULL) {
 		return;
 	}
-	rc = ha_ipcc_call(a->conn, HA_MSG_AGENT_GUESTS_REQUEST, &req.base, CALL_TIMEOUT_MS,
-			  &rtype, &reply);
+	n_held = agent_guests_held(a->guests, &held);
+	if (held == NULL) {
+		return;
+	}
+	rc = ha_ipcc_agent_guests(a->conn, held, n_held, CALL_TIMEOUT_MS, &rtype, &reply);
+	free(held);
 	if (rc < 0) {
+		if (rc != -ENOTCONN && rc != -EPIPE && rc != -ECONNRESET) {
+			qb_log(rc == -ETIMEDOUT ? LOG_DEBUG : LOG_WARNING,
+			       "cannot read the guest list: %s", strerror(-rc));
+		}
 		if (rc == -ENOTCONN || rc == -EPIPE || rc == -ECONNRESET) {
 			disconnect(a, strerror(-rc));
 		}

@@ -210,6 +210,14 @@ static struct agent_mig_xfer *xfer_new(struct mig_stream *s, const struct mig_op
 
 /* ---- listen, accept, connect -------------------------------------------- */
 
+const char *agent_mig_listen_addr(const struct ha_config *cfg, const char *cluster_addr)
+{
+	if (cfg->mig_listen_address[0]) {
+		return strcmp(cfg->mig_listen_address, "*") == 0 ? NULL : cfg->mig_listen_address;
+	}
+	return cluster_addr && cluster_addr[0] ? cluster_addr : NULL;
+}
+
 int agent_mig_listen(const struct agent_mig_params *p, struct mig_listener **out,
 		     char *err, size_t errlen)
 {
@@ -221,7 +229,7 @@ int agent_mig_listen(const struct agent_mig_params *p, struct mig_listener **out
 	if (rc < 0) {
 		return rc;
 	}
-	rc = mig_listen(&o, NULL, 0, out, err, errlen);
+	rc = mig_listen(&o, p->listen_addr, 0, out, err, errlen);
 	mig_key_wipe(&o.key);
 	return rc;
 }

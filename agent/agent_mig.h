@@ -28,13 +28,22 @@ struct agent_mig_params {
 	uint64_t id;                   /* the cluster's transaction id */
 	const char *transport;         /* "tcp", "rdma"; NULL or "": the config's */
 	uint64_t rate;                 /* payload bytes/s source to destination, 0 = none */
+	const char *listen_addr;       /* destination: bind here; NULL or "" = every address */
 };
 
 struct agent_mig_xfer;
 
 /*
- * Destination: listens on every address, any port, with the configured
- * key and transport. Returns 0 and *out (freed with mig_listener_free()),
+ * Where a destination listens: the configured [migration] listen_address
+ * ("*" = every address, NULL returned), else @cluster_addr, this host's
+ * cluster address as the cluster state knows it (the one sources connect
+ * to); NULL (every address) when neither is known.
+ */
+const char *agent_mig_listen_addr(const struct ha_config *cfg, const char *cluster_addr);
+
+/*
+ * Destination: listens on @p->listen_addr (every address when none), any
+ * port, with the configured key and transport. Returns 0 and *out (freed with mig_listener_free()),
  * or -errno with "what: why" in @err (e.g. the key file's problem).
  */
 int agent_mig_listen(const struct agent_mig_params *p, struct mig_listener **out,

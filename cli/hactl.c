@@ -106,17 +106,28 @@ int cli_call(struct cli *cli, enum ha_msg_type type, const ProtobufCMessage *req
 	return EX_FAIL;
 }
 
+/* The status with every guest: in pages when the cluster is large
+ * (docs/protocol.md, "Large replies"). */
 int cli_get_status(struct cli *cli, const char *node, Hactl__StatusReply **out)
 {
-	Hactl__StatusRequest req = HACTL__STATUS_REQUEST__INIT;
+	enum ha_msg_type rtype;
 	ProtobufCMessage *reply = NULL;
-	int ex;
+	int rc = ha_ipcc_status(cli->conn, node, TIMEOUT_MS, &rtype, &reply);
 
-	req.node = (char *)node;
-	ex = cli_call(cli, HA_MSG_STATUS_REQUEST, &req.base, HA_MSG_STATUS_REPLY, &reply);
-	if (ex != EX_OK) {
+	if (rc < 0) {
+		fprintf(stderr, "hactl: no valid answer from ha-coordinator: %s\n",
+			rc == -EAGAIN ? "the cluster state kept changing while it was read"
+				      : strerror(-rc));
+		return rc == -ENOTCONN || rc == -ECONNREFUSED ? EX_NODAEMON : EX_FAIL;
+	}
+	if (rtype == HA_MSG_RESULT) {
+		Hactl__Result *r = (Hactl__Result *)reply;
+		int code = r->code < 0 ? r->code : -EPROTO;
+
+		fprintf(stderr, "hactl: %s\n", r->message && r->message[0] ? r->message :
+			strerror(-code));
 		ha_env_msg_free(reply);
-		return ex;
+		return cli_code_to_exit(code);
 	}
 	*out = (Hactl__StatusReply *)reply;
 	return EX_OK;

@@ -83,6 +83,9 @@ static const struct ha_opt options[] = {
 	OPT_CHOICE("migration", "transport", mig_transport, "tcp|rdma", "tcp", false,
 		   "transport of migration streams unless hactl migrate --transport says; "
 		   "rdma needs encrypt = false"),
+	OPT_STR("migration", "listen_address", mig_listen_address, "", false,
+		"address a destination's migration listener binds: empty = this host's cluster "
+		"(corosync ring0) address, which is where sources connect; * = every address"),
 	{ 0 },
 };
 

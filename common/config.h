@@ -35,6 +35,7 @@ struct ha_config {
 	char mig_key_file[PATH_MAX];
 	bool mig_encrypt;
 	char mig_transport[8];
+	char mig_listen_address[64];
 };
 
 enum ha_opt_type {

@@ -38,7 +38,7 @@ static const struct ha_msg_desc registry[HA_MSG_MAX] = {
 	[HA_MSG_AGENT_GUESTS_REQUEST] = { HA_MSG_AGENT_GUESTS_REQUEST,
 					  "agent-guests-request",
 					  &hactl__agent_guests_request__descriptor,
-					  4 * KIB, HA_CHAN_IPC },
+					  MIB - 64, HA_CHAN_IPC }, /* held names: one IPC request */
 	[HA_MSG_AGENT_GUESTS_REPLY] = { HA_MSG_AGENT_GUESTS_REPLY,
 					"agent-guests-reply",
 					&hactl__agent_guests_reply__descriptor,
@@ -98,6 +98,9 @@ static const struct ha_msg_desc registry[HA_MSG_MAX] = {
 	[HA_MSG_UNBLOCK_REQUEST] = { HA_MSG_UNBLOCK_REQUEST, "unblock-request",
 				     &hactl__unblock_request__descriptor, 4 * KIB,
 				     HA_CHAN_IPC },
+	[HA_MSG_CPG_SYNC_CHUNK] = { HA_MSG_CPG_SYNC_CHUNK, "cpg-sync-chunk",
+				    &hactl__cpg_sync_chunk__descriptor, 1 * MIB,
+				    HA_CHAN_CPG },
 	[HA_MSG_STATE_FILE] = { HA_MSG_STATE_FILE, "state-file",
 				&hactl__state_file__descriptor, 16 * MIB,
 				HA_CHAN_FILE },

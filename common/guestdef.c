@@ -12,7 +12,7 @@
 #include "guestdef.h"
 #include "util.h"
 
-enum opt_kind { K_STR, K_UINT, K_SIZE, K_TYPE, K_RESTART, K_NAME, K_CIDR, K_IP };
+enum opt_kind { K_STR, K_UINT, K_SIZE, K_TYPE, K_RESTART, K_NAME, K_CIDR, K_IP, K_PATH, K_DISK };
 
 struct gopt {
 	const char *section;
@@ -42,11 +42,14 @@ static const struct gopt gopts[] = {
 	  "program and arguments: container init / domain service" },
 	{ "guest", "stop_timeout", K_UINT, 1, 3600, "30", F(stop_timeout_s),
 	  "seconds a graceful stop may take before it is forced" },
-	{ "storage", "template", K_STR, 0, 0, "", F(template_dir),
-	  "container: root file system template (relative: under shared_dir)" },
-	{ "storage", "kernel", K_STR, 0, 0, "", F(kernel), "domain: kernel (vmlinux for PVH)" },
-	{ "storage", "initrd", K_STR, 0, 0, "", F(initrd), "domain: initramfs" },
-	{ "storage", "disk", K_STR, 0, 0, "", F(disk), "domain: disk image, optional" },
+	{ "storage", "template", K_PATH, 0, 0, "", F(template_dir),
+	  "container: root file system template, relative to shared_dir/templates" },
+	{ "storage", "kernel", K_PATH, 0, 0, "", F(kernel),
+	  "domain: kernel (vmlinux for PVH), relative to shared_dir/templates" },
+	{ "storage", "initrd", K_PATH, 0, 0, "", F(initrd),
+	  "domain: initramfs, relative to shared_dir/templates" },
+	{ "storage", "disk", K_DISK, 0, 0, "", F(disk),
+	  "domain: disk image relative to shared_dir/disks, or a DRBD device /dev/drbdN or /dev/drbd/by-res/RES/N; optional" },
 	{ "network", "ip", K_CIDR, 0, 0, "", F(ip), "address/prefix on the guest network" },
 	{ "network", "gateway", K_IP, 0, 0, "", F(gateway), "default route, optional" },
 	{ "ha", "priority", K_UINT, 0, 1000, "0", F(priority), "recovery order, higher first" },
@@ -148,6 +151,84 @@ static bool ip_valid(const char *s, bool cidr)
 	return inet_pton(AF_INET, buf, &a) == 1;
 }
 
+/*
+ * A path a definition may name: relative (resolved by the agent under
+ * shared_dir/templates or shared_dir/disks), without "." or ".."
+ * components, empty components or a leading "-". Anything else would let
+ * whoever may define guests (group hactl) hand a host's files or devices
+ * to a guest: template = /, disk = /dev/sda, kernel = ../../etc/shadow.
+ */
+static bool managed_path_valid(const char *v)
+{
+	const char *p = v;
+
+	if (v[0] == 0 || v[0] == '/' || v[0] == '-') {
+		return false;
+	}
+	while (*p) {
+		const char *e = strchr(p, '/');
+		size_t n = e ? (size_t)(e - p) : strlen(p);
+
+		if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.')) {
+			return false;
+		}
+		for (size_t i = 0; i < n; i++) {
+			unsigned char ch = (unsigned char)p[i];
+
+			if (ch < 0x20 || ch == 0x7f) {
+				return false;
+			}
+		}
+		p += n;
+		if (*p == '/') {
+			p++;
+			if (*p == 0) {
+				return false; /* trailing slash: an empty component */
+			}
+		}
+	}
+	return true;
+}
+
+static bool all_digits(const char *s, size_t n)
+{
+	if (n == 0 || n > 6) {
+		return false;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9') {
+			return false;
+		}
+	}
+	return true;
+}
+
+/* A DRBD device (docs/storage.md): /dev/drbdN or /dev/drbd/by-res/RES/N
+ * with RES a resource name as the drbd backend accepts it. */
+static bool drbd_device_valid(const char *v)
+{
+	static const char dev[] = "/dev/drbd", byres[] = "/dev/drbd/by-res/";
+	const char *slash;
+	char res[HA_GUEST_NAME_MAX + 1];
+
+	if (strncmp(v, byres, sizeof(byres) - 1) == 0) {
+		v += sizeof(byres) - 1;
+		slash = strchr(v, '/');
+		if (slash == NULL || (size_t)(slash - v) >= sizeof(res)) {
+			return false;
+		}
+		memcpy(res, v, (size_t)(slash - v));
+		res[slash - v] = 0;
+		return ha_name_valid(res) && strcmp(res, "all") != 0 &&
+		       all_digits(slash + 1, strlen(slash + 1));
+	}
+	if (strncmp(v, dev, sizeof(dev) - 1) == 0) {
+		v += sizeof(dev) - 1;
+		return all_digits(v, strlen(v));
+	}
+	return false;
+}
+
 struct pctx {
 	struct ha_guest_def *def;
 	bool seen[sizeof(gopts) / sizeof(gopts[0])];
@@ -210,6 +291,17 @@ static int set_opt(struct ha_guest_def *d, const struct gopt *o, const char *v,
 		}
 		snprintf(why, whylen, "restart: '%s' is not snapshot, cold or none", v);
 		return -EINVAL;
+	case K_PATH:
+	case K_DISK:
+		if (v[0] && !managed_path_valid(v) && !(o->kind == K_DISK && drbd_device_valid(v))) {
+			snprintf(why, whylen,
+				 "[%s] %s: '%s' is outside the storage hactl manages (%s)",
+				 o->section, o->name, v,
+				 o->kind == K_DISK ? "a path relative to shared_dir/disks without '..', or a DRBD device /dev/drbdN or /dev/drbd/by-res/RES/N"
+						   : "a path relative to shared_dir/templates without '..'");
+			return -EINVAL;
+		}
+		break;
 	case K_STR:
 		break;
 	}

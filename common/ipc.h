@@ -28,6 +28,24 @@ int ha_ipcc_call(qb_ipcc_connection_t *c, enum ha_msg_type type,
 		 const ProtobufCMessage *req, int timeout_ms,
 		 enum ha_msg_type *rtype, ProtobufCMessage **reply);
 
+/*
+ * Client: the status with every guest, asked for in pages that each fit
+ * one IPC message (docs/protocol.md, "Large replies") and merged into one
+ * StatusReply. A page of another state (seq or sync count changed) starts
+ * over, at most 5 times (-EAGAIN). A Result answer (an error) is returned
+ * as it came, with *rtype HA_MSG_RESULT. Otherwise as ha_ipcc_call().
+ */
+int ha_ipcc_status(qb_ipcc_connection_t *c, const char *node, int timeout_ms,
+		   enum ha_msg_type *rtype, ProtobufCMessage **reply);
+
+/*
+ * Client (the agent): the guests of this host and those named in @held,
+ * in pages, merged into one AgentGuestsReply (nodes from the first page,
+ * quorate only when every page says so). Same rules as ha_ipcc_status().
+ */
+int ha_ipcc_agent_guests(qb_ipcc_connection_t *c, char **held, size_t n_held,
+			 int timeout_ms, enum ha_msg_type *rtype, ProtobufCMessage **reply);
+
 /* Client: sends @req without waiting for a reply to be read here. */
 int ha_ipcc_send(qb_ipcc_connection_t *c, enum ha_msg_type type,
 		 const ProtobufCMessage *req);

@@ -461,7 +461,15 @@ static void flush(struct coord *c)
 	while (!qb_list_empty(&c->sendq) && c->cs_connected) {
 		struct coord_msg *m = qb_list_first_entry(&c->sendq, struct coord_msg, list);
 		struct iovec iov = { .iov_base = m->data, .iov_len = m->len };
-		cs_error_t e = cpg_mcast_joined(c->cpg, CPG_TYPE_AGREED, &iov, 1);
+		cs_error_t e;
+
+		if (c->cpg_tx != NULL) {
+			int r = c->cpg_tx(c->cpg_tx_arg, c->local_id, m->data, m->len);
+
+			e = r == 0 ? CS_OK : r == -EAGAIN ? CS_ERR_TRY_AGAIN : CS_ERR_TOO_BIG;
+		} else {
+			e = cpg_mcast_joined(c->cpg, CPG_TYPE_AGREED, &iov, 1);
+		}
 
 		if (e == CS_ERR_TRY_AGAIN) {
 			if (!c->flush_scheduled) {
@@ -541,6 +549,21 @@ int coord_cpg_send(struct coord *c, enum ha_msg_type type,
 	m->len = len;
 	memcpy(m->data, buf, len);
 	free(buf);
+	return coord_cpg_send_msg(c, m);
+}
+
+int coord_cpg_send_msg(struct coord *c, struct coord_msg *m)
+{
+	if (!c->cs_connected) {
+		free(m);
+		return -ENOTCONN;
+	}
+	if (c->sendq_len >= COORD_SENDQ_MAX) {
+		c->send_dropped++;
+		free(m);
+		return -ENOBUFS;
+	}
+	m->sender = c->local_id;
 	qb_list_add_tail(&m->list, &c->sendq);
 	c->sendq_len++;
 	flush(c);

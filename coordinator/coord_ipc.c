@@ -1,12 +1,15 @@
 /*
  * coord_ipc.c - the libqb IPC server "hactl" for hactl and the local agent.
  *
- * Only root and the configured group may connect. Every request is one
+ * Only root and members of the configured group (primary or supplementary)
+ * may connect, and only root may speak as the agent. Every request is one
  * envelope; anything that does not decode is answered with an error
  * Result, counted and logged, and the connection stays usable.
  */
 #include <errno.h>
 #include <grp.h>
+#include <pwd.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,16 +47,126 @@ static int32_t dispatch_del(int32_t fd)
 
 /* ---- connections ---- */
 
+const char *coord_peer_role_str(enum coord_peer_role r)
+{
+	static const char *const names[COORD_PEER_ROLE_MAX] = {
+		[COORD_PEER_REFUSED] = "refused",
+		[COORD_PEER_CLIENT] = "client",
+		[COORD_PEER_ROOT] = "root",
+	};
+
+	return (unsigned)r < COORD_PEER_ROLE_MAX ? names[r] : "unknown";
+}
+
+/*
+ * The "Groups:" line of @proc_root/PID/status: the process's supplementary
+ * groups as the kernel holds them. 1 when @group is among them, 0 when
+ * not, -errno when the file cannot be read or has no such line.
+ */
+static int proc_groups_contain(const char *proc_root, pid_t pid, gid_t group)
+{
+	char path[PATH_MAX], line[4096];
+	FILE *f;
+	int found = -ENOENT;
+
+	snprintf(path, sizeof(path), "%s/%d/status", proc_root, (int)pid);
+	f = fopen(path, "re");
+	if (f == NULL) {
+		return -errno;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		char *p, *end;
+
+		if (strncmp(line, "Groups:", 7) != 0) {
+			continue;
+		}
+		found = 0;
+		for (p = line + 7;; p = end) {
+			unsigned long v;
+
+			while (*p == ' ' || *p == '\t') {
+				p++;
+			}
+			if (*p < '0' || *p > '9') {
+				break;
+			}
+			v = strtoul(p, &end, 10);
+			if (v == (unsigned long)group) {
+				found = 1;
+				break;
+			}
+		}
+		break;
+	}
+	fclose(f);
+	return found;
+}
+
+/* Configured membership of @uid's user (getgrouplist), the fallback when
+ * the process is gone before its groups could be read. */
+static bool user_groups_contain(uid_t uid, gid_t gid, gid_t group)
+{
+	struct passwd pw, *res = NULL;
+	char buf[4096];
+	gid_t groups[256];
+	int n = (int)HA_ARRAY_SIZE(groups);
+
+	if (getpwuid_r(uid, &pw, buf, sizeof(buf), &res) != 0 || res == NULL) {
+		return false;
+	}
+	if (getgrouplist(pw.pw_name, gid, groups, &n) < 0) {
+		return false;
+	}
+	for (int i = 0; i < n; i++) {
+		if (groups[i] == group) {
+			return true;
+		}
+	}
+	return false;
+}
+
+enum coord_peer_role coord_ipc_peer_role(uid_t uid, gid_t gid, pid_t pid, gid_t group,
+					 const char *proc_root)
+{
+	int rc;
+
+	if (uid == 0) {
+		return COORD_PEER_ROOT;
+	}
+	if (group == (gid_t)-1) {
+		return COORD_PEER_REFUSED;
+	}
+	if (gid == group) {
+		return COORD_PEER_CLIENT;
+	}
+	rc = pid > 0 ? proc_groups_contain(proc_root ? proc_root : "/proc", pid, group) : -ESRCH;
+	if (rc == 1 || (rc < 0 && user_groups_contain(uid, gid, group))) {
+		return COORD_PEER_CLIENT;
+	}
+	return COORD_PEER_REFUSED;
+}
+
+static enum coord_peer_role conn_role(qb_ipcs_connection_t *conn)
+{
+	return (enum coord_peer_role)(uintptr_t)qb_ipcs_context_get(conn);
+}
+
 static int32_t conn_accept(qb_ipcs_connection_t *conn, uid_t uid, gid_t gid)
 {
 	struct coord *c = ipc_ctx;
+	struct qb_ipcs_connection_stats st = { 0 };
+	enum coord_peer_role role;
 
-	if (uid == 0 || (c->ipc_gid != (gid_t)-1 && gid == c->ipc_gid)) {
+	qb_ipcs_connection_stats_get(conn, &st, 0);
+	role = coord_ipc_peer_role(uid, gid, st.client_pid, c->ipc_gid, c->ipc_proc_root);
+	if (role != COORD_PEER_REFUSED) {
+		qb_ipcs_context_set(conn, (void *)(uintptr_t)role);
 		qb_ipcs_connection_auth_set(conn, -1, c->ipc_gid, 0660);
 		return 0;
 	}
-	qb_log(LOG_WARNING, "refused IPC client uid %u gid %u: not root or group %s",
-	       uid, gid, c->cfg.ipc_group);
+	c->ipc_refused++;
+	qb_log(LOG_WARNING, "refused IPC client pid %d uid %u gid %u: not root or in group %s",
+	       (int)st.client_pid, uid, gid, c->cfg.ipc_group);
 	return -EACCES;
 }
 
@@ -83,6 +196,75 @@ static int32_t conn_closed(qb_ipcs_connection_t *conn)
 
 static void conn_destroyed(qb_ipcs_connection_t *conn)
 {
+}
+
+/* ---- large replies: guests in pages (docs/protocol.md) ---- */
+
+/* What one more element of a repeated message field adds at most. */
+static size_t elem_cost(const ProtobufCMessage *m)
+{
+	return protobuf_c_message_get_packed_size(m) + 1 + 10;
+}
+
+size_t coord_ipc_page_budget(const ProtobufCMessage *base_reply)
+{
+	size_t fixed = sizeof(struct qb_ipc_response_header) + HA_ENV_HDR_LEN + 64 +
+		       protobuf_c_message_get_packed_size(base_reply);
+
+	return fixed < HA_IPC_MAX_MSG ? HA_IPC_MAX_MSG - fixed : 0;
+}
+
+size_t coord_guests_page(const struct coord_state *st, uint32_t offset, size_t budget,
+			 bool (*want)(const Hactl__GuestRecord *g, void *arg), void *arg,
+			 Hactl__GuestRecord **out, uint32_t *next)
+{
+	size_t n = 0, used = 0, i;
+
+	for (i = offset; i < st->n_guests; i++) {
+		Hactl__GuestRecord *g = st->guests[i];
+		size_t cost;
+
+		if (want != NULL && !want(g, arg)) {
+			continue;
+		}
+		cost = elem_cost(&g->base);
+		if (used + cost > budget) {
+			break;
+		}
+		used += cost;
+		out[n++] = g;
+	}
+	*next = i < st->n_guests ? (uint32_t)i : 0;
+	return n;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+bool coord_guest_of_host(const Hactl__GuestRecord *g, void *arg)
+{
+	const struct coord_host_filter *f = arg;
+	const Hactl__Migration *mg = g->migration;
+	const char *name = g->name;
+
+	if (g->owner == f->node || g->running_on == f->node ||
+	    (mg && (mg->source == f->node || mg->destination == f->node))) {
+		return true;
+	}
+	return f->n_held && bsearch(&name, f->held, f->n_held, sizeof(f->held[0]), cmp_str);
+}
+
+/* -EMSGSIZE answer for a reply that cannot be sent in one message. */
+static int reply_too_large(qb_ipcs_connection_t *conn, const char *what, size_t n)
+{
+	char text[200];
+	bool paged = strcmp(what, "balance report") != 0;
+
+	snprintf(text, sizeof(text), "the %s (%zu guests) is larger than one IPC message (%d bytes)%s",
+		 what, n, HA_IPC_MAX_MSG, paged ? ": ask for it in pages" : "");
+	return ha_ipcs_reply_result(conn, -EMSGSIZE, text, 0);
 }
 
 /* ---- requests ---- */
@@ -233,7 +415,34 @@ static int reply_status(struct coord *c, qb_ipcs_connection_t *conn,
 		r.n_alarms = na;
 		r.events = evs;
 		r.n_events = c->n_events;
-		rc = ha_ipcs_reply(conn, HA_MSG_STATUS_REPLY, &r.base);
+		r.has_syncs = true;
+		r.syncs = c->syncs_done;
+		if (req->paged) {
+			Hactl__GuestRecord **page = calloc(c->state.n_guests + 1, sizeof(*page));
+			uint32_t next = 0;
+
+			r.n_guests = 0;
+			r.has_next_guest_offset = true;
+			r.next_guest_offset = UINT32_MAX; /* its largest encoding */
+			if (page == NULL) {
+				rc = ha_ipcs_reply_result(conn, -ENOMEM, "out of memory", 0);
+			} else {
+				r.n_guests = coord_guests_page(&c->state, req->guest_offset,
+							       coord_ipc_page_budget(&r.base),
+							       NULL, NULL, page, &next);
+				r.guests = page;
+				r.next_guest_offset = next;
+				rc = r.n_guests == 0 && next != 0
+					     ? reply_too_large(conn, "status", c->state.n_guests)
+					     : ha_ipcs_reply(conn, HA_MSG_STATUS_REPLY, &r.base);
+				free(page);
+			}
+		} else {
+			rc = ha_ipcs_reply(conn, HA_MSG_STATUS_REPLY, &r.base);
+			if (rc == -EMSGSIZE) {
+				rc = reply_too_large(conn, "status", c->state.n_guests);
+			}
+		}
 		for (size_t i = 0; i < na; i++) {
 			free(alarms[i]);
 		}
@@ -246,8 +455,18 @@ static int reply_status(struct coord *c, qb_ipcs_connection_t *conn,
 static int on_agent_hello(struct coord *c, qb_ipcs_connection_t *conn,
 			  const Hactl__AgentHello *h)
 {
-	Hactl__HostFacts *facts = coord_pb_dup(&h->facts->base);
+	Hactl__HostFacts *facts;
 
+	if (conn_role(conn) != COORD_PEER_ROOT) {
+		/* Only the host's own agent, which runs as root, may register:
+		 * a registered agent's reports move ownership in the cluster. */
+		c->ipc_refused++;
+		qb_log(LOG_WARNING, "refused agent hello from a client that is not root (pid %u)",
+		       h->pid);
+		return ha_ipcs_reply_result(conn, -EPERM,
+					    "only root may register as the agent", 0);
+	}
+	facts = coord_pb_dup(&h->facts->base);
 	if (facts == NULL) {
 		return ha_ipcs_reply_result(conn, -ENOMEM, "out of memory", 0);
 	}
@@ -308,6 +527,10 @@ static int reply_balance(struct coord *c, qb_ipcs_connection_t *conn)
 		return ha_ipcs_reply_result(conn, rc, why, 0);
 	}
 	rc = ha_ipcs_reply(conn, HA_MSG_BALANCE_REPLY, &r.base);
+	if (rc == -EMSGSIZE) {
+		/* not paged yet: at least an answer that says why */
+		rc = reply_too_large(conn, "balance report", c->state.n_guests);
+	}
 	free(r.cluster);
 	free(r.policy);
 	return rc;
@@ -361,11 +584,14 @@ static int on_agent_guest_report(struct coord *c, qb_ipcs_connection_t *conn,
 	return ha_ipcs_reply_result(conn, rc, rc < 0 ? strerror(-rc) : NULL, 0);
 }
 
-static int on_agent_guests(struct coord *c, qb_ipcs_connection_t *conn)
+static int on_agent_guests(struct coord *c, qb_ipcs_connection_t *conn,
+			   const Hactl__AgentGuestsRequest *req)
 {
 	Hactl__AgentGuestsReply r = HACTL__AGENT_GUESTS_REPLY__INIT;
 	Hactl__NodeRecord *recs = calloc(c->state.n_nodes + 1, sizeof(*recs));
 	Hactl__NodeRecord **ptrs = calloc(c->state.n_nodes + 1, sizeof(*ptrs));
+	Hactl__GuestRecord **page = NULL;
+	char **held = NULL;
 	int rc;
 
 	if (recs == NULL || ptrs == NULL) {
@@ -386,7 +612,51 @@ static int on_agent_guests(struct coord *c, qb_ipcs_connection_t *conn)
 	r.n_guests = c->state.n_guests;
 	r.nodes = ptrs;
 	r.n_nodes = c->state.n_nodes;
-	rc = ha_ipcs_reply(conn, HA_MSG_AGENT_GUESTS_REPLY, &r.base);
+	if (!req->paged) {
+		/* every guest in one reply, as agents before paging expect */
+		rc = ha_ipcs_reply(conn, HA_MSG_AGENT_GUESTS_REPLY, &r.base);
+		if (rc == -EMSGSIZE) {
+			rc = reply_too_large(conn, "guest list", c->state.n_guests);
+		}
+	} else {
+		struct coord_host_filter f = { .node = c->local_id };
+		uint32_t next = 0;
+
+		/* only this host's guests, the nodes on the first page */
+		page = calloc(c->state.n_guests + 1, sizeof(*page));
+		held = calloc(req->n_held + 1, sizeof(*held));
+		if (page == NULL || held == NULL) {
+			rc = ha_ipcs_reply_result(conn, -ENOMEM, "out of memory", 0);
+			goto out;
+		}
+		if (req->n_held > 0) {
+			memcpy(held, req->held, req->n_held * sizeof(*held));
+			qsort(held, req->n_held, sizeof(*held), cmp_str);
+		}
+		f.held = (const char *const *)held;
+		f.n_held = req->n_held;
+		if (req->offset != 0) {
+			r.n_nodes = 0;
+		}
+		r.n_guests = 0;
+		r.has_next_offset = true;
+		r.next_offset = UINT32_MAX; /* its largest encoding */
+		r.has_seq = true;
+		r.seq = c->state.seq;
+		r.has_syncs = true;
+		r.syncs = c->syncs_done;
+		r.n_guests = coord_guests_page(&c->state, req->offset,
+					       coord_ipc_page_budget(&r.base),
+					       coord_guest_of_host, &f, page, &next);
+		r.guests = page;
+		r.next_offset = next;
+		rc = r.n_guests == 0 && next != 0
+			     ? reply_too_large(conn, "guest list", c->state.n_guests)
+			     : ha_ipcs_reply(conn, HA_MSG_AGENT_GUESTS_REPLY, &r.base);
+	}
+out:
+	free(page);
+	free(held);
 	free(recs);
 	free(ptrs);
 	return rc;
@@ -472,7 +742,7 @@ static int32_t msg_process(qb_ipcs_connection_t *conn, void *data, size_t size)
 		rc = on_agent_guest_report(c, conn, (Hactl__AgentGuestReport *)msg);
 		break;
 	case HA_MSG_AGENT_GUESTS_REQUEST:
-		rc = on_agent_guests(c, conn);
+		rc = on_agent_guests(c, conn, (Hactl__AgentGuestsRequest *)msg);
 		break;
 	case HA_MSG_AGENT_ACTION_DONE:
 		if (conn == c->agent_conn) {

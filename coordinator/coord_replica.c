@@ -13,6 +13,12 @@
  *
  * A confchg during a sync restarts it. Members that only left need no
  * sync: virtual synchrony gave the survivors identical streams.
+ *
+ * A state too large for one CPG message travels in pieces (CpgSyncChunk,
+ * reassembled per sender, bounded before allocation). A sync that is not
+ * complete COORD_SYNC_RETRY_MS after this member sent its state (or whose
+ * send failed) sends it again: a member that lacked it gets it, the others
+ * ignore the duplicate.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -29,8 +35,234 @@ static void sync_clear(struct coord *c)
 	for (size_t i = 0; i < COORD_MAX_NODES; i++) {
 		ha_env_msg_free(c->sync_got[i] ? &c->sync_got[i]->base : NULL);
 		c->sync_got[i] = NULL;
+		coord_sync_reasm_clear(&c->sync_reasm[i]);
 	}
 	c->n_sync_members = 0;
+}
+
+/* ---- a state in pieces ---- */
+
+static struct coord_msg *msg_new(enum ha_msg_type type, const ProtobufCMessage *msg, int *rc)
+{
+	uint8_t *buf;
+	size_t len;
+	struct coord_msg *m;
+
+	*rc = ha_env_encode(type, msg, &buf, &len);
+	if (*rc < 0) {
+		return NULL;
+	}
+	m = malloc(sizeof(*m) + len);
+	if (m == NULL) {
+		free(buf);
+		*rc = -ENOMEM;
+		return NULL;
+	}
+	m->len = len;
+	memcpy(m->data, buf, len);
+	free(buf);
+	return m;
+}
+
+int coord_sync_encode(const struct coord_state *st, const Hactl__CpgSyncState *head,
+		      uint64_t round, struct qb_list_head *out)
+{
+	Hactl__CpgSyncState ss = *head; /* sender, epoch, current ...; state set here */
+	uint32_t sender = head->sender;
+	Hactl__ClusterState *cs = coord_state_export(st);
+	struct coord_msg *m;
+	uint8_t *packed = NULL;
+	size_t len, n = 0;
+	int rc = 0;
+
+	if (cs == NULL) {
+		return -ENOMEM;
+	}
+	ss.state = cs;
+	len = protobuf_c_message_get_packed_size(&ss.base);
+	if (len + HA_ENV_HDR_LEN <= COORD_SYNC_INLINE_MAX) {
+		m = msg_new(HA_MSG_CPG_SYNC_STATE, &ss.base, &rc);
+		if (m != NULL) {
+			qb_list_add_tail(&m->list, out);
+			n = 1;
+		}
+		goto out;
+	}
+	if (len > COORD_SYNC_MAX) {
+		rc = -E2BIG;
+		goto out;
+	}
+	packed = malloc(len);
+	if (packed == NULL) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	protobuf_c_message_pack(&ss.base, packed);
+	for (size_t off = 0; off < len; off += COORD_SYNC_CHUNK) {
+		Hactl__CpgSyncChunk ch = HACTL__CPG_SYNC_CHUNK__INIT;
+
+		ch.sender = sender;
+		ch.round = round;
+		ch.index = (uint32_t)n;
+		ch.count = (uint32_t)((len + COORD_SYNC_CHUNK - 1) / COORD_SYNC_CHUNK);
+		ch.total_len = len;
+		ch.data.data = packed + off;
+		ch.data.len = len - off < COORD_SYNC_CHUNK ? len - off : COORD_SYNC_CHUNK;
+		m = msg_new(HA_MSG_CPG_SYNC_CHUNK, &ch.base, &rc);
+		if (m == NULL) {
+			goto out;
+		}
+		qb_list_add_tail(&m->list, out);
+		n++;
+	}
+out:
+	free(packed);
+	coord_state_export_free(cs);
+	return rc < 0 ? rc : (int)n;
+}
+
+void coord_sync_reasm_clear(struct coord_sync_reasm *r)
+{
+	free(r->buf);
+	memset(r, 0, sizeof(*r));
+}
+
+int coord_sync_reasm_feed(struct coord_sync_reasm *r, const Hactl__CpgSyncChunk *ch,
+			  Hactl__CpgSyncState **done, char *why, size_t whylen)
+{
+	ProtobufCMessage *m;
+
+	*done = NULL;
+	if (ch->index == 0) {
+		/* a new transfer: bounds first, then the buffer */
+		coord_sync_reasm_clear(r);
+		if (ch->total_len == 0 || ch->total_len > COORD_SYNC_MAX || ch->count == 0 ||
+		    ch->count > ch->total_len) {
+			snprintf(why, whylen, "sync state of %llu bytes in %u pieces refused (at most %u bytes)",
+				 (unsigned long long)ch->total_len, ch->count, COORD_SYNC_MAX);
+			return -EMSGSIZE;
+		}
+		r->buf = malloc(ch->total_len);
+		if (r->buf == NULL) {
+			snprintf(why, whylen, "out of memory for a %llu-byte sync state",
+				 (unsigned long long)ch->total_len);
+			return -ENOMEM;
+		}
+		r->round = ch->round;
+		r->count = ch->count;
+		r->total = ch->total_len;
+	} else if (r->buf == NULL || ch->round != r->round || ch->index != r->next ||
+		   ch->count != r->count || ch->total_len != r->total) {
+		bool idle = r->buf == NULL;
+
+		snprintf(why, whylen, "sync piece %u/%u of round %llu out of order", ch->index,
+			 ch->count, (unsigned long long)ch->round);
+		coord_sync_reasm_clear(r);
+		return idle ? -ESTALE : -EPROTO;
+	}
+	if (ch->data.len == 0 || ch->data.len > r->total - r->got ||
+	    (ch->index + 1 == r->count) != (ch->data.len == r->total - r->got)) {
+		snprintf(why, whylen, "sync piece %u/%u has %zu bytes, %llu of %llu left",
+			 ch->index, ch->count, ch->data.len,
+			 (unsigned long long)(r->total - r->got), (unsigned long long)r->total);
+		coord_sync_reasm_clear(r);
+		return -EBADMSG;
+	}
+	memcpy(r->buf + r->got, ch->data.data, ch->data.len);
+	r->got += ch->data.len;
+	r->next++;
+	if (r->next < r->count) {
+		return 0;
+	}
+	m = protobuf_c_message_unpack(&hactl__cpg_sync_state__descriptor, NULL, r->total, r->buf);
+	coord_sync_reasm_clear(r);
+	if (m == NULL) {
+		snprintf(why, whylen, "sync state does not decode");
+		return -EBADMSG;
+	}
+	*done = (Hactl__CpgSyncState *)m;
+	return 1;
+}
+
+/* Sends our state for the sync under way (again, for a retry). */
+static void sync_send(struct coord *c)
+{
+	Hactl__CpgSyncState head = HACTL__CPG_SYNC_STATE__INIT;
+	struct qb_list_head out;
+	int n, rc = 0;
+
+	head.sender = c->local_id;
+	head.has_epoch = true;
+	head.epoch = c->epoch;
+	head.has_current = true;
+	head.current = c->current;
+	head.has_was_current = true;
+	head.was_current = c->was_current;
+	qb_list_init(&out);
+	c->sync_round++;
+	n = coord_sync_encode(&c->state, &head, c->sync_round, &out);
+	while (!qb_list_empty(&out)) {
+		struct coord_msg *m = qb_list_first_entry(&out, struct coord_msg, list);
+
+		qb_list_del(&m->list);
+		if (rc == 0) {
+			rc = coord_cpg_send_msg(c, m);
+		} else {
+			free(m);
+		}
+	}
+	if (n < 0 || rc < 0) {
+		qb_log(LOG_ERR, "cannot send state for sync: %s; trying again",
+		       strerror(n < 0 ? -n : -rc));
+		c->sync_sent_ms = 0; /* the watchdog sends again soon */
+		return;
+	}
+	c->sync_sent_ms = ha_mono_ms();
+	if (n > 1) {
+		qb_log(LOG_INFO, "state for sync sent in %d pieces (round %llu)", n,
+		       (unsigned long long)c->sync_round);
+	}
+}
+
+#define SYNC_CHECK_MS 1000u
+
+static void sync_timer_cb(void *data)
+{
+	struct coord *c = data;
+
+	c->sync_timer = 0;
+	coord_replica_sync_check(c, ha_mono_ms());
+}
+
+static void sync_timer_arm(struct coord *c)
+{
+	if (c->sync_timer == 0 && c->loop != NULL) {
+		qb_loop_timer_add(c->loop, QB_LOOP_LOW, (uint64_t)SYNC_CHECK_MS * QB_TIME_NS_IN_MSEC,
+				  c, sync_timer_cb, &c->sync_timer);
+	}
+}
+
+void coord_replica_sync_check(struct coord *c, uint64_t now_ms)
+{
+	if (!c->syncing || !c->joined) {
+		return;
+	}
+	if (c->sync_sent_ms == 0 || now_ms >= c->sync_sent_ms + COORD_SYNC_RETRY_MS) {
+		char missing[256] = "";
+		size_t used = 0;
+
+		for (size_t i = 0; i < c->n_sync_members && used + 12 < sizeof(missing); i++) {
+			if (c->sync_got[i] == NULL) {
+				used += (size_t)snprintf(missing + used, sizeof(missing) - used, " %u",
+							 c->sync_members[i]);
+			}
+		}
+		c->sync_retries++;
+		qb_log(LOG_WARNING, "state sync not complete (no state yet from node%s): "
+		       "sending ours again", missing);
+		sync_send(c);
+	}
+	sync_timer_arm(c);
 }
 
 static void held_clear(struct coord *c)
@@ -48,6 +280,10 @@ void coord_replica_reset(struct coord *c)
 	sync_clear(c);
 	held_clear(c);
 	c->syncing = false;
+	if (c->sync_timer != 0 && c->loop != NULL) {
+		qb_loop_timer_del(c->loop, c->sync_timer);
+		c->sync_timer = 0;
+	}
 }
 
 static void send_hello(struct coord *c)
@@ -63,33 +299,12 @@ static void send_hello(struct coord *c)
 
 static void sync_start(struct coord *c)
 {
-	Hactl__CpgSyncState ss = HACTL__CPG_SYNC_STATE__INIT;
-	Hactl__ClusterState *cs;
-	int rc;
-
 	sync_clear(c);
 	c->syncing = true;
 	memcpy(c->sync_members, c->members, c->n_members * sizeof(c->members[0]));
 	c->n_sync_members = c->n_members;
-
-	cs = coord_state_export(&c->state);
-	if (cs == NULL) {
-		qb_log(LOG_CRIT, "out of memory exporting state for sync");
-		return;
-	}
-	ss.sender = c->local_id;
-	ss.state = cs;
-	ss.has_epoch = true;
-	ss.epoch = c->epoch;
-	ss.has_current = true;
-	ss.current = c->current;
-	ss.has_was_current = true;
-	ss.was_current = c->was_current;
-	rc = coord_cpg_send(c, HA_MSG_CPG_SYNC_STATE, &ss.base);
-	if (rc < 0) {
-		qb_log(LOG_ERR, "cannot send state for sync: %s", strerror(-rc));
-	}
-	coord_state_export_free(cs);
+	sync_send(c);
+	sync_timer_arm(c);
 	qb_log(LOG_INFO, "state sync started: %zu members, local seq %llu",
 	       c->n_sync_members, (unsigned long long)c->state.seq);
 }
@@ -325,6 +540,41 @@ bool coord_agent_watchdog_note(struct coord *c, const Hactl__AgentGuestReport *r
 	       err[0] ? ": " : "", err);
 	coord_announce_local(c);
 	return true;
+}
+
+static void on_sync_chunk(struct coord *c, uint32_t sender, const Hactl__CpgSyncChunk *ch)
+{
+	Hactl__CpgSyncState *ss = NULL;
+	size_t idx = SIZE_MAX;
+	char why[200];
+	int rc;
+
+	if (ch->sender != sender) {
+		c->rx_bad_sender++;
+		return;
+	}
+	for (size_t i = 0; i < c->n_sync_members; i++) {
+		if (c->sync_members[i] == sender) {
+			idx = i;
+		}
+	}
+	if (!c->syncing || idx == SIZE_MAX || c->sync_got[idx] != NULL) {
+		c->rx_stale++; /* not syncing, not a member, or a resend we have */
+		return;
+	}
+	rc = coord_sync_reasm_feed(&c->sync_reasm[idx], ch, &ss, why, sizeof(why));
+	if (rc < 0) {
+		if (rc == -ESTALE) {
+			c->rx_stale++; /* the rest of a round that a confchg cut off */
+		} else {
+			c->rx_bad_sender++;
+			qb_log(LOG_WARNING, "state sync from node %u: %s", sender, why);
+		}
+		return;
+	}
+	if (rc == 1 && !on_sync_state(c, sender, ss)) {
+		ha_env_msg_free(&ss->base);
+	}
 }
 
 void coord_announce_local(struct coord *c)
@@ -877,6 +1127,9 @@ void coord_replica_deliver(struct coord *c, uint32_t sender, const void *buf,
 		if (on_sync_state(c, sender, (Hactl__CpgSyncState *)msg)) {
 			return; /* kept in sync_got[] */
 		}
+		break;
+	case HA_MSG_CPG_SYNC_CHUNK:
+		on_sync_chunk(c, sender, (Hactl__CpgSyncChunk *)msg);
 		break;
 	case HA_MSG_CPG_HELLO:
 		on_hello(c, sender, (Hactl__CpgHello *)msg);

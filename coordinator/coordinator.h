@@ -25,6 +25,29 @@
 #define COORD_CPG_GROUP "hactl"
 #define COORD_SENDQ_MAX 4096
 
+/*
+ * State sync (coord_replica.c, docs/protocol.md): a CpgSyncState up to
+ * COORD_SYNC_INLINE_MAX bytes (envelope included) is one CPG message;
+ * a larger one goes as CpgSyncChunk pieces of COORD_SYNC_CHUNK bytes, at
+ * most COORD_SYNC_MAX in all (checked before anything is allocated). A
+ * member that has not completed a sync COORD_SYNC_RETRY_MS after it sent
+ * its state sends it again (a new round).
+ */
+#define COORD_SYNC_INLINE_MAX (1024u * 1024u)
+#define COORD_SYNC_CHUNK (512u * 1024u)
+#define COORD_SYNC_MAX (64u * 1024u * 1024u)
+#define COORD_SYNC_RETRY_MS 10000u
+
+/* One sender's state arriving in pieces. */
+struct coord_sync_reasm {
+	uint64_t round;
+	uint32_t next;   /* index expected */
+	uint32_t count;
+	uint64_t total;
+	uint64_t got;
+	uint8_t *buf;    /* total bytes; NULL = no transfer under way */
+};
+
 struct coord_msg {
 	struct qb_list_head list;
 	uint32_t sender;
@@ -140,6 +163,7 @@ struct coord {
 	uint32_t sync_members[COORD_MAX_NODES];
 	size_t n_sync_members;
 	Hactl__CpgSyncState *sync_got[COORD_MAX_NODES]; /* by sync index */
+	struct coord_sync_reasm sync_reasm[COORD_MAX_NODES]; /* by sync index */
 	struct qb_list_head held; /* struct coord_msg delivered during sync */
 	uint64_t syncs_done;
 	/* Membership epoch: +1 at every CPG configuration change, one past the
@@ -155,10 +179,20 @@ struct coord {
 	bool current;
 	bool was_current; /* current until quorum was lost; running since */
 	uint64_t rx_commit_refused;
+	uint64_t sync_round;      /* rounds of our own state sent */
+	uint64_t sync_sent_ms;    /* monotonic; 0 = our state not sent yet */
+	uint64_t sync_retries;    /* our state sent again for a stalled sync */
+	qb_loop_timer_handle sync_timer;
+	/* tests: carries the CPG messages instead of corosync; 0 or -errno
+	 * (-EAGAIN: try again later) */
+	int (*cpg_tx)(void *arg, uint32_t sender, const void *buf, size_t len);
+	void *cpg_tx_arg;
 
 	/* IPC */
 	qb_ipcs_service_t *ipcs;
 	gid_t ipc_gid;
+	const char *ipc_proc_root;        /* NULL = "/proc"; tests set another */
+	uint64_t ipc_refused;             /* clients and agent hellos refused */
 	qb_ipcs_connection_t *agent_conn; /* referenced */
 	Hactl__HostFacts *agent_facts;    /* owned */
 	Hactl__HostUsage *agent_usage;    /* owned */
@@ -210,6 +244,8 @@ void coord_cluster_schedule_reconnect(struct coord *c);
  * seq and epoch fields are ignored). */
 int coord_cpg_send(struct coord *c, enum ha_msg_type type,
 		   const ProtobufCMessage *msg);
+/* Queues @m (an encoded envelope, taken over) for the CPG group. */
+int coord_cpg_send_msg(struct coord *c, struct coord_msg *m);
 /* corosync's partition is quorate and our state is current. */
 bool coord_is_quorate(const struct coord *c);
 /* Waiting for current state although corosync is quorate (an alarm). */
@@ -229,6 +265,28 @@ void coord_replica_confchg(struct coord *c, const uint32_t *members, size_t n_me
 void coord_replica_deliver(struct coord *c, uint32_t sender, const void *buf,
 			   size_t len);
 void coord_replica_reset(struct coord *c);
+/* The sync watchdog: a sync not complete COORD_SYNC_RETRY_MS after our
+ * state went out (or whose send failed) sends it again. Called by a
+ * timer while syncing, @now_ms monotonic. */
+void coord_replica_sync_check(struct coord *c, uint64_t now_ms);
+/*
+ * Our state for a sync as CPG envelopes (struct coord_msg, appended to
+ * @out, which the caller frees), with @head's fields (sender, epoch,
+ * current; its state is ignored): one CpgSyncState when it fits
+ * COORD_SYNC_INLINE_MAX, else CpgSyncChunk pieces of round @round.
+ * Returns the number of messages or -errno.
+ */
+int coord_sync_encode(const struct coord_state *st, const Hactl__CpgSyncState *head,
+		      uint64_t round, struct qb_list_head *out);
+/*
+ * One piece of a sender's state: 1 and *done (freed with
+ * ha_env_msg_free()) when it completes the state, 0 when more must come,
+ * -errno with @why when the piece is refused (the transfer is dropped;
+ * the sender's next round starts over).
+ */
+int coord_sync_reasm_feed(struct coord_sync_reasm *r, const Hactl__CpgSyncChunk *ch,
+			  Hactl__CpgSyncState **done, char *why, size_t whylen);
+void coord_sync_reasm_clear(struct coord_sync_reasm *r);
 /* hactl unblock: every member takes the newest state among those present
  * as current. 0 or -errno with @why. */
 int coord_unblock(struct coord *c, char *why, size_t whylen);
@@ -306,6 +364,49 @@ int coord_state_load(struct coord *c);
 int coord_state_save(struct coord *c);
 
 /* ipc.c */
+/* Who an IPC client is, decided when it connects. */
+enum coord_peer_role {
+	COORD_PEER_REFUSED = 0,
+	COORD_PEER_CLIENT, /* member of the IPC group: hactl */
+	COORD_PEER_ROOT,   /* uid 0: hactl, and the only one that may be the agent */
+	COORD_PEER_ROLE_MAX
+};
+
+const char *coord_peer_role_str(enum coord_peer_role r);
+/*
+ * The role of a client with effective @uid and @gid, process @pid: root,
+ * a member of @group by its primary gid or by a supplementary group (the
+ * Groups: line of @proc_root/PID/status, NULL = "/proc"; when that cannot
+ * be read, the user's configured groups), or refused. @group (gid_t)-1 =
+ * no group: only root.
+ */
+enum coord_peer_role coord_ipc_peer_role(uid_t uid, gid_t gid, pid_t pid, gid_t group,
+					 const char *proc_root);
+
+/*
+ * Guests in pages (docs/protocol.md, "Large replies"). @budget: the bytes
+ * the guests may take in one reply (coord_ipc_page_budget() of the reply
+ * without guests). Puts the guests of @st from index @offset on that
+ * @want (NULL = all) accepts into @out (room for st->n_guests) while they
+ * fit; returns how many, and in *next the index the next page starts at,
+ * 0 when this page reaches the end. 0 returned with *next != 0: the next
+ * guest alone does not fit.
+ */
+size_t coord_ipc_page_budget(const ProtobufCMessage *base_reply);
+size_t coord_guests_page(const struct coord_state *st, uint32_t offset, size_t budget,
+			 bool (*want)(const Hactl__GuestRecord *g, void *arg), void *arg,
+			 Hactl__GuestRecord **out, uint32_t *next);
+
+/* The guests an agent asks for: its host's (owner, running_on, a
+ * migration's source or destination) and those it holds (@held sorted by
+ * strcmp). */
+struct coord_host_filter {
+	uint32_t node;
+	const char *const *held;
+	size_t n_held;
+};
+bool coord_guest_of_host(const Hactl__GuestRecord *g, void *arg);
+
 int coord_ipc_start(struct coord *c);
 void coord_ipc_stop(struct coord *c);
 

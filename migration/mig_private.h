@@ -127,10 +127,47 @@ struct mig_stream {
 	size_t pump_rcap;
 };
 
+/*
+ * Concurrent handshakes (transports with accept_parallel): up to that many
+ * worker threads accept peers and run their key exchange and HELLO at the
+ * same time, each bounded by the pre-authentication limit, so that peers
+ * that connect and say nothing hold one slot each for that long and never
+ * the listener. Completed handshakes (and refusals) queue for
+ * mig_listener_accept(), at most MIG_ACCEPT_QUEUE_MAX.
+ */
+#define MIG_ACCEPT_QUEUE_MAX 16
+#define MIG_ACCEPT_SLOTS_MAX 16
+
+struct mig_accept_result {
+	struct mig_accept_result *next;
+	int rc;
+	struct mig_stream *s; /* rc == 0 */
+	char err[MIG_ERRMSG_LEN];
+};
+
+struct mig_accept_slot {
+	struct mig_listener *l;
+	pthread_t thread;
+	struct mig_stream *s; /* the handshake in progress, under l->lock */
+};
+
 struct mig_listener {
 	const struct mig_xfer_ops *ops;
 	struct mig_opts opts;
 	void *priv;
+	/* concurrent handshakes (mig_stream.c), everything under @lock */
+	pthread_mutex_t lock;
+	pthread_cond_t cond; /* CLOCK_MONOTONIC */
+	bool started, stop;
+	unsigned n_slots, live;
+	unsigned waiters;     /* callers in mig_listener_accept(): workers
+			       * accept new peers only while there are some */
+	struct mig_accept_slot slots[MIG_ACCEPT_SLOTS_MAX];
+	struct mig_accept_result *head, **tail;
+	unsigned queued;
+	int dead_rc;          /* the listener failed: every worker ended */
+	char dead_err[MIG_ERRMSG_LEN];
+	uint64_t handshakes_refused;
 };
 
 /*

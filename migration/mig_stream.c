@@ -1118,6 +1118,16 @@ int mig_listen(const struct mig_opts *opts, const char *addr, uint16_t port,
 		free(l);
 		return rc;
 	}
+	l->tail = &l->head;
+	{
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&l->cond, &ca);
+		pthread_condattr_destroy(&ca);
+		pthread_mutex_init(&l->lock, NULL);
+	}
 	*out = l;
 	return 0;
 }
@@ -1137,16 +1147,14 @@ static int finish_setup(struct mig_stream *s, struct mig_stream **out,
 	return 0;
 }
 
-int mig_listener_accept(struct mig_listener *l, int timeout_ms,
-			struct mig_stream **out, char *err, size_t errlen)
+/* One handshake in the caller's thread (transports without parallel
+ * accept). */
+static int accept_serial(struct mig_listener *l, int timeout_ms,
+			 struct mig_stream **out, char *err, size_t errlen)
 {
 	struct mig_stream *s;
 	int rc;
 
-	*out = NULL;
-	if (l == NULL) {
-		return -EINVAL;
-	}
 	s = stream_new(l->ops, &l->opts);
 	if (s == NULL) {
 		mig_set_err(err, errlen, "out of memory");
@@ -1164,6 +1172,221 @@ int mig_listener_accept(struct mig_listener *l, int timeout_ms,
 	return finish_setup(s, out, err, errlen);
 }
 
+/* The listener itself failed (not one peer): no worker accepts again. */
+static bool listener_error(int rc)
+{
+	return rc == -EINVAL || rc == -EBADF || rc == -ENOTSOCK;
+}
+
+/* Queues a result and wakes the waiting caller; called under l->lock. */
+static void result_push(struct mig_listener *l, int rc, struct mig_stream *s,
+			const char *err)
+{
+	struct mig_accept_result *r = calloc(1, sizeof(*r));
+
+	if (r == NULL) {
+		mig_stream_free(s);
+		return;
+	}
+	r->rc = rc;
+	r->s = s;
+	snprintf(r->err, sizeof(r->err), "%s", err ? err : "");
+	*l->tail = r;
+	l->tail = &r->next;
+	l->queued++;
+	if (rc < 0) {
+		l->handshakes_refused++;
+	}
+	pthread_cond_broadcast(&l->cond);
+}
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000u, .tv_nsec = (long)(ms % 1000u) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+static void *accept_worker(void *arg)
+{
+	struct mig_accept_slot *slot = arg;
+	struct mig_listener *l = slot->l;
+	uint32_t preauth = l->opts.io_timeout_ms < MIG_PREAUTH_TIMEOUT_MS
+				   ? l->opts.io_timeout_ms
+				   : MIG_PREAUTH_TIMEOUT_MS;
+	char err[MIG_ERRMSG_LEN];
+
+	for (;;) {
+		struct mig_stream *s;
+		int rc;
+
+		pthread_mutex_lock(&l->lock);
+		while (!l->stop && (l->queued >= MIG_ACCEPT_QUEUE_MAX || l->waiters == 0)) {
+			pthread_cond_wait(&l->cond, &l->lock);
+		}
+		if (l->stop) {
+			pthread_mutex_unlock(&l->lock);
+			break;
+		}
+		pthread_mutex_unlock(&l->lock);
+		s = stream_new(l->ops, &l->opts);
+		if (s == NULL) {
+			sleep_ms(MIG_WAIT_SLICE_MS);
+			continue;
+		}
+		s->opts.tls_priority = l->opts.tls_priority; /* lives with @l */
+		s->opts.io_timeout_ms = preauth;
+		atomic_store(&s->send_timeout_ms, preauth);
+		s->is_server = true;
+		pthread_mutex_lock(&l->lock);
+		slot->s = s;
+		if (l->stop) {
+			atomic_store(&s->cancel, true);
+		}
+		pthread_mutex_unlock(&l->lock);
+		err[0] = 0;
+		/* short waits for a peer, so that a stop is seen soon */
+		rc = l->ops->accept(l, MIG_WAIT_SLICE_MS, s, err, sizeof(err));
+		s->opts.tls_priority = NULL;
+		if (rc == 0) {
+			rc = handshake(s);
+			if (rc < 0) {
+				snprintf(err, sizeof(err), "%s", s->errmsg);
+			}
+		} else {
+			s->ops = NULL; /* nothing of the transport to close */
+		}
+		pthread_mutex_lock(&l->lock);
+		slot->s = NULL;
+		if (rc == 0) {
+			/* authenticated: the ordinary I/O timeout from now on */
+			s->opts.io_timeout_ms = l->opts.io_timeout_ms;
+			atomic_store(&s->send_timeout_ms, l->opts.io_timeout_ms);
+			s->start_ms = now_ms();
+			result_push(l, 0, s, NULL);
+			pthread_mutex_unlock(&l->lock);
+			continue;
+		}
+		if (rc == -ETIMEDOUT && strstr(err, "no peer came") != NULL) {
+			pthread_mutex_unlock(&l->lock);
+			mig_stream_free(s);
+			continue;
+		}
+		if (l->stop) {
+			pthread_mutex_unlock(&l->lock);
+			mig_stream_free(s);
+			break;
+		}
+		result_push(l, rc, NULL, err);
+		if (listener_error(rc)) {
+			l->dead_rc = rc;
+			snprintf(l->dead_err, sizeof(l->dead_err), "%s", err);
+			pthread_mutex_unlock(&l->lock);
+			mig_stream_free(s);
+			break;
+		}
+		pthread_mutex_unlock(&l->lock);
+		mig_stream_free(s);
+		if (rc == -EMFILE || rc == -ENFILE || rc == -ENOMEM) {
+			sleep_ms(MIG_WAIT_SLICE_MS);
+		}
+	}
+	pthread_mutex_lock(&l->lock);
+	l->live--;
+	pthread_cond_broadcast(&l->cond);
+	pthread_mutex_unlock(&l->lock);
+	return NULL;
+}
+
+/* Starts the workers; under l->lock. Returns 0 or -errno. */
+static int workers_start(struct mig_listener *l)
+{
+	unsigned n = l->ops->accept_parallel;
+
+	if (n > MIG_ACCEPT_SLOTS_MAX) {
+		n = MIG_ACCEPT_SLOTS_MAX;
+	}
+	l->started = true;
+	for (unsigned i = 0; i < n; i++) {
+		l->slots[i].l = l;
+		if (pthread_create(&l->slots[i].thread, NULL, accept_worker, &l->slots[i]) != 0) {
+			break;
+		}
+		l->n_slots++;
+		l->live++;
+	}
+	return l->n_slots > 0 ? 0 : -EAGAIN;
+}
+
+int mig_listener_accept(struct mig_listener *l, int timeout_ms,
+			struct mig_stream **out, char *err, size_t errlen)
+{
+	struct mig_accept_result *r;
+	struct timespec until;
+	int rc;
+
+	*out = NULL;
+	if (l == NULL) {
+		return -EINVAL;
+	}
+	if (l->ops->accept_parallel == 0) {
+		return accept_serial(l, timeout_ms, out, err, errlen);
+	}
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	if (timeout_ms >= 0) {
+		until.tv_sec += timeout_ms / 1000;
+		until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+	}
+	pthread_mutex_lock(&l->lock);
+	if (!l->started && workers_start(l) < 0) {
+		pthread_mutex_unlock(&l->lock);
+		mig_set_err(err, errlen, "accept on port %u: cannot start a thread",
+			    l->ops->listener_port(l));
+		return -EAGAIN;
+	}
+	l->waiters++;
+	pthread_cond_broadcast(&l->cond); /* idle workers accept again */
+	while (l->head == NULL && l->live > 0) {
+		if (timeout_ms < 0) {
+			pthread_cond_wait(&l->cond, &l->lock);
+		} else if (pthread_cond_timedwait(&l->cond, &l->lock, &until) == ETIMEDOUT) {
+			break;
+		}
+	}
+	l->waiters--;
+	r = l->head;
+	if (r != NULL) {
+		l->head = r->next;
+		if (l->head == NULL) {
+			l->tail = &l->head;
+		}
+		l->queued--;
+		pthread_cond_broadcast(&l->cond); /* a worker may wait for room */
+		pthread_mutex_unlock(&l->lock);
+		rc = r->rc;
+		*out = r->s;
+		if (rc < 0) {
+			mig_set_err(err, errlen, "%s", r->err);
+		}
+		free(r);
+		return rc;
+	}
+	if (l->live == 0) {
+		rc = l->dead_rc ? l->dead_rc : -EINVAL;
+		mig_set_err(err, errlen, "%s", l->dead_err[0] ? l->dead_err : "listener closed");
+	} else {
+		rc = -ETIMEDOUT;
+		mig_set_err(err, errlen, "accept on port %u: no peer came",
+			    l->ops->listener_port(l));
+	}
+	pthread_mutex_unlock(&l->lock);
+	return rc;
+}
+
 int mig_listener_fd(const struct mig_listener *l)
 {
 	return l != NULL ? l->ops->listener_fd(l) : -1;
@@ -1179,6 +1402,27 @@ void mig_listener_free(struct mig_listener *l)
 	if (l == NULL) {
 		return;
 	}
+	pthread_mutex_lock(&l->lock);
+	l->stop = true;
+	for (unsigned i = 0; i < l->n_slots; i++) {
+		if (l->slots[i].s != NULL) {
+			mig_stream_cancel(l->slots[i].s);
+		}
+	}
+	pthread_cond_broadcast(&l->cond);
+	pthread_mutex_unlock(&l->lock);
+	for (unsigned i = 0; i < l->n_slots; i++) {
+		pthread_join(l->slots[i].thread, NULL);
+	}
+	while (l->head != NULL) {
+		struct mig_accept_result *r = l->head;
+
+		l->head = r->next;
+		mig_stream_free(r->s);
+		free(r);
+	}
+	pthread_mutex_destroy(&l->lock);
+	pthread_cond_destroy(&l->cond);
 	l->ops->listener_close(l);
 	free((char *)l->opts.tls_priority);
 	mig_key_wipe(&l->opts.key);

@@ -225,6 +225,10 @@ struct mig_listener;
  */
 struct mig_xfer_ops {
 	const char *name;
+	/* Handshakes of accepted peers that may run at once (worker
+	 * threads calling accept concurrently); 0: one at a time, in the
+	 * caller of mig_listener_accept(). */
+	unsigned accept_parallel;
 	/* Binds and listens; -errno with "what, where" in @err. */
 	int (*listen)(struct mig_listener *l, const char *addr, uint16_t port,
 		      char *err, size_t errlen);
@@ -261,11 +265,26 @@ int mig_listen(const struct mig_opts *opts, const char *addr, uint16_t port,
 	       struct mig_listener **out, char *err, size_t errlen);
 
 /*
+ * Before a peer has proven the cluster key (TLS handshake, or HELLO and
+ * AUTH on plain streams) it gets at most this long, whatever the I/O
+ * timeout (which applies once it has).
+ */
+#define MIG_PREAUTH_TIMEOUT_MS 10000u
+
+/*
  * Waits up to @timeout_ms (-1: forever) for a peer, runs the key exchange
  * and the HELLO exchange. On success *out is a stream the caller frees with
  * mig_stream_free(). A peer that fails the handshake is dropped and the
  * error returned (-EKEYREJECTED for a wrong key, -EPROTO for a peer that
  * speaks something else); the listener stays usable.
+ *
+ * TCP runs up to accept_parallel handshakes at once in worker threads that
+ * the first call starts and mig_listener_free() stops (they take new
+ * peers only while a caller waits here); each peer has
+ * MIG_PREAUTH_TIMEOUT_MS (or the I/O timeout when shorter) to prove the
+ * key. Peers that connect and stay silent therefore cannot keep the
+ * real source waiting: it is served by another slot at once. Results come
+ * back in the order the handshakes end.
  */
 int mig_listener_accept(struct mig_listener *l, int timeout_ms,
 			struct mig_stream **out, char *err, size_t errlen);

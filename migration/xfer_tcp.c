@@ -439,10 +439,18 @@ static int tls_start(struct mig_stream *s, struct tcp_conn *c, int timeout_ms,
 		if (rc == GNUTLS_E_AGAIN || rc == GNUTLS_E_INTERRUPTED) {
 			short ev = gnutls_record_get_direction(c->tls) ? POLLOUT
 								       : POLLIN;
-			int w = now >= deadline ? -ETIMEDOUT
-						: mig_wait_fd(c->fd, ev,
-							      (int)(deadline - now));
+			uint64_t left = deadline - now;
+			int w;
 
+			/* in slices: a listener that closes cancels the
+			 * handshakes it still runs */
+			if (left > MIG_WAIT_SLICE_MS) {
+				left = MIG_WAIT_SLICE_MS;
+			}
+			w = now >= deadline ? -ETIMEDOUT : mig_wait_fd(c->fd, ev, (int)left);
+			if (w == -ETIMEDOUT && now < deadline) {
+				w = atomic_load(&s->cancel) ? -ECANCELED : 0;
+			}
 			if (w < 0) {
 				mig_set_err(err, errlen, "%s: TLS handshake: %s",
 					    s->peer, strerror(-w));
@@ -1049,6 +1057,7 @@ static void tcp_close(struct mig_stream *s)
 
 const struct mig_xfer_ops mig_xfer_tcp = {
 	.name = "tcp",
+	.accept_parallel = 8,
 	.listen = tcp_listen,
 	.accept = tcp_accept,
 	.listener_fd = tcp_listener_fd,

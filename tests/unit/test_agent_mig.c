@@ -18,9 +18,12 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
 #include "agent_mig.h"
 #include "harness.h"
+#include "util.h"
 
 #define MIB (1024u * 1024u)
 
@@ -336,6 +339,60 @@ static void refusal_case(void)
 	}
 }
 
+/*
+ * Strangers that connect to the destination's port and say nothing do not
+ * keep the real source out (they held the listener for the I/O timeout
+ * each, and the destination's wait ran out first). The destination binds
+ * the address it is told (the host's cluster address), not every one.
+ */
+static void silent_peer_case(void)
+{
+	struct dst d = { .bytes = 1 * MIB };
+	struct ha_config cfg;
+	struct agent_mig_params p = { .cfg = &cfg, .guest = "g1", .id = 46 };
+	struct agent_mig_xfer *x = NULL;
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	char answer[64] = "";
+	int silent[4], fd, rc;
+	uint16_t port;
+
+	d.p.listen_addr = "127.0.0.1";
+	port = dst_start(&d, key_a, true, "g1", 46);
+	a.sin_port = htons(port);
+	inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+	for (size_t i = 0; i < HA_ARRAY_SIZE(silent); i++) {
+		silent[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		CHECK_EQ_INT(connect(silent[i], (struct sockaddr *)&a, sizeof(a)), 0);
+	}
+	/* bound to 127.0.0.1 only */
+	inet_pton(AF_INET, "127.0.0.2", &a.sin_addr);
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	CHECK(connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0 && errno == ECONNREFUSED);
+	close(fd);
+	cfg_init(&cfg, key_a, true);
+	x = src_open(&p, &d, port, &fd);
+	if (x != NULL) {
+		rc = drv_send(fd, 1 * MIB, answer, sizeof(answer));
+		CHECK_EQ_INT(rc, 0);
+		CHECK_EQ_INT(agent_mig_finish(x, rc, "", answer, sizeof(answer)), 0);
+		agent_mig_free(x);
+		dst_join(&d);
+		CHECK_EQ_INT(d.accept_rc, 0);
+		CHECK_EQ_INT(d.rc, 0);
+	}
+	for (size_t i = 0; i < HA_ARRAY_SIZE(silent); i++) {
+		close(silent[i]);
+	}
+	/* where a destination listens */
+	cfg_init(&cfg, key_a, true);
+	CHECK(strcmp(agent_mig_listen_addr(&cfg, "10.0.0.5"), "10.0.0.5") == 0);
+	CHECK(agent_mig_listen_addr(&cfg, "") == NULL);
+	snprintf(cfg.mig_listen_address, sizeof(cfg.mig_listen_address), "*");
+	CHECK(agent_mig_listen_addr(&cfg, "10.0.0.5") == NULL);
+	snprintf(cfg.mig_listen_address, sizeof(cfg.mig_listen_address), "192.0.2.1");
+	CHECK(strcmp(agent_mig_listen_addr(&cfg, "10.0.0.5"), "192.0.2.1") == 0);
+}
+
 static void key_file_case(void)
 {
 	struct ha_config cfg;
@@ -437,6 +494,7 @@ int main(void)
 	relay_case(true, 0, 0);
 	dst_failure_case();
 	refusal_case();
+	silent_peer_case();
 	key_file_case();
 	cancel_case();
 	CHECK_EQ_INT(ha_test_count_fds(), fds);

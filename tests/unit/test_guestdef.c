@@ -1,6 +1,8 @@
 /*
  * test_guestdef.c - guest definition parsing and its exact errors.
  */
+#include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "guestdef.h"
@@ -87,6 +89,54 @@ int main(void)
 		expect_error(big, "g.conf:0: definition longer than 65536 bytes");
 	}
 	CHECK(ha_guestdef_parse("a\0b", 3, "g.conf", &d, err, sizeof(err)) < 0);
+
+	/* Host paths outside the managed storage are refused, naming the
+	 * file, line, key and path. */
+#define DOM "[guest]\nname = d1\ntype = domain\n[storage]\nkernel = k\ninitrd = i\n"
+	expect_error(DOM "disk = /dev/sda\n",
+		     "g.conf:7: [storage] disk: '/dev/sda' is outside the storage hactl manages "
+		     "(a path relative to shared_dir/disks without '..', or a DRBD device "
+		     "/dev/drbdN or /dev/drbd/by-res/RES/N)");
+	expect_error("[guest]\nname = c1\ntype = container\ncommand = /bin/sh\n[storage]\n"
+		     "template = /\n",
+		     "g.conf:6: [storage] template: '/' is outside the storage hactl manages "
+		     "(a path relative to shared_dir/templates without '..')");
+	expect_error("[guest]\nname = c1\ntype = container\ncommand = /bin/sh\n[storage]\n"
+		     "template = ../../etc\n",
+		     "g.conf:6: [storage] template: '../../etc' is outside the storage hactl manages "
+		     "(a path relative to shared_dir/templates without '..')");
+	{
+		static const char *const bad[] = {
+			"/etc/shadow", "..", "a/../../b", "a/..", "./a", "a//b", "a/", "-x",
+			"a/./b", "/dev/drbd", "/dev/drbd1x", "/dev/drbd/by-res/all/0",
+			"/dev/drbd/by-res/r0/../../sda", "/dev/drbd/by-res/r0/", "/dev/drbd/by-res//0",
+		};
+		static const char *const good[] = {
+			"disk.img", "web/disk.qcow2", "..disk", "a..b/c", "/dev/drbd0",
+			"/dev/drbd/by-res/r0/0",
+		};
+
+		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+			char text[256];
+
+			snprintf(text, sizeof(text), DOM "disk = %s\n", bad[i]);
+			CHECK(parse(text, &d, err) == -EINVAL && strstr(err, "outside the storage") &&
+			      strstr(err, bad[i]));
+			snprintf(text, sizeof(text), "[guest]\nname = d1\ntype = domain\n[storage]\n"
+				 "kernel = %s\ninitrd = i\n", bad[i]);
+			CHECK(parse(text, &d, err) == -EINVAL && strstr(err, "[storage] kernel"));
+		}
+		for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+			char text[256];
+
+			snprintf(text, sizeof(text), DOM "disk = %s\n", good[i]);
+			CHECK_EQ_INT(parse(text, &d, err), 0);
+			CHECK(strcmp(d.disk, good[i]) == 0);
+		}
+		/* a DRBD device is a disk, never a kernel or template */
+		CHECK(parse("[guest]\nname = d1\ntype = domain\n[storage]\nkernel = /dev/drbd0\n"
+			    "initrd = i\n", &d, err) == -EINVAL);
+	}
 
 	CHECK_EQ_INT(ha_parse_size_kib("64", &kib), 0);
 	CHECK_EQ_INT(kib, 65536);

@@ -31,6 +31,7 @@
 
 static char tmpdir[64];
 static char key_a[128], key_b[128];
+static char err_buf[256];
 
 /* ---- helpers ------------------------------------------------------------ */
 
@@ -834,6 +835,84 @@ static void test_hostile(void)
 	hostile(b, n, -ECONNRESET, false, "without END");
 }
 
+/*
+ * Peers that connect and never authenticate must not keep the real source
+ * waiting. Before, the listener served one peer at a time with the I/O
+ * timeout as the handshake's limit: the silent peers queued before the
+ * source held it for that long each and the source's own handshake timed
+ * out. Now their handshakes run beside the source's, which completes at
+ * once; freeing the listener cancels the silent ones promptly.
+ */
+static void silent_case(const struct mig_opts *so, const struct mig_opts *co, int n_silent,
+			const char *what)
+{
+	struct server srv;
+	struct mig_opts o = *so;
+	struct mig_stream *s = NULL;
+	char err[256] = "";
+	int silent[6];
+	uint64_t t0;
+	uint16_t port;
+	int rc;
+
+	o.io_timeout_ms = 60000; /* what one silent peer held a serial listener for */
+	port = server_start(&srv, &o, NULL, NULL);
+	for (int i = 0; i < n_silent; i++) {
+		silent[i] = raw_connect(port);
+		CHECK(silent[i] >= 0);
+	}
+	/* the source gives up long before 60 s */
+	rc = mig_connect(co, LOOP, port, 5000, &s, err, sizeof(err));
+	CHECK_EQ_INT(rc, 0);
+	if (rc < 0) {
+		fprintf(stderr, "%s: source behind %d silent peers: %s\n", what, n_silent, err);
+	}
+	mig_stream_free(s);
+	pthread_join(srv.thread, NULL);
+	CHECK_EQ_INT(srv.accept_rc, 0);
+	if (srv.accept_rc < 0) {
+		fprintf(stderr, "%s: destination: %s\n", what, srv.accept_err);
+	}
+	/* the silent handshakes still run: freeing cancels them */
+	t0 = now_us();
+	mig_listener_free(srv.l);
+	CHECK(now_us() - t0 < 5000000);
+	for (int i = 0; i < n_silent; i++) {
+		close(silent[i]);
+	}
+}
+
+static void test_silent_peers(void)
+{
+	struct mig_opts so, co;
+
+	opts_key(&so, true, key_a);
+	opts_key(&co, true, key_a);
+	silent_case(&so, &co, 3, "tls");
+	opts_key(&so, false, key_a);
+	opts_key(&co, false, key_a);
+	silent_case(&so, &co, 6, "plain with key proof");
+	/* a listener bound to one address is not reachable on another */
+	{
+		struct mig_listener *l = NULL;
+		struct sockaddr_in a = { .sin_family = AF_INET };
+		int fd;
+
+		opts_plain(&so);
+		CHECK_EQ_INT(mig_listen(&so, "127.0.0.2", 0, &l, err_buf, sizeof(err_buf)), 0);
+		a.sin_port = htons(mig_listener_port(l));
+		inet_pton(AF_INET, LOOP, &a.sin_addr);
+		fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		CHECK(connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0 && errno == ECONNREFUSED);
+		close(fd);
+		inet_pton(AF_INET, "127.0.0.2", &a.sin_addr);
+		fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		CHECK_EQ_INT(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+		close(fd);
+		mig_listener_free(l);
+	}
+}
+
 /* A peer that stops talking: the receive times out. */
 static void test_timeout(void)
 {
@@ -1538,6 +1617,7 @@ int main(void)
 	test_refusals();
 	test_hostile();
 	test_timeout();
+	test_silent_peers();
 	test_rate_cap();
 	test_cancel_abort();
 	test_big();
