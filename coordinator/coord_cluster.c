@@ -558,6 +558,12 @@ int coord_cpg_send_msg(struct coord *c, struct coord_msg *m)
 		free(m);
 		return -ENOTCONN;
 	}
+	if (c->send_hook) { /* tests: the replayed bus takes every message */
+		int rc = c->send_hook(c, m->data, m->len);
+
+		free(m);
+		return rc;
+	}
 	if (c->sendq_len >= COORD_SENDQ_MAX) {
 		c->send_dropped++;
 		free(m);

@@ -110,7 +110,7 @@ static void test_table(void)
 			 o->name, o->def);
 		CHECK_EQ_INT(load(text, &cfg, err, sizeof(err)), 0);
 	}
-	CHECK_EQ_INT(n, 20); /* update with the option table */
+	CHECK_EQ_INT(n, 21); /* update with the option table */
 }
 
 static void test_values(void)

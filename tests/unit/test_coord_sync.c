@@ -190,7 +190,7 @@ static void join_all(void)
 	uint32_t members[N_NODES] = { 1, 2, 3 };
 
 	for (int k = 0; k < N_NODES; k++) {
-		coord_replica_confchg(&nodes[k], members, N_NODES, N_NODES);
+		coord_replica_confchg(&nodes[k], members, N_NODES, NULL, 0, members, N_NODES);
 	}
 }
 
