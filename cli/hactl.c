@@ -112,8 +112,16 @@ int cli_get_status(struct cli *cli, const char *node, Hactl__StatusReply **out)
 {
 	enum ha_msg_type rtype;
 	ProtobufCMessage *reply = NULL;
-	int rc = ha_ipcc_status(cli->conn, node, TIMEOUT_MS, &rtype, &reply);
+	int rc;
 
+	if (cli->conn == NULL) { /* connected at the first request */
+		int ex = connect_coord(cli);
+
+		if (ex != EX_OK) {
+			return ex;
+		}
+	}
+	rc = ha_ipcc_status(cli->conn, node, TIMEOUT_MS, &rtype, &reply);
 	if (rc < 0) {
 		fprintf(stderr, "hactl: no valid answer from ha-coordinator: %s\n",
 			rc == -EAGAIN ? "the cluster state kept changing while it was read"
