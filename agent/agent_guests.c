@@ -8,9 +8,12 @@
  *
  * Reconciliation is level-triggered: from the cluster's list, a guest this
  * node owns and that should run is started (cold, or from a snapshot when
- * the commit says so); anything running here that this node does not own,
- * or that should be stopped, is stopped. A start that failed is not
- * retried for the same ownership generation.
+ * the commit says so); anything running here that this node does not own
+ * is killed, what should be stopped is stopped, and a guest found paused
+ * outside a migration is resumed or stopped. A failed start or a guest
+ * that stopped by itself follows the restart policy (common/restart.c).
+ * Without a quorate answer for half the self-fence timeout every guest here
+ * is killed (self_fence_check; docs/failover.md, "Agent").
  *
  * An incoming migration copy is recorded in its run directory
  * (incoming.conf: the migration id in a comment line, then the definition)

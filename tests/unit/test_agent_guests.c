@@ -32,6 +32,7 @@
 #include <qb/qbloop.h>
 
 #include "agent_guests.h"
+#include "agent_mig.h"
 #include "agent_watchdog.h"
 #include "config.h"
 #include "driver.h"
@@ -57,7 +58,7 @@ static pthread_cond_t rcond = PTHREAD_COND_INITIALIZER;
 static char rlog[16384];
 /* what attach() finds, per test: the state of "c1" (STOPPED = nothing) */
 static enum agent_guest_state attach_state;
-static bool block_checkpoint, killed, release, fail_resume;
+static bool block_checkpoint, block_send, killed, release, fail_resume;
 
 static void rec(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -227,8 +228,18 @@ static int r_send(struct agent_guest *g, int fd, const struct agent_mig_opts *o,
 	(void)o;
 	(void)p;
 	(void)err;
+	int rc = -EIO;
+
 	rec("send %s", g->name);
-	return -EIO;
+	pthread_mutex_lock(&rlock);
+	while (block_send && !killed && !release) {
+		pthread_cond_wait(&rcond, &rlock);
+	}
+	if (block_send && !killed) {
+		rc = 0; /* released: as if the destination had everything */
+	}
+	pthread_mutex_unlock(&rlock);
+	return rc;
 }
 
 static int r_finish(struct agent_guest *g, bool source, bool commit, char *err)
@@ -375,7 +386,7 @@ static struct agent_guests *agent_up(enum agent_guest_state attached, const char
 	char path[PATH_MAX], text[128];
 
 	rlog[0] = 0;
-	killed = release = block_checkpoint = fail_resume = false;
+	killed = release = block_checkpoint = block_send = fail_resume = false;
 	last_state[0] = last_note[0] = last_error[0] = last_phase[0] = last_mig_error[0] = 0;
 	ha_rm_rf(tmpdir);
 	CHECK_EQ_INT(ha_mkdir_p(tmpdir, 0700), 0);
@@ -522,6 +533,85 @@ static void busy_case(void)
 	release = true;
 	pthread_cond_broadcast(&rcond);
 	pthread_mutex_unlock(&rlock);
+	agent_guests_free(m);
+}
+
+/* ---- a migration's destination in a thread ---- */
+
+struct dst {
+	struct ha_config cfg;
+	struct agent_mig_params p;
+	struct mig_listener *l;
+	pthread_t t;
+	int rc;
+	char err[512];
+};
+
+static void *dst_main(void *arg)
+{
+	struct dst *d = arg;
+	struct agent_mig_xfer *x = NULL;
+	char buf[4096];
+	int fd, rc;
+
+	d->rc = agent_mig_accept(d->l, &d->p, 10000, &x, d->err, sizeof(d->err));
+	if (d->rc < 0) {
+		return NULL;
+	}
+	rc = agent_mig_relay_start(x, &fd, d->err, sizeof(d->err));
+	while (rc == 0 && read(fd, buf, sizeof(buf)) > 0) {
+	}
+	d->rc = agent_mig_finish(x, rc == 0 ? -EIO : rc, "source gone", d->err, sizeof(d->err));
+	agent_mig_free(x);
+	return NULL;
+}
+
+/* Item 2, the migration's source: cut off while it sends, it is killed
+ * beside the send and its stream is cut, not after the stream's timeouts. */
+static void busy_source_case(void)
+{
+	struct agent_guests *m = agent_up(AGENT_GUEST_RUNNING, "agent");
+	struct dst d;
+	char key[PATH_MAX], err[512];
+	uint8_t bytes[32];
+	int fd;
+
+	for (size_t i = 0; i < sizeof(bytes); i++) {
+		bytes[i] = (uint8_t)(i * 37 + 5);
+	}
+	snprintf(key, sizeof(key), "%s/cluster.key", tmpdir);
+	fd = open(key, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	CHECK(fd >= 0);
+	CHECK_EQ_INT(write(fd, bytes, sizeof(bytes)), (long long)sizeof(bytes));
+	close(fd);
+	snprintf(cfg.mig_key_file, sizeof(cfg.mig_key_file), "%s", key);
+	memset(&d, 0, sizeof(d));
+	d.cfg = cfg;
+	d.p.cfg = &d.cfg;
+	d.p.guest = "c1";
+	d.p.id = 77;
+	CHECK_EQ_INT(agent_mig_listen(&d.p, &d.l, err, sizeof(err)), 0);
+	pthread_create(&d.t, NULL, dst_main, &d);
+	{
+		struct view mig = { .quorate = true, .owner = LOCAL, .mig_state = "transferring",
+				    .mig_src = LOCAL, .mig_dst = OTHER,
+				    .dst_port = mig_listener_port(d.l) };
+
+		block_send = true;
+		reconcile(m, &mig);
+	}
+	CHECK(run_until("send c1", NULL));
+	fake_now += GRACE + 1;
+	agent_guests_tick(m);
+	CHECK(logged("kill c1"));
+	CHECK(run_until(NULL, phase_failed));
+	CHECK(strcmp(last_state, "running") != 0);
+	pthread_mutex_lock(&rlock);
+	release = true;
+	pthread_cond_broadcast(&rcond);
+	pthread_mutex_unlock(&rlock);
+	pthread_join(d.t, NULL);
+	mig_listener_free(d.l);
 	agent_guests_free(m);
 }
 
@@ -746,6 +836,7 @@ int main(void)
 	fresh_agent_case(true);
 	lost_quorum_case();
 	busy_case();
+	busy_source_case();
 	aborted_source_case(LOCAL);
 	aborted_source_case(OTHER);
 	unowned_case();
