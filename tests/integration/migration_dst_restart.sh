@@ -9,6 +9,12 @@
 . "$(dirname "$0")/lib.sh"
 
 need_templates
+# The destination's coordinator is stopped for the length of the transfer
+# (about 25 s, below): its agent then sees no quorate answer and would kill
+# every guest it holds, the incoming copy too, after half the self-fence
+# timeout (docs/failover.md, "Agent"). A long self-fence timeout keeps the
+# copy alive while it completes.
+export HACTL_LC_SELF_FENCE_MS=180000
 start_cluster --nodes 2
 check "quorate" wait_for 20 agree agree_view node1 node2
 
