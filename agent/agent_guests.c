@@ -123,6 +123,11 @@ struct ag_guest {
 	bool busy;
 	enum op_kind op_kind;         /* the operation in flight while busy */
 	bool fence_killed;            /* the self-fence killed it during that op */
+	/* it ran here and ended without being asked to (a crash, the
+	 * self-fence): started again, it goes on from its newest good
+	 * snapshot when its restart policy is "snapshot", never from
+	 * scratch with the state of a snapshot lost */
+	bool resume_snapshot;
 	bool fence_noted;             /* ... or said that it could not yet */
 	bool resume_failed;           /* OP_RESUME failed: stop it instead */
 	bool refused;                 /* not started: no armed watchdog (logged) */
@@ -829,6 +834,7 @@ static void restart_failure(struct ag_guest *g, uint64_t ran_ms)
 
 static void restart_reset(struct ag_guest *g)
 {
+	g->resume_snapshot = false;
 	g->fails = 0;
 	g->next_start_ms = 0;
 	g->up_seen = false;
@@ -1023,6 +1029,9 @@ static int done_cb(int fd, int revents, void *data)
 			       g->name, took, op->err[0] ? ": " : "", op->err);
 			if (op->kind != OP_SNAPSHOT) {
 				g->error[0] = 0;
+			}
+			if (op->kind == OP_START_COLD || op->kind == OP_START_SNAPSHOT) {
+				g->resume_snapshot = false;
 			}
 			if (op->kind == OP_START_SNAPSHOT) {
 				snprintf(g->note, sizeof(g->note),
@@ -1378,6 +1387,7 @@ static void reconcile_one(struct agent_guests *m, struct ag_guest *g, bool quora
 			uint64_t now = ha_mono_ms();
 
 			g->up_seen = false;
+			g->resume_snapshot = true;
 			if (!g->error[0]) {
 				snprintf(g->error, sizeof(g->error), "%s stopped unexpectedly",
 					 g->name);
@@ -1396,8 +1406,16 @@ static void reconcile_one(struct agent_guests *m, struct ag_guest *g, bool quora
 				return;
 			}
 			g->refused = false;
-			op_start_ex(g, g->start_snapshot ? OP_START_SNAPSHOT : OP_START_COLD,
-				    g->start_gen, 0, g->start_fallback);
+			if (g->resume_snapshot && !g->start_snapshot &&
+			    g->def.restart == HA_RESTART_SNAPSHOT && g->snap_generation > 0) {
+				/* newest good snapshot, cold when none is usable */
+				qb_log(LOG_NOTICE, "%s ended without being asked to: restarting it "
+				       "from its newest good snapshot", g->name);
+				op_start_ex(g, OP_START_SNAPSHOT, 0, 0, true);
+			} else {
+				op_start_ex(g, g->start_snapshot ? OP_START_SNAPSHOT : OP_START_COLD,
+					    g->start_gen, 0, g->start_fallback);
+			}
 		}
 		return;
 	}
@@ -1568,12 +1586,14 @@ static void self_fence_one(struct agent_guests *m, struct ag_guest *g)
 
 	if (g->busy) {
 		if (g->op_kind != OP_KILL) {
+			g->resume_snapshot = true;
 			fence_busy(m, g);
 		}
 		return;
 	}
 	s = live_state(g);
 	if (s == AGENT_GUEST_RUNNING || s == AGENT_GUEST_PAUSED) {
+		g->resume_snapshot = true;
 		g->kill_why = "killed by the self-fence (no quorum)";
 		op_start(g, OP_KILL, 0, 0);
 	}
