@@ -417,6 +417,7 @@ struct view {
 	const char *def;
 	const char *mig_state; /* NULL: no migration */
 	uint32_t mig_src, mig_dst, dst_port;
+	uint64_t snap_gen;     /* the newest good snapshot the cluster knows */
 };
 
 static void reconcile(struct agent_guests *m, const struct view *v)
@@ -446,6 +447,8 @@ static void reconcile(struct agent_guests *m, const struct view *v)
 	rec.definition.data = (uint8_t *)def;
 	rec.definition.len = strlen(def);
 	rec.start_mode = "cold";
+	rec.has_snap_generation = v->snap_gen != 0;
+	rec.snap_generation = v->snap_gen;
 	if (v->mig_state) {
 		mg.id = 77;
 		mg.source = v->mig_src;
@@ -505,6 +508,46 @@ static void lost_quorum_case(void)
 	fake_now += 1;
 	agent_guests_tick(m);
 	CHECK(run_until("stop c1 0", NULL));
+	agent_guests_free(m);
+}
+
+/*
+ * The fault campaign (seed 7, step 1): a coordinator stopped for 6 s, the
+ * agent self-fenced and killed c1, then quorum came back and the agent
+ * started c1 again from scratch: its state went back past its newest good
+ * snapshot. A guest that ended without being asked to (the self-fence, a
+ * crash) and whose restart policy is "snapshot" now goes on from its newest
+ * good snapshot.
+ */
+static void self_fenced_restart_case(void)
+{
+	struct agent_guests *m = agent_up(AGENT_GUEST_RUNNING, "agent");
+	struct view majority = { .quorate = true, .owner = LOCAL, .snap_gen = 1 };
+	uint64_t gen = 0;
+	char tmp[PATH_MAX], f[PATH_MAX + 16], err[256];
+
+	/* one sealed snapshot of c1 on the shared storage */
+	CHECK_EQ_INT(ha_snap_begin(cfg.shared_dir, "c1", &gen, tmp, sizeof(tmp)), 0);
+	snprintf(f, sizeof(f), "%s/state", tmp);
+	CHECK_EQ_INT(ha_mkdir_p(f, 0700), 0);
+	snprintf(f, sizeof(f), "%s/state/mem", tmp);
+	write_file(f, "memory of c1");
+	CHECK_EQ_INT(ha_snap_commit(cfg.shared_dir, "c1", gen, tmp, def_ha, strlen(def_ha),
+				    123456, err, sizeof(err)), 0);
+	reconcile(m, &majority);
+	fake_now += GRACE + 1; /* no answer: self-fence */
+	agent_guests_tick(m);
+	CHECK(run_until("kill c1", NULL));
+	fake_now += 10; /* quorate again */
+	rlog[0] = 0;
+	for (int i = 0; i < 20 && !logged("restore c1") && !logged("start c1"); i++) {
+		fake_now += 2000; /* past any restart delay */
+		reconcile(m, &majority);
+		agent_guests_tick(m);
+		run_until("restore c1", NULL);
+	}
+	CHECK(logged("restore c1"));
+	CHECK(!logged("start c1"));
 	agent_guests_free(m);
 }
 
@@ -835,6 +878,7 @@ int main(void)
 	fresh_agent_case(false);
 	fresh_agent_case(true);
 	lost_quorum_case();
+	self_fenced_restart_case();
 	busy_case();
 	busy_source_case();
 	aborted_source_case(LOCAL);
