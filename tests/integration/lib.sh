@@ -18,6 +18,33 @@ T_FAIL=0
 T_NAME=$(basename "$0" .sh)
 
 log() { echo "[$T_NAME $(date +%T.%3N)] $*"; }
+
+# The local cluster exists once per machine and every test begins with
+# `local-cluster down`: tests run from two checkouts (or two ctest runs)
+# at once would tear each other's cluster down. They wait for each other
+# instead. The lock is held by a small process of its own that lives as
+# long as this test's shell, so that no background process of the test
+# inherits it (and holds it after the test).
+T_LOCK_FILE=${HACTL_TEST_LOCK:-/run/lock/hactl-integration.lock}
+t_lock() {
+	local me=$$ line
+	mkdir -p "$(dirname "$T_LOCK_FILE")"
+	exec {T_LOCK_PIPE}< <(
+		exec {fd}>"$T_LOCK_FILE" </dev/null 2>/dev/null
+		flock -n "$fd" || { echo waiting; flock "$fd"; }
+		echo locked
+		exec 1>&-
+		while kill -0 "$me" 2>/dev/null; do sleep 0.5; done
+	)
+	read -r line <&"$T_LOCK_PIPE"
+	if [ "$line" = waiting ]; then
+		log "waiting for the other integration test on this machine ($T_LOCK_FILE)"
+		read -r line <&"$T_LOCK_PIPE"
+	fi
+	exec {T_LOCK_PIPE}<&-
+	export HACTL_TEST_LOCK_HELD=$me # tests/faults/campaign under it
+}
+t_lock
 pass() { T_PASS=$((T_PASS + 1)); log "ok: $*"; }
 fail() { T_FAIL=$((T_FAIL + 1)); log "FAIL: $*"; }
 check() { # check "description" command...
