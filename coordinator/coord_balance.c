@@ -132,7 +132,7 @@ int coord_balance_snapshot(const struct coord *c, struct ha_bal_cluster **out,
 {
 	struct coord_view v = { .members = c->members, .n_members = c->n_members,
 				.policy = c->bal.policy };
-	int rc = coord_place_snapshot(&c->state, &v, ha_wall_ms(), 0, out, why, whylen);
+	int rc = coord_place_snapshot(&c->state, &v, coord_wall_ms(c), 0, out, why, whylen);
 
 	if (rc == 0) {
 		(*out)->imbalanced_rounds = c->bal.imbalanced_rounds;
@@ -215,7 +215,7 @@ static void round_note(struct coord *c, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(c->bal.last_round, sizeof(c->bal.last_round), fmt, ap);
 	va_end(ap);
-	c->bal.last_round_ms = ha_wall_ms();
+	c->bal.last_round_ms = coord_wall_ms(c);
 }
 
 /* One round of the leader's periodic rebalancing. */
@@ -262,10 +262,9 @@ static void balance_round(struct coord *c)
 	ha_bal_cluster_free(cl);
 }
 
-static void tick(void *data)
+void coord_balance_tick(struct coord *c)
 {
-	struct coord *c = data;
-	uint64_t now = ha_mono_ms();
+	uint64_t now = coord_now_ms(c);
 
 	coord_balance_reload(c, false);
 	coord_restart_tick(c);
@@ -280,6 +279,13 @@ static void tick(void *data)
 		c->bal.next_ms = now + (uint64_t)c->bal.policy->interval_s * 1000;
 		balance_round(c);
 	}
+}
+
+static void tick(void *data)
+{
+	struct coord *c = data;
+
+	coord_balance_tick(c);
 	qb_loop_timer_add(c->loop, QB_LOOP_LOW, TICK_MS * QB_TIME_NS_IN_MSEC, c, tick,
 			  &c->bal.timer);
 }

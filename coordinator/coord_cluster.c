@@ -46,6 +46,11 @@ uint64_t coord_now_ms(const struct coord *c)
 	return c->test_now_ms ? c->test_now_ms : ha_mono_ms();
 }
 
+uint64_t coord_wall_ms(const struct coord *c)
+{
+	return c->test_now_ms ? c->test_now_ms : ha_wall_ms();
+}
+
 uint64_t coord_lost_ms(const struct coord *c, uint32_t id)
 {
 	for (size_t i = 0; i < COORD_MAX_NODES; i++) {

@@ -217,7 +217,7 @@ static void sync_send(struct coord *c)
 		c->sync_sent_ms = 0; /* the watchdog sends again soon */
 		return;
 	}
-	c->sync_sent_ms = ha_mono_ms();
+	c->sync_sent_ms = coord_now_ms(c);
 	if (n > 1) {
 		qb_log(LOG_INFO, "state for sync sent in %d pieces (round %llu)", n,
 		       (unsigned long long)c->sync_round);
@@ -231,7 +231,7 @@ static void sync_timer_cb(void *data)
 	struct coord *c = data;
 
 	c->sync_timer = 0;
-	coord_replica_sync_check(c, ha_mono_ms());
+	coord_replica_sync_check(c, coord_now_ms(c));
 }
 
 static void sync_timer_arm(struct coord *c)
@@ -588,9 +588,9 @@ void coord_announce_local(struct coord *c)
 	f.node = c->local_id;
 	f.facts = c->agent_facts;
 	f.has_agent_connected = true;
-	f.agent_connected = c->agent_conn != NULL;
+	f.agent_connected = c->agent_conn != NULL || c->test_agent;
 	coord_cpg_send(c, HA_MSG_CPG_FACTS, &f.base);
-	if (c->agent_conn && c->agent_usage) {
+	if ((c->agent_conn || c->test_agent) && c->agent_usage) {
 		u.node = c->local_id;
 		u.usage = c->agent_usage;
 		coord_cpg_send(c, HA_MSG_CPG_USAGE, &u.base);
@@ -962,7 +962,7 @@ static void on_commit(struct coord *c, uint32_t sender, Hactl__CpgCommit *cm)
 	/* The change takes the commit's number (a leader's pipeline may have
 	 * numbers that did not apply, see coord_cpg_send). */
 	c->state.seq = cm->seq - 1;
-	rc = coord_change_apply(&c->state, cm->change, ha_wall_ms(), why, sizeof(why));
+	rc = coord_change_apply(&c->state, cm->change, coord_wall_ms(c), why, sizeof(why));
 	if (rc < 0) {
 		c->state.seq = seq_before;
 		qb_log(LOG_WARNING, "commit of %s by node %u does not apply: %s",
@@ -1070,7 +1070,7 @@ static void dispatch(struct coord *c, uint32_t sender, enum ha_msg_type type,
 									gs->guests[i]->name);
 			bool had_port = g && g->migration && g->migration->has_dst_port;
 
-			coord_guest_status_apply(&c->state, sender, gs->guests[i], ha_wall_ms());
+			coord_guest_status_apply(&c->state, sender, gs->guests[i], coord_wall_ms(c));
 			if (!had_port && g && g->migration && g->migration->has_dst_port &&
 			    sender != c->local_id) {
 				/* The source waits for the port: its agent learns

@@ -22,7 +22,7 @@ void coord_restart_tick(struct coord *c)
 {
 	struct coord_view v = { .members = c->members, .n_members = c->n_members,
 				.policy = c->bal.policy };
-	uint64_t now = ha_mono_ms();
+	uint64_t now = coord_now_ms(c);
 
 	if (c->leader != c->local_id || !coord_is_quorate(c) || c->syncing) {
 		return;

@@ -225,11 +225,21 @@ struct coord {
 
 	/* tests only: a loopback bus instead of corosync, a fixed clock */
 	coord_send_fn send_hook;
-	uint64_t test_now_ms; /* 0: the real monotonic clock */
+	uint64_t test_now_ms; /* 0: the real clocks (monotonic and wall) */
+	/* tests only (the simulator, tests/sim): an agent registered without
+	 * an IPC connection (its facts in agent_facts), and fence jobs handed
+	 * to @fence_job_hook instead of a worker thread running the agents;
+	 * their results come back through coord_fence_job_done() */
+	bool test_agent;
+	int (*fence_job_hook)(struct coord *c, uint32_t node, const char *name,
+			      uint32_t attempt);
 };
 
 /* Monotonic ms (the tests' clock when one is set). */
 uint64_t coord_now_ms(const struct coord *c);
+/* Wall-clock ms for the replicated state's times (the tests' clock when
+ * one is set, so that hold times and rates follow it). */
+uint64_t coord_wall_ms(const struct coord *c);
 /* When node @id left the CPG group (monotonic ms); 0 = it has not, or it
  * came back since. */
 uint64_t coord_lost_ms(const struct coord *c, uint32_t id);
@@ -322,6 +332,9 @@ bool coord_fence_may_run_guests(const struct coord *c, uint32_t node);
 void coord_fence_tick(struct coord *c);
 void coord_fence_committed(struct coord *c, const char *node, bool fenced);
 void coord_fence_status_apply(struct coord *c, const Hactl__CpgFenceStatus *fs);
+/* The fence job of lost node @node ended: @rc 0 = confirmed off, else
+ * failed; @log says what the agents said. */
+void coord_fence_job_done(struct coord *c, uint32_t node, int rc, const char *log);
 /* hactl fence NODE: runs the node's fence levels now; on success commits
  * it fenced and answers @conn then. */
 int coord_fence_manual(struct coord *c, qb_ipcs_connection_t *conn, const char *node);
@@ -342,6 +355,8 @@ void coord_migration_tick(struct coord *c);
 /* coord_balance.c */
 int coord_balance_start(struct coord *c);
 void coord_balance_stop(struct coord *c);
+/* Each second: policy reload, the restart policy, the leader's rounds. */
+void coord_balance_tick(struct coord *c);
 /* Loads the policy files again when they changed (@force: anyway). */
 void coord_balance_reload(struct coord *c, bool force);
 /* The cluster as the engine sees it now; caller frees with
