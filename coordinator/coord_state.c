@@ -373,6 +373,17 @@ static bool guest_active(const Hactl__GuestRecord *g)
 			    strcmp(g->state, "paused") == 0);
 }
 
+/* The node where a copy of @g still runs, starts or stops (its agent
+ * said so last), unless that node is fenced (off): a start must go
+ * there or wait. NULL when none. */
+static const struct coord_node *active_on(const struct coord_state *st,
+					  const Hactl__GuestRecord *g)
+{
+	const struct coord_node *o = guest_active(g) ? node_by_id_c(st, g->running_on) : NULL;
+
+	return o && !o->fenced ? o : NULL;
+}
+
 uint64_t coord_guest_mem_kib(const Hactl__GuestRecord *g)
 {
 	struct ha_guest_def def;
@@ -522,8 +533,8 @@ int coord_change_check(const struct coord_state *st, const Hactl__Change *ch,
 				 o ? o->name : "?");
 			return -EALREADY;
 		}
-		if (guest_active(g) && gs->node && gs->node[0]) {
-			const struct coord_node *o = node_by_id_c(st, g->running_on);
+		if (gs->node && gs->node[0]) {
+			const struct coord_node *o = active_on(st, g);
 
 			if (o && strcmp(o->name, gs->node) != 0) {
 				snprintf(why, whylen, "guest '%s' is still %s on %s", g->name,
@@ -720,7 +731,15 @@ int coord_change_prepare(const struct coord_state *st, const struct coord_view *
 		snprintf(why, whylen, "stored definition of '%s' is invalid: %s", g->name, err);
 		return -EINVAL;
 	}
-	if (gs->node && gs->node[0]) {
+	if ((!gs->node || !gs->node[0]) && g && (n = active_on(st, g)) != NULL) {
+		/* still stopping (or running) there: started again there, never
+		 * placed on a second node while that copy lives */
+		if (!coord_node_eligible(n, v, def.type, why, whylen)) {
+			snprintf(why, whylen, "guest '%s' is still %s on %s", g->name, g->state,
+				 n->name);
+			return -EBUSY;
+		}
+	} else if (gs->node && gs->node[0]) {
 		n = node_by_name_c(st, gs->node);
 		if (!coord_node_eligible(n, v, def.type, why, whylen)) {
 			return -EHOSTUNREACH;
@@ -1154,7 +1173,9 @@ void coord_guest_status_apply(struct coord_state *st, uint32_t node,
 		return; /* the destination's paused copy is not "running there" */
 	}
 	g->has_running_on = true;
-	if (strcmp(gs->state, "running") == 0 || strcmp(gs->state, "paused") == 0) {
+	/* a copy that is starting or stopping gracefully runs there too */
+	if (strcmp(gs->state, "running") == 0 || strcmp(gs->state, "paused") == 0 ||
+	    strcmp(gs->state, "starting") == 0 || strcmp(gs->state, "stopping") == 0) {
 		g->running_on = node;
 	} else if (g->running_on == node) {
 		g->running_on = 0;
