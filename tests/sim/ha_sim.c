@@ -68,6 +68,12 @@ struct host {
 	bool self_fenced;
 	char runs[MAXG][COORD_NAME_MAX + 1];
 	size_t n_runs;
+	/* what its agent last reported of each guest (not of an incoming
+	 * migration's paused copy): a copy it was told to stop runs until
+	 * it says it stopped */
+	char rep_guest[MAXG][COORD_NAME_MAX + 1];
+	char rep_state[MAXG][16];
+	size_t n_rep;
 };
 
 struct fence_job {
@@ -278,6 +284,15 @@ static void deliver(const struct bus_msg *m)
 			say("rejected by %s: %s", nname(m->sender), rj->reason ? rj->reason : "");
 			break;
 		}
+		case HA_MSG_CPG_SYNC_CHUNK: {
+			const Hactl__CpgSyncChunk *ch = (Hactl__CpgSyncChunk *)msg;
+
+			if (ch->index == 0) {
+				say("state of %s sent in %u pieces (%llu bytes)", nname(m->sender),
+				    ch->count, (unsigned long long)ch->total_len);
+			}
+			break;
+		}
 		case HA_MSG_CPG_FENCE_STATUS: {
 			const Hactl__CpgFenceStatus *fs = (Hactl__CpgFenceStatus *)msg;
 
@@ -383,9 +398,48 @@ static bool host_runs(const struct host *h, const char *g)
 	return false;
 }
 
+static void rep_set(struct host *h, const char *g, const char *state)
+{
+	size_t i;
+
+	for (i = 0; i < h->n_rep && strcmp(h->rep_guest[i], g) != 0; i++) {
+	}
+	if (i == MAXG) {
+		return;
+	}
+	if (i == h->n_rep) {
+		h->n_rep++;
+	}
+	snprintf(h->rep_guest[i], sizeof(h->rep_guest[i]), "%s", g);
+	snprintf(h->rep_state[i], sizeof(h->rep_state[i]), "%s", state);
+}
+
+static bool rep_up(const struct host *h, const char *g)
+{
+	for (size_t i = 0; i < h->n_rep; i++) {
+		if (strcmp(h->rep_guest[i], g) == 0) {
+			return strcmp(h->rep_state[i], "running") == 0 ||
+			       strcmp(h->rep_state[i], "paused") == 0 ||
+			       strcmp(h->rep_state[i], "stopping") == 0 ||
+			       strcmp(h->rep_state[i], "starting") == 0;
+		}
+	}
+	return false;
+}
+
+static void runs_add(struct host *h, const char *g)
+{
+	if (!host_runs(h, g) && h->n_runs < MAXG) {
+		snprintf(h->runs[h->n_runs++], sizeof(h->runs[0]), "%s", g);
+	}
+}
+
 /*
  * The agents as the audits see them: a host whose coordinator is quorate
- * (and current) runs exactly the guests its replica gives it; one whose
+ * (and current) runs the guests its replica gives it, and those it last
+ * said run there until it says they stopped (a graceful stop takes up to
+ * stop_timeout; a migration's source copy is discarded at the commit);
+ * one whose
  * coordinator is not (stopped, cut off, waiting) goes on running what it
  * had until self_fence_timeout_ms after it last was, then self-fences and
  * runs nothing. A host that is off runs nothing.
@@ -398,6 +452,7 @@ static void agents_update(void)
 
 		if (!h->up) {
 			h->n_runs = 0;
+			h->n_rep = 0;
 			h->self_fenced = false;
 			h->last_quorate_ms = 0;
 			continue;
@@ -406,11 +461,16 @@ static void agents_update(void)
 			h->last_quorate_ms = now_ms;
 			h->self_fenced = false;
 			h->n_runs = 0;
-			for (size_t i = 0; i < c->state.n_guests && h->n_runs < MAXG; i++) {
+			for (size_t i = 0; i < c->state.n_guests; i++) {
 				const Hactl__GuestRecord *g = c->state.guests[i];
+				const Hactl__Migration *m = g->migration;
+				bool handed_over = m && m->state && strcmp(m->state, "committed") == 0 &&
+						   m->source == id && g->owner != id;
 
 				if (g->owner == id && g->desired && strcmp(g->desired, "running") == 0) {
-					snprintf(h->runs[h->n_runs++], sizeof(h->runs[0]), "%s", g->name);
+					runs_add(h, g->name);
+				} else if (rep_up(h, g->name) && !handed_over) {
+					runs_add(h, g->name);
 				}
 			}
 		} else if (!h->self_fenced && h->last_quorate_ms &&
@@ -421,6 +481,7 @@ static void agents_update(void)
 				    h->name, self_fence_ms, h->n_runs);
 			}
 			h->n_runs = 0;
+			h->n_rep = 0;
 		}
 	}
 	/* at most one copy of each guest */
@@ -742,16 +803,22 @@ static const char *guest_def(size_t from, const char *name)
 		used += (size_t)snprintf(text + used, sizeof(text) - used, "max_relocate = %s\n", v);
 	}
 	if ((v = opt(from, "pad"))) {
-		/* a comment of that many bytes: large states travel in pieces */
+		/* comment lines of that many bytes in all: large states travel
+		 * in pieces */
 		uint64_t pad = num(v, "pad");
 
-		if (pad + used + 8 > sizeof(text)) {
-			die("pad: at most %zu bytes", sizeof(text) - used - 8);
+		if (pad + used + 200 > sizeof(text)) {
+			die("pad: at most %zu bytes", sizeof(text) - used - 200);
 		}
-		text[used++] = ';';
-		memset(text + used, 'x', pad);
-		used += pad;
-		text[used++] = '\n';
+		while (pad > 0) {
+			size_t n = pad > 180 ? 180 : (size_t)pad;
+
+			text[used++] = ';';
+			memset(text + used, 'x', n);
+			used += n;
+			text[used++] = '\n';
+			pad -= n;
+		}
 		text[used] = 0;
 	}
 	return text;
@@ -815,6 +882,11 @@ static void guest_status(uint32_t id, const char *guest, const char *state,
 		gs.snap_time_ms = now_ms;
 	}
 	gs.migration = mr;
+	if (mr == NULL || strcmp(mr->role, "source") == 0 ||
+	    strcmp(mr->phase, "finished") == 0) {
+		/* an incoming copy is paused until it is resumed: not running */
+		rep_set(&hosts[id], guest, state);
+	}
 	cgs.node = id;
 	cgs.guests = list;
 	cgs.n_guests = 1;
@@ -859,7 +931,13 @@ static void tick(uint64_t ms)
 			coord_fence_tick(&co[id]);
 			bus_run();
 			if ((now_ms - T0) % 1000 == 0 && hosts[id].coord) {
+				char before[sizeof(co[id].bal.last_round)];
+
+				snprintf(before, sizeof(before), "%s", co[id].bal.last_round);
 				coord_balance_tick(&co[id]);
+				if (strcmp(before, co[id].bal.last_round) != 0) {
+					say("balance round of %s: %s", hosts[id].name, co[id].bal.last_round);
+				}
 				coord_replica_sync_check(&co[id], now_ms);
 				bus_run();
 			}
@@ -1219,10 +1297,11 @@ static void cmd_fence_result(void)
 	const char *log;
 	size_t i;
 
-	need(3, "fence-result NODE ok|fail|timeout");
+	need(3, "fence-result NODE ok|fail|timeout [by=NODE]");
 	node = node_id(words[1]);
 	for (i = n_jobs; i-- > 0;) {
-		if (jobs[i].open && jobs[i].node == node) {
+		if (jobs[i].open && jobs[i].node == node &&
+		    (opt(3, "by") == NULL || jobs[i].by == node_id(opt(3, "by")))) {
 			break;
 		}
 	}
@@ -1420,6 +1499,7 @@ static void do_boot(uint32_t id)
 		h->up = true;
 		h->agent = false;
 		h->n_runs = 0;
+		h->n_rep = 0;
 		h->last_quorate_ms = 0;
 		h->self_fenced = false;
 	}
@@ -1435,6 +1515,7 @@ static void do_crash(uint32_t id)
 	hosts[id].up = false;
 	hosts[id].agent = false;
 	hosts[id].n_runs = 0;
+	hosts[id].n_rep = 0;
 }
 
 static void do_coord_stop(uint32_t id)
@@ -1539,6 +1620,14 @@ static void run_line(char *line, FILE *in)
 		bus_run();
 	} else if (strcmp(words[0], "hold") == 0) {
 		bus_held = true;
+	} else if (strcmp(words[0], "step") == 0) {
+		/* one held message delivered (and what it causes stays held) */
+		if (q_head != q_tail) {
+			struct bus_msg m = queue[q_head++ % QMAX];
+
+			deliver(&m);
+			free(m.data);
+		}
 	} else if (strcmp(words[0], "release") == 0) {
 		bus_held = false;
 		bus_run();
