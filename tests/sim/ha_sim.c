@@ -243,7 +243,7 @@ static void audit_fenced(const Hactl__CpgCommit *cm)
 static void deliver(const struct bus_msg *m)
 {
 	uint32_t ids[MAXN];
-	uint64_t before[MAXN];
+	uint64_t before[MAXN], refused[MAXN];
 	size_t n = receivers(m->sender, ids);
 	enum ha_msg_type type;
 	ProtobufCMessage *msg = NULL;
@@ -254,6 +254,7 @@ static void deliver(const struct bus_msg *m)
 	}
 	for (size_t i = 0; i < n; i++) {
 		before[i] = co[ids[i]].state.seq;
+		refused[i] = co[ids[i]].rx_commit_refused;
 	}
 	if (type == HA_MSG_CPG_COMMIT && n > 0) {
 		audit_fenced((Hactl__CpgCommit *)msg);
@@ -275,7 +276,16 @@ static void deliver(const struct bus_msg *m)
 					b[k++] = before[i];
 				}
 			}
-			print_commit(m->sender, (Hactl__CpgCommit *)msg, live, k, b);
+			if (k > 0) {
+				print_commit(m->sender, (Hactl__CpgCommit *)msg, live, k, b);
+			} else {
+				char desc[1024];
+
+				coord_change_describe(((Hactl__CpgCommit *)msg)->change, desc,
+						      sizeof(desc));
+				say("held (state sync under way): %s's commit %llu: %s", nname(m->sender),
+				    (unsigned long long)((Hactl__CpgCommit *)msg)->seq, desc);
+			}
 			break;
 		}
 		case HA_MSG_CPG_REJECT: {
@@ -302,6 +312,37 @@ static void deliver(const struct bus_msg *m)
 		}
 		default:
 			break;
+		}
+	}
+	if (type != HA_MSG_CPG_COMMIT) {
+		/* a state sync that completed: a newer state adopted, or commits
+		 * held during it applied or refused now */
+		char who[64] = "", rwho[64] = "";
+		uint64_t from = 0, to = 0;
+
+		for (size_t i = 0; i < n; i++) {
+			uint64_t seq = co[ids[i]].state.seq;
+
+			if (seq != before[i] && (who[0] == 0 || (before[i] == from && seq == to))) {
+				from = before[i];
+				to = seq;
+				snprintf(who + strlen(who), sizeof(who) - strlen(who), "%s%s",
+					 who[0] ? "," : "", nname(ids[i]));
+			} else if (seq != before[i]) {
+				say("state of %s: seq %llu -> %llu (state sync)", nname(ids[i]),
+				    (unsigned long long)before[i], (unsigned long long)seq);
+			}
+			if (co[ids[i]].rx_commit_refused != refused[i]) {
+				snprintf(rwho + strlen(rwho), sizeof(rwho) - strlen(rwho), "%s%s",
+					 rwho[0] ? "," : "", nname(ids[i]));
+			}
+		}
+		if (who[0]) {
+			say("state of %s: seq %llu -> %llu (state sync)", who, (unsigned long long)from,
+			    (unsigned long long)to);
+		}
+		if (rwho[0]) {
+			say("held commits refused by %s after the state sync (their epoch ended)", rwho);
 		}
 	}
 	ha_env_msg_free(msg);
