@@ -45,6 +45,7 @@
 #define TICK_MS 100
 #define T0 1000        /* the clock starts here (0 means "not set") */
 #define MAXJOBS 64
+#define AGENT_CHECK_MS 500 /* the agent's self-fence check runs this often */
 
 struct bus_msg {
 	uint32_t sender;
@@ -58,6 +59,7 @@ struct host {
 	bool coord;           /* the coordinator process runs */
 	bool ever;            /* its coordinator ran before: a state file */
 	int comp;             /* network partition */
+	uint64_t notice_ms;   /* its corosync notices the partition then; 0 */
 	/* its agent, as the coordinator sees it */
 	bool agent;
 	uint32_t wd_ms, cpus;
@@ -177,13 +179,14 @@ static size_t receivers(uint32_t sender, uint32_t *ids)
 	const struct coord *s = &co[sender];
 	size_t n = 0;
 
-	if (!hosts[sender].up || !hosts[sender].coord || !s->joined) {
-		return 0;
+	if (!hosts[sender].up || !hosts[sender].coord || !s->joined || hosts[sender].notice_ms) {
+		return 0; /* a ring that has not re-formed yet delivers nothing */
 	}
 	for (size_t i = 0; i < s->n_members; i++) {
 		uint32_t id = s->members[i];
 
 		if (id >= 1 && id <= n_nodes && hosts[id].up && hosts[id].coord &&
+		    !hosts[id].notice_ms &&
 		    hosts[id].comp == hosts[sender].comp && coord_is_member(&co[id], sender)) {
 			ids[n++] = id;
 		}
@@ -476,14 +479,16 @@ static void runs_add(struct host *h, const char *g)
 }
 
 /*
- * The agents as the audits see them: a host whose coordinator is quorate
- * (and current) runs the guests its replica gives it, and those it last
- * said run there until it says they stopped (a graceful stop takes up to
- * stop_timeout; a migration's source copy is discarded at the commit);
- * one whose
- * coordinator is not (stopped, cut off, waiting) goes on running what it
- * had until self_fence_timeout_ms after it last was, then self-fences and
- * runs nothing. A host that is off runs nothing.
+ * The agents as the audits see them (docs/failover.md, "Agent"): a host
+ * whose coordinator is quorate (and current) runs the guests its replica
+ * gives it, and those it last said run there until it says they stopped
+ * (a graceful stop takes up to stop_timeout; a migration's source copy is
+ * discarded at the commit). One whose coordinator is not (stopped, cut
+ * off, waiting) goes on running what it had until its agent's self-fence
+ * check finds no quorate answer for half of self_fence_timeout_ms (the
+ * check runs every 500 ms: at the latest half + 500 ms after the last
+ * one), then kills them all and runs nothing. A host that is off runs
+ * nothing.
  */
 static void agents_update(void)
 {
@@ -515,11 +520,11 @@ static void agents_update(void)
 				}
 			}
 		} else if (!h->self_fenced && h->last_quorate_ms &&
-			   now_ms >= h->last_quorate_ms + self_fence_ms) {
+			   now_ms >= h->last_quorate_ms + self_fence_ms / 2 + AGENT_CHECK_MS) {
 			h->self_fenced = true;
 			if (h->n_runs) {
-				say("agent %s self-fences: no quorum for %u ms, %zu guests stopped",
-				    h->name, self_fence_ms, h->n_runs);
+				say("agent %s self-fences: no quorum for %u ms, %zu guests killed",
+				    h->name, self_fence_ms / 2 + AGENT_CHECK_MS, h->n_runs);
 			}
 			h->n_runs = 0;
 			h->n_rep = 0;
@@ -681,9 +686,10 @@ static void membership(void)
 		size_t nq = 0, ng = 0, nl = 0, nj = 0;
 		bool fresh;
 
-		if (!hosts[id].up || !hosts[id].coord) {
-			continue;
+		if (!hosts[id].up || !hosts[id].coord || hosts[id].notice_ms > now_ms) {
+			continue; /* it has not noticed yet: its old view stands */
 		}
+		hosts[id].notice_ms = 0;
 		for (uint32_t k = 1; k <= n_nodes; k++) {
 			if (hosts[k].up && hosts[k].comp == hosts[id].comp) {
 				q[nq++] = k;
@@ -981,6 +987,12 @@ static void tick(uint64_t ms)
 				}
 				coord_replica_sync_check(&co[id], now_ms);
 				bus_run();
+			}
+		}
+		for (uint32_t id = 1; id <= n_nodes; id++) {
+			if (hosts[id].notice_ms && hosts[id].notice_ms <= now_ms) {
+				membership(); /* late corosyncs notice now */
+				break;
 			}
 		}
 		drain_events();
@@ -1504,7 +1516,7 @@ static void cmd_partition(void)
 {
 	int comp = 1;
 
-	need(2, "partition NODE,NODE | NODE ...");
+	need(2, "partition NODE,NODE | NODE ... [late=NODE:MS]");
 	/* nodes not named end up alone */
 	for (uint32_t id = 1; id <= n_nodes; id++) {
 		hosts[id].comp = 100 + (int)id;
@@ -1512,6 +1524,17 @@ static void cmd_partition(void)
 	for (size_t i = 1; i < n_words; i++) {
 		if (strcmp(words[i], "|") == 0) {
 			comp++;
+		} else if (strncmp(words[i], "late=", 5) == 0) {
+			/* that node's corosync notices the split MS later than the
+			 * others: meanwhile it keeps its old view (and quorum) and
+			 * nothing is delivered to or from it */
+			char *colon = strchr(words[i] + 5, ':');
+
+			if (colon == NULL) {
+				die("partition: late=NODE:MS");
+			}
+			*colon = 0;
+			hosts[node_id(words[i] + 5)].notice_ms = now_ms + num(colon + 1, "late");
 		} else {
 			put_in(words[i], comp);
 		}
