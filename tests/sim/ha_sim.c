@@ -195,7 +195,7 @@ static size_t receivers(uint32_t sender, uint32_t *ids)
 }
 
 static void print_commit(uint32_t sender, const Hactl__CpgCommit *cm, const uint32_t *ids,
-			 size_t n, const uint64_t *before)
+			 size_t n, const uint64_t *before, const char *why)
 {
 	char desc[1024], applied[64] = "", refused[64] = "";
 	size_t na = 0, nr = 0;
@@ -212,8 +212,8 @@ static void print_commit(uint32_t sender, const Hactl__CpgCommit *cm, const uint
 	if (nr == 0) {
 		say("commit %llu by %s: %s", (unsigned long long)cm->seq, nname(sender), desc);
 	} else if (na == 0) {
-		say("not applied: %s's commit %llu: %s", nname(sender), (unsigned long long)cm->seq,
-		    desc);
+		say("not applied: %s's commit %llu: %s: %s", nname(sender),
+		    (unsigned long long)cm->seq, desc, why);
 	} else {
 		say("DIVERGED: %s's commit %llu (%s) applied on %s, not on %s", nname(sender),
 		    (unsigned long long)cm->seq, desc, applied, refused);
@@ -248,6 +248,7 @@ static void deliver(const struct bus_msg *m)
 	uint32_t ids[MAXN];
 	uint64_t before[MAXN], refused[MAXN];
 	size_t n = receivers(m->sender, ids);
+	char why[256] = "";
 	enum ha_msg_type type;
 	ProtobufCMessage *msg = NULL;
 
@@ -260,6 +261,15 @@ static void deliver(const struct bus_msg *m)
 		refused[i] = co[ids[i]].rx_commit_refused;
 	}
 	if (type == HA_MSG_CPG_COMMIT && n > 0) {
+		/* why the first receiver would refuse it, asked before it does */
+		const struct coord *r = &co[ids[0]];
+		const Hactl__CpgCommit *cm = (Hactl__CpgCommit *)msg;
+
+		if (coord_commit_check(r->state.seq, r->epoch, r->members, r->n_members, m->sender,
+				       cm, why, sizeof(why)) == 0 &&
+		    coord_change_check(&r->state, cm->change, why, sizeof(why)) == 0) {
+			snprintf(why, sizeof(why), "?");
+		}
 		audit_fenced((Hactl__CpgCommit *)msg);
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -280,7 +290,7 @@ static void deliver(const struct bus_msg *m)
 				}
 			}
 			if (k > 0) {
-				print_commit(m->sender, (Hactl__CpgCommit *)msg, live, k, b);
+				print_commit(m->sender, (Hactl__CpgCommit *)msg, live, k, b, why);
 			} else {
 				char desc[1024];
 
