@@ -117,6 +117,14 @@ static void die(const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
+	if (tmpdir[0]) {
+		char cmd[PATH_MAX + 16];
+
+		snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
+		if (system(cmd) != 0) {
+			fprintf(stderr, "cannot remove %s\n", tmpdir);
+		}
+	}
 	exit(2);
 }
 
@@ -1103,6 +1111,11 @@ static void cmd_nodes(void)
 		if (!ha_name_valid(words[i]) || strlen(words[i]) > 15) {
 			die("nodes: bad name '%s'", words[i]);
 		}
+		for (uint32_t k = 1; k <= n_nodes; k++) {
+			if (strcmp(hosts[k].name, words[i]) == 0) {
+				die("nodes: '%s' given twice", words[i]);
+			}
+		}
 		n_nodes++;
 		snprintf(hosts[n_nodes].name, sizeof(hosts[0].name), "%s", words[i]);
 		hosts[n_nodes].cpus = 4;
@@ -1156,7 +1169,14 @@ static void cmd_policy(FILE *in)
 	while (fgets(buf, sizeof(buf), in)) {
 		line_no++;
 		if (strcmp(buf, "end\n") == 0 || strcmp(buf, "end") == 0) {
+			struct ha_bal_policy *p = NULL;
+			char err[512];
+
 			fclose(f);
+			if (ha_bal_policy_load(policy_dir, &p, err, sizeof(err)) < 0) {
+				die("policy refused: %s", err);
+			}
+			ha_bal_policy_free(p);
 			for (uint32_t id = 1; id <= n_nodes; id++) {
 				if (hosts[id].coord) {
 					coord_balance_reload(&co[id], true);
