@@ -86,7 +86,8 @@ static const struct help_cmd cmds[] = {
 	{ "start", "guests", "start NAME [--node N]",
 	  "start (placement picks the node unless given)",
 	  "Starts a stopped guest; the balancing engine places it unless --node names "
-	  "the node. Waits until it runs.",
+	  "the node. A guest whose copy is still stopping (or running) on a node "
+	  "starts there again, never on a second node. Waits until it runs.",
 	  { { "--node N", "start it on node N" }, WAIT_OPTS, { NULL, NULL } },
 	  "hactl start web1 --node node1" },
 	{ "stop", "guests", "stop NAME", "stop",
