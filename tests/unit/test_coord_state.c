@@ -349,6 +349,92 @@ static void test_evacuate_home(void)
 	coord_state_clear(&st);
 }
 
+/*
+ * Found by the simulator (tests/golden/sim/stop_then_start_elsewhere,
+ * lost_while_stopping, recover_restart_none): a guest still stopping on
+ * its host (a graceful stop) is a copy there. A start goes to that host,
+ * never to a second one; once the host is fenced (off) its last copy no
+ * longer holds a start back.
+ */
+static void test_start_while_stopping(void)
+{
+	struct coord_state st;
+	const uint32_t members[] = { 1, 2, 3 };
+	struct coord_view v = { .members = members, .n_members = 3, .policy = NULL };
+	const char *def = "[guest]\nname = g1\ntype = container\nmemory = 64M\n"
+			  "command = /bin/true\n[storage]\ntemplate = container\n";
+	Hactl__HostFacts hf = HACTL__HOST_FACTS__INIT;
+	Hactl__Change ch = HACTL__CHANGE__INIT;
+	Hactl__GuestDefineChange gd = HACTL__GUEST_DEFINE_CHANGE__INIT;
+	Hactl__GuestStartChange gs = HACTL__GUEST_START_CHANGE__INIT;
+	Hactl__GuestStopChange gstop = HACTL__GUEST_STOP_CHANGE__INIT;
+	Hactl__NodeFenceChange nf = HACTL__NODE_FENCE_CHANGE__INIT;
+	Hactl__GuestStatus rep = HACTL__GUEST_STATUS__INIT;
+	const Hactl__GuestRecord *g;
+	char why[256], node[64];
+
+	coord_state_init(&st);
+	hf.has_cpus = true;
+	hf.cpus = 4;
+	hf.has_mem_total_kib = true;
+	hf.mem_total_kib = 8 << 20;
+	for (uint32_t id = 1; id <= 3; id++) {
+		char name[8];
+
+		snprintf(name, sizeof(name), "n%u", id);
+		coord_state_node_add(&st, id, name);
+		CHECK_EQ_INT(coord_state_set_facts(&st, id, &hf, true), 0);
+	}
+	gd.definition.data = (uint8_t *)def;
+	gd.definition.len = strlen(def);
+	ch.kind_case = HACTL__CHANGE__KIND_GUEST_DEFINE;
+	ch.guest_define = &gd;
+	CHECK_EQ_INT(coord_change_apply(&st, &ch, 1, why, sizeof(why)), 0);
+	gs.name = "g1";
+	gs.node = "n3";
+	ch.kind_case = HACTL__CHANGE__KIND_GUEST_START;
+	ch.guest_start = &gs;
+	CHECK_EQ_INT(coord_change_apply(&st, &ch, 2, why, sizeof(why)), 0);
+	rep.name = "g1";
+	rep.state = "running";
+	rep.has_generation = true;
+	rep.generation = 1;
+	coord_guest_status_apply(&st, 3, &rep, 3);
+	gstop.name = "g1";
+	ch.kind_case = HACTL__CHANGE__KIND_GUEST_STOP;
+	ch.guest_stop = &gstop;
+	CHECK_EQ_INT(coord_change_apply(&st, &ch, 4, why, sizeof(why)), 0);
+	rep.state = "stopping";
+	coord_guest_status_apply(&st, 3, &rep, 5);
+	g = coord_state_guest(&st, "g1");
+	CHECK(g != NULL && g->running_on == 3);
+
+	/* not on a second node, named or placed */
+	gs.node = "n1";
+	ch.kind_case = HACTL__CHANGE__KIND_GUEST_START;
+	ch.guest_start = &gs;
+	CHECK_EQ_INT(coord_change_prepare(&st, &v, &ch, node, sizeof(node), why, sizeof(why)),
+		     -EBUSY);
+	CHECK(strstr(why, "still stopping on n3") != NULL);
+	gs.node = "";
+	CHECK_EQ_INT(coord_change_prepare(&st, &v, &ch, node, sizeof(node), why, sizeof(why)), 0);
+	CHECK(strcmp(node, "n3") == 0);
+
+	/* its host fenced: the copy is gone with it */
+	nf.node = "n3";
+	nf.fenced = true;
+	nf.method = "agent";
+	ch.kind_case = HACTL__CHANGE__KIND_NODE_FENCE;
+	ch.node_fence = &nf;
+	CHECK_EQ_INT(coord_change_apply(&st, &ch, 6, why, sizeof(why)), 0);
+	gs.node = "n1";
+	ch.kind_case = HACTL__CHANGE__KIND_GUEST_START;
+	ch.guest_start = &gs;
+	CHECK_EQ_INT(coord_change_prepare(&st, &v, &ch, node, sizeof(node), why, sizeof(why)), 0);
+	CHECK(strcmp(node, "n1") == 0);
+	coord_state_clear(&st);
+}
+
 int main(void)
 {
 	test_nodes();
@@ -361,5 +447,6 @@ int main(void)
 	test_commit_check();
 	test_sync_choose();
 	test_evacuate_home();
+	test_start_while_stopping();
 	return ha_test_done("test_coord_state");
 }
