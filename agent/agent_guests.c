@@ -51,6 +51,7 @@
 #include "fencing.h"
 #include "guestdef.h"
 #include "restart.h"
+#include "snapchoice.h"
 #include "snapshot.h"
 #include "util.h"
 
@@ -180,8 +181,13 @@ struct ag_op {
 	struct ag_guest *g;
 	enum op_kind kind;
 	uint64_t arg;       /* restore: generation (0 = newest good);
-			     * stop: timeout ms (0 = the definition's) */
-	bool fallback;      /* restore: cold start when no good snapshot */
+			     * stop: timeout ms (0 = the definition's);
+			     * snapshot: its enum ha_snap_kind */
+	bool fallback;      /* restore: cold start when no good snapshot; a
+			     * restart on its own, so the failover rule
+			     * chooses (common/snapchoice.h) */
+	uint64_t wall_ms;   /* the wall clock when it was started */
+	uint64_t max_age_ms; /* restore with fallback: the definition's limit */
 	uint64_t req_id;    /* action to answer, 0 = none */
 	uint64_t started_ms;
 	/* migration steps: the transaction they belong to, taken at the
@@ -222,6 +228,12 @@ struct agent_guests {
 static uint64_t now_ms(const struct agent_guests *m)
 {
 	return m->io.now_ms ? m->io.now_ms(m->io.arg) : ha_mono_ms();
+}
+
+/* The wall clock of snapshot ages (tests drive their own). */
+static uint64_t wall_ms(const struct agent_guests *m)
+{
+	return m->io.wall_ms ? m->io.wall_ms(m->io.arg) : ha_wall_ms();
 }
 
 static void spec_fill(struct agent_guests *m, struct ag_guest *g)
@@ -397,16 +409,38 @@ static uint64_t incoming_id_of(const char *text, size_t len)
 
 /* ---- worker threads ---- */
 
-static int pick_snapshot(const struct ha_config *cfg, const char *name, uint64_t want,
+/*
+ * The snapshot that a start from a snapshot uses: @op->arg when given (an
+ * operator's restore); for a restart on its own (@op->fallback: failover,
+ * a crash, the self-fence) the failover rule's choice, -ENOENT with the
+ * reason in @err for a cold start; else the newest good generation.
+ */
+static int pick_snapshot(const struct ha_config *cfg, const char *name, const struct ag_op *op,
 			 uint64_t *gen, uint64_t *time_ms, char *err, size_t errlen)
 {
 	uint64_t gens[256];
 	char why[512] = "";
 	int n;
 
-	if (want) {
-		*gen = want;
-		return ha_snap_verify(cfg->shared_dir, name, want, time_ms, err, errlen);
+	if (op->arg) {
+		*gen = op->arg;
+		return ha_snap_verify(cfg->shared_dir, name, op->arg, time_ms, err, errlen);
+	}
+	if (op->fallback) {
+		struct ha_snap_choice ch;
+
+		n = ha_snap_choose_stored(cfg->shared_dir, name, op->wall_ms, op->max_age_ms, true,
+					  &ch);
+		snprintf(err, errlen, "%s", ch.why);
+		if (n < 0) {
+			return n;
+		}
+		if (ch.gen == 0) {
+			return -ENOENT;
+		}
+		*gen = ch.gen;
+		*time_ms = ch.time_ms;
+		return 0;
 	}
 	n = ha_snap_list(cfg->shared_dir, name, gens, HA_ARRAY_SIZE(gens));
 	if (n <= 0) {
@@ -520,17 +554,21 @@ static void op_run(struct ag_op *op)
 		uint64_t gen = 0, t = 0;
 		char dir[PATH_MAX], state[PATH_MAX + 8], note[512] = "";
 
-		rc = pick_snapshot(cfg, g->name, op->arg, &gen, &t, note, sizeof(note));
+		rc = pick_snapshot(cfg, g->name, op, &gen, &t, note, sizeof(note));
 		if (rc < 0 && op->fallback) {
 			char why[600];
 
 			snprintf(why, sizeof(why), "%s", note);
+			qb_log(LOG_NOTICE, "%s: cold start: %s", g->name, why);
 			op->kind = OP_START_COLD;
 			op_run(op);
 			if (op->rc == 0) {
 				snprintf(op->err, sizeof(op->err), "cold start: %s", why);
 			}
 			return;
+		}
+		if (rc == 0 && op->fallback) {
+			qb_log(LOG_NOTICE, "%s: restoring %s", g->name, note);
 		}
 		if (rc < 0) {
 			snprintf(op->err, sizeof(op->err), "%s", note);
@@ -602,14 +640,14 @@ static void op_run(struct ag_op *op)
 			ha_snap_abort(tmp);
 			break;
 		}
-		now = ha_wall_ms();
+		now = op->wall_ms; /* taken as the op started: never younger than its state */
 		rc = ops->checkpoint(obj, state, AGENT_CKPT_LEAVE_RUNNING, derr);
 		if (rc < 0) {
 			ha_snap_abort(tmp);
 			break;
 		}
 		rc = ha_snap_commit(cfg->shared_dir, g->name, gen, tmp, g->def_text, g->def_len,
-				    now, serr, sizeof(serr));
+				    now, (enum ha_snap_kind)op->arg, serr, sizeof(serr));
 		if (rc < 0) {
 			snprintf(derr, sizeof(derr), "%s", serr);
 			break;
@@ -770,6 +808,8 @@ static int op_start_ex(struct ag_guest *g, enum op_kind kind, uint64_t arg, uint
 	op->kind = kind;
 	op->arg = arg;
 	op->fallback = fallback;
+	op->wall_ms = wall_ms(m);
+	op->max_age_ms = ha_guestdef_failover_max_age_ms(&g->def);
 	op->req_id = req_id;
 	op->started_ms = ha_mono_ms();
 	op->mig_id = g->mig_id;
@@ -1037,8 +1077,8 @@ static int done_cb(int fd, int revents, void *data)
 				snprintf(g->note, sizeof(g->note),
 					 "restored from snapshot generation %" PRIu64
 					 " taken %" PRIu64 " ms before%s%s", op->value,
-					 ha_wall_ms() > op->value_ms ? ha_wall_ms() - op->value_ms : 0,
-					 op->err[0] ? "; " : "", op->err);
+					 wall_ms(m) > op->value_ms ? wall_ms(m) - op->value_ms : 0,
+					 op->err[0] ? ": " : "", op->err);
 			} else if (op->kind == OP_START_COLD) {
 				snprintf(g->note, sizeof(g->note), "%s", op->err[0] ? op->err : "cold start");
 			}
@@ -1716,7 +1756,9 @@ void agent_guests_action(struct agent_guests *m, uint64_t req_id,
 		m->io.action_done(m->io.arg, req_id, -ESRCH, text, 0);
 		return;
 	}
-	rc = op_start(g, OP_SNAPSHOT, 0, req_id);
+	rc = op_start(g, OP_SNAPSHOT,
+		      a->has_failover_point && a->failover_point ? HA_SNAP_KIND_FAILOVER :
+		      HA_SNAP_KIND_MANUAL, req_id);
 	if (rc < 0) {
 		snprintf(text, sizeof(text), "guest '%s' is busy with another operation", a->guest);
 		m->io.action_done(m->io.arg, req_id, rc, text, 0);
@@ -1733,7 +1775,7 @@ void agent_guests_tick(struct agent_guests *m)
 	qb_list_for_each_entry(g, &m->guests, list) {
 		if (!g->busy && g->owned && g->def.snapshot_interval_s && g->next_snap_ms &&
 		    now >= g->next_snap_ms && live_state(g) == AGENT_GUEST_RUNNING) {
-			op_start(g, OP_SNAPSHOT, 0, 0);
+			op_start(g, OP_SNAPSHOT, HA_SNAP_KIND_PERIODIC, 0);
 		}
 	}
 	report(m);

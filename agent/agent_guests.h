@@ -26,6 +26,9 @@ struct agent_guests_io {
 	/* The clock of the self-fence, CLOCK_MONOTONIC in ms; NULL: the
 	 * system's (tests drive their own). */
 	uint64_t (*now_ms)(void *arg);
+	/* The wall clock in ms (CLOCK_REALTIME) that snapshot ages are
+	 * measured with (common/snapchoice.h); NULL: the system's. */
+	uint64_t (*wall_ms)(void *arg);
 };
 
 /* Creates the manager and re-attaches to guests left running by a

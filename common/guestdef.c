@@ -12,7 +12,7 @@
 #include "guestdef.h"
 #include "util.h"
 
-enum opt_kind { K_STR, K_UINT, K_SIZE, K_TYPE, K_RESTART, K_NAME, K_CIDR, K_IP, K_PATH, K_DISK };
+enum opt_kind { K_STR, K_UINT, K_SIZE, K_TYPE, K_RESTART, K_NAME, K_CIDR, K_IP, K_PATH, K_DISK, K_MAXAGE };
 
 struct gopt {
 	const char *section;
@@ -59,6 +59,9 @@ static const struct gopt gopts[] = {
 	  "seconds between periodic snapshots, 0 = none" },
 	{ "ha", "snapshot_keep", K_UINT, 1, 100, "3", F(snapshot_keep),
 	  "snapshot generations kept" },
+	{ "ha", "failover_snapshot_max_age", K_MAXAGE, 1, HA_FAILOVER_AGE_MAX_S, "auto",
+	  F(failover_max_age_s),
+	  "oldest snapshot a failover restores, else cold start: seconds (1..2592000, at least snapshot_interval), auto = 3 x snapshot_interval (no snapshot when that is 0), or unlimited" },
 	{ "ha", "group", K_NAME, 0, 0, "", F(group),
 	  "node group of the placement policy it runs in, optional" },
 	{ "ha", "max_restart", K_UINT, 0, 100, "1", F(max_restart),
@@ -282,6 +285,21 @@ static int set_opt(struct ha_guest_def *d, const struct gopt *o, const char *v,
 		}
 		*(uint64_t *)dst = n;
 		return 0;
+	case K_MAXAGE:
+		if (strcmp(v, "auto") == 0) {
+			*(uint32_t *)dst = HA_FAILOVER_AGE_AUTO;
+		} else if (strcmp(v, "unlimited") == 0) {
+			*(uint32_t *)dst = HA_FAILOVER_AGE_UNLIMITED;
+		} else if (ha_parse_u64(v, o->min, o->max, &n) == 0) {
+			*(uint32_t *)dst = (uint32_t)n;
+		} else {
+			snprintf(why, whylen, "%s: '%s' is not seconds in %llu..%llu, auto or "
+				 "unlimited%s", o->name, v, (unsigned long long)o->min,
+				 (unsigned long long)o->max,
+				 strcmp(v, "0") == 0 ? " (for no snapshot at all: restart = cold)" : "");
+			return -EINVAL;
+		}
+		return 0;
 	case K_RESTART:
 		for (int i = 0; i < HA_RESTART_MAX; i++) {
 			if (strcmp(v, restart_names[i]) == 0) {
@@ -372,6 +390,61 @@ static int syntax_line(const char *text)
 	return 0;
 }
 
+/* The line of "name = ..." in [section] of @text, 0 when not found. */
+static int key_line(const char *text, size_t len, const char *section, const char *name)
+{
+	const char *p = text, *end = text + len;
+	size_t sl = strlen(section), nl = strlen(name);
+	bool in = false;
+	int lineno = 0;
+
+	while (p < end) {
+		const char *eol = memchr(p, '\n', (size_t)(end - p));
+		const char *q = p;
+		size_t n;
+
+		if (eol == NULL) {
+			eol = end;
+		}
+		lineno++;
+		while (q < eol && (*q == ' ' || *q == '\t')) {
+			q++;
+		}
+		n = (size_t)(eol - q);
+		if (n > 0 && *q == '[') {
+			in = n >= sl + 2 && memcmp(q + 1, section, sl) == 0 && q[sl + 1] == ']';
+		} else if (in && n > nl && memcmp(q, name, nl) == 0 &&
+			   (q[nl] == ' ' || q[nl] == '\t' || q[nl] == '=' || q[nl] == ':')) {
+			return lineno;
+		}
+		p = eol + 1;
+	}
+	return 0;
+}
+
+uint64_t ha_guestdef_failover_max_age_ms(const struct ha_guest_def *d)
+{
+	if (d->failover_max_age_s == HA_FAILOVER_AGE_UNLIMITED) {
+		return UINT64_MAX;
+	}
+	if (d->failover_max_age_s == HA_FAILOVER_AGE_AUTO) {
+		return (uint64_t)HA_FAILOVER_AGE_AUTO_FACTOR * d->snapshot_interval_s * 1000u;
+	}
+	return (uint64_t)d->failover_max_age_s * 1000u;
+}
+
+void ha_guestdef_failover_max_age_str(const struct ha_guest_def *d, char *buf, size_t len)
+{
+	if (d->failover_max_age_s == HA_FAILOVER_AGE_UNLIMITED) {
+		snprintf(buf, len, "unlimited");
+	} else if (d->failover_max_age_s == HA_FAILOVER_AGE_AUTO) {
+		snprintf(buf, len, "auto (%llu s)",
+			 (unsigned long long)(ha_guestdef_failover_max_age_ms(d) / 1000));
+	} else {
+		snprintf(buf, len, "%u s", d->failover_max_age_s);
+	}
+}
+
 int ha_guestdef_parse(const char *text, size_t len, const char *fname,
 		      struct ha_guest_def *out, char *err, size_t errlen)
 {
@@ -448,6 +521,16 @@ int ha_guestdef_parse(const char *text, size_t len, const char *fname,
 			snprintf(err, errlen, "%s:0: pids_limit is for containers only", fname);
 			return -EINVAL;
 		}
+	}
+	if (out->failover_max_age_s != HA_FAILOVER_AGE_AUTO &&
+	    out->failover_max_age_s != HA_FAILOVER_AGE_UNLIMITED &&
+	    out->failover_max_age_s < out->snapshot_interval_s) {
+		/* between two periodic snapshots every failover would start cold */
+		snprintf(err, errlen, "%s:%d: failover_snapshot_max_age (%u s) is shorter than "
+			 "snapshot_interval (%u s): make it at least 2 x snapshot_interval, or auto",
+			 fname, key_line(text, len, "ha", "failover_snapshot_max_age"),
+			 out->failover_max_age_s, out->snapshot_interval_s);
+		return -EINVAL;
 	}
 	if (out->gateway[0] && !out->ip[0]) {
 		snprintf(err, errlen, "%s:0: gateway given without ip", fname);

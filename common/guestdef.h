@@ -44,11 +44,30 @@ struct ha_guest_def {
 	enum ha_restart_policy restart;
 	uint32_t snapshot_interval_s; /* 0 = no periodic snapshots */
 	uint32_t snapshot_keep;
+	/* how old a snapshot a failover may restore (docs/failover.md, "How
+	 * far back a failover goes"): HA_FAILOVER_AGE_AUTO, _UNLIMITED or
+	 * seconds; ha_guestdef_failover_max_age_ms() gives the limit */
+	uint32_t failover_max_age_s;
 	char group[HA_GUEST_NAME_MAX + 1];
 	uint32_t stop_timeout_s;
 	uint32_t max_restart;      /* restart policy (common/restart.h) */
 	uint32_t max_relocate;
 };
+
+#define HA_FAILOVER_AGE_AUTO 0u             /* 3 x snapshot_interval */
+#define HA_FAILOVER_AGE_UNLIMITED UINT32_MAX /* any age */
+#define HA_FAILOVER_AGE_MAX_S (30u * 86400)   /* the largest number of seconds */
+#define HA_FAILOVER_AGE_AUTO_FACTOR 3u
+
+/*
+ * The oldest snapshot a failover may restore, in ms: auto is
+ * 3 x snapshot_interval (0 without periodic snapshots: no snapshot may be
+ * used), unlimited is UINT64_MAX (HA_SNAP_AGE_UNLIMITED).
+ */
+uint64_t ha_guestdef_failover_max_age_ms(const struct ha_guest_def *d);
+
+/* "auto (270 s)", "unlimited", "90 s" */
+void ha_guestdef_failover_max_age_str(const struct ha_guest_def *d, char *buf, size_t len);
 
 /*
  * Parses and checks a definition. @fname names the source in errors.

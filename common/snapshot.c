@@ -25,6 +25,24 @@
 #define MANIFEST "MANIFEST"
 #define MANIFEST_MAX (64u * 1024 * 1024)
 
+static const char *const kind_names[HA_SNAP_KIND_MAX] = {
+	[HA_SNAP_KIND_LEGACY] = "legacy",
+	[HA_SNAP_KIND_PERIODIC] = "periodic",
+	[HA_SNAP_KIND_MANUAL] = "manual",
+	[HA_SNAP_KIND_FAILOVER] = "failover-point",
+};
+
+const char *ha_snap_kind_str(enum ha_snap_kind k)
+{
+	return (unsigned)k < HA_SNAP_KIND_MAX ? kind_names[k] : "unknown";
+}
+
+int ha_snap_kind_failover(enum ha_snap_kind k)
+{
+	return k == HA_SNAP_KIND_LEGACY || k == HA_SNAP_KIND_PERIODIC ||
+	       k == HA_SNAP_KIND_FAILOVER;
+}
+
 int ha_snap_guest_dir(const char *shared_dir, const char *guest, char *out, size_t len)
 {
 	int n = snprintf(out, len, "%s/snapshots/%s", shared_dir, guest);
@@ -269,8 +287,8 @@ static int walk_cb(const char *path, const struct stat *st, int flag, struct FTW
 }
 
 int ha_snap_commit(const char *shared_dir, const char *guest, uint64_t gen, const char *tmp,
-		   const char *def_text, size_t def_len, uint64_t time_ms, char *err,
-		   size_t errlen)
+		   const char *def_text, size_t def_len, uint64_t time_ms,
+		   enum ha_snap_kind kind, char *err, size_t errlen)
 {
 	struct walk w = { 0 };
 	char path[PATH_MAX], final[PATH_MAX], hex[65], line[256];
@@ -282,8 +300,12 @@ int ha_snap_commit(const char *shared_dir, const char *guest, uint64_t gen, cons
 		snprintf(err, errlen, "%s: %s", path, strerror(-rc));
 		goto fail;
 	}
+	/* a reader that predates "kind" ignores the line (it reads time_ms,
+	 * file and link lines only) */
 	snprintf(line, sizeof(line), "hactl-snapshot 1\nguest %s\ngeneration %" PRIu64
-		 "\ntime_ms %" PRIu64 "\n", guest, gen, time_ms);
+		 "\ntime_ms %" PRIu64 "%s%s\n", guest, gen, time_ms,
+		 kind != HA_SNAP_KIND_LEGACY ? "\nkind " : "",
+		 kind != HA_SNAP_KIND_LEGACY ? ha_snap_kind_str(kind) : "");
 	if (append(&w, line) < 0) {
 		rc = -ENOMEM;
 		snprintf(err, errlen, "out of memory");
@@ -345,23 +367,27 @@ void ha_snap_abort(const char *tmp)
 
 /* ---- verification ---- */
 
-int ha_snap_verify(const char *shared_dir, const char *guest, uint64_t gen,
-		   uint64_t *time_ms, char *err, size_t errlen)
+/*
+ * Reads @gen's MANIFEST into *buf (caller frees) and checks that it is
+ * whole: its last line "end HASH" hashes everything before it. On success
+ * *end is that last line. Returns 0, -ENOENT or -EBADMSG with @err set.
+ */
+static int manifest_load(const char *shared_dir, const char *guest, uint64_t gen, char *dir,
+			 size_t dirlen, uint8_t **buf, size_t *len, char **end, char *err,
+			 size_t errlen)
 {
-	char dir[PATH_MAX], path[2 * PATH_MAX + 16], hex[65];
-	uint8_t *buf = NULL;
-	size_t len;
-	char *p, *end_line, *line, *save = NULL;
-	uint64_t t = 0;
-	int rc, files = 0;
+	char path[PATH_MAX + 16], hex[65];
+	char *p, *end_line;
+	int rc;
 
-	rc = ha_snap_gen_dir(shared_dir, guest, gen, dir, sizeof(dir));
+	*buf = NULL;
+	rc = ha_snap_gen_dir(shared_dir, guest, gen, dir, dirlen);
 	if (rc < 0) {
 		snprintf(err, errlen, "snapshot path too long");
 		return rc;
 	}
 	snprintf(path, sizeof(path), "%s/%s", dir, MANIFEST);
-	rc = ha_file_read(path, MANIFEST_MAX, &buf, &len);
+	rc = ha_file_read(path, MANIFEST_MAX, buf, len);
 	if (rc == -ENOENT) {
 		struct stat st;
 
@@ -379,22 +405,83 @@ int ha_snap_verify(const char *shared_dir, const char *guest, uint64_t gen,
 		return -EBADMSG;
 	}
 	/* The last line is "end HASH" over everything before it. */
-	p = (char *)buf;
-	end_line = len >= 70 ? p + len - 69 : NULL;
-	if (end_line == NULL || strncmp(end_line, "end ", 4) != 0 || p[len - 1] != '\n' ||
+	p = (char *)*buf;
+	end_line = *len >= 70 ? p + *len - 69 : NULL;
+	if (end_line == NULL || strncmp(end_line, "end ", 4) != 0 || p[*len - 1] != '\n' ||
 	    (end_line != p && end_line[-1] != '\n')) {
 		snprintf(err, errlen, "snapshot '%s' generation %" PRIu64
 			 " is corrupt: MANIFEST is torn", guest, gen);
-		rc = -EBADMSG;
-		goto out;
+		goto bad;
 	}
 	hash_mem(p, (size_t)(end_line - p), hex);
 	if (strncmp(end_line + 4, hex, 64) != 0) {
 		snprintf(err, errlen, "snapshot '%s' generation %" PRIu64
 			 " is corrupt: MANIFEST checksum mismatch", guest, gen);
-		rc = -EBADMSG;
-		goto out;
+		goto bad;
 	}
+	*end = end_line;
+	return 0;
+bad:
+	free(*buf);
+	*buf = NULL;
+	return -EBADMSG;
+}
+
+int ha_snap_info(const char *shared_dir, const char *guest, uint64_t gen,
+		 struct ha_snap_info *info, char *err, size_t errlen)
+{
+	char dir[PATH_MAX], *end, *line, *save = NULL;
+	uint8_t *buf;
+	size_t len;
+	int rc = manifest_load(shared_dir, guest, gen, dir, sizeof(dir), &buf, &len, &end, err,
+			       errlen);
+
+	memset(info, 0, sizeof(*info));
+	if (rc < 0) {
+		return rc;
+	}
+	*end = 0;
+	for (line = strtok_r((char *)buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		if (strncmp(line, "file ", 5) == 0 || strncmp(line, "link ", 5) == 0) {
+			break; /* the header is over */
+		}
+		if (strncmp(line, "time_ms ", 8) == 0 &&
+		    ha_parse_u64(line + 8, 0, UINT64_MAX, &info->time_ms) < 0) {
+			snprintf(err, errlen, "snapshot '%s' generation %" PRIu64
+				 " is corrupt: bad time_ms line", guest, gen);
+			free(buf);
+			return -EBADMSG;
+		}
+		if (strncmp(line, "kind ", 5) == 0) {
+			/* a kind this version does not know: not a failover point */
+			info->kind = HA_SNAP_KIND_MANUAL;
+			for (int k = 1; k < HA_SNAP_KIND_MAX; k++) {
+				if (strcmp(line + 5, kind_names[k]) == 0) {
+					info->kind = (enum ha_snap_kind)k;
+				}
+			}
+		}
+	}
+	free(buf);
+	return 0;
+}
+
+int ha_snap_verify(const char *shared_dir, const char *guest, uint64_t gen,
+		   uint64_t *time_ms, char *err, size_t errlen)
+{
+	char dir[PATH_MAX], path[2 * PATH_MAX + 16], hex[65];
+	uint8_t *buf = NULL;
+	size_t len;
+	char *p, *end_line, *line, *save = NULL;
+	uint64_t t = 0;
+	int rc, files = 0;
+
+	rc = manifest_load(shared_dir, guest, gen, dir, sizeof(dir), &buf, &len, &end_line, err,
+			   errlen);
+	if (rc < 0) {
+		return rc;
+	}
+	p = (char *)buf;
 	*end_line = 0;
 	for (line = strtok_r(p, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
 		char kind[8], want[65], rel[PATH_MAX];

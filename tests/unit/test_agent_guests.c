@@ -12,7 +12,11 @@
  *  - a guest found paused after an agent restart is resumed (owned, no
  *    migration in flight) or stopped;
  *  - with fence method watchdog and no armed watchdog, guests that the
- *    cluster would restart elsewhere are not started.
+ *    cluster would restart elsewhere are not started;
+ *  - a restart on its own (failover, crash, self-fence) restores only a
+ *    failover-point snapshot within failover_snapshot_max_age, else
+ *    starts cold and says why; `hactl snapshot` writes a manual snapshot,
+ *    --failover-point a marked one, the timer a periodic one.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -26,6 +30,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <syslog.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <qb/qbdefs.h>
@@ -276,6 +281,7 @@ static const struct agent_driver_ops rec_ops = {
 static char tmpdir[64];
 static qb_loop_t *loop;
 static uint64_t fake_now;
+static uint64_t fake_wall; /* the wall clock of snapshot ages */
 static struct ha_config cfg;
 /* the last report, for "c1" */
 static char last_state[32], last_note[512], last_error[512], last_phase[32];
@@ -285,6 +291,12 @@ static uint64_t clock_now(void *arg)
 {
 	(void)arg;
 	return fake_now;
+}
+
+static uint64_t wall_now(void *arg)
+{
+	(void)arg;
+	return fake_wall;
 }
 
 static void io_report(void *arg, Hactl__GuestStatus **st, size_t n)
@@ -375,6 +387,8 @@ static void write_file(const char *path, const char *text)
 }
 
 static const char def_ha[] = "[guest]\nname = c1\ntype = container\ncommand = /bin/true\n[storage]\ntemplate = t\n";
+/* periodic snapshots every 60 s: failover_snapshot_max_age auto = 180 s */
+static const char def_snap[] = "[guest]\nname = c1\ntype = container\ncommand = /bin/true\n[storage]\ntemplate = t\n[ha]\nsnapshot_interval = 60\n";
 static const char def_noha[] = "[guest]\nname = c1\ntype = container\ncommand = /bin/true\n[storage]\ntemplate = t\n[ha]\nrestart = none\n";
 
 /* A fresh agent over a fresh state dir; @attached: what a previous agent
@@ -382,7 +396,7 @@ static const char def_noha[] = "[guest]\nname = c1\ntype = container\ncommand = 
 static struct agent_guests *agent_up(enum agent_guest_state attached, const char *method)
 {
 	struct agent_guests_io io = { .report = io_report, .action_done = io_done,
-				      .now_ms = clock_now };
+				      .now_ms = clock_now, .wall_ms = wall_now };
 	char path[PATH_MAX], text[128];
 
 	rlog[0] = 0;
@@ -405,6 +419,7 @@ static struct agent_guests *agent_up(enum agent_guest_state attached, const char
 	write_file(path, def_ha);
 	attach_state = attached;
 	fake_now = 1000000;
+	fake_wall = 1796644863000ull; /* 2026-12-07 12:01:03 UTC */
 	return agent_guests_new(loop, &cfg, &io);
 }
 
@@ -418,6 +433,7 @@ struct view {
 	const char *mig_state; /* NULL: no migration */
 	uint32_t mig_src, mig_dst, dst_port;
 	uint64_t snap_gen;     /* the newest good snapshot the cluster knows */
+	const char *start_mode; /* NULL: cold */
 };
 
 static void reconcile(struct agent_guests *m, const struct view *v)
@@ -446,7 +462,7 @@ static void reconcile(struct agent_guests *m, const struct view *v)
 	rec.has_definition = true;
 	rec.definition.data = (uint8_t *)def;
 	rec.definition.len = strlen(def);
-	rec.start_mode = "cold";
+	rec.start_mode = (char *)(v->start_mode ? v->start_mode : "cold");
 	rec.has_snap_generation = v->snap_gen != 0;
 	rec.snap_generation = v->snap_gen;
 	if (v->mig_state) {
@@ -519,21 +535,30 @@ static void lost_quorum_case(void)
  * crash) and whose restart policy is "snapshot" now goes on from its newest
  * good snapshot.
  */
-static void self_fenced_restart_case(void)
+/* A sealed snapshot of c1 on the shared storage, of @kind at wall time
+ * @time_ms. Returns its generation. */
+static uint64_t write_snap(enum ha_snap_kind kind, uint64_t time_ms)
 {
-	struct agent_guests *m = agent_up(AGENT_GUEST_RUNNING, "agent");
-	struct view majority = { .quorate = true, .owner = LOCAL, .snap_gen = 1 };
 	uint64_t gen = 0;
 	char tmp[PATH_MAX], f[PATH_MAX + 16], err[256];
 
-	/* one sealed snapshot of c1 on the shared storage */
 	CHECK_EQ_INT(ha_snap_begin(cfg.shared_dir, "c1", &gen, tmp, sizeof(tmp)), 0);
 	snprintf(f, sizeof(f), "%s/state", tmp);
 	CHECK_EQ_INT(ha_mkdir_p(f, 0700), 0);
 	snprintf(f, sizeof(f), "%s/state/mem", tmp);
 	write_file(f, "memory of c1");
-	CHECK_EQ_INT(ha_snap_commit(cfg.shared_dir, "c1", gen, tmp, def_ha, strlen(def_ha),
-				    123456, err, sizeof(err)), 0);
+	CHECK_EQ_INT(ha_snap_commit(cfg.shared_dir, "c1", gen, tmp, def_snap, strlen(def_snap),
+				    time_ms, kind, err, sizeof(err)), 0);
+	return gen;
+}
+
+static void self_fenced_restart_case(void)
+{
+	struct agent_guests *m = agent_up(AGENT_GUEST_RUNNING, "agent");
+	struct view majority = { .quorate = true, .owner = LOCAL, .snap_gen = 1, .def = def_snap };
+
+	/* one periodic snapshot of c1, 10 s old (max 180 s) */
+	write_snap(HA_SNAP_KIND_PERIODIC, fake_wall - 10000);
 	reconcile(m, &majority);
 	fake_now += GRACE + 1; /* no answer: self-fence */
 	agent_guests_tick(m);
@@ -548,6 +573,99 @@ static void self_fenced_restart_case(void)
 	}
 	CHECK(logged("restore c1"));
 	CHECK(!logged("start c1"));
+	agent_guests_free(m);
+}
+
+static bool note_set(void)
+{
+	return last_note[0] != 0;
+}
+
+static bool note_cold(void)
+{
+	return strstr(last_note, "cold start") != NULL;
+}
+
+/*
+ * Issue 20: a failover onto this host (a new owner, start mode
+ * snapshot-or-cold) of a guest whose snapshots are (@kind, @age_ms old):
+ * restored when the rule allows it (@want_restore), else a cold start
+ * whose note says why (@want_note, a part of it).
+ */
+static void failover_choice_case(const char *def, enum ha_snap_kind kind, uint64_t age_ms,
+				 bool want_restore, const char *want_note)
+{
+	struct agent_guests *m = agent_up(AGENT_GUEST_STOPPED, "agent");
+	struct view fo = { .quorate = true, .owner = LOCAL, .generation = 2, .snap_gen = 1,
+			   .def = def, .start_mode = "snapshot-or-cold" };
+
+	write_snap(kind, fake_wall - age_ms);
+	reconcile(m, &fo);
+	CHECK(run_until(NULL, note_set));
+	CHECK(want_restore ? logged("restore c1") : !logged("restore c1"));
+	CHECK(want_restore ? !logged("create c1") : logged("start c1"));
+	if (!strstr(last_note, want_note)) {
+		ha_test_failures++;
+		fprintf(stderr, "note\n  got:  %s\n  want: ...%s...\n", last_note, want_note);
+	}
+	ha_test_checks++;
+	agent_guests_free(m);
+}
+
+/* A crash on this host (the agent's own restart): the same rule. */
+static void crash_restart_old_case(void)
+{
+	struct agent_guests *m = agent_up(AGENT_GUEST_RUNNING, "agent");
+	struct view majority = { .quorate = true, .owner = LOCAL, .snap_gen = 1, .def = def_snap };
+
+	write_snap(HA_SNAP_KIND_PERIODIC, fake_wall - 900000); /* 900 s old, max 180 s */
+	reconcile(m, &majority);
+	rlog[0] = 0;
+	pthread_mutex_lock(&rlock);
+	killed = true; /* it ends by itself */
+	pthread_mutex_unlock(&rlock);
+	for (int i = 0; i < 20 && !logged("restore c1") && !logged("start c1"); i++) {
+		fake_now += 2000;
+		reconcile(m, &majority);
+		agent_guests_tick(m);
+		run_until("start c1", NULL);
+	}
+	pthread_mutex_lock(&rlock);
+	killed = false; /* the new copy runs */
+	pthread_mutex_unlock(&rlock);
+	CHECK(logged("start c1"));
+	CHECK(!logged("restore c1"));
+	CHECK(run_until(NULL, note_cold));
+	CHECK(strstr(last_note, "cold start: newest failover snapshot, generation 1 of "
+			"2026-12-07 11:46:03, is 900 s old (max 180 s)") != NULL);
+	agent_guests_free(m);
+}
+
+/* The kinds the agent writes: manual, marked, periodic. */
+static void snapshot_kinds_case(void)
+{
+	struct agent_guests *m = agent_up(AGENT_GUEST_RUNNING, "agent");
+	struct view majority = { .quorate = true, .owner = LOCAL, .def = def_snap };
+	Hactl__AgentAction a = HACTL__AGENT_ACTION__INIT;
+	struct ha_snap_info info;
+	char err[256];
+
+	reconcile(m, &majority);
+	a.kind = "snapshot";
+	a.guest = "c1";
+	agent_guests_action(m, 5, &a);
+	CHECK(run_until("action 5 done 0", NULL));
+	a.has_failover_point = true;
+	a.failover_point = true;
+	agent_guests_action(m, 6, &a);
+	CHECK(run_until("action 6 done 0", NULL));
+	CHECK_EQ_INT(ha_snap_info(cfg.shared_dir, "c1", 1, &info, err, sizeof(err)), 0);
+	CHECK_EQ_INT(info.kind, HA_SNAP_KIND_MANUAL);
+	CHECK_EQ_INT(info.time_ms, fake_wall);
+	CHECK_EQ_INT(ha_snap_info(cfg.shared_dir, "c1", 2, &info, err, sizeof(err)), 0);
+	CHECK_EQ_INT(info.kind, HA_SNAP_KIND_FAILOVER);
+	/* the timer's: periodic (due snapshot_interval after the start,
+	 * on the monotonic clock, which the test does not drive) */
 	agent_guests_free(m);
 }
 
@@ -818,7 +936,7 @@ static void watchdog_refusal_case(void)
 	snprintf(cfg.watchdog_device, sizeof(cfg.watchdog_device), "%s", path);
 	{
 		struct agent_guests_io io = { .report = io_report, .action_done = io_done,
-					      .now_ms = clock_now };
+					      .now_ms = clock_now, .wall_ms = wall_now };
 
 		m = agent_guests_new(loop, &cfg, &io);
 	}
@@ -833,7 +951,7 @@ static void watchdog_refusal_case(void)
 	cfg.watchdog_required = false;
 	{
 		struct agent_guests_io io = { .report = io_report, .action_done = io_done,
-					      .now_ms = clock_now };
+					      .now_ms = clock_now, .wall_ms = wall_now };
 
 		m = agent_guests_new(loop, &cfg, &io);
 	}
@@ -879,6 +997,31 @@ int main(void)
 	fresh_agent_case(true);
 	lost_quorum_case();
 	self_fenced_restart_case();
+	setenv("TZ", "UTC0", 1);
+	tzset();
+	/* periodic, 100 s old, max auto = 180 s: restored */
+	failover_choice_case(def_snap, HA_SNAP_KIND_PERIODIC, 100000, true,
+			     "restored from snapshot generation 1 taken 100000 ms before: "
+			     "snapshot generation 1 of 2026-12-07 11:59:23, 100 s old (max 180 s)");
+	/* the only snapshot older than the maximum: cold, and the note says so */
+	failover_choice_case(def_snap, HA_SNAP_KIND_PERIODIC, 400000, false,
+			     "cold start: newest failover snapshot, generation 1 of "
+			     "2026-12-07 11:54:23, is 400 s old (max 180 s)");
+	/* a fresh manual snapshot is no failover point */
+	failover_choice_case(def_snap, HA_SNAP_KIND_MANUAL, 1000, false,
+			     "cold start: no usable failover snapshot; passed over: generation 1 "
+			     "(manual, not a failover point)");
+	/* unless marked */
+	failover_choice_case(def_snap, HA_SNAP_KIND_FAILOVER, 1000, true,
+			     "snapshot generation 1 of 2026-12-07 12:01:02, 1 s old (max 180 s)");
+	/* one written before kinds were recorded counts as a failover point */
+	failover_choice_case(def_snap, HA_SNAP_KIND_LEGACY, 1000, true, "1 s old (max 180 s)");
+	/* no periodic snapshots, auto: no snapshot may be used */
+	failover_choice_case(def_ha, HA_SNAP_KIND_FAILOVER, 1000, false,
+			     "cold start: no snapshot may be used: failover_snapshot_max_age is auto "
+			     "and snapshot_interval is 0");
+	crash_restart_old_case();
+	snapshot_kinds_case();
 	busy_case();
 	busy_source_case();
 	aborted_source_case(LOCAL);

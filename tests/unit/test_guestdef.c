@@ -150,5 +150,48 @@ int main(void)
 	CHECK(!ha_name_valid("-x"));
 	CHECK(!ha_name_valid("a/b"));
 	CHECK(!ha_name_valid(""));
+
+	/* failover_snapshot_max_age (issue 20) */
+	{
+		char buf[64];
+
+		CHECK_EQ_INT(parse(CT, &d, err), 0);
+		CHECK_EQ_INT(d.failover_max_age_s, HA_FAILOVER_AGE_AUTO);
+		CHECK_EQ_INT(ha_guestdef_failover_max_age_ms(&d), 0); /* no periodic ones */
+		ha_guestdef_failover_max_age_str(&d, buf, sizeof(buf));
+		CHECK(strcmp(buf, "auto (0 s)") == 0);
+		CHECK_EQ_INT(parse(CT "[ha]\nsnapshot_interval = 30\n", &d, err), 0);
+		CHECK_EQ_INT(ha_guestdef_failover_max_age_ms(&d), 90000);
+		ha_guestdef_failover_max_age_str(&d, buf, sizeof(buf));
+		CHECK(strcmp(buf, "auto (90 s)") == 0);
+		CHECK_EQ_INT(parse(CT "[ha]\nsnapshot_interval = 30\nfailover_snapshot_max_age = 45\n",
+				   &d, err), 0);
+		CHECK_EQ_INT(ha_guestdef_failover_max_age_ms(&d), 45000);
+		CHECK_EQ_INT(parse(CT "[ha]\nfailover_snapshot_max_age = unlimited\n", &d, err), 0);
+		CHECK(ha_guestdef_failover_max_age_ms(&d) == UINT64_MAX);
+		ha_guestdef_failover_max_age_str(&d, buf, sizeof(buf));
+		CHECK(strcmp(buf, "unlimited") == 0);
+		CHECK_EQ_INT(parse(CT "[ha]\nfailover_snapshot_max_age = auto\n", &d, err), 0);
+		CHECK_EQ_INT(parse(CT "[ha]\nfailover_snapshot_max_age = 2592000\n", &d, err), 0);
+		CHECK_EQ_INT(ha_guestdef_failover_max_age_ms(&d), 2592000000ull);
+		expect_error(CT "[ha]\nfailover_snapshot_max_age = 0\n",
+			     "g.conf:8: failover_snapshot_max_age: '0' is not seconds in 1..2592000, "
+			     "auto or unlimited (for no snapshot at all: restart = cold)");
+		expect_error(CT "[ha]\nfailover_snapshot_max_age = 2592001\n",
+			     "g.conf:8: failover_snapshot_max_age: '2592001' is not seconds in "
+			     "1..2592000, auto or unlimited");
+		expect_error(CT "[ha]\nfailover_snapshot_max_age = 5m\n",
+			     "g.conf:8: failover_snapshot_max_age: '5m' is not seconds in 1..2592000, "
+			     "auto or unlimited");
+		expect_error(CT "[ha]\nfailover_snapshot_max_age = none\n",
+			     "g.conf:8: failover_snapshot_max_age: 'none' is not seconds in "
+			     "1..2592000, auto or unlimited");
+		/* shorter than the interval: cold between two snapshots */
+		expect_error(CT "[ha]\nsnapshot_interval = 60\n# the limit\n"
+			     "failover_snapshot_max_age = 30\n",
+			     "g.conf:10: failover_snapshot_max_age (30 s) is shorter than "
+			     "snapshot_interval (60 s): make it at least 2 x snapshot_interval, or "
+			     "auto");
+	}
 	return ha_test_done("test_guestdef");
 }

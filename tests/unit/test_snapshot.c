@@ -16,7 +16,7 @@
 
 static char root[] = "/tmp/ha-test-snap-XXXXXX";
 
-static uint64_t write_gen(const char *payload)
+static uint64_t write_gen_kind(const char *payload, enum ha_snap_kind kind)
 {
 	char tmp[4096], path[4200], err[512];
 	uint64_t gen = 0;
@@ -28,9 +28,14 @@ static uint64_t write_gen(const char *payload)
 	CHECK_EQ_INT(ha_file_write_atomic(path, payload, strlen(payload)), 0);
 	snprintf(path, sizeof(path), "%s/state/link", tmp);
 	CHECK_EQ_INT(symlink("pages.img", path), 0);
-	CHECK_EQ_INT(ha_snap_commit(root, "g1", gen, tmp, "[guest]\n", 8, 1000 + gen, err,
+	CHECK_EQ_INT(ha_snap_commit(root, "g1", gen, tmp, "[guest]\n", 8, 1000 + gen, kind, err,
 				    sizeof(err)), 0);
 	return gen;
+}
+
+static uint64_t write_gen(const char *payload)
+{
+	return write_gen_kind(payload, HA_SNAP_KIND_PERIODIC);
 }
 
 static void flip(uint64_t gen, const char *rel, long off)
@@ -73,6 +78,43 @@ int main(void)
 	CHECK_EQ_INT(ha_snap_read_definition(root, "g1", g2, &def, &len), 0);
 	CHECK(len == 8 && memcmp(def, "[guest]\n", 8) == 0);
 	free(def);
+
+	/* the MANIFEST's header: time and kind, the files unread */
+	{
+		struct ha_snap_info info;
+		uint64_t gm, gf, gl;
+
+		CHECK_EQ_INT(ha_snap_info(root, "g1", g2, &info, err, sizeof(err)), 0);
+		CHECK_EQ_INT(info.time_ms, 1002);
+		CHECK_EQ_INT(info.kind, HA_SNAP_KIND_PERIODIC);
+		gm = write_gen_kind("manual", HA_SNAP_KIND_MANUAL);
+		gf = write_gen_kind("marked", HA_SNAP_KIND_FAILOVER);
+		gl = write_gen_kind("old", HA_SNAP_KIND_LEGACY);
+		CHECK_EQ_INT(ha_snap_info(root, "g1", gm, &info, err, sizeof(err)), 0);
+		CHECK_EQ_INT(info.kind, HA_SNAP_KIND_MANUAL);
+		CHECK(!ha_snap_kind_failover(info.kind));
+		CHECK_EQ_INT(ha_snap_info(root, "g1", gf, &info, err, sizeof(err)), 0);
+		CHECK_EQ_INT(info.kind, HA_SNAP_KIND_FAILOVER);
+		CHECK(ha_snap_kind_failover(info.kind));
+		/* written as before kinds: no kind line at all */
+		CHECK_EQ_INT(ha_snap_info(root, "g1", gl, &info, err, sizeof(err)), 0);
+		CHECK_EQ_INT(info.kind, HA_SNAP_KIND_LEGACY);
+		CHECK(ha_snap_kind_failover(info.kind));
+		CHECK_EQ_INT(ha_snap_verify(root, "g1", gl, &t, err, sizeof(err)), 0);
+		ha_snap_gen_dir(root, "g1", gl, dir, sizeof(dir));
+		snprintf(path, sizeof(path), "%s/MANIFEST", dir);
+		CHECK(ha_file_read(path, 65536, (uint8_t **)&def, &len) == 0);
+		CHECK(strstr(def, "\nkind ") == NULL);
+		free(def);
+		/* a torn MANIFEST: no info */
+		flip(gf, "MANIFEST", -10);
+		CHECK_EQ_INT(ha_snap_info(root, "g1", gf, &info, err, sizeof(err)), -EBADMSG);
+		CHECK_EQ_INT(ha_snap_info(root, "g1", 99, &info, err, sizeof(err)), -ENOENT);
+		for (uint64_t g = gm; g <= gl; g++) {
+			ha_snap_gen_dir(root, "g1", g, dir, sizeof(dir));
+			CHECK_EQ_INT(ha_rm_rf(dir), 0);
+		}
+	}
 
 	/* one flipped byte in a memory file */
 	flip(g3, "state/pages.img", 1);
