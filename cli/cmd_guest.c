@@ -15,6 +15,7 @@
 #include "config.h"
 #include "fencing.h"
 #include "guestdef.h"
+#include "snapchoice.h"
 #include "snapshot.h"
 #include "util.h"
 
@@ -28,6 +29,7 @@ struct gopts {
 	uint64_t generation;
 	bool no_wait;
 	bool purge;
+	bool failover_point;
 	uint32_t timeout_s;
 };
 
@@ -53,6 +55,8 @@ static int parse_opts(int argc, char **argv, struct gopts *o, const char *allowe
 			o->no_wait = true;
 		} else if (strcmp(a, "--purge") == 0) {
 			o->purge = true;
+		} else if (strcmp(a, "--failover-point") == 0) {
+			o->failover_point = true;
 		} else if (i + 1 >= argc) {
 			return cli_usage_error("option '%s' needs a value", a);
 		} else if (strcmp(a, "--node") == 0) {
@@ -156,6 +160,14 @@ json_object *cli_guest_json(const Hactl__StatusReply *s, const Hactl__GuestRecor
 		json_object_object_add(o, "restart", json_object_new_string(ha_restart_policy_str(def.restart)));
 		json_object_object_add(o, "priority", json_object_new_int64(def.priority));
 		json_object_object_add(o, "snapshot_interval", json_object_new_int64(def.snapshot_interval_s));
+		{
+			uint64_t max = ha_guestdef_failover_max_age_ms(&def);
+
+			/* seconds; null = unlimited */
+			json_object_object_add(o, "failover_snapshot_max_age",
+					       max == HA_SNAP_AGE_UNLIMITED ? NULL :
+					       json_object_new_int64((int64_t)(max / 1000)));
+		}
 		json_object_object_add(o, "max_restart", json_object_new_int64(def.max_restart));
 		json_object_object_add(o, "max_relocate", json_object_new_int64(def.max_relocate));
 	}
@@ -651,12 +663,80 @@ int cli_cmd_destroy(struct cli *cli, int argc, char **argv)
 	return EX_OK;
 }
 
+/*
+ * What a failover of @name would do now (docs/failover.md, "How far back a
+ * failover goes"): the same decision as the agent that would start it,
+ * from the MANIFESTs on the shared storage (the files of the chosen
+ * snapshot are checked only by that start). @line gets one line for
+ * humans; returns the JSON object.
+ */
+static json_object *failover_now(const char *name, const struct ha_guest_def *def,
+				 char *line, size_t len)
+{
+	json_object *o = json_object_new_object();
+	struct ha_snap_choice ch;
+	struct ha_config cfg;
+	const char *path = getenv("HACTL_CONFIG");
+	char err[512], max[64];
+	uint64_t max_ms;
+	int rc;
+
+	if (def == NULL) {
+		snprintf(line, len, "unknown: the definition does not parse");
+		json_object_object_add(o, "action", json_object_new_string("unknown"));
+		json_object_object_add(o, "reason", json_object_new_string(line));
+		return o;
+	}
+	max_ms = ha_guestdef_failover_max_age_ms(def);
+	ha_guestdef_failover_max_age_str(def, max, sizeof(max));
+	json_object_object_add(o, "max_age_s", max_ms == HA_SNAP_AGE_UNLIMITED ? NULL :
+			       json_object_new_int64((int64_t)(max_ms / 1000)));
+	json_object_object_add(o, "max_age", json_object_new_string(max));
+	if (def->restart != HA_RESTART_SNAPSHOT) {
+		bool none = def->restart == HA_RESTART_NONE;
+
+		snprintf(line, len, "%s (restart = %s)", none ? "stays stopped" : "cold start",
+			 ha_restart_policy_str(def->restart));
+		json_object_object_add(o, "action", json_object_new_string(none ? "none" : "cold"));
+		json_object_object_add(o, "generation", NULL);
+		json_object_object_add(o, "reason", json_object_new_string(line));
+		return o;
+	}
+	if (ha_config_load(path ? path : HA_CONFIG_DEFAULT_PATH, path == NULL, &cfg, err,
+			   sizeof(err)) < 0) {
+		snprintf(line, len, "unknown: %s", err);
+		json_object_object_add(o, "action", json_object_new_string("unknown"));
+		json_object_object_add(o, "reason", json_object_new_string(line));
+		return o;
+	}
+	rc = ha_snap_choose_stored(cfg.shared_dir, name, ha_wall_ms(),
+				   max_ms, false, &ch);
+	if (rc < 0) {
+		snprintf(line, len, "unknown: %s", ch.why);
+		json_object_object_add(o, "action", json_object_new_string("unknown"));
+	} else if (ch.gen) {
+		snprintf(line, len, "restore %s", ch.why);
+		json_object_object_add(o, "action", json_object_new_string("snapshot"));
+		json_object_object_add(o, "generation", json_object_new_int64((int64_t)ch.gen));
+		json_object_object_add(o, "time_ms", json_object_new_int64((int64_t)ch.time_ms));
+		json_object_object_add(o, "age_s", json_object_new_int64((int64_t)(ch.age_ms / 1000)));
+	} else {
+		snprintf(line, len, "cold start: %s", ch.why);
+		json_object_object_add(o, "action", json_object_new_string("cold"));
+		json_object_object_add(o, "generation", NULL);
+	}
+	json_object_object_add(o, "reason", json_object_new_string(ch.why));
+	return o;
+}
+
 int cli_cmd_show(struct cli *cli, int argc, char **argv)
 {
 	Hactl__StatusReply *s = NULL;
 	const Hactl__GuestRecord *g;
 	struct ha_guest_def def;
-	char err[256];
+	char err[256], fo_line[1024];
+	json_object *fo;
+	bool have_def;
 	int ex;
 
 	if (argc != 2) {
@@ -672,24 +752,34 @@ int cli_cmd_show(struct cli *cli, int argc, char **argv)
 		ha_env_msg_free(&s->base);
 		return EX_UNKNOWN;
 	}
+	have_def = ha_guestdef_parse((const char *)g->definition.data, g->definition.len, g->name,
+				     &def, err, sizeof(err)) == 0;
+	fo = failover_now(g->name, have_def ? &def : NULL, fo_line, sizeof(fo_line));
 	if (cli->json) {
-		cli_json_print(cli_guest_json(s, g));
+		json_object *j = cli_guest_json(s, g);
+
+		json_object_object_add(j, "failover", fo);
+		cli_json_print(j);
 		ha_env_msg_free(&s->base);
 		return EX_OK;
 	}
+	json_object_put(fo);
 	printf("name:       %s (%s)\n", g->name, g->type);
 	printf("state:      %s (desired %s)\n", cli_guest_state(s, g),
 	       g->desired ? g->desired : "stopped");
 	printf("node:       %s, generation %" PRIu64 "\n", g->owner ? cli_node_name(s, g->owner) : "-",
 	       g->generation);
-	if (ha_guestdef_parse((const char *)g->definition.data, g->definition.len, g->name, &def,
-			      err, sizeof(err)) == 0) {
+	if (have_def) {
+		char max[64];
+
+		ha_guestdef_failover_max_age_str(&def, max, sizeof(max));
 		printf("ip:         %s\n", def.ip[0] ? def.ip : "-");
 		printf("limits:     memory %" PRIu64 " MiB, cpus %u, cpu weight %u, cpu limit %u%%, pids %u\n",
 		       def.mem_kib / 1024, def.cpus, def.cpu_weight, def.cpu_limit_pct, def.pids_max);
-		printf("ha:         restart %s, priority %u, snapshot every %u s, keep %u\n",
+		printf("ha:         restart %s, priority %u, snapshot every %u s, keep %u, "
+		       "failover snapshot max age %s\n",
 		       ha_restart_policy_str(def.restart), def.priority, def.snapshot_interval_s,
-		       def.snapshot_keep);
+		       def.snapshot_keep, max);
 		printf("failures:   %u restarts here (max_restart %u), %u relocations "
 		       "(max_relocate %u)%s\n", g->restarts, def.max_restart, g->relocations,
 		       def.max_relocate, g->restart_error ? "; state error until hactl start" : "");
@@ -705,6 +795,7 @@ int cli_cmd_show(struct cli *cli, int argc, char **argv)
 		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", localtime(&t));
 		printf("snapshot:   generation %" PRIu64 " at %s\n", g->snap_generation, when);
 	}
+	printf("failover:   %s\n", fo_line);
 	if (g->note && g->note[0]) {
 		printf("note:       %s\n", g->note);
 	}
@@ -715,34 +806,88 @@ int cli_cmd_show(struct cli *cli, int argc, char **argv)
 	return EX_OK;
 }
 
+/* After `hactl snapshot --failover-point`: how long the snapshot stays one
+ * that a failover restores, by the guest's definition. */
+static void failover_point_note(struct cli *cli, const char *name, char *buf, size_t len)
+{
+	Hactl__StatusReply *s = NULL;
+	const Hactl__GuestRecord *g;
+	struct ha_guest_def def;
+	char err[256];
+	uint64_t max;
+
+	buf[0] = 0;
+	if (cli_get_status(cli, NULL, &s) != EX_OK) {
+		return;
+	}
+	g = cli_find_guest(s, name);
+	if (g && ha_guestdef_parse((const char *)g->definition.data, g->definition.len, g->name,
+				   &def, err, sizeof(err)) == 0) {
+		max = ha_guestdef_failover_max_age_ms(&def);
+		if (def.restart != HA_RESTART_SNAPSHOT) {
+			snprintf(buf, len, "no failover restores it: restart = %s",
+				 ha_restart_policy_str(def.restart));
+		} else if (max == 0) {
+			snprintf(buf, len, "no failover restores it: failover_snapshot_max_age is "
+				 "auto and snapshot_interval is 0; set failover_snapshot_max_age");
+		} else if (max == HA_SNAP_AGE_UNLIMITED) {
+			snprintf(buf, len, "a failover restores it, at any age, until a newer "
+				 "failover point exists");
+		} else {
+			snprintf(buf, len, "a failover restores it for %" PRIu64 " s "
+				 "(failover_snapshot_max_age), until a newer failover point exists",
+				 max / 1000);
+		}
+	}
+	ha_env_msg_free(&s->base);
+}
+
 int cli_cmd_snapshot(struct cli *cli, int argc, char **argv)
 {
 	Hactl__ActionRequest req = HACTL__ACTION_REQUEST__INIT;
 	Hactl__AgentAction a = HACTL__AGENT_ACTION__INIT;
 	ProtobufCMessage *reply = NULL;
 	uint64_t t0 = ha_mono_ms();
-	int ex;
+	struct gopts o;
+	char note[256] = "";
+	int ex = parse_opts(argc, argv, &o, "--failover-point");
 
-	if (argc != 2) {
-		return cli_usage_error("usage: hactl snapshot NAME%s", "");
+	if (ex != EX_OK) {
+		return ex;
 	}
 	a.kind = "snapshot";
-	a.guest = argv[1];
+	a.guest = (char *)o.name;
+	a.has_failover_point = o.failover_point;
+	a.failover_point = o.failover_point;
 	req.action = &a;
 	ex = cli_call(cli, HA_MSG_ACTION_REQUEST, &req.base, HA_MSG_RESULT, &reply);
 	if (ex == EX_OK) {
 		Hactl__Result *r = (Hactl__Result *)reply;
+		uint64_t ms = ha_mono_ms() - t0;
 
+		if (o.failover_point) {
+			failover_point_note(cli, o.name, note, sizeof(note));
+		}
 		if (cli->json) {
-			json_object *o = json_object_new_object();
+			json_object *j = json_object_new_object();
 
-			json_object_object_add(o, "name", json_object_new_string(argv[1]));
-			json_object_object_add(o, "generation", json_object_new_int64((int64_t)r->value));
-			json_object_object_add(o, "ms", json_object_new_int64((int64_t)(ha_mono_ms() - t0)));
-			cli_json_print(o);
+			json_object_object_add(j, "name", json_object_new_string(o.name));
+			json_object_object_add(j, "generation", json_object_new_int64((int64_t)r->value));
+			json_object_object_add(j, "kind", json_object_new_string(
+				ha_snap_kind_str(o.failover_point ? HA_SNAP_KIND_FAILOVER :
+						 HA_SNAP_KIND_MANUAL)));
+			json_object_object_add(j, "ms", json_object_new_int64((int64_t)ms));
+			if (note[0]) {
+				json_object_object_add(j, "note", json_object_new_string(note));
+			}
+			cli_json_print(j);
 		} else {
-			printf("%s: snapshot generation %" PRIu64 " written (%" PRIu64 " ms)\n",
-			       argv[1], r->value, ha_mono_ms() - t0);
+			printf("%s: snapshot generation %" PRIu64 " written (%" PRIu64 " ms), %s\n",
+			       o.name, r->value, ms, o.failover_point ?
+			       "a failover point" : "manual: not a failover point");
+			if (note[0]) {
+				printf("%s: %s\n", o.name, note);
+			}
 		}
 	}
 	ha_env_msg_free(reply);

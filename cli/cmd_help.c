@@ -103,17 +103,28 @@ static const struct help_cmd cmds[] = {
 	  "Removes the definition of a stopped guest.",
 	  { { "--purge", "delete its snapshots from the shared storage too" }, { NULL, NULL } },
 	  "hactl destroy web1 --purge" },
-	{ "show", "guests", "show NAME", "state, node, usage, limits, snapshots",
+	{ "show", "guests", "show NAME", "state, node, usage, limits, snapshots, failover",
 	  "Shows one guest: state, node, generation, usage against its limits, its "
-	  "snapshots and a running migration.",
+	  "snapshots, a running migration, and what a failover would do now: restore "
+	  "which snapshot (its time and age against failover_snapshot_max_age) or start "
+	  "cold, and why (JSON: .failover).",
 	  { { NULL, NULL } }, "hactl show web1 --json" },
-	{ "snapshot", "guests", "snapshot NAME", "snapshot memory and storage now",
+	{ "snapshot", "guests", "snapshot NAME [--failover-point]",
+	  "snapshot memory and storage now",
 	  "Writes a snapshot of the running guest (memory and writable storage of one "
-	  "instant) to the shared storage.",
-	  { { NULL, NULL } }, "hactl snapshot db1" },
+	  "instant) to the shared storage. A manual snapshot is NOT a failover point: "
+	  "a failover or a restart after a crash never rolls the guest back to it (only "
+	  "'hactl restore' does), unless --failover-point marks it; even then only while "
+	  "it is at most failover_snapshot_max_age old (docs/failover.md).",
+	  { { "--failover-point", "a failover may restore this snapshot (within "
+	      "failover_snapshot_max_age)" },
+	    { NULL, NULL } },
+	  "hactl snapshot db1 --failover-point" },
 	{ "restore", "guests", "restore NAME [--node N] [--generation G]",
 	  "start from a snapshot (newest good by default)",
-	  "Starts a stopped guest from one of its snapshots.",
+	  "Starts a stopped guest from one of its snapshots: the newest good one of any "
+	  "kind and age (manual ones included; failover_snapshot_max_age does not apply "
+	  "to an operator's restore).",
 	  { { "--node N", "restore it on node N" },
 	    { "--generation G", "that snapshot generation instead of the newest good one" },
 	    WAIT_OPTS,

@@ -1069,7 +1069,17 @@ static void dispatch(struct coord *c, uint32_t sender, enum ha_msg_type type,
 			const Hactl__GuestRecord *g = coord_state_guest(&c->state,
 									gs->guests[i]->name);
 			bool had_port = g && g->migration && g->migration->has_dst_port;
+			const char *note = gs->guests[i]->note;
 
+			if (g && g->owner == sender && note && note[0] &&
+			    (g->note == NULL || strcmp(g->note, note) != 0)) {
+				/* what the owner's agent did and why: how it
+				 * started the guest (which snapshot, or cold and
+				 * why), a restart, a migration's end */
+				struct coord_node *nd = coord_state_node(&c->state, sender);
+
+				coord_event(c, "%s on %s: %s", g->name, nd ? nd->name : "?", note);
+			}
 			coord_guest_status_apply(&c->state, sender, gs->guests[i], coord_wall_ms(c));
 			if (!had_port && g && g->migration && g->migration->has_dst_port &&
 			    sender != c->local_id) {

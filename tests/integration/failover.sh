@@ -13,9 +13,13 @@ need_criu
 start_cluster --nodes 3 --token 1000
 check "quorate" wait_for 20 agree agree_view node1 node2 node3
 
-write_def "$LC_SHARED/c1.conf" c1 container 10.213.1.41 "[ha]" "priority = 10"
-write_def "$LC_SHARED/c2.conf" c2 container 10.213.1.42 "[ha]" "priority = 5"
-GUEST_MEM=128M write_def "$LC_SHARED/d1.conf" d1 domain 10.213.1.43 "[ha]" "priority = 1"
+# failover points written by hand (no periodic snapshots): a failover
+# restores them while they are at most 600 s old (failover_snapshot_age.sh
+# tests the limit)
+fo=("failover_snapshot_max_age = 600")
+write_def "$LC_SHARED/c1.conf" c1 container 10.213.1.41 "[ha]" "priority = 10" "${fo[@]}"
+write_def "$LC_SHARED/c2.conf" c2 container 10.213.1.42 "[ha]" "priority = 5" "${fo[@]}"
+GUEST_MEM=128M write_def "$LC_SHARED/d1.conf" d1 domain 10.213.1.43 "[ha]" "priority = 1" "${fo[@]}"
 for g in c1 c2 d1; do
 	check "create $g" on node1 hactl create /srv/hactl/$g.conf
 	check "start $g on node2" on node1 hactl start $g --node node2
@@ -34,10 +38,10 @@ b_c1=$(workload_json node1 10.213.1.41 | boot_of)
 s_c2=$(workload_json node1 10.213.1.42 | counter_of)
 s_d1=$(workload_json node1 10.213.1.43 | counter_of)
 b_d1=$(workload_json node1 10.213.1.43 | boot_of)
-check "snapshot c1" on node1 hactl snapshot c1
-check "snapshot c2 (1)" on node1 hactl snapshot c2
-check "snapshot d1" on node1 hactl snapshot d1
-check "snapshot c2 (2)" on node1 hactl snapshot c2
+check "snapshot c1" on node1 hactl snapshot c1 --failover-point
+check "snapshot c2 (1)" on node1 hactl snapshot c2 --failover-point
+check "snapshot d1" on node1 hactl snapshot d1 --failover-point
+check "snapshot c2 (2)" on node1 hactl snapshot c2 --failover-point
 gen_c2=$(guest_field node1 c2 snapshot.generation)
 victim=$(find "$LC_SHARED/snapshots/c2/$(printf 'gen-%06d' "$gen_c2")/state" -type f -size +1k | head -1)
 python3 - "$victim" <<'PY'
@@ -79,7 +83,7 @@ if [ "$owner" != "$leader" ]; then
 	check "move c1 to the leader for this part" bash -c "$LC exec node3 -- hactl stop c1 >/dev/null && $LC exec node3 -- hactl restore c1 --node $leader >/dev/null"
 	check "c1 answers on $leader" wait_for 60 answer workload_json node3 10.213.1.41
 fi
-check "snapshot c1 on the leader's host" on node3 hactl snapshot c1
+check "snapshot c1 on the leader's host" on node3 hactl snapshot c1 --failover-point
 lc kill "$leader"
 survivor=node3
 [ "$leader" = node3 ] && survivor=node2

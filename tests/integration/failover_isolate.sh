@@ -14,12 +14,12 @@ need_criu
 export HACTL_LC_FENCE=watchdog HACTL_LC_SELF_FENCE_MS=5000
 start_cluster --nodes 3 --token 1000
 check "quorate" wait_for 20 agree agree_view node1 node2 node3
-write_def "$LC_SHARED/c1.conf" c1 container 10.213.1.51
+write_def "$LC_SHARED/c1.conf" c1 container 10.213.1.51 "[ha]" "failover_snapshot_max_age = 600"
 check "create" on node1 hactl create /srv/hactl/c1.conf
 check "start on node3" on node1 hactl start c1 --node node3
 check "answers" wait_for 30 answer workload_json node1 10.213.1.51
 s=$(workload_json node1 10.213.1.51 | counter_of) # before: the snapshot holds more
-check "snapshot" on node1 hactl snapshot c1
+check "snapshot" on node1 hactl snapshot c1 --failover-point
 
 audit_start c1
 t0=$(now_ms)
