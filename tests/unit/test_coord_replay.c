@@ -922,6 +922,69 @@ static void test_idle_host_not_fenced(void)
 	all_stop();
 }
 
+/* The status node @id's agent sends for guest @name with @note. */
+static void guest_status(uint32_t id, const char *name, const char *note)
+{
+	Hactl__CpgGuestStatus cs = HACTL__CPG_GUEST_STATUS__INIT;
+	Hactl__GuestStatus gs = HACTL__GUEST_STATUS__INIT, *list[1] = { &gs };
+
+	gs.name = (char *)name;
+	gs.state = "running";
+	gs.note = (char *)note;
+	gs.has_generation = true;
+	gs.generation = coord_state_guest(&co[id].state, name)->generation;
+	cs.node = id;
+	cs.guests = list;
+	cs.n_guests = 1;
+	CHECK_EQ_INT(coord_cpg_send(&co[id], HA_MSG_CPG_GUEST_STATUS, &cs.base), 0);
+	bus_run();
+}
+
+static size_t count_events(uint32_t on, const char *text)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < co[on].n_events; i++) {
+		if (strstr(co[on].events[(co[on].events_head + i) % COORD_EVENTS_MAX], text)) {
+			n++;
+		}
+	}
+	return n;
+}
+
+/*
+ * Issue 20: how the owner's agent started a guest (which snapshot, or cold
+ * and why) is an event on every node, once per new note; a node that does
+ * not own the guest makes none.
+ */
+static void test_start_note_event(void)
+{
+	static const char cold[] = "cold start: newest failover snapshot, generation 3 of "
+				   "2026-12-07 11:46:03, is 900 s old (max 180 s)";
+
+	fence_conf[0] = 0;
+	set_clock(1000);
+	for (uint32_t id = 1; id <= 5; id++) {
+		node_start(id);
+	}
+	GROUP(1, 2, 3, 4, 5);
+	bus_run();
+	for (uint32_t id = 1; id <= 5; id++) {
+		agent_report(id);
+	}
+	CHECK(guest_start(1, "g5", "n2"));
+	guest_status(2, "g5", cold);
+	for (uint32_t id = 1; id <= 5; id++) {
+		CHECK(has_event(id, "g5 on n2: cold start: newest failover snapshot, generation 3 "
+				"of 2026-12-07 11:46:03, is 900 s old (max 180 s)"));
+	}
+	guest_status(2, "g5", cold); /* the same note again: no new event */
+	CHECK_EQ_INT(count_events(1, "g5 on n2:"), 1);
+	guest_status(3, "g5", "restored from snapshot generation 1"); /* not the owner */
+	CHECK(!has_event(1, "g5 on n3"));
+	all_stop();
+}
+
 int main(void)
 {
 	if (getenv("HA_TEST_LOG")) { /* the coordinators' log on stderr */
@@ -942,6 +1005,7 @@ int main(void)
 	test_quorum_loss_not_current();
 	test_blip_majority_goes_on();
 	test_idle_host_not_fenced();
+	test_start_note_event();
 	{
 		char cmd[PATH_MAX + 16];
 
