@@ -1446,11 +1446,14 @@ static void reconcile_one(struct agent_guests *m, struct ag_guest *g, bool quora
 				return;
 			}
 			g->refused = false;
-			if (g->resume_snapshot && !g->start_snapshot &&
-			    g->def.restart == HA_RESTART_SNAPSHOT && g->snap_generation > 0) {
-				/* newest good snapshot, cold when none is usable */
+			if (g->resume_snapshot && g->def.restart == HA_RESTART_SNAPSHOT) {
+				/* the failover rule's snapshot, cold when none
+				 * qualifies (common/snapchoice.h) -- also after an
+				 * operator's restore of an older generation, which
+				 * is not restored again */
 				qb_log(LOG_NOTICE, "%s ended without being asked to: restarting it "
-				       "from its newest good snapshot", g->name);
+				       "from its newest failover snapshot (cold when none "
+				       "qualifies)", g->name);
 				op_start_ex(g, OP_START_SNAPSHOT, 0, 0, true);
 			} else {
 				op_start_ex(g, g->start_snapshot ? OP_START_SNAPSHOT : OP_START_COLD,

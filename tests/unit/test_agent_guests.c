@@ -434,6 +434,7 @@ struct view {
 	uint32_t mig_src, mig_dst, dst_port;
 	uint64_t snap_gen;     /* the newest good snapshot the cluster knows */
 	const char *start_mode; /* NULL: cold */
+	uint64_t start_gen;     /* the generation a start restores, 0 = the rule's */
 };
 
 static void reconcile(struct agent_guests *m, const struct view *v)
@@ -463,6 +464,8 @@ static void reconcile(struct agent_guests *m, const struct view *v)
 	rec.definition.data = (uint8_t *)def;
 	rec.definition.len = strlen(def);
 	rec.start_mode = (char *)(v->start_mode ? v->start_mode : "cold");
+	rec.has_start_snapshot = v->start_gen != 0;
+	rec.start_snapshot = v->start_gen;
 	rec.has_snap_generation = v->snap_gen != 0;
 	rec.snap_generation = v->snap_gen;
 	if (v->mig_state) {
@@ -638,6 +641,45 @@ static void crash_restart_old_case(void)
 	CHECK(run_until(NULL, note_cold));
 	CHECK(strstr(last_note, "cold start: newest failover snapshot, generation 1 of "
 			"2026-12-07 11:46:03, is 900 s old (max 180 s)") != NULL);
+	agent_guests_free(m);
+}
+
+/*
+ * An operator restored an old manual snapshot (any age: the operator's
+ * choice); the guest then crashed. Its restart is one on its own: the
+ * failover rule, so a cold start here -- it did restore that generation
+ * again, a rollback past everything since.
+ */
+static void crash_after_restore_case(void)
+{
+	struct agent_guests *m = agent_up(AGENT_GUEST_STOPPED, "agent");
+	struct view restored = { .quorate = true, .owner = LOCAL, .generation = 2,
+				 .snap_gen = 1, .def = def_snap, .start_mode = "snapshot",
+				 .start_gen = 1 };
+
+	write_snap(HA_SNAP_KIND_MANUAL, fake_wall - 900000);
+	reconcile(m, &restored);
+	CHECK(run_until("restore c1", NULL));
+	CHECK(run_until(NULL, note_set));
+	CHECK(strstr(last_note, "restored from snapshot generation 1") != NULL);
+	rlog[0] = 0;
+	pthread_mutex_lock(&rlock);
+	killed = true; /* it ends by itself */
+	pthread_mutex_unlock(&rlock);
+	for (int i = 0; i < 20 && !logged("restore c1") && !logged("start c1"); i++) {
+		fake_now += 2000;
+		reconcile(m, &restored);
+		agent_guests_tick(m);
+		run_until("start c1", NULL);
+	}
+	pthread_mutex_lock(&rlock);
+	killed = false;
+	pthread_mutex_unlock(&rlock);
+	CHECK(logged("start c1"));
+	CHECK(!logged("restore c1"));
+	CHECK(run_until(NULL, note_cold));
+	CHECK(strstr(last_note, "cold start: no usable failover snapshot; passed over: "
+			"generation 1 (manual, not a failover point)") != NULL);
 	agent_guests_free(m);
 }
 
@@ -1021,6 +1063,7 @@ int main(void)
 			     "cold start: no snapshot may be used: failover_snapshot_max_age is auto "
 			     "and snapshot_interval is 0");
 	crash_restart_old_case();
+	crash_after_restore_case();
 	snapshot_kinds_case();
 	busy_case();
 	busy_source_case();
