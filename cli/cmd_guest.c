@@ -456,6 +456,14 @@ int cli_cmd_check(struct cli *cli, int argc, char **argv)
 			if (ex == EX_OK) {
 				free(text);
 				check_ok(cli, argv[i], def.type, def.name);
+				if (!cli->json && def.restart == HA_RESTART_SNAPSHOT &&
+				    ha_guestdef_failover_max_age_ms(&def) == 0) {
+					/* legal, and the default: said, as it surprises */
+					printf("%s: note: a failover of %s never restores a snapshot "
+					       "(snapshot_interval = 0 and failover_snapshot_max_age "
+					       "= auto): it starts cold (docs/failover.md)\n",
+					       argv[i], def.name);
+				}
 			}
 		} else if (strcmp(kind, "config") == 0) {
 			ex = check_config(cli, argv[i]);
