@@ -1379,6 +1379,12 @@ static int ctr_restore(struct agent_driver *d, const struct agent_guest_spec *sp
 	if (rc == 0) {
 		rc = pidfile_write(g, err);
 	}
+	if (rc == 0 && g->spec.ip) {
+		/* Restored on another host than the snapshot's (a failover):
+		 * the bridges still send the guest's frames to the old port
+		 * until it says where it is. Best effort, as after a migration. */
+		ctr_net_announce(g->pid, g->spec.ip, e2);
+	}
 	if (rc < 0) {
 		if (g->pid > 0) {
 			kill(g->pid, SIGKILL);

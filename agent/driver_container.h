@@ -141,6 +141,13 @@ int ctr_net_attach_host(const char *veth, const char *bridge, uint32_t timeout_m
 			char *err);
 /* Deletes the host side @veth (and so its peer); missing is fine. */
 int ctr_net_teardown(const char *veth, uint32_t timeout_ms, char *err);
+/*
+ * A gratuitous ARP from eth0 of the container whose init is @pid, for the
+ * IPv4 address of @cidr, so that peers and bridges learn the guest's new
+ * port (after a migration, after a restore on another host); 0 for other
+ * addresses.
+ */
+int ctr_net_announce(pid_t pid, const char *cidr, char *err);
 
 /* ---- checkpoint / restore (driver_container_criu.c) ------------------- */
 

@@ -13,6 +13,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/ethtool.h>
+#include <linux/if_ether.h>
+#include <linux/if_packet.h>
+#include <net/if.h>
+#include <net/if_arp.h>
+#include <pthread.h>
+#include <sched.h>
 #include <linux/sockios.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +29,9 @@
 
 #include "driver_container.h"
 #include "util.h"
+
+#define GARP_WAIT_MS 2000 /* eth0's link up before announcing */
+#define GARP_GAP_MS 100
 
 static uint64_t fnv1a(const char *s)
 {
@@ -227,4 +236,149 @@ int ctr_net_teardown(const char *veth, uint32_t timeout_ms, char *err)
 	rc = ip_run(ip, -1, timeout_ms, err, "deleting the veth", a);
 	/* It may have gone with the container's namespace meanwhile. */
 	return rc < 0 && !link_exists(veth) ? 0 : rc;
+}
+
+/* ---- announcing the guest (after a migration or a restore) ------------ */
+
+/* Waits up to @ms until @dev (on socket @s's namespace) is operationally
+ * up: carrier and the kernel's link watch done, so frames get through. */
+static bool link_wait_running(int s, const char *dev, uint32_t ms)
+{
+	uint64_t deadline = ha_mono_ms() + ms;
+	struct ifreq ifr;
+
+	for (;;) {
+		memset(&ifr, 0, sizeof(ifr));
+		snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", dev);
+		if (ioctl(s, SIOCGIFFLAGS, &ifr) == 0 && (ifr.ifr_flags & IFF_RUNNING)) {
+			return true;
+		}
+		if (ha_mono_ms() >= deadline) {
+			return false;
+		}
+		ha_sleep_ms(5);
+	}
+}
+
+struct garp {
+	int nsfd;
+	struct in_addr ip;
+	int rc;
+	char what[64];
+};
+
+/* In a thread of its own: joining the guest's network namespace changes
+ * only the calling thread's, and this one ends right after. */
+static void *garp_thread(void *arg)
+{
+	struct garp *a = arg;
+	struct ifreq ifr;
+	struct sockaddr_ll to = { .sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_ARP),
+				  .sll_halen = ETH_ALEN };
+	uint8_t f[60];
+	int s;
+
+	if (setns(a->nsfd, CLONE_NEWNET) < 0) {
+		a->rc = -errno;
+		snprintf(a->what, sizeof(a->what), "joining its network namespace");
+		return NULL;
+	}
+	s = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ARP));
+	if (s < 0) {
+		a->rc = -errno;
+		snprintf(a->what, sizeof(a->what), "packet socket");
+		return NULL;
+	}
+	memset(&ifr, 0, sizeof(ifr));
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "eth0");
+	if (ioctl(s, SIOCGIFINDEX, &ifr) < 0) {
+		a->rc = -errno;
+		snprintf(a->what, sizeof(a->what), "eth0");
+		close(s);
+		return NULL;
+	}
+	to.sll_ifindex = ifr.ifr_ifindex;
+	link_wait_running(s, "eth0", GARP_WAIT_MS);
+	memset(to.sll_addr, 0xff, ETH_ALEN);
+	if (ioctl(s, SIOCGIFHWADDR, &ifr) < 0) {
+		a->rc = -errno;
+		snprintf(a->what, sizeof(a->what), "eth0's address");
+		close(s);
+		return NULL;
+	}
+	/* Ethernet: broadcast, from eth0, ARP; then request and reply with
+	 * sender = target = the guest's address (RFC 5227 announcement),
+	 * twice, GARP_GAP_MS apart (as arping -U -c 2). */
+	for (int i = 0; i < 4 && a->rc == 0; i++) {
+		int op = i % 2 ? ARPOP_REPLY : ARPOP_REQUEST;
+
+		if (i == 2) {
+			ha_sleep_ms(GARP_GAP_MS);
+		}
+		memset(f, 0, sizeof(f));
+		memset(f, 0xff, ETH_ALEN);
+		memcpy(f + 6, ifr.ifr_hwaddr.sa_data, ETH_ALEN);
+		f[12] = 0x08;
+		f[13] = 0x06;
+		f[14] = 0x00; f[15] = 0x01;             /* hardware: Ethernet */
+		f[16] = 0x08; f[17] = 0x00;             /* protocol: IPv4 */
+		f[18] = ETH_ALEN;
+		f[19] = 4;
+		f[20] = 0x00; f[21] = (uint8_t)op;
+		memcpy(f + 22, ifr.ifr_hwaddr.sa_data, ETH_ALEN);
+		memcpy(f + 28, &a->ip, 4);
+		if (op == ARPOP_REPLY) {
+			memset(f + 32, 0xff, ETH_ALEN);
+		}
+		memcpy(f + 38, &a->ip, 4);
+		if (sendto(s, f, sizeof(f), 0, (struct sockaddr *)&to, sizeof(to)) < 0) {
+			a->rc = -errno;
+			snprintf(a->what, sizeof(a->what), "sending on eth0");
+		}
+	}
+	close(s);
+	return NULL;
+}
+
+/*
+ * A gratuitous ARP from the guest's eth0, so that peers and bridges on
+ * the segment learn where the guest now is. IPv4 only (an IPv6 guest's
+ * kernel sends unsolicited neighbour advertisements itself when its link
+ * comes up; none here as the link stays up): returns 0 for other guests.
+ */
+int ctr_net_announce(pid_t pid, const char *cidr, char *err)
+{
+	struct garp a = { .nsfd = -1 };
+	char addr[INET_ADDRSTRLEN + 1], path[64];
+	const char *slash;
+	size_t len;
+	pthread_t th;
+	int rc;
+
+	if (cidr == NULL || (slash = strchr(cidr, '/')) == NULL ||
+	    (len = (size_t)(slash - cidr)) >= sizeof(addr)) {
+		return 0;
+	}
+	memcpy(addr, cidr, len);
+	addr[len] = '\0';
+	if (inet_pton(AF_INET, addr, &a.ip) != 1) {
+		return 0;
+	}
+	snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)pid);
+	a.nsfd = open(path, O_RDONLY | O_CLOEXEC);
+	if (a.nsfd < 0) {
+		return ctr_err(err, -errno, "gratuitous ARP: %s: %s", path, strerror(errno));
+	}
+	rc = pthread_create(&th, NULL, garp_thread, &a);
+	if (rc != 0) {
+		close(a.nsfd);
+		return ctr_err(err, -rc, "gratuitous ARP: thread: %s", strerror(rc));
+	}
+	pthread_join(th, NULL);
+	close(a.nsfd);
+	if (a.rc < 0) {
+		return ctr_err(err, a.rc, "gratuitous ARP for %s: %s: %s", addr, a.what,
+			       strerror(-a.rc));
+	}
+	return 0;
 }

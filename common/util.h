@@ -17,6 +17,8 @@ static inline void ha_freep(void *p)
 #define _cleanup_free_ __attribute__((cleanup(ha_freep)))
 
 uint64_t ha_mono_ms(void);
+/* Sleeps @ms milliseconds, resuming after a signal. */
+void ha_sleep_ms(unsigned ms);
 uint64_t ha_wall_ms(void);
 
 /*
