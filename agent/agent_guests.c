@@ -138,7 +138,8 @@ struct ag_guest {
 	bool start_fallback;          /* no good snapshot: cold start */
 	uint64_t start_gen;           /* which generation, 0 = newest good */
 	uint64_t snap_generation, snap_time_ms;
-	uint64_t next_snap_ms;
+	uint64_t next_snap_ms;        /* the next periodic snapshot; 0 = none planned */
+	uint32_t snap_failures;       /* periodic snapshots failed in a row */
 	char run_dir[PATH_MAX];
 	char data_dir[PATH_MAX];
 	char rootfs[PATH_MAX], kernel[PATH_MAX], initrd[PATH_MAX], disk[PATH_MAX];
@@ -358,6 +359,7 @@ static void guest_free(struct ag_guest *g)
 /* ---- the record of an incoming copy ---- */
 
 #define INCOMING_FILE "incoming.conf"
+#define SNAP_RETRY_MS 1000u /* the first retry of a failed periodic snapshot */
 #define INCOMING_TAG "# hactl incoming migration "
 
 /* Records, durably, that a copy of @g for migration @id is about to be
@@ -1013,6 +1015,27 @@ static void watchdog_update(struct agent_guests *m);
 static void fence_method_update(struct agent_guests *m);
 static bool watchdog_refuses(struct agent_guests *m, struct ag_guest *g, char *why, size_t len);
 
+/* The next periodic snapshot of @g, @delay_ms from now (none without an
+ * interval). */
+static void snap_plan(struct agent_guests *m, struct ag_guest *g, uint64_t delay_ms)
+{
+	g->next_snap_ms = g->def.snapshot_interval_s ? now_ms(m) + delay_ms : 0;
+}
+
+/*
+ * A periodic snapshot failed (e.g. CRIU refused the guest's state at that
+ * instant): tried again after 1 s, then 2, 4 ... up to the interval, not at
+ * the next tick: every attempt stops the guest for a moment.
+ */
+static void snap_retry(struct agent_guests *m, struct ag_guest *g)
+{
+	uint64_t interval = g->def.snapshot_interval_s * 1000ull;
+	uint64_t delay = (uint64_t)SNAP_RETRY_MS << (g->snap_failures < 6 ? g->snap_failures : 6);
+
+	g->snap_failures++;
+	snap_plan(m, g, delay < interval ? delay : interval);
+}
+
 static int done_cb(int fd, int revents, void *data)
 {
 	struct agent_guests *m = data;
@@ -1056,6 +1079,9 @@ static int done_cb(int fd, int revents, void *data)
 		if (op->rc < 0) {
 			qb_log(LOG_ERR, "%s (after %" PRIu64 " ms)", op->err, took);
 			snprintf(g->error, sizeof(g->error), "%s", op->err);
+			if (op->kind == OP_SNAPSHOT) {
+				snap_retry(m, g);
+			}
 			if (op->kind == OP_START_COLD || op->kind == OP_START_SNAPSHOT) {
 				g->state = AGENT_GUEST_FAILED;
 				if (g->owned && g->want_running) {
@@ -1089,7 +1115,8 @@ static int done_cb(int fd, int revents, void *data)
 				}
 			}
 			if (op->kind == OP_SNAPSHOT) {
-				g->next_snap_ms = ha_mono_ms() + g->def.snapshot_interval_s * 1000ull;
+				g->snap_failures = 0;
+				snap_plan(m, g, g->def.snapshot_interval_s * 1000ull);
 			}
 			g->state = g->g ? g->ops->state(g->g) : AGENT_GUEST_STOPPED;
 			if (op->kind == OP_START_COLD || op->kind == OP_START_SNAPSHOT) {
@@ -1100,10 +1127,8 @@ static int done_cb(int fd, int revents, void *data)
 
 				snprintf(path, sizeof(path), "%s/definition.conf", g->run_dir);
 				ha_file_write_atomic(path, g->def_text, g->def_len);
-				if (g->def.snapshot_interval_s) {
-					g->next_snap_ms = ha_mono_ms() +
-							  g->def.snapshot_interval_s * 1000ull;
-				}
+				g->snap_failures = 0;
+				snap_plan(m, g, g->def.snapshot_interval_s * 1000ull);
 			}
 		}
 		if (op->kind == OP_MIG_SEND && m->sending == g) {
@@ -1771,13 +1796,20 @@ void agent_guests_action(struct agent_guests *m, uint64_t req_id,
 void agent_guests_tick(struct agent_guests *m)
 {
 	struct ag_guest *g;
-	uint64_t now = ha_mono_ms();
+	uint64_t now = now_ms(m);
 
 	self_fence_check(m);
 
 	qb_list_for_each_entry(g, &m->guests, list) {
-		if (!g->busy && g->owned && g->def.snapshot_interval_s && g->next_snap_ms &&
-		    now >= g->next_snap_ms && live_state(g) == AGENT_GUEST_RUNNING) {
+		if (g->busy || !g->owned || !g->def.snapshot_interval_s ||
+		    live_state(g) != AGENT_GUEST_RUNNING) {
+			continue;
+		}
+		if (g->next_snap_ms == 0) {
+			/* running, but started by an earlier agent (this one
+			 * attached it) or before it had an interval */
+			snap_plan(m, g, g->def.snapshot_interval_s * 1000ull);
+		} else if (now >= g->next_snap_ms) {
 			op_start(g, OP_SNAPSHOT, HA_SNAP_KIND_PERIODIC, 0);
 		}
 	}

@@ -49,6 +49,12 @@ int ctr_criu_dump(const struct ctr_ckpt_target *t, const char *images,
 		.pid = t->pid,
 		.leave_running = leave_running,
 		.tcp_established = true,
+		/* A connection in a listening socket's queue, not accepted yet,
+		 * cannot be dumped: without this, a guest that clients keep
+		 * connecting to can hardly ever be snapshotted. Left out of
+		 * the image (the running guest keeps it; a restore from the
+		 * snapshot lacks it, as it lacks every later connection). */
+		.tcp_skip_in_flight = true,
 		.file_locks = true,
 		.manage_cgroups = AGENT_CRIU_CG_SOFT,
 		.freeze_cgroup = ctr_cgroup_freezer_dir(t->cg)[0] ?

@@ -63,7 +63,8 @@ static pthread_cond_t rcond = PTHREAD_COND_INITIALIZER;
 static char rlog[16384];
 /* what attach() finds, per test: the state of "c1" (STOPPED = nothing) */
 static enum agent_guest_state attach_state;
-static bool block_checkpoint, block_send, killed, release, fail_resume;
+static bool block_checkpoint, block_send, killed, release, fail_resume, fail_checkpoint;
+static int checkpoint_failures;
 
 static void rec(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -205,6 +206,10 @@ static int r_checkpoint(struct agent_guest *g, const char *dir, unsigned flags, 
 	if (killed) {
 		snprintf(err, AGENT_ERR_LEN, "the guest died under the dump");
 		rc = -EIO;
+	} else if (fail_checkpoint) {
+		snprintf(err, AGENT_ERR_LEN, "criu dump failed: In-flight connection #%d",
+			 ++checkpoint_failures);
+		rc = -EIO;
 	}
 	pthread_mutex_unlock(&rlock);
 	return rc;
@@ -286,6 +291,7 @@ static struct ha_config cfg;
 /* the last report, for "c1" */
 static char last_state[32], last_note[512], last_error[512], last_phase[32];
 static char last_mig_error[512];
+static uint64_t last_snap_gen;
 
 static uint64_t clock_now(void *arg)
 {
@@ -307,6 +313,7 @@ static void io_report(void *arg, Hactl__GuestStatus **st, size_t n)
 			continue;
 		}
 		snprintf(last_state, sizeof(last_state), "%s", st[i]->state);
+		last_snap_gen = st[i]->snap_generation;
 		snprintf(last_note, sizeof(last_note), "%s", st[i]->note ? st[i]->note : "");
 		snprintf(last_error, sizeof(last_error), "%s", st[i]->error ? st[i]->error : "");
 		snprintf(last_phase, sizeof(last_phase), "%s",
@@ -389,6 +396,8 @@ static void write_file(const char *path, const char *text)
 static const char def_ha[] = "[guest]\nname = c1\ntype = container\ncommand = /bin/true\n[storage]\ntemplate = t\n";
 /* periodic snapshots every 60 s: failover_snapshot_max_age auto = 180 s */
 static const char def_snap[] = "[guest]\nname = c1\ntype = container\ncommand = /bin/true\n[storage]\ntemplate = t\n[ha]\nsnapshot_interval = 60\n";
+static const char def_snap10[] = "[guest]\nname = c1\ntype = container\ncommand = /bin/true\n[storage]\ntemplate = t\n[ha]\nsnapshot_interval = 10\n";
+static const char *up_def = def_ha; /* what agent_up's previous agent left */
 static const char def_noha[] = "[guest]\nname = c1\ntype = container\ncommand = /bin/true\n[storage]\ntemplate = t\n[ha]\nrestart = none\n";
 
 /* A fresh agent over a fresh state dir; @attached: what a previous agent
@@ -400,7 +409,7 @@ static struct agent_guests *agent_up(enum agent_guest_state attached, const char
 	char path[PATH_MAX], text[128];
 
 	rlog[0] = 0;
-	killed = release = block_checkpoint = block_send = fail_resume = false;
+	killed = release = block_checkpoint = block_send = fail_resume = fail_checkpoint = false;
 	last_state[0] = last_note[0] = last_error[0] = last_phase[0] = last_mig_error[0] = 0;
 	ha_rm_rf(tmpdir);
 	CHECK_EQ_INT(ha_mkdir_p(tmpdir, 0700), 0);
@@ -416,7 +425,7 @@ static struct agent_guests *agent_up(enum agent_guest_state attached, const char
 	CHECK_EQ_INT(ha_mkdir_p(path, 0700), 0);
 	CHECK_EQ_INT(ha_mkdir_p(cfg.shared_dir, 0700), 0);
 	snprintf(path, sizeof(path), "%s/guests/c1/definition.conf", cfg.state_dir);
-	write_file(path, def_ha);
+	write_file(path, up_def);
 	attach_state = attached;
 	fake_now = 1000000;
 	fake_wall = 1796644863000ull; /* 2026-12-07 12:01:03 UTC */
@@ -708,6 +717,106 @@ static void snapshot_kinds_case(void)
 	CHECK_EQ_INT(info.kind, HA_SNAP_KIND_FAILOVER);
 	/* the timer's: periodic (due snapshot_interval after the start,
 	 * on the monotonic clock, which the test does not drive) */
+static bool idle(void)
+{
+	return true;
+}
+
+static int count_logged(const char *what)
+{
+	int n = 0;
+
+	pthread_mutex_lock(&rlock);
+	for (const char *p = rlog; (p = strstr(p, what)) != NULL; p += strlen(what)) {
+		n++;
+	}
+	pthread_mutex_unlock(&rlock);
+	return n;
+}
+
+/* At fake time @t_ms after @t0: the cluster's (quorate) answer, a tick,
+ * and the operations it starts run. */
+static const struct view *tick_view;
+
+static void tick_at(struct agent_guests *m, uint64_t t0, uint64_t t_ms)
+{
+	fake_now = t0 + t_ms;
+	reconcile(m, tick_view);
+	agent_guests_tick(m);
+	run_until(NULL, idle);
+}
+
+
+/*
+ * The fault campaign (seed 7): a container that clients kept connecting
+ * to could not be snapshotted (CRIU refused a connection not yet
+ * accepted) and the agent tried again at every tick, stopping the guest
+ * each time; and a guest this agent attached (started by an agent before
+ * it) was never snapshotted again. Periodic snapshots of an attached
+ * guest now start one interval after it is owned, and a failed one is
+ * tried again after 1 s, 2 s, 4 s ... up to the interval.
+ */
+static int wait_failures, want_checkpoints;
+
+static bool checkpoints_seen(void)
+{
+	return count_logged("checkpoint c1") >= want_checkpoints;
+}
+
+static bool failure_reported(void)
+{
+	char tag[32];
+
+	snprintf(tag, sizeof(tag), "#%d", wait_failures);
+	return strstr(last_error, tag) != NULL;
+}
+
+static bool snapshot_reported(void)
+{
+	return last_snap_gen > 0;
+}
+
+/* A periodic snapshot starts at @t_ms (not before) and fails or works. */
+static void snapshot_at(struct agent_guests *m, uint64_t t0, uint64_t t_ms, bool fail)
+{
+	int before = count_logged("checkpoint c1");
+
+	tick_at(m, t0, t_ms - 1);
+	CHECK_EQ_INT(count_logged("checkpoint c1"), before);
+	fail_checkpoint = fail;
+	wait_failures = checkpoint_failures + 1;
+	tick_at(m, t0, t_ms);
+	want_checkpoints = before + 1;
+	CHECK(run_until(NULL, checkpoints_seen));
+	CHECK_EQ_INT(count_logged("checkpoint c1"), before + 1);
+	if (fail) {
+		CHECK(run_until(NULL, failure_reported));
+	} else {
+		CHECK(run_until(NULL, snapshot_reported));
+	}
+}
+
+static void snapshot_schedule_case(void)
+{
+	struct agent_guests *m;
+	struct view majority = { .quorate = true, .owner = LOCAL, .def = def_snap10 };
+	uint64_t t0;
+
+	up_def = def_snap10;
+	m = agent_up(AGENT_GUEST_RUNNING, "agent");
+	up_def = def_ha;
+	checkpoint_failures = 0;
+	last_snap_gen = 0;
+	tick_view = &majority;
+	reconcile(m, &majority);
+	t0 = fake_now;
+	tick_at(m, t0, 0);                       /* attached: plans one, 10 s on */
+	snapshot_at(m, t0, 10000, true);         /* fails: again 1 s later */
+	tick_at(m, t0, 10000 + 500);             /* (not at the next ticks) */
+	snapshot_at(m, t0, 11000, true);         /* then 2 s */
+	snapshot_at(m, t0, 13000, true);         /* then 4 s */
+	snapshot_at(m, t0, 17000, false);        /* works: the interval again */
+	snapshot_at(m, t0, 27000, false);
 	agent_guests_free(m);
 }
 
@@ -1066,6 +1175,7 @@ int main(void)
 	crash_after_restore_case();
 	snapshot_kinds_case();
 	busy_case();
+	snapshot_schedule_case();
 	busy_source_case();
 	aborted_source_case(LOCAL);
 	aborted_source_case(OTHER);
