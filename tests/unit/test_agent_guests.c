@@ -206,7 +206,7 @@ static int r_checkpoint(struct agent_guest *g, const char *dir, unsigned flags, 
 	if (killed) {
 		snprintf(err, AGENT_ERR_LEN, "the guest died under the dump");
 		rc = -EIO;
-	} else if (fail_checkpoint) {
+} else if (fail_checkpoint) {
 		snprintf(err, AGENT_ERR_LEN, "criu dump failed: In-flight connection #%d",
 			 ++checkpoint_failures);
 		rc = -EIO;
@@ -715,8 +715,10 @@ static void snapshot_kinds_case(void)
 	CHECK_EQ_INT(info.time_ms, fake_wall);
 	CHECK_EQ_INT(ha_snap_info(cfg.shared_dir, "c1", 2, &info, err, sizeof(err)), 0);
 	CHECK_EQ_INT(info.kind, HA_SNAP_KIND_FAILOVER);
-	/* the timer's: periodic (due snapshot_interval after the start,
-	 * on the monotonic clock, which the test does not drive) */
+	/* the timer's: periodic (snapshot_schedule_case) */
+	agent_guests_free(m);
+}
+
 static bool idle(void)
 {
 	return true;
@@ -817,6 +819,15 @@ static void snapshot_schedule_case(void)
 	snapshot_at(m, t0, 13000, true);         /* then 4 s */
 	snapshot_at(m, t0, 17000, false);        /* works: the interval again */
 	snapshot_at(m, t0, 27000, false);
+	{
+		struct ha_snap_info info;
+		char err[256];
+
+		/* the timer's snapshots are periodic ones */
+		CHECK_EQ_INT(ha_snap_info(cfg.shared_dir, "c1", last_snap_gen, &info, err,
+					  sizeof(err)), 0);
+		CHECK_EQ_INT(info.kind, HA_SNAP_KIND_PERIODIC);
+	}
 	agent_guests_free(m);
 }
 
