@@ -215,7 +215,8 @@ struct agent_guests {
 	struct fence_config *fence; /* fence.conf as loaded at start */
 	char local_name[64];      /* this node's name, from the cluster's list */
 	enum fence_method method; /* how the cluster fences this node */
-	char local_addr[64];      /* this host's cluster address, from the list */
+	char local_addr[64];      /* where sources connect to this host: its migration
+				   * address, else its cluster address, from the list */
 };
 
 /* The clock of the self-fence (tests drive their own). */
@@ -1445,8 +1446,18 @@ void agent_guests_reconcile(struct agent_guests *m, const Hactl__AgentGuestsRepl
 		}
 	}
 	for (size_t i = 0; i < r->n_nodes; i++) {
-		if (r->nodes[i]->id == r->local_id && r->nodes[i]->address) {
-			snprintf(m->local_addr, sizeof(m->local_addr), "%s", r->nodes[i]->address);
+		const Hactl__NodeRecord *nr = r->nodes[i];
+
+		if (nr->id != r->local_id) {
+			continue;
+		}
+		/* where sources connect (coord_state.c, MIGRATE_START): the
+		 * migration address this host announced, else its cluster one */
+		if (nr->facts && nr->facts->migration_address && nr->facts->migration_address[0]) {
+			snprintf(m->local_addr, sizeof(m->local_addr), "%s",
+				 nr->facts->migration_address);
+		} else if (nr->address) {
+			snprintf(m->local_addr, sizeof(m->local_addr), "%s", nr->address);
 		}
 	}
 	qb_list_for_each_entry(g, &m->guests, list) {
