@@ -112,6 +112,9 @@ static json_object *report_json(const Hactl__StatusReply *s, const Hactl__GuestR
 	/* the migration stream as the source saw it */
 	json_object_object_add(o, "transport", json_object_new_string(m->transport ? m->transport : ""));
 	json_object_object_add(o, "cipher", json_object_new_string(m->cipher ? m->cipher : ""));
+	/* where the source connected: the destination's migration address
+	 * ([migration] network), else its cluster address */
+	json_object_object_add(o, "address", json_object_new_string(m->dst_address ? m->dst_address : ""));
 	json_object_object_add(o, "stream_sent", json_object_new_int64((int64_t)m->stream_sent));
 	json_object_object_add(o, "stream_received",
 			       json_object_new_int64((int64_t)m->stream_received));
