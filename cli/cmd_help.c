@@ -128,7 +128,7 @@ static const struct help_cmd cmds[] = {
 	  "pause, the commit. Any failure before the commit leaves it running on the "
 	  "source. Prints progress, then a report with the downtime.",
 	  { { "--to NODE", "the destination" },
-	    { "--mode M", "auto, precopy, postcopy or stopcopy (default auto)" },
+	    { "--mode M", "auto, precopy or stopcopy (default auto; no post-copy)" },
 	    { "--transport T", "tcp or rdma (default: the configuration's)" },
 	    { "--max-downtime MS", "the longest pause allowed (1..600000)" },
 	    { "--bandwidth MB/s", "cap the copy rate (1..100000)" },
