@@ -61,6 +61,7 @@
 
 #include "driver.h"
 #include "driver_container.h" /* the cgroup helpers are shared */
+#include "guestdef.h"
 #include "qmp_client.h"
 #include "util.h"
 
@@ -69,8 +70,8 @@ extern char **environ;
 #define DOM_NAME_MAX 64
 #define DOM_CMDLINE_MAX 2048       /* x86 COMMAND_LINE_SIZE */
 #define DOM_ARGV_MAX 64
-#define DOM_MEM_MIN_KIB (16 * 1024)
-#define DOM_MEM_MAX_KIB (1024ULL * 1024 * 1024)  /* 1 TiB */
+#define DOM_MEM_MIN_KIB HA_GUEST_MEM_MIN_KIB  /* guestdef.h: 16 MiB */
+#define DOM_MEM_MAX_KIB HA_GUEST_MEM_MAX_KIB  /* 64 GiB */
 #define DOM_CPUS_MAX 64
 #define DOM_MEM_PAD_KIB 4          /* see the top of the file */
 #define DOM_MACHINE "q35"
@@ -244,7 +245,9 @@ static int guest_new(const struct agent_driver *d, const struct agent_guest_spec
 	}
 	if (spec->mem_kib < DOM_MEM_MIN_KIB || spec->mem_kib > DOM_MEM_MAX_KIB) {
 		return derr(err, -EINVAL, "domain %s: memory %" PRIu64 " KiB out of range "
-			    "(%d KiB - 1 TiB)", nm, spec->mem_kib, DOM_MEM_MIN_KIB);
+			    "(%llu KiB - %llu GiB)", nm, spec->mem_kib,
+			    (unsigned long long)DOM_MEM_MIN_KIB,
+			    (unsigned long long)DOM_MEM_MAX_KIB >> 20);
 	}
 	if (spec->cpus < 1 || spec->cpus > DOM_CPUS_MAX) {
 		return derr(err, -EINVAL, "domain %s: cpus %u out of range (1-%d)", nm,

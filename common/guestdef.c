@@ -29,8 +29,8 @@ struct gopt {
 static const struct gopt gopts[] = {
 	{ "guest", "name", K_NAME, 0, 0, NULL, F(name), "unique name: letters, digits, - _ ." },
 	{ "guest", "type", K_TYPE, 0, 0, NULL, F(type), "container or domain" },
-	{ "guest", "memory", K_SIZE, 16 * 1024, 64ull * 1024 * 1024, "128M", F(mem_kib),
-	  "memory limit (container) or RAM (domain); K/M/G suffix, bare = MiB" },
+	{ "guest", "memory", K_SIZE, HA_GUEST_MEM_MIN_KIB, HA_GUEST_MEM_MAX_KIB, "128M", F(mem_kib),
+	  "memory limit (container) or RAM (domain), 16M..64G; K/M/G suffix, bare = MiB" },
 	{ "guest", "cpus", K_UINT, 1, 64, "1", F(cpus), "vCPUs (domain); CPU count hint (container)" },
 	{ "guest", "cpu_weight", K_UINT, 1, 100000, "1000", F(cpu_weight),
 	  "relative CPU share (OpenVZ cpuunits)" },
