@@ -249,7 +249,6 @@ int agent_mig_local_address(const char *network, char *out, size_t len)
 	const char *addrs[LOCAL_ADDRS_MAX];
 	struct ifaddrs *ifs, *i;
 	size_t n = 0;
-	int rc;
 
 	if (network == NULL || network[0] == 0) {
 		return -ENOENT;
@@ -276,8 +275,7 @@ int agent_mig_local_address(const char *network, char *out, size_t len)
 		}
 	}
 	freeifaddrs(ifs);
-	rc = agent_mig_pick_address(network, addrs, n, out, len);
-	return rc;
+	return agent_mig_pick_address(network, addrs, n, out, len);
 }
 
 int agent_mig_listen(const struct agent_mig_params *p, struct mig_listener **out,
