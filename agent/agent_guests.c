@@ -215,8 +215,8 @@ struct agent_guests {
 	struct fence_config *fence; /* fence.conf as loaded at start */
 	char local_name[64];      /* this node's name, from the cluster's list */
 	enum fence_method method; /* how the cluster fences this node */
-	char local_addr[64];      /* where sources connect to this host: its migration
-				   * address, else its cluster address, from the list */
+	char local_addr[64];      /* this host's cluster address, from the list */
+	char own_mig_addr[64];    /* its migration address (io.mig_addr), "" = none */
 };
 
 /* The clock of the self-fence (tests drive their own). */
@@ -437,7 +437,10 @@ static void mig_params(const struct ag_guest *g, struct agent_mig_params *p)
 	p->id = g->mig_id;
 	p->transport = g->mig_transport;
 	p->rate = g->mig_opts.bandwidth_bps;
-	p->listen_addr = agent_mig_listen_addr(g->m->cfg, g->m->local_addr);
+	/* where sources connect (coord_state.c, MIGRATE_START): the migration
+	 * address this host announced in its facts, else its cluster one */
+	p->listen_addr = agent_mig_listen_addr(g->m->cfg, g->m->own_mig_addr[0] ? g->m->own_mig_addr :
+						     g->m->local_addr);
 }
 
 /*
@@ -1446,18 +1449,8 @@ void agent_guests_reconcile(struct agent_guests *m, const Hactl__AgentGuestsRepl
 		}
 	}
 	for (size_t i = 0; i < r->n_nodes; i++) {
-		const Hactl__NodeRecord *nr = r->nodes[i];
-
-		if (nr->id != r->local_id) {
-			continue;
-		}
-		/* where sources connect (coord_state.c, MIGRATE_START): the
-		 * migration address this host announced, else its cluster one */
-		if (nr->facts && nr->facts->migration_address && nr->facts->migration_address[0]) {
-			snprintf(m->local_addr, sizeof(m->local_addr), "%s",
-				 nr->facts->migration_address);
-		} else if (nr->address) {
-			snprintf(m->local_addr, sizeof(m->local_addr), "%s", nr->address);
+		if (r->nodes[i]->id == r->local_id && r->nodes[i]->address) {
+			snprintf(m->local_addr, sizeof(m->local_addr), "%s", r->nodes[i]->address);
 		}
 	}
 	qb_list_for_each_entry(g, &m->guests, list) {
@@ -1917,6 +1910,8 @@ struct agent_guests *agent_guests_new(qb_loop_t *loop, const struct ha_config *c
 	m->loop = loop;
 	m->cfg = cfg;
 	m->io = *io;
+	snprintf(m->own_mig_addr, sizeof(m->own_mig_addr), "%s", io->mig_addr ? io->mig_addr : "");
+	m->io.mig_addr = NULL; /* copied */
 	qb_list_init(&m->guests);
 	qb_list_init(&m->done);
 	pthread_mutex_init(&m->lock, NULL);

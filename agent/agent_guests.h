@@ -26,6 +26,10 @@ struct agent_guests_io {
 	/* The clock of the self-fence, CLOCK_MONOTONIC in ms; NULL: the
 	 * system's (tests drive their own). */
 	uint64_t (*now_ms)(void *arg);
+	/* This host's migration address ([migration] network), the one its
+	 * facts announce and sources connect to; NULL or "": none, the
+	 * cluster address. Copied. */
+	const char *mig_addr;
 };
 
 /* Creates the manager and re-attaches to guests left running by a

@@ -515,7 +515,8 @@ int main(int argc, char **argv)
 	agent_usage_sample(&a->cpu_prev, &(Hactl__HostUsage)HACTL__HOST_USAGE__INIT);
 	{
 		struct agent_guests_io io = { .arg = a, .report = io_report,
-					      .action_done = io_action_done };
+					      .action_done = io_action_done,
+					      .mig_addr = a->facts.migration_address };
 
 		a->guests = agent_guests_new(a->loop, &a->cfg, &io);
 		if (a->guests == NULL) {
