@@ -378,6 +378,7 @@ void agent_facts_clear(Hactl__HostFacts *f)
 	free(f->agent_version);
 	free(f->qemu_version);
 	free(f->hostname);
+	free(f->migration_address);
 	for (size_t i = 0; i < f->n_rdma_devices; i++) {
 		free(f->rdma_devices[i]);
 	}

@@ -223,6 +223,7 @@ struct agent_guests {
 	char local_name[64];      /* this node's name, from the cluster's list */
 	enum fence_method method; /* how the cluster fences this node */
 	char local_addr[64];      /* this host's cluster address, from the list */
+	char own_mig_addr[64];    /* its migration address (io.mig_addr), "" = none */
 };
 
 /* The clock of the self-fence (tests drive their own). */
@@ -472,7 +473,10 @@ static void mig_params(const struct ag_guest *g, struct agent_mig_params *p)
 	p->id = g->mig_id;
 	p->transport = g->mig_transport;
 	p->rate = g->mig_opts.bandwidth_bps;
-	p->listen_addr = agent_mig_listen_addr(g->m->cfg, g->m->local_addr);
+	/* where sources connect (coord_state.c, MIGRATE_START): the migration
+	 * address this host announced in its facts, else its cluster one */
+	p->listen_addr = agent_mig_listen_addr(g->m->cfg, g->m->own_mig_addr[0] ? g->m->own_mig_addr :
+						     g->m->local_addr);
 }
 
 /*
@@ -1983,6 +1987,8 @@ struct agent_guests *agent_guests_new(qb_loop_t *loop, const struct ha_config *c
 	m->loop = loop;
 	m->cfg = cfg;
 	m->io = *io;
+	snprintf(m->own_mig_addr, sizeof(m->own_mig_addr), "%s", io->mig_addr ? io->mig_addr : "");
+	m->io.mig_addr = NULL; /* copied */
 	qb_list_init(&m->guests);
 	qb_list_init(&m->done);
 	pthread_mutex_init(&m->lock, NULL);

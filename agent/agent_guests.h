@@ -29,6 +29,10 @@ struct agent_guests_io {
 	/* The wall clock in ms (CLOCK_REALTIME) that snapshot ages are
 	 * measured with (common/snapchoice.h); NULL: the system's. */
 	uint64_t (*wall_ms)(void *arg);
+	/* This host's migration address ([migration] network), the one its
+	 * facts announce and sources connect to; NULL or "": none, the
+	 * cluster address. Copied. */
+	const char *mig_addr;
 };
 
 /* Creates the manager and re-attaches to guests left running by a

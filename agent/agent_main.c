@@ -6,6 +6,7 @@
  *
  * Exit codes: 0 clean stop, 2 bad usage, 3 bad configuration, 6 event loop.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <poll.h>
@@ -21,6 +22,7 @@
 
 #include "agent_facts.h"
 #include "agent_guests.h"
+#include "agent_mig.h"
 #include "config.h"
 #include "driver.h"
 #include "ipc.h"
@@ -479,6 +481,29 @@ int main(int argc, char **argv)
 	       a->facts.criu_present ? a->facts.criu_version : "absent",
 	       a->facts.qemu_version ? a->facts.qemu_version : "absent",
 	       a->facts.n_rdma_devices);
+	if (a->cfg.mig_network[0]) {
+		char addr[INET6_ADDRSTRLEN];
+		int arc = agent_mig_local_address(a->cfg.mig_network, addr, sizeof(addr));
+
+		if (arc == 0) {
+			a->facts.migration_address = strdup(addr);
+			qb_log(LOG_NOTICE, "migration network %s: this host's migration address "
+			       "is %s", a->cfg.mig_network, addr);
+		} else {
+			qb_log(LOG_WARNING, "migration network %s: %s; migrations to this host "
+			       "use its cluster address", a->cfg.mig_network,
+			       arc == -ENOENT ? "no address of this host is in it" :
+						strerror(-arc));
+		}
+	}
+	if (getenv("HACTL_DOMAIN_ACCEL") && getenv("HACTL_DOMAIN_ACCEL")[0]) {
+		qb_log(LOG_NOTICE, "domain accelerator: $HACTL_DOMAIN_ACCEL=%s overrides "
+		       "[agent] domain_accel = %s", getenv("HACTL_DOMAIN_ACCEL"),
+		       a->cfg.domain_accel);
+	} else {
+		qb_log(LOG_INFO, "domain accelerator: [agent] domain_accel = %s",
+		       a->cfg.domain_accel);
+	}
 
 	a->loop = qb_loop_create();
 	if (a->loop == NULL) {
@@ -490,7 +515,8 @@ int main(int argc, char **argv)
 	agent_usage_sample(&a->cpu_prev, &(Hactl__HostUsage)HACTL__HOST_USAGE__INIT);
 	{
 		struct agent_guests_io io = { .arg = a, .report = io_report,
-					      .action_done = io_action_done };
+					      .action_done = io_action_done,
+					      .mig_addr = a->facts.migration_address };
 
 		a->guests = agent_guests_new(a->loop, &a->cfg, &io);
 		if (a->guests == NULL) {

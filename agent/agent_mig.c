@@ -18,7 +18,10 @@
  * of the migration (stream, relay or driver, whichever came first) is
  * the one reported.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <ifaddrs.h>
+#include <net/if.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
@@ -218,6 +221,63 @@ const char *agent_mig_listen_addr(const struct ha_config *cfg, const char *clust
 	return cluster_addr && cluster_addr[0] ? cluster_addr : NULL;
 }
 
+int agent_mig_pick_address(const char *network, const char *const *addrs, size_t n,
+			   char *out, size_t len)
+{
+	struct ha_net net;
+
+	if (network == NULL || network[0] == 0) {
+		return -ENOENT;
+	}
+	if (ha_net_parse(network, &net) < 0) {
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (ha_net_contains(&net, addrs[i])) {
+			snprintf(out, len, "%s", addrs[i]);
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+#define LOCAL_ADDRS_MAX 64
+
+int agent_mig_local_address(const char *network, char *out, size_t len)
+{
+	char text[LOCAL_ADDRS_MAX][INET6_ADDRSTRLEN];
+	const char *addrs[LOCAL_ADDRS_MAX];
+	struct ifaddrs *ifs, *i;
+	size_t n = 0;
+
+	if (network == NULL || network[0] == 0) {
+		return -ENOENT;
+	}
+	if (getifaddrs(&ifs) < 0) {
+		return -errno;
+	}
+	for (i = ifs; i && n < LOCAL_ADDRS_MAX; i = i->ifa_next) {
+		const void *a;
+
+		if (i->ifa_addr == NULL || !(i->ifa_flags & IFF_UP)) {
+			continue;
+		}
+		if (i->ifa_addr->sa_family == AF_INET) {
+			a = &((const struct sockaddr_in *)(const void *)i->ifa_addr)->sin_addr;
+		} else if (i->ifa_addr->sa_family == AF_INET6) {
+			a = &((const struct sockaddr_in6 *)(const void *)i->ifa_addr)->sin6_addr;
+		} else {
+			continue;
+		}
+		if (inet_ntop(i->ifa_addr->sa_family, a, text[n], sizeof(text[n]))) {
+			addrs[n] = text[n];
+			n++;
+		}
+	}
+	freeifaddrs(ifs);
+	return agent_mig_pick_address(network, addrs, n, out, len);
+}
+
 int agent_mig_listen(const struct agent_mig_params *p, struct mig_listener **out,
 		     char *err, size_t errlen)
 {
@@ -291,6 +351,8 @@ int agent_mig_accept(struct mig_listener *l, const struct agent_mig_params *p,
 				snprintf(err, errlen, "out of memory");
 				return -ENOMEM;
 			}
+			qb_log(LOG_NOTICE, "migration %" PRIu64 " of %s: the source connected "
+			       "from %s", p->id, p->guest, mig_stream_peer(s));
 			return 0;
 		}
 		/* someone else, or the source with another key: wait on */
@@ -331,6 +393,9 @@ int agent_mig_connect(const struct agent_mig_params *p, const char *addr, uint16
 		if (*out == NULL) {
 			snprintf(err, errlen, "out of memory");
 			rc = -ENOMEM;
+		} else {
+			qb_log(LOG_NOTICE, "migration %" PRIu64 " of %s: connected to the "
+			       "destination at %s", p->id, p->guest, mig_stream_peer(s));
 		}
 	}
 	if (rc < 0) {

@@ -42,6 +42,19 @@ struct agent_mig_xfer;
 const char *agent_mig_listen_addr(const struct ha_config *cfg, const char *cluster_addr);
 
 /*
+ * This host's migration address: the first of @addrs (numeric addresses,
+ * in the host's interface order) inside the [migration] network @network.
+ * Returns 0 with it in @out, -ENOENT when @network is empty or holds none
+ * of them, -EINVAL when it does not parse. Pure (for the unit test).
+ */
+int agent_mig_pick_address(const char *network, const char *const *addrs, size_t n,
+			   char *out, size_t len);
+
+/* The same over the addresses of this host's interfaces that are up
+ * (getifaddrs); -errno of getifaddrs too. */
+int agent_mig_local_address(const char *network, char *out, size_t len);
+
+/*
  * Destination: listens on @p->listen_addr (every address when none), any
  * port, with the configured key and transport. Returns 0 and *out (freed with mig_listener_free()),
  * or -errno with "what: why" in @err (e.g. the key file's problem).

@@ -56,6 +56,7 @@
 #include <unistd.h>
 
 #include "driver_container.h"
+#include "guestdef.h"
 #include "util.h"
 
 #define PID_FILE_MAX 1024
@@ -168,9 +169,12 @@ static int spec_check(const struct agent_guest_spec *s, char *err)
 		return ctr_err(err, -EINVAL, "spec %s: command must have 1-%d words and "
 			       "fewer than %d bytes", s->name, CTR_ARGS_MAX, CTR_CMD_MAX);
 	}
-	if (s->mem_kib != 0 && (s->mem_kib < 4096 || s->mem_kib > (1ULL << 40))) {
-		return ctr_err(err, -ERANGE, "spec %s: mem %" PRIu64 " KiB outside 4096 KiB..1 PiB",
-			       s->name, s->mem_kib);
+	/* the bounds of [guest] memory (guestdef.h); 0 = no limit */
+	if (s->mem_kib != 0 && (s->mem_kib < HA_GUEST_MEM_MIN_KIB ||
+				s->mem_kib > HA_GUEST_MEM_MAX_KIB)) {
+		return ctr_err(err, -ERANGE, "spec %s: mem %" PRIu64 " KiB outside %llu KiB..%llu GiB",
+			       s->name, s->mem_kib, (unsigned long long)HA_GUEST_MEM_MIN_KIB,
+			       (unsigned long long)HA_GUEST_MEM_MAX_KIB >> 20);
 	}
 	if (s->pids_max == 1 || s->pids_max > 4194304) {
 		return ctr_err(err, -ERANGE, "spec %s: pids %u outside 2..4194304 (0 = none)",

@@ -61,6 +61,7 @@
 
 #include "driver.h"
 #include "driver_container.h" /* the cgroup helpers are shared */
+#include "guestdef.h"
 #include "qmp_client.h"
 #include "util.h"
 
@@ -69,8 +70,8 @@ extern char **environ;
 #define DOM_NAME_MAX 64
 #define DOM_CMDLINE_MAX 2048       /* x86 COMMAND_LINE_SIZE */
 #define DOM_ARGV_MAX 64
-#define DOM_MEM_MIN_KIB (16 * 1024)
-#define DOM_MEM_MAX_KIB (1024ULL * 1024 * 1024)  /* 1 TiB */
+#define DOM_MEM_MIN_KIB HA_GUEST_MEM_MIN_KIB  /* guestdef.h: 16 MiB */
+#define DOM_MEM_MAX_KIB HA_GUEST_MEM_MAX_KIB  /* 64 GiB */
 #define DOM_CPUS_MAX 64
 #define DOM_MEM_PAD_KIB 4          /* see the top of the file */
 #define DOM_MACHINE "q35"
@@ -244,7 +245,9 @@ static int guest_new(const struct agent_driver *d, const struct agent_guest_spec
 	}
 	if (spec->mem_kib < DOM_MEM_MIN_KIB || spec->mem_kib > DOM_MEM_MAX_KIB) {
 		return derr(err, -EINVAL, "domain %s: memory %" PRIu64 " KiB out of range "
-			    "(%d KiB - 1 TiB)", nm, spec->mem_kib, DOM_MEM_MIN_KIB);
+			    "(%llu KiB - %llu GiB)", nm, spec->mem_kib,
+			    (unsigned long long)DOM_MEM_MIN_KIB,
+			    (unsigned long long)DOM_MEM_MAX_KIB >> 20);
 	}
 	if (spec->cpus < 1 || spec->cpus > DOM_CPUS_MAX) {
 		return derr(err, -EINVAL, "domain %s: cpus %u out of range (1-%d)", nm,
@@ -691,7 +694,8 @@ static void cgroup_cleanup(struct agent_guest *g)
 /* ---- the accelerator ---------------------------------------------------- */
 
 /*
- * KVM is used only when asked for ($HACTL_DOMAIN_ACCEL=kvm or auto) and
+ * KVM is used only when asked for ([agent] domain_accel = kvm or auto in
+ * hactl.conf, or $HACTL_DOMAIN_ACCEL, which overrides it) and
  * the kernel boots under it: a KVM that creates a vCPU may still not boot
  * a stock kernel (nested or paravirtual KVMs), so the probe boots the
  * domain's own kernel without an initramfs and waits for the panic that
@@ -714,16 +718,40 @@ static const char *dom_accel_mode_str(enum dom_accel_mode m)
 	return (unsigned)m < DOM_ACCEL_MODE_MAX ? accel_mode_names[m] : "unknown";
 }
 
-static enum dom_accel_mode accel_mode(void)
-{
-	const char *e = getenv("HACTL_DOMAIN_ACCEL");
+/* Exposed for the unit test: the accelerator mode ("tcg", "kvm", "auto")
+ * from [agent] domain_accel (@conf; NULL or "" = tcg) and
+ * $HACTL_DOMAIN_ACCEL (@env; NULL or "" = unset), which wins when set.
+ * Returns the mode's index or -EINVAL with the reason in @err. */
+int agent_domain_accel_mode(const char *conf, const char *env, char *err, size_t errlen);
 
-	for (int m = 0; e && m < DOM_ACCEL_MODE_MAX; m++) {
-		if (strcmp(e, accel_mode_names[m]) == 0) {
-			return (enum dom_accel_mode)m;
+int agent_domain_accel_mode(const char *conf, const char *env, char *err, size_t errlen)
+{
+	const char *v = env && env[0] ? env : conf;
+
+	if (v == NULL || v[0] == 0) {
+		return DOM_ACCEL_TCG;
+	}
+	for (int m = 0; m < DOM_ACCEL_MODE_MAX; m++) {
+		if (strcmp(v, accel_mode_names[m]) == 0) {
+			return m;
 		}
 	}
-	return DOM_ACCEL_TCG;
+	snprintf(err, errlen, "%s '%s' is not one of tcg, kvm, auto",
+		 v == env ? "$HACTL_DOMAIN_ACCEL" : "[agent] domain_accel", v);
+	return -EINVAL;
+}
+
+static int accel_mode(const struct agent_guest *g, enum dom_accel_mode *mode, char *err)
+{
+	char why[160];
+	int m = agent_domain_accel_mode(g->d && g->d->cfg ? g->d->cfg->domain_accel : NULL,
+					getenv("HACTL_DOMAIN_ACCEL"), why, sizeof(why));
+
+	if (m < 0) {
+		return derr(err, m, "domain %s: %s", g->name, why);
+	}
+	*mode = (enum dom_accel_mode)m;
+	return 0;
 }
 
 #define PROBE_CACHE 8
@@ -813,11 +841,15 @@ static int kvm_boot_probe(const struct agent_guest *g, char *why, size_t whylen)
 /* Picks "tcg" or "kvm" for @g into @accel. */
 static int accel_pick(const struct agent_guest *g, char *accel, size_t len, char *err)
 {
-	enum dom_accel_mode mode = accel_mode();
+	enum dom_accel_mode mode = DOM_ACCEL_TCG;
 	char why[160] = "";
 	struct stat st;
 	bool ok = false, known = false;
+	int rc = accel_mode(g, &mode, err);
 
+	if (rc < 0) {
+		return rc;
+	}
 	if (mode == DOM_ACCEL_TCG) {
 		snprintf(accel, len, "tcg");
 		return 0;

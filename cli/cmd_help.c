@@ -43,8 +43,10 @@ static const struct help_cmd cmds[] = {
 	  { { NULL, NULL } }, "hactl guests" },
 	{ "maintenance", "cluster", "maintenance on|off NODE [--return]",
 	  "take a node out of (or back into) service",
-	  "A node in maintenance takes no new guests and is left out of balancing; "
-	  "the guests on it stay. 'hactl evacuate' also moves them away. A node that "
+	  "A node in maintenance takes no new guests (balancing moves none to it); the guests "
+	  "on it stay, unless periodic balancing is on (a policy with enabled = yes): "
+	  "its rounds move them away (docs/balancing.md). 'hactl evacuate' moves them "
+	  "away at once. A node that "
 	  "runs no guest is not fenced when it goes down (a reboot to patch it): it "
 	  "rejoins as it is. With --return, 'off' also brings back, live, the guests "
 	  "that evacuations moved off the node.",
@@ -137,7 +139,7 @@ static const struct help_cmd cmds[] = {
 	  "pause, the commit. Any failure before the commit leaves it running on the "
 	  "source. Prints progress, then a report with the downtime.",
 	  { { "--to NODE", "the destination" },
-	    { "--mode M", "auto, precopy, postcopy or stopcopy (default auto)" },
+	    { "--mode M", "auto, precopy or stopcopy (default auto; no post-copy)" },
 	    { "--transport T", "tcp or rdma (default: the configuration's)" },
 	    { "--max-downtime MS", "the longest pause allowed (1..600000)" },
 	    { "--bandwidth MB/s", "cap the copy rate (1..100000)" },
@@ -150,7 +152,7 @@ static const struct help_cmd cmds[] = {
 	  "maintenance on, every guest moved elsewhere",
 	  "Puts the node in maintenance and moves every guest away live, placed by the "
 	  "balancing engine; the node stays in maintenance until 'hactl maintenance off'.",
-	  { { "--parallel N", "migrations at once (1..64; default the policy's max_parallel)" },
+	  { { "--parallel N", "migrations at once (1..64; default 1)" },
 	    { "--mode M", "as for migrate" },
 	    { "--transport T", "as for migrate" },
 	    { "--max-downtime MS", "as for migrate" },

@@ -112,6 +112,9 @@ static json_object *report_json(const Hactl__StatusReply *s, const Hactl__GuestR
 	/* the migration stream as the source saw it */
 	json_object_object_add(o, "transport", json_object_new_string(m->transport ? m->transport : ""));
 	json_object_object_add(o, "cipher", json_object_new_string(m->cipher ? m->cipher : ""));
+	/* where the source connected: the destination's migration address
+	 * ([migration] network), else its cluster address */
+	json_object_object_add(o, "address", json_object_new_string(m->dst_address ? m->dst_address : ""));
 	json_object_object_add(o, "stream_sent", json_object_new_int64((int64_t)m->stream_sent));
 	json_object_object_add(o, "stream_received",
 			       json_object_new_int64((int64_t)m->stream_received));
@@ -235,9 +238,16 @@ static int parse(int argc, char **argv, struct mopts *o, bool evacuate)
 			o->to = argv[++i];
 		} else if (strcmp(a, "--mode") == 0) {
 			o->mode = argv[++i];
+			if (strcmp(o->mode, "postcopy") == 0) {
+				/* both drivers refuse it (docs/migration.md) */
+				return cli_usage_error("--mode: %s is not offered: the source "
+						       "must stay whole until the commit, so that a "
+						       "failed migration resumes it; use auto, precopy "
+						       "or stopcopy", o->mode);
+			}
 			if (strcmp(o->mode, "auto") && strcmp(o->mode, "precopy") &&
-			    strcmp(o->mode, "postcopy") && strcmp(o->mode, "stopcopy")) {
-				return cli_usage_error("--mode: '%s' is not auto, precopy, postcopy or stopcopy", o->mode);
+			    strcmp(o->mode, "stopcopy")) {
+				return cli_usage_error("--mode: '%s' is not auto, precopy or stopcopy", o->mode);
 			}
 		} else if (strcmp(a, "--transport") == 0) {
 			o->transport = argv[++i];
@@ -318,11 +328,10 @@ static int precheck(struct cli *cli, const struct mopts *o)
 		uint32_t expect = (uint32_t)(300 + mem * 1000 / bw);
 		bool precopy = src && src->facts && src->facts->criu_mem_dirty_track;
 
-		if (!precopy && expect > o->max_downtime_ms &&
-		    !(o->mode && strcmp(o->mode, "postcopy") == 0)) {
+		if (!precopy && expect > o->max_downtime_ms) {
 			fprintf(stderr, "hactl: refused: %s would be down about %u ms by stop-and-copy "
 				"(%" PRIu64 " MiB in use, no pre-copy on %s); --max-downtime is %u ms. "
-				"Use --mode postcopy or a larger --max-downtime.\n", g->name, expect,
+				"Use a larger --max-downtime.\n", g->name, expect,
 				mem >> 20, src ? src->name : "?", o->max_downtime_ms);
 			ha_env_msg_free(&s->base);
 			return EX_FAIL;

@@ -163,6 +163,8 @@ static json_object *json_facts(const Hactl__HostFacts *f)
 	json_object_object_add(o, "rdma_devices", rdma);
 	json_object_object_add(o, "kernel", json_object_new_string(f->kernel ? f->kernel : ""));
 	json_object_object_add(o, "agent_version", json_object_new_string(f->agent_version ? f->agent_version : ""));
+	json_object_object_add(o, "migration_address",
+			       json_object_new_string(f->migration_address ? f->migration_address : ""));
 	return o;
 }
 
@@ -395,6 +397,8 @@ static int cmd_nodes(struct cli *cli, int argc, char **argv)
 			       f->criu_mem_dirty_track ? ", pre-copy" : "",
 			       f->criu_lazy_pages ? ", post-copy" : "");
 			printf("qemu:      %s\n", f->qemu_version ? f->qemu_version : "absent");
+			printf("migration: %s\n", f->migration_address && f->migration_address[0] ?
+			       f->migration_address : "the cluster address");
 			printf("rdma:      ");
 			for (size_t i = 0; i < f->n_rdma_devices; i++) {
 				printf("%s%s", i ? ", " : "", f->rdma_devices[i]);

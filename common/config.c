@@ -32,6 +32,11 @@
 	  def, rel, offsetof(struct ha_config, field),                         \
 	  sizeof(((struct ha_config *)0)->field), help, choices }
 
+#define OPT_NET(sec, nm, field, def, rel, help)                                \
+	{ sec, nm, HA_OPT_NET, 0, sizeof(((struct ha_config *)0)->field) - 1,  \
+	  def, rel, offsetof(struct ha_config, field),                         \
+	  sizeof(((struct ha_config *)0)->field), help, NULL }
+
 static const struct ha_opt options[] = {
 	OPT_STR("cluster", "state_dir", state_dir, "/var/lib/hactl", false,
 		"local state: replicated state file, blackbox dumps"),
@@ -67,6 +72,10 @@ static const struct ha_opt options[] = {
 		"QEMU binary (>= 7.2)"),
 	OPT_STR("agent", "guest_bridge", guest_bridge, "hbr0", false,
 		"bridge on this host that carries the guest network"),
+	OPT_CHOICE("agent", "domain_accel", domain_accel, "tcg|kvm|auto", "tcg", false,
+		   "accelerator of the domains started here: tcg always; auto = KVM when a "
+		   "boot probe of the domain's kernel passes, else TCG; kvm = KVM or the start "
+		   "fails. $HACTL_DOMAIN_ACCEL, when set, overrides it (docs/domains.md)"),
 	OPT_STR("agent", "watchdog_device", watchdog_device, "", false,
 		"watchdog fed while this host may run guests (/dev/watchdog); empty: none"),
 	OPT_BOOL("agent", "watchdog_required", watchdog_required, "true", false,
@@ -84,8 +93,15 @@ static const struct ha_opt options[] = {
 		   "transport of migration streams unless hactl migrate --transport says; "
 		   "rdma needs encrypt = false"),
 	OPT_STR("migration", "listen_address", mig_listen_address, "", false,
-		"address a destination's migration listener binds: empty = this host's cluster "
-		"(corosync ring0) address, which is where sources connect; * = every address"),
+		"address a destination's migration listener binds: empty = this host's migration "
+		"address (see network), else its cluster (corosync ring0) address, which is where "
+		"sources connect; * = every address"),
+	OPT_NET("migration", "network", mig_network, "", false,
+		"network of the migration streams, e.g. 10.1.0.0/24 (Proxmox's migration "
+		"network): each host uses its own address in it, announced to the cluster, "
+		"for the streams to and from it, so the file stays the same on every host; "
+		"one address (no /PREFIX) names this host's. Empty, or no address of the host "
+		"in it (a warning): the cluster (corosync ring0) address"),
 	{ 0 },
 };
 
@@ -160,6 +176,17 @@ static int opt_set(struct ha_config *cfg, const struct ha_opt *o,
 		snprintf(why, whylen, "%s.%s: '%s' is not one of %s", o->section,
 			 o->name, value, o->choices ? o->choices : "(none)");
 		return -EINVAL;
+	}
+	case HA_OPT_NET: {
+		struct ha_net net;
+
+		if (value[0] && (strlen(value) > o->max || ha_net_parse(value, &net) < 0)) {
+			snprintf(why, whylen, "%s.%s: '%s' is not an address or ADDRESS/PREFIX "
+				 "(e.g. 10.1.0.0/24, fd00:1::/64)", o->section, o->name, value);
+			return -EINVAL;
+		}
+		snprintf(dst, o->size, "%s", value);
+		return 0;
 	}
 	case HA_OPT_LOGLEVEL:
 		if (ha_log_priority_parse(value) < 0) {
@@ -401,6 +428,7 @@ void ha_config_print_reference(FILE *out)
 		[HA_OPT_LOGLEVEL] = "log level",
 		[HA_OPT_BOOL] = "boolean",
 		[HA_OPT_CHOICE] = "word",
+		[HA_OPT_NET] = "network",
 	};
 
 	fprintf(out, "| section | option | type | default | range | reload | meaning |\n");
@@ -411,6 +439,8 @@ void ha_config_print_reference(FILE *out)
 		if (o->type == HA_OPT_UINT) {
 			snprintf(range, sizeof(range), "%llu..%llu",
 				 (unsigned long long)o->min, (unsigned long long)o->max);
+		} else if (o->type == HA_OPT_NET) {
+			snprintf(range, sizeof(range), "ADDRESS[/PREFIX]");
 		} else if (o->type == HA_OPT_STR) {
 			snprintf(range, sizeof(range), "<= %llu chars",
 				 (unsigned long long)o->max);

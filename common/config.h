@@ -31,11 +31,13 @@ struct ha_config {
 	char criu_path[PATH_MAX];
 	char qemu_path[PATH_MAX];
 	char guest_bridge[16];
+	char domain_accel[8];
 	/* live migration streams (docs/migration-transport.md) */
 	char mig_key_file[PATH_MAX];
 	bool mig_encrypt;
 	char mig_transport[8];
 	char mig_listen_address[64];
+	char mig_network[64];
 };
 
 enum ha_opt_type {
@@ -44,6 +46,7 @@ enum ha_opt_type {
 	HA_OPT_LOGLEVEL,
 	HA_OPT_BOOL,    /* true/false, yes/no, on/off, 1/0; a bool */
 	HA_OPT_CHOICE,  /* one of the words in `choices` ("a|b"); a string */
+	HA_OPT_NET,     /* empty, ADDRESS or ADDRESS/PREFIX (IPv4, IPv6); a string */
 	HA_OPT_TYPE_MAX
 };
 

@@ -29,8 +29,8 @@ struct gopt {
 static const struct gopt gopts[] = {
 	{ "guest", "name", K_NAME, 0, 0, NULL, F(name), "unique name: letters, digits, - _ ." },
 	{ "guest", "type", K_TYPE, 0, 0, NULL, F(type), "container or domain" },
-	{ "guest", "memory", K_SIZE, 16 * 1024, 64ull * 1024 * 1024, "128M", F(mem_kib),
-	  "memory limit (container) or RAM (domain); K/M/G suffix, bare = MiB" },
+	{ "guest", "memory", K_SIZE, HA_GUEST_MEM_MIN_KIB, HA_GUEST_MEM_MAX_KIB, "128M", F(mem_kib),
+	  "memory limit (container) or RAM (domain), 16M..64G; K/M/G suffix, bare = MiB" },
 	{ "guest", "cpus", K_UINT, 1, 64, "1", F(cpus), "vCPUs (domain); CPU count hint (container)" },
 	{ "guest", "cpu_weight", K_UINT, 1, 100000, "1000", F(cpu_weight),
 	  "relative CPU share (OpenVZ cpuunits)" },
@@ -39,15 +39,18 @@ static const struct gopt gopts[] = {
 	{ "guest", "pids_limit", K_UINT, 0, 4194304, "0", F(pids_max),
 	  "most processes in a container, 0 = none" },
 	{ "guest", "command", K_STR, 0, 0, "", F(command),
-	  "program and arguments: container init / domain service" },
+	  "program and arguments, split on spaces: a container's init (required); a "
+	  "domain's service (empty: the template's /usr/bin/hactl-workload with its "
+	  "defaults, docs/templates.md)" },
 	{ "guest", "stop_timeout", K_UINT, 1, 3600, "30", F(stop_timeout_s),
 	  "seconds a graceful stop may take before it is forced" },
 	{ "storage", "template", K_PATH, 0, 0, "", F(template_dir),
-	  "container: root file system template, relative to shared_dir/templates" },
+	  "container (required): root file system template, a directory relative to "
+	  "shared_dir/templates" },
 	{ "storage", "kernel", K_PATH, 0, 0, "", F(kernel),
-	  "domain: kernel (vmlinux for PVH), relative to shared_dir/templates" },
+	  "domain (required): kernel (vmlinux for PVH), relative to shared_dir/templates" },
 	{ "storage", "initrd", K_PATH, 0, 0, "", F(initrd),
-	  "domain: initramfs, relative to shared_dir/templates" },
+	  "domain (required): initramfs, relative to shared_dir/templates" },
 	{ "storage", "disk", K_DISK, 0, 0, "", F(disk),
 	  "domain: disk image relative to shared_dir/disks, or a DRBD device /dev/drbdN or /dev/drbd/by-res/RES/N; optional" },
 	{ "network", "ip", K_CIDR, 0, 0, "", F(ip), "address/prefix on the guest network" },

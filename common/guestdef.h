@@ -14,6 +14,9 @@
 #include <stdio.h>
 
 #define HA_GUEST_NAME_MAX 63
+/* A guest's memory ([guest] memory): the drivers check the same bounds. */
+#define HA_GUEST_MEM_MIN_KIB (16ull * 1024)              /* 16 MiB */
+#define HA_GUEST_MEM_MAX_KIB (64ull * 1024 * 1024)       /* 64 GiB */
 #define HA_GUESTDEF_MAX_TEXT (64 * 1024)
 
 enum ha_restart_policy {

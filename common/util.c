@@ -1,6 +1,7 @@
 /*
  * util.c - time, files, numbers.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -210,4 +211,58 @@ int ha_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 	}
 	*out = v;
 	return 0;
+}
+
+int ha_net_parse(const char *text, struct ha_net *out)
+{
+	char buf[INET6_ADDRSTRLEN + 8];
+	const char *slash;
+	uint64_t prefix;
+	size_t alen;
+
+	if (text == NULL) {
+		return -EINVAL;
+	}
+	slash = strchr(text, '/');
+	alen = slash ? (size_t)(slash - text) : strlen(text);
+	if (alen == 0 || alen >= INET6_ADDRSTRLEN) {
+		return -EINVAL;
+	}
+	memcpy(buf, text, alen);
+	buf[alen] = 0;
+	memset(out, 0, sizeof(*out));
+	if (inet_pton(AF_INET, buf, out->addr) == 1) {
+		out->family = AF_INET;
+	} else if (inet_pton(AF_INET6, buf, out->addr) == 1) {
+		out->family = AF_INET6;
+	} else {
+		return -EINVAL;
+	}
+	out->prefix = out->family == AF_INET ? 32 : 128;
+	if (slash) {
+		if (ha_parse_u64(slash + 1, 0, out->prefix, &prefix) < 0) {
+			return -EINVAL;
+		}
+		out->prefix = (unsigned)prefix;
+	}
+	return 0;
+}
+
+bool ha_net_contains(const struct ha_net *net, const char *addr)
+{
+	uint8_t a[16];
+	unsigned full = net->prefix / 8, rest = net->prefix % 8;
+
+	if (addr == NULL || inet_pton(net->family, addr, a) != 1) {
+		return false;
+	}
+	if (memcmp(a, net->addr, full) != 0) {
+		return false;
+	}
+	if (rest) {
+		uint8_t mask = (uint8_t)(0xff << (8 - rest));
+
+		return (a[full] & mask) == (net->addr[full] & mask);
+	}
+	return true;
 }

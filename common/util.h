@@ -5,6 +5,7 @@
 #define HA_UTIL_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -39,5 +40,21 @@ int ha_mkdir_p(const char *path, unsigned mode);
 
 /* Parses a decimal u64 in [min, max]; returns 0 or -EINVAL/-ERANGE. */
 int ha_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+
+/* An IPv4 or IPv6 network: address and prefix length. */
+struct ha_net {
+	int family;        /* AF_INET or AF_INET6 */
+	uint8_t addr[16];  /* network byte order; 4 bytes used for AF_INET */
+	unsigned prefix;   /* 0..32 or 0..128 */
+};
+
+/*
+ * Parses "ADDRESS/PREFIX" or a plain "ADDRESS" (a network of that one
+ * address: /32 or /128), IPv4 or IPv6. Returns 0 or -EINVAL.
+ */
+int ha_net_parse(const char *text, struct ha_net *out);
+
+/* Whether the numeric address @addr (IPv4 or IPv6 text) lies in @net. */
+bool ha_net_contains(const struct ha_net *net, const char *addr);
 
 #endif

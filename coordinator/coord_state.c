@@ -959,7 +959,11 @@ int coord_change_apply(struct coord_state *st, const Hactl__Change *ch,
 		mt.options = m->options ? m->options : &none;
 		mt.has_started_ms = true;
 		mt.started_ms = now_ms;
-		mt.dst_address = (char *)dst->address;
+		/* the destination's migration network address when it announced
+		 * one ([migration] network), else its cluster (ring0) address */
+		mt.dst_address = dst->facts && dst->facts->migration_address &&
+						 dst->facts->migration_address[0] ?
+					 dst->facts->migration_address : (char *)dst->address;
 		mt.has_evacuate = m->has_evacuate && m->evacuate;
 		mt.evacuate = mt.has_evacuate;
 		copy = coord_pb_dup(&mt.base);

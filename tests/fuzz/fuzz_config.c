@@ -26,6 +26,7 @@
 #include "config.h"
 #include "fuzz.h"
 #include "log.h"
+#include "util.h"
 
 #define FUZZ_ASSERT(cond)                                                      \
 	do {                                                                   \
@@ -113,6 +114,13 @@ static void check_values(const struct ha_config *cfg)
 			FUZZ_ASSERT(strnlen(p, o->size) <= o->max);
 			FUZZ_ASSERT(strstr(o->choices, p) != NULL && p[0] != 0);
 			break;
+		case HA_OPT_NET: {
+			struct ha_net net;
+
+			FUZZ_ASSERT(strnlen(p, o->size) <= o->max);
+			FUZZ_ASSERT(p[0] == 0 || ha_net_parse(p, &net) == 0);
+			break;
+		}
 		default:
 			FUZZ_ASSERT(!"option of unknown type");
 		}

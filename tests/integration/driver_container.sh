@@ -232,7 +232,7 @@ drv stop c1 >/dev/null
 check "...and stop leaves nothing behind" nothing_left_but_dirs c1
 CMD="/usr/bin/hactl-workload --mem 8M --port 7000"
 MEM_KIB=100
-check "a memory limit below 4 MiB is refused" says "outside 4096 KiB" start c1
+check "a memory limit below 16 MiB is refused" says "outside 16384 KiB..64 GiB" start c1
 MEM_KIB=65536
 drv destroy c1 >/dev/null
 

@@ -393,6 +393,39 @@ static void silent_peer_case(void)
 	CHECK(strcmp(agent_mig_listen_addr(&cfg, "10.0.0.5"), "192.0.2.1") == 0);
 }
 
+/* [migration] network: which of a host's addresses is its migration one */
+static void pick_address_case(void)
+{
+	static const char *const addrs[] = { "127.0.0.1", "::1", "10.213.0.1", "fe80::1",
+					     "10.1.0.11", "10.1.0.12", "fd00:1::11" };
+	size_t n = HA_ARRAY_SIZE(addrs);
+	char out[64];
+
+	/* the first address inside the network, in interface order */
+	CHECK_EQ_INT(agent_mig_pick_address("10.1.0.0/24", addrs, n, out, sizeof(out)), 0);
+	CHECK(strcmp(out, "10.1.0.11") == 0);
+	CHECK_EQ_INT(agent_mig_pick_address("10.1.0.12", addrs, n, out, sizeof(out)), 0);
+	CHECK(strcmp(out, "10.1.0.12") == 0);
+	CHECK_EQ_INT(agent_mig_pick_address("fd00:1::/64", addrs, n, out, sizeof(out)), 0);
+	CHECK(strcmp(out, "fd00:1::11") == 0);
+	CHECK_EQ_INT(agent_mig_pick_address("10.0.0.0/8", addrs, n, out, sizeof(out)), 0);
+	CHECK(strcmp(out, "10.213.0.1") == 0);
+	/* none in it, no network, a bad one: the caller uses the cluster address */
+	snprintf(out, sizeof(out), "untouched");
+	CHECK_EQ_INT(agent_mig_pick_address("10.2.0.0/24", addrs, n, out, sizeof(out)),
+		     -ENOENT);
+	CHECK_EQ_INT(agent_mig_pick_address("", addrs, n, out, sizeof(out)), -ENOENT);
+	CHECK_EQ_INT(agent_mig_pick_address(NULL, addrs, n, out, sizeof(out)), -ENOENT);
+	CHECK_EQ_INT(agent_mig_pick_address("10.1.0.0/24", addrs, 0, out, sizeof(out)),
+		     -ENOENT);
+	CHECK_EQ_INT(agent_mig_pick_address("10.1.0.0/40", addrs, n, out, sizeof(out)),
+		     -EINVAL);
+	CHECK(strcmp(out, "untouched") == 0);
+	/* this host's own interfaces: loopback is up everywhere */
+	CHECK_EQ_INT(agent_mig_local_address("127.0.0.0/8", out, sizeof(out)), 0);
+	CHECK(strncmp(out, "127.", 4) == 0);
+}
+
 static void key_file_case(void)
 {
 	struct ha_config cfg;
@@ -487,6 +520,7 @@ int main(void)
 	write_key(key_b, 2, 0600);
 	write_key(key_loose, 1, 0644);
 	fds = ha_test_count_fds();
+	pick_address_case();
 
 	relay_case(true, 24 * MIB + 5, 0);
 	relay_case(false, 24 * MIB + 5, 0);

@@ -61,6 +61,7 @@ static void check_defaults(const struct ha_config *cfg)
 	CHECK_EQ_INT(cfg->usage_interval_ms, 2000);
 	CHECK(strcmp(cfg->criu_path, "/opt/hactl/criu/bin/criu") == 0);
 	CHECK(strcmp(cfg->qemu_path, "qemu-system-x86_64") == 0);
+	CHECK(strcmp(cfg->domain_accel, "tcg") == 0);
 }
 
 static void test_defaults(void)
@@ -105,12 +106,14 @@ static void test_table(void)
 			CHECK(o->size == sizeof(bool));
 		} else if (o->type == HA_OPT_CHOICE) {
 			CHECK(o->choices != NULL && o->max == o->size - 1);
+		} else if (o->type == HA_OPT_NET) {
+			CHECK(o->max == o->size - 1);
 		}
 		snprintf(text, sizeof(text), "[%s]\n%s = %s\n", o->section,
 			 o->name, o->def);
 		CHECK_EQ_INT(load(text, &cfg, err, sizeof(err)), 0);
 	}
-	CHECK_EQ_INT(n, 21); /* update with the option table */
+	CHECK_EQ_INT(n, 23); /* update with the option table */
 }
 
 static void test_values(void)
@@ -169,6 +172,31 @@ static void test_values(void)
 	CHECK(strcmp(cfg.mig_transport, "rdma") == 0);
 	CHECK(strcmp(cfg.mig_key_file, "/k") == 0);
 
+	/* the migration network: a CIDR, one address, IPv6, or empty */
+	{
+		static const char *const nets[] = { "10.1.0.0/24", "10.1.0.11", "fd00:1::/64",
+						    "0.0.0.0/0", "" };
+		char text[128];
+
+		for (size_t i = 0; i < HA_ARRAY_SIZE(nets); i++) {
+			snprintf(text, sizeof(text), "[migration]\nnetwork = %s\n", nets[i]);
+			CHECK_EQ_INT(load(text, &cfg, err, sizeof(err)), 0);
+			CHECK(strcmp(cfg.mig_network, nets[i]) == 0);
+		}
+	}
+
+	/* the accelerator of domains */
+	{
+		static const char *const accels[] = { "tcg", "kvm", "auto" };
+		char text[128];
+
+		for (size_t i = 0; i < HA_ARRAY_SIZE(accels); i++) {
+			snprintf(text, sizeof(text), "[agent]\ndomain_accel = %s\n", accels[i]);
+			CHECK_EQ_INT(load(text, &cfg, err, sizeof(err)), 0);
+			CHECK(strcmp(cfg.domain_accel, accels[i]) == 0);
+		}
+	}
+
 	/* Bounds are inclusive at both ends. */
 	CHECK_EQ_INT(load("[coordinator]\nrequest_timeout_ms = 600000\n"
 			  "[agent]\nusage_interval_ms = 200\n",
@@ -219,6 +247,19 @@ static void test_errors(void)
 		     "migration.transport: 'tc' is not one of tcp|rdma");
 	EXPECT_ERROR("[migration]\ntransport =\n", 2,
 		     "migration.transport: '' is not one of tcp|rdma");
+	EXPECT_ERROR("[cluster]\n[agent]\ndomain_accel = KVM\n", 3,
+		     "agent.domain_accel: 'KVM' is not one of tcg|kvm|auto");
+	EXPECT_ERROR("[migration]\nnetwork = 10.1.0.0/33\n", 2,
+		     "migration.network: '10.1.0.0/33' is not an address or ADDRESS/PREFIX "
+		     "(e.g. 10.1.0.0/24, fd00:1::/64)");
+	EXPECT_ERROR("[migration]\n\nnetwork = eth1\n", 3,
+		     "migration.network: 'eth1' is not an address or ADDRESS/PREFIX "
+		     "(e.g. 10.1.0.0/24, fd00:1::/64)");
+	EXPECT_ERROR("[migration]\nnetwork = 10.1.0.0/\n", 2,
+		     "migration.network: '10.1.0.0/' is not an address or ADDRESS/PREFIX "
+		     "(e.g. 10.1.0.0/24, fd00:1::/64)");
+	EXPECT_ERROR("[agent]\ndomain_accel = hvf\n", 2,
+		     "agent.domain_accel: 'hvf' is not one of tcg|kvm|auto");
 
 	/* numbers */
 	EXPECT_ERROR("[coordinator]\nrequest_timeout_ms = 99\n", 2,

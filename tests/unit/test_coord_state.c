@@ -435,8 +435,90 @@ static void test_start_while_stopping(void)
 	coord_state_clear(&st);
 }
 
+/* Where a migration's source connects: the destination's [migration]
+ * network address when its agent announced one, else its ring0 address. */
+static void test_migration_address(void)
+{
+	struct coord_state st;
+	char why[256];
+	const char *def = "[guest]\nname = g1\ntype = container\nmemory = 64M\n"
+			  "command = /bin/true\n[storage]\ntemplate = container\n";
+	Hactl__Change ch = HACTL__CHANGE__INIT;
+	Hactl__GuestDefineChange gd = HACTL__GUEST_DEFINE_CHANGE__INIT;
+	Hactl__GuestStartChange gs = HACTL__GUEST_START_CHANGE__INIT;
+	Hactl__MigrateStartChange ms = HACTL__MIGRATE_START_CHANGE__INIT;
+	Hactl__MigrateEndChange me = HACTL__MIGRATE_END_CHANGE__INIT;
+	Hactl__HostFacts f = HACTL__HOST_FACTS__INIT;
+	Hactl__GuestRecord *g;
+
+	coord_state_init(&st);
+	for (uint32_t id = 1; id <= 3; id++) {
+		char name[8];
+		struct coord_node *n;
+
+		snprintf(name, sizeof(name), "n%u", id);
+		n = coord_state_node_add(&st, id, name);
+		CHECK(n != NULL);
+		if (n) {
+			snprintf(n->address, sizeof(n->address), "10.213.0.%u", id);
+		}
+	}
+	f.migration_address = "10.1.0.13";
+	CHECK_EQ_INT(coord_state_set_facts(&st, 3, &f, true), 0);
+	f.migration_address = "";
+	CHECK_EQ_INT(coord_state_set_facts(&st, 2, &f, true), 0);
+	gd.definition.data = (uint8_t *)def;
+	gd.definition.len = strlen(def);
+	ch.kind_case = HACTL__CHANGE__KIND_GUEST_DEFINE;
+	ch.guest_define = &gd;
+	CHECK_EQ_INT(coord_change_apply(&st, &ch, 1, why, sizeof(why)), 0);
+	gs.name = "g1";
+	gs.node = "n2";
+	ch.kind_case = HACTL__CHANGE__KIND_GUEST_START;
+	ch.guest_start = &gs;
+	CHECK_EQ_INT(coord_change_apply(&st, &ch, 2, why, sizeof(why)), 0);
+	g = (Hactl__GuestRecord *)coord_state_guest(&st, "g1");
+	CHECK(g != NULL);
+	if (g == NULL) {
+		coord_state_clear(&st);
+		return;
+	}
+	free(g->state);
+	g->state = strdup("running");
+
+	/* to n3, which announced 10.1.0.13 */
+	ms.guest = "g1";
+	ms.node = "n3";
+	ch.kind_case = HACTL__CHANGE__KIND_MIGRATE_START;
+	ch.migrate_start = &ms;
+	CHECK_EQ_INT(coord_change_apply(&st, &ch, 3, why, sizeof(why)), 0);
+	CHECK(g->migration && g->migration->dst_address &&
+	      strcmp(g->migration->dst_address, "10.1.0.13") == 0);
+	me.guest = "g1";
+	me.id = g->migration ? g->migration->id : 0;
+	if (g->migration) {
+		g->migration->has_received = true;
+		g->migration->received = true;
+	}
+	me.commit = true;
+	ch.kind_case = HACTL__CHANGE__KIND_MIGRATE_END;
+	ch.migrate_end = &me;
+	CHECK_EQ_INT(coord_change_apply(&st, &ch, 4, why, sizeof(why)), 0);
+	CHECK_EQ_INT(g->owner, 3);
+
+	/* back to n2, whose agent announced none: its ring0 address */
+	ms.node = "n2";
+	ch.kind_case = HACTL__CHANGE__KIND_MIGRATE_START;
+	ch.migrate_start = &ms;
+	CHECK_EQ_INT(coord_change_apply(&st, &ch, 5, why, sizeof(why)), 0);
+	CHECK(g->migration && g->migration->dst_address &&
+	      strcmp(g->migration->dst_address, "10.213.0.2") == 0);
+	coord_state_clear(&st);
+}
+
 int main(void)
 {
+	test_migration_address();
 	test_nodes();
 	test_node_state();
 	test_changes();

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "driver.h"
 #include "guestdef.h"
 #include "harness.h"
 
@@ -28,12 +29,60 @@ static void expect_error(const char *text, const char *want)
 
 #define CT "[guest]\nname = c1\ntype = container\ncommand = /bin/sh\n[storage]\ntemplate = t\n"
 
+/* Both drivers take exactly the memory that [guest] memory allows, so
+ * that `hactl check`, docs/guests.md, docs/containers.md and
+ * docs/domains.md can name one range (16M..64G). */
+static void driver_mem_bounds(void)
+{
+	static const char *const types[] = { "container", "domain" };
+	const uint64_t cases[][2] = {
+		{ HA_GUEST_MEM_MIN_KIB - 1, 0 }, { HA_GUEST_MEM_MIN_KIB, 1 },
+		{ HA_GUEST_MEM_MAX_KIB, 1 }, { HA_GUEST_MEM_MAX_KIB + 1, 0 },
+	};
+
+	CHECK_EQ_INT(HA_GUEST_MEM_MIN_KIB, 16 * 1024);
+	CHECK_EQ_INT(HA_GUEST_MEM_MAX_KIB, 64ull * 1024 * 1024);
+	for (size_t t = 0; t < sizeof(types) / sizeof(types[0]); t++) {
+		const struct agent_driver_ops *ops = agent_driver_find(types[t]);
+		struct agent_driver drv = { .ops = ops };
+
+		CHECK(ops != NULL);
+		if (ops == NULL) {
+			continue;
+		}
+		for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+			struct agent_guest_spec spec = {
+				.name = "m1", .type = types[t], .mem_kib = cases[i][0], .cpus = 1,
+				.cpu_weight = 1000, .rootfs = "/usr", .kernel = "/vmlinux",
+				.initrd = "/initrd", .command = "/bin/true", .ip = "10.0.0.2/24",
+				.bridge = "hbr0", .run_dir = "/tmp/hactl-test-m1-run",
+				.data_dir = "/tmp/hactl-test-m1-data",
+			};
+			struct agent_guest *g = NULL;
+			char err[AGENT_ERR_LEN] = "";
+			int rc = ops->create(&drv, &spec, &g, err);
+
+			if ((rc == 0) != (cases[i][1] == 1)) {
+				fprintf(stderr, "%s, %llu KiB: %d %s\n", types[t],
+					(unsigned long long)cases[i][0], rc, err);
+			}
+			CHECK((rc == 0) == (cases[i][1] == 1));
+			/* refused for its memory, not for anything else */
+			CHECK(rc == 0 || strstr(err, " KiB") != NULL);
+			if (rc == 0 && g) {
+				ops->guest_free(g);
+			}
+		}
+	}
+}
+
 int main(void)
 {
 	struct ha_guest_def d;
 	char err[512];
 	uint64_t kib;
 
+	driver_mem_bounds();
 	CHECK_EQ_INT(parse(CT, &d, err), 0);
 	CHECK(strcmp(d.name, "c1") == 0);
 	CHECK_EQ_INT(d.mem_kib, 128 * 1024);

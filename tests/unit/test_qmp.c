@@ -20,6 +20,7 @@
 /* driver_domain.c, for this test */
 int agent_domain_cmdline(const char *name, const char *ip, const char *gw, const char *cmd,
 		       char *out, size_t len);
+int agent_domain_accel_mode(const char *conf, const char *env, char *err, size_t errlen);
 
 #define GREETING "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 22, \"minor\": 2, " \
 		 "\"major\": 7}, \"package\": \"Debian\"}, \"capabilities\": [\"oob\"]}}\r\n"
@@ -519,8 +520,30 @@ static void test_cmdline(void)
 	}
 }
 
+/* [agent] domain_accel, overridden by $HACTL_DOMAIN_ACCEL; 0 tcg, 1 kvm, 2 auto */
+static void test_accel_mode(void)
+{
+	char err[256] = "";
+
+	CHECK_EQ_INT(agent_domain_accel_mode(NULL, NULL, err, sizeof(err)), 0);
+	CHECK_EQ_INT(agent_domain_accel_mode("", "", err, sizeof(err)), 0);
+	CHECK_EQ_INT(agent_domain_accel_mode("tcg", NULL, err, sizeof(err)), 0);
+	CHECK_EQ_INT(agent_domain_accel_mode("kvm", NULL, err, sizeof(err)), 1);
+	CHECK_EQ_INT(agent_domain_accel_mode("auto", "", err, sizeof(err)), 2);
+	/* the environment wins when set */
+	CHECK_EQ_INT(agent_domain_accel_mode("kvm", "tcg", err, sizeof(err)), 0);
+	CHECK_EQ_INT(agent_domain_accel_mode("tcg", "auto", err, sizeof(err)), 2);
+	CHECK_EQ_INT(agent_domain_accel_mode(NULL, "kvm", err, sizeof(err)), 1);
+	/* a bad value is refused, naming where it came from */
+	CHECK_EQ_INT(agent_domain_accel_mode("kvm", "KVM", err, sizeof(err)), -EINVAL);
+	CHECK(strcmp(err, "$HACTL_DOMAIN_ACCEL 'KVM' is not one of tcg, kvm, auto") == 0);
+	CHECK_EQ_INT(agent_domain_accel_mode("xen", NULL, err, sizeof(err)), -EINVAL);
+	CHECK(strcmp(err, "[agent] domain_accel 'xen' is not one of tcg, kvm, auto") == 0);
+}
+
 int main(void)
 {
+	test_accel_mode();
 	test_linebuf();
 	test_parse();
 	test_migrate_info();

@@ -202,6 +202,54 @@ static void test_parse_u64(void)
 	CHECK_EQ_INT(v, 42);
 }
 
+static void test_net(void)
+{
+	struct ha_net n;
+
+	CHECK_EQ_INT(ha_net_parse("10.1.0.0/24", &n), 0);
+	CHECK_EQ_INT(n.prefix, 24);
+	CHECK(ha_net_contains(&n, "10.1.0.11"));
+	CHECK(ha_net_contains(&n, "10.1.0.255"));
+	CHECK(!ha_net_contains(&n, "10.1.1.11"));
+	CHECK(!ha_net_contains(&n, "fd00::1"));
+	CHECK(!ha_net_contains(&n, "not an address"));
+	CHECK(!ha_net_contains(&n, NULL));
+	/* host bits in the network are ignored, as Proxmox's CIDR does */
+	CHECK_EQ_INT(ha_net_parse("10.1.0.7/24", &n), 0);
+	CHECK(ha_net_contains(&n, "10.1.0.11"));
+	/* a prefix that is not a multiple of 8 */
+	CHECK_EQ_INT(ha_net_parse("10.1.0.64/26", &n), 0);
+	CHECK(ha_net_contains(&n, "10.1.0.127"));
+	CHECK(!ha_net_contains(&n, "10.1.0.128"));
+	CHECK(!ha_net_contains(&n, "10.1.0.63"));
+	/* one address: that address only */
+	CHECK_EQ_INT(ha_net_parse("10.1.0.11", &n), 0);
+	CHECK_EQ_INT(n.prefix, 32);
+	CHECK(ha_net_contains(&n, "10.1.0.11"));
+	CHECK(!ha_net_contains(&n, "10.1.0.12"));
+	/* /0: everything of the family */
+	CHECK_EQ_INT(ha_net_parse("0.0.0.0/0", &n), 0);
+	CHECK(ha_net_contains(&n, "192.168.1.1"));
+	/* IPv6 */
+	CHECK_EQ_INT(ha_net_parse("fd00:1::/64", &n), 0);
+	CHECK(ha_net_contains(&n, "fd00:1::11"));
+	CHECK(!ha_net_contains(&n, "fd00:2::11"));
+	CHECK(!ha_net_contains(&n, "10.1.0.11"));
+	CHECK_EQ_INT(ha_net_parse("fd00:1::11", &n), 0);
+	CHECK_EQ_INT(n.prefix, 128);
+	/* refused */
+	CHECK_EQ_INT(ha_net_parse("10.1.0.0/33", &n), -EINVAL);
+	CHECK_EQ_INT(ha_net_parse("fd00::/129", &n), -EINVAL);
+	CHECK_EQ_INT(ha_net_parse("10.1.0.0/", &n), -EINVAL);
+	CHECK_EQ_INT(ha_net_parse("10.1.0.0/-1", &n), -EINVAL);
+	CHECK_EQ_INT(ha_net_parse("10.1.0.0/24x", &n), -EINVAL);
+	CHECK_EQ_INT(ha_net_parse("/24", &n), -EINVAL);
+	CHECK_EQ_INT(ha_net_parse("", &n), -EINVAL);
+	CHECK_EQ_INT(ha_net_parse("eth1", &n), -EINVAL);
+	CHECK_EQ_INT(ha_net_parse("10.1.0", &n), -EINVAL);
+	CHECK_EQ_INT(ha_net_parse(NULL, &n), -EINVAL);
+}
+
 static void test_clocks(void)
 {
 	uint64_t a = ha_mono_ms(), b = ha_mono_ms();
@@ -225,6 +273,7 @@ int main(void)
 	test_mkdir_p();
 	test_parse_u64();
 	test_clocks();
+	test_net();
 	CHECK_EQ_INT(count_entries(dir), 0);
 	CHECK_EQ_INT(rmdir(dir), 0);
 	return ha_test_done("test_util");
