@@ -93,14 +93,6 @@ static void err_clear(char *err)
 	}
 }
 
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
-	}
-}
-
 /* ---- spec ---------------------------------------------------------------- */
 
 static bool name_valid(const char *s)
@@ -1047,7 +1039,7 @@ static bool wait_gone(struct agent_guest *g, uint64_t deadline)
 		if (ha_mono_ms() >= deadline) {
 			return false;
 		}
-		sleep_ms(POLL_MS);
+		ha_sleep_ms(POLL_MS);
 	}
 	return true;
 }

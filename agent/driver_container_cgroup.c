@@ -42,14 +42,6 @@
 #define CG_POLL_MS 10
 #define CFS_PERIOD_US 100000ULL
 
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
-	}
-}
-
 bool ctr_cgroup_parent_valid(const char *p)
 {
 	size_t len = strlen(p);
@@ -537,7 +529,7 @@ int ctr_cgroup_freeze(const struct ctr_cgroup *cg, bool freeze, uint32_t timeout
 			return ctr_err(err, -ETIMEDOUT, "cgroup: %s did not freeze within %u ms",
 				       dir, timeout_ms);
 		}
-		sleep_ms(CG_POLL_MS);
+		ha_sleep_ms(CG_POLL_MS);
 	}
 	return 0;
 }
@@ -637,7 +629,7 @@ int ctr_cgroup_kill(const struct ctr_cgroup *cg, uint32_t timeout_ms, char *err)
 				ctr_cgroup_freeze(cg, false, 0, NULL);
 			}
 		}
-		sleep_ms(CG_POLL_MS);
+		ha_sleep_ms(CG_POLL_MS);
 	}
 	return 0;
 }
@@ -696,7 +688,7 @@ int ctr_cgroup_remove(const struct ctr_cgroup *cg, uint32_t timeout_ms, char *er
 
 		/* EBUSY while exiting tasks are still being torn down. */
 		while ((rc = rmdir_tree(dirs[i], 0)) == -EBUSY && ha_mono_ms() < deadline) {
-			sleep_ms(CG_POLL_MS);
+			ha_sleep_ms(CG_POLL_MS);
 		}
 		if (rc < 0) {
 			return ctr_err(err, rc, "cgroup: rmdir %s: %s", dirs[i], strerror(-rc));

@@ -155,14 +155,6 @@ static void err_clear(char *err)
 	}
 }
 
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
-	}
-}
-
 static const char *criu_bin(const char *path)
 {
 	return path == NULL || path[0] == '\0' || strcmp(path, "criu") == 0 ?
@@ -259,7 +251,7 @@ static void io_throttle(struct mig_io *io)
 	due = io->t0_ms + io->bytes * 1000 / io->bandwidth;
 	now = ha_mono_ms();
 	if (due > now) {
-		sleep_ms((unsigned)(due - now > 1000 ? 1000 : due - now));
+		ha_sleep_ms((unsigned)(due - now > 1000 ? 1000 : due - now));
 	}
 }
 
@@ -860,7 +852,7 @@ static int guest_kill(struct agent_guest *g, char *err)
 			return ctr_err(err, -ETIMEDOUT, "%s: init %d survived SIGKILL",
 				       t.spec->name, (int)t.pid);
 		}
-		sleep_ms(10);
+		ha_sleep_ms(10);
 	}
 	return rc;
 }

@@ -105,14 +105,6 @@ static int derr(char *err, int rc, const char *fmt, ...)
 	return rc;
 }
 
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
-	}
-}
-
 static int path_join(char *out, size_t outlen, const char *dir, const char *name)
 {
 	int n = snprintf(out, outlen, "%s/%s", dir, name);
@@ -391,7 +383,7 @@ static bool rec_wait_gone(const struct dom_record *r, uint32_t timeout_ms)
 
 			poll(&p, 1, left > 50 ? 50 : (int)left);
 		} else {
-			sleep_ms(20);
+			ha_sleep_ms(20);
 		}
 	}
 	if (pfd >= 0) {
@@ -586,7 +578,7 @@ static int tap_remove(const char *tap, char *err)
 	}
 	/* busy while a QEMU that just exited still holds it */
 	for (int i = 0; (fd = tap_ioctl_open(tap, &ifr, err)) == -EBUSY && i < 50; i++) {
-		sleep_ms(20);
+		ha_sleep_ms(20);
 	}
 	if (fd < 0) {
 		return fd;
@@ -826,7 +818,7 @@ static int kvm_boot_probe(const struct agent_guest *g, char *why, size_t whylen)
 			unlink(log);
 			return -ETIMEDOUT;
 		}
-		sleep_ms(20);
+		ha_sleep_ms(20);
 	}
 	rc = (int)ctr_read_small(log, buf, sizeof(buf));
 	unlink(log);
@@ -1340,7 +1332,7 @@ static int launch(struct agent_guest *g, struct launch *lo, struct dom_record *r
 				  g->name, timeout_ms);
 			goto fail_kill;
 		}
-		sleep_ms(10);
+		ha_sleep_ms(10);
 	}
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 		log_tail(g, tail, sizeof(tail));
@@ -1415,7 +1407,7 @@ static int wait_status(struct agent_guest *g, struct qmp_client *c, const char *
 			return derr(err, -ETIMEDOUT, "domain %s: status %s, not %s after %u ms",
 				    g->name, st, want, timeout_ms);
 		}
-		sleep_ms(20);
+		ha_sleep_ms(20);
 	}
 }
 
@@ -1492,7 +1484,7 @@ static int dom_probe(struct agent_driver *d, Hactl__HostFacts *facts)
 			unlink(logp);
 			return -ETIMEDOUT;
 		}
-		sleep_ms(10);
+		ha_sleep_ms(10);
 	}
 	rc = (int)ctr_read_small(logp, buf, sizeof(buf));
 	unlink(logp);
@@ -2573,7 +2565,7 @@ static int resume_guest(struct agent_guest *g, struct qmp_client *c, char *err)
 			return derr(err, -ETIMEDOUT, "domain %s: still %s after %d ms", g->name,
 				    st, DOM_MIG_SETTLE_MS);
 		}
-		sleep_ms(20);
+		ha_sleep_ms(20);
 	}
 	rc = simple_cmd(c, "cont", NULL, NULL, err);
 	if (rc == 0) {
@@ -2592,7 +2584,7 @@ static void mig_cancel(struct qmp_client *c)
 	while (mig_query(c, &mi, NULL) == 0 && ha_mono_ms() < deadline &&
 	       (mi.q.status == QMP_MIGRATE_SETUP || mi.q.status == QMP_MIGRATE_ACTIVE ||
 		strcmp(mi.status, "cancelling") == 0)) {
-		sleep_ms(20);
+		ha_sleep_ms(20);
 	}
 }
 
@@ -2741,7 +2733,7 @@ static int dom_migrate_send(struct agent_guest *g, int fd, const struct agent_mi
 		    strcmp(st, "finish-migrate") != 0 || ha_mono_ms() > until) {
 			break;
 		}
-		sleep_ms(5);
+		ha_sleep_ms(5);
 	}
 	if (mig_query(c, &mi, NULL) == 0) {
 		mig_progress_fill(p, &mi);
