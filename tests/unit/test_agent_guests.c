@@ -564,6 +564,33 @@ static uint64_t write_snap(enum ha_snap_kind kind, uint64_t time_ms)
 	return gen;
 }
 
+/* Ticks c1's agent, 2 s of its clock at a time (past any restart delay),
+ * until it restarts c1 (a restore or a cold start), each time letting the
+ * operations run until @expected is logged. */
+static void tick_until_restart(struct agent_guests *m, const struct view *v,
+			       const char *expected)
+{
+	for (int i = 0; i < 20 && !logged("restore c1") && !logged("start c1"); i++) {
+		fake_now += 2000;
+		reconcile(m, v);
+		agent_guests_tick(m);
+		run_until(expected, NULL);
+	}
+}
+
+/* c1 ends by itself (a crash) and its agent restarts it. */
+static void crash_until_restart(struct agent_guests *m, const struct view *v,
+				const char *expected)
+{
+	pthread_mutex_lock(&rlock);
+	killed = true;
+	pthread_mutex_unlock(&rlock);
+	tick_until_restart(m, v, expected);
+	pthread_mutex_lock(&rlock);
+	killed = false; /* the new copy runs */
+	pthread_mutex_unlock(&rlock);
+}
+
 static void self_fenced_restart_case(void)
 {
 	struct agent_guests *m = agent_up(AGENT_GUEST_RUNNING, "agent");
@@ -577,12 +604,7 @@ static void self_fenced_restart_case(void)
 	CHECK(run_until("kill c1", NULL));
 	fake_now += 10; /* quorate again */
 	rlog[0] = 0;
-	for (int i = 0; i < 20 && !logged("restore c1") && !logged("start c1"); i++) {
-		fake_now += 2000; /* past any restart delay */
-		reconcile(m, &majority);
-		agent_guests_tick(m);
-		run_until("restore c1", NULL);
-	}
+	tick_until_restart(m, &majority, "restore c1");
 	CHECK(logged("restore c1"));
 	CHECK(!logged("start c1"));
 	agent_guests_free(m);
@@ -633,18 +655,7 @@ static void crash_restart_old_case(void)
 	write_snap(HA_SNAP_KIND_PERIODIC, fake_wall - 900000); /* 900 s old, max 180 s */
 	reconcile(m, &majority);
 	rlog[0] = 0;
-	pthread_mutex_lock(&rlock);
-	killed = true; /* it ends by itself */
-	pthread_mutex_unlock(&rlock);
-	for (int i = 0; i < 20 && !logged("restore c1") && !logged("start c1"); i++) {
-		fake_now += 2000;
-		reconcile(m, &majority);
-		agent_guests_tick(m);
-		run_until("start c1", NULL);
-	}
-	pthread_mutex_lock(&rlock);
-	killed = false; /* the new copy runs */
-	pthread_mutex_unlock(&rlock);
+	crash_until_restart(m, &majority, "start c1");
 	CHECK(logged("start c1"));
 	CHECK(!logged("restore c1"));
 	CHECK(run_until(NULL, note_cold));
@@ -672,18 +683,7 @@ static void crash_after_restore_case(void)
 	CHECK(run_until(NULL, note_set));
 	CHECK(strstr(last_note, "restored from snapshot generation 1") != NULL);
 	rlog[0] = 0;
-	pthread_mutex_lock(&rlock);
-	killed = true; /* it ends by itself */
-	pthread_mutex_unlock(&rlock);
-	for (int i = 0; i < 20 && !logged("restore c1") && !logged("start c1"); i++) {
-		fake_now += 2000;
-		reconcile(m, &restored);
-		agent_guests_tick(m);
-		run_until("start c1", NULL);
-	}
-	pthread_mutex_lock(&rlock);
-	killed = false;
-	pthread_mutex_unlock(&rlock);
+	crash_until_restart(m, &restored, "start c1");
 	CHECK(logged("start c1"));
 	CHECK(!logged("restore c1"));
 	CHECK(run_until(NULL, note_cold));
