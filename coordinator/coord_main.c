@@ -162,12 +162,7 @@ int main(int argc, char **argv)
 		return EXIT_CONFIG;
 	}
 
-	qb_list_init(&c->sendq);
-	qb_list_init(&c->held);
-	qb_list_init(&c->pending);
-	qb_list_init(&c->actions);
-	c->proto_version = HA_PROTO_MAX;
-	coord_state_init(&c->state);
+	coord_init(c);
 	coord_state_load(c);
 
 	c->loop = qb_loop_create();

@@ -1163,3 +1163,13 @@ void coord_replica_deliver(struct coord *c, uint32_t sender, const void *buf,
 	}
 	ha_env_msg_free(msg);
 }
+
+void coord_init(struct coord *c)
+{
+	qb_list_init(&c->sendq);
+	qb_list_init(&c->held);
+	qb_list_init(&c->pending);
+	qb_list_init(&c->actions);
+	c->proto_version = HA_PROTO_MAX;
+	coord_state_init(&c->state);
+}

@@ -246,6 +246,10 @@ uint64_t coord_lost_ms(const struct coord *c, uint32_t id);
 void coord_lost_set(struct coord *c, uint32_t id, uint64_t ms);
 
 /* cluster.c: corosync connections */
+/* What a coordinator needs beyond zeros before anything runs: its empty
+ * queues, the newest protocol it speaks, an empty state (the daemon, the
+ * simulator and the tests all start one this way). */
+void coord_init(struct coord *c);
 int coord_cluster_connect(struct coord *c);
 void coord_cluster_disconnect(struct coord *c);
 void coord_cluster_schedule_reconnect(struct coord *c);

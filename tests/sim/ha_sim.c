@@ -601,7 +601,7 @@ static int fence_hook(struct coord *c, uint32_t node, const char *name, uint32_t
 	return 0;
 }
 
-static void coord_init(uint32_t id)
+static void sim_coord_start(uint32_t id)
 {
 	struct coord *c = &co[id];
 
@@ -612,12 +612,7 @@ static void coord_init(uint32_t id)
 		 fence_conf[0] ? fence_conf : "/nonexistent/fence.conf");
 	snprintf(c->cfg.policy_path, sizeof(c->cfg.policy_path), "%s", policy_dir);
 	snprintf(c->state_path, sizeof(c->state_path), "%s/state-%u", tmpdir, id);
-	qb_list_init(&c->sendq);
-	qb_list_init(&c->held);
-	qb_list_init(&c->pending);
-	qb_list_init(&c->actions);
-	c->proto_version = HA_PROTO_MAX;
-	coord_state_init(&c->state);
+	coord_init(c);
 	c->loop = qb_loop_create();
 	if (c->loop == NULL || coord_balance_start(c) < 0) {
 		die("cannot start a coordinator");
@@ -1597,7 +1592,7 @@ static void do_boot(uint32_t id)
 		h->last_quorate_ms = 0;
 		h->self_fenced = false;
 	}
-	coord_init(id);
+	sim_coord_start(id);
 }
 
 static void do_crash(uint32_t id)
@@ -1625,7 +1620,7 @@ static void do_coord_start(uint32_t id)
 	if (!hosts[id].up || hosts[id].coord) {
 		die("%s: its host is down or its coordinator runs", hosts[id].name);
 	}
-	coord_init(id);
+	sim_coord_start(id);
 }
 
 static void run_line(char *line, FILE *in)

@@ -111,12 +111,7 @@ static void node_start(uint32_t id)
 		 fence_conf[0] ? fence_conf : "/nonexistent/fence.conf");
 	snprintf(c->cfg.policy_path, sizeof(c->cfg.policy_path), "/nonexistent/policy.d");
 	snprintf(c->state_path, sizeof(c->state_path), "%s/state-%u", tmpdir, id);
-	qb_list_init(&c->sendq);
-	qb_list_init(&c->held);
-	qb_list_init(&c->pending);
-	qb_list_init(&c->actions);
-	c->proto_version = HA_PROTO_MAX;
-	coord_state_init(&c->state);
+	coord_init(c);
 	c->loop = qb_loop_create();
 	CHECK(c->loop != NULL);
 	CHECK_EQ_INT(coord_balance_start(c), 0);

@@ -98,12 +98,7 @@ static void node_init(struct coord *c, uint32_t id)
 	memset(c, 0, sizeof(*c));
 	c->loop = loop;
 	ha_config_defaults(&c->cfg);
-	qb_list_init(&c->sendq);
-	qb_list_init(&c->held);
-	qb_list_init(&c->pending);
-	qb_list_init(&c->actions);
-	c->proto_version = HA_PROTO_MAX;
-	coord_state_init(&c->state);
+	coord_init(c);
 	c->local_id = id;
 	c->cs_connected = true;
 	c->vq_quorate = true;
