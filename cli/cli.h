@@ -66,6 +66,7 @@ void cli_help_markdown(FILE *out);
 /* cmd_migrate.c */
 int cli_cmd_migrate(struct cli *cli, int argc, char **argv);
 int cli_cmd_evacuate(struct cli *cli, int argc, char **argv);
+int cli_cmd_jobs(struct cli *cli, int argc, char **argv);
 int cli_cmd_balance(struct cli *cli, int argc, char **argv);
 /* The guests evacuations moved off @node go back to it; an exit status. */
 int cli_return_guests(struct cli *cli, const char *node);

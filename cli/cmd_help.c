@@ -150,25 +150,37 @@ static const struct help_cmd cmds[] = {
 	  "hactl migrate db1 --to node3 --max-downtime 500" },
 	{ "evacuate", "moving guests", "evacuate NODE [--parallel N]",
 	  "maintenance on, every guest moved elsewhere",
-	  "Puts the node in maintenance and moves every guest away live, placed by the "
-	  "balancing engine; the node stays in maintenance until 'hactl maintenance off'.",
+	  "Puts the node in maintenance and asks the leader for a job that moves every guest "
+	  "away live, wave by wave, placed by the balancing engine; hactl follows it, and "
+	  "interrupting hactl does not stop it ('hactl jobs'). The node stays in maintenance "
+	  "until 'hactl maintenance off'.",
 	  { { "--parallel N", "migrations at once (1..64; default 1)" },
 	    { "--mode M", "as for migrate" },
 	    { "--transport T", "as for migrate" },
 	    { "--max-downtime MS", "as for migrate" },
 	    { "--bandwidth MB/s", "as for migrate" },
-	    { "--no-wait", "return once the cluster accepted the request" },
-	    { "--timeout S", "give up waiting for each migration after S seconds (default 600)" },
+	    { "--no-wait", "return once the job is started; it goes on ('hactl jobs')" },
+	    { "--timeout S", "stop following the job after S seconds (default 600); it goes on" },
 	    { NULL, NULL } },
 	  "hactl evacuate node2" },
+	{ "jobs", "moving guests", "jobs [--cancel ID]",
+	  "the leader's jobs: evacuations, returns, balance plans",
+	  "Lists the jobs the leader runs or ran last (evacuations, returns after "
+	  "maintenance, balance plans): each move with its wave and state. A job lives in "
+	  "the replicated state, so a new leader goes on with it. --cancel drops the moves "
+	  "not yet started; running ones finish.",
+	  { { "--cancel ID", "cancel job ID" },
+	    { NULL, NULL } },
+	  "hactl jobs --cancel 42" },
 	{ "balance", "balancing", "balance [--dry-run] [--parallel N] [--save FILE]",
 	  "plan moves with the policy in force and carry them out, unless --dry-run",
-	  "Plans moves with the policy in force (the score before and after) and carries "
-	  "them out by live migration.",
+	  "Plans moves with the policy in force (the score before and after) and hands "
+	  "that plan to the leader as a job, which carries it out by live migration wave "
+	  "by wave ('hactl jobs').",
 	  { { "--dry-run", "plan only (also -n)" },
 	    { "--parallel N", "migrations at once (1..64)" },
 	    { "--save FILE", "write the engine's input as FILE and FILE.policy for 'hactl simulate'" },
-	    { "--timeout S", "give up waiting for each migration after S seconds (default 600)" },
+	    { "--timeout S", "stop following the job after S seconds (default 600); it goes on" },
 	    { NULL, NULL } },
 	  "hactl balance --dry-run --save /tmp/now.sim" },
 	{ "simulate", "balancing", "simulate FILE [--policy PATH] [--save FILE]",

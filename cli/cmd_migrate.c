@@ -41,7 +41,8 @@ static const Hactl__NodeStatus *node_named(const Hactl__StatusReply *s, const ch
 	return NULL;
 }
 
-static int send_change(struct cli *cli, Hactl__Change *ch)
+/* Asks for @ch; *@seq (when not NULL) gets the seq of its commit. */
+static int send_change_seq(struct cli *cli, Hactl__Change *ch, uint64_t *seq)
 {
 	Hactl__ChangeRequest req = HACTL__CHANGE_REQUEST__INIT;
 	ProtobufCMessage *reply = NULL;
@@ -49,8 +50,16 @@ static int send_change(struct cli *cli, Hactl__Change *ch)
 
 	req.change = ch;
 	ex = cli_call(cli, HA_MSG_CHANGE_REQUEST, &req.base, HA_MSG_RESULT, &reply);
+	if (ex == EX_OK && seq) {
+		*seq = ((Hactl__Result *)reply)->seq;
+	}
 	ha_env_msg_free(reply);
 	return ex;
+}
+
+static int send_change(struct cli *cli, Hactl__Change *ch)
+{
+	return send_change_seq(cli, ch, NULL);
 }
 
 static int start_migration(struct cli *cli, const struct mopts *o, uint64_t *id)
@@ -429,71 +438,247 @@ static int engine_input_get(struct cli *cli, struct engine_input *in)
 	return EX_OK;
 }
 
-/*
- * Runs the migrations of @plan wave by wave, at most @parallel at once
- * within a wave. Counts moved and failed guests; unplaced ones fail.
- */
-static void run_plan(struct cli *cli, const struct ha_bal_cluster *c,
-		     const struct ha_bal_plan *plan, const struct mopts *o,
-		     unsigned *moved, unsigned *failed)
-{
-	for (uint32_t i = 0; i < plan->n_actions; i++) {
-		const struct ha_bal_action *a = &plan->actions[i];
+/* ---- jobs: waves of moves that the leader runs (docs/maintenance.md) ---- */
 
-		if (a->kind == HA_BAL_ACT_UNPLACED) {
-			fprintf(stderr, "hactl: %s stays: %s\n", c->guests[a->guest].name,
-				a->detail[0] ? a->detail : ha_bal_reason_str(a->reason));
+static const Hactl__Job *job_of(const Hactl__StatusReply *s, uint64_t id)
+{
+	for (size_t i = 0; i < s->n_jobs; i++) {
+		if (s->jobs[i]->id == id) {
+			return s->jobs[i];
+		}
+	}
+	return NULL;
+}
+
+static bool job_ended(const Hactl__Job *j)
+{
+	return strcmp(j->state, "running") != 0 && strcmp(j->state, "cancelling") != 0;
+}
+
+/*
+ * Asks the leader for a job: @kind on @node, at most @parallel moves at
+ * once, the moves planned by the leader (@n_moves 0) or these. Its id
+ * (the seq of its commit) in *@id.
+ */
+static int job_start(struct cli *cli, const char *kind, const char *node, uint32_t parallel,
+		     const struct mopts *o, Hactl__JobMove **moves, size_t n_moves, uint64_t *id)
+{
+	Hactl__Change ch = HACTL__CHANGE__INIT;
+	Hactl__JobStartChange js = HACTL__JOB_START_CHANGE__INIT;
+	Hactl__MigrationOptions mo = HACTL__MIGRATION_OPTIONS__INIT;
+
+	mo.mode = (char *)(o->mode ? o->mode : "auto");
+	mo.transport = (char *)o->transport;
+	mo.has_max_downtime_ms = o->max_downtime_ms != 0;
+	mo.max_downtime_ms = o->max_downtime_ms;
+	mo.has_bandwidth_bps = o->bandwidth_bps != 0;
+	mo.bandwidth_bps = o->bandwidth_bps;
+	js.kind = (char *)kind;
+	js.node = (char *)node;
+	js.has_parallel = true;
+	js.parallel = parallel ? parallel : 1;
+	js.options = &mo;
+	js.moves = moves;
+	js.n_moves = n_moves;
+	ch.kind_case = HACTL__CHANGE__KIND_JOB_START;
+	ch.job_start = &js;
+	return send_change_seq(cli, &ch, id);
+}
+
+/* A done move is settled once its destination reports the guest running
+ * under the new generation: the next command finds it running there. */
+static bool move_settled(const Hactl__StatusReply *s, const Hactl__JobMove *m)
+{
+	const Hactl__GuestRecord *g = cli_find_guest(s, m->guest);
+
+	if (strcmp(m->state, "done") != 0 || g == NULL) {
+		return true;
+	}
+	return g->state && strcmp(g->state, "running") == 0 &&
+	       (!g->has_state_generation || g->state_generation == g->generation) &&
+	       strcmp(cli_node_name(s, g->owner), m->to) == 0;
+}
+
+/*
+ * Follows job @id until it has ended and its moved guests run where they
+ * went, printing each move as it starts and ends (not with --json).
+ * Leaving early (a timeout, an interrupt, a lost coordinator) does not
+ * stop the job: the leader carries it out. *@out gets the last view of
+ * the job (free @out_status).
+ */
+static int job_follow(struct cli *cli, uint64_t id, uint32_t timeout_s,
+		      Hactl__StatusReply **out_status, const Hactl__Job **out)
+{
+	uint64_t deadline = ha_mono_ms() + timeout_s * 1000ull;
+	char seen[4096] = ""; /* per move: p(ending), r(unning), e(nded) */
+
+	*out_status = NULL;
+	*out = NULL;
+	for (;;) {
+		Hactl__StatusReply *s = NULL;
+		const Hactl__Job *j;
+		bool settled = true;
+		int ex = cli_get_status(cli, NULL, &s);
+
+		if (ex != EX_OK) {
+			fprintf(stderr, "hactl: job %" PRIu64 " goes on without this client "
+				"(hactl jobs)\n", id);
+			return ex;
+		}
+		j = job_of(s, id);
+		if (j == NULL) {
+			fprintf(stderr, "hactl: job %" PRIu64 " is not in the cluster's state\n", id);
+			ha_env_msg_free(&s->base);
+			return EX_FAIL;
+		}
+		for (size_t i = 0; i < j->n_moves && i < sizeof(seen) - 1; i++) {
+			const Hactl__JobMove *m = j->moves[i];
+			const Hactl__GuestRecord *g = cli_find_guest(s, m->guest);
+			char was = seen[i] ? seen[i] : 'p';
+			char now = strcmp(m->state, "pending") == 0 ? 'p' :
+				   strcmp(m->state, "running") == 0 ? 'r' : 'e';
+
+			if (now == 'e' && !move_settled(s, m)) {
+				settled = false;
+				now = 'r';
+			}
+			if (!seen[i]) {
+				seen[i] = 'p';
+				seen[i + 1] = 0;
+			}
+			if (now == was || cli->json) {
+				seen[i] = now;
+				continue;
+			}
+			if (was == 'p' && now != 'p' && strcmp(m->state, "failed") != 0) {
+				printf("moving %s: %s -> %s (%s)\n", m->guest, m->from, m->to,
+				       m->reason && m->reason[0] ? m->reason : j->kind);
+			}
+			if (now == 'e' && strcmp(m->state, "done") == 0) {
+				const Hactl__Migration *mg = g ? g->migration : NULL;
+
+				if (mg && mg->id == m->migration) {
+					printf("%s migrated %s -> %s: total %" PRIu64 " ms, downtime %u ms, "
+					       "%" PRIu64 " bytes, %u rounds (%s)\n", m->guest, m->from, m->to,
+					       mg->ended_ms > mg->started_ms ? mg->ended_ms - mg->started_ms :
+					       mg->total_ms, mg->downtime_ms, mg->transferred_bytes,
+					       mg->rounds, mg->mode && mg->mode[0] ? mg->mode : "auto");
+				} else {
+					printf("%s moved to %s\n", m->guest, m->to);
+				}
+			} else if (now == 'e') {
+				fprintf(stderr, "hactl: %s not moved: %s\n", m->guest,
+					m->reason && m->reason[0] ? m->reason : "failed");
+			}
+			fflush(stdout);
+			seen[i] = now;
+		}
+		if (job_ended(j) && settled) {
+			*out_status = s;
+			*out = j;
+			return EX_OK;
+		}
+		ha_env_msg_free(&s->base);
+		if (ha_mono_ms() > deadline) {
+			fprintf(stderr, "hactl: job %" PRIu64 " has not ended within %u s; it goes "
+				"on (hactl jobs, hactl jobs --cancel %" PRIu64 ")\n", id, timeout_s, id);
+			return EX_FAIL;
+		}
+		usleep(200 * 1000);
+	}
+}
+
+static void job_count(const Hactl__Job *j, unsigned *moved, unsigned *failed)
+{
+	for (size_t i = 0; i < j->n_moves; i++) {
+		if (strcmp(j->moves[i]->state, "done") == 0) {
+			(*moved)++;
+		} else {
 			(*failed)++;
 		}
 	}
-	cli->batch = cli->json;
-	for (uint32_t wave = 1; wave <= plan->waves; wave++) {
-		uint32_t idx[64];
-		size_t n = 0;
+}
 
-		for (uint32_t i = 0; i <= plan->n_actions; i++) {
-			const struct ha_bal_action *a = i < plan->n_actions ? &plan->actions[i] : NULL;
-			uint64_t ids[64];
+static json_object *job_json(const Hactl__Job *j)
+{
+	json_object *o = json_object_new_object(), *moves = json_object_new_array();
 
-			if (a && a->kind == HA_BAL_ACT_MIGRATE && a->wave == wave) {
-				idx[n++] = i;
-			}
-			if (n == 0 || (a && n < o->parallel && n < HA_ARRAY_SIZE(idx))) {
-				continue;
-			}
-			/* a batch: start them all, then wait for each */
-			for (size_t k = 0; k < n; k++) {
-				const struct ha_bal_action *b = &plan->actions[idx[k]];
-				struct mopts mo = *o;
+	json_object_object_add(o, "id", json_object_new_int64((int64_t)j->id));
+	json_object_object_add(o, "kind", json_object_new_string(j->kind));
+	json_object_object_add(o, "node", json_object_new_string(j->node ? j->node : ""));
+	json_object_object_add(o, "state", json_object_new_string(j->state));
+	json_object_object_add(o, "parallel", json_object_new_int64(j->parallel));
+	json_object_object_add(o, "started_ms", json_object_new_int64((int64_t)j->started_ms));
+	json_object_object_add(o, "ended_ms", json_object_new_int64((int64_t)j->ended_ms));
+	json_object_object_add(o, "note", json_object_new_string(j->note ? j->note : ""));
+	for (size_t i = 0; i < j->n_moves; i++) {
+		const Hactl__JobMove *m = j->moves[i];
+		json_object *x = json_object_new_object();
 
-				mo.name = c->guests[b->guest].name;
-				mo.to = c->nodes[b->to].name;
-				ids[k] = 0;
-				if (!cli->json) {
-					printf("moving %s: %s -> %s (%s)\n", mo.name,
-					       c->nodes[b->from].name, mo.to,
-					       ha_bal_reason_str(b->reason));
-				}
-				if (start_migration(cli, &mo, &ids[k]) != EX_OK) {
-					(*failed)++;
-				}
-			}
-			for (size_t k = 0; k < n; k++) {
-				const char *name = c->guests[plan->actions[idx[k]].guest].name;
-
-				if (ids[k] == 0) {
-					continue;
-				}
-				if (wait_migration(cli, name, ids[k], o->timeout_s) == EX_OK) {
-					(*moved)++;
-				} else {
-					(*failed)++;
-				}
-			}
-			n = 0;
-		}
+		json_object_object_add(x, "guest", json_object_new_string(m->guest));
+		json_object_object_add(x, "from", json_object_new_string(m->from ? m->from : ""));
+		json_object_object_add(x, "to", json_object_new_string(m->to ? m->to : ""));
+		json_object_object_add(x, "wave", json_object_new_int64(m->wave));
+		json_object_object_add(x, "state", json_object_new_string(m->state ? m->state : ""));
+		json_object_object_add(x, "migration", json_object_new_int64((int64_t)m->migration));
+		json_object_object_add(x, "reason", json_object_new_string(m->reason ? m->reason : ""));
+		json_object_array_add(moves, x);
 	}
-	cli->batch = false;
+	json_object_object_add(o, "moves", moves);
+	return o;
+}
+
+/*
+ * Hands the plan that `hactl balance` showed to the leader as a job (the
+ * same moves, waves and order; each checked when it starts) and follows
+ * it. Counts moved and failed guests; unplaced ones fail.
+ */
+static int run_balance_job(struct cli *cli, const struct ha_bal_cluster *c,
+			   const struct ha_bal_plan *plan, const struct mopts *o,
+			   unsigned *moved, unsigned *failed)
+{
+	Hactl__JobMove *moves = calloc(plan->n_actions, sizeof(*moves));
+	Hactl__JobMove **ptrs = calloc(plan->n_actions, sizeof(*ptrs));
+	Hactl__StatusReply *s = NULL;
+	const Hactl__Job *job = NULL;
+	size_t n = 0;
+	uint64_t id = 0;
+	int ex;
+
+	if (moves == NULL || ptrs == NULL) {
+		free(moves);
+		free(ptrs);
+		fprintf(stderr, "hactl: out of memory\n");
+		return EX_FAIL;
+	}
+	for (uint32_t i = 0; i < plan->n_actions; i++) {
+		const struct ha_bal_action *a = &plan->actions[i];
+		Hactl__JobMove *m = &moves[n];
+
+		if (a->kind != HA_BAL_ACT_MIGRATE && a->kind != HA_BAL_ACT_UNPLACED) {
+			continue;
+		}
+		hactl__job_move__init(m);
+		m->guest = (char *)c->guests[a->guest].name;
+		m->from = a->from >= 0 ? (char *)c->nodes[a->from].name : "";
+		m->to = a->kind == HA_BAL_ACT_MIGRATE && a->to >= 0 ? (char *)c->nodes[a->to].name : "";
+		m->has_wave = true;
+		m->wave = a->wave ? a->wave : 1;
+		m->reason = (char *)(a->detail[0] ? a->detail : ha_bal_reason_str(a->reason));
+		ptrs[n++] = m;
+	}
+	ex = n ? job_start(cli, "balance", NULL, o->parallel, o, ptrs, n, &id) : EX_OK;
+	free(moves);
+	free(ptrs);
+	if (ex != EX_OK || n == 0) {
+		return ex;
+	}
+	ex = job_follow(cli, id, o->timeout_s, &s, &job);
+	if (ex == EX_OK) {
+		job_count(job, moved, failed);
+		ha_env_msg_free(&s->base);
+	}
+	return ex;
 }
 
 int cli_cmd_evacuate(struct cli *cli, int argc, char **argv)
@@ -501,10 +686,10 @@ int cli_cmd_evacuate(struct cli *cli, int argc, char **argv)
 	struct mopts o;
 	Hactl__StatusReply *s = NULL;
 	const Hactl__NodeStatus *node;
-	struct engine_input in;
-	struct ha_bal_plan *plan = NULL;
+	const Hactl__Job *job = NULL;
 	unsigned moved = 0, failed = 0;
-	int ex = parse(argc, argv, &o, true), rc;
+	uint64_t id = 0;
+	int ex = parse(argc, argv, &o, true);
 
 	if (ex != EX_OK) {
 		return ex;
@@ -537,38 +722,47 @@ int cli_cmd_evacuate(struct cli *cli, int argc, char **argv)
 		}
 	}
 	ha_env_msg_free(&s->base);
-	/* the engine places every guest of the node, as the leader would */
-	ex = engine_input_get(cli, &in);
+	/* the leader plans (the engine's EVACUATE plan) and runs the moves */
+	ex = job_start(cli, "evacuate", o.name, o.parallel, &o, NULL, 0, &id);
 	if (ex != EX_OK) {
 		return ex;
 	}
-	rc = ha_balance_place(in.sim->cluster, in.policy, HA_BAL_OP_EVACUATE, o.name, &plan);
-	if (rc < 0) {
-		fprintf(stderr, "hactl: cannot plan the evacuation of %s: %s\n", o.name,
-			strerror(-rc));
-		engine_input_free(&in);
-		return EX_FAIL;
+	if (o.no_wait) {
+		if (cli->json) {
+			json_object *j = json_object_new_object();
+
+			json_object_object_add(j, "node", json_object_new_string(o.name));
+			json_object_object_add(j, "job", json_object_new_int64((int64_t)id));
+			cli_json_print(j);
+		} else {
+			printf("%s in maintenance; job %" PRIu64 " evacuates it (hactl jobs)\n",
+			       o.name, id);
+		}
+		return EX_OK;
 	}
 	if (!cli->json) {
-		printf("%s in maintenance; moving %u guests, %u at a time\n", o.name,
-		       plan->n_moves, o.parallel);
+		printf("%s in maintenance; job %" PRIu64 " moves its guests, %u at a time "
+		       "(interrupting hactl does not stop it)\n", o.name, id, o.parallel);
+		fflush(stdout);
 	}
-	o.evacuate = true;
-	run_plan(cli, in.sim->cluster, plan, &o, &moved, &failed);
+	ex = job_follow(cli, id, o.timeout_s, &s, &job);
+	if (ex != EX_OK) {
+		return ex;
+	}
+	job_count(job, &moved, &failed);
 	if (cli->json) {
 		json_object *j = json_object_new_object();
 
 		json_object_object_add(j, "node", json_object_new_string(o.name));
 		json_object_object_add(j, "moved", json_object_new_int64(moved));
 		json_object_object_add(j, "failed", json_object_new_int64(failed));
-		json_object_object_add(j, "plan", hactl_balance_plan_json(in.sim->cluster, plan));
+		json_object_object_add(j, "job", job_json(job));
 		cli_json_print(j);
 	} else {
 		printf("%s evacuated: %u moved, %u failed; it stays in maintenance until "
 		       "'hactl maintenance off %s'\n", o.name, moved, failed, o.name);
 	}
-	ha_bal_plan_free(plan);
-	engine_input_free(&in);
+	ha_env_msg_free(&s->base);
 	return failed ? EX_FAIL : EX_OK;
 }
 
@@ -669,8 +863,13 @@ int cli_cmd_balance(struct cli *cli, int argc, char **argv)
 		ha_bal_plan_print(stdout, in.sim->cluster, plan);
 		fflush(stdout);
 	}
-	if (!o.dry_run) {
-		run_plan(cli, in.sim->cluster, plan, &o, &moved, &failed);
+	if (!o.dry_run && plan->n_actions) {
+		ex = run_balance_job(cli, in.sim->cluster, plan, &o, &moved, &failed);
+		if (ex != EX_OK) {
+			ha_bal_plan_free(plan);
+			engine_input_free(&in);
+			return ex;
+		}
 	}
 	if (cli->json) {
 		json_object *j = json_object_new_object();
@@ -704,60 +903,114 @@ int cli_cmd_balance(struct cli *cli, int argc, char **argv)
 int cli_return_guests(struct cli *cli, const char *node)
 {
 	Hactl__StatusReply *s = NULL;
-	const Hactl__NodeStatus *n;
+	const Hactl__Job *job = NULL;
 	unsigned moved = 0, failed = 0;
-	char *names[1024];
-	size_t count = 0;
-	int ex = cli_get_status(cli, NULL, &s);
+	struct mopts o;
+	uint64_t id = 0;
+	int ex;
 
+	memset(&o, 0, sizeof(o));
+	ex = job_start(cli, "return", node, 1, &o, NULL, 0, &id);
+	if (ex == EX_OK) {
+		ex = job_follow(cli, id, 3600, &s, &job);
+	}
 	if (ex != EX_OK) {
 		return ex;
 	}
-	n = node_named(s, node);
-	if (n == NULL) {
-		fprintf(stderr, "hactl: unknown node '%s'\n", node);
-		ha_env_msg_free(&s->base);
-		return EX_UNKNOWN;
-	}
-	for (size_t i = 0; i < s->n_guests && count < HA_ARRAY_SIZE(names); i++) {
-		const Hactl__GuestRecord *g = s->guests[i];
-
-		if (g->has_home && g->home == n->id && g->owner != n->id && g->owner != 0 &&
-		    g->state && strcmp(g->state, "running") == 0) {
-			names[count++] = strdup(g->name);
-		}
-	}
-	ha_env_msg_free(&s->base);
-	cli->batch = cli->json;
-	for (size_t i = 0; i < count; i++) {
-		struct mopts o;
-		uint64_t id = 0;
-
-		memset(&o, 0, sizeof(o));
-		o.name = names[i];
-		o.to = node;
-		o.timeout_s = 600;
-		if (!cli->json) {
-			printf("returning %s to %s\n", o.name, node);
-		}
-		if (names[i] == NULL || start_migration(cli, &o, &id) != EX_OK ||
-		    wait_migration(cli, o.name, id, o.timeout_s) != EX_OK) {
-			failed++;
-		} else {
-			moved++;
-		}
-		free(names[i]);
-	}
-	cli->batch = false;
+	job_count(job, &moved, &failed);
 	if (cli->json) {
 		json_object *j = json_object_new_object();
 
 		json_object_object_add(j, "node", json_object_new_string(node));
 		json_object_object_add(j, "returned", json_object_new_int64(moved));
 		json_object_object_add(j, "failed", json_object_new_int64(failed));
+		json_object_object_add(j, "job", job_json(job));
 		cli_json_print(j);
 	} else {
 		printf("%s: %u guests returned, %u failed\n", node, moved, failed);
 	}
+	ha_env_msg_free(&s->base);
 	return failed ? EX_FAIL : EX_OK;
+}
+
+/* hactl jobs [--cancel ID]: the leader's jobs, or one cancelled. */
+int cli_cmd_jobs(struct cli *cli, int argc, char **argv)
+{
+	Hactl__StatusReply *s = NULL;
+	uint64_t cancel = 0;
+	int ex;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--cancel") == 0 && i + 1 < argc) {
+			if (ha_parse_u64(argv[++i], 1, UINT64_MAX, &cancel) < 0) {
+				return cli_usage_error("--cancel: '%s' is not a job id", argv[i]);
+			}
+		} else {
+			return cli_usage_error("unknown option or missing value '%s'", argv[i]);
+		}
+	}
+	if (cancel) {
+		Hactl__Change ch = HACTL__CHANGE__INIT;
+		Hactl__JobMoveChange jm = HACTL__JOB_MOVE_CHANGE__INIT;
+
+		jm.job = cancel;
+		jm.has_cancel = true;
+		jm.cancel = true;
+		ch.kind_case = HACTL__CHANGE__KIND_JOB_MOVE;
+		ch.job_move = &jm;
+		ex = send_change(cli, &ch);
+		if (ex == EX_OK) {
+			if (cli->json) {
+				json_object *j = json_object_new_object();
+
+				json_object_object_add(j, "ok", json_object_new_boolean(true));
+				json_object_object_add(j, "job", json_object_new_int64((int64_t)cancel));
+				cli_json_print(j);
+			} else {
+				printf("job %" PRIu64 " cancelled: moves not started are dropped, "
+				       "running ones finish\n", cancel);
+			}
+		}
+		return ex;
+	}
+	ex = cli_get_status(cli, NULL, &s);
+	if (ex != EX_OK) {
+		return ex;
+	}
+	if (cli->json) {
+		json_object *a = json_object_new_array();
+
+		for (size_t i = 0; i < s->n_jobs; i++) {
+			json_object_array_add(a, job_json(s->jobs[i]));
+		}
+		cli_json_print(a);
+	} else if (s->n_jobs == 0) {
+		printf("no jobs\n");
+	}
+	for (size_t i = 0; !cli->json && i < s->n_jobs; i++) {
+		const Hactl__Job *j = s->jobs[i];
+		unsigned moved = 0, failed = 0, open = 0;
+
+		for (size_t k = 0; k < j->n_moves; k++) {
+			const char *st = j->moves[k]->state;
+
+			moved += strcmp(st, "done") == 0;
+			failed += strcmp(st, "failed") == 0;
+			open += strcmp(st, "pending") == 0 || strcmp(st, "running") == 0;
+		}
+		printf("job %" PRIu64 " %s%s%s: %s, %zu moves (%u done, %u failed, %u to go), "
+		       "%u at a time%s%s\n", j->id, j->kind, j->node && j->node[0] ? " " : "",
+		       j->node ? j->node : "", j->state, j->n_moves, moved, failed, open,
+		       j->parallel, j->note && j->note[0] ? "; " : "", j->note ? j->note : "");
+		for (size_t k = 0; k < j->n_moves; k++) {
+			const Hactl__JobMove *m = j->moves[k];
+
+			printf("  wave %-3u %-20s %s -> %s  %s%s%s\n", m->wave, m->guest,
+			       m->from && m->from[0] ? m->from : "-", m->to && m->to[0] ? m->to : "-",
+			       m->state, m->reason && m->reason[0] ? ": " : "",
+			       m->reason ? m->reason : "");
+		}
+	}
+	ha_env_msg_free(&s->base);
+	return EX_OK;
 }

@@ -645,6 +645,7 @@ static const struct command commands[] = {
 	{ "events", cmd_events },
 	{ "migrate", cli_cmd_migrate },
 	{ "evacuate", cli_cmd_evacuate },
+	{ "jobs", cli_cmd_jobs },
 	{ "balance", cli_cmd_balance },
 	{ "fence", cmd_fence },
 	{ "help", cmd_help },

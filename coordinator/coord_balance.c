@@ -8,10 +8,12 @@
  * like every placement's), so `hactl balance` plans on the node it runs on
  * with the same engine and input as the leader.
  * Only the leader acts by itself: each interval of an enabled policy it
- * runs one round and commits the first wave of the plan as migrations,
- * through the same transactions as `hactl migrate`. A round waits while
- * any migration is in flight, so one round's moves are over before the
- * next round looks; the engine's hold time keeps a moved guest in place.
+ * runs one round and commits the first wave of the plan as a job
+ * (coord_job.c), whose moves are the same transactions as `hactl
+ * migrate`. A round waits while any migration or job is in flight, so one
+ * round's moves are over before the next round looks; the engine's hold
+ * time keeps a moved guest in place. The leader's job steps run from the
+ * same tick (coord_job_tick) and after each commit that ends a move.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -162,48 +164,103 @@ static bool fencing_busy(const struct coord *c)
 	return false;
 }
 
-/* Commits the migrations of the plan's first wave; returns how many. */
+/* Commits the plan's first wave as a job (coord_job.c) that starts its
+ * moves at once; returns how many moves it has. */
 static unsigned run_wave(struct coord *c, const struct ha_bal_cluster *cl,
 			 const struct ha_bal_plan *plan)
 {
-	struct coord_view v = { .members = c->members, .n_members = c->n_members,
-				.policy = c->bal.policy };
-	unsigned sent = 0;
+	Hactl__CpgCommit cm = HACTL__CPG_COMMIT__INIT;
+	Hactl__Change ch = HACTL__CHANGE__INIT;
+	Hactl__JobStartChange js = HACTL__JOB_START_CHANGE__INIT;
+	Hactl__JobMove *moves = calloc(plan->n_actions + 1, sizeof(*moves));
+	Hactl__JobMove **ptrs = calloc(plan->n_actions + 1, sizeof(*ptrs));
+	char note[128];
+	unsigned n = 0;
 
-	for (uint32_t i = 0; i < plan->n_actions; i++) {
+	for (uint32_t i = 0; moves && ptrs && i < plan->n_actions; i++) {
 		const struct ha_bal_action *a = &plan->actions[i];
-		Hactl__CpgCommit cm = HACTL__CPG_COMMIT__INIT;
-		Hactl__Change ch = HACTL__CHANGE__INIT;
-		Hactl__MigrateStartChange ms = HACTL__MIGRATE_START_CHANGE__INIT;
-		Hactl__MigrationOptions mo = HACTL__MIGRATION_OPTIONS__INIT;
-		char why[256], node[COORD_NAME_MAX + 1];
+		Hactl__JobMove *m = &moves[n];
 
 		if (a->kind != HA_BAL_ACT_MIGRATE || a->wave != 1) {
 			continue;
 		}
-		mo.mode = "auto";
-		mo.transport = "tcp";
-		ms.guest = (char *)cl->guests[a->guest].name;
-		ms.node = (char *)cl->nodes[a->to].name;
-		ms.options = &mo;
-		ch.kind_case = HACTL__CHANGE__KIND_MIGRATE_START;
-		ch.migrate_start = &ms;
-		if (coord_change_prepare(&c->state, &v, &ch, node, sizeof(node), why,
-					 sizeof(why)) < 0) {
-			qb_log(LOG_WARNING, "balance: not moving %s to %s: %s", ms.guest, ms.node,
-			       why);
-			continue;
-		}
+		hactl__job_move__init(m);
+		m->guest = (char *)cl->guests[a->guest].name;
+		m->from = (char *)cl->nodes[a->from].name;
+		m->to = (char *)cl->nodes[a->to].name;
+		m->has_wave = true;
+		m->wave = 1;
+		m->reason = (char *)ha_bal_reason_str(a->reason);
+		ptrs[n++] = m;
+		qb_log(LOG_NOTICE, "balance: moving %s from %s to %s (%s)", m->guest, m->from,
+		       m->to, m->reason);
+	}
+	if (n) {
+		snprintf(note, sizeof(note), "balance round: imbalance %.1f%% -> %.1f%%",
+			 plan->before.imbalance, plan->after.imbalance);
+		js.kind = "balance";
+		js.has_parallel = true;
+		js.parallel = n < 64 ? n : 64;
+		js.moves = ptrs;
+		js.n_moves = n;
+		js.note = note;
+		ch.kind_case = HACTL__CHANGE__KIND_JOB_START;
+		ch.job_start = &js;
 		cm.leader = c->local_id;
 		cm.seq = c->state.seq + 1;
 		cm.change = &ch;
-		if (coord_cpg_send(c, HA_MSG_CPG_COMMIT, &cm.base) == 0) {
-			qb_log(LOG_NOTICE, "balance: moving %s from %s to %s (%s)", ms.guest,
-			       cl->nodes[a->from].name, ms.node, ha_bal_reason_str(a->reason));
-			sent++;
+		if (coord_cpg_send(c, HA_MSG_CPG_COMMIT, &cm.base) < 0) {
+			n = 0;
 		}
 	}
-	return sent;
+	free(moves);
+	free(ptrs);
+	return n;
+}
+
+static bool jobs_running(const struct coord *c)
+{
+	for (size_t i = 0; i < c->state.n_jobs; i++) {
+		if (coord_job_active(c->state.jobs[i])) {
+			return true;
+		}
+	}
+	return false;
+}
+
+static void job_emit(void *arg, const Hactl__Change *ch)
+{
+	struct coord *c = arg;
+	Hactl__CpgCommit cm = HACTL__CPG_COMMIT__INIT;
+	char desc[128];
+
+	cm.leader = c->local_id;
+	cm.seq = c->state.seq + 1;
+	cm.change = (Hactl__Change *)ch;
+	coord_change_describe(ch, desc, sizeof(desc));
+	if (coord_cpg_send(c, HA_MSG_CPG_COMMIT, &cm.base) == 0) {
+		qb_log(LOG_INFO, "job step: %s", desc);
+	}
+}
+
+void coord_job_tick(struct coord *c)
+{
+	struct coord_view v = { .members = c->members, .n_members = c->n_members,
+				.policy = c->bal.policy };
+	uint64_t now = coord_now_ms(c);
+
+	if (c->leader != c->local_id || !coord_is_quorate(c) || c->syncing ||
+	    !jobs_running(c)) {
+		return;
+	}
+	/* one step at a time: the commits sent last must have applied (or
+	 * a while passed, when one did not apply), so no move starts twice */
+	if (c->commit_seq_sent > c->state.seq && now < c->job_wait_ms) {
+		return;
+	}
+	if (coord_job_next(&c->state, &v, job_emit, c) > 0) {
+		c->job_wait_ms = now + 3000;
+	}
 }
 
 static void round_note(struct coord *c, const char *fmt, ...)
@@ -234,6 +291,14 @@ static void balance_round(struct coord *c)
 	}
 	if (fencing_busy(c)) {
 		round_note(c, "waiting: fencing in progress");
+		return;
+	}
+	if (jobs_running(c)) {
+		round_note(c, "waiting: a job is running (hactl jobs)");
+		return;
+	}
+	if (!coord_members_have(c, COORD_FEATURE_JOBS)) {
+		round_note(c, "waiting: a coordinator runs an hactl without jobs");
 		return;
 	}
 	rc = coord_balance_snapshot(c, &cl, why, sizeof(why));
@@ -268,6 +333,7 @@ void coord_balance_tick(struct coord *c)
 
 	coord_balance_reload(c, false);
 	coord_restart_tick(c);
+	coord_job_tick(c);
 	if (c->leader != c->local_id || !coord_is_quorate(c) || c->syncing ||
 	    !c->bal.policy->enabled) {
 		c->bal.imbalanced_rounds = 0;

@@ -335,6 +335,10 @@ static int reply_status(struct coord *c, qb_ipcs_connection_t *conn,
 	r.n_nodes = n;
 	r.guests = c->state.guests;
 	r.n_guests = c->state.n_guests;
+	if (!req->paged || req->guest_offset == 0) {
+		r.jobs = c->state.jobs;
+		r.n_jobs = c->state.n_jobs;
+	}
 	r.has_seq = true;
 	r.seq = c->state.seq;
 	r.has_expected_votes = true;

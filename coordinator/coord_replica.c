@@ -293,6 +293,8 @@ static void send_hello(struct coord *c)
 	h.node = c->local_id;
 	h.proto_min = HA_PROTO_MIN;
 	h.proto_max = HA_PROTO_MAX;
+	h.has_features = true;
+	h.features = COORD_FEATURES;
 	h.version = (char *)HA_VERSION;
 	coord_cpg_send(c, HA_MSG_CPG_HELLO, &h.base);
 }
@@ -339,6 +341,7 @@ void coord_replica_confchg(struct coord *c, const uint32_t *members, size_t n_me
 	c->n_members = n_members;
 	qsort(c->members, c->n_members, sizeof(c->members[0]), coord_cmp_u32);
 	memset(c->peer_proto_max, 0, sizeof(c->peer_proto_max));
+	memset(c->peer_features, 0, sizeof(c->peer_features));
 	c->joined = coord_is_member(c, c->local_id);
 	if (c->joined && !was_joined) {
 		send_hello(c);
@@ -905,6 +908,13 @@ static void on_request(struct coord *c, uint32_t sender, Hactl__CpgRequest *r)
 	coord_change_describe(r->change, desc, sizeof(desc));
 	rc = coord_change_prepare(&c->state, &view, r->change, node, sizeof(node), why,
 				  sizeof(why));
+	if (rc == 0 && (r->change->kind_case == HACTL__CHANGE__KIND_JOB_START ||
+			r->change->kind_case == HACTL__CHANGE__KIND_JOB_MOVE) &&
+	    !coord_members_have(c, COORD_FEATURE_JOBS)) {
+		snprintf(why, sizeof(why), "a coordinator in the cluster runs an hactl without "
+			 "jobs: upgrade every node first");
+		rc = -EPROTO;
+	}
 	if (rc < 0) {
 		Hactl__CpgReject rej = HACTL__CPG_REJECT__INIT;
 
@@ -926,7 +936,30 @@ static void on_request(struct coord *c, uint32_t sender, Hactl__CpgRequest *r)
 		cm.has_req_id = true;
 		cm.req_id = r->req_id;
 		cm.change = r->change;
-		if (r->change->kind_case == HACTL__CHANGE__KIND_GUEST_START) {
+		if (r->change->kind_case == HACTL__CHANGE__KIND_JOB_START) {
+			/* the commit carries the leader's plan (coord_job.c) */
+			Hactl__JobStartChange *asked = r->change->job_start, *planned;
+
+			rc = coord_job_plan(&c->state, &view, coord_wall_ms(c), asked, &planned,
+					    why, sizeof(why));
+			if (rc < 0) {
+				Hactl__CpgReject rej = HACTL__CPG_REJECT__INIT;
+
+				qb_log(LOG_INFO, "rejected request %s from node %u: %s", desc,
+				       sender, why);
+				rej.leader = c->local_id;
+				rej.origin = r->origin;
+				rej.req_id = r->req_id;
+				rej.code = rc;
+				rej.reason = why;
+				coord_cpg_send(c, HA_MSG_CPG_REJECT, &rej.base);
+				return;
+			}
+			r->change->job_start = planned;
+			coord_cpg_send(c, HA_MSG_CPG_COMMIT, &cm.base);
+			r->change->job_start = asked;
+			protobuf_c_message_free_unpacked(&planned->base, NULL);
+		} else if (r->change->kind_case == HACTL__CHANGE__KIND_GUEST_START) {
 			/* the commit carries the leader's placement */
 			char *asked = r->change->guest_start->node;
 
@@ -980,6 +1013,11 @@ static void on_commit(struct coord *c, uint32_t sender, Hactl__CpgCommit *cm)
 		if (cm->change->kind_case != HACTL__CHANGE__KIND_MAINTENANCE) {
 			coord_agent_kick(c);
 		}
+		if (cm->change->kind_case == HACTL__CHANGE__KIND_JOB_START ||
+		    cm->change->kind_case == HACTL__CHANGE__KIND_JOB_MOVE ||
+		    cm->change->kind_case == HACTL__CHANGE__KIND_MIGRATE_END) {
+			coord_job_tick(c); /* the next wave need not wait for the timer */
+		}
 	}
 	if (cm->has_origin && cm->origin == c->local_id) {
 		pending_answer(c, cm->req_id, rc, rc < 0 ? why : desc,
@@ -999,6 +1037,19 @@ static void on_reject(struct coord *c, uint32_t sender, Hactl__CpgReject *rj)
 	}
 }
 
+bool coord_members_have(const struct coord *c, uint64_t features)
+{
+	for (size_t i = 0; i < c->n_members && i < COORD_MAX_NODES; i++) {
+		if (c->members[i] == c->local_id) {
+			continue;
+		}
+		if (c->peer_proto_max[i] && (c->peer_features[i] & features) != features) {
+			return false;
+		}
+	}
+	return true;
+}
+
 static void on_hello(struct coord *c, uint32_t sender, Hactl__CpgHello *h)
 {
 	if (h->node != sender || h->proto_min > h->proto_max) {
@@ -1010,6 +1061,7 @@ static void on_hello(struct coord *c, uint32_t sender, Hactl__CpgHello *h)
 	for (size_t i = 0; i < c->n_members && i < COORD_MAX_NODES; i++) {
 		if (c->members[i] == sender) {
 			c->peer_proto_max[i] = h->proto_max;
+			c->peer_features[i] = h->has_features ? h->features : 0;
 		}
 	}
 	/* The cluster speaks the lowest common version. */

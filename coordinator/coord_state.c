@@ -91,6 +91,10 @@ void coord_state_clear(struct coord_state *st)
 		pb_free(st->guests[i]);
 	}
 	free(st->guests);
+	for (size_t i = 0; i < st->n_jobs; i++) {
+		pb_free(st->jobs[i]);
+	}
+	free(st->jobs);
 	coord_state_init(st);
 }
 
@@ -218,6 +222,8 @@ Hactl__ClusterState *coord_state_export(const struct coord_state *st)
 	cs->n_nodes = st->n_nodes;
 	cs->guests = st->guests;
 	cs->n_guests = st->n_guests;
+	cs->jobs = st->jobs;
+	cs->n_jobs = st->n_jobs;
 	return cs;
 }
 
@@ -316,6 +322,23 @@ int coord_state_import(struct coord_state *dst, const Hactl__ClusterState *src,
 			goto nomem;
 		}
 		tmp.n_guests++;
+	}
+	if (src->n_jobs > COORD_MAX_JOBS) {
+		snprintf(why, whylen, "%zu jobs, at most %d allowed", src->n_jobs, COORD_MAX_JOBS);
+		goto invalid;
+	}
+	if (src->n_jobs) {
+		tmp.jobs = calloc(src->n_jobs, sizeof(*tmp.jobs));
+		if (tmp.jobs == NULL) {
+			goto nomem;
+		}
+	}
+	for (size_t i = 0; i < src->n_jobs; i++) {
+		tmp.jobs[i] = coord_pb_dup(&src->jobs[i]->base);
+		if (tmp.jobs[i] == NULL) {
+			goto nomem;
+		}
+		tmp.n_jobs++;
 	}
 	coord_state_clear(dst);
 	*dst = tmp;
@@ -585,6 +608,9 @@ int coord_change_check(const struct coord_state *st, const Hactl__Change *ch,
 	}
 	case HACTL__CHANGE__KIND_RECOVER:
 		return 0; /* each placement is checked when applied */
+	case HACTL__CHANGE__KIND_JOB_START:
+	case HACTL__CHANGE__KIND_JOB_MOVE:
+		return coord_job_check(st, ch, why, whylen);
 	case HACTL__CHANGE__KIND_GUEST_RELOCATE: {
 		const Hactl__GuestRelocateChange *r = ch->guest_relocate;
 		const Hactl__GuestRecord *g = need_guest(st, r->name, why, whylen);
@@ -966,6 +992,8 @@ int coord_change_apply(struct coord_state *st, const Hactl__Change *ch,
 					 dst->facts->migration_address : (char *)dst->address;
 		mt.has_evacuate = m->has_evacuate && m->evacuate;
 		mt.evacuate = mt.has_evacuate;
+		mt.has_job = m->has_job && m->job;
+		mt.job = mt.has_job ? m->job : 0;
 		copy = coord_pb_dup(&mt.base);
 		if (copy == NULL) {
 			snprintf(why, whylen, "out of memory");
@@ -973,6 +1001,7 @@ int coord_change_apply(struct coord_state *st, const Hactl__Change *ch,
 		}
 		pb_free(g->migration);
 		g->migration = copy;
+		coord_job_migration_started(st, m, copy->id);
 		break;
 	}
 	case HACTL__CHANGE__KIND_MIGRATE_END: {
@@ -993,9 +1022,18 @@ int coord_change_apply(struct coord_state *st, const Hactl__Change *ch,
 			g->generation++;
 			set_str(&g->start_mode, "cold");
 		}
+		coord_job_migration_ended(st, g->migration, m->commit, m->reason, now_ms);
 		break;
 	}
+	case HACTL__CHANGE__KIND_JOB_START:
+	case HACTL__CHANGE__KIND_JOB_MOVE:
+		rc = coord_job_apply(st, ch, now_ms, why, whylen);
+		if (rc < 0) {
+			return rc;
+		}
+		break;
 	case HACTL__CHANGE__KIND_GUEST_UNDEFINE:
+		coord_job_guest_gone(st, ch->guest_undefine->name, now_ms);
 		for (size_t i = 0; i < st->n_guests; i++) {
 			if (strcmp(st->guests[i]->name, ch->guest_undefine->name) == 0) {
 				pb_free(st->guests[i]);
@@ -1249,6 +1287,10 @@ void coord_change_describe(const Hactl__Change *ch, char *buf, size_t len)
 		}
 		break;
 	}
+	case HACTL__CHANGE__KIND_JOB_START:
+	case HACTL__CHANGE__KIND_JOB_MOVE:
+		coord_job_describe(ch, buf, len);
+		break;
 	default:
 		snprintf(buf, len, "change kind %d", (int)ch->kind_case);
 		break;

@@ -19,6 +19,7 @@
 
 #define COORD_MAX_NODES 128
 #define COORD_MAX_GUESTS 65536
+#define COORD_MAX_JOBS 64
 #define COORD_NAME_MAX 63
 
 struct coord_node {
@@ -43,6 +44,8 @@ struct coord_state {
 	struct coord_node nodes[COORD_MAX_NODES];
 	size_t n_guests;
 	Hactl__GuestRecord **guests; /* owned copies */
+	size_t n_jobs;
+	Hactl__Job **jobs;           /* owned copies, oldest first (coord_job.c) */
 };
 
 enum coord_node_state {
@@ -174,6 +177,44 @@ void coord_recover_plan_free(Hactl__RecoverChange *rc);
 int coord_restart_decide(const struct coord_state *st, const struct coord_view *v,
 			 const Hactl__GuestRecord *g, Hactl__GuestRelocateChange *out,
 			 char *node, size_t node_len, char *reason, size_t reason_len);
+
+/* ---- coord_job.c: jobs, the waves of moves the leader runs ---- */
+
+/* A job whose moves may still start or run (running or cancelling). */
+bool coord_job_active(const Hactl__Job *j);
+Hactl__Job *coord_job_by_id(const struct coord_state *st, uint64_t id);
+/* Checks a JobStartChange or JobMoveChange: 0 or -errno with @why. */
+int coord_job_check(const struct coord_state *st, const Hactl__Change *ch, char *why,
+		    size_t whylen);
+/* Applies a checked job change (the caller bumps seq). */
+int coord_job_apply(struct coord_state *st, const Hactl__Change *ch, uint64_t now_ms,
+		    char *why, size_t whylen);
+/* Hooks of the migration transaction: the move of job @ms->job for that
+ * guest runs as migration @migration_id; a migration of a job ended. */
+void coord_job_migration_started(struct coord_state *st, const Hactl__MigrateStartChange *ms,
+				 uint64_t migration_id);
+void coord_job_migration_ended(struct coord_state *st, const Hactl__Migration *mg,
+			       bool commit, const char *reason, uint64_t now_ms);
+/* Guest @guest was destroyed: its open moves fail. */
+void coord_job_guest_gone(struct coord_state *st, const char *guest, uint64_t now_ms);
+/*
+ * Leader only: the job @in asks for, with its moves planned when it has
+ * none (evacuate: the engine's EVACUATE plan under v->policy; return: the
+ * guests whose home is the node). A balance job's moves are the client's.
+ * 0 with *@out (free with protobuf_c_message_free_unpacked), or -errno.
+ */
+int coord_job_plan(const struct coord_state *st, const struct coord_view *v, uint64_t now_ms,
+		   const Hactl__JobStartChange *in, Hactl__JobStartChange **out, char *why,
+		   size_t whylen);
+/*
+ * Leader only: the next steps of every running job, given to @emit one
+ * change at a time: a MigrateStartChange for each move of the job's
+ * current wave that may start now (up to its parallel count), or a
+ * JobMoveChange for one that cannot. Returns how many.
+ */
+size_t coord_job_next(const struct coord_state *st, const struct coord_view *v,
+		      void (*emit)(void *arg, const Hactl__Change *ch), void *arg);
+void coord_job_describe(const Hactl__Change *ch, char *buf, size_t len);
 
 /* Soft state: node @node reports one of its guests. */
 void coord_guest_status_apply(struct coord_state *st, uint32_t node,

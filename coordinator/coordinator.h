@@ -148,6 +148,7 @@ struct coord {
 	size_t n_qmembers;
 	uint32_t leader;
 	uint32_t peer_proto_max[COORD_MAX_NODES]; /* by index in members */
+	uint64_t peer_features[COORD_MAX_NODES];  /* CpgHello.features, same index */
 	uint32_t proto_version;
 	qb_loop_timer_handle reconnect_timer;
 
@@ -171,6 +172,7 @@ struct coord {
 	 * Commits carry it and are applied only in their own epoch. */
 	uint64_t epoch;
 	uint64_t commit_seq_sent; /* leader: last seq given out in this epoch */
+	uint64_t job_wait_ms;     /* leader: job steps wait for their commits until then */
 	/* Our state is current: set by a sync with a current member, with
 	 * every node, or by `hactl unblock`; cleared at start (the state file
 	 * may be stale) and whenever corosync's quorum is lost (a quorate
@@ -361,6 +363,14 @@ int coord_balance_start(struct coord *c);
 void coord_balance_stop(struct coord *c);
 /* Each second: policy reload, the restart policy, the leader's rounds. */
 void coord_balance_tick(struct coord *c);
+/* Leader: the next steps of the running jobs (coord_job.c). */
+void coord_job_tick(struct coord *c);
+
+/* CpgHello.features bits: what a coordinator can apply beyond its
+ * protocol version. A feature is used only when every member has it. */
+#define COORD_FEATURE_JOBS (1ull << 0) /* Change.job_start / job_move */
+#define COORD_FEATURES COORD_FEATURE_JOBS
+bool coord_members_have(const struct coord *c, uint64_t features);
 /* Loads the policy files again when they changed (@force: anyway). */
 void coord_balance_reload(struct coord *c, bool force);
 /* The cluster as the engine sees it now; caller frees with

@@ -5,6 +5,7 @@
 #define HA_HARNESS_H
 
 #include <stdio.h>
+#include <string.h>
 
 extern int ha_test_failures;
 extern int ha_test_checks;
@@ -27,6 +28,18 @@ extern int ha_test_checks;
 			ha_test_failures++;                                    \
 			fprintf(stderr, "%s:%d: %s == %lld, expected %lld\n",  \
 				__FILE__, __LINE__, #a, _a, _b);               \
+		}                                                              \
+	} while (0)
+
+#define CHECK_EQ_STR(a, b)                                                     \
+	do {                                                                   \
+		const char *_a = (a), *_b = (b);                               \
+		ha_test_checks++;                                              \
+		if (_a == NULL || _b == NULL || strcmp(_a, _b) != 0) {         \
+			ha_test_failures++;                                    \
+			fprintf(stderr, "%s:%d: %s == \"%s\", expected \"%s\"\n", \
+				__FILE__, __LINE__, #a, _a ? _a : "(null)",    \
+				_b ? _b : "(null)");                           \
 		}                                                              \
 	} while (0)
 

@@ -1057,6 +1057,20 @@ static void show(uint32_t id)
 			say("   %s", mig);
 		}
 	}
+	for (size_t i = 0; i < c->state.n_jobs; i++) {
+		const Hactl__Job *j = c->state.jobs[i];
+
+		say("  job %llu %s%s%s: %s, %u at a time", (unsigned long long)j->id, j->kind,
+		    j->node && j->node[0] ? " " : "", j->node ? j->node : "", j->state,
+		    j->parallel);
+		for (size_t k = 0; k < j->n_moves; k++) {
+			const Hactl__JobMove *m = j->moves[k];
+
+			say("    wave %u %s %s->%s %s%s%s", m->wave, m->guest, gstr(m->from),
+			    gstr(m->to), m->state, m->reason && m->reason[0] ? ": " : "",
+			    m->reason ? m->reason : "");
+		}
+	}
 }
 
 /* The replicas of each CPG group are equal (the same decisions). */
@@ -1080,6 +1094,16 @@ static void check_replicas(void)
 			for (size_t i = 0; same && i < x->n_nodes; i++) {
 				same = x->nodes[i].fenced == y->nodes[i].fenced &&
 				       x->nodes[i].maintenance == y->nodes[i].maintenance;
+			}
+			same = same && x->n_jobs == y->n_jobs;
+			for (size_t i = 0; same && i < x->n_jobs; i++) {
+				same = x->jobs[i]->id == y->jobs[i]->id &&
+				       strcmp(x->jobs[i]->state, y->jobs[i]->state) == 0 &&
+				       x->jobs[i]->n_moves == y->jobs[i]->n_moves;
+				for (size_t k = 0; same && k < x->jobs[i]->n_moves; k++) {
+					same = strcmp(x->jobs[i]->moves[k]->state,
+						      y->jobs[i]->moves[k]->state) == 0;
+				}
 			}
 			if (!same) {
 				say("DIVERGED: the replicas of %s and %s differ (seq %llu, %llu)",
@@ -1328,44 +1352,65 @@ static void maintenance(uint32_t through, const char *node, bool on)
 	request(through, &ch);
 }
 
-/* hactl evacuate NODE: maintenance on, then the engine's EVACUATE plan
- * (as the CLI makes it from the cluster's snapshot), every move started
- * at once. */
+static void job_start(uint32_t through, const char *kind, const char *node, uint32_t parallel)
+{
+	Hactl__Change ch = HACTL__CHANGE__INIT;
+	Hactl__JobStartChange js = HACTL__JOB_START_CHANGE__INIT;
+
+	js.kind = (char *)kind;
+	js.node = (char *)node;
+	js.has_parallel = parallel != 0;
+	js.parallel = parallel;
+	ch.kind_case = HACTL__CHANGE__KIND_JOB_START;
+	ch.job_start = &js;
+	request(through, &ch);
+}
+
+/* hactl evacuate NODE [parallel=N]: maintenance on, then a job whose
+ * moves the leader plans (the engine's EVACUATE plan) and runs wave by
+ * wave (coord_job.c). */
 static void cmd_evacuate(void)
 {
 	uint32_t through, node;
-	struct ha_bal_cluster *cl = NULL;
-	struct ha_bal_plan *plan = NULL;
-	char why[256];
+	const char *par;
 
-	need(2, "evacuate NODE");
+	need(2, "evacuate NODE [parallel=N] [via=NODE]");
 	through = via(2);
 	node = node_id(words[1]);
+	par = opt(2, "parallel");
 	if (!coord_state_node(&co[through].state, node)->maintenance) {
 		maintenance(through, words[1], true);
 	}
-	if (coord_balance_snapshot(&co[through], &cl, why, sizeof(why)) < 0) {
-		say("evacuate: %s", why);
-		return;
-	}
-	if (ha_balance_place(cl, co[through].bal.policy, HA_BAL_OP_EVACUATE, words[1], &plan) < 0) {
-		say("evacuate: the engine found no plan");
-		ha_bal_cluster_free(cl);
-		return;
-	}
-	for (uint32_t i = 0; i < plan->n_actions; i++) {
-		const struct ha_bal_action *a = &plan->actions[i];
+	job_start(through, "evacuate", words[1], par ? (uint32_t)atoi(par) : 0);
+}
 
-		if (a->kind == HA_BAL_ACT_MIGRATE && a->to >= 0) {
-			say("evacuate plan: %s to %s", cl->guests[a->guest].name, cl->nodes[a->to].name);
-			migrate(through, cl->guests[a->guest].name, cl->nodes[a->to].name, true);
-		} else {
-			say("evacuate plan: %s stays (%s)", cl->guests[a->guest].name,
-			    ha_bal_reason_str(a->reason));
-		}
+/* hactl maintenance off NODE --return (maintenance off, then the job) */
+static void cmd_return(void)
+{
+	uint32_t through, node;
+
+	need(2, "return NODE [via=NODE]");
+	through = via(2);
+	node = node_id(words[1]);
+	if (coord_state_node(&co[through].state, node)->maintenance) {
+		maintenance(through, words[1], false);
 	}
-	ha_bal_plan_free(plan);
-	ha_bal_cluster_free(cl);
+	job_start(through, "return", words[1], 1);
+}
+
+/* hactl jobs --cancel ID */
+static void cmd_job_cancel(void)
+{
+	Hactl__Change ch = HACTL__CHANGE__INIT;
+	Hactl__JobMoveChange jm = HACTL__JOB_MOVE_CHANGE__INIT;
+
+	need(2, "job-cancel ID [via=NODE]");
+	jm.job = strtoull(words[1], NULL, 10);
+	jm.has_cancel = true;
+	jm.cancel = true;
+	ch.kind_case = HACTL__CHANGE__KIND_JOB_MOVE;
+	ch.job_move = &jm;
+	request(via(2), &ch);
 }
 
 static void cmd_fence_result(void)
@@ -1483,6 +1528,35 @@ static void cmd_expect(void)
 
 			if (is != yesno(words[3])) {
 				expect_fail("%s is %s%s", words[2], is ? "" : "not ", words[1]);
+			}
+		}
+	} else if (strcmp(words[1], "job") == 0) {
+		/* expect job ID|last STATE [GUEST MOVE-STATE] */
+		const Hactl__Job *j = NULL;
+
+		need(4, "expect job ID|last STATE [GUEST MOVE-STATE]");
+		if (strcmp(words[2], "last") == 0) {
+			j = c->state.n_jobs ? c->state.jobs[c->state.n_jobs - 1] : NULL;
+		} else {
+			j = coord_job_by_id(&c->state, strtoull(words[2], NULL, 10));
+		}
+		if (j == NULL) {
+			expect_fail("no job %s on %s", words[2], hosts[on].name);
+		} else if (strcmp(j->state, words[3]) != 0) {
+			expect_fail("job %llu is %s, not %s", (unsigned long long)j->id, j->state,
+				    words[3]);
+		} else if (n_words >= 6 && strchr(words[4], '=') == NULL) {
+			const char *ms = NULL;
+
+			for (size_t k = 0; k < j->n_moves; k++) {
+				if (strcmp(j->moves[k]->guest, words[4]) == 0) {
+					ms = j->moves[k]->state;
+				}
+			}
+			if (ms == NULL || strcmp(ms, words[5]) != 0) {
+				expect_fail("job %llu: move of %s is %s, not %s",
+					    (unsigned long long)j->id, words[4], ms ? ms : "absent",
+					    words[5]);
 			}
 		}
 	} else if (strcmp(words[1], "runs") == 0) {
@@ -1683,6 +1757,10 @@ static void run_line(char *line, FILE *in)
 		cmd_migrate();
 	} else if (strcmp(words[0], "evacuate") == 0) {
 		cmd_evacuate();
+	} else if (strcmp(words[0], "return") == 0) {
+		cmd_return();
+	} else if (strcmp(words[0], "job-cancel") == 0) {
+		cmd_job_cancel();
 	} else if (strcmp(words[0], "maintenance") == 0) {
 		need(3, "maintenance NODE on|off");
 		maintenance(via(3), words[1], yesno(strcmp(words[2], "on") == 0 ? "yes" :

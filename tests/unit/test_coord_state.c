@@ -516,6 +516,165 @@ static void test_migration_address(void)
 	coord_state_clear(&st);
 }
 
+/* A state with nodes n1..n3 and guests g1, g2 running on n2. */
+static void jobs_setup(struct coord_state *st)
+{
+	char why[256];
+	Hactl__Change ch = HACTL__CHANGE__INIT;
+	Hactl__GuestDefineChange gd = HACTL__GUEST_DEFINE_CHANGE__INIT;
+	Hactl__GuestStartChange gs = HACTL__GUEST_START_CHANGE__INIT;
+
+	coord_state_init(st);
+	for (uint32_t id = 1; id <= 3; id++) {
+		char name[8];
+
+		snprintf(name, sizeof(name), "n%u", id);
+		coord_state_node_add(st, id, name);
+	}
+	for (int i = 1; i <= 2; i++) {
+		char def[256], name[8];
+		Hactl__GuestRecord *g;
+
+		snprintf(name, sizeof(name), "g%d", i);
+		snprintf(def, sizeof(def), "[guest]\nname = %s\ntype = container\nmemory = 64M\n"
+			 "command = /bin/true\n[storage]\ntemplate = container\n", name);
+		gd.definition.data = (uint8_t *)def;
+		gd.definition.len = strlen(def);
+		ch.kind_case = HACTL__CHANGE__KIND_GUEST_DEFINE;
+		ch.guest_define = &gd;
+		CHECK_EQ_INT(coord_change_apply(st, &ch, 1, why, sizeof(why)), 0);
+		gs.name = name;
+		gs.node = "n2";
+		ch.kind_case = HACTL__CHANGE__KIND_GUEST_START;
+		ch.guest_start = &gs;
+		CHECK_EQ_INT(coord_change_apply(st, &ch, 2, why, sizeof(why)), 0);
+		g = coord_state_guest(st, name);
+		free(g->state);
+		g->state = strdup("running"); /* as its agent reports */
+	}
+}
+
+/*
+ * Jobs (coord_job.c): what a JobStartChange may ask, a move's way through
+ * its migration, the job's end, its survival of a state transfer, and the
+ * bound on ended jobs kept.
+ */
+static void test_jobs(void)
+{
+	struct coord_state st, copy;
+	char why[256];
+	Hactl__Change ch = HACTL__CHANGE__INIT;
+	Hactl__JobStartChange js = HACTL__JOB_START_CHANGE__INIT;
+	Hactl__JobMoveChange jm = HACTL__JOB_MOVE_CHANGE__INIT;
+	Hactl__JobMove m1 = HACTL__JOB_MOVE__INIT, m2 = HACTL__JOB_MOVE__INIT;
+	Hactl__JobMove *mv[2] = { &m1, &m2 };
+	Hactl__MigrateStartChange ms = HACTL__MIGRATE_START_CHANGE__INIT;
+	Hactl__MigrateEndChange me = HACTL__MIGRATE_END_CHANGE__INIT;
+	Hactl__ClusterState *cs;
+	Hactl__GuestRecord *g;
+	Hactl__Job *j;
+	uint64_t id;
+
+	jobs_setup(&st);
+	ch.kind_case = HACTL__CHANGE__KIND_JOB_START;
+	ch.job_start = &js;
+	js.kind = "shuffle";
+	CHECK_EQ_INT(coord_change_check(&st, &ch, why, sizeof(why)), -EINVAL);
+	CHECK(strstr(why, "shuffle") != NULL);
+	js.kind = "evacuate";
+	js.node = "n9";
+	CHECK_EQ_INT(coord_change_check(&st, &ch, why, sizeof(why)), -ENOENT);
+	js.node = "n2";
+	js.has_parallel = true;
+	js.parallel = 0;
+	CHECK_EQ_INT(coord_change_check(&st, &ch, why, sizeof(why)), -EINVAL);
+	js.parallel = 2;
+	CHECK_EQ_INT(coord_change_check(&st, &ch, why, sizeof(why)), 0);
+
+	/* a client's balance plan: g1 to n3, g2 found no place */
+	js.kind = "balance";
+	js.node = NULL;
+	m1.guest = "g1";
+	m1.from = "n2";
+	m1.to = "n3";
+	m1.has_wave = true;
+	m1.wave = 1;
+	m2.guest = "gx";
+	m2.to = "";
+	js.moves = mv;
+	js.n_moves = 2;
+	CHECK_EQ_INT(coord_change_check(&st, &ch, why, sizeof(why)), -ENOENT);
+	CHECK(strstr(why, "gx") != NULL);
+	m2.guest = "g2";
+	m2.reason = "anti-affinity";
+	id = st.seq + 1;
+	CHECK_EQ_INT(coord_change_apply(&st, &ch, 10, why, sizeof(why)), 0);
+	j = coord_job_by_id(&st, id);
+	CHECK(j != NULL && strcmp(j->state, "running") == 0 && j->n_moves == 2);
+	if (j == NULL || j->n_moves != 2) {
+		coord_state_clear(&st);
+		return;
+	}
+	CHECK_EQ_STR(j->moves[0]->state, "pending");
+	CHECK_EQ_STR(j->moves[1]->state, "failed");
+	CHECK_EQ_STR(j->moves[1]->reason, "no place: anti-affinity");
+	/* one balance job at a time */
+	CHECK_EQ_INT(coord_change_check(&st, &ch, why, sizeof(why)), -EBUSY);
+
+	/* the move runs as the job's migration, and its commit ends the job */
+	ms.guest = "g1";
+	ms.node = "n3";
+	ms.has_job = true;
+	ms.job = id;
+	ch.kind_case = HACTL__CHANGE__KIND_MIGRATE_START;
+	ch.migrate_start = &ms;
+	CHECK_EQ_INT(coord_change_apply(&st, &ch, 11, why, sizeof(why)), 0);
+	g = coord_state_guest(&st, "g1");
+	CHECK(g->migration && g->migration->job == id);
+	CHECK_EQ_STR(j->moves[0]->state, "running");
+	CHECK(j->moves[0]->migration == g->migration->id);
+
+	/* a state transfer carries the job */
+	cs = coord_state_export(&st);
+	coord_state_init(&copy);
+	CHECK_EQ_INT(coord_state_import(&copy, cs, why, sizeof(why)), 0);
+	coord_state_export_free(cs);
+	CHECK(copy.n_jobs == 1 && copy.jobs[0]->id == id &&
+	      strcmp(copy.jobs[0]->moves[0]->state, "running") == 0);
+	coord_state_clear(&copy);
+
+	me.guest = "g1";
+	me.id = g->migration->id;
+	me.commit = true;
+	g->migration->has_received = true;
+	g->migration->received = true;
+	ch.kind_case = HACTL__CHANGE__KIND_MIGRATE_END;
+	ch.migrate_end = &me;
+	CHECK_EQ_INT(coord_change_apply(&st, &ch, 12, why, sizeof(why)), 0);
+	CHECK_EQ_STR(j->moves[0]->state, "done");
+	CHECK_EQ_STR(j->state, "done");
+	CHECK(j->has_ended_ms && j->ended_ms == 12);
+	/* an ended job cannot be cancelled */
+	jm.job = id;
+	jm.has_cancel = true;
+	jm.cancel = true;
+	ch.kind_case = HACTL__CHANGE__KIND_JOB_MOVE;
+	ch.job_move = &jm;
+	CHECK_EQ_INT(coord_change_check(&st, &ch, why, sizeof(why)), -ESRCH);
+
+	/* ended jobs are kept, but only the newest eight */
+	js.moves = NULL;
+	js.n_moves = 0;
+	ch.kind_case = HACTL__CHANGE__KIND_JOB_START;
+	ch.job_start = &js;
+	for (int i = 0; i < 12; i++) {
+		CHECK_EQ_INT(coord_change_apply(&st, &ch, 20 + (uint64_t)i, why, sizeof(why)), 0);
+	}
+	CHECK_EQ_INT((int)st.n_jobs, 8);
+	CHECK(st.jobs[7]->id == st.seq);
+	coord_state_clear(&st);
+}
+
 int main(void)
 {
 	test_migration_address();
@@ -530,5 +689,6 @@ int main(void)
 	test_sync_choose();
 	test_evacuate_home();
 	test_start_while_stopping();
+	test_jobs();
 	return ha_test_done("test_coord_state");
 }
