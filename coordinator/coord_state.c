@@ -7,17 +7,18 @@
 #include <string.h>
 
 #include "coord_state.h"
+#include "hactl_states.h"
 
-static const char *const node_state_names[COORD_NODE_STATE_MAX] = {
-	[COORD_NODE_ONLINE] = "online",
-	[COORD_NODE_OFFLINE] = "offline",
-	[COORD_NODE_FENCED] = "fenced",
-	[COORD_NODE_MAINTENANCE] = "maintenance",
-};
+/* The protocol's NodeState, whose names are proto/hactl_states.c's. */
+_Static_assert((int)COORD_NODE_ONLINE == (int)HACTL__NODE_STATE__NODE_ONLINE &&
+	       (int)COORD_NODE_OFFLINE == (int)HACTL__NODE_STATE__NODE_OFFLINE &&
+	       (int)COORD_NODE_FENCED == (int)HACTL__NODE_STATE__NODE_FENCED &&
+	       (int)COORD_NODE_MAINTENANCE == (int)HACTL__NODE_STATE__NODE_MAINTENANCE &&
+	       COORD_NODE_STATE_MAX == HA_NODE_STATE_MAX, "coord_node_state is NodeState");
 
 const char *coord_node_state_str(enum coord_node_state s)
 {
-	return (unsigned)s < COORD_NODE_STATE_MAX ? node_state_names[s] : "unknown";
+	return ha_node_state_str((Hactl__NodeState)s);
 }
 
 enum coord_node_state coord_node_state_of(const struct coord_node *n,
