@@ -1246,16 +1246,18 @@ static bool reconcile_migration(struct agent_guests *m, struct ag_guest *g,
 {
 	const Hactl__Migration *mg = rec->migration;
 	bool src, dst;
+	int state;
 
 	if (mg == NULL) {
 		return false;
 	}
+	state = ha_migration_state_from_str(mg->state);
 	src = mg->source == local_id;
 	dst = mg->destination == local_id;
 	if (!src && !dst) {
 		return false;
 	}
-	if (strcmp(mg->state, "transferring") == 0) {
+	if (state == HACTL__MIGRATION_STATE__MIGRATION_TRANSFERRING) {
 		if (g->mig_id != mg->id) {
 			/* a new transaction for this guest */
 			g->mig_id = mg->id;
@@ -1343,7 +1345,7 @@ static bool reconcile_migration(struct agent_guests *m, struct ag_guest *g,
 		return g->mig_id == mg->id && g->mig_phase == AGENT_MIG_FINISHING;
 	}
 	if (g->busy) {
-		if (strcmp(mg->state, "aborted") == 0) {
+		if (state == HACTL__MIGRATION_STATE__MIGRATION_ABORTED) {
 			/* cut the stream: the driver's send or receive fails fast */
 			pthread_mutex_lock(&m->lock);
 			if (g->mig_xfer && !g->mig_cancel) {
@@ -1362,7 +1364,7 @@ static bool reconcile_migration(struct agent_guests *m, struct ag_guest *g,
 		shutdown(mig_listener_fd(g->mig_listener), SHUT_RDWR);
 		return true;
 	}
-	g->mig_commit = strcmp(mg->state, "committed") == 0;
+	g->mig_commit = state == HACTL__MIGRATION_STATE__MIGRATION_COMMITTED;
 	if (g->g == NULL && g->incoming_id == mg->id) {
 		/* the copy a previous agent was receiving is not there (any
 		 * more): clean up what it left */
@@ -1524,7 +1526,8 @@ void agent_guests_reconcile(struct agent_guests *m, const Hactl__AgentGuestsRepl
 		g = guest_find(m, rec->name);
 		if (g == NULL) {
 			bool mig_dst = rec->migration && rec->migration->destination == r->local_id &&
-				       strcmp(rec->migration->state, "transferring") == 0;
+				       ha_migration_state_from_str(rec->migration->state) ==
+				       HACTL__MIGRATION_STATE__MIGRATION_TRANSFERRING;
 
 			if (!owned && !mig_dst) {
 				continue; /* nothing of it here */
@@ -1546,7 +1549,8 @@ void agent_guests_reconcile(struct agent_guests *m, const Hactl__AgentGuestsRepl
 			restart_reset(g); /* a new ownership: the policy starts over */
 		}
 		g->owned = owned;
-		g->want_running = rec->desired && strcmp(rec->desired, "running") == 0;
+		g->want_running = ha_guest_state_from_str(rec->desired) ==
+				  HACTL__GUEST_STATE__GUEST_RUNNING;
 		g->start_snapshot = rec->start_mode && (strcmp(rec->start_mode, "snapshot") == 0 ||
 							 strcmp(rec->start_mode, "snapshot-or-cold") == 0);
 		g->start_fallback = rec->start_mode && strcmp(rec->start_mode, "snapshot-or-cold") == 0;

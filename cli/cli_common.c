@@ -14,6 +14,7 @@
 #include <json-c/json.h>
 
 #include "guestdef.h"
+#include "hactl_states.h"
 #include "ipc.h"
 #include "proto/hactl.pb-c.h"
 #include "snapchoice.h"
@@ -176,12 +177,16 @@ static const Hactl__NodeStatus *node_of(const Hactl__StatusReply *s, uint32_t id
 const char *cli_guest_state(const Hactl__StatusReply *s, const Hactl__GuestRecord *g)
 {
 	const Hactl__NodeStatus *n = node_of(s, g->owner);
+	int state = ha_guest_state_from_str(g->state);
 
 	if (g->owner && n && !n->member && g->state &&
-	    strcmp(g->state, "stopped") != 0 && strcmp(g->state, "defined") != 0) {
-		return "unknown"; /* its node is gone: nobody can say */
+	    state != HACTL__GUEST_STATE__GUEST_STOPPED &&
+	    state != HACTL__GUEST_STATE__GUEST_DEFINED) {
+		/* its node is gone: nobody can say */
+		return ha_guest_state_str(HACTL__GUEST_STATE__GUEST_UNKNOWN);
 	}
-	return g->state && g->state[0] ? g->state : "defined";
+	return g->state && g->state[0] ? g->state :
+	       ha_guest_state_str(HACTL__GUEST_STATE__GUEST_DEFINED);
 }
 
 const Hactl__GuestRecord *cli_find_guest(const Hactl__StatusReply *s, const char *name)
@@ -208,7 +213,8 @@ json_object *cli_guest_json(const Hactl__StatusReply *s, const Hactl__GuestRecor
 	json_object_object_add(o, "name", json_object_new_string(g->name));
 	json_object_object_add(o, "type", json_object_new_string(g->type ? g->type : ""));
 	json_object_object_add(o, "state", json_object_new_string(cli_guest_state(s, g)));
-	json_object_object_add(o, "desired", json_object_new_string(g->desired ? g->desired : "stopped"));
+	json_object_object_add(o, "desired", json_object_new_string(g->desired ? g->desired :
+				ha_guest_state_str(HACTL__GUEST_STATE__GUEST_STOPPED)));
 	json_object_object_add(o, "node", g->owner ? json_object_new_string(cli_node_name(s, g->owner)) : NULL);
 	json_object_object_add(o, "running_on", g->running_on ?
 			       json_object_new_string(cli_node_name(s, g->running_on)) : NULL);

@@ -15,6 +15,7 @@
 #include "config.h"
 #include "fencing.h"
 #include "guestdef.h"
+#include "hactl_states.h"
 #include "snapchoice.h"
 #include "snapshot.h"
 #include "util.h"
@@ -125,11 +126,13 @@ static int wait_guest(struct cli *cli, const char *name, enum wait_for want, uin
 			gen = g->generation;
 		}
 		if (want == WAIT_RUNNING && g->state_generation >= gen && g->state) {
-			if (strcmp(g->state, "running") == 0) {
+			int state = ha_guest_state_from_str(g->state);
+
+			if (state == HACTL__GUEST_STATE__GUEST_RUNNING) {
 				ha_env_msg_free(&s->base);
 				return EX_OK;
 			}
-			if (strcmp(g->state, "failed") == 0) {
+			if (state == HACTL__GUEST_STATE__GUEST_FAILED) {
 				fprintf(stderr, "hactl: %s failed to start on %s: %s\n", name,
 					cli_node_name(s, g->owner), g->error ? g->error : "");
 				ha_env_msg_free(&s->base);
@@ -137,10 +140,12 @@ static int wait_guest(struct cli *cli, const char *name, enum wait_for want, uin
 			}
 		}
 		if (want == WAIT_STOPPED) {
-			const char *st = cli_guest_state(s, g);
+			int st = ha_guest_state_from_str(cli_guest_state(s, g));
 
-			if (strcmp(st, "running") != 0 && strcmp(st, "stopping") != 0 &&
-			    strcmp(st, "starting") != 0 && strcmp(st, "paused") != 0) {
+			if (st != HACTL__GUEST_STATE__GUEST_RUNNING &&
+			    st != HACTL__GUEST_STATE__GUEST_STOPPING &&
+			    st != HACTL__GUEST_STATE__GUEST_STARTING &&
+			    st != HACTL__GUEST_STATE__GUEST_PAUSED) {
 				ha_env_msg_free(&s->base);
 				return EX_OK;
 			}
@@ -148,7 +153,9 @@ static int wait_guest(struct cli *cli, const char *name, enum wait_for want, uin
 		ha_env_msg_free(&s->base);
 		if (ha_mono_ms() > deadline) {
 			fprintf(stderr, "hactl: %s did not become %s within %u s\n", name,
-				want == WAIT_RUNNING ? "running" : "stopped", timeout_s);
+				ha_guest_state_str(want == WAIT_RUNNING ?
+						   HACTL__GUEST_STATE__GUEST_RUNNING :
+						   HACTL__GUEST_STATE__GUEST_STOPPED), timeout_s);
 			return EX_FAIL;
 		}
 		usleep(200 * 1000);

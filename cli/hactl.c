@@ -15,6 +15,7 @@
 #include <json-c/json.h>
 
 #include "guestdef.h"
+#include "hactl_states.h"
 #include "ipc.h"
 #include "proto/hactl.pb-c.h"
 #include "util.h"
@@ -74,7 +75,8 @@ static json_object *json_node(const Hactl__NodeStatus *n)
 	json_object_object_add(o, "member", json_object_new_boolean(n->member));
 	json_object_object_add(o, "agent", json_object_new_boolean(n->agent_connected));
 	json_object_object_add(o, "maintenance", json_object_new_boolean(n->maintenance));
-	json_object_object_add(o, "fence_state", json_object_new_string(n->fence_state ? n->fence_state : "idle"));
+	json_object_object_add(o, "fence_state", json_object_new_string(n->fence_state ?
+			       n->fence_state : ha_fence_state_str(HACTL__FENCE_STATE__FENCE_IDLE)));
 	json_object_object_add(o, "fence_error", json_object_new_string(n->fence_error ? n->fence_error : ""));
 	json_object_object_add(o, "fence_attempts", json_object_new_int64(n->fence_attempts));
 	json_object_object_add(o, "facts", n->facts ? json_facts(n->facts) : NULL);
@@ -148,12 +150,13 @@ static void print_node_table(const Hactl__StatusReply *s)
 				 n->facts->mem_total_kib / 1048576.0);
 		}
 		char state[48];
+		/* an offline node's fencing, e.g. "offline/fencing" */
+		int fs = ha_fence_state_from_str(n->fence_state);
+		bool fencing = n->fence_state && fs != HACTL__FENCE_STATE__FENCE_IDLE &&
+			       ha_node_state_from_str(n->state) != HACTL__NODE_STATE__NODE_ONLINE;
 
-		snprintf(state, sizeof(state), "%s%s%s", n->state,
-			 n->fence_state && strcmp(n->fence_state, "idle") != 0 &&
-			 strcmp(n->state, "online") != 0 ? "/" : "",
-			 n->fence_state && strcmp(n->fence_state, "idle") != 0 &&
-			 strcmp(n->state, "online") != 0 ? n->fence_state : "");
+		snprintf(state, sizeof(state), "%s%s%s", n->state, fencing ? "/" : "",
+			 fencing ? n->fence_state : "");
 		printf("%-12s %4u  %-12s %-6s %6s %17s  %-5s %s%s%s\n", n->name, n->id,
 		       state, n->agent_connected ? "yes" : "no", cpu, mem,
 		       n->facts ? (n->facts->kvm_usable ? "yes" : "no") : "-",
@@ -180,7 +183,8 @@ static void print_guest_table(const Hactl__StatusReply *s)
 			def.ip[0] = 0;
 		}
 		printf("%-20s %-10s %-10s %-9s %-10s %s\n", g->name, g->type ? g->type : "",
-		       cli_guest_state(s, g), g->desired ? g->desired : "stopped",
+		       cli_guest_state(s, g), g->desired ? g->desired :
+		       ha_guest_state_str(HACTL__GUEST_STATE__GUEST_STOPPED),
 		       cli_node_name(s, g->owner), def.ip[0] ? def.ip : "-");
 	}
 }

@@ -468,14 +468,15 @@ bool coord_fence_may_run_guests(const struct coord *c, uint32_t node)
 		const Hactl__GuestRecord *g = c->state.guests[i];
 		const Hactl__Migration *m = g->migration;
 
-		if (g->owner == node && g->desired && strcmp(g->desired, "running") == 0) {
+		if (g->owner == node && coord_guest_wants_running(g)) {
 			return true;
 		}
 		if (g->running_on == node) {
 			return true;
 		}
 		if (m && (m->source == node || m->destination == node) && m->state &&
-		    strcmp(m->state, "committed") != 0 && strcmp(m->state, "aborted") != 0) {
+		    coord_migration_state(m) != HACTL__MIGRATION_STATE__MIGRATION_COMMITTED &&
+		    coord_migration_state(m) != HACTL__MIGRATION_STATE__MIGRATION_ABORTED) {
 			return true;
 		}
 	}
