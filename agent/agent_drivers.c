@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "driver.h"
+#include "hactl_states.h"
 
 extern const struct agent_driver_ops agent_driver_container_ops;
 extern const struct agent_driver_ops agent_driver_domain_ops;
@@ -22,16 +23,22 @@ static const struct agent_driver_ops *const drivers[] = {
 	NULL,
 };
 
-static const char *const guest_state_names[AGENT_GUEST_STATE_MAX] = {
-	[AGENT_GUEST_DEFINED] = "defined",   [AGENT_GUEST_STARTING] = "starting",
-	[AGENT_GUEST_RUNNING] = "running",   [AGENT_GUEST_PAUSED] = "paused",
-	[AGENT_GUEST_STOPPING] = "stopping", [AGENT_GUEST_STOPPED] = "stopped",
-	[AGENT_GUEST_FAILED] = "failed",
-};
+/* The protocol's GuestState (less UNKNOWN, hactl's alone), whose names
+ * are proto/hactl_states.c's. */
+_Static_assert((int)AGENT_GUEST_DEFINED == (int)HACTL__GUEST_STATE__GUEST_DEFINED &&
+	       (int)AGENT_GUEST_STARTING == (int)HACTL__GUEST_STATE__GUEST_STARTING &&
+	       (int)AGENT_GUEST_RUNNING == (int)HACTL__GUEST_STATE__GUEST_RUNNING &&
+	       (int)AGENT_GUEST_PAUSED == (int)HACTL__GUEST_STATE__GUEST_PAUSED &&
+	       (int)AGENT_GUEST_STOPPING == (int)HACTL__GUEST_STATE__GUEST_STOPPING &&
+	       (int)AGENT_GUEST_STOPPED == (int)HACTL__GUEST_STATE__GUEST_STOPPED &&
+	       (int)AGENT_GUEST_FAILED == (int)HACTL__GUEST_STATE__GUEST_FAILED &&
+	       (int)AGENT_GUEST_STATE_MAX == (int)HACTL__GUEST_STATE__GUEST_UNKNOWN,
+	       "agent_guest_state is GuestState");
 
 const char *agent_guest_state_str(enum agent_guest_state s)
 {
-	return (unsigned)s < AGENT_GUEST_STATE_MAX ? guest_state_names[s] : "unknown";
+	return (unsigned)s < AGENT_GUEST_STATE_MAX ? ha_guest_state_str((Hactl__GuestState)s)
+						   : "unknown";
 }
 
 /* A driver put in front of the built-in ones (tests); one at a time. */

@@ -69,23 +69,6 @@ enum op_kind {
 	OP_KIND_MAX
 };
 
-enum mig_phase {
-	MIG_NONE = 0,
-	MIG_TRANSFERRING, /* source sending / destination listening, receiving */
-	MIG_SENT,         /* source: the destination has everything; paused here */
-	MIG_RECEIVED,     /* destination: paused copy complete */
-	MIG_FINISHING,
-	MIG_FINISHED,
-	MIG_FAILED,
-	MIG_PHASE_MAX
-};
-
-static const char *const mig_phase_names[MIG_PHASE_MAX] = {
-	[MIG_NONE] = "none", [MIG_TRANSFERRING] = "transferring", [MIG_SENT] = "sent",
-	[MIG_RECEIVED] = "received", [MIG_FINISHING] = "finishing",
-	[MIG_FINISHED] = "finished", [MIG_FAILED] = "failed",
-};
-
 static const char *const op_names[OP_KIND_MAX] = {
 	[OP_START_COLD] = "start",
 	[OP_START_SNAPSHOT] = "restore",
@@ -149,7 +132,7 @@ struct ag_guest {
 	uint64_t incoming_id;         /* found at restart: incoming.conf of this migration */
 	uint64_t mig_id;
 	bool mig_source;
-	enum mig_phase mig_phase;
+	enum agent_mig_phase mig_phase; /* changed by mig_phase_set() only */
 	bool mig_commit;              /* the decision, for the finish op */
 	bool mig_disowned;            /* the finish discards a copy that another
 				       * node owns now, whatever the decision */
@@ -383,6 +366,14 @@ static int incoming_record(struct ag_guest *g, uint64_t id)
 		unlink(path);
 	}
 	return rc;
+}
+
+/* The guest's migration phase changes here only, through agent/agent_mig.c's
+ * table: a refused step is logged there and leaves the phase as it is. */
+static void mig_phase_set(struct ag_guest *g, enum agent_mig_phase expected,
+			  enum agent_mig_phase to)
+{
+	agent_mig_phase_set(&g->mig_phase, expected, to, g->name, g->mig_id);
 }
 
 static void incoming_clear(struct ag_guest *g)
@@ -921,7 +912,7 @@ static void report(struct agent_guests *m)
 
 		/* a guest neither owned nor running here is none of our business */
 		if (!g->owned && s != AGENT_GUEST_RUNNING && s != AGENT_GUEST_PAUSED &&
-		    g->mig_phase == MIG_NONE) {
+		    g->mig_phase == AGENT_MIG_NONE) {
 			continue;
 		}
 		hactl__guest_status__init(&st[i]);
@@ -941,13 +932,13 @@ static void report(struct agent_guests *m)
 			st[i].has_gave_up = g->gave_up;
 			st[i].gave_up = g->gave_up;
 		}
-		if (g->mig_phase != MIG_NONE) {
+		if (g->mig_phase != AGENT_MIG_NONE) {
 			Hactl__MigrationReport *mr = &mrs[i];
 
 			hactl__migration_report__init(mr);
 			mr->id = g->mig_id;
 			mr->role = g->mig_source ? "source" : "destination";
-			mr->phase = (char *)mig_phase_names[g->mig_phase];
+			mr->phase = (char *)agent_mig_phase_str(g->mig_phase);
 			mr->error = g->mig_error;
 			mr->has_transferred_bytes = true;
 			mr->transferred_bytes = g->prog.transferred_bytes;
@@ -984,7 +975,7 @@ static void report(struct agent_guests *m)
 					mr->stream_received = c.payload_recv;
 				}
 			}
-			if (!g->mig_source && g->mig_port && g->mig_phase == MIG_TRANSFERRING) {
+			if (!g->mig_source && g->mig_port && g->mig_phase == AGENT_MIG_TRANSFERRING) {
 				/* only while the source may still need it: every
 				 * report with a port wakes the other agents */
 				mr->has_port = true;
@@ -1141,12 +1132,13 @@ static int done_cb(int fd, int revents, void *data)
 		if (op->kind == OP_MIG_SEND || op->kind == OP_MIG_RECV) {
 			mig_listener_free(g->mig_listener);
 			g->mig_listener = NULL;
-			if (op->mig_id == g->mig_id && g->mig_phase == MIG_TRANSFERRING) {
+			if (op->mig_id == g->mig_id && g->mig_phase == AGENT_MIG_TRANSFERRING) {
 				if (op->rc < 0) {
-					g->mig_phase = MIG_FAILED;
+					mig_phase_set(g, AGENT_MIG_TRANSFERRING, AGENT_MIG_FAILED);
 					snprintf(g->mig_error, sizeof(g->mig_error), "%s", op->err);
 				} else {
-					g->mig_phase = op->kind == OP_MIG_SEND ? MIG_SENT : MIG_RECEIVED;
+					mig_phase_set(g, AGENT_MIG_TRANSFERRING, op->kind == OP_MIG_SEND ?
+						      AGENT_MIG_SENT : AGENT_MIG_RECEIVED);
 				}
 			}
 			g->error[0] = 0;
@@ -1160,7 +1152,7 @@ static int done_cb(int fd, int revents, void *data)
 			 * this one finished (a slow discard on the source): its
 			 * phase is not this one's to end. */
 			if (op->mig_id == g->mig_id) {
-				g->mig_phase = MIG_FINISHED;
+				mig_phase_set(g, AGENT_MIG_FINISHING, AGENT_MIG_FINISHED);
 			}
 			if (op->mig_source && op->mig_commit && g->g) {
 				g->ops->guest_free(g->g); /* the copy here is gone */
@@ -1240,7 +1232,7 @@ static void incoming_discard(struct ag_guest *g)
 	g->mig_id = g->incoming_id;
 	g->mig_source = false;
 	g->mig_commit = false;
-	g->mig_phase = MIG_FINISHING;
+	mig_phase_set(g, g->mig_phase, AGENT_MIG_FINISHING);
 	/* arg 1: without a re-attached copy, the driver's discard runs on a
 	 * fresh object and cleans what the copy left (processes, cgroup,
 	 * run directory) without touching the shared writable layer */
@@ -1254,21 +1246,23 @@ static bool reconcile_migration(struct agent_guests *m, struct ag_guest *g,
 {
 	const Hactl__Migration *mg = rec->migration;
 	bool src, dst;
+	int state;
 
 	if (mg == NULL) {
 		return false;
 	}
+	state = ha_migration_state_from_str(mg->state);
 	src = mg->source == local_id;
 	dst = mg->destination == local_id;
 	if (!src && !dst) {
 		return false;
 	}
-	if (strcmp(mg->state, "transferring") == 0) {
+	if (state == HACTL__MIGRATION_STATE__MIGRATION_TRANSFERRING) {
 		if (g->mig_id != mg->id) {
 			/* a new transaction for this guest */
 			g->mig_id = mg->id;
 			g->mig_source = src;
-			g->mig_phase = MIG_NONE;
+			mig_phase_set(g, g->mig_phase, AGENT_MIG_NONE);
 			g->mig_port = 0;
 			g->mig_error[0] = 0;
 			g->mig_transport[0] = 0;
@@ -1296,7 +1290,7 @@ static bool reconcile_migration(struct agent_guests *m, struct ag_guest *g,
 			snprintf(g->mig_addr, sizeof(g->mig_addr), "%s",
 				 mg->dst_address ? mg->dst_address : "");
 		}
-		if (g->busy || g->mig_phase != MIG_NONE) {
+		if (g->busy || g->mig_phase != AGENT_MIG_NONE) {
 			return true;
 		}
 		if (dst) {
@@ -1304,7 +1298,7 @@ static bool reconcile_migration(struct agent_guests *m, struct ag_guest *g,
 			char err[512];
 
 			if (watchdog_refuses(m, g, err, sizeof(err))) {
-				g->mig_phase = MIG_FAILED;
+				mig_phase_set(g, AGENT_MIG_NONE, AGENT_MIG_FAILED);
 				snprintf(g->mig_error, sizeof(g->mig_error), "destination: %s", err);
 				qb_log(LOG_ERR, "migration %" PRIu64 " of %s: %s", mg->id, g->name,
 				       g->mig_error);
@@ -1312,16 +1306,16 @@ static bool reconcile_migration(struct agent_guests *m, struct ag_guest *g,
 			}
 			mig_params(g, &mp);
 			if (agent_mig_listen(&mp, &g->mig_listener, err, sizeof(err)) < 0) {
-				g->mig_phase = MIG_FAILED;
+				mig_phase_set(g, AGENT_MIG_NONE, AGENT_MIG_FAILED);
 				snprintf(g->mig_error, sizeof(g->mig_error), "destination: %s", err);
 				qb_log(LOG_ERR, "migration %" PRIu64 " of %s: %s", mg->id, g->name,
 				       g->mig_error);
 				return true;
 			}
 			g->mig_port = mig_listener_port(g->mig_listener);
-			g->mig_phase = MIG_TRANSFERRING;
+			mig_phase_set(g, AGENT_MIG_NONE, AGENT_MIG_TRANSFERRING);
 			if (op_start(g, OP_MIG_RECV, 0, 0) < 0) {
-				g->mig_phase = MIG_FAILED;
+				mig_phase_set(g, AGENT_MIG_TRANSFERRING, AGENT_MIG_FAILED);
 				snprintf(g->mig_error, sizeof(g->mig_error), "cannot start the receiver");
 			}
 			qb_log(LOG_NOTICE, "migration %" PRIu64 " of %s: receiving on port %u",
@@ -1335,9 +1329,9 @@ static bool reconcile_migration(struct agent_guests *m, struct ag_guest *g,
 			}
 			m->sending = g;
 			g->mig_dst_port = mg->dst_port;
-			g->mig_phase = MIG_TRANSFERRING;
+			mig_phase_set(g, AGENT_MIG_NONE, AGENT_MIG_TRANSFERRING);
 			if (op_start(g, OP_MIG_SEND, 0, 0) < 0) {
-				g->mig_phase = MIG_FAILED;
+				mig_phase_set(g, AGENT_MIG_TRANSFERRING, AGENT_MIG_FAILED);
 				snprintf(g->mig_error, sizeof(g->mig_error), "cannot start the sender");
 			}
 			qb_log(LOG_NOTICE, "migration %" PRIu64 " of %s: sending to %s:%u", mg->id,
@@ -1346,11 +1340,12 @@ static bool reconcile_migration(struct agent_guests *m, struct ag_guest *g,
 		return true;
 	}
 	/* committed or aborted: finish what this side holds */
-	if (g->mig_id != mg->id || g->mig_phase == MIG_FINISHED || g->mig_phase == MIG_NONE) {
-		return g->mig_id == mg->id && g->mig_phase == MIG_FINISHING;
+	if (g->mig_id != mg->id || g->mig_phase == AGENT_MIG_FINISHED ||
+	    g->mig_phase == AGENT_MIG_NONE) {
+		return g->mig_id == mg->id && g->mig_phase == AGENT_MIG_FINISHING;
 	}
 	if (g->busy) {
-		if (strcmp(mg->state, "aborted") == 0) {
+		if (state == HACTL__MIGRATION_STATE__MIGRATION_ABORTED) {
 			/* cut the stream: the driver's send or receive fails fast */
 			pthread_mutex_lock(&m->lock);
 			if (g->mig_xfer && !g->mig_cancel) {
@@ -1369,7 +1364,7 @@ static bool reconcile_migration(struct agent_guests *m, struct ag_guest *g,
 		shutdown(mig_listener_fd(g->mig_listener), SHUT_RDWR);
 		return true;
 	}
-	g->mig_commit = strcmp(mg->state, "committed") == 0;
+	g->mig_commit = state == HACTL__MIGRATION_STATE__MIGRATION_COMMITTED;
 	if (g->g == NULL && g->incoming_id == mg->id) {
 		/* the copy a previous agent was receiving is not there (any
 		 * more): clean up what it left */
@@ -1389,10 +1384,10 @@ static bool reconcile_migration(struct agent_guests *m, struct ag_guest *g,
 		g->mig_disowned = true;
 	}
 	if (g->g == NULL) {
-		g->mig_phase = MIG_FINISHED;
+		mig_phase_set(g, g->mig_phase, AGENT_MIG_FINISHED);
 		return false;
 	}
-	g->mig_phase = MIG_FINISHING;
+	mig_phase_set(g, g->mig_phase, AGENT_MIG_FINISHING);
 	op_start(g, OP_MIG_FINISH, 0, 0);
 	qb_log(LOG_NOTICE, "migration %" PRIu64 " of %s %s: %s side", mg->id, g->name, mg->state,
 	       g->mig_source ? "source" : "destination");
@@ -1531,7 +1526,8 @@ void agent_guests_reconcile(struct agent_guests *m, const Hactl__AgentGuestsRepl
 		g = guest_find(m, rec->name);
 		if (g == NULL) {
 			bool mig_dst = rec->migration && rec->migration->destination == r->local_id &&
-				       strcmp(rec->migration->state, "transferring") == 0;
+				       ha_migration_state_from_str(rec->migration->state) ==
+				       HACTL__MIGRATION_STATE__MIGRATION_TRANSFERRING;
 
 			if (!owned && !mig_dst) {
 				continue; /* nothing of it here */
@@ -1553,7 +1549,8 @@ void agent_guests_reconcile(struct agent_guests *m, const Hactl__AgentGuestsRepl
 			restart_reset(g); /* a new ownership: the policy starts over */
 		}
 		g->owned = owned;
-		g->want_running = rec->desired && strcmp(rec->desired, "running") == 0;
+		g->want_running = ha_guest_state_from_str(rec->desired) ==
+				  HACTL__GUEST_STATE__GUEST_RUNNING;
 		g->start_snapshot = rec->start_mode && (strcmp(rec->start_mode, "snapshot") == 0 ||
 							 strcmp(rec->start_mode, "snapshot-or-cold") == 0);
 		g->start_fallback = rec->start_mode && strcmp(rec->start_mode, "snapshot-or-cold") == 0;
@@ -1907,7 +1904,7 @@ static void reattach_all(struct agent_guests *m)
 			g->incoming_id = incoming;
 			g->mig_id = incoming;
 			g->mig_source = false;
-			g->mig_phase = MIG_FAILED;
+			mig_phase_set(g, AGENT_MIG_NONE, AGENT_MIG_FAILED);
 			snprintf(g->mig_error, sizeof(g->mig_error),
 				 "destination: the agent restarted during the receive");
 			g->owned = false;

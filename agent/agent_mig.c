@@ -41,6 +41,57 @@
 #include "proto/hactl.pb-c.h"
 #include "util.h"
 
+/* ---- the migration phase ---- */
+
+const char *agent_mig_phase_str(enum agent_mig_phase p)
+{
+	return ha_migration_phase_str((Hactl__MigrationPhase)p);
+}
+
+/* The one transition table (see agent_mig.h). */
+bool agent_mig_phase_ok(enum agent_mig_phase from, enum agent_mig_phase to)
+{
+	static const bool ok[AGENT_MIG_PHASE_MAX][AGENT_MIG_PHASE_MAX] = {
+		[AGENT_MIG_NONE] = { [AGENT_MIG_TRANSFERRING] = true, [AGENT_MIG_FAILED] = true,
+				     [AGENT_MIG_FINISHING] = true, [AGENT_MIG_NONE] = true },
+		[AGENT_MIG_TRANSFERRING] = { [AGENT_MIG_SENT] = true, [AGENT_MIG_RECEIVED] = true,
+					     [AGENT_MIG_FAILED] = true,
+					     [AGENT_MIG_FINISHING] = true,
+					     [AGENT_MIG_FINISHED] = true, [AGENT_MIG_NONE] = true },
+		[AGENT_MIG_SENT] = { [AGENT_MIG_FINISHING] = true, [AGENT_MIG_FINISHED] = true,
+				     [AGENT_MIG_NONE] = true },
+		[AGENT_MIG_RECEIVED] = { [AGENT_MIG_FINISHING] = true, [AGENT_MIG_FINISHED] = true,
+					 [AGENT_MIG_NONE] = true },
+		[AGENT_MIG_FAILED] = { [AGENT_MIG_FINISHING] = true, [AGENT_MIG_FINISHED] = true,
+				       [AGENT_MIG_NONE] = true },
+		[AGENT_MIG_FINISHING] = { [AGENT_MIG_FINISHING] = true, [AGENT_MIG_FINISHED] = true,
+					  [AGENT_MIG_NONE] = true },
+		[AGENT_MIG_FINISHED] = { [AGENT_MIG_FINISHING] = true, [AGENT_MIG_NONE] = true },
+	};
+
+	if ((unsigned)from >= AGENT_MIG_PHASE_MAX || (unsigned)to >= AGENT_MIG_PHASE_MAX) {
+		return false;
+	}
+	return ok[from][to];
+}
+
+int agent_mig_phase_set(enum agent_mig_phase *phase, enum agent_mig_phase expected,
+			enum agent_mig_phase to, const char *guest, uint64_t id)
+{
+	if (*phase != expected || !agent_mig_phase_ok(expected, to)) {
+		qb_log(LOG_ERR, "migration %" PRIu64 " of %s: refused phase change %s -> %s "
+		       "(now %s)", id, guest, agent_mig_phase_str(expected),
+		       agent_mig_phase_str(to), agent_mig_phase_str(*phase));
+		return -EINVAL;
+	}
+	if (to != *phase) {
+		qb_log(LOG_DEBUG, "migration %" PRIu64 " of %s: %s -> %s", id, guest,
+		       agent_mig_phase_str(*phase), agent_mig_phase_str(to));
+	}
+	*phase = to;
+	return 0;
+}
+
 #define HELLO_MAX 1024u          /* a CONTROL hello: name, id, role */
 #define CONNECT_MS 10000
 #define KEEPALIVE_MS 1000u

@@ -19,7 +19,48 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "hactl_states.h"
 #include "migration.h"
+
+/*
+ * One agent's side of a migration transaction: the protocol's
+ * MigrationPhase (its names are proto/hactl_states.c's, reported in
+ * MigrationReport.phase). Every change goes through agent_mig_phase_set()
+ * and the one table in agent_mig.c:
+ *
+ *   none -> transferring -> sent (source) | received (destination) | failed
+ *        -> finishing -> finished
+ *
+ * A phase may go to finishing or finished once the cluster decided (commit
+ * or abort), a failed finish is tried again (finishing -> finishing, and
+ * finished -> finishing for a copy found at restart), none -> finishing
+ * discards such a copy, and a new transaction of the guest starts again
+ * from none whatever the last one's phase.
+ */
+enum agent_mig_phase {
+	AGENT_MIG_NONE = HACTL__MIGRATION_PHASE__PHASE_NONE,
+	AGENT_MIG_TRANSFERRING = HACTL__MIGRATION_PHASE__PHASE_TRANSFERRING,
+	AGENT_MIG_SENT = HACTL__MIGRATION_PHASE__PHASE_SENT,
+	AGENT_MIG_RECEIVED = HACTL__MIGRATION_PHASE__PHASE_RECEIVED,
+	AGENT_MIG_FINISHING = HACTL__MIGRATION_PHASE__PHASE_FINISHING,
+	AGENT_MIG_FINISHED = HACTL__MIGRATION_PHASE__PHASE_FINISHED,
+	AGENT_MIG_FAILED = HACTL__MIGRATION_PHASE__PHASE_FAILED,
+	AGENT_MIG_PHASE_MAX = HA_MIGRATION_PHASE_MAX
+};
+
+/* "transferring"; "unknown" out of range. */
+const char *agent_mig_phase_str(enum agent_mig_phase p);
+
+/* Whether the table allows @from -> @to. */
+bool agent_mig_phase_ok(enum agent_mig_phase from, enum agent_mig_phase to);
+
+/*
+ * Moves *@phase to @to when it is @expected and the table allows the
+ * step: returns 0. Otherwise logs the refused step (naming @guest and
+ * migration @id), leaves *@phase and returns -EINVAL.
+ */
+int agent_mig_phase_set(enum agent_mig_phase *phase, enum agent_mig_phase expected,
+			enum agent_mig_phase to, const char *guest, uint64_t id);
 
 /* What one migration stream is for. */
 struct agent_mig_params {

@@ -1,9 +1,11 @@
 /*
  * driver.h - the guest driver interface of ha-agent.
  *
- * One file per backend behind this one ops table (agent/driver_container.c
- * for namespaces + cgroups + CRIU, agent/driver_domain.c for QEMU), chosen
- * by the guest definition's type. The agent core owns scheduling,
+ * One backend per guest type behind this one ops table, chosen by the
+ * guest definition's type: the container driver (namespaces + cgroups +
+ * CRIU) in the files agent/driver_container*.c with their private header
+ * driver_container.h, and the domain driver (QEMU) in
+ * agent/driver_domain.c. The agent core owns scheduling,
  * reporting and the cluster protocol; a driver owns only its guests'
  * processes and files.
  *

@@ -25,6 +25,7 @@
 #include <time.h>
 
 #include "bal_int.h"
+#include "hactl_states.h"
 #include "util.h"
 
 #define SIM_MAX_LINE 8192
@@ -160,16 +161,21 @@ static int node_kv(struct sim_ctx *x, struct ha_bal_node *n, const char *k, cons
 	} else if (strcmp(k, "priority") == 0) {
 		rc = parse_prio(x, v, &n->priority);
 	} else if (strcmp(k, "state") == 0) {
-		if (strcmp(v, "online") == 0) {
+		/* the protocol's node states, less fenced */
+		switch (ha_node_state_from_str(v)) {
+		case HACTL__NODE_STATE__NODE_ONLINE:
 			n->online = true;
 			n->maintenance = false;
-		} else if (strcmp(v, "offline") == 0) {
+			break;
+		case HACTL__NODE_STATE__NODE_OFFLINE:
 			n->online = false;
 			n->maintenance = false;
-		} else if (strcmp(v, "maintenance") == 0) {
+			break;
+		case HACTL__NODE_STATE__NODE_MAINTENANCE:
 			n->online = true;
 			n->maintenance = true;
-		} else {
+			break;
+		default:
 			return sim_fail(x, "state: '%s' is not online, offline or maintenance", v);
 		}
 	} else if (strcmp(k, "types") == 0) {

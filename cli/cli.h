@@ -29,6 +29,8 @@ struct cli {
 	qb_ipcc_connection_t *conn;
 };
 
+/* cli_common.c: shared by every command file */
+/* Prints "hactl: " @fmt (with @arg) and the help hint; returns EX_USAGE. */
 int cli_usage_error(const char *fmt, const char *arg);
 int cli_code_to_exit(int code);
 /* Sends @req and expects @want; a Result with an error is printed and
@@ -36,17 +38,20 @@ int cli_code_to_exit(int code);
  * a message came back. */
 int cli_call(struct cli *cli, enum ha_msg_type type, const ProtobufCMessage *req,
 	     enum ha_msg_type want, ProtobufCMessage **out);
+/* The status with every guest; *out is freed with ha_env_msg_free. */
 int cli_get_status(struct cli *cli, const char *node, Hactl__StatusReply **out);
+/* Prints @o pretty and puts it. */
 void cli_json_print(json_object *o);
-void cli_print_guest_table(const Hactl__StatusReply *s);
-json_object *cli_json_guest(const Hactl__StatusReply *s, const Hactl__GuestRecord *g);
-
-/* cmd_guest.c */
+/* The name of node @id in a status reply, "-" when none. */
 const char *cli_node_name(const Hactl__StatusReply *s, uint32_t id);
 /* The guest called @name in a status reply, NULL when none. */
 const Hactl__GuestRecord *cli_find_guest(const Hactl__StatusReply *s, const char *name);
+/* The guest's state as shown ("unknown" when its node is gone). */
 const char *cli_guest_state(const Hactl__StatusReply *s, const Hactl__GuestRecord *g);
+/* The guest as JSON; caller puts it. */
 json_object *cli_guest_json(const Hactl__StatusReply *s, const Hactl__GuestRecord *g);
+
+/* cmd_guest.c */
 int cli_cmd_check(struct cli *cli, int argc, char **argv);
 int cli_cmd_create(struct cli *cli, int argc, char **argv);
 int cli_cmd_start(struct cli *cli, int argc, char **argv);

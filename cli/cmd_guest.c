@@ -15,6 +15,7 @@
 #include "config.h"
 #include "fencing.h"
 #include "guestdef.h"
+#include "hactl_states.h"
 #include "snapchoice.h"
 #include "snapshot.h"
 #include "util.h"
@@ -83,108 +84,6 @@ static int parse_opts(int argc, char **argv, struct gopts *o, const char *allowe
 	return EX_OK;
 }
 
-/* ---- presentation ---- */
-
-const char *cli_node_name(const Hactl__StatusReply *s, uint32_t id)
-{
-	for (size_t j = 0; j < s->n_nodes; j++) {
-		if (s->nodes[j]->id == id) {
-			return s->nodes[j]->name;
-		}
-	}
-	return "-";
-}
-
-static const Hactl__NodeStatus *node_of(const Hactl__StatusReply *s, uint32_t id)
-{
-	for (size_t j = 0; j < s->n_nodes; j++) {
-		if (s->nodes[j]->id == id) {
-			return s->nodes[j];
-		}
-	}
-	return NULL;
-}
-
-const char *cli_guest_state(const Hactl__StatusReply *s, const Hactl__GuestRecord *g)
-{
-	const Hactl__NodeStatus *n = node_of(s, g->owner);
-
-	if (g->owner && n && !n->member && g->state &&
-	    strcmp(g->state, "stopped") != 0 && strcmp(g->state, "defined") != 0) {
-		return "unknown"; /* its node is gone: nobody can say */
-	}
-	return g->state && g->state[0] ? g->state : "defined";
-}
-
-const Hactl__GuestRecord *cli_find_guest(const Hactl__StatusReply *s, const char *name)
-{
-	for (size_t i = 0; i < s->n_guests; i++) {
-		if (strcmp(s->guests[i]->name, name) == 0) {
-			return s->guests[i];
-		}
-	}
-	return NULL;
-}
-
-json_object *cli_guest_json(const Hactl__StatusReply *s, const Hactl__GuestRecord *g)
-{
-	json_object *o = json_object_new_object();
-	json_object *snap = json_object_new_object();
-	json_object *use = json_object_new_object();
-	struct ha_guest_def def;
-	char err[256];
-	bool have_def = g->definition.data &&
-			ha_guestdef_parse((const char *)g->definition.data, g->definition.len,
-					  g->name, &def, err, sizeof(err)) == 0;
-
-	json_object_object_add(o, "name", json_object_new_string(g->name));
-	json_object_object_add(o, "type", json_object_new_string(g->type ? g->type : ""));
-	json_object_object_add(o, "state", json_object_new_string(cli_guest_state(s, g)));
-	json_object_object_add(o, "desired", json_object_new_string(g->desired ? g->desired : "stopped"));
-	json_object_object_add(o, "node", g->owner ? json_object_new_string(cli_node_name(s, g->owner)) : NULL);
-	json_object_object_add(o, "running_on", g->running_on ?
-			       json_object_new_string(cli_node_name(s, g->running_on)) : NULL);
-	json_object_object_add(o, "ip", have_def && def.ip[0] ? json_object_new_string(def.ip) : NULL);
-	json_object_object_add(o, "generation", json_object_new_int64((int64_t)g->generation));
-	json_object_object_add(o, "error", json_object_new_string(g->error ? g->error : ""));
-	json_object_object_add(o, "note", json_object_new_string(g->note ? g->note : ""));
-	if (have_def) {
-		json_object *lim = json_object_new_object();
-
-		json_object_object_add(lim, "memory_kib", json_object_new_int64((int64_t)def.mem_kib));
-		json_object_object_add(lim, "cpus", json_object_new_int64(def.cpus));
-		json_object_object_add(lim, "cpu_weight", json_object_new_int64(def.cpu_weight));
-		json_object_object_add(lim, "cpu_limit", json_object_new_int64(def.cpu_limit_pct));
-		json_object_object_add(lim, "pids_limit", json_object_new_int64(def.pids_max));
-		json_object_object_add(o, "limits", lim);
-		json_object_object_add(o, "restart", json_object_new_string(ha_restart_policy_str(def.restart)));
-		json_object_object_add(o, "priority", json_object_new_int64(def.priority));
-		json_object_object_add(o, "snapshot_interval", json_object_new_int64(def.snapshot_interval_s));
-		{
-			uint64_t max = ha_guestdef_failover_max_age_ms(&def);
-
-			/* seconds; null = unlimited */
-			json_object_object_add(o, "failover_snapshot_max_age",
-					       max == HA_SNAP_AGE_UNLIMITED ? NULL :
-					       json_object_new_int64((int64_t)(max / 1000)));
-		}
-		json_object_object_add(o, "max_restart", json_object_new_int64(def.max_restart));
-		json_object_object_add(o, "max_relocate", json_object_new_int64(def.max_relocate));
-	}
-	/* the restart policy's counts (docs/failover.md, "Restart policy") */
-	json_object_object_add(o, "restarts", json_object_new_int64(g->restarts));
-	json_object_object_add(o, "relocations", json_object_new_int64(g->relocations));
-	json_object_object_add(o, "restart_error", json_object_new_boolean(g->restart_error));
-	json_object_object_add(snap, "generation", json_object_new_int64((int64_t)g->snap_generation));
-	json_object_object_add(snap, "time_ms", json_object_new_int64((int64_t)g->snap_time_ms));
-	json_object_object_add(o, "snapshot", snap);
-	json_object_object_add(use, "cpu_ns", json_object_new_int64((int64_t)g->cpu_ns));
-	json_object_object_add(use, "mem_bytes", json_object_new_int64((int64_t)g->mem_bytes));
-	json_object_object_add(use, "cpu_milli", json_object_new_int64(g->cpu_milli));
-	json_object_object_add(o, "usage", use);
-	return o;
-}
-
 /* ---- requests ---- */
 
 static int change(struct cli *cli, Hactl__Change *ch, uint64_t *seq)
@@ -227,11 +126,13 @@ static int wait_guest(struct cli *cli, const char *name, enum wait_for want, uin
 			gen = g->generation;
 		}
 		if (want == WAIT_RUNNING && g->state_generation >= gen && g->state) {
-			if (strcmp(g->state, "running") == 0) {
+			int state = ha_guest_state_from_str(g->state);
+
+			if (state == HACTL__GUEST_STATE__GUEST_RUNNING) {
 				ha_env_msg_free(&s->base);
 				return EX_OK;
 			}
-			if (strcmp(g->state, "failed") == 0) {
+			if (state == HACTL__GUEST_STATE__GUEST_FAILED) {
 				fprintf(stderr, "hactl: %s failed to start on %s: %s\n", name,
 					cli_node_name(s, g->owner), g->error ? g->error : "");
 				ha_env_msg_free(&s->base);
@@ -239,10 +140,12 @@ static int wait_guest(struct cli *cli, const char *name, enum wait_for want, uin
 			}
 		}
 		if (want == WAIT_STOPPED) {
-			const char *st = cli_guest_state(s, g);
+			int st = ha_guest_state_from_str(cli_guest_state(s, g));
 
-			if (strcmp(st, "running") != 0 && strcmp(st, "stopping") != 0 &&
-			    strcmp(st, "starting") != 0 && strcmp(st, "paused") != 0) {
+			if (st != HACTL__GUEST_STATE__GUEST_RUNNING &&
+			    st != HACTL__GUEST_STATE__GUEST_STOPPING &&
+			    st != HACTL__GUEST_STATE__GUEST_STARTING &&
+			    st != HACTL__GUEST_STATE__GUEST_PAUSED) {
 				ha_env_msg_free(&s->base);
 				return EX_OK;
 			}
@@ -250,7 +153,9 @@ static int wait_guest(struct cli *cli, const char *name, enum wait_for want, uin
 		ha_env_msg_free(&s->base);
 		if (ha_mono_ms() > deadline) {
 			fprintf(stderr, "hactl: %s did not become %s within %u s\n", name,
-				want == WAIT_RUNNING ? "running" : "stopped", timeout_s);
+				ha_guest_state_str(want == WAIT_RUNNING ?
+						   HACTL__GUEST_STATE__GUEST_RUNNING :
+						   HACTL__GUEST_STATE__GUEST_STOPPED), timeout_s);
 			return EX_FAIL;
 		}
 		usleep(200 * 1000);

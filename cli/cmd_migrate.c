@@ -13,6 +13,7 @@
 #include "cli.h"
 #include "cmd_balance.h"
 #include "guestdef.h"
+#include "hactl_states.h"
 #include "util.h"
 
 struct mopts {
@@ -157,7 +158,9 @@ static int wait_migration(struct cli *cli, const char *name, uint64_t id, uint32
 			ha_env_msg_free(&s->base);
 			return EX_FAIL;
 		}
-		if (strcmp(m->state, "transferring") == 0) {
+		int state = ha_migration_state_from_str(m->state);
+
+		if (state == HACTL__MIGRATION_STATE__MIGRATION_TRANSFERRING) {
 			if (tty) {
 				uint64_t total = m->transferred_bytes + m->remaining_bytes;
 				int pct = total ? (int)(m->transferred_bytes * 100 / total) : 0;
@@ -178,7 +181,7 @@ static int wait_migration(struct cli *cli, const char *name, uint64_t id, uint32
 				       m->dirty_rate_bps / 1000000, m->expected_downtime_ms);
 				fflush(stdout);
 			}
-		} else if (strcmp(m->state, "aborted") == 0) {
+		} else if (state == HACTL__MIGRATION_STATE__MIGRATION_ABORTED) {
 			if (tty) {
 				printf("\n");
 			}
@@ -189,7 +192,8 @@ static int wait_migration(struct cli *cli, const char *name, uint64_t id, uint32
 				m->reason ? m->reason : "", cli_node_name(s, g->owner));
 			ha_env_msg_free(&s->base);
 			return EX_FAIL;
-		} else if (g->state && strcmp(g->state, "running") == 0 && g->owner == m->destination &&
+		} else if (ha_guest_state_from_str(g->state) == HACTL__GUEST_STATE__GUEST_RUNNING &&
+			   g->owner == m->destination &&
 			   m->downtime_ms &&
 			   (!g->has_state_generation || g->state_generation == g->generation)) {
 			/* "running" as the destination reported it under the new
@@ -494,7 +498,7 @@ static bool move_settled(const Hactl__StatusReply *s, const Hactl__JobMove *m)
 	if (strcmp(m->state, "done") != 0 || g == NULL) {
 		return true;
 	}
-	return g->state && strcmp(g->state, "running") == 0 &&
+	return ha_guest_state_from_str(g->state) == HACTL__GUEST_STATE__GUEST_RUNNING &&
 	       (!g->has_state_generation || g->state_generation == g->generation) &&
 	       strcmp(cli_node_name(s, g->owner), m->to) == 0;
 }

@@ -15,131 +15,13 @@
 #include <json-c/json.h>
 
 #include "guestdef.h"
+#include "hactl_states.h"
 #include "ipc.h"
 #include "proto/hactl.pb-c.h"
 #include "util.h"
 
 #include "cli.h"
 #include "cmd_balance.h"
-
-int cli_usage_error(const char *fmt, const char *arg)
-{
-	fprintf(stderr, "hactl: ");
-	fprintf(stderr, fmt, arg);
-	fprintf(stderr, "\n(see hactl --help, or hactl COMMAND --help)\n");
-	return EX_USAGE;
-}
-
-static int connect_coord(struct cli *cli)
-{
-	cli->conn = qb_ipcc_connect(HA_IPC_NAME, HA_IPC_MAX_MSG);
-	if (cli->conn == NULL) {
-		int e = errno;
-
-		if (e == EACCES || e == EPERM) {
-			fprintf(stderr, "hactl: permission denied by ha-coordinator: "
-					"run as root or as a member of group hactl\n");
-		} else {
-			fprintf(stderr, "hactl: cannot connect to ha-coordinator on this "
-					"host (%s); is it running?\n", strerror(e));
-		}
-		return EX_NODAEMON;
-	}
-	return EX_OK;
-}
-
-int cli_code_to_exit(int code)
-{
-	switch (code) {
-	case 0:
-		return EX_OK;
-	case -EHOSTDOWN:
-		return EX_NOQUORUM;
-	case -ENOENT:
-		return EX_UNKNOWN;
-	case -EINVAL:
-		return EX_USAGE;
-	default:
-		return EX_FAIL;
-	}
-}
-
-/* Sends @req, expects @want (or a Result, which is an error or a plain ok). */
-int cli_call(struct cli *cli, enum ha_msg_type type, const ProtobufCMessage *req,
-	     enum ha_msg_type want, ProtobufCMessage **out)
-{
-	enum ha_msg_type rtype;
-	ProtobufCMessage *reply = NULL;
-	int rc;
-
-	/* Connected at the first request: a command has parsed its arguments
-	 * by then, so a typo is exit 2 even with no coordinator running. */
-	if (cli->conn == NULL) {
-		int ex = connect_coord(cli);
-
-		if (ex != EX_OK) {
-			return ex;
-		}
-	}
-	rc = ha_ipcc_call(cli->conn, type, req, TIMEOUT_MS, &rtype, &reply);
-	if (rc < 0) {
-		fprintf(stderr, "hactl: no valid answer from ha-coordinator: %s\n",
-			strerror(-rc));
-		return rc == -ENOTCONN || rc == -ECONNREFUSED ? EX_NODAEMON : EX_FAIL;
-	}
-	if (rtype == HA_MSG_RESULT) {
-		Hactl__Result *r = (Hactl__Result *)reply;
-
-		if (r->code < 0) {
-			fprintf(stderr, "hactl: %s\n", r->message && r->message[0] ?
-				r->message : strerror(-r->code));
-			*out = reply;
-			return cli_code_to_exit(r->code);
-		}
-	}
-	if (rtype == want) {
-		*out = reply;
-		return EX_OK;
-	}
-	fprintf(stderr, "hactl: unexpected %s from ha-coordinator\n", ha_msg_type_str(rtype));
-	ha_env_msg_free(reply);
-	return EX_FAIL;
-}
-
-/* The status with every guest: in pages when the cluster is large
- * (docs/protocol.md, "Large replies"). */
-int cli_get_status(struct cli *cli, const char *node, Hactl__StatusReply **out)
-{
-	enum ha_msg_type rtype;
-	ProtobufCMessage *reply = NULL;
-	int rc;
-
-	if (cli->conn == NULL) { /* connected at the first request */
-		int ex = connect_coord(cli);
-
-		if (ex != EX_OK) {
-			return ex;
-		}
-	}
-	rc = ha_ipcc_status(cli->conn, node, TIMEOUT_MS, &rtype, &reply);
-	if (rc < 0) {
-		fprintf(stderr, "hactl: no valid answer from ha-coordinator: %s\n",
-			rc == -EAGAIN ? "the cluster state kept changing while it was read"
-				      : strerror(-rc));
-		return rc == -ENOTCONN || rc == -ECONNREFUSED ? EX_NODAEMON : EX_FAIL;
-	}
-	if (rtype == HA_MSG_RESULT) {
-		Hactl__Result *r = (Hactl__Result *)reply;
-		int code = r->code < 0 ? r->code : -EPROTO;
-
-		fprintf(stderr, "hactl: %s\n", r->message && r->message[0] ? r->message :
-			strerror(-code));
-		ha_env_msg_free(reply);
-		return cli_code_to_exit(code);
-	}
-	*out = (Hactl__StatusReply *)reply;
-	return EX_OK;
-}
 
 /* ---- JSON ---- */
 
@@ -193,7 +75,8 @@ static json_object *json_node(const Hactl__NodeStatus *n)
 	json_object_object_add(o, "member", json_object_new_boolean(n->member));
 	json_object_object_add(o, "agent", json_object_new_boolean(n->agent_connected));
 	json_object_object_add(o, "maintenance", json_object_new_boolean(n->maintenance));
-	json_object_object_add(o, "fence_state", json_object_new_string(n->fence_state ? n->fence_state : "idle"));
+	json_object_object_add(o, "fence_state", json_object_new_string(n->fence_state ?
+			       n->fence_state : ha_fence_state_str(HACTL__FENCE_STATE__FENCE_IDLE)));
 	json_object_object_add(o, "fence_error", json_object_new_string(n->fence_error ? n->fence_error : ""));
 	json_object_object_add(o, "fence_attempts", json_object_new_int64(n->fence_attempts));
 	json_object_object_add(o, "facts", n->facts ? json_facts(n->facts) : NULL);
@@ -201,17 +84,12 @@ static json_object *json_node(const Hactl__NodeStatus *n)
 	return o;
 }
 
-json_object *cli_json_guest(const Hactl__StatusReply *s, const Hactl__GuestRecord *g)
-{
-	return cli_guest_json(s, g);
-}
-
 static json_object *json_guests(const Hactl__StatusReply *s)
 {
 	json_object *a = json_object_new_array();
 
 	for (size_t i = 0; i < s->n_guests; i++) {
-		json_object_array_add(a, cli_json_guest(s, s->guests[i]));
+		json_object_array_add(a, cli_guest_json(s, s->guests[i]));
 	}
 	return a;
 }
@@ -253,13 +131,6 @@ static json_object *json_status(const Hactl__StatusReply *s)
 	return o;
 }
 
-void cli_json_print(json_object *o)
-{
-	printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
-							 JSON_C_TO_STRING_NOSLASHESCAPE));
-	json_object_put(o);
-}
-
 /* ---- tables ---- */
 
 static void print_node_table(const Hactl__StatusReply *s)
@@ -279,12 +150,13 @@ static void print_node_table(const Hactl__StatusReply *s)
 				 n->facts->mem_total_kib / 1048576.0);
 		}
 		char state[48];
+		/* an offline node's fencing, e.g. "offline/fencing" */
+		int fs = ha_fence_state_from_str(n->fence_state);
+		bool fencing = n->fence_state && fs != HACTL__FENCE_STATE__FENCE_IDLE &&
+			       ha_node_state_from_str(n->state) != HACTL__NODE_STATE__NODE_ONLINE;
 
-		snprintf(state, sizeof(state), "%s%s%s", n->state,
-			 n->fence_state && strcmp(n->fence_state, "idle") != 0 &&
-			 strcmp(n->state, "online") != 0 ? "/" : "",
-			 n->fence_state && strcmp(n->fence_state, "idle") != 0 &&
-			 strcmp(n->state, "online") != 0 ? n->fence_state : "");
+		snprintf(state, sizeof(state), "%s%s%s", n->state, fencing ? "/" : "",
+			 fencing ? n->fence_state : "");
 		printf("%-12s %4u  %-12s %-6s %6s %17s  %-5s %s%s%s\n", n->name, n->id,
 		       state, n->agent_connected ? "yes" : "no", cpu, mem,
 		       n->facts ? (n->facts->kvm_usable ? "yes" : "no") : "-",
@@ -293,7 +165,7 @@ static void print_node_table(const Hactl__StatusReply *s)
 	}
 }
 
-void cli_print_guest_table(const Hactl__StatusReply *s)
+static void print_guest_table(const Hactl__StatusReply *s)
 {
 	if (s->n_guests == 0) {
 		printf("no guests\n");
@@ -311,7 +183,8 @@ void cli_print_guest_table(const Hactl__StatusReply *s)
 			def.ip[0] = 0;
 		}
 		printf("%-20s %-10s %-10s %-9s %-10s %s\n", g->name, g->type ? g->type : "",
-		       cli_guest_state(s, g), g->desired ? g->desired : "stopped",
+		       cli_guest_state(s, g), g->desired ? g->desired :
+		       ha_guest_state_str(HACTL__GUEST_STATE__GUEST_STOPPED),
 		       cli_node_name(s, g->owner), def.ip[0] ? def.ip : "-");
 	}
 }
@@ -349,7 +222,7 @@ static int cmd_status(struct cli *cli, int argc, char **argv)
 		printf("\n");
 		print_node_table(s);
 		printf("\n");
-		cli_print_guest_table(s);
+		print_guest_table(s);
 	}
 	ha_env_msg_free(&s->base);
 	return EX_OK;
@@ -433,7 +306,7 @@ static int cmd_guests(struct cli *cli, int argc, char **argv)
 	if (cli->json) {
 		cli_json_print(json_guests(s));
 	} else {
-		cli_print_guest_table(s);
+		print_guest_table(s);
 	}
 	ha_env_msg_free(&s->base);
 	return EX_OK;

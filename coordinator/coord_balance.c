@@ -149,7 +149,7 @@ static size_t migrations_in_flight(const struct coord *c)
 	for (size_t i = 0; i < c->state.n_guests; i++) {
 		const Hactl__Migration *m = c->state.guests[i]->migration;
 
-		n += m && m->state && strcmp(m->state, "transferring") == 0;
+		n += coord_migration_in_progress(m);
 	}
 	return n;
 }

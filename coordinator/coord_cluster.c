@@ -1,6 +1,6 @@
 /*
- * cluster.c - corosync glue: CPG group "hactl", votequorum, cmap nodelist,
- * the outgoing CPG queue and reconnection.
+ * coord_cluster.c - corosync glue: CPG group "hactl", votequorum, cmap
+ * nodelist, the outgoing CPG queue and reconnection.
  */
 #include <errno.h>
 #include <poll.h>

@@ -36,6 +36,7 @@
 
 #include "coordinator.h"
 #include "fencing.h"
+#include "hactl_states.h"
 #include "ipc.h"
 #include "util.h"
 
@@ -45,18 +46,18 @@
 #define COMMIT_RETRY_MS 3000
 #define RECHECK_MS 5000 /* an unconfirmed node: fence.conf read again */
 
-static const char *const fence_state_names[COORD_FENCE_STATE_MAX] = {
-	[COORD_FENCE_IDLE] = "idle",
-	[COORD_FENCE_WAITING] = "waiting",
-	[COORD_FENCE_FENCING] = "fencing",
-	[COORD_FENCE_FAILED] = "failed",
-	[COORD_FENCE_DONE] = "done",
-	[COORD_FENCE_UNCONFIRMED] = "unconfirmed",
-};
+/* The protocol's FenceState, whose names are proto/hactl_states.c's. */
+_Static_assert((int)COORD_FENCE_IDLE == (int)HACTL__FENCE_STATE__FENCE_IDLE &&
+	       (int)COORD_FENCE_WAITING == (int)HACTL__FENCE_STATE__FENCE_WAITING &&
+	       (int)COORD_FENCE_FENCING == (int)HACTL__FENCE_STATE__FENCE_FENCING &&
+	       (int)COORD_FENCE_FAILED == (int)HACTL__FENCE_STATE__FENCE_FAILED &&
+	       (int)COORD_FENCE_DONE == (int)HACTL__FENCE_STATE__FENCE_DONE &&
+	       (int)COORD_FENCE_UNCONFIRMED == (int)HACTL__FENCE_STATE__FENCE_UNCONFIRMED &&
+	       COORD_FENCE_STATE_MAX == HA_FENCE_STATE_MAX, "coord_fence_state is FenceState");
 
 const char *coord_fence_state_str(enum coord_fence_state s)
 {
-	return (unsigned)s < COORD_FENCE_STATE_MAX ? fence_state_names[s] : "unknown";
+	return ha_fence_state_str((Hactl__FenceState)s);
 }
 
 /* The one transition table (see the comment at the top). */
@@ -467,14 +468,15 @@ bool coord_fence_may_run_guests(const struct coord *c, uint32_t node)
 		const Hactl__GuestRecord *g = c->state.guests[i];
 		const Hactl__Migration *m = g->migration;
 
-		if (g->owner == node && g->desired && strcmp(g->desired, "running") == 0) {
+		if (g->owner == node && coord_guest_wants_running(g)) {
 			return true;
 		}
 		if (g->running_on == node) {
 			return true;
 		}
 		if (m && (m->source == node || m->destination == node) && m->state &&
-		    strcmp(m->state, "committed") != 0 && strcmp(m->state, "aborted") != 0) {
+		    coord_migration_state(m) != HACTL__MIGRATION_STATE__MIGRATION_COMMITTED &&
+		    coord_migration_state(m) != HACTL__MIGRATION_STATE__MIGRATION_ABORTED) {
 			return true;
 		}
 	}

@@ -376,13 +376,14 @@ static int reply_status(struct coord *c, qb_ipcs_connection_t *conn,
 		}
 		for (size_t i = 0; i < c->state.n_nodes && na < COORD_MAX_NODES; i++) {
 			struct coord_node *nd = &c->state.nodes[i];
+			int fs = ha_fence_state_from_str(nd->fence_state);
 
-			if (strcmp(nd->fence_state, "failed") == 0 && !nd->fenced &&
+			if (fs == HACTL__FENCE_STATE__FENCE_FAILED && !nd->fenced &&
 			    !coord_is_member(c, nd->id) &&
 			    asprintf(&alarms[na], "fencing of %s failed (attempt %u), no recovery: %s",
 				     nd->name, nd->fence_attempts, nd->fence_error) >= 0) {
 				na++;
-			} else if (strcmp(nd->fence_state, "unconfirmed") == 0 && !nd->fenced &&
+			} else if (fs == HACTL__FENCE_STATE__FENCE_UNCONFIRMED && !nd->fenced &&
 				   !coord_is_member(c, nd->id) &&
 				   asprintf(&alarms[na],
 					    "%s is lost and cannot be confirmed off: %s; its guests are "
@@ -396,7 +397,7 @@ static int reply_status(struct coord *c, qb_ipcs_connection_t *conn,
 		for (size_t i = 0; i < c->state.n_guests && na < HA_ARRAY_SIZE(alarms); i++) {
 			Hactl__GuestRecord *g = c->state.guests[i];
 
-			if (g->owner == 0 && g->desired && strcmp(g->desired, "running") == 0 &&
+			if (g->owner == 0 && coord_guest_wants_running(g) &&
 			    asprintf(&alarms[na], "guest %s cannot run: %s", g->name,
 				     g->error ? g->error : "") >= 0) {
 				na++;
@@ -685,7 +686,7 @@ static int on_action_request(struct coord *c, qb_ipcs_connection_t *conn,
 		snprintf(text, sizeof(text), "unknown action '%s'", req->action->kind);
 		return ha_ipcs_reply_result(conn, -EINVAL, text, 0);
 	}
-	if (g->owner == 0 || g->desired == NULL || strcmp(g->desired, "running") != 0 ||
+	if (g->owner == 0 || !coord_guest_wants_running(g) ||
 	    !coord_is_member(c, g->owner)) {
 		snprintf(text, sizeof(text), "guest '%s' is not running", g->name);
 		return ha_ipcs_reply_result(conn, -ESRCH, text, 0);

@@ -33,6 +33,7 @@
 #include <protobuf-c/protobuf-c.h>
 
 #include "coord_state.h"
+#include "hactl_states.h"
 #include "util.h"
 
 #define JOBS_RUNNING_MAX 32
@@ -440,7 +441,8 @@ int coord_job_plan(const struct coord_state *st, const struct coord_view *v, uin
 			Hactl__JobMove *m = &moves[n];
 
 			if (!g->has_home || g->home != node->id || g->owner == node->id ||
-			    g->owner == 0 || !is(g->state, "running") || !is(g->desired, "running")) {
+			    g->owner == 0 || !coord_guest_wants_running(g) ||
+			    ha_guest_state_from_str(g->state) != HACTL__GUEST_STATE__GUEST_RUNNING) {
 				continue;
 			}
 			for (size_t k = 0; k < st->n_nodes; k++) {

@@ -63,7 +63,7 @@ void coord_migration_tick(struct coord *c)
 		Hactl__Migration *m = g->migration;
 		char reason[300];
 
-		if (m == NULL || strcmp(m->state, "transferring") != 0) {
+		if (!coord_migration_in_progress(m)) {
 			continue;
 		}
 		if (!coord_is_member(c, m->destination)) {

@@ -1,5 +1,5 @@
 /*
- * persist.c - the local copy of the replicated state.
+ * coord_persist.c - the local copy of the replicated state.
  *
  * File: "HASTATE1", u32 crc32 (zlib) of the rest, then one envelope
  * (HA_MSG_STATE_FILE). Written to a temporary name, fsynced, renamed. A

@@ -17,11 +17,6 @@
 #include "coord_state.h"
 #include "restart.h"
 
-static bool desired_running(const Hactl__GuestRecord *g)
-{
-	return g->desired && strcmp(g->desired, "running") == 0;
-}
-
 static bool view_member(const struct coord_view *v, uint32_t id)
 {
 	for (size_t i = 0; v && i < v->n_members; i++) {
@@ -120,7 +115,7 @@ int coord_place_snapshot(const struct coord_state *st, const struct coord_view *
 
 		/* Only guests that should run use room; stopped ones have none.
 		 * One that should run with no owner waits for room (recovery). */
-		if (!desired_running(g)) {
+		if (!coord_guest_wants_running(g)) {
 			continue;
 		}
 		for (size_t j = 0; j < st->n_nodes; j++) {
@@ -155,8 +150,8 @@ int coord_place_snapshot(const struct coord_state *st, const struct coord_view *
 		if (bg.cpu_milli > bg.vcpus * 1000u) {
 			bg.cpu_milli = bg.vcpus * 1000u;
 		}
-		if (g->migration && g->migration->state &&
-		    strcmp(g->migration->state, "committed") == 0) {
+		if (coord_migration_state(g->migration) ==
+		    HACTL__MIGRATION_STATE__MIGRATION_COMMITTED) {
 			bg.last_move_ms = g->migration->ended_ms;
 		}
 		rc = ha_bal_cluster_add_guest(cl, &bg);
@@ -255,7 +250,7 @@ out:
 
 static bool awaits_recovery(const struct coord_state *st, const Hactl__GuestRecord *g)
 {
-	if (!desired_running(g)) {
+	if (!coord_guest_wants_running(g)) {
 		return false;
 	}
 	if (g->owner == 0) {
@@ -369,10 +364,9 @@ int coord_restart_decide(const struct coord_state *st, const struct coord_view *
 	char why[256];
 	int rc;
 
-	if (!desired_running(g) || g->owner == 0 || g->generation == 0 ||
+	if (!coord_guest_wants_running(g) || g->owner == 0 || g->generation == 0 ||
 	    g->gave_up_generation != g->generation || g->restart_error ||
-	    (g->migration && g->migration->state &&
-	     strcmp(g->migration->state, "transferring") == 0)) {
+	    coord_migration_in_progress(g->migration)) {
 		return 0;
 	}
 	for (size_t i = 0; i < st->n_nodes; i++) {

@@ -1,5 +1,5 @@
 /*
- * replica.c - the replicated state machine on CPG.
+ * coord_replica.c - the replicated state machine on CPG.
  *
  * Every member applies the same CPG stream in the same order:
  *

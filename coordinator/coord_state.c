@@ -7,17 +7,18 @@
 #include <string.h>
 
 #include "coord_state.h"
+#include "hactl_states.h"
 
-static const char *const node_state_names[COORD_NODE_STATE_MAX] = {
-	[COORD_NODE_ONLINE] = "online",
-	[COORD_NODE_OFFLINE] = "offline",
-	[COORD_NODE_FENCED] = "fenced",
-	[COORD_NODE_MAINTENANCE] = "maintenance",
-};
+/* The protocol's NodeState, whose names are proto/hactl_states.c's. */
+_Static_assert((int)COORD_NODE_ONLINE == (int)HACTL__NODE_STATE__NODE_ONLINE &&
+	       (int)COORD_NODE_OFFLINE == (int)HACTL__NODE_STATE__NODE_OFFLINE &&
+	       (int)COORD_NODE_FENCED == (int)HACTL__NODE_STATE__NODE_FENCED &&
+	       (int)COORD_NODE_MAINTENANCE == (int)HACTL__NODE_STATE__NODE_MAINTENANCE &&
+	       COORD_NODE_STATE_MAX == HA_NODE_STATE_MAX, "coord_node_state is NodeState");
 
 const char *coord_node_state_str(enum coord_node_state s)
 {
-	return (unsigned)s < COORD_NODE_STATE_MAX ? node_state_names[s] : "unknown";
+	return ha_node_state_str((Hactl__NodeState)s);
 }
 
 enum coord_node_state coord_node_state_of(const struct coord_node *n,
@@ -383,17 +384,39 @@ static const struct coord_node *node_by_id_c(const struct coord_state *st, uint3
 	return NULL;
 }
 
-static bool guest_desired_running(const Hactl__GuestRecord *g)
+bool coord_guest_wants_running(const Hactl__GuestRecord *g)
 {
-	return g->desired && strcmp(g->desired, "running") == 0;
+	return ha_guest_state_from_str(g->desired) == HACTL__GUEST_STATE__GUEST_RUNNING;
+}
+
+int coord_migration_state(const Hactl__Migration *m)
+{
+	return m ? ha_migration_state_from_str(m->state) : HA_STATE_NONE;
+}
+
+bool coord_migration_in_progress(const Hactl__Migration *m)
+{
+	return coord_migration_state(m) == HACTL__MIGRATION_STATE__MIGRATION_TRANSFERRING;
+}
+
+/* A guest whose copy runs, starts, stops gracefully or is paused: @state
+ * is a GuestState value or HA_STATE_NONE. */
+static bool guest_state_active(int state)
+{
+	switch (state) {
+	case HACTL__GUEST_STATE__GUEST_RUNNING:
+	case HACTL__GUEST_STATE__GUEST_STARTING:
+	case HACTL__GUEST_STATE__GUEST_STOPPING:
+	case HACTL__GUEST_STATE__GUEST_PAUSED:
+		return true;
+	default:
+		return false;
+	}
 }
 
 static bool guest_active(const Hactl__GuestRecord *g)
 {
-	return g->state && (strcmp(g->state, "running") == 0 ||
-			    strcmp(g->state, "starting") == 0 ||
-			    strcmp(g->state, "stopping") == 0 ||
-			    strcmp(g->state, "paused") == 0);
+	return guest_state_active(ha_guest_state_from_str(g->state));
 }
 
 /* The node where a copy of @g still runs, starts or stops (its agent
@@ -549,7 +572,7 @@ int coord_change_check(const struct coord_state *st, const Hactl__Change *ch,
 			snprintf(why, whylen, "start mode '%s' is not cold or snapshot", gs->mode);
 			return -EINVAL;
 		}
-		if (guest_desired_running(g)) {
+		if (coord_guest_wants_running(g)) {
 			const struct coord_node *o = node_by_id_c(st, g->owner);
 
 			snprintf(why, whylen, "guest '%s' is already started on %s", g->name,
@@ -573,7 +596,7 @@ int coord_change_check(const struct coord_state *st, const Hactl__Change *ch,
 		if (g == NULL) {
 			return -ENOENT;
 		}
-		if (!guest_desired_running(g)) {
+		if (!coord_guest_wants_running(g)) {
 			snprintf(why, whylen, "guest '%s' is already stopped", g->name);
 			return -EALREADY;
 		}
@@ -585,9 +608,9 @@ int coord_change_check(const struct coord_state *st, const Hactl__Change *ch,
 		if (g == NULL) {
 			return -ENOENT;
 		}
-		if (guest_desired_running(g) || guest_active(g)) {
+		if (coord_guest_wants_running(g) || guest_active(g)) {
 			snprintf(why, whylen, "guest '%s' is %s: stop it first", g->name,
-				 guest_desired_running(g) ? "started" : g->state);
+				 coord_guest_wants_running(g) ? "started" : g->state);
 			return -EBUSY;
 		}
 		return 0;
@@ -619,7 +642,7 @@ int coord_change_check(const struct coord_state *st, const Hactl__Change *ch,
 		if (g == NULL) {
 			return -ENOENT;
 		}
-		if (!guest_desired_running(g) || g->generation != r->generation) {
+		if (!coord_guest_wants_running(g) || g->generation != r->generation) {
 			snprintf(why, whylen, "guest '%s' changed since (generation %llu, not %llu)",
 				 g->name, (unsigned long long)g->generation,
 				 (unsigned long long)r->generation);
@@ -651,12 +674,12 @@ int coord_change_check(const struct coord_state *st, const Hactl__Change *ch,
 			snprintf(why, whylen, "unknown node '%s'", m->node);
 			return -ENOENT;
 		}
-		if (!guest_desired_running(g) || g->owner == 0 || !g->state ||
-		    strcmp(g->state, "running") != 0) {
+		if (!coord_guest_wants_running(g) || g->owner == 0 ||
+		    ha_guest_state_from_str(g->state) != HACTL__GUEST_STATE__GUEST_RUNNING) {
 			snprintf(why, whylen, "guest '%s' is not running", g->name);
 			return -ESRCH;
 		}
-		if (g->migration && strcmp(g->migration->state, "transferring") == 0) {
+		if (coord_migration_in_progress(g->migration)) {
 			snprintf(why, whylen, "guest '%s' is already migrating (transaction %llu)",
 				 g->name, (unsigned long long)g->migration->id);
 			return -EBUSY;
@@ -674,7 +697,7 @@ int coord_change_check(const struct coord_state *st, const Hactl__Change *ch,
 		if (g == NULL) {
 			return -ENOENT;
 		}
-		if (g->migration == NULL || strcmp(g->migration->state, "transferring") != 0 ||
+		if (!coord_migration_in_progress(g->migration) ||
 		    (m->id && g->migration->id != m->id)) {
 			snprintf(why, whylen, "guest '%s' has no migration in progress", g->name);
 			return -ESRCH;
@@ -729,7 +752,7 @@ int coord_change_prepare(const struct coord_state *st, const struct coord_view *
 
 			for (size_t j = 0; j < st->n_guests; j++) {
 				if (st->guests[j]->owner == n->id &&
-				    guest_desired_running(st->guests[j])) {
+				    coord_guest_wants_running(st->guests[j])) {
 					free_kib -= (int64_t)coord_guest_mem_kib(st->guests[j]);
 				}
 			}
@@ -911,7 +934,7 @@ int coord_change_apply(struct coord_state *st, const Hactl__Change *ch,
 			const struct coord_node *owner, *dst;
 
 			g = coord_state_guest(st, p->guest);
-			if (g == NULL || !guest_desired_running(g)) {
+			if (g == NULL || !coord_guest_wants_running(g)) {
 				continue;
 			}
 			owner = node_by_id_c(st, g->owner);
@@ -1075,20 +1098,21 @@ static void apply_migration_report(Hactl__GuestRecord *g, uint32_t node,
 				   const Hactl__GuestStatus *gs)
 {
 	if (gs->migration && g->migration && g->migration->id == gs->migration->id &&
-	    strcmp(g->migration->state, "transferring") == 0) {
+	    coord_migration_in_progress(g->migration)) {
 		const Hactl__MigrationReport *mr = gs->migration;
 		Hactl__Migration *mg = g->migration;
 		bool src = strcmp(mr->role, "source") == 0;
+		int phase = ha_migration_phase_from_str(mr->phase);
 
 		if ((src && node == mg->source) || (!src && node == mg->destination)) {
-			if (strcmp(mr->phase, "failed") == 0) {
+			if (phase == HACTL__MIGRATION_PHASE__PHASE_FAILED) {
 				set_str(&mg->error, mr->error ? mr->error : "failed");
 			}
 			if (!src && mr->has_port) {
 				mg->has_dst_port = true;
 				mg->dst_port = mr->port;
 			}
-			if (!src && strcmp(mr->phase, "received") == 0) {
+			if (!src && phase == HACTL__MIGRATION_PHASE__PHASE_RECEIVED) {
 				mg->has_received = true;
 				mg->received = true;
 			}
@@ -1137,10 +1161,11 @@ static void guest_cpu_update(Hactl__GuestRecord *g, const Hactl__GuestStatus *gs
 			     uint64_t now_ms)
 {
 	uint64_t dt, dns, milli;
+	bool running = ha_guest_state_from_str(gs->state) == HACTL__GUEST_STATE__GUEST_RUNNING;
 
 	if (!gs->has_cpu_ns || !g->has_cpu_ns || !g->has_state_ms || now_ms <= g->state_ms ||
-	    gs->cpu_ns < g->cpu_ns || strcmp(gs->state, "running") != 0) {
-		if (!gs->has_cpu_ns || strcmp(gs->state, "running") != 0) {
+	    gs->cpu_ns < g->cpu_ns || !running) {
+		if (!gs->has_cpu_ns || !running) {
 			g->has_cpu_milli = false;
 			g->cpu_milli = 0;
 		}
@@ -1163,6 +1188,7 @@ void coord_guest_status_apply(struct coord_state *st, uint32_t node,
 			      const Hactl__GuestStatus *gs, uint64_t now_ms)
 {
 	Hactl__GuestRecord *g = coord_state_guest(st, gs->name);
+	int state = ha_guest_state_from_str(gs->state);
 
 	if (g == NULL) {
 		return;
@@ -1170,14 +1196,15 @@ void coord_guest_status_apply(struct coord_state *st, uint32_t node,
 	apply_migration_report(g, node, gs);
 	/* Only the owner speaks for a guest, except to say it runs (an audit
 	 * finding the owner must resolve). */
-	if (g->owner != node && strcmp(gs->state, "running") != 0) {
+	if (g->owner != node && state != HACTL__GUEST_STATE__GUEST_RUNNING) {
 		if (g->running_on == node) {
 			g->running_on = 0;
 		}
 		return;
 	}
 	if (g->owner == node) {
-		bool up = strcmp(gs->state, "running") == 0 || strcmp(gs->state, "paused") == 0;
+		bool up = state == HACTL__GUEST_STATE__GUEST_RUNNING ||
+			  state == HACTL__GUEST_STATE__GUEST_PAUSED;
 
 		guest_cpu_update(g, gs, now_ms);
 		if (g->restart_error && !up) {
@@ -1210,14 +1237,13 @@ void coord_guest_status_apply(struct coord_state *st, uint32_t node,
 			g->snap_time_ms = gs->snap_time_ms;
 		}
 	}
-	if (g->migration && strcmp(g->migration->state, "transferring") == 0 &&
+	if (coord_migration_in_progress(g->migration) &&
 	    node != g->owner && node == g->migration->destination) {
 		return; /* the destination's paused copy is not "running there" */
 	}
 	g->has_running_on = true;
 	/* a copy that is starting or stopping gracefully runs there too */
-	if (strcmp(gs->state, "running") == 0 || strcmp(gs->state, "paused") == 0 ||
-	    strcmp(gs->state, "starting") == 0 || strcmp(gs->state, "stopping") == 0) {
+	if (guest_state_active(state)) {
 		g->running_on = node;
 	} else if (g->running_on == node) {
 		g->running_on = 0;

@@ -15,6 +15,7 @@
 
 #include "balance.h"
 #include "guestdef.h"
+#include "hactl_states.h"
 #include "proto/hactl.pb-c.h"
 
 #define COORD_MAX_NODES 128
@@ -112,6 +113,13 @@ struct coord_view {
 Hactl__GuestRecord *coord_state_guest(const struct coord_state *st, const char *name);
 /* Memory of a guest from its definition, 0 when unparsable. */
 uint64_t coord_guest_mem_kib(const Hactl__GuestRecord *g);
+/* The guest is to run: its desired state is RUNNING. */
+bool coord_guest_wants_running(const Hactl__GuestRecord *g);
+/* The state of migration @m (may be NULL) as a MigrationState value;
+ * HA_STATE_NONE for none or a name that is no state's. */
+int coord_migration_state(const Hactl__Migration *m);
+/* Migration @m (may be NULL) is in progress: TRANSFERRING. */
+bool coord_migration_in_progress(const Hactl__Migration *m);
 /* May node @n run a guest of @type now? false with @why otherwise. */
 bool coord_node_eligible(const struct coord_node *n, const struct coord_view *v,
 			 const char *type, char *why, size_t whylen);

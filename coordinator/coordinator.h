@@ -247,7 +247,7 @@ uint64_t coord_wall_ms(const struct coord *c);
 uint64_t coord_lost_ms(const struct coord *c, uint32_t id);
 void coord_lost_set(struct coord *c, uint32_t id, uint64_t ms);
 
-/* cluster.c: corosync connections */
+/* coord_cluster.c: corosync connections */
 /* What a coordinator needs beyond zeros before anything runs: its empty
  * queues, the newest protocol it speaks, an empty state (the daemon, the
  * simulator and the tests all start one this way). */
@@ -271,7 +271,7 @@ void coord_quorum_set(struct coord *c, bool quorate, const uint32_t *members, si
 bool coord_is_member(const struct coord *c, uint32_t id);
 void coord_leader_update(struct coord *c);
 
-/* replica.c: CPG message handling, state sync, commits */
+/* coord_replica.c: CPG message handling, state sync, commits */
 /* A CPG configuration change: @members now (one entry per node), the
  * nodes that @left and that @joined. Records loss times and starts a
  * state sync when anyone joined. */
@@ -388,11 +388,11 @@ void coord_restart_tick(struct coord *c);
 void coord_event(struct coord *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void coord_events_free(struct coord *c);
 
-/* persist.c */
+/* coord_persist.c */
 int coord_state_load(struct coord *c);
 int coord_state_save(struct coord *c);
 
-/* ipc.c */
+/* coord_ipc.c */
 /* Who an IPC client is, decided when it connects. */
 enum coord_peer_role {
 	COORD_PEER_REFUSED = 0,

@@ -18,8 +18,14 @@
  *                      ibverbs, registered buffers, SEND with immediate
  *
  * Threads: every call that moves data blocks (poll with timeouts) and is
- * meant for a worker thread; one thread does a stream's I/O at a time.
- * mig_stream_cancel(), mig_stream_set_rate() and mig_stream_counters() may
+ * meant for a worker thread. Two threads may use one stream at once, one
+ * sending and one receiving (the agent relays both directions of a
+ * driver's socket so): a chunk is sent whole under the stream's send lock,
+ * so an ABORT from either thread never splits another chunk, the
+ * receiving side's state is the receiving thread's alone, and the first
+ * error is shared by both. No more than one thread sends (other than
+ * mig_stream_abort()) and one receives at a time. mig_stream_cancel(),
+ * mig_stream_abort(), mig_stream_set_rate() and mig_stream_counters() may
  * be called from any thread while that happens.
  *
  * Errors: functions return 0 (or a length) or -errno. A stream keeps its
