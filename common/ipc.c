@@ -105,132 +105,166 @@ static int append_ptrs(void ***to, size_t *n_to, void ***from, size_t *n_from)
 	return 0;
 }
 
-int ha_ipcc_status(qb_ipcc_connection_t *c, const char *node, int timeout_ms,
-		   enum ha_msg_type *rtype, ProtobufCMessage **reply)
+/*
+ * A paged read (docs/protocol.md, "Large replies"): asks for the pages of
+ * one reply from offset 0 on and joins their guests into the first page.
+ * Pages belong together only while the state they come from is the same
+ * (@same); when it changed between two pages, the read starts over, at
+ * most PAGED_ATTEMPTS times. The parts that differ by message type are
+ * the callbacks.
+ */
+struct paged_read {
+	enum ha_msg_type req_type, reply_type;
+	ProtobufCMessage *req;
+	uint32_t *offset;                                         /* in req */
+	uint32_t (*next)(const ProtobufCMessage *page);           /* 0 = last page */
+	bool (*same)(ProtobufCMessage *first, const ProtobufCMessage *page);
+	int (*append)(ProtobufCMessage *first, ProtobufCMessage *page); /* 0, -ENOMEM */
+	void (*done)(ProtobufCMessage *first);                    /* clear its offset */
+};
+
+static int paged_call(qb_ipcc_connection_t *c, const struct paged_read *pr, int timeout_ms,
+		      enum ha_msg_type *rtype, ProtobufCMessage **reply)
 {
 	*reply = NULL;
 	for (int attempt = 0; attempt < PAGED_ATTEMPTS; attempt++) {
-		Hactl__StatusRequest req = HACTL__STATUS_REQUEST__INIT;
-		Hactl__StatusReply *first = NULL;
+		ProtobufCMessage *first = NULL;
 
-		req.node = (char *)node;
-		req.has_paged = true;
-		req.paged = true;
-		req.has_guest_offset = true;
+		*pr->offset = 0;
 		for (;;) {
 			ProtobufCMessage *m = NULL;
-			Hactl__StatusReply *page;
 			uint32_t next;
-			int rc = ha_ipcc_call(c, HA_MSG_STATUS_REQUEST, &req.base, timeout_ms,
-					      rtype, &m);
+			int rc = ha_ipcc_call(c, pr->req_type, pr->req, timeout_ms, rtype, &m);
 
-			if (rc < 0 || *rtype != HA_MSG_STATUS_REPLY) {
+			if (rc < 0 || *rtype != pr->reply_type) {
 				if (rc == 0 && first == NULL) {
 					*reply = m; /* an error Result */
 					return 0;
 				}
 				ha_env_msg_free(m);
-				ha_env_msg_free(first ? &first->base : NULL);
+				ha_env_msg_free(first);
 				return rc < 0 ? rc : -EPROTO;
 			}
-			page = (Hactl__StatusReply *)m;
-			next = page->has_next_guest_offset ? page->next_guest_offset : 0;
+			next = pr->next(m);
 			if (first == NULL) {
-				first = page;
-			} else if (page->seq != first->seq || page->syncs != first->syncs) {
+				first = m;
+			} else if (!pr->same(first, m)) {
 				/* the state changed between the pages */
 				ha_env_msg_free(m);
-				ha_env_msg_free(&first->base);
+				ha_env_msg_free(first);
 				first = NULL;
 				break;
 			} else {
-				rc = append_ptrs((void ***)&first->guests, &first->n_guests,
-						 (void ***)&page->guests, &page->n_guests);
+				rc = pr->append(first, m);
 				ha_env_msg_free(m);
 				if (rc < 0) {
-					ha_env_msg_free(&first->base);
+					ha_env_msg_free(first);
 					return rc;
 				}
 			}
 			if (next == 0) {
-				first->has_next_guest_offset = false;
-				*rtype = HA_MSG_STATUS_REPLY;
-				*reply = &first->base;
+				pr->done(first);
+				*rtype = pr->reply_type;
+				*reply = first;
 				return 0;
 			}
-			if (next <= req.guest_offset) {
-				ha_env_msg_free(&first->base);
+			if (next <= *pr->offset) {
+				ha_env_msg_free(first);
 				return -EPROTO; /* no progress */
 			}
-			req.guest_offset = next;
+			*pr->offset = next;
 		}
 	}
 	return -EAGAIN;
 }
 
+static uint32_t status_next(const ProtobufCMessage *m)
+{
+	const Hactl__StatusReply *p = (const Hactl__StatusReply *)m;
+
+	return p->has_next_guest_offset ? p->next_guest_offset : 0;
+}
+
+static bool status_same(ProtobufCMessage *f, const ProtobufCMessage *m)
+{
+	const Hactl__StatusReply *a = (const Hactl__StatusReply *)f;
+	const Hactl__StatusReply *b = (const Hactl__StatusReply *)m;
+
+	return a->seq == b->seq && a->syncs == b->syncs;
+}
+
+static int status_append(ProtobufCMessage *f, ProtobufCMessage *m)
+{
+	Hactl__StatusReply *a = (Hactl__StatusReply *)f, *b = (Hactl__StatusReply *)m;
+
+	return append_ptrs((void ***)&a->guests, &a->n_guests, (void ***)&b->guests,
+			   &b->n_guests);
+}
+
+static void status_done(ProtobufCMessage *f)
+{
+	((Hactl__StatusReply *)f)->has_next_guest_offset = false;
+}
+
+int ha_ipcc_status(qb_ipcc_connection_t *c, const char *node, int timeout_ms,
+		   enum ha_msg_type *rtype, ProtobufCMessage **reply)
+{
+	Hactl__StatusRequest req = HACTL__STATUS_REQUEST__INIT;
+	struct paged_read pr = { HA_MSG_STATUS_REQUEST, HA_MSG_STATUS_REPLY, &req.base,
+				 &req.guest_offset, status_next, status_same, status_append,
+				 status_done };
+
+	req.node = (char *)node;
+	req.has_paged = true;
+	req.paged = true;
+	req.has_guest_offset = true;
+	return paged_call(c, &pr, timeout_ms, rtype, reply);
+}
+
+static uint32_t agent_next(const ProtobufCMessage *m)
+{
+	const Hactl__AgentGuestsReply *p = (const Hactl__AgentGuestsReply *)m;
+
+	return p->has_next_offset ? p->next_offset : 0;
+}
+
+static bool agent_same(ProtobufCMessage *f, const ProtobufCMessage *m)
+{
+	const Hactl__AgentGuestsReply *a = (const Hactl__AgentGuestsReply *)f;
+	const Hactl__AgentGuestsReply *b = (const Hactl__AgentGuestsReply *)m;
+
+	return a->seq == b->seq && a->syncs == b->syncs && a->local_id == b->local_id;
+}
+
+static int agent_append(ProtobufCMessage *f, ProtobufCMessage *m)
+{
+	Hactl__AgentGuestsReply *a = (Hactl__AgentGuestsReply *)f;
+	Hactl__AgentGuestsReply *b = (Hactl__AgentGuestsReply *)m;
+
+	a->quorate = a->quorate && b->quorate;
+	return append_ptrs((void ***)&a->guests, &a->n_guests, (void ***)&b->guests,
+			   &b->n_guests);
+}
+
+static void agent_done(ProtobufCMessage *f)
+{
+	((Hactl__AgentGuestsReply *)f)->has_next_offset = false;
+}
+
 int ha_ipcc_agent_guests(qb_ipcc_connection_t *c, char **held, size_t n_held,
 			 int timeout_ms, enum ha_msg_type *rtype, ProtobufCMessage **reply)
 {
-	*reply = NULL;
-	for (int attempt = 0; attempt < PAGED_ATTEMPTS; attempt++) {
-		Hactl__AgentGuestsRequest req = HACTL__AGENT_GUESTS_REQUEST__INIT;
-		Hactl__AgentGuestsReply *first = NULL;
+	Hactl__AgentGuestsRequest req = HACTL__AGENT_GUESTS_REQUEST__INIT;
+	struct paged_read pr = { HA_MSG_AGENT_GUESTS_REQUEST, HA_MSG_AGENT_GUESTS_REPLY,
+				 &req.base, &req.offset, agent_next, agent_same, agent_append,
+				 agent_done };
 
-		req.has_paged = true;
-		req.paged = true;
-		req.has_offset = true;
-		req.held = held;
-		req.n_held = n_held;
-		for (;;) {
-			ProtobufCMessage *m = NULL;
-			Hactl__AgentGuestsReply *page;
-			uint32_t next;
-			int rc = ha_ipcc_call(c, HA_MSG_AGENT_GUESTS_REQUEST, &req.base, timeout_ms,
-					      rtype, &m);
-
-			if (rc < 0 || *rtype != HA_MSG_AGENT_GUESTS_REPLY) {
-				if (rc == 0 && first == NULL) {
-					*reply = m;
-					return 0;
-				}
-				ha_env_msg_free(m);
-				ha_env_msg_free(first ? &first->base : NULL);
-				return rc < 0 ? rc : -EPROTO;
-			}
-			page = (Hactl__AgentGuestsReply *)m;
-			next = page->has_next_offset ? page->next_offset : 0;
-			if (first == NULL) {
-				first = page;
-			} else if (page->seq != first->seq || page->syncs != first->syncs ||
-				   page->local_id != first->local_id) {
-				ha_env_msg_free(m);
-				ha_env_msg_free(&first->base);
-				first = NULL;
-				break;
-			} else {
-				first->quorate = first->quorate && page->quorate;
-				rc = append_ptrs((void ***)&first->guests, &first->n_guests,
-						 (void ***)&page->guests, &page->n_guests);
-				ha_env_msg_free(m);
-				if (rc < 0) {
-					ha_env_msg_free(&first->base);
-					return rc;
-				}
-			}
-			if (next == 0) {
-				first->has_next_offset = false;
-				*rtype = HA_MSG_AGENT_GUESTS_REPLY;
-				*reply = &first->base;
-				return 0;
-			}
-			if (next <= req.offset) {
-				ha_env_msg_free(&first->base);
-				return -EPROTO;
-			}
-			req.offset = next;
-		}
-	}
-	return -EAGAIN;
+	req.has_paged = true;
+	req.paged = true;
+	req.has_offset = true;
+	req.held = held;
+	req.n_held = n_held;
+	return paged_call(c, &pr, timeout_ms, rtype, reply);
 }
 
 int ha_ipcs_reply(qb_ipcs_connection_t *c, enum ha_msg_type type,
