@@ -77,21 +77,6 @@ const char *agent_criu_netlock_str(enum agent_criu_netlock m)
 	return netlock_names[m];
 }
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0) {
-		return;
-	}
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 #ifdef HAVE_CRIU_RPC
 /* Copies @src into @dst (size @n), cut, with non-printables as '?'. */
 static void copy_printable(char *dst, size_t n, const char *src)
@@ -130,21 +115,21 @@ int agent_criu_probe(const char *criu_path, struct agent_criu_caps *out,
 	if (out != NULL) {
 		memset(out, 0, sizeof(*out));
 	}
-	set_err(err, errlen, "%s", NO_SCHEMA_MSG);
+	ha_errf(err, errlen, 0, "%s", NO_SCHEMA_MSG);
 	return -ENOTSUP;
 }
 
 int agent_criu_check_features(const char *criu_path, bool *mem_track,
 			      bool *lazy_pages, char *err, size_t errlen)
 {
-	set_err(err, errlen, "%s", NO_SCHEMA_MSG);
+	ha_errf(err, errlen, 0, "%s", NO_SCHEMA_MSG);
 	return -ENOTSUP;
 }
 
 int agent_criu_dump(const char *criu_path, const struct agent_criu_dump_opts *o,
 		    char *err, size_t errlen)
 {
-	set_err(err, errlen, "%s", NO_SCHEMA_MSG);
+	ha_errf(err, errlen, 0, "%s", NO_SCHEMA_MSG);
 	return -ENOTSUP;
 }
 
@@ -152,7 +137,7 @@ int agent_criu_restore(const char *criu_path,
 		       const struct agent_criu_restore_opts *o, pid_t *pid_out,
 		       char *err, size_t errlen)
 {
-	set_err(err, errlen, "%s", NO_SCHEMA_MSG);
+	ha_errf(err, errlen, 0, "%s", NO_SCHEMA_MSG);
 	return -ENOTSUP;
 }
 
@@ -160,7 +145,7 @@ int agent_criu_page_server(const char *criu_path,
 			   const struct agent_criu_ps_opts *o, pid_t *pid_out,
 			   uint16_t *port_out, char *err, size_t errlen)
 {
-	set_err(err, errlen, "%s", NO_SCHEMA_MSG);
+	ha_errf(err, errlen, 0, "%s", NO_SCHEMA_MSG);
 	return -ENOTSUP;
 }
 
@@ -168,14 +153,14 @@ int agent_criu_lazy_pages(const char *criu_path,
 			  const struct agent_criu_lazy_opts *o, pid_t *pid_out,
 			  char *err, size_t errlen)
 {
-	set_err(err, errlen, "%s", NO_SCHEMA_MSG);
+	ha_errf(err, errlen, 0, "%s", NO_SCHEMA_MSG);
 	return -ENOTSUP;
 }
 
 int agent_criu_child_wait(pid_t pid, uint32_t timeout_ms, char *err,
 			  size_t errlen)
 {
-	set_err(err, errlen, "%s", NO_SCHEMA_MSG);
+	ha_errf(err, errlen, 0, "%s", NO_SCHEMA_MSG);
 	return -ENOTSUP;
 }
 
@@ -389,7 +374,7 @@ static int spawn(const char *path, char *const argv[], const int *keep,
 
 	if (pipe2(ep, O_CLOEXEC) < 0) {
 		e = -errno;
-		set_err(err, errlen, "cannot run %s: pipe: %s", path, strerror(-e));
+		ha_errf(err, errlen, 0, "cannot run %s: pipe: %s", path, strerror(-e));
 		return e;
 	}
 	pid = fork();
@@ -397,7 +382,7 @@ static int spawn(const char *path, char *const argv[], const int *keep,
 		e = -errno;
 		close(ep[0]);
 		close(ep[1]);
-		set_err(err, errlen, "cannot run %s: fork: %s", path, strerror(-e));
+		ha_errf(err, errlen, 0, "cannot run %s: fork: %s", path, strerror(-e));
 		return e;
 	}
 	if (pid == 0) {
@@ -412,7 +397,7 @@ static int spawn(const char *path, char *const argv[], const int *keep,
 	if (n == (ssize_t)sizeof(e)) {
 		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
 		}
-		set_err(err, errlen, "cannot run %s: %s", path, strerror(e));
+		ha_errf(err, errlen, 0, "cannot run %s: %s", path, strerror(e));
 		return -(e > 0 ? e : EIO);
 	}
 	*pid_out = pid;
@@ -566,7 +551,7 @@ static int crs_check_binary(struct crs *s, char *err, size_t errlen)
 	if (access(s->criu, X_OK) < 0) {
 		int e = -errno;
 
-		set_err(err, errlen,
+		ha_errf(err, errlen, 0,
 			"criu binary %s: %s (deploy/install-criu installs it in %s)",
 			s->criu, strerror(-e), AGENT_CRIU_DEFAULT_PATH);
 		return e;
@@ -588,18 +573,18 @@ static int crs_open(struct crs *s, const int *keep, size_t nkeep, char *err,
 		return ret;
 	}
 	if (nkeep > AGENT_CRIU_MAX_LIST) {
-		set_err(err, errlen, "criu %s: %zu fds to pass, at most %u", s->what,
+		ha_errf(err, errlen, 0, "criu %s: %zu fds to pass, at most %u", s->what,
 			nkeep, AGENT_CRIU_MAX_LIST);
 		return -E2BIG;
 	}
 	s->buf = malloc(AGENT_CRIU_MAX_MSG);
 	if (s->buf == NULL) {
-		set_err(err, errlen, "criu %s: out of memory", s->what);
+		ha_errf(err, errlen, 0, "criu %s: out of memory", s->what);
 		return -ENOMEM;
 	}
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
 		ret = -errno;
-		set_err(err, errlen, "criu %s: socketpair: %s", s->what, strerror(-ret));
+		ha_errf(err, errlen, 0, "criu %s: socketpair: %s", s->what, strerror(-ret));
 		return ret;
 	}
 	snprintf(fdarg, sizeof(fdarg), "%d", sv[1]);
@@ -680,7 +665,7 @@ static void crs_gone(struct crs *s, const char *how, char *err, size_t errlen)
 		describe_status(st, sizeof(st), status);
 	}
 	log_first_error(s->log_path, &s->log_before, first, sizeof(first));
-	set_err(err, errlen, "criu %s: %s%s%s%s%s%s%s", s->what, how,
+	ha_errf(err, errlen, 0, "criu %s: %s%s%s%s%s%s%s", s->what, how,
 		st[0] ? "; criu " : "", st, first[0] ? ": " : "", first,
 		s->log_path[0] ? "; log " : "", s->log_path);
 }
@@ -693,13 +678,13 @@ static int crs_send(struct crs *s, const CriuReq *req, char *err, size_t errlen)
 	int ret = 0;
 
 	if (len > AGENT_CRIU_MAX_MSG) {
-		set_err(err, errlen, "criu %s: request of %zu bytes, at most %u",
+		ha_errf(err, errlen, 0, "criu %s: request of %zu bytes, at most %u",
 			s->what, len, AGENT_CRIU_MAX_MSG);
 		return -EMSGSIZE;
 	}
 	buf = malloc(len ? len : 1);
 	if (buf == NULL) {
-		set_err(err, errlen, "criu %s: out of memory", s->what);
+		ha_errf(err, errlen, 0, "criu %s: out of memory", s->what);
 		return -ENOMEM;
 	}
 	criu_req__pack(req, buf);
@@ -712,7 +697,7 @@ static int crs_send(struct crs *s, const CriuReq *req, char *err, size_t errlen)
 			ret = -ECONNRESET;
 			crs_gone(s, "criu exited without an answer", err, errlen);
 		} else {
-			set_err(err, errlen, "criu %s: sending to swrk pid %d: %s",
+			ha_errf(err, errlen, 0, "criu %s: sending to swrk pid %d: %s",
 				s->what, (int)s->pid, strerror(-ret));
 		}
 	}
@@ -747,7 +732,7 @@ static int crs_recv(struct crs *s, struct agent_criu_resp *r, int *fd,
 
 		if (left == 0) {
 			crs_close(s, true, NULL);
-			set_err(err, errlen,
+			ha_errf(err, errlen, 0,
 				"criu %s: no answer within the timeout; criu got SIGTERM; log %s",
 				s->what, s->log_path[0] ? s->log_path : "(none)");
 			return -ETIMEDOUT;
@@ -758,7 +743,7 @@ static int crs_recv(struct crs *s, struct agent_criu_resp *r, int *fd,
 		}
 		if (ret < 0 && errno != EINTR) {
 			ret = -errno;
-			set_err(err, errlen, "criu %s: poll: %s", s->what, strerror(-ret));
+			ha_errf(err, errlen, 0, "criu %s: poll: %s", s->what, strerror(-ret));
 			return ret;
 		}
 	}
@@ -770,7 +755,7 @@ static int crs_recv(struct crs *s, struct agent_criu_resp *r, int *fd,
 		if (ret == -ECONNRESET) {
 			crs_gone(s, "criu exited without an answer", err, errlen);
 		} else {
-			set_err(err, errlen, "criu %s: receiving from swrk pid %d: %s",
+			ha_errf(err, errlen, 0, "criu %s: receiving from swrk pid %d: %s",
 				s->what, (int)s->pid, strerror(-ret));
 		}
 		return ret;
@@ -799,13 +784,13 @@ static int crs_recv(struct crs *s, struct agent_criu_resp *r, int *fd,
 	}
 	if (mh.msg_flags & MSG_TRUNC) {
 		ret = -EMSGSIZE;
-		set_err(err, errlen, "criu %s: answer longer than %u bytes rejected",
+		ha_errf(err, errlen, 0, "criu %s: answer longer than %u bytes rejected",
 			s->what, AGENT_CRIU_MAX_MSG);
 		goto fail;
 	}
 	ret = agent_criu_resp_decode(s->buf, (size_t)n, r);
 	if (ret < 0) {
-		set_err(err, errlen, "criu %s: malformed answer of %zd bytes rejected",
+		ha_errf(err, errlen, 0, "criu %s: malformed answer of %zd bytes rejected",
 			s->what, n);
 		goto fail;
 	}
@@ -867,7 +852,7 @@ static int crs_call(struct crs *s, const CriuReq *req, int expect,
 			close(fd);
 		}
 		if (r->type != expect && r->type != CRIU_REQ_TYPE__EMPTY) {
-			set_err(err, errlen, "criu %s: answer of type %d to a request of type %d",
+			ha_errf(err, errlen, 0, "criu %s: answer of type %d to a request of type %d",
 				s->what, r->type, expect);
 			ret = -EPROTO;
 			break;
@@ -894,11 +879,11 @@ static int crs_failed(struct crs *s, const struct agent_criu_resp *r, char *err,
 		msg = r->errmsg;
 	}
 	if (r->cr_errno > 0) {
-		set_err(err, errlen, "criu %s failed: cr_errno %d (%s)%s%s; log %s",
+		ha_errf(err, errlen, 0, "criu %s failed: cr_errno %d (%s)%s%s; log %s",
 			s->what, r->cr_errno, strerror(r->cr_errno), msg[0] ? ": " : "",
 			msg, s->log_path[0] ? s->log_path : "(none)");
 	} else {
-		set_err(err, errlen, "criu %s failed%s%s; log %s", s->what,
+		ha_errf(err, errlen, 0, "criu %s failed%s%s; log %s", s->what,
 			msg[0] ? ": " : "", msg,
 			s->log_path[0] ? s->log_path : "(none)");
 	}
@@ -931,7 +916,7 @@ static int open_dir(const char *what, const char *role, const char *path,
 	if (*fd < 0) {
 		int e = -errno;
 
-		set_err(err, errlen, "criu %s: %s %s: %s", what, role, path,
+		ha_errf(err, errlen, 0, "criu %s: %s %s: %s", what, role, path,
 			strerror(-e));
 		return e;
 	}
@@ -949,22 +934,22 @@ static int common_setup(struct crs *s, const struct agent_criu_common_opts *c,
 
 	d->images_fd = d->work_fd = -1;
 	if (c->images_dir == NULL || c->images_dir[0] == '\0') {
-		set_err(err, errlen, "criu %s: no images directory given", s->what);
+		ha_errf(err, errlen, 0, "criu %s: no images directory given", s->what);
 		return -EINVAL;
 	}
 	if (log[0] == '\0' || strchr(log, '/') != NULL || strlen(log) > NAME_MAX) {
-		set_err(err, errlen, "criu %s: log file name '%s' must be a plain file name",
+		ha_errf(err, errlen, 0, "criu %s: log file name '%s' must be a plain file name",
 			s->what, log);
 		return -EINVAL;
 	}
 	if (c->log_level < 0 || c->log_level > 4) {
-		set_err(err, errlen, "criu %s: log level %d not in 0..4", s->what,
+		ha_errf(err, errlen, 0, "criu %s: log level %d not in 0..4", s->what,
 			c->log_level);
 		return -EINVAL;
 	}
 	if ((size_t)snprintf(s->log_path, sizeof(s->log_path), "%s/%s", wdir, log) >=
 	    sizeof(s->log_path)) {
-		set_err(err, errlen, "criu %s: log path %s/%s too long", s->what, wdir,
+		ha_errf(err, errlen, 0, "criu %s: log path %s/%s too long", s->what, wdir,
 			log);
 		return -ENAMETOOLONG;
 	}
@@ -1029,12 +1014,12 @@ static int check_list(struct crs *s, const char *name, const void *p, size_t n,
 		      char *err, size_t errlen)
 {
 	if (n > AGENT_CRIU_MAX_LIST) {
-		set_err(err, errlen, "criu %s: %zu %s entries, at most %u", s->what, n,
+		ha_errf(err, errlen, 0, "criu %s: %zu %s entries, at most %u", s->what, n,
 			name, AGENT_CRIU_MAX_LIST);
 		return -E2BIG;
 	}
 	if (n > 0 && p == NULL) {
-		set_err(err, errlen, "criu %s: %zu %s entries but no list", s->what, n,
+		ha_errf(err, errlen, 0, "criu %s: %zu %s entries but no list", s->what, n,
 			name);
 		return -EINVAL;
 	}
@@ -1052,7 +1037,7 @@ static int set_kv(struct crs *s, const char *name, const struct agent_criu_kv *k
 	}
 	for (size_t i = 0; i < n; i++) {
 		if (kv[i].key == NULL || kv[i].val == NULL) {
-			set_err(err, errlen, "criu %s: %s entry %zu has no key or value",
+			ha_errf(err, errlen, 0, "criu %s: %s entry %zu has no key or value",
 				s->what, name, i);
 			return -EINVAL;
 		}
@@ -1088,7 +1073,7 @@ static int set_kv(struct crs *s, const char *name, const struct agent_criu_kv *k
 	}
 	return 0;
 nomem:
-	set_err(err, errlen, "criu %s: out of memory", s->what);
+	ha_errf(err, errlen, 0, "criu %s: out of memory", s->what);
 	return -ENOMEM;
 }
 
@@ -1102,7 +1087,7 @@ static int set_external(struct crs *s, const char *const *ext, size_t n,
 	}
 	for (size_t i = 0; i < n; i++) {
 		if (ext[i] == NULL) {
-			set_err(err, errlen, "criu %s: external entry %zu is NULL", s->what, i);
+			ha_errf(err, errlen, 0, "criu %s: external entry %zu is NULL", s->what, i);
 			return -EINVAL;
 		}
 	}
@@ -1124,7 +1109,7 @@ static int set_cg_mode(struct crs *s, enum agent_criu_cg_mode m, CriuOpts *co,
 	};
 
 	if ((unsigned)m >= AGENT_CRIU_CG_MAX) {
-		set_err(err, errlen, "criu %s: invalid manage_cgroups mode %d", s->what,
+		ha_errf(err, errlen, 0, "criu %s: invalid manage_cgroups mode %d", s->what,
 			(int)m);
 		return -EINVAL;
 	}
@@ -1145,7 +1130,7 @@ static int set_netlock(struct crs *s, enum agent_criu_netlock m, CriuOpts *co,
 	};
 
 	if ((unsigned)m >= AGENT_CRIU_NETLOCK_MAX) {
-		set_err(err, errlen, "criu %s: invalid network lock method %d", s->what,
+		ha_errf(err, errlen, 0, "criu %s: invalid network lock method %d", s->what,
 			(int)m);
 		return -EINVAL;
 	}
@@ -1177,23 +1162,23 @@ int agent_criu_dump(const char *criu_path, const struct agent_criu_dump_opts *o,
 	int ret;
 
 	if (o == NULL) {
-		set_err(err, errlen, "criu dump: no options given");
+		ha_errf(err, errlen, 0, "criu dump: no options given");
 		return -EINVAL;
 	}
 	crs_init(&s, criu_path, o->c.timeout_ms);
 	snprintf(s.what, sizeof(s.what), "%s of pid %d",
 		 o->pre_dump ? "pre-dump" : "dump", (int)o->pid);
 	if (o->pid <= 0) {
-		set_err(err, errlen, "criu dump: invalid pid %d", (int)o->pid);
+		ha_errf(err, errlen, 0, "criu dump: invalid pid %d", (int)o->pid);
 		return -EINVAL;
 	}
 	if (o->ghost_limit > UINT32_MAX) {
-		set_err(err, errlen, "criu %s: ghost limit %" PRIu64 " above 4 GiB",
+		ha_errf(err, errlen, 0, "criu %s: ghost limit %" PRIu64 " above 4 GiB",
 			s.what, o->ghost_limit);
 		return -EINVAL;
 	}
 	if (o->empty_ns & ~(uint32_t)CLONE_NEWNET) {
-		set_err(err, errlen, "criu %s: empty_ns %#x: CRIU only accepts CLONE_NEWNET",
+		ha_errf(err, errlen, 0, "criu %s: empty_ns %#x: CRIU only accepts CLONE_NEWNET",
 			s.what, o->empty_ns);
 		return -EINVAL;
 	}
@@ -1292,14 +1277,14 @@ int agent_criu_restore(const char *criu_path,
 		*pid_out = 0;
 	}
 	if (o == NULL) {
-		set_err(err, errlen, "criu restore: no options given");
+		ha_errf(err, errlen, 0, "criu restore: no options given");
 		return -EINVAL;
 	}
 	crs_init(&s, criu_path, o->c.timeout_ms);
 	snprintf(s.what, sizeof(s.what), "restore from %.70s",
 		 o->c.images_dir ? o->c.images_dir : "(none)");
 	if (o->restore_detached && o->restore_sibling) {
-		set_err(err, errlen, "criu %s: restore_detached and restore_sibling exclude each other",
+		ha_errf(err, errlen, 0, "criu %s: restore_detached and restore_sibling exclude each other",
 			s.what);
 		return -EINVAL;
 	}
@@ -1345,13 +1330,13 @@ int agent_criu_restore(const char *criu_path,
 		l.cgrp = calloc(o->n_cg_root, sizeof(*l.cgrp));
 		if (l.cgr == NULL || l.cgrp == NULL) {
 			ret = -ENOMEM;
-			set_err(err, errlen, "criu %s: out of memory", s.what);
+			ha_errf(err, errlen, 0, "criu %s: out of memory", s.what);
 			goto out;
 		}
 		for (size_t i = 0; i < o->n_cg_root; i++) {
 			if (o->cg_root[i].path == NULL) {
 				ret = -EINVAL;
-				set_err(err, errlen, "criu %s: cg_root entry %zu has no path",
+				ha_errf(err, errlen, 0, "criu %s: cg_root entry %zu has no path",
 					s.what, i);
 				goto out;
 			}
@@ -1368,7 +1353,7 @@ int agent_criu_restore(const char *criu_path,
 		l.ifdp = calloc(o->n_inherit_fd, sizeof(*l.ifdp));
 		if (l.ifd == NULL || l.ifdp == NULL) {
 			ret = -ENOMEM;
-			set_err(err, errlen, "criu %s: out of memory", s.what);
+			ha_errf(err, errlen, 0, "criu %s: out of memory", s.what);
 			goto out;
 		}
 		for (size_t i = 0; i < o->n_inherit_fd; i++) {
@@ -1376,7 +1361,7 @@ int agent_criu_restore(const char *criu_path,
 
 			if (f->key == NULL || f->fd < 0 || fcntl(f->fd, F_GETFD) < 0) {
 				ret = -EBADF;
-				set_err(err, errlen, "criu %s: inherit_fd entry %zu (%s): fd %d not open",
+				ha_errf(err, errlen, 0, "criu %s: inherit_fd entry %zu (%s): fd %d not open",
 					s.what, i, f->key ? f->key : "no key", f->fd);
 				goto out;
 			}
@@ -1400,7 +1385,7 @@ int agent_criu_restore(const char *criu_path,
 	if (ret == 0 && !r.success) {
 		ret = crs_failed(&s, &r, err, errlen);
 	} else if (ret == 0 && r.restore_pid <= 0) {
-		set_err(err, errlen, "criu %s: success without the pid of the tree; log %s",
+		ha_errf(err, errlen, 0, "criu %s: success without the pid of the tree; log %s",
 			s.what, s.log_path);
 		ret = -EPROTO;
 	} else if (ret == 0 && pid_out != NULL) {
@@ -1434,7 +1419,7 @@ int agent_criu_check_features(const char *criu_path, bool *mem_track,
 	}
 	ret = crs_call(&s, &req, CRIU_REQ_TYPE__FEATURE_CHECK, &r, err, errlen);
 	if (ret == 0 && (!r.success || !r.has_features)) {
-		set_err(err, errlen, "criu %s failed (%s)", s.what,
+		ha_errf(err, errlen, 0, "criu %s failed (%s)", s.what,
 			r.errmsg[0] ? r.errmsg : "no features in the answer");
 		ret = -EIO;
 	}
@@ -1467,7 +1452,7 @@ static int criu_version(const char *criu_path, char *out, size_t n, char *err,
 	}
 	ret = crs_call(&s, &req, CRIU_REQ_TYPE__VERSION, &r, err, errlen);
 	if (ret == 0 && (!r.success || !r.has_version)) {
-		set_err(err, errlen, "criu %s: %s answered no version", s.what, s.criu);
+		ha_errf(err, errlen, 0, "criu %s: %s answered no version", s.what, s.criu);
 		ret = -EPROTO;
 	}
 	crs_close(&s, false, NULL);
@@ -1521,7 +1506,7 @@ static int start_tcp_holder(pid_t *pid, int *pidfd, char *err, size_t errlen)
 		}
 	}
 	if (sleep_path == NULL) {
-		set_err(err, errlen, "criu probe: no sleep binary for the trial dump");
+		ha_errf(err, errlen, 0, "criu probe: no sleep binary for the trial dump");
 		return -ENOENT;
 	}
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -1534,7 +1519,7 @@ static int start_tcp_holder(pid_t *pid, int *pidfd, char *err, size_t errlen)
 	    connect(fds[1], (struct sockaddr *)&a, sizeof(a)) < 0 ||
 	    (fds[2] = accept4(fds[0], NULL, NULL, SOCK_CLOEXEC)) < 0) {
 		ret = -errno;
-		set_err(err, errlen, "criu probe: loopback TCP sockets: %s",
+		ha_errf(err, errlen, 0, "criu probe: loopback TCP sockets: %s",
 			strerror(-ret));
 		goto out;
 	}
@@ -1590,7 +1575,7 @@ static bool trial_inet_dump(const char *criu_path, char *err, size_t errlen)
 	}
 	if (ret < 0) {
 		qb_log(LOG_DEBUG, "criu probe: trial dump failed: %s", e2);
-		set_err(err, errlen, "%s", e2);
+		ha_errf(err, errlen, 0, "%s", e2);
 	}
 	remove_flat_dir(dir);
 	return ret == 0;
@@ -1627,7 +1612,7 @@ int agent_criu_probe(const char *criu_path, struct agent_criu_caps *out,
 	int ret;
 
 	memset(out, 0, sizeof(*out));
-	set_err(err, errlen, "%s", "");
+	ha_errf(err, errlen, 0, "%s", "");
 	ret = criu_version(criu_path, out->version, sizeof(out->version), err,
 			   errlen);
 	if (ret < 0) {
@@ -1674,7 +1659,7 @@ int agent_criu_page_server(const char *criu_path,
 		*port_out = 0;
 	}
 	if (o == NULL) {
-		set_err(err, errlen, "criu page server: no options given");
+		ha_errf(err, errlen, 0, "criu page server: no options given");
 		return -EINVAL;
 	}
 	crs_init(&s, criu_path, o->c.timeout_ms);
@@ -1710,7 +1695,7 @@ int agent_criu_page_server(const char *criu_path,
 	if (ret == 0 && !r.success) {
 		ret = crs_failed(&s, &r, err, errlen);
 	} else if (ret == 0 && (r.ps_pid <= 0 || r.ps_port <= 0)) {
-		set_err(err, errlen, "criu %s: no pid or port in the answer; log %s",
+		ha_errf(err, errlen, 0, "criu %s: no pid or port in the answer; log %s",
 			s.what, s.log_path);
 		ret = -EPROTO;
 	}
@@ -1746,12 +1731,12 @@ int agent_criu_lazy_pages(const char *criu_path,
 	}
 	if (o == NULL || o->c.images_dir == NULL || o->address == NULL ||
 	    o->port == 0) {
-		set_err(err, errlen, "criu lazy-pages: images_dir, address and port are required");
+		ha_errf(err, errlen, 0, "criu lazy-pages: images_dir, address and port are required");
 		return -EINVAL;
 	}
 	log = o->c.log_file != NULL ? o->c.log_file : "lazy-pages.log";
 	if (strchr(log, '/') != NULL || o->c.log_level < 0 || o->c.log_level > 4) {
-		set_err(err, errlen, "criu lazy-pages: log file '%s' or level %d invalid",
+		ha_errf(err, errlen, 0, "criu lazy-pages: log file '%s' or level %d invalid",
 			log, o->c.log_level);
 		return -EINVAL;
 	}
@@ -1759,13 +1744,13 @@ int agent_criu_lazy_pages(const char *criu_path,
 		 o->c.work_dir ? o->c.work_dir : o->c.images_dir, log);
 	if (access(criu, X_OK) < 0) {
 		ret = -errno;
-		set_err(err, errlen, "criu binary %s: %s (deploy/install-criu installs it in %s)",
+		ha_errf(err, errlen, 0, "criu binary %s: %s (deploy/install-criu installs it in %s)",
 			criu, strerror(-ret), AGENT_CRIU_DEFAULT_PATH);
 		return ret;
 	}
 	if (pipe2(sp, O_CLOEXEC) < 0) {
 		ret = -errno;
-		set_err(err, errlen, "criu lazy-pages: pipe: %s", strerror(-ret));
+		ha_errf(err, errlen, 0, "criu lazy-pages: pipe: %s", strerror(-ret));
 		return ret;
 	}
 	snprintf(port, sizeof(port), "%u", o->port);
@@ -1830,7 +1815,7 @@ int agent_criu_lazy_pages(const char *criu_path,
 			describe_status(how, sizeof(how), st);
 		}
 		log_first_error(log_path, NULL, first, sizeof(first));
-		set_err(err, errlen, "criu lazy-pages for %s:%u %s%s%s; log %s",
+		ha_errf(err, errlen, 0, "criu lazy-pages for %s:%u %s%s%s; log %s",
 			o->address, o->port, how, first[0] ? ": " : "", first,
 			log_path);
 		if (pidfd >= 0) {
@@ -1856,7 +1841,7 @@ int agent_criu_child_wait(pid_t pid, uint32_t timeout_ms, char *err,
 	char how[64];
 
 	if (pid <= 0) {
-		set_err(err, errlen, "criu helper: invalid pid %d", (int)pid);
+		ha_errf(err, errlen, 0, "criu helper: invalid pid %d", (int)pid);
 		return -EINVAL;
 	}
 	r = waitpid(pid, &status, WNOHANG);
@@ -1874,14 +1859,14 @@ int agent_criu_child_wait(pid_t pid, uint32_t timeout_ms, char *err,
 				return 0;
 			}
 			ret = -errno;
-			set_err(err, errlen, "criu helper pid %d: cannot wait: pidfd_open: %s",
+			ha_errf(err, errlen, 0, "criu helper pid %d: cannot wait: pidfd_open: %s",
 				(int)pid, strerror(-ret));
 			return ret;
 		}
 		ret = poll(&p, 1, ms > INT_MAX ? INT_MAX : (int)ms);
 		close(pidfd);
 		if (ret == 0) {
-			set_err(err, errlen, "criu helper pid %d still runs after %" PRIu64 " ms",
+			ha_errf(err, errlen, 0, "criu helper pid %d still runs after %" PRIu64 " ms",
 				(int)pid, ms);
 			return -ETIMEDOUT;
 		}
@@ -1892,7 +1877,7 @@ int agent_criu_child_wait(pid_t pid, uint32_t timeout_ms, char *err,
 		close(pidfd);
 	}
 	if (ret == -ETIMEDOUT) {
-		set_err(err, errlen, "criu helper pid %d still runs after %" PRIu64 " ms",
+		ha_errf(err, errlen, 0, "criu helper pid %d still runs after %" PRIu64 " ms",
 			(int)pid, ms);
 		return ret;
 	}
@@ -1901,7 +1886,7 @@ check:
 		return 0;
 	}
 	describe_status(how, sizeof(how), status);
-	set_err(err, errlen, "criu helper pid %d %s (see the log in its work directory)",
+	ha_errf(err, errlen, 0, "criu helper pid %d %s (see the log in its work directory)",
 		(int)pid, how);
 	return -EIO;
 }

@@ -30,6 +30,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "util.h"
 #include "proto/hactl.pb-c.h"
 
 enum agent_guest_state {
@@ -108,6 +109,10 @@ struct agent_guest;   /* a driver's per-guest object */
 struct agent_driver;
 
 #define AGENT_ERR_LEN 256
+
+/* A driver's error, into its AGENT_ERR_LEN buffer @err (NULL: none);
+ * returns @rc (common/util.h, ha_errf). */
+#define agent_err(err, rc, ...) ha_errf((err), AGENT_ERR_LEN, (rc), __VA_ARGS__)
 
 struct agent_driver_ops {
 	const char *name;  /* matches the definition's type */

@@ -140,60 +140,60 @@ static int spec_check(const struct agent_guest_spec *s, char *err)
 	int words;
 
 	if (!name_valid(s->name)) {
-		return ctr_err(err, -EINVAL,
-			       "spec: name '%s' must be 1-%d of [A-Za-z0-9_.-]",
-			       s->name ? s->name : "", CTR_NAME_MAX);
+		return agent_err(err, -EINVAL,
+				 "spec: name '%s' must be 1-%d of [A-Za-z0-9_.-]",
+				 s->name ? s->name : "", CTR_NAME_MAX);
 	}
 	if (!path_valid(s->rootfs)) {
-		return ctr_err(err, -EINVAL, "spec %s: rootfs must be an absolute path "
-			       "without ',' ':' or '\\'", s->name);
+		return agent_err(err, -EINVAL, "spec %s: rootfs must be an absolute path "
+				 "without ',' ':' or '\\'", s->name);
 	}
 	if (stat(s->rootfs, &st) < 0 || !S_ISDIR(st.st_mode)) {
-		return ctr_err(err, -ENOENT, "spec %s: rootfs %s is not a directory", s->name,
-			       s->rootfs);
+		return agent_err(err, -ENOENT, "spec %s: rootfs %s is not a directory", s->name,
+				 s->rootfs);
 	}
 	if (!path_valid(s->run_dir) || !path_valid(s->data_dir)) {
-		return ctr_err(err, -EINVAL, "spec %s: run_dir and data_dir must be absolute "
-			       "paths without ',' ':' or '\\'", s->name);
+		return agent_err(err, -EINVAL, "spec %s: run_dir and data_dir must be absolute "
+				 "paths without ',' ':' or '\\'", s->name);
 	}
 	if (s->command == NULL || strlen(s->command) >= CTR_CMD_MAX ||
 	    (words = count_words(s->command)) == 0 || words > CTR_ARGS_MAX) {
-		return ctr_err(err, -EINVAL, "spec %s: command must have 1-%d words and "
-			       "fewer than %d bytes", s->name, CTR_ARGS_MAX, CTR_CMD_MAX);
+		return agent_err(err, -EINVAL, "spec %s: command must have 1-%d words and "
+				 "fewer than %d bytes", s->name, CTR_ARGS_MAX, CTR_CMD_MAX);
 	}
 	/* the bounds of [guest] memory (guestdef.h); 0 = no limit */
 	if (s->mem_kib != 0 && (s->mem_kib < HA_GUEST_MEM_MIN_KIB ||
 				s->mem_kib > HA_GUEST_MEM_MAX_KIB)) {
-		return ctr_err(err, -ERANGE, "spec %s: mem %" PRIu64 " KiB outside %llu KiB..%llu GiB",
-			       s->name, s->mem_kib, (unsigned long long)HA_GUEST_MEM_MIN_KIB,
-			       (unsigned long long)HA_GUEST_MEM_MAX_KIB >> 20);
+		return agent_err(err, -ERANGE, "spec %s: mem %" PRIu64 " KiB outside %llu KiB..%llu GiB",
+				 s->name, s->mem_kib, (unsigned long long)HA_GUEST_MEM_MIN_KIB,
+				 (unsigned long long)HA_GUEST_MEM_MAX_KIB >> 20);
 	}
 	if (s->pids_max == 1 || s->pids_max > 4194304) {
-		return ctr_err(err, -ERANGE, "spec %s: pids %u outside 2..4194304 (0 = none)",
-			       s->name, s->pids_max);
+		return agent_err(err, -ERANGE, "spec %s: pids %u outside 2..4194304 (0 = none)",
+				 s->name, s->pids_max);
 	}
 	if (s->cpu_weight > 500000) {
-		return ctr_err(err, -ERANGE, "spec %s: cpu weight %u above 500000 (OpenVZ "
-			       "cpuunits)", s->name, s->cpu_weight);
+		return agent_err(err, -ERANGE, "spec %s: cpu weight %u above 500000 (OpenVZ "
+				 "cpuunits)", s->name, s->cpu_weight);
 	}
 	if (s->cpu_limit_pct > 100 * 4096) {
-		return ctr_err(err, -ERANGE, "spec %s: cpu limit %u%% too high", s->name,
-			       s->cpu_limit_pct);
+		return agent_err(err, -ERANGE, "spec %s: cpu limit %u%% too high", s->name,
+				 s->cpu_limit_pct);
 	}
 	if (s->ip && s->ip[0] && !ctr_net_addr_valid(s->ip, true)) {
-		return ctr_err(err, -EINVAL, "spec %s: ip '%s' is not an address/prefix",
-			       s->name, s->ip);
+		return agent_err(err, -EINVAL, "spec %s: ip '%s' is not an address/prefix",
+				 s->name, s->ip);
 	}
 	if (s->gateway && s->gateway[0] && !ctr_net_addr_valid(s->gateway, false)) {
-		return ctr_err(err, -EINVAL, "spec %s: gateway '%s' is not an address", s->name,
-			       s->gateway);
+		return agent_err(err, -EINVAL, "spec %s: gateway '%s' is not an address", s->name,
+				 s->gateway);
 	}
 	if (s->ip && s->ip[0] && (s->bridge == NULL || s->bridge[0] == '\0')) {
-		return ctr_err(err, -EINVAL, "spec %s: an ip needs a bridge", s->name);
+		return agent_err(err, -EINVAL, "spec %s: an ip needs a bridge", s->name);
 	}
 	if (s->bridge && strlen(s->bridge) >= IFNAMSIZ) {
-		return ctr_err(err, -EINVAL, "spec %s: bridge name '%s' too long", s->name,
-			       s->bridge);
+		return agent_err(err, -EINVAL, "spec %s: bridge name '%s' too long", s->name,
+				 s->bridge);
 	}
 	return 0;
 }
@@ -228,7 +228,7 @@ static int path_fmt(char *out, const char *a, const char *b, char *err)
 	int n = snprintf(out, CTR_PATH, "%s/%s", a, b);
 
 	if (n < 0 || n >= CTR_PATH) {
-		return ctr_err(err, -ENAMETOOLONG, "path %s/%s too long", a, b);
+		return agent_err(err, -ENAMETOOLONG, "path %s/%s too long", a, b);
 	}
 	return 0;
 }
@@ -245,7 +245,7 @@ static int guest_new(struct agent_driver *d, const struct agent_guest_spec *spec
 	}
 	g = calloc(1, sizeof(*g));
 	if (g == NULL) {
-		return ctr_err(err, -ENOMEM, "out of memory");
+		return agent_err(err, -ENOMEM, "out of memory");
 	}
 	g->d = d;
 	g->spec = *spec;
@@ -262,7 +262,7 @@ static int guest_new(struct agent_driver *d, const struct agent_guest_spec *spec
 	if (!g->spec.name || !g->spec.rootfs || !g->spec.command || !g->spec.run_dir ||
 	    !g->spec.data_dir || (spec->ip && spec->ip[0] && !g->spec.ip)) {
 		guest_free(g);
-		return ctr_err(err, -ENOMEM, "out of memory");
+		return agent_err(err, -ENOMEM, "out of memory");
 	}
 	if ((rc = path_fmt(g->root, spec->run_dir, "root", err)) < 0 ||
 	    (rc = path_fmt(g->pidfile, spec->run_dir, "pid", err)) < 0 ||
@@ -336,11 +336,11 @@ static int pidfile_write(struct agent_guest *g, char *err)
 	n = snprintf(buf, sizeof(buf), "pid=%d\nstarttime=%llu\ncgroup=%s\nveth=%s\n",
 		     (int)g->pid, g->starttime, g->cg.rel, g->veth);
 	if (n < 0 || n >= (int)sizeof(buf)) {
-		return ctr_err(err, -ENAMETOOLONG, "%s: record too long", g->pidfile);
+		return agent_err(err, -ENAMETOOLONG, "%s: record too long", g->pidfile);
 	}
 	rc = ha_file_write_atomic(g->pidfile, buf, (size_t)n);
 	if (rc < 0) {
-		return ctr_err(err, rc, "writing %s: %s", g->pidfile, strerror(-rc));
+		return agent_err(err, rc, "writing %s: %s", g->pidfile, strerror(-rc));
 	}
 	return 0;
 }
@@ -405,18 +405,18 @@ static int overlay_mount(struct agent_guest *g, char *err)
 	n = snprintf(opts, sizeof(opts), "lowerdir=%s,upperdir=%s,workdir=%s",
 		     g->spec.rootfs, g->upper, g->work);
 	if (n < 0 || n >= (int)sizeof(opts)) {
-		return ctr_err(err, -ENAMETOOLONG, "overlay options too long");
+		return agent_err(err, -ENAMETOOLONG, "overlay options too long");
 	}
 	if (mount("overlay", g->root, "overlay", MS_NODEV, opts) < 0) {
-		return ctr_err(err, -errno, "mounting the overlay on %s (%s): %s", g->root, opts,
-			       strerror(errno));
+		return agent_err(err, -errno, "mounting the overlay on %s (%s): %s", g->root, opts,
+				 strerror(errno));
 	}
 	/* Nothing mounted below it propagates to or from the host. */
 	if (mount(NULL, g->root, NULL, MS_PRIVATE, NULL) < 0) {
 		int e = -errno;
 
 		umount2(g->root, MNT_DETACH);
-		return ctr_err(err, e, "making %s private: %s", g->root, strerror(-e));
+		return agent_err(err, e, "making %s private: %s", g->root, strerror(-e));
 	}
 	return 0;
 }
@@ -442,17 +442,17 @@ static int leftovers_clean(struct agent_guest *g, char *err)
 		ctr_cgroup_freeze(&g->cg, false, 0, NULL);
 	}
 	if ((r = ctr_cgroup_kill(&g->cg, STOP_KILL_MS, e2)) < 0 && rc == 0) {
-		rc = ctr_err(err, r, "%s", e2);
+		rc = agent_err(err, r, "%s", e2);
 	}
 	overlay_umount(g);
 	if ((r = ctr_net_teardown(g->veth, NET_STEP_MS, e2)) < 0 && rc == 0) {
-		rc = ctr_err(err, r, "%s", e2);
+		rc = agent_err(err, r, "%s", e2);
 	}
 	if ((r = ctr_cgroup_remove(&g->cg, STOP_KILL_MS, e2)) < 0 && rc == 0) {
-		rc = ctr_err(err, r, "%s", e2);
+		rc = agent_err(err, r, "%s", e2);
 	}
 	if (unlink(g->pidfile) < 0 && errno != ENOENT && rc == 0) {
-		rc = ctr_err(err, -errno, "removing %s: %s", g->pidfile, strerror(errno));
+		rc = agent_err(err, -errno, "removing %s: %s", g->pidfile, strerror(errno));
 	}
 	g->pid = 0;
 	g->starttime = 0;
@@ -467,7 +467,7 @@ static int dirs_make(struct agent_guest *g, char *err)
 	for (size_t i = 0; i < HA_ARRAY_SIZE(dirs); i++) {
 		rc = ha_mkdir_p(dirs[i], i == 0 || i == 1 ? 0700 : 0755);
 		if (rc < 0) {
-			return ctr_err(err, rc, "mkdir %s: %s", dirs[i], strerror(-rc));
+			return agent_err(err, rc, "mkdir %s: %s", dirs[i], strerror(-rc));
 		}
 	}
 	/* The container's root directory is the overlay's: 0755. */
@@ -487,12 +487,12 @@ static int console_touch(struct agent_guest *g, char *err)
 
 		snprintf(old, sizeof(old), "%s.old", g->console);
 		if (rename(g->console, old) < 0) {
-			return ctr_err(err, -errno, "rotating %s: %s", g->console, strerror(errno));
+			return agent_err(err, -errno, "rotating %s: %s", g->console, strerror(errno));
 		}
 	}
 	fd = open(g->console, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0640);
 	if (fd < 0) {
-		return ctr_err(err, -errno, "opening %s: %s", g->console, strerror(errno));
+		return agent_err(err, -errno, "opening %s: %s", g->console, strerror(errno));
 	}
 	close(fd);
 	return 0;
@@ -768,21 +768,21 @@ static int launch_prepare(struct agent_guest *g, struct launch *l, char *err)
 	l->argv[n] = NULL;
 	l->n_cgprocs = ctr_cgroup_procs_files(&g->cg, l->cgprocs, HA_ARRAY_SIZE(l->cgprocs));
 	if (pipe2(p, O_CLOEXEC) < 0) {
-		return ctr_err(err, -errno, "pipe: %s", strerror(errno));
+		return agent_err(err, -errno, "pipe: %s", strerror(errno));
 	}
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, q) < 0) {
 		int e = -errno;
 
 		close(p[0]);
 		close(p[1]);
-		return ctr_err(err, e, "pipe: %s", strerror(-e));
+		return agent_err(err, e, "pipe: %s", strerror(-e));
 	}
 	l->msg_rd = fd_high(p[0]);
 	l->msg_wr = fd_high(p[1]);
 	l->sync_rd = fd_high(q[0]);
 	l->sync_wr = fd_high(q[1]);
 	if (l->msg_rd < 0 || l->msg_wr < 0 || l->sync_rd < 0 || l->sync_wr < 0) {
-		return ctr_err(err, -EMFILE, "pipe: out of descriptors");
+		return agent_err(err, -EMFILE, "pipe: out of descriptors");
 	}
 	return 0;
 }
@@ -846,7 +846,7 @@ static int container_launch(struct agent_guest *g, uint64_t deadline, char *err)
 	/* The launch block is large (command, paths): off the worker's stack. */
 	l = malloc(sizeof(*l));
 	if (l == NULL) {
-		return ctr_err(err, -ENOMEM, "out of memory");
+		return agent_err(err, -ENOMEM, "out of memory");
 	}
 	rc = launch_prepare(g, l, err);
 	if (rc < 0) {
@@ -856,7 +856,7 @@ static int container_launch(struct agent_guest *g, uint64_t deadline, char *err)
 	}
 	a = fork();
 	if (a < 0) {
-		rc = ctr_err(err, -errno, "fork: %s", strerror(errno));
+		rc = agent_err(err, -errno, "fork: %s", strerror(errno));
 		launch_close(l);
 		free(l);
 		return rc;
@@ -876,19 +876,19 @@ static int container_launch(struct agent_guest *g, uint64_t deadline, char *err)
 		init = m.pid;
 		rc = 0;
 	} else if (rc == 1 && m.type == LAUNCH_ERR) {
-		rc = ctr_err(err, -(m.err ? m.err : EIO), "starting %s: %s: %s", g->spec.name,
-			     m.what, strerror(m.err));
+		rc = agent_err(err, -(m.err ? m.err : EIO), "starting %s: %s: %s", g->spec.name,
+			       m.what, strerror(m.err));
 	} else if (rc <= 0) {
-		rc = ctr_err(err, rc == 0 ? -ECHILD : rc, "starting %s: the launcher %s",
-			     g->spec.name, rc == 0 ? "exited without a report" : "did not report");
+		rc = agent_err(err, rc == 0 ? -ECHILD : rc, "starting %s: the launcher %s",
+			       g->spec.name, rc == 0 ? "exited without a report" : "did not report");
 	}
 	if (rc == 0) {
 		unsigned long long st;
 		char state;
 
 		if (proc_stat(init, &st, &state) < 0) {
-			rc = ctr_err(err, -ESRCH, "starting %s: init %d vanished", g->spec.name,
-				     (int)init);
+			rc = agent_err(err, -ESRCH, "starting %s: init %d vanished", g->spec.name,
+				       (int)init);
 		} else {
 			g->pid = init;
 			g->starttime = st;
@@ -904,8 +904,8 @@ static int container_launch(struct agent_guest *g, uint64_t deadline, char *err)
 		char go = 'g';
 
 		if (send(l->sync_wr, &go, 1, MSG_NOSIGNAL) != 1) {
-			rc = ctr_err(err, -errno, "starting %s: signalling init: %s", g->spec.name,
-				     strerror(errno));
+			rc = agent_err(err, -errno, "starting %s: signalling init: %s", g->spec.name,
+				       strerror(errno));
 		}
 		close(l->sync_wr);
 		l->sync_wr = -1;
@@ -915,16 +915,16 @@ static int container_launch(struct agent_guest *g, uint64_t deadline, char *err)
 		int r = msg_read(l->msg_rd, &m, deadline);
 
 		if (r == 1 && m.type == LAUNCH_ERR) {
-			rc = ctr_err(err, -(m.err ? m.err : EIO), "starting %s: %s: %s",
-				     g->spec.name, m.what, strerror(m.err));
+			rc = agent_err(err, -(m.err ? m.err : EIO), "starting %s: %s: %s",
+				       g->spec.name, m.what, strerror(m.err));
 		} else if (r < 0) {
-			rc = ctr_err(err, r, "starting %s: init did not exec in time",
-				     g->spec.name);
+			rc = agent_err(err, r, "starting %s: init did not exec in time",
+				       g->spec.name);
 		}
 	}
 	if (rc == 0 && !guest_alive(g)) {
-		rc = ctr_err(err, -ECHILD, "starting %s: init exited right after exec (see %s)",
-			     g->spec.name, g->console);
+		rc = agent_err(err, -ECHILD, "starting %s: init exited right after exec (see %s)",
+			       g->spec.name, g->console);
 	}
 	if (rc < 0 && init > 0) {
 		kill(init, SIGKILL);
@@ -987,7 +987,7 @@ static int ctr_attach(struct agent_driver *d, const struct agent_guest_spec *spe
 	}
 	if (pidfile_read(g) < 0 || !guest_alive(g)) {
 		guest_free(g);
-		return ctr_err(err, -ESRCH, "%s is not running", spec->name);
+		return agent_err(err, -ESRCH, "%s is not running", spec->name);
 	}
 	*out = g;
 	return 0;
@@ -1001,8 +1001,8 @@ static int ctr_start(struct agent_guest *g, uint32_t timeout_ms, char *err)
 
 	err_clear(err);
 	if (guest_alive(g) || (pidfile_read(g) == 0 && guest_alive(g))) {
-		return ctr_err(err, -EALREADY, "%s is already running (pid %d)", g->spec.name,
-			       (int)g->pid);
+		return agent_err(err, -EALREADY, "%s is already running (pid %d)", g->spec.name,
+				 (int)g->pid);
 	}
 	/* What a crash of an earlier instance may have left. */
 	rc = leftovers_clean(g, err);
@@ -1064,8 +1064,8 @@ static int ctr_stop(struct agent_guest *g, uint32_t timeout_ms, char *err)
 		}
 		/* Its death takes the whole pid namespace with it. */
 		if (!wait_gone(g, ha_mono_ms() + STOP_KILL_MS)) {
-			rc = ctr_err(err, -ETIMEDOUT, "%s: init %d survived SIGKILL",
-				     g->spec.name, (int)g->pid);
+			rc = agent_err(err, -ETIMEDOUT, "%s: init %d survived SIGKILL",
+				       g->spec.name, (int)g->pid);
 			leftovers_clean(g, NULL);
 			return rc;
 		}
@@ -1099,7 +1099,7 @@ static int ctr_destroy(struct agent_guest *g, char *err)
 		pidfile_read(g);
 	}
 	if (guest_alive(g)) {
-		return ctr_err(err, -EBUSY, "%s is running: stop it first", g->spec.name);
+		return agent_err(err, -EBUSY, "%s is running: stop it first", g->spec.name);
 	}
 	rc = leftovers_clean(g, err);
 	if (rc == 0) {
@@ -1115,7 +1115,7 @@ static int ctr_destroy(struct agent_guest *g, char *err)
 	snprintf(path, sizeof(path), "%s", g->spec.data_dir);
 	if (rc == 0 && rmdir(path) < 0 && errno != ENOENT && errno != ENOTEMPTY &&
 	    errno != EEXIST) {
-		rc = ctr_err(err, -errno, "rmdir %s: %s", path, strerror(errno));
+		rc = agent_err(err, -errno, "rmdir %s: %s", path, strerror(errno));
 	}
 	return rc;
 }
@@ -1172,7 +1172,7 @@ static int meta_write(struct agent_guest *g, const char *dir, char *err)
 	n = snprintf(buf, sizeof(buf), "format=%d\nname=%s\nveth=%s\n", CKPT_FORMAT,
 		     g->spec.name, g->veth);
 	rc = ha_file_write_atomic(path, buf, (size_t)n);
-	return rc < 0 ? ctr_err(err, rc, "writing %s: %s", path, strerror(-rc)) : 0;
+	return rc < 0 ? agent_err(err, rc, "writing %s: %s", path, strerror(-rc)) : 0;
 }
 
 /* The snapshot's own record: bounded, checked against the spec. */
@@ -1188,8 +1188,8 @@ static int meta_check(struct agent_guest *g, const char *dir, char *err)
 	}
 	n = ctr_read_small(path, buf, sizeof(buf));
 	if (n < 0) {
-		return ctr_err(err, (int)n, "restore %s: %s: %s", g->spec.name, path,
-			       strerror((int)-n));
+		return agent_err(err, (int)n, "restore %s: %s: %s", g->spec.name, path,
+				 strerror((int)-n));
 	}
 	for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
 		if (strncmp(line, "format=", 7) == 0) {
@@ -1199,8 +1199,8 @@ static int meta_check(struct agent_guest *g, const char *dir, char *err)
 		}
 	}
 	if (!format || !name) {
-		return ctr_err(err, -EINVAL, "restore %s: %s is not a format-%d snapshot of %s",
-			       g->spec.name, path, CKPT_FORMAT, g->spec.name);
+		return agent_err(err, -EINVAL, "restore %s: %s is not a format-%d snapshot of %s",
+				 g->spec.name, path, CKPT_FORMAT, g->spec.name);
 	}
 	return 0;
 }
@@ -1212,7 +1212,7 @@ static int dir_sync(const char *dir, char *err)
 	int rc = 0;
 
 	if (fd < 0 || syncfs(fd) < 0) {
-		rc = ctr_err(err, -errno, "syncing %s: %s", dir, strerror(errno));
+		rc = agent_err(err, -errno, "syncing %s: %s", dir, strerror(errno));
 	}
 	if (fd >= 0) {
 		close(fd);
@@ -1231,30 +1231,30 @@ static int ctr_checkpoint(struct agent_guest *g, const char *dir, unsigned flags
 
 	err_clear(err);
 	if (flags & ~(unsigned)AGENT_CKPT_LEAVE_RUNNING) {
-		return ctr_err(err, -EOPNOTSUPP, "checkpoint %s: only full dumps (flags 0x%x)",
-			       g->spec.name, flags);
+		return agent_err(err, -EOPNOTSUPP, "checkpoint %s: only full dumps (flags 0x%x)",
+				 g->spec.name, flags);
 	}
 	if (g->pid == 0) {
 		pidfile_read(g);
 	}
 	if (!guest_alive(g)) {
-		return ctr_err(err, -ESRCH, "checkpoint %s: not running", g->spec.name);
+		return agent_err(err, -ESRCH, "checkpoint %s: not running", g->spec.name);
 	}
 	if (dir == NULL || dir[0] != '/') {
-		return ctr_err(err, -EINVAL, "checkpoint %s: directory must be absolute",
-			       g->spec.name);
+		return agent_err(err, -EINVAL, "checkpoint %s: directory must be absolute",
+				 g->spec.name);
 	}
 	if ((rc = path_fmt(images, dir, "images", err)) < 0 ||
 	    (rc = path_fmt(upper, dir, "upper", err)) < 0) {
 		return rc;
 	}
 	if (access(images, F_OK) == 0 || access(upper, F_OK) == 0) {
-		return ctr_err(err, -EEXIST, "checkpoint %s: %s already holds a snapshot",
-			       g->spec.name, dir);
+		return agent_err(err, -EEXIST, "checkpoint %s: %s already holds a snapshot",
+				 g->spec.name, dir);
 	}
 	if ((rc = ha_mkdir_p(images, 0700)) < 0) {
-		return ctr_err(err, rc, "checkpoint %s: mkdir %s: %s", g->spec.name, images,
-			       strerror(-rc));
+		return agent_err(err, rc, "checkpoint %s: mkdir %s: %s", g->spec.name, images,
+				 strerror(-rc));
 	}
 	t = (struct ctr_ckpt_target){
 		.spec = &g->spec, .cg = &g->cg, .root = g->root, .veth = g->veth,
@@ -1287,7 +1287,7 @@ static int ctr_checkpoint(struct agent_guest *g, const char *dir, unsigned flags
 		 * it on failure). */
 		r = ctr_cgroup_freeze(&g->cg, false, 0, e2);
 		if (r < 0 && rc == 0) {
-			rc = ctr_err(err, r, "%s", e2);
+			rc = agent_err(err, r, "%s", e2);
 		}
 	}
 	if (rc == 0 && !leave) {
@@ -1313,8 +1313,8 @@ static int ctr_restore(struct agent_driver *d, const struct agent_guest_spec *sp
 		return rc;
 	}
 	if (pidfile_read(g) == 0 && guest_alive(g)) {
-		rc = ctr_err(err, -EBUSY, "restore %s: already running (pid %d)", spec->name,
-			     (int)g->pid);
+		rc = agent_err(err, -EBUSY, "restore %s: already running (pid %d)", spec->name,
+			       (int)g->pid);
 		guest_free(g);
 		return rc;
 	}
@@ -1332,7 +1332,7 @@ static int ctr_restore(struct agent_driver *d, const struct agent_guest_spec *sp
 		rc = ctr_tree_remove(g->work, COPY_TIMEOUT_MS, err);
 	}
 	if (rc == 0 && (rc = ha_mkdir_p(spec->data_dir, 0755)) < 0) {
-		ctr_err(err, rc, "mkdir %s: %s", spec->data_dir, strerror(-rc));
+		agent_err(err, rc, "mkdir %s: %s", spec->data_dir, strerror(-rc));
 	}
 	if (rc == 0) {
 		rc = ctr_tree_copy(upper, g->upper, COPY_TIMEOUT_MS, err);
@@ -1365,8 +1365,8 @@ static int ctr_restore(struct agent_driver *d, const struct agent_guest_spec *sp
 
 		g->pid = pid;
 		if (proc_stat(pid, &g->starttime, &state) < 0) {
-			rc = ctr_err(err, -ESRCH, "restore %s: restored init %d vanished",
-				     spec->name, (int)pid);
+			rc = agent_err(err, -ESRCH, "restore %s: restored init %d vanished",
+				       spec->name, (int)pid);
 		}
 	}
 	if (rc == 0 && g->spec.ip) {
@@ -1423,8 +1423,8 @@ int ctr_guest_prepare(struct agent_driver *d, const struct agent_guest_spec *spe
 		return rc;
 	}
 	if (pidfile_read(g) == 0 && guest_alive(g)) {
-		rc = ctr_err(err, -EBUSY, "%s already runs here (pid %d)", spec->name,
-			     (int)g->pid);
+		rc = agent_err(err, -EBUSY, "%s already runs here (pid %d)", spec->name,
+			       (int)g->pid);
 		guest_free(g);
 		return rc;
 	}
@@ -1460,7 +1460,7 @@ int ctr_guest_adopt(struct agent_guest *g, pid_t pid, char *err)
 	g->pid = pid;
 	if (proc_stat(pid, &g->starttime, &state) < 0) {
 		g->pid = 0;
-		return ctr_err(err, -ESRCH, "%s: init %d vanished", g->spec.name, (int)pid);
+		return agent_err(err, -ESRCH, "%s: init %d vanished", g->spec.name, (int)pid);
 	}
 	return pidfile_write(g, err);
 }

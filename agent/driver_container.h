@@ -26,9 +26,6 @@
 #define CTR_ARGS_MAX 64       /* spec->command, words */
 #define CTR_CG_MAX 16         /* v1 hierarchies considered */
 
-/* Fills @err (when not NULL) with printf-style text; returns @rc. */
-int ctr_err(char *err, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
 /* Reads up to @len-1 bytes of a small file (cgroup, /proc) into @buf, NUL
  * terminated; returns the byte count or -errno. */
 ssize_t ctr_read_small(const char *path, char *buf, size_t len);

@@ -101,7 +101,7 @@ static int join_path(char *out, const char *a, const char *b, char *err)
 	int n = snprintf(out, CTR_PATH, "%s%s", a, b);
 
 	if (n < 0 || n >= CTR_PATH) {
-		return ctr_err(err, -ENAMETOOLONG, "cgroup path %s%s too long", a, b);
+		return agent_err(err, -ENAMETOOLONG, "cgroup path %s%s too long", a, b);
 	}
 	return 0;
 }
@@ -117,7 +117,7 @@ int ctr_cgroup_init(struct ctr_cgroup *cg, const char *parent, const char *name,
 	memset(cg, 0, sizeof(*cg));
 	n = snprintf(cg->rel, sizeof(cg->rel), "/%s/%s", parent, name);
 	if (n < 0 || (size_t)n >= sizeof(cg->rel)) {
-		return ctr_err(err, -ENAMETOOLONG, "cgroup name %s/%s too long", parent, name);
+		return agent_err(err, -ENAMETOOLONG, "cgroup name %s/%s too long", parent, name);
 	}
 	if (statfs(CG_ROOT, &sfs) == 0 && sfs.f_type == CGROUP2_SUPER_MAGIC) {
 		cg->v2 = true;
@@ -125,7 +125,7 @@ int ctr_cgroup_init(struct ctr_cgroup *cg, const char *parent, const char *name,
 	}
 	f = fopen("/proc/self/mountinfo", "re");
 	if (f == NULL) {
-		return ctr_err(err, -errno, "cgroups: /proc/self/mountinfo: %s", strerror(errno));
+		return agent_err(err, -errno, "cgroups: /proc/self/mountinfo: %s", strerror(errno));
 	}
 	while (rc == 0 && fgets(line, sizeof(line), f)) {
 		char root[CTR_PATH], mp[CTR_PATH], fstype[32], opts[512];
@@ -168,9 +168,9 @@ int ctr_cgroup_init(struct ctr_cgroup *cg, const char *parent, const char *name,
 	}
 	fclose(f);
 	if (rc == 0 && cg->memory[0] == '\0' && cg->pids[0] == '\0' && cg->freezer[0] == '\0') {
-		rc = ctr_err(err, -ENOTSUP,
-			     "cgroups: neither cgroup2 on " CG_ROOT " nor v1 memory, pids or "
-			     "freezer hierarchies under it");
+		rc = agent_err(err, -ENOTSUP,
+			       "cgroups: neither cgroup2 on " CG_ROOT " nor v1 memory, pids or "
+			       "freezer hierarchies under it");
 	}
 	return rc;
 }
@@ -205,7 +205,7 @@ static int cg_write(const char *dir, const char *file, const char *val, char *er
 	snprintf(path, sizeof(path), "%s/%s", dir, file);
 	rc = ctr_write_str(path, val);
 	if (rc < 0) {
-		ctr_err(err, rc, "cgroup: writing '%s' to %s: %s", val, path, strerror(-rc));
+		agent_err(err, rc, "cgroup: writing '%s' to %s: %s", val, path, strerror(-rc));
 	}
 	return rc;
 }
@@ -281,7 +281,7 @@ static int create_v1(const struct ctr_cgroup *cg, const struct agent_guest_spec 
 	for (unsigned i = 0; i < n; i++) {
 		rc = ha_mkdir_p(dirs[i], 0755);
 		if (rc < 0) {
-			return ctr_err(err, rc, "cgroup: mkdir %s: %s", dirs[i], strerror(-rc));
+			return agent_err(err, rc, "cgroup: mkdir %s: %s", dirs[i], strerror(-rc));
 		}
 	}
 	if (cg->freezer[0] && (rc = cg_write(cg->freezer, "freezer.state", "THAWED", err)) < 0) {
@@ -337,7 +337,7 @@ static int v2_enable(const char *dir, char *err)
 	snprintf(path, sizeof(path), "%s/cgroup.controllers", dir);
 	n = ctr_read_small(path, have, sizeof(have));
 	if (n < 0) {
-		return ctr_err(err, (int)n, "cgroup: reading %s: %s", path, strerror((int)-n));
+		return agent_err(err, (int)n, "cgroup: reading %s: %s", path, strerror((int)-n));
 	}
 	for (char *c = have; *c; c++) {
 		if (*c == '\n' || *c == ' ') {
@@ -383,11 +383,11 @@ static int create_v2(const struct ctr_cgroup *cg, const struct agent_guest_spec 
 		snprintf(dir + len, sizeof(dir) - len, "%.*s", (int)(next - p), p);
 		p = next;
 		if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
-			return ctr_err(err, -errno, "cgroup: mkdir %s: %s", dir, strerror(errno));
+			return agent_err(err, -errno, "cgroup: mkdir %s: %s", dir, strerror(errno));
 		}
 	}
 	if (mkdir(cg->unified, 0755) < 0 && errno != EEXIST) {
-		return ctr_err(err, -errno, "cgroup: mkdir %s: %s", cg->unified, strerror(errno));
+		return agent_err(err, -errno, "cgroup: mkdir %s: %s", cg->unified, strerror(errno));
 	}
 	if (cg_write(cg->unified, "cgroup.freeze", "0", NULL) < 0) {
 		/* older kernels have no freezer: fine */
@@ -500,7 +500,7 @@ int ctr_cgroup_freeze(const struct ctr_cgroup *cg, bool freeze, uint32_t timeout
 	int rc;
 
 	if (dir[0] == '\0') {
-		return ctr_err(err, -ENOTSUP, "cgroup: no freezer hierarchy for %s", cg->rel);
+		return agent_err(err, -ENOTSUP, "cgroup: no freezer hierarchy for %s", cg->rel);
 	}
 	if (cg->v2) {
 		rc = cg_write(dir, "cgroup.freeze", freeze ? "1" : "0", err);
@@ -526,8 +526,8 @@ int ctr_cgroup_freeze(const struct ctr_cgroup *cg, bool freeze, uint32_t timeout
 			} else {
 				cg_write(dir, "freezer.state", "THAWED", NULL);
 			}
-			return ctr_err(err, -ETIMEDOUT, "cgroup: %s did not freeze within %u ms",
-				       dir, timeout_ms);
+			return agent_err(err, -ETIMEDOUT, "cgroup: %s did not freeze within %u ms",
+					 dir, timeout_ms);
 		}
 		ha_sleep_ms(CG_POLL_MS);
 	}
@@ -592,7 +592,7 @@ int ctr_cgroup_signal(const struct ctr_cgroup *cg, int sig, char *err)
 		count = for_each_proc(dirs[0], sig);
 	}
 	if (count == 0) {
-		return ctr_err(err, -ESRCH, "cgroup: no process in %s to signal", cg->rel);
+		return agent_err(err, -ESRCH, "cgroup: no process in %s to signal", cg->rel);
 	}
 	return 0;
 }
@@ -605,9 +605,9 @@ int ctr_cgroup_kill(const struct ctr_cgroup *cg, uint32_t timeout_ms, char *err)
 
 	while (ctr_cgroup_nprocs(cg) > 0) {
 		if (ha_mono_ms() >= deadline) {
-			return ctr_err(err, -ETIMEDOUT,
-				       "cgroup: %d processes left in %s after %u ms",
-				       ctr_cgroup_nprocs(cg), cg->rel, timeout_ms);
+			return agent_err(err, -ETIMEDOUT,
+					 "cgroup: %d processes left in %s after %u ms",
+					 ctr_cgroup_nprocs(cg), cg->rel, timeout_ms);
 		}
 		if (use_kill) {
 			cg_write(cg->unified, "cgroup.kill", "1", NULL);
@@ -691,7 +691,7 @@ int ctr_cgroup_remove(const struct ctr_cgroup *cg, uint32_t timeout_ms, char *er
 			ha_sleep_ms(CG_POLL_MS);
 		}
 		if (rc < 0) {
-			return ctr_err(err, rc, "cgroup: rmdir %s: %s", dirs[i], strerror(-rc));
+			return agent_err(err, rc, "cgroup: rmdir %s: %s", dirs[i], strerror(-rc));
 		}
 	}
 	return 0;

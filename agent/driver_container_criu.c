@@ -114,7 +114,7 @@ int ctr_criu_restore(const struct ctr_ckpt_target *t, const char *images,
 	o.n_cg_root = n_cgr;
 	n = snprintf(path, sizeof(path), "%s/console.log", t->spec->run_dir);
 	if (n < 0 || n >= (int)sizeof(path)) {
-		return ctr_err(err, -ENAMETOOLONG, "restore: console path too long");
+		return agent_err(err, -ENAMETOOLONG, "restore: console path too long");
 	}
 	snprintf(console, sizeof(console), "mnt[%s]:%s", CONSOLE_KEY, path);
 	external[n_ext++] = console;

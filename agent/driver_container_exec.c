@@ -27,18 +27,6 @@
 #include "driver_container.h"
 #include "util.h"
 
-int ctr_err(char *err, int rc, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err != NULL) {
-		va_start(ap, fmt);
-		vsnprintf(err, AGENT_ERR_LEN, fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
-
 ssize_t ctr_read_small(const char *path, char *buf, size_t len)
 {
 	size_t got = 0;
@@ -235,14 +223,14 @@ int ctr_tree_remove(const char *path, uint32_t timeout_ms, char *err)
 	int rc;
 
 	if (lstat(path, &st) < 0) {
-		return errno == ENOENT ? 0 : ctr_err(err, -errno, "stat %s: %s", path,
-							    strerror(errno));
+		return errno == ENOENT ? 0 : agent_err(err, -errno, "stat %s: %s", path,
+							      strerror(errno));
 	}
 	if (path[0] != '/' || strcmp(path, "/") == 0) {
-		return ctr_err(err, -EINVAL, "refusing to remove '%s'", path);
+		return agent_err(err, -EINVAL, "refusing to remove '%s'", path);
 	}
 	if (ctr_tool_find("rm", rm, sizeof(rm)) < 0) {
-		return ctr_err(err, -ENOENT, "rm not found in the system directories");
+		return agent_err(err, -ENOENT, "rm not found in the system directories");
 	}
 	{
 		char *argv[] = { rm, "-rf", "--one-file-system", "--", (char *)path, NULL };
@@ -250,8 +238,8 @@ int ctr_tree_remove(const char *path, uint32_t timeout_ms, char *err)
 		rc = ctr_tool_run(argv, -1, timeout_ms, msg, sizeof(msg));
 	}
 	if (rc != 0) {
-		return ctr_err(err, rc < 0 ? rc : -EIO, "removing %s: %s", path,
-			       msg[0] ? msg : "rm failed");
+		return agent_err(err, rc < 0 ? rc : -EIO, "removing %s: %s", path,
+				 msg[0] ? msg : "rm failed");
 	}
 	return 0;
 }
@@ -262,10 +250,10 @@ int ctr_tree_copy(const char *src, const char *dst, uint32_t timeout_ms, char *e
 	int rc;
 
 	if (ctr_tool_find("cp", cp, sizeof(cp)) < 0) {
-		return ctr_err(err, -ENOENT, "cp not found in the system directories");
+		return agent_err(err, -ENOENT, "cp not found in the system directories");
 	}
 	if (access(dst, F_OK) == 0) {
-		return ctr_err(err, -EEXIST, "copying %s: %s exists", src, dst);
+		return agent_err(err, -EEXIST, "copying %s: %s exists", src, dst);
 	}
 	{
 		char *argv[] = { cp, "-a", "--", (char *)src, (char *)dst, NULL };
@@ -273,8 +261,8 @@ int ctr_tree_copy(const char *src, const char *dst, uint32_t timeout_ms, char *e
 		rc = ctr_tool_run(argv, -1, timeout_ms, msg, sizeof(msg));
 	}
 	if (rc != 0) {
-		return ctr_err(err, rc < 0 ? rc : -EIO, "copying %s to %s: %s", src, dst,
-			       msg[0] ? msg : "cp failed");
+		return agent_err(err, rc < 0 ? rc : -EIO, "copying %s to %s: %s", src, dst,
+				 msg[0] ? msg : "cp failed");
 	}
 	return 0;
 }

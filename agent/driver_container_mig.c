@@ -448,12 +448,12 @@ static int round_list(const char *dir, struct mig_round *r, char *err)
 
 	memset(r, 0, sizeof(*r));
 	if (d == NULL) {
-		return ctr_err(err, -errno, "migrate: opening %s: %s", dir, strerror(errno));
+		return agent_err(err, -errno, "migrate: opening %s: %s", dir, strerror(errno));
 	}
 	r->files = calloc(MIG_FILES_MAX, sizeof(*r->files));
 	if (r->files == NULL) {
 		closedir(d);
-		return ctr_err(err, -ENOMEM, "out of memory");
+		return agent_err(err, -ENOMEM, "out of memory");
 	}
 	while (rc == 0 && (de = readdir(d)) != NULL) {
 		size_t len = strlen(de->d_name);
@@ -463,16 +463,16 @@ static int round_list(const char *dir, struct mig_round *r, char *err)
 			continue;
 		}
 		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-			rc = ctr_err(err, -errno, "migrate: %s/%s: %s", dir, de->d_name,
-				     strerror(errno));
+			rc = agent_err(err, -errno, "migrate: %s/%s: %s", dir, de->d_name,
+				       strerror(errno));
 		} else if (!S_ISREG(st.st_mode)) {
 			continue; /* "parent" links: the manifest names the parent */
 		} else if (!mig_name_ok(de->d_name, len)) {
-			rc = ctr_err(err, -EINVAL, "migrate: image file name '%s' cannot be sent",
-				     de->d_name);
+			rc = agent_err(err, -EINVAL, "migrate: image file name '%s' cannot be sent",
+				       de->d_name);
 		} else if (r->n >= MIG_FILES_MAX) {
-			rc = ctr_err(err, -E2BIG, "migrate: more than %d files in %s",
-				     MIG_FILES_MAX, dir);
+			rc = agent_err(err, -E2BIG, "migrate: more than %d files in %s",
+				       MIG_FILES_MAX, dir);
 		} else {
 			memcpy(r->files[r->n].name, de->d_name, len + 1);
 			r->files[r->n].size = (uint64_t)st.st_size;
@@ -598,9 +598,9 @@ static int ack_parse(const char *line, const char *name, char *err)
 		while (*end == ' ') {
 			end++;
 		}
-		return ctr_err(err, -(int)e, "migrate %s: destination: %s", name, end);
+		return agent_err(err, -(int)e, "migrate %s: destination: %s", name, end);
 	}
-	return ctr_err(err, -EPROTO, "migrate %s: destination answered '%.64s'", name, line);
+	return agent_err(err, -EPROTO, "migrate %s: destination answered '%.64s'", name, line);
 }
 
 /* ---- CRIU ---------------------------------------------------------------------- */
@@ -702,7 +702,7 @@ static int mig_restore(const struct ctr_ckpt_target *t, const char *images, pid_
 	o.n_cg_root = n_cgr;
 	rc = snprintf(console, sizeof(console), "mnt[console]:%s/console.log", t->spec->run_dir);
 	if (rc < 0 || rc >= (int)sizeof(console)) {
-		return ctr_err(err, -ENAMETOOLONG, "restore: console path too long");
+		return agent_err(err, -ENAMETOOLONG, "restore: console path too long");
 	}
 	external[n_ext++] = console;
 	if (t->spec->ip) {
@@ -728,18 +728,18 @@ static int veth_detach(const char *veth, const char *bridge, char *err)
 	int s, idx = (int)if_nametoindex(veth), rc = 0;
 
 	if (idx == 0) {
-		return ctr_err(err, -ENODEV, "network: no link %s", veth);
+		return agent_err(err, -ENODEV, "network: no link %s", veth);
 	}
 	s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (s < 0) {
-		return ctr_err(err, -errno, "network: socket: %s", strerror(errno));
+		return agent_err(err, -errno, "network: socket: %s", strerror(errno));
 	}
 	memset(&ifr, 0, sizeof(ifr));
 	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", bridge);
 	ifr.ifr_ifindex = idx;
 	if (ioctl(s, SIOCBRDELIF, &ifr) < 0 && errno != EINVAL && errno != ENODEV) {
-		rc = ctr_err(err, -errno, "network: taking %s off %s: %s", veth, bridge,
-			     strerror(errno));
+		rc = agent_err(err, -errno, "network: taking %s off %s: %s", veth, bridge,
+			       strerror(errno));
 	}
 	close(s);
 	return rc;
@@ -752,16 +752,16 @@ static int link_up(const char *dev, char *err)
 	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), rc = 0;
 
 	if (s < 0) {
-		return ctr_err(err, -errno, "network: socket: %s", strerror(errno));
+		return agent_err(err, -errno, "network: socket: %s", strerror(errno));
 	}
 	memset(&ifr, 0, sizeof(ifr));
 	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", dev);
 	if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0) {
-		rc = ctr_err(err, -errno, "network: %s: %s", dev, strerror(errno));
+		rc = agent_err(err, -errno, "network: %s: %s", dev, strerror(errno));
 	} else if (!(ifr.ifr_flags & IFF_UP)) {
 		ifr.ifr_flags |= IFF_UP;
 		if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0) {
-			rc = ctr_err(err, -errno, "network: %s up: %s", dev, strerror(errno));
+			rc = agent_err(err, -errno, "network: %s up: %s", dev, strerror(errno));
 		}
 	}
 	close(s);
@@ -777,11 +777,11 @@ static int veth_attach(const char *veth, const char *bridge, char *err)
 	int s, idx = (int)if_nametoindex(veth), rc = 0;
 
 	if (idx == 0) {
-		return ctr_err(err, -ENODEV, "network: no link %s", veth);
+		return agent_err(err, -ENODEV, "network: no link %s", veth);
 	}
 	s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (s < 0) {
-		return ctr_err(err, -errno, "network: socket: %s", strerror(errno));
+		return agent_err(err, -errno, "network: socket: %s", strerror(errno));
 	}
 	memset(&ifr, 0, sizeof(ifr));
 	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", bridge);
@@ -789,8 +789,8 @@ static int veth_attach(const char *veth, const char *bridge, char *err)
 	/* Already a port of @bridge is fine: off and on again. */
 	ioctl(s, SIOCBRDELIF, &ifr);
 	if (ioctl(s, SIOCBRADDIF, &ifr) < 0) {
-		rc = ctr_err(err, -errno, "network: putting %s on %s: %s", veth, bridge,
-			     strerror(errno));
+		rc = agent_err(err, -errno, "network: putting %s on %s: %s", veth, bridge,
+			       strerror(errno));
 	}
 	close(s);
 	return rc == 0 ? link_up(veth, err) : rc;
@@ -824,15 +824,15 @@ static int tmp_make(const char *run_dir, const char *prefix, char out[CTR_PATH],
 	int n, rc = ha_mkdir_p(run_dir, 0700);
 
 	if (rc < 0) {
-		return ctr_err(err, rc, "migrate: mkdir %s: %s", run_dir, strerror(-rc));
+		return agent_err(err, rc, "migrate: mkdir %s: %s", run_dir, strerror(-rc));
 	}
 	stale_remove(run_dir, prefix);
 	n = snprintf(out, CTR_PATH, "%s/%sXXXXXX", run_dir, prefix);
 	if (n < 0 || n >= CTR_PATH) {
-		return ctr_err(err, -ENAMETOOLONG, "migrate: %s: path too long", run_dir);
+		return agent_err(err, -ENAMETOOLONG, "migrate: %s: path too long", run_dir);
 	}
 	if (mkdtemp(out) == NULL) {
-		return ctr_err(err, -errno, "migrate: mkdtemp in %s: %s", run_dir, strerror(errno));
+		return agent_err(err, -errno, "migrate: mkdtemp in %s: %s", run_dir, strerror(errno));
 	}
 	return 0;
 }
@@ -849,8 +849,8 @@ static int guest_kill(struct agent_guest *g, char *err)
 
 	while (rc == 0 && alive && ctr_guest_target(g, &t) == 0) {
 		if (ha_mono_ms() >= deadline) {
-			return ctr_err(err, -ETIMEDOUT, "%s: init %d survived SIGKILL",
-				       t.spec->name, (int)t.pid);
+			return agent_err(err, -ETIMEDOUT, "%s: init %d survived SIGKILL",
+					 t.spec->name, (int)t.pid);
 		}
 		ha_sleep_ms(10);
 	}
@@ -866,14 +866,14 @@ static int mode_pick(const struct ctr_ckpt_target *t, const char *mode, bool *pr
 
 	*pre = false;
 	if (mode && strcmp(mode, "postcopy") == 0) {
-		return ctr_err(err, -EOPNOTSUPP, "migrate %s: postcopy is not offered for "
-			       "containers: CRIU's lazy pages end the source's tasks, so an "
-			       "aborted migration could not resume it; use stopcopy",
-			       t->spec->name);
+		return agent_err(err, -EOPNOTSUPP, "migrate %s: postcopy is not offered for "
+				 "containers: CRIU's lazy pages end the source's tasks, so an "
+				 "aborted migration could not resume it; use stopcopy",
+				 t->spec->name);
 	}
 	if (mode && strcmp(mode, "precopy") != 0 && strcmp(mode, "stopcopy") != 0) {
-		return ctr_err(err, -EINVAL, "migrate %s: unknown mode '%s' (precopy, stopcopy)",
-			       t->spec->name, mode);
+		return agent_err(err, -EINVAL, "migrate %s: unknown mode '%s' (precopy, stopcopy)",
+				 t->spec->name, mode);
 	}
 	if (mode && strcmp(mode, "stopcopy") == 0) {
 		return 0;
@@ -882,9 +882,9 @@ static int mode_pick(const struct ctr_ckpt_target *t, const char *mode, bool *pr
 		track = false;
 	}
 	if (!track && mode) {
-		return ctr_err(err, -EOPNOTSUPP, "migrate %s: precopy needs memory dirty "
-			       "tracking (soft-dirty), which CRIU does not find on this kernel; "
-			       "use stopcopy", t->spec->name);
+		return agent_err(err, -EOPNOTSUPP, "migrate %s: precopy needs memory dirty "
+				 "tracking (soft-dirty), which CRIU does not find on this kernel; "
+				 "use stopcopy", t->spec->name);
 	}
 	*pre = track;
 	return 0;
@@ -982,7 +982,7 @@ static int precopy(struct mig_src *s, char *err)
 		snprintf(dir, sizeof(dir), "%s/%s", s->tmp, name);
 		snprintf(parent, sizeof(parent), "../pre%u", r - 1);
 		if (mkdir(dir, 0700) < 0) {
-			return ctr_err(err, -errno, "migrate: mkdir %s: %s", dir, strerror(errno));
+			return agent_err(err, -errno, "migrate: mkdir %s: %s", dir, strerror(errno));
 		}
 		rc = mig_dump(&s->t, dir, true, r > 1 ? parent : NULL, NULL, NULL, err);
 		if (rc == 0) {
@@ -997,7 +997,7 @@ static int precopy(struct mig_src *s, char *err)
 				s->buf);
 		round_free(&mr);
 		if (rc < 0) {
-			return ctr_err(err, rc, "migrate %s: %s", s->t.spec->name, s->io.msg);
+			return agent_err(err, rc, "migrate %s: %s", s->t.spec->name, s->io.msg);
 		}
 		s->rounds = r;
 		s->p->rounds = r;
@@ -1041,7 +1041,7 @@ static int data_sync(const char *data_dir, char *err)
 		}
 	}
 	if (fd < 0 || syncfs(fd) < 0) {
-		rc = ctr_err(err, -errno, "migrate: syncing %s: %s", data_dir, strerror(errno));
+		rc = agent_err(err, -errno, "migrate: syncing %s: %s", data_dir, strerror(errno));
 	}
 	if (fd >= 0) {
 		close(fd);
@@ -1059,18 +1059,18 @@ static int src_final(struct mig_src *s, char *err)
 	snprintf(dir, sizeof(dir), "%s/images", s->tmp);
 	snprintf(parent, sizeof(parent), "../pre%u", s->rounds);
 	if (mkdir(dir, 0700) < 0) {
-		return ctr_err(err, -errno, "migrate: mkdir %s: %s", dir, strerror(errno));
+		return agent_err(err, -errno, "migrate: mkdir %s: %s", dir, strerror(errno));
 	}
 	rc = mig_dump(&s->t, dir, false, s->rounds ? parent : NULL, src_dump_notify, s, err);
 	s->stopped = rc == 0;
 	if (s->switch_rc < 0) {
-		return ctr_err(err, s->switch_rc, "migrate %s: %s", s->t.spec->name,
-			       s->switch_err);
+		return agent_err(err, s->switch_rc, "migrate %s: %s", s->t.spec->name,
+				 s->switch_err);
 	}
 	if (rc == 0 && !s->switched) {
 		/* Its sockets were dumped while it was on the network. */
-		return ctr_err(err, -EIO, "migrate %s: the guest was on the network during the "
-			       "dump (no pre-dump notification from CRIU)", s->t.spec->name);
+		return agent_err(err, -EIO, "migrate %s: the guest was on the network during the "
+				 "dump (no pre-dump notification from CRIU)", s->t.spec->name);
 	}
 	if (rc == 0) {
 		/* Stopped, no longer traced: safe to freeze. Frozen, it stays
@@ -1093,7 +1093,7 @@ static int src_final(struct mig_src *s, char *err)
 	if (rc == 0) {
 		rc = rec_write(&s->io, &end, NULL);
 	}
-	return rc < 0 ? ctr_err(err, rc, "migrate %s: %s", s->t.spec->name, s->io.msg) : 0;
+	return rc < 0 ? agent_err(err, rc, "migrate %s: %s", s->t.spec->name, s->io.msg) : 0;
 }
 
 int ctr_mig_send(struct agent_guest *g, int fd, const struct agent_mig_opts *o,
@@ -1110,15 +1110,15 @@ int ctr_mig_send(struct agent_guest *g, int fd, const struct agent_mig_opts *o,
 	s.p = p ? p : &dummy;
 	memset(s.p, 0, sizeof(*s.p));
 	if (ctr_guest_target(g, &s.t) < 0) {
-		return ctr_err(err, -ESRCH, "migrate %s: not running", s.t.spec->name);
+		return agent_err(err, -ESRCH, "migrate %s: not running", s.t.spec->name);
 	}
 	if (ctr_cgroup_frozen(s.t.cg)) {
 		/* CRIU must not find it frozen (see src_dump_notify()), and
 		 * what a stopped-then-thawed paused guest does under CRIU is
 		 * not what an operator's pause promises. The cluster only
 		 * moves running guests anyway. */
-		return ctr_err(err, -EBUSY, "migrate %s: the guest is paused; resume it first",
-			       s.t.spec->name);
+		return agent_err(err, -EBUSY, "migrate %s: the guest is paused; resume it first",
+				 s.t.spec->name);
 	}
 	rc = mode_pick(&s.t, o ? o->mode : NULL, &pre, err);
 	if (rc < 0) {
@@ -1128,7 +1128,7 @@ int ctr_mig_send(struct agent_guest *g, int fd, const struct agent_mig_opts *o,
 	s.max_downtime_ms = o && o->max_downtime_ms ? o->max_downtime_ms : MIG_DOWNTIME_MS;
 	s.buf = malloc(MIG_CHUNK);
 	if (s.buf == NULL) {
-		return ctr_err(err, -ENOMEM, "out of memory");
+		return agent_err(err, -ENOMEM, "out of memory");
 	}
 	rc = tmp_make(s.t.spec->run_dir, "mig-out.", s.tmp, err);
 	if (rc < 0) {
@@ -1146,8 +1146,8 @@ int ctr_mig_send(struct agent_guest *g, int fd, const struct agent_mig_opts *o,
 	if (rc == 0) {
 		rc = ack_read(&s.io, MIG_ACK_MS, line, sizeof(line));
 		if (rc < 0) {
-			rc = ctr_err(err, rc, "migrate %s: no answer from the destination: %s",
-				     s.t.spec->name, s.io.msg[0] ? s.io.msg : strerror(-rc));
+			rc = agent_err(err, rc, "migrate %s: no answer from the destination: %s",
+				       s.t.spec->name, s.io.msg[0] ? s.io.msg : strerror(-rc));
 		} else {
 			rc = ack_parse(line, s.t.spec->name, err);
 		}
@@ -1465,14 +1465,14 @@ int ctr_mig_recv(struct agent_driver *d, const struct agent_guest_spec *spec, in
 		x.round_max = spec->mem_kib ? spec->mem_kib * 1024 * 2 + (1ULL << 30) :
 			MIG_NOSIZE_MAX;
 		if (x.dirfd < 0 || x.buf == NULL || x.man == NULL || x.files == NULL) {
-			rc = ctr_err(err, x.dirfd < 0 ? -errno : -ENOMEM, "migrate %s: %s",
-				     spec->name, x.dirfd < 0 ? strerror(errno) : "out of memory");
+			rc = agent_err(err, x.dirfd < 0 ? -errno : -ENOMEM, "migrate %s: %s",
+				       spec->name, x.dirfd < 0 ? strerror(errno) : "out of memory");
 		}
 	}
 	if (rc == 0) {
 		rc = recv_stream(&x, tmp);
 		if (rc < 0) {
-			ctr_err(err, rc, "migrate %s: %s", spec->name, x.io.msg);
+			agent_err(err, rc, "migrate %s: %s", spec->name, x.io.msg);
 		}
 	}
 	if (rc == 0) {
@@ -1502,8 +1502,8 @@ int ctr_mig_recv(struct agent_driver *d, const struct agent_guest_spec *spec, in
 		 * cannot hear that, it resumes, so this copy must go. */
 		rc = ack_write(fd, 0, NULL);
 		if (rc < 0) {
-			ctr_err(err, rc, "migrate %s: answering the source: %s", spec->name,
-				strerror(-rc));
+			agent_err(err, rc, "migrate %s: answering the source: %s", spec->name,
+				  strerror(-rc));
 		}
 	}
 	if (x.dirfd >= 0) {
@@ -1553,8 +1553,8 @@ int ctr_mig_finish(struct agent_guest *g, bool source, bool commit, char *err)
 		return rc;
 	}
 	if (!alive) {
-		return ctr_err(err, -ESRCH, "migrate %s: the %s copy no longer runs", t.spec->name,
-			       source ? "source" : "destination");
+		return agent_err(err, -ESRCH, "migrate %s: the %s copy no longer runs", t.spec->name,
+				 source ? "source" : "destination");
 	}
 	rc = 0;
 	if (t.spec->ip) {

@@ -102,12 +102,12 @@ int ctr_net_bridge_check(const char *bridge, char *err)
 	int fd, rc;
 
 	if (bridge == NULL || bridge[0] == '\0' || strlen(bridge) >= IFNAMSIZ) {
-		return ctr_err(err, -EINVAL, "network: bad bridge name '%s'",
-			       bridge ? bridge : "");
+		return agent_err(err, -EINVAL, "network: bad bridge name '%s'",
+				 bridge ? bridge : "");
 	}
 	fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
-		return ctr_err(err, -errno, "network: socket: %s", strerror(errno));
+		return agent_err(err, -errno, "network: socket: %s", strerror(errno));
 	}
 	memset(&ifr, 0, sizeof(ifr));
 	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", bridge);
@@ -115,14 +115,14 @@ int ctr_net_bridge_check(const char *bridge, char *err)
 	rc = ioctl(fd, SIOCETHTOOL, &ifr) < 0 ? -errno : 0;
 	close(fd);
 	if (rc == -ENODEV) {
-		return ctr_err(err, -ENODEV, "network: bridge %s does not exist", bridge);
+		return agent_err(err, -ENODEV, "network: bridge %s does not exist", bridge);
 	}
 	if (rc < 0) {
-		return ctr_err(err, rc, "network: %s: %s", bridge, strerror(-rc));
+		return agent_err(err, rc, "network: %s: %s", bridge, strerror(-rc));
 	}
 	if (strcmp(info.driver, "bridge") != 0) {
-		return ctr_err(err, -EINVAL, "network: %s is not a bridge (driver %s)", bridge,
-			       info.driver);
+		return agent_err(err, -EINVAL, "network: %s is not a bridge (driver %s)", bridge,
+				 info.driver);
 	}
 	return 0;
 }
@@ -143,8 +143,8 @@ static int ip_run(const char *ip, int netns_fd, uint32_t timeout_ms, char *err,
 	argv[n] = NULL;
 	rc = ctr_tool_run(argv, netns_fd, timeout_ms, msg, sizeof(msg));
 	if (rc != 0) {
-		return ctr_err(err, rc < 0 ? rc : -EIO, "network: %s: %s", what,
-			       msg[0] ? msg : "ip failed");
+		return agent_err(err, rc < 0 ? rc : -EIO, "network: %s: %s", what,
+				 msg[0] ? msg : "ip failed");
 	}
 	return 0;
 }
@@ -161,7 +161,7 @@ int ctr_net_setup(const struct agent_guest_spec *spec, const char *veth, pid_t p
 	int nsfd, rc;
 
 	if (ctr_tool_find("ip", ip, sizeof(ip)) < 0) {
-		return ctr_err(err, -ENOENT, "network: ip (iproute2) not found");
+		return agent_err(err, -ENOENT, "network: ip (iproute2) not found");
 	}
 	if ((rc = ctr_net_bridge_check(spec->bridge, err)) < 0) {
 		return rc;
@@ -185,7 +185,7 @@ int ctr_net_setup(const struct agent_guest_spec *spec, const char *veth, pid_t p
 	snprintf(nspath, sizeof(nspath), "/proc/%d/ns/net", (int)pid);
 	nsfd = open(nspath, O_RDONLY | O_CLOEXEC);
 	if (nsfd < 0) {
-		return ctr_err(err, -errno, "network: %s: %s", nspath, strerror(errno));
+		return agent_err(err, -errno, "network: %s: %s", nspath, strerror(errno));
 	}
 	{
 		char *lo[] = { "link", "set", "lo", "up", NULL };
@@ -216,7 +216,7 @@ int ctr_net_attach_host(const char *veth, const char *bridge, uint32_t timeout_m
 	char *a[] = { "link", "set", (char *)veth, "master", (char *)bridge, "up", NULL };
 
 	if (ctr_tool_find("ip", ip, sizeof(ip)) < 0) {
-		return ctr_err(err, -ENOENT, "network: ip (iproute2) not found");
+		return agent_err(err, -ENOENT, "network: ip (iproute2) not found");
 	}
 	return ip_run(ip, -1, timeout_ms, err, "host side on the bridge", a);
 }
@@ -231,7 +231,7 @@ int ctr_net_teardown(const char *veth, uint32_t timeout_ms, char *err)
 		return 0;
 	}
 	if (ctr_tool_find("ip", ip, sizeof(ip)) < 0) {
-		return ctr_err(err, -ENOENT, "network: ip (iproute2) not found");
+		return agent_err(err, -ENOENT, "network: ip (iproute2) not found");
 	}
 	rc = ip_run(ip, -1, timeout_ms, err, "deleting the veth", a);
 	/* It may have gone with the container's namespace meanwhile. */
@@ -367,18 +367,18 @@ int ctr_net_announce(pid_t pid, const char *cidr, char *err)
 	snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)pid);
 	a.nsfd = open(path, O_RDONLY | O_CLOEXEC);
 	if (a.nsfd < 0) {
-		return ctr_err(err, -errno, "gratuitous ARP: %s: %s", path, strerror(errno));
+		return agent_err(err, -errno, "gratuitous ARP: %s: %s", path, strerror(errno));
 	}
 	rc = pthread_create(&th, NULL, garp_thread, &a);
 	if (rc != 0) {
 		close(a.nsfd);
-		return ctr_err(err, -rc, "gratuitous ARP: thread: %s", strerror(rc));
+		return agent_err(err, -rc, "gratuitous ARP: thread: %s", strerror(rc));
 	}
 	pthread_join(th, NULL);
 	close(a.nsfd);
 	if (a.rc < 0) {
-		return ctr_err(err, a.rc, "gratuitous ARP for %s: %s: %s", addr, a.what,
-			       strerror(-a.rc));
+		return agent_err(err, a.rc, "gratuitous ARP for %s: %s: %s", addr, a.what,
+				 strerror(-a.rc));
 	}
 	return 0;
 }

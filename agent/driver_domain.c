@@ -91,20 +91,6 @@ extern char **environ;
 
 /* ---- errors and small helpers ---------------------------------------- */
 
-static int derr(char *err, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-
-static int derr(char *err, int rc, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err) {
-		va_start(ap, fmt);
-		vsnprintf(err, AGENT_ERR_LEN, fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
-
 static int path_join(char *out, size_t outlen, const char *dir, const char *name)
 {
 	int n = snprintf(out, outlen, "%s/%s", dir, name);
@@ -232,51 +218,51 @@ static int guest_new(const struct agent_driver *d, const struct agent_guest_spec
 
 	*out = NULL;
 	if (!name_valid(spec->name)) {
-		return derr(err, -EINVAL, "domain: invalid name '%s' ([A-Za-z0-9_.-], 1-%d)",
-			    nm, DOM_NAME_MAX - 1);
+		return agent_err(err, -EINVAL, "domain: invalid name '%s' ([A-Za-z0-9_.-], 1-%d)",
+				 nm, DOM_NAME_MAX - 1);
 	}
 	if (spec->mem_kib < DOM_MEM_MIN_KIB || spec->mem_kib > DOM_MEM_MAX_KIB) {
-		return derr(err, -EINVAL, "domain %s: memory %" PRIu64 " KiB out of range "
-			    "(%llu KiB - %llu GiB)", nm, spec->mem_kib,
-			    (unsigned long long)DOM_MEM_MIN_KIB,
-			    (unsigned long long)DOM_MEM_MAX_KIB >> 20);
+		return agent_err(err, -EINVAL, "domain %s: memory %" PRIu64 " KiB out of range "
+				 "(%llu KiB - %llu GiB)", nm, spec->mem_kib,
+				 (unsigned long long)DOM_MEM_MIN_KIB,
+				 (unsigned long long)DOM_MEM_MAX_KIB >> 20);
 	}
 	if (spec->cpus < 1 || spec->cpus > DOM_CPUS_MAX) {
-		return derr(err, -EINVAL, "domain %s: cpus %u out of range (1-%d)", nm,
-			    spec->cpus, DOM_CPUS_MAX);
+		return agent_err(err, -EINVAL, "domain %s: cpus %u out of range (1-%d)", nm,
+				 spec->cpus, DOM_CPUS_MAX);
 	}
 	if (!abs_path_ok(spec->run_dir)) {
-		return derr(err, -EINVAL, "domain %s: run dir must be an absolute path", nm);
+		return agent_err(err, -EINVAL, "domain %s: run dir must be an absolute path", nm);
 	}
 	if (spec->kernel == NULL || spec->kernel[0] == 0) {
 		if (need_files) {
-			return derr(err, -EINVAL, "domain %s: no kernel given", nm);
+			return agent_err(err, -EINVAL, "domain %s: no kernel given", nm);
 		}
 	} else if (!abs_path_ok(spec->kernel)) {
-		return derr(err, -EINVAL, "domain %s: kernel %s is not an absolute path", nm,
-			    spec->kernel);
+		return agent_err(err, -EINVAL, "domain %s: kernel %s is not an absolute path", nm,
+				 spec->kernel);
 	}
 	if (spec->initrd && spec->initrd[0] && !abs_path_ok(spec->initrd)) {
-		return derr(err, -EINVAL, "domain %s: initrd %s is not an absolute path", nm,
-			    spec->initrd);
+		return agent_err(err, -EINVAL, "domain %s: initrd %s is not an absolute path", nm,
+				 spec->initrd);
 	}
 	if (spec->disk && spec->disk[0] && !abs_path_ok(spec->disk)) {
-		return derr(err, -EINVAL, "domain %s: disk %s is not an absolute path", nm,
-			    spec->disk);
+		return agent_err(err, -EINVAL, "domain %s: disk %s is not an absolute path", nm,
+				 spec->disk);
 	}
 	if (spec->bridge && spec->bridge[0] && strlen(spec->bridge) >= IFNAMSIZ) {
-		return derr(err, -EINVAL, "domain %s: bridge name %s too long", nm, spec->bridge);
+		return agent_err(err, -EINVAL, "domain %s: bridge name %s too long", nm, spec->bridge);
 	}
 	if (spec->ip && spec->ip[0] && !ctr_net_addr_valid(spec->ip, true) &&
 	    !ctr_net_addr_valid(spec->ip, false)) {
-		return derr(err, -EINVAL, "domain %s: bad address %s", nm, spec->ip);
+		return agent_err(err, -EINVAL, "domain %s: bad address %s", nm, spec->ip);
 	}
 	if (spec->gateway && spec->gateway[0] && !ctr_net_addr_valid(spec->gateway, false)) {
-		return derr(err, -EINVAL, "domain %s: bad gateway %s", nm, spec->gateway);
+		return agent_err(err, -EINVAL, "domain %s: bad gateway %s", nm, spec->gateway);
 	}
 	g = calloc(1, sizeof(*g));
 	if (g == NULL) {
-		return derr(err, -ENOMEM, "domain %s: out of memory", nm);
+		return agent_err(err, -ENOMEM, "domain %s: out of memory", nm);
 	}
 	g->d = d;
 	rc |= dup_opt(&g->name, spec->name);
@@ -291,7 +277,7 @@ static int guest_new(const struct agent_driver *d, const struct agent_guest_spec
 	rc |= dup_opt(&g->data_dir, spec->data_dir);
 	if (rc < 0) {
 		guest_free(g);
-		return derr(err, -ENOMEM, "domain %s: out of memory", nm);
+		return agent_err(err, -ENOMEM, "domain %s: out of memory", nm);
 	}
 	g->mem_kib = spec->mem_kib;
 	g->cpus = spec->cpus;
@@ -553,7 +539,7 @@ static int tap_ioctl_open(const char *tap, struct ifreq *ifr, char *err)
 	int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
 
 	if (fd < 0) {
-		return derr(err, -errno, "tap %s: /dev/net/tun: %s", tap, strerror(errno));
+		return agent_err(err, -errno, "tap %s: /dev/net/tun: %s", tap, strerror(errno));
 	}
 	memset(ifr, 0, sizeof(*ifr));
 	snprintf(ifr->ifr_name, IFNAMSIZ, "%s", tap);
@@ -562,7 +548,7 @@ static int tap_ioctl_open(const char *tap, struct ifreq *ifr, char *err)
 		int e = errno;
 
 		close(fd);
-		return derr(err, -e, "tap %s: TUNSETIFF: %s", tap, strerror(e));
+		return agent_err(err, -e, "tap %s: TUNSETIFF: %s", tap, strerror(e));
 	}
 	return fd;
 }
@@ -584,7 +570,7 @@ static int tap_remove(const char *tap, char *err)
 		return fd;
 	}
 	if (ioctl(fd, TUNSETPERSIST, 0) < 0) {
-		rc = derr(err, -errno, "tap %s: TUNSETPERSIST: %s", tap, strerror(errno));
+		rc = agent_err(err, -errno, "tap %s: TUNSETPERSIST: %s", tap, strerror(errno));
 	}
 	close(fd);
 	return rc;
@@ -598,7 +584,7 @@ static int tap_create(const char *tap, const char *bridge, char *err)
 
 	br = if_nametoindex(bridge);
 	if (br == 0) {
-		return derr(err, -ENODEV, "bridge %s: no such device", bridge);
+		return agent_err(err, -ENODEV, "bridge %s: no such device", bridge);
 	}
 	/* A tap left by a QEMU that died is taken over afresh. */
 	tap_remove(tap, NULL);
@@ -607,7 +593,7 @@ static int tap_create(const char *tap, const char *bridge, char *err)
 		return fd;
 	}
 	if (ioctl(fd, TUNSETPERSIST, 1) < 0) {
-		rc = derr(err, -errno, "tap %s: TUNSETPERSIST: %s", tap, strerror(errno));
+		rc = agent_err(err, -errno, "tap %s: TUNSETPERSIST: %s", tap, strerror(errno));
 	}
 	close(fd);
 	if (rc < 0) {
@@ -615,15 +601,15 @@ static int tap_create(const char *tap, const char *bridge, char *err)
 	}
 	sk = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (sk < 0) {
-		rc = derr(err, -errno, "tap %s: socket: %s", tap, strerror(errno));
+		rc = agent_err(err, -errno, "tap %s: socket: %s", tap, strerror(errno));
 		goto fail;
 	}
 	memset(&ifr, 0, sizeof(ifr));
 	snprintf(ifr.ifr_name, IFNAMSIZ, "%s", bridge);
 	ifr.ifr_ifindex = (int)if_nametoindex(tap);
 	if (ioctl(sk, SIOCBRADDIF, &ifr) < 0) {
-		rc = derr(err, -errno, "tap %s: adding to bridge %s: %s", tap, bridge,
-			  strerror(errno));
+		rc = agent_err(err, -errno, "tap %s: adding to bridge %s: %s", tap, bridge,
+			       strerror(errno));
 		close(sk);
 		goto fail;
 	}
@@ -631,7 +617,7 @@ static int tap_create(const char *tap, const char *bridge, char *err)
 	snprintf(ifr.ifr_name, IFNAMSIZ, "%s", tap);
 	if (ioctl(sk, SIOCGIFFLAGS, &ifr) < 0 ||
 	    (ifr.ifr_flags |= IFF_UP, ioctl(sk, SIOCSIFFLAGS, &ifr) < 0)) {
-		rc = derr(err, -errno, "tap %s: set up: %s", tap, strerror(errno));
+		rc = agent_err(err, -errno, "tap %s: set up: %s", tap, strerror(errno));
 	}
 	close(sk);
 	if (rc == 0) {
@@ -657,8 +643,8 @@ static int cgroup_setup(struct agent_guest *g, pid_t pid, char *err)
 	int rc;
 
 	if (!g->cg_ok) {
-		return g->cpu_limit_pct ? derr(err, -ENOTSUP,
-					       "domain %s: no cgroups for cpu_limit", g->name) : 0;
+		return g->cpu_limit_pct ? agent_err(err, -ENOTSUP,
+						    "domain %s: no cgroups for cpu_limit", g->name) : 0;
 	}
 	rc = ctr_cgroup_create(&g->cg, &s, err);
 	if (rc < 0) {
@@ -669,8 +655,8 @@ static int cgroup_setup(struct agent_guest *g, pid_t pid, char *err)
 	for (unsigned i = 0; i < n; i++) {
 		rc = ctr_write_str(files[i], v);
 		if (rc < 0) {
-			return derr(err, rc, "domain %s: %s: %s", g->name, files[i],
-				    strerror(-rc));
+			return agent_err(err, rc, "domain %s: %s: %s", g->name, files[i],
+					 strerror(-rc));
 		}
 	}
 	return 0;
@@ -740,7 +726,7 @@ static int accel_mode(const struct agent_guest *g, enum dom_accel_mode *mode, ch
 					getenv("HACTL_DOMAIN_ACCEL"), why, sizeof(why));
 
 	if (m < 0) {
-		return derr(err, m, "domain %s: %s", g->name, why);
+		return agent_err(err, m, "domain %s: %s", g->name, why);
 	}
 	*mode = (enum dom_accel_mode)m;
 	return 0;
@@ -847,8 +833,8 @@ static int accel_pick(const struct agent_guest *g, char *accel, size_t len, char
 		return 0;
 	}
 	if (stat(g->kernel, &st) < 0) {
-		return derr(err, -errno, "domain %s: kernel %s: %s", g->name, g->kernel,
-			    strerror(errno));
+		return agent_err(err, -errno, "domain %s: kernel %s: %s", g->name, g->kernel,
+				 strerror(errno));
 	}
 	pthread_mutex_lock(&probe_cache.lock);
 	for (unsigned i = 0; i < probe_cache.n; i++) {
@@ -876,9 +862,9 @@ static int accel_pick(const struct agent_guest *g, char *accel, size_t len, char
 		return 0;
 	}
 	if (mode == DOM_ACCEL_KVM) {
-		return derr(err, -ENODEV, "domain %s: accel %s asked for, KVM unusable: %s",
-			    g->name, dom_accel_mode_str(mode),
-			    why[0] ? why : "an earlier boot probe failed");
+		return agent_err(err, -ENODEV, "domain %s: accel %s asked for, KVM unusable: %s",
+				 g->name, dom_accel_mode_str(mode),
+				 why[0] ? why : "an earlier boot probe failed");
 	}
 	snprintf(accel, len, "tcg");
 	return 0;
@@ -903,7 +889,7 @@ static int spawn(const char *const argv[], const char *log_path, int keep_fd, pi
 		/* above 0-2 and 3, so that the actions below cannot clobber it */
 		high = fcntl(keep_fd, F_DUPFD_CLOEXEC, 10);
 		if (high < 0) {
-			return derr(err, -errno, "fcntl: %s", strerror(errno));
+			return agent_err(err, -errno, "fcntl: %s", strerror(errno));
 		}
 	}
 	sigemptyset(&none);
@@ -928,7 +914,7 @@ static int spawn(const char *const argv[], const char *log_path, int keep_fd, pi
 		close(high);
 	}
 	if (rc != 0) {
-		return derr(err, -rc, "cannot run %s: %s", argv[0], strerror(rc));
+		return agent_err(err, -rc, "cannot run %s: %s", argv[0], strerror(rc));
 	}
 	return 0;
 }
@@ -1129,8 +1115,8 @@ static int qmp_listen(const struct agent_guest *g, char *err)
 
 	dfd = open(g->run_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0) {
-		return derr(err, -errno, "domain %s: %s: %s", g->name, g->run_dir,
-			    strerror(errno));
+		return agent_err(err, -errno, "domain %s: %s: %s", g->name, g->run_dir,
+				 strerror(errno));
 	}
 	if (rec_path(g, "qmp.sock", path, sizeof(path)) == 0 && strlen(path) < sizeof(sa.sun_path)) {
 		snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
@@ -1140,8 +1126,8 @@ static int qmp_listen(const struct agent_guest *g, char *err)
 	unlinkat(dfd, "qmp.sock", 0);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 8) < 0) {
-		rc = derr(err, -errno, "domain %s: QMP socket in %s: %s", g->name, g->run_dir,
-			  strerror(errno));
+		rc = agent_err(err, -errno, "domain %s: QMP socket in %s: %s", g->name, g->run_dir,
+			       strerror(errno));
 		if (fd >= 0) {
 			close(fd);
 		}
@@ -1181,12 +1167,12 @@ static int launch(struct agent_guest *g, struct launch *lo, struct dom_record *r
 	memset(rec, 0, sizeof(*rec));
 	rc = ha_mkdir_p(g->run_dir, 0700);
 	if (rc < 0) {
-		return derr(err, rc, "domain %s: run dir %s: %s", g->name, g->run_dir,
-			    strerror(-rc));
+		return agent_err(err, rc, "domain %s: run dir %s: %s", g->name, g->run_dir,
+				 strerror(-rc));
 	}
 	if (guest_running(g, rec) == 0) {
-		return derr(err, -EBUSY, "domain %s: already running (pid %d)", g->name,
-			    (int)rec->pid);
+		return agent_err(err, -EBUSY, "domain %s: already running (pid %d)", g->name,
+				 (int)rec->pid);
 	}
 	rec_remove(g);
 	mark_stopped(g, false);
@@ -1203,13 +1189,13 @@ static int launch(struct agent_guest *g, struct launch *lo, struct dom_record *r
 	rc = agent_domain_cmdline(g->name, g->ip, g->gateway, g->command, cmdline,
 				sizeof(cmdline));
 	if (rc < 0) {
-		return derr(err, rc, "domain %s: kernel command line longer than %d bytes",
-			    g->name, DOM_CMDLINE_MAX - 1);
+		return agent_err(err, rc, "domain %s: kernel command line longer than %d bytes",
+				 g->name, DOM_CMDLINE_MAX - 1);
 	}
 	if (rec_path(g, "qemu-start.log", logp, sizeof(logp)) < 0 ||
 	    rec_path(g, "qemu.log", dlogp, sizeof(dlogp)) < 0 ||
 	    rec_path(g, "qemu.pid", pidp, sizeof(pidp)) < 0) {
-		return derr(err, -ENAMETOOLONG, "domain %s: run dir path too long", g->name);
+		return agent_err(err, -ENAMETOOLONG, "domain %s: run dir path too long", g->name);
 	}
 	unlink(logp);
 	unlink(dlogp);
@@ -1219,7 +1205,7 @@ static int launch(struct agent_guest *g, struct launch *lo, struct dom_record *r
 	argv[n++] = g->qemu;
 	argv[n++] = "-name";
 	if (opt_escape(bufs[b], sizeof(bufs[b]), "guest=", g->name, ",debug-threads=on") < 0) {
-		return derr(err, -ENAMETOOLONG, "domain %s: name too long", g->name);
+		return agent_err(err, -ENAMETOOLONG, "domain %s: name too long", g->name);
 	}
 	argv[n++] = bufs[b++];
 	argv[n++] = "-machine";
@@ -1249,7 +1235,7 @@ static int launch(struct agent_guest *g, struct launch *lo, struct dom_record *r
 	argv[n++] = "-serial";
 	if (rec_path(g, "console.log", tail, sizeof(tail)) < 0 ||
 	    opt_escape(bufs[b], sizeof(bufs[b]), "file:", tail, "") < 0) {
-		return derr(err, -ENAMETOOLONG, "domain %s: run dir path too long", g->name);
+		return agent_err(err, -ENAMETOOLONG, "domain %s: run dir path too long", g->name);
 	}
 	argv[n++] = bufs[b++];
 	argv[n++] = "-chardev";
@@ -1272,12 +1258,12 @@ static int launch(struct agent_guest *g, struct launch *lo, struct dom_record *r
 		char fmt[32];
 
 		if (access(g->disk, R_OK | W_OK) < 0) {
-			return derr(err, -errno, "domain %s: disk %s: %s", g->name, g->disk,
-				    strerror(errno));
+			return agent_err(err, -errno, "domain %s: disk %s: %s", g->name, g->disk,
+					 strerror(errno));
 		}
 		snprintf(fmt, sizeof(fmt), ",format=%s,if=none,id=disk0", disk_format(g->disk));
 		if (opt_escape(bufs[b], sizeof(bufs[b]), "file=", g->disk, fmt) < 0) {
-			return derr(err, -ENAMETOOLONG, "domain %s: disk path too long", g->name);
+			return agent_err(err, -ENAMETOOLONG, "domain %s: disk path too long", g->name);
 		}
 		argv[n++] = "-drive";
 		argv[n++] = bufs[b++];
@@ -1314,7 +1300,7 @@ static int launch(struct agent_guest *g, struct launch *lo, struct dom_record *r
 
 		if (err) {
 			snprintf(tmp, sizeof(tmp), "%s", err);
-			derr(err, rc, "domain %s: %s", g->name, tmp);
+			agent_err(err, rc, "domain %s: %s", g->name, tmp);
 		}
 		goto fail;
 	}
@@ -1328,31 +1314,31 @@ static int launch(struct agent_guest *g, struct launch *lo, struct dom_record *r
 		if (r < 0 || ha_mono_ms() > deadline) {
 			kill(pid, SIGKILL);
 			waitpid(pid, &status, 0);
-			rc = derr(err, -ETIMEDOUT, "domain %s: QEMU did not daemonize within %u ms",
-				  g->name, timeout_ms);
+			rc = agent_err(err, -ETIMEDOUT, "domain %s: QEMU did not daemonize within %u ms",
+				       g->name, timeout_ms);
 			goto fail_kill;
 		}
 		ha_sleep_ms(10);
 	}
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 		log_tail(g, tail, sizeof(tail));
-		rc = derr(err, -EIO, "domain %s: QEMU exited with status %d: %s", g->name,
-			  WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status),
-			  tail[0] ? tail : "no message");
+		rc = agent_err(err, -EIO, "domain %s: QEMU exited with status %d: %s", g->name,
+			       WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status),
+			       tail[0] ? tail : "no message");
 		goto fail_kill;
 	}
 	if (ctr_read_small(pidp, pidtxt, sizeof(pidtxt)) <= 0 ||
 	    (rec->pid = (pid_t)strtol(pidtxt, NULL, 10)) <= 1 ||
 	    proc_stat_read(rec->pid, &ps) < 0) {
-		rc = derr(err, -EIO, "domain %s: QEMU wrote no usable pid file %s", g->name,
-			  pidp);
+		rc = agent_err(err, -EIO, "domain %s: QEMU wrote no usable pid file %s", g->name,
+			       pidp);
 		goto fail_kill;
 	}
 	rec->starttime = ps.starttime;
 	rc = rec_write(g, rec);
 	if (rc < 0) {
-		rc = derr(err, rc, "domain %s: writing %s/%s: %s", g->name, g->run_dir,
-			  DOM_RECORD, strerror(-rc));
+		rc = agent_err(err, rc, "domain %s: writing %s/%s: %s", g->name, g->run_dir,
+			       DOM_RECORD, strerror(-rc));
 		goto fail_kill;
 	}
 	rc = cgroup_setup(g, rec->pid, err);
@@ -1380,7 +1366,7 @@ static int qmp_open(const struct agent_guest *g, uint32_t timeout_ms, struct qmp
 	char path[PATH_MAX];
 
 	if (rec_path(g, "qmp.sock", path, sizeof(path)) < 0) {
-		return derr(err, -ENAMETOOLONG, "domain %s: run dir path too long", g->name);
+		return agent_err(err, -ENAMETOOLONG, "domain %s: run dir path too long", g->name);
 	}
 	return qmp_client_connect(path, timeout_ms, c, err, err ? AGENT_ERR_LEN : 0);
 }
@@ -1404,8 +1390,8 @@ static int wait_status(struct agent_guest *g, struct qmp_client *c, const char *
 			return 0;
 		}
 		if (ha_mono_ms() > deadline) {
-			return derr(err, -ETIMEDOUT, "domain %s: status %s, not %s after %u ms",
-				    g->name, st, want, timeout_ms);
+			return agent_err(err, -ETIMEDOUT, "domain %s: status %s, not %s after %u ms",
+					 g->name, st, want, timeout_ms);
 		}
 		ha_sleep_ms(20);
 	}
@@ -1449,8 +1435,8 @@ static int force_quit(struct agent_guest *g, struct qmp_client *c,
 	if (rec_wait_gone(r, DOM_KILL_MS)) {
 		return 0;
 	}
-	return derr(err, -ETIMEDOUT, "domain %s: QEMU pid %d survives SIGKILL", g->name,
-		    (int)r->pid);
+	return agent_err(err, -ETIMEDOUT, "domain %s: QEMU pid %d survives SIGKILL", g->name,
+			 (int)r->pid);
 }
 
 /* ---- operations ---------------------------------------------------------- */
@@ -1513,19 +1499,19 @@ static int dom_create(struct agent_driver *d, const struct agent_guest_spec *spe
 static int files_check(const struct agent_guest *g, char *err)
 {
 	if (g->kernel == NULL) {
-		return derr(err, -EINVAL, "domain %s: no kernel given", g->name);
+		return agent_err(err, -EINVAL, "domain %s: no kernel given", g->name);
 	}
 	if (access(g->kernel, R_OK) < 0) {
-		return derr(err, -errno, "domain %s: kernel %s: %s", g->name, g->kernel,
-			    strerror(errno));
+		return agent_err(err, -errno, "domain %s: kernel %s: %s", g->name, g->kernel,
+				 strerror(errno));
 	}
 	if (g->initrd && access(g->initrd, R_OK) < 0) {
-		return derr(err, -errno, "domain %s: initrd %s: %s", g->name, g->initrd,
-			    strerror(errno));
+		return agent_err(err, -errno, "domain %s: initrd %s: %s", g->name, g->initrd,
+				 strerror(errno));
 	}
 	if (g->disk && access(g->disk, R_OK | W_OK) < 0) {
-		return derr(err, -errno, "domain %s: disk %s: %s", g->name, g->disk,
-			    strerror(errno));
+		return agent_err(err, -errno, "domain %s: disk %s: %s", g->name, g->disk,
+				 strerror(errno));
 	}
 	return 0;
 }
@@ -1569,8 +1555,8 @@ static int dom_attach(struct agent_driver *d, const struct agent_guest_spec *spe
 			char tmp[AGENT_ERR_LEN];
 
 			snprintf(tmp, sizeof(tmp), "%s", err);
-			derr(err, 0, "domain %s: pid %d alive, monitor does not answer: %s",
-			     g->name, (int)r.pid, tmp);
+			agent_err(err, 0, "domain %s: pid %d alive, monitor does not answer: %s",
+				  g->name, (int)r.pid, tmp);
 		}
 	}
 	*out = g;
@@ -1701,18 +1687,18 @@ static int dom_kill(const struct agent_guest *g, char *err)
 	int pfd, rc = 0;
 
 	if (rec_read(g, &r) < 0 || r.pid <= 1) {
-		return derr(err, -ESRCH, "domain %s: no QEMU recorded", g->name);
+		return agent_err(err, -ESRCH, "domain %s: no QEMU recorded", g->name);
 	}
 	pfd = (int)syscall(SYS_pidfd_open, r.pid, 0);
 	if (pfd < 0) {
-		return derr(err, -errno, "domain %s: QEMU %d: %s", g->name, (int)r.pid,
-			    strerror(errno));
+		return agent_err(err, -errno, "domain %s: QEMU %d: %s", g->name, (int)r.pid,
+				 strerror(errno));
 	}
 	if (!rec_alive(&r)) {
-		rc = derr(err, -ESRCH, "domain %s: QEMU %d is gone", g->name, (int)r.pid);
+		rc = agent_err(err, -ESRCH, "domain %s: QEMU %d is gone", g->name, (int)r.pid);
 	} else if (syscall(SYS_pidfd_send_signal, pfd, SIGKILL, NULL, 0) < 0) {
-		rc = derr(err, -errno, "domain %s: kill QEMU %d: %s", g->name, (int)r.pid,
-			  strerror(errno));
+		rc = agent_err(err, -errno, "domain %s: kill QEMU %d: %s", g->name, (int)r.pid,
+			       strerror(errno));
 	}
 	close(pfd);
 	return rc;
@@ -1731,8 +1717,8 @@ static int dom_destroy(struct agent_guest *g, char *err)
 	struct dom_record r;
 
 	if (guest_running(g, &r) == 0) {
-		return derr(err, -EBUSY, "domain %s: still running (pid %d): stop it first",
-			    g->name, (int)r.pid);
+		return agent_err(err, -EBUSY, "domain %s: still running (pid %d): stop it first",
+				 g->name, (int)r.pid);
 	}
 	if (rec_read(g, &r) < 0) {
 		memset(&r, 0, sizeof(r));
@@ -1742,8 +1728,8 @@ static int dom_destroy(struct agent_guest *g, char *err)
 	 * shared storage belong to the guest and stay. */
 	if (nftw(g->run_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT) < 0 &&
 	    errno != ENOENT) {
-		return derr(err, -errno, "domain %s: removing %s: %s", g->name, g->run_dir,
-			    strerror(errno));
+		return agent_err(err, -errno, "domain %s: removing %s: %s", g->name, g->run_dir,
+				 strerror(errno));
 	}
 	return 0;
 }
@@ -1819,16 +1805,16 @@ static int copy_sparse(const char *src, const char *dst, bool sync, uint64_t *by
 
 	in = open(src, O_RDONLY | O_CLOEXEC);
 	if (in < 0) {
-		return derr(err, -errno, "copy %s: %s", src, strerror(errno));
+		return agent_err(err, -errno, "copy %s: %s", src, strerror(errno));
 	}
 	out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (out < 0) {
-		rc = derr(err, -errno, "copy to %s: %s", dst, strerror(errno));
+		rc = agent_err(err, -errno, "copy to %s: %s", dst, strerror(errno));
 		close(in);
 		return rc;
 	}
 	if (fstat(in, &st) < 0) {
-		rc = derr(err, -errno, "copy %s: %s", src, strerror(errno));
+		rc = agent_err(err, -errno, "copy %s: %s", src, strerror(errno));
 		goto out;
 	}
 	while (pos < st.st_size) {
@@ -1863,18 +1849,18 @@ static int copy_sparse(const char *src, const char *dst, bool sync, uint64_t *by
 				}
 			}
 			if (n < 0) {
-				rc = derr(err, -errno, "copy %s to %s: %s", src, dst, strerror(errno));
+				rc = agent_err(err, -errno, "copy %s to %s: %s", src, dst, strerror(errno));
 				goto out;
 			}
 			if (n == 0) {
-				rc = derr(err, -EIO, "copy %s: file shrank", src);
+				rc = agent_err(err, -EIO, "copy %s: file shrank", src);
 				goto out;
 			}
 			pos += n;
 		}
 	}
 	if (ftruncate(out, st.st_size) < 0 || (sync && fsync(out) < 0)) {
-		rc = derr(err, -errno, "copy to %s: %s", dst, strerror(errno));
+		rc = agent_err(err, -errno, "copy to %s: %s", dst, strerror(errno));
 	}
 	if (bytes) {
 		*bytes = (uint64_t)st.st_size;
@@ -1882,7 +1868,7 @@ static int copy_sparse(const char *src, const char *dst, bool sync, uint64_t *by
 out:
 	close(in);
 	if (close(out) < 0 && rc == 0) {
-		rc = derr(err, -errno, "copy to %s: %s", dst, strerror(errno));
+		rc = agent_err(err, -errno, "copy to %s: %s", dst, strerror(errno));
 	}
 	return rc;
 }
@@ -1942,7 +1928,7 @@ static int simple_cmd(struct qmp_client *c, const char *cmd, const char *key,
 	if (key) {
 		args = json_object_new_object();
 		if (args == NULL) {
-			return derr(err, -ENOMEM, "qmp %s: out of memory", cmd);
+			return agent_err(err, -ENOMEM, "qmp %s: out of memory", cmd);
 		}
 		json_object_object_add(args, key, json_object_new_string(val));
 	}
@@ -1960,8 +1946,8 @@ static int manifest_write(const char *dir, json_object *m, char *err)
 	if (rc == 0) {
 		rc = ha_file_write_atomic(path, s, strlen(s));
 	}
-	return rc < 0 ? derr(err, rc, "checkpoint: writing %s/%s: %s", dir, DOM_MANIFEST,
-			     strerror(-rc)) : 0;
+	return rc < 0 ? agent_err(err, rc, "checkpoint: writing %s/%s: %s", dir, DOM_MANIFEST,
+				  strerror(-rc)) : 0;
 }
 
 static int dom_checkpoint(struct agent_guest *g, const char *dir, unsigned flags, char *err)
@@ -1978,19 +1964,19 @@ static int dom_checkpoint(struct agent_guest *g, const char *dir, unsigned flags
 	int fd = -1, rc;
 
 	if (flags & (AGENT_CKPT_PRE_DUMP | AGENT_CKPT_LAZY)) {
-		return derr(err, -EOPNOTSUPP, "domain %s: checkpoint flags 0x%x not supported "
-			    "(live migration does pre-copy itself)", g->name, flags);
+		return agent_err(err, -EOPNOTSUPP, "domain %s: checkpoint flags 0x%x not supported "
+				 "(live migration does pre-copy itself)", g->name, flags);
 	}
 	if (guest_running(g, &r) < 0) {
-		return derr(err, -ESRCH, "domain %s: not running", g->name);
+		return agent_err(err, -ESRCH, "domain %s: not running", g->name);
 	}
 	if (path_join(mpath, sizeof(mpath), dir, "memory") < 0 ||
 	    path_join(dpath, sizeof(dpath), dir, "disk") < 0) {
-		return derr(err, -ENAMETOOLONG, "checkpoint: path %s too long", dir);
+		return agent_err(err, -ENAMETOOLONG, "checkpoint: path %s too long", dir);
 	}
 	rc = ha_mkdir_p(dir, 0700);
 	if (rc < 0) {
-		return derr(err, rc, "checkpoint: mkdir %s: %s", dir, strerror(-rc));
+		return agent_err(err, rc, "checkpoint: mkdir %s: %s", dir, strerror(-rc));
 	}
 	op_begin(g, AGENT_GUEST_PAUSED);
 	{
@@ -2018,7 +2004,7 @@ static int dom_checkpoint(struct agent_guest *g, const char *dir, unsigned flags
 	}
 	fd = open(mpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0) {
-		rc = derr(err, -errno, "checkpoint: %s: %s", mpath, strerror(errno));
+		rc = agent_err(err, -errno, "checkpoint: %s: %s", mpath, strerror(errno));
 		goto out;
 	}
 	/* The instant: from here the guest runs no instruction until cont. */
@@ -2071,11 +2057,11 @@ static int dom_checkpoint(struct agent_guest *g, const char *dir, unsigned flags
 	 * so they are synced after the guest runs again; the manifest that
 	 * vouches for them is written only after that. */
 	if (fsync(fd) < 0) {
-		rc = derr(err, -errno, "checkpoint: fsync %s: %s", mpath, strerror(errno));
+		rc = agent_err(err, -errno, "checkpoint: fsync %s: %s", mpath, strerror(errno));
 		goto out;
 	}
 	if (g->disk && (rc = fsync_path(dpath, O_RDONLY)) < 0) {
-		rc = derr(err, rc, "checkpoint: fsync %s: %s", dpath, strerror(-rc));
+		rc = agent_err(err, rc, "checkpoint: fsync %s: %s", dpath, strerror(-rc));
 		goto out;
 	}
 	fsync_path(dir, O_RDONLY | O_DIRECTORY);
@@ -2084,7 +2070,7 @@ static int dom_checkpoint(struct agent_guest *g, const char *dir, unsigned flags
 	}
 	m = json_object_new_object();
 	if (m == NULL) {
-		rc = derr(err, -ENOMEM, "checkpoint: out of memory");
+		rc = agent_err(err, -ENOMEM, "checkpoint: out of memory");
 		goto out;
 	}
 	json_object_object_add(m, "format", json_object_new_int(DOM_MANIFEST_FORMAT));
@@ -2148,12 +2134,12 @@ static int manifest_check(const struct agent_guest *g, const char *dir, struct l
 
 	if (path_join(path, sizeof(path), dir, DOM_MANIFEST) < 0 ||
 	    path_join(mpath, sizeof(mpath), dir, "memory") < 0) {
-		return derr(err, -ENAMETOOLONG, "restore: path %s too long", dir);
+		return agent_err(err, -ENAMETOOLONG, "restore: path %s too long", dir);
 	}
 	rc = json_file_read(path, &m);
 	if (rc < 0) {
-		return derr(err, rc, "restore: %s: %s", path,
-			    rc == -EBADMSG ? "not a checkpoint manifest" : strerror(-rc));
+		return agent_err(err, rc, "restore: %s: %s", path,
+				 rc == -EBADMSG ? "not a checkpoint manifest" : strerror(-rc));
 	}
 	mem = get_jint(m, "mem_kib", -1);
 	cpus = get_jint(m, "cpus", -1);
@@ -2162,19 +2148,19 @@ static int manifest_check(const struct agent_guest *g, const char *dir, struct l
 	copy_jstr(fmt, sizeof(fmt), m, "disk_format");
 	*has_disk = fmt[0] != 0;
 	if (get_jint(m, "format", -1) != DOM_MANIFEST_FORMAT) {
-		rc = derr(err, -EBADMSG, "restore: %s: unknown format", path);
+		rc = agent_err(err, -EBADMSG, "restore: %s: unknown format", path);
 	} else if (mem != (int64_t)g->mem_kib || cpus != (int64_t)g->cpus) {
-		rc = derr(err, -EINVAL, "restore: %s holds %" PRId64 " KiB / %" PRId64
-			  " cpus, the guest has %" PRIu64 " KiB / %u", dir, mem, cpus,
-			  g->mem_kib, g->cpus);
+		rc = agent_err(err, -EINVAL, "restore: %s holds %" PRId64 " KiB / %" PRId64
+			       " cpus, the guest has %" PRIu64 " KiB / %u", dir, mem, cpus,
+			       g->mem_kib, g->cpus);
 	} else if (stat(mpath, &st) < 0 || st.st_size != bytes || bytes <= 0) {
-		rc = derr(err, -EBADMSG, "restore: %s missing or not %" PRId64 " bytes", mpath,
-			  bytes);
+		rc = agent_err(err, -EBADMSG, "restore: %s missing or not %" PRId64 " bytes", mpath,
+			       bytes);
 	} else if (*has_disk && g->disk == NULL) {
-		rc = derr(err, -EINVAL, "restore: %s holds a disk, the guest has none", dir);
+		rc = agent_err(err, -EINVAL, "restore: %s holds a disk, the guest has none", dir);
 	} else if (!*has_disk && g->disk != NULL) {
-		rc = derr(err, -EINVAL, "restore: %s holds no disk, the guest has %s", dir,
-			  g->disk);
+		rc = agent_err(err, -EINVAL, "restore: %s holds no disk, the guest has %s", dir,
+			       g->disk);
 	}
 	/* a machine type we did not write ourselves is not passed on */
 	for (const char *p = lo->machine; *p; p++) {
@@ -2198,11 +2184,11 @@ static int disk_restore(const struct agent_guest *g, const char *dir, char *err)
 
 	if (path_join(src, sizeof(src), dir, "disk") < 0 ||
 	    snprintf(tmp, sizeof(tmp), "%s.restore-tmp", g->disk) >= (int)sizeof(tmp)) {
-		return derr(err, -ENAMETOOLONG, "restore: disk path too long");
+		return agent_err(err, -ENAMETOOLONG, "restore: disk path too long");
 	}
 	rc = copy_sparse(src, tmp, true, NULL, err);
 	if (rc == 0 && rename(tmp, g->disk) < 0) {
-		rc = derr(err, -errno, "restore: rename to %s: %s", g->disk, strerror(errno));
+		rc = agent_err(err, -errno, "restore: rename to %s: %s", g->disk, strerror(errno));
 	}
 	if (rc < 0) {
 		unlink(tmp);
@@ -2239,8 +2225,8 @@ static int dom_restore(struct agent_driver *d, const struct agent_guest_spec *sp
 	}
 	op_begin(g, AGENT_GUEST_STARTING);
 	if (guest_running(g, &r) == 0) {
-		rc = derr(err, -EBUSY, "domain %s: already running (pid %d)", g->name,
-			  (int)r.pid);
+		rc = agent_err(err, -EBUSY, "domain %s: already running (pid %d)", g->name,
+			       (int)r.pid);
 		goto out;
 	}
 	rc = manifest_check(g, dir, &lo, &has_disk, err);
@@ -2248,12 +2234,12 @@ static int dom_restore(struct agent_driver *d, const struct agent_guest_spec *sp
 		goto out;
 	}
 	if (path_join(mpath, sizeof(mpath), dir, "memory") < 0) {
-		rc = derr(err, -ENAMETOOLONG, "restore: path %s too long", dir);
+		rc = agent_err(err, -ENAMETOOLONG, "restore: path %s too long", dir);
 		goto out;
 	}
 	fd = open(mpath, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
-		rc = derr(err, -errno, "restore: %s: %s", mpath, strerror(errno));
+		rc = agent_err(err, -errno, "restore: %s: %s", mpath, strerror(errno));
 		goto out;
 	}
 	if (has_disk && (rc = disk_restore(g, dir, err)) < 0) {
@@ -2313,7 +2299,7 @@ out:
 			rc = -EBADMSG; /* QEMU refused the image and ended */
 		}
 		if (tail[0]) {
-			derr(err, rc, "domain %s: restore from %s failed: %s", g->name, dir, tail);
+			agent_err(err, rc, "domain %s: restore from %s failed: %s", g->name, dir, tail);
 		}
 	}
 	if (fd >= 0) {
@@ -2381,17 +2367,17 @@ static int mig_opts_check(const struct agent_guest *g, const struct agent_mig_op
 
 	*mode = DOM_MIG_PRECOPY;
 	if (m && strcmp(m, "postcopy") == 0) {
-		return derr(err, -EOPNOTSUPP, "domain %s: post-copy migration not supported "
-			    "(the source must stay whole until the commit)", g->name);
+		return agent_err(err, -EOPNOTSUPP, "domain %s: post-copy migration not supported "
+				 "(the source must stay whole until the commit)", g->name);
 	}
 	if (m && strcmp(m, dom_mig_mode_str(DOM_MIG_STOPCOPY)) == 0) {
 		*mode = DOM_MIG_STOPCOPY;
 	} else if (m && strcmp(m, dom_mig_mode_str(DOM_MIG_PRECOPY)) != 0) {
-		return derr(err, -EINVAL, "domain %s: unknown migration mode '%s'", g->name, m);
+		return agent_err(err, -EINVAL, "domain %s: unknown migration mode '%s'", g->name, m);
 	}
 	if (o && o->max_downtime_ms > DOM_MIG_DOWNTIME_MAX_MS) {
-		return derr(err, -EINVAL, "domain %s: max downtime %u ms above %u", g->name,
-			    o->max_downtime_ms, DOM_MIG_DOWNTIME_MAX_MS);
+		return agent_err(err, -EINVAL, "domain %s: max downtime %u ms above %u", g->name,
+				 o->max_downtime_ms, DOM_MIG_DOWNTIME_MAX_MS);
 	}
 	return 0;
 }
@@ -2432,7 +2418,7 @@ static int mig_query(struct qmp_client *c, struct mig_info *mi, char *err)
 	rc = qmp_migrate_info_parse(ret, &mi->q);
 	if (rc < 0) {
 		json_object_put(ret);
-		return derr(err, rc, "qmp query-migrate: malformed reply");
+		return agent_err(err, rc, "qmp query-migrate: malformed reply");
 	}
 	copy_jstr(mi->status, sizeof(mi->status), ret, "status");
 	mi->expected_downtime_ms = jobj_u64(ret, "expected-downtime");
@@ -2505,7 +2491,7 @@ static int set_capability(struct qmp_client *c, const char *cap, bool on, char *
 		json_object_put(args);
 		json_object_put(caps);
 		json_object_put(one);
-		return derr(err, -ENOMEM, "qmp migrate-set-capabilities: out of memory");
+		return agent_err(err, -ENOMEM, "qmp migrate-set-capabilities: out of memory");
 	}
 	json_object_object_add(one, "capability", json_object_new_string(cap));
 	json_object_object_add(one, "state", json_object_new_boolean(on));
@@ -2530,7 +2516,7 @@ static int announce(struct qmp_client *c, char *err)
 	int rc;
 
 	if (args == NULL) {
-		return derr(err, -ENOMEM, "qmp announce-self: out of memory");
+		return agent_err(err, -ENOMEM, "qmp announce-self: out of memory");
 	}
 	json_object_object_add(args, "initial", json_object_new_int(50));
 	json_object_object_add(args, "max", json_object_new_int(550));
@@ -2562,8 +2548,8 @@ static int resume_guest(struct agent_guest *g, struct qmp_client *c, char *err)
 			break;
 		}
 		if (ha_mono_ms() > deadline) {
-			return derr(err, -ETIMEDOUT, "domain %s: still %s after %d ms", g->name,
-				    st, DOM_MIG_SETTLE_MS);
+			return agent_err(err, -ETIMEDOUT, "domain %s: still %s after %d ms", g->name,
+					 st, DOM_MIG_SETTLE_MS);
 		}
 		ha_sleep_ms(20);
 	}
@@ -2627,10 +2613,10 @@ static int dom_migrate_send(struct agent_guest *g, int fd, const struct agent_mi
 		log_from = sb.st_size;
 	}
 	if (fd < 0) {
-		return derr(err, -EBADF, "domain %s: no migration stream", g->name);
+		return agent_err(err, -EBADF, "domain %s: no migration stream", g->name);
 	}
 	if (guest_running(g, &r) < 0) {
-		return derr(err, -ESRCH, "domain %s: not running", g->name);
+		return agent_err(err, -ESRCH, "domain %s: not running", g->name);
 	}
 	op_begin(g, AGENT_GUEST_RUNNING);
 	rc = qmp_open(g, DOM_CONNECT_MS, &c, err);
@@ -2640,8 +2626,8 @@ static int dom_migrate_send(struct agent_guest *g, int fd, const struct agent_mi
 	rc = qmp_client_query_status(c, st, sizeof(st), &was_running, DOM_QMP_MS, err,
 				     AGENT_ERR_LEN);
 	if (rc == 0 && strcmp(st, "postmigrate") == 0) {
-		rc = derr(err, -EBUSY, "domain %s: an earlier migration awaits its commit or "
-			  "abort", g->name);
+		rc = agent_err(err, -EBUSY, "domain %s: an earlier migration awaits its commit or "
+			       "abort", g->name);
 	}
 	if (rc < 0) {
 		goto out;
@@ -2681,7 +2667,7 @@ static int dom_migrate_send(struct agent_guest *g, int fd, const struct agent_mi
 			continue; /* see mig_query() */
 		}
 		if (rc < 0) {
-			derr(err, rc, "domain %s: %s", g->name, qerr);
+			agent_err(err, rc, "domain %s: %s", g->name, qerr);
 			goto out;
 		}
 		last_answer = now;
@@ -2696,12 +2682,12 @@ static int dom_migrate_send(struct agent_guest *g, int fd, const struct agent_mi
 			if (mi.q.error[0] == 0 && rec_path(g, "qemu.log", logp, sizeof(logp)) == 0) {
 				file_tail(logp, log_from, why, sizeof(why));
 			}
-			rc = derr(err, -EIO, "domain %s: migration failed: %s", g->name,
-				  mi.q.error[0] ? mi.q.error : why[0] ? why : "QEMU gave no reason");
+			rc = agent_err(err, -EIO, "domain %s: migration failed: %s", g->name,
+				       mi.q.error[0] ? mi.q.error : why[0] ? why : "QEMU gave no reason");
 			goto out;
 		}
 		if (mi.q.status == QMP_MIGRATE_CANCELLED) {
-			rc = derr(err, -ECANCELED, "domain %s: migration cancelled", g->name);
+			rc = agent_err(err, -ECANCELED, "domain %s: migration cancelled", g->name);
 			goto out;
 		}
 		if (mi.q.ram_transferred != moved) {
@@ -2710,16 +2696,16 @@ static int dom_migrate_send(struct agent_guest *g, int fd, const struct agent_mi
 		}
 		if (now - last_move > DOM_MIG_STALL_MS) {
 			mig_cancel(c);
-			rc = derr(err, -ETIMEDOUT, "domain %s: migration stalled: no byte sent for "
-				  "%d ms (%" PRIu64 " of %" PRIu64 " bytes)", g->name,
-				  DOM_MIG_STALL_MS, mi.q.ram_transferred, mi.q.ram_total);
+			rc = agent_err(err, -ETIMEDOUT, "domain %s: migration stalled: no byte sent for "
+				       "%d ms (%" PRIu64 " of %" PRIu64 " bytes)", g->name,
+				       DOM_MIG_STALL_MS, mi.q.ram_transferred, mi.q.ram_total);
 			goto out;
 		}
 		if (now - t0 > bound) {
 			mig_cancel(c);
-			rc = derr(err, -ETIMEDOUT, "domain %s: migration did not converge within "
-				  "%" PRIu64 " s (%u rounds, dirty %" PRIu64 " bytes/s)", g->name,
-				  bound / 1000, p->rounds, p->dirty_rate_bps);
+			rc = agent_err(err, -ETIMEDOUT, "domain %s: migration did not converge within "
+				       "%" PRIu64 " s (%u rounds, dirty %" PRIu64 " bytes/s)", g->name,
+				       bound / 1000, p->rounds, p->dirty_rate_bps);
 			goto out;
 		}
 		mig_nap(c);
@@ -2767,8 +2753,8 @@ static int run_dir_remove(const struct agent_guest *g, char *err)
 {
 	if (nftw(g->run_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT) < 0 &&
 	    errno != ENOENT) {
-		return derr(err, -errno, "domain %s: removing %s: %s", g->name, g->run_dir,
-			    strerror(errno));
+		return agent_err(err, -errno, "domain %s: removing %s: %s", g->name, g->run_dir,
+				 strerror(errno));
 	}
 	return 0;
 }
@@ -2805,7 +2791,7 @@ static int dom_migrate_recv(struct agent_driver *d, const struct agent_guest_spe
 		rc = mig_opts_check(g, o, &mode, err);
 	}
 	if (rc == 0 && fd < 0) {
-		rc = derr(err, -EBADF, "domain %s: no migration stream", g->name);
+		rc = agent_err(err, -EBADF, "domain %s: no migration stream", g->name);
 	}
 	if (rc < 0) {
 		guest_free(g);
@@ -2815,8 +2801,8 @@ static int dom_migrate_recv(struct agent_driver *d, const struct agent_guest_spe
 	/* what the source sends while QEMU starts waits in the socket: counted */
 	base = sock_bytes_received(fd);
 	if (guest_running(g, &r) == 0) {
-		rc = derr(err, -EBUSY, "domain %s: already running here (pid %d)", g->name,
-			  (int)r.pid);
+		rc = agent_err(err, -EBUSY, "domain %s: already running here (pid %d)", g->name,
+			       (int)r.pid);
 		goto out;
 	}
 	rc = launch(g, &lo, &r, DOM_MIG_LAUNCH_MS, err);
@@ -2856,7 +2842,7 @@ static int dom_migrate_recv(struct agent_driver *d, const struct agent_guest_spe
 		}
 		if (rc < 0) {
 			/* QEMU ends itself when the stream fails: see out */
-			derr(err, rc, "domain %s: %s", g->name, qerr);
+			agent_err(err, rc, "domain %s: %s", g->name, qerr);
 			goto out;
 		}
 		last_answer = now;
@@ -2867,8 +2853,8 @@ static int dom_migrate_recv(struct agent_driver *d, const struct agent_guest_spe
 			break;
 		}
 		if (mi.q.status == QMP_MIGRATE_FAILED || mi.q.status == QMP_MIGRATE_CANCELLED) {
-			rc = derr(err, -EIO, "domain %s: incoming migration %s%s%s", g->name,
-				  mi.status, mi.q.error[0] ? ": " : "", mi.q.error);
+			rc = agent_err(err, -EIO, "domain %s: incoming migration %s%s%s", g->name,
+				       mi.status, mi.q.error[0] ? ": " : "", mi.q.error);
 			goto out;
 		}
 		/* a stall is seen only on TCP; the source and the bound catch
@@ -2878,10 +2864,10 @@ static int dom_migrate_recv(struct agent_driver *d, const struct agent_guest_spe
 			last_move = now;
 		}
 		if (now - last_move > DOM_MIG_STALL_MS || now - t0 > bound) {
-			rc = derr(err, -ETIMEDOUT, "domain %s: incoming migration %s after %" PRIu64
-				  " ms (%" PRIu64 " bytes received)", g->name,
-				  now - last_move > DOM_MIG_STALL_MS ? "stalled" : "unfinished",
-				  now - t0, p->transferred_bytes);
+			rc = agent_err(err, -ETIMEDOUT, "domain %s: incoming migration %s after %" PRIu64
+				       " ms (%" PRIu64 " bytes received)", g->name,
+				       now - last_move > DOM_MIG_STALL_MS ? "stalled" : "unfinished",
+				       now - t0, p->transferred_bytes);
 			goto out;
 		}
 		mig_nap(c);
@@ -2901,7 +2887,7 @@ out:
 		log_tail(g, tail, sizeof(tail));
 		if (incoming && died && tail[0]) {
 			/* a failed incoming migration ends QEMU: its log says why */
-			derr(err, -EIO, "domain %s: incoming migration failed: %s", g->name, tail);
+			agent_err(err, -EIO, "domain %s: incoming migration failed: %s", g->name, tail);
 			rc = -EIO;
 		}
 		run_dir_remove(g, NULL);
@@ -2942,13 +2928,13 @@ static int mig_discard(struct agent_guest *g, bool source, char *err)
 					     AGENT_ERR_LEN);
 	}
 	if (rc == 0 && running) {
-		rc = derr(err, -EBUSY, "domain %s: running here: a running guest is not "
-			  "discarded", g->name);
+		rc = agent_err(err, -EBUSY, "domain %s: running here: a running guest is not "
+			       "discarded", g->name);
 	}
 	if (rc == 0 && source && (mig_query(c, &mi, err) < 0 ||
 				  mi.q.status != QMP_MIGRATE_COMPLETED)) {
-		rc = derr(err, -EBUSY, "domain %s: no completed outgoing migration (%s): not "
-			  "discarded", g->name, st);
+		rc = agent_err(err, -EBUSY, "domain %s: no completed outgoing migration (%s): not "
+			       "discarded", g->name, st);
 	}
 	if (rc < 0) {
 		goto out;
@@ -2978,7 +2964,7 @@ static int mig_resume(struct agent_guest *g, bool source, char *err)
 	int rc;
 
 	if (guest_running(g, &r) < 0) {
-		return derr(err, -ESRCH, "domain %s: QEMU is gone", g->name);
+		return agent_err(err, -ESRCH, "domain %s: QEMU is gone", g->name);
 	}
 	op_begin(g, AGENT_GUEST_PAUSED);
 	rc = qmp_open(g, DOM_CONNECT_MS, &c, err);
@@ -2988,8 +2974,8 @@ static int mig_resume(struct agent_guest *g, bool source, char *err)
 	}
 	if (rc == 0 && !source && strcmp(st, "inmigrate") == 0) {
 		/* cont would run it as soon as the stream ends: refuse */
-		rc = derr(err, -EBUSY, "domain %s: the incoming migration is not complete",
-			  g->name);
+		rc = agent_err(err, -EBUSY, "domain %s: the incoming migration is not complete",
+			       g->name);
 	}
 	if (rc == 0 && !running) {
 		rc = resume_guest(g, c, err);

@@ -46,21 +46,6 @@ static void copy_clean(char *dst, size_t dstlen, const char *src, size_t n)
 	dst[i] = 0;
 }
 
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
-
 static const char *jstr(json_object *o, const char *key)
 {
 	json_object *v;
@@ -239,7 +224,7 @@ static int parse_greeting(struct qmp_msg *m, json_object *qmp, char *err, size_t
 	static const char *const keys[3] = { "major", "minor", "micro" };
 
 	if (!json_object_is_type(qmp, json_type_object)) {
-		return fail(err, errlen, -EBADMSG, "greeting: \"QMP\" is not an object");
+		return ha_errf(err, errlen, -EBADMSG, "greeting: \"QMP\" is not an object");
 	}
 	m->kind = QMP_MSG_GREETING;
 	m->value = qmp;
@@ -249,12 +234,12 @@ static int parse_greeting(struct qmp_msg *m, json_object *qmp, char *err, size_t
 	if (!json_object_is_type(ver, json_type_object) ||
 	    !json_object_object_get_ex(ver, "qemu", &qemu) ||
 	    !json_object_is_type(qemu, json_type_object)) {
-		return fail(err, errlen, -EBADMSG, "greeting: malformed version");
+		return ha_errf(err, errlen, -EBADMSG, "greeting: malformed version");
 	}
 	for (int i = 0; i < 3; i++) {
 		if (!jint(qemu, keys[i], &v[i]) || v[i] < 0 || v[i] > 65535) {
-			return fail(err, errlen, -EBADMSG, "greeting: bad version.qemu.%s",
-				    keys[i]);
+			return ha_errf(err, errlen, -EBADMSG, "greeting: bad version.qemu.%s",
+				       keys[i]);
 		}
 	}
 	m->ver_major = (unsigned)v[0];
@@ -271,22 +256,22 @@ static int parse_event(struct qmp_msg *m, json_object *root, json_object *ev, ch
 
 	if (!json_object_is_type(ev, json_type_string) ||
 	    !event_name_ok(json_object_get_string(ev))) {
-		return fail(err, errlen, -EBADMSG, "event: bad event name");
+		return ha_errf(err, errlen, -EBADMSG, "event: bad event name");
 	}
 	m->kind = QMP_MSG_EVENT;
 	m->event = json_object_get_string(ev);
 	if (json_object_object_get_ex(root, "data", &data)) {
 		if (!json_object_is_type(data, json_type_object)) {
-			return fail(err, errlen, -EBADMSG, "event %s: data is not an object",
-				    m->event);
+			return ha_errf(err, errlen, -EBADMSG, "event %s: data is not an object",
+				       m->event);
 		}
 		m->value = data;
 	}
 	if (json_object_object_get_ex(root, "timestamp", &ts)) {
 		if (!json_object_is_type(ts, json_type_object) ||
 		    !jint(ts, "seconds", &sec) || !jint(ts, "microseconds", &usec)) {
-			return fail(err, errlen, -EBADMSG, "event %s: malformed timestamp",
-				    m->event);
+			return ha_errf(err, errlen, -EBADMSG, "event %s: malformed timestamp",
+				       m->event);
 		}
 		/* QEMU sends -1/-1 when it has no clock; anything else must be
 		 * a sane time of day. */
@@ -300,12 +285,12 @@ static int parse_event(struct qmp_msg *m, json_object *root, json_object *ev, ch
 static int parse_error(struct qmp_msg *m, json_object *e, char *err, size_t errlen)
 {
 	if (!json_object_is_type(e, json_type_object)) {
-		return fail(err, errlen, -EBADMSG, "error reply: \"error\" is not an object");
+		return ha_errf(err, errlen, -EBADMSG, "error reply: \"error\" is not an object");
 	}
 	m->err_class = jstr(e, "class");
 	m->err_desc = jstr(e, "desc");
 	if (m->err_class == NULL || m->err_desc == NULL) {
-		return fail(err, errlen, -EBADMSG, "error reply without class or desc");
+		return ha_errf(err, errlen, -EBADMSG, "error reply without class or desc");
 	}
 	m->kind = QMP_MSG_ERROR;
 	m->value = e;
@@ -325,15 +310,15 @@ int qmp_msg_parse(const char *line, size_t len, struct qmp_msg *out, char *err,
 	memset(out, 0, sizeof(*out));
 	out->ts_us = -1;
 	if (len > QMP_MAX_LINE || len > INT_MAX) {
-		return fail(err, errlen, -EMSGSIZE, "message of %zu bytes exceeds %u", len,
-			    QMP_MAX_LINE);
+		return ha_errf(err, errlen, -EMSGSIZE, "message of %zu bytes exceeds %u", len,
+			       QMP_MAX_LINE);
 	}
 	if (memchr(line, 0, len)) {
-		return fail(err, errlen, -EBADMSG, "NUL byte in message");
+		return ha_errf(err, errlen, -EBADMSG, "NUL byte in message");
 	}
 	tok = json_tokener_new_ex(QMP_MAX_DEPTH);
 	if (tok == NULL) {
-		return fail(err, errlen, -ENOMEM, "out of memory");
+		return ha_errf(err, errlen, -ENOMEM, "out of memory");
 	}
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
 	root = json_tokener_parse_ex(tok, line, (int)len);
@@ -342,21 +327,21 @@ int qmp_msg_parse(const char *line, size_t len, struct qmp_msg *out, char *err,
 	json_tokener_free(tok);
 	if (jerr != json_tokener_success || root == NULL) {
 		json_object_put(root);
-		return fail(err, errlen, -EBADMSG, "not JSON: %s",
-			    jerr == json_tokener_continue ? "truncated" :
-			    jerr == json_tokener_success ? "null" :
-			    json_tokener_error_desc(jerr));
+		return ha_errf(err, errlen, -EBADMSG, "not JSON: %s",
+			       jerr == json_tokener_continue ? "truncated" :
+			       jerr == json_tokener_success ? "null" :
+			       json_tokener_error_desc(jerr));
 	}
 	for (; end < len; end++) {
 		if (line[end] != ' ' && line[end] != '\t' && line[end] != '\r' &&
 		    line[end] != '\n') {
 			json_object_put(root);
-			return fail(err, errlen, -EBADMSG, "trailing bytes after the JSON object");
+			return ha_errf(err, errlen, -EBADMSG, "trailing bytes after the JSON object");
 		}
 	}
 	if (!json_object_is_type(root, json_type_object)) {
 		json_object_put(root);
-		return fail(err, errlen, -EBADMSG, "not a JSON object");
+		return ha_errf(err, errlen, -EBADMSG, "not a JSON object");
 	}
 	for (int i = 0; i < 4; i++) {
 		if (json_object_object_get_ex(root, keys[i], &v[i])) {
@@ -366,8 +351,8 @@ int qmp_msg_parse(const char *line, size_t len, struct qmp_msg *out, char *err,
 	}
 	if (found != 1) {
 		json_object_put(root);
-		return fail(err, errlen, -EBADMSG, found ? "ambiguous QMP message" :
-			    "not a QMP message");
+		return ha_errf(err, errlen, -EBADMSG, found ? "ambiguous QMP message" :
+			       "not a QMP message");
 	}
 	out->root = root;
 	switch (which) {
@@ -432,7 +417,7 @@ static int sticky(struct qmp_client *c, int rc, char *err, size_t errlen,
 		vsnprintf(c->error_msg, sizeof(c->error_msg), fmt, ap);
 		va_end(ap);
 	}
-	return fail(err, errlen, c->error, "%s", c->error_msg);
+	return ha_errf(err, errlen, c->error, "%s", c->error_msg);
 }
 
 static int remaining_ms(uint64_t deadline)
@@ -455,12 +440,12 @@ static int read_some(struct qmp_client *c, int wait_ms, char *err, size_t errlen
 	int rc;
 
 	if (c->error) {
-		return fail(err, errlen, c->error, "%s", c->error_msg);
+		return ha_errf(err, errlen, c->error, "%s", c->error_msg);
 	}
 	rc = poll(&p, 1, wait_ms);
 	if (rc < 0) {
-		return errno == EINTR ? -ETIMEDOUT : fail(err, errlen, -errno, "qmp poll: %s",
-							 strerror(errno));
+		return errno == EINTR ? -ETIMEDOUT : ha_errf(err, errlen, -errno, "qmp poll: %s",
+							    strerror(errno));
 	}
 	if (rc == 0) {
 		return -ETIMEDOUT;
@@ -616,8 +601,8 @@ int qmp_client_wait_event(struct qmp_client *c, const char *name, json_object **
 		}
 		rc = next_msg(c, deadline, &m, err, errlen);
 		if (rc == -ETIMEDOUT) {
-			return fail(err, errlen, rc, "qmp: no %s event within %u ms",
-				    name ? name : "", timeout_ms);
+			return ha_errf(err, errlen, rc, "qmp: no %s event within %u ms",
+				       name ? name : "", timeout_ms);
 		}
 		if (rc < 0) {
 			return rc;
@@ -690,7 +675,7 @@ static int send_all(struct qmp_client *c, const char *buf, size_t len, int fd,
 			return sticky(c, -errno, err, errlen, "qmp write: %s", strerror(errno));
 		}
 		if (poll(&p, 1, remaining_ms(deadline)) == 0) {
-			return fail(err, errlen, -ETIMEDOUT, "qmp write: timed out");
+			return ha_errf(err, errlen, -ETIMEDOUT, "qmp write: timed out");
 		}
 	}
 	return 0;
@@ -722,12 +707,12 @@ int qmp_client_execute_fd(struct qmp_client *c, const char *cmd, json_object *ar
 		*ret = NULL;
 	}
 	if (c->error) {
-		return fail(err, errlen, c->error, "%s", c->error_msg);
+		return ha_errf(err, errlen, c->error, "%s", c->error_msg);
 	}
 	snprintf(id, sizeof(id), "hactl-%" PRIu64, ++c->next_id);
 	req = json_object_new_object();
 	if (req == NULL) {
-		return fail(err, errlen, -ENOMEM, "qmp %s: out of memory", cmd);
+		return ha_errf(err, errlen, -ENOMEM, "qmp %s: out of memory", cmd);
 	}
 	json_object_object_add(req, "execute", json_object_new_string(cmd));
 	if (args) {
@@ -748,13 +733,13 @@ int qmp_client_execute_fd(struct qmp_client *c, const char *cmd, json_object *ar
 	}
 	json_object_put(req);
 	if (rc < 0) {
-		return rc == -ENOMEM ? fail(err, errlen, rc, "qmp %s: out of memory", cmd) : rc;
+		return rc == -ENOMEM ? ha_errf(err, errlen, rc, "qmp %s: out of memory", cmd) : rc;
 	}
 	for (;;) {
 		rc = next_msg(c, deadline, &m, err, errlen);
 		if (rc == -ETIMEDOUT) {
-			return fail(err, errlen, rc, "qmp %s: no reply within %u ms", cmd,
-				    timeout_ms);
+			return ha_errf(err, errlen, rc, "qmp %s: no reply within %u ms", cmd,
+				       timeout_ms);
 		}
 		if (rc < 0) {
 			return rc;
@@ -773,7 +758,7 @@ int qmp_client_execute_fd(struct qmp_client *c, const char *cmd, json_object *ar
 			copy_clean(desc, sizeof(desc), m.err_desc, strlen(m.err_desc));
 			rc = error_rc(m.err_class);
 			qmp_msg_clear(&m);
-			return fail(err, errlen, rc, "qmp %s: %s: %s", cmd, cls, desc);
+			return ha_errf(err, errlen, rc, "qmp %s: %s: %s", cmd, cls, desc);
 		}
 		if (ret) {
 			*ret = json_object_get(m.value);
@@ -796,7 +781,7 @@ int qmp_client_getfd(struct qmp_client *c, const char *name, int fd, uint32_t ti
 	int rc;
 
 	if (args == NULL) {
-		return fail(err, errlen, -ENOMEM, "qmp getfd: out of memory");
+		return ha_errf(err, errlen, -ENOMEM, "qmp getfd: out of memory");
 	}
 	json_object_object_add(args, "fdname", json_object_new_string(name));
 	rc = qmp_client_execute_fd(c, "getfd", args, fd, NULL, timeout_ms, err, errlen);
@@ -816,21 +801,21 @@ int qmp_client_connect_fd(int fd, uint32_t timeout_ms, struct qmp_client **out,
 	c = calloc(1, sizeof(*c));
 	if (c == NULL) {
 		close(fd);
-		return fail(err, errlen, -ENOMEM, "qmp: out of memory");
+		return ha_errf(err, errlen, -ENOMEM, "qmp: out of memory");
 	}
 	c->fd = fd;
 	qmp_linebuf_init(&c->lb, QMP_MAX_LINE);
 	fl = fcntl(fd, F_GETFL);
 	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
-		rc = fail(err, errlen, -errno, "qmp: fcntl: %s", strerror(errno));
+		rc = ha_errf(err, errlen, -errno, "qmp: fcntl: %s", strerror(errno));
 		goto out_free;
 	}
 	/* The greeting; a monitor that already serves another client sends
 	 * nothing until that one leaves. */
 	rc = next_msg(c, deadline, &m, err, errlen);
 	if (rc == -ETIMEDOUT) {
-		rc = fail(err, errlen, rc, "qmp: no greeting within %u ms (monitor busy?)",
-			  timeout_ms);
+		rc = ha_errf(err, errlen, rc, "qmp: no greeting within %u ms (monitor busy?)",
+			     timeout_ms);
 		goto out_free;
 	}
 	if (rc < 0) {
@@ -838,8 +823,8 @@ int qmp_client_connect_fd(int fd, uint32_t timeout_ms, struct qmp_client **out,
 	}
 	if (m.kind != QMP_MSG_GREETING) {
 		qmp_msg_clear(&m);
-		rc = fail(err, errlen, -EPROTO, "qmp: expected a greeting, got %s",
-			  qmp_msg_kind_str(m.kind));
+		rc = ha_errf(err, errlen, -EPROTO, "qmp: expected a greeting, got %s",
+			     qmp_msg_kind_str(m.kind));
 		goto out_free;
 	}
 	c->ver[0] = m.ver_major;
@@ -874,25 +859,25 @@ int qmp_client_connect(const char *path, uint32_t timeout_ms, struct qmp_client 
 		const char *base = strrchr(path, '/');
 
 		if (base == NULL || (size_t)(base - path) >= sizeof(dir)) {
-			return fail(err, errlen, -ENAMETOOLONG, "qmp %s: path too long", path);
+			return ha_errf(err, errlen, -ENAMETOOLONG, "qmp %s: path too long", path);
 		}
 		memcpy(dir, path, (size_t)(base - path));
 		dir[base - path] = 0;
 		dfd = open(dir[0] ? dir : "/", O_PATH | O_DIRECTORY | O_CLOEXEC);
 		if (dfd < 0) {
-			return fail(err, errlen, -errno, "qmp %s: %s", dir, strerror(errno));
+			return ha_errf(err, errlen, -errno, "qmp %s: %s", dir, strerror(errno));
 		}
 		if (snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/%s", dfd,
 			     base + 1) >= (int)sizeof(sa.sun_path)) {
 			close(dfd);
-			return fail(err, errlen, -ENAMETOOLONG, "qmp %s: name too long", path);
+			return ha_errf(err, errlen, -ENAMETOOLONG, "qmp %s: name too long", path);
 		}
 	}
 	for (;;) {
 		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 		if (fd < 0) {
-			rc = fail(err, errlen, -errno, "qmp %s: socket: %s", path,
-				  strerror(errno));
+			rc = ha_errf(err, errlen, -errno, "qmp %s: socket: %s", path,
+				     strerror(errno));
 			break;
 		}
 		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
@@ -904,7 +889,7 @@ int qmp_client_connect(const char *path, uint32_t timeout_ms, struct qmp_client 
 		fd = -1;
 		if ((rc != -ENOENT && rc != -ECONNREFUSED && rc != -EAGAIN) ||
 		    ha_mono_ms() + CONNECT_RETRY_MS > deadline) {
-			rc = fail(err, errlen, rc, "qmp %s: connect: %s", path, strerror(-rc));
+			rc = ha_errf(err, errlen, rc, "qmp %s: connect: %s", path, strerror(-rc));
 			break;
 		}
 		nanosleep(&(struct timespec){ .tv_nsec = CONNECT_RETRY_MS * 1000000L }, NULL);
@@ -954,7 +939,7 @@ int qmp_client_query_status(struct qmp_client *c, char *status, size_t statuslen
 	if (s == NULL || !json_object_object_get_ex(ret, "running", &r) ||
 	    !json_object_is_type(r, json_type_boolean)) {
 		json_object_put(ret);
-		return fail(err, errlen, -EPROTO, "qmp query-status: malformed reply");
+		return ha_errf(err, errlen, -EPROTO, "qmp query-status: malformed reply");
 	}
 	copy_clean(status, statuslen, s, strlen(s));
 	*running = json_object_get_boolean(r);
@@ -1018,7 +1003,7 @@ out:
 	json_object_put(args);
 	json_object_put(params);
 	if (rc == -ENOMEM) {
-		fail(err, errlen, rc, "qmp migrate tuning: out of memory");
+		ha_errf(err, errlen, rc, "qmp migrate tuning: out of memory");
 	}
 	return rc;
 }
@@ -1109,7 +1094,7 @@ int qmp_client_query_migrate(struct qmp_client *c, struct qmp_migrate_info *info
 	rc = qmp_migrate_info_parse(ret, info);
 	json_object_put(ret);
 	if (rc < 0) {
-		return fail(err, errlen, rc, "qmp query-migrate: malformed reply");
+		return ha_errf(err, errlen, rc, "qmp query-migrate: malformed reply");
 	}
 	return 0;
 }
@@ -1134,19 +1119,19 @@ int qmp_client_migrate_wait(struct qmp_client *c, struct qmp_migrate_info *info,
 		case QMP_MIGRATE_COMPLETED:
 			return 0;
 		case QMP_MIGRATE_FAILED:
-			return fail(err, errlen, -EIO, "migration failed: %s",
-				    mi->error[0] ? mi->error : "no reason given");
+			return ha_errf(err, errlen, -EIO, "migration failed: %s",
+				       mi->error[0] ? mi->error : "no reason given");
 		case QMP_MIGRATE_CANCELLED:
-			return fail(err, errlen, -ECANCELED, "migration cancelled");
+			return ha_errf(err, errlen, -ECANCELED, "migration cancelled");
 		default:
 			break;
 		}
 		if (remaining_ms(deadline) == 0) {
-			return fail(err, errlen, -ETIMEDOUT,
-				    "migration not finished within %u ms (%s, %" PRIu64
-				    " of %" PRIu64 " bytes)", timeout_ms,
-				    qmp_migrate_status_str(mi->status), mi->ram_transferred,
-				    mi->ram_total);
+			return ha_errf(err, errlen, -ETIMEDOUT,
+				       "migration not finished within %u ms (%s, %" PRIu64
+				       " of %" PRIu64 " bytes)", timeout_ms,
+				       qmp_migrate_status_str(mi->status), mi->ram_transferred,
+				       mi->ram_total);
 		}
 		/* Events (MIGRATION, STOP) queue up meanwhile. */
 		rc = read_some(c, (int)(sleep_ms < remaining_ms(deadline) ? sleep_ms :

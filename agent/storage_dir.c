@@ -69,21 +69,6 @@ struct dir_report {
 	int32_t err; /* errno */
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0) {
-		return;
-	}
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 /*
  * The child: only system calls from here on (the agent forks from a
  * threaded process). Returns the report to send.
@@ -193,12 +178,12 @@ static int dir_check(const char *dir, bool flush, uint32_t timeout_ms, char *err
 	pid_t pid;
 
 	if (dir == NULL || dir[0] != '/') {
-		set_err(err, errlen, "storage dir: %s: not an absolute directory path",
+		ha_errf(err, errlen, 0, "storage dir: %s: not an absolute directory path",
 			dir ? dir : "(none)");
 		return -EINVAL;
 	}
 	if (strlen(dir) + sizeof(name) >= 4096) {
-		set_err(err, errlen, "storage dir: path too long");
+		ha_errf(err, errlen, 0, "storage dir: path too long");
 		return -ENAMETOOLONG;
 	}
 	if (timeout_ms == 0) {
@@ -207,7 +192,7 @@ static int dir_check(const char *dir, bool flush, uint32_t timeout_ms, char *err
 	probe_name(name, sizeof(name));
 	if (pipe2(pfd, O_CLOEXEC) < 0) {
 		rc = -errno;
-		set_err(err, errlen, "storage dir %s: pipe: %s", dir, strerror(-rc));
+		ha_errf(err, errlen, 0, "storage dir %s: pipe: %s", dir, strerror(-rc));
 		return rc;
 	}
 	deadline = ha_mono_ms() + timeout_ms;
@@ -216,7 +201,7 @@ static int dir_check(const char *dir, bool flush, uint32_t timeout_ms, char *err
 		rc = -errno;
 		close(pfd[0]);
 		close(pfd[1]);
-		set_err(err, errlen, "storage dir %s: fork: %s", dir, strerror(-rc));
+		ha_errf(err, errlen, 0, "storage dir %s: fork: %s", dir, strerror(-rc));
 		return rc;
 	}
 	if (pid == 0) {
@@ -261,12 +246,12 @@ static int dir_check(const char *dir, bool flush, uint32_t timeout_ms, char *err
 	/* The child exits right after its report: a short grace to reap it. */
 	status = reap_child(pid, timed_out, ha_mono_ms() + (timed_out ? 2000 : 1000));
 	if (timed_out) {
-		set_err(err, errlen, "storage dir %s: no answer within %u ms (file system hung?)",
+		ha_errf(err, errlen, 0, "storage dir %s: no answer within %u ms (file system hung?)",
 			dir, timeout_ms);
 		return -ETIMEDOUT;
 	}
 	if (got != sizeof(r)) {
-		set_err(err, errlen, "storage dir %s: check process died (status %d)", dir,
+		ha_errf(err, errlen, 0, "storage dir %s: check process died (status %d)", dir,
 			status);
 		return -EIO;
 	}
@@ -274,10 +259,10 @@ static int dir_check(const char *dir, bool flush, uint32_t timeout_ms, char *err
 		int e = r.err > 0 ? r.err : EIO;
 
 		if (r.step == DIR_STEP_CREATE && (e == EROFS || e == EACCES || e == EPERM)) {
-			set_err(err, errlen, "storage dir %s is not writable: %s: %s", dir,
+			ha_errf(err, errlen, 0, "storage dir %s is not writable: %s: %s", dir,
 				dir_step_str((enum dir_step)r.step), strerror(e));
 		} else {
-			set_err(err, errlen, "storage dir %s: %s: %s", dir,
+			ha_errf(err, errlen, 0, "storage dir %s: %s: %s", dir,
 				dir_step_str((enum dir_step)r.step), strerror(e));
 		}
 		qb_log(LOG_DEBUG, "storage dir %s: %s: %s", dir,

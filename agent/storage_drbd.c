@@ -41,21 +41,6 @@
 
 static char *drbd_tool; /* agent_storage_drbd_set_tool(); NULL = search */
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0) {
-		return;
-	}
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 int agent_storage_drbd_set_tool(const char *path)
 {
 	char *copy = NULL;
@@ -119,7 +104,7 @@ static int check_resource(const char *res, char *err, size_t errlen)
 	size_t n = res ? strlen(res) : 0;
 
 	if (n == 0 || n > DRBD_RES_MAX || res[0] == '-' || strcmp(res, "all") == 0) {
-		set_err(err, errlen, "drbd: invalid resource name '%.64s'", res ? res : "");
+		ha_errf(err, errlen, 0, "drbd: invalid resource name '%.64s'", res ? res : "");
 		return -EINVAL;
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -127,7 +112,7 @@ static int check_resource(const char *res, char *err, size_t errlen)
 
 		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
 		      c == '-' || c == '_' || c == '.')) {
-			set_err(err, errlen, "drbd: invalid resource name '%.64s'", res);
+			ha_errf(err, errlen, 0, "drbd: invalid resource name '%.64s'", res);
 			return -EINVAL;
 		}
 	}
@@ -351,7 +336,7 @@ static void cmd_err(char *err, size_t errlen, const char *verb, const char *res,
 
 	flatten(msg, sizeof(msg), c->errout);
 	flatten(msg, sizeof(msg), c->out);
-	set_err(err, errlen, "drbdadm %s %s: exit %d: %s", verb, res, c->status,
+	ha_errf(err, errlen, 0, "drbdadm %s %s: exit %d: %s", verb, res, c->status,
 		msg[0] ? msg : "(no output)");
 }
 
@@ -359,13 +344,13 @@ static void exec_err(char *err, size_t errlen, const char *verb, const char *res
 		     uint32_t timeout_ms, int rc)
 {
 	if (rc == -ENOENT) {
-		set_err(err, errlen, "drbd: drbdadm not found (PATH, /usr/sbin, /sbin; "
+		ha_errf(err, errlen, 0, "drbd: drbdadm not found (PATH, /usr/sbin, /sbin; "
 			"install drbd-utils)");
 	} else if (rc == -ETIMEDOUT) {
-		set_err(err, errlen, "drbdadm %s %s: no answer within %u ms, killed", verb, res,
+		ha_errf(err, errlen, 0, "drbdadm %s %s: no answer within %u ms, killed", verb, res,
 			timeout_ms);
 	} else {
-		set_err(err, errlen, "drbdadm %s %s: %s", verb, res, strerror(-rc));
+		ha_errf(err, errlen, 0, "drbdadm %s %s: %s", verb, res, strerror(-rc));
 	}
 }
 
@@ -463,7 +448,7 @@ static int drbd_probe(char *err, size_t errlen)
 	char tool[4096];
 
 	if (access("/sys/module/drbd", F_OK) < 0 && access("/proc/drbd", F_OK) < 0) {
-		set_err(err, errlen, "drbd: kernel module not loaded (modprobe drbd)");
+		ha_errf(err, errlen, 0, "drbd: kernel module not loaded (modprobe drbd)");
 		return -ENODEV;
 	}
 	if (find_tool(tool, sizeof(tool)) < 0) {
@@ -489,7 +474,7 @@ static int drbd_switch(const char *verb, const char *res, uint32_t timeout_ms, c
 	}
 	c = malloc(sizeof(*c));
 	if (c == NULL) {
-		set_err(err, errlen, "drbdadm %s %s: out of memory", verb, res);
+		ha_errf(err, errlen, 0, "drbdadm %s %s: out of memory", verb, res);
 		return -ENOMEM;
 	}
 	rc = drbd_exec(verb, res, timeout_ms, c);

@@ -17,6 +17,15 @@ static inline void ha_freep(void *p)
 }
 #define _cleanup_free_ __attribute__((cleanup(ha_freep)))
 
+/*
+ * The one error formatter: writes the message into @err (@errlen bytes,
+ * always terminated; nothing when @err is NULL or @errlen is 0) and
+ * returns @rc, so that a failure reports and returns in one statement:
+ *     return ha_errf(err, errlen, -EINVAL, "spec %s: no rootfs", name);
+ */
+int ha_errf(char *err, size_t errlen, int rc, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
 uint64_t ha_mono_ms(void);
 /* Sleeps @ms milliseconds, resuming after a signal. */
 void ha_sleep_ms(unsigned ms);

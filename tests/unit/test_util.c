@@ -258,6 +258,23 @@ static void test_clocks(void)
 	CHECK(ha_wall_ms() > 1600000000000ull); /* after 2020 */
 }
 
+static void test_errf(void)
+{
+	char err[16];
+
+	memset(err, 'x', sizeof(err));
+	CHECK_EQ_INT(ha_errf(err, sizeof(err), -ENOENT, "no %s here", "file"), -ENOENT);
+	CHECK(strcmp(err, "no file here") == 0);
+	/* truncated, always terminated */
+	CHECK_EQ_INT(ha_errf(err, sizeof(err), -EIO, "%s", "a message longer than 16"), -EIO);
+	CHECK_EQ_INT(strlen(err), sizeof(err) - 1);
+	/* no buffer: only the code */
+	CHECK_EQ_INT(ha_errf(NULL, 64, -EINVAL, "ignored %d", 1), -EINVAL);
+	err[0] = 'k';
+	CHECK_EQ_INT(ha_errf(err, 0, 0, "ignored"), 0);
+	CHECK(err[0] == 'k');
+}
+
 int main(void)
 {
 	const char *tmp = getenv("TMPDIR");
@@ -274,6 +291,7 @@ int main(void)
 	test_parse_u64();
 	test_clocks();
 	test_net();
+	test_errf();
 	CHECK_EQ_INT(count_entries(dir), 0);
 	CHECK_EQ_INT(rmdir(dir), 0);
 	return ha_test_done("test_util");
