@@ -57,6 +57,7 @@
 
 #include "driver_container.h"
 #include "guestdef.h"
+#include "host_proc.h"
 #include "util.h"
 
 #define PID_FILE_MAX 1024
@@ -280,52 +281,9 @@ static int guest_new(struct agent_driver *d, const struct agent_guest_spec *spec
 
 /* ---- liveness ------------------------------------------------------------ */
 
-/* Start time (clock ticks since boot) and state letter of @pid. */
-static int proc_stat(pid_t pid, unsigned long long *start, char *state)
-{
-	char path[64], buf[1024], *p;
-	ssize_t n;
-	int field;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	n = ctr_read_small(path, buf, sizeof(buf));
-	if (n < 0) {
-		return (int)n;
-	}
-	/* comm may hold spaces and ')': the fields follow the last ')' */
-	p = strrchr(buf, ')');
-	if (p == NULL || p[1] != ' ') {
-		return -EINVAL;
-	}
-	p += 2;
-	*state = *p;
-	for (field = 3; field < 22 && p; field++) {
-		p = strchr(p, ' ');
-		if (p) {
-			p++;
-		}
-	}
-	if (p == NULL) {
-		return -EINVAL;
-	}
-	*start = strtoull(p, NULL, 10);
-	return 0;
-}
-
-static bool pid_alive(pid_t pid, unsigned long long starttime)
-{
-	unsigned long long st;
-	char state;
-
-	if (pid <= 0 || proc_stat(pid, &st, &state) < 0) {
-		return false;
-	}
-	return st == starttime && state != 'Z' && state != 'X';
-}
-
 static bool guest_alive(const struct agent_guest *g)
 {
-	return pid_alive(g->pid, g->starttime);
+	return host_proc_alive(g->pid, g->starttime);
 }
 
 static int pidfile_write(struct agent_guest *g, char *err)
@@ -352,7 +310,7 @@ static int pidfile_read(struct agent_guest *g)
 	char buf[PID_FILE_MAX], *line, *save = NULL;
 	const char *cgroup = NULL;
 	uint64_t pid = 0, start = 0;
-	ssize_t n = ctr_read_small(g->pidfile, buf, sizeof(buf));
+	ssize_t n = host_read_small(g->pidfile, buf, sizeof(buf));
 
 	g->pid = 0;
 	g->starttime = 0;
@@ -883,15 +841,14 @@ static int container_launch(struct agent_guest *g, uint64_t deadline, char *err)
 			       g->spec.name, rc == 0 ? "exited without a report" : "did not report");
 	}
 	if (rc == 0) {
-		unsigned long long st;
-		char state;
+		struct host_proc_stat ps;
 
-		if (proc_stat(init, &st, &state) < 0) {
+		if (host_proc_stat_read(init, &ps) < 0) {
 			rc = agent_err(err, -ESRCH, "starting %s: init %d vanished", g->spec.name,
 				       (int)init);
 		} else {
 			g->pid = init;
-			g->starttime = st;
+			g->starttime = ps.starttime;
 		}
 	}
 	if (rc == 0 && g->spec.ip) {
@@ -942,7 +899,7 @@ static int ctr_probe(struct agent_driver *d, Hactl__HostFacts *facts)
 	char buf[4096];
 	const char *criu = d && d->cfg && d->cfg->criu_path[0] ? d->cfg->criu_path : "criu";
 
-	if (ctr_read_small("/proc/filesystems", buf, sizeof(buf)) < 0 ||
+	if (host_read_small("/proc/filesystems", buf, sizeof(buf)) < 0 ||
 	    strstr(buf, "\toverlay\n") == NULL) {
 		return -ENOTSUP;
 	}
@@ -1186,7 +1143,7 @@ static int meta_check(struct agent_guest *g, const char *dir, char *err)
 	if ((rc = path_fmt(path, dir, CKPT_META, err)) < 0) {
 		return rc;
 	}
-	n = ctr_read_small(path, buf, sizeof(buf));
+	n = host_read_small(path, buf, sizeof(buf));
 	if (n < 0) {
 		return agent_err(err, (int)n, "restore %s: %s: %s", g->spec.name, path,
 				 strerror((int)-n));
@@ -1361,12 +1318,14 @@ static int ctr_restore(struct agent_driver *d, const struct agent_guest_spec *sp
 		rc = ctr_criu_restore(&t, images, COPY_TIMEOUT_MS, &pid, err);
 	}
 	if (rc == 0) {
-		char state;
+		struct host_proc_stat ps;
 
 		g->pid = pid;
-		if (proc_stat(pid, &g->starttime, &state) < 0) {
+		if (host_proc_stat_read(pid, &ps) < 0) {
 			rc = agent_err(err, -ESRCH, "restore %s: restored init %d vanished",
 				       spec->name, (int)pid);
+		} else {
+			g->starttime = ps.starttime;
 		}
 	}
 	if (rc == 0 && g->spec.ip) {
@@ -1455,13 +1414,14 @@ int ctr_guest_prepare(struct agent_driver *d, const struct agent_guest_spec *spe
 
 int ctr_guest_adopt(struct agent_guest *g, pid_t pid, char *err)
 {
-	char state;
+	struct host_proc_stat ps;
 
 	g->pid = pid;
-	if (proc_stat(pid, &g->starttime, &state) < 0) {
+	if (host_proc_stat_read(pid, &ps) < 0) {
 		g->pid = 0;
 		return agent_err(err, -ESRCH, "%s: init %d vanished", g->spec.name, (int)pid);
 	}
+	g->starttime = ps.starttime;
 	return pidfile_write(g, err);
 }
 

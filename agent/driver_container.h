@@ -19,6 +19,7 @@
 #include <sys/types.h>
 
 #include "driver.h"
+#include "host_proc.h"
 
 #define CTR_PATH 512          /* every path the driver builds */
 #define CTR_NAME_MAX 64       /* guest name: [A-Za-z0-9_.-], not "." or ".." */
@@ -26,12 +27,6 @@
 #define CTR_ARGS_MAX 64       /* spec->command, words */
 #define CTR_CG_MAX 16         /* v1 hierarchies considered */
 
-/* Reads up to @len-1 bytes of a small file (cgroup, /proc) into @buf, NUL
- * terminated; returns the byte count or -errno. */
-ssize_t ctr_read_small(const char *path, char *buf, size_t len);
-/* Writes @s to an existing file (no O_CREAT, no truncation needed for
- * cgroup and /proc files); returns 0 or -errno. */
-int ctr_write_str(const char *path, const char *s);
 
 /* ---- helper programs (driver_container_exec.c) ---------------------- */
 

@@ -203,7 +203,7 @@ static int cg_write(const char *dir, const char *file, const char *val, char *er
 	int rc;
 
 	snprintf(path, sizeof(path), "%s/%s", dir, file);
-	rc = ctr_write_str(path, val);
+	rc = host_write_str(path, val);
 	if (rc < 0) {
 		agent_err(err, rc, "cgroup: writing '%s' to %s: %s", val, path, strerror(-rc));
 	}
@@ -335,7 +335,7 @@ static int v2_enable(const char *dir, char *err)
 	ssize_t n;
 
 	snprintf(path, sizeof(path), "%s/cgroup.controllers", dir);
-	n = ctr_read_small(path, have, sizeof(have));
+	n = host_read_small(path, have, sizeof(have));
 	if (n < 0) {
 		return agent_err(err, (int)n, "cgroup: reading %s: %s", path, strerror((int)-n));
 	}
@@ -471,13 +471,13 @@ bool ctr_cgroup_frozen(const struct ctr_cgroup *cg)
 
 	if (cg->v2) {
 		snprintf(path, sizeof(path), "%s/cgroup.freeze", cg->unified);
-		return ctr_read_small(path, buf, sizeof(buf)) > 0 && buf[0] == '1';
+		return host_read_small(path, buf, sizeof(buf)) > 0 && buf[0] == '1';
 	}
 	if (cg->freezer[0] == '\0') {
 		return false;
 	}
 	snprintf(path, sizeof(path), "%s/freezer.state", cg->freezer);
-	return ctr_read_small(path, buf, sizeof(buf)) > 0 && strncmp(buf, "FROZEN", 6) == 0;
+	return host_read_small(path, buf, sizeof(buf)) > 0 && strncmp(buf, "FROZEN", 6) == 0;
 }
 
 /* True once the freeze took effect on every task. */
@@ -487,7 +487,7 @@ static bool freeze_done(const struct ctr_cgroup *cg)
 
 	if (cg->v2) {
 		snprintf(path, sizeof(path), "%s/cgroup.events", cg->unified);
-		return ctr_read_small(path, buf, sizeof(buf)) > 0 && strstr(buf, "frozen 1");
+		return host_read_small(path, buf, sizeof(buf)) > 0 && strstr(buf, "frozen 1");
 	}
 	return ctr_cgroup_frozen(cg);
 }
@@ -703,7 +703,7 @@ static int read_u64(const char *dir, const char *file, uint64_t *out)
 	ssize_t n;
 
 	snprintf(path, sizeof(path), "%s/%s", dir, file);
-	n = ctr_read_small(path, buf, sizeof(buf));
+	n = host_read_small(path, buf, sizeof(buf));
 	if (n < 0) {
 		return (int)n;
 	}
@@ -724,7 +724,7 @@ int ctr_cgroup_usage(const struct ctr_cgroup *cg, struct agent_guest_usage *u)
 			return -errno;
 		}
 		snprintf(path, sizeof(path), "%s/cpu.stat", cg->unified);
-		if (ctr_read_small(path, buf, sizeof(buf)) > 0 &&
+		if (host_read_small(path, buf, sizeof(buf)) > 0 &&
 		    (p = strstr(buf, "usage_usec ")) != NULL) {
 			u->cpu_ns = strtoull(p + 11, NULL, 10) * 1000;
 		}

@@ -27,64 +27,6 @@
 #include "driver_container.h"
 #include "util.h"
 
-ssize_t ctr_read_small(const char *path, char *buf, size_t len)
-{
-	size_t got = 0;
-	int fd;
-
-	if (len == 0) {
-		return -EINVAL;
-	}
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0) {
-		return -errno;
-	}
-	while (got < len - 1) {
-		ssize_t n = read(fd, buf + got, len - 1 - got);
-
-		if (n < 0 && errno == EINTR) {
-			continue;
-		}
-		if (n < 0) {
-			int e = -errno;
-
-			close(fd);
-			return e;
-		}
-		if (n == 0) {
-			break;
-		}
-		got += (size_t)n;
-	}
-	close(fd);
-	buf[got] = '\0';
-	return (ssize_t)got;
-}
-
-int ctr_write_str(const char *path, const char *s)
-{
-	size_t len = strlen(s);
-	ssize_t n;
-	int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOCTTY);
-
-	if (fd < 0) {
-		return -errno;
-	}
-	do {
-		n = write(fd, s, len);
-	} while (n < 0 && errno == EINTR);
-	if (n < 0) {
-		int e = -errno;
-
-		close(fd);
-		return e;
-	}
-	if (close(fd) < 0) {
-		return -errno;
-	}
-	return (size_t)n == len ? 0 : -EIO;
-}
-
 int ctr_tool_find(const char *name, char *out, size_t outlen)
 {
 	static const char *const dirs[] = { "/usr/sbin", "/usr/bin", "/sbin", "/bin" };

@@ -62,6 +62,7 @@
 #include "driver.h"
 #include "driver_container.h" /* the cgroup helpers are shared */
 #include "guestdef.h"
+#include "host_proc.h"
 #include "qmp_client.h"
 #include "util.h"
 
@@ -307,45 +308,14 @@ static int guest_new(const struct agent_driver *d, const struct agent_guest_spec
 
 /* ---- /proc ----------------------------------------------------------- */
 
-struct proc_stat {
-	char state;
-	uint64_t utime, stime, threads, starttime;
-};
-
-static int proc_stat_read(pid_t pid, struct proc_stat *ps)
-{
-	char path[64], buf[1024];
-	const char *p;
-	ssize_t n;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	n = ctr_read_small(path, buf, sizeof(buf));
-	if (n < 0) {
-		return (int)n;
-	}
-	p = strrchr(buf, ')');
-	if (p == NULL) {
-		return -EINVAL;
-	}
-	/* state ppid pgrp session tty tpgid flags minflt cminflt majflt
-	 * cmajflt utime stime cutime cstime priority nice threads itreal
-	 * starttime */
-	if (sscanf(p + 1, " %c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %" SCNu64 " %" SCNu64
-		   " %*d %*d %*d %*d %" SCNu64 " %*d %" SCNu64, &ps->state, &ps->utime,
-		   &ps->stime, &ps->threads, &ps->starttime) != 5) {
-		return -EINVAL;
-	}
-	return 0;
-}
-
 /* The recorded QEMU is alive: same pid, same start time, not a zombie.
  * A leader that is a zombie while other threads still exit counts as
  * alive: its files (the tap) are not closed yet. */
 static bool rec_alive(const struct dom_record *r)
 {
-	struct proc_stat ps;
+	struct host_proc_stat ps;
 
-	if (r->pid <= 1 || proc_stat_read(r->pid, &ps) < 0 || ps.starttime != r->starttime) {
+	if (r->pid <= 1 || host_proc_stat_read(r->pid, &ps) < 0 || ps.starttime != r->starttime) {
 		return false;
 	}
 	return !((ps.state == 'Z' || ps.state == 'X') && ps.threads <= 1);
@@ -653,7 +623,7 @@ static int cgroup_setup(struct agent_guest *g, pid_t pid, char *err)
 	n = ctr_cgroup_procs_files(&g->cg, files, HA_ARRAY_SIZE(files));
 	snprintf(v, sizeof(v), "%d", (int)pid);
 	for (unsigned i = 0; i < n; i++) {
-		rc = ctr_write_str(files[i], v);
+		rc = host_write_str(files[i], v);
 		if (rc < 0) {
 			return agent_err(err, rc, "domain %s: %s: %s", g->name, files[i],
 					 strerror(-rc));
@@ -806,7 +776,7 @@ static int kvm_boot_probe(const struct agent_guest *g, char *why, size_t whylen)
 		}
 		ha_sleep_ms(20);
 	}
-	rc = (int)ctr_read_small(log, buf, sizeof(buf));
+	rc = (int)host_read_small(log, buf, sizeof(buf));
 	unlink(log);
 	if (rc > 0 && (strstr(buf, "Kernel panic") || strstr(buf, "Unable to mount root"))) {
 		return 0;
@@ -1161,7 +1131,7 @@ static int launch(struct agent_guest *g, struct launch *lo, struct dom_record *r
 	bool tap_made = false;
 	int lfd = -1, rc, status = 0;
 	pid_t pid = -1;
-	struct proc_stat ps;
+	struct host_proc_stat ps;
 	char pidtxt[32];
 
 	memset(rec, 0, sizeof(*rec));
@@ -1327,9 +1297,9 @@ static int launch(struct agent_guest *g, struct launch *lo, struct dom_record *r
 			       tail[0] ? tail : "no message");
 		goto fail_kill;
 	}
-	if (ctr_read_small(pidp, pidtxt, sizeof(pidtxt)) <= 0 ||
+	if (host_read_small(pidp, pidtxt, sizeof(pidtxt)) <= 0 ||
 	    (rec->pid = (pid_t)strtol(pidtxt, NULL, 10)) <= 1 ||
-	    proc_stat_read(rec->pid, &ps) < 0) {
+	    host_proc_stat_read(rec->pid, &ps) < 0) {
 		rc = agent_err(err, -EIO, "domain %s: QEMU wrote no usable pid file %s", g->name,
 			       pidp);
 		goto fail_kill;
@@ -1472,7 +1442,7 @@ static int dom_probe(struct agent_driver *d, Hactl__HostFacts *facts)
 		}
 		ha_sleep_ms(10);
 	}
-	rc = (int)ctr_read_small(logp, buf, sizeof(buf));
+	rc = (int)host_read_small(logp, buf, sizeof(buf));
 	unlink(logp);
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || rc <= 0) {
 		return -ENOENT;
@@ -1755,7 +1725,7 @@ static enum agent_guest_state dom_state(const struct agent_guest *g)
 static int dom_usage(struct agent_guest *g, struct agent_guest_usage *out)
 {
 	struct dom_record r;
-	struct proc_stat ps;
+	struct host_proc_stat ps;
 	char path[64], buf[4096];
 	const char *p;
 	long tck = sysconf(_SC_CLK_TCK);
@@ -1766,13 +1736,13 @@ static int dom_usage(struct agent_guest *g, struct agent_guest_usage *out)
 	if (rc < 0) {
 		return rc;
 	}
-	rc = proc_stat_read(r.pid, &ps);
+	rc = host_proc_stat_read(r.pid, &ps);
 	if (rc < 0) {
 		return rc;
 	}
 	out->cpu_ns = (ps.utime + ps.stime) * (1000000000ULL / (uint64_t)(tck > 0 ? tck : 100));
 	snprintf(path, sizeof(path), "/proc/%d/status", (int)r.pid);
-	if (ctr_read_small(path, buf, sizeof(buf)) > 0 && (p = strstr(buf, "VmRSS:")) != NULL) {
+	if (host_read_small(path, buf, sizeof(buf)) > 0 && (p = strstr(buf, "VmRSS:")) != NULL) {
 		out->mem_bytes = strtoull(p + strlen("VmRSS:"), NULL, 10) * 1024;
 	}
 	out->pids = 1;
