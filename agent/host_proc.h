@@ -3,7 +3,7 @@
  * (/proc, cgroupfs) and a process's /proc/PID/stat, parsed in one place.
  * Both drivers use it; it knows nothing of guests or drivers.
  *
- * Running helper programs with a timeout is common/spawn.h (fencing uses
+ * Running helper programs with a timeout is common/ha_spawn.h (fencing uses
  * it too).
  */
 #ifndef HA_AGENT_HOST_PROC_H
