@@ -1,20 +1,17 @@
 /*
  * fence_agent.c - runs ClusterLabs fence agents: options on stdin, one
- * key=value per line; exit 0 = done, for status 0 = on, 2 = off.
+ * key=value per line; exit 0 = done, for status 0 = on, 2 = off. The agent
+ * runs through ha_spawn_run (common/ha_spawn.h): the input is in its pipe
+ * before it starts, its process group is killed at the timeout, and the
+ * last line of its output (stdout and stderr) is its message.
  */
 #include <errno.h>
-#include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "fencing.h"
-#include "util.h"
+#include "ha_spawn.h"
 
 static void last_line(const char *buf, char *out, size_t len)
 {
@@ -33,12 +30,10 @@ static void last_line(const char *buf, char *out, size_t len)
 int fence_agent_run(const struct fence_device *dev, const char *action, const char *plug,
 		    uint32_t timeout_s, struct fence_result *res)
 {
-	int in[2], out[2];
+	struct ha_spawn_result r;
 	char input[8192], buf[4096];
-	size_t n = 0, got = 0;
-	pid_t pid;
-	int status = 0;
-	uint64_t deadline;
+	size_t n = 0;
+	int rc;
 
 	memset(res, 0, sizeof(*res));
 	res->exit_code = -1;
@@ -53,93 +48,36 @@ int fence_agent_run(const struct fence_device *dev, const char *action, const ch
 	if (n >= sizeof(input)) {
 		return -E2BIG;
 	}
-	if (pipe2(in, O_CLOEXEC) < 0) {
-		return -errno;
-	}
-	if (pipe2(out, O_CLOEXEC) < 0) {
-		int e = -errno;
+	{
+		/* the agent's last output line is its message: keep the tail */
+		char *argv[] = { (char *)dev->agent, NULL };
+		/* 0 s means at once, not without a deadline */
+		uint32_t ms = timeout_s > UINT32_MAX / 1000u ? UINT32_MAX : timeout_s * 1000u;
+		struct ha_spawn sp = {
+			.argv = argv,
+			.input = input,
+			.input_len = n,
+			.out = buf,
+			.out_len = sizeof(buf),
+			.keep_tail = true,
+			.err = HA_SPAWN_ERR_TO_OUT,
+			.timeout_ms = ms,
+		};
 
-		close(in[0]);
-		close(in[1]);
-		return e;
-	}
-	/*
-	 * The whole input goes into the pipe before the agent exists (it is
-	 * at most 8 KiB, the pipe holds 64 KiB): while we write, we hold the
-	 * read end ourselves, so an agent that exits without reading its
-	 * stdin can never make this write raise SIGPIPE in the caller.
-	 */
-	if (write(in[1], input, n) != (ssize_t)n) {
-		int e = errno ? -errno : -EIO;
-
-		close(in[0]);
-		close(in[1]);
-		close(out[0]);
-		close(out[1]);
-		return e;
-	}
-	close(in[1]);
-	pid = fork();
-	if (pid < 0) {
-		int e = -errno;
-
-		close(in[0]);
-		close(out[0]);
-		close(out[1]);
-		return e;
-	}
-	if (pid == 0) {
-		sigset_t none;
-
-		/* the daemon's ignored SIGPIPE and blocked signals are not the
-		 * agent's */
-		signal(SIGPIPE, SIG_DFL);
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		dup2(in[0], 0);
-		dup2(out[1], 1);
-		dup2(out[1], 2);
-		setsid();
-		execlp(dev->agent, dev->agent, (char *)NULL);
-		_exit(127);
-	}
-	close(in[0]);
-	close(out[1]);
-	deadline = ha_mono_ms() + timeout_s * 1000ull;
-	for (;;) {
-		struct pollfd p = { .fd = out[0], .events = POLLIN };
-		int64_t left = (int64_t)deadline - (int64_t)ha_mono_ms();
-		ssize_t r;
-
-		if (left <= 0) {
-			kill(-pid, SIGKILL);
-			kill(pid, SIGKILL);
-			res->timed_out = true;
-			break;
+		if (ms == 0) {
+			sp.timeout_ms = 1;
 		}
-		if (poll(&p, 1, (int)left) <= 0) {
-			continue;
-		}
-		r = read(out[0], buf + got, sizeof(buf) - 1 - got);
-		if (r <= 0) {
-			break;
-		}
-		got += (size_t)r;
-		if (got >= sizeof(buf) - 1) {
-			/* keep the tail */
-			memmove(buf, buf + got / 2, got - got / 2);
-			got -= got / 2;
+		rc = ha_spawn_run(&sp, &r);
+		if (rc < 0 && rc != -ETIMEDOUT) {
+			return rc;
 		}
 	}
-	buf[got] = 0;
-	close(out[0]);
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-	}
+	res->timed_out = r.timed_out;
 	last_line(buf, res->output, sizeof(res->output));
 	if (res->timed_out) {
 		return 0;
 	}
-	res->exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+	res->exit_code = ha_spawn_status(&r);
 	return 0;
 }
 
