@@ -29,83 +29,26 @@
 #ifdef HAVE_CRIU_RPC
 #include "criu_rpc.h"
 #endif
+#include "ha_spawn.h"
 #include "util.h"
 
 /*
- * Runs argv with stdout captured (at most outlen-1 bytes), killing it after
- * timeout_ms. Returns its exit status (0..255), or -errno / -ETIMEDOUT.
+ * Runs argv with stdout captured (at most outlen-1 bytes), stdin and stderr
+ * on /dev/null, killing it after timeout_ms. Returns its exit status
+ * (0..255), or -errno / -ETIMEDOUT.
  */
 static int run_capture(char *const argv[], char *out, size_t outlen,
 		       uint32_t timeout_ms)
 {
-	int pfd[2];
-	pid_t pid;
-	size_t got = 0;
-	uint64_t deadline = ha_mono_ms() + timeout_ms;
-	int status;
+	struct ha_spawn sp = { .argv = argv, .out = out, .out_len = outlen,
+			       .timeout_ms = timeout_ms ? timeout_ms : 1 };
+	struct ha_spawn_result r;
+	int rc = ha_spawn_run(&sp, &r);
 
-	if (pipe2(pfd, O_CLOEXEC) < 0) {
-		return -errno;
+	if (rc < 0) {
+		return rc;
 	}
-	pid = fork();
-	if (pid < 0) {
-		int e = -errno;
-
-		close(pfd[0]);
-		close(pfd[1]);
-		return e;
-	}
-	if (pid == 0) {
-		int devnull = open("/dev/null", O_RDWR);
-
-		dup2(pfd[1], 1);
-		if (devnull >= 0) {
-			dup2(devnull, 0);
-			dup2(devnull, 2);
-		}
-		execvp(argv[0], argv);
-		_exit(127);
-	}
-	close(pfd[1]);
-	for (;;) {
-		struct pollfd p = { .fd = pfd[0], .events = POLLIN };
-		int64_t left = (int64_t)deadline - (int64_t)ha_mono_ms();
-		ssize_t n;
-
-		if (left <= 0) {
-			kill(pid, SIGKILL);
-			waitpid(pid, NULL, 0);
-			close(pfd[0]);
-			return -ETIMEDOUT;
-		}
-		if (poll(&p, 1, (int)left) <= 0) {
-			continue;
-		}
-		if (got + 1 < outlen) {
-			n = read(pfd[0], out + got, outlen - 1 - got);
-		} else {
-			char sink[256];
-
-			n = read(pfd[0], sink, sizeof(sink));
-			if (n > 0) {
-				continue;
-			}
-		}
-		if (n <= 0) {
-			break;
-		}
-		got += (size_t)n;
-	}
-	close(pfd[0]);
-	if (outlen) {
-		out[got] = 0;
-	}
-	while (waitpid(pid, &status, 0) < 0) {
-		if (errno != EINTR) {
-			return -errno;
-		}
-	}
-	return WIFEXITED(status) ? WEXITSTATUS(status) : -ECHILD;
+	return r.exit_code >= 0 ? r.exit_code : -ECHILD;
 }
 
 int agent_parse_criu_version(const char *text, char *out, size_t outlen)
@@ -214,13 +157,15 @@ static void probe_qemu(const struct agent_probe_opts *o, Hactl__HostFacts *f)
  * KVM trial in a child (a broken KVM may hang KVM_RUN): a real-mode guest
  * writes 42 to port 0x10 and halts. Exit 0 means the vCPU ran our code.
  */
-static int kvm_trial_child(int kvm)
+/* In a forked child (ha_spawn_run's fn): exit 0 when a vCPU ran. */
+static int kvm_trial_child(void *arg)
 {
 	static const uint8_t code[] = {
 		0xb0, 42,   /* mov al, 42 */
 		0xe6, 0x10, /* out 0x10, al */
 		0xf4,       /* hlt */
 	};
+	int kvm = *(const int *)arg;
 	struct kvm_userspace_memory_region region = { 0 };
 	struct kvm_sregs sregs;
 	struct kvm_regs regs = { 0 };
@@ -284,9 +229,8 @@ static int kvm_trial_child(int kvm)
 static void probe_kvm(const struct agent_probe_opts *o, Hactl__HostFacts *f)
 {
 	int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-	pid_t pid;
-	int status = 0;
-	uint64_t deadline;
+	struct ha_spawn_result r;
+	int rc;
 
 	f->has_kvm_present = true;
 	f->has_kvm_usable = true;
@@ -298,29 +242,15 @@ static void probe_kvm(const struct agent_probe_opts *o, Hactl__HostFacts *f)
 		return;
 	}
 	f->kvm_present = true;
-	pid = fork();
-	if (pid == 0) {
-		_exit(kvm_trial_child(kvm));
+	{
+		struct ha_spawn sp = { .fn = kvm_trial_child, .arg = &kvm,
+				       .err = HA_SPAWN_ERR_INHERIT,
+				       .timeout_ms = o->timeout_ms ? o->timeout_ms : 1 };
+
+		rc = ha_spawn_run(&sp, &r);
 	}
 	close(kvm);
-	if (pid < 0) {
-		return;
-	}
-	deadline = ha_mono_ms() + o->timeout_ms;
-	for (;;) {
-		pid_t r = waitpid(pid, &status, WNOHANG);
-
-		if (r == pid) {
-			break;
-		}
-		if (ha_mono_ms() > deadline) {
-			kill(pid, SIGKILL);
-			waitpid(pid, &status, 0);
-			return;
-		}
-		nanosleep(&(struct timespec){ .tv_nsec = 10 * 1000 * 1000 }, NULL);
-	}
-	f->kvm_usable = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+	f->kvm_usable = rc == 0 && r.exit_code == 0;
 }
 
 static void probe_rdma(Hactl__HostFacts *f)
