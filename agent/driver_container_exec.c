@@ -1,7 +1,7 @@
 /*
- * driver_container_exec.c - the container driver's small helpers: error
- * text, small cgroup and /proc files, and the helper programs it runs
- * (iproute2's ip, cp -a and rm -rf), each bounded by a timeout.
+ * driver_container_exec.c - the helper programs the container driver runs
+ * (iproute2's ip, cp -a and rm -rf), each through ha_spawn_run
+ * (common/ha_spawn.h) with a timeout.
  *
  * Why helper programs: the network setup is four iproute2 commands (veth
  * pair with the peer created in the container's namespace, bridge port,
@@ -13,18 +13,14 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/close_range.h>
-#include <poll.h>
 #include <sched.h>
-#include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "driver_container.h"
+#include "ha_spawn.h"
 #include "util.h"
 
 int ctr_tool_find(const char *name, char *out, size_t outlen)
@@ -60,102 +56,45 @@ static void first_line(const char *text, char *msg, size_t msglen)
 	msg[n] = '\0';
 }
 
+/* In the child before exec: into the guest's network namespace. */
+static int tool_setns(void *arg)
+{
+	return setns(*(const int *)arg, CLONE_NEWNET) < 0 ? -1 : 0;
+}
+
 int ctr_tool_run(char *const argv[], int netns_fd, uint32_t timeout_ms,
 		 char *msg, size_t msglen)
 {
 	char out[1024];
-	size_t got = 0;
-	uint64_t deadline = ha_mono_ms() + timeout_ms;
-	int pfd[2], status, rc;
-	pid_t pid;
+	struct ha_spawn sp = {
+		.argv = argv,
+		.setup = netns_fd >= 0 ? tool_setns : NULL,
+		.setup_arg = &netns_fd,
+		.out = out,
+		.out_len = sizeof(out),
+		.err = HA_SPAWN_ERR_TO_OUT,
+		.timeout_ms = timeout_ms ? timeout_ms : 1,
+	};
+	struct ha_spawn_result r;
+	int rc;
 
 	if (msg != NULL && msglen > 0) {
 		msg[0] = '\0';
 	}
-	if (pipe2(pfd, O_CLOEXEC) < 0) {
-		return -errno;
+	rc = ha_spawn_run(&sp, &r);
+	if (rc == -ETIMEDOUT) {
+		if (msg != NULL && msglen > 0) {
+			snprintf(msg, msglen, "%s ran longer than %u ms", argv[0], timeout_ms);
+		}
+		return rc;
 	}
-	pid = fork();
-	if (pid < 0) {
-		int e = -errno;
-
-		close(pfd[0]);
-		close(pfd[1]);
-		return e;
-	}
-	if (pid == 0) {
-		/* Only async-signal-safe calls from here: the agent has threads. */
-		sigset_t all;
-		int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
-
-		sigemptyset(&all);
-		sigprocmask(SIG_SETMASK, &all, NULL);
-		if (netns_fd >= 0 && setns(netns_fd, CLONE_NEWNET) < 0) {
-			_exit(126);
-		}
-		if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(pfd[1], 1) < 0 ||
-		    dup2(pfd[1], 2) < 0) {
-			_exit(126);
-		}
-		/* The agent's sockets and files stay out of the tool. */
-		close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
-		execv(argv[0], argv);
-		_exit(127);
-	}
-	close(pfd[1]);
-	for (;;) {
-		struct pollfd p = { .fd = pfd[0], .events = POLLIN };
-		int64_t left = (int64_t)deadline - (int64_t)ha_mono_ms();
-		ssize_t n;
-
-		if (left <= 0) {
-			kill(pid, SIGKILL);
-			waitpid(pid, NULL, 0);
-			close(pfd[0]);
-			if (msg != NULL && msglen > 0) {
-				snprintf(msg, msglen, "%s ran longer than %u ms", argv[0],
-					 timeout_ms);
-			}
-			return -ETIMEDOUT;
-		}
-		rc = poll(&p, 1, (int)left);
-		if (rc < 0 && errno != EINTR) {
-			break;
-		}
-		if (rc <= 0) {
-			continue;
-		}
-		n = read(pfd[0], out + got, sizeof(out) - 1 - got);
-		if (n < 0 && errno == EINTR) {
-			continue;
-		}
-		if (n <= 0) {
-			break;
-		}
-		got += (size_t)n;
-		if (got == sizeof(out) - 1) {
-			/* Enough for a message: drain the rest. */
-			char sink[512];
-
-			while (read(pfd[0], sink, sizeof(sink)) > 0) {
-			}
-			break;
-		}
-	}
-	close(pfd[0]);
-	out[got] = '\0';
-	while (waitpid(pid, &status, 0) < 0) {
-		if (errno != EINTR) {
-			return -errno;
-		}
+	if (rc < 0) {
+		return rc;
 	}
 	if (msg != NULL && msglen > 0) {
 		first_line(out, msg, msglen);
 	}
-	if (WIFEXITED(status)) {
-		return WEXITSTATUS(status);
-	}
-	return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+	return ha_spawn_status(&r);
 }
 
 int ctr_tree_remove(const char *path, uint32_t timeout_ms, char *err)

@@ -1,6 +1,6 @@
 /*
  * test_host.c - the agent's host layer (agent/host_*.c): /proc/PID/stat
- * parsing and liveness.
+ * parsing and liveness; the container driver's helper programs.
  */
 #include <errno.h>
 #include <signal.h>
@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "driver_container.h"
 #include "harness.h"
 #include "host_proc.h"
 
@@ -71,10 +72,29 @@ static void test_small_files(void)
 	CHECK_EQ_INT(host_write_str("/nonexistent/x", "1"), -ENOENT);
 }
 
+/* The container driver's helper programs (ip, cp, rm) through the spawn
+ * helper: exit status, first line as the message, the deadline. */
+static void test_ctr_tool_run(void)
+{
+	char *ok[] = { "/bin/sh", "-c", "echo; echo first line >&2; echo second; exit 4", NULL };
+	char *slow[] = { "/bin/sh", "-c", "sleep 1000", NULL };
+	char *none[] = { "/nonexistent/ip", NULL };
+	char msg[64];
+
+	CHECK_EQ_INT(ctr_tool_run(ok, -1, 30000, msg, sizeof(msg)), 4);
+	CHECK(strcmp(msg, "first line") == 0);
+	CHECK_EQ_INT(ctr_tool_run(slow, -1, 200, msg, sizeof(msg)), -ETIMEDOUT);
+	CHECK(strcmp(msg, "/bin/sh ran longer than 200 ms") == 0);
+	CHECK_EQ_INT(ctr_tool_run(none, -1, 30000, NULL, 0), 127);
+	/* a namespace that cannot be joined: the tool does not run */
+	CHECK_EQ_INT(ctr_tool_run(ok, 0, 30000, msg, sizeof(msg)), 126);
+}
+
 int main(void)
 {
 	test_proc_stat_parse();
 	test_proc_alive();
 	test_small_files();
+	test_ctr_tool_run();
 	return ha_test_done("test_host");
 }
