@@ -12,32 +12,30 @@
  * must stop a failover that would otherwise lose or fork data. The error
  * carries drbdadm's message; agent_storage_drbd_errno() maps it.
  *
- * drbdadm runs with fork/exec (no shell), its argument a checked resource
- * name, in its own process group that is killed when the timeout passes
- * (drbdadm runs drbdsetup, which may wait on the kernel). stdout and stderr
- * are captured separately: stdout is parsed, both go into the message.
+ * drbdadm runs through ha_spawn_run (common/ha_spawn.h: no shell), its
+ * argument a checked resource name, in its own process group that is
+ * killed when the timeout passes (drbdadm runs drbdsetup, which may wait on
+ * the kernel). stdout and stderr are captured separately: stdout is
+ * parsed, both go into the message.
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <qb/qblog.h>
 
+#include "ha_spawn.h"
 #include "storage.h"
 #include "util.h"
 
 #define DRBD_OUT_MAX 4096       /* captured per stream; the rest is read and dropped */
 #define DRBD_RES_MAX 63         /* longest resource name accepted */
-#define DRBD_KILL_GRACE_MS 2000 /* to reap a killed drbdadm */
 
 static char *drbd_tool; /* agent_storage_drbd_set_tool(); NULL = search */
 
@@ -126,49 +124,6 @@ struct drbd_cmd {
 	int status; /* exit code, 128 + signal when killed by one */
 };
 
-/* Reads what is there from @fd into @buf (dropping what does not fit);
- * returns false at EOF or on an error. */
-static bool drain(int fd, char *buf, size_t *len)
-{
-	char sink[512];
-	ssize_t n;
-
-	if (*len + 1 < DRBD_OUT_MAX) {
-		n = read(fd, buf + *len, DRBD_OUT_MAX - 1 - *len);
-	} else {
-		n = read(fd, sink, sizeof(sink));
-	}
-	if (n < 0) {
-		return errno == EINTR || errno == EAGAIN;
-	}
-	if (n == 0) {
-		return false;
-	}
-	if (*len + 1 < DRBD_OUT_MAX) {
-		*len += (size_t)n;
-	}
-	buf[*len] = 0;
-	return true;
-}
-
-static int reap(pid_t pid, int *status, uint64_t deadline)
-{
-	for (;;) {
-		pid_t r = waitpid(pid, status, WNOHANG);
-
-		if (r == pid) {
-			return 0;
-		}
-		if (r < 0 && errno != EINTR) {
-			return -ECHILD;
-		}
-		if (ha_mono_ms() >= deadline) {
-			return -ETIMEDOUT;
-		}
-		poll(NULL, 0, 10);
-	}
-}
-
 /*
  * Runs `drbdadm VERB RES` within @timeout_ms. Returns 0 when it ran to its
  * end (c->status says how), -ENOENT when there is no drbdadm, -ETIMEDOUT
@@ -179,11 +134,17 @@ static int drbd_exec(const char *verb, const char *res, uint32_t timeout_ms,
 {
 	char tool[4096];
 	char *argv[4];
-	int po[2] = { -1, -1 }, pe[2] = { -1, -1 };
-	bool open_out = true, open_err = true;
-	uint64_t deadline;
-	int status = 0, rc;
-	pid_t pid;
+	struct ha_spawn sp = {
+		.argv = argv,
+		.out = c->out,
+		.out_len = sizeof(c->out),
+		.err = HA_SPAWN_ERR_CAPTURE,
+		.err_out = c->errout,
+		.err_out_len = sizeof(c->errout),
+		.timeout_ms = timeout_ms ? timeout_ms : 1,
+	};
+	struct ha_spawn_result r;
+	int rc;
 
 	memset(c, 0, sizeof(*c));
 	rc = find_tool(tool, sizeof(tool));
@@ -194,98 +155,19 @@ static int drbd_exec(const char *verb, const char *res, uint32_t timeout_ms,
 	argv[1] = (char *)verb;
 	argv[2] = (char *)res;
 	argv[3] = NULL;
-	if (pipe2(po, O_CLOEXEC) < 0 || pipe2(pe, O_CLOEXEC) < 0) {
-		rc = -errno;
-		goto fail_pipes;
-	}
-	deadline = ha_mono_ms() + timeout_ms;
-	pid = fork();
-	if (pid < 0) {
-		rc = -errno;
-		goto fail_pipes;
-	}
-	if (pid == 0) {
-		/* The agent blocks signals for its signalfd and ignores
-		 * SIGPIPE: neither must reach drbdadm. */
-		struct sigaction dfl = { .sa_handler = SIG_DFL };
-		sigset_t none;
-		int devnull;
-
-		setpgid(0, 0);
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		sigaction(SIGPIPE, &dfl, NULL);
-		devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
-		if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(po[1], 1) < 0 ||
-		    dup2(pe[1], 2) < 0) {
-			_exit(127);
-		}
-		close_range(3, ~0u, 0);
-		execv(tool, argv);
-		_exit(127);
-	}
-	setpgid(pid, pid);
-	close(po[1]);
-	close(pe[1]);
-	while (open_out || open_err) {
-		struct pollfd p[2] = {
-			{ .fd = open_out ? po[0] : -1, .events = POLLIN },
-			{ .fd = open_err ? pe[0] : -1, .events = POLLIN },
-		};
-		int64_t left = (int64_t)deadline - (int64_t)ha_mono_ms();
-
-		if (left <= 0) {
-			break;
-		}
-		if (poll(p, 2, (int)left) <= 0) {
-			continue;
-		}
-		if (p[0].revents && !drain(po[0], c->out, &c->out_len)) {
-			open_out = false;
-		}
-		if (p[1].revents && !drain(pe[0], c->errout, &c->err_len)) {
-			open_err = false;
-		}
-	}
-	close(po[0]);
-	close(pe[0]);
-	if (!open_out && !open_err) {
-		rc = reap(pid, &status, deadline);
-	} else {
-		rc = -ETIMEDOUT;
-	}
-	if (rc == -ETIMEDOUT) {
-		kill(-pid, SIGKILL);
-		kill(pid, SIGKILL);
-		if (reap(pid, &status, ha_mono_ms() + DRBD_KILL_GRACE_MS) < 0) {
-			qb_log(LOG_DEBUG, "drbdadm %s %s: pid %d not reaped after SIGKILL", verb,
-			       res, (int)pid);
-		}
-		return -ETIMEDOUT;
+	rc = ha_spawn_run(&sp, &r);
+	c->out_len = r.out_got;
+	c->err_len = r.err_out_got;
+	if (rc == -ETIMEDOUT && r.signal == 0) {
+		qb_log(LOG_DEBUG, "drbdadm %s %s: pid %d not reaped after SIGKILL", verb, res,
+		       (int)r.pid);
 	}
 	if (rc < 0) {
 		return rc;
 	}
-	if (WIFEXITED(status)) {
-		c->status = WEXITSTATUS(status);
-	} else if (WIFSIGNALED(status)) {
-		c->status = 128 + WTERMSIG(status);
-	} else {
-		c->status = 255;
-	}
+	c->status = ha_spawn_status(&r);
 	qb_log(LOG_DEBUG, "drbdadm %s %s: exit %d", verb, res, c->status);
 	return 0;
-
-fail_pipes:
-	for (int i = 0; i < 2; i++) {
-		if (po[i] >= 0) {
-			close(po[i]);
-		}
-		if (pe[i] >= 0) {
-			close(pe[i]);
-		}
-	}
-	return rc;
 }
 
 /*
