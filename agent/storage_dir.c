@@ -13,23 +13,22 @@
  * server before another host takes it over.
  *
  * A hard-mounted NFS export whose server is gone blocks every one of those
- * system calls. They therefore run in a forked child that reports the step
- * and errno through a pipe; the caller waits at most its timeout and then
- * kills the child (NFS waits are killable).
+ * system calls. They therefore run in a forked child (ha_spawn_run's
+ * function, common/ha_spawn.h) that reports the step and errno on its stdout;
+ * the caller waits at most its timeout and then kills the child's process
+ * group (NFS waits are killable).
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <qb/qblog.h>
 
+#include "ha_spawn.h"
 #include "storage.h"
 #include "util.h"
 
@@ -116,34 +115,19 @@ out:
 	return r;
 }
 
-/*
- * Reaps @pid; after @kill, SIGKILLs its process group first. Waits until
- * @deadline (ms, monotonic), then leaves it (it exits when its kernel wait
- * ends; its zombie is the agent's). Returns the wait status or -ETIMEDOUT.
- */
-static int reap_child(pid_t pid, bool kill_it, uint64_t deadline)
+struct dir_child_arg {
+	const char *dir;
+	const char *name;
+	bool flush;
+};
+
+/* ha_spawn_run's function in the child: the check, its report on stdout. */
+static int dir_child(void *arg)
 {
-	int status;
+	const struct dir_child_arg *a = arg;
+	struct dir_report cr = dir_child_check(a->dir, a->name, a->flush);
 
-	if (kill_it) {
-		kill(-pid, SIGKILL);
-		kill(pid, SIGKILL);
-	}
-	for (;;) {
-		pid_t r = waitpid(pid, &status, WNOHANG);
-
-		if (r == pid) {
-			return status;
-		}
-		if (r < 0 && errno != EINTR) {
-			return -ECHILD; /* reaped elsewhere (a waitpid(-1)) */
-		}
-		if (ha_mono_ms() >= deadline) {
-			qb_log(LOG_DEBUG, "storage child %d still running, left behind", (int)pid);
-			return -ETIMEDOUT;
-		}
-		poll(NULL, 0, 10);
-	}
+	return write(STDOUT_FILENO, &cr, sizeof(cr)) == (ssize_t)sizeof(cr) ? 0 : 1;
 }
 
 /* Fills @name (a probe file name unique across hosts and calls). */
@@ -171,11 +155,9 @@ static int dir_check(const char *dir, bool flush, uint32_t timeout_ms, char *err
 {
 	char name[128];
 	struct dir_report r = { DIR_STEP_OK, 0 };
-	size_t got = 0;
-	uint64_t deadline;
-	bool timed_out = false;
-	int pfd[2], status, rc;
-	pid_t pid;
+	char buf[sizeof(struct dir_report) + 1];
+	struct ha_spawn_result res;
+	int rc;
 
 	if (dir == NULL || dir[0] != '/') {
 		ha_errf(err, errlen, 0, "storage dir: %s: not an absolute directory path",
@@ -190,71 +172,30 @@ static int dir_check(const char *dir, bool flush, uint32_t timeout_ms, char *err
 		timeout_ms = AGENT_STORAGE_DEFAULT_TIMEOUT_MS;
 	}
 	probe_name(name, sizeof(name));
-	if (pipe2(pfd, O_CLOEXEC) < 0) {
-		rc = -errno;
-		ha_errf(err, errlen, 0, "storage dir %s: pipe: %s", dir, strerror(-rc));
-		return rc;
-	}
-	deadline = ha_mono_ms() + timeout_ms;
-	pid = fork();
-	if (pid < 0) {
-		rc = -errno;
-		close(pfd[0]);
-		close(pfd[1]);
-		ha_errf(err, errlen, 0, "storage dir %s: fork: %s", dir, strerror(-rc));
-		return rc;
-	}
-	if (pid == 0) {
-		struct dir_report cr;
+	{
+		struct dir_child_arg ca = { dir, name, flush };
+		struct ha_spawn sp = { .fn = dir_child, .arg = &ca, .out = buf,
+				       .out_len = sizeof(buf), .err = HA_SPAWN_ERR_INHERIT,
+				       .timeout_ms = timeout_ms };
 
-		setpgid(0, 0);
-		close(pfd[0]);
-		cr = dir_child_check(dir, name, flush);
-		if (write(pfd[1], &cr, sizeof(cr)) != (ssize_t)sizeof(cr)) {
-			_exit(1);
-		}
-		_exit(0);
+		rc = ha_spawn_run(&sp, &res);
 	}
-	setpgid(pid, pid); /* either this or the child's wins; both are fine */
-	close(pfd[1]);
-	for (;;) {
-		struct pollfd p = { .fd = pfd[0], .events = POLLIN };
-		int64_t left = (int64_t)deadline - (int64_t)ha_mono_ms();
-		ssize_t n;
-
-		if (left <= 0) {
-			timed_out = true;
-			break;
-		}
-		rc = poll(&p, 1, (int)left);
-		if (rc <= 0) {
-			continue; /* EINTR or the deadline: checked above */
-		}
-		n = read(pfd[0], (char *)&r + got, sizeof(r) - got);
-		if (n < 0 && (errno == EINTR || errno == EAGAIN)) {
-			continue;
-		}
-		if (n <= 0) {
-			break;
-		}
-		got += (size_t)n;
-		if (got == sizeof(r)) {
-			break;
-		}
-	}
-	close(pfd[0]);
-	/* The child exits right after its report: a short grace to reap it. */
-	status = reap_child(pid, timed_out, ha_mono_ms() + (timed_out ? 2000 : 1000));
-	if (timed_out) {
+	if (rc == -ETIMEDOUT) {
 		ha_errf(err, errlen, 0, "storage dir %s: no answer within %u ms (file system hung?)",
 			dir, timeout_ms);
 		return -ETIMEDOUT;
 	}
-	if (got != sizeof(r)) {
+	if (rc < 0 && rc != -ECHILD) {
+		ha_errf(err, errlen, 0, "storage dir %s: cannot run the check: %s", dir,
+			strerror(-rc));
+		return rc;
+	}
+	if (res.out_got != sizeof(r)) {
 		ha_errf(err, errlen, 0, "storage dir %s: check process died (status %d)", dir,
-			status);
+			ha_spawn_status(&res));
 		return -EIO;
 	}
+	memcpy(&r, buf, sizeof(r));
 	if (r.step != DIR_STEP_OK) {
 		int e = r.err > 0 ? r.err : EIO;
 
