@@ -38,6 +38,7 @@
 #include <qb/qblog.h>
 
 #include "criu_rpc.h"
+#include "ha_spawn.h"
 #include "util.h"
 
 #ifdef HAVE_CRIU_RPC
@@ -320,21 +321,11 @@ static int pidfd_open_(pid_t pid)
 static void child_exec(const char *path, char *const argv[], const int *keep,
 		       size_t nkeep, unsigned flags, int errfd)
 {
-	struct sigaction sa;
-	sigset_t none;
 	int e, nul;
 
 	/* The agent blocks signals for its signalfd and may ignore SIGPIPE;
 	 * neither must reach CRIU (it relies on SIGCHLD). */
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = SIG_DFL;
-	for (int sig = 1; sig < NSIG; sig++) {
-		if (sig != SIGKILL && sig != SIGSTOP) {
-			sigaction(sig, &sa, NULL);
-		}
-	}
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
+	ha_spawn_child_reset();
 
 	if (flags & SPAWN_SETSID) {
 		setsid();
@@ -363,6 +354,11 @@ static void child_exec(const char *path, char *const argv[], const int *keep,
 /*
  * fork + exec of @path; returns 0 once the exec succeeded, with the pid
  * and a pidfd (-1 where the kernel has none) of the child.
+ *
+ * Not ha_spawn_run (common/ha_spawn.h): swrk and the page server outlive
+ * this call and keep descriptors of ours (@keep: the RPC socketpair, the
+ * image directory), and the caller needs to know that exec succeeded
+ * before it speaks RPC. The child side shares ha_spawn_child_reset.
  */
 static int spawn(const char *path, char *const argv[], const int *keep,
 		 size_t nkeep, unsigned flags, pid_t *pid_out, int *pidfd_out,

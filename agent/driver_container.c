@@ -23,7 +23,11 @@
  * The children run only async-signal-safe code (the agent has threads):
  * everything they need is computed before fork() into struct launch, and
  * they report failures as fixed-size messages on a pipe whose write end
- * closes on exec, so EOF means the command runs.
+ * closes on exec, so EOF means the command runs. These two forks are not
+ * ha_spawn_run (common/ha_spawn.h, used for the helper programs in
+ * driver_container_exec.c): B outlives the call, waits for "go" on a
+ * socketpair the agent keeps, and its signal dispositions are reset only
+ * right before exec.
  *
  * Files of a guest:
  *   run_dir/root         overlay mount point (lower = spec->rootfs, upper and
