@@ -84,7 +84,7 @@ struct agent_guest {
 	char upper[CTR_PATH];
 	char work[CTR_PATH];
 	char veth[IFNAMSIZ];
-	struct ctr_cgroup cg;
+	struct host_cgroup cg;
 	pid_t pid;                    /* 0: not running */
 	unsigned long long starttime;
 };
@@ -274,7 +274,7 @@ static int guest_new(struct agent_driver *d, const struct agent_guest_spec *spec
 	    (rc = path_fmt(g->console, spec->run_dir, "console.log", err)) < 0 ||
 	    (rc = path_fmt(g->upper, spec->data_dir, "upper", err)) < 0 ||
 	    (rc = path_fmt(g->work, spec->data_dir, "work", err)) < 0 ||
-	    (rc = ctr_cgroup_init(&g->cg, ctr_cgroup_parent(), spec->name, err)) < 0) {
+	    (rc = host_cgroup_init(&g->cg, host_cgroup_parent(), spec->name, err)) < 0) {
 		guest_free(g);
 		return rc;
 	}
@@ -347,8 +347,8 @@ static int pidfile_read(struct agent_guest *g)
 		    cgroup[cl - nl - 1] == '/' && strcmp(cgroup + cl - nl, g->spec.name) == 0) {
 			memcpy(parent, cgroup + 1, cl - nl - 2);
 			parent[cl - nl - 2] = '\0';
-			if (ctr_cgroup_parent_valid(parent)) {
-				ctr_cgroup_init(&g->cg, parent, g->spec.name, NULL);
+			if (host_cgroup_parent_valid(parent)) {
+				host_cgroup_init(&g->cg, parent, g->spec.name, NULL);
 			}
 		}
 	}
@@ -400,17 +400,17 @@ static int leftovers_clean(struct agent_guest *g, char *err)
 	char e2[AGENT_ERR_LEN];
 	int rc = 0, r;
 
-	if (ctr_cgroup_frozen(&g->cg)) {
-		ctr_cgroup_freeze(&g->cg, false, 0, NULL);
+	if (host_cgroup_frozen(&g->cg)) {
+		host_cgroup_freeze(&g->cg, false, 0, NULL);
 	}
-	if ((r = ctr_cgroup_kill(&g->cg, STOP_KILL_MS, e2)) < 0 && rc == 0) {
+	if ((r = host_cgroup_kill(&g->cg, STOP_KILL_MS, e2)) < 0 && rc == 0) {
 		rc = agent_err(err, r, "%s", e2);
 	}
 	overlay_umount(g);
 	if ((r = ctr_net_teardown(g->veth, NET_STEP_MS, e2)) < 0 && rc == 0) {
 		rc = agent_err(err, r, "%s", e2);
 	}
-	if ((r = ctr_cgroup_remove(&g->cg, STOP_KILL_MS, e2)) < 0 && rc == 0) {
+	if ((r = host_cgroup_remove(&g->cg, STOP_KILL_MS, e2)) < 0 && rc == 0) {
 		rc = agent_err(err, r, "%s", e2);
 	}
 	if (unlink(g->pidfile) < 0 && errno != ENOENT && rc == 0) {
@@ -477,7 +477,7 @@ struct launch {
 	const char *hostname;
 	char *argv[CTR_ARGS_MAX + 1];
 	char args[CTR_CMD_MAX];
-	char cgprocs[8][CTR_PATH];
+	char cgprocs[8][HOST_CG_PATH];
 	unsigned n_cgprocs;
 	int msg_rd, msg_wr;   /* children -> agent (pipe) */
 	int sync_rd, sync_wr; /* agent -> init: one byte "go" (socketpair, so
@@ -728,7 +728,7 @@ static int launch_prepare(struct agent_guest *g, struct launch *l, char *err)
 		l->argv[n++] = s;
 	}
 	l->argv[n] = NULL;
-	l->n_cgprocs = ctr_cgroup_procs_files(&g->cg, l->cgprocs, HA_ARRAY_SIZE(l->cgprocs));
+	l->n_cgprocs = host_cgroup_procs_files(&g->cg, l->cgprocs, HA_ARRAY_SIZE(l->cgprocs));
 	if (pipe2(p, O_CLOEXEC) < 0) {
 		return agent_err(err, -errno, "pipe: %s", strerror(errno));
 	}
@@ -899,7 +899,7 @@ static int container_launch(struct agent_guest *g, uint64_t deadline, char *err)
 
 static int ctr_probe(struct agent_driver *d, Hactl__HostFacts *facts)
 {
-	struct ctr_cgroup cg;
+	struct host_cgroup cg;
 	char buf[4096];
 	const char *criu = d && d->cfg && d->cfg->criu_path[0] ? d->cfg->criu_path : "criu";
 
@@ -907,7 +907,7 @@ static int ctr_probe(struct agent_driver *d, Hactl__HostFacts *facts)
 	    strstr(buf, "\toverlay\n") == NULL) {
 		return -ENOTSUP;
 	}
-	if (ctr_cgroup_init(&cg, ctr_cgroup_parent(), "probe", NULL) < 0) {
+	if (host_cgroup_init(&cg, host_cgroup_parent(), "probe", NULL) < 0) {
 		return -ENOTSUP;
 	}
 	return ctr_criu_probe(criu, facts);
@@ -974,7 +974,7 @@ static int ctr_start(struct agent_guest *g, uint32_t timeout_ms, char *err)
 		rc = ctr_net_bridge_check(g->spec.bridge, err);
 	}
 	if (rc == 0) {
-		rc = ctr_cgroup_create(&g->cg, &g->spec, err);
+		rc = host_cgroup_create(&g->cg, &g->spec, err);
 	}
 	if (rc == 0) {
 		rc = console_touch(g, err);
@@ -1015,8 +1015,8 @@ static int ctr_stop(struct agent_guest *g, uint32_t timeout_ms, char *err)
 		pidfile_read(g);
 	}
 	if (guest_alive(g)) {
-		if (ctr_cgroup_frozen(&g->cg)) {
-			ctr_cgroup_freeze(&g->cg, false, 0, NULL);
+		if (host_cgroup_frozen(&g->cg)) {
+			host_cgroup_freeze(&g->cg, false, 0, NULL);
 		}
 		/* pid 1 of a namespace gets SIGTERM only when it handles it. */
 		kill(g->pid, SIGTERM);
@@ -1043,9 +1043,9 @@ static int ctr_kill(const struct agent_guest *g, char *err)
 	int rc;
 
 	err_clear(err);
-	rc = ctr_cgroup_signal(&g->cg, SIGKILL, err);
-	if (rc == 0 && !g->cg.v2 && ctr_cgroup_frozen(&g->cg)) {
-		ctr_cgroup_freeze(&g->cg, false, 0, NULL);
+	rc = host_cgroup_signal(&g->cg, SIGKILL, err);
+	if (rc == 0 && !g->cg.v2 && host_cgroup_frozen(&g->cg)) {
+		host_cgroup_freeze(&g->cg, false, 0, NULL);
 	}
 	return rc;
 }
@@ -1090,7 +1090,7 @@ static enum agent_guest_state ctr_state(const struct agent_guest *g)
 		if (!guest_alive(g)) {
 			return AGENT_GUEST_STOPPED;
 		}
-		return ctr_cgroup_frozen(&g->cg) ? AGENT_GUEST_PAUSED : AGENT_GUEST_RUNNING;
+		return host_cgroup_frozen(&g->cg) ? AGENT_GUEST_PAUSED : AGENT_GUEST_RUNNING;
 	}
 	/* An object from create(): the run dir may know better (a copy, as
 	 * state() changes nothing). */
@@ -1103,7 +1103,7 @@ static enum agent_guest_state ctr_state(const struct agent_guest *g)
 		free(tmp);
 		return AGENT_GUEST_STOPPED;
 	}
-	frozen = ctr_cgroup_frozen(&tmp->cg);
+	frozen = host_cgroup_frozen(&tmp->cg);
 	free(tmp);
 	return frozen ? AGENT_GUEST_PAUSED : AGENT_GUEST_RUNNING;
 }
@@ -1117,7 +1117,7 @@ static int ctr_usage(struct agent_guest *g, struct agent_guest_usage *out)
 		memset(out, 0, sizeof(*out));
 		return -ESRCH;
 	}
-	return ctr_cgroup_usage(&g->cg, out);
+	return host_cgroup_usage(&g->cg, out);
 }
 
 /* ---- checkpoint / restore ---------------------------------------------------- */
@@ -1228,8 +1228,8 @@ static int ctr_checkpoint(struct agent_guest *g, const char *dir, unsigned flags
 	 * memory (the dump) and storage (the copy of the upper dir) are of the
 	 * same instant; thawed after the copy.
 	 */
-	was_frozen = ctr_cgroup_frozen(&g->cg);
-	rc = ctr_cgroup_freeze(&g->cg, true, 10000, err);
+	was_frozen = host_cgroup_frozen(&g->cg);
+	rc = host_cgroup_freeze(&g->cg, true, 10000, err);
 	if (rc < 0) {
 		return rc;
 	}
@@ -1246,7 +1246,7 @@ static int ctr_checkpoint(struct agent_guest *g, const char *dir, unsigned flags
 	if ((leave || rc < 0) && !was_frozen) {
 		/* A failed migration dump leaves the guest running (CRIU resumes
 		 * it on failure). */
-		r = ctr_cgroup_freeze(&g->cg, false, 0, e2);
+		r = host_cgroup_freeze(&g->cg, false, 0, e2);
 		if (r < 0 && rc == 0) {
 			rc = agent_err(err, r, "%s", e2);
 		}
@@ -1305,7 +1305,7 @@ static int ctr_restore(struct agent_driver *d, const struct agent_guest_spec *sp
 		rc = ctr_net_bridge_check(g->spec.bridge, err);
 	}
 	if (rc == 0) {
-		rc = ctr_cgroup_create(&g->cg, &g->spec, err);
+		rc = host_cgroup_create(&g->cg, &g->spec, err);
 	}
 	if (rc == 0) {
 		rc = console_touch(g, err);
@@ -1399,7 +1399,7 @@ int ctr_guest_prepare(struct agent_driver *d, const struct agent_guest_spec *spe
 		rc = ctr_net_bridge_check(g->spec.bridge, err);
 	}
 	if (rc == 0) {
-		rc = ctr_cgroup_create(&g->cg, &g->spec, err);
+		rc = host_cgroup_create(&g->cg, &g->spec, err);
 	}
 	if (rc == 0) {
 		rc = console_touch(g, err);

@@ -1,7 +1,8 @@
 /*
  * driver_container.h - private header of the container driver
- * (driver_container*.c): cgroups, the guest network, helper programs and
- * checkpoint/restore. Nothing outside these files includes it; the agent
+ * (driver_container*.c): the guest network, helper programs and
+ * checkpoint/restore; cgroups and processes are the host layer's
+ * (host_cgroup.h, host_proc.h). Nothing outside these files includes it; the agent
  * sees only agent_driver_container_ops (driver.h).
  *
  * Every function here is a blocking call for a worker thread, returns 0 or
@@ -19,13 +20,13 @@
 #include <sys/types.h>
 
 #include "driver.h"
+#include "host_cgroup.h"
 #include "host_proc.h"
 
 #define CTR_PATH 512          /* every path the driver builds */
 #define CTR_NAME_MAX 64       /* guest name: [A-Za-z0-9_.-], not "." or ".." */
 #define CTR_CMD_MAX 4096      /* spec->command, bytes */
 #define CTR_ARGS_MAX 64       /* spec->command, words */
-#define CTR_CG_MAX 16         /* v1 hierarchies considered */
 
 
 /* ---- helper programs (driver_container_exec.c) ---------------------- */
@@ -49,67 +50,6 @@ int ctr_tree_remove(const char *path, uint32_t timeout_ms, char *err);
  * owners, modes, xattrs (overlay whiteouts and opaque marks) and device
  * nodes (cp -a). */
 int ctr_tree_copy(const char *src, const char *dst, uint32_t timeout_ms, char *err);
-
-/* ---- cgroups (driver_container_cgroup.c) ---------------------------- */
-
-/*
- * One guest's cgroups: hactl/<name> (or $HACTL_CGROUP_PARENT/<name>) in
- * each v1 hierarchy the driver uses (memory, pids, cpu, cpuacct, freezer),
- * or in the unified hierarchy where /sys/fs/cgroup is cgroup2.
- */
-struct ctr_cgroup {
-	bool v2;
-	char rel[CTR_PATH];        /* "/hactl/c1", relative to each hierarchy root */
-	/* v2: the guest's directory; v1: empty */
-	char unified[CTR_PATH];
-	/* v1: the guest's directory per controller, "" where not mounted */
-	char memory[CTR_PATH];
-	char pids[CTR_PATH];
-	char cpu[CTR_PATH];
-	char cpuacct[CTR_PATH];
-	char freezer[CTR_PATH];
-	/* v1: every hierarchy's mount point (removal covers those CRIU may
-	 * have created a directory in) */
-	unsigned n_mounts;
-	char mounts[CTR_CG_MAX][CTR_PATH];
-};
-
-/* Finds the hierarchies and fills @cg for guest @name under the parent
- * @parent (relative, e.g. "hactl"). */
-int ctr_cgroup_init(struct ctr_cgroup *cg, const char *parent, const char *name,
-		    char *err);
-/* The cgroup parent: $HACTL_CGROUP_PARENT when set and sane, else "hactl". */
-const char *ctr_cgroup_parent(void);
-/* Sane parent: relative, [A-Za-z0-9_.-/], no empty, "." or ".." parts. */
-bool ctr_cgroup_parent_valid(const char *p);
-/* Creates the guest's directories and writes the limits of @spec. */
-int ctr_cgroup_create(const struct ctr_cgroup *cg, const struct agent_guest_spec *spec,
-		      char *err);
-/* The cgroup.procs files a process writes "0" into to join the guest's
- * cgroups; returns how many were filled (at most @max). */
-unsigned ctr_cgroup_procs_files(const struct ctr_cgroup *cg, char files[][CTR_PATH],
-				unsigned max);
-/* The directory CRIU's freeze_cgroup names ("" when there is no freezer). */
-const char *ctr_cgroup_freezer_dir(const struct ctr_cgroup *cg);
-/* Freezes (true) or thaws the guest; freezing waits until frozen. */
-int ctr_cgroup_freeze(const struct ctr_cgroup *cg, bool freeze, uint32_t timeout_ms,
-		      char *err);
-/* True when the guest's cgroup is frozen. */
-bool ctr_cgroup_frozen(const struct ctr_cgroup *cg);
-/* Number of processes in the guest's cgroups (0 when they do not exist). */
-int ctr_cgroup_nprocs(const struct ctr_cgroup *cg);
-/* Sends @sig to every process of the guest's cgroups; -ESRCH when none. */
-int ctr_cgroup_signal(const struct ctr_cgroup *cg, int sig, char *err);
-/* SIGKILLs every process of the guest (cgroup.kill, or freeze + kill +
- * thaw) and waits until none is left. */
-int ctr_cgroup_kill(const struct ctr_cgroup *cg, uint32_t timeout_ms, char *err);
-/* Removes the guest's directories in every hierarchy; missing is fine. */
-int ctr_cgroup_remove(const struct ctr_cgroup *cg, uint32_t timeout_ms, char *err);
-int ctr_cgroup_usage(const struct ctr_cgroup *cg, struct agent_guest_usage *u);
-
-/* OpenVZ cpuunits -> cpu.shares (1000 -> 1024) and -> cpu.weight. */
-uint64_t ctr_cpu_shares(uint32_t cpuunits);
-uint64_t ctr_cpu_weight(uint32_t cpuunits);
 
 /* ---- network (driver_container_net.c) -------------------------------- */
 
@@ -148,7 +88,7 @@ struct agent_guest;
 /* What the CRIU calls need from a guest. */
 struct ctr_ckpt_target {
 	const struct agent_guest_spec *spec;
-	const struct ctr_cgroup *cg;
+	const struct host_cgroup *cg;
 	const char *root;          /* run_dir/root: the overlay */
 	const char *veth;          /* host side name */
 	const char *criu_path;     /* from the agent config */

@@ -57,8 +57,8 @@ int ctr_criu_dump(const struct ctr_ckpt_target *t, const char *images,
 		.tcp_skip_in_flight = true,
 		.file_locks = true,
 		.manage_cgroups = AGENT_CRIU_CG_SOFT,
-		.freeze_cgroup = ctr_cgroup_freezer_dir(t->cg)[0] ?
-			ctr_cgroup_freezer_dir(t->cg) : NULL,
+		.freeze_cgroup = host_cgroup_freezer_dir(t->cg)[0] ?
+			host_cgroup_freezer_dir(t->cg) : NULL,
 		.network_lock = AGENT_CRIU_NETLOCK_NFTABLES,
 	};
 

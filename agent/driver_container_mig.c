@@ -631,8 +631,8 @@ static int mig_dump(const struct ctr_ckpt_target *t, const char *images, bool pr
 		.tcp_skip_in_flight = true,
 		.file_locks = true,
 		.manage_cgroups = AGENT_CRIU_CG_SOFT,
-		.freeze_cgroup = ctr_cgroup_freezer_dir(t->cg)[0] ?
-			ctr_cgroup_freezer_dir(t->cg) : NULL,
+		.freeze_cgroup = host_cgroup_freezer_dir(t->cg)[0] ?
+			host_cgroup_freezer_dir(t->cg) : NULL,
 		/* The guest's veth is off the bridge from the "pre-dump"
 		 * notification on (src_switch()): nothing reaches its sockets.
 		 * CRIU's own lock would outlive a dump that leaves the tree
@@ -713,7 +713,7 @@ static int mig_restore(const struct ctr_ckpt_target *t, const char *images, pid_
 	o.n_external = n_ext;
 	rc = agent_criu_restore(criu_bin(t->criu_path), &o, pid, err, AGENT_ERR_LEN);
 	if (rc == 0) {
-		rc = ctr_cgroup_freeze(t->cg, true, MIG_FREEZE_MS, err);
+		rc = host_cgroup_freeze(t->cg, true, MIG_FREEZE_MS, err);
 	}
 	return rc;
 }
@@ -845,7 +845,7 @@ static int guest_kill(struct agent_guest *g, char *err)
 	struct ctr_ckpt_target t;
 	uint64_t deadline = ha_mono_ms() + MIG_KILL_MS;
 	bool alive = ctr_guest_target(g, &t) == 0;
-	int rc = ctr_cgroup_kill(t.cg, MIG_KILL_MS, err);
+	int rc = host_cgroup_kill(t.cg, MIG_KILL_MS, err);
 
 	while (rc == 0 && alive && ctr_guest_target(g, &t) == 0) {
 		if (ha_mono_ms() >= deadline) {
@@ -894,11 +894,11 @@ static int mode_pick(const struct ctr_ckpt_target *t, const char *mode, bool *pr
  * Lets a tree that CRIU left stopped and the agent froze run again:
  * thawed first, so that SIGCONT reaches tasks that can run.
  */
-static int held_resume(const struct ctr_cgroup *cg, char *err)
+static int held_resume(const struct host_cgroup *cg, char *err)
 {
-	int rc = ctr_cgroup_freeze(cg, false, 0, err);
+	int rc = host_cgroup_freeze(cg, false, 0, err);
 
-	return rc < 0 ? rc : ctr_cgroup_signal(cg, SIGCONT, err);
+	return rc < 0 ? rc : host_cgroup_signal(cg, SIGCONT, err);
 }
 
 struct mig_src {
@@ -1075,7 +1075,7 @@ static int src_final(struct mig_src *s, char *err)
 	if (rc == 0) {
 		/* Stopped, no longer traced: safe to freeze. Frozen, it stays
 		 * put whoever sends it SIGCONT. */
-		rc = ctr_cgroup_freeze(s->t.cg, true, MIG_FREEZE_MS, err);
+		rc = host_cgroup_freeze(s->t.cg, true, MIG_FREEZE_MS, err);
 	}
 	if (rc == 0) {
 		rc = data_sync(s->t.spec->data_dir, err);
@@ -1112,7 +1112,7 @@ int ctr_mig_send(struct agent_guest *g, int fd, const struct agent_mig_opts *o,
 	if (ctr_guest_target(g, &s.t) < 0) {
 		return agent_err(err, -ESRCH, "migrate %s: not running", s.t.spec->name);
 	}
-	if (ctr_cgroup_frozen(s.t.cg)) {
+	if (host_cgroup_frozen(s.t.cg)) {
 		/* CRIU must not find it frozen (see src_dump_notify()), and
 		 * what a stopped-then-thawed paused guest does under CRIU is
 		 * not what an operator's pause promises. The cluster only

@@ -60,8 +60,9 @@
 #include <json-c/json.h>
 
 #include "driver.h"
-#include "driver_container.h" /* the cgroup helpers are shared */
+#include "driver_container.h" /* ctr_net_addr_valid */
 #include "guestdef.h"
+#include "host_cgroup.h"
 #include "host_proc.h"
 #include "qmp_client.h"
 #include "util.h"
@@ -148,7 +149,7 @@ struct agent_guest {
 	char qemu[PATH_MAX];
 	char tap[IFNAMSIZ];
 	uint8_t mac[6];
-	struct ctr_cgroup cg;
+	struct host_cgroup cg;
 	bool cg_ok;
 	/* state() runs on the agent's event loop and must not block: it
 	 * reads /proc and what the last operation found (atomics, as an
@@ -300,7 +301,7 @@ static int guest_new(const struct agent_driver *d, const struct agent_guest_spec
 	g->mac[3] = (uint8_t)(h >> 16);
 	g->mac[4] = (uint8_t)(h >> 8);
 	g->mac[5] = (uint8_t)h;
-	g->cg_ok = ctr_cgroup_init(&g->cg, ctr_cgroup_parent(), g->name, NULL) == 0;
+	g->cg_ok = host_cgroup_init(&g->cg, host_cgroup_parent(), g->name, NULL) == 0;
 	g->vm_state = AGENT_GUEST_RUNNING;
 	*out = g;
 	return 0;
@@ -607,7 +608,7 @@ static int cgroup_setup(struct agent_guest *g, pid_t pid, char *err)
 {
 	struct agent_guest_spec s = { .name = g->name, .cpu_weight = g->cpu_weight,
 				      .cpu_limit_pct = g->cpu_limit_pct };
-	char files[8][CTR_PATH];
+	char files[8][HOST_CG_PATH];
 	char v[32];
 	unsigned n;
 	int rc;
@@ -616,11 +617,11 @@ static int cgroup_setup(struct agent_guest *g, pid_t pid, char *err)
 		return g->cpu_limit_pct ? agent_err(err, -ENOTSUP,
 						    "domain %s: no cgroups for cpu_limit", g->name) : 0;
 	}
-	rc = ctr_cgroup_create(&g->cg, &s, err);
+	rc = host_cgroup_create(&g->cg, &s, err);
 	if (rc < 0) {
 		return rc;
 	}
-	n = ctr_cgroup_procs_files(&g->cg, files, HA_ARRAY_SIZE(files));
+	n = host_cgroup_procs_files(&g->cg, files, HA_ARRAY_SIZE(files));
 	snprintf(v, sizeof(v), "%d", (int)pid);
 	for (unsigned i = 0; i < n; i++) {
 		rc = host_write_str(files[i], v);
@@ -635,7 +636,7 @@ static int cgroup_setup(struct agent_guest *g, pid_t pid, char *err)
 static void cgroup_cleanup(struct agent_guest *g)
 {
 	if (g->cg_ok) {
-		ctr_cgroup_remove(&g->cg, 2000, NULL);
+		host_cgroup_remove(&g->cg, 2000, NULL);
 	}
 }
 

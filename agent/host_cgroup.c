@@ -1,5 +1,7 @@
 /*
- * driver_container_cgroup.c - a container's cgroups, v1 and v2.
+ * host_cgroup.c - a guest's cgroups, v1 and v2 (host_cgroup.h): the host
+ * layer's, used by the container driver for a container's processes and
+ * by the domain driver for its QEMU.
  *
  * One cgroup per guest, <parent>/<name>, where parent is "hactl" or
  * $HACTL_CGROUP_PARENT (deploy/local-cluster gives each simulated host its
@@ -34,7 +36,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "driver_container.h"
+#include "host_cgroup.h"
+#include "host_proc.h"
 #include "util.h"
 
 #define CG_ROOT "/sys/fs/cgroup"
@@ -42,7 +45,7 @@
 #define CG_POLL_MS 10
 #define CFS_PERIOD_US 100000ULL
 
-bool ctr_cgroup_parent_valid(const char *p)
+bool host_cgroup_parent_valid(const char *p)
 {
 	size_t len = strlen(p);
 	const char *c;
@@ -69,12 +72,12 @@ bool ctr_cgroup_parent_valid(const char *p)
 	return true;
 }
 
-const char *ctr_cgroup_parent(void)
+const char *host_cgroup_parent(void)
 {
 	/* Read only: the agent sets no environment after its threads start. */
 	const char *p = getenv("HACTL_CGROUP_PARENT");
 
-	return p != NULL && ctr_cgroup_parent_valid(p) ? p : CG_DEFAULT_PARENT;
+	return p != NULL && host_cgroup_parent_valid(p) ? p : CG_DEFAULT_PARENT;
 }
 
 static bool has_opt(const char *opts, const char *want)
@@ -98,15 +101,15 @@ static bool has_opt(const char *opts, const char *want)
 
 static int join_path(char *out, const char *a, const char *b, char *err)
 {
-	int n = snprintf(out, CTR_PATH, "%s%s", a, b);
+	int n = snprintf(out, HOST_CG_PATH, "%s%s", a, b);
 
-	if (n < 0 || n >= CTR_PATH) {
+	if (n < 0 || n >= HOST_CG_PATH) {
 		return agent_err(err, -ENAMETOOLONG, "cgroup path %s%s too long", a, b);
 	}
 	return 0;
 }
 
-int ctr_cgroup_init(struct ctr_cgroup *cg, const char *parent, const char *name,
+int host_cgroup_init(struct host_cgroup *cg, const char *parent, const char *name,
 		    char *err)
 {
 	struct statfs sfs;
@@ -128,7 +131,7 @@ int ctr_cgroup_init(struct ctr_cgroup *cg, const char *parent, const char *name,
 		return agent_err(err, -errno, "cgroups: /proc/self/mountinfo: %s", strerror(errno));
 	}
 	while (rc == 0 && fgets(line, sizeof(line), f)) {
-		char root[CTR_PATH], mp[CTR_PATH], fstype[32], opts[512];
+		char root[HOST_CG_PATH], mp[HOST_CG_PATH], fstype[32], opts[512];
 		const char *sep = strstr(line, " - ");
 
 		if (sep == NULL ||
@@ -140,14 +143,14 @@ int ctr_cgroup_init(struct ctr_cgroup *cg, const char *parent, const char *name,
 		    strncmp(mp, CG_ROOT "/", sizeof(CG_ROOT)) != 0 || strchr(mp, '\\')) {
 			continue;
 		}
-		if (cg->n_mounts < CTR_CG_MAX) {
+		if (cg->n_mounts < HOST_CG_MAX) {
 			bool dup = false;
 
 			for (unsigned i = 0; i < cg->n_mounts; i++) {
 				dup |= strcmp(cg->mounts[i], mp) == 0;
 			}
 			if (!dup) {
-				snprintf(cg->mounts[cg->n_mounts++], CTR_PATH, "%s", mp);
+				snprintf(cg->mounts[cg->n_mounts++], HOST_CG_PATH, "%s", mp);
 			}
 		}
 		if (has_opt(opts, "memory") && cg->memory[0] == '\0') {
@@ -176,7 +179,7 @@ int ctr_cgroup_init(struct ctr_cgroup *cg, const char *parent, const char *name,
 }
 
 /* The distinct v1 directories of the guest (cpu and cpuacct may share). */
-static unsigned v1_dirs(const struct ctr_cgroup *cg, const char *out[5])
+static unsigned v1_dirs(const struct host_cgroup *cg, const char *out[5])
 {
 	const char *all[] = { cg->memory, cg->pids, cg->cpu, cg->cpuacct, cg->freezer };
 	unsigned n = 0;
@@ -199,7 +202,7 @@ static unsigned v1_dirs(const struct ctr_cgroup *cg, const char *out[5])
 
 static int cg_write(const char *dir, const char *file, const char *val, char *err)
 {
-	char path[CTR_PATH + 64];
+	char path[HOST_CG_PATH + 64];
 	int rc;
 
 	snprintf(path, sizeof(path), "%s/%s", dir, file);
@@ -212,23 +215,23 @@ static int cg_write(const char *dir, const char *file, const char *val, char *er
 
 static bool cg_has(const char *dir, const char *file)
 {
-	char path[CTR_PATH + 64];
+	char path[HOST_CG_PATH + 64];
 
 	snprintf(path, sizeof(path), "%s/%s", dir, file);
 	return access(path, F_OK) == 0;
 }
 
-uint64_t ctr_cpu_shares(uint32_t cpuunits)
+uint64_t host_cgroup_cpu_shares(uint32_t cpuunits)
 {
 	uint64_t s = (uint64_t)cpuunits * 1024 / 1000;
 
 	return s < 2 ? 2 : s > 262144 ? 262144 : s;
 }
 
-uint64_t ctr_cpu_weight(uint32_t cpuunits)
+uint64_t host_cgroup_cpu_weight(uint32_t cpuunits)
 {
 	/* runc / systemd: weight = 1 + (shares - 2) * 9999 / 262142 */
-	return 1 + (ctr_cpu_shares(cpuunits) - 2) * 9999 / 262142;
+	return 1 + (host_cgroup_cpu_shares(cpuunits) - 2) * 9999 / 262142;
 }
 
 /* cpulimit and cpus (OpenVZ --cpus N caps at N CPUs' worth): the smaller
@@ -269,7 +272,7 @@ static int v1_memory(const char *dir, uint64_t bytes, char *err)
 	return rc;
 }
 
-static int create_v1(const struct ctr_cgroup *cg, const struct agent_guest_spec *spec,
+static int create_v1(const struct host_cgroup *cg, const struct agent_guest_spec *spec,
 		     char *err)
 {
 	const char *dirs[5];
@@ -303,7 +306,7 @@ static int create_v1(const struct ctr_cgroup *cg, const struct agent_guest_spec 
 	}
 	if (cg->cpu[0]) {
 		if (spec->cpu_weight > 0) {
-			snprintf(v, sizeof(v), "%" PRIu64, ctr_cpu_shares(spec->cpu_weight));
+			snprintf(v, sizeof(v), "%" PRIu64, host_cgroup_cpu_shares(spec->cpu_weight));
 			if ((rc = cg_write(cg->cpu, "cpu.shares", v, err)) < 0) {
 				return rc;
 			}
@@ -331,7 +334,7 @@ static int create_v1(const struct ctr_cgroup *cg, const struct agent_guest_spec 
 static int v2_enable(const char *dir, char *err)
 {
 	static const char *const ctrls[] = { "memory", "pids", "cpu" };
-	char path[CTR_PATH + 64], have[256], want[16];
+	char path[HOST_CG_PATH + 64], have[256], want[16];
 	ssize_t n;
 
 	snprintf(path, sizeof(path), "%s/cgroup.controllers", dir);
@@ -359,10 +362,10 @@ static int v2_enable(const char *dir, char *err)
 	return 0;
 }
 
-static int create_v2(const struct ctr_cgroup *cg, const struct agent_guest_spec *spec,
+static int create_v2(const struct host_cgroup *cg, const struct agent_guest_spec *spec,
 		     char *err)
 {
-	char dir[CTR_PATH], v[64];
+	char dir[HOST_CG_PATH], v[64];
 	const char *p = cg->rel;
 	uint64_t pct = cpu_limit_pct(spec);
 	int rc;
@@ -414,7 +417,7 @@ static int create_v2(const struct ctr_cgroup *cg, const struct agent_guest_spec 
 	}
 	if (cg_has(cg->unified, "cpu.weight")) {
 		if (spec->cpu_weight > 0) {
-			snprintf(v, sizeof(v), "%" PRIu64, ctr_cpu_weight(spec->cpu_weight));
+			snprintf(v, sizeof(v), "%" PRIu64, host_cgroup_cpu_weight(spec->cpu_weight));
 			if ((rc = cg_write(cg->unified, "cpu.weight", v, err)) < 0) {
 				return rc;
 			}
@@ -432,13 +435,13 @@ static int create_v2(const struct ctr_cgroup *cg, const struct agent_guest_spec 
 	return 0;
 }
 
-int ctr_cgroup_create(const struct ctr_cgroup *cg, const struct agent_guest_spec *spec,
+int host_cgroup_create(const struct host_cgroup *cg, const struct agent_guest_spec *spec,
 		      char *err)
 {
 	return cg->v2 ? create_v2(cg, spec, err) : create_v1(cg, spec, err);
 }
 
-unsigned ctr_cgroup_procs_files(const struct ctr_cgroup *cg, char files[][CTR_PATH],
+unsigned host_cgroup_procs_files(const struct host_cgroup *cg, char files[][HOST_CG_PATH],
 				unsigned max)
 {
 	const char *dirs[5];
@@ -451,23 +454,23 @@ unsigned ctr_cgroup_procs_files(const struct ctr_cgroup *cg, char files[][CTR_PA
 		n = v1_dirs(cg, dirs);
 	}
 	for (unsigned i = 0; i < n && got < max; i++) {
-		int len = snprintf(files[got], CTR_PATH, "%s/cgroup.procs", dirs[i]);
+		int len = snprintf(files[got], HOST_CG_PATH, "%s/cgroup.procs", dirs[i]);
 
-		if (len > 0 && len < CTR_PATH) {
+		if (len > 0 && len < HOST_CG_PATH) {
 			got++;
 		}
 	}
 	return got;
 }
 
-const char *ctr_cgroup_freezer_dir(const struct ctr_cgroup *cg)
+const char *host_cgroup_freezer_dir(const struct host_cgroup *cg)
 {
 	return cg->v2 ? cg->unified : cg->freezer;
 }
 
-bool ctr_cgroup_frozen(const struct ctr_cgroup *cg)
+bool host_cgroup_frozen(const struct host_cgroup *cg)
 {
-	char path[CTR_PATH + 32], buf[64];
+	char path[HOST_CG_PATH + 32], buf[64];
 
 	if (cg->v2) {
 		snprintf(path, sizeof(path), "%s/cgroup.freeze", cg->unified);
@@ -481,21 +484,21 @@ bool ctr_cgroup_frozen(const struct ctr_cgroup *cg)
 }
 
 /* True once the freeze took effect on every task. */
-static bool freeze_done(const struct ctr_cgroup *cg)
+static bool freeze_done(const struct host_cgroup *cg)
 {
-	char path[CTR_PATH + 32], buf[512];
+	char path[HOST_CG_PATH + 32], buf[512];
 
 	if (cg->v2) {
 		snprintf(path, sizeof(path), "%s/cgroup.events", cg->unified);
 		return host_read_small(path, buf, sizeof(buf)) > 0 && strstr(buf, "frozen 1");
 	}
-	return ctr_cgroup_frozen(cg);
+	return host_cgroup_frozen(cg);
 }
 
-int ctr_cgroup_freeze(const struct ctr_cgroup *cg, bool freeze, uint32_t timeout_ms,
+int host_cgroup_freeze(const struct host_cgroup *cg, bool freeze, uint32_t timeout_ms,
 		      char *err)
 {
-	const char *dir = ctr_cgroup_freezer_dir(cg);
+	const char *dir = host_cgroup_freezer_dir(cg);
 	uint64_t deadline = ha_mono_ms() + timeout_ms;
 	int rc;
 
@@ -537,7 +540,7 @@ int ctr_cgroup_freeze(const struct ctr_cgroup *cg, bool freeze, uint32_t timeout
 /* Counts the pids listed in @dir/cgroup.procs, sending each @sig unless 0. */
 static int for_each_proc(const char *dir, int sig)
 {
-	char path[CTR_PATH + 32], line[32];
+	char path[HOST_CG_PATH + 32], line[32];
 	FILE *f;
 	int n = 0;
 
@@ -560,7 +563,7 @@ static int for_each_proc(const char *dir, int sig)
 	return n;
 }
 
-int ctr_cgroup_nprocs(const struct ctr_cgroup *cg)
+int host_cgroup_nprocs(const struct host_cgroup *cg)
 {
 	const char *dirs[5];
 	unsigned n;
@@ -578,7 +581,7 @@ int ctr_cgroup_nprocs(const struct ctr_cgroup *cg)
 	return most;
 }
 
-int ctr_cgroup_signal(const struct ctr_cgroup *cg, int sig, char *err)
+int host_cgroup_signal(const struct host_cgroup *cg, int sig, char *err)
 {
 	const char *dirs[5];
 	int count = 0;
@@ -597,17 +600,17 @@ int ctr_cgroup_signal(const struct ctr_cgroup *cg, int sig, char *err)
 	return 0;
 }
 
-int ctr_cgroup_kill(const struct ctr_cgroup *cg, uint32_t timeout_ms, char *err)
+int host_cgroup_kill(const struct host_cgroup *cg, uint32_t timeout_ms, char *err)
 {
 	uint64_t deadline = ha_mono_ms() + timeout_ms;
-	const char *fz = ctr_cgroup_freezer_dir(cg);
+	const char *fz = host_cgroup_freezer_dir(cg);
 	bool use_kill = cg->v2 && cg_has(cg->unified, "cgroup.kill");
 
-	while (ctr_cgroup_nprocs(cg) > 0) {
+	while (host_cgroup_nprocs(cg) > 0) {
 		if (ha_mono_ms() >= deadline) {
 			return agent_err(err, -ETIMEDOUT,
 					 "cgroup: %d processes left in %s after %u ms",
-					 ctr_cgroup_nprocs(cg), cg->rel, timeout_ms);
+					 host_cgroup_nprocs(cg), cg->rel, timeout_ms);
 		}
 		if (use_kill) {
 			cg_write(cg->unified, "cgroup.kill", "1", NULL);
@@ -620,13 +623,13 @@ int ctr_cgroup_kill(const struct ctr_cgroup *cg, uint32_t timeout_ms, char *err)
 			}
 			/* Frozen, nobody forks while we kill; the kills land on thaw. */
 			if (fz[0]) {
-				ctr_cgroup_freeze(cg, true, 1000, NULL);
+				host_cgroup_freeze(cg, true, 1000, NULL);
 			}
 			for (unsigned i = 0; i < n; i++) {
 				for_each_proc(dirs[i], SIGKILL);
 			}
 			if (fz[0]) {
-				ctr_cgroup_freeze(cg, false, 0, NULL);
+				host_cgroup_freeze(cg, false, 0, NULL);
 			}
 		}
 		ha_sleep_ms(CG_POLL_MS);
@@ -649,7 +652,7 @@ static int rmdir_tree(const char *dir, int depth)
 		return errno == ENOENT ? 0 : -errno;
 	}
 	while ((de = readdir(d)) != NULL) {
-		char sub[CTR_PATH];
+		char sub[HOST_CG_PATH];
 		int n;
 
 		if (de->d_type != DT_DIR || strcmp(de->d_name, ".") == 0 ||
@@ -668,14 +671,14 @@ static int rmdir_tree(const char *dir, int depth)
 	return 0;
 }
 
-int ctr_cgroup_remove(const struct ctr_cgroup *cg, uint32_t timeout_ms, char *err)
+int host_cgroup_remove(const struct host_cgroup *cg, uint32_t timeout_ms, char *err)
 {
 	uint64_t deadline = ha_mono_ms() + timeout_ms;
-	char dirs[CTR_CG_MAX + 1][CTR_PATH];
+	char dirs[HOST_CG_MAX + 1][HOST_CG_PATH];
 	unsigned n = 0;
 
 	if (cg->v2) {
-		snprintf(dirs[n++], CTR_PATH, "%s", cg->unified);
+		snprintf(dirs[n++], HOST_CG_PATH, "%s", cg->unified);
 	} else {
 		for (unsigned i = 0; i < cg->n_mounts; i++) {
 			if (join_path(dirs[n], cg->mounts[i], cg->rel, NULL) == 0) {
@@ -699,7 +702,7 @@ int ctr_cgroup_remove(const struct ctr_cgroup *cg, uint32_t timeout_ms, char *er
 
 static int read_u64(const char *dir, const char *file, uint64_t *out)
 {
-	char path[CTR_PATH + 64], buf[64];
+	char path[HOST_CG_PATH + 64], buf[64];
 	ssize_t n;
 
 	snprintf(path, sizeof(path), "%s/%s", dir, file);
@@ -711,14 +714,14 @@ static int read_u64(const char *dir, const char *file, uint64_t *out)
 	return ha_parse_u64(buf, 0, UINT64_MAX, out) < 0 ? -EINVAL : 0;
 }
 
-int ctr_cgroup_usage(const struct ctr_cgroup *cg, struct agent_guest_usage *u)
+int host_cgroup_usage(const struct host_cgroup *cg, struct agent_guest_usage *u)
 {
 	uint64_t v = 0;
 
 	/* What the hierarchies offer; a controller that is not there reads 0. */
 	memset(u, 0, sizeof(*u));
 	if (cg->v2) {
-		char path[CTR_PATH + 32], buf[1024], *p;
+		char path[HOST_CG_PATH + 32], buf[1024], *p;
 
 		if (access(cg->unified, F_OK) < 0) {
 			return -errno;
@@ -734,11 +737,11 @@ int ctr_cgroup_usage(const struct ctr_cgroup *cg, struct agent_guest_usage *u)
 		if (read_u64(cg->unified, "pids.current", &v) == 0) {
 			u->pids = v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
 		} else {
-			u->pids = (uint32_t)ctr_cgroup_nprocs(cg);
+			u->pids = (uint32_t)host_cgroup_nprocs(cg);
 		}
 		return 0;
 	}
-	if (ctr_cgroup_nprocs(cg) == 0 && access(cg->memory[0] ? cg->memory : cg->pids, F_OK) < 0) {
+	if (host_cgroup_nprocs(cg) == 0 && access(cg->memory[0] ? cg->memory : cg->pids, F_OK) < 0) {
 		return -ESRCH;
 	}
 	if (cg->cpuacct[0] && read_u64(cg->cpuacct, "cpuacct.usage", &v) == 0) {
