@@ -185,11 +185,11 @@ static int spec_check(const struct agent_guest_spec *s, char *err)
 		return agent_err(err, -ERANGE, "spec %s: cpu limit %u%% too high", s->name,
 				 s->cpu_limit_pct);
 	}
-	if (s->ip && s->ip[0] && !ctr_net_addr_valid(s->ip, true)) {
+	if (s->ip && s->ip[0] && !host_net_addr_valid(s->ip, true)) {
 		return agent_err(err, -EINVAL, "spec %s: ip '%s' is not an address/prefix",
 				 s->name, s->ip);
 	}
-	if (s->gateway && s->gateway[0] && !ctr_net_addr_valid(s->gateway, false)) {
+	if (s->gateway && s->gateway[0] && !host_net_addr_valid(s->gateway, false)) {
 		return agent_err(err, -EINVAL, "spec %s: gateway '%s' is not an address", s->name,
 				 s->gateway);
 	}
@@ -971,7 +971,7 @@ static int ctr_start(struct agent_guest *g, uint32_t timeout_ms, char *err)
 		rc = dirs_make(g, err);
 	}
 	if (rc == 0 && g->spec.ip) {
-		rc = ctr_net_bridge_check(g->spec.bridge, err);
+		rc = host_net_bridge_check(g->spec.bridge, err);
 	}
 	if (rc == 0) {
 		rc = host_cgroup_create(&g->cg, &g->spec, err);
@@ -1302,7 +1302,7 @@ static int ctr_restore(struct agent_driver *d, const struct agent_guest_spec *sp
 		rc = dirs_make(g, err);
 	}
 	if (rc == 0 && g->spec.ip) {
-		rc = ctr_net_bridge_check(g->spec.bridge, err);
+		rc = host_net_bridge_check(g->spec.bridge, err);
 	}
 	if (rc == 0) {
 		rc = host_cgroup_create(&g->cg, &g->spec, err);
@@ -1333,7 +1333,7 @@ static int ctr_restore(struct agent_driver *d, const struct agent_guest_spec *sp
 		}
 	}
 	if (rc == 0 && g->spec.ip) {
-		rc = ctr_net_attach_host(g->veth, g->spec.bridge, NET_STEP_MS, err);
+		rc = host_net_port_attach(g->veth, g->spec.bridge, err);
 	}
 	if (rc == 0) {
 		rc = pidfile_write(g, err);
@@ -1396,7 +1396,7 @@ int ctr_guest_prepare(struct agent_driver *d, const struct agent_guest_spec *spe
 		rc = dirs_make(g, err);
 	}
 	if (rc == 0 && g->spec.ip) {
-		rc = ctr_net_bridge_check(g->spec.bridge, err);
+		rc = host_net_bridge_check(g->spec.bridge, err);
 	}
 	if (rc == 0) {
 		rc = host_cgroup_create(&g->cg, &g->spec, err);

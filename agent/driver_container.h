@@ -21,6 +21,7 @@
 
 #include "driver.h"
 #include "host_cgroup.h"
+#include "host_net.h"
 #include "host_proc.h"
 
 #define CTR_PATH 512          /* every path the driver builds */
@@ -57,10 +58,6 @@ int ctr_tree_copy(const char *src, const char *dst, uint32_t timeout_ms, char *e
 void ctr_net_veth_name(const char *name, char out[IFNAMSIZ]);
 /* The guest side's MAC, stable for a name (locally administered). */
 void ctr_net_mac(const char *name, char out[18]);
-/* 0 when @bridge is a bridge in this network namespace. */
-int ctr_net_bridge_check(const char *bridge, char *err);
-/* Validates "A.B.C.D/N" or an IPv6 CIDR (@cidr true) or a bare address. */
-bool ctr_net_addr_valid(const char *s, bool cidr);
 /*
  * Creates the veth pair for the container whose init is @pid: the host side
  * @veth on spec->bridge, the guest side eth0 inside the container's network
@@ -68,9 +65,6 @@ bool ctr_net_addr_valid(const char *s, bool cidr);
  */
 int ctr_net_setup(const struct agent_guest_spec *spec, const char *veth, pid_t pid,
 		  uint32_t timeout_ms, char *err);
-/* Puts an existing host side @veth on @bridge and up (after a restore). */
-int ctr_net_attach_host(const char *veth, const char *bridge, uint32_t timeout_ms,
-			char *err);
 /* Deletes the host side @veth (and so its peer); missing is fine. */
 int ctr_net_teardown(const char *veth, uint32_t timeout_ms, char *err);
 /*

@@ -718,84 +718,6 @@ static int mig_restore(const struct ctr_ckpt_target *t, const char *images, pid_
 	return rc;
 }
 
-/* ---- network ------------------------------------------------------------------ */
-
-/* Takes the host side of the veth off its bridge (SIOCBRDELIF: no helper
- * program in the freeze window). Not on it is fine. */
-static int veth_detach(const char *veth, const char *bridge, char *err)
-{
-	struct ifreq ifr;
-	int s, idx = (int)if_nametoindex(veth), rc = 0;
-
-	if (idx == 0) {
-		return agent_err(err, -ENODEV, "network: no link %s", veth);
-	}
-	s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (s < 0) {
-		return agent_err(err, -errno, "network: socket: %s", strerror(errno));
-	}
-	memset(&ifr, 0, sizeof(ifr));
-	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", bridge);
-	ifr.ifr_ifindex = idx;
-	if (ioctl(s, SIOCBRDELIF, &ifr) < 0 && errno != EINVAL && errno != ENODEV) {
-		rc = agent_err(err, -errno, "network: taking %s off %s: %s", veth, bridge,
-			       strerror(errno));
-	}
-	close(s);
-	return rc;
-}
-
-/* Sets IFF_UP on @dev (this network namespace); 0 or -errno. */
-static int link_up(const char *dev, char *err)
-{
-	struct ifreq ifr;
-	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), rc = 0;
-
-	if (s < 0) {
-		return agent_err(err, -errno, "network: socket: %s", strerror(errno));
-	}
-	memset(&ifr, 0, sizeof(ifr));
-	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", dev);
-	if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0) {
-		rc = agent_err(err, -errno, "network: %s: %s", dev, strerror(errno));
-	} else if (!(ifr.ifr_flags & IFF_UP)) {
-		ifr.ifr_flags |= IFF_UP;
-		if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0) {
-			rc = agent_err(err, -errno, "network: %s up: %s", dev, strerror(errno));
-		}
-	}
-	close(s);
-	return rc;
-}
-
-/* Puts the host side of the veth on its bridge and up: the ioctl
- * counterpart of ctr_net_attach_host(), a few microseconds instead of a
- * helper program inside the downtime. */
-static int veth_attach(const char *veth, const char *bridge, char *err)
-{
-	struct ifreq ifr;
-	int s, idx = (int)if_nametoindex(veth), rc = 0;
-
-	if (idx == 0) {
-		return agent_err(err, -ENODEV, "network: no link %s", veth);
-	}
-	s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (s < 0) {
-		return agent_err(err, -errno, "network: socket: %s", strerror(errno));
-	}
-	memset(&ifr, 0, sizeof(ifr));
-	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", bridge);
-	ifr.ifr_ifindex = idx;
-	/* Already a port of @bridge is fine: off and on again. */
-	ioctl(s, SIOCBRDELIF, &ifr);
-	if (ioctl(s, SIOCBRADDIF, &ifr) < 0) {
-		rc = agent_err(err, -errno, "network: putting %s on %s: %s", veth, bridge,
-			       strerror(errno));
-	}
-	close(s);
-	return rc == 0 ? link_up(veth, err) : rc;
-}
-
 /* ---- helpers of both sides ----------------------------------------------------- */
 
 /* Removes what an interrupted migration left in the run directory:
@@ -929,7 +851,7 @@ static int src_switch(struct mig_src *s)
 	s->switched = true;
 	s->t_freeze = ha_mono_ms();
 	if (s->t.spec->ip) {
-		rc = veth_detach(s->t.veth, s->t.spec->bridge, s->switch_err);
+		rc = host_net_port_detach(s->t.veth, s->t.spec->bridge, s->switch_err);
 		s->detached = rc == 0;
 	}
 	s->switch_rc = rc;
@@ -1166,7 +1088,7 @@ int ctr_mig_send(struct agent_guest *g, int fd, const struct agent_mig_opts *o,
 	if (rc < 0) {
 		/* Everything before the commit is undone: the guest runs on. */
 		if (s.detached) {
-			veth_attach(s.t.veth, s.t.spec->bridge, e2);
+			host_net_port_attach(s.t.veth, s.t.spec->bridge, e2);
 		}
 		if (s.stopped) {
 			/* stopped (and maybe frozen) by a dump that got
@@ -1494,7 +1416,7 @@ int ctr_mig_recv(struct agent_driver *d, const struct agent_guest_spec *spec, in
 		/* Up but off the bridge: the link settles (carrier, link watch:
 		 * up to a second) while the cluster decides, and the commit only
 		 * adds a bridge port, which forwards at once. */
-		rc = link_up(t.veth, err);
+		rc = host_net_link_up(t.veth, err);
 	}
 	p->total_ms = ha_mono_ms() - t0;
 	if (rc == 0) {
@@ -1558,7 +1480,7 @@ int ctr_mig_finish(struct agent_guest *g, bool source, bool commit, char *err)
 	}
 	rc = 0;
 	if (t.spec->ip) {
-		rc = veth_attach(t.veth, t.spec->bridge, err);
+		rc = host_net_port_attach(t.veth, t.spec->bridge, err);
 	}
 	if (rc == 0) {
 		/* CRIU left the tree stopped (the source's by the dump, the

@@ -4,10 +4,13 @@
  * container's network namespace with the guest's address and default
  * route.
  *
- * The links are made with iproute2 (`ip`, see driver_container_exec.c for
- * why), each call bounded; the steps inside the container run in a child
- * that joined its network namespace. The bridge must already exist in the
- * agent's network namespace: the driver never creates host networking.
+ * The veth pair and the steps inside the container are made with iproute2
+ * (`ip`, see driver_container_exec.c for why), each call bounded; those
+ * inside the container run in a child that joined its network namespace.
+ * The host side goes on the bridge through the host layer (host_net.c,
+ * ioctls, also used inside a migration's downtime). The bridge must
+ * already exist in the agent's network namespace: the driver never creates
+ * host networking.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -64,69 +67,6 @@ void ctr_net_mac(const char *name, char out[18])
 		 (unsigned)(h >> 32) & 0xff, (unsigned)(h >> 40) & 0xff);
 }
 
-bool ctr_net_addr_valid(const char *s, bool cidr)
-{
-	char addr[INET6_ADDRSTRLEN + 1];
-	unsigned char bin[sizeof(struct in6_addr)];
-	const char *slash = strchr(s, '/');
-	size_t alen = slash ? (size_t)(slash - s) : strlen(s);
-	int family;
-
-	if (alen == 0 || alen >= sizeof(addr) || (cidr && slash == NULL) ||
-	    (!cidr && slash != NULL)) {
-		return false;
-	}
-	memcpy(addr, s, alen);
-	addr[alen] = '\0';
-	if (inet_pton(AF_INET, addr, bin) == 1) {
-		family = AF_INET;
-	} else if (inet_pton(AF_INET6, addr, bin) == 1) {
-		family = AF_INET6;
-	} else {
-		return false;
-	}
-	if (slash) {
-		uint64_t pfx;
-
-		if (ha_parse_u64(slash + 1, 0, family == AF_INET ? 32 : 128, &pfx) < 0) {
-			return false;
-		}
-	}
-	return true;
-}
-
-int ctr_net_bridge_check(const char *bridge, char *err)
-{
-	struct ethtool_drvinfo info = { .cmd = ETHTOOL_GDRVINFO };
-	struct ifreq ifr;
-	int fd, rc;
-
-	if (bridge == NULL || bridge[0] == '\0' || strlen(bridge) >= IFNAMSIZ) {
-		return agent_err(err, -EINVAL, "network: bad bridge name '%s'",
-				 bridge ? bridge : "");
-	}
-	fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		return agent_err(err, -errno, "network: socket: %s", strerror(errno));
-	}
-	memset(&ifr, 0, sizeof(ifr));
-	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", bridge);
-	ifr.ifr_data = (void *)&info;
-	rc = ioctl(fd, SIOCETHTOOL, &ifr) < 0 ? -errno : 0;
-	close(fd);
-	if (rc == -ENODEV) {
-		return agent_err(err, -ENODEV, "network: bridge %s does not exist", bridge);
-	}
-	if (rc < 0) {
-		return agent_err(err, rc, "network: %s: %s", bridge, strerror(-rc));
-	}
-	if (strcmp(info.driver, "bridge") != 0) {
-		return agent_err(err, -EINVAL, "network: %s is not a bridge (driver %s)", bridge,
-				 info.driver);
-	}
-	return 0;
-}
-
 /* Runs `ip ARGS...` (in the namespace of @netns_fd when >= 0). */
 static int ip_run(const char *ip, int netns_fd, uint32_t timeout_ms, char *err,
 		  const char *what, char *const args[])
@@ -163,7 +103,7 @@ int ctr_net_setup(const struct agent_guest_spec *spec, const char *veth, pid_t p
 	if (ctr_tool_find("ip", ip, sizeof(ip)) < 0) {
 		return agent_err(err, -ENOENT, "network: ip (iproute2) not found");
 	}
-	if ((rc = ctr_net_bridge_check(spec->bridge, err)) < 0) {
+	if ((rc = host_net_bridge_check(spec->bridge, err)) < 0) {
 		return rc;
 	}
 	if (link_exists(veth) && (rc = ctr_net_teardown(veth, timeout_ms, err)) < 0) {
@@ -179,7 +119,7 @@ int ctr_net_setup(const struct agent_guest_spec *spec, const char *veth, pid_t p
 			return rc;
 		}
 	}
-	if ((rc = ctr_net_attach_host(veth, spec->bridge, timeout_ms, err)) < 0) {
+	if ((rc = host_net_port_attach(veth, spec->bridge, err)) < 0) {
 		return rc;
 	}
 	snprintf(nspath, sizeof(nspath), "/proc/%d/ns/net", (int)pid);
@@ -207,18 +147,6 @@ int ctr_net_setup(const struct agent_guest_spec *spec, const char *veth, pid_t p
 	}
 	close(nsfd);
 	return rc;
-}
-
-int ctr_net_attach_host(const char *veth, const char *bridge, uint32_t timeout_ms,
-			char *err)
-{
-	char ip[CTR_PATH];
-	char *a[] = { "link", "set", (char *)veth, "master", (char *)bridge, "up", NULL };
-
-	if (ctr_tool_find("ip", ip, sizeof(ip)) < 0) {
-		return agent_err(err, -ENOENT, "network: ip (iproute2) not found");
-	}
-	return ip_run(ip, -1, timeout_ms, err, "host side on the bridge", a);
 }
 
 int ctr_net_teardown(const char *veth, uint32_t timeout_ms, char *err)

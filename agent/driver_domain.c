@@ -60,9 +60,9 @@
 #include <json-c/json.h>
 
 #include "driver.h"
-#include "driver_container.h" /* ctr_net_addr_valid */
 #include "guestdef.h"
 #include "host_cgroup.h"
+#include "host_net.h"
 #include "host_proc.h"
 #include "qmp_client.h"
 #include "util.h"
@@ -255,11 +255,11 @@ static int guest_new(const struct agent_driver *d, const struct agent_guest_spec
 	if (spec->bridge && spec->bridge[0] && strlen(spec->bridge) >= IFNAMSIZ) {
 		return agent_err(err, -EINVAL, "domain %s: bridge name %s too long", nm, spec->bridge);
 	}
-	if (spec->ip && spec->ip[0] && !ctr_net_addr_valid(spec->ip, true) &&
-	    !ctr_net_addr_valid(spec->ip, false)) {
+	if (spec->ip && spec->ip[0] && !host_net_addr_valid(spec->ip, true) &&
+	    !host_net_addr_valid(spec->ip, false)) {
 		return agent_err(err, -EINVAL, "domain %s: bad address %s", nm, spec->ip);
 	}
-	if (spec->gateway && spec->gateway[0] && !ctr_net_addr_valid(spec->gateway, false)) {
+	if (spec->gateway && spec->gateway[0] && !host_net_addr_valid(spec->gateway, false)) {
 		return agent_err(err, -EINVAL, "domain %s: bad gateway %s", nm, spec->gateway);
 	}
 	g = calloc(1, sizeof(*g));
@@ -503,103 +503,7 @@ static int guest_running(const struct agent_guest *g, struct dom_record *r)
 	return 0;
 }
 
-/* ---- the tap ---------------------------------------------------------- */
-
-static int tap_ioctl_open(const char *tap, struct ifreq *ifr, char *err)
-{
-	int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
-
-	if (fd < 0) {
-		return agent_err(err, -errno, "tap %s: /dev/net/tun: %s", tap, strerror(errno));
-	}
-	memset(ifr, 0, sizeof(*ifr));
-	snprintf(ifr->ifr_name, IFNAMSIZ, "%s", tap);
-	ifr->ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
-	if (ioctl(fd, TUNSETIFF, ifr) < 0) {
-		int e = errno;
-
-		close(fd);
-		return agent_err(err, -e, "tap %s: TUNSETIFF: %s", tap, strerror(e));
-	}
-	return fd;
-}
-
-/* Removes the persistent tap (once QEMU has let go of it). */
-static int tap_remove(const char *tap, char *err)
-{
-	struct ifreq ifr;
-	int fd, rc = 0;
-
-	if (tap[0] == 0 || if_nametoindex(tap) == 0) {
-		return 0;
-	}
-	/* busy while a QEMU that just exited still holds it */
-	for (int i = 0; (fd = tap_ioctl_open(tap, &ifr, err)) == -EBUSY && i < 50; i++) {
-		ha_sleep_ms(20);
-	}
-	if (fd < 0) {
-		return fd;
-	}
-	if (ioctl(fd, TUNSETPERSIST, 0) < 0) {
-		rc = agent_err(err, -errno, "tap %s: TUNSETPERSIST: %s", tap, strerror(errno));
-	}
-	close(fd);
-	return rc;
-}
-
-static int tap_create(const char *tap, const char *bridge, char *err)
-{
-	struct ifreq ifr;
-	int fd, sk, rc = 0;
-	unsigned br;
-
-	br = if_nametoindex(bridge);
-	if (br == 0) {
-		return agent_err(err, -ENODEV, "bridge %s: no such device", bridge);
-	}
-	/* A tap left by a QEMU that died is taken over afresh. */
-	tap_remove(tap, NULL);
-	fd = tap_ioctl_open(tap, &ifr, err);
-	if (fd < 0) {
-		return fd;
-	}
-	if (ioctl(fd, TUNSETPERSIST, 1) < 0) {
-		rc = agent_err(err, -errno, "tap %s: TUNSETPERSIST: %s", tap, strerror(errno));
-	}
-	close(fd);
-	if (rc < 0) {
-		return rc;
-	}
-	sk = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (sk < 0) {
-		rc = agent_err(err, -errno, "tap %s: socket: %s", tap, strerror(errno));
-		goto fail;
-	}
-	memset(&ifr, 0, sizeof(ifr));
-	snprintf(ifr.ifr_name, IFNAMSIZ, "%s", bridge);
-	ifr.ifr_ifindex = (int)if_nametoindex(tap);
-	if (ioctl(sk, SIOCBRADDIF, &ifr) < 0) {
-		rc = agent_err(err, -errno, "tap %s: adding to bridge %s: %s", tap, bridge,
-			       strerror(errno));
-		close(sk);
-		goto fail;
-	}
-	memset(&ifr, 0, sizeof(ifr));
-	snprintf(ifr.ifr_name, IFNAMSIZ, "%s", tap);
-	if (ioctl(sk, SIOCGIFFLAGS, &ifr) < 0 ||
-	    (ifr.ifr_flags |= IFF_UP, ioctl(sk, SIOCSIFFLAGS, &ifr) < 0)) {
-		rc = agent_err(err, -errno, "tap %s: set up: %s", tap, strerror(errno));
-	}
-	close(sk);
-	if (rc == 0) {
-		return 0;
-	}
-fail:
-	tap_remove(tap, NULL);
-	return rc;
-}
-
-/* ---- cgroups (the container driver's helpers) ------------------------- */
+/* ---- cgroups (the host layer's, host_cgroup.h) ------------------------ */
 
 /* CPU weight and limit only: QEMU's own threads count against pids.max
  * and its overhead (TCG translation cache) against a memory limit, so
@@ -1252,7 +1156,7 @@ static int launch(struct agent_guest *g, struct launch *lo, struct dom_record *r
 	argv[n] = NULL;
 
 	if (g->bridge) {
-		rc = tap_create(g->tap, g->bridge, err);
+		rc = host_net_tap_create(g->tap, g->bridge, err);
 		if (rc < 0) {
 			return rc;
 		}
@@ -1326,7 +1230,7 @@ fail_kill:
 	cgroup_cleanup(g);
 fail:
 	if (tap_made) {
-		tap_remove(g->tap, NULL);
+		host_net_tap_remove(g->tap, NULL);
 	}
 	return rc;
 }
@@ -1385,7 +1289,7 @@ static enum agent_guest_state vm_state_of(const char *st)
 /* Tears down what a QEMU that is gone left: tap, cgroup, record. */
 static void after_exit(struct agent_guest *g, const struct dom_record *r)
 {
-	tap_remove(r->tap[0] ? r->tap : g->tap, NULL);
+	host_net_tap_remove(r->tap[0] ? r->tap : g->tap, NULL);
 	cgroup_cleanup(g);
 	rec_remove(g);
 }
