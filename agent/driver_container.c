@@ -1319,7 +1319,7 @@ static int ctr_restore(struct agent_driver *d, const struct agent_guest_spec *sp
 			.criu_path = d && d->cfg && d->cfg->criu_path[0] ? d->cfg->criu_path :
 									   "criu",
 		};
-		rc = ctr_criu_restore(&t, images, COPY_TIMEOUT_MS, &pid, err);
+		rc = ctr_criu_restore(&t, images, COPY_TIMEOUT_MS, false, &pid, err);
 	}
 	if (rc == 0) {
 		struct host_proc_stat ps;

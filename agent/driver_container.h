@@ -96,9 +96,27 @@ struct ctr_ckpt_target {
  */
 int ctr_criu_dump(const struct ctr_ckpt_target *t, const char *images,
 		  bool leave_running, uint32_t timeout_ms, char *err);
-/* Restores from @images, detached; *pid is the new init's host pid. */
+/*
+ * Restores from @images, detached, into the guest's cgroups; *pid is the
+ * new init's host pid. The tree runs and the veth's host side is on the
+ * bridge; with @stopped (a migration's destination) CRIU leaves the tree
+ * stopped (SIGSTOP) and the veth off the bridge.
+ */
 int ctr_criu_restore(const struct ctr_ckpt_target *t, const char *images,
-		     uint32_t timeout_ms, pid_t *pid, char *err);
+		     uint32_t timeout_ms, bool stopped, pid_t *pid, char *err);
+
+/* The external resources a container's dump names (console mount, veth):
+ * the text lives in the struct, list points into it. */
+struct ctr_criu_external {
+	char mnt[64];
+	char veth[64];
+	const char *list[2];
+	size_t n;
+};
+void ctr_criu_dump_external(const struct ctr_ckpt_target *t, struct ctr_criu_external *x);
+/* The CRIU binary for the agent's setting @path ("criu" or empty: the one
+ * deploy/install-criu put in place). */
+const char *ctr_criu_bin(const char *path);
 /* Fills the CRIU facts (version, dirty tracking, lazy pages). */
 int ctr_criu_probe(const char *criu_path, Hactl__HostFacts *facts);
 

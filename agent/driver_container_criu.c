@@ -10,12 +10,18 @@
  * the guest's freezer cgroup. External to the container and named by key:
  *   - the root mount: the overlay is mounted by the driver before the
  *     restore and given as root;
- *   - /dev/console, a bind mount of run_dir/console.log: key "console";
+ *   - /dev/console, a bind mount of run_dir/console.log: key "console"
+ *     (CONSOLE_KEY: the dump names it and the restore binds that key, so
+ *     both use the one macro);
  *   - the veth: eth0 inside, its peer (hv-<name>) outside; the restore
- *     recreates the pair and puts the outer end on the guest bridge.
+ *     recreates the pair and puts the outer end on the guest bridge (a
+ *     migration's destination: off it, until the commit).
  * Restore: detached (the tree is reparented, like a started container),
  * into the same cgroups (cgroup root rewritten to <parent>/<name> of this
- * host, which may differ from the dumping host's).
+ * host, which may differ from the dumping host's). The snapshot restore
+ * and the migration's destination share ctr_criu_restore; the migration's
+ * dumps (pre-dump, final dump with the tree left stopped) have options of
+ * their own but name the same external resources (ctr_criu_dump_external).
  */
 #include <errno.h>
 #include <sched.h>
@@ -30,7 +36,7 @@
 #define CONSOLE_KEY "console"
 #define CONSOLE_MNT "/dev/console"
 
-static const char *criu_bin(const char *path)
+const char *ctr_criu_bin(const char *path)
 {
 	/* The agent's default "criu" means the one deploy/install-criu put
 	 * in place when it exists there. */
@@ -38,12 +44,21 @@ static const char *criu_bin(const char *path)
 		AGENT_CRIU_DEFAULT_PATH : path;
 }
 
+void ctr_criu_dump_external(const struct ctr_ckpt_target *t, struct ctr_criu_external *x)
+{
+	x->n = 0;
+	snprintf(x->mnt, sizeof(x->mnt), "mnt[%s]:%s", CONSOLE_MNT, CONSOLE_KEY);
+	x->list[x->n++] = x->mnt;
+	if (t->spec->ip) {
+		snprintf(x->veth, sizeof(x->veth), "veth[%s]", t->veth);
+		x->list[x->n++] = x->veth;
+	}
+}
+
 int ctr_criu_dump(const struct ctr_ckpt_target *t, const char *images,
 		  bool leave_running, uint32_t timeout_ms, char *err)
 {
-	char veth[64], mnt[64];
-	const char *external[2];
-	size_t n_ext = 0;
+	struct ctr_criu_external x;
 	struct agent_criu_dump_opts o = {
 		.c = { .images_dir = images, .log_file = "dump.log", .timeout_ms = timeout_ms },
 		.pid = t->pid,
@@ -62,19 +77,14 @@ int ctr_criu_dump(const struct ctr_ckpt_target *t, const char *images,
 		.network_lock = AGENT_CRIU_NETLOCK_NFTABLES,
 	};
 
-	snprintf(mnt, sizeof(mnt), "mnt[%s]:%s", CONSOLE_MNT, CONSOLE_KEY);
-	external[n_ext++] = mnt;
-	if (t->spec->ip) {
-		snprintf(veth, sizeof(veth), "veth[%s]", t->veth);
-		external[n_ext++] = veth;
-	}
-	o.external = external;
-	o.n_external = n_ext;
-	return agent_criu_dump(criu_bin(t->criu_path), &o, err, AGENT_ERR_LEN);
+	ctr_criu_dump_external(t, &x);
+	o.external = x.list;
+	o.n_external = x.n;
+	return agent_criu_dump(ctr_criu_bin(t->criu_path), &o, err, AGENT_ERR_LEN);
 }
 
 int ctr_criu_restore(const struct ctr_ckpt_target *t, const char *images,
-		     uint32_t timeout_ms, pid_t *pid, char *err)
+		     uint32_t timeout_ms, bool stopped, pid_t *pid, char *err)
 {
 	char veth[128], console[CTR_PATH + 32];
 	const char *external[2];
@@ -89,6 +99,7 @@ int ctr_criu_restore(const struct ctr_ckpt_target *t, const char *images,
 		       .timeout_ms = timeout_ms },
 		.root = t->root,
 		.restore_detached = true,
+		.leave_stopped = stopped,
 		.tcp_established = true,
 		.file_locks = true,
 		.manage_cgroups = AGENT_CRIU_CG_SOFT,
@@ -118,13 +129,17 @@ int ctr_criu_restore(const struct ctr_ckpt_target *t, const char *images,
 	}
 	snprintf(console, sizeof(console), "mnt[%s]:%s", CONSOLE_KEY, path);
 	external[n_ext++] = console;
-	if (t->spec->ip) {
+	if (t->spec->ip && stopped) {
+		snprintf(veth, sizeof(veth), "veth[eth0]:%s", t->veth);
+		external[n_ext++] = veth;
+	} else if (t->spec->ip) {
+		/* CRIU puts the recreated host side on the bridge */
 		snprintf(veth, sizeof(veth), "veth[eth0]:%s@%s", t->veth, t->spec->bridge);
 		external[n_ext++] = veth;
 	}
 	o.external = external;
 	o.n_external = n_ext;
-	return agent_criu_restore(criu_bin(t->criu_path), &o, pid, err, AGENT_ERR_LEN);
+	return agent_criu_restore(ctr_criu_bin(t->criu_path), &o, pid, err, AGENT_ERR_LEN);
 }
 
 int ctr_criu_probe(const char *criu_path, Hactl__HostFacts *facts)
@@ -135,14 +150,14 @@ int ctr_criu_probe(const char *criu_path, Hactl__HostFacts *facts)
 
 	/* VERSION and the feature check only: the trial dump of
 	 * agent_criu_probe() is the agent's job at startup. */
-	rc = agent_criu_check_features(criu_bin(criu_path), &mem, &lazy, NULL, 0);
+	rc = agent_criu_check_features(ctr_criu_bin(criu_path), &mem, &lazy, NULL, 0);
 	memset(&caps, 0, sizeof(caps));
 	facts->has_criu_present = true;
 	facts->criu_present = rc == 0;
 	if (rc < 0) {
 		return 0;
 	}
-	if (agent_criu_probe(criu_bin(criu_path), &caps, NULL, 0) == 0 && caps.version[0]) {
+	if (agent_criu_probe(ctr_criu_bin(criu_path), &caps, NULL, 0) == 0 && caps.version[0]) {
 		free(facts->criu_version);
 		facts->criu_version = strdup(caps.version);
 	}

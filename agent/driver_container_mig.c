@@ -155,12 +155,6 @@ static void err_clear(char *err)
 	}
 }
 
-static const char *criu_bin(const char *path)
-{
-	return path == NULL || path[0] == '\0' || strcmp(path, "criu") == 0 ?
-		AGENT_CRIU_DEFAULT_PATH : path;
-}
-
 /* A name we create or send: plain, no path, no leading dot. */
 static bool mig_name_ok(const char *s, size_t n)
 {
@@ -611,9 +605,7 @@ static int ack_parse(const char *line, const char *name, char *err)
 static int mig_dump(const struct ctr_ckpt_target *t, const char *images, bool pre,
 		    const char *parent, agent_criu_notify_fn notify, void *opaque, char *err)
 {
-	char veth[64], mnt[64];
-	const char *external[2];
-	size_t n_ext = 0;
+	struct ctr_criu_external x;
 	struct agent_criu_dump_opts o = {
 		.c = { .images_dir = images, .log_file = pre ? "pre-dump.log" : "dump.log",
 		       .timeout_ms = MIG_CRIU_MS, .notify = notify, .notify_opaque = opaque },
@@ -641,20 +633,14 @@ static int mig_dump(const struct ctr_ckpt_target *t, const char *images, bool pr
 		.network_lock = AGENT_CRIU_NETLOCK_SKIP,
 	};
 
-	/* The same external resources as driver_container_criu.c names. */
-	snprintf(mnt, sizeof(mnt), "mnt[/dev/console]:console");
-	external[n_ext++] = mnt;
-	if (t->spec->ip) {
-		snprintf(veth, sizeof(veth), "veth[%s]", t->veth);
-		external[n_ext++] = veth;
-	}
-	o.external = external;
-	o.n_external = n_ext;
-	return agent_criu_dump(criu_bin(t->criu_path), &o, err, AGENT_ERR_LEN);
+	ctr_criu_dump_external(t, &x);
+	o.external = x.list;
+	o.n_external = x.n;
+	return agent_criu_dump(ctr_criu_bin(t->criu_path), &o, err, AGENT_ERR_LEN);
 }
 
 /*
- * Like ctr_criu_restore(), but the tree does not run: CRIU leaves it
+ * ctr_criu_restore() with @stopped: the tree does not run, CRIU leaves it
  * stopped (SIGSTOP) and it is frozen once CRIU is gone; the host side of
  * the veth stays off the bridge. migrate_finish() thaws it, continues it
  * and puts the veth on the bridge at the commit.
@@ -668,50 +654,9 @@ static int mig_dump(const struct ctr_ckpt_target *t, const char *images, bool pr
 static int mig_restore(const struct ctr_ckpt_target *t, const char *images, pid_t *pid,
 		       char *err)
 {
-	static const char *const ctrls[] = { "memory", "pids", "cpu", "cpuacct", "freezer" };
-	struct agent_criu_cg_root cgr[HA_ARRAY_SIZE(ctrls)];
-	char veth[64], console[CTR_PATH + 32];
-	const char *external[2];
-	size_t n_ext = 0, n_cgr = 0;
-	struct agent_criu_restore_opts o = {
-		.c = { .images_dir = images, .log_file = "restore.log", .timeout_ms = MIG_CRIU_MS },
-		.root = t->root,
-		.restore_detached = true,
-		.leave_stopped = true,
-		.tcp_established = true,
-		.file_locks = true,
-		.manage_cgroups = AGENT_CRIU_CG_SOFT,
-		.network_lock = AGENT_CRIU_NETLOCK_NFTABLES,
-	};
 	int rc;
 
-	if (t->cg->v2) {
-		cgr[n_cgr++] = (struct agent_criu_cg_root){ .ctrl = NULL, .path = t->cg->rel };
-	} else {
-		const char *dirs[] = { t->cg->memory, t->cg->pids, t->cg->cpu, t->cg->cpuacct,
-				       t->cg->freezer };
-
-		for (size_t i = 0; i < HA_ARRAY_SIZE(ctrls); i++) {
-			if (dirs[i][0]) {
-				cgr[n_cgr++] = (struct agent_criu_cg_root){ .ctrl = ctrls[i],
-									    .path = t->cg->rel };
-			}
-		}
-	}
-	o.cg_root = cgr;
-	o.n_cg_root = n_cgr;
-	rc = snprintf(console, sizeof(console), "mnt[console]:%s/console.log", t->spec->run_dir);
-	if (rc < 0 || rc >= (int)sizeof(console)) {
-		return agent_err(err, -ENAMETOOLONG, "restore: console path too long");
-	}
-	external[n_ext++] = console;
-	if (t->spec->ip) {
-		snprintf(veth, sizeof(veth), "veth[eth0]:%s", t->veth);
-		external[n_ext++] = veth;
-	}
-	o.external = external;
-	o.n_external = n_ext;
-	rc = agent_criu_restore(criu_bin(t->criu_path), &o, pid, err, AGENT_ERR_LEN);
+	rc = ctr_criu_restore(t, images, MIG_CRIU_MS, true, pid, err);
 	if (rc == 0) {
 		rc = host_cgroup_freeze(t->cg, true, MIG_FREEZE_MS, err);
 	}
@@ -800,7 +745,7 @@ static int mode_pick(const struct ctr_ckpt_target *t, const char *mode, bool *pr
 	if (mode && strcmp(mode, "stopcopy") == 0) {
 		return 0;
 	}
-	if (agent_criu_check_features(criu_bin(t->criu_path), &track, NULL, NULL, 0) < 0) {
+	if (agent_criu_check_features(ctr_criu_bin(t->criu_path), &track, NULL, NULL, 0) < 0) {
 		track = false;
 	}
 	if (!track && mode) {

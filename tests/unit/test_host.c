@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "driver_container.h"
+#include "criu_rpc.h"
 #include "harness.h"
 #include "ha_spawn.h"
 #include "host_net.h"
@@ -97,6 +98,26 @@ static void test_ctr_tool_run(void)
 	CHECK_EQ_INT(ctr_tool_run(none, -1, 30000, NULL, 0), 127);
 	/* a namespace that cannot be joined: the tool does not run */
 	CHECK_EQ_INT(ctr_tool_run(ok, 0, 30000, msg, sizeof(msg)), 126);
+}
+
+/* The external resources every container dump names (snapshot and
+ * migration alike): the console by its key, the veth by its host side. */
+static void test_ctr_criu_external(void)
+{
+	struct agent_guest_spec spec = { .name = "c1", .ip = "10.0.0.5/24" };
+	struct ctr_ckpt_target t = { .spec = &spec, .veth = "hv-c1" };
+	struct ctr_criu_external x;
+
+	ctr_criu_dump_external(&t, &x);
+	CHECK_EQ_INT(x.n, 2);
+	CHECK(strcmp(x.list[0], "mnt[/dev/console]:console") == 0);
+	CHECK(strcmp(x.list[1], "veth[hv-c1]") == 0);
+	spec.ip = NULL;
+	ctr_criu_dump_external(&t, &x);
+	CHECK_EQ_INT(x.n, 1);
+	CHECK(strcmp(ctr_criu_bin("criu"), AGENT_CRIU_DEFAULT_PATH) == 0);
+	CHECK(strcmp(ctr_criu_bin(""), AGENT_CRIU_DEFAULT_PATH) == 0);
+	CHECK(strcmp(ctr_criu_bin("/x/criu"), "/x/criu") == 0);
 }
 
 static void test_net_addr(void)
@@ -221,6 +242,7 @@ int main(void)
 	test_proc_alive();
 	test_small_files();
 	test_ctr_tool_run();
+	test_ctr_criu_external();
 	test_net_addr();
 	test_net_ports();
 	return ha_test_done("test_host");
