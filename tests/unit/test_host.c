@@ -1,7 +1,7 @@
 /*
  * test_host.c - the agent's host layer (agent/host_*.c): /proc/PID/stat
  * parsing and liveness; addresses, bridge ports and taps (in a network
- * namespace of the test's own); the container driver's helper programs.
+ * namespace of the test's own).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -16,8 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "driver_container.h"
-#include "criu_rpc.h"
+#include "driver.h"
 #include "harness.h"
 #include "ha_spawn.h"
 #include "host_net.h"
@@ -80,44 +79,6 @@ static void test_small_files(void)
 	CHECK_EQ_INT(host_read_small("/nonexistent/x", buf, sizeof(buf)), -ENOENT);
 	CHECK_EQ_INT(host_read_small("/proc/self/stat", buf, 0), -EINVAL);
 	CHECK_EQ_INT(host_write_str("/nonexistent/x", "1"), -ENOENT);
-}
-
-/* The container driver's helper programs (ip, cp, rm) through the spawn
- * helper: exit status, first line as the message, the deadline. */
-static void test_ctr_tool_run(void)
-{
-	char *ok[] = { "/bin/sh", "-c", "echo; echo first line >&2; echo second; exit 4", NULL };
-	char *slow[] = { "/bin/sh", "-c", "sleep 1000", NULL };
-	char *none[] = { "/nonexistent/ip", NULL };
-	char msg[64];
-
-	CHECK_EQ_INT(ctr_tool_run(ok, -1, 30000, msg, sizeof(msg)), 4);
-	CHECK(strcmp(msg, "first line") == 0);
-	CHECK_EQ_INT(ctr_tool_run(slow, -1, 200, msg, sizeof(msg)), -ETIMEDOUT);
-	CHECK(strcmp(msg, "/bin/sh ran longer than 200 ms") == 0);
-	CHECK_EQ_INT(ctr_tool_run(none, -1, 30000, NULL, 0), 127);
-	/* a namespace that cannot be joined: the tool does not run */
-	CHECK_EQ_INT(ctr_tool_run(ok, 0, 30000, msg, sizeof(msg)), 126);
-}
-
-/* The external resources every container dump names (snapshot and
- * migration alike): the console by its key, the veth by its host side. */
-static void test_ctr_criu_external(void)
-{
-	struct agent_guest_spec spec = { .name = "c1", .ip = "10.0.0.5/24" };
-	struct ctr_ckpt_target t = { .spec = &spec, .veth = "hv-c1" };
-	struct ctr_criu_external x;
-
-	ctr_criu_dump_external(&t, &x);
-	CHECK_EQ_INT(x.n, 2);
-	CHECK(strcmp(x.list[0], "mnt[/dev/console]:console") == 0);
-	CHECK(strcmp(x.list[1], "veth[hv-c1]") == 0);
-	spec.ip = NULL;
-	ctr_criu_dump_external(&t, &x);
-	CHECK_EQ_INT(x.n, 1);
-	CHECK(strcmp(ctr_criu_bin("criu"), AGENT_CRIU_DEFAULT_PATH) == 0);
-	CHECK(strcmp(ctr_criu_bin(""), AGENT_CRIU_DEFAULT_PATH) == 0);
-	CHECK(strcmp(ctr_criu_bin("/x/criu"), "/x/criu") == 0);
 }
 
 static void test_net_addr(void)
@@ -241,8 +202,6 @@ int main(void)
 	test_proc_stat_parse();
 	test_proc_alive();
 	test_small_files();
-	test_ctr_tool_run();
-	test_ctr_criu_external();
 	test_net_addr();
 	test_net_ports();
 	return ha_test_done("test_host");
