@@ -7,7 +7,9 @@
  * driver_container.h, and the domain driver (QEMU) in
  * agent/driver_domain.c. The agent core owns scheduling,
  * reporting and the cluster protocol; a driver owns only its guests'
- * processes and files.
+ * processes and files. What two drivers share (cgroups, bridge ports and
+ * taps, /proc) is the host layer's (agent/host_*.h); a driver never
+ * includes another driver's header.
  *
  * Rules for drivers:
  *  - Operations are plain blocking calls returning 0 or -errno. The agent
