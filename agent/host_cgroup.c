@@ -249,6 +249,19 @@ static uint64_t cpu_limit_pct(const struct agent_guest_spec *spec)
 	return pct;
 }
 
+/* pids.max from the spec's numproc ("max" when none). */
+static int pids_max_write(const char *dir, const struct agent_guest_spec *spec, char *err)
+{
+	char v[16];
+
+	if (spec->pids_max > 0) {
+		snprintf(v, sizeof(v), "%u", spec->pids_max);
+	} else {
+		snprintf(v, sizeof(v), "max");
+	}
+	return cg_write(dir, "pids.max", v, err);
+}
+
 static int v1_memory(const char *dir, uint64_t bytes, char *err)
 {
 	char v[32];
@@ -294,15 +307,8 @@ static int create_v1(const struct host_cgroup *cg, const struct agent_guest_spec
 	    (rc = v1_memory(cg->memory, spec->mem_kib * 1024, err)) < 0) {
 		return rc;
 	}
-	if (cg->pids[0]) {
-		if (spec->pids_max > 0) {
-			snprintf(v, sizeof(v), "%u", spec->pids_max);
-		} else {
-			snprintf(v, sizeof(v), "max");
-		}
-		if ((rc = cg_write(cg->pids, "pids.max", v, err)) < 0) {
-			return rc;
-		}
+	if (cg->pids[0] && (rc = pids_max_write(cg->pids, spec, err)) < 0) {
+		return rc;
 	}
 	if (cg->cpu[0]) {
 		if (spec->cpu_weight > 0) {
@@ -405,15 +411,9 @@ static int create_v2(const struct host_cgroup *cg, const struct agent_guest_spec
 			return rc;
 		}
 	}
-	if (cg_has(cg->unified, "pids.max")) {
-		if (spec->pids_max > 0) {
-			snprintf(v, sizeof(v), "%u", spec->pids_max);
-		} else {
-			snprintf(v, sizeof(v), "max");
-		}
-		if ((rc = cg_write(cg->unified, "pids.max", v, err)) < 0) {
-			return rc;
-		}
+	if (cg_has(cg->unified, "pids.max") &&
+	    (rc = pids_max_write(cg->unified, spec, err)) < 0) {
+		return rc;
 	}
 	if (cg_has(cg->unified, "cpu.weight")) {
 		if (spec->cpu_weight > 0) {

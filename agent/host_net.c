@@ -85,21 +85,33 @@ int host_net_bridge_check(const char *bridge, char *err)
 
 /* ---- ports of the bridge ------------------------------------------------ */
 
-int host_net_port_detach(const char *veth, const char *bridge, char *err)
+/* A socket for the bridge ioctls and @ifr naming @bridge and @dev's index;
+ * the socket or -errno. */
+static int port_request(const char *dev, const char *bridge, struct ifreq *ifr, char *err)
 {
-	struct ifreq ifr;
-	int s, idx = (int)if_nametoindex(veth), rc = 0;
+	int s, idx = (int)if_nametoindex(dev);
 
 	if (idx == 0) {
-		return agent_err(err, -ENODEV, "network: no link %s", veth);
+		return agent_err(err, -ENODEV, "network: no link %s", dev);
 	}
 	s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (s < 0) {
 		return agent_err(err, -errno, "network: socket: %s", strerror(errno));
 	}
-	memset(&ifr, 0, sizeof(ifr));
-	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", bridge);
-	ifr.ifr_ifindex = idx;
+	memset(ifr, 0, sizeof(*ifr));
+	snprintf(ifr->ifr_name, sizeof(ifr->ifr_name), "%s", bridge);
+	ifr->ifr_ifindex = idx;
+	return s;
+}
+
+int host_net_port_detach(const char *veth, const char *bridge, char *err)
+{
+	struct ifreq ifr;
+	int s = port_request(veth, bridge, &ifr, err), rc = 0;
+
+	if (s < 0) {
+		return s;
+	}
 	if (ioctl(s, SIOCBRDELIF, &ifr) < 0 && errno != EINVAL && errno != ENODEV) {
 		rc = agent_err(err, -errno, "network: taking %s off %s: %s", veth, bridge,
 			       strerror(errno));
@@ -133,18 +145,11 @@ int host_net_link_up(const char *dev, char *err)
 int host_net_port_attach(const char *veth, const char *bridge, char *err)
 {
 	struct ifreq ifr;
-	int s, idx = (int)if_nametoindex(veth), rc = 0;
+	int s = port_request(veth, bridge, &ifr, err), rc = 0;
 
-	if (idx == 0) {
-		return agent_err(err, -ENODEV, "network: no link %s", veth);
-	}
-	s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (s < 0) {
-		return agent_err(err, -errno, "network: socket: %s", strerror(errno));
+		return s;
 	}
-	memset(&ifr, 0, sizeof(ifr));
-	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", bridge);
-	ifr.ifr_ifindex = idx;
 	/* Already a port of @bridge is fine: off and on again. */
 	ioctl(s, SIOCBRDELIF, &ifr);
 	if (ioctl(s, SIOCBRADDIF, &ifr) < 0) {
