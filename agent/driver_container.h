@@ -113,7 +113,15 @@ struct ctr_criu_external {
 	const char *list[2];
 	size_t n;
 };
-void ctr_criu_dump_external(const struct ctr_ckpt_target *t, struct ctr_criu_external *x);
+struct agent_criu_dump_opts;
+/*
+ * What every dump of a container sets (snapshot and migration alike): the
+ * tree, established TCP (without connections not accepted yet), file
+ * locks, soft cgroup management, the freezer, the external resources
+ * (text in @x, which must live as long as @o). The rest of @o is zero.
+ */
+void ctr_criu_dump_base(const struct ctr_ckpt_target *t, struct ctr_criu_external *x,
+			struct agent_criu_dump_opts *o);
 /* The CRIU binary for the agent's setting @path ("criu" or empty: the one
  * deploy/install-criu put in place). */
 const char *ctr_criu_bin(const char *path);

@@ -20,8 +20,9 @@
  * into the same cgroups (cgroup root rewritten to <parent>/<name> of this
  * host, which may differ from the dumping host's). The snapshot restore
  * and the migration's destination share ctr_criu_restore; the migration's
- * dumps (pre-dump, final dump with the tree left stopped) have options of
- * their own but name the same external resources (ctr_criu_dump_external).
+ * dumps (pre-dump, final dump with the tree left stopped) add options of
+ * their own to the same base (ctr_criu_dump_base: the tree, TCP, locks,
+ * cgroups, the external resources).
  */
 #include <errno.h>
 #include <sched.h>
@@ -44,8 +45,23 @@ const char *ctr_criu_bin(const char *path)
 		AGENT_CRIU_DEFAULT_PATH : path;
 }
 
-void ctr_criu_dump_external(const struct ctr_ckpt_target *t, struct ctr_criu_external *x)
+void ctr_criu_dump_base(const struct ctr_ckpt_target *t, struct ctr_criu_external *x,
+			struct agent_criu_dump_opts *o)
 {
+	memset(o, 0, sizeof(*o));
+	o->pid = t->pid;
+	o->tcp_established = true;
+	/* A connection in a listening socket's queue, not accepted yet,
+	 * cannot be dumped: without this, a guest that clients keep
+	 * connecting to can hardly ever be snapshotted. Left out of the image
+	 * (a running guest keeps it; a restore from the snapshot lacks it, as
+	 * it lacks every later connection; a migrated guest's client sees a
+	 * reset). */
+	o->tcp_skip_in_flight = true;
+	o->file_locks = true;
+	o->manage_cgroups = AGENT_CRIU_CG_SOFT;
+	o->freeze_cgroup = host_cgroup_freezer_dir(t->cg)[0] ? host_cgroup_freezer_dir(t->cg) :
+								 NULL;
 	x->n = 0;
 	snprintf(x->mnt, sizeof(x->mnt), "mnt[%s]:%s", CONSOLE_MNT, CONSOLE_KEY);
 	x->list[x->n++] = x->mnt;
@@ -53,33 +69,21 @@ void ctr_criu_dump_external(const struct ctr_ckpt_target *t, struct ctr_criu_ext
 		snprintf(x->veth, sizeof(x->veth), "veth[%s]", t->veth);
 		x->list[x->n++] = x->veth;
 	}
+	o->external = x->list;
+	o->n_external = x->n;
 }
 
 int ctr_criu_dump(const struct ctr_ckpt_target *t, const char *images,
 		  bool leave_running, uint32_t timeout_ms, char *err)
 {
 	struct ctr_criu_external x;
-	struct agent_criu_dump_opts o = {
-		.c = { .images_dir = images, .log_file = "dump.log", .timeout_ms = timeout_ms },
-		.pid = t->pid,
-		.leave_running = leave_running,
-		.tcp_established = true,
-		/* A connection in a listening socket's queue, not accepted yet,
-		 * cannot be dumped: without this, a guest that clients keep
-		 * connecting to can hardly ever be snapshotted. Left out of
-		 * the image (the running guest keeps it; a restore from the
-		 * snapshot lacks it, as it lacks every later connection). */
-		.tcp_skip_in_flight = true,
-		.file_locks = true,
-		.manage_cgroups = AGENT_CRIU_CG_SOFT,
-		.freeze_cgroup = host_cgroup_freezer_dir(t->cg)[0] ?
-			host_cgroup_freezer_dir(t->cg) : NULL,
-		.network_lock = AGENT_CRIU_NETLOCK_NFTABLES,
-	};
+	struct agent_criu_dump_opts o;
 
-	ctr_criu_dump_external(t, &x);
-	o.external = x.list;
-	o.n_external = x.n;
+	ctr_criu_dump_base(t, &x, &o);
+	o.c = (struct agent_criu_common_opts){ .images_dir = images, .log_file = "dump.log",
+					       .timeout_ms = timeout_ms };
+	o.leave_running = leave_running;
+	o.network_lock = AGENT_CRIU_NETLOCK_NFTABLES;
 	return agent_criu_dump(ctr_criu_bin(t->criu_path), &o, err, AGENT_ERR_LEN);
 }
 

@@ -606,36 +606,25 @@ static int mig_dump(const struct ctr_ckpt_target *t, const char *images, bool pr
 		    const char *parent, agent_criu_notify_fn notify, void *opaque, char *err)
 {
 	struct ctr_criu_external x;
-	struct agent_criu_dump_opts o = {
-		.c = { .images_dir = images, .log_file = pre ? "pre-dump.log" : "dump.log",
-		       .timeout_ms = MIG_CRIU_MS, .notify = notify, .notify_opaque = opaque },
-		.pid = t->pid,
-		.pre_dump = pre,
-		/* The final dump leaves the tree stopped (SIGSTOP), not
-		 * frozen: see mig_restore() for what freezing traced tasks
-		 * does. Killed at the commit, continued on an abort. */
-		.leave_stopped = !pre,
-		.track_mem = pre || parent != NULL,
-		.parent_img = parent,
-		.tcp_established = true,
-		/* A connection the frozen guest has not accepted yet cannot be
-		 * dumped: dropped, its client sees a reset. */
-		.tcp_skip_in_flight = true,
-		.file_locks = true,
-		.manage_cgroups = AGENT_CRIU_CG_SOFT,
-		.freeze_cgroup = host_cgroup_freezer_dir(t->cg)[0] ?
-			host_cgroup_freezer_dir(t->cg) : NULL,
-		/* The guest's veth is off the bridge from the "pre-dump"
-		 * notification on (src_switch()): nothing reaches its sockets.
-		 * CRIU's own lock would outlive a dump that leaves the tree
-		 * stopped, and an aborted migration's guest would run on with
-		 * its network shut. */
-		.network_lock = AGENT_CRIU_NETLOCK_SKIP,
-	};
+	struct agent_criu_dump_opts o;
 
-	ctr_criu_dump_external(t, &x);
-	o.external = x.list;
-	o.n_external = x.n;
+	ctr_criu_dump_base(t, &x, &o);
+	o.c = (struct agent_criu_common_opts){ .images_dir = images,
+					       .log_file = pre ? "pre-dump.log" : "dump.log",
+					       .timeout_ms = MIG_CRIU_MS, .notify = notify,
+					       .notify_opaque = opaque };
+	o.pre_dump = pre;
+	/* The final dump leaves the tree stopped (SIGSTOP), not frozen: see
+	 * mig_restore() for what freezing traced tasks does. Killed at the
+	 * commit, continued on an abort. */
+	o.leave_stopped = !pre;
+	o.track_mem = pre || parent != NULL;
+	o.parent_img = parent;
+	/* The guest's veth is off the bridge from the "pre-dump" notification
+	 * on (src_switch()): nothing reaches its sockets. CRIU's own lock
+	 * would outlive a dump that leaves the tree stopped, and an aborted
+	 * migration's guest would run on with its network shut. */
+	o.network_lock = AGENT_CRIU_NETLOCK_SKIP;
 	return agent_criu_dump(ctr_criu_bin(t->criu_path), &o, err, AGENT_ERR_LEN);
 }
 

@@ -33,16 +33,26 @@ static void test_ctr_tool_run(void)
 static void test_ctr_criu_external(void)
 {
 	struct agent_guest_spec spec = { .name = "c1", .ip = "10.0.0.5/24" };
-	struct ctr_ckpt_target t = { .spec = &spec, .veth = "hv-c1" };
+	struct host_cgroup cg;
+	struct ctr_ckpt_target t = { .spec = &spec, .veth = "hv-c1", .cg = &cg };
 	struct ctr_criu_external x;
+	struct agent_criu_dump_opts o;
 
-	ctr_criu_dump_external(&t, &x);
-	CHECK_EQ_INT(x.n, 2);
-	CHECK(strcmp(x.list[0], "mnt[/dev/console]:console") == 0);
-	CHECK(strcmp(x.list[1], "veth[hv-c1]") == 0);
+	memset(&cg, 0, sizeof(cg));
+	t.pid = 42;
+	ctr_criu_dump_base(&t, &x, &o);
+	CHECK_EQ_INT(o.n_external, 2);
+	CHECK(o.external == x.list);
+	CHECK(strcmp(o.external[0], "mnt[/dev/console]:console") == 0);
+	CHECK(strcmp(o.external[1], "veth[hv-c1]") == 0);
+	CHECK_EQ_INT(o.pid, 42);
+	CHECK(o.tcp_established && o.tcp_skip_in_flight && o.file_locks);
+	CHECK(o.manage_cgroups == AGENT_CRIU_CG_SOFT);
+	CHECK(o.freeze_cgroup == NULL); /* no freezer in an empty cgroup */
+	CHECK(!o.leave_running && !o.leave_stopped && !o.pre_dump);
 	spec.ip = NULL;
-	ctr_criu_dump_external(&t, &x);
-	CHECK_EQ_INT(x.n, 1);
+	ctr_criu_dump_base(&t, &x, &o);
+	CHECK_EQ_INT(o.n_external, 1);
 	CHECK(strcmp(ctr_criu_bin("criu"), AGENT_CRIU_DEFAULT_PATH) == 0);
 	CHECK(strcmp(ctr_criu_bin(""), AGENT_CRIU_DEFAULT_PATH) == 0);
 	CHECK(strcmp(ctr_criu_bin("/x/criu"), "/x/criu") == 0);
