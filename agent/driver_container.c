@@ -59,6 +59,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <qb/qblog.h>
+
 #include "driver_container.h"
 #include "guestdef.h"
 #include "host_proc.h"
@@ -1187,6 +1189,7 @@ static int ctr_checkpoint(struct agent_guest *g, const char *dir, unsigned flags
 	struct ctr_ckpt_target t;
 	char images[CTR_PATH], upper[CTR_PATH], e2[AGENT_ERR_LEN];
 	uint32_t timeout = COPY_TIMEOUT_MS;
+	uint64_t frozen_ms;
 	bool was_frozen;
 	int rc, r;
 
@@ -1226,9 +1229,14 @@ static int ctr_checkpoint(struct agent_guest *g, const char *dir, unsigned flags
 	/*
 	 * Frozen first: CRIU leaves a cgroup frozen that it found frozen, so
 	 * memory (the dump) and storage (the copy of the upper dir) are of the
-	 * same instant; thawed after the copy.
+	 * same instant; thawed right after the copy. Writing the metadata and
+	 * syncing the file system (syncfs: every dirty page of the shared
+	 * storage, not only this snapshot's) make that instant durable and
+	 * need not stop the guest: the snapshot counts only once the caller
+	 * commits it after this returns (common/snapshot.c).
 	 */
 	was_frozen = host_cgroup_frozen(&g->cg);
+	frozen_ms = ha_mono_ms();
 	rc = host_cgroup_freeze(&g->cg, true, 10000, err);
 	if (rc < 0) {
 		return rc;
@@ -1237,12 +1245,6 @@ static int ctr_checkpoint(struct agent_guest *g, const char *dir, unsigned flags
 	if (rc == 0) {
 		rc = ctr_tree_copy(g->upper, upper, COPY_TIMEOUT_MS, err);
 	}
-	if (rc == 0) {
-		rc = meta_write(g, dir, err);
-	}
-	if (rc == 0) {
-		rc = dir_sync(dir, err);
-	}
 	if ((leave || rc < 0) && !was_frozen) {
 		/* A failed migration dump leaves the guest running (CRIU resumes
 		 * it on failure). */
@@ -1250,6 +1252,14 @@ static int ctr_checkpoint(struct agent_guest *g, const char *dir, unsigned flags
 		if (r < 0 && rc == 0) {
 			rc = agent_err(err, r, "%s", e2);
 		}
+		qb_log(LOG_INFO, "checkpoint %s: frozen for %" PRIu64 " ms", g->spec.name,
+		       ha_mono_ms() - frozen_ms);
+	}
+	if (rc == 0) {
+		rc = meta_write(g, dir, err);
+	}
+	if (rc == 0) {
+		rc = dir_sync(dir, err);
 	}
 	if (rc == 0 && !leave) {
 		/* Migration: CRIU killed the tasks; tear down the host side. */
