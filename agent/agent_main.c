@@ -45,11 +45,14 @@ struct agent {
 	struct agent_cpu_sample cpu_prev;
 	struct agent_guests *guests;
 	bool stopping;
+	bool registered;  /* conn_fd is in the loop */
+	bool out_of_step; /* a call during the hello timed out or got a wrong answer */
 };
 
 static int call_result(struct agent *a, enum ha_msg_type type,
 		       const ProtobufCMessage *msg);
 static void disconnect(struct agent *a, const char *why);
+static void out_of_step(struct agent *a, const char *why);
 
 /*
  * Fetches this host's part of the cluster's guest list (its guests and
@@ -73,17 +76,21 @@ static void refresh(struct agent *a)
 	rc = ha_ipcc_agent_guests(a->conn, held, n_held, CALL_TIMEOUT_MS, &rtype, &reply);
 	free(held);
 	if (rc < 0) {
-		if (rc != -ENOTCONN && rc != -EPIPE && rc != -ECONNRESET) {
-			qb_log(rc == -ETIMEDOUT ? LOG_DEBUG : LOG_WARNING,
-			       "cannot read the guest list: %s", strerror(-rc));
+		if (rc != -ENOTCONN && rc != -EPIPE && rc != -ECONNRESET && rc != -ETIMEDOUT) {
+			qb_log(LOG_WARNING, "cannot read the guest list: %s", strerror(-rc));
 		}
 		if (rc == -ENOTCONN || rc == -EPIPE || rc == -ECONNRESET) {
 			disconnect(a, strerror(-rc));
+		} else if (rc == -ETIMEDOUT) {
+			out_of_step(a, "the guest list did not come in time");
 		}
 		return;
 	}
 	if (rtype == HA_MSG_AGENT_GUESTS_REPLY) {
 		agent_guests_reconcile(a->guests, (Hactl__AgentGuestsReply *)reply);
+	} else if (rtype != HA_MSG_RESULT || ((Hactl__Result *)reply)->code >= 0) {
+		/* a success Result is never the answer to this request */
+		out_of_step(a, "the guest list request got another request's answer");
 	}
 	ha_env_msg_free(reply);
 }
@@ -168,10 +175,30 @@ static void disconnect(struct agent *a, const char *why)
 		return;
 	}
 	qb_log(LOG_WARNING, "lost the coordinator (%s); reconnecting", why);
+	a->registered = false;
 	qb_loop_poll_del(a->loop, a->conn_fd);
 	qb_ipcc_disconnect(a->conn);
 	a->conn = NULL;
 	schedule_reconnect(a);
+}
+
+/*
+ * A call that timed out leaves its answer to arrive later, in the ring
+ * the next call reads: from then on every call would read the answer of
+ * the one before (the guest list request a Result, a report the guest
+ * list), and the agent would see no quorum while its coordinator is
+ * quorate, and self-fence again and again. So a connection out of step
+ * is dropped and made anew (fresh rings). Found by the fault campaign: a
+ * coordinator stopped for 3 s (SIGSTOP) kept its host's guests killed for
+ * ten minutes after it went on.
+ */
+static void out_of_step(struct agent *a, const char *why)
+{
+	if (a->registered) {
+		disconnect(a, why);
+	} else {
+		a->out_of_step = true; /* try_connect drops it */
+	}
 }
 
 #define EVENTS_PER_CALL 32
@@ -238,11 +265,15 @@ static int call_result(struct agent *a, enum ha_msg_type type,
 	ProtobufCMessage *reply = NULL;
 	int rc = ha_ipcc_call(a->conn, type, msg, CALL_TIMEOUT_MS, &rtype, &reply);
 
+	if (rc == -ETIMEDOUT) {
+		out_of_step(a, "an answer did not come in time");
+	}
 	if (rc < 0) {
 		return rc;
 	}
 	if (rtype != HA_MSG_RESULT) {
 		rc = -EPROTO;
+		out_of_step(a, "a request got another request's answer");
 	} else {
 		Hactl__Result *r = (Hactl__Result *)reply;
 
@@ -267,7 +298,11 @@ static int try_connect(struct agent *a)
 	}
 	h.pid = (uint32_t)getpid();
 	h.facts = &a->facts;
+	a->out_of_step = false;
 	rc = call_result(a, HA_MSG_AGENT_HELLO, &h.base);
+	if (rc >= 0 && a->out_of_step) {
+		rc = -EPROTO;
+	}
 	if (rc < 0) {
 		qb_ipcc_disconnect(a->conn);
 		a->conn = NULL;
@@ -275,6 +310,7 @@ static int try_connect(struct agent *a)
 	}
 	qb_ipcc_fd_get(a->conn, &a->conn_fd);
 	qb_loop_poll_add(a->loop, QB_LOOP_HIGH, a->conn_fd, POLLIN, a, conn_event_cb);
+	a->registered = true;
 	qb_log(LOG_NOTICE, "registered with the local coordinator");
 	refresh(a);
 	return 0;
