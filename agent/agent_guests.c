@@ -1555,6 +1555,23 @@ void agent_guests_reconcile(struct agent_guests *m, const Hactl__AgentGuestsRepl
 							 strcmp(rec->start_mode, "snapshot-or-cold") == 0);
 		g->start_fallback = rec->start_mode && strcmp(rec->start_mode, "snapshot-or-cold") == 0;
 		g->start_gen = rec->start_snapshot;
+		if (owned && g->want_running && !g->up_seen && !g->resume_snapshot &&
+		    rec->running_on == r->local_id &&
+		    (!rec->has_state_generation || rec->state_generation == rec->generation) &&
+		    (ha_guest_state_from_str(rec->state) == HACTL__GUEST_STATE__GUEST_RUNNING ||
+		     ha_guest_state_from_str(rec->state) == HACTL__GUEST_STATE__GUEST_PAUSED)) {
+			/* The cluster last heard it running here, under this
+			 * generation, and this agent has not seen it up: it
+			 * ended with the host or an earlier agent (a reboot, a
+			 * kill). Started again, it goes on from its newest good
+			 * snapshot when its policy says so, as after a crash
+			 * this agent saw; never from scratch with a snapshot's
+			 * state lost. Found by the fault campaign (seed 2): a
+			 * killed host that rejoined before it was fenced started
+			 * its container cold. A guest still running here is
+			 * re-attached and nothing changes. */
+			g->resume_snapshot = true;
+		}
 		if (rec->snap_generation > g->snap_generation) {
 			g->snap_generation = rec->snap_generation;
 			g->snap_time_ms = rec->snap_time_ms;

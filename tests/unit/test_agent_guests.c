@@ -444,6 +444,8 @@ struct view {
 	uint64_t snap_gen;     /* the newest good snapshot the cluster knows */
 	const char *start_mode; /* NULL: cold */
 	uint64_t start_gen;     /* the generation a start restores, 0 = the rule's */
+	const char *state;      /* the state last reported, NULL: none */
+	uint32_t running_on;    /* where it was reported running, 0: nowhere */
 };
 
 static void reconcile(struct agent_guests *m, const struct view *v)
@@ -477,6 +479,13 @@ static void reconcile(struct agent_guests *m, const struct view *v)
 	rec.start_snapshot = v->start_gen;
 	rec.has_snap_generation = v->snap_gen != 0;
 	rec.snap_generation = v->snap_gen;
+	if (v->state) {
+		rec.state = (char *)v->state;
+		rec.has_running_on = true;
+		rec.running_on = v->running_on;
+		rec.has_state_generation = true;
+		rec.state_generation = rec.generation;
+	}
 	if (v->mig_state) {
 		mg.id = 77;
 		mg.source = v->mig_src;
@@ -643,6 +652,27 @@ static void failover_choice_case(const char *def, enum ha_snap_kind kind, uint64
 		fprintf(stderr, "note\n  got:  %s\n  want: ...%s...\n", last_note, want_note);
 	}
 	ha_test_checks++;
+	agent_guests_free(m);
+}
+
+/*
+ * The fault campaign, seed 2: this host was killed and came back before it
+ * was fenced, so it still owns c1, which the cluster last heard running
+ * here. The new agent finds nothing running: c1 goes on from its newest
+ * snapshot, not from scratch. A guest merely reported stopped here, or
+ * reported running elsewhere, starts as its record says (cold).
+ */
+static void host_back_case(const char *state, uint32_t running_on, bool want_restore)
+{
+	struct agent_guests *m = agent_up(AGENT_GUEST_STOPPED, "agent");
+	struct view back = { .quorate = true, .owner = LOCAL, .snap_gen = 1, .def = def_snap,
+			     .state = state, .running_on = running_on };
+
+	write_snap(HA_SNAP_KIND_PERIODIC, fake_wall - 10000);
+	reconcile(m, &back);
+	CHECK(run_until(NULL, note_set));
+	CHECK(want_restore ? logged("restore c1") : !logged("restore c1"));
+	CHECK(want_restore ? !logged("start c1") : logged("start c1"));
 	agent_guests_free(m);
 }
 
@@ -1183,6 +1213,9 @@ int main(void)
 			     "cold start: no snapshot may be used: failover_snapshot_max_age is auto "
 			     "and snapshot_interval is 0");
 	crash_restart_old_case();
+	host_back_case("running", LOCAL, true);
+	host_back_case("stopped", LOCAL, false);
+	host_back_case("running", OTHER, false);
 	crash_after_restore_case();
 	snapshot_kinds_case();
 	busy_case();
