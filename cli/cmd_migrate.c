@@ -63,6 +63,18 @@ static int send_change(struct cli *cli, Hactl__Change *ch)
 	return send_change_seq(cli, ch, NULL);
 }
 
+/* The migration options of @o (a transport left unset: each agent's
+ * [migration] transport). */
+static void mopts_options(const struct mopts *o, Hactl__MigrationOptions *mo)
+{
+	mo->mode = (char *)(o->mode ? o->mode : "auto");
+	mo->transport = (char *)o->transport;
+	mo->has_max_downtime_ms = o->max_downtime_ms != 0;
+	mo->max_downtime_ms = o->max_downtime_ms;
+	mo->has_bandwidth_bps = o->bandwidth_bps != 0;
+	mo->bandwidth_bps = o->bandwidth_bps;
+}
+
 static int start_migration(struct cli *cli, const struct mopts *o, uint64_t *id)
 {
 	Hactl__Change ch = HACTL__CHANGE__INIT;
@@ -72,13 +84,7 @@ static int start_migration(struct cli *cli, const struct mopts *o, uint64_t *id)
 	const Hactl__GuestRecord *g;
 	int ex;
 
-	mo.mode = (char *)(o->mode ? o->mode : "auto");
-	/* unset: each agent's [migration] transport */
-	mo.transport = (char *)o->transport;
-	mo.has_max_downtime_ms = o->max_downtime_ms != 0;
-	mo.max_downtime_ms = o->max_downtime_ms;
-	mo.has_bandwidth_bps = o->bandwidth_bps != 0;
-	mo.bandwidth_bps = o->bandwidth_bps;
+	mopts_options(o, &mo);
 	ms.guest = (char *)o->name;
 	ms.node = (char *)o->to;
 	ms.options = &mo;
@@ -471,12 +477,7 @@ static int job_start(struct cli *cli, const char *kind, const char *node, uint32
 	Hactl__JobStartChange js = HACTL__JOB_START_CHANGE__INIT;
 	Hactl__MigrationOptions mo = HACTL__MIGRATION_OPTIONS__INIT;
 
-	mo.mode = (char *)(o->mode ? o->mode : "auto");
-	mo.transport = (char *)o->transport;
-	mo.has_max_downtime_ms = o->max_downtime_ms != 0;
-	mo.max_downtime_ms = o->max_downtime_ms;
-	mo.has_bandwidth_bps = o->bandwidth_bps != 0;
-	mo.bandwidth_bps = o->bandwidth_bps;
+	mopts_options(o, &mo);
 	js.kind = (char *)kind;
 	js.node = (char *)node;
 	js.has_parallel = true;

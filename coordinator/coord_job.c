@@ -516,9 +516,7 @@ size_t coord_job_next(const struct coord_state *st, const struct coord_view *v,
 			if (mo.mode == NULL || !mo.mode[0]) {
 				mo.mode = "auto";
 			}
-			if (mo.transport == NULL || !mo.transport[0]) {
-				mo.transport = "tcp";
-			}
+			/* a transport left unset: each agent's [migration] one */
 			ms.guest = m->guest;
 			ms.node = m->to;
 			ms.options = &mo;

@@ -886,6 +886,22 @@ static void on_action_result(struct coord *c, uint32_t sender, Hactl__CpgActionR
 
 /* ---- delivered messages ---- */
 
+/* The leader's answer to a request it refuses: every member sees it, the
+ * origin answers its client. */
+static void reject(struct coord *c, uint32_t sender, const Hactl__CpgRequest *r,
+		   const char *desc, int rc, char *why)
+{
+	Hactl__CpgReject rej = HACTL__CPG_REJECT__INIT;
+
+	qb_log(LOG_INFO, "rejected request %s from node %u: %s", desc, sender, why);
+	rej.leader = c->local_id;
+	rej.origin = r->origin;
+	rej.req_id = r->req_id;
+	rej.code = rc;
+	rej.reason = why;
+	coord_cpg_send(c, HA_MSG_CPG_REJECT, &rej.base);
+}
+
 static void on_request(struct coord *c, uint32_t sender, Hactl__CpgRequest *r)
 {
 	char why[256] = "";
@@ -916,16 +932,7 @@ static void on_request(struct coord *c, uint32_t sender, Hactl__CpgRequest *r)
 		rc = -EPROTO;
 	}
 	if (rc < 0) {
-		Hactl__CpgReject rej = HACTL__CPG_REJECT__INIT;
-
-		qb_log(LOG_INFO, "rejected request %s from node %u: %s", desc,
-		       sender, why);
-		rej.leader = c->local_id;
-		rej.origin = r->origin;
-		rej.req_id = r->req_id;
-		rej.code = rc;
-		rej.reason = why;
-		coord_cpg_send(c, HA_MSG_CPG_REJECT, &rej.base);
+		reject(c, sender, r, desc, rc, why);
 	} else {
 		Hactl__CpgCommit cm = HACTL__CPG_COMMIT__INIT;
 
@@ -943,16 +950,7 @@ static void on_request(struct coord *c, uint32_t sender, Hactl__CpgRequest *r)
 			rc = coord_job_plan(&c->state, &view, coord_wall_ms(c), asked, &planned,
 					    why, sizeof(why));
 			if (rc < 0) {
-				Hactl__CpgReject rej = HACTL__CPG_REJECT__INIT;
-
-				qb_log(LOG_INFO, "rejected request %s from node %u: %s", desc,
-				       sender, why);
-				rej.leader = c->local_id;
-				rej.origin = r->origin;
-				rej.req_id = r->req_id;
-				rej.code = rc;
-				rej.reason = why;
-				coord_cpg_send(c, HA_MSG_CPG_REJECT, &rej.base);
+				reject(c, sender, r, desc, rc, why);
 				return;
 			}
 			r->change->job_start = planned;
