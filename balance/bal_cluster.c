@@ -92,6 +92,20 @@ const char *ha_bal_reason_str(enum ha_bal_reason r)
 	return ENUM_STR(reason_names, r);
 }
 
+bool ha_bal_action_move(const struct ha_bal_cluster *c, const struct ha_bal_action *a,
+			struct ha_bal_move *m)
+{
+	if (a->kind != HA_BAL_ACT_MIGRATE && a->kind != HA_BAL_ACT_UNPLACED) {
+		return false;
+	}
+	m->guest = c->guests[a->guest].name;
+	m->from = a->from >= 0 ? c->nodes[a->from].name : "";
+	m->to = a->kind == HA_BAL_ACT_MIGRATE && a->to >= 0 ? c->nodes[a->to].name : "";
+	m->reason = a->detail[0] ? a->detail : ha_bal_reason_str(a->reason);
+	m->wave = a->wave ? a->wave : 1;
+	return true;
+}
+
 static int enum_parse(const char *const *table, int n, const char *s)
 {
 	if (s == NULL) {

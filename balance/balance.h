@@ -297,6 +297,18 @@ struct ha_bal_action {
 	char detail[160];             /* why, for UNPLACED */
 };
 
+/* One move of a plan by name (pointers into the cluster and the action):
+ * a migration, or a guest the plan found no place for (to ""). */
+struct ha_bal_move {
+	const char *guest, *from, *to;
+	const char *reason;           /* the detail of an unplaced one, else the reason */
+	uint32_t wave;                /* 1.. */
+};
+
+/* Fills @m for a MIGRATE or UNPLACED action; false for any other. */
+bool ha_bal_action_move(const struct ha_bal_cluster *c, const struct ha_bal_action *a,
+			struct ha_bal_move *m);
+
 struct ha_bal_plan {
 	enum ha_bal_op op;
 	enum ha_bal_strategy strategy;

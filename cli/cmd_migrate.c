@@ -657,19 +657,19 @@ static int run_balance_job(struct cli *cli, const struct ha_bal_cluster *c,
 		return EX_FAIL;
 	}
 	for (uint32_t i = 0; i < plan->n_actions; i++) {
-		const struct ha_bal_action *a = &plan->actions[i];
+		struct ha_bal_move bm;
 		Hactl__JobMove *m = &moves[n];
 
-		if (a->kind != HA_BAL_ACT_MIGRATE && a->kind != HA_BAL_ACT_UNPLACED) {
+		if (!ha_bal_action_move(c, &plan->actions[i], &bm)) {
 			continue;
 		}
 		hactl__job_move__init(m);
-		m->guest = (char *)c->guests[a->guest].name;
-		m->from = a->from >= 0 ? (char *)c->nodes[a->from].name : "";
-		m->to = a->kind == HA_BAL_ACT_MIGRATE && a->to >= 0 ? (char *)c->nodes[a->to].name : "";
+		m->guest = (char *)bm.guest;
+		m->from = (char *)bm.from;
+		m->to = (char *)bm.to;
 		m->has_wave = true;
-		m->wave = a->wave ? a->wave : 1;
-		m->reason = (char *)(a->detail[0] ? a->detail : ha_bal_reason_str(a->reason));
+		m->wave = bm.wave;
+		m->reason = (char *)bm.reason;
 		ptrs[n++] = m;
 	}
 	ex = n ? job_start(cli, "balance", NULL, o->parallel, o, ptrs, n, &id) : EX_OK;

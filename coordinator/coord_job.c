@@ -40,17 +40,6 @@
 #define JOBS_ENDED_KEEP 8
 #define JOB_MOVES_MAX 4096
 
-static void set_str(char **field, const char *v)
-{
-	char *copy = strdup(v ? v : "");
-
-	if (copy) {
-		if (*field != protobuf_c_empty_string) {
-			free(*field);
-		}
-		*field = copy;
-	}
-}
 
 static bool is(const char *s, const char *lit)
 {
@@ -94,12 +83,7 @@ static bool kind_ok(const char *k)
 
 static const struct coord_node *node_named(const struct coord_state *st, const char *name)
 {
-	for (size_t i = 0; name && i < st->n_nodes; i++) {
-		if (strcmp(st->nodes[i].name, name) == 0) {
-			return &st->nodes[i];
-		}
-	}
-	return NULL;
+	return name ? coord_state_node_by_name((struct coord_state *)st, name) : NULL;
 }
 
 int coord_job_check(const struct coord_state *st, const Hactl__Change *ch, char *why,
@@ -192,7 +176,7 @@ static void finish(Hactl__Job *j, uint64_t now_ms)
 			return;
 		}
 	}
-	set_str(&j->state, is(j->state, "cancelling") ? "cancelled" : "done");
+	coord_pb_set_str(&j->state, is(j->state, "cancelling") ? "cancelled" : "done");
 	j->has_ended_ms = true;
 	j->ended_ms = now_ms;
 }
@@ -220,8 +204,8 @@ static void prune(struct coord_state *st)
 
 static void move_fail(Hactl__JobMove *m, const char *reason)
 {
-	set_str(&m->state, "failed");
-	set_str(&m->reason, reason);
+	coord_pb_set_str(&m->state, "failed");
+	coord_pb_set_str(&m->reason, reason);
 }
 
 int coord_job_apply(struct coord_state *st, const Hactl__Change *ch, uint64_t now_ms,
@@ -267,7 +251,7 @@ int coord_job_apply(struct coord_state *st, const Hactl__Change *ch, uint64_t no
 					 m->reason && m->reason[0] ? m->reason : "none fits");
 				move_fail(m, r);
 			} else {
-				set_str(&m->state, "pending");
+				coord_pb_set_str(&m->state, "pending");
 			}
 		}
 		finish(j, now_ms);
@@ -291,7 +275,7 @@ int coord_job_apply(struct coord_state *st, const Hactl__Change *ch, uint64_t no
 			}
 		}
 		if (jm->cancel) {
-			set_str(&j->state, "cancelling");
+			coord_pb_set_str(&j->state, "cancelling");
 		}
 		finish(j, now_ms);
 		prune(st);
@@ -310,7 +294,7 @@ void coord_job_migration_started(struct coord_state *st, const Hactl__MigrateSta
 		Hactl__JobMove *m = j->moves[i];
 
 		if (is(m->guest, ms->guest) && is(m->state, "pending")) {
-			set_str(&m->state, "running");
+			coord_pb_set_str(&m->state, "running");
 			m->has_migration = true;
 			m->migration = migration_id;
 			return;
@@ -328,7 +312,7 @@ void coord_job_migration_ended(struct coord_state *st, const Hactl__Migration *m
 
 		if (m->migration == mg->id && is(m->state, "running")) {
 			if (commit) {
-				set_str(&m->state, "done");
+				coord_pb_set_str(&m->state, "done");
 			} else {
 				move_fail(m, reason && reason[0] ? reason : "aborted");
 			}
@@ -369,7 +353,7 @@ int coord_job_plan(const struct coord_state *st, const struct coord_view *v, uin
 {
 	Hactl__JobStartChange tmp = *in;
 	Hactl__JobMove *moves = NULL, **ptrs = NULL;
-	char (*reasons)[160] = NULL;
+	char note[160];
 	struct ha_bal_cluster *cl = NULL;
 	struct ha_bal_plan *plan = NULL;
 	const struct coord_node *node = node_named(st, in->node);
@@ -403,37 +387,32 @@ int coord_job_plan(const struct coord_state *st, const struct coord_view *v, uin
 	}
 	moves = calloc(cap + 1, sizeof(*moves));
 	ptrs = calloc(cap + 1, sizeof(*ptrs));
-	reasons = calloc(cap + 1, sizeof(*reasons));
-	if (moves == NULL || ptrs == NULL || reasons == NULL) {
+	if (moves == NULL || ptrs == NULL) {
 		snprintf(why, whylen, "out of memory");
 		rc = -ENOMEM;
 		goto done;
 	}
 	if (plan) {
+		/* the names point into cl and plan, which outlive the copy below */
 		for (uint32_t i = 0; i < plan->n_actions; i++) {
-			const struct ha_bal_action *a = &plan->actions[i];
+			struct ha_bal_move bm;
 			Hactl__JobMove *m = &moves[n];
 
-			if (a->kind != HA_BAL_ACT_MIGRATE && a->kind != HA_BAL_ACT_UNPLACED) {
+			if (!ha_bal_action_move(cl, &plan->actions[i], &bm)) {
 				continue;
 			}
 			hactl__job_move__init(m);
-			m->guest = (char *)cl->guests[a->guest].name;
-			m->from = (char *)node->name;
-			m->to = a->kind == HA_BAL_ACT_MIGRATE && a->to >= 0 ?
-					(char *)cl->nodes[a->to].name : "";
+			m->guest = (char *)bm.guest;
+			m->from = (char *)node->name; /* every move leaves the evacuated node */
+			m->to = (char *)bm.to;
 			m->has_wave = true;
-			m->wave = a->wave ? a->wave : 1;
-			snprintf(reasons[n], sizeof(reasons[n]), "%s",
-				 a->detail[0] ? a->detail : ha_bal_reason_str(a->reason));
-			m->reason = reasons[n];
-			ptrs[n] = m;
-			n++;
+			m->wave = bm.wave;
+			m->reason = (char *)bm.reason;
+			ptrs[n++] = m;
 		}
-		snprintf(reasons[cap], sizeof(reasons[cap]),
-			 "evacuate %s: %u moves in %u waves", node->name, plan->n_moves,
-			 plan->waves);
-		tmp.note = reasons[cap];
+		snprintf(note, sizeof(note), "evacuate %s: %u moves in %u waves", node->name,
+			 plan->n_moves, plan->waves);
+		tmp.note = note;
 	} else {
 		for (size_t i = 0; i < st->n_guests; i++) {
 			const Hactl__GuestRecord *g = st->guests[i];
@@ -445,11 +424,7 @@ int coord_job_plan(const struct coord_state *st, const struct coord_view *v, uin
 			    ha_guest_state_from_str(g->state) != HACTL__GUEST_STATE__GUEST_RUNNING) {
 				continue;
 			}
-			for (size_t k = 0; k < st->n_nodes; k++) {
-				if (st->nodes[k].id == g->owner) {
-					owner = &st->nodes[k];
-				}
-			}
+			owner = coord_state_node((struct coord_state *)st, g->owner);
 			hactl__job_move__init(m);
 			m->guest = g->name;
 			m->from = owner ? (char *)owner->name : "";
@@ -460,9 +435,9 @@ int coord_job_plan(const struct coord_state *st, const struct coord_view *v, uin
 			ptrs[n] = m;
 			n++;
 		}
-		snprintf(reasons[cap], sizeof(reasons[cap]), "return to %s: %zu guests",
+		snprintf(note, sizeof(note), "return to %s: %zu guests",
 			 node->name, n);
-		tmp.note = reasons[cap];
+		tmp.note = note;
 	}
 	tmp.moves = ptrs;
 	tmp.n_moves = n;
@@ -474,7 +449,6 @@ done:
 	}
 	free(moves);
 	free(ptrs);
-	free(reasons);
 	ha_bal_plan_free(plan);
 	ha_bal_cluster_free(cl);
 	return rc;

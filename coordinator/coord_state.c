@@ -814,7 +814,7 @@ static int guests_append(struct coord_state *st, Hactl__GuestRecord *g)
 	return 0;
 }
 
-static void set_str(char **field, const char *v)
+void coord_pb_set_str(char **field, const char *v)
 {
 	/* fields of unpacked messages are freed by protobuf-c with free() */
 	char *copy = strdup(v ? v : "");
@@ -826,6 +826,7 @@ static void set_str(char **field, const char *v)
 		*field = copy;
 	}
 }
+
 
 /* `hactl start`: the restart policy starts over. */
 static void restart_policy_clear(Hactl__GuestRecord *g)
@@ -910,17 +911,17 @@ int coord_change_apply(struct coord_state *st, const Hactl__Change *ch,
 		g->owner = n->id;
 		g->has_generation = true;
 		g->generation++;
-		set_str(&g->desired, "running");
-		set_str(&g->start_mode, gs->mode && gs->mode[0] ? gs->mode : "cold");
+		coord_pb_set_str(&g->desired, "running");
+		coord_pb_set_str(&g->start_mode, gs->mode && gs->mode[0] ? gs->mode : "cold");
 		g->has_start_snapshot = true;
 		g->start_snapshot = gs->snapshot;
-		set_str(&g->error, "");
+		coord_pb_set_str(&g->error, "");
 		restart_policy_clear(g);
 		break;
 	}
 	case HACTL__CHANGE__KIND_GUEST_STOP:
 		g = coord_state_guest(st, ch->guest_stop->name);
-		set_str(&g->desired, "stopped");
+		coord_pb_set_str(&g->desired, "stopped");
 		break;
 	case HACTL__CHANGE__KIND_NODE_FENCE: {
 		struct coord_node *n = coord_state_node_by_name(st, ch->node_fence->node);
@@ -943,25 +944,25 @@ int coord_change_apply(struct coord_state *st, const Hactl__Change *ch,
 			}
 			dst = p->node && p->node[0] ? node_by_name_c(st, p->node) : NULL;
 			if (p->mode && strcmp(p->mode, "none") == 0) {
-				set_str(&g->desired, "stopped");
+				coord_pb_set_str(&g->desired, "stopped");
 				g->owner = 0;
-				set_str(&g->error, "host lost; restart policy none");
+				coord_pb_set_str(&g->error, "host lost; restart policy none");
 				continue;
 			}
 			if (dst == NULL) {
 				g->owner = 0;
-				set_str(&g->error, "host lost; no node can run it now");
+				coord_pb_set_str(&g->error, "host lost; no node can run it now");
 				continue;
 			}
 			g->has_owner = true;
 			g->owner = dst->id;
 			g->has_generation = true;
 			g->generation++;
-			set_str(&g->start_mode, p->mode && p->mode[0] ? p->mode : "cold");
+			coord_pb_set_str(&g->start_mode, p->mode && p->mode[0] ? p->mode : "cold");
 			g->has_start_snapshot = true;
 			g->start_snapshot = 0;
-			set_str(&g->error, "");
-			set_str(&g->state, "recovering");
+			coord_pb_set_str(&g->error, "");
+			coord_pb_set_str(&g->state, "recovering");
 		}
 		break;
 	case HACTL__CHANGE__KIND_GUEST_RELOCATE: {
@@ -970,11 +971,11 @@ int coord_change_apply(struct coord_state *st, const Hactl__Change *ch,
 			node_by_name_c(st, r->node) : NULL;
 
 		g = coord_state_guest(st, r->name);
-		set_str(&g->error, r->reason ? r->reason : "");
+		coord_pb_set_str(&g->error, r->reason ? r->reason : "");
 		if (dst == NULL) {
 			/* the policy is exhausted: state error until `hactl start` */
-			set_str(&g->desired, "stopped");
-			set_str(&g->state, "error");
+			coord_pb_set_str(&g->desired, "stopped");
+			coord_pb_set_str(&g->state, "error");
 			g->has_restart_error = true;
 			g->restart_error = true;
 			break;
@@ -987,10 +988,10 @@ int coord_change_apply(struct coord_state *st, const Hactl__Change *ch,
 		g->relocations++;
 		g->has_restarts = true;
 		g->restarts = 0;
-		set_str(&g->start_mode, "cold");
+		coord_pb_set_str(&g->start_mode, "cold");
 		g->has_start_snapshot = true;
 		g->start_snapshot = 0;
-		set_str(&g->state, "relocating");
+		coord_pb_set_str(&g->state, "relocating");
 		break;
 	}
 	case HACTL__CHANGE__KIND_MIGRATE_START: {
@@ -1031,8 +1032,8 @@ int coord_change_apply(struct coord_state *st, const Hactl__Change *ch,
 		const Hactl__MigrateEndChange *m = ch->migrate_end;
 
 		g = coord_state_guest(st, m->guest);
-		set_str(&g->migration->state, m->commit ? "committed" : "aborted");
-		set_str(&g->migration->reason, m->reason ? m->reason : "");
+		coord_pb_set_str(&g->migration->state, m->commit ? "committed" : "aborted");
+		coord_pb_set_str(&g->migration->reason, m->reason ? m->reason : "");
 		g->migration->has_ended_ms = true;
 		g->migration->ended_ms = now_ms;
 		if (m->commit) {
@@ -1043,7 +1044,7 @@ int coord_change_apply(struct coord_state *st, const Hactl__Change *ch,
 			g->owner = g->migration->destination;
 			g->has_generation = true;
 			g->generation++;
-			set_str(&g->start_mode, "cold");
+			coord_pb_set_str(&g->start_mode, "cold");
 		}
 		coord_job_migration_ended(st, g->migration, m->commit, m->reason, now_ms);
 		break;
@@ -1079,10 +1080,10 @@ int coord_change_apply(struct coord_state *st, const Hactl__Change *ch,
 static void stream_report_apply(Hactl__Migration *mg, const Hactl__MigrationReport *mr)
 {
 	if (mr->cipher && mr->cipher[0]) {
-		set_str(&mg->cipher, mr->cipher);
+		coord_pb_set_str(&mg->cipher, mr->cipher);
 	}
 	if (mr->transport && mr->transport[0]) {
-		set_str(&mg->transport, mr->transport);
+		coord_pb_set_str(&mg->transport, mr->transport);
 	}
 	if (mr->has_stream_sent) {
 		mg->has_stream_sent = true;
@@ -1106,7 +1107,7 @@ static void apply_migration_report(Hactl__GuestRecord *g, uint32_t node,
 
 		if ((src && node == mg->source) || (!src && node == mg->destination)) {
 			if (phase == HACTL__MIGRATION_PHASE__PHASE_FAILED) {
-				set_str(&mg->error, mr->error ? mr->error : "failed");
+				coord_pb_set_str(&mg->error, mr->error ? mr->error : "failed");
 			}
 			if (!src && mr->has_port) {
 				mg->has_dst_port = true;
@@ -1132,7 +1133,7 @@ static void apply_migration_report(Hactl__GuestRecord *g, uint32_t node,
 				mg->has_total_ms = true;
 				mg->total_ms = mr->total_ms;
 				if (mr->mode) {
-					set_str(&mg->mode, mr->mode);
+					coord_pb_set_str(&mg->mode, mr->mode);
 				}
 				stream_report_apply(mg, mr);
 			}
@@ -1210,8 +1211,8 @@ void coord_guest_status_apply(struct coord_state *st, uint32_t node,
 		if (g->restart_error && !up) {
 			/* state error stays until `hactl start` */
 		} else {
-			set_str(&g->state, gs->state);
-			set_str(&g->error, gs->error ? gs->error : "");
+			coord_pb_set_str(&g->state, gs->state);
+			coord_pb_set_str(&g->error, gs->error ? gs->error : "");
 		}
 		if (gs->generation == g->generation) {
 			g->has_restarts = gs->restarts != 0;
@@ -1227,7 +1228,7 @@ void coord_guest_status_apply(struct coord_state *st, uint32_t node,
 		g->cpu_ns = gs->cpu_ns;
 		g->has_mem_bytes = gs->has_mem_bytes;
 		g->mem_bytes = gs->mem_bytes;
-		set_str(&g->note, gs->note ? gs->note : "");
+		coord_pb_set_str(&g->note, gs->note ? gs->note : "");
 		g->has_state_generation = true;
 		g->state_generation = gs->generation;
 		if (gs->has_snap_generation && gs->snap_generation > g->snap_generation) {

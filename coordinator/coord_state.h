@@ -66,6 +66,9 @@ enum coord_node_state coord_node_state_of(const struct coord_node *n,
 /* Deep copy of a protobuf message (pack, unpack); freed with
  * protobuf_c_message_free_unpacked(). NULL on failure or for NULL. */
 void *coord_pb_dup(const ProtobufCMessage *m);
+/* Replaces a string field of an unpacked message (copy of @v, "" for
+ * NULL); a failed copy leaves it as it was. */
+void coord_pb_set_str(char **field, const char *v);
 /* qsort() comparator of uint32_t. */
 int coord_cmp_u32(const void *a, const void *b);
 
