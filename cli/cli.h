@@ -67,6 +67,11 @@ void cli_help_usage(FILE *out);
 /* 0, or -1 when @name is no command */
 int cli_help_command(FILE *out, const char *name);
 void cli_help_markdown(FILE *out);
+/* Completion words (hactl complete): every command; one command's options,
+ * -1 for an unknown command. */
+void cli_help_complete_commands(FILE *out);
+int cli_help_complete_options(FILE *out, const char *name);
+int cli_cmd_complete(struct cli *cli, int argc, char **argv);
 
 /* cmd_migrate.c */
 int cli_cmd_migrate(struct cli *cli, int argc, char **argv);

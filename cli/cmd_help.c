@@ -198,6 +198,13 @@ static const struct help_cmd cmds[] = {
 	  "'hactl COMMAND --help' does the same.",
 	  { { "--markdown", "the command reference of docs/cli.md" }, { NULL, NULL } },
 	  "hactl help migrate" },
+	{ "complete", "other", "complete commands|options COMMAND|guests|nodes",
+	  "words for shell completion, one per line",
+	  "Prints the words a shell may complete, one per line: the commands, one command's "
+	  "options, or the names of the guests or nodes the coordinator knows (nothing when "
+	  "it cannot be reached). The bash completion that the packages install uses it.",
+	  { { NULL, NULL } },
+	  "hactl complete options migrate" },
 };
 
 static const struct help_cmd *find(const char *name)
@@ -285,6 +292,28 @@ int cli_help_command(FILE *out, const char *name)
 	}
 	fprintf(out, "  %-20s %s\n", "--json", "machine-readable output");
 	fprintf(out, "\nexample:\n  %s\n", c->example);
+	return 0;
+}
+
+void cli_help_complete_commands(FILE *out)
+{
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+		fprintf(out, "%s\n", cmds[i].name);
+	}
+}
+
+int cli_help_complete_options(FILE *out, const char *name)
+{
+	const struct help_cmd *c = find(name);
+
+	if (c == NULL) {
+		return -1;
+	}
+	for (const struct help_opt *o = c->opts; o->opt; o++) {
+		/* "--node N" -> "--node"; "--dry-run" (also -n) -> "--dry-run" */
+		fprintf(out, "%.*s\n", (int)strcspn(o->opt, " "), o->opt);
+	}
+	fprintf(out, "--json\n--help\n");
 	return 0;
 }
 

@@ -479,6 +479,12 @@ static int cmd_guest_reference(struct cli *cli, int argc, char **argv)
 	return EX_OK;
 }
 
+static int cmd_policy_reference(struct cli *cli, int argc, char **argv)
+{
+	ha_bal_policy_options_markdown(stdout);
+	return EX_OK;
+}
+
 static int cmd_help(struct cli *cli, int argc, char **argv)
 {
 	if (argc == 2 && strcmp(argv[1], "--markdown") == 0) {
@@ -500,6 +506,8 @@ static int cmd_help(struct cli *cli, int argc, char **argv)
 
 static const struct command commands[] = {
 	{ "definition-reference", cmd_guest_reference },
+	{ "policy-reference", cmd_policy_reference },
+	{ "complete", cli_cmd_complete },
 	{ "status", cmd_status },
 	{ "nodes", cmd_nodes },
 	{ "guests", cmd_guests },
