@@ -1,9 +1,9 @@
 #!/bin/bash
 # build.minimal - the tree configures and builds, warnings fatal, with every
 # optional part switched off: CRIU's RPC schema (HA_WITH_CRIU), RDMA
-# (HA_WITH_RDMA: librdmacm + libibverbs) and the drbd backend
-# (HA_WITH_DRBD). A newcomer's first build may have none of them; this is
-# the build that broke when an unused helper sat outside its #ifdef.
+# (HA_WITH_RDMA: librdmacm + libibverbs), the drbd backend (HA_WITH_DRBD)
+# and the man pages (HA_WITH_MAN: pandoc). A newcomer's first build may have
+# none of them; this is the build that broke when an unused helper sat outside its #ifdef.
 #
 # Usage: minimal.sh SRC_DIR WORK_DIR
 set -euo pipefail
@@ -12,7 +12,7 @@ work=$2
 rm -rf "$work"
 mkdir -p "$work"
 cmake -S "$src" -B "$work" -DCMAKE_BUILD_TYPE=Debug -DHA_WERROR=ON -DHA_SANITIZE=OFF \
-	-DHA_WITH_CRIU=OFF -DHA_WITH_RDMA=OFF -DHA_WITH_DRBD=OFF >"$work/configure.log" 2>&1 || {
+	-DHA_WITH_CRIU=OFF -DHA_WITH_RDMA=OFF -DHA_WITH_DRBD=OFF -DHA_WITH_MAN=OFF >"$work/configure.log" 2>&1 || {
 	cat "$work/configure.log"
 	echo "build.minimal: configure failed" >&2
 	exit 1
