@@ -7,10 +7,14 @@
  * 5 unknown name.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <json-c/json.h>
 
@@ -533,41 +537,96 @@ static const struct command commands[] = {
 	{ "unblock", cmd_unblock },
 };
 
+static const char *const exit_names[] = {
+	[EX_OK] = "ok", [EX_FAIL] = "failed", [EX_USAGE] = "usage",
+	[EX_NODAEMON] = "no-coordinator", [EX_NOQUORUM] = "no-quorum",
+	[EX_UNKNOWN] = "unknown-name",
+};
+
 /*
- * Global options may appear anywhere; "--opt=value" is split into "--opt"
- * "value"; -h/--help after a command asks for that command's help. Nothing
- * connects here: commands connect at their first request (cli_call).
+ * --json: what the commands write on stderr ("hactl: ..." lines) is kept
+ * in a memory file while they run. On failure it becomes one JSON object
+ * on stderr, {"error": {"code": EXIT, "kind": ..., "message": ...}} (the
+ * lines without "hactl: " and the help hint, joined by "; "), docs/cli.md;
+ * on success the lines pass through as they were.
  */
-int main(int argc, char **argv)
+static int json_err_begin(void)
 {
-	struct cli cli = { 0 };
-	char *args[64];
-	bool help = false;
-	int n = 0, ex;
+	int keep, mem;
 
-	for (int i = 1; i < argc; i++) {
-		char *eq = argv[i][0] == '-' && argv[i][1] == '-' ? strchr(argv[i], '=') : NULL;
+	fflush(stderr);
+	mem = memfd_create("hactl-stderr", MFD_CLOEXEC);
+	keep = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
+	if (mem < 0 || keep < 0 || dup2(mem, STDERR_FILENO) < 0) {
+		if (mem >= 0) {
+			close(mem);
+		}
+		if (keep >= 0) {
+			close(keep);
+		}
+		return -1;
+	}
+	close(mem);
+	return keep;
+}
 
-		if (strcmp(argv[i], "--json") == 0) {
-			cli.json = true;
-		} else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
-			help = true;
-		} else if (strcmp(argv[i], "-V") == 0 || strcmp(argv[i], "--version") == 0) {
-			printf("hactl %s\n", HA_VERSION);
-			return EX_OK;
-		} else if (argv[i][0] == '-' && argv[i][1] != 0 && n == 0) {
-			return cli_usage_error("unknown option '%s'", argv[i]);
-		} else if (n >= (int)HA_ARRAY_SIZE(args) - 2) {
-			return cli_usage_error("too many arguments%s", "");
-		} else if (eq != NULL && eq > argv[i] + 2) {
-			*eq = '\0';
-			args[n++] = argv[i];
-			args[n++] = eq + 1;
-		} else {
-			args[n++] = argv[i];
+static void json_err_end(int keep, int ex)
+{
+	char *text = NULL, *line, *save = NULL;
+	struct stat st;
+	size_t len = 0;
+	FILE *out;
+
+	fflush(stderr);
+	if (fstat(STDERR_FILENO, &st) == 0 && st.st_size > 0 && st.st_size < (1 << 20)) {
+		text = calloc(1, (size_t)st.st_size + 1);
+		len = text ? (size_t)pread(STDERR_FILENO, text, (size_t)st.st_size, 0) : 0;
+		if (text && (ssize_t)len < 0) {
+			len = 0;
 		}
 	}
-	args[n] = NULL;
+	dup2(keep, STDERR_FILENO);
+	close(keep);
+	if (ex == EX_OK) {
+		if (len) {
+			fwrite(text, 1, len, stderr);
+		}
+		free(text);
+		return;
+	}
+	out = open_memstream(&line, &(size_t){ 0 });
+	for (char *l = text ? strtok_r(text, "\n", &save) : NULL; l && out;
+	     l = strtok_r(NULL, "\n", &save)) {
+		if (strncmp(l, "hactl: ", 7) == 0) {
+			l += 7;
+		}
+		if (l[0] == 0 || strncmp(l, "(see hactl --help", 17) == 0) {
+			continue;
+		}
+		fprintf(out, "%s%s", ftell(out) > 0 ? "; " : "", l);
+	}
+	free(text);
+	if (out) {
+		json_object *j = json_object_new_object(), *e = json_object_new_object();
+
+		fclose(out);
+		json_object_object_add(e, "code", json_object_new_int(ex));
+		json_object_object_add(e, "kind", json_object_new_string(
+			ex > 0 && ex < (int)HA_ARRAY_SIZE(exit_names) ? exit_names[ex] : "failed"));
+		json_object_object_add(e, "message", json_object_new_string(line[0] ? line :
+			"failed"));
+		json_object_object_add(j, "error", e);
+		fprintf(stderr, "%s\n", json_object_to_json_string_ext(j, JSON_C_TO_STRING_PLAIN |
+									    JSON_C_TO_STRING_NOSLASHESCAPE));
+		json_object_put(j);
+		free(line);
+	}
+}
+
+static int run(struct cli *cli, int n, char **args, bool help)
+{
+	int ex;
+
 	if (help) {
 		if (n == 0) {
 			cli_help_usage(stdout);
@@ -586,11 +645,66 @@ int main(int argc, char **argv)
 		if (strcmp(args[0], commands[i].name) != 0) {
 			continue;
 		}
-		ex = commands[i].fn(&cli, n, args);
-		if (cli.conn) {
-			qb_ipcc_disconnect(cli.conn);
+		ex = commands[i].fn(cli, n, args);
+		if (cli->conn) {
+			qb_ipcc_disconnect(cli->conn);
 		}
 		return ex;
 	}
 	return cli_usage_error("unknown command '%s'", args[0]);
+}
+
+/*
+ * Global options may appear anywhere; "--opt=value" is split into "--opt"
+ * "value"; -h/--help after a command asks for that command's help. Nothing
+ * connects here: commands connect at their first request (cli_call).
+ */
+static int parse_and_run(struct cli *cli, int argc, char **argv)
+{
+	char *args[64];
+	bool help = false;
+	int n = 0;
+
+	for (int i = 1; i < argc; i++) {
+		char *eq = argv[i][0] == '-' && argv[i][1] == '-' ? strchr(argv[i], '=') : NULL;
+
+		if (strcmp(argv[i], "--json") == 0) {
+			cli->json = true;
+		} else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+			help = true;
+		} else if (strcmp(argv[i], "-V") == 0 || strcmp(argv[i], "--version") == 0) {
+			printf("hactl %s\n", HA_VERSION);
+			return EX_OK;
+		} else if (argv[i][0] == '-' && argv[i][1] != 0 && n == 0) {
+			return cli_usage_error("unknown option '%s'", argv[i]);
+		} else if (n >= (int)HA_ARRAY_SIZE(args) - 2) {
+			return cli_usage_error("too many arguments%s", "");
+		} else if (eq != NULL && eq > argv[i] + 2) {
+			*eq = '\0';
+			args[n++] = argv[i];
+			args[n++] = eq + 1;
+		} else {
+			args[n++] = argv[i];
+		}
+	}
+	args[n] = NULL;
+	return run(cli, n, args, help);
+}
+
+int main(int argc, char **argv)
+{
+	struct cli cli = { 0 };
+	int ex, keep = -1;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0) {
+			keep = json_err_begin();
+			break;
+		}
+	}
+	ex = parse_and_run(&cli, argc, argv);
+	if (keep >= 0) {
+		json_err_end(keep, ex);
+	}
+	return ex;
 }
