@@ -6,10 +6,14 @@
  * each other; only main in hactl.c calls the commands.
  */
 #include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <json-c/json.h>
 
@@ -66,10 +70,72 @@ int cli_code_to_exit(int code)
 	}
 }
 
+/*
+ * While a long request waits (cli->progress set, stderr a terminal, no
+ * --json): "hactl: WHAT: N s" on stderr, rewritten every second by a
+ * thread that only sleeps and writes.
+ */
+struct ticker {
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool stop, started;
+	const char *what;
+	uint64_t t0;
+};
+
+static void *ticker_main(void *arg)
+{
+	struct ticker *t = arg;
+	struct timespec until;
+
+	pthread_mutex_lock(&t->lock);
+	clock_gettime(CLOCK_REALTIME, &until);
+	while (!t->stop) {
+		until.tv_sec++;
+		if (pthread_cond_timedwait(&t->cond, &t->lock, &until) == ETIMEDOUT && !t->stop) {
+			fprintf(stderr, "\rhactl: %s: %" PRIu64 " s ", t->what,
+				(ha_mono_ms() - t->t0) / 1000);
+		}
+	}
+	pthread_mutex_unlock(&t->lock);
+	return NULL;
+}
+
+static void ticker_start(struct ticker *t, const struct cli *cli)
+{
+	memset(t, 0, sizeof(*t));
+	if (cli->progress == NULL || cli->json || !isatty(STDERR_FILENO)) {
+		return;
+	}
+	pthread_mutex_init(&t->lock, NULL);
+	pthread_cond_init(&t->cond, NULL);
+	t->what = cli->progress;
+	t->t0 = ha_mono_ms();
+	fprintf(stderr, "hactl: %s ...", t->what);
+	t->started = pthread_create(&t->thread, NULL, ticker_main, t) == 0;
+}
+
+static void ticker_stop(struct ticker *t)
+{
+	if (!t->started) {
+		return;
+	}
+	pthread_mutex_lock(&t->lock);
+	t->stop = true;
+	pthread_cond_signal(&t->cond);
+	pthread_mutex_unlock(&t->lock);
+	pthread_join(t->thread, NULL);
+	fprintf(stderr, "\r\033[K");
+	pthread_cond_destroy(&t->cond);
+	pthread_mutex_destroy(&t->lock);
+}
+
 /* Sends @req, expects @want (or a Result, which is an error or a plain ok). */
 int cli_call(struct cli *cli, enum ha_msg_type type, const ProtobufCMessage *req,
 	     enum ha_msg_type want, ProtobufCMessage **out)
 {
+	struct ticker tick;
 	enum ha_msg_type rtype;
 	ProtobufCMessage *reply = NULL;
 	int rc;
@@ -83,7 +149,10 @@ int cli_call(struct cli *cli, enum ha_msg_type type, const ProtobufCMessage *req
 			return ex;
 		}
 	}
-	rc = ha_ipcc_call(cli->conn, type, req, TIMEOUT_MS, &rtype, &reply);
+	ticker_start(&tick, cli);
+	rc = ha_ipcc_call(cli->conn, type, req, cli->wait_ms ? cli->wait_ms : TIMEOUT_MS,
+			  &rtype, &reply);
+	ticker_stop(&tick);
 	if (rc < 0) {
 		fprintf(stderr, "hactl: no valid answer from ha-coordinator: %s\n",
 			strerror(-rc));

@@ -32,6 +32,7 @@ struct gopts {
 	bool purge;
 	bool failover_point;
 	uint32_t timeout_s;
+	bool timeout_set;
 };
 
 static int parse_opts(int argc, char **argv, struct gopts *o, const char *allowed)
@@ -74,6 +75,7 @@ static int parse_opts(int argc, char **argv, struct gopts *o, const char *allowe
 						       argv[i]);
 			}
 			o->timeout_s = (uint32_t)v;
+			o->timeout_set = true;
 		} else {
 			return cli_usage_error("unknown option '%s'", a);
 		}
@@ -103,11 +105,27 @@ static int change(struct cli *cli, Hactl__Change *ch, uint64_t *seq)
 
 enum wait_for { WAIT_RUNNING, WAIT_STOPPED };
 
-/* Polls until @name reaches @want under ownership generation >= @gen. */
-static int wait_guest(struct cli *cli, const char *name, enum wait_for want, uint32_t timeout_s)
+/* On a terminal (no --json): where the guest is, rewritten at each poll;
+ * @g NULL clears the line. */
+static void wait_progress(const struct cli *cli, const Hactl__StatusReply *s,
+			  const Hactl__GuestRecord *g, uint64_t t0)
 {
-	uint64_t deadline = ha_mono_ms() + timeout_s * 1000ull;
-	uint64_t gen = 0;
+	if (cli->json || !isatty(STDERR_FILENO)) {
+		return;
+	}
+	if (g == NULL) {
+		fprintf(stderr, "\r\033[K");
+		return;
+	}
+	fprintf(stderr, "\rhactl: %s: %s on %s, %.1f s\033[K", g->name, cli_guest_state(s, g),
+		g->owner ? cli_node_name(s, g->owner) : "no node", (ha_mono_ms() - t0) / 1000.0);
+}
+
+/* Polls until @name reaches @want under ownership generation >= @gen. */
+static int wait_guest_poll(struct cli *cli, const char *name, enum wait_for want,
+			   uint32_t timeout_s, uint64_t t0)
+{
+	uint64_t deadline = t0 + timeout_s * 1000ull, gen = 0;
 
 	for (;;) {
 		Hactl__StatusReply *s = NULL;
@@ -118,6 +136,7 @@ static int wait_guest(struct cli *cli, const char *name, enum wait_for want, uin
 			return ex;
 		}
 		g = cli_find_guest(s, name);
+		wait_progress(cli, s, g, t0);
 		if (g == NULL) {
 			ha_env_msg_free(&s->base);
 			return want == WAIT_STOPPED ? EX_OK : EX_FAIL;
@@ -133,6 +152,7 @@ static int wait_guest(struct cli *cli, const char *name, enum wait_for want, uin
 				return EX_OK;
 			}
 			if (state == HACTL__GUEST_STATE__GUEST_FAILED) {
+				wait_progress(cli, NULL, NULL, t0);
 				fprintf(stderr, "hactl: %s failed to start on %s: %s\n", name,
 					cli_node_name(s, g->owner), g->error ? g->error : "");
 				ha_env_msg_free(&s->base);
@@ -152,6 +172,7 @@ static int wait_guest(struct cli *cli, const char *name, enum wait_for want, uin
 		}
 		ha_env_msg_free(&s->base);
 		if (ha_mono_ms() > deadline) {
+			wait_progress(cli, NULL, NULL, t0);
 			fprintf(stderr, "hactl: %s did not become %s within %u s\n", name,
 				ha_guest_state_str(want == WAIT_RUNNING ?
 						   HACTL__GUEST_STATE__GUEST_RUNNING :
@@ -160,6 +181,15 @@ static int wait_guest(struct cli *cli, const char *name, enum wait_for want, uin
 		}
 		usleep(200 * 1000);
 	}
+}
+
+static int wait_guest(struct cli *cli, const char *name, enum wait_for want, uint32_t timeout_s)
+{
+	uint64_t t0 = ha_mono_ms();
+	int ex = wait_guest_poll(cli, name, want, timeout_s, t0);
+
+	wait_progress(cli, NULL, NULL, t0);
+	return ex;
 }
 
 static int print_guest(struct cli *cli, const char *name, const char *what)
@@ -762,12 +792,17 @@ int cli_cmd_snapshot(struct cli *cli, int argc, char **argv)
 	ProtobufCMessage *reply = NULL;
 	uint64_t t0 = ha_mono_ms();
 	struct gopts o;
-	char note[256] = "";
-	int ex = parse_opts(argc, argv, &o, "--failover-point");
+	char note[256] = "", what[128];
+	int ex = parse_opts(argc, argv, &o, "--failover-point --timeout");
 
 	if (ex != EX_OK) {
 		return ex;
 	}
+	/* no give-up of our own: the coordinator's verdict comes within its
+	 * 600 s, unless --timeout asks for less */
+	cli->wait_ms = o.timeout_set ? o.timeout_s * 1000 : VERDICT_WAIT_MS;
+	snprintf(what, sizeof(what), "snapshot of %s", o.name);
+	cli->progress = what;
 	a.kind = "snapshot";
 	a.guest = (char *)o.name;
 	a.has_failover_point = o.failover_point;

@@ -53,14 +53,16 @@ static const struct help_cmd cmds[] = {
 	  { { "--return", "after 'off': migrate the guests evacuated from NODE back to it" },
 	    { NULL, NULL } },
 	  "hactl maintenance off node2 --return" },
-	{ "fence", "cluster", "fence [--confirm] NODE",
+	{ "fence", "cluster", "fence [--confirm] [--timeout S] NODE",
 	  "power a node off now; --confirm: you made sure it is off",
 	  "Runs the node's fence levels (fence.conf) with action off and waits for the "
-	  "result. With --confirm no device is run: you state that you have made sure "
+	  "result, however long the devices take (each call is bounded by fence.conf's "
+	  "timeout), showing the time spent on a terminal. With --confirm no device is run: you state that you have made sure "
 	  "the node is off (powered down, disconnected), and the leader records it fenced "
 	  "and recovers its guests (Pacemaker's stonith_admin --confirm). A wrong "
 	  "confirmation can run a guest twice.",
 	  { { "--confirm", "mark NODE fenced without running a device (it is off: you checked)" },
+	    { "--timeout S", "stop waiting after S seconds (1..86400); the fencing goes on" },
 	    { NULL, NULL } },
 	  "hactl fence --confirm node3" },
 	{ "events", "cluster", "events", "recent history: membership, commits, fencing",
@@ -111,15 +113,17 @@ static const struct help_cmd cmds[] = {
 	  "which snapshot (its time and age against failover_snapshot_max_age) or start "
 	  "cold, and why (JSON: .failover).",
 	  { { NULL, NULL } }, "hactl show web1 --json" },
-	{ "snapshot", "guests", "snapshot NAME [--failover-point]",
+	{ "snapshot", "guests", "snapshot NAME [--failover-point] [--timeout S]",
 	  "snapshot memory and storage now",
 	  "Writes a snapshot of the running guest (memory and writable storage of one "
-	  "instant) to the shared storage. A manual snapshot is NOT a failover point: "
+	  "instant) to the shared storage, and waits until it is written (the agent "
+	  "gives up after 600 s), showing the time spent on a terminal. A manual snapshot is NOT a failover point: "
 	  "a failover or a restart after a crash never rolls the guest back to it (only "
 	  "'hactl restore' does), unless --failover-point marks it; even then only while "
 	  "it is at most failover_snapshot_max_age old (docs/failover.md).",
 	  { { "--failover-point", "a failover may restore this snapshot (within "
 	      "failover_snapshot_max_age)" },
+	    { "--timeout S", "stop waiting after S seconds (1..86400); the snapshot goes on" },
 	    { NULL, NULL } },
 	  "hactl snapshot db1 --failover-point" },
 	{ "restore", "guests", "restore NAME [--node N] [--generation G]",

@@ -380,7 +380,13 @@ int cli_cmd_migrate(struct cli *cli, int argc, char **argv)
 		ch.kind_case = HACTL__CHANGE__KIND_MIGRATE_END;
 		ch.migrate_end = &me;
 		ex = send_change(cli, &ch);
-		if (ex == EX_OK && !cli->json) {
+		if (ex == EX_OK && cli->json) {
+			json_object *j = json_object_new_object();
+
+			json_object_object_add(j, "name", json_object_new_string(o.name));
+			json_object_object_add(j, "cancelled", json_object_new_boolean(1));
+			cli_json_print(j);
+		} else if (ex == EX_OK) {
 			printf("migration of %s cancelled\n", o.name);
 		}
 		return ex;

@@ -408,12 +408,24 @@ static int cmd_fence(struct cli *cli, int argc, char **argv)
 	const char *node = NULL;
 	int ex;
 
+	char what[128];
+	uint64_t v;
+
+	/* no give-up of our own: the fence agents' own time-outs bound the
+	 * job, and the coordinator answers when it ends */
+	cli->wait_ms = 86400u * 1000u;
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--confirm") == 0) {
 			req.has_confirm = true;
 			req.confirm = true;
+		} else if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) {
+			if (ha_parse_u64(argv[++i], 1, 86400, &v) < 0) {
+				return cli_usage_error("--timeout: '%s' is not seconds in 1..86400",
+						       argv[i]);
+			}
+			cli->wait_ms = (uint32_t)v * 1000u;
 		} else if (argv[i][0] == '-' || node) {
-			return cli_usage_error("usage: hactl fence [--confirm] NODE%s", "");
+			return cli_usage_error("usage: hactl fence [--confirm] [--timeout S] NODE%s", "");
 		} else {
 			node = argv[i];
 		}
@@ -422,6 +434,8 @@ static int cmd_fence(struct cli *cli, int argc, char **argv)
 		return cli_usage_error("usage: hactl fence [--confirm] NODE%s", "");
 	}
 	req.node = (char *)node;
+	snprintf(what, sizeof(what), "%s %s", req.confirm ? "confirming" : "fencing", node);
+	cli->progress = what;
 	ex = cli_call(cli, HA_MSG_FENCE_REQUEST, &req.base, HA_MSG_RESULT, &reply);
 	if (ex == EX_OK) {
 		Hactl__Result *r = (Hactl__Result *)reply;
