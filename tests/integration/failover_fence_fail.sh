@@ -11,16 +11,17 @@ need_criu
 start_cluster --nodes 3 --token 1000
 check "quorate" wait_for 20 agree agree_view node1 node2 node3
 
-fence_conf() { # fence_conf TYPE: every host's fence.conf uses fence_dummy
+fence_conf() { # fence_conf TYPE [TIMEOUT [LINE]]: every host's fence.conf uses fence_dummy
 	for k in 1 2 3; do
 		cat >"${HACTL_LC_DIR:-/run/hactl-lc}/node$k/etc/hactl/fence.conf" <<EOC
 [defaults]
 method = agent
-timeout = 10
+timeout = ${2:-10}
 [device dummy]
 agent = fence_dummy
 type = $1
 status_file = /srv/hactl/fence_dummy.status
+${3:-}
 [node node1]
 level1 = dummy
 [node node2]
@@ -56,10 +57,17 @@ log "recovered $(( $(now_ms) - t0 )) ms after the fix (next retry of the backoff
 check "node2 fenced" [ "$(node_state_on node1 node2)" = fenced ]
 check "alarm cleared" [ "$(jq_on node1 '.alarms | length')" = 0 ]
 
-# manual fencing of a live node, confirmed
+# manual fencing of a live node, confirmed; the device waits 20 s first
+# (the fence agents' own delay option): hactl waits for the verdict (it
+# used to give up after 15 s while the fencing went on)
+fence_conf file 60 "delay = 20"
+t0=$(now_ms)
 out=$(on node1 hactl fence node3 2>&1); rc=$?
-check "hactl fence node3" [ $rc = 0 ]
+took=$(( $(now_ms) - t0 ))
+log "hactl fence node3 took $took ms: $out"
+check "hactl fence node3 (a 20 s device)" [ $rc = 0 ]
 check "says so" grep -q "node3 fenced" <<<"$out"
+check "it waited out the device's delay" [ $took -ge 20000 ]
 out=$(on node1 hactl fence node1 2>&1); rc=$?
 check "a node does not fence itself" grep -q "does not fence itself" <<<"$out"
 out=$(on node1 hactl fence nodeX 2>&1); rc=$?
