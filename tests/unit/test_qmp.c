@@ -17,7 +17,7 @@
 #include "harness.h"
 #include "qmp_client.h"
 
-/* driver_domain.c, for this test */
+/* driver_domain_qemu.c, for this test */
 int agent_domain_cmdline(const char *name, const char *ip, const char *gw, const char *cmd,
 		       char *out, size_t len);
 int agent_domain_accel_mode(const char *conf, const char *env, char *err, size_t errlen);
