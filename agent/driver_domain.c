@@ -45,7 +45,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -54,6 +53,7 @@
 #include "driver.h"
 #include "driver_domain.h"
 #include "guestdef.h"
+#include "ha_spawn.h"
 #include "host_cgroup.h"
 #include "host_net.h"
 #include "host_proc.h"
@@ -427,35 +427,16 @@ static int dom_probe(struct agent_driver *d, Hactl__HostFacts *facts)
 	const char *qemu = d && d->cfg && d->cfg->qemu_path[0] ? d->cfg->qemu_path :
 								  "qemu-system-x86_64";
 	const char *argv[] = { qemu, "--version", NULL };
-	char logp[] = "/tmp/hactl-qemu-version.XXXXXX";
-	char buf[512];
-	int fd, status = 0, rc;
-	pid_t pid;
-	uint64_t deadline;
+	char buf[512] = "";
+	struct ha_spawn sp = { .argv = (char *const *)argv, .out = buf, .out_len = sizeof(buf),
+			       .err = HA_SPAWN_ERR_TO_OUT, .timeout_ms = 10000 };
+	struct ha_spawn_result r;
+	int rc = ha_spawn_run(&sp, &r);
 
-	fd = mkstemp(logp);
-	if (fd < 0) {
-		return -errno;
-	}
-	close(fd);
-	rc = dom_spawn(argv, logp, -1, &pid, NULL);
 	if (rc < 0) {
-		unlink(logp);
 		return rc;
 	}
-	deadline = ha_mono_ms() + 10000;
-	while (waitpid(pid, &status, WNOHANG) == 0) {
-		if (ha_mono_ms() > deadline) {
-			kill(pid, SIGKILL);
-			waitpid(pid, &status, 0);
-			unlink(logp);
-			return -ETIMEDOUT;
-		}
-		ha_sleep_ms(10);
-	}
-	rc = (int)host_read_small(logp, buf, sizeof(buf));
-	unlink(logp);
-	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || rc <= 0) {
+	if (r.exit_code != 0 || r.out_got == 0) {
 		return -ENOENT;
 	}
 	if (facts && facts->qemu_version == NULL) {
@@ -631,11 +612,7 @@ static int dom_stop(struct agent_guest *g, uint32_t timeout_ms, char *err)
 
 	dom_op_begin(g, AGENT_GUEST_STOPPING);
 	if (dom_guest_running(g, &r) < 0) {
-		/* gone already: clean up what it left */
-		if (dom_rec_read(g, &r) < 0) {
-			memset(&r, 0, sizeof(r));
-		}
-		dom_after_exit(g, &r);
+		dom_clean_gone(g); /* gone already: clean up what it left */
 		goto out;
 	}
 	if (dom_qmp_open(g, DOM_CONNECT_MS, &c, NULL) == 0 &&
@@ -712,10 +689,7 @@ static int dom_destroy(struct agent_guest *g, char *err)
 		return agent_err(err, -EBUSY, "domain %s: still running (pid %d): stop it first",
 				 g->name, (int)r.pid);
 	}
-	if (dom_rec_read(g, &r) < 0) {
-		memset(&r, 0, sizeof(r));
-	}
-	dom_after_exit(g, &r);
+	dom_clean_gone(g);
 	/* The run dir is this host's; data_dir and the disk image on the
 	 * shared storage belong to the guest and stay. */
 	return dom_run_dir_remove(g, err);

@@ -142,15 +142,43 @@ struct dom_launch {
 	char machine[64];     /* "" = DOM_MACHINE */
 };
 
+/* What QEMU is started for: a boot, a start that waits for the guest's
+ * state (restore, incoming migration: -S -incoming defer), or the KVM
+ * boot probe (the guest's kernel alone, no devices, output on stdout). */
+enum dom_qemu_mode {
+	DOM_QEMU_BOOT = 0,
+	DOM_QEMU_INCOMING,
+	DOM_QEMU_PROBE,
+	DOM_QEMU_MODE_MAX
+};
+
+#define DOM_ARGV_MAX 64
+#define DOM_CMDLINE_MAX 2048       /* x86 COMMAND_LINE_SIZE */
+
+/* A QEMU command line and the words it built itself. */
+struct dom_argv {
+	const char *v[DOM_ARGV_MAX];  /* NULL terminated */
+	unsigned n, n_buf;
+	bool overflow;
+	char buf[5][PATH_MAX + 64];  /* name, console path, serial, chardev, drive */
+	char mem[32], smp[16], netdev[128], nic[128];
+	char cmdline[DOM_CMDLINE_MAX];
+	char dlog[PATH_MAX];          /* -D: QEMU's log once daemonized */
+	char pidfile[PATH_MAX];
+};
+
+/*
+ * QEMU's command line for @g, the one place it is built: @accel ("tcg",
+ * "kvm") and @machine as given. The words point into @a and @g.
+ */
+int dom_qemu_argv(const struct agent_guest *g, enum dom_qemu_mode mode, const char *accel,
+		  const char *machine, struct dom_argv *a, char *err);
 /*
  * Starts QEMU for @g, daemonized; on success @rec describes it and is
  * recorded in run_dir. Nothing is left behind on failure.
  */
 int dom_launch(struct agent_guest *g, struct dom_launch *lo, struct dom_record *rec,
 	       uint32_t timeout_ms, char *err);
-/* Starts @argv, its output appended to @log_path, @keep_fd as fd 3. */
-int dom_spawn(const char *const argv[], const char *log_path, int keep_fd, pid_t *pid,
-	      char *err);
 /* Connects to the guest's monitor (caller frees with qmp_client_free). */
 int dom_qmp_open(const struct agent_guest *g, uint32_t timeout_ms, struct qmp_client **c,
 		 char *err);
@@ -168,8 +196,15 @@ enum agent_guest_state dom_vm_state_of(const char *st);
 /* Ends QEMU: QMP quit (when @c), then SIGTERM, then SIGKILL. */
 int dom_force_quit(struct agent_guest *g, struct qmp_client *c, const struct dom_record *r,
 		   char *err);
-/* Tears down what a QEMU that is gone left: tap, cgroup, record. */
+/* Tears down what a QEMU that is gone left: tap, cgroup, record; the
+ * second as far as the run dir's record (if any) names it. */
 void dom_after_exit(struct agent_guest *g, const struct dom_record *r);
+void dom_clean_gone(struct agent_guest *g);
+/* Ends a QEMU started for an incoming stream (restore, migration) that
+ * failed, with what it left; @tail gets its log's last words. True when
+ * QEMU had ended by itself (it refused the stream). */
+bool dom_incoming_undo(struct agent_guest *g, struct qmp_client *c, const struct dom_record *r,
+		       char *tail, size_t len);
 /* The last two non-empty lines of a QEMU log from offset @from, and
  * what QEMU last complained about in the guest's logs. */
 void dom_file_tail(const char *path, off_t from, char *out, size_t len);

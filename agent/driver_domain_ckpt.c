@@ -507,25 +507,14 @@ int dom_restore(struct agent_driver *d, const struct agent_guest_spec *spec,
 	if (rc == 0) {
 		/* The guest's MAC now sits behind another port: tell the
 		 * network at once (RARP rounds), as after a live migration. */
-		json_object *a = json_object_new_object();
-
-		json_object_object_add(a, "initial", json_object_new_int(50));
-		json_object_object_add(a, "max", json_object_new_int(550));
-		json_object_object_add(a, "rounds", json_object_new_int(5));
-		json_object_object_add(a, "step", json_object_new_int(100));
-		qmp_client_execute(c, "announce-self", a, NULL, DOM_QMP_MS, NULL, 0);
-		json_object_put(a);
+		dom_announce(c, NULL);
 	}
 out:
 	if (rc < 0 && launched) {
 		/* A failed incoming migration ends QEMU: its log says why. */
 		char tail[200];
+		bool died = dom_incoming_undo(g, c, &r, tail, sizeof(tail));
 
-		bool died = !dom_rec_alive(&r) || (c && qmp_client_poll(c, NULL, 0) < 0);
-
-		dom_force_quit(g, c, &r, NULL);
-		dom_after_exit(g, &r);
-		dom_log_tail(g, tail, sizeof(tail));
 		if (incoming && died) {
 			rc = -EBADMSG; /* QEMU refused the image and ended */
 		}

@@ -138,6 +138,27 @@ static int mig_query(struct qmp_client *c, struct mig_info *mi, char *err)
 	return 0;
 }
 
+/* One poll of a migration in flight: mig_query(), with a monitor that
+ * has not answered for less than DOM_MIG_STALL_MS as -EAGAIN (see
+ * mig_query()). @now is the time of the poll; @last_answer moves on with
+ * every answer. */
+static int mig_poll(const struct agent_guest *g, struct qmp_client *c, struct mig_info *mi,
+		    uint64_t *last_answer, uint64_t *now, char *err)
+{
+	char qerr[AGENT_ERR_LEN] = "";
+	int rc = mig_query(c, mi, qerr);
+
+	*now = ha_mono_ms();
+	if (rc == -ETIMEDOUT && *now - *last_answer < DOM_MIG_STALL_MS) {
+		return -EAGAIN;
+	}
+	if (rc < 0) {
+		return agent_err(err, rc, "domain %s: %s", g->name, qerr);
+	}
+	*last_answer = *now;
+	return 0;
+}
+
 static void mig_progress_fill(struct agent_mig_progress *p, const struct mig_info *mi)
 {
 	p->total_bytes = mi->q.ram_total;
@@ -277,7 +298,7 @@ int dom_migrate_send(struct agent_guest *g, int fd, const struct agent_mig_opts 
 	uint64_t t0, t_stop = 0, last_move, last_answer, moved = 0, now, bound;
 	bool was_running = false, stopped = false, fd_given = false, started = false;
 	bool done = false;
-	char st[32], logp[PATH_MAX], qerr[AGENT_ERR_LEN] = "";
+	char st[32], logp[PATH_MAX];
 	off_t log_from = 0;
 	struct stat sb;
 	int rc;
@@ -343,16 +364,13 @@ int dom_migrate_send(struct agent_guest *g, int fd, const struct agent_mig_opts 
 	fd_given = false; /* QEMU took it */
 	last_move = last_answer = t0;
 	for (;;) {
-		rc = mig_query(c, &mi, qerr);
-		now = ha_mono_ms();
-		if (rc == -ETIMEDOUT && now - last_answer < DOM_MIG_STALL_MS) {
-			continue; /* see mig_query() */
+		rc = mig_poll(g, c, &mi, &last_answer, &now, err);
+		if (rc == -EAGAIN) {
+			continue;
 		}
 		if (rc < 0) {
-			agent_err(err, rc, "domain %s: %s", g->name, qerr);
 			goto out;
 		}
-		last_answer = now;
 		mig_progress_fill(p, &mi);
 		if (mi.q.status == QMP_MIGRATE_COMPLETED) {
 			break;
@@ -446,7 +464,6 @@ int dom_migrate_recv(struct agent_driver *d, const struct agent_guest_spec *spec
 	uint64_t t0, last_move, last_answer, now, bound;
 	int64_t base, got, moved = 0;
 	bool launched = false, incoming = false;
-	char qerr[AGENT_ERR_LEN] = "";
 	int rc;
 
 	*out = NULL;
@@ -507,17 +524,13 @@ int dom_migrate_recv(struct agent_driver *d, const struct agent_guest_spec *spec
 	bound = mig_bound_ms(g, o);
 	t0 = last_move = last_answer = ha_mono_ms();
 	for (;;) {
-		rc = mig_query(c, &mi, qerr);
-		now = ha_mono_ms();
-		if (rc == -ETIMEDOUT && now - last_answer < DOM_MIG_STALL_MS) {
-			continue; /* see mig_query() */
+		rc = mig_poll(g, c, &mi, &last_answer, &now, err);
+		if (rc == -EAGAIN) {
+			continue;
 		}
 		if (rc < 0) {
-			/* QEMU ends itself when the stream fails: see out */
-			agent_err(err, rc, "domain %s: %s", g->name, qerr);
-			goto out;
+			goto out; /* QEMU ends itself when the stream fails: see out */
 		}
-		last_answer = now;
 		got = base >= 0 ? sock_bytes_received(fd) - base : 0;
 		p->transferred_bytes = got > 0 ? (uint64_t)got : 0;
 		p->total_ms = now - t0;
@@ -552,11 +565,8 @@ int dom_migrate_recv(struct agent_driver *d, const struct agent_guest_spec *spec
 out:
 	if (rc < 0 && launched) {
 		char tail[200];
-		bool died = !dom_rec_alive(&r) || (c && qmp_client_poll(c, NULL, 0) < 0);
+		bool died = dom_incoming_undo(g, c, &r, tail, sizeof(tail));
 
-		dom_force_quit(g, c, &r, NULL);
-		dom_after_exit(g, &r);
-		dom_log_tail(g, tail, sizeof(tail));
 		if (incoming && died && tail[0]) {
 			/* a failed incoming migration ends QEMU: its log says why */
 			agent_err(err, -EIO, "domain %s: incoming migration failed: %s", g->name, tail);
@@ -587,10 +597,7 @@ static int mig_discard(struct agent_guest *g, bool source, char *err)
 
 	dom_op_begin(g, AGENT_GUEST_STOPPING);
 	if (dom_guest_running(g, &r) < 0) {
-		if (dom_rec_read(g, &r) < 0) {
-			memset(&r, 0, sizeof(r));
-		}
-		dom_after_exit(g, &r);
+		dom_clean_gone(g);
 		rc = dom_run_dir_remove(g, err);
 		goto out;
 	}

@@ -29,14 +29,13 @@
 #include "driver_domain.h"
 #include "host_cgroup.h"
 #include "host_net.h"
+#include "ha_spawn.h"
 #include "host_proc.h"
 #include "qmp_client.h"
 #include "util.h"
 
 extern char **environ;
 
-#define DOM_CMDLINE_MAX 2048       /* x86 COMMAND_LINE_SIZE */
-#define DOM_ARGV_MAX 64
 #define DOM_MEM_PAD_KIB 4          /* see driver_domain.c's opening comment */
 #define DOM_QUIT_MS 3000           /* QMP quit until the process is gone */
 #define DOM_KILL_MS 3000
@@ -162,69 +161,43 @@ static struct {
 
 static int kvm_boot_probe(const struct agent_guest *g, char *why, size_t whylen)
 {
-	char log[PATH_MAX], buf[16384];
-	const char *argv[32];
-	unsigned n = 0;
-	uint64_t deadline;
-	int status = 0, rc;
-	pid_t pid;
+	_cleanup_free_ struct dom_argv *a = calloc(1, sizeof(*a));
+	char buf[16384];
+	struct ha_spawn sp = { .out = buf, .out_len = sizeof(buf), .err = HA_SPAWN_ERR_TO_OUT,
+			       .timeout_ms = DOM_PROBE_MS };
+	struct ha_spawn_result r;
+	int rc;
 
 	if (access("/dev/kvm", R_OK | W_OK) < 0) {
 		snprintf(why, whylen, "/dev/kvm: %s", strerror(errno));
 		return -ENODEV;
 	}
-	if (dom_path_join(log, sizeof(log), g->run_dir, "kvm-probe.log") < 0) {
-		return -ENAMETOOLONG;
+	if (a == NULL) {
+		return -ENOMEM;
 	}
-	unlink(log);
-	argv[n++] = g->qemu;
-	argv[n++] = "-machine";
-	argv[n++] = DOM_MACHINE;
-	argv[n++] = "-accel";
-	argv[n++] = "kvm";
-	argv[n++] = "-m";
-	argv[n++] = "64M";
-	argv[n++] = "-nodefaults";
-	argv[n++] = "-no-user-config";
-	argv[n++] = "-display";
-	argv[n++] = "none";
-	argv[n++] = "-no-reboot";
-	argv[n++] = "-serial";
-	argv[n++] = "stdio";
-	argv[n++] = "-kernel";
-	argv[n++] = g->kernel;
-	argv[n++] = "-append";
-	argv[n++] = "console=ttyS0 panic=-1 rdinit=/nonexistent";
-	argv[n] = NULL;
-	rc = dom_spawn(argv, log, -1, &pid, NULL);
+	rc = dom_qemu_argv(g, DOM_QEMU_PROBE, "kvm", DOM_MACHINE, a, NULL);
 	if (rc < 0) {
-		snprintf(why, whylen, "cannot run %s: %s", g->qemu, strerror(-rc));
+		snprintf(why, whylen, "command line: %s", strerror(-rc));
 		return rc;
 	}
-	deadline = ha_mono_ms() + DOM_PROBE_MS;
-	for (;;) {
-		pid_t r = waitpid(pid, &status, WNOHANG);
-
-		if (r == pid) {
-			break;
-		}
-		if (r < 0 || ha_mono_ms() > deadline) {
-			kill(pid, SIGKILL);
-			waitpid(pid, &status, 0);
-			snprintf(why, whylen, "the kernel did not boot under KVM within %d ms",
-				 DOM_PROBE_MS);
-			unlink(log);
-			return -ETIMEDOUT;
-		}
-		ha_sleep_ms(20);
+	buf[0] = 0;
+	sp.argv = (char *const *)a->v;
+	rc = ha_spawn_run(&sp, &r);
+	if (rc == -ETIMEDOUT) {
+		snprintf(why, whylen, "the kernel did not boot under KVM within %d ms",
+			 DOM_PROBE_MS);
+		return rc;
 	}
-	rc = (int)host_read_small(log, buf, sizeof(buf));
-	unlink(log);
-	if (rc > 0 && (strstr(buf, "Kernel panic") || strstr(buf, "Unable to mount root"))) {
+	if (rc < 0 || r.exit_code == 127) {
+		snprintf(why, whylen, "cannot run %s: %s", g->qemu,
+			 strerror(rc < 0 ? -rc : ENOENT));
+		return rc < 0 ? rc : -ENOENT;
+	}
+	if (strstr(buf, "Kernel panic") || strstr(buf, "Unable to mount root")) {
 		return 0;
 	}
 	snprintf(why, whylen, "QEMU with KVM exited (status %d) before the kernel booted",
-		 WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+		 r.exit_code);
 	return -ENODEV;
 }
 
@@ -289,7 +262,7 @@ static int accel_pick(const struct agent_guest *g, char *accel, size_t len, char
  * @log_path, @keep_fd (when >= 0) as fd 3, default signal dispositions and
  * an empty signal mask (the agent blocks signals for its signalfd).
  */
-int dom_spawn(const char *const argv[], const char *log_path, int keep_fd, pid_t *pid,
+static int spawn(const char *const argv[], const char *log_path, int keep_fd, pid_t *pid,
 		 char *err)
 {
 	posix_spawn_file_actions_t fa;
@@ -548,29 +521,204 @@ static int qmp_listen(const struct agent_guest *g, char *err)
 	return rc < 0 ? rc : fd;
 }
 
-#define ARGBUF 8
+/* Adds one word to @a; the words are bounded (DOM_ARGV_MAX). */
+static void arg(struct dom_argv *a, const char *w)
+{
+	if (a->n + 1 < DOM_ARGV_MAX) {
+		a->v[a->n++] = w;
+	} else {
+		a->overflow = true;
+	}
+	a->v[a->n] = NULL;
+}
+
+/* A word built in @a's own storage. */
+static char *arg_buf(struct dom_argv *a)
+{
+	return a->n_buf < HA_ARRAY_SIZE(a->buf) ? a->buf[a->n_buf++] : NULL;
+}
+
+int dom_qemu_argv(const struct agent_guest *g, enum dom_qemu_mode mode, const char *accel,
+		  const char *machine, struct dom_argv *a, char *err)
+{
+	bool probe = mode == DOM_QEMU_PROBE;
+	char *w, *console = NULL;
+	int rc;
+
+	memset(a, 0, sizeof(*a));
+	if (!probe) {
+		rc = agent_domain_cmdline(g->name, g->ip, g->gateway, g->command, a->cmdline,
+					  sizeof(a->cmdline));
+		if (rc < 0) {
+			return agent_err(err, rc, "domain %s: kernel command line longer than %d "
+					 "bytes", g->name, DOM_CMDLINE_MAX - 1);
+		}
+		if (dom_rec_path(g, "qemu.log", a->dlog, sizeof(a->dlog)) < 0 ||
+		    dom_rec_path(g, "qemu.pid", a->pidfile, sizeof(a->pidfile)) < 0 ||
+		    (console = arg_buf(a)) == NULL ||
+		    dom_rec_path(g, "console.log", console, sizeof(a->buf[0])) < 0) {
+			return agent_err(err, -ENAMETOOLONG, "domain %s: run dir path too long",
+					 g->name);
+		}
+	}
+	snprintf(a->mem, sizeof(a->mem), "%" PRIu64 "k",
+		 probe ? (uint64_t)64 << 10 : g->mem_kib + DOM_MEM_PAD_KIB);
+	snprintf(a->smp, sizeof(a->smp), "%u", g->cpus);
+
+	arg(a, g->qemu);
+	if (!probe) {
+		w = arg_buf(a);
+		if (w == NULL || opt_escape(w, sizeof(a->buf[0]), "guest=", g->name,
+					    ",debug-threads=on") < 0) {
+			return agent_err(err, -ENAMETOOLONG, "domain %s: name too long", g->name);
+		}
+		arg(a, "-name");
+		arg(a, w);
+	}
+	arg(a, "-machine");
+	arg(a, machine);
+	arg(a, "-accel");
+	arg(a, accel);
+	arg(a, "-m");
+	arg(a, a->mem);
+	if (!probe) {
+		arg(a, "-smp");
+		arg(a, a->smp);
+	}
+	arg(a, "-nodefaults");
+	arg(a, "-no-user-config");
+	arg(a, "-display");
+	arg(a, "none");
+	if (probe) {
+		/* the domain's own kernel without an initramfs: it boots as far
+		 * as mounting a root file system and panics */
+		arg(a, "-no-reboot");
+		arg(a, "-serial");
+		arg(a, "stdio");
+		arg(a, "-kernel");
+		arg(a, g->kernel);
+		arg(a, "-append");
+		arg(a, "console=ttyS0 panic=-1 rdinit=/nonexistent");
+		return a->overflow ? agent_err(err, -E2BIG, "domain %s: too many arguments",
+					       g->name) : 0;
+	}
+	arg(a, "-msg");
+	arg(a, "timestamp=on");
+	arg(a, "-D"); /* once daemonized, QEMU's stderr goes here */
+	arg(a, a->dlog);
+	arg(a, "-kernel");
+	arg(a, g->kernel);
+	if (g->initrd) {
+		arg(a, "-initrd");
+		arg(a, g->initrd);
+	}
+	arg(a, "-append");
+	arg(a, a->cmdline);
+	w = arg_buf(a);
+	if (w == NULL || opt_escape(w, sizeof(a->buf[0]), "file:", console, "") < 0) {
+		return agent_err(err, -ENAMETOOLONG, "domain %s: run dir path too long", g->name);
+	}
+	arg(a, "-serial");
+	arg(a, w);
+	w = arg_buf(a);
+	if (w == NULL) {
+		return agent_err(err, -E2BIG, "domain %s: too many arguments", g->name);
+	}
+	snprintf(w, sizeof(a->buf[0]), "socket,id=qmp,fd=%d,server=on,wait=off", DOM_QMP_FD);
+	arg(a, "-chardev");
+	arg(a, w);
+	arg(a, "-mon");
+	arg(a, "chardev=qmp,mode=control");
+	if (g->bridge) {
+		snprintf(a->netdev, sizeof(a->netdev),
+			 "tap,id=net0,ifname=%s,script=no,downscript=no", g->tap);
+		snprintf(a->nic, sizeof(a->nic),
+			 "virtio-net-pci,netdev=net0,mac=%02x:%02x:%02x:%02x:%02x:%02x",
+			 g->mac[0], g->mac[1], g->mac[2], g->mac[3], g->mac[4], g->mac[5]);
+		arg(a, "-netdev");
+		arg(a, a->netdev);
+		arg(a, "-device");
+		arg(a, a->nic);
+	}
+	if (g->disk) {
+		char fmt[32];
+
+		snprintf(fmt, sizeof(fmt), ",format=%s,if=none,id=disk0", dom_disk_format(g->disk));
+		w = arg_buf(a);
+		if (w == NULL || opt_escape(w, sizeof(a->buf[0]), "file=", g->disk, fmt) < 0) {
+			return agent_err(err, -ENAMETOOLONG, "domain %s: disk path too long", g->name);
+		}
+		arg(a, "-drive");
+		arg(a, w);
+		arg(a, "-device");
+		arg(a, "virtio-blk-pci,drive=disk0");
+	}
+	if (mode == DOM_QEMU_INCOMING) {
+		arg(a, "-S");
+		arg(a, "-incoming");
+		arg(a, "defer");
+	}
+	arg(a, "-pidfile");
+	arg(a, a->pidfile);
+	arg(a, "-daemonize");
+	return a->overflow ? agent_err(err, -E2BIG, "domain %s: too many arguments", g->name) : 0;
+}
+
+/* Exposed for the unit test: QEMU's command line for a domain of @spec
+ * (@mode a dom_qemu_mode), its words joined by spaces into @out. */
+int agent_domain_qemu_cmd(const struct agent_guest_spec *spec, int mode, const char *accel,
+			  char *out, size_t len, char *err);
+
+int agent_domain_qemu_cmd(const struct agent_guest_spec *spec, int mode, const char *accel,
+			  char *out, size_t len, char *err)
+{
+	_cleanup_free_ struct dom_argv *a = calloc(1, sizeof(*a));
+	struct agent_guest *g = NULL;
+	size_t o = 0;
+	int rc;
+
+	if (a == NULL) {
+		return agent_err(err, -ENOMEM, "out of memory");
+	}
+	if ((unsigned)mode >= DOM_QEMU_MODE_MAX) {
+		return agent_err(err, -EINVAL, "mode %d", mode);
+	}
+	rc = dom_guest_new(NULL, spec, false, &g, err);
+	if (rc == 0) {
+		rc = dom_qemu_argv(g, (enum dom_qemu_mode)mode, accel, DOM_MACHINE, a, err);
+	}
+	for (unsigned i = 0; rc == 0 && i < a->n; i++) {
+		int n = snprintf(out + o, len - o, "%s%s", i ? " " : "", a->v[i]);
+
+		if (n < 0 || (size_t)n >= len - o) {
+			rc = agent_err(err, -E2BIG, "command line longer than %zu bytes", len);
+		} else {
+			o += (size_t)n;
+		}
+	}
+	dom_guest_free(g);
+	return rc;
+}
 
 /*
  * Starts QEMU for @g, daemonized; on success @rec describes it and is
  * recorded in run_dir. Nothing is left behind on failure.
  */
 int dom_launch(struct agent_guest *g, struct dom_launch *lo, struct dom_record *rec,
-		  uint32_t timeout_ms, char *err)
+	       uint32_t timeout_ms, char *err)
 {
-	char bufs[ARGBUF][PATH_MAX + 64];
-	char mem[32], smp[16], cmdline[DOM_CMDLINE_MAX], logp[PATH_MAX], pidp[PATH_MAX];
-	char dlogp[PATH_MAX];
-	char netdev[128], nic[128], tail[200];
-	const char *argv[DOM_ARGV_MAX];
-	unsigned n = 0, b = 0;
+	_cleanup_free_ struct dom_argv *a = calloc(1, sizeof(*a));
+	char logp[PATH_MAX], tail[200], pidtxt[32];
 	uint64_t deadline = ha_mono_ms() + timeout_ms;
 	bool tap_made = false;
 	int lfd = -1, rc, status = 0;
 	pid_t pid = -1;
 	struct host_proc_stat ps;
-	char pidtxt[32];
 
 	memset(rec, 0, sizeof(*rec));
+	if (a == NULL) {
+		return agent_err(err, -ENOMEM, "domain %s: out of memory", g->name);
+	}
 	rc = ha_mkdir_p(g->run_dir, 0700);
 	if (rc < 0) {
 		return agent_err(err, rc, "domain %s: run dir %s: %s", g->name, g->run_dir,
@@ -592,99 +740,20 @@ int dom_launch(struct agent_guest *g, struct dom_launch *lo, struct dom_record *
 	snprintf(rec->accel, sizeof(rec->accel), "%s", lo->accel);
 	snprintf(rec->machine, sizeof(rec->machine), "%s",
 		 lo->machine[0] ? lo->machine : DOM_MACHINE);
-	rc = agent_domain_cmdline(g->name, g->ip, g->gateway, g->command, cmdline,
-				sizeof(cmdline));
-	if (rc < 0) {
-		return agent_err(err, rc, "domain %s: kernel command line longer than %d bytes",
-				 g->name, DOM_CMDLINE_MAX - 1);
+	if (g->disk && access(g->disk, R_OK | W_OK) < 0) {
+		return agent_err(err, -errno, "domain %s: disk %s: %s", g->name, g->disk,
+				 strerror(errno));
 	}
-	if (dom_rec_path(g, "qemu-start.log", logp, sizeof(logp)) < 0 ||
-	    dom_rec_path(g, "qemu.log", dlogp, sizeof(dlogp)) < 0 ||
-	    dom_rec_path(g, "qemu.pid", pidp, sizeof(pidp)) < 0) {
+	rc = dom_qemu_argv(g, lo->incoming ? DOM_QEMU_INCOMING : DOM_QEMU_BOOT, rec->accel,
+			   rec->machine, a, err);
+	if (rc < 0) {
+		return rc;
+	}
+	if (dom_rec_path(g, "qemu-start.log", logp, sizeof(logp)) < 0) {
 		return agent_err(err, -ENAMETOOLONG, "domain %s: run dir path too long", g->name);
 	}
 	unlink(logp);
-	unlink(dlogp);
-	snprintf(mem, sizeof(mem), "%" PRIu64 "k", g->mem_kib + DOM_MEM_PAD_KIB);
-	snprintf(smp, sizeof(smp), "%u", g->cpus);
-
-	argv[n++] = g->qemu;
-	argv[n++] = "-name";
-	if (opt_escape(bufs[b], sizeof(bufs[b]), "guest=", g->name, ",debug-threads=on") < 0) {
-		return agent_err(err, -ENAMETOOLONG, "domain %s: name too long", g->name);
-	}
-	argv[n++] = bufs[b++];
-	argv[n++] = "-machine";
-	argv[n++] = rec->machine;
-	argv[n++] = "-accel";
-	argv[n++] = rec->accel;
-	argv[n++] = "-m";
-	argv[n++] = mem;
-	argv[n++] = "-smp";
-	argv[n++] = smp;
-	argv[n++] = "-nodefaults";
-	argv[n++] = "-no-user-config";
-	argv[n++] = "-display";
-	argv[n++] = "none";
-	argv[n++] = "-msg";
-	argv[n++] = "timestamp=on";
-	argv[n++] = "-D"; /* once daemonized, QEMU's stderr goes here */
-	argv[n++] = dlogp;
-	argv[n++] = "-kernel";
-	argv[n++] = g->kernel;
-	if (g->initrd) {
-		argv[n++] = "-initrd";
-		argv[n++] = g->initrd;
-	}
-	argv[n++] = "-append";
-	argv[n++] = cmdline;
-	argv[n++] = "-serial";
-	if (dom_rec_path(g, "console.log", tail, sizeof(tail)) < 0 ||
-	    opt_escape(bufs[b], sizeof(bufs[b]), "file:", tail, "") < 0) {
-		return agent_err(err, -ENAMETOOLONG, "domain %s: run dir path too long", g->name);
-	}
-	argv[n++] = bufs[b++];
-	argv[n++] = "-chardev";
-	snprintf(bufs[b], sizeof(bufs[b]), "socket,id=qmp,fd=%d,server=on,wait=off",
-		 DOM_QMP_FD);
-	argv[n++] = bufs[b++];
-	argv[n++] = "-mon";
-	argv[n++] = "chardev=qmp,mode=control";
-	if (g->bridge) {
-		snprintf(netdev, sizeof(netdev), "tap,id=net0,ifname=%s,script=no,downscript=no",
-			 g->tap);
-		snprintf(nic, sizeof(nic), "virtio-net-pci,netdev=net0,mac=%02x:%02x:%02x:%02x:%02x:%02x",
-			 g->mac[0], g->mac[1], g->mac[2], g->mac[3], g->mac[4], g->mac[5]);
-		argv[n++] = "-netdev";
-		argv[n++] = netdev;
-		argv[n++] = "-device";
-		argv[n++] = nic;
-	}
-	if (g->disk) {
-		char fmt[32];
-
-		if (access(g->disk, R_OK | W_OK) < 0) {
-			return agent_err(err, -errno, "domain %s: disk %s: %s", g->name, g->disk,
-					 strerror(errno));
-		}
-		snprintf(fmt, sizeof(fmt), ",format=%s,if=none,id=disk0", dom_disk_format(g->disk));
-		if (opt_escape(bufs[b], sizeof(bufs[b]), "file=", g->disk, fmt) < 0) {
-			return agent_err(err, -ENAMETOOLONG, "domain %s: disk path too long", g->name);
-		}
-		argv[n++] = "-drive";
-		argv[n++] = bufs[b++];
-		argv[n++] = "-device";
-		argv[n++] = "virtio-blk-pci,drive=disk0";
-	}
-	if (lo->incoming) {
-		argv[n++] = "-S";
-		argv[n++] = "-incoming";
-		argv[n++] = "defer";
-	}
-	argv[n++] = "-pidfile";
-	argv[n++] = pidp;
-	argv[n++] = "-daemonize";
-	argv[n] = NULL;
+	unlink(a->dlog);
 
 	if (g->bridge) {
 		rc = host_net_tap_create(g->tap, g->bridge, err);
@@ -699,7 +768,7 @@ int dom_launch(struct agent_guest *g, struct dom_launch *lo, struct dom_record *
 		rc = lfd;
 		goto fail;
 	}
-	rc = dom_spawn(argv, logp, lfd, &pid, err);
+	rc = spawn(a->v, logp, lfd, &pid, err);
 	close(lfd);
 	if (rc < 0) {
 		char tmp[AGENT_ERR_LEN];
@@ -733,11 +802,11 @@ int dom_launch(struct agent_guest *g, struct dom_launch *lo, struct dom_record *
 			       tail[0] ? tail : "no message");
 		goto fail_kill;
 	}
-	if (host_read_small(pidp, pidtxt, sizeof(pidtxt)) <= 0 ||
+	if (host_read_small(a->pidfile, pidtxt, sizeof(pidtxt)) <= 0 ||
 	    (rec->pid = (pid_t)strtol(pidtxt, NULL, 10)) <= 1 ||
 	    host_proc_stat_read(rec->pid, &ps) < 0) {
 		rc = agent_err(err, -EIO, "domain %s: QEMU wrote no usable pid file %s", g->name,
-			       pidp);
+			       a->pidfile);
 		goto fail_kill;
 	}
 	rec->starttime = ps.starttime;
@@ -823,6 +892,27 @@ void dom_after_exit(struct agent_guest *g, const struct dom_record *r)
 	host_net_tap_remove(r->tap[0] ? r->tap : g->tap, NULL);
 	cgroup_cleanup(g);
 	dom_rec_remove(g);
+}
+
+void dom_clean_gone(struct agent_guest *g)
+{
+	struct dom_record r;
+
+	if (dom_rec_read(g, &r) < 0) {
+		memset(&r, 0, sizeof(r));
+	}
+	dom_after_exit(g, &r);
+}
+
+bool dom_incoming_undo(struct agent_guest *g, struct qmp_client *c, const struct dom_record *r,
+		       char *tail, size_t len)
+{
+	bool died = !dom_rec_alive(r) || (c && qmp_client_poll(c, NULL, 0) < 0);
+
+	dom_force_quit(g, c, r, NULL);
+	dom_after_exit(g, r);
+	dom_log_tail(g, tail, len);
+	return died;
 }
 
 /* Ends QEMU: QMP quit, then SIGTERM, then SIGKILL. */
