@@ -291,6 +291,44 @@ static int set_netlock(struct crs *s, enum agent_criu_netlock m, CriuOpts *co,
 		}                                                              \
 	} while (0)
 
+/*
+ * What dump and restore take alike from their options. The two option
+ * structs name these fields alike, so one macro serves both and a new
+ * shared option is added once. Sets @ret to 0 or the first error.
+ */
+#define SET_DUMP_RESTORE(s, o, l, co, err, errlen, ret)                        \
+	do {                                                                   \
+		SET_BOOL(co, leave_stopped, (o)->leave_stopped);               \
+		SET_BOOL(co, tcp_established, (o)->tcp_established);           \
+		SET_BOOL(co, tcp_close, (o)->tcp_close);                       \
+		SET_BOOL(co, ext_unix_sk, (o)->ext_unix_sk);                   \
+		SET_BOOL(co, shell_job, (o)->shell_job);                       \
+		SET_BOOL(co, file_locks, (o)->file_locks);                     \
+		SET_BOOL(co, link_remap, (o)->link_remap);                     \
+		SET_BOOL(co, evasive_devices, (o)->evasive_devices);           \
+		SET_BOOL(co, auto_dedup, (o)->auto_dedup);                     \
+		SET_BOOL(co, lazy_pages, (o)->lazy_pages);                     \
+		if ((o)->orphan_pts_master) {                                  \
+			(co)->has_orphan_pts_master = true;                    \
+			(co)->orphan_pts_master = true;                        \
+			(co)->has_notify_scripts = true;                       \
+			(co)->notify_scripts = true;                           \
+		}                                                              \
+		(co)->root = (char *)(o)->root;                                \
+		if (((ret) = set_cg_mode(s, (o)->manage_cgroups, co, err,      \
+					 errlen)) == 0 &&                      \
+		    ((ret) = set_netlock(s, (o)->network_lock, co, err,        \
+					 errlen)) == 0 &&                      \
+		    ((ret) = set_kv(s, "ext_mnt", (o)->ext_mnt, (o)->n_ext_mnt,\
+				    false, l, co, err, errlen)) == 0 &&        \
+		    ((ret) = set_kv(s, "veth_pairs", (o)->veth_pairs,          \
+				    (o)->n_veth_pairs, true, l, co, err,       \
+				    errlen)) == 0) {                           \
+			(ret) = set_external(s, (o)->external, (o)->n_external,\
+					     co, err, errlen);                 \
+		}                                                              \
+	} while (0)
+
 int agent_criu_dump(const char *criu_path, const struct agent_criu_dump_opts *o,
 		    char *err, size_t errlen)
 {
@@ -332,26 +370,9 @@ int agent_criu_dump(const char *criu_path, const struct agent_criu_dump_opts *o,
 	co.has_pid = true;
 	co.pid = o->pid;
 	SET_BOOL(&co, leave_running, o->leave_running);
-	SET_BOOL(&co, leave_stopped, o->leave_stopped);
 	SET_BOOL(&co, track_mem, o->track_mem);
 	co.parent_img = (char *)o->parent_img;
-	SET_BOOL(&co, tcp_established, o->tcp_established);
-	SET_BOOL(&co, tcp_close, o->tcp_close);
 	SET_BOOL(&co, tcp_skip_in_flight, o->tcp_skip_in_flight);
-	SET_BOOL(&co, ext_unix_sk, o->ext_unix_sk);
-	SET_BOOL(&co, shell_job, o->shell_job);
-	SET_BOOL(&co, file_locks, o->file_locks);
-	SET_BOOL(&co, link_remap, o->link_remap);
-	SET_BOOL(&co, evasive_devices, o->evasive_devices);
-	SET_BOOL(&co, auto_dedup, o->auto_dedup);
-	SET_BOOL(&co, lazy_pages, o->lazy_pages);
-	if (o->orphan_pts_master) {
-		co.has_orphan_pts_master = true;
-		co.orphan_pts_master = true;
-		co.has_notify_scripts = true;
-		co.notify_scripts = true;
-	}
-	co.root = (char *)o->root;
 	co.freeze_cgroup = (char *)o->freeze_cgroup;
 	if (o->ghost_limit) {
 		co.has_ghost_limit = true;
@@ -361,13 +382,8 @@ int agent_criu_dump(const char *criu_path, const struct agent_criu_dump_opts *o,
 		co.has_empty_ns = true;
 		co.empty_ns = o->empty_ns;
 	}
-	if ((ret = set_cg_mode(&s, o->manage_cgroups, &co, err, errlen)) < 0 ||
-	    (ret = set_netlock(&s, o->network_lock, &co, err, errlen)) < 0 ||
-	    (ret = set_kv(&s, "ext_mnt", o->ext_mnt, o->n_ext_mnt, false, &l, &co,
-			  err, errlen)) < 0 ||
-	    (ret = set_kv(&s, "veth_pairs", o->veth_pairs, o->n_veth_pairs, true, &l,
-			  &co, err, errlen)) < 0 ||
-	    (ret = set_external(&s, o->external, o->n_external, &co, err, errlen)) < 0) {
+	SET_DUMP_RESTORE(&s, o, &l, &co, err, errlen, ret);
+	if (ret < 0) {
 		goto out;
 	}
 	if (o->ps_port != 0 || o->ps_fd > 0 || o->lazy_pages) {
@@ -437,30 +453,8 @@ int agent_criu_restore(const char *criu_path,
 	/* The RPC service restores detached anyway; rst_sibling makes the
 	 * tree our child instead of CRIU's. */
 	SET_BOOL(&co, rst_sibling, o->restore_sibling);
-	SET_BOOL(&co, leave_stopped, o->leave_stopped);
-	co.root = (char *)o->root;
-	SET_BOOL(&co, tcp_established, o->tcp_established);
-	SET_BOOL(&co, tcp_close, o->tcp_close);
-	SET_BOOL(&co, ext_unix_sk, o->ext_unix_sk);
-	SET_BOOL(&co, shell_job, o->shell_job);
-	SET_BOOL(&co, file_locks, o->file_locks);
-	SET_BOOL(&co, link_remap, o->link_remap);
-	SET_BOOL(&co, evasive_devices, o->evasive_devices);
-	SET_BOOL(&co, auto_dedup, o->auto_dedup);
-	SET_BOOL(&co, lazy_pages, o->lazy_pages);
-	if (o->orphan_pts_master) {
-		co.has_orphan_pts_master = true;
-		co.orphan_pts_master = true;
-		co.has_notify_scripts = true;
-		co.notify_scripts = true;
-	}
-	if ((ret = set_cg_mode(&s, o->manage_cgroups, &co, err, errlen)) < 0 ||
-	    (ret = set_netlock(&s, o->network_lock, &co, err, errlen)) < 0 ||
-	    (ret = set_kv(&s, "ext_mnt", o->ext_mnt, o->n_ext_mnt, false, &l, &co,
-			  err, errlen)) < 0 ||
-	    (ret = set_kv(&s, "veth_pairs", o->veth_pairs, o->n_veth_pairs, true, &l,
-			  &co, err, errlen)) < 0 ||
-	    (ret = set_external(&s, o->external, o->n_external, &co, err, errlen)) < 0 ||
+	SET_DUMP_RESTORE(&s, o, &l, &co, err, errlen, ret);
+	if (ret < 0 ||
 	    (ret = check_list(&s, "cg_root", o->cg_root, o->n_cg_root, err,
 			      errlen)) < 0 ||
 	    (ret = check_list(&s, "inherit_fd", o->inherit_fd, o->n_inherit_fd, err,
