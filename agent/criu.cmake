@@ -6,7 +6,7 @@
 # answers -ENOTSUP (HAVE_CRIU_RPC undefined).
 #
 # HA_CRIU_RPC_PROTO may be set to another rpc.proto (cmake -D...); it must
-# be CRIU >= 4.2's (the fields criu_rpc.c uses are checked below).
+# be CRIU >= 4.2's (the fields criu_rpc_req.c uses are checked below).
 
 set(_ha_criu_prefix /opt/hactl/criu)
 if(DEFINED ENV{HACTL_CRIU_PREFIX})
@@ -19,7 +19,7 @@ find_file(HA_CRIU_RPC_PROTO rpc.proto
 
 set(_ha_criu_ok FALSE)
 if(HA_CRIU_RPC_PROTO)
-	# Fields of CRIU >= 4.x that criu_rpc.c sets; an older schema (Debian
+	# Fields of CRIU >= 4.x that criu_rpc_req.c sets; an older schema (Debian
 	# 12's 3.17) lacks some and is not used.
 	file(STRINGS ${HA_CRIU_RPC_PROTO} _ha_criu_fields
 		REGEX "(network_lock|images_dir|tcp_close|orphan_pts_master|lazy_pages)[ \t]*=")

@@ -4,8 +4,9 @@
  * One backend per guest type behind this one ops table, chosen by the
  * guest definition's type: the container driver (namespaces + cgroups +
  * CRIU) in the files agent/driver_container*.c with their private header
- * driver_container.h, and the domain driver (QEMU) in
- * agent/driver_domain.c. The agent core owns scheduling,
+ * driver_container.h, and the domain driver (QEMU) in the files
+ * agent/driver_domain*.c with their private header driver_domain.h. The
+ * agent core owns scheduling,
  * reporting and the cluster protocol; a driver owns only its guests'
  * processes and files. What two drivers share (cgroups, bridge ports and
  * taps, /proc) is the host layer's (agent/host_*.h); a driver never

@@ -1,5 +1,5 @@
 /*
- * test_criu_rpc.c - agent/criu_rpc.c against the real CRIU.
+ * test_criu_rpc.c - agent/criu_rpc*.c against the real CRIU.
  *
  * Needs root and CRIU (deploy/install-criu), else exit 77 (skipped).
  * HACTL_CRIU names another criu binary. Checks:

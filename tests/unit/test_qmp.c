@@ -2,7 +2,7 @@
  * test_qmp.c - the QMP client: line framing, message parsing, a scripted
  * QEMU on a socketpair (greeting, replies by id, events in between, errors,
  * timeouts, oversized lines, fd passing), query-migrate parsing, and the
- * domain's kernel command line.
+ * domain's kernel and QEMU command lines.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -14,13 +14,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "driver.h"
 #include "harness.h"
 #include "qmp_client.h"
 
-/* driver_domain.c, for this test */
+/* driver_domain_qemu.c, for this test */
 int agent_domain_cmdline(const char *name, const char *ip, const char *gw, const char *cmd,
 		       char *out, size_t len);
 int agent_domain_accel_mode(const char *conf, const char *env, char *err, size_t errlen);
+int agent_domain_qemu_cmd(const struct agent_guest_spec *spec, int mode, const char *accel,
+			  char *out, size_t len, char *err);
 
 #define GREETING "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 22, \"minor\": 2, " \
 		 "\"major\": 7}, \"package\": \"Debian\"}, \"capabilities\": [\"oob\"]}}\r\n"
@@ -541,6 +544,52 @@ static void test_accel_mode(void)
 	CHECK(strcmp(err, "[agent] domain_accel 'xen' is not one of tcg, kvm, auto") == 0);
 }
 
+/* QEMU's command line, built in one place (driver_domain_qemu.c): a boot,
+ * the same with -S -incoming defer for a restore or an incoming
+ * migration, and the KVM boot probe. Modes: 0 boot, 1 incoming, 2 probe. */
+static void test_qemu_argv(void)
+{
+	struct agent_guest_spec s = {
+		.name = "d1", .type = "domain", .mem_kib = 65536, .cpus = 2,
+		.kernel = "/k/vmlinux", .initrd = "/k/initrd", .disk = "/nonexistent/d1,x.img",
+		.ip = "10.1.1.2/24", .gateway = "10.1.1.1", .bridge = "br0",
+		.run_dir = "/run/hactl-test/d1",
+	};
+	static const char boot[] =
+		"qemu-system-x86_64 -name guest=d1,debug-threads=on -machine q35 -accel tcg "
+		"-m 65540k -smp 2 -nodefaults -no-user-config -display none "
+		"-msg timestamp=on -D /run/hactl-test/d1/qemu.log "
+		"-kernel /k/vmlinux -initrd /k/initrd "
+		"-append console=ttyS0 quiet hactl.hostname=d1 hactl.ip=10.1.1.2/24 "
+		"hactl.gw=10.1.1.1 "
+		"-serial file:/run/hactl-test/d1/console.log "
+		"-chardev socket,id=qmp,fd=3,server=on,wait=off -mon chardev=qmp,mode=control "
+		"-netdev tap,id=net0,ifname=ht-d1,script=no,downscript=no "
+		"-device virtio-net-pci,netdev=net0,mac=52:54:00:1d:13:e6 "
+		"-drive file=/nonexistent/d1,,x.img,format=raw,if=none,id=disk0 "
+		"-device virtio-blk-pci,drive=disk0";
+	static const char tail[] = " -pidfile /run/hactl-test/d1/qemu.pid -daemonize";
+	char out[4096], want[4096], err[256] = "";
+
+	CHECK_EQ_INT(agent_domain_qemu_cmd(&s, 0, "tcg", out, sizeof(out), err), 0);
+	snprintf(want, sizeof(want), "%s%s", boot, tail);
+	CHECK(strcmp(out, want) == 0);
+	CHECK_EQ_INT(agent_domain_qemu_cmd(&s, 1, "tcg", out, sizeof(out), err), 0);
+	snprintf(want, sizeof(want), "%s -S -incoming defer%s", boot, tail);
+	CHECK(strcmp(out, want) == 0);
+	CHECK_EQ_INT(agent_domain_qemu_cmd(&s, 2, "kvm", out, sizeof(out), err), 0);
+	CHECK(strcmp(out, "qemu-system-x86_64 -machine q35 -accel kvm -m 65536k "
+			  "-nodefaults -no-user-config -display none -no-reboot -serial stdio "
+			  "-kernel /k/vmlinux -append console=ttyS0 panic=-1 "
+			  "rdinit=/nonexistent") == 0);
+	/* no bridge, no disk, no initrd: those words are left out */
+	s.bridge = s.disk = s.initrd = NULL;
+	CHECK_EQ_INT(agent_domain_qemu_cmd(&s, 0, "tcg", out, sizeof(out), err), 0);
+	CHECK(strstr(out, "-netdev") == NULL && strstr(out, "-drive") == NULL &&
+	      strstr(out, "-initrd") == NULL && strstr(out, " -daemonize") != NULL);
+	CHECK_EQ_INT(agent_domain_qemu_cmd(&s, 3, "tcg", out, sizeof(out), err), -EINVAL);
+}
+
 int main(void)
 {
 	test_accel_mode();
@@ -549,5 +598,6 @@ int main(void)
 	test_migrate_info();
 	test_client();
 	test_cmdline();
+	test_qemu_argv();
 	return ha_test_done("test_qmp");
 }
