@@ -261,6 +261,7 @@ static void spec_fill(struct agent_guests *m, struct ag_guest *g)
 	g->spec.name = g->name;
 	g->spec.type = d->type;
 	g->spec.mem_kib = d->mem_kib;
+	g->spec.disk_kib = d->disk_kib;
 	g->spec.cpus = d->cpus;
 	g->spec.cpu_weight = d->cpu_weight;
 	g->spec.cpu_limit_pct = d->cpu_limit_pct;

@@ -142,6 +142,54 @@ int ctr_net_attach_host(const char *veth, const char *bridge, uint32_t timeout_m
 /* Deletes the host side @veth (and so its peer); missing is fine. */
 int ctr_net_teardown(const char *veth, uint32_t timeout_ms, char *err);
 
+/* ---- the writable layer (driver_container_layer.c) --------------------- */
+
+#define CTR_LAYER_IMAGE "layer.img"
+#define CTR_LAYER_DEFAULT_KIB (1024ULL * 1024) /* 1 GiB, sparse */
+#define CTR_LAYER_MIN_KIB (32ULL * 1024)        /* guestdef.c keeps the same */
+#define CTR_LAYER_MAX_KIB (16ULL << 30)         /* 16 TiB */
+
+struct ctr_layer {
+	char img[CTR_PATH];       /* data_dir/layer.img: ext4, shared storage */
+	char lock[CTR_PATH];      /* data_dir/layer.lock: who has it mounted */
+	char mnt[CTR_PATH];       /* run_dir/layer: its mount point here */
+	char upper[CTR_PATH];     /* mnt/upper, mnt/work: the overlay's */
+	char work[CTR_PATH];
+	char old_upper[CTR_PATH]; /* data_dir/upper, data_dir/work: the layout */
+	char old_work[CTR_PATH];  /* before the image (converted at start) */
+	char owner[CTR_PATH + 80];
+	const char *run_dir;      /* the spec's */
+	const char *data_dir;
+	uint64_t kib;             /* size of a new image */
+};
+
+/* Paths and size for @spec (which must outlive @l); touches nothing. */
+int ctr_layer_init(struct ctr_layer *l, const struct agent_guest_spec *spec, char *err);
+/* The guest still has the old layout: data_dir/upper and no image. */
+bool ctr_layer_legacy(const struct ctr_layer *l);
+/* The image is mounted on l->mnt in this mount namespace. */
+bool ctr_layer_mounted(const struct ctr_layer *l);
+/*
+ * Mounts the layer on l->mnt (creating the image, from the old layout when
+ * there is one) and makes upper and work in it. Another host's lock is
+ * waited for up to @wait_ms, then taken over with @force (start, restore:
+ * the cluster confirmed that host off) or refused with -EBUSY (migration).
+ */
+int ctr_layer_open(struct ctr_layer *l, bool force, uint32_t wait_ms, char *err);
+/* Unmounts it, waits until this kernel holds it no more, syncs the image
+ * and releases the lock; nothing mounted is fine. */
+int ctr_layer_close(struct ctr_layer *l, char *err);
+/* 0 once no other host holds the lock (within @wait_ms), else -EBUSY. */
+int ctr_layer_wait_free(const struct ctr_layer *l, uint32_t wait_ms, char *err);
+/* FIFREEZE / FITHAW of the mounted layer. */
+int ctr_layer_freeze(const struct ctr_layer *l, bool freeze, char *err);
+/* Copies the mounted image, frozen for the copy, to @dst (must not exist). */
+int ctr_layer_snapshot(const struct ctr_layer *l, const char *dst, char *err);
+/* Replaces the (unmounted here, lock taken over) image by a copy of @src. */
+int ctr_layer_replace(struct ctr_layer *l, const char *src, char *err);
+/* Unmounts and deletes the image (destroy). */
+int ctr_layer_remove(struct ctr_layer *l, char *err);
+
 /* ---- checkpoint / restore (driver_container_criu.c) ------------------- */
 
 struct agent_guest;
@@ -154,6 +202,8 @@ struct ctr_ckpt_target {
 	const char *veth;          /* host side name */
 	const char *criu_path;     /* from the agent config */
 	pid_t pid;                 /* init, host pid (dump) */
+	bool layer_image;          /* the writable layer is an image (else the
+				    * old layout, shared by both hosts) */
 };
 
 /*
@@ -176,15 +226,24 @@ int ctr_criu_probe(const char *criu_path, Hactl__HostFacts *facts);
  * filled either way). @t points into @g: valid while @g lives. */
 int ctr_guest_target(struct agent_guest *g, struct ctr_ckpt_target *t);
 /*
- * A guest object for @spec with everything a CRIU restore into it needs:
- * leftovers of an earlier instance removed, run directory, cgroups with
- * the limits of @spec, console log and the overlay root mounted (lower
- * spec->rootfs, upper on spec->data_dir, which is used as it is). -EBUSY
- * when the guest runs here. On success the caller owns *out (guest_free op)
- * and removes what it set up with ctr_guest_clean().
+ * A guest object for @spec with nearly everything a CRIU restore into it
+ * needs: leftovers of an earlier instance removed, run directory, cgroups
+ * with the limits of @spec, console log. The root is mounted only for a
+ * guest in the old layout (upper on spec->data_dir, used by both hosts);
+ * ctr_guest_mount() mounts an image layer and the root. -EBUSY when the
+ * guest runs here. On success the caller owns *out (guest_free op) and
+ * removes what it set up with ctr_guest_clean().
  */
 int ctr_guest_prepare(struct agent_driver *d, const struct agent_guest_spec *spec,
 		      struct agent_guest **out, char *err);
+/* Mounts the writable layer (waiting for another host to release it,
+ * never taking it over) and the overlay root, for a guest from
+ * ctr_guest_prepare(); clears the pending mark. */
+int ctr_guest_mount(struct agent_guest *g, char *err);
+/* A migration destination holding the state, restored at the commit:
+ * state() says PAUSED meanwhile. */
+void ctr_guest_set_pending(struct agent_guest *g, bool pending);
+bool ctr_guest_pending(const struct agent_guest *g);
 /* Makes the restored tree whose init is @pid (host pid) the guest's:
  * records it in the run directory, as start() does. */
 int ctr_guest_adopt(struct agent_guest *g, pid_t pid, char *err);

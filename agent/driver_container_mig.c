@@ -6,8 +6,9 @@
  * cluster commits, and every failure before that resumes it.
  *
  *   source (migrate_send)                destination (migrate_recv)
- *                                        prepares the guest: cgroups,
- *                                        overlay (rootfs + shared upper)
+ *                                        prepares the guest: cgroups
+ *                                        (and the overlay for the old
+ *                                        layout: rootfs + shared upper)
  *   [precopy: rounds of CRIU pre-dumps,
  *    each streamed while the guest runs]
  *   CRIU dump, leave_stopped; at its     |
@@ -15,20 +16,30 @@
  *   the bridge; CRIU freezes, dumps and  |
  *   leaves the tree stopped; frozen then |
  *   stream the images  ----------------> writes them to run_dir/mig-in.*
- *                                        CRIU restore, leave_stopped,
- *                                        frozen then; veth off the bridge
- *   the guest stays frozen  <----- "ok"  the guest stays frozen
+ *   the guest stays frozen  <----- "ok"  (the state is complete here)
  *
- *   migrate_finish(commit):  kill + clean     veth on the bridge, thaw,
- *                                             SIGCONT, gratuitous ARP,
- *                                             images removed
- *   migrate_finish(abort):   veth back, thaw, kill + clean
+ *   migrate_finish(commit):  kill + clean:    waits for the source's lock on
+ *                            unmounts the     the layer to go, mounts it,
+ *                            layer, releases  CRIU restore, leave_stopped,
+ *                            its lock         frozen; veth on the bridge,
+ *                                             thaw, SIGCONT, gratuitous
+ *                                             ARP, images removed
+ *   migrate_finish(abort):   veth back, thaw, images removed
  *                            SIGCONT,
  *                            images removed
  *
+ * The writable layer is an ext4 image on the shared storage, which one
+ * host at a time may mount (driver_container_layer.c): the source keeps
+ * it until the commit, and the destination restores only then, like
+ * QEMU's late block activation. A restore that fails after the commit
+ * leaves the guest stopped (the cluster's recovery restarts it); the
+ * source's copy was never at risk before the commit. A guest still in the
+ * old layout (upper directory on the shared storage, docs/containers.md)
+ * migrates as before: both hosts mount the directory, the destination
+ * restores before it answers "ok".
+ *
  * No tree is frozen while CRIU holds it (see src_dump_notify()).
- * The writable layer is never copied (both hosts mount it) and never
- * removed here. Both copies keep their veth off the bridge while frozen:
+ * The writable layer is never copied and never removed here. Both copies keep their veth off the bridge while frozen:
  * their kernels would otherwise answer ARP and acknowledge TCP segments
  * for the frozen guest, and data acknowledged by the copy that loses would
  * be lost.
@@ -1230,7 +1241,8 @@ static int src_final(struct mig_src *s, char *err)
 		 * put whoever sends it SIGCONT. */
 		rc = ctr_cgroup_freeze(s->t.cg, true, MIG_FREEZE_MS, err);
 	}
-	if (rc == 0) {
+	if (rc == 0 && !s->t.layer_image) {
+		/* (an image is synced when the source unmounts it) */
 		rc = data_sync(s->t.spec->data_dir, err);
 	}
 	if (rc == 0) {
@@ -1588,7 +1600,7 @@ int ctr_mig_recv(struct agent_driver *d, const struct agent_guest_spec *spec, in
 	struct agent_mig_progress dummy;
 	struct mig_dst x = { .spec = spec, .dirfd = -1 };
 	struct agent_guest *g = NULL;
-	struct ctr_ckpt_target t;
+	struct ctr_ckpt_target t = { .layer_image = false };
 	char tmp[CTR_PATH] = "", images[CTR_PATH], e2[AGENT_ERR_LEN], ebuf[AGENT_ERR_LEN];
 	uint64_t t0 = ha_mono_ms();
 	bool kept_log = false;
@@ -1628,7 +1640,10 @@ int ctr_mig_recv(struct agent_driver *d, const struct agent_guest_spec *spec, in
 			ctr_err(err, rc, "migrate %s: %s", spec->name, x.io.msg);
 		}
 	}
-	if (rc == 0) {
+	if (rc == 0 && t.layer_image) {
+		/* restored at the commit, once the source let the layer go */
+		ctr_guest_set_pending(g, true);
+	} else if (rc == 0) {
 		snprintf(images, sizeof(images), "%s/images", tmp);
 		rc = mig_restore(&t, images, &pid, err);
 		if (rc < 0) {
@@ -1643,7 +1658,7 @@ int ctr_mig_recv(struct agent_driver *d, const struct agent_guest_spec *spec, in
 	if (rc == 0) {
 		rc = ctr_guest_adopt(g, pid, err);
 	}
-	if (rc == 0 && spec->ip) {
+	if (rc == 0 && spec->ip && !t.layer_image) {
 		/* Up but off the bridge: the link settles (carrier, link watch:
 		 * up to a second) while the cluster decides, and the commit only
 		 * adds a bridge port, which forwards at once. */
@@ -1688,6 +1703,55 @@ int ctr_mig_recv(struct agent_driver *d, const struct agent_guest_spec *spec, in
 
 /* ---- both: the cluster's decision ---------------------------------------------- */
 
+/* The destination of an image layer, at the commit: the layer (once the
+ * source let it go), the root, CRIU restore of run_dir/mig-in.* /images,
+ * stopped and frozen like a restore before the answer would have left it. */
+static int dst_activate(struct agent_guest *g, char *err)
+{
+	struct ctr_ckpt_target t;
+	char images[CTR_PATH] = "";
+	struct dirent *de;
+	pid_t pid = 0;
+	DIR *d;
+	int rc;
+
+	ctr_guest_target(g, &t);
+	d = opendir(t.spec->run_dir);
+	if (d == NULL) {
+		return ctr_err(err, -errno, "migrate %s: %s: %s", t.spec->name, t.spec->run_dir,
+			       strerror(errno));
+	}
+	while ((de = readdir(d)) != NULL) {
+		if (strncmp(de->d_name, "mig-in.", 7) == 0) {
+			snprintf(images, sizeof(images), "%s/%.64s/images", t.spec->run_dir,
+				 de->d_name);
+		}
+	}
+	closedir(d);
+	if (images[0] == '\0' || access(images, F_OK) != 0) {
+		return ctr_err(err, -ENOENT, "migrate %s: the received images are gone",
+			       t.spec->name);
+	}
+	rc = ctr_guest_mount(g, err);
+	if (rc == 0) {
+		rc = mig_restore(&t, images, &pid, err);
+		if (rc < 0) {
+			char log[CTR_PATH + 16], keep[CTR_PATH + 32];
+
+			snprintf(log, sizeof(log), "%s/restore.log", images);
+			snprintf(keep, sizeof(keep), "%s/mig-restore.log", t.spec->run_dir);
+			rename(log, keep);
+		}
+	}
+	if (rc == 0) {
+		rc = ctr_guest_adopt(g, pid, err);
+	}
+	if (rc == 0 && t.spec->ip) {
+		rc = link_up(t.veth, err);
+	}
+	return rc;
+}
+
 int ctr_mig_finish(struct agent_guest *g, bool source, bool commit, char *err)
 {
 	struct ctr_ckpt_target t;
@@ -1696,6 +1760,19 @@ int ctr_mig_finish(struct agent_guest *g, bool source, bool commit, char *err)
 	int rc;
 
 	err_clear(err);
+	if (!source && ctr_guest_pending(g)) {
+		ctr_guest_set_pending(g, false);
+		if (commit) {
+			rc = dst_activate(g, err);
+			if (rc < 0) {
+				guest_kill(g, e2);
+				ctr_guest_clean(g, false, e2);
+				ctr_guest_target(g, &t);
+				stale_remove(t.spec->run_dir, "mig-in.");
+				return rc;
+			}
+		}
+	}
 	alive = ctr_guest_target(g, &t) == 0;
 	if (source == commit) {
 		/* The copy that lost: it never runs again. */
