@@ -467,14 +467,15 @@ static int leftovers_clean(struct agent_guest *g, char *err)
 		rc = ctr_err(err, r, "%s", e2);
 	}
 	overlay_umount(g);
+	/* Its processes (and so their mounts) are gone: the layer goes first,
+	 * as a migration's destination waits for it. */
+	if (!g->legacy && (r = ctr_layer_close(&g->layer, e2)) < 0 && rc == 0) {
+		rc = ctr_err(err, r, "%s", e2);
+	}
 	if ((r = ctr_net_teardown(g->veth, NET_STEP_MS, e2)) < 0 && rc == 0) {
 		rc = ctr_err(err, r, "%s", e2);
 	}
 	if ((r = ctr_cgroup_remove(&g->cg, STOP_KILL_MS, e2)) < 0 && rc == 0) {
-		rc = ctr_err(err, r, "%s", e2);
-	}
-	/* after the cgroups: its processes (and their mounts) are gone */
-	if (!g->legacy && (r = ctr_layer_close(&g->layer, e2)) < 0 && rc == 0) {
 		rc = ctr_err(err, r, "%s", e2);
 	}
 	if (unlink(g->pidfile) < 0 && errno != ENOENT && rc == 0) {

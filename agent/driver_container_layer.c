@@ -507,9 +507,13 @@ static int image_sync(const char *img, char *err)
 
 int ctr_layer_close(struct ctr_layer *l, char *err)
 {
+	char who[sizeof(l->owner)];
 	int rc;
 
-	if (access(l->img, F_OK) != 0) {
+	/* Not ours: another host's (or, in one kernel, another host's loop
+	 * device that we must not wait for). */
+	if (access(l->img, F_OK) != 0 ||
+	    (!ctr_layer_mounted(l) && !lock_ours(l, who, sizeof(who)))) {
 		return 0;
 	}
 	rc = umount_wait(l, l->img, err);

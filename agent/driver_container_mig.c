@@ -1655,7 +1655,7 @@ int ctr_mig_recv(struct agent_driver *d, const struct agent_guest_spec *spec, in
 			kept_log = rename(log, keep) == 0;
 		}
 	}
-	if (rc == 0) {
+	if (rc == 0 && !t.layer_image) {
 		rc = ctr_guest_adopt(g, pid, err);
 	}
 	if (rc == 0 && spec->ip && !t.layer_image) {

@@ -6,8 +6,10 @@
 #
 # Host A's agent side runs with the cgroup parent hactl-miga-<pid> and run
 # directories under $WORK/a, host B's with hactl-migb-<pid> and $WORK/b;
-# the guests' writable layers are in $WORK/data, which both "hosts" see,
-# as they would see the shared storage.
+# the guests' writable layers are ext4 images in $WORK/data (layer.img),
+# which both "hosts" see, as they would see the shared storage; only one
+# host at a time has an image mounted (checked while both hold the guest,
+# before the decision).
 #
 #   c1 (workload --mem 16M):  A -> B commit, B -> A abort
 #   c2 (workload --mem 256M): A -> B commit, B -> A with the receiver
@@ -161,6 +163,22 @@ in_guest() { # in_guest HOST NAME CMD...: joins the guest's cgroups and namespac
 		exec nsenter -t "$pid" -a "$@"
 	)
 }
+# layer_on HOST NAME: HOST has NAME's layer image mounted, through a loop
+# device whose backing file is the image on the shared storage, and the
+# image's lock names HOST.
+layer_on() {
+	local host=$1 name=$2 dev
+	dev=$(awk -v m="$WORK/$host/run/$name/layer" '$5 == m && $9 == "ext4" { print $10 }' \
+		/proc/self/mountinfo)
+	[ -n "$dev" ] || { log "$host: no layer mount for $name"; return 1; }
+	losetup -nO BACK-FILE "$dev" | grep -qx "$WORK/data/$name/layer.img" ||
+		{ log "$host: $dev is not backed by the image"; return 1; }
+	grep -q "run=$WORK/$host/run/$name\$" "$WORK/data/$name/layer.lock" ||
+		{ log "lock: $(cat "$WORK/data/$name/layer.lock")"; return 1; }
+}
+layer_not_on() { # layer_not_on HOST NAME: not mounted there
+	! awk -v m="$WORK/$1/run/$2/layer" '$5 == m { f = 1 } END { exit !f }' /proc/self/mountinfo
+}
 gone_from() { # gone_from HOST NAME: no process, cgroup, mount, veth, pid file
 	local host=$1 name=$2 ok=0
 	[ -z "$(cg_dirs "$host" "$name")" ] || { log "$host: cgroups left: $(cg_dirs "$host" "$name")"; ok=1; }
@@ -237,11 +255,12 @@ migrate() {
 		if [ "$how" = commit ] && [ -n "${BEFORE_COMMIT:-}" ]; then
 			$BEFORE_COMMIT
 		fi
-		# The destination first: its decision ends the downtime.
+		# Both at once, as the cluster's commit reaches both agents: the
+		# destination restores once the source has let the layer go.
 		echo "$how" >&"$FR"
-		wait_line "$WORK/out.recv" "migrate-finish" 30
-		M_DECIDE=$(($(now_ms) - t_ready))
 		echo "$how" >&"$FS"
+		wait_line "$WORK/out.recv" "migrate-finish" 60
+		M_DECIDE=$(($(now_ms) - t_ready))
 	fi
 	exec {FR}>&- {FS}>&-
 	reap "$rpid"
@@ -324,9 +343,20 @@ GUEST_MAC=$(ip netns exec "$NSA" ip neigh show "$(ip_of c1)" | sed -n 's/.*lladd
 poison_arp() {
 	ip -n "$NSA" neigh replace "$(ip_of c1)" lladdr 02:00:00:00:00:01 dev "$BR" nud stale
 }
-BEFORE_COMMIT=poison_arp
+before_commit_c1() {
+	poison_arp
+	LAYER_A_BEFORE=0
+	LAYER_B_BEFORE=0
+	layer_on a c1 && LAYER_A_BEFORE=1
+	layer_not_on b c1 && LAYER_B_BEFORE=1
+}
+check "c1's layer is an image on the shared storage, mounted on A" layer_on a c1
+check "...no upper directory on the shared storage" test ! -e "$WORK/data/c1/upper"
+BEFORE_COMMIT=before_commit_c1
 migrate c1 a b commit
 BEFORE_COMMIT=
+check "before the decision, the layer was still mounted on A only (not on B)" \
+	test "$LAYER_A_BEFORE$LAYER_B_BEFORE" = 11
 NEIGH=$(ip -n "$NSA" neigh show "$(ip_of c1)")
 check "migrate-send c1 A -> B: ok, source paused until the decision" \
 	grep -q "migrate-send: ok (state paused)" "$WORK/out.send"
@@ -350,7 +380,10 @@ check "no image files left on B" not compgen -G "$WORK/b/run/c1/mig-*"
 check "the shared writable layer was kept: the marker is there on B" \
 	test "$(in_guest b c1 cat /root/marker)" = from-a
 in_guest b c1 sh -c 'echo from-b > /root/marker2'
-check "writes on B land in the shared layer" test "$(cat "$WORK/data/c1/upper/root/marker2")" = from-b
+check "c1's layer is now mounted on B (lock, loop device on the image)" layer_on b c1
+check "...and no longer on A" layer_not_on a c1
+check "writes on B land in the layer image" \
+	test "$(cat "$WORK/b/run/c1/layer/upper/root/marker2")" = from-b
 M16_DOWN=$(sent_field downtime_ms)
 M16_TOTAL=$(sent_field total_ms)
 M16_BYTES=$(sent_field transferred)
@@ -381,6 +414,8 @@ check "c1 runs on B" state_is b c1 running
 check "nothing of c1 left on A" gone_from a c1
 check "A's run directory of c1 removed" test ! -e "$WORK/a/run/c1"
 check "the writable layer survived the abort" test "$(in_guest b c1 cat /root/marker2)" = from-b
+check "...still mounted on B, never on A" layer_on b c1
+check "...A has no mount of it" layer_not_on a c1
 log "c1 abort: client-side gap ${M_GAP} ms, wall ${M_WALL} ms"
 
 # ---- c1 paused: refused, left paused ----------------------------------------------------
