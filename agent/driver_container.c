@@ -71,7 +71,7 @@
 #define NET_STEP_MS 5000       /* one ip command */
 #define CKPT_META "container.meta"
 #define CKPT_FORMAT 1           /* images/ + upper/ (the old layout) */
-#define CKPT_FORMAT_IMAGE 2     /* images/ + layer.img */
+#define CKPT_FORMAT_IMAGE 2     /* images/ + layer.tar */
 #define MIG_LAYER_WAIT_MS 60000 /* the source releasing the layer */
 #define CONSOLE_KEEP (8 << 20)
 
@@ -1364,7 +1364,7 @@ static int ctr_checkpoint(struct agent_guest *g, const char *dir, unsigned flags
 	}
 	if ((rc = path_fmt(images, dir, "images", err)) < 0 ||
 	    (rc = path_fmt(upper, dir, "upper", err)) < 0 ||
-	    (rc = path_fmt(layer, dir, CTR_LAYER_IMAGE, err)) < 0) {
+	    (rc = path_fmt(layer, dir, CTR_LAYER_ARCHIVE, err)) < 0) {
 		return rc;
 	}
 	if (access(images, F_OK) == 0 || access(upper, F_OK) == 0 || access(layer, F_OK) == 0) {
@@ -1383,9 +1383,9 @@ static int ctr_checkpoint(struct agent_guest *g, const char *dir, unsigned flags
 	};
 	/*
 	 * Frozen first: CRIU leaves a cgroup frozen that it found frozen, so
-	 * memory (the dump) and storage (the copy of the layer image, the
-	 * file system frozen for it; or of the old layout's upper dir) are of
-	 * the same instant; thawed after the copy.
+	 * memory (the dump) and storage (the archive of the layer, or the
+	 * copy of the old layout's upper dir) are of the same instant; thawed
+	 * after the copy.
 	 */
 	was_frozen = ctr_cgroup_frozen(&g->cg);
 	rc = ctr_cgroup_freeze(&g->cg, true, 10000, err);
@@ -1441,7 +1441,7 @@ static int ctr_restore(struct agent_driver *d, const struct agent_guest_spec *sp
 	}
 	if (dir == NULL || (rc = path_fmt(images, dir, "images", err)) < 0 ||
 	    (rc = path_fmt(upper, dir, "upper", err)) < 0 ||
-	    (rc = path_fmt(layer, dir, CTR_LAYER_IMAGE, err)) < 0 ||
+	    (rc = path_fmt(layer, dir, CTR_LAYER_ARCHIVE, err)) < 0 ||
 	    (rc = meta_check(g, dir, &fmt, err)) < 0) {
 		guest_free(g);
 		return rc < 0 ? rc : -EINVAL;
@@ -1452,37 +1452,23 @@ static int ctr_restore(struct agent_driver *d, const struct agent_guest_spec *sp
 	}
 	/*
 	 * The writable layer of the snapshot's instant replaces the current
-	 * one: a copy of its image, or (a snapshot from before the image) its
-	 * upper dir copied into the layer. Either way the guest runs on an
-	 * image from here on.
+	 * one: a new image (of the spec's size) made from the snapshot's
+	 * archive, or from its upper dir (a snapshot from before the image).
+	 * Either way the guest runs on an image from here on.
 	 */
-	if (rc == 0 && fmt == CKPT_FORMAT_IMAGE) {
-		rc = ctr_layer_replace(&g->layer, layer, err);
-		if (rc == 0 && g->legacy) {
-			ctr_tree_remove(g->layer.old_upper, COPY_TIMEOUT_MS, NULL);
-			ctr_tree_remove(g->layer.old_work, COPY_TIMEOUT_MS, NULL);
-			g->legacy = false;
-			snprintf(g->upper, sizeof(g->upper), "%s", g->layer.upper);
-			snprintf(g->work, sizeof(g->work), "%s", g->layer.work);
-		}
-	}
 	if (rc == 0) {
 		rc = dirs_make(g, err);
 	}
 	if (rc == 0) {
-		rc = layer_up(g, true, 0, err);
+		rc = ctr_layer_replace(&g->layer, fmt == CKPT_FORMAT ? upper : layer,
+				       fmt != CKPT_FORMAT, err);
 	}
-	if (rc == 0 && fmt == CKPT_FORMAT) {
-		rc = ctr_tree_remove(g->upper, COPY_TIMEOUT_MS, err);
-		if (rc == 0) {
-			rc = ctr_tree_remove(g->work, COPY_TIMEOUT_MS, err);
-		}
-		if (rc == 0) {
-			rc = ctr_tree_copy(upper, g->upper, COPY_TIMEOUT_MS, err);
-		}
-		if (rc == 0 && (rc = ha_mkdir_p(g->work, 0755)) < 0) {
-			ctr_err(err, rc, "mkdir %s: %s", g->work, strerror(-rc));
-		}
+	if (rc == 0 && g->legacy) {
+		ctr_tree_remove(g->layer.old_upper, COPY_TIMEOUT_MS, NULL);
+		ctr_tree_remove(g->layer.old_work, COPY_TIMEOUT_MS, NULL);
+	}
+	if (rc == 0) {
+		rc = layer_up(g, true, 0, err);
 	}
 	if (rc == 0 && g->spec.ip) {
 		rc = ctr_net_bridge_check(g->spec.bridge, err);

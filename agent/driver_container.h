@@ -145,6 +145,7 @@ int ctr_net_teardown(const char *veth, uint32_t timeout_ms, char *err);
 /* ---- the writable layer (driver_container_layer.c) --------------------- */
 
 #define CTR_LAYER_IMAGE "layer.img"
+#define CTR_LAYER_ARCHIVE "layer.tar" /* in a snapshot */
 #define CTR_LAYER_DEFAULT_KIB (1024ULL * 1024) /* 1 GiB, sparse */
 #define CTR_LAYER_MIN_KIB (32ULL * 1024)        /* guestdef.c keeps the same */
 #define CTR_LAYER_MAX_KIB (16ULL << 30)         /* 16 TiB */
@@ -181,12 +182,13 @@ int ctr_layer_open(struct ctr_layer *l, bool force, uint32_t wait_ms, char *err)
 int ctr_layer_close(struct ctr_layer *l, char *err);
 /* 0 once no other host holds the lock (within @wait_ms), else -EBUSY. */
 int ctr_layer_wait_free(const struct ctr_layer *l, uint32_t wait_ms, char *err);
-/* FIFREEZE / FITHAW of the mounted layer. */
-int ctr_layer_freeze(const struct ctr_layer *l, bool freeze, char *err);
-/* Copies the mounted image, frozen for the copy, to @dst (must not exist). */
+/* Archives the mounted layer's upper directory into @dst, a new file (tar:
+ * owners, device nodes, every xattr, holes); the guest must be frozen. */
 int ctr_layer_snapshot(const struct ctr_layer *l, const char *dst, char *err);
-/* Replaces the (unmounted here, lock taken over) image by a copy of @src. */
-int ctr_layer_replace(struct ctr_layer *l, const char *src, char *err);
+/* Takes the lock over, unmounts the layer here and replaces the image by a
+ * new one (the spec's size) holding @src: an archive from
+ * ctr_layer_snapshot() with @tar, else a directory (an upper dir). */
+int ctr_layer_replace(struct ctr_layer *l, const char *src, bool tar, char *err);
 /* Unmounts and deletes the image (destroy). */
 int ctr_layer_remove(struct ctr_layer *l, char *err);
 

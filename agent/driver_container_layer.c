@@ -35,7 +35,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <linux/fs.h>
 #include <linux/loop.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -390,13 +389,42 @@ static int umount_wait(const struct ctr_layer *l, const char *img, char *err)
 	return 0;
 }
 
-/* Makes data_dir/layer.img: a sparse file with an empty ext4, filled with
- * the old data_dir/upper when there is one; renamed into place only when
- * complete, so that a crash leaves the old layout in charge. */
-static int image_create(struct ctr_layer *l, char *err)
+/* GNU tar with everything an overlay upper holds: owners, modes, hard
+ * links, device nodes (whiteouts), xattrs of every namespace (overlay's
+ * trusted.* opaque marks), ACLs, holes. */
+static int tar_run(bool create, const char *archive, const char *dir, char *err)
+{
+	char tar[CTR_PATH], msg[160];
+	int rc;
+
+	if (ctr_tool_find("tar", tar, sizeof(tar)) < 0) {
+		return ctr_err(err, -ENOENT, "layer: tar not found in the system directories");
+	}
+	{
+		char *argv[] = { tar, create ? "--create" : "--extract", "--file", (char *)archive,
+				 "--directory", (char *)dir, "--numeric-owner", "--xattrs",
+				 "--xattrs-include=*", "--acls", "--sparse",
+				 create ? "--one-file-system" : "--same-permissions",
+				 create ? "." : NULL, NULL };
+
+		rc = ctr_tool_run(argv, -1, LAYER_COPY_MS, msg, sizeof(msg));
+	}
+	if (rc != 0) {
+		return ctr_err(err, rc < 0 ? rc : -EIO, "layer: tar %s %s: %s",
+			       create ? "into" : "from", archive, msg[0] ? msg : "failed");
+	}
+	return 0;
+}
+
+/*
+ * Makes data_dir/layer.img: a sparse file with an empty ext4, filled from
+ * @src when given (a directory copied as the upper directory, or with
+ * @tar an archive of one); renamed into place only when complete, so that
+ * a crash leaves what was there before in charge.
+ */
+static int image_create(struct ctr_layer *l, const char *src, bool tar, char *err)
 {
 	char tmp[CTR_PATH + 8], dir[CTR_PATH];
-	bool legacy = ctr_layer_legacy(l);
 	int fd, rc;
 
 	snprintf(tmp, sizeof(tmp), "%s.tmp", l->img);
@@ -413,13 +441,19 @@ static int image_create(struct ctr_layer *l, char *err)
 	}
 	close(fd);
 	rc = mkfs_run(tmp, err);
-	if (rc == 0 && legacy) {
+	if (rc == 0 && src) {
 		struct ctr_layer t = *l;
 
 		snprintf(t.img, sizeof(t.img), "%s", tmp);
 		rc = attach_mount(tmp, l->mnt, err);
 		if (rc == 0) {
-			rc = ctr_tree_copy(l->old_upper, l->upper, LAYER_COPY_MS, err);
+			if (!tar) {
+				rc = ctr_tree_copy(src, l->upper, LAYER_COPY_MS, err);
+			} else if ((rc = ha_mkdir_p(l->upper, 0755)) < 0) {
+				ctr_err(err, rc, "layer: mkdir %s: %s", l->upper, strerror(-rc));
+			} else {
+				rc = tar_run(false, src, l->upper, err);
+			}
 			{
 				int r = umount_wait(&t, tmp, rc == 0 ? err : NULL);
 
@@ -447,11 +481,6 @@ static int image_create(struct ctr_layer *l, char *err)
 		fsync(fd);
 		close(fd);
 	}
-	if (legacy) {
-		/* converted: the old directories are not used again */
-		ctr_tree_remove(l->old_upper, LAYER_COPY_MS, NULL);
-		ctr_tree_remove(l->old_work, LAYER_COPY_MS, NULL);
-	}
 	return 0;
 }
 
@@ -469,7 +498,14 @@ int ctr_layer_open(struct ctr_layer *l, bool force, uint32_t wait_ms, char *err)
 	if (!ctr_layer_mounted(l)) {
 		rc = lock_take(l, force, wait_ms, err);
 		if (rc == 0 && access(l->img, F_OK) != 0) {
-			rc = image_create(l, err);
+			bool legacy = ctr_layer_legacy(l);
+
+			rc = image_create(l, legacy ? l->old_upper : NULL, false, err);
+			if (rc == 0 && legacy) {
+				/* converted: the old directories are not used again */
+				ctr_tree_remove(l->old_upper, LAYER_COPY_MS, NULL);
+				ctr_tree_remove(l->old_work, LAYER_COPY_MS, NULL);
+			}
 		}
 		if (rc == 0) {
 			rc = attach_mount(l->img, l->mnt, err);
@@ -528,62 +564,32 @@ int ctr_layer_close(struct ctr_layer *l, char *err)
 
 int ctr_layer_snapshot(const struct ctr_layer *l, const char *dst, char *err)
 {
-	int rc = ctr_layer_freeze(l, true, err);
-	char e2[AGENT_ERR_LEN];
-	int r;
+	/* The guest is frozen: its files do not change while tar reads them.
+	 * An archive of the files, not a copy of the image: its size (and the
+	 * snapshot's checksumming) goes with what the guest wrote, not with
+	 * its quota, and it keeps overlay's xattrs on any shared storage. */
+	int fd = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 
-	if (rc < 0) {
-		return rc;
+	if (fd < 0) {
+		return ctr_err(err, -errno, "layer: creating %s: %s", dst, strerror(errno));
 	}
-	/* frozen: its journal is clean and nothing is written until the
-	 * thaw, so the copy is a consistent file system */
-	rc = ctr_tree_copy(l->img, dst, LAYER_COPY_MS, err);
-	r = ctr_layer_freeze(l, false, e2);
-	if (r < 0 && rc == 0) {
-		rc = ctr_err(err, r, "%s", e2);
-	}
-	return rc;
+	close(fd);
+	return tar_run(true, dst, l->upper, err);
 }
 
-int ctr_layer_replace(struct ctr_layer *l, const char *src, char *err)
+int ctr_layer_replace(struct ctr_layer *l, const char *src, bool tar, char *err)
 {
-	char tmp[CTR_PATH + 8];
 	int rc = lock_take(l, true, 0, err);
 
 	if (rc == 0) {
 		rc = umount_wait(l, l->img, err);
 	}
-	if (rc < 0) {
-		return rc;
+	if (rc == 0 && (rc = ha_mkdir_p(l->mnt, 0700)) < 0) {
+		ctr_err(err, rc, "layer: mkdir %s: %s", l->mnt, strerror(-rc));
 	}
-	snprintf(tmp, sizeof(tmp), "%s.tmp", l->img);
-	unlink(tmp);
-	rc = ctr_tree_copy(src, tmp, LAYER_COPY_MS, err);
 	if (rc == 0) {
-		rc = image_sync(tmp, err);
+		rc = image_create(l, src, tar, err);
 	}
-	if (rc == 0 && rename(tmp, l->img) < 0) {
-		rc = ctr_err(err, -errno, "layer: renaming %s: %s", tmp, strerror(errno));
-	}
-	if (rc < 0) {
-		unlink(tmp);
-	}
-	return rc;
-}
-
-int ctr_layer_freeze(const struct ctr_layer *l, bool freeze, char *err)
-{
-	int fd = open(l->mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	int rc = 0;
-
-	if (fd < 0) {
-		return ctr_err(err, -errno, "layer: %s: %s", l->mnt, strerror(errno));
-	}
-	if (ioctl(fd, freeze ? FIFREEZE : FITHAW, 0) < 0) {
-		rc = ctr_err(err, -errno, "layer: %s %s: %s", freeze ? "freezing" : "thawing",
-			     l->mnt, strerror(errno));
-	}
-	close(fd);
 	return rc;
 }
 
