@@ -1371,6 +1371,14 @@ static int ctr_checkpoint(struct agent_guest *g, const char *dir, unsigned flags
 		return ctr_err(err, -EEXIST, "checkpoint %s: %s already holds a snapshot",
 			       g->spec.name, dir);
 	}
+	/* An agent restarted into a new mount namespace (deploy/local-cluster)
+	 * does not see the layer its guest runs on: the same loop device is
+	 * mounted again (one super block), as the lock is ours. */
+	if (!g->legacy && !ctr_layer_mounted(&g->layer) &&
+	    ((rc = run_dir_private(g, err)) < 0 ||
+	     (rc = ctr_layer_open(&g->layer, false, 0, err)) < 0)) {
+		return rc;
+	}
 	if ((rc = ha_mkdir_p(images, 0700)) < 0) {
 		return ctr_err(err, rc, "checkpoint %s: mkdir %s: %s", g->spec.name, images,
 			       strerror(-rc));

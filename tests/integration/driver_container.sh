@@ -461,6 +461,23 @@ else
 	check "a second snapshot into a used directory is refused" \
 		says "already holds" checkpoint-leave "$SNAP" c1
 
+	# An agent restarted into a new mount namespace (as deploy/local-cluster
+	# does) sees neither the layer nor the root: a snapshot mounts the same
+	# loop device again and archives the guest's real files.
+	in_guest c1 sh -c 'echo seen > /root/new-ns'
+	SNAP3=$WORK/snap3
+	mkdir -p "$SNAP3"
+	unshare -m --propagation slave sh -c "umount -l '$WORK/run/c1/root' &&
+		umount -l '$WORK/run/c1/layer' && umount -l '$WORK/run/c1' &&
+		! mountpoint -q '$WORK/run/c1/layer' &&
+		nsenter --net=/run/netns/$NS '$DT' container checkpoint-leave '$SNAP3' \
+		--name c1 --rootfs '$TEMPLATE' --cmd x --run-dir '$WORK/run/c1' \
+		--data-dir '$WORK/data/c1'" >/dev/null 2>&1
+	check "snapshot from a mount namespace without the layer mount" test $? = 0
+	check "...archived the guest's files" \
+		sh -c "tar -tf '$SNAP3/layer.tar' | grep -q '^./root/new-ns\$'"
+	check "...and left the guest running on its layer here" layer_is_image c1
+
 	# A snapshot from before the image (format 1: images/ + upper/),
 	# made from SNAP: restored into a new image.
 	SNAP1=$WORK/snap-old
