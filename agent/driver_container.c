@@ -1055,6 +1055,11 @@ static int ctr_probe(struct agent_driver *d, Hactl__HostFacts *facts)
 	if (ctr_cgroup_init(&cg, ctr_cgroup_parent(), "probe", NULL) < 0) {
 		return -ENOTSUP;
 	}
+	/* the writable layer: an ext4 image on a loop device */
+	if (ctr_tool_find("mkfs.ext4", buf, sizeof(buf)) < 0 ||
+	    access("/dev/loop-control", F_OK) != 0) {
+		return -ENOTSUP;
+	}
 	return ctr_criu_probe(criu, facts);
 }
 
