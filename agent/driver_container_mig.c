@@ -39,8 +39,8 @@
  * restores before it answers "ok".
  *
  * No tree is frozen while CRIU holds it (see src_dump_notify()).
- * The writable layer is never copied and never removed here. Both copies keep their veth off the bridge while frozen:
- * their kernels would otherwise answer ARP and acknowledge TCP segments
+ * The writable layer is never copied and never removed here. Both copies
+ * keep their veth off the bridge while frozen: their kernels would otherwise answer ARP and acknowledge TCP segments
  * for the frozen guest, and data acknowledged by the copy that loses would
  * be lost.
  *
