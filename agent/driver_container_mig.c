@@ -40,9 +40,9 @@
  *
  * No tree is frozen while CRIU holds it (see src_dump_notify()).
  * The writable layer is never copied and never removed here. Both copies
- * keep their veth off the bridge while frozen: their kernels would otherwise answer ARP and acknowledge TCP segments
- * for the frozen guest, and data acknowledged by the copy that loses would
- * be lost.
+ * keep their veth off the bridge while frozen: their kernels would
+ * otherwise answer ARP and acknowledge TCP segments for the frozen guest,
+ * and data acknowledged by the copy that loses would be lost.
  *
  * The stream (little-endian; docs/containers.md has the full format): a
  * sequence of records, each a 24-byte header (magic "HCMG", version, type,
