@@ -1254,6 +1254,7 @@ static bool reconcile_migration(struct agent_guests *m, struct ag_guest *g,
 			pthread_mutex_unlock(&m->lock);
 			memset(&g->prog, 0, sizeof(g->prog));
 			memset(&g->mig_opts, 0, sizeof(g->mig_opts));
+			g->mig_opts.id = mg->id;
 			if (mg->options) {
 				g->mig_opts.max_downtime_ms = mg->options->max_downtime_ms;
 				g->mig_opts.bandwidth_bps = mg->options->bandwidth_bps;

@@ -84,6 +84,7 @@ struct agent_mig_opts {
 	bool auto_converge;
 	bool xbzrle;
 	const char *mode;           /* "precopy" | "postcopy" | "stopcopy" | NULL = best */
+	uint64_t id;                /* the cluster's migration id (records, logs) */
 };
 
 struct agent_mig_progress {

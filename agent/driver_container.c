@@ -72,7 +72,6 @@
 #define CKPT_META "container.meta"
 #define CKPT_FORMAT 1           /* images/ + upper/ (the old layout) */
 #define CKPT_FORMAT_IMAGE 2     /* images/ + layer.tar */
-#define MIG_LAYER_WAIT_MS 60000 /* the source releasing the layer */
 #define CONSOLE_KEEP (8 << 20)
 
 struct agent_guest {
@@ -569,9 +568,9 @@ static int dirs_make(struct agent_guest *g, char *err)
 
 /* Mounts the writable layer here; a guest still in the old layout is
  * converted (it is stopped cluster-wide: start, restore). */
-static int layer_up(struct agent_guest *g, bool force, uint32_t wait_ms, char *err)
+static int layer_up(struct agent_guest *g, enum ctr_layer_take how, uint32_t wait_ms, char *err)
 {
-	int rc = ctr_layer_open(&g->layer, force, wait_ms, err);
+	int rc = ctr_layer_open(&g->layer, how, wait_ms, err);
 
 	if (rc == 0 && g->legacy) {
 		g->legacy = false;
@@ -1130,7 +1129,7 @@ static int ctr_start(struct agent_guest *g, uint32_t timeout_ms, char *err)
 		rc = console_touch(g, err);
 	}
 	if (rc == 0) {
-		rc = layer_up(g, true, 0, err);
+		rc = layer_up(g, CTR_LAYER_FORCE, 0, err);
 	}
 	if (rc == 0) {
 		rc = overlay_mount(g, err);
@@ -1381,7 +1380,7 @@ static int ctr_checkpoint(struct agent_guest *g, const char *dir, unsigned flags
 	 * mounted again (one super block), as the lock is ours. */
 	if (!g->legacy && !ctr_layer_mounted(&g->layer) &&
 	    ((rc = run_dir_private(g, err)) < 0 ||
-	     (rc = ctr_layer_open(&g->layer, false, 0, err)) < 0)) {
+	     (rc = ctr_layer_open(&g->layer, CTR_LAYER_WAIT, 0, err)) < 0)) {
 		return rc;
 	}
 	if ((rc = ha_mkdir_p(images, 0700)) < 0) {
@@ -1481,7 +1480,7 @@ static int ctr_restore(struct agent_driver *d, const struct agent_guest_spec *sp
 		ctr_tree_remove(g->layer.old_work, COPY_TIMEOUT_MS, NULL);
 	}
 	if (rc == 0) {
-		rc = layer_up(g, true, 0, err);
+		rc = layer_up(g, CTR_LAYER_FORCE, 0, err);
 	}
 	if (rc == 0 && g->spec.ip) {
 		rc = ctr_net_bridge_check(g->spec.bridge, err);
@@ -1549,19 +1548,41 @@ int ctr_guest_target(struct agent_guest *g, struct ctr_ckpt_target *t)
 	return guest_alive(g) ? 0 : -ESRCH;
 }
 
-int ctr_guest_mount(struct agent_guest *g, char *err)
+int ctr_guest_mount(struct agent_guest *g, enum ctr_layer_take how, uint32_t wait_ms, char *err)
 {
 	int rc = 0;
 
 	if (!g->legacy) {
-		/* the source unmounts at its commit: wait for it, never take
-		 * it over (it may still be running) */
-		rc = ctr_layer_open(&g->layer, false, MIG_LAYER_WAIT_MS, err);
+		rc = ctr_layer_open(&g->layer, how, wait_ms, err);
 	}
 	if (rc == 0) {
+		overlay_umount(g);
 		rc = overlay_mount(g, err);
 	}
 	g->pending = false;
+	return rc;
+}
+
+int ctr_guest_handover(struct agent_guest *g, const char *note, char *err)
+{
+	int rc;
+
+	if (g->legacy) {
+		return 0; /* both hosts mount the old layout's directory */
+	}
+	/* SIGKILL lands while frozen; the state is in the images */
+	rc = ctr_cgroup_kill(&g->cg, STOP_KILL_MS, err);
+	if (rc == 0) {
+		g->pending = true;
+		unlink(g->pidfile);
+		g->pid = 0;
+		g->starttime = 0;
+		overlay_umount(g);
+		rc = ctr_layer_handover(&g->layer, note, err);
+	}
+	/* restored into these cgroups: not left frozen (v2 kills while
+	 * frozen) */
+	ctr_cgroup_freeze(&g->cg, false, 0, NULL);
 	return rc;
 }
 

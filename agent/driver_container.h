@@ -164,6 +164,23 @@ struct ctr_layer {
 	uint64_t kib;             /* size of a new image */
 };
 
+/* How ctr_layer_open() takes the lock. */
+enum ctr_layer_take {
+	CTR_LAYER_WAIT = 0,   /* another host's: waited for, then -EBUSY */
+	CTR_LAYER_FORCE,      /* another host's: waited for, then taken over
+			       * (start, restore: the cluster placed the
+			       * guest here, its former host is off) */
+	CTR_LAYER_CLAIM,      /* a migration's destination: only a lock the
+			       * source handed over (or ours) */
+	CTR_LAYER_RECLAIM,    /* a migration's source after an abort: a lock
+			       * handed over, ours or free */
+	CTR_LAYER_TAKE_MAX
+};
+
+/* The first line of a lock file whose layer nobody has mounted, reserved
+ * for a migration (ctr_layer_handover()). */
+#define CTR_LAYER_HANDOVER "handover"
+
 /* Paths and size for @spec (which must outlive @l); touches nothing. */
 int ctr_layer_init(struct ctr_layer *l, const struct agent_guest_spec *spec, char *err);
 /* The guest still has the old layout: data_dir/upper and no image. */
@@ -173,10 +190,16 @@ bool ctr_layer_mounted(const struct ctr_layer *l);
 /*
  * Mounts the layer on l->mnt (creating the image, from the old layout when
  * there is one) and makes upper and work in it. Another host's lock is
- * waited for up to @wait_ms, then taken over with @force (start, restore:
- * the cluster confirmed that host off) or refused with -EBUSY (migration).
+ * waited for up to @wait_ms, then taken or refused (-EBUSY) as @how says.
  */
-int ctr_layer_open(struct ctr_layer *l, bool force, uint32_t wait_ms, char *err);
+int ctr_layer_open(struct ctr_layer *l, enum ctr_layer_take how, uint32_t wait_ms, char *err);
+/*
+ * A migration's source, its guest's processes gone: unmounts the layer,
+ * waits until this kernel holds it no more, syncs the image and rewrites
+ * the lock as a handover record ("handover", then "from host=... run=...,
+ * @note"), which only CTR_LAYER_CLAIM and CTR_LAYER_RECLAIM take.
+ */
+int ctr_layer_handover(struct ctr_layer *l, const char *note, char *err);
 /* Unmounts it, waits until this kernel holds it no more, syncs the image
  * and releases the lock; nothing mounted is fine. */
 int ctr_layer_close(struct ctr_layer *l, char *err);
@@ -238,12 +261,22 @@ int ctr_guest_target(struct agent_guest *g, struct ctr_ckpt_target *t);
  */
 int ctr_guest_prepare(struct agent_driver *d, const struct agent_guest_spec *spec,
 		      struct agent_guest **out, char *err);
-/* Mounts the writable layer (waiting for another host to release it,
- * never taking it over) and the overlay root, for a guest from
- * ctr_guest_prepare(); clears the pending mark. */
-int ctr_guest_mount(struct agent_guest *g, char *err);
-/* A migration destination holding the state, restored at the commit:
- * state() says PAUSED meanwhile. */
+/* Mounts the writable layer (@how: CTR_LAYER_CLAIM on a migration's
+ * destination, CTR_LAYER_RECLAIM on its source after an abort; another
+ * host's lock is waited for up to @wait_ms, never taken over) and the
+ * overlay root, for a guest from ctr_guest_prepare() or one handed over;
+ * clears the pending mark. */
+int ctr_guest_mount(struct agent_guest *g, enum ctr_layer_take how, uint32_t wait_ms, char *err);
+/*
+ * A migration's source after its final dump (the tree stopped, frozen,
+ * its state in the images): kills the tree, unmounts the root and hands
+ * the layer over (ctr_layer_handover(), @note in the record). The cgroups
+ * stay, and the guest is pending (PAUSED) until it is restored here
+ * (abort) or cleaned (commit).
+ */
+int ctr_guest_handover(struct agent_guest *g, const char *note, char *err);
+/* The guest's state is in migration images, not in processes: state()
+ * says PAUSED meanwhile. */
 void ctr_guest_set_pending(struct agent_guest *g, bool pending);
 bool ctr_guest_pending(const struct agent_guest *g);
 /* Makes the restored tree whose init is @pid (host pid) the guest's:

@@ -53,6 +53,7 @@
 #define LAYER_COPY_MS 300000
 #define LAYER_UMOUNT_MS 10000  /* the guest's last references going */
 #define LAYER_POLL_MS 20
+#define LAYER_CLAIM_STALE_S 30     /* a claim mutex left by a dead host */
 
 static void nap(unsigned ms)
 {
@@ -114,17 +115,52 @@ bool ctr_layer_mounted(const struct ctr_layer *l)
 
 /* ---- the lock file ------------------------------------------------------- */
 
-static bool lock_ours(const struct ctr_layer *l, char *who, size_t wholen)
+/* The first line of the lock file: the holder ("host=H run=R"), or
+ * CTR_LAYER_HANDOVER; the lines after it say where it came from. */
+static int lock_read(const struct ctr_layer *l, char *first, size_t cap, char *all, size_t allcap)
 {
-	char buf[sizeof(l->owner)];
+	char buf[sizeof(l->owner) * 2];
 	ssize_t n = ctr_read_small(l->lock, buf, sizeof(buf));
 
 	if (n < 0) {
-		snprintf(who, wholen, "?");
+		snprintf(first, cap, "?");
+		if (all) {
+			snprintf(all, allcap, "?");
+		}
+		return (int)n;
+	}
+	snprintf(first, cap, "%.*s", (int)strcspn(buf, "\n"), buf);
+	if (all) {
+		size_t k;
+
+		snprintf(all, allcap, "%s", buf);
+		for (k = 0; all[k]; k++) {
+			all[k] = all[k] == '\n' ? ' ' : all[k];
+		}
+		while (k > 0 && all[k - 1] == ' ') {
+			all[--k] = '\0';
+		}
+	}
+	return 0;
+}
+
+static bool lock_ours(const struct ctr_layer *l, char *who, size_t wholen)
+{
+	char first[sizeof(l->owner)];
+	size_t len = strcspn(l->owner, "\n");
+
+	if (lock_read(l, first, sizeof(first), who, wholen) < 0) {
 		return false;
 	}
-	snprintf(who, wholen, "%.*s", (int)strcspn(buf, "\n"), buf);
-	return strcmp(buf, l->owner) == 0;
+	return strlen(first) == len && strncmp(first, l->owner, len) == 0;
+}
+
+static bool lock_handed_over(const struct ctr_layer *l, char *who, size_t wholen)
+{
+	char first[sizeof(l->owner)];
+
+	return lock_read(l, first, sizeof(first), who, wholen) == 0 &&
+	       strcmp(first, CTR_LAYER_HANDOVER) == 0;
 }
 
 /*
@@ -181,6 +217,115 @@ static void lock_release(const struct ctr_layer *l)
 
 	if (lock_ours(l, who, sizeof(who))) {
 		unlink(l->lock);
+	}
+}
+
+/*
+ * Creates the lock file with @rec when there is none (exclusive create,
+ * atomic on NFS too): 1 created, 0 it exists, -errno.
+ */
+static int lock_create(const struct ctr_layer *l, const char *rec, char *err)
+{
+	int fd = open(l->lock, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	size_t len = strlen(rec);
+	bool ok;
+	int e;
+
+	if (fd < 0) {
+		return errno == EEXIST ? 0 : ctr_err(err, -errno, "layer: creating %s: %s",
+						     l->lock, strerror(errno));
+	}
+	ok = write(fd, rec, len) == (ssize_t)len && fsync(fd) == 0;
+	e = errno;
+	close(fd);
+	if (!ok) {
+		unlink(l->lock);
+		return ctr_err(err, -e, "layer: writing %s: %s", l->lock, strerror(e));
+	}
+	return 1;
+}
+
+/*
+ * The claim mutex, data_dir/layer.lock.claim, created exclusively: a
+ * handed-over lock is read and rewritten under it, so that of two hosts
+ * taking it at once (the destination, the source taking its layer back
+ * after an abort) exactly one gets it. Held for one read and one write;
+ * one older than LAYER_CLAIM_STALE_S was left by a host that died
+ * holding it, and is broken.
+ */
+static int claim_lock(const struct ctr_layer *l, const char *path, uint64_t deadline, char *err)
+{
+	for (;;) {
+		int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		struct stat st;
+
+		if (fd >= 0) {
+			if (write(fd, l->owner, strlen(l->owner)) < 0) {
+				/* the name alone is the mutex */
+			}
+			close(fd);
+			return 0;
+		}
+		if (errno != EEXIST) {
+			return ctr_err(err, -errno, "layer: creating %s: %s", path, strerror(errno));
+		}
+		if (stat(path, &st) == 0 && time(NULL) - st.st_mtime > LAYER_CLAIM_STALE_S) {
+			unlink(path);
+			continue;
+		}
+		if (ha_mono_ms() >= deadline) {
+			return ctr_err(err, -EBUSY, "layer: %s is held by another host", path);
+		}
+		nap(LAYER_POLL_MS);
+	}
+}
+
+/*
+ * Takes a lock that a migration's source handed over (CTR_LAYER_HANDOVER:
+ * nobody has the layer mounted) or that is ours already; with @reclaim
+ * (the source taking its layer back after an abort) a free one too. A
+ * lock another host holds is waited for up to @wait_ms, never taken: that
+ * host may have the layer mounted. The new record names where the lock
+ * came from: "host=H2 run=R2" then "(handover from host=H1 ..., migration M)".
+ */
+static int lock_claim(const struct ctr_layer *l, bool reclaim, uint32_t wait_ms, char *err)
+{
+	uint64_t deadline = ha_mono_ms() + wait_ms;
+	char path[CTR_PATH + 8], who[sizeof(l->owner) * 2];
+
+	snprintf(path, sizeof(path), "%s.claim", l->lock);
+	for (;;) {
+		int rc = claim_lock(l, path, deadline, err);
+
+		if (rc < 0) {
+			return rc;
+		}
+		if (lock_ours(l, who, sizeof(who))) {
+			rc = 1;
+		} else if (reclaim && access(l->lock, F_OK) != 0 && errno == ENOENT) {
+			rc = lock_create(l, l->owner, err);
+		} else if (lock_handed_over(l, who, sizeof(who))) {
+			char rec[sizeof(l->owner) * 3];
+			const char *from = who + strlen(CTR_LAYER_HANDOVER);
+
+			while (*from == ' ') {
+				from++;
+			}
+			snprintf(rec, sizeof(rec), "%.*s\n(handover %s)\n",
+				 (int)strcspn(l->owner, "\n"), l->owner, from);
+			rc = ha_file_write_atomic(l->lock, rec, strlen(rec));
+			rc = rc < 0 ? ctr_err(err, rc, "layer: taking %s: %s", l->lock,
+					      strerror(-rc)) : 1;
+		}
+		unlink(path);
+		if (rc != 0) {
+			return rc < 0 ? rc : 0;
+		}
+		if (ha_mono_ms() >= deadline) {
+			return ctr_err(err, -EBUSY, "layer %s is mounted by another host (%s)",
+				       l->img, who);
+		}
+		nap(LAYER_POLL_MS);
 	}
 }
 
@@ -486,7 +631,7 @@ static int image_create(struct ctr_layer *l, const char *src, bool tar, char *er
 
 /* ---- open / close ---------------------------------------------------------- */
 
-int ctr_layer_open(struct ctr_layer *l, bool force, uint32_t wait_ms, char *err)
+int ctr_layer_open(struct ctr_layer *l, enum ctr_layer_take how, uint32_t wait_ms, char *err)
 {
 	const char *dirs[] = { l->upper, l->work };
 	int rc;
@@ -496,7 +641,9 @@ int ctr_layer_open(struct ctr_layer *l, bool force, uint32_t wait_ms, char *err)
 			       strerror(-rc));
 	}
 	if (!ctr_layer_mounted(l)) {
-		rc = lock_take(l, force, wait_ms, err);
+		rc = how == CTR_LAYER_CLAIM || how == CTR_LAYER_RECLAIM ?
+			lock_claim(l, how == CTR_LAYER_RECLAIM, wait_ms, err) :
+			lock_take(l, how == CTR_LAYER_FORCE, wait_ms, err);
 		if (rc == 0 && access(l->img, F_OK) != 0) {
 			bool legacy = ctr_layer_legacy(l);
 
@@ -560,6 +707,29 @@ int ctr_layer_close(struct ctr_layer *l, char *err)
 		lock_release(l);
 	}
 	return rc;
+}
+
+int ctr_layer_handover(struct ctr_layer *l, const char *note, char *err)
+{
+	char rec[sizeof(l->owner) * 2], who[sizeof(l->owner) * 2];
+	int rc;
+
+	if (!lock_ours(l, who, sizeof(who))) {
+		return ctr_err(err, -EPERM, "layer %s: not ours to hand over (%s)", l->img, who);
+	}
+	/* Unmounted and gone from this kernel, synced: what the guest wrote
+	 * is on the shared storage before anyone else mounts it. */
+	rc = umount_wait(l, l->img, err);
+	if (rc == 0) {
+		rc = image_sync(l->img, err);
+	}
+	if (rc < 0) {
+		return rc;
+	}
+	snprintf(rec, sizeof(rec), "%s\nfrom %.*s, %s\n", CTR_LAYER_HANDOVER,
+		 (int)strcspn(l->owner, "\n"), l->owner, note);
+	rc = ha_file_write_atomic(l->lock, rec, strlen(rec));
+	return rc < 0 ? ctr_err(err, rc, "layer: writing %s: %s", l->lock, strerror(-rc)) : 0;
 }
 
 int ctr_layer_snapshot(const struct ctr_layer *l, const char *dst, char *err)

@@ -9,11 +9,18 @@
 # the guests' writable layers are ext4 images in $WORK/data (layer.img),
 # which both "hosts" see, as they would see the shared storage; only one
 # host at a time has an image mounted (checked while both hold the guest,
-# before the decision).
+# before the decision: the destination).
 #
-#   c1 (workload --mem 16M):  A -> B commit, B -> A abort
+#   c1 (workload --mem 16M):  A -> B commit, B -> A abort, B -> A with
+#                             the destination's restore failing (a CRIU
+#                             that fails: the receiver's --criu)
 #   c2 (workload --mem 256M): A -> B commit, B -> A with the receiver
 #                             killed mid-stream
+#
+# The layer is handed over after the final dump (the source's stopped
+# tree killed, its state kept in the source's images), the destination
+# restores before it answers, and an abort restores the guest at the
+# source from its images once the layer is back.
 #
 # While each migration runs, a probe queries the guest every ~20 ms from
 # host A; the longest gap between two answers is the downtime seen by a
@@ -212,7 +219,8 @@ reap() { # reap PID: waits (bounded) for PID, kills it past 30 s; sets RC
 }
 sent_field() { sed -n "s/^sent:.* $1=\([0-9]*\).*/\1/p" "$WORK/out.send"; }
 
-# migrate NAME FROM TO commit|abort|kill: runs both sides; leaves their
+# migrate NAME FROM TO commit|abort|kill|fail: runs both sides (the
+# receiver with $RECV_ARGS; "fail": one of them fails); leaves their
 # output in $WORK/out.send and out.recv, their exit status in S_RC and R_RC,
 # the client-side downtime in M_GAP (ms) and the wall time in M_WALL.
 migrate() {
@@ -222,7 +230,8 @@ migrate() {
 	mkfifo "$fs" "$fr"
 	set_args "$to" "$name"
 	HACTL_CGROUP_PARENT=$(cg_of "$to") nsenter --net="/run/netns/$(ns_of "$to")" \
-		"$DT" container migrate-recv "${ARGS[@]}" --listen $PORT <"$fr" >"$WORK/out.recv" 2>&1 &
+		"$DT" container migrate-recv "${ARGS[@]}" --listen $PORT ${RECV_ARGS:-} \
+		<"$fr" >"$WORK/out.recv" 2>&1 &
 	rpid=$!
 	exec {FR}>"$fr"
 	wait_line "$WORK/out.recv" '^listening' 10
@@ -248,6 +257,10 @@ migrate() {
 		kill -9 "$rpid" 2>/dev/null
 		log "receiver killed (had written ${hit##*/}: $(stat -c %s "$hit" 2>/dev/null) bytes)"
 		M_KILLED_AT=${hit##*/}
+	elif [ "$how" = fail ]; then
+		# both sides end on their own: no decision is asked for
+		wait_line "$WORK/out.recv" "migrate-recv: " 120
+		wait_line "$WORK/out.send" "migrate-send: " 120
 	else
 		wait_line "$WORK/out.recv" "migrate-recv: " 120
 		wait_line "$WORK/out.send" "migrate-send: " 120
@@ -255,8 +268,10 @@ migrate() {
 		if [ "$how" = commit ] && [ -n "${BEFORE_COMMIT:-}" ]; then
 			$BEFORE_COMMIT
 		fi
-		# Both at once, as the cluster's commit reaches both agents: the
-		# destination restores once the source has let the layer go.
+		if [ -n "${BEFORE_DECISION:-}" ]; then
+			$BEFORE_DECISION
+		fi
+		# Both at once, as the cluster's decision reaches both agents.
 		echo "$how" >&"$FR"
 		echo "$how" >&"$FS"
 		wait_line "$WORK/out.recv" "migrate-finish" 60
@@ -347,16 +362,19 @@ before_commit_c1() {
 	poison_arp
 	LAYER_A_BEFORE=0
 	LAYER_B_BEFORE=0
-	layer_on a c1 && LAYER_A_BEFORE=1
-	layer_not_on b c1 && LAYER_B_BEFORE=1
+	layer_not_on a c1 && LAYER_A_BEFORE=1
+	layer_on b c1 && LAYER_B_BEFORE=1
+	LOCK_BEFORE=$(cat "$WORK/data/c1/layer.lock")
 }
 check "c1's layer is an image on the shared storage, mounted on A" layer_on a c1
 check "...no upper directory on the shared storage" test ! -e "$WORK/data/c1/upper"
 BEFORE_COMMIT=before_commit_c1
 migrate c1 a b commit
 BEFORE_COMMIT=
-check "before the decision, the layer was still mounted on A only (not on B)" \
+check "before the decision, the layer was mounted on B only (handed over by A)" \
 	test "$LAYER_A_BEFORE$LAYER_B_BEFORE" = 11
+check "...the lock named B and the handover from A ($(tr '\n' '|' <<<"$LOCK_BEFORE"))" \
+	grep -q "(handover from host=.* run=$WORK/a/run/c1, migration" <<<"$LOCK_BEFORE"
 NEIGH=$(ip -n "$NSA" neigh show "$(ip_of c1)")
 check "migrate-send c1 A -> B: ok, source paused until the decision" \
 	grep -q "migrate-send: ok (state paused)" "$WORK/out.send"
@@ -400,9 +418,19 @@ check "client-side downtime measured (${M16_GAP} ms) and bounded (< 10 s)" \
 
 J=$(query c1)
 C_BEFORE=$(counter_of <<<"$J")
+before_abort_c1() { # (called as BEFORE_COMMIT would be, before the decision)
+	LAYER_A_BEFORE=0
+	LAYER_B_BEFORE=0
+	layer_on a c1 && LAYER_A_BEFORE=1
+	layer_not_on b c1 && LAYER_B_BEFORE=1
+}
+BEFORE_DECISION=before_abort_c1
 migrate c1 b a abort
+BEFORE_DECISION=
 check "migrate c1 B -> A streamed and was restored paused on A" \
 	grep -q "migrate-recv: ok (state paused)" "$WORK/out.recv"
+check "before the abort, the layer was mounted on A only (handed over by B)" \
+	test "$LAYER_A_BEFORE$LAYER_B_BEFORE" = 11
 check "abort on both sides" test "$S_RC" = 0 -a "$R_RC" = 0
 check "source abort resumed c1 on B" grep -q "migrate-finish abort: ok (state running)" "$WORK/out.send"
 check "destination abort removed the copy on A" \
@@ -414,9 +442,45 @@ check "c1 runs on B" state_is b c1 running
 check "nothing of c1 left on A" gone_from a c1
 check "A's run directory of c1 removed" test ! -e "$WORK/a/run/c1"
 check "the writable layer survived the abort" test "$(in_guest b c1 cat /root/marker2)" = from-b
-check "...still mounted on B, never on A" layer_on b c1
+check "...mounted on B again" layer_on b c1
 check "...A has no mount of it" layer_not_on a c1
 log "c1 abort: client-side gap ${M_GAP} ms, wall ${M_WALL} ms"
+
+# ---- c1: the destination's restore fails after the source released the layer ----------
+# The receiver's CRIU fails (an injected fault: --criu names a program
+# that exits 1): the source has already killed its stopped tree and handed
+# the layer over; the destination releases it, answers the error, and the
+# source takes it back and restores c1 from its own images.
+
+printf '#!/bin/sh\necho "injected fault: criu $*" >&2\nexit 1\n' >"$WORK/criu-fails"
+chmod +x "$WORK/criu-fails"
+in_guest b c1 sh -c 'echo before-fail > /root/marker3 && sync'
+J=$(query c1)
+C_BEFORE=$(counter_of <<<"$J")
+PID_BEFORE=$(pid_of b c1)
+RECV_ARGS="--criu $WORK/criu-fails"
+migrate c1 b a fail
+RECV_ARGS=
+check "the destination's restore failed ($(grep 'migrate-recv:' "$WORK/out.recv" | head -1))" \
+	grep -q "migrate-recv: .*criu" "$WORK/out.recv"
+check "...after the source had handed the layer over: its tree was killed and is restored (init pid $PID_BEFORE -> $(pid_of b c1))" \
+	test -n "$(pid_of b c1)" -a "$(pid_of b c1)" != "$PID_BEFORE"
+check "migrate-send failed with the destination's error" \
+	grep -q "migrate-send: .*criu" "$WORK/out.send"
+check "c1 runs on B again" wait_for 5 "c1 running" state_is b c1 running
+J=$(query c1 2000)
+check "c1 answers from B: same boot_id, counter continued ($C_BEFORE -> $(counter_of <<<"$J"))" \
+	test "$(boot_of <<<"$J")" = "$BOOT1" -a "$(counter_of <<<"$J")" -ge "$C_BEFORE"
+check "c1's memory intact (mem_errors 0)" test "$(memerr_of <<<"$J")" = 0
+check "its data is there: the markers written on A and on B, and just before" \
+	test "$(in_guest b c1 cat /root/marker /root/marker2 /root/marker3 | tr '\n' ' ')" = \
+	"from-a from-b before-fail "
+check "the layer is mounted on B, the lock names B" layer_on b c1
+check "...A has no mount of it" layer_not_on a c1
+check "nothing of c1 left on A" gone_from a c1
+check "no image files left on B" not compgen -G "$WORK/b/run/c1/mig-*"
+check "B's veth of c1 is on the bridge" grep -q "master $BR" <<<"$(ip -n "$NSB" link show hv-c1)"
+log "c1 restore failure: client-side gap ${M_GAP} ms, wall ${M_WALL} ms"
 
 # ---- c1 paused: refused, left paused ----------------------------------------------------
 # CRIU must not find the cgroup frozen (docs/migration.md): a paused
