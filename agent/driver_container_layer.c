@@ -54,6 +54,7 @@
 #define LAYER_UMOUNT_MS 10000  /* the guest's last references going */
 #define LAYER_POLL_MS 20
 #define LAYER_CLAIM_STALE_S 30     /* a claim mutex left by a dead host */
+#define LAYER_HANDBACK_MS 60000    /* a migration's destination releasing */
 
 static void nap(unsigned ms)
 {
@@ -119,7 +120,7 @@ bool ctr_layer_mounted(const struct ctr_layer *l)
  * CTR_LAYER_HANDOVER; the lines after it say where it came from. */
 static int lock_read(const struct ctr_layer *l, char *first, size_t cap, char *all, size_t allcap)
 {
-	char buf[sizeof(l->owner) * 2];
+	char buf[sizeof(l->owner) * 3];
 	ssize_t n = ctr_read_small(l->lock, buf, sizeof(buf));
 
 	if (n < 0) {
@@ -164,6 +165,42 @@ static bool lock_handed_over(const struct ctr_layer *l, char *who, size_t wholen
 }
 
 /*
+ * Creates the lock file with @rec when there is none (exclusive create,
+ * atomic on NFS too): 1 created, 0 it exists, -errno.
+ */
+static int lock_create(const struct ctr_layer *l, const char *rec, char *err)
+{
+	int fd = open(l->lock, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	size_t len = strlen(rec);
+	bool ok;
+	int e;
+
+	if (fd < 0) {
+		return errno == EEXIST ? 0 : ctr_err(err, -errno, "layer: creating %s: %s",
+						     l->lock, strerror(errno));
+	}
+	ok = write(fd, rec, len) == (ssize_t)len && fsync(fd) == 0;
+	e = errno;
+	close(fd);
+	if (!ok) {
+		unlink(l->lock);
+		return ctr_err(err, -e, "layer: writing %s: %s", l->lock, strerror(e));
+	}
+	return 1;
+}
+
+/* @who (a lock's record, lines joined) is a host's that claimed it from
+ * this host's handover: "... (handover from OUR-OWNER-LINE, ...". */
+static bool handed_from_us(const struct ctr_layer *l, const char *who)
+{
+	char pat[sizeof(l->owner) + 32];
+
+	snprintf(pat, sizeof(pat), "(handover from %.*s,", (int)strcspn(l->owner, "\n"),
+		 l->owner);
+	return strstr(who, pat) != NULL;
+}
+
+/*
  * Takes the lock: created exclusively; already ours is fine; someone
  * else's is waited for up to @wait_ms, then taken over with @force or
  * refused (-EBUSY).
@@ -171,29 +208,25 @@ static bool lock_handed_over(const struct ctr_layer *l, char *who, size_t wholen
 static int lock_take(const struct ctr_layer *l, bool force, uint32_t wait_ms, char *err)
 {
 	uint64_t deadline = ha_mono_ms() + wait_ms;
-	char who[sizeof(l->owner)];
+	char who[sizeof(l->owner) * 2];
+	bool handback = false;
 
 	for (;;) {
-		int fd = open(l->lock, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+		int rc = lock_create(l, l->owner, err);
 
-		if (fd >= 0) {
-			size_t len = strlen(l->owner);
-			bool ok = write(fd, l->owner, len) == (ssize_t)len && fsync(fd) == 0;
-			int e = errno;
-
-			close(fd);
-			if (!ok) {
-				unlink(l->lock);
-				return ctr_err(err, -e, "layer: writing %s: %s", l->lock, strerror(e));
-			}
-			return 0;
-		}
-		if (errno != EEXIST) {
-			return ctr_err(err, -errno, "layer: creating %s: %s", l->lock,
-				       strerror(errno));
+		if (rc != 0) {
+			return rc < 0 ? rc : 0;
 		}
 		if (lock_ours(l, who, sizeof(who))) {
 			return 0;
+		}
+		if (force && !handback && handed_from_us(l, who)) {
+			/* Our own migration's destination holds it (this host
+			 * lost the images to resume from, an agent restart):
+			 * it releases it at the abort. A fenced one never
+			 * does, and is taken over after the wait. */
+			handback = true;
+			deadline = ha_mono_ms() + LAYER_HANDBACK_MS;
 		}
 		if (ha_mono_ms() >= deadline) {
 			break;
@@ -218,31 +251,6 @@ static void lock_release(const struct ctr_layer *l)
 	if (lock_ours(l, who, sizeof(who))) {
 		unlink(l->lock);
 	}
-}
-
-/*
- * Creates the lock file with @rec when there is none (exclusive create,
- * atomic on NFS too): 1 created, 0 it exists, -errno.
- */
-static int lock_create(const struct ctr_layer *l, const char *rec, char *err)
-{
-	int fd = open(l->lock, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-	size_t len = strlen(rec);
-	bool ok;
-	int e;
-
-	if (fd < 0) {
-		return errno == EEXIST ? 0 : ctr_err(err, -errno, "layer: creating %s: %s",
-						     l->lock, strerror(errno));
-	}
-	ok = write(fd, rec, len) == (ssize_t)len && fsync(fd) == 0;
-	e = errno;
-	close(fd);
-	if (!ok) {
-		unlink(l->lock);
-		return ctr_err(err, -e, "layer: writing %s: %s", l->lock, strerror(e));
-	}
-	return 1;
 }
 
 /*
