@@ -177,6 +177,8 @@ enum ctr_layer_take {
 	CTR_LAYER_TAKE_MAX
 };
 
+const char *ctr_layer_take_str(enum ctr_layer_take how);
+
 /* The first line of a lock file whose layer nobody has mounted, reserved
  * for a migration (ctr_layer_handover()). */
 #define CTR_LAYER_HANDOVER "handover"
@@ -193,6 +195,10 @@ bool ctr_layer_mounted(const struct ctr_layer *l);
  * waited for up to @wait_ms, then taken or refused (-EBUSY) as @how says.
  */
 int ctr_layer_open(struct ctr_layer *l, enum ctr_layer_take how, uint32_t wait_ms, char *err);
+/* Only the lock step of ctr_layer_open() (@how, @wait_ms as there);
+ * mounts nothing. */
+int ctr_layer_lock(const struct ctr_layer *l, enum ctr_layer_take how, uint32_t wait_ms,
+		   char *err);
 /*
  * A migration's source, its guest's processes gone: unmounts the layer,
  * waits until this kernel holds it no more, syncs the image and rewrites

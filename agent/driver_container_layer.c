@@ -337,6 +337,35 @@ static int lock_claim(const struct ctr_layer *l, bool reclaim, uint32_t wait_ms,
 	}
 }
 
+const char *ctr_layer_take_str(enum ctr_layer_take how)
+{
+	switch (how) {
+	case CTR_LAYER_WAIT: return "wait";
+	case CTR_LAYER_FORCE: return "force";
+	case CTR_LAYER_CLAIM: return "claim";
+	case CTR_LAYER_RECLAIM: return "reclaim";
+	case CTR_LAYER_TAKE_MAX: break;
+	}
+	return "unknown";
+}
+
+int ctr_layer_lock(const struct ctr_layer *l, enum ctr_layer_take how, uint32_t wait_ms,
+		   char *err)
+{
+	switch (how) {
+	case CTR_LAYER_WAIT:
+	case CTR_LAYER_FORCE:
+		return lock_take(l, how == CTR_LAYER_FORCE, wait_ms, err);
+	case CTR_LAYER_CLAIM:
+	case CTR_LAYER_RECLAIM:
+		return lock_claim(l, how == CTR_LAYER_RECLAIM, wait_ms, err);
+	case CTR_LAYER_TAKE_MAX:
+		break;
+	}
+	return ctr_err(err, -EINVAL, "layer: bad lock mode %s (%d)", ctr_layer_take_str(how),
+		       (int)how);
+}
+
 int ctr_layer_wait_free(const struct ctr_layer *l, uint32_t wait_ms, char *err)
 {
 	uint64_t deadline = ha_mono_ms() + wait_ms;
@@ -649,9 +678,7 @@ int ctr_layer_open(struct ctr_layer *l, enum ctr_layer_take how, uint32_t wait_m
 			       strerror(-rc));
 	}
 	if (!ctr_layer_mounted(l)) {
-		rc = how == CTR_LAYER_CLAIM || how == CTR_LAYER_RECLAIM ?
-			lock_claim(l, how == CTR_LAYER_RECLAIM, wait_ms, err) :
-			lock_take(l, how == CTR_LAYER_FORCE, wait_ms, err);
+		rc = ctr_layer_lock(l, how, wait_ms, err);
 		if (rc == 0 && access(l->img, F_OK) != 0) {
 			bool legacy = ctr_layer_legacy(l);
 

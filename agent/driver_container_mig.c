@@ -1434,7 +1434,7 @@ int ctr_mig_send(struct agent_guest *g, int fd, const struct agent_mig_opts *o,
 	s.p->downtime_ms = s.t_freeze ? (uint32_t)(ha_mono_ms() - s.t_freeze) : 0;
 	s.p->total_ms = ha_mono_ms() - t0;
 	s.p->remaining_bytes = 0;
-	if (rc < 0 && s.handed) {
+	if (rc < 0 && s.handed && ctr_guest_pending(g)) {
 		/* The tree is gone, its state in s.tmp/images: restored here
 		 * once the layer is back. A destination that answered an
 		 * error released it; one that holds it (it failed after
