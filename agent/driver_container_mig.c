@@ -1443,11 +1443,13 @@ int ctr_mig_send(struct agent_guest *g, int fd, const struct agent_mig_opts *o,
 		 * migrate_finish(abort) waits. */
 		if (src_restore(g, 0, e2) == 0) {
 			s.stopped = true;
-		} else {
+		} else if (err) {
 			size_t n = strlen(err);
 
 			snprintf(err + n, AGENT_ERR_LEN - n, "; the source resumes at the abort "
 				 "(%s)", e2);
+		}
+		if (ctr_guest_pending(g)) {
 			s.stopped = false;
 			s.detached = false;
 		}
