@@ -86,8 +86,9 @@ struct agent_guest {
 	char work[CTR_PATH];          /* old layout's on data_dir (legacy) */
 	struct ctr_layer layer;
 	bool legacy;                  /* data_dir/upper, no image */
-	bool pending;                 /* migration destination: the state is
-				       * here, restored at the commit */
+	bool pending;                 /* migration source after the layer's
+				       * handover: the state is in its
+				       * images, restored at an abort */
 	char veth[IFNAMSIZ];
 	struct ctr_cgroup cg;
 	pid_t pid;                    /* 0: not running */
@@ -1243,7 +1244,7 @@ static enum agent_guest_state ctr_state(const struct agent_guest *g)
 	bool frozen;
 
 	if (g->pending) {
-		return AGENT_GUEST_PAUSED; /* everything here, restored at the commit */
+		return AGENT_GUEST_PAUSED; /* in the images: held, not gone */
 	}
 	if (g->pid != 0) {
 		if (!guest_alive(g)) {

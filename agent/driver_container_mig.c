@@ -664,7 +664,8 @@ static int mig_dump(const struct ctr_ckpt_target *t, const char *images, bool pr
 		.pre_dump = pre,
 		/* The final dump leaves the tree stopped (SIGSTOP), not
 		 * frozen: see mig_restore() for what freezing traced tasks
-		 * does. Killed at the commit, continued on an abort. */
+		 * does. Killed at the layer's handover or at the commit,
+		 * continued on an abort. */
 		.leave_stopped = !pre,
 		.track_mem = pre || parent != NULL,
 		.parent_img = parent,
