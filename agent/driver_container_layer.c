@@ -330,6 +330,10 @@ static int lock_claim(const struct ctr_layer *l, bool reclaim, uint32_t wait_ms,
 			return rc < 0 ? rc : 0;
 		}
 		if (ha_mono_ms() >= deadline) {
+			if (access(l->lock, F_OK) != 0) {
+				return ctr_err(err, -EBUSY, "layer %s: no handover to take (%s is "
+					       "gone)", l->img, l->lock);
+			}
 			return ctr_err(err, -EBUSY, "layer %s is mounted by another host (%s)",
 				       l->img, who);
 		}

@@ -126,6 +126,7 @@ static void handover_states(void)
 	CHECK(access(lock_path, F_OK) != 0);
 	/* a destination never takes a free lock as a handover */
 	CHECK_EQ_INT(ctr_layer_lock(&b, CTR_LAYER_CLAIM, 0, err), -EBUSY);
+	CHECK(strstr(err, "no handover to take") != NULL);
 	CHECK(access(lock_path, F_OK) != 0);
 	CHECK_EQ_INT(ctr_layer_lock(&a, CTR_LAYER_RECLAIM, 0, err), 0);
 	CHECK(lock_first_line_is(owner_a));
