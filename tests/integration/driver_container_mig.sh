@@ -13,7 +13,8 @@
 #
 #   c1 (workload --mem 16M):  A -> B commit, B -> A abort, B -> A with
 #                             the destination's restore failing (a CRIU
-#                             that fails: the receiver's --criu)
+#                             that fails: the receiver's --criu), B -> A
+#                             with the destination dying holding the layer
 #   c2 (workload --mem 256M): A -> B commit, B -> A with the receiver
 #                             killed mid-stream
 #
@@ -481,6 +482,60 @@ check "nothing of c1 left on A" gone_from a c1
 check "no image files left on B" not compgen -G "$WORK/b/run/c1/mig-*"
 check "B's veth of c1 is on the bridge" grep -q "master $BR" <<<"$(ip -n "$NSB" link show hv-c1)"
 log "c1 restore failure: client-side gap ${M_GAP} ms, wall ${M_WALL} ms"
+
+# ---- c1: the destination dies holding the layer ----------------------------------------
+# B -> A; A answers "ok" (restored, the layer mounted there) and its agent
+# dies (SIGKILL) before the decision: the abort reaches B, which must not
+# mount the layer while A holds it. It waits; what A's next agent does
+# with the copy (the driver's discard: here a stop on A) releases the
+# layer, and B takes it back and restores c1 from its own images.
+
+in_guest b c1 sh -c 'echo before-dst-death > /root/marker4 && sync'
+C_BEFORE=$(counter_of <<<"$(query c1)")
+PID_BEFORE=$(pid_of b c1)
+rm -f "$WORK/fifo.send" "$WORK/out.send" "$WORK/out.recv"
+mkfifo "$WORK/fifo.send"
+set_args a c1
+HACTL_CGROUP_PARENT=$CGA nsenter --net="/run/netns/$NSA" \
+	"$DT" container migrate-recv "${ARGS[@]}" --listen $PORT </dev/null >"$WORK/out.recv" 2>&1 &
+rpid=$!
+wait_line "$WORK/out.recv" '^listening' 10
+set_args b c1
+HACTL_CGROUP_PARENT=$CGB nsenter --net="/run/netns/$NSB" \
+	"$DT" container migrate-send "${ARGS[@]}" --to "$(host_ip a):$PORT" \
+	<"$WORK/fifo.send" >"$WORK/out.send" 2>&1 &
+spid=$!
+exec {FS}>"$WORK/fifo.send"
+wait_line "$WORK/out.send" "migrate-send: " 120
+# (the receiver reads its decision from /dev/null: it is killed first)
+kill -9 "$rpid" 2>/dev/null
+wait "$rpid" 2>/dev/null
+check "migrate-send c1 B -> A: ok, then A's side died" \
+	grep -q "migrate-send: ok (state paused)" "$WORK/out.send"
+check "...A had restored it and holds the layer" layer_on a c1
+echo abort >&"$FS"
+sleep 2
+check "B's abort waits while A holds the layer (not finished after 2 s)" \
+	not grep -q "migrate-finish" "$WORK/out.send"
+check "...and B has not mounted it: one host at a time" layer_not_on b c1
+check "...the lock still names A ($(sed -n 1p "$WORK/data/c1/layer.lock"))" \
+	grep -q "run=$WORK/a/run/c1\$" <<<"$(sed -n 1p "$WORK/data/c1/layer.lock")"
+drv a stop c1 --timeout 0 >/dev/null 2>&1 # SIGKILL, as a discard does
+check "A's copy discarded: the layer released there" layer_not_on a c1
+wait_line "$WORK/out.send" "migrate-finish" 70
+exec {FS}>&-
+reap "$spid"
+check "B's abort then resumed c1 ($(grep 'migrate-finish' "$WORK/out.send"))" \
+	grep -q "migrate-finish abort: ok (state running)" "$WORK/out.send"
+J=$(query c1 2000)
+check "c1 answers from B: same boot_id, counter continued ($C_BEFORE -> $(counter_of <<<"$J")), restored (pid $PID_BEFORE -> $(pid_of b c1))" \
+	test "$(boot_of <<<"$J")" = "$BOOT1" -a "$(counter_of <<<"$J")" -ge "$C_BEFORE" \
+	-a "$(pid_of b c1)" != "$PID_BEFORE"
+check "its data is there" test "$(in_guest b c1 cat /root/marker3 /root/marker4 | tr '\n' ' ')" = \
+	"before-fail before-dst-death "
+check "the layer is mounted on B, the lock names B" layer_on b c1
+check "nothing of c1 left on A" gone_from a c1
+check "no image files left on B" not compgen -G "$WORK/b/run/c1/mig-*"
 
 # ---- c1 paused: refused, left paused ----------------------------------------------------
 # CRIU must not find the cgroup frozen (docs/migration.md): a paused
