@@ -493,12 +493,14 @@ log "c1 restore failure: client-side gap ${M_GAP} ms, wall ${M_WALL} ms"
 in_guest b c1 sh -c 'echo before-dst-death > /root/marker4 && sync'
 C_BEFORE=$(counter_of <<<"$(query c1)")
 PID_BEFORE=$(pid_of b c1)
-rm -f "$WORK/fifo.send" "$WORK/out.send" "$WORK/out.recv"
-mkfifo "$WORK/fifo.send"
+rm -f "$WORK/fifo.send" "$WORK/fifo.recv" "$WORK/out.send" "$WORK/out.recv"
+mkfifo "$WORK/fifo.send" "$WORK/fifo.recv"
 set_args a c1
 HACTL_CGROUP_PARENT=$CGA nsenter --net="/run/netns/$NSA" \
-	"$DT" container migrate-recv "${ARGS[@]}" --listen $PORT </dev/null >"$WORK/out.recv" 2>&1 &
+	"$DT" container migrate-recv "${ARGS[@]}" --listen $PORT <"$WORK/fifo.recv" \
+	>"$WORK/out.recv" 2>&1 &
 rpid=$!
+exec {FR}>"$WORK/fifo.recv" # open, silent: its decision never comes (an end would abort)
 wait_line "$WORK/out.recv" '^listening' 10
 set_args b c1
 HACTL_CGROUP_PARENT=$CGB nsenter --net="/run/netns/$NSB" \
@@ -507,9 +509,10 @@ HACTL_CGROUP_PARENT=$CGB nsenter --net="/run/netns/$NSB" \
 spid=$!
 exec {FS}>"$WORK/fifo.send"
 wait_line "$WORK/out.send" "migrate-send: " 120
-# (the receiver reads its decision from /dev/null: it is killed first)
+wait_line "$WORK/out.recv" "migrate-recv: " 10
 kill -9 "$rpid" 2>/dev/null
 wait "$rpid" 2>/dev/null
+exec {FR}>&-
 check "migrate-send c1 B -> A: ok, then A's side died" \
 	grep -q "migrate-send: ok (state paused)" "$WORK/out.send"
 check "...A had restored it and holds the layer" layer_on a c1
