@@ -31,12 +31,18 @@
  *
  * Files of a guest:
  *   run_dir/root         overlay mount point (lower = spec->rootfs, upper and
- *                        work on data_dir: the writable layer lives on the
- *                        shared storage)
+ *                        work in run_dir/layer)
+ *   run_dir/layer        mount point of the writable layer, an ext4 image on
+ *                        the shared storage (driver_container_layer.c)
  *   run_dir/pid          "pid=", "starttime=", "cgroup=", "veth=" lines
  *   run_dir/console.log  the container's /dev/console (a bind mount of this
  *                        file): init's stdout and stderr
- *   data_dir/upper, data_dir/work
+ *   data_dir/layer.img   the writable layer; data_dir/layer.lock: the host
+ *                        that has it mounted
+ *   data_dir/upper, data_dir/work: the layout before the image, still used
+ *                        by a guest that runs with it (and a migration of
+ *                        such a guest), converted into an image at its next
+ *                        start or restore
  */
 #include <ctype.h>
 #include <errno.h>
@@ -72,7 +78,8 @@
 #define COPY_TIMEOUT_MS 300000 /* copying or removing a writable layer */
 #define NET_STEP_MS 5000       /* one ip command */
 #define CKPT_META "container.meta"
-#define CKPT_FORMAT 1
+#define CKPT_FORMAT 1           /* images/ + upper/ (the old layout) */
+#define CKPT_FORMAT_IMAGE 2     /* images/ + layer.tar */
 #define CONSOLE_KEEP (8 << 20)
 
 struct agent_guest {
@@ -83,8 +90,13 @@ struct agent_guest {
 	char root[CTR_PATH];
 	char pidfile[CTR_PATH];
 	char console[CTR_PATH];
-	char upper[CTR_PATH];
-	char work[CTR_PATH];
+	char upper[CTR_PATH];         /* the overlay's: in the layer, or the */
+	char work[CTR_PATH];          /* old layout's on data_dir (legacy) */
+	struct ctr_layer layer;
+	bool legacy;                  /* data_dir/upper, no image */
+	bool pending;                 /* migration source after the layer's
+				       * handover: the state is in its
+				       * images, restored at an abort */
 	char veth[IFNAMSIZ];
 	struct host_cgroup cg;
 	pid_t pid;                    /* 0: not running */
@@ -266,6 +278,15 @@ static int guest_new(struct agent_driver *d, const struct agent_guest_spec *spec
 	g->spec.run_dir = keep(g, spec->run_dir);
 	g->spec.data_dir = keep(g, spec->data_dir);
 	g->spec.kernel = g->spec.initrd = g->spec.disk = NULL;
+	if (g->spec.disk_kib != 0 && (g->spec.disk_kib < CTR_LAYER_MIN_KIB ||
+				      g->spec.disk_kib > CTR_LAYER_MAX_KIB)) {
+		rc = agent_err(err, -ERANGE, "spec %s: disk quota %" PRIu64 " KiB outside "
+			       "%llu KiB..%llu KiB", spec->name, g->spec.disk_kib,
+			       (unsigned long long)CTR_LAYER_MIN_KIB,
+			       (unsigned long long)CTR_LAYER_MAX_KIB);
+		guest_free(g);
+		return rc;
+	}
 	if (!g->spec.name || !g->spec.rootfs || !g->spec.command || !g->spec.run_dir ||
 	    !g->spec.data_dir || (spec->ip && spec->ip[0] && !g->spec.ip)) {
 		guest_free(g);
@@ -274,12 +295,14 @@ static int guest_new(struct agent_driver *d, const struct agent_guest_spec *spec
 	if ((rc = path_fmt(g->root, spec->run_dir, "root", err)) < 0 ||
 	    (rc = path_fmt(g->pidfile, spec->run_dir, "pid", err)) < 0 ||
 	    (rc = path_fmt(g->console, spec->run_dir, "console.log", err)) < 0 ||
-	    (rc = path_fmt(g->upper, spec->data_dir, "upper", err)) < 0 ||
-	    (rc = path_fmt(g->work, spec->data_dir, "work", err)) < 0 ||
+	    (rc = ctr_layer_init(&g->layer, &g->spec, err)) < 0 ||
 	    (rc = host_cgroup_init(&g->cg, host_cgroup_parent(), spec->name, err)) < 0) {
 		guest_free(g);
 		return rc;
 	}
+	g->legacy = ctr_layer_legacy(&g->layer);
+	snprintf(g->upper, sizeof(g->upper), "%s", g->legacy ? g->layer.old_upper : g->layer.upper);
+	snprintf(g->work, sizeof(g->work), "%s", g->legacy ? g->layer.old_work : g->layer.work);
 	ctr_net_veth_name(spec->name, g->veth);
 	*out = g;
 	return 0;
@@ -375,13 +398,8 @@ static int overlay_mount(struct agent_guest *g, char *err)
 		return agent_err(err, -errno, "mounting the overlay on %s (%s): %s", g->root, opts,
 				 strerror(errno));
 	}
-	/* Nothing mounted below it propagates to or from the host. */
-	if (mount(NULL, g->root, NULL, MS_PRIVATE, NULL) < 0) {
-		int e = -errno;
-
-		umount2(g->root, MNT_DETACH);
-		return agent_err(err, e, "making %s private: %s", g->root, strerror(-e));
-	}
+	/* Shared like the run directory (run_dir_private()): a private copy
+	 * of the overlay in a namespace made later would hold the layer. */
 	return 0;
 }
 
@@ -409,6 +427,11 @@ static int leftovers_clean(struct agent_guest *g, char *err)
 		rc = agent_err(err, r, "%s", e2);
 	}
 	overlay_umount(g);
+	/* Its processes (and so their mounts) are gone: the layer goes first,
+	 * as a migration's destination waits for it. */
+	if (!g->legacy && (r = ctr_layer_close(&g->layer, e2)) < 0 && rc == 0) {
+		rc = agent_err(err, r, "%s", e2);
+	}
 	if ((r = ctr_net_teardown(g->veth, NET_STEP_MS, e2)) < 0 && rc == 0) {
 		rc = agent_err(err, r, "%s", e2);
 	}
@@ -423,20 +446,99 @@ static int leftovers_clean(struct agent_guest *g, char *err)
 	return rc;
 }
 
+/* Is @path a mount point (in this mount namespace)? */
+static bool mount_point(const char *path)
+{
+	char parent[CTR_PATH + 4];
+	struct statx a, b;
+
+	snprintf(parent, sizeof(parent), "%s/..", path);
+	if (statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, STATX_MNT_ID, &a) < 0 ||
+	    statx(AT_FDCWD, parent, 0, STATX_MNT_ID, &b) < 0 ||
+	    !(a.stx_mask & STATX_MNT_ID) || !(b.stx_mask & STATX_MNT_ID)) {
+		return false;
+	}
+	return a.stx_mnt_id != b.stx_mnt_id;
+}
+
+/*
+ * The run directory is a mount of itself in a peer group of its own
+ * (private, then shared), for the layer's sake: a copy of the layer's
+ * mount in another mount namespace keeps its file system alive after this
+ * host unmounted it, and no other host may mount it then.
+ *  - Namespaces that exist already (systemd services with private mounts
+ *    are slaves of the host's) get no copy of what is mounted below it:
+ *    the group has no member there.
+ *  - Namespaces made later as slaves (systemd's way) get copies that
+ *    receive our unmounts, as everything below stays shared.
+ *  - Namespaces made later with private mounts keep their copy until they
+ *    end: ctr_layer_close() finds the loop device still in use and says
+ *    so, rather than let another host mount it.
+ * The guest's own namespace makes everything private and detaches the
+ * host's tree at pivot_root, so it holds no copy. Made once; the bind
+ * itself propagates, holding nothing but the directory.
+ */
+static int run_dir_private(struct agent_guest *g, char *err)
+{
+	const char *d = g->spec.run_dir;
+
+	if (mount_point(d)) {
+		return 0;
+	}
+	if (mount(d, d, NULL, MS_BIND, NULL) < 0) {
+		return agent_err(err, -errno, "bind-mounting %s on itself: %s", d, strerror(errno));
+	}
+	if (mount(NULL, d, NULL, MS_PRIVATE, NULL) < 0 ||
+	    mount(NULL, d, NULL, MS_SHARED, NULL) < 0) {
+		int e = errno;
+
+		umount2(d, MNT_DETACH);
+		return agent_err(err, -e, "making %s a peer group of its own: %s", d, strerror(e));
+	}
+	return 0;
+}
+
+static void run_dir_unbind(struct agent_guest *g)
+{
+	for (int i = 0; i < 4 && mount_point(g->spec.run_dir); i++) {
+		if (umount2(g->spec.run_dir, 0) < 0) {
+			umount2(g->spec.run_dir, MNT_DETACH);
+		}
+	}
+}
+
 static int dirs_make(struct agent_guest *g, char *err)
 {
 	const char *dirs[] = { g->spec.run_dir, g->root, g->upper, g->work };
 	int rc;
 
-	for (size_t i = 0; i < HA_ARRAY_SIZE(dirs); i++) {
+	/* upper and work: in the layer (ctr_layer_open() makes them) */
+	for (size_t i = 0; i < (g->legacy ? HA_ARRAY_SIZE(dirs) : 2); i++) {
 		rc = ha_mkdir_p(dirs[i], i == 0 || i == 1 ? 0700 : 0755);
 		if (rc < 0) {
 			return agent_err(err, rc, "mkdir %s: %s", dirs[i], strerror(-rc));
+		}
+		if (i == 0 && (rc = run_dir_private(g, err)) < 0) {
+			return rc;
 		}
 	}
 	/* The container's root directory is the overlay's: 0755. */
 	chmod(g->root, 0755);
 	return 0;
+}
+
+/* Mounts the writable layer here; a guest still in the old layout is
+ * converted (it is stopped cluster-wide: start, restore). */
+static int layer_up(struct agent_guest *g, enum ctr_layer_take how, uint32_t wait_ms, char *err)
+{
+	int rc = ctr_layer_open(&g->layer, how, wait_ms, err);
+
+	if (rc == 0 && g->legacy) {
+		g->legacy = false;
+		snprintf(g->upper, sizeof(g->upper), "%s", g->layer.upper);
+		snprintf(g->work, sizeof(g->work), "%s", g->layer.work);
+	}
+	return rc;
 }
 
 /* The console log is kept between runs; above CONSOLE_KEEP bytes it is
@@ -912,6 +1014,11 @@ static int ctr_probe(struct agent_driver *d, Hactl__HostFacts *facts)
 	if (host_cgroup_init(&cg, host_cgroup_parent(), "probe", NULL) < 0) {
 		return -ENOTSUP;
 	}
+	/* the writable layer: an ext4 image on a loop device */
+	if (ctr_tool_find("mkfs.ext4", buf, sizeof(buf)) < 0 ||
+	    access("/dev/loop-control", F_OK) != 0) {
+		return -ENOTSUP;
+	}
 	return ctr_criu_probe(criu, facts);
 }
 
@@ -980,6 +1087,9 @@ static int ctr_start(struct agent_guest *g, uint32_t timeout_ms, char *err)
 	}
 	if (rc == 0) {
 		rc = console_touch(g, err);
+	}
+	if (rc == 0) {
+		rc = layer_up(g, CTR_LAYER_FORCE, 0, err);
 	}
 	if (rc == 0) {
 		rc = overlay_mount(g, err);
@@ -1066,13 +1176,17 @@ static int ctr_destroy(struct agent_guest *g, char *err)
 	}
 	rc = leftovers_clean(g, err);
 	if (rc == 0) {
+		rc = ctr_layer_remove(&g->layer, err);
+	}
+	if (rc == 0) {
+		run_dir_unbind(g);
 		rc = ctr_tree_remove(g->spec.run_dir, COPY_TIMEOUT_MS, err);
 	}
 	if (rc == 0) {
-		rc = ctr_tree_remove(g->upper, COPY_TIMEOUT_MS, err);
+		rc = ctr_tree_remove(g->layer.old_upper, COPY_TIMEOUT_MS, err);
 	}
 	if (rc == 0) {
-		rc = ctr_tree_remove(g->work, COPY_TIMEOUT_MS, err);
+		rc = ctr_tree_remove(g->layer.old_work, COPY_TIMEOUT_MS, err);
 	}
 	/* data_dir itself only when nothing else (snapshots) lives there. */
 	snprintf(path, sizeof(path), "%s", g->spec.data_dir);
@@ -1088,6 +1202,9 @@ static enum agent_guest_state ctr_state(const struct agent_guest *g)
 	struct agent_guest *tmp;
 	bool frozen;
 
+	if (g->pending) {
+		return AGENT_GUEST_PAUSED; /* in the images: held, not gone */
+	}
 	if (g->pid != 0) {
 		if (!guest_alive(g)) {
 			return AGENT_GUEST_STOPPED;
@@ -1132,14 +1249,14 @@ static int meta_write(struct agent_guest *g, const char *dir, char *err)
 	if ((rc = path_fmt(path, dir, CKPT_META, err)) < 0) {
 		return rc;
 	}
-	n = snprintf(buf, sizeof(buf), "format=%d\nname=%s\nveth=%s\n", CKPT_FORMAT,
-		     g->spec.name, g->veth);
+	n = snprintf(buf, sizeof(buf), "format=%d\nname=%s\nveth=%s\n",
+		     g->legacy ? CKPT_FORMAT : CKPT_FORMAT_IMAGE, g->spec.name, g->veth);
 	rc = ha_file_write_atomic(path, buf, (size_t)n);
 	return rc < 0 ? agent_err(err, rc, "writing %s: %s", path, strerror(-rc)) : 0;
 }
 
 /* The snapshot's own record: bounded, checked against the spec. */
-static int meta_check(struct agent_guest *g, const char *dir, char *err)
+static int meta_check(struct agent_guest *g, const char *dir, int *fmt_out, char *err)
 {
 	char path[CTR_PATH], buf[512], *line, *save = NULL;
 	bool format = false, name = false;
@@ -1156,14 +1273,16 @@ static int meta_check(struct agent_guest *g, const char *dir, char *err)
 	}
 	for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
 		if (strncmp(line, "format=", 7) == 0) {
-			format = atoi(line + 7) == CKPT_FORMAT;
+			*fmt_out = atoi(line + 7);
+			format = *fmt_out == CKPT_FORMAT || *fmt_out == CKPT_FORMAT_IMAGE;
 		} else if (strncmp(line, "name=", 5) == 0) {
 			name = strcmp(line + 5, g->spec.name) == 0;
 		}
 	}
 	if (!format || !name) {
-		return agent_err(err, -EINVAL, "restore %s: %s is not a format-%d snapshot of %s",
-				 g->spec.name, path, CKPT_FORMAT, g->spec.name);
+		return agent_err(err, -EINVAL, "restore %s: %s is not a format-%d or -%d "
+				 "snapshot of %s", g->spec.name, path, CKPT_FORMAT, CKPT_FORMAT_IMAGE,
+				 g->spec.name);
 	}
 	return 0;
 }
@@ -1187,7 +1306,7 @@ static int ctr_checkpoint(struct agent_guest *g, const char *dir, unsigned flags
 {
 	bool leave = flags & AGENT_CKPT_LEAVE_RUNNING;
 	struct ctr_ckpt_target t;
-	char images[CTR_PATH], upper[CTR_PATH], e2[AGENT_ERR_LEN];
+	char images[CTR_PATH], upper[CTR_PATH], layer[CTR_PATH], e2[AGENT_ERR_LEN];
 	uint32_t timeout = COPY_TIMEOUT_MS;
 	uint64_t frozen_ms;
 	bool was_frozen;
@@ -1209,12 +1328,21 @@ static int ctr_checkpoint(struct agent_guest *g, const char *dir, unsigned flags
 				 g->spec.name);
 	}
 	if ((rc = path_fmt(images, dir, "images", err)) < 0 ||
-	    (rc = path_fmt(upper, dir, "upper", err)) < 0) {
+	    (rc = path_fmt(upper, dir, "upper", err)) < 0 ||
+	    (rc = path_fmt(layer, dir, CTR_LAYER_ARCHIVE, err)) < 0) {
 		return rc;
 	}
-	if (access(images, F_OK) == 0 || access(upper, F_OK) == 0) {
+	if (access(images, F_OK) == 0 || access(upper, F_OK) == 0 || access(layer, F_OK) == 0) {
 		return agent_err(err, -EEXIST, "checkpoint %s: %s already holds a snapshot",
 				 g->spec.name, dir);
+	}
+	/* An agent restarted into a new mount namespace (deploy/local-cluster)
+	 * does not see the layer its guest runs on: the same loop device is
+	 * mounted again (one super block), as the lock is ours. */
+	if (!g->legacy && !ctr_layer_mounted(&g->layer) &&
+	    ((rc = run_dir_private(g, err)) < 0 ||
+	     (rc = ctr_layer_open(&g->layer, CTR_LAYER_WAIT, 0, err)) < 0)) {
+		return rc;
 	}
 	if ((rc = ha_mkdir_p(images, 0700)) < 0) {
 		return agent_err(err, rc, "checkpoint %s: mkdir %s: %s", g->spec.name, images,
@@ -1228,12 +1356,13 @@ static int ctr_checkpoint(struct agent_guest *g, const char *dir, unsigned flags
 	};
 	/*
 	 * Frozen first: CRIU leaves a cgroup frozen that it found frozen, so
-	 * memory (the dump) and storage (the copy of the upper dir) are of the
-	 * same instant; thawed right after the copy. Writing the metadata and
-	 * syncing the file system (syncfs: every dirty page of the shared
-	 * storage, not only this snapshot's) make that instant durable and
-	 * need not stop the guest: the snapshot counts only once the caller
-	 * commits it after this returns (common/snapshot.c).
+	 * memory (the dump) and storage (the archive of the layer, or the
+	 * copy of the old layout's upper dir) are of the same instant; thawed
+	 * right after the copy. Writing the metadata and syncing the file
+	 * system (syncfs: every dirty page of the shared storage, not only
+	 * this snapshot's) make that instant durable and need not stop the
+	 * guest: the snapshot counts only once the caller commits it after
+	 * this returns (common/snapshot.c).
 	 */
 	was_frozen = host_cgroup_frozen(&g->cg);
 	frozen_ms = ha_mono_ms();
@@ -1243,7 +1372,8 @@ static int ctr_checkpoint(struct agent_guest *g, const char *dir, unsigned flags
 	}
 	rc = ctr_criu_dump(&t, images, leave, timeout, err);
 	if (rc == 0) {
-		rc = ctr_tree_copy(g->upper, upper, COPY_TIMEOUT_MS, err);
+		rc = g->legacy ? ctr_tree_copy(g->upper, upper, COPY_TIMEOUT_MS, err) :
+			ctr_layer_snapshot(&g->layer, layer, err);
 	}
 	if ((leave || rc < 0) && !was_frozen) {
 		/* A failed migration dump leaves the guest running (CRIU resumes
@@ -1274,9 +1404,9 @@ static int ctr_restore(struct agent_driver *d, const struct agent_guest_spec *sp
 {
 	struct agent_guest *g;
 	struct ctr_ckpt_target t;
-	char images[CTR_PATH], upper[CTR_PATH], e2[AGENT_ERR_LEN];
+	char images[CTR_PATH], upper[CTR_PATH], layer[CTR_PATH], e2[AGENT_ERR_LEN];
 	pid_t pid = 0;
-	int rc;
+	int rc, fmt = 0;
 
 	err_clear(err);
 	rc = guest_new(d, spec, &g, err);
@@ -1290,26 +1420,35 @@ static int ctr_restore(struct agent_driver *d, const struct agent_guest_spec *sp
 		return rc;
 	}
 	if (dir == NULL || (rc = path_fmt(images, dir, "images", err)) < 0 ||
-	    (rc = path_fmt(upper, dir, "upper", err)) < 0 || (rc = meta_check(g, dir, err)) < 0) {
+	    (rc = path_fmt(upper, dir, "upper", err)) < 0 ||
+	    (rc = path_fmt(layer, dir, CTR_LAYER_ARCHIVE, err)) < 0 ||
+	    (rc = meta_check(g, dir, &fmt, err)) < 0) {
 		guest_free(g);
 		return rc < 0 ? rc : -EINVAL;
 	}
 	rc = leftovers_clean(g, err);
-	/* The writable layer of the snapshot's instant replaces the current one. */
-	if (rc == 0) {
-		rc = ctr_tree_remove(g->upper, COPY_TIMEOUT_MS, err);
-	}
-	if (rc == 0) {
-		rc = ctr_tree_remove(g->work, COPY_TIMEOUT_MS, err);
-	}
 	if (rc == 0 && (rc = ha_mkdir_p(spec->data_dir, 0755)) < 0) {
 		agent_err(err, rc, "mkdir %s: %s", spec->data_dir, strerror(-rc));
 	}
-	if (rc == 0) {
-		rc = ctr_tree_copy(upper, g->upper, COPY_TIMEOUT_MS, err);
-	}
+	/*
+	 * The writable layer of the snapshot's instant replaces the current
+	 * one: a new image (of the spec's size) made from the snapshot's
+	 * archive, or from its upper dir (a snapshot from before the image).
+	 * Either way the guest runs on an image from here on.
+	 */
 	if (rc == 0) {
 		rc = dirs_make(g, err);
+	}
+	if (rc == 0) {
+		rc = ctr_layer_replace(&g->layer, fmt == CKPT_FORMAT ? upper : layer,
+				       fmt != CKPT_FORMAT, err);
+	}
+	if (rc == 0 && g->legacy) {
+		ctr_tree_remove(g->layer.old_upper, COPY_TIMEOUT_MS, NULL);
+		ctr_tree_remove(g->layer.old_work, COPY_TIMEOUT_MS, NULL);
+	}
+	if (rc == 0) {
+		rc = layer_up(g, CTR_LAYER_FORCE, 0, err);
 	}
 	if (rc == 0 && g->spec.ip) {
 		rc = host_net_bridge_check(g->spec.bridge, err);
@@ -1380,8 +1519,57 @@ int ctr_guest_target(struct agent_guest *g, struct ctr_ckpt_target *t)
 		.criu_path = g->d && g->d->cfg && g->d->cfg->criu_path[0] ?
 			g->d->cfg->criu_path : "criu",
 		.pid = g->pid,
+		.layer_image = !g->legacy,
 	};
 	return guest_alive(g) ? 0 : -ESRCH;
+}
+
+int ctr_guest_mount(struct agent_guest *g, enum ctr_layer_take how, uint32_t wait_ms, char *err)
+{
+	int rc = 0;
+
+	if (!g->legacy) {
+		rc = ctr_layer_open(&g->layer, how, wait_ms, err);
+	}
+	if (rc == 0) {
+		overlay_umount(g);
+		rc = overlay_mount(g, err);
+	}
+	g->pending = false;
+	return rc;
+}
+
+int ctr_guest_handover(struct agent_guest *g, const char *note, char *err)
+{
+	int rc;
+
+	if (g->legacy) {
+		return 0; /* both hosts mount the old layout's directory */
+	}
+	/* SIGKILL lands while frozen; the state is in the images */
+	rc = host_cgroup_kill(&g->cg, STOP_KILL_MS, err);
+	if (rc == 0) {
+		g->pending = true;
+		unlink(g->pidfile);
+		g->pid = 0;
+		g->starttime = 0;
+		overlay_umount(g);
+		rc = ctr_layer_handover(&g->layer, note, err);
+	}
+	/* restored into these cgroups: not left frozen (v2 kills while
+	 * frozen) */
+	host_cgroup_freeze(&g->cg, false, 0, NULL);
+	return rc;
+}
+
+void ctr_guest_set_pending(struct agent_guest *g, bool pending)
+{
+	g->pending = pending;
+}
+
+bool ctr_guest_pending(const struct agent_guest *g)
+{
+	return g->pending;
 }
 
 int ctr_guest_prepare(struct agent_driver *d, const struct agent_guest_spec *spec,
@@ -1414,7 +1602,9 @@ int ctr_guest_prepare(struct agent_driver *d, const struct agent_guest_spec *spe
 	if (rc == 0) {
 		rc = console_touch(g, err);
 	}
-	if (rc == 0) {
+	/* The old layout is shared by both hosts as before; an image is
+	 * mounted only once the source has let it go (ctr_guest_mount()). */
+	if (rc == 0 && g->legacy) {
 		rc = overlay_mount(g, err);
 	}
 	if (rc < 0) {
@@ -1444,6 +1634,7 @@ int ctr_guest_clean(struct agent_guest *g, bool run_dir, char *err)
 	int rc = leftovers_clean(g, err);
 
 	if (rc == 0 && run_dir) {
+		run_dir_unbind(g);
 		rc = ctr_tree_remove(g->spec.run_dir, COPY_TIMEOUT_MS, err);
 	}
 	return rc;

@@ -6,8 +6,9 @@
  * cluster commits, and every failure before that resumes it.
  *
  *   source (migrate_send)                destination (migrate_recv)
- *                                        prepares the guest: cgroups,
- *                                        overlay (rootfs + shared upper)
+ *                                        prepares the guest: cgroups
+ *                                        (and the overlay for the old
+ *                                        layout: rootfs + shared upper)
  *   [precopy: rounds of CRIU pre-dumps,
  *    each streamed while the guest runs]
  *   CRIU dump, leave_stopped; at its     |
@@ -15,23 +16,53 @@
  *   the bridge; CRIU freezes, dumps and  |
  *   leaves the tree stopped; frozen then |
  *   stream the images  ----------------> writes them to run_dir/mig-in.*
+ *   image layer: kill the stopped tree
+ *   (its state is in the images, kept
+ *   in run_dir/mig-out.*), unmount,
+ *   sync, hand the lock over
+ *   END  ------------------------------> image layer: claims the lock,
+ *                                        mounts the layer;
  *                                        CRIU restore, leave_stopped,
  *                                        frozen then; veth off the bridge
- *   the guest stays frozen  <----- "ok"  the guest stays frozen
+ *   the guest stays held  <------- "ok"  the guest stays frozen
  *
  *   migrate_finish(commit):  kill + clean     veth on the bridge, thaw,
- *                                             SIGCONT, gratuitous ARP,
- *                                             images removed
- *   migrate_finish(abort):   veth back, thaw, kill + clean
- *                            SIGCONT,
+ *                            (the layer is    SIGCONT, gratuitous ARP,
+ *                            not ours)        images removed
+ *   migrate_finish(abort):   image layer:     kill + clean: unmounts,
+ *                            takes the lock   releases the lock
+ *                            back (waits for
+ *                            the destination
+ *                            to let it go),
+ *                            mounts, CRIU
+ *                            restore from its
+ *                            images; then veth
+ *                            back, thaw, SIGCONT,
  *                            images removed
  *
+ * The writable layer is an ext4 image on the shared storage, which one
+ * host at a time may mount (driver_container_layer.c). A stopped tree
+ * still holds its files, so the source cannot unmount the layer under it:
+ * once the final dump is complete (nothing can write the layer any more),
+ * the source kills the stopped tree, which the images on its own disk
+ * replace, unmounts the layer, syncs it and hands the lock over
+ * ("handover" record). The destination claims that lock, mounts the
+ * layer and restores before it answers "ok", so the cluster commits only
+ * a guest that is restored and ready. An abort before the commit (a
+ * failed restore, a lost destination, the cluster's decision) kills the
+ * destination's copy, which unmounts and releases the lock; the source
+ * takes it back and restores from its own images: the guest goes on at
+ * the source with its memory and its data. The lock is taken back only
+ * when handed over, free, or ours: never while the destination holds it,
+ * so no path mounts the image on both hosts. A guest still in the old
+ * layout (upper directory on the shared storage, docs/containers.md)
+ * keeps its stopped tree at the source: both hosts mount the directory.
+ *
  * No tree is frozen while CRIU holds it (see src_dump_notify()).
- * The writable layer is never copied (both hosts mount it) and never
- * removed here. Both copies keep their veth off the bridge while frozen:
- * their kernels would otherwise answer ARP and acknowledge TCP segments
- * for the frozen guest, and data acknowledged by the copy that loses would
- * be lost.
+ * The writable layer is never copied and never removed here. Both copies
+ * keep their veth off the bridge while frozen: their kernels would
+ * otherwise answer ARP and acknowledge TCP segments for the frozen guest,
+ * and data acknowledged by the copy that loses would be lost.
  *
  * The stream (little-endian; docs/containers.md has the full format): a
  * sequence of records, each a 24-byte header (magic "HCMG", version, type,
@@ -94,6 +125,8 @@
 #define MIG_CRIU_MS 120000         /* one CRIU dump or restore */
 #define MIG_ACK_MS (MIG_CRIU_MS + 30000) /* restore on the destination */
 #define MIG_FREEZE_MS 10000
+#define MIG_LAYER_CLAIM_MS 30000   /* the destination: the handed-over lock */
+#define MIG_LAYER_BACK_MS 60000    /* the source, at the abort: the lock back */
 #define MIG_KILL_MS 5000
 #define MIG_RM_MS 300000
 #define MIG_DOWNTIME_MS 300        /* pre-copy target without max_downtime_ms */
@@ -616,7 +649,7 @@ static int mig_dump(const struct ctr_ckpt_target *t, const char *images, bool pr
 	o.pre_dump = pre;
 	/* The final dump leaves the tree stopped (SIGSTOP), not frozen: see
 	 * mig_restore() for what freezing traced tasks does. Killed at the
-	 * commit, continued on an abort. */
+	 * layer's handover or at the commit, continued on an abort. */
 	o.leave_stopped = !pre;
 	o.track_mem = pre || parent != NULL;
 	o.parent_img = parent;
@@ -758,7 +791,9 @@ static int held_resume(const struct host_cgroup *cg, char *err)
 }
 
 struct mig_src {
+	struct agent_guest *g;
 	struct ctr_ckpt_target t;
+	uint64_t mig_id;
 	struct mig_io io;
 	struct agent_mig_progress *p;
 	const char *mode;
@@ -770,6 +805,7 @@ struct mig_src {
 	bool switched;             /* the "pre-dump" notification came */
 	bool stopped;              /* CRIU left the tree stopped (SIGSTOP) */
 	bool detached;
+	bool handed;               /* the tree is gone, the layer handed over */
 	uint64_t t_freeze;         /* ha_mono_ms(), 0 = not yet */
 	int switch_rc;
 	char switch_err[AGENT_ERR_LEN];
@@ -933,7 +969,8 @@ static int src_final(struct mig_src *s, char *err)
 		 * put whoever sends it SIGCONT. */
 		rc = host_cgroup_freeze(s->t.cg, true, MIG_FREEZE_MS, err);
 	}
-	if (rc == 0) {
+	if (rc == 0 && !s->t.layer_image) {
+		/* (an image is synced when the source unmounts it) */
 		rc = data_sync(s->t.spec->data_dir, err);
 	}
 	if (rc == 0) {
@@ -946,10 +983,89 @@ static int src_final(struct mig_src *s, char *err)
 	s->p->remaining_bytes += mr.bytes;
 	rc = send_round(&s->io, s->t.spec->name, s->mode, dir, 0, s->rounds, &mr, s->buf);
 	round_free(&mr);
-	if (rc == 0) {
-		rc = rec_write(&s->io, &end, NULL);
+	if (rc < 0) {
+		return agent_err(err, rc, "migrate %s: %s", s->t.spec->name, s->io.msg);
 	}
+	if (s->t.layer_image) {
+		/* The destination has the complete state, the images stay
+		 * here: the stopped tree gives the layer up (see the top). */
+		char note[64];
+
+		snprintf(note, sizeof(note), "migration %" PRIu64, s->mig_id);
+		s->handed = true;
+		rc = ctr_guest_handover(s->g, note, err);
+		if (rc < 0) {
+			return rc;
+		}
+	}
+	rc = rec_write(&s->io, &end, NULL);
 	return rc < 0 ? agent_err(err, rc, "migrate %s: %s", s->t.spec->name, s->io.msg) : 0;
+}
+
+/* The images of this host's side of a migration (run_dir/PREFIX*\/images)
+ * into @out; -ENOENT when there are none. */
+static int images_find(const char *run_dir, const char *prefix, char out[CTR_PATH])
+{
+	struct dirent *de;
+	DIR *d = opendir(run_dir);
+
+	out[0] = '\0';
+	if (d == NULL) {
+		return -errno;
+	}
+	while ((de = readdir(d)) != NULL) {
+		if (strncmp(de->d_name, prefix, strlen(prefix)) == 0) {
+			snprintf(out, CTR_PATH, "%s/%.64s/images", run_dir, de->d_name);
+		}
+	}
+	closedir(d);
+	return out[0] && access(out, F_OK) == 0 ? 0 : -ENOENT;
+}
+
+/*
+ * The source of an image layer after an abort: takes the lock back (a
+ * lock the destination holds is waited for up to @wait_ms, never taken),
+ * mounts the layer and restores the tree from its own final dump, stopped
+ * and frozen as the dump left it: the caller resumes it. The guest stays
+ * pending (PAUSED, its images kept) when this fails.
+ */
+static int src_restore(struct agent_guest *g, uint32_t wait_ms, char *err)
+{
+	struct ctr_ckpt_target t;
+	char images[CTR_PATH], e2[AGENT_ERR_LEN];
+	pid_t pid = 0;
+	int rc;
+
+	ctr_guest_target(g, &t);
+	if (images_find(t.spec->run_dir, "mig-out.", images) < 0) {
+		return agent_err(err, -ENOENT, "migrate %s: the source's images are gone; the guest "
+				 "cannot be resumed here", t.spec->name);
+	}
+	rc = ctr_guest_mount(g, CTR_LAYER_RECLAIM, wait_ms, err);
+	if (rc == 0) {
+		rc = mig_restore(&t, images, &pid, err);
+		if (rc < 0) {
+			char log[CTR_PATH + 16], keep[CTR_PATH + 32];
+
+			snprintf(log, sizeof(log), "%s/restore.log", images);
+			snprintf(keep, sizeof(keep), "%s/mig-restore.log", t.spec->run_dir);
+			rename(log, keep);
+		}
+	}
+	if (rc == 0) {
+		rc = ctr_guest_adopt(g, pid, err);
+	}
+	if (rc == 0 && t.spec->ip) {
+		rc = host_net_link_up(t.veth, err);
+	}
+	if (rc < 0) {
+		/* back to pending: no process, the layer handed over again */
+		char note[] = "the source's restore after an abort failed";
+
+		guest_kill(g, e2);
+		ctr_guest_handover(g, note, e2);
+	}
+	return rc;
 }
 
 int ctr_mig_send(struct agent_guest *g, int fd, const struct agent_mig_opts *o,
@@ -965,6 +1081,8 @@ int ctr_mig_send(struct agent_guest *g, int fd, const struct agent_mig_opts *o,
 	err_clear(err);
 	s.p = p ? p : &dummy;
 	memset(s.p, 0, sizeof(*s.p));
+	s.g = g;
+	s.mig_id = o ? o->id : 0;
 	if (ctr_guest_target(g, &s.t) < 0) {
 		return agent_err(err, -ESRCH, "migrate %s: not running", s.t.spec->name);
 	}
@@ -1019,6 +1137,26 @@ int ctr_mig_send(struct agent_guest *g, int fd, const struct agent_mig_opts *o,
 	s.p->downtime_ms = s.t_freeze ? (uint32_t)(ha_mono_ms() - s.t_freeze) : 0;
 	s.p->total_ms = ha_mono_ms() - t0;
 	s.p->remaining_bytes = 0;
+	if (rc < 0 && s.handed && ctr_guest_pending(g)) {
+		/* The tree is gone, its state in s.tmp/images: restored here
+		 * once the layer is back. A destination that answered an
+		 * error released it; one that holds it (it failed after
+		 * restoring, or cannot be heard) lets it go at the cluster's
+		 * abort, which comes only after this returns: no wait here,
+		 * migrate_finish(abort) waits. */
+		if (src_restore(g, 0, e2) == 0) {
+			s.stopped = true;
+		} else if (err) {
+			size_t n = strlen(err);
+
+			snprintf(err + n, AGENT_ERR_LEN - n, "; the source resumes at the abort "
+				 "(%s)", e2);
+		}
+		if (ctr_guest_pending(g)) {
+			s.stopped = false;
+			s.detached = false;
+		}
+	}
 	if (rc < 0) {
 		/* Everything before the commit is undone: the guest runs on. */
 		if (s.detached) {
@@ -1026,10 +1164,12 @@ int ctr_mig_send(struct agent_guest *g, int fd, const struct agent_mig_opts *o,
 		}
 		if (s.stopped) {
 			/* stopped (and maybe frozen) by a dump that got
-			 * through: it runs on */
+			 * through, or restored from it: it runs on */
 			held_resume(s.t.cg, e2);
 		}
-		ctr_tree_remove(s.tmp, MIG_RM_MS, NULL);
+		if (!ctr_guest_pending(g)) {
+			ctr_tree_remove(s.tmp, MIG_RM_MS, NULL);
+		}
 	}
 	/* Else the images go in migrate_finish(): removing them here would
 	 * delay the result, and so the decision, while the guest is frozen. */
@@ -1291,7 +1431,7 @@ int ctr_mig_recv(struct agent_driver *d, const struct agent_guest_spec *spec, in
 	struct agent_mig_progress dummy;
 	struct mig_dst x = { .spec = spec, .dirfd = -1 };
 	struct agent_guest *g = NULL;
-	struct ctr_ckpt_target t;
+	struct ctr_ckpt_target t = { .layer_image = false };
 	char tmp[CTR_PATH] = "", images[CTR_PATH], e2[AGENT_ERR_LEN], ebuf[AGENT_ERR_LEN];
 	uint64_t t0 = ha_mono_ms();
 	bool kept_log = false;
@@ -1330,6 +1470,10 @@ int ctr_mig_recv(struct agent_driver *d, const struct agent_guest_spec *spec, in
 		if (rc < 0) {
 			agent_err(err, rc, "migrate %s: %s", spec->name, x.io.msg);
 		}
+	}
+	if (rc == 0 && t.layer_image) {
+		/* END came after the source handed the layer over */
+		rc = ctr_guest_mount(g, CTR_LAYER_CLAIM, MIG_LAYER_CLAIM_MS, err);
 	}
 	if (rc == 0) {
 		snprintf(images, sizeof(images), "%s/images", tmp);
@@ -1374,14 +1518,17 @@ int ctr_mig_recv(struct agent_driver *d, const struct agent_guest_spec *spec, in
 	/* Else the images go in migrate_finish(), after the thaw (see
 	 * ctr_mig_send()). */
 	if (rc < 0) {
-		if (x.io.rc != -ECONNRESET && x.io.rc != -EPIPE) {
-			ack_write(fd, rc, err);
-		}
 		if (g) {
+			/* Gone before the answer: an image layer this side
+			 * claimed is unmounted and released, and the source may
+			 * take it back as soon as it reads the error. */
 			guest_kill(g, e2);
 			/* The run directory stays only for a failed restore's log. */
 			ctr_guest_clean(g, !kept_log, e2);
 			agent_driver_container_ops.guest_free(g);
+		}
+		if (x.io.rc != -ECONNRESET && x.io.rc != -EPIPE) {
+			ack_write(fd, rc, err);
 		}
 		return rc;
 	}
@@ -1399,9 +1546,19 @@ int ctr_mig_finish(struct agent_guest *g, bool source, bool commit, char *err)
 	int rc;
 
 	err_clear(err);
+	if (source && !commit && ctr_guest_pending(g)) {
+		/* The tree was handed over: the layer back, and the tree
+		 * restored from the source's images (the destination
+		 * releases the layer at this same decision). */
+		rc = src_restore(g, MIG_LAYER_BACK_MS, err);
+		if (rc < 0) {
+			return rc;
+		}
+	}
 	alive = ctr_guest_target(g, &t) == 0;
 	if (source == commit) {
 		/* The copy that lost: it never runs again. */
+		ctr_guest_set_pending(g, false);
 		rc = guest_kill(g, err);
 		if (rc == 0) {
 			rc = ctr_guest_clean(g, true, err);
