@@ -242,16 +242,6 @@ static void guest_free(struct agent_guest *g)
 	free(g);
 }
 
-static int path_fmt(char *out, const char *a, const char *b, char *err)
-{
-	int n = snprintf(out, CTR_PATH, "%s/%s", a, b);
-
-	if (n < 0 || n >= CTR_PATH) {
-		return agent_err(err, -ENAMETOOLONG, "path %s/%s too long", a, b);
-	}
-	return 0;
-}
-
 /* A guest object for @spec (checked, copied); no files touched. */
 static int guest_new(struct agent_driver *d, const struct agent_guest_spec *spec,
 		     struct agent_guest **out, char *err)
@@ -292,9 +282,9 @@ static int guest_new(struct agent_driver *d, const struct agent_guest_spec *spec
 		guest_free(g);
 		return agent_err(err, -ENOMEM, "out of memory");
 	}
-	if ((rc = path_fmt(g->root, spec->run_dir, "root", err)) < 0 ||
-	    (rc = path_fmt(g->pidfile, spec->run_dir, "pid", err)) < 0 ||
-	    (rc = path_fmt(g->console, spec->run_dir, "console.log", err)) < 0 ||
+	if ((rc = ctr_path_fmt(g->root, spec->run_dir, "root", err)) < 0 ||
+	    (rc = ctr_path_fmt(g->pidfile, spec->run_dir, "pid", err)) < 0 ||
+	    (rc = ctr_path_fmt(g->console, spec->run_dir, "console.log", err)) < 0 ||
 	    (rc = ctr_layer_init(&g->layer, &g->spec, err)) < 0 ||
 	    (rc = host_cgroup_init(&g->cg, host_cgroup_parent(), spec->name, err)) < 0) {
 		guest_free(g);
@@ -398,7 +388,7 @@ static int overlay_mount(struct agent_guest *g, char *err)
 		return agent_err(err, -errno, "mounting the overlay on %s (%s): %s", g->root, opts,
 				 strerror(errno));
 	}
-	/* Shared like the run directory (run_dir_private()): a private copy
+	/* Shared like the run directory (ctr_layer_run_dir_share()): a private copy
 	 * of the overlay in a namespace made later would hold the layer. */
 	return 0;
 }
@@ -446,67 +436,6 @@ static int leftovers_clean(struct agent_guest *g, char *err)
 	return rc;
 }
 
-/* Is @path a mount point (in this mount namespace)? */
-static bool mount_point(const char *path)
-{
-	char parent[CTR_PATH + 4];
-	struct statx a, b;
-
-	snprintf(parent, sizeof(parent), "%s/..", path);
-	if (statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, STATX_MNT_ID, &a) < 0 ||
-	    statx(AT_FDCWD, parent, 0, STATX_MNT_ID, &b) < 0 ||
-	    !(a.stx_mask & STATX_MNT_ID) || !(b.stx_mask & STATX_MNT_ID)) {
-		return false;
-	}
-	return a.stx_mnt_id != b.stx_mnt_id;
-}
-
-/*
- * The run directory is a mount of itself in a peer group of its own
- * (private, then shared), for the layer's sake: a copy of the layer's
- * mount in another mount namespace keeps its file system alive after this
- * host unmounted it, and no other host may mount it then.
- *  - Namespaces that exist already (systemd services with private mounts
- *    are slaves of the host's) get no copy of what is mounted below it:
- *    the group has no member there.
- *  - Namespaces made later as slaves (systemd's way) get copies that
- *    receive our unmounts, as everything below stays shared.
- *  - Namespaces made later with private mounts keep their copy until they
- *    end: ctr_layer_close() finds the loop device still in use and says
- *    so, rather than let another host mount it.
- * The guest's own namespace makes everything private and detaches the
- * host's tree at pivot_root, so it holds no copy. Made once; the bind
- * itself propagates, holding nothing but the directory.
- */
-static int run_dir_private(struct agent_guest *g, char *err)
-{
-	const char *d = g->spec.run_dir;
-
-	if (mount_point(d)) {
-		return 0;
-	}
-	if (mount(d, d, NULL, MS_BIND, NULL) < 0) {
-		return agent_err(err, -errno, "bind-mounting %s on itself: %s", d, strerror(errno));
-	}
-	if (mount(NULL, d, NULL, MS_PRIVATE, NULL) < 0 ||
-	    mount(NULL, d, NULL, MS_SHARED, NULL) < 0) {
-		int e = errno;
-
-		umount2(d, MNT_DETACH);
-		return agent_err(err, -e, "making %s a peer group of its own: %s", d, strerror(e));
-	}
-	return 0;
-}
-
-static void run_dir_unbind(struct agent_guest *g)
-{
-	for (int i = 0; i < 4 && mount_point(g->spec.run_dir); i++) {
-		if (umount2(g->spec.run_dir, 0) < 0) {
-			umount2(g->spec.run_dir, MNT_DETACH);
-		}
-	}
-}
-
 static int dirs_make(struct agent_guest *g, char *err)
 {
 	const char *dirs[] = { g->spec.run_dir, g->root, g->upper, g->work };
@@ -518,7 +447,7 @@ static int dirs_make(struct agent_guest *g, char *err)
 		if (rc < 0) {
 			return agent_err(err, rc, "mkdir %s: %s", dirs[i], strerror(-rc));
 		}
-		if (i == 0 && (rc = run_dir_private(g, err)) < 0) {
+		if (i == 0 && (rc = ctr_layer_run_dir_share(&g->layer, err)) < 0) {
 			return rc;
 		}
 	}
@@ -1179,7 +1108,7 @@ static int ctr_destroy(struct agent_guest *g, char *err)
 		rc = ctr_layer_remove(&g->layer, err);
 	}
 	if (rc == 0) {
-		run_dir_unbind(g);
+		ctr_layer_run_dir_unbind(&g->layer);
 		rc = ctr_tree_remove(g->spec.run_dir, COPY_TIMEOUT_MS, err);
 	}
 	if (rc == 0) {
@@ -1246,7 +1175,7 @@ static int meta_write(struct agent_guest *g, const char *dir, char *err)
 	char path[CTR_PATH], buf[512];
 	int n, rc;
 
-	if ((rc = path_fmt(path, dir, CKPT_META, err)) < 0) {
+	if ((rc = ctr_path_fmt(path, dir, CKPT_META, err)) < 0) {
 		return rc;
 	}
 	n = snprintf(buf, sizeof(buf), "format=%d\nname=%s\nveth=%s\n",
@@ -1263,7 +1192,7 @@ static int meta_check(struct agent_guest *g, const char *dir, int *fmt_out, char
 	int rc;
 	ssize_t n;
 
-	if ((rc = path_fmt(path, dir, CKPT_META, err)) < 0) {
+	if ((rc = ctr_path_fmt(path, dir, CKPT_META, err)) < 0) {
 		return rc;
 	}
 	n = host_read_small(path, buf, sizeof(buf));
@@ -1281,25 +1210,10 @@ static int meta_check(struct agent_guest *g, const char *dir, int *fmt_out, char
 	}
 	if (!format || !name) {
 		return agent_err(err, -EINVAL, "restore %s: %s is not a format-%d or -%d "
-				 "snapshot of %s", g->spec.name, path, CKPT_FORMAT, CKPT_FORMAT_IMAGE,
-				 g->spec.name);
+				 "snapshot of %s", g->spec.name, path, CKPT_FORMAT,
+				 CKPT_FORMAT_IMAGE, g->spec.name);
 	}
 	return 0;
-}
-
-/* Everything written below @dir reaches the disk before we report it. */
-static int dir_sync(const char *dir, char *err)
-{
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	int rc = 0;
-
-	if (fd < 0 || syncfs(fd) < 0) {
-		rc = agent_err(err, -errno, "syncing %s: %s", dir, strerror(errno));
-	}
-	if (fd >= 0) {
-		close(fd);
-	}
-	return rc;
 }
 
 static int ctr_checkpoint(struct agent_guest *g, const char *dir, unsigned flags, char *err)
@@ -1327,9 +1241,9 @@ static int ctr_checkpoint(struct agent_guest *g, const char *dir, unsigned flags
 		return agent_err(err, -EINVAL, "checkpoint %s: directory must be absolute",
 				 g->spec.name);
 	}
-	if ((rc = path_fmt(images, dir, "images", err)) < 0 ||
-	    (rc = path_fmt(upper, dir, "upper", err)) < 0 ||
-	    (rc = path_fmt(layer, dir, CTR_LAYER_ARCHIVE, err)) < 0) {
+	if ((rc = ctr_path_fmt(images, dir, "images", err)) < 0 ||
+	    (rc = ctr_path_fmt(upper, dir, "upper", err)) < 0 ||
+	    (rc = ctr_path_fmt(layer, dir, CTR_LAYER_ARCHIVE, err)) < 0) {
 		return rc;
 	}
 	if (access(images, F_OK) == 0 || access(upper, F_OK) == 0 || access(layer, F_OK) == 0) {
@@ -1340,7 +1254,7 @@ static int ctr_checkpoint(struct agent_guest *g, const char *dir, unsigned flags
 	 * does not see the layer its guest runs on: the same loop device is
 	 * mounted again (one super block), as the lock is ours. */
 	if (!g->legacy && !ctr_layer_mounted(&g->layer) &&
-	    ((rc = run_dir_private(g, err)) < 0 ||
+	    ((rc = ctr_layer_run_dir_share(&g->layer, err)) < 0 ||
 	     (rc = ctr_layer_open(&g->layer, CTR_LAYER_WAIT, 0, err)) < 0)) {
 		return rc;
 	}
@@ -1389,7 +1303,7 @@ static int ctr_checkpoint(struct agent_guest *g, const char *dir, unsigned flags
 		rc = meta_write(g, dir, err);
 	}
 	if (rc == 0) {
-		rc = dir_sync(dir, err);
+		rc = ctr_sync(dir, true, err);
 	}
 	if (rc == 0 && !leave) {
 		/* Migration: CRIU killed the tasks; tear down the host side. */
@@ -1419,9 +1333,9 @@ static int ctr_restore(struct agent_driver *d, const struct agent_guest_spec *sp
 		guest_free(g);
 		return rc;
 	}
-	if (dir == NULL || (rc = path_fmt(images, dir, "images", err)) < 0 ||
-	    (rc = path_fmt(upper, dir, "upper", err)) < 0 ||
-	    (rc = path_fmt(layer, dir, CTR_LAYER_ARCHIVE, err)) < 0 ||
+	if (dir == NULL || (rc = ctr_path_fmt(images, dir, "images", err)) < 0 ||
+	    (rc = ctr_path_fmt(upper, dir, "upper", err)) < 0 ||
+	    (rc = ctr_path_fmt(layer, dir, CTR_LAYER_ARCHIVE, err)) < 0 ||
 	    (rc = meta_check(g, dir, &fmt, err)) < 0) {
 		guest_free(g);
 		return rc < 0 ? rc : -EINVAL;
@@ -1634,7 +1548,7 @@ int ctr_guest_clean(struct agent_guest *g, bool run_dir, char *err)
 	int rc = leftovers_clean(g, err);
 
 	if (rc == 0 && run_dir) {
-		run_dir_unbind(g);
+		ctr_layer_run_dir_unbind(&g->layer);
 		rc = ctr_tree_remove(g->spec.run_dir, COPY_TIMEOUT_MS, err);
 	}
 	return rc;

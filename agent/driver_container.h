@@ -1,7 +1,7 @@
 /*
  * driver_container.h - private header of the container driver
- * (driver_container*.c): the guest network, helper programs and
- * checkpoint/restore; cgroups and processes are the host layer's
+ * (driver_container*.c): the guest network, helper programs, the writable
+ * layer and checkpoint/restore; cgroups and processes are the host layer's
  * (host_cgroup.h, host_proc.h). Nothing outside these files includes it; the agent
  * sees only agent_driver_container_ops (driver.h).
  *
@@ -51,6 +51,11 @@ int ctr_tree_remove(const char *path, uint32_t timeout_ms, char *err);
  * owners, modes, xattrs (overlay whiteouts and opaque marks) and device
  * nodes (cp -a). */
 int ctr_tree_copy(const char *src, const char *dst, uint32_t timeout_ms, char *err);
+/* "@a/@b" into @out (CTR_PATH bytes); -ENAMETOOLONG when it does not fit. */
+int ctr_path_fmt(char *out, const char *a, const char *b, char *err);
+/* What was written to @path (a file or a directory) reaches the storage:
+ * fsync, or with @whole_fs syncfs (every dirty page of its file system). */
+int ctr_sync(const char *path, bool whole_fs, char *err);
 
 /* ---- network (driver_container_net.c) -------------------------------- */
 
@@ -153,6 +158,14 @@ int ctr_layer_snapshot(const struct ctr_layer *l, const char *dst, char *err);
 int ctr_layer_replace(struct ctr_layer *l, const char *src, bool tar, char *err);
 /* Unmounts and deletes the image (destroy). */
 int ctr_layer_remove(struct ctr_layer *l, char *err);
+/*
+ * Makes the run directory a mount of itself in a peer group of its own,
+ * so that no mount namespace made or kept elsewhere holds a copy of the
+ * layer's mount that this host cannot unmount (the reasons are at the
+ * function); once is enough. ctr_layer_run_dir_unbind() undoes it.
+ */
+int ctr_layer_run_dir_share(const struct ctr_layer *l, char *err);
+void ctr_layer_run_dir_unbind(const struct ctr_layer *l);
 
 /* ---- checkpoint / restore (driver_container_criu.c) ------------------- */
 

@@ -56,29 +56,19 @@
 #define LAYER_CLAIM_STALE_S 30     /* a claim mutex left by a dead host */
 #define LAYER_HANDBACK_MS 60000    /* a migration's destination releasing */
 
-static int fmt(char *out, const char *a, const char *b, char *err)
-{
-	int n = snprintf(out, CTR_PATH, "%s/%s", a, b);
-
-	if (n < 0 || n >= CTR_PATH) {
-		return agent_err(err, -ENAMETOOLONG, "path %s/%s too long", a, b);
-	}
-	return 0;
-}
-
 int ctr_layer_init(struct ctr_layer *l, const struct agent_guest_spec *spec, char *err)
 {
 	char host[64] = "";
 	int rc, n;
 
 	memset(l, 0, sizeof(*l));
-	if ((rc = fmt(l->img, spec->data_dir, CTR_LAYER_IMAGE, err)) < 0 ||
-	    (rc = fmt(l->lock, spec->data_dir, "layer.lock", err)) < 0 ||
-	    (rc = fmt(l->mnt, spec->run_dir, "layer", err)) < 0 ||
-	    (rc = fmt(l->upper, l->mnt, "upper", err)) < 0 ||
-	    (rc = fmt(l->work, l->mnt, "work", err)) < 0 ||
-	    (rc = fmt(l->old_upper, spec->data_dir, "upper", err)) < 0 ||
-	    (rc = fmt(l->old_work, spec->data_dir, "work", err)) < 0) {
+	if ((rc = ctr_path_fmt(l->img, spec->data_dir, CTR_LAYER_IMAGE, err)) < 0 ||
+	    (rc = ctr_path_fmt(l->lock, spec->data_dir, "layer.lock", err)) < 0 ||
+	    (rc = ctr_path_fmt(l->mnt, spec->run_dir, "layer", err)) < 0 ||
+	    (rc = ctr_path_fmt(l->upper, l->mnt, "upper", err)) < 0 ||
+	    (rc = ctr_path_fmt(l->work, l->mnt, "work", err)) < 0 ||
+	    (rc = ctr_path_fmt(l->old_upper, spec->data_dir, "upper", err)) < 0 ||
+	    (rc = ctr_path_fmt(l->old_work, spec->data_dir, "work", err)) < 0) {
 		return rc;
 	}
 	l->run_dir = spec->run_dir;
@@ -104,6 +94,69 @@ bool ctr_layer_mounted(const struct ctr_layer *l)
 	struct stat a, b;
 
 	return stat(l->mnt, &a) == 0 && stat(l->run_dir, &b) == 0 && a.st_dev != b.st_dev;
+}
+
+/* ---- the run directory -------------------------------------------------- */
+
+/* Is @path a mount point (in this mount namespace)? */
+static bool mount_point(const char *path)
+{
+	char parent[CTR_PATH + 4];
+	struct statx a, b;
+
+	snprintf(parent, sizeof(parent), "%s/..", path);
+	if (statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, STATX_MNT_ID, &a) < 0 ||
+	    statx(AT_FDCWD, parent, 0, STATX_MNT_ID, &b) < 0 ||
+	    !(a.stx_mask & STATX_MNT_ID) || !(b.stx_mask & STATX_MNT_ID)) {
+		return false;
+	}
+	return a.stx_mnt_id != b.stx_mnt_id;
+}
+
+/*
+ * The run directory is a mount of itself in a peer group of its own
+ * (private, then shared), for the layer's sake: a copy of the layer's
+ * mount in another mount namespace keeps its file system alive after this
+ * host unmounted it, and no other host may mount it then.
+ *  - Namespaces that exist already (systemd services with private mounts
+ *    are slaves of the host's) get no copy of what is mounted below it:
+ *    the group has no member there.
+ *  - Namespaces made later as slaves (systemd's way) get copies that
+ *    receive our unmounts, as everything below stays shared.
+ *  - Namespaces made later with private mounts keep their copy until they
+ *    end: ctr_layer_close() finds the loop device still in use and says
+ *    so, rather than let another host mount it.
+ * The guest's own namespace makes everything private and detaches the
+ * host's tree at pivot_root, so it holds no copy. Made once; the bind
+ * itself propagates, holding nothing but the directory.
+ */
+int ctr_layer_run_dir_share(const struct ctr_layer *l, char *err)
+{
+	const char *d = l->run_dir;
+
+	if (mount_point(d)) {
+		return 0;
+	}
+	if (mount(d, d, NULL, MS_BIND, NULL) < 0) {
+		return agent_err(err, -errno, "bind-mounting %s on itself: %s", d, strerror(errno));
+	}
+	if (mount(NULL, d, NULL, MS_PRIVATE, NULL) < 0 ||
+	    mount(NULL, d, NULL, MS_SHARED, NULL) < 0) {
+		int e = errno;
+
+		umount2(d, MNT_DETACH);
+		return agent_err(err, -e, "making %s a peer group of its own: %s", d, strerror(e));
+	}
+	return 0;
+}
+
+void ctr_layer_run_dir_unbind(const struct ctr_layer *l)
+{
+	for (int i = 0; i < 4 && mount_point(l->run_dir); i++) {
+		if (umount2(l->run_dir, 0) < 0) {
+			umount2(l->run_dir, MNT_DETACH);
+		}
+	}
 }
 
 /* ---- the lock file ------------------------------------------------------- */
@@ -226,13 +279,14 @@ static int lock_take(const struct ctr_layer *l, bool force, uint32_t wait_ms, ch
 		ha_sleep_ms(LAYER_POLL_MS);
 	}
 	if (!force) {
-		return agent_err(err, -EBUSY, "layer %s is mounted by another host (%s)", l->img, who);
+		return agent_err(err, -EBUSY, "layer %s is mounted by another host (%s)", l->img,
+				 who);
 	}
 	{
 		int rc = ha_file_write_atomic(l->lock, l->owner, strlen(l->owner));
 
-		return rc < 0 ? agent_err(err, rc, "layer: taking over %s from %s: %s", l->lock, who,
-					  strerror(-rc)) : 0;
+		return rc < 0 ? agent_err(err, rc, "layer: taking over %s from %s: %s", l->lock,
+					  who, strerror(-rc)) : 0;
 	}
 }
 
@@ -267,7 +321,8 @@ static int claim_lock(const struct ctr_layer *l, const char *path, uint64_t dead
 			return 0;
 		}
 		if (errno != EEXIST) {
-			return agent_err(err, -errno, "layer: creating %s: %s", path, strerror(errno));
+			return agent_err(err, -errno, "layer: creating %s: %s", path,
+					 strerror(errno));
 		}
 		if (stat(path, &st) == 0 && time(NULL) - st.st_mtime > LAYER_CLAIM_STALE_S) {
 			unlink(path);
@@ -323,8 +378,8 @@ static int lock_claim(const struct ctr_layer *l, bool reclaim, uint32_t wait_ms,
 		}
 		if (ha_mono_ms() >= deadline) {
 			if (access(l->lock, F_OK) != 0) {
-				return agent_err(err, -EBUSY, "layer %s: no handover to take (%s is "
-						 "gone)", l->img, l->lock);
+				return agent_err(err, -EBUSY, "layer %s: no handover to take (%s "
+						 "is gone)", l->img, l->lock);
 			}
 			return agent_err(err, -EBUSY, "layer %s is mounted by another host (%s)",
 					 l->img, who);
@@ -369,7 +424,8 @@ int ctr_layer_wait_free(const struct ctr_layer *l, uint32_t wait_ms, char *err)
 
 	while (access(l->lock, F_OK) == 0 && !lock_ours(l, who, sizeof(who))) {
 		if (ha_mono_ms() >= deadline) {
-			return agent_err(err, -EBUSY, "layer %s is still mounted by %s", l->img, who);
+			return agent_err(err, -EBUSY, "layer %s is still mounted by %s", l->img,
+					 who);
 		}
 		ha_sleep_ms(LAYER_POLL_MS);
 	}
@@ -443,7 +499,8 @@ static int loop_attach(const char *img, char dev[32], char *err)
 		int n = ioctl(ctl, LOOP_CTL_GET_FREE);
 
 		if (n < 0) {
-			rc = agent_err(err, -errno, "layer: no free loop device: %s", strerror(errno));
+			rc = agent_err(err, -errno, "layer: no free loop device: %s",
+				       strerror(errno));
 			break;
 		}
 		snprintf(dev, 32, "/dev/loop%d", n);
@@ -703,22 +760,6 @@ int ctr_layer_open(struct ctr_layer *l, enum ctr_layer_take how, uint32_t wait_m
 	return 0;
 }
 
-/* What this host wrote to the image reaches the shared storage (a
- * network file system may hold it in this host's page cache). */
-static int image_sync(const char *img, char *err)
-{
-	int fd = open(img, O_RDONLY | O_CLOEXEC);
-	int rc = 0;
-
-	if (fd < 0 || fsync(fd) < 0) {
-		rc = agent_err(err, -errno, "layer: syncing %s: %s", img, strerror(errno));
-	}
-	if (fd >= 0) {
-		close(fd);
-	}
-	return rc;
-}
-
 int ctr_layer_close(struct ctr_layer *l, char *err)
 {
 	char who[sizeof(l->owner)];
@@ -732,7 +773,7 @@ int ctr_layer_close(struct ctr_layer *l, char *err)
 	}
 	rc = umount_wait(l, l->img, err);
 	if (rc == 0) {
-		rc = image_sync(l->img, err);
+		rc = ctr_sync(l->img, false, err);
 	}
 	if (rc == 0) {
 		lock_release(l);
@@ -752,7 +793,7 @@ int ctr_layer_handover(struct ctr_layer *l, const char *note, char *err)
 	 * is on the shared storage before anyone else mounts it. */
 	rc = umount_wait(l, l->img, err);
 	if (rc == 0) {
-		rc = image_sync(l->img, err);
+		rc = ctr_sync(l->img, false, err);
 	}
 	if (rc < 0) {
 		return rc;
