@@ -28,6 +28,7 @@
 #define CTR_NAME_MAX 64       /* guest name: [A-Za-z0-9_.-], not "." or ".." */
 #define CTR_CMD_MAX 4096      /* spec->command, bytes */
 #define CTR_ARGS_MAX 64       /* spec->command, words */
+#define CTR_NET_STEP_MS 5000  /* one ip command */
 
 
 /* ---- helper programs (driver_container_exec.c) ---------------------- */
@@ -171,7 +172,7 @@ void ctr_layer_run_dir_unbind(const struct ctr_layer *l);
 
 struct agent_guest;
 
-/* What the CRIU calls need from a guest. */
+/* What the CRIU calls (and ctr_launch()) need from a guest. */
 struct ctr_ckpt_target {
 	const struct agent_guest_spec *spec;
 	const struct host_cgroup *cg;
@@ -221,6 +222,20 @@ void ctr_criu_dump_base(const struct ctr_ckpt_target *t, struct ctr_criu_externa
 const char *ctr_criu_bin(const char *path);
 /* Fills the CRIU facts (version, dirty tracking, lazy pages). */
 int ctr_criu_probe(const char *criu_path, Hactl__HostFacts *facts);
+
+/* ---- the container's first processes (driver_container_launch.c) ------- */
+
+/*
+ * Starts the container of @t (spec, cgroups, the mounted overlay root,
+ * veth; pid and criu_path unused), its /dev/console a bind mount of
+ * @console: its init in new pid, mnt, uts, ipc and net namespaces, the
+ * network set up before the guest's command is executed. On success *pid
+ * and *starttime name init (host pid, start time from /proc); on failure
+ * nothing of it is left running and they are untouched. @deadline is a
+ * ha_mono_ms() time.
+ */
+int ctr_launch(const struct ctr_ckpt_target *t, const char *console, uint64_t deadline,
+	       pid_t *pid, uint64_t *starttime, char *err);
 
 /* ---- the guest object, for live migration (driver_container.c) ------------ */
 
