@@ -284,6 +284,61 @@ int ctr_guest_clean(struct agent_guest *g, bool run_dir, char *err);
  * its guest_free. */
 extern const struct agent_driver_ops agent_driver_container_ops;
 
+/* ---- the migration stream (driver_container_stream.c) --------------------- */
+
+#define CTR_MIG_NAME_MAX 128      /* one file name in a record */
+#define CTR_MIG_ROUNDS_MAX 16     /* pre-copy rounds accepted */
+#define CTR_MIG_IO_MS 30000       /* silence on the stream before giving up */
+
+enum ctr_mig_rec_type {
+	CTR_MIG_REC_NONE = 0,
+	CTR_MIG_REC_MANIFEST = 1,
+	CTR_MIG_REC_FILE = 2,
+	CTR_MIG_REC_END = 3,
+	CTR_MIG_REC_MAX
+};
+
+struct ctr_mig_rec {
+	uint16_t type;
+	uint32_t round;
+	uint32_t name_len;
+	uint64_t data_len;
+};
+
+/*
+ * One side of the stream. It keeps its first error (rc, msg): after a
+ * failure every call returns it, so a caller may check once after a batch.
+ */
+struct ctr_mig_io {
+	int fd;
+	bool sock;
+	int rc;
+	char msg[AGENT_ERR_LEN];
+	uint64_t bytes;              /* payload moved, both directions */
+	uint64_t t0_ms;
+	uint64_t bandwidth;          /* bytes per second, 0 = unlimited */
+	struct agent_mig_progress *p;
+};
+
+const char *ctr_mig_rec_type_str(enum ctr_mig_rec_type t);
+/* @fd: the connection (socket or pipe; not owned); @bandwidth in bytes per
+ * second, 0 = unlimited; @p (may be NULL) gets the byte counts. */
+void ctr_mig_io_init(struct ctr_mig_io *io, int fd, uint64_t bandwidth,
+		     struct agent_mig_progress *p);
+/* Records the stream's first error (@rc, the message); returns io->rc. */
+int ctr_mig_io_fail(struct ctr_mig_io *io, int rc, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Writes all of @buf; no progress for CTR_MIG_IO_MS is an error. */
+int ctr_mig_io_write(struct ctr_mig_io *io, const void *buf, size_t len);
+/* Reads exactly @len bytes within @ms of silence; the peer closing first
+ * is -ECONNRESET. */
+int ctr_mig_io_read(struct ctr_mig_io *io, void *buf, size_t len, uint32_t ms);
+/* A record's header, then @name (r->name_len bytes); the data is the
+ * caller's to write. */
+int ctr_mig_rec_write(struct ctr_mig_io *io, const struct ctr_mig_rec *r, const char *name);
+/* A record's header, checked; the name and data are the caller's to read. */
+int ctr_mig_rec_read(struct ctr_mig_io *io, struct ctr_mig_rec *r);
+
 /* ---- live migration (driver_container_mig.c) -------------------------------
  * The three migration operations of agent_driver_container_ops (driver.h);
  * the stream format is described in docs/containers.md. */
