@@ -176,6 +176,23 @@ static void stale_claim(void)
 	CHECK_EQ_INT(ctr_layer_close(&b, err), 0);
 }
 
+/* A child that waits for @go to close, then takes @l's lock as @how says:
+ * exits 0 when it got it. */
+static pid_t lock_racer(const int go[2], const struct ctr_layer *l, enum ctr_layer_take how)
+{
+	pid_t pid = fork();
+	char c;
+
+	if (pid == 0) {
+		close(go[1]);
+		if (read(go[0], &c, 1) < 0) {
+			_exit(3);
+		}
+		_exit(ctr_layer_lock(l, how, 0, NULL) == 0 ? 0 : 1);
+	}
+	return pid;
+}
+
 /*
  * The destination claiming and the source taking back at the same time
  * (the source gave up waiting for the answer while the destination was
@@ -194,7 +211,6 @@ static void race(void)
 	for (int round = 0; round < 200; round++) {
 		int go[2], st_a = -1, st_b = -1;
 		pid_t pa, pb;
-		char c = 'x';
 
 		unlink(lock_path);
 		CHECK_EQ_INT(ctr_layer_lock(&a, CTR_LAYER_WAIT, 0, err), 0);
@@ -203,22 +219,8 @@ static void race(void)
 			CHECK(false);
 			return;
 		}
-		pa = fork();
-		if (pa == 0) {
-			close(go[1]);
-			if (read(go[0], &c, 1) < 0) {
-				_exit(3);
-			}
-			_exit(ctr_layer_lock(&a, CTR_LAYER_RECLAIM, 0, NULL) == 0 ? 0 : 1);
-		}
-		pb = fork();
-		if (pb == 0) {
-			close(go[1]);
-			if (read(go[0], &c, 1) < 0) {
-				_exit(3);
-			}
-			_exit(ctr_layer_lock(&b, CTR_LAYER_CLAIM, 0, NULL) == 0 ? 0 : 1);
-		}
+		pa = lock_racer(go, &a, CTR_LAYER_RECLAIM);
+		pb = lock_racer(go, &b, CTR_LAYER_CLAIM);
 		close(go[0]);
 		close(go[1]); /* both read EOF at once */
 		waitpid(pa, &st_a, 0);
@@ -243,29 +245,32 @@ static void race(void)
 	unlink(lock_path);
 }
 
-int main(void)
+/* The two hosts' run directories and the shared data directory with an
+ * image file nobody has mounted, below @tmp. */
+static bool dirs_setup(void)
 {
-	char err[AGENT_ERR_LEN];
 	FILE *f;
 
-	if (mkdtemp(tmp) == NULL) {
-		perror("mkdtemp");
-		return 1;
-	}
 	snprintf(data_dir, sizeof(data_dir), "%s/data/c1", tmp);
 	snprintf(run_a, sizeof(run_a), "%s/a/run/c1", tmp);
 	snprintf(run_b, sizeof(run_b), "%s/b/run/c1", tmp);
 	snprintf(lock_path, sizeof(lock_path), "%s/layer.lock", data_dir);
 	snprintf(img_path, sizeof(img_path), "%s/" CTR_LAYER_IMAGE, data_dir);
-	CHECK_EQ_INT(ha_mkdir_p(data_dir, 0755), 0);
-	CHECK_EQ_INT(ha_mkdir_p(run_a, 0700), 0);
-	CHECK_EQ_INT(ha_mkdir_p(run_b, 0700), 0);
-	f = fopen(img_path, "w"); /* an image nobody has mounted */
-	CHECK(f != NULL);
-	if (f) {
-		fclose(f);
+	if (ha_mkdir_p(data_dir, 0755) < 0 || ha_mkdir_p(run_a, 0700) < 0 ||
+	    ha_mkdir_p(run_b, 0700) < 0 || (f = fopen(img_path, "w")) == NULL) {
+		return false;
 	}
-	(void)err;
+	fclose(f);
+	return true;
+}
+
+int main(void)
+{
+	if (mkdtemp(tmp) == NULL) {
+		perror("mkdtemp");
+		return 1;
+	}
+	CHECK(dirs_setup());
 
 	handover_states();
 	stale_claim();
