@@ -277,7 +277,8 @@ bool ctr_guest_pending(const struct agent_guest *g);
 int ctr_guest_adopt(struct agent_guest *g, pid_t pid, char *err);
 /* Removes the host side of a guest whose processes are gone or frozen
  * (those are killed): processes, overlay mount, veth, cgroups, pid file,
- * and with @run_dir the run directory. Never the writable layer. */
+ * and with @run_dir the run directory. The writable layer is unmounted and
+ * its lock released, never removed. */
 int ctr_guest_clean(struct agent_guest *g, bool run_dir, char *err);
 
 /* The driver's ops table (driver_container.c); migration frees guests with
