@@ -462,7 +462,14 @@ static const Hactl__Job *job_of(const Hactl__StatusReply *s, uint64_t id)
 
 static bool job_ended(const Hactl__Job *j)
 {
-	return strcmp(j->state, "running") != 0 && strcmp(j->state, "cancelling") != 0;
+	int s = ha_job_state_from_str(j->state);
+
+	return s != HACTL__JOB_STATE__JOB_RUNNING && s != HACTL__JOB_STATE__JOB_CANCELLING;
+}
+
+static bool move_is(const Hactl__JobMove *m, Hactl__JobMoveState s)
+{
+	return ha_job_move_state_from_str(m->state) == (int)s;
 }
 
 /*
@@ -496,7 +503,7 @@ static bool move_settled(const Hactl__StatusReply *s, const Hactl__JobMove *m)
 {
 	const Hactl__GuestRecord *g = cli_find_guest(s, m->guest);
 
-	if (strcmp(m->state, "done") != 0 || g == NULL) {
+	if (!move_is(m, HACTL__JOB_MOVE_STATE__JOB_MOVE_DONE) || g == NULL) {
 		return true;
 	}
 	return ha_guest_state_from_str(g->state) == HACTL__GUEST_STATE__GUEST_RUNNING &&
@@ -540,8 +547,8 @@ static int job_follow(struct cli *cli, uint64_t id, uint32_t timeout_s,
 			const Hactl__JobMove *m = j->moves[i];
 			const Hactl__GuestRecord *g = cli_find_guest(s, m->guest);
 			char was = seen[i] ? seen[i] : 'p';
-			char now = strcmp(m->state, "pending") == 0 ? 'p' :
-				   strcmp(m->state, "running") == 0 ? 'r' : 'e';
+			char now = move_is(m, HACTL__JOB_MOVE_STATE__JOB_MOVE_PENDING) ? 'p' :
+				   move_is(m, HACTL__JOB_MOVE_STATE__JOB_MOVE_RUNNING) ? 'r' : 'e';
 
 			if (now == 'e' && !move_settled(s, m)) {
 				settled = false;
@@ -555,11 +562,12 @@ static int job_follow(struct cli *cli, uint64_t id, uint32_t timeout_s,
 				seen[i] = now;
 				continue;
 			}
-			if (was == 'p' && now != 'p' && strcmp(m->state, "failed") != 0) {
+			if (was == 'p' && now != 'p' &&
+			    !move_is(m, HACTL__JOB_MOVE_STATE__JOB_MOVE_FAILED)) {
 				printf("moving %s: %s -> %s (%s)\n", m->guest, m->from, m->to,
 				       m->reason && m->reason[0] ? m->reason : j->kind);
 			}
-			if (now == 'e' && strcmp(m->state, "done") == 0) {
+			if (now == 'e' && move_is(m, HACTL__JOB_MOVE_STATE__JOB_MOVE_DONE)) {
 				const Hactl__Migration *mg = g ? g->migration : NULL;
 
 				if (mg && mg->id == m->migration) {
@@ -596,7 +604,7 @@ static int job_follow(struct cli *cli, uint64_t id, uint32_t timeout_s,
 static void job_count(const Hactl__Job *j, unsigned *moved, unsigned *failed)
 {
 	for (size_t i = 0; i < j->n_moves; i++) {
-		if (strcmp(j->moves[i]->state, "done") == 0) {
+		if (move_is(j->moves[i], HACTL__JOB_MOVE_STATE__JOB_MOVE_DONE)) {
 			(*moved)++;
 		} else {
 			(*failed)++;
@@ -997,11 +1005,12 @@ int cli_cmd_jobs(struct cli *cli, int argc, char **argv)
 		unsigned moved = 0, failed = 0, open = 0;
 
 		for (size_t k = 0; k < j->n_moves; k++) {
-			const char *st = j->moves[k]->state;
+			int st = ha_job_move_state_from_str(j->moves[k]->state);
 
-			moved += strcmp(st, "done") == 0;
-			failed += strcmp(st, "failed") == 0;
-			open += strcmp(st, "pending") == 0 || strcmp(st, "running") == 0;
+			moved += st == HACTL__JOB_MOVE_STATE__JOB_MOVE_DONE;
+			failed += st == HACTL__JOB_MOVE_STATE__JOB_MOVE_FAILED;
+			open += st == HACTL__JOB_MOVE_STATE__JOB_MOVE_PENDING ||
+				st == HACTL__JOB_MOVE_STATE__JOB_MOVE_RUNNING;
 		}
 		printf("job %" PRIu64 " %s%s%s: %s, %zu moves (%u done, %u failed, %u to go), "
 		       "%u at a time%s%s\n", j->id, j->kind, j->node && j->node[0] ? " " : "",
