@@ -42,27 +42,6 @@ static const Hactl__NodeStatus *node_named(const Hactl__StatusReply *s, const ch
 	return NULL;
 }
 
-/* Asks for @ch; *@seq (when not NULL) gets the seq of its commit. */
-static int send_change_seq(struct cli *cli, Hactl__Change *ch, uint64_t *seq)
-{
-	Hactl__ChangeRequest req = HACTL__CHANGE_REQUEST__INIT;
-	ProtobufCMessage *reply = NULL;
-	int ex;
-
-	req.change = ch;
-	ex = cli_call(cli, HA_MSG_CHANGE_REQUEST, &req.base, HA_MSG_RESULT, &reply);
-	if (ex == EX_OK && seq) {
-		*seq = ((Hactl__Result *)reply)->seq;
-	}
-	ha_env_msg_free(reply);
-	return ex;
-}
-
-static int send_change(struct cli *cli, Hactl__Change *ch)
-{
-	return send_change_seq(cli, ch, NULL);
-}
-
 /* The migration options of @o (a transport left unset: each agent's
  * [migration] transport). */
 static void mopts_options(const struct mopts *o, Hactl__MigrationOptions *mo)
@@ -92,7 +71,7 @@ static int start_migration(struct cli *cli, const struct mopts *o, uint64_t *id)
 	ms.evacuate = o->evacuate;
 	ch.kind_case = HACTL__CHANGE__KIND_MIGRATE_START;
 	ch.migrate_start = &ms;
-	ex = send_change(cli, &ch);
+	ex = cli_change(cli, &ch, NULL);
 	if (ex != EX_OK) {
 		return ex;
 	}
@@ -289,10 +268,9 @@ static int parse(int argc, char **argv, struct mopts *o, bool evacuate)
 			}
 			o->parallel = (uint32_t)v;
 		} else if (strcmp(a, "--timeout") == 0) {
-			if (ha_parse_u64(argv[++i], 1, 86400, &v) < 0) {
-				return cli_usage_error("--timeout: '%s' is not seconds", argv[i]);
+			if (cli_opt_timeout(argv[++i], &o->timeout_s) != EX_OK) {
+				return EX_USAGE;
 			}
-			o->timeout_s = (uint32_t)v;
 		} else {
 			return cli_usage_error("unknown option '%s'", a);
 		}
@@ -379,7 +357,7 @@ int cli_cmd_migrate(struct cli *cli, int argc, char **argv)
 		me.reason = "cancelled by the operator";
 		ch.kind_case = HACTL__CHANGE__KIND_MIGRATE_END;
 		ch.migrate_end = &me;
-		ex = send_change(cli, &ch);
+		ex = cli_change(cli, &ch, NULL);
 		if (ex == EX_OK && !cli->json) {
 			printf("migration of %s cancelled\n", o.name);
 		}
@@ -494,7 +472,7 @@ static int job_start(struct cli *cli, const char *kind, const char *node, uint32
 	js.n_moves = n_moves;
 	ch.kind_case = HACTL__CHANGE__KIND_JOB_START;
 	ch.job_start = &js;
-	return send_change_seq(cli, &ch, id);
+	return cli_change(cli, &ch, id);
 }
 
 /* A done move is settled once its destination reports the guest running
@@ -665,20 +643,10 @@ static int run_balance_job(struct cli *cli, const struct ha_bal_cluster *c,
 		return EX_FAIL;
 	}
 	for (uint32_t i = 0; i < plan->n_actions; i++) {
-		struct ha_bal_move bm;
-		Hactl__JobMove *m = &moves[n];
-
-		if (!ha_bal_action_move(c, &plan->actions[i], &bm)) {
-			continue;
+		if (ha_bal_action_move(c, &plan->actions[i], &moves[n])) {
+			ptrs[n] = &moves[n];
+			n++;
 		}
-		hactl__job_move__init(m);
-		m->guest = (char *)bm.guest;
-		m->from = (char *)bm.from;
-		m->to = (char *)bm.to;
-		m->has_wave = true;
-		m->wave = bm.wave;
-		m->reason = (char *)bm.reason;
-		ptrs[n++] = m;
 	}
 	ex = n ? job_start(cli, "balance", NULL, o->parallel, o, ptrs, n, &id) : EX_OK;
 	free(moves);
@@ -728,7 +696,7 @@ int cli_cmd_evacuate(struct cli *cli, int argc, char **argv)
 		mc.on = true;
 		ch.kind_case = HACTL__CHANGE__KIND_MAINTENANCE;
 		ch.maintenance = &mc;
-		ex = send_change(cli, &ch);
+		ex = cli_change(cli, &ch, NULL);
 		if (ex != EX_OK) {
 			ha_env_msg_free(&s->base);
 			return ex;
@@ -840,10 +808,9 @@ int cli_cmd_balance(struct cli *cli, int argc, char **argv)
 			}
 			o.parallel = (uint32_t)v;
 		} else if (strcmp(argv[i], "--timeout") == 0) {
-			if (ha_parse_u64(argv[++i], 1, 86400, &v) < 0) {
-				return cli_usage_error("--timeout: '%s' is not seconds", argv[i]);
+			if (cli_opt_timeout(argv[++i], &o.timeout_s) != EX_OK) {
+				return EX_USAGE;
 			}
-			o.timeout_s = (uint32_t)v;
 		} else {
 			return cli_usage_error("unknown option '%s'", argv[i]);
 		}
@@ -971,7 +938,7 @@ int cli_cmd_jobs(struct cli *cli, int argc, char **argv)
 		jm.cancel = true;
 		ch.kind_case = HACTL__CHANGE__KIND_JOB_MOVE;
 		ch.job_move = &jm;
-		ex = send_change(cli, &ch);
+		ex = cli_change(cli, &ch, NULL);
 		if (ex == EX_OK) {
 			if (cli->json) {
 				json_object *j = json_object_new_object();

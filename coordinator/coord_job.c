@@ -428,19 +428,12 @@ int coord_job_plan(const struct coord_state *st, const struct coord_view *v, uin
 	if (plan) {
 		/* the names point into cl and plan, which outlive the copy below */
 		for (uint32_t i = 0; i < plan->n_actions; i++) {
-			struct ha_bal_move bm;
 			Hactl__JobMove *m = &moves[n];
 
-			if (!ha_bal_action_move(cl, &plan->actions[i], &bm)) {
+			if (!ha_bal_action_move(cl, &plan->actions[i], m)) {
 				continue;
 			}
-			hactl__job_move__init(m);
-			m->guest = (char *)bm.guest;
 			m->from = (char *)node->name; /* every move leaves the evacuated node */
-			m->to = (char *)bm.to;
-			m->has_wave = true;
-			m->wave = bm.wave;
-			m->reason = (char *)bm.reason;
 			ptrs[n++] = m;
 		}
 		snprintf(note, sizeof(note), "evacuate %s: %u moves in %u waves", node->name,
