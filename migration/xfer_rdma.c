@@ -459,8 +459,7 @@ static int progress(struct mig_stream *s, struct rdma_conn *c, bool block,
 		uint64_t v;
 		struct ibv_cq *cq;
 		void *ctx;
-		uint64_t spent;
-		int n, rc, slice = MIG_WAIT_SLICE_MS;
+		int n, rc, slice;
 
 		n = poll_cq(s, c);
 		if (n != 0 || !block) {
@@ -478,18 +477,9 @@ static int progress(struct mig_stream *s, struct rdma_conn *c, bool block,
 		if (c->peer_gone) {
 			return 0;
 		}
-		if (atomic_load_explicit(&s->cancel, memory_order_relaxed)) {
-			return mig_stream_fail(s, -ECANCELED, false,
-					       "cancelled while %s", what);
-		}
-		spent = mig_now_us() / 1000u - start;
-		if (spent >= (uint64_t)timeout_ms) {
-			return mig_stream_fail(s, -ETIMEDOUT, true,
-					       "no progress for %d ms while %s",
-					       timeout_ms, what);
-		}
-		if ((uint64_t)slice > timeout_ms - spent) {
-			slice = (int)(timeout_ms - spent);
+		slice = mig_stream_wait_slice(s, start, timeout_ms, what);
+		if (slice < 0) {
+			return slice;
 		}
 		/* The other thread may run meanwhile. */
 		pthread_mutex_unlock(&c->lock);
