@@ -93,16 +93,18 @@ const char *ha_bal_reason_str(enum ha_bal_reason r)
 }
 
 bool ha_bal_action_move(const struct ha_bal_cluster *c, const struct ha_bal_action *a,
-			struct ha_bal_move *m)
+			Hactl__JobMove *m)
 {
 	if (a->kind != HA_BAL_ACT_MIGRATE && a->kind != HA_BAL_ACT_UNPLACED) {
 		return false;
 	}
-	m->guest = c->guests[a->guest].name;
-	m->from = a->from >= 0 ? c->nodes[a->from].name : "";
-	m->to = a->kind == HA_BAL_ACT_MIGRATE && a->to >= 0 ? c->nodes[a->to].name : "";
-	m->reason = a->detail[0] ? a->detail : ha_bal_reason_str(a->reason);
+	hactl__job_move__init(m);
+	m->guest = (char *)c->guests[a->guest].name;
+	m->from = (char *)(a->from >= 0 ? c->nodes[a->from].name : "");
+	m->to = (char *)(a->kind == HA_BAL_ACT_MIGRATE && a->to >= 0 ? c->nodes[a->to].name : "");
+	m->has_wave = true;
 	m->wave = a->wave ? a->wave : 1;
+	m->reason = (char *)(a->detail[0] ? a->detail : ha_bal_reason_str(a->reason));
 	return true;
 }
 

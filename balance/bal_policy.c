@@ -260,7 +260,8 @@ static char *policy_reader(char *str, int num, void *stream)
 	return str;
 }
 
-static int add_item_count(struct parse_ctx *ctx)
+/* Appends @item to @v, counted against BAL_MAX_LIST_ITEMS of the policy. */
+static int item_keep(struct parse_ctx *ctx, struct bal_strv *v, const char *item)
 {
 	if (ctx->p->rules->n_items >= BAL_MAX_LIST_ITEMS) {
 		ctx_fail(ctx, "more than %u list entries in the policy",
@@ -268,6 +269,20 @@ static int add_item_count(struct parse_ctx *ctx)
 		return -E2BIG;
 	}
 	ctx->p->rules->n_items++;
+	if (bal_strv_add(v, item, ctx->line) < 0) {
+		ctx_fail(ctx, "out of memory");
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* A guest named in a list ("guests = ..."). */
+static int guest_item_valid(struct parse_ctx *ctx, const char *item)
+{
+	if (!bal_name_valid(item)) {
+		ctx_fail(ctx, "guests: '%s' is not a valid guest name", item);
+		return -EINVAL;
+	}
 	return 0;
 }
 
@@ -465,7 +480,6 @@ static int group_node_add(struct parse_ctx *ctx, const char *item, void *arg)
 	const char *colon = strrchr(item, ':');
 	size_t n = colon ? (size_t)(colon - item) : strlen(item);
 	int32_t prio = 0;
-	int rc;
 
 	if (n == 0 || n >= sizeof(name)) {
 		ctx_fail(ctx, "nodes: '%s' is not NAME or NAME:PRIORITY", item);
@@ -493,26 +507,16 @@ static int group_node_add(struct parse_ctx *ctx, const char *item, void *arg)
 			}
 		}
 	}
-	rc = add_item_count(ctx);
-	if (rc < 0) {
-		return rc;
-	}
 	/* kept as written; the priority is split off when applied */
-	if (bal_strv_add(&g->nodes, item, ctx->line) < 0) {
-		ctx_fail(ctx, "out of memory");
-		return -ENOMEM;
-	}
-	return 0;
+	return item_keep(ctx, &g->nodes, item);
 }
 
 static int group_guest_add(struct parse_ctx *ctx, const char *item, void *arg)
 {
 	struct bal_rules *r = ctx->p->rules;
 	struct bal_rule_group *g = arg;
-	int rc;
 
-	if (!bal_name_valid(item)) {
-		ctx_fail(ctx, "guests: '%s' is not a valid guest name", item);
+	if (guest_item_valid(ctx, item) < 0) {
 		return -EINVAL;
 	}
 	for (uint32_t i = 0; i < r->n_groups; i++) {
@@ -528,24 +532,14 @@ static int group_guest_add(struct parse_ctx *ctx, const char *item, void *arg)
 			}
 		}
 	}
-	rc = add_item_count(ctx);
-	if (rc < 0) {
-		return rc;
-	}
-	if (bal_strv_add(&g->guests, item, ctx->line) < 0) {
-		ctx_fail(ctx, "out of memory");
-		return -ENOMEM;
-	}
-	return 0;
+	return item_keep(ctx, &g->guests, item);
 }
 
 static int label_guest_add(struct parse_ctx *ctx, const char *item, void *arg)
 {
 	struct bal_rule_label *l = arg;
-	int rc;
 
-	if (!bal_name_valid(item)) {
-		ctx_fail(ctx, "guests: '%s' is not a valid guest name", item);
+	if (guest_item_valid(ctx, item) < 0) {
 		return -EINVAL;
 	}
 	for (uint32_t j = 0; j < l->guests.n; j++) {
@@ -553,15 +547,7 @@ static int label_guest_add(struct parse_ctx *ctx, const char *item, void *arg)
 			return 0;
 		}
 	}
-	rc = add_item_count(ctx);
-	if (rc < 0) {
-		return rc;
-	}
-	if (bal_strv_add(&l->guests, item, ctx->line) < 0) {
-		ctx_fail(ctx, "out of memory");
-		return -ENOMEM;
-	}
-	return 0;
+	return item_keep(ctx, &l->guests, item);
 }
 
 static int ini_cb(void *user, const char *section, const char *name,

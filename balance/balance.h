@@ -20,6 +20,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "proto/hactl.pb-c.h"
+
 #define HA_BAL_NAME_MAX 64              /* bytes, with the NUL */
 #define HA_BAL_MAX_NODES 16384
 #define HA_BAL_MAX_GUESTS (1u << 20)
@@ -297,17 +299,13 @@ struct ha_bal_action {
 	char detail[160];             /* why, for UNPLACED */
 };
 
-/* One move of a plan by name (pointers into the cluster and the action):
- * a migration, or a guest the plan found no place for (to ""). */
-struct ha_bal_move {
-	const char *guest, *from, *to;
-	const char *reason;           /* the detail of an unplaced one, else the reason */
-	uint32_t wave;                /* 1.. */
-};
-
-/* Fills @m for a MIGRATE or UNPLACED action; false for any other. */
+/* Initialises @m as the job move (Hactl__JobMove, coordinator/coord_job.c)
+ * of a MIGRATE action, or of an UNPLACED one (to "": the plan found no
+ * place), with the wave (1..) and the reason (an unplaced one's detail);
+ * its strings point into @c and @a, which must outlive it. False, @m
+ * untouched, for any other action. */
 bool ha_bal_action_move(const struct ha_bal_cluster *c, const struct ha_bal_action *a,
-			struct ha_bal_move *m);
+			Hactl__JobMove *m);
 
 struct ha_bal_plan {
 	enum ha_bal_op op;

@@ -40,12 +40,18 @@ struct cli {
 /* cli_common.c: shared by every command file */
 /* Prints "hactl: " @fmt (with @arg) and the help hint; returns EX_USAGE. */
 int cli_usage_error(const char *fmt, const char *arg);
+/* The value @arg of --timeout (seconds, 1..86400) in *@timeout_s; EX_OK or
+ * a usage error. */
+int cli_opt_timeout(const char *arg, uint32_t *timeout_s);
 int cli_code_to_exit(int code);
 /* Sends @req and expects @want; a Result with an error is printed and
  * mapped to an exit status. *out (freed with ha_env_msg_free) is set when
  * a message came back. */
 int cli_call(struct cli *cli, enum ha_msg_type type, const ProtobufCMessage *req,
 	     enum ha_msg_type want, ProtobufCMessage **out);
+/* Asks the coordinator for @ch; *@seq (when not NULL) gets the seq of its
+ * commit. An exit code. */
+int cli_change(struct cli *cli, Hactl__Change *ch, uint64_t *seq);
 /* The status with every guest; *out is freed with ha_env_msg_free. */
 int cli_get_status(struct cli *cli, const char *node, Hactl__StatusReply **out);
 /* Prints @o pretty and puts it. */

@@ -36,6 +36,17 @@ int cli_usage_error(const char *fmt, const char *arg)
 	return EX_USAGE;
 }
 
+int cli_opt_timeout(const char *arg, uint32_t *timeout_s)
+{
+	uint64_t v;
+
+	if (ha_parse_u64(arg, 1, 86400, &v) < 0) {
+		return cli_usage_error("--timeout: '%s' is not seconds in 1..86400", arg);
+	}
+	*timeout_s = (uint32_t)v;
+	return EX_OK;
+}
+
 static int connect_coord(struct cli *cli)
 {
 	cli->conn = qb_ipcc_connect(HA_IPC_NAME, HA_IPC_MAX_MSG);
@@ -179,6 +190,21 @@ int cli_call(struct cli *cli, enum ha_msg_type type, const ProtobufCMessage *req
 
 /* The status with every guest: in pages when the cluster is large
  * (docs/protocol.md, "Large replies"). */
+int cli_change(struct cli *cli, Hactl__Change *ch, uint64_t *seq)
+{
+	Hactl__ChangeRequest req = HACTL__CHANGE_REQUEST__INIT;
+	ProtobufCMessage *reply = NULL;
+	int ex;
+
+	req.change = ch;
+	ex = cli_call(cli, HA_MSG_CHANGE_REQUEST, &req.base, HA_MSG_RESULT, &reply);
+	if (ex == EX_OK && seq) {
+		*seq = ((Hactl__Result *)reply)->seq;
+	}
+	ha_env_msg_free(reply);
+	return ex;
+}
+
 int cli_get_status(struct cli *cli, const char *node, Hactl__StatusReply **out)
 {
 	enum ha_msg_type rtype;

@@ -70,11 +70,9 @@ static int parse_opts(int argc, char **argv, struct gopts *o, const char *allowe
 			}
 			o->generation = v;
 		} else if (strcmp(a, "--timeout") == 0) {
-			if (ha_parse_u64(argv[++i], 1, 86400, &v) < 0) {
-				return cli_usage_error("--timeout: '%s' is not seconds in 1..86400",
-						       argv[i]);
+			if (cli_opt_timeout(argv[++i], &o->timeout_s) != EX_OK) {
+				return EX_USAGE;
 			}
-			o->timeout_s = (uint32_t)v;
 			o->timeout_set = true;
 		} else {
 			return cli_usage_error("unknown option '%s'", a);
@@ -87,21 +85,6 @@ static int parse_opts(int argc, char **argv, struct gopts *o, const char *allowe
 }
 
 /* ---- requests ---- */
-
-static int change(struct cli *cli, Hactl__Change *ch, uint64_t *seq)
-{
-	Hactl__ChangeRequest req = HACTL__CHANGE_REQUEST__INIT;
-	ProtobufCMessage *reply = NULL;
-	int ex;
-
-	req.change = ch;
-	ex = cli_call(cli, HA_MSG_CHANGE_REQUEST, &req.base, HA_MSG_RESULT, &reply);
-	if (ex == EX_OK && seq) {
-		*seq = ((Hactl__Result *)reply)->seq;
-	}
-	ha_env_msg_free(reply);
-	return ex;
-}
 
 enum wait_for { WAIT_RUNNING, WAIT_STOPPED };
 
@@ -434,7 +417,7 @@ int cli_cmd_create(struct cli *cli, int argc, char **argv)
 	d.definition.len = len;
 	ch.kind_case = HACTL__CHANGE__KIND_GUEST_DEFINE;
 	ch.guest_define = &d;
-	ex = change(cli, &ch, NULL);
+	ex = cli_change(cli, &ch, NULL);
 	free(text);
 	if (ex == EX_OK) {
 		if (cli->json) {
@@ -464,7 +447,7 @@ static int start_common(struct cli *cli, const struct gopts *o, const char *mode
 	}
 	ch.kind_case = HACTL__CHANGE__KIND_GUEST_START;
 	ch.guest_start = &gs;
-	ex = change(cli, &ch, NULL);
+	ex = cli_change(cli, &ch, NULL);
 	if (ex != EX_OK) {
 		return ex;
 	}
@@ -497,7 +480,7 @@ static int stop_common(struct cli *cli, const struct gopts *o, bool quiet)
 	gs.name = (char *)o->name;
 	ch.kind_case = HACTL__CHANGE__KIND_GUEST_STOP;
 	ch.guest_stop = &gs;
-	ex = change(cli, &ch, NULL);
+	ex = cli_change(cli, &ch, NULL);
 	if (ex != EX_OK) {
 		return ex;
 	}
@@ -577,7 +560,7 @@ int cli_cmd_destroy(struct cli *cli, int argc, char **argv)
 	u.name = (char *)o.name;
 	ch.kind_case = HACTL__CHANGE__KIND_GUEST_UNDEFINE;
 	ch.guest_undefine = &u;
-	ex = change(cli, &ch, NULL);
+	ex = cli_change(cli, &ch, NULL);
 	if (ex != EX_OK) {
 		return ex;
 	}

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "util.h"
 
 struct help_opt {
 	const char *opt;  /* "--node N" */
@@ -254,31 +255,6 @@ void cli_help_usage(FILE *out)
 		"coordinator, 4 partition not quorate, 5 unknown name\n");
 }
 
-/* Prints @text in lines of at most 76 columns, cut at blanks. */
-static void wrap(FILE *out, const char *text)
-{
-	const char *p = text;
-
-	while (*p) {
-		size_t len = strlen(p), cut = len;
-
-		if (len > 76) {
-			cut = 76;
-			while (cut > 0 && p[cut] != ' ') {
-				cut--;
-			}
-			if (cut == 0) {
-				cut = 76;
-			}
-		}
-		fprintf(out, "%.*s\n", (int)cut, p);
-		p += cut;
-		while (*p == ' ') {
-			p++;
-		}
-	}
-}
-
 int cli_help_command(FILE *out, const char *name)
 {
 	const struct help_cmd *c = find(name);
@@ -287,7 +263,7 @@ int cli_help_command(FILE *out, const char *name)
 		return -1;
 	}
 	fprintf(out, "usage: hactl %s\n\n", c->synopsis);
-	wrap(out, c->text);
+	ha_print_wrapped(out, "", c->text, 76);
 	if (c->opts[0].opt) {
 		fprintf(out, "\noptions:\n");
 		for (const struct help_opt *o = c->opts; o->opt; o++) {

@@ -42,27 +42,6 @@ static const Hactl__NodeStatus *node_named(const Hactl__StatusReply *s, const ch
 	return NULL;
 }
 
-/* Asks for @ch; *@seq (when not NULL) gets the seq of its commit. */
-static int send_change_seq(struct cli *cli, Hactl__Change *ch, uint64_t *seq)
-{
-	Hactl__ChangeRequest req = HACTL__CHANGE_REQUEST__INIT;
-	ProtobufCMessage *reply = NULL;
-	int ex;
-
-	req.change = ch;
-	ex = cli_call(cli, HA_MSG_CHANGE_REQUEST, &req.base, HA_MSG_RESULT, &reply);
-	if (ex == EX_OK && seq) {
-		*seq = ((Hactl__Result *)reply)->seq;
-	}
-	ha_env_msg_free(reply);
-	return ex;
-}
-
-static int send_change(struct cli *cli, Hactl__Change *ch)
-{
-	return send_change_seq(cli, ch, NULL);
-}
-
 /* The migration options of @o (a transport left unset: each agent's
  * [migration] transport). */
 static void mopts_options(const struct mopts *o, Hactl__MigrationOptions *mo)
@@ -92,7 +71,7 @@ static int start_migration(struct cli *cli, const struct mopts *o, uint64_t *id)
 	ms.evacuate = o->evacuate;
 	ch.kind_case = HACTL__CHANGE__KIND_MIGRATE_START;
 	ch.migrate_start = &ms;
-	ex = send_change(cli, &ch);
+	ex = cli_change(cli, &ch, NULL);
 	if (ex != EX_OK) {
 		return ex;
 	}
@@ -289,10 +268,9 @@ static int parse(int argc, char **argv, struct mopts *o, bool evacuate)
 			}
 			o->parallel = (uint32_t)v;
 		} else if (strcmp(a, "--timeout") == 0) {
-			if (ha_parse_u64(argv[++i], 1, 86400, &v) < 0) {
-				return cli_usage_error("--timeout: '%s' is not seconds", argv[i]);
+			if (cli_opt_timeout(argv[++i], &o->timeout_s) != EX_OK) {
+				return EX_USAGE;
 			}
-			o->timeout_s = (uint32_t)v;
 		} else {
 			return cli_usage_error("unknown option '%s'", a);
 		}
@@ -379,7 +357,7 @@ int cli_cmd_migrate(struct cli *cli, int argc, char **argv)
 		me.reason = "cancelled by the operator";
 		ch.kind_case = HACTL__CHANGE__KIND_MIGRATE_END;
 		ch.migrate_end = &me;
-		ex = send_change(cli, &ch);
+		ex = cli_change(cli, &ch, NULL);
 		if (ex == EX_OK && cli->json) {
 			json_object *j = json_object_new_object();
 
@@ -468,7 +446,14 @@ static const Hactl__Job *job_of(const Hactl__StatusReply *s, uint64_t id)
 
 static bool job_ended(const Hactl__Job *j)
 {
-	return strcmp(j->state, "running") != 0 && strcmp(j->state, "cancelling") != 0;
+	int s = ha_job_state_from_str(j->state);
+
+	return s != HACTL__JOB_STATE__JOB_RUNNING && s != HACTL__JOB_STATE__JOB_CANCELLING;
+}
+
+static bool move_is(const Hactl__JobMove *m, Hactl__JobMoveState s)
+{
+	return ha_job_move_state_from_str(m->state) == (int)s;
 }
 
 /*
@@ -493,7 +478,7 @@ static int job_start(struct cli *cli, const char *kind, const char *node, uint32
 	js.n_moves = n_moves;
 	ch.kind_case = HACTL__CHANGE__KIND_JOB_START;
 	ch.job_start = &js;
-	return send_change_seq(cli, &ch, id);
+	return cli_change(cli, &ch, id);
 }
 
 /* A done move is settled once its destination reports the guest running
@@ -502,7 +487,7 @@ static bool move_settled(const Hactl__StatusReply *s, const Hactl__JobMove *m)
 {
 	const Hactl__GuestRecord *g = cli_find_guest(s, m->guest);
 
-	if (strcmp(m->state, "done") != 0 || g == NULL) {
+	if (!move_is(m, HACTL__JOB_MOVE_STATE__JOB_MOVE_DONE) || g == NULL) {
 		return true;
 	}
 	return ha_guest_state_from_str(g->state) == HACTL__GUEST_STATE__GUEST_RUNNING &&
@@ -546,8 +531,8 @@ static int job_follow(struct cli *cli, uint64_t id, uint32_t timeout_s,
 			const Hactl__JobMove *m = j->moves[i];
 			const Hactl__GuestRecord *g = cli_find_guest(s, m->guest);
 			char was = seen[i] ? seen[i] : 'p';
-			char now = strcmp(m->state, "pending") == 0 ? 'p' :
-				   strcmp(m->state, "running") == 0 ? 'r' : 'e';
+			char now = move_is(m, HACTL__JOB_MOVE_STATE__JOB_MOVE_PENDING) ? 'p' :
+				   move_is(m, HACTL__JOB_MOVE_STATE__JOB_MOVE_RUNNING) ? 'r' : 'e';
 
 			if (now == 'e' && !move_settled(s, m)) {
 				settled = false;
@@ -561,11 +546,12 @@ static int job_follow(struct cli *cli, uint64_t id, uint32_t timeout_s,
 				seen[i] = now;
 				continue;
 			}
-			if (was == 'p' && now != 'p' && strcmp(m->state, "failed") != 0) {
+			if (was == 'p' && now != 'p' &&
+			    !move_is(m, HACTL__JOB_MOVE_STATE__JOB_MOVE_FAILED)) {
 				printf("moving %s: %s -> %s (%s)\n", m->guest, m->from, m->to,
 				       m->reason && m->reason[0] ? m->reason : j->kind);
 			}
-			if (now == 'e' && strcmp(m->state, "done") == 0) {
+			if (now == 'e' && move_is(m, HACTL__JOB_MOVE_STATE__JOB_MOVE_DONE)) {
 				const Hactl__Migration *mg = g ? g->migration : NULL;
 
 				if (mg && mg->id == m->migration) {
@@ -602,7 +588,7 @@ static int job_follow(struct cli *cli, uint64_t id, uint32_t timeout_s,
 static void job_count(const Hactl__Job *j, unsigned *moved, unsigned *failed)
 {
 	for (size_t i = 0; i < j->n_moves; i++) {
-		if (strcmp(j->moves[i]->state, "done") == 0) {
+		if (move_is(j->moves[i], HACTL__JOB_MOVE_STATE__JOB_MOVE_DONE)) {
 			(*moved)++;
 		} else {
 			(*failed)++;
@@ -663,20 +649,10 @@ static int run_balance_job(struct cli *cli, const struct ha_bal_cluster *c,
 		return EX_FAIL;
 	}
 	for (uint32_t i = 0; i < plan->n_actions; i++) {
-		struct ha_bal_move bm;
-		Hactl__JobMove *m = &moves[n];
-
-		if (!ha_bal_action_move(c, &plan->actions[i], &bm)) {
-			continue;
+		if (ha_bal_action_move(c, &plan->actions[i], &moves[n])) {
+			ptrs[n] = &moves[n];
+			n++;
 		}
-		hactl__job_move__init(m);
-		m->guest = (char *)bm.guest;
-		m->from = (char *)bm.from;
-		m->to = (char *)bm.to;
-		m->has_wave = true;
-		m->wave = bm.wave;
-		m->reason = (char *)bm.reason;
-		ptrs[n++] = m;
 	}
 	ex = n ? job_start(cli, "balance", NULL, o->parallel, o, ptrs, n, &id) : EX_OK;
 	free(moves);
@@ -726,7 +702,7 @@ int cli_cmd_evacuate(struct cli *cli, int argc, char **argv)
 		mc.on = true;
 		ch.kind_case = HACTL__CHANGE__KIND_MAINTENANCE;
 		ch.maintenance = &mc;
-		ex = send_change(cli, &ch);
+		ex = cli_change(cli, &ch, NULL);
 		if (ex != EX_OK) {
 			ha_env_msg_free(&s->base);
 			return ex;
@@ -838,10 +814,9 @@ int cli_cmd_balance(struct cli *cli, int argc, char **argv)
 			}
 			o.parallel = (uint32_t)v;
 		} else if (strcmp(argv[i], "--timeout") == 0) {
-			if (ha_parse_u64(argv[++i], 1, 86400, &v) < 0) {
-				return cli_usage_error("--timeout: '%s' is not seconds", argv[i]);
+			if (cli_opt_timeout(argv[++i], &o.timeout_s) != EX_OK) {
+				return EX_USAGE;
 			}
-			o.timeout_s = (uint32_t)v;
 		} else {
 			return cli_usage_error("unknown option '%s'", argv[i]);
 		}
@@ -969,7 +944,7 @@ int cli_cmd_jobs(struct cli *cli, int argc, char **argv)
 		jm.cancel = true;
 		ch.kind_case = HACTL__CHANGE__KIND_JOB_MOVE;
 		ch.job_move = &jm;
-		ex = send_change(cli, &ch);
+		ex = cli_change(cli, &ch, NULL);
 		if (ex == EX_OK) {
 			if (cli->json) {
 				json_object *j = json_object_new_object();
@@ -1003,11 +978,12 @@ int cli_cmd_jobs(struct cli *cli, int argc, char **argv)
 		unsigned moved = 0, failed = 0, open = 0;
 
 		for (size_t k = 0; k < j->n_moves; k++) {
-			const char *st = j->moves[k]->state;
+			int st = ha_job_move_state_from_str(j->moves[k]->state);
 
-			moved += strcmp(st, "done") == 0;
-			failed += strcmp(st, "failed") == 0;
-			open += strcmp(st, "pending") == 0 || strcmp(st, "running") == 0;
+			moved += st == HACTL__JOB_MOVE_STATE__JOB_MOVE_DONE;
+			failed += st == HACTL__JOB_MOVE_STATE__JOB_MOVE_FAILED;
+			open += st == HACTL__JOB_MOVE_STATE__JOB_MOVE_PENDING ||
+				st == HACTL__JOB_MOVE_STATE__JOB_MOVE_RUNNING;
 		}
 		printf("job %" PRIu64 " %s%s%s: %s, %zu moves (%u done, %u failed, %u to go), "
 		       "%u at a time%s%s\n", j->id, j->kind, j->node && j->node[0] ? " " : "",

@@ -409,7 +409,7 @@ static int cmd_fence(struct cli *cli, int argc, char **argv)
 	int ex;
 
 	char what[128];
-	uint64_t v;
+	uint32_t v;
 
 	/* no give-up of our own: the fence agents' own time-outs bound the
 	 * job, and the coordinator answers when it ends */
@@ -419,11 +419,10 @@ static int cmd_fence(struct cli *cli, int argc, char **argv)
 			req.has_confirm = true;
 			req.confirm = true;
 		} else if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) {
-			if (ha_parse_u64(argv[++i], 1, 86400, &v) < 0) {
-				return cli_usage_error("--timeout: '%s' is not seconds in 1..86400",
-						       argv[i]);
+			if (cli_opt_timeout(argv[++i], &v) != EX_OK) {
+				return EX_USAGE;
 			}
-			cli->wait_ms = (uint32_t)v * 1000u;
+			cli->wait_ms = v * 1000u;
 		} else if (argv[i][0] == '-' || node) {
 			return cli_usage_error("usage: hactl fence [--confirm] [--timeout S] NODE%s", "");
 		} else {

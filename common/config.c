@@ -384,31 +384,6 @@ void ha_config_print(const struct ha_config *cfg, FILE *out)
 	}
 }
 
-/* Prints @text as "# " comment lines of at most 76 columns. */
-static void print_comment(FILE *out, const char *text)
-{
-	const char *p = text;
-
-	while (*p) {
-		size_t len = strlen(p), cut = len;
-
-		if (len > 74) {
-			cut = 74;
-			while (cut > 0 && p[cut] != ' ') {
-				cut--;
-			}
-			if (cut == 0) {
-				cut = 74;
-			}
-		}
-		fprintf(out, "# %.*s\n", (int)cut, p);
-		p += cut;
-		while (*p == ' ') {
-			p++;
-		}
-	}
-}
-
 void ha_config_print_example(FILE *out)
 {
 	const char *section = NULL;
@@ -442,7 +417,7 @@ void ha_config_print_example(FILE *out)
 			snprintf(line + n, sizeof(line) - (size_t)n, ". Reloadable.");
 		}
 		fprintf(out, "\n");
-		print_comment(out, line);
+		ha_print_wrapped(out, "# ", line, 74);
 		fprintf(out, ";%s =%s%s\n", o->name, o->def[0] ? " " : "", o->def);
 	}
 }

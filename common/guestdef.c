@@ -108,17 +108,12 @@ int ha_name_valid(const char *s)
 
 int ha_parse_size_kib(const char *s, uint64_t *kib)
 {
-	char *end;
-	unsigned long long v;
-	uint64_t mul;
+	const char *end;
+	uint64_t v, mul;
+	int rc = ha_parse_u64_prefix(s, &v, &end);
 
-	if (s == NULL || *s < '0' || *s > '9') {
-		return -EINVAL;
-	}
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno == ERANGE) {
-		return -ERANGE;
+	if (rc < 0) {
+		return rc;
 	}
 	if (*end == 0 || strcmp(end, "M") == 0 || strcmp(end, "MiB") == 0) {
 		mul = 1024;

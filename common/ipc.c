@@ -11,28 +11,43 @@
 #include "proto/hactl.pb-c.h"
 #include "util.h"
 
-int ha_ipcc_send(qb_ipcc_connection_t *c, enum ha_msg_type type,
-		 const ProtobufCMessage *req)
+/*
+ * Frames @msg as @type for libqb: iov[0] is the caller's header (request
+ * or response, both begin with id and size), iov[1] gets the envelope
+ * (*@env, the caller frees it) and *@size the header's size field.
+ * Returns 0, -EMSGSIZE for more than HA_IPC_MAX_MSG, or the encoder's
+ * error.
+ */
+static int frame(enum ha_msg_type type, const ProtobufCMessage *msg, struct iovec iov[2],
+		 int32_t *size, uint8_t **env)
 {
-	struct qb_ipc_request_header hdr;
-	_cleanup_free_ uint8_t *env = NULL;
 	size_t env_len;
-	struct iovec iov[2];
-	ssize_t rc;
-	int r = ha_env_encode(type, req, &env, &env_len);
+	int r = ha_env_encode(type, msg, env, &env_len);
 
 	if (r < 0) {
 		return r;
 	}
-	if (env_len + sizeof(hdr) > HA_IPC_MAX_MSG) {
+	if (env_len + iov[0].iov_len > HA_IPC_MAX_MSG) {
 		return -EMSGSIZE;
 	}
-	hdr.id = HA_IPC_REQ_ID;
-	hdr.size = (int32_t)(sizeof(hdr) + env_len);
-	iov[0].iov_base = &hdr;
-	iov[0].iov_len = sizeof(hdr);
-	iov[1].iov_base = env;
+	*size = (int32_t)(iov[0].iov_len + env_len);
+	iov[1].iov_base = *env;
 	iov[1].iov_len = env_len;
+	return 0;
+}
+
+int ha_ipcc_send(qb_ipcc_connection_t *c, enum ha_msg_type type,
+		 const ProtobufCMessage *req)
+{
+	struct qb_ipc_request_header hdr = { .id = HA_IPC_REQ_ID };
+	struct iovec iov[2] = { { .iov_base = &hdr, .iov_len = sizeof(hdr) } };
+	_cleanup_free_ uint8_t *env = NULL;
+	ssize_t rc;
+	int r = frame(type, req, iov, &hdr.size, &env);
+
+	if (r < 0) {
+		return r;
+	}
 	rc = qb_ipcc_sendv(c, iov, 2);
 	return rc < 0 ? (int)rc : 0;
 }
@@ -41,31 +56,21 @@ int ha_ipcc_call(qb_ipcc_connection_t *c, enum ha_msg_type type,
 		 const ProtobufCMessage *req, int timeout_ms,
 		 enum ha_msg_type *rtype, ProtobufCMessage **reply)
 {
-	struct qb_ipc_request_header hdr;
+	struct qb_ipc_request_header hdr = { .id = HA_IPC_REQ_ID };
+	struct iovec iov[2] = { { .iov_base = &hdr, .iov_len = sizeof(hdr) } };
 	struct qb_ipc_response_header *rh;
 	_cleanup_free_ uint8_t *env = NULL;
 	_cleanup_free_ uint8_t *rbuf = NULL;
-	size_t env_len;
-	struct iovec iov[2];
 	ssize_t n;
-	int r = ha_env_encode(type, req, &env, &env_len);
+	int r = frame(type, req, iov, &hdr.size, &env);
 
 	if (r < 0) {
 		return r;
-	}
-	if (env_len + sizeof(hdr) > HA_IPC_MAX_MSG) {
-		return -EMSGSIZE;
 	}
 	rbuf = malloc(HA_IPC_MAX_MSG);
 	if (rbuf == NULL) {
 		return -ENOMEM;
 	}
-	hdr.id = HA_IPC_REQ_ID;
-	hdr.size = (int32_t)(sizeof(hdr) + env_len);
-	iov[0].iov_base = &hdr;
-	iov[0].iov_len = sizeof(hdr);
-	iov[1].iov_base = env;
-	iov[1].iov_len = env_len;
 	n = qb_ipcc_sendv_recv(c, iov, 2, rbuf, HA_IPC_MAX_MSG, timeout_ms);
 	if (n < 0) {
 		return n == -EAGAIN ? -ETIMEDOUT : (int)n;
@@ -267,31 +272,34 @@ int ha_ipcc_agent_guests(qb_ipcc_connection_t *c, char **held, size_t n_held,
 	return paged_call(c, &pr, timeout_ms, rtype, reply);
 }
 
-int ha_ipcs_reply(qb_ipcs_connection_t *c, enum ha_msg_type type,
-		  const ProtobufCMessage *msg)
+/* A reply (HA_IPC_RESP_ID) or an event (HA_IPC_EVENT_ID) to client @c. */
+static int ipcs_send(qb_ipcs_connection_t *c, int32_t id, enum ha_msg_type type,
+		     const ProtobufCMessage *msg)
 {
-	struct qb_ipc_response_header hdr;
+	struct qb_ipc_response_header hdr = { .id = id, .error = 0 };
+	struct iovec iov[2] = { { .iov_base = &hdr, .iov_len = sizeof(hdr) } };
 	_cleanup_free_ uint8_t *env = NULL;
-	size_t env_len;
-	struct iovec iov[2];
 	ssize_t rc;
-	int r = ha_env_encode(type, msg, &env, &env_len);
+	int r = frame(type, msg, iov, &hdr.size, &env);
 
 	if (r < 0) {
 		return r;
 	}
-	if (env_len + sizeof(hdr) > HA_IPC_MAX_MSG) {
-		return -EMSGSIZE;
-	}
-	hdr.id = HA_IPC_RESP_ID;
-	hdr.size = (int32_t)(sizeof(hdr) + env_len);
-	hdr.error = 0;
-	iov[0].iov_base = &hdr;
-	iov[0].iov_len = sizeof(hdr);
-	iov[1].iov_base = env;
-	iov[1].iov_len = env_len;
-	rc = qb_ipcs_response_sendv(c, iov, 2);
+	rc = id == HA_IPC_EVENT_ID ? qb_ipcs_event_sendv(c, iov, 2) :
+				     qb_ipcs_response_sendv(c, iov, 2);
 	return rc < 0 ? (int)rc : 0;
+}
+
+int ha_ipcs_reply(qb_ipcs_connection_t *c, enum ha_msg_type type,
+		  const ProtobufCMessage *msg)
+{
+	return ipcs_send(c, HA_IPC_RESP_ID, type, msg);
+}
+
+int ha_ipcs_event(qb_ipcs_connection_t *c, enum ha_msg_type type,
+		  const ProtobufCMessage *msg)
+{
+	return ipcs_send(c, HA_IPC_EVENT_ID, type, msg);
 }
 
 int ha_ipcs_reply_result(qb_ipcs_connection_t *c, int code, const char *text,

@@ -53,6 +53,9 @@ int ha_ipcc_send(qb_ipcc_connection_t *c, enum ha_msg_type type,
 /* Server: the reply to the request being processed (or a pending one). */
 int ha_ipcs_reply(qb_ipcs_connection_t *c, enum ha_msg_type type,
 		  const ProtobufCMessage *msg);
+/* Server: an event to client @c, outside any request (HA_IPC_EVENT_ID). */
+int ha_ipcs_event(qb_ipcs_connection_t *c, enum ha_msg_type type,
+		  const ProtobufCMessage *msg);
 /* Server: a Result reply. */
 int ha_ipcs_reply_result(qb_ipcs_connection_t *c, int code, const char *text,
 			 uint64_t seq);

@@ -203,7 +203,31 @@ int ha_mkdir_p(const char *path, unsigned mode)
 	return 0;
 }
 
-int ha_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+void ha_print_wrapped(FILE *out, const char *prefix, const char *text, size_t width)
+{
+	const char *p = text;
+
+	while (*p) {
+		size_t len = strlen(p), cut = len;
+
+		if (len > width) {
+			cut = width;
+			while (cut > 0 && p[cut] != ' ') {
+				cut--;
+			}
+			if (cut == 0) {
+				cut = width;
+			}
+		}
+		fprintf(out, "%s%.*s\n", prefix, (int)cut, p);
+		p += cut;
+		while (*p == ' ') {
+			p++;
+		}
+	}
+}
+
+int ha_parse_u64_prefix(const char *s, uint64_t *out, const char **rest)
 {
 	char *end;
 	unsigned long long v;
@@ -215,6 +239,20 @@ int ha_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 	v = strtoull(s, &end, 10);
 	if (errno == ERANGE) {
 		return -ERANGE;
+	}
+	*out = v;
+	*rest = end;
+	return 0;
+}
+
+int ha_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+	const char *end;
+	uint64_t v;
+	int rc = ha_parse_u64_prefix(s, &v, &end);
+
+	if (rc < 0) {
+		return rc;
 	}
 	if (*end != 0) {
 		return -EINVAL;

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #define HA_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
@@ -44,8 +45,16 @@ int ha_file_write_atomic(const char *path, const void *buf, size_t len);
  */
 int ha_file_read(const char *path, size_t max, uint8_t **buf, size_t *len);
 
+/* Prints @text in lines of @prefix and at most @width characters of it,
+ * cut at blanks (a word longer than @width is cut where it must be). */
+void ha_print_wrapped(FILE *out, const char *prefix, const char *text, size_t width);
+
 /* mkdir -p; returns 0 or -errno. */
 int ha_mkdir_p(const char *path, unsigned mode);
+
+/* Parses the decimal u64 at the start of @s (a digit first) into *@out
+ * and points *@rest behind it; returns 0 or -EINVAL/-ERANGE. */
+int ha_parse_u64_prefix(const char *s, uint64_t *out, const char **rest);
 
 /* Parses a decimal u64 in [min, max]; returns 0 or -EINVAL/-ERANGE. */
 int ha_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);

@@ -180,19 +180,11 @@ static unsigned run_wave(struct coord *c, const struct ha_bal_cluster *cl,
 	for (uint32_t i = 0; moves && ptrs && i < plan->n_actions; i++) {
 		const struct ha_bal_action *a = &plan->actions[i];
 		Hactl__JobMove *m = &moves[n];
-		struct ha_bal_move bm;
 
 		if (a->kind != HA_BAL_ACT_MIGRATE || a->wave != 1 ||
-		    !ha_bal_action_move(cl, a, &bm)) {
+		    !ha_bal_action_move(cl, a, m)) {
 			continue;
 		}
-		hactl__job_move__init(m);
-		m->guest = (char *)bm.guest;
-		m->from = (char *)bm.from;
-		m->to = (char *)bm.to;
-		m->has_wave = true;
-		m->wave = bm.wave;
-		m->reason = (char *)bm.reason;
 		ptrs[n++] = m;
 		qb_log(LOG_NOTICE, "balance: moving %s from %s to %s (%s)", m->guest, m->from,
 		       m->to, m->reason);

@@ -185,23 +185,30 @@ static void cpg_confchg_cb(cpg_handle_t h, const struct cpg_name *group,
 	coord_replica_confchg(cpg_ctx, ids, n, lids, nl, jids, nj);
 }
 
+/*
+ * What a poll source of corosync's @what (cpg, votequorum) returns after
+ * its dispatch gave @e (CS_ERR_LIBRARY when poll said the connection
+ * broke): 0, or, the connection lost, -1 (removes the source) with a
+ * reconnect scheduled.
+ */
+static int dispatch_done(struct coord *c, const char *what, cs_error_t e)
+{
+	if (e != CS_OK && e != CS_ERR_TRY_AGAIN) {
+		qb_log(LOG_ERR, "lost corosync (%s dispatch: %d); reconnecting", what, e);
+		coord_cluster_disconnect(c);
+		coord_cluster_schedule_reconnect(c);
+		return -1;
+	}
+	return 0;
+}
+
 static int cpg_dispatch_cb(int fd, int revents, void *data)
 {
 	struct coord *c = data;
-	cs_error_t e;
+	bool broken = revents & (POLLERR | POLLHUP | POLLNVAL);
 
-	if (revents & (POLLERR | POLLHUP | POLLNVAL)) {
-		e = CS_ERR_LIBRARY;
-	} else {
-		e = cpg_dispatch(c->cpg, CS_DISPATCH_ALL);
-	}
-	if (e != CS_OK && e != CS_ERR_TRY_AGAIN) {
-		qb_log(LOG_ERR, "lost corosync (cpg dispatch: %d); reconnecting", e);
-		coord_cluster_disconnect(c);
-		coord_cluster_schedule_reconnect(c);
-		return -1; /* removes this poll source */
-	}
-	return 0;
+	return dispatch_done(c, "cpg",
+			     broken ? CS_ERR_LIBRARY : cpg_dispatch(c->cpg, CS_DISPATCH_ALL));
 }
 
 /* ---- votequorum ---- */
@@ -269,20 +276,10 @@ static void vq_expected_cb(votequorum_handle_t h, uint64_t ctx, uint32_t ev)
 static int vq_dispatch_cb(int fd, int revents, void *data)
 {
 	struct coord *c = data;
-	cs_error_t e;
+	bool broken = revents & (POLLERR | POLLHUP | POLLNVAL);
 
-	if (revents & (POLLERR | POLLHUP | POLLNVAL)) {
-		e = CS_ERR_LIBRARY;
-	} else {
-		e = votequorum_dispatch(c->vq, CS_DISPATCH_ALL);
-	}
-	if (e != CS_OK && e != CS_ERR_TRY_AGAIN) {
-		qb_log(LOG_ERR, "lost corosync (votequorum dispatch: %d); reconnecting", e);
-		coord_cluster_disconnect(c);
-		coord_cluster_schedule_reconnect(c);
-		return -1;
-	}
-	return 0;
+	return dispatch_done(c, "votequorum",
+			     broken ? CS_ERR_LIBRARY : votequorum_dispatch(c->vq, CS_DISPATCH_ALL));
 }
 
 /* ---- cmap: the configured nodes ---- */

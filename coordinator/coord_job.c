@@ -46,14 +46,45 @@ static bool is(const char *s, const char *lit)
 	return s && strcmp(s, lit) == 0;
 }
 
+/* A job's and a move's state: HA_STATE_NONE for a missing or unknown name. */
+static int job_state(const Hactl__Job *j)
+{
+	return ha_job_state_from_str(j->state);
+}
+
+static int move_state(const Hactl__JobMove *m)
+{
+	return ha_job_move_state_from_str(m->state);
+}
+
+static void job_set_state(Hactl__Job *j, Hactl__JobState s)
+{
+	coord_pb_set_str(&j->state, ha_job_state_str(s));
+}
+
+static void move_set_state(Hactl__JobMove *m, Hactl__JobMoveState s)
+{
+	coord_pb_set_str(&m->state, ha_job_move_state_str(s));
+}
+
 bool coord_job_active(const Hactl__Job *j)
 {
-	return is(j->state, "running") || is(j->state, "cancelling");
+	int s = job_state(j);
+
+	return s == HACTL__JOB_STATE__JOB_RUNNING || s == HACTL__JOB_STATE__JOB_CANCELLING;
 }
 
 static bool move_open(const Hactl__JobMove *m)
 {
-	return is(m->state, "pending") || is(m->state, "running");
+	int s = move_state(m);
+
+	return s == HACTL__JOB_MOVE_STATE__JOB_MOVE_PENDING ||
+	       s == HACTL__JOB_MOVE_STATE__JOB_MOVE_RUNNING;
+}
+
+static bool move_is(const Hactl__JobMove *m, Hactl__JobMoveState s)
+{
+	return move_state(m) == (int)s;
 }
 
 Hactl__Job *coord_job_by_id(const struct coord_state *st, uint64_t id)
@@ -148,7 +179,7 @@ int coord_job_check(const struct coord_state *st, const Hactl__Change *ch, char 
 			return -ESRCH;
 		}
 		if (jm->cancel) {
-			if (!is(j->state, "running")) {
+			if (job_state(j) != HACTL__JOB_STATE__JOB_RUNNING) {
 				snprintf(why, whylen, "job %" PRIu64 " is being cancelled already",
 					 j->id);
 				return -EALREADY;
@@ -156,7 +187,8 @@ int coord_job_check(const struct coord_state *st, const Hactl__Change *ch, char 
 			return 0;
 		}
 		for (size_t i = 0; i < j->n_moves; i++) {
-			if (is(j->moves[i]->guest, jm->guest) && is(j->moves[i]->state, "pending")) {
+			if (is(j->moves[i]->guest, jm->guest) &&
+			    move_is(j->moves[i], HACTL__JOB_MOVE_STATE__JOB_MOVE_PENDING)) {
 				return 0;
 			}
 		}
@@ -176,7 +208,8 @@ static void finish(Hactl__Job *j, uint64_t now_ms)
 			return;
 		}
 	}
-	coord_pb_set_str(&j->state, is(j->state, "cancelling") ? "cancelled" : "done");
+	job_set_state(j, job_state(j) == HACTL__JOB_STATE__JOB_CANCELLING ?
+			 HACTL__JOB_STATE__JOB_CANCELLED : HACTL__JOB_STATE__JOB_DONE);
 	j->has_ended_ms = true;
 	j->ended_ms = now_ms;
 }
@@ -204,7 +237,7 @@ static void prune(struct coord_state *st)
 
 static void move_fail(Hactl__JobMove *m, const char *reason)
 {
-	coord_pb_set_str(&m->state, "failed");
+	move_set_state(m, HACTL__JOB_MOVE_STATE__JOB_MOVE_FAILED);
 	coord_pb_set_str(&m->reason, reason);
 }
 
@@ -221,7 +254,7 @@ int coord_job_apply(struct coord_state *st, const Hactl__Change *ch, uint64_t no
 		tmp.node = js->node;
 		tmp.has_parallel = true;
 		tmp.parallel = js->has_parallel && js->parallel ? js->parallel : 1;
-		tmp.state = "running";
+		tmp.state = (char *)ha_job_state_str(HACTL__JOB_STATE__JOB_RUNNING);
 		tmp.has_started_ms = true;
 		tmp.started_ms = now_ms;
 		tmp.options = js->options;
@@ -251,7 +284,7 @@ int coord_job_apply(struct coord_state *st, const Hactl__Change *ch, uint64_t no
 					 m->reason && m->reason[0] ? m->reason : "none fits");
 				move_fail(m, r);
 			} else {
-				coord_pb_set_str(&m->state, "pending");
+				move_set_state(m, HACTL__JOB_MOVE_STATE__JOB_MOVE_PENDING);
 			}
 		}
 		finish(j, now_ms);
@@ -265,7 +298,7 @@ int coord_job_apply(struct coord_state *st, const Hactl__Change *ch, uint64_t no
 		for (size_t i = 0; i < j->n_moves; i++) {
 			Hactl__JobMove *m = j->moves[i];
 
-			if (!is(m->state, "pending")) {
+			if (!move_is(m, HACTL__JOB_MOVE_STATE__JOB_MOVE_PENDING)) {
 				continue;
 			}
 			if (jm->cancel) {
@@ -275,7 +308,7 @@ int coord_job_apply(struct coord_state *st, const Hactl__Change *ch, uint64_t no
 			}
 		}
 		if (jm->cancel) {
-			coord_pb_set_str(&j->state, "cancelling");
+			job_set_state(j, HACTL__JOB_STATE__JOB_CANCELLING);
 		}
 		finish(j, now_ms);
 		prune(st);
@@ -293,8 +326,8 @@ void coord_job_migration_started(struct coord_state *st, const Hactl__MigrateSta
 	for (size_t i = 0; j && coord_job_active(j) && i < j->n_moves; i++) {
 		Hactl__JobMove *m = j->moves[i];
 
-		if (is(m->guest, ms->guest) && is(m->state, "pending")) {
-			coord_pb_set_str(&m->state, "running");
+		if (is(m->guest, ms->guest) && move_is(m, HACTL__JOB_MOVE_STATE__JOB_MOVE_PENDING)) {
+			move_set_state(m, HACTL__JOB_MOVE_STATE__JOB_MOVE_RUNNING);
 			m->has_migration = true;
 			m->migration = migration_id;
 			return;
@@ -310,9 +343,9 @@ void coord_job_migration_ended(struct coord_state *st, const Hactl__Migration *m
 	for (size_t i = 0; j && i < j->n_moves; i++) {
 		Hactl__JobMove *m = j->moves[i];
 
-		if (m->migration == mg->id && is(m->state, "running")) {
+		if (m->migration == mg->id && move_is(m, HACTL__JOB_MOVE_STATE__JOB_MOVE_RUNNING)) {
 			if (commit) {
-				coord_pb_set_str(&m->state, "done");
+				move_set_state(m, HACTL__JOB_MOVE_STATE__JOB_MOVE_DONE);
 			} else {
 				move_fail(m, reason && reason[0] ? reason : "aborted");
 			}
@@ -395,19 +428,12 @@ int coord_job_plan(const struct coord_state *st, const struct coord_view *v, uin
 	if (plan) {
 		/* the names point into cl and plan, which outlive the copy below */
 		for (uint32_t i = 0; i < plan->n_actions; i++) {
-			struct ha_bal_move bm;
 			Hactl__JobMove *m = &moves[n];
 
-			if (!ha_bal_action_move(cl, &plan->actions[i], &bm)) {
+			if (!ha_bal_action_move(cl, &plan->actions[i], m)) {
 				continue;
 			}
-			hactl__job_move__init(m);
-			m->guest = (char *)bm.guest;
 			m->from = (char *)node->name; /* every move leaves the evacuated node */
-			m->to = (char *)bm.to;
-			m->has_wave = true;
-			m->wave = bm.wave;
-			m->reason = (char *)bm.reason;
 			ptrs[n++] = m;
 		}
 		snprintf(note, sizeof(note), "evacuate %s: %u moves in %u waves", node->name,
@@ -463,7 +489,7 @@ size_t coord_job_next(const struct coord_state *st, const struct coord_view *v,
 		const Hactl__Job *j = st->jobs[k];
 		uint32_t wave = UINT32_MAX, running = 0;
 
-		if (!is(j->state, "running")) {
+		if (job_state(j) != HACTL__JOB_STATE__JOB_RUNNING) {
 			continue;
 		}
 		for (size_t i = 0; i < j->n_moves; i++) {
@@ -472,7 +498,7 @@ size_t coord_job_next(const struct coord_state *st, const struct coord_view *v,
 			if (move_open(m) && m->wave < wave) {
 				wave = m->wave;
 			}
-			running += is(m->state, "running");
+			running += move_is(m, HACTL__JOB_MOVE_STATE__JOB_MOVE_RUNNING);
 		}
 		for (size_t i = 0; i < j->n_moves && running < j->parallel; i++) {
 			const Hactl__JobMove *m = j->moves[i];
@@ -481,7 +507,7 @@ size_t coord_job_next(const struct coord_state *st, const struct coord_view *v,
 			Hactl__MigrationOptions mo = HACTL__MIGRATION_OPTIONS__INIT;
 			char node[COORD_NAME_MAX + 1], why[256];
 
-			if (!is(m->state, "pending") || m->wave != wave) {
+			if (!move_is(m, HACTL__JOB_MOVE_STATE__JOB_MOVE_PENDING) || m->wave != wave) {
 				continue;
 			}
 			if (j->options) {

@@ -789,32 +789,13 @@ static void action_result(struct coord *c, uint32_t origin, uint64_t req_id, int
 static int agent_event(struct coord *c, uint64_t id, const Hactl__AgentAction *action)
 {
 	Hactl__AgentActionRequest req = HACTL__AGENT_ACTION_REQUEST__INIT;
-	struct qb_ipc_response_header hdr;
-	uint8_t *env;
-	size_t len;
-	struct iovec iov[2];
-	ssize_t n;
-	int rc;
 
 	if (c->agent_conn == NULL) {
 		return -ENOTCONN;
 	}
 	req.req_id = id;
 	req.action = (Hactl__AgentAction *)action;
-	rc = ha_env_encode(HA_MSG_AGENT_ACTION_REQUEST, &req.base, &env, &len);
-	if (rc < 0) {
-		return rc;
-	}
-	hdr.id = HA_IPC_EVENT_ID;
-	hdr.size = (int32_t)(sizeof(hdr) + len);
-	hdr.error = 0;
-	iov[0].iov_base = &hdr;
-	iov[0].iov_len = sizeof(hdr);
-	iov[1].iov_base = env;
-	iov[1].iov_len = len;
-	n = qb_ipcs_event_sendv(c->agent_conn, iov, 2);
-	free(env);
-	return n < 0 ? (int)n : 0;
+	return ha_ipcs_event(c->agent_conn, HA_MSG_AGENT_ACTION_REQUEST, &req.base);
 }
 
 void coord_agent_kick(struct coord *c)

@@ -187,6 +187,16 @@ int mig_stream_fail(struct mig_stream *s, int err, bool broken,
 int mig_stream_wait_fd(struct mig_stream *s, int fd, short events,
 		       const char *what);
 
+/*
+ * One step of a wait of @s that began at @start_ms (mig_now_us() / 1000):
+ * the milliseconds to poll next (1..MIG_WAIT_SLICE_MS, so that a cancel
+ * is seen), or, when @s was cancelled or @timeout_ms (-1: none) passed
+ * without progress, fails the stream (-ECANCELED, -ETIMEDOUT with "@what")
+ * and returns its error.
+ */
+int mig_stream_wait_slice(struct mig_stream *s, uint64_t start_ms, int timeout_ms,
+			  const char *what);
+
 /* Same without a stream, for connect and accept: waits up to @timeout_ms
  * (-1 forever). Returns 0, -ETIMEDOUT or -errno of poll. */
 int mig_wait_fd(int fd, short events, int timeout_ms);

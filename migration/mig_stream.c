@@ -150,6 +150,28 @@ int mig_wait_fd(int fd, short events, int timeout_ms)
 	}
 }
 
+int mig_stream_wait_slice(struct mig_stream *s, uint64_t start_ms, int timeout_ms,
+			  const char *what)
+{
+	int slice = MIG_WAIT_SLICE_MS;
+
+	if (atomic_load_explicit(&s->cancel, memory_order_relaxed)) {
+		return mig_stream_fail(s, -ECANCELED, false, "cancelled while %s", what);
+	}
+	if (timeout_ms >= 0) {
+		uint64_t spent = now_ms() - start_ms;
+
+		if (spent >= (uint64_t)timeout_ms) {
+			return mig_stream_fail(s, -ETIMEDOUT, true,
+					       "no progress for %d ms while %s", timeout_ms, what);
+		}
+		if ((uint64_t)slice > timeout_ms - spent) {
+			slice = (int)(timeout_ms - spent);
+		}
+	}
+	return slice;
+}
+
 static int wait_fd(struct mig_stream *s, int fd, short events, int timeout_ms,
 		   const char *what)
 {
@@ -157,24 +179,11 @@ static int wait_fd(struct mig_stream *s, int fd, short events, int timeout_ms,
 	uint64_t start = now_ms();
 
 	for (;;) {
-		int slice = MIG_WAIT_SLICE_MS;
+		int slice = mig_stream_wait_slice(s, start, timeout_ms, what);
 		int rc;
 
-		if (atomic_load_explicit(&s->cancel, memory_order_relaxed)) {
-			return mig_stream_fail(s, -ECANCELED, false,
-					       "cancelled while %s", what);
-		}
-		if (timeout_ms >= 0) {
-			uint64_t spent = now_ms() - start;
-
-			if (spent >= (uint64_t)timeout_ms) {
-				return mig_stream_fail(s, -ETIMEDOUT, true,
-						       "no progress for %d ms while %s",
-						       timeout_ms, what);
-			}
-			if ((uint64_t)slice > timeout_ms - spent) {
-				slice = (int)(timeout_ms - spent);
-			}
+		if (slice < 0) {
+			return slice;
 		}
 		p.revents = 0;
 		rc = poll(&p, 1, slice);

@@ -202,6 +202,31 @@ static int cm_wait(struct rdma_event_channel *ec, enum rdma_cm_event_type want,
 	}
 }
 
+/*
+ * One step of a connection's set-up: @call_rc is what the rdma_cm call
+ * @name returned (< 0: errno says why); then waits up to @timeout_ms for
+ * its event @want and acknowledges it. 0, or -errno with @err set.
+ */
+static int cm_step(struct rdma_conn *c, int call_rc, const char *name,
+		   enum rdma_cm_event_type want, int timeout_ms, char *err, size_t errlen,
+		   const char *where)
+{
+	struct rdma_cm_event *ev;
+	int rc;
+
+	if (call_rc < 0) {
+		rc = -errno;
+		mig_set_err(err, errlen, "%s: %s: %s", where, name, strerror(errno));
+		return rc;
+	}
+	rc = cm_wait(c->ec, want, timeout_ms, &ev, err, errlen, where);
+	if (rc < 0) {
+		return rc;
+	}
+	rdma_ack_cm_event(ev);
+	return 0;
+}
+
 /* ---- queue pair and buffers --------------------------------------------- */
 
 static int post_recv(struct rdma_conn *c, uint32_t i)
@@ -459,8 +484,7 @@ static int progress(struct mig_stream *s, struct rdma_conn *c, bool block,
 		uint64_t v;
 		struct ibv_cq *cq;
 		void *ctx;
-		uint64_t spent;
-		int n, rc, slice = MIG_WAIT_SLICE_MS;
+		int n, rc, slice;
 
 		n = poll_cq(s, c);
 		if (n != 0 || !block) {
@@ -478,18 +502,9 @@ static int progress(struct mig_stream *s, struct rdma_conn *c, bool block,
 		if (c->peer_gone) {
 			return 0;
 		}
-		if (atomic_load_explicit(&s->cancel, memory_order_relaxed)) {
-			return mig_stream_fail(s, -ECANCELED, false,
-					       "cancelled while %s", what);
-		}
-		spent = mig_now_us() / 1000u - start;
-		if (spent >= (uint64_t)timeout_ms) {
-			return mig_stream_fail(s, -ETIMEDOUT, true,
-					       "no progress for %d ms while %s",
-					       timeout_ms, what);
-		}
-		if ((uint64_t)slice > timeout_ms - spent) {
-			slice = (int)(timeout_ms - spent);
+		slice = mig_stream_wait_slice(s, start, timeout_ms, what);
+		if (slice < 0) {
+			return slice;
 		}
 		/* The other thread may run meanwhile. */
 		pthread_mutex_unlock(&c->lock);
@@ -754,7 +769,6 @@ static int rdma_connect_(struct mig_stream *s, const char *addr, uint16_t port,
 				  .ai_flags = AI_NUMERICSERV };
 	struct rdma_conn_param cp = { .retry_count = 7, .rnr_retry_count = 7 };
 	struct addrinfo *res = NULL;
-	struct rdma_cm_event *ev;
 	struct rdma_conn *c;
 	char portstr[8];
 	int rc, step;
@@ -785,46 +799,25 @@ static int rdma_connect_(struct mig_stream *s, const char *addr, uint16_t port,
 		c->id = NULL;
 		goto fail;
 	}
-	if (rdma_resolve_addr(c->id, NULL, res->ai_addr, step) < 0) {
-		rc = -errno;
-		mig_set_err(err, errlen, "%s: rdma_resolve_addr: %s", s->peer,
-			    strerror(errno));
-		goto fail;
-	}
-	rc = cm_wait(c->ec, RDMA_CM_EVENT_ADDR_RESOLVED, timeout_ms, &ev, err,
-		     errlen, s->peer);
+	rc = cm_step(c, rdma_resolve_addr(c->id, NULL, res->ai_addr, step), "rdma_resolve_addr",
+		     RDMA_CM_EVENT_ADDR_RESOLVED, timeout_ms, err, errlen, s->peer);
 	if (rc < 0) {
 		goto fail;
 	}
-	rdma_ack_cm_event(ev);
-	if (rdma_resolve_route(c->id, step) < 0) {
-		rc = -errno;
-		mig_set_err(err, errlen, "%s: rdma_resolve_route: %s", s->peer,
-			    strerror(errno));
-		goto fail;
-	}
-	rc = cm_wait(c->ec, RDMA_CM_EVENT_ROUTE_RESOLVED, timeout_ms, &ev, err,
-		     errlen, s->peer);
+	rc = cm_step(c, rdma_resolve_route(c->id, step), "rdma_resolve_route",
+		     RDMA_CM_EVENT_ROUTE_RESOLVED, timeout_ms, err, errlen, s->peer);
 	if (rc < 0) {
 		goto fail;
 	}
-	rdma_ack_cm_event(ev);
 	rc = qp_setup(c, err, errlen, s->peer);
 	if (rc < 0) {
 		goto fail;
 	}
-	if (rdma_connect(c->id, &cp) < 0) {
-		rc = -errno;
-		mig_set_err(err, errlen, "%s: rdma_connect: %s", s->peer,
-			    strerror(errno));
-		goto fail;
-	}
-	rc = cm_wait(c->ec, RDMA_CM_EVENT_ESTABLISHED, timeout_ms, &ev, err,
-		     errlen, s->peer);
+	rc = cm_step(c, rdma_connect(c->id, &cp), "rdma_connect", RDMA_CM_EVENT_ESTABLISHED,
+		     timeout_ms, err, errlen, s->peer);
 	if (rc < 0) {
 		goto fail;
 	}
-	rdma_ack_cm_event(ev);
 	freeaddrinfo(res);
 	c->connected = true;
 	s->priv = c;
@@ -945,18 +938,11 @@ static int rdma_accept_(struct mig_listener *l, int timeout_ms,
 		rdma_reject(c->id, NULL, 0);
 		goto fail;
 	}
-	if (rdma_accept(c->id, &cp) < 0) {
-		rc = -errno;
-		mig_set_err(err, errlen, "%s: rdma_accept: %s", s->peer,
-			    strerror(errno));
-		goto fail;
-	}
-	rc = cm_wait(c->ec, RDMA_CM_EVENT_ESTABLISHED, (int)s->opts.io_timeout_ms,
-		     &ev, err, errlen, s->peer);
+	rc = cm_step(c, rdma_accept(c->id, &cp), "rdma_accept", RDMA_CM_EVENT_ESTABLISHED,
+		     (int)s->opts.io_timeout_ms, err, errlen, s->peer);
 	if (rc < 0) {
 		goto fail;
 	}
-	rdma_ack_cm_event(ev);
 	c->connected = true;
 	s->priv = c;
 	snprintf(s->cipher, sizeof(s->cipher), "rdma (not encrypted)");

@@ -51,6 +51,20 @@ static const char *const phase_names[HA_MIGRATION_PHASE_MAX] = {
 	[HACTL__MIGRATION_PHASE__PHASE_FAILED] = "failed",
 };
 
+static const char *const job_names[HA_JOB_STATE_MAX] = {
+	[HACTL__JOB_STATE__JOB_RUNNING] = "running",
+	[HACTL__JOB_STATE__JOB_CANCELLING] = "cancelling",
+	[HACTL__JOB_STATE__JOB_DONE] = "done",
+	[HACTL__JOB_STATE__JOB_CANCELLED] = "cancelled",
+};
+
+static const char *const job_move_names[HA_JOB_MOVE_STATE_MAX] = {
+	[HACTL__JOB_MOVE_STATE__JOB_MOVE_PENDING] = "pending",
+	[HACTL__JOB_MOVE_STATE__JOB_MOVE_RUNNING] = "running",
+	[HACTL__JOB_MOVE_STATE__JOB_MOVE_DONE] = "done",
+	[HACTL__JOB_MOVE_STATE__JOB_MOVE_FAILED] = "failed",
+};
+
 static const char *name_of(const char *const *names, size_t n, unsigned v)
 {
 	return v < n && names[v] ? names[v] : "unknown";
@@ -119,4 +133,24 @@ const char *ha_migration_phase_str(Hactl__MigrationPhase s)
 int ha_migration_phase_from_str(const char *name)
 {
 	return value_of(phase_names, N_OF(phase_names), name);
+}
+
+const char *ha_job_state_str(Hactl__JobState s)
+{
+	return name_of(job_names, N_OF(job_names), (unsigned)s);
+}
+
+int ha_job_state_from_str(const char *name)
+{
+	return value_of(job_names, N_OF(job_names), name);
+}
+
+const char *ha_job_move_state_str(Hactl__JobMoveState s)
+{
+	return name_of(job_move_names, N_OF(job_move_names), (unsigned)s);
+}
+
+int ha_job_move_state_from_str(const char *name)
+{
+	return value_of(job_move_names, N_OF(job_move_names), name);
 }
