@@ -193,7 +193,7 @@ static const char *const sect_names[SECT_KIND_MAX] = {
 
 static const char *sect_kind_str(enum sect_kind k)
 {
-	return (unsigned)k < SECT_KIND_MAX ? sect_names[k] : "unknown";
+	return ha_enum_str(sect_names, SECT_KIND_MAX, (unsigned)k);
 }
 
 struct parse_ctx {
@@ -876,7 +876,7 @@ static const char *const type_names[HA_BAL_OPT_TYPE_MAX] = {
 
 const char *ha_bal_opt_type_str(enum ha_bal_opt_type t)
 {
-	return (unsigned)t < HA_BAL_OPT_TYPE_MAX ? type_names[t] : "unknown";
+	return ha_enum_str(type_names, HA_BAL_OPT_TYPE_MAX, (unsigned)t);
 }
 
 void ha_bal_policy_options_markdown(FILE *out)

@@ -40,7 +40,7 @@ static const char *const cmd_kind_names[HA_BAL_SIM_CMD_MAX] = {
 
 const char *ha_bal_sim_cmd_kind_str(enum ha_bal_sim_cmd_kind k)
 {
-	return (unsigned)k < HA_BAL_SIM_CMD_MAX ? cmd_kind_names[k] : "unknown";
+	return ha_enum_str(cmd_kind_names, HA_BAL_SIM_CMD_MAX, (unsigned)k);
 }
 
 struct sim_ctx {
