@@ -383,6 +383,18 @@ static int start_job(struct coord *c, struct coord_fence_op *op, const char *nam
 	return 0;
 }
 
+/* @op goes from @from to FENCING and its fence job starts; when it cannot
+ * start, to FAILED, tried again after @backoff_ms. */
+static void fence_begin(struct coord *c, struct coord_fence_op *op, const char *name,
+			enum coord_fence_state from, uint64_t now, uint64_t backoff_ms)
+{
+	set_state(c, op, from, COORD_FENCE_FENCING);
+	if (start_job(c, op, name) < 0) {
+		op->next_try_ms = now + backoff_ms;
+		set_state(c, op, COORD_FENCE_FENCING, COORD_FENCE_FAILED);
+	}
+}
+
 /* ---- commits ---- */
 
 static void commit_change(struct coord *c, Hactl__Change *ch)
@@ -586,11 +598,7 @@ void coord_fence_tick(struct coord *c)
 			} else {
 				op->attempts = 1;
 				coord_event(c, "%s lost: fencing", n->name);
-				set_state(c, op, COORD_FENCE_IDLE, COORD_FENCE_FENCING);
-				if (start_job(c, op, n->name) < 0) {
-					op->next_try_ms = now + BACKOFF_MIN_MS;
-					set_state(c, op, COORD_FENCE_FENCING, COORD_FENCE_FAILED);
-				}
+				fence_begin(c, op, n->name, COORD_FENCE_IDLE, now, BACKOFF_MIN_MS);
 			}
 			break;
 		}
@@ -605,11 +613,7 @@ void coord_fence_tick(struct coord *c)
 		case COORD_FENCE_FAILED:
 			if (now >= op->next_try_ms) {
 				op->attempts++;
-				set_state(c, op, COORD_FENCE_FAILED, COORD_FENCE_FENCING);
-				if (start_job(c, op, n->name) < 0) {
-					op->next_try_ms = now + BACKOFF_MAX_MS;
-					set_state(c, op, COORD_FENCE_FENCING, COORD_FENCE_FAILED);
-				}
+				fence_begin(c, op, n->name, COORD_FENCE_FAILED, now, BACKOFF_MAX_MS);
 			}
 			break;
 		case COORD_FENCE_UNCONFIRMED: {
@@ -630,11 +634,8 @@ void coord_fence_tick(struct coord *c)
 				op->method = fn.method;
 				op->attempts = 1;
 				coord_event(c, "%s: fence device configured: fencing", n->name);
-				set_state(c, op, COORD_FENCE_UNCONFIRMED, COORD_FENCE_FENCING);
-				if (start_job(c, op, n->name) < 0) {
-					op->next_try_ms = now + BACKOFF_MIN_MS;
-					set_state(c, op, COORD_FENCE_FENCING, COORD_FENCE_FAILED);
-				}
+				fence_begin(c, op, n->name, COORD_FENCE_UNCONFIRMED, now,
+					    BACKOFF_MIN_MS);
 			}
 			break;
 		}
