@@ -174,12 +174,24 @@ static void manual_done(struct coord *c, struct fence_job *j)
 	}
 }
 
+/* Runs fence_worker(@j) on a thread of its own (detached): 0 or -errno. */
+static int worker_start(struct fence_job *j)
+{
+	pthread_attr_t attr;
+	pthread_t t;
+	int rc;
+
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	rc = pthread_create(&t, &attr, fence_worker, j);
+	pthread_attr_destroy(&attr);
+	return -rc;
+}
+
 int coord_fence_manual(struct coord *c, qb_ipcs_connection_t *conn, const char *node)
 {
 	struct coord_node *n = coord_state_node_by_name(&c->state, node);
 	struct fence_job *j;
-	pthread_t t;
-	pthread_attr_t attr;
 	char err[512];
 	int rc;
 
@@ -211,14 +223,11 @@ int coord_fence_manual(struct coord *c, qb_ipcs_connection_t *conn, const char *
 	j->node = n->id;
 	j->conn = conn;
 	qb_ipcs_connection_ref(conn);
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	rc = pthread_create(&t, &attr, fence_worker, j);
-	pthread_attr_destroy(&attr);
-	if (rc != 0) {
+	rc = worker_start(j);
+	if (rc < 0) {
 		qb_ipcs_connection_unref(conn);
 		free(j);
-		return ha_ipcs_reply_result(conn, -rc, "cannot start the fence agent", 0);
+		return ha_ipcs_reply_result(conn, rc, "cannot start the fence agent", 0);
 	}
 	c->fence_jobs++;
 	coord_event(c, "manual fencing of %s requested", n->name);
@@ -350,8 +359,6 @@ static int fence_done_cb(int fd, int revents, void *data)
 static int start_job(struct coord *c, struct coord_fence_op *op, const char *name)
 {
 	struct fence_job *j;
-	pthread_t t;
-	pthread_attr_t attr;
 	char err[512];
 	int rc;
 
@@ -371,13 +378,10 @@ static int start_job(struct coord *c, struct coord_fence_op *op, const char *nam
 		return rc;
 	}
 	fence_config_node(&j->cfg, name, &j->fn);
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	rc = pthread_create(&t, &attr, fence_worker, j);
-	pthread_attr_destroy(&attr);
-	if (rc != 0) {
+	rc = worker_start(j);
+	if (rc < 0) {
 		free(j);
-		return -rc;
+		return rc;
 	}
 	c->fence_jobs++;
 	return 0;
