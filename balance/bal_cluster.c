@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "bal_int.h"
+#include "util.h"
 
 /* ------------------------------------------------------------------ */
 /* Enum names                                                           */
@@ -57,39 +58,34 @@ static const char *const reason_names[HA_BAL_REASON_MAX] = {
 	[HA_BAL_R_RELOCATE] = "relocate",
 };
 
-#define ENUM_STR(table, v)                                                     \
-	((unsigned)(v) < sizeof(table) / sizeof((table)[0]) && (table)[v] ?    \
-		 (table)[v] :                                                  \
-		 "unknown")
-
 const char *ha_bal_guest_type_str(enum ha_bal_guest_type t)
 {
-	return ENUM_STR(guest_type_names, t);
+	return ha_enum_str(guest_type_names, HA_BAL_GUEST_TYPE_MAX, (unsigned)t);
 }
 
 const char *ha_bal_strategy_str(enum ha_bal_strategy s)
 {
-	return ENUM_STR(strategy_names, s);
+	return ha_enum_str(strategy_names, HA_BAL_STRATEGY_MAX, (unsigned)s);
 }
 
 const char *ha_bal_label_kind_str(enum ha_bal_label_kind k)
 {
-	return ENUM_STR(label_kind_names, k);
+	return ha_enum_str(label_kind_names, HA_BAL_LABEL_KIND_MAX, (unsigned)k);
 }
 
 const char *ha_bal_op_str(enum ha_bal_op op)
 {
-	return ENUM_STR(op_names, op);
+	return ha_enum_str(op_names, HA_BAL_OP_MAX, (unsigned)op);
 }
 
 const char *ha_bal_action_kind_str(enum ha_bal_action_kind k)
 {
-	return ENUM_STR(action_kind_names, k);
+	return ha_enum_str(action_kind_names, HA_BAL_ACT_KIND_MAX, (unsigned)k);
 }
 
 const char *ha_bal_reason_str(enum ha_bal_reason r)
 {
-	return ENUM_STR(reason_names, r);
+	return ha_enum_str(reason_names, HA_BAL_REASON_MAX, (unsigned)r);
 }
 
 bool ha_bal_action_move(const struct ha_bal_cluster *c, const struct ha_bal_action *a,
@@ -108,27 +104,14 @@ bool ha_bal_action_move(const struct ha_bal_cluster *c, const struct ha_bal_acti
 	return true;
 }
 
-static int enum_parse(const char *const *table, int n, const char *s)
-{
-	if (s == NULL) {
-		return -EINVAL;
-	}
-	for (int i = 0; i < n; i++) {
-		if (table[i] && strcmp(table[i], s) == 0) {
-			return i;
-		}
-	}
-	return -EINVAL;
-}
-
 int ha_bal_guest_type_parse(const char *s)
 {
-	return enum_parse(guest_type_names, HA_BAL_GUEST_TYPE_MAX, s);
+	return ha_enum_parse(guest_type_names, HA_BAL_GUEST_TYPE_MAX, s);
 }
 
 int ha_bal_strategy_parse(const char *s)
 {
-	return enum_parse(strategy_names, HA_BAL_STRATEGY_MAX, s);
+	return ha_enum_parse(strategy_names, HA_BAL_STRATEGY_MAX, s);
 }
 
 int ha_bal_op_parse(const char *s)
@@ -136,7 +119,7 @@ int ha_bal_op_parse(const char *s)
 	if (s && strcmp(s, "create") == 0) {
 		return HA_BAL_OP_CREATE;
 	}
-	return enum_parse(op_names, HA_BAL_OP_MAX, s);
+	return ha_enum_parse(op_names, HA_BAL_OP_MAX, s);
 }
 
 /* ------------------------------------------------------------------ */

@@ -39,6 +39,7 @@
 #include <string.h>
 
 #include "bal_int.h"
+#include "util.h"
 
 enum { R_CPU = 0, R_MEM, R_VCPU, NRES };
 
@@ -1451,7 +1452,7 @@ static const char *const fit_names[FIT_MAX] = {
 
 static const char *fit_str(enum fit f)
 {
-	return (unsigned)f < FIT_MAX ? fit_names[f] : "unknown";
+	return ha_enum_str(fit_names, FIT_MAX, (unsigned)f);
 }
 
 #define F_THRESH 1u

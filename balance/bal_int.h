@@ -46,16 +46,12 @@ struct bal_rule_group {
 	int32_t priority;
 	struct bal_strv nodes;        /* nodes that belong to the group */
 	struct bal_strv guests;       /* guests restricted to the group */
-	char file[128];
-	uint32_t line;
 };
 
 struct bal_rule_node {
 	char name[HA_BAL_NAME_MAX];
 	bool has_priority;
 	int32_t priority;
-	char file[128];
-	uint32_t line;
 };
 
 struct bal_rule_label {

@@ -193,7 +193,7 @@ static const char *const sect_names[SECT_KIND_MAX] = {
 
 static const char *sect_kind_str(enum sect_kind k)
 {
-	return (unsigned)k < SECT_KIND_MAX ? sect_names[k] : "unknown";
+	return ha_enum_str(sect_names, SECT_KIND_MAX, (unsigned)k);
 }
 
 struct parse_ctx {
@@ -351,27 +351,11 @@ static int section_enter(struct parse_ctx *ctx, const char *section)
 	if (strcmp(kind, "group") == 0) {
 		idx = find_or_add((void **)&r->groups, &r->n_groups,
 				  sizeof(*r->groups), name, ctx);
-		if (idx < 0) {
-			return idx;
-		}
 		ctx->sect = SECT_GROUP;
-		if (r->groups[idx].line == 0) {
-			r->groups[idx].line = ctx->line;
-			snprintf(r->groups[idx].file, sizeof(r->groups[idx].file),
-				 "%s", ctx->fname);
-		}
 	} else if (strcmp(kind, "node") == 0) {
 		idx = find_or_add((void **)&r->nodes, &r->n_nodes,
 				  sizeof(*r->nodes), name, ctx);
-		if (idx < 0) {
-			return idx;
-		}
 		ctx->sect = SECT_NODE;
-		if (r->nodes[idx].line == 0) {
-			r->nodes[idx].line = ctx->line;
-			snprintf(r->nodes[idx].file, sizeof(r->nodes[idx].file),
-				 "%s", ctx->fname);
-		}
 	} else if (strcmp(kind, "affinity") == 0 ||
 		   strcmp(kind, "anti-affinity") == 0) {
 		enum ha_bal_label_kind lk = kind[0] == 'a' && kind[1] == 'f' ?
@@ -416,6 +400,10 @@ static int section_enter(struct parse_ctx *ctx, const char *section)
 		ctx_fail(ctx, "unknown section [%s] (balance, group NAME, node NAME, "
 			 "affinity NAME, anti-affinity NAME)", section);
 		return -EINVAL;
+	}
+	if (idx < 0) {
+		ctx->sect = SECT_NONE;
+		return idx;
 	}
 	ctx->sect_idx = (uint32_t)idx;
 	return 0;
@@ -888,7 +876,7 @@ static const char *const type_names[HA_BAL_OPT_TYPE_MAX] = {
 
 const char *ha_bal_opt_type_str(enum ha_bal_opt_type t)
 {
-	return (unsigned)t < HA_BAL_OPT_TYPE_MAX ? type_names[t] : "unknown";
+	return ha_enum_str(type_names, HA_BAL_OPT_TYPE_MAX, (unsigned)t);
 }
 
 void ha_bal_policy_options_markdown(FILE *out)

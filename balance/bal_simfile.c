@@ -40,7 +40,7 @@ static const char *const cmd_kind_names[HA_BAL_SIM_CMD_MAX] = {
 
 const char *ha_bal_sim_cmd_kind_str(enum ha_bal_sim_cmd_kind k)
 {
-	return (unsigned)k < HA_BAL_SIM_CMD_MAX ? cmd_kind_names[k] : "unknown";
+	return ha_enum_str(cmd_kind_names, HA_BAL_SIM_CMD_MAX, (unsigned)k);
 }
 
 struct sim_ctx {
@@ -313,6 +313,20 @@ static int split_kv(struct sim_ctx *x, char *tok, char **k, char **v)
 	return 0;
 }
 
+/* Why the @what (node, guest) called @name could not be added (@rc of
+ * ha_bal_cluster_add_*(), at most @max of them). */
+static int add_failed(struct sim_ctx *x, int rc, const char *what, const char *name,
+		      uint32_t max)
+{
+	if (rc == -EEXIST) {
+		return sim_fail(x, "%s %s is defined twice", what, name);
+	}
+	if (rc == -E2BIG) {
+		return sim_fail(x, "more than %u %ss", max, what);
+	}
+	return sim_fail(x, "%s %s: %s", what, name, strerror(-rc));
+}
+
 static int add_node(struct sim_ctx *x, struct ha_bal_cluster *c, char **tok, int n)
 {
 	struct ha_bal_node nd;
@@ -344,16 +358,7 @@ static int add_node(struct sim_ctx *x, struct ha_bal_cluster *c, char **tok, int
 		return sim_fail(x, "node %s: base is more than its CPUs", nd.name);
 	}
 	rc = ha_bal_cluster_add_node(c, &nd);
-	if (rc == -EEXIST) {
-		return sim_fail(x, "node %s is defined twice", nd.name);
-	}
-	if (rc == -E2BIG) {
-		return sim_fail(x, "more than %u nodes", HA_BAL_MAX_NODES);
-	}
-	if (rc < 0) {
-		return sim_fail(x, "node %s: %s", nd.name, strerror(-rc));
-	}
-	return 0;
+	return rc < 0 ? add_failed(x, rc, "node", nd.name, HA_BAL_MAX_NODES) : 0;
 }
 
 static int add_guest(struct sim_ctx *x, struct ha_bal_cluster *c, char **tok, int n)
@@ -386,14 +391,8 @@ static int add_guest(struct sim_ctx *x, struct ha_bal_cluster *c, char **tok, in
 		return sim_fail(x, "guest %s: mem= is required", g.name);
 	}
 	gi = ha_bal_cluster_add_guest(c, &g);
-	if (gi == -EEXIST) {
-		return sim_fail(x, "guest %s is defined twice", g.name);
-	}
-	if (gi == -E2BIG) {
-		return sim_fail(x, "more than %u guests", HA_BAL_MAX_GUESTS);
-	}
 	if (gi < 0) {
-		return sim_fail(x, "guest %s: %s", g.name, strerror(-gi));
+		return add_failed(x, gi, "guest", g.name, HA_BAL_MAX_GUESTS);
 	}
 	for (int i = 2; i < n; i++) {
 		if (strncmp(tok[i], "affinity=", 9) == 0) {

@@ -85,7 +85,7 @@ static const char *const restart_names[HA_RESTART_MAX] = {
 
 const char *ha_restart_policy_str(enum ha_restart_policy p)
 {
-	return (unsigned)p < HA_RESTART_MAX ? restart_names[p] : "unknown";
+	return ha_enum_str(restart_names, HA_RESTART_MAX, (unsigned)p);
 }
 
 int ha_name_valid(const char *s)

@@ -2,6 +2,7 @@
  * restart.c - the restart policy's decisions (restart.h).
  */
 #include "restart.h"
+#include "util.h"
 
 static const char *const action_names[HA_RESTART_ACTION_MAX] = {
 	[HA_RESTART_AGAIN] = "restart",
@@ -12,7 +13,7 @@ static const char *const action_names[HA_RESTART_ACTION_MAX] = {
 
 const char *ha_restart_action_str(enum ha_restart_action a)
 {
-	return (unsigned)a < HA_RESTART_ACTION_MAX ? action_names[a] : "unknown";
+	return ha_enum_str(action_names, HA_RESTART_ACTION_MAX, (unsigned)a);
 }
 
 enum ha_restart_action ha_restart_local(uint32_t max_restart, uint32_t fails,

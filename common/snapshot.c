@@ -34,7 +34,7 @@ static const char *const kind_names[HA_SNAP_KIND_MAX] = {
 
 const char *ha_snap_kind_str(enum ha_snap_kind k)
 {
-	return (unsigned)k < HA_SNAP_KIND_MAX ? kind_names[k] : "unknown";
+	return ha_enum_str(kind_names, HA_SNAP_KIND_MAX, (unsigned)k);
 }
 
 int ha_snap_kind_failover(enum ha_snap_kind k)

@@ -203,6 +203,21 @@ int ha_mkdir_p(const char *path, unsigned mode)
 	return 0;
 }
 
+const char *ha_enum_str(const char *const *names, size_t n, unsigned v)
+{
+	return v < n && names[v] ? names[v] : "unknown";
+}
+
+int ha_enum_parse(const char *const *names, size_t n, const char *s)
+{
+	for (size_t i = 0; s && i < n; i++) {
+		if (names[i] && strcmp(names[i], s) == 0) {
+			return (int)i;
+		}
+	}
+	return -EINVAL;
+}
+
 void ha_print_wrapped(FILE *out, const char *prefix, const char *text, size_t width)
 {
 	const char *p = text;

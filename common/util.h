@@ -45,6 +45,14 @@ int ha_file_write_atomic(const char *path, const void *buf, size_t len);
  */
 int ha_file_read(const char *path, size_t max, uint8_t **buf, size_t *len);
 
+/* The name of @v in a table of @n enum names (an enum's _str()):
+ * "unknown" for a value outside the table or without a name. */
+const char *ha_enum_str(const char *const *names, size_t n, unsigned v);
+
+/* The value named @s (exactly) in a table of @n enum names (an enum's
+ * _parse()), or -EINVAL. */
+int ha_enum_parse(const char *const *names, size_t n, const char *s);
+
 /* Prints @text in lines of @prefix and at most @width characters of it,
  * cut at blanks (a word longer than @width is cut where it must be). */
 void ha_print_wrapped(FILE *out, const char *prefix, const char *text, size_t width);

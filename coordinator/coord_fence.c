@@ -174,12 +174,24 @@ static void manual_done(struct coord *c, struct fence_job *j)
 	}
 }
 
+/* Runs fence_worker(@j) on a thread of its own (detached): 0 or -errno. */
+static int worker_start(struct fence_job *j)
+{
+	pthread_attr_t attr;
+	pthread_t t;
+	int rc;
+
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	rc = pthread_create(&t, &attr, fence_worker, j);
+	pthread_attr_destroy(&attr);
+	return -rc;
+}
+
 int coord_fence_manual(struct coord *c, qb_ipcs_connection_t *conn, const char *node)
 {
 	struct coord_node *n = coord_state_node_by_name(&c->state, node);
 	struct fence_job *j;
-	pthread_t t;
-	pthread_attr_t attr;
 	char err[512];
 	int rc;
 
@@ -211,14 +223,11 @@ int coord_fence_manual(struct coord *c, qb_ipcs_connection_t *conn, const char *
 	j->node = n->id;
 	j->conn = conn;
 	qb_ipcs_connection_ref(conn);
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	rc = pthread_create(&t, &attr, fence_worker, j);
-	pthread_attr_destroy(&attr);
-	if (rc != 0) {
+	rc = worker_start(j);
+	if (rc < 0) {
 		qb_ipcs_connection_unref(conn);
 		free(j);
-		return ha_ipcs_reply_result(conn, -rc, "cannot start the fence agent", 0);
+		return ha_ipcs_reply_result(conn, rc, "cannot start the fence agent", 0);
 	}
 	c->fence_jobs++;
 	coord_event(c, "manual fencing of %s requested", n->name);
@@ -350,8 +359,6 @@ static int fence_done_cb(int fd, int revents, void *data)
 static int start_job(struct coord *c, struct coord_fence_op *op, const char *name)
 {
 	struct fence_job *j;
-	pthread_t t;
-	pthread_attr_t attr;
 	char err[512];
 	int rc;
 
@@ -371,16 +378,25 @@ static int start_job(struct coord *c, struct coord_fence_op *op, const char *nam
 		return rc;
 	}
 	fence_config_node(&j->cfg, name, &j->fn);
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	rc = pthread_create(&t, &attr, fence_worker, j);
-	pthread_attr_destroy(&attr);
-	if (rc != 0) {
+	rc = worker_start(j);
+	if (rc < 0) {
 		free(j);
-		return -rc;
+		return rc;
 	}
 	c->fence_jobs++;
 	return 0;
+}
+
+/* @op goes from @from to FENCING and its fence job starts; when it cannot
+ * start, to FAILED, tried again after @backoff_ms. */
+static void fence_begin(struct coord *c, struct coord_fence_op *op, const char *name,
+			enum coord_fence_state from, uint64_t now, uint64_t backoff_ms)
+{
+	set_state(c, op, from, COORD_FENCE_FENCING);
+	if (start_job(c, op, name) < 0) {
+		op->next_try_ms = now + backoff_ms;
+		set_state(c, op, COORD_FENCE_FENCING, COORD_FENCE_FAILED);
+	}
 }
 
 /* ---- commits ---- */
@@ -586,11 +602,7 @@ void coord_fence_tick(struct coord *c)
 			} else {
 				op->attempts = 1;
 				coord_event(c, "%s lost: fencing", n->name);
-				set_state(c, op, COORD_FENCE_IDLE, COORD_FENCE_FENCING);
-				if (start_job(c, op, n->name) < 0) {
-					op->next_try_ms = now + BACKOFF_MIN_MS;
-					set_state(c, op, COORD_FENCE_FENCING, COORD_FENCE_FAILED);
-				}
+				fence_begin(c, op, n->name, COORD_FENCE_IDLE, now, BACKOFF_MIN_MS);
 			}
 			break;
 		}
@@ -605,11 +617,7 @@ void coord_fence_tick(struct coord *c)
 		case COORD_FENCE_FAILED:
 			if (now >= op->next_try_ms) {
 				op->attempts++;
-				set_state(c, op, COORD_FENCE_FAILED, COORD_FENCE_FENCING);
-				if (start_job(c, op, n->name) < 0) {
-					op->next_try_ms = now + BACKOFF_MAX_MS;
-					set_state(c, op, COORD_FENCE_FENCING, COORD_FENCE_FAILED);
-				}
+				fence_begin(c, op, n->name, COORD_FENCE_FAILED, now, BACKOFF_MAX_MS);
 			}
 			break;
 		case COORD_FENCE_UNCONFIRMED: {
@@ -630,11 +638,8 @@ void coord_fence_tick(struct coord *c)
 				op->method = fn.method;
 				op->attempts = 1;
 				coord_event(c, "%s: fence device configured: fencing", n->name);
-				set_state(c, op, COORD_FENCE_UNCONFIRMED, COORD_FENCE_FENCING);
-				if (start_job(c, op, n->name) < 0) {
-					op->next_try_ms = now + BACKOFF_MIN_MS;
-					set_state(c, op, COORD_FENCE_FENCING, COORD_FENCE_FAILED);
-				}
+				fence_begin(c, op, n->name, COORD_FENCE_UNCONFIRMED, now,
+					    BACKOFF_MIN_MS);
 			}
 			break;
 		}

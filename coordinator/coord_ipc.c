@@ -55,7 +55,7 @@ const char *coord_peer_role_str(enum coord_peer_role r)
 		[COORD_PEER_ROOT] = "root",
 	};
 
-	return (unsigned)r < COORD_PEER_ROLE_MAX ? names[r] : "unknown";
+	return ha_enum_str(names, COORD_PEER_ROLE_MAX, (unsigned)r);
 }
 
 /*

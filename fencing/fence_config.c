@@ -17,7 +17,7 @@ static const char *const method_names[FENCE_METHOD_MAX] = {
 
 const char *fence_method_str(enum fence_method m)
 {
-	return (unsigned)m < FENCE_METHOD_MAX ? method_names[m] : "unknown";
+	return ha_enum_str(method_names, FENCE_METHOD_MAX, (unsigned)m);
 }
 
 static int method_parse(const char *s, enum fence_method *m)

@@ -202,6 +202,55 @@ static void test_parse_u64(void)
 	CHECK_EQ_INT(v, 42);
 }
 
+static void test_parse_u64_prefix(void)
+{
+	const char *rest = NULL;
+	uint64_t v = 42;
+
+	CHECK_EQ_INT(ha_parse_u64_prefix("128M", &v, &rest), 0);
+	CHECK_EQ_INT(v, 128);
+	CHECK(strcmp(rest, "M") == 0);
+	CHECK_EQ_INT(ha_parse_u64_prefix("7", &v, &rest), 0);
+	CHECK_EQ_INT(v, 7);
+	CHECK(*rest == 0);
+	v = 42;
+	CHECK_EQ_INT(ha_parse_u64_prefix("18446744073709551616K", &v, &rest), -ERANGE);
+	CHECK_EQ_INT(ha_parse_u64_prefix("K", &v, &rest), -EINVAL);
+	CHECK_EQ_INT(ha_parse_u64_prefix("-1", &v, &rest), -EINVAL);
+	CHECK_EQ_INT(ha_parse_u64_prefix(NULL, &v, &rest), -EINVAL);
+	CHECK_EQ_INT(v, 42);
+}
+
+static void test_enum_names(void)
+{
+	static const char *const names[4] = { [0] = "zero", [1] = "one", [3] = "three" };
+
+	CHECK(strcmp(ha_enum_str(names, 4, 1), "one") == 0);
+	CHECK(strcmp(ha_enum_str(names, 4, 3), "three") == 0);
+	CHECK(strcmp(ha_enum_str(names, 4, 2), "unknown") == 0); /* no name */
+	CHECK(strcmp(ha_enum_str(names, 4, 4), "unknown") == 0);
+	CHECK(strcmp(ha_enum_str(names, 4, (unsigned)-1), "unknown") == 0);
+	CHECK_EQ_INT(ha_enum_parse(names, 4, "three"), 3);
+	CHECK_EQ_INT(ha_enum_parse(names, 4, "zero"), 0);
+	CHECK_EQ_INT(ha_enum_parse(names, 4, "Three"), -EINVAL);
+	CHECK_EQ_INT(ha_enum_parse(names, 4, ""), -EINVAL);
+	CHECK_EQ_INT(ha_enum_parse(names, 4, NULL), -EINVAL);
+}
+
+static void test_print_wrapped(void)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+
+	CHECK(f != NULL);
+	ha_print_wrapped(f, "# ", "one two three four", 9);
+	ha_print_wrapped(f, "", "abcdefghijk xy", 5);
+	fclose(f);
+	CHECK(strcmp(buf, "# one two\n# three\n# four\nabcde\nfghij\nk xy\n") == 0);
+	free(buf);
+}
+
 static void test_net(void)
 {
 	struct ha_net n;
@@ -289,6 +338,9 @@ int main(void)
 	test_read();
 	test_mkdir_p();
 	test_parse_u64();
+	test_parse_u64_prefix();
+	test_enum_names();
+	test_print_wrapped();
 	test_clocks();
 	test_net();
 	test_errf();
