@@ -37,6 +37,11 @@
 	  def, rel, offsetof(struct ha_config, field),                         \
 	  sizeof(((struct ha_config *)0)->field), help, NULL }
 
+#define OPT_LISTEN(sec, nm, field, def, rel, help)                             \
+	{ sec, nm, HA_OPT_LISTEN, 0, sizeof(((struct ha_config *)0)->field) - 1, \
+	  def, rel, offsetof(struct ha_config, field),                         \
+	  sizeof(((struct ha_config *)0)->field), help, NULL }
+
 static const struct ha_opt options[] = {
 	OPT_STR("cluster", "state_dir", state_dir, "/var/lib/hactl", false,
 		"local state: replicated state file, blackbox dumps"),
@@ -60,6 +65,15 @@ static const struct ha_opt options[] = {
 	OPT_STR("coordinator", "policy", policy_path, "/etc/hactl/policy.d", true,
 		"balancing policy: a directory of *.conf files or one file "
 		"(docs/balancing.md); missing: the defaults, balancing off"),
+	OPT_LISTEN("coordinator", "metrics_listen", metrics_listen, "", false,
+		   "where the HTTP endpoint listens: Prometheus metrics at /metrics, a "
+		   "read-only status page at / (docs/monitoring.md); e.g. 127.0.0.1:9477, "
+		   "[::1]:9477, or this host's cluster address to be scraped from elsewhere; "
+		   "127.0.0.1 keeps it on this host. Empty: off"),
+	OPT_STR("coordinator", "metrics_token", metrics_token, "", false,
+		"when set, every request to the HTTP endpoint needs it: header "
+		"Authorization: Bearer TOKEN, or ?token=TOKEN (else 401); keep the file "
+		"unreadable for others then. Empty: no token"),
 	OPT_STR("agent", "log_file", agent_log_file, "", false,
 		"log file of ha-agent; empty: syslog"),
 	OPT_LEVEL("agent", "log_level", agent_log_level, "info", true,
@@ -183,6 +197,19 @@ static int opt_set(struct ha_config *cfg, const struct ha_opt *o,
 		if (value[0] && (strlen(value) > o->max || ha_net_parse(value, &net) < 0)) {
 			snprintf(why, whylen, "%s.%s: '%s' is not an address or ADDRESS/PREFIX "
 				 "(e.g. 10.1.0.0/24, fd00:1::/64)", o->section, o->name, value);
+			return -EINVAL;
+		}
+		snprintf(dst, o->size, "%s", value);
+		return 0;
+	}
+	case HA_OPT_LISTEN: {
+		struct ha_listen l;
+
+		if (value[0] && (strlen(value) > o->max || ha_listen_parse(value, &l) < 0 ||
+				 l.port == 0)) {
+			snprintf(why, whylen, "%s.%s: '%s' is not ADDRESS:PORT with a numeric "
+				 "address and a port 1..65535 (e.g. 127.0.0.1:9477, [::1]:9477)",
+				 o->section, o->name, value);
 			return -EINVAL;
 		}
 		snprintf(dst, o->size, "%s", value);
@@ -429,6 +456,7 @@ void ha_config_print_reference(FILE *out)
 		[HA_OPT_BOOL] = "boolean",
 		[HA_OPT_CHOICE] = "word",
 		[HA_OPT_NET] = "network",
+		[HA_OPT_LISTEN] = "address",
 	};
 
 	fprintf(out, "| section | option | type | default | range | reload | meaning |\n");
@@ -441,6 +469,8 @@ void ha_config_print_reference(FILE *out)
 				 (unsigned long long)o->min, (unsigned long long)o->max);
 		} else if (o->type == HA_OPT_NET) {
 			snprintf(range, sizeof(range), "ADDRESS[/PREFIX]");
+		} else if (o->type == HA_OPT_LISTEN) {
+			snprintf(range, sizeof(range), "ADDRESS:PORT");
 		} else if (o->type == HA_OPT_STR) {
 			snprintf(range, sizeof(range), "<= %llu chars",
 				 (unsigned long long)o->max);

@@ -22,6 +22,9 @@ struct ha_config {
 	uint32_t request_timeout_ms;
 	char fence_config[PATH_MAX];
 	char policy_path[PATH_MAX];
+	/* the HTTP endpoint (docs/monitoring.md) */
+	char metrics_listen[64];
+	char metrics_token[128];
 	uint32_t self_fence_timeout_ms;
 	char watchdog_device[PATH_MAX];
 	bool watchdog_required;
@@ -47,6 +50,7 @@ enum ha_opt_type {
 	HA_OPT_BOOL,    /* true/false, yes/no, on/off, 1/0; a bool */
 	HA_OPT_CHOICE,  /* one of the words in `choices` ("a|b"); a string */
 	HA_OPT_NET,     /* empty, ADDRESS or ADDRESS/PREFIX (IPv4, IPv6); a string */
+	HA_OPT_LISTEN,  /* empty, ADDRESS:PORT or [ADDRESS]:PORT, port 1..65535; a string */
 	HA_OPT_TYPE_MAX
 };
 

@@ -261,6 +261,47 @@ int ha_net_parse(const char *text, struct ha_net *out)
 	return 0;
 }
 
+int ha_listen_parse(const char *text, struct ha_listen *out)
+{
+	char buf[INET6_ADDRSTRLEN + 1];
+	const char *colon, *addr = text;
+	size_t alen;
+	uint64_t port;
+
+	if (text == NULL) {
+		return -EINVAL;
+	}
+	memset(out, 0, sizeof(*out));
+	if (text[0] == '[') {
+		const char *close = strchr(text, ']');
+
+		if (close == NULL || close[1] != ':') {
+			return -EINVAL;
+		}
+		addr = text + 1;
+		alen = (size_t)(close - addr);
+		colon = close + 1;
+		out->family = AF_INET6;
+	} else {
+		colon = strrchr(text, ':');
+		if (colon == NULL || memchr(text, ':', (size_t)(colon - text)) != NULL) {
+			return -EINVAL; /* an IPv6 address needs its brackets */
+		}
+		alen = (size_t)(colon - text);
+		out->family = AF_INET;
+	}
+	if (alen == 0 || alen >= sizeof(buf) || ha_parse_u64(colon + 1, 0, 65535, &port) < 0) {
+		return -EINVAL;
+	}
+	memcpy(buf, addr, alen);
+	buf[alen] = 0;
+	if (inet_pton(out->family, buf, out->addr) != 1) {
+		return -EINVAL;
+	}
+	out->port = (uint16_t)port;
+	return 0;
+}
+
 bool ha_net_contains(const struct ha_net *net, const char *addr)
 {
 	uint8_t a[16];

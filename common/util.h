@@ -66,4 +66,17 @@ int ha_net_parse(const char *text, struct ha_net *out);
 /* Whether the numeric address @addr (IPv4 or IPv6 text) lies in @net. */
 bool ha_net_contains(const struct ha_net *net, const char *addr);
 
+/* A listening address: numeric IPv4 or IPv6 address and port. */
+struct ha_listen {
+	int family;        /* AF_INET or AF_INET6 */
+	uint8_t addr[16];  /* network byte order; 4 bytes used for AF_INET */
+	uint16_t port;     /* 0 = any free port */
+};
+
+/*
+ * Parses "ADDRESS:PORT" (IPv4, e.g. 127.0.0.1:9477) or "[ADDRESS]:PORT"
+ * (IPv6, e.g. [::1]:9477); PORT 0..65535. Returns 0 or -EINVAL.
+ */
+int ha_listen_parse(const char *text, struct ha_listen *out);
+
 #endif

@@ -121,6 +121,13 @@ static void check_values(const struct ha_config *cfg)
 			FUZZ_ASSERT(p[0] == 0 || ha_net_parse(p, &net) == 0);
 			break;
 		}
+		case HA_OPT_LISTEN: {
+			struct ha_listen l;
+
+			FUZZ_ASSERT(strnlen(p, o->size) <= o->max);
+			FUZZ_ASSERT(p[0] == 0 || (ha_listen_parse(p, &l) == 0 && l.port != 0));
+			break;
+		}
 		default:
 			FUZZ_ASSERT(!"option of unknown type");
 		}

@@ -106,14 +106,14 @@ static void test_table(void)
 			CHECK(o->size == sizeof(bool));
 		} else if (o->type == HA_OPT_CHOICE) {
 			CHECK(o->choices != NULL && o->max == o->size - 1);
-		} else if (o->type == HA_OPT_NET) {
+		} else if (o->type == HA_OPT_NET || o->type == HA_OPT_LISTEN) {
 			CHECK(o->max == o->size - 1);
 		}
 		snprintf(text, sizeof(text), "[%s]\n%s = %s\n", o->section,
 			 o->name, o->def);
 		CHECK_EQ_INT(load(text, &cfg, err, sizeof(err)), 0);
 	}
-	CHECK_EQ_INT(n, 23); /* update with the option table */
+	CHECK_EQ_INT(n, 25); /* update with the option table */
 }
 
 static void test_values(void)
@@ -182,6 +182,21 @@ static void test_values(void)
 			snprintf(text, sizeof(text), "[migration]\nnetwork = %s\n", nets[i]);
 			CHECK_EQ_INT(load(text, &cfg, err, sizeof(err)), 0);
 			CHECK(strcmp(cfg.mig_network, nets[i]) == 0);
+		}
+	}
+
+	/* the HTTP endpoint: IPv4 or bracketed IPv6 with a port, or off */
+	{
+		static const char *const ls[] = { "127.0.0.1:9477", "[::1]:9477", "0.0.0.0:1",
+						  "[fd00:1::5]:65535", "" };
+		char text[128];
+
+		for (size_t i = 0; i < HA_ARRAY_SIZE(ls); i++) {
+			snprintf(text, sizeof(text), "[coordinator]\nmetrics_listen = %s\n"
+				 "metrics_token = s3cret-T0ken\n", ls[i]);
+			CHECK_EQ_INT(load(text, &cfg, err, sizeof(err)), 0);
+			CHECK(strcmp(cfg.metrics_listen, ls[i]) == 0);
+			CHECK(strcmp(cfg.metrics_token, "s3cret-T0ken") == 0);
 		}
 	}
 
@@ -258,6 +273,22 @@ static void test_errors(void)
 	EXPECT_ERROR("[migration]\nnetwork = 10.1.0.0/\n", 2,
 		     "migration.network: '10.1.0.0/' is not an address or ADDRESS/PREFIX "
 		     "(e.g. 10.1.0.0/24, fd00:1::/64)");
+	{
+		static const char *const bad[] = { "127.0.0.1", "127.0.0.1:0", "127.0.0.1:65536",
+						   "::1:9477", "[::1]9477", "localhost:9477",
+						   "127.0.0.1:", ":9477", "[127.0.0.1]:9477",
+						   "127.0.0.1:94x7", "[::1:9477" };
+
+		for (size_t i = 0; i < HA_ARRAY_SIZE(bad); i++) {
+			char want[256];
+
+			snprintf(text, sizeof(text), "[coordinator]\nmetrics_listen = %s\n", bad[i]);
+			snprintf(want, sizeof(want), "coordinator.metrics_listen: '%s' is not "
+				 "ADDRESS:PORT with a numeric address and a port 1..65535 "
+				 "(e.g. 127.0.0.1:9477, [::1]:9477)", bad[i]);
+			EXPECT_ERROR(text, 2, want);
+		}
+	}
 	EXPECT_ERROR("[agent]\ndomain_accel = hvf\n", 2,
 		     "agent.domain_accel: 'hvf' is not one of tcg|kvm|auto");
 
