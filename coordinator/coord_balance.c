@@ -315,6 +315,7 @@ static void balance_round(struct coord *c)
 		return;
 	}
 	c->bal.imbalanced_rounds = plan->triggered ? plan->rounds : 0;
+	c->metrics.balance_rounds++;
 	sent = run_wave(c, cl, plan);
 	round_note(c, "%s; imbalance %.1f%%, %u moves planned, %u started%s%s",
 		   plan->held ? "held" : plan->triggered ? "triggered" : "balanced",

@@ -490,6 +490,8 @@ static void flush(struct coord *c)
 		if (e != CS_OK) {
 			qb_log(LOG_ERR, "cpg_mcast_joined failed (%d); message dropped", e);
 			c->send_dropped++;
+		} else {
+			c->metrics.cpg_sent++;
 		}
 		qb_list_del(&m->list);
 		c->sendq_len--;
@@ -538,6 +540,7 @@ int coord_cpg_send(struct coord *c, enum ha_msg_type type,
 	if (c->send_hook) {
 		rc = c->send_hook(c, buf, len);
 		free(buf);
+		c->metrics.cpg_sent += rc == 0;
 		return rc;
 	}
 	if (c->sendq_len >= COORD_SENDQ_MAX) {
@@ -567,6 +570,7 @@ int coord_cpg_send_msg(struct coord *c, struct coord_msg *m)
 		int rc = c->send_hook(c, m->data, m->len);
 
 		free(m);
+		c->metrics.cpg_sent += rc == 0;
 		return rc;
 	}
 	if (c->sendq_len >= COORD_SENDQ_MAX) {

@@ -682,6 +682,7 @@ void coord_fence_status_apply(struct coord *c, const Hactl__CpgFenceStatus *fs)
 {
 	struct coord_node *n = coord_state_node(&c->state, fs->node);
 
+	coord_metrics_fence_status(c, fs);
 	if (n == NULL) {
 		return;
 	}

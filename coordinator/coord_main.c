@@ -215,6 +215,7 @@ int main(int argc, char **argv)
 		protobuf_c_message_free_unpacked(&c->agent_usage->base, NULL);
 	}
 	coord_events_free(c);
+	coord_metrics_free(&c->metrics);
 	qb_loop_destroy(c->loop);
 	qb_log(LOG_NOTICE, "ha-coordinator stopped");
 	ha_log_fini();

@@ -55,6 +55,7 @@ static bool agent_up(struct coord *c, uint32_t id)
 
 void coord_migration_tick(struct coord *c)
 {
+	coord_metrics_poll(c); /* downtimes reported after their commits */
 	if (c->leader != c->local_id || !coord_is_quorate(c) || c->syncing) {
 		return;
 	}

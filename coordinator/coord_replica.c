@@ -993,7 +993,9 @@ static void on_commit(struct coord *c, uint32_t sender, Hactl__CpgCommit *cm)
 	/* The change takes the commit's number (a leader's pipeline may have
 	 * numbers that did not apply, see coord_cpg_send). */
 	c->state.seq = cm->seq - 1;
+	coord_metrics_commit_begin(c, cm->change);
 	rc = coord_change_apply(&c->state, cm->change, coord_wall_ms(c), why, sizeof(why));
+	coord_metrics_commit_end(c, cm->change, rc);
 	if (rc < 0) {
 		c->state.seq = seq_before;
 		qb_log(LOG_WARNING, "commit of %s by node %u does not apply: %s",
@@ -1177,6 +1179,7 @@ void coord_replica_deliver(struct coord *c, uint32_t sender, const void *buf,
 	ProtobufCMessage *msg;
 	const char *why;
 
+	c->metrics.cpg_received++;
 	if (ha_env_decode(buf, len, HA_CHAN_CPG, &c->rx_stats, &type, &msg, &why) < 0) {
 		qb_log(LOG_WARNING, "rejected %zu-byte CPG message from node %u: %s",
 		       len, sender, why);

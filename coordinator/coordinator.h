@@ -19,6 +19,7 @@
 
 #include "balance.h"
 #include "config.h"
+#include "coord_metrics.h"
 #include "coord_state.h"
 #include "envelope.h"
 
@@ -219,6 +220,11 @@ struct coord {
 	/* recent events for `hactl events` and status */
 	char *events[COORD_EVENTS_MAX];
 	size_t events_head, n_events;
+
+	/* counters for /metrics (coord_metrics.c) and the HTTP endpoint
+	 * (coord_http.c; NULL when it is off) */
+	struct coord_metrics metrics;
+	struct coord_http *http;
 
 	struct ha_env_stats rx_stats; /* CPG and IPC decoding */
 	uint64_t rx_bad_sender;
