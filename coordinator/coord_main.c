@@ -15,6 +15,7 @@
 
 #include <qb/qblog.h>
 
+#include "coord_http.h"
 #include "coordinator.h"
 #include "log.h"
 #include "util.h"
@@ -190,6 +191,9 @@ int main(int argc, char **argv)
 		qb_log(LOG_CRIT, "cannot start the IPC server: %s", strerror(-rc));
 		return EXIT_IPC;
 	}
+	/* metrics and the status page: a cluster service that cannot serve
+	 * them still runs (the error is logged, the address tried again) */
+	coord_http_start(c);
 	rc = coord_cluster_connect(c);
 	if (rc < 0) {
 		qb_log(LOG_WARNING, "corosync not reachable (%s); retrying", strerror(-rc));
@@ -200,6 +204,7 @@ int main(int argc, char **argv)
 
 	qb_loop_run(c->loop);
 
+	coord_http_stop(c);
 	coord_fence_stop(c);
 	coord_balance_stop(c);
 	coord_pending_free_all(c);
