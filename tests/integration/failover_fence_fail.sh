@@ -40,7 +40,10 @@ check "snapshot" on node1 hactl snapshot c1
 
 audit_start c1
 lc kill node2
-check "alarm: fencing failed" wait_for 20 alarm bash -c "$LC exec node3 -- hactl status --json | jq -r '.alarms[]' | grep -q 'fencing of node2 failed'"
+# each attempt ends at the device's 10 s time-out (fence_dummy type=fail
+# keeps polling): the first alarm comes after the loss, the token and one
+# such attempt; the bound leaves room for a loaded machine
+check "alarm: fencing failed" wait_for 60 alarm bash -c "$LC exec node3 -- hactl status --json | jq -r '.alarms[]' | grep -q 'fencing of node2 failed'"
 # the same coordinator as above: the alarm lasts while fencing keeps
 # failing, but another coordinator may learn of it a moment later
 check "human status shows the alarm" bash -c "$LC exec node3 -- hactl status | grep -q '^ALARM: .*fencing of node2 failed'"
