@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "coordinator.h"
+#include "hactl_states.h"
 #include "envelope.h"
 
 /* Seconds. Migrations of small guests take about a second on the local
@@ -258,12 +259,11 @@ void coord_metrics_fence_status(struct coord *c, const Hactl__CpgFenceStatus *fs
 	/* The leader sends one status per transition of its operation
 	 * (coord_fence.c set_state): entering "fencing" runs the levels once,
 	 * entering "failed" is one failed run. */
-	if (fs->state == NULL) {
-		return;
-	}
-	if (strcmp(fs->state, "fencing") == 0) {
+	int state = fs->state ? ha_fence_state_from_str(fs->state) : -1;
+
+	if (state == HACTL__FENCE_STATE__FENCE_FENCING) {
 		c->metrics.fence_attempts++;
-	} else if (strcmp(fs->state, "failed") == 0) {
+	} else if (state == HACTL__FENCE_STATE__FENCE_FAILED) {
 		c->metrics.fence_failures++;
 	}
 }
