@@ -376,14 +376,15 @@ static void http_try(struct coord_http *h)
 	}
 	errno = 0;
 	h->d = MHD_start_daemon(flags, h->addr.port, NULL, NULL, on_request, h,
+				/* first, so that libmicrohttpd logs nothing itself */
+				MHD_OPTION_EXTERNAL_LOGGER, http_log, h,
 				MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 				MHD_OPTION_CONNECTION_LIMIT, (unsigned int)COORD_HTTP_CONN_MAX,
 				MHD_OPTION_PER_IP_CONNECTION_LIMIT,
 				(unsigned int)COORD_HTTP_CONN_PER_IP,
 				MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)COORD_HTTP_TIMEOUT_S,
 				MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)COORD_HTTP_CONN_MEMORY,
-				MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int)16,
-				MHD_OPTION_EXTERNAL_LOGGER, http_log, h, MHD_OPTION_END);
+				MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int)16, MHD_OPTION_END);
 	if (h->d == NULL) {
 		snprintf(msg, sizeof(msg), "metrics_listen %s: cannot listen%s%s",
 			 h->c->cfg.metrics_listen, errno ? ": " : "", errno ? strerror(errno) : "");
