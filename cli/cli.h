@@ -21,19 +21,19 @@ enum {
 	EX_UNKNOWN = 5,
 };
 
-/* How long a request waits for its answer unless the command says
- * (cli.wait_ms): the coordinator answers a change within its
- * request_timeout_ms (at most 600 s) and an action within 600 s. */
+/* How long a read (status, events, a plan) waits for its answer. */
 #define TIMEOUT_MS 15000
-/* Long operations (snapshot, fence) wait for the coordinator's verdict:
- * past its own 600 s limit, with a margin. */
+/* How long a change, an action (snapshot) or a fencing waits, unless the
+ * command says (cli.wait_ms): the coordinator answers a change within its
+ * request_timeout_ms and an action within 600 s, so this is past its own
+ * limits, with a margin (cli_common.c, call_wait_ms). */
 #define VERDICT_WAIT_MS 660000u
 
 struct cli {
 	bool json;
 	bool batch;      /* one report at the end: no per-migration output */
 	qb_ipcc_connection_t *conn;
-	uint32_t wait_ms;      /* cli_call's wait for an answer; 0 = TIMEOUT_MS */
+	uint32_t wait_ms;      /* cli_call's wait for an answer; 0 = by the request */
 	const char *progress;  /* while cli_call waits, on a terminal: "WHAT: N s" */
 };
 

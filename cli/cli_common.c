@@ -142,6 +142,28 @@ static void ticker_stop(struct ticker *t)
 	pthread_mutex_destroy(&t->lock);
 }
 
+/*
+ * How long a call waits for its answer: what the command asked for, else
+ * for a change, an action or a fencing the coordinator's verdict (it
+ * answers within its own limits, request_timeout_ms and 600 s, however
+ * slow the work: hactl never reports a failure while the work goes on),
+ * and TIMEOUT_MS for a read.
+ */
+static uint32_t call_wait_ms(const struct cli *cli, enum ha_msg_type type)
+{
+	if (cli->wait_ms) {
+		return cli->wait_ms;
+	}
+	switch (type) {
+	case HA_MSG_CHANGE_REQUEST:
+	case HA_MSG_ACTION_REQUEST:
+	case HA_MSG_FENCE_REQUEST:
+		return VERDICT_WAIT_MS;
+	default:
+		return TIMEOUT_MS;
+	}
+}
+
 /* Sends @req, expects @want (or a Result, which is an error or a plain ok). */
 int cli_call(struct cli *cli, enum ha_msg_type type, const ProtobufCMessage *req,
 	     enum ha_msg_type want, ProtobufCMessage **out)
@@ -161,8 +183,7 @@ int cli_call(struct cli *cli, enum ha_msg_type type, const ProtobufCMessage *req
 		}
 	}
 	ticker_start(&tick, cli);
-	rc = ha_ipcc_call(cli->conn, type, req, cli->wait_ms ? cli->wait_ms : TIMEOUT_MS,
-			  &rtype, &reply);
+	rc = ha_ipcc_call(cli->conn, type, req, call_wait_ms(cli, type), &rtype, &reply);
 	ticker_stop(&tick);
 	if (rc < 0) {
 		fprintf(stderr, "hactl: no valid answer from ha-coordinator: %s\n",
