@@ -72,9 +72,7 @@ struct agent_guest_spec {
 	const char *run_dir;      /* private per-guest dir on this host (pid,
 				   * QMP socket, console log) */
 	const char *data_dir;     /* per-guest dir on the shared storage:
-				   * writable layer (container: layer.img) */
-	uint64_t disk_kib;        /* container: size of the writable layer,
-				   * 0 = default (1 GiB) */
+				   * writable layer (container upper dir) */
 };
 
 struct agent_guest_usage {
@@ -90,7 +88,6 @@ struct agent_mig_opts {
 	bool auto_converge;
 	bool xbzrle;
 	const char *mode;           /* "precopy" | "postcopy" | "stopcopy" | NULL = best */
-	uint64_t id;                /* the cluster's migration id (records, logs) */
 };
 
 struct agent_mig_progress {
