@@ -311,6 +311,12 @@ static void one(FILE *f, const char *name, const char *type, const char *help, u
 	fprintf(f, "%s %llu\n", name, (unsigned long long)v);
 }
 
+/* One sample with one label: NAME{LABEL="VALUE"} V (VALUE a fixed word). */
+static void sample(FILE *f, const char *name, const char *label, const char *value, uint64_t v)
+{
+	fprintf(f, "%s{%s=\"%s\"} %llu\n", name, label, value, (unsigned long long)v);
+}
+
 /* Bounds are short decimals (%g prints 0.005, 1, 30); sums keep
  * microseconds of a day's worth of seconds. */
 static void put_double(FILE *f, double v)
@@ -486,10 +492,8 @@ char *coord_metrics_text(const struct coord *c, size_t *len)
 	head(f, "hactl_migrations_total", "counter",
 	     "Live migrations ended, by result (committed: the guest moved; aborted: it "
 	     "stayed on its source)");
-	fprintf(f, "hactl_migrations_total{result=\"committed\"} %llu\n",
-		(unsigned long long)m->mig_committed);
-	fprintf(f, "hactl_migrations_total{result=\"aborted\"} %llu\n",
-		(unsigned long long)m->mig_aborted);
+	sample(f, "hactl_migrations_total", "result", "committed", m->mig_committed);
+	sample(f, "hactl_migrations_total", "result", "aborted", m->mig_aborted);
 	hist(f, "hactl_migration_duration_seconds",
 	     "Committed migrations: time from the start commit to the end commit",
 	     &m->mig_duration, &B_MIG_DURATION);
@@ -500,12 +504,9 @@ char *coord_metrics_text(const struct coord *c, size_t *len)
 	head(f, "hactl_failover_guests_total", "counter",
 	     "Guests of fenced nodes in recovery plans, by result (restarted: placed on a "
 	     "survivor; no_room: no node could take it; stopped: restart policy none)");
-	fprintf(f, "hactl_failover_guests_total{result=\"restarted\"} %llu\n",
-		(unsigned long long)m->failover_restarted);
-	fprintf(f, "hactl_failover_guests_total{result=\"no_room\"} %llu\n",
-		(unsigned long long)m->failover_no_room);
-	fprintf(f, "hactl_failover_guests_total{result=\"stopped\"} %llu\n",
-		(unsigned long long)m->failover_stopped);
+	sample(f, "hactl_failover_guests_total", "result", "restarted", m->failover_restarted);
+	sample(f, "hactl_failover_guests_total", "result", "no_room", m->failover_no_room);
+	sample(f, "hactl_failover_guests_total", "result", "stopped", m->failover_stopped);
 	hist(f, "hactl_failover_seconds",
 	     "Time from a node leaving the membership to the commit that restarts its "
 	     "guest elsewhere (measured where the loss was seen)",
@@ -517,14 +518,10 @@ char *coord_metrics_text(const struct coord *c, size_t *len)
 	    "Runs of fence levels that did not confirm the node off", m->fence_failures);
 	head(f, "hactl_fenced_total", "counter",
 	     "Nodes committed fenced, by how they were confirmed off");
-	fprintf(f, "hactl_fenced_total{method=\"agent\"} %llu\n",
-		(unsigned long long)m->fenced_agent);
-	fprintf(f, "hactl_fenced_total{method=\"watchdog\"} %llu\n",
-		(unsigned long long)m->fenced_watchdog);
-	fprintf(f, "hactl_fenced_total{method=\"manual\"} %llu\n",
-		(unsigned long long)m->fenced_manual);
-	fprintf(f, "hactl_fenced_total{method=\"other\"} %llu\n",
-		(unsigned long long)m->fenced_other);
+	sample(f, "hactl_fenced_total", "method", "agent", m->fenced_agent);
+	sample(f, "hactl_fenced_total", "method", "watchdog", m->fenced_watchdog);
+	sample(f, "hactl_fenced_total", "method", "manual", m->fenced_manual);
+	sample(f, "hactl_fenced_total", "method", "other", m->fenced_other);
 
 	one(f, "hactl_balance_rounds_total", "counter",
 	    "Balancing rounds this coordinator ran as leader (the engine planned)",
@@ -532,12 +529,9 @@ char *coord_metrics_text(const struct coord *c, size_t *len)
 	one(f, "hactl_balance_moves_total", "counter", "Moves of committed balance jobs",
 	    m->balance_moves);
 	head(f, "hactl_jobs_started_total", "counter", "Jobs started, by kind");
-	fprintf(f, "hactl_jobs_started_total{kind=\"evacuate\"} %llu\n",
-		(unsigned long long)m->jobs_evacuate);
-	fprintf(f, "hactl_jobs_started_total{kind=\"return\"} %llu\n",
-		(unsigned long long)m->jobs_return);
-	fprintf(f, "hactl_jobs_started_total{kind=\"balance\"} %llu\n",
-		(unsigned long long)m->jobs_balance);
+	sample(f, "hactl_jobs_started_total", "kind", "evacuate", m->jobs_evacuate);
+	sample(f, "hactl_jobs_started_total", "kind", "return", m->jobs_return);
+	sample(f, "hactl_jobs_started_total", "kind", "balance", m->jobs_balance);
 	for (size_t i = 0; i < st->n_jobs; i++) {
 		jobs_active += coord_job_active(st->jobs[i]);
 	}
@@ -570,8 +564,7 @@ char *coord_metrics_text(const struct coord *c, size_t *len)
 			reject_label(r),
 			(unsigned long long)c->rx_stats.rejected[r]);
 	}
-	fprintf(f, "hactl_messages_rejected_total{reason=\"bad_sender\"} %llu\n",
-		(unsigned long long)c->rx_bad_sender);
+	sample(f, "hactl_messages_rejected_total", "reason", "bad_sender", c->rx_bad_sender);
 	rejected = c->ipc_refused;
 	one(f, "hactl_ipc_refused_total", "counter",
 	    "IPC clients and agent hellos refused (not root, not in the IPC group)", rejected);
