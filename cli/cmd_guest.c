@@ -781,9 +781,11 @@ int cli_cmd_snapshot(struct cli *cli, int argc, char **argv)
 	if (ex != EX_OK) {
 		return ex;
 	}
-	/* no give-up of our own: the coordinator's verdict comes within its
-	 * 600 s, unless --timeout asks for less */
-	cli->wait_ms = o.timeout_set ? o.timeout_s * 1000 : VERDICT_WAIT_MS;
+	/* an action waits for the coordinator's verdict (cli_call), unless
+	 * --timeout asks for less */
+	if (o.timeout_set) {
+		cli->wait_ms = o.timeout_s * 1000;
+	}
 	snprintf(what, sizeof(what), "snapshot of %s", o.name);
 	cli->progress = what;
 	a.kind = "snapshot";
