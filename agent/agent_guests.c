@@ -82,6 +82,7 @@ static void spec_fill(struct agent_guests *m, struct ag_guest *g)
 	g->spec.name = g->name;
 	g->spec.type = d->type;
 	g->spec.mem_kib = d->mem_kib;
+	g->spec.disk_kib = d->disk_kib;
 	g->spec.cpus = d->cpus;
 	g->spec.cpu_weight = d->cpu_weight;
 	g->spec.cpu_limit_pct = d->cpu_limit_pct;
@@ -640,6 +641,7 @@ static bool reconcile_migration(struct agent_guests *m, struct ag_guest *g,
 			pthread_mutex_unlock(&m->lock);
 			memset(&g->prog, 0, sizeof(g->prog));
 			memset(&g->mig_opts, 0, sizeof(g->mig_opts));
+			g->mig_opts.id = mg->id;
 			if (mg->options) {
 				g->mig_opts.max_downtime_ms = mg->options->max_downtime_ms;
 				g->mig_opts.bandwidth_bps = mg->options->bandwidth_bps;

@@ -72,7 +72,9 @@ struct agent_guest_spec {
 	const char *run_dir;      /* private per-guest dir on this host (pid,
 				   * QMP socket, console log) */
 	const char *data_dir;     /* per-guest dir on the shared storage:
-				   * writable layer (container upper dir) */
+				   * writable layer (container: layer.img) */
+	uint64_t disk_kib;        /* container: size of the writable layer,
+				   * 0 = default (1 GiB) */
 };
 
 struct agent_guest_usage {
@@ -88,6 +90,7 @@ struct agent_mig_opts {
 	bool auto_converge;
 	bool xbzrle;
 	const char *mode;           /* "precopy" | "postcopy" | "stopcopy" | NULL = best */
+	uint64_t id;                /* the cluster's migration id (records, logs) */
 };
 
 struct agent_mig_progress {

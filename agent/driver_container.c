@@ -3,59 +3,36 @@
  * stock Linux (namespaces + overlayfs + cgroups + veth), checkpointed and
  * restored with CRIU. docs/containers.md describes the result.
  *
- * Process structure of start():
- *
- *   agent thread --fork--> A: joins the guest's cgroups, unshares pid, mnt,
- *                             uts, ipc and net namespaces, forks B, reports
- *                             B's pid and exits
- *                          B: pid 1 of the container; new session; mounts
- *                             /proc, /sys (ro), /dev, /tmp under the overlay
- *                             root, pivot_root, waits for "go", execs the
- *                             guest's command
- *
- * B is not the agent's child: when A exits it is reparented (to init or the
- * nearest subreaper), so the container outlives the agent. Its host pid and
- * its start time (from /proc/PID/stat, against pid reuse) go to
- * run_dir/pid; attach() and state() read them back. Between A's report and
- * "go" the agent builds the network from outside (driver_container_net.c),
- * so the guest's command starts with its address in place.
- *
- * The children run only async-signal-safe code (the agent has threads):
- * everything they need is computed before fork() into struct launch, and
- * they report failures as fixed-size messages on a pipe whose write end
- * closes on exec, so EOF means the command runs. These two forks are not
- * ha_spawn_run (common/ha_spawn.h, used for the helper programs in
- * driver_container_exec.c): B outlives the call, waits for "go" on a
- * socketpair the agent keeps, and its signal dispositions are reset only
- * right before exec.
+ * start() mounts the writable layer and the overlay root, then starts the
+ * container's init (driver_container_launch.c has how) and records it in
+ * run_dir/pid; attach() and state() read it back.
  *
  * Files of a guest:
  *   run_dir/root         overlay mount point (lower = spec->rootfs, upper and
- *                        work on data_dir: the writable layer lives on the
- *                        shared storage)
+ *                        work in run_dir/layer)
+ *   run_dir/layer        mount point of the writable layer, an ext4 image on
+ *                        the shared storage (driver_container_layer.c)
  *   run_dir/pid          "pid=", "starttime=", "cgroup=", "veth=" lines
  *   run_dir/console.log  the container's /dev/console (a bind mount of this
  *                        file): init's stdout and stderr
- *   data_dir/upper, data_dir/work
+ *   data_dir/layer.img   the writable layer; data_dir/layer.lock: the host
+ *                        that has it mounted
+ *   data_dir/upper, data_dir/work: the layout before the image, still used
+ *                        by a guest that runs with it (and a migration of
+ *                        such a guest), converted into an image at its next
+ *                        start or restore
  */
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <linux/close_range.h>
-#include <poll.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
-#include <sys/sysmacros.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -70,9 +47,9 @@
 #define STOP_KILL_MS 5000      /* forced part of stop() beyond its timeout */
 #define POLL_MS 10
 #define COPY_TIMEOUT_MS 300000 /* copying or removing a writable layer */
-#define NET_STEP_MS 5000       /* one ip command */
 #define CKPT_META "container.meta"
-#define CKPT_FORMAT 1
+#define CKPT_FORMAT 1           /* images/ + upper/ (the old layout) */
+#define CKPT_FORMAT_IMAGE 2     /* images/ + layer.tar */
 #define CONSOLE_KEEP (8 << 20)
 
 struct agent_guest {
@@ -83,8 +60,13 @@ struct agent_guest {
 	char root[CTR_PATH];
 	char pidfile[CTR_PATH];
 	char console[CTR_PATH];
-	char upper[CTR_PATH];
-	char work[CTR_PATH];
+	char upper[CTR_PATH];         /* the overlay's: in the layer, or the */
+	char work[CTR_PATH];          /* old layout's on data_dir (legacy) */
+	struct ctr_layer layer;
+	bool legacy;                  /* data_dir/upper, no image */
+	bool pending;                 /* migration source after the layer's
+				       * handover: the state is in its
+				       * images, restored at an abort */
 	char veth[IFNAMSIZ];
 	struct host_cgroup cg;
 	pid_t pid;                    /* 0: not running */
@@ -230,16 +212,6 @@ static void guest_free(struct agent_guest *g)
 	free(g);
 }
 
-static int path_fmt(char *out, const char *a, const char *b, char *err)
-{
-	int n = snprintf(out, CTR_PATH, "%s/%s", a, b);
-
-	if (n < 0 || n >= CTR_PATH) {
-		return agent_err(err, -ENAMETOOLONG, "path %s/%s too long", a, b);
-	}
-	return 0;
-}
-
 /* A guest object for @spec (checked, copied); no files touched. */
 static int guest_new(struct agent_driver *d, const struct agent_guest_spec *spec,
 		     struct agent_guest **out, char *err)
@@ -266,20 +238,31 @@ static int guest_new(struct agent_driver *d, const struct agent_guest_spec *spec
 	g->spec.run_dir = keep(g, spec->run_dir);
 	g->spec.data_dir = keep(g, spec->data_dir);
 	g->spec.kernel = g->spec.initrd = g->spec.disk = NULL;
+	if (g->spec.disk_kib != 0 && (g->spec.disk_kib < CTR_LAYER_MIN_KIB ||
+				      g->spec.disk_kib > CTR_LAYER_MAX_KIB)) {
+		rc = agent_err(err, -ERANGE, "spec %s: disk quota %" PRIu64 " KiB outside "
+			       "%llu KiB..%llu KiB", spec->name, g->spec.disk_kib,
+			       (unsigned long long)CTR_LAYER_MIN_KIB,
+			       (unsigned long long)CTR_LAYER_MAX_KIB);
+		guest_free(g);
+		return rc;
+	}
 	if (!g->spec.name || !g->spec.rootfs || !g->spec.command || !g->spec.run_dir ||
 	    !g->spec.data_dir || (spec->ip && spec->ip[0] && !g->spec.ip)) {
 		guest_free(g);
 		return agent_err(err, -ENOMEM, "out of memory");
 	}
-	if ((rc = path_fmt(g->root, spec->run_dir, "root", err)) < 0 ||
-	    (rc = path_fmt(g->pidfile, spec->run_dir, "pid", err)) < 0 ||
-	    (rc = path_fmt(g->console, spec->run_dir, "console.log", err)) < 0 ||
-	    (rc = path_fmt(g->upper, spec->data_dir, "upper", err)) < 0 ||
-	    (rc = path_fmt(g->work, spec->data_dir, "work", err)) < 0 ||
+	if ((rc = ctr_path_fmt(g->root, spec->run_dir, "root", err)) < 0 ||
+	    (rc = ctr_path_fmt(g->pidfile, spec->run_dir, "pid", err)) < 0 ||
+	    (rc = ctr_path_fmt(g->console, spec->run_dir, "console.log", err)) < 0 ||
+	    (rc = ctr_layer_init(&g->layer, &g->spec, err)) < 0 ||
 	    (rc = host_cgroup_init(&g->cg, host_cgroup_parent(), spec->name, err)) < 0) {
 		guest_free(g);
 		return rc;
 	}
+	g->legacy = ctr_layer_legacy(&g->layer);
+	snprintf(g->upper, sizeof(g->upper), "%s", g->legacy ? g->layer.old_upper : g->layer.upper);
+	snprintf(g->work, sizeof(g->work), "%s", g->legacy ? g->layer.old_work : g->layer.work);
 	ctr_net_veth_name(spec->name, g->veth);
 	*out = g;
 	return 0;
@@ -375,13 +358,8 @@ static int overlay_mount(struct agent_guest *g, char *err)
 		return agent_err(err, -errno, "mounting the overlay on %s (%s): %s", g->root, opts,
 				 strerror(errno));
 	}
-	/* Nothing mounted below it propagates to or from the host. */
-	if (mount(NULL, g->root, NULL, MS_PRIVATE, NULL) < 0) {
-		int e = -errno;
-
-		umount2(g->root, MNT_DETACH);
-		return agent_err(err, e, "making %s private: %s", g->root, strerror(-e));
-	}
+	/* Shared like the run directory (ctr_layer_run_dir_share()): a private copy
+	 * of the overlay in a namespace made later would hold the layer. */
 	return 0;
 }
 
@@ -409,7 +387,12 @@ static int leftovers_clean(struct agent_guest *g, char *err)
 		rc = agent_err(err, r, "%s", e2);
 	}
 	overlay_umount(g);
-	if ((r = ctr_net_teardown(g->veth, NET_STEP_MS, e2)) < 0 && rc == 0) {
+	/* Its processes (and so their mounts) are gone: the layer goes first,
+	 * as a migration's destination waits for it. */
+	if (!g->legacy && (r = ctr_layer_close(&g->layer, e2)) < 0 && rc == 0) {
+		rc = agent_err(err, r, "%s", e2);
+	}
+	if ((r = ctr_net_teardown(g->veth, CTR_NET_STEP_MS, e2)) < 0 && rc == 0) {
 		rc = agent_err(err, r, "%s", e2);
 	}
 	if ((r = host_cgroup_remove(&g->cg, STOP_KILL_MS, e2)) < 0 && rc == 0) {
@@ -428,15 +411,33 @@ static int dirs_make(struct agent_guest *g, char *err)
 	const char *dirs[] = { g->spec.run_dir, g->root, g->upper, g->work };
 	int rc;
 
-	for (size_t i = 0; i < HA_ARRAY_SIZE(dirs); i++) {
+	/* upper and work: in the layer (ctr_layer_open() makes them) */
+	for (size_t i = 0; i < (g->legacy ? HA_ARRAY_SIZE(dirs) : 2); i++) {
 		rc = ha_mkdir_p(dirs[i], i == 0 || i == 1 ? 0700 : 0755);
 		if (rc < 0) {
 			return agent_err(err, rc, "mkdir %s: %s", dirs[i], strerror(-rc));
+		}
+		if (i == 0 && (rc = ctr_layer_run_dir_share(&g->layer, err)) < 0) {
+			return rc;
 		}
 	}
 	/* The container's root directory is the overlay's: 0755. */
 	chmod(g->root, 0755);
 	return 0;
+}
+
+/* Mounts the writable layer here; a guest still in the old layout is
+ * converted (it is stopped cluster-wide: start, restore). */
+static int layer_up(struct agent_guest *g, enum ctr_layer_take how, uint32_t wait_ms, char *err)
+{
+	int rc = ctr_layer_open(&g->layer, how, wait_ms, err);
+
+	if (rc == 0 && g->legacy) {
+		g->legacy = false;
+		snprintf(g->upper, sizeof(g->upper), "%s", g->layer.upper);
+		snprintf(g->work, sizeof(g->work), "%s", g->layer.work);
+	}
+	return rc;
 }
 
 /* The console log is kept between runs; above CONSOLE_KEEP bytes it is
@@ -462,441 +463,6 @@ static int console_touch(struct agent_guest *g, char *err)
 	return 0;
 }
 
-/* ---- the container's first processes -------------------------------------- */
-
-enum launch_msg_type { LAUNCH_PID = 1, LAUNCH_ERR = 2 };
-
-struct launch_msg {
-	int type;
-	int err;        /* errno */
-	int pid;        /* LAUNCH_PID: init's host pid */
-	char what[116]; /* LAUNCH_ERR: the step that failed */
-};
-
-struct launch {
-	const char *root;
-	const char *console;
-	const char *hostname;
-	char *argv[CTR_ARGS_MAX + 1];
-	char args[CTR_CMD_MAX];
-	char cgprocs[8][HOST_CG_PATH];
-	unsigned n_cgprocs;
-	int msg_rd, msg_wr;   /* children -> agent (pipe) */
-	int sync_rd, sync_wr; /* agent -> init: one byte "go" (socketpair, so
-			       * that a dead init means EPIPE, not SIGPIPE) */
-};
-
-static const char *const init_env[] = {
-	"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-	"HOME=/",
-	"TERM=dumb",
-	"container=hactl",
-	NULL,
-};
-
-static void copy_str(char *dst, size_t len, const char *src)
-{
-	size_t i = 0;
-
-	for (; src[i] && i + 1 < len; i++) {
-		dst[i] = src[i];
-	}
-	dst[i] = '\0';
-}
-
-static __attribute__((noreturn)) void child_fail(const struct launch *l, const char *what,
-						  int e)
-{
-	struct launch_msg m = { .type = LAUNCH_ERR, .err = e };
-	ssize_t n;
-
-	copy_str(m.what, sizeof(m.what), what);
-	n = write(l->msg_wr, &m, sizeof(m));
-	(void)n;
-	_exit(1);
-}
-
-static void child_mkdir(const struct launch *l, const char *path, mode_t mode)
-{
-	if (mkdir(path, mode) < 0 && errno != EEXIST) {
-		child_fail(l, path, errno);
-	}
-}
-
-static void child_mount(const struct launch *l, const char *src, const char *dst,
-			const char *type, unsigned long flags, const char *data)
-{
-	if (mount(src, dst, type, flags, data) < 0) {
-		child_fail(l, dst, errno);
-	}
-}
-
-/* Inside the new root (cwd): /proc, /sys, /dev, /tmp. */
-static void child_mounts(const struct launch *l)
-{
-	static const struct {
-		const char *name;
-		unsigned maj, min;
-	} devs[] = {
-		{ "dev/null", 1, 3 },    { "dev/zero", 1, 5 }, { "dev/full", 1, 7 },
-		{ "dev/random", 1, 8 },  { "dev/urandom", 1, 9 }, { "dev/tty", 5, 0 },
-	};
-	static const char *const links[][2] = {
-		{ "/proc/self/fd", "dev/fd" },     { "/proc/self/fd/0", "dev/stdin" },
-		{ "/proc/self/fd/1", "dev/stdout" }, { "/proc/self/fd/2", "dev/stderr" },
-		{ "pts/ptmx", "dev/ptmx" },
-	};
-	const unsigned long nosuid = MS_NOSUID | MS_NODEV | MS_NOEXEC;
-	int fd;
-
-	child_mkdir(l, "proc", 0555);
-	child_mkdir(l, "sys", 0555);
-	child_mkdir(l, "dev", 0755);
-	child_mkdir(l, "tmp", 01777);
-	child_mount(l, "proc", "proc", "proc", nosuid, NULL);
-	/* Kernel tunables stay the host's: read-only for the guest. */
-	child_mount(l, "proc/sys", "proc/sys", NULL, MS_BIND, NULL);
-	child_mount(l, NULL, "proc/sys", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | nosuid, NULL);
-	child_mount(l, "sysfs", "sys", "sysfs", MS_RDONLY | nosuid, NULL);
-	child_mount(l, "tmpfs", "dev", "tmpfs", MS_NOSUID | MS_STRICTATIME,
-		    "mode=755,size=65536k");
-	umask(0);
-	for (size_t i = 0; i < HA_ARRAY_SIZE(devs); i++) {
-		if (mknod(devs[i].name, S_IFCHR | 0666, makedev(devs[i].maj, devs[i].min)) < 0) {
-			child_fail(l, devs[i].name, errno);
-		}
-	}
-	child_mkdir(l, "dev/pts", 0755);
-	child_mkdir(l, "dev/shm", 01777);
-	child_mkdir(l, "dev/mqueue", 01777);
-	for (size_t i = 0; i < HA_ARRAY_SIZE(links); i++) {
-		if (symlink(links[i][0], links[i][1]) < 0) {
-			child_fail(l, links[i][1], errno);
-		}
-	}
-	child_mount(l, "devpts", "dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
-		    "newinstance,ptmxmode=0666,mode=0620");
-	/* /dev/console is the console log (a file bind mount). */
-	fd = open("dev/console", O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
-	if (fd < 0) {
-		child_fail(l, "dev/console", errno);
-	}
-	close(fd);
-	child_mount(l, l->console, "dev/console", NULL, MS_BIND, NULL);
-	child_mount(l, "mqueue", "dev/mqueue", "mqueue", nosuid, NULL);
-	child_mount(l, "tmpfs", "tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
-	umask(022);
-}
-
-static __attribute__((noreturn)) void child_exec(const struct launch *l)
-{
-	static const char *const path[] = { "/usr/local/sbin", "/usr/local/bin", "/usr/sbin",
-					    "/usr/bin", "/sbin", "/bin" };
-	struct sigaction dfl = { .sa_handler = SIG_DFL };
-	char buf[CTR_PATH];
-	int e = ENOENT;
-
-	for (int sig = 1; sig < NSIG; sig++) {
-		sigaction(sig, &dfl, NULL);
-	}
-	if (strchr(l->argv[0], '/')) {
-		execve(l->argv[0], l->argv, (char *const *)init_env);
-		child_fail(l, l->argv[0], errno);
-	}
-	for (size_t i = 0; i < HA_ARRAY_SIZE(path); i++) {
-		size_t a = strlen(path[i]), b = strlen(l->argv[0]);
-
-		if (a + 1 + b + 1 > sizeof(buf)) {
-			continue;
-		}
-		memcpy(buf, path[i], a);
-		buf[a] = '/';
-		memcpy(buf + a + 1, l->argv[0], b + 1);
-		execve(buf, l->argv, (char *const *)init_env);
-		if (errno != ENOENT) {
-			e = errno;
-		}
-	}
-	child_fail(l, l->argv[0], e);
-}
-
-/* B: pid 1 of the container. */
-static __attribute__((noreturn)) void child_init(const struct launch *l)
-{
-	char go = 0;
-	int fd;
-
-	close(l->sync_wr);
-	close(l->msg_rd);
-	if (setsid() < 0) {
-		child_fail(l, "setsid", errno);
-	}
-	child_mount(l, NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
-	if (chdir(l->root) < 0) {
-		child_fail(l, l->root, errno);
-	}
-	child_mounts(l);
-	if (sethostname(l->hostname, strlen(l->hostname)) < 0) {
-		child_fail(l, "sethostname", errno);
-	}
-	if (syscall(SYS_pivot_root, ".", ".") < 0) {
-		child_fail(l, "pivot_root", errno);
-	}
-	/* The old root now sits on top of "/": detach it. */
-	if (umount2(".", MNT_DETACH) < 0) {
-		child_fail(l, "detaching the old root", errno);
-	}
-	if (chdir("/") < 0) {
-		child_fail(l, "chdir /", errno);
-	}
-	fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || dup2(fd, 0) < 0) {
-		child_fail(l, "/dev/null as stdin", errno);
-	}
-	fd = open("/dev/console", O_WRONLY | O_APPEND | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0) {
-		child_fail(l, "/dev/console as stdout", errno);
-	}
-	/* Nothing of the agent's survives the exec. */
-	close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
-	while (read(l->sync_rd, &go, 1) < 0 && errno == EINTR) {
-	}
-	if (go != 'g') {
-		_exit(1); /* the agent gave up */
-	}
-	child_exec(l);
-}
-
-/* A: joins the cgroups, makes the namespaces, forks the container's init. */
-static __attribute__((noreturn)) void child_launcher(const struct launch *l)
-{
-	struct launch_msg m = { .type = LAUNCH_PID };
-	sigset_t none;
-	pid_t pid;
-	ssize_t n;
-
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-	for (unsigned i = 0; i < l->n_cgprocs; i++) {
-		int fd = open(l->cgprocs[i], O_WRONLY | O_CLOEXEC);
-
-		if (fd < 0 || write(fd, "0", 1) != 1) {
-			child_fail(l, l->cgprocs[i], errno);
-		}
-		close(fd);
-	}
-	if (unshare(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET) <
-	    0) {
-		child_fail(l, "unshare(pid, mnt, uts, ipc, net)", errno);
-	}
-	pid = fork();
-	if (pid < 0) {
-		child_fail(l, "fork of init", errno);
-	}
-	if (pid == 0) {
-		child_init(l);
-	}
-	m.pid = pid;
-	n = write(l->msg_wr, &m, sizeof(m));
-	_exit(n == (ssize_t)sizeof(m) ? 0 : 1);
-}
-
-static int fd_high(int fd)
-{
-	int nfd;
-
-	if (fd > 2) {
-		return fd;
-	}
-	nfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-	close(fd);
-	return nfd;
-}
-
-static int launch_prepare(struct agent_guest *g, struct launch *l, char *err)
-{
-	int p[2], q[2];
-	char *s, *save = NULL;
-	unsigned n = 0;
-
-	memset(l, 0, sizeof(*l));
-	l->msg_rd = l->msg_wr = l->sync_rd = l->sync_wr = -1;
-	l->root = g->root;
-	l->console = g->console;
-	l->hostname = g->spec.name;
-	copy_str(l->args, sizeof(l->args), g->spec.command);
-	for (s = strtok_r(l->args, " \t", &save); s && n < CTR_ARGS_MAX;
-	     s = strtok_r(NULL, " \t", &save)) {
-		l->argv[n++] = s;
-	}
-	l->argv[n] = NULL;
-	l->n_cgprocs = host_cgroup_procs_files(&g->cg, l->cgprocs, HA_ARRAY_SIZE(l->cgprocs));
-	if (pipe2(p, O_CLOEXEC) < 0) {
-		return agent_err(err, -errno, "pipe: %s", strerror(errno));
-	}
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, q) < 0) {
-		int e = -errno;
-
-		close(p[0]);
-		close(p[1]);
-		return agent_err(err, e, "pipe: %s", strerror(-e));
-	}
-	l->msg_rd = fd_high(p[0]);
-	l->msg_wr = fd_high(p[1]);
-	l->sync_rd = fd_high(q[0]);
-	l->sync_wr = fd_high(q[1]);
-	if (l->msg_rd < 0 || l->msg_wr < 0 || l->sync_rd < 0 || l->sync_wr < 0) {
-		return agent_err(err, -EMFILE, "pipe: out of descriptors");
-	}
-	return 0;
-}
-
-static void launch_close(struct launch *l)
-{
-	int *fds[] = { &l->msg_rd, &l->msg_wr, &l->sync_rd, &l->sync_wr };
-
-	for (size_t i = 0; i < HA_ARRAY_SIZE(fds); i++) {
-		if (*fds[i] >= 0) {
-			close(*fds[i]);
-			*fds[i] = -1;
-		}
-	}
-}
-
-/* Reads one message, or EOF (returns 0); -ETIMEDOUT past @deadline. */
-static int msg_read(int fd, struct launch_msg *m, uint64_t deadline)
-{
-	size_t got = 0;
-
-	while (got < sizeof(*m)) {
-		struct pollfd p = { .fd = fd, .events = POLLIN };
-		int64_t left = (int64_t)deadline - (int64_t)ha_mono_ms();
-		ssize_t n;
-		int rc;
-
-		if (left <= 0) {
-			return -ETIMEDOUT;
-		}
-		rc = poll(&p, 1, (int)left);
-		if (rc < 0 && errno != EINTR) {
-			return -errno;
-		}
-		if (rc <= 0) {
-			continue;
-		}
-		n = read(fd, (char *)m + got, sizeof(*m) - got);
-		if (n < 0 && errno == EINTR) {
-			continue;
-		}
-		if (n < 0) {
-			return -errno;
-		}
-		if (n == 0) {
-			return got == 0 ? 0 : -EPROTO;
-		}
-		got += (size_t)n;
-	}
-	m->what[sizeof(m->what) - 1] = '\0';
-	return 1;
-}
-
-static int container_launch(struct agent_guest *g, uint64_t deadline, char *err)
-{
-	struct launch *l;
-	struct launch_msg m;
-	pid_t a, init = 0;
-	int rc, status;
-
-	/* The launch block is large (command, paths): off the worker's stack. */
-	l = malloc(sizeof(*l));
-	if (l == NULL) {
-		return agent_err(err, -ENOMEM, "out of memory");
-	}
-	rc = launch_prepare(g, l, err);
-	if (rc < 0) {
-		launch_close(l);
-		free(l);
-		return rc;
-	}
-	a = fork();
-	if (a < 0) {
-		rc = agent_err(err, -errno, "fork: %s", strerror(errno));
-		launch_close(l);
-		free(l);
-		return rc;
-	}
-	if (a == 0) {
-		child_launcher(l);
-	}
-	close(l->msg_wr);
-	l->msg_wr = -1;
-	close(l->sync_rd);
-	l->sync_rd = -1;
-
-	rc = msg_read(l->msg_rd, &m, deadline);
-	while (waitpid(a, &status, 0) < 0 && errno == EINTR) {
-	}
-	if (rc == 1 && m.type == LAUNCH_PID && m.pid > 1) {
-		init = m.pid;
-		rc = 0;
-	} else if (rc == 1 && m.type == LAUNCH_ERR) {
-		rc = agent_err(err, -(m.err ? m.err : EIO), "starting %s: %s: %s", g->spec.name,
-			       m.what, strerror(m.err));
-	} else if (rc <= 0) {
-		rc = agent_err(err, rc == 0 ? -ECHILD : rc, "starting %s: the launcher %s",
-			       g->spec.name, rc == 0 ? "exited without a report" : "did not report");
-	}
-	if (rc == 0) {
-		struct host_proc_stat ps;
-
-		if (host_proc_stat_read(init, &ps) < 0) {
-			rc = agent_err(err, -ESRCH, "starting %s: init %d vanished", g->spec.name,
-				       (int)init);
-		} else {
-			g->pid = init;
-			g->starttime = ps.starttime;
-		}
-	}
-	if (rc == 0 && g->spec.ip) {
-		uint32_t left = (uint32_t)(deadline > ha_mono_ms() ? deadline - ha_mono_ms() : 1);
-
-		rc = ctr_net_setup(&g->spec, g->veth, init, left < NET_STEP_MS ? left : NET_STEP_MS,
-				   err);
-	}
-	if (rc == 0) {
-		char go = 'g';
-
-		if (send(l->sync_wr, &go, 1, MSG_NOSIGNAL) != 1) {
-			rc = agent_err(err, -errno, "starting %s: signalling init: %s", g->spec.name,
-				       strerror(errno));
-		}
-		close(l->sync_wr);
-		l->sync_wr = -1;
-	}
-	if (rc == 0) {
-		/* EOF: the command was exec'd; a message: a setup step failed. */
-		int r = msg_read(l->msg_rd, &m, deadline);
-
-		if (r == 1 && m.type == LAUNCH_ERR) {
-			rc = agent_err(err, -(m.err ? m.err : EIO), "starting %s: %s: %s",
-				       g->spec.name, m.what, strerror(m.err));
-		} else if (r < 0) {
-			rc = agent_err(err, r, "starting %s: init did not exec in time",
-				       g->spec.name);
-		}
-	}
-	if (rc == 0 && !guest_alive(g)) {
-		rc = agent_err(err, -ECHILD, "starting %s: init exited right after exec (see %s)",
-			       g->spec.name, g->console);
-	}
-	if (rc < 0 && init > 0) {
-		kill(init, SIGKILL);
-	}
-	launch_close(l);
-	free(l);
-	return rc;
-}
-
 /* ---- operations ------------------------------------------------------------ */
 
 static int ctr_probe(struct agent_driver *d, Hactl__HostFacts *facts)
@@ -910,6 +476,11 @@ static int ctr_probe(struct agent_driver *d, Hactl__HostFacts *facts)
 		return -ENOTSUP;
 	}
 	if (host_cgroup_init(&cg, host_cgroup_parent(), "probe", NULL) < 0) {
+		return -ENOTSUP;
+	}
+	/* the writable layer: an ext4 image on a loop device */
+	if (ctr_tool_find("mkfs.ext4", buf, sizeof(buf)) < 0 ||
+	    access("/dev/loop-control", F_OK) != 0) {
 		return -ENOTSUP;
 	}
 	return ctr_criu_probe(criu, facts);
@@ -982,10 +553,18 @@ static int ctr_start(struct agent_guest *g, uint32_t timeout_ms, char *err)
 		rc = console_touch(g, err);
 	}
 	if (rc == 0) {
+		rc = layer_up(g, CTR_LAYER_FORCE, 0, err);
+	}
+	if (rc == 0) {
 		rc = overlay_mount(g, err);
 	}
 	if (rc == 0) {
-		rc = container_launch(g, deadline, err);
+		struct ctr_ckpt_target t = { .spec = &g->spec, .cg = &g->cg, .root = g->root,
+					     .veth = g->veth };
+		uint64_t st = 0;
+
+		rc = ctr_launch(&t, g->console, deadline, &g->pid, &st, err);
+		g->starttime = st;
 	}
 	if (rc == 0) {
 		rc = pidfile_write(g, err);
@@ -1066,13 +645,17 @@ static int ctr_destroy(struct agent_guest *g, char *err)
 	}
 	rc = leftovers_clean(g, err);
 	if (rc == 0) {
+		rc = ctr_layer_remove(&g->layer, err);
+	}
+	if (rc == 0) {
+		ctr_layer_run_dir_unbind(&g->layer);
 		rc = ctr_tree_remove(g->spec.run_dir, COPY_TIMEOUT_MS, err);
 	}
 	if (rc == 0) {
-		rc = ctr_tree_remove(g->upper, COPY_TIMEOUT_MS, err);
+		rc = ctr_tree_remove(g->layer.old_upper, COPY_TIMEOUT_MS, err);
 	}
 	if (rc == 0) {
-		rc = ctr_tree_remove(g->work, COPY_TIMEOUT_MS, err);
+		rc = ctr_tree_remove(g->layer.old_work, COPY_TIMEOUT_MS, err);
 	}
 	/* data_dir itself only when nothing else (snapshots) lives there. */
 	snprintf(path, sizeof(path), "%s", g->spec.data_dir);
@@ -1088,6 +671,9 @@ static enum agent_guest_state ctr_state(const struct agent_guest *g)
 	struct agent_guest *tmp;
 	bool frozen;
 
+	if (g->pending) {
+		return AGENT_GUEST_PAUSED; /* in the images: held, not gone */
+	}
 	if (g->pid != 0) {
 		if (!guest_alive(g)) {
 			return AGENT_GUEST_STOPPED;
@@ -1129,24 +715,24 @@ static int meta_write(struct agent_guest *g, const char *dir, char *err)
 	char path[CTR_PATH], buf[512];
 	int n, rc;
 
-	if ((rc = path_fmt(path, dir, CKPT_META, err)) < 0) {
+	if ((rc = ctr_path_fmt(path, dir, CKPT_META, err)) < 0) {
 		return rc;
 	}
-	n = snprintf(buf, sizeof(buf), "format=%d\nname=%s\nveth=%s\n", CKPT_FORMAT,
-		     g->spec.name, g->veth);
+	n = snprintf(buf, sizeof(buf), "format=%d\nname=%s\nveth=%s\n",
+		     g->legacy ? CKPT_FORMAT : CKPT_FORMAT_IMAGE, g->spec.name, g->veth);
 	rc = ha_file_write_atomic(path, buf, (size_t)n);
 	return rc < 0 ? agent_err(err, rc, "writing %s: %s", path, strerror(-rc)) : 0;
 }
 
 /* The snapshot's own record: bounded, checked against the spec. */
-static int meta_check(struct agent_guest *g, const char *dir, char *err)
+static int meta_check(struct agent_guest *g, const char *dir, int *fmt_out, char *err)
 {
 	char path[CTR_PATH], buf[512], *line, *save = NULL;
 	bool format = false, name = false;
 	int rc;
 	ssize_t n;
 
-	if ((rc = path_fmt(path, dir, CKPT_META, err)) < 0) {
+	if ((rc = ctr_path_fmt(path, dir, CKPT_META, err)) < 0) {
 		return rc;
 	}
 	n = host_read_small(path, buf, sizeof(buf));
@@ -1156,38 +742,25 @@ static int meta_check(struct agent_guest *g, const char *dir, char *err)
 	}
 	for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
 		if (strncmp(line, "format=", 7) == 0) {
-			format = atoi(line + 7) == CKPT_FORMAT;
+			*fmt_out = atoi(line + 7);
+			format = *fmt_out == CKPT_FORMAT || *fmt_out == CKPT_FORMAT_IMAGE;
 		} else if (strncmp(line, "name=", 5) == 0) {
 			name = strcmp(line + 5, g->spec.name) == 0;
 		}
 	}
 	if (!format || !name) {
-		return agent_err(err, -EINVAL, "restore %s: %s is not a format-%d snapshot of %s",
-				 g->spec.name, path, CKPT_FORMAT, g->spec.name);
+		return agent_err(err, -EINVAL, "restore %s: %s is not a format-%d or -%d "
+				 "snapshot of %s", g->spec.name, path, CKPT_FORMAT,
+				 CKPT_FORMAT_IMAGE, g->spec.name);
 	}
 	return 0;
-}
-
-/* Everything written below @dir reaches the disk before we report it. */
-static int dir_sync(const char *dir, char *err)
-{
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	int rc = 0;
-
-	if (fd < 0 || syncfs(fd) < 0) {
-		rc = agent_err(err, -errno, "syncing %s: %s", dir, strerror(errno));
-	}
-	if (fd >= 0) {
-		close(fd);
-	}
-	return rc;
 }
 
 static int ctr_checkpoint(struct agent_guest *g, const char *dir, unsigned flags, char *err)
 {
 	bool leave = flags & AGENT_CKPT_LEAVE_RUNNING;
 	struct ctr_ckpt_target t;
-	char images[CTR_PATH], upper[CTR_PATH], e2[AGENT_ERR_LEN];
+	char images[CTR_PATH], upper[CTR_PATH], layer[CTR_PATH], e2[AGENT_ERR_LEN];
 	uint32_t timeout = COPY_TIMEOUT_MS;
 	uint64_t frozen_ms;
 	bool was_frozen;
@@ -1208,13 +781,22 @@ static int ctr_checkpoint(struct agent_guest *g, const char *dir, unsigned flags
 		return agent_err(err, -EINVAL, "checkpoint %s: directory must be absolute",
 				 g->spec.name);
 	}
-	if ((rc = path_fmt(images, dir, "images", err)) < 0 ||
-	    (rc = path_fmt(upper, dir, "upper", err)) < 0) {
+	if ((rc = ctr_path_fmt(images, dir, "images", err)) < 0 ||
+	    (rc = ctr_path_fmt(upper, dir, "upper", err)) < 0 ||
+	    (rc = ctr_path_fmt(layer, dir, CTR_LAYER_ARCHIVE, err)) < 0) {
 		return rc;
 	}
-	if (access(images, F_OK) == 0 || access(upper, F_OK) == 0) {
+	if (access(images, F_OK) == 0 || access(upper, F_OK) == 0 || access(layer, F_OK) == 0) {
 		return agent_err(err, -EEXIST, "checkpoint %s: %s already holds a snapshot",
 				 g->spec.name, dir);
+	}
+	/* An agent restarted into a new mount namespace (deploy/local-cluster)
+	 * does not see the layer its guest runs on: the same loop device is
+	 * mounted again (one super block), as the lock is ours. */
+	if (!g->legacy && !ctr_layer_mounted(&g->layer) &&
+	    ((rc = ctr_layer_run_dir_share(&g->layer, err)) < 0 ||
+	     (rc = ctr_layer_open(&g->layer, CTR_LAYER_WAIT, 0, err)) < 0)) {
+		return rc;
 	}
 	if ((rc = ha_mkdir_p(images, 0700)) < 0) {
 		return agent_err(err, rc, "checkpoint %s: mkdir %s: %s", g->spec.name, images,
@@ -1228,12 +810,13 @@ static int ctr_checkpoint(struct agent_guest *g, const char *dir, unsigned flags
 	};
 	/*
 	 * Frozen first: CRIU leaves a cgroup frozen that it found frozen, so
-	 * memory (the dump) and storage (the copy of the upper dir) are of the
-	 * same instant; thawed right after the copy. Writing the metadata and
-	 * syncing the file system (syncfs: every dirty page of the shared
-	 * storage, not only this snapshot's) make that instant durable and
-	 * need not stop the guest: the snapshot counts only once the caller
-	 * commits it after this returns (common/snapshot.c).
+	 * memory (the dump) and storage (the archive of the layer, or the
+	 * copy of the old layout's upper dir) are of the same instant; thawed
+	 * right after the copy. Writing the metadata and syncing the file
+	 * system (syncfs: every dirty page of the shared storage, not only
+	 * this snapshot's) make that instant durable and need not stop the
+	 * guest: the snapshot counts only once the caller commits it after
+	 * this returns (common/snapshot.c).
 	 */
 	was_frozen = host_cgroup_frozen(&g->cg);
 	frozen_ms = ha_mono_ms();
@@ -1243,7 +826,8 @@ static int ctr_checkpoint(struct agent_guest *g, const char *dir, unsigned flags
 	}
 	rc = ctr_criu_dump(&t, images, leave, timeout, err);
 	if (rc == 0) {
-		rc = ctr_tree_copy(g->upper, upper, COPY_TIMEOUT_MS, err);
+		rc = g->legacy ? ctr_tree_copy(g->upper, upper, COPY_TIMEOUT_MS, err) :
+			ctr_layer_snapshot(&g->layer, layer, err);
 	}
 	if ((leave || rc < 0) && !was_frozen) {
 		/* A failed migration dump leaves the guest running (CRIU resumes
@@ -1259,7 +843,7 @@ static int ctr_checkpoint(struct agent_guest *g, const char *dir, unsigned flags
 		rc = meta_write(g, dir, err);
 	}
 	if (rc == 0) {
-		rc = dir_sync(dir, err);
+		rc = ctr_sync(dir, true, err);
 	}
 	if (rc == 0 && !leave) {
 		/* Migration: CRIU killed the tasks; tear down the host side. */
@@ -1274,9 +858,9 @@ static int ctr_restore(struct agent_driver *d, const struct agent_guest_spec *sp
 {
 	struct agent_guest *g;
 	struct ctr_ckpt_target t;
-	char images[CTR_PATH], upper[CTR_PATH], e2[AGENT_ERR_LEN];
+	char images[CTR_PATH], upper[CTR_PATH], layer[CTR_PATH], e2[AGENT_ERR_LEN];
 	pid_t pid = 0;
-	int rc;
+	int rc, fmt = 0;
 
 	err_clear(err);
 	rc = guest_new(d, spec, &g, err);
@@ -1289,27 +873,36 @@ static int ctr_restore(struct agent_driver *d, const struct agent_guest_spec *sp
 		guest_free(g);
 		return rc;
 	}
-	if (dir == NULL || (rc = path_fmt(images, dir, "images", err)) < 0 ||
-	    (rc = path_fmt(upper, dir, "upper", err)) < 0 || (rc = meta_check(g, dir, err)) < 0) {
+	if (dir == NULL || (rc = ctr_path_fmt(images, dir, "images", err)) < 0 ||
+	    (rc = ctr_path_fmt(upper, dir, "upper", err)) < 0 ||
+	    (rc = ctr_path_fmt(layer, dir, CTR_LAYER_ARCHIVE, err)) < 0 ||
+	    (rc = meta_check(g, dir, &fmt, err)) < 0) {
 		guest_free(g);
 		return rc < 0 ? rc : -EINVAL;
 	}
 	rc = leftovers_clean(g, err);
-	/* The writable layer of the snapshot's instant replaces the current one. */
-	if (rc == 0) {
-		rc = ctr_tree_remove(g->upper, COPY_TIMEOUT_MS, err);
-	}
-	if (rc == 0) {
-		rc = ctr_tree_remove(g->work, COPY_TIMEOUT_MS, err);
-	}
 	if (rc == 0 && (rc = ha_mkdir_p(spec->data_dir, 0755)) < 0) {
 		agent_err(err, rc, "mkdir %s: %s", spec->data_dir, strerror(-rc));
 	}
-	if (rc == 0) {
-		rc = ctr_tree_copy(upper, g->upper, COPY_TIMEOUT_MS, err);
-	}
+	/*
+	 * The writable layer of the snapshot's instant replaces the current
+	 * one: a new image (of the spec's size) made from the snapshot's
+	 * archive, or from its upper dir (a snapshot from before the image).
+	 * Either way the guest runs on an image from here on.
+	 */
 	if (rc == 0) {
 		rc = dirs_make(g, err);
+	}
+	if (rc == 0) {
+		rc = ctr_layer_replace(&g->layer, fmt == CKPT_FORMAT ? upper : layer,
+				       fmt != CKPT_FORMAT, err);
+	}
+	if (rc == 0 && g->legacy) {
+		ctr_tree_remove(g->layer.old_upper, COPY_TIMEOUT_MS, NULL);
+		ctr_tree_remove(g->layer.old_work, COPY_TIMEOUT_MS, NULL);
+	}
+	if (rc == 0) {
+		rc = layer_up(g, CTR_LAYER_FORCE, 0, err);
 	}
 	if (rc == 0 && g->spec.ip) {
 		rc = host_net_bridge_check(g->spec.bridge, err);
@@ -1380,8 +973,57 @@ int ctr_guest_target(struct agent_guest *g, struct ctr_ckpt_target *t)
 		.criu_path = g->d && g->d->cfg && g->d->cfg->criu_path[0] ?
 			g->d->cfg->criu_path : "criu",
 		.pid = g->pid,
+		.layer_image = !g->legacy,
 	};
 	return guest_alive(g) ? 0 : -ESRCH;
+}
+
+int ctr_guest_mount(struct agent_guest *g, enum ctr_layer_take how, uint32_t wait_ms, char *err)
+{
+	int rc = 0;
+
+	if (!g->legacy) {
+		rc = ctr_layer_open(&g->layer, how, wait_ms, err);
+	}
+	if (rc == 0) {
+		overlay_umount(g);
+		rc = overlay_mount(g, err);
+	}
+	g->pending = false;
+	return rc;
+}
+
+int ctr_guest_handover(struct agent_guest *g, const char *note, char *err)
+{
+	int rc;
+
+	if (g->legacy) {
+		return 0; /* both hosts mount the old layout's directory */
+	}
+	/* SIGKILL lands while frozen; the state is in the images */
+	rc = host_cgroup_kill(&g->cg, STOP_KILL_MS, err);
+	if (rc == 0) {
+		g->pending = true;
+		unlink(g->pidfile);
+		g->pid = 0;
+		g->starttime = 0;
+		overlay_umount(g);
+		rc = ctr_layer_handover(&g->layer, note, err);
+	}
+	/* restored into these cgroups: not left frozen (v2 kills while
+	 * frozen) */
+	host_cgroup_freeze(&g->cg, false, 0, NULL);
+	return rc;
+}
+
+void ctr_guest_set_pending(struct agent_guest *g, bool pending)
+{
+	g->pending = pending;
+}
+
+bool ctr_guest_pending(const struct agent_guest *g)
+{
+	return g->pending;
 }
 
 int ctr_guest_prepare(struct agent_driver *d, const struct agent_guest_spec *spec,
@@ -1414,7 +1056,9 @@ int ctr_guest_prepare(struct agent_driver *d, const struct agent_guest_spec *spe
 	if (rc == 0) {
 		rc = console_touch(g, err);
 	}
-	if (rc == 0) {
+	/* The old layout is shared by both hosts as before; an image is
+	 * mounted only once the source has let it go (ctr_guest_mount()). */
+	if (rc == 0 && g->legacy) {
 		rc = overlay_mount(g, err);
 	}
 	if (rc < 0) {
@@ -1444,6 +1088,7 @@ int ctr_guest_clean(struct agent_guest *g, bool run_dir, char *err)
 	int rc = leftovers_clean(g, err);
 
 	if (rc == 0 && run_dir) {
+		ctr_layer_run_dir_unbind(&g->layer);
 		rc = ctr_tree_remove(g->spec.run_dir, COPY_TIMEOUT_MS, err);
 	}
 	return rc;

@@ -10,6 +10,9 @@
  * xattrs and hard links, which cp -a does; deep trees are removed by rm
  * without recursion limits. Each runs with a deadline and its first line of
  * output becomes the error text.
+ *
+ * Also the two small file helpers every file of the driver uses: joining
+ * a path within CTR_PATH and syncing a file or its file system.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -146,4 +149,28 @@ int ctr_tree_copy(const char *src, const char *dst, uint32_t timeout_ms, char *e
 				 msg[0] ? msg : "cp failed");
 	}
 	return 0;
+}
+
+int ctr_path_fmt(char *out, const char *a, const char *b, char *err)
+{
+	int n = snprintf(out, CTR_PATH, "%s/%s", a, b);
+
+	if (n < 0 || n >= CTR_PATH) {
+		return agent_err(err, -ENAMETOOLONG, "path %s/%s too long", a, b);
+	}
+	return 0;
+}
+
+int ctr_sync(const char *path, bool whole_fs, char *err)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int rc = 0;
+
+	if (fd < 0 || (whole_fs ? syncfs(fd) : fsync(fd)) < 0) {
+		rc = agent_err(err, -errno, "syncing %s: %s", path, strerror(errno));
+	}
+	if (fd >= 0) {
+		close(fd);
+	}
+	return rc;
 }

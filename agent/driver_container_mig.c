@@ -6,8 +6,9 @@
  * cluster commits, and every failure before that resumes it.
  *
  *   source (migrate_send)                destination (migrate_recv)
- *                                        prepares the guest: cgroups,
- *                                        overlay (rootfs + shared upper)
+ *                                        prepares the guest: cgroups
+ *                                        (and the overlay for the old
+ *                                        layout: rootfs + shared upper)
  *   [precopy: rounds of CRIU pre-dumps,
  *    each streamed while the guest runs]
  *   CRIU dump, leave_stopped; at its     |
@@ -15,23 +16,53 @@
  *   the bridge; CRIU freezes, dumps and  |
  *   leaves the tree stopped; frozen then |
  *   stream the images  ----------------> writes them to run_dir/mig-in.*
+ *   image layer: kill the stopped tree
+ *   (its state is in the images, kept
+ *   in run_dir/mig-out.*), unmount,
+ *   sync, hand the lock over
+ *   END  ------------------------------> image layer: claims the lock,
+ *                                        mounts the layer;
  *                                        CRIU restore, leave_stopped,
  *                                        frozen then; veth off the bridge
- *   the guest stays frozen  <----- "ok"  the guest stays frozen
+ *   the guest stays held  <------- "ok"  the guest stays frozen
  *
  *   migrate_finish(commit):  kill + clean     veth on the bridge, thaw,
- *                                             SIGCONT, gratuitous ARP,
- *                                             images removed
- *   migrate_finish(abort):   veth back, thaw, kill + clean
- *                            SIGCONT,
+ *                            (the layer is    SIGCONT, gratuitous ARP,
+ *                            not ours)        images removed
+ *   migrate_finish(abort):   image layer:     kill + clean: unmounts,
+ *                            takes the lock   releases the lock
+ *                            back (waits for
+ *                            the destination
+ *                            to let it go),
+ *                            mounts, CRIU
+ *                            restore from its
+ *                            images; then veth
+ *                            back, thaw, SIGCONT,
  *                            images removed
  *
+ * The writable layer is an ext4 image on the shared storage, which one
+ * host at a time may mount (driver_container_layer.c). A stopped tree
+ * still holds its files, so the source cannot unmount the layer under it:
+ * once the final dump is complete (nothing can write the layer any more),
+ * the source kills the stopped tree, which the images on its own disk
+ * replace, unmounts the layer, syncs it and hands the lock over
+ * ("handover" record). The destination claims that lock, mounts the
+ * layer and restores before it answers "ok", so the cluster commits only
+ * a guest that is restored and ready. An abort before the commit (a
+ * failed restore, a lost destination, the cluster's decision) kills the
+ * destination's copy, which unmounts and releases the lock; the source
+ * takes it back and restores from its own images: the guest goes on at
+ * the source with its memory and its data. The lock is taken back only
+ * when handed over, free, or ours: never while the destination holds it,
+ * so no path mounts the image on both hosts. A guest still in the old
+ * layout (upper directory on the shared storage, docs/containers.md)
+ * keeps its stopped tree at the source: both hosts mount the directory.
+ *
  * No tree is frozen while CRIU holds it (see src_dump_notify()).
- * The writable layer is never copied (both hosts mount it) and never
- * removed here. Both copies keep their veth off the bridge while frozen:
- * their kernels would otherwise answer ARP and acknowledge TCP segments
- * for the frozen guest, and data acknowledged by the copy that loses would
- * be lost.
+ * The writable layer is never copied and never removed here. Both copies
+ * keep their veth off the bridge while frozen: their kernels would
+ * otherwise answer ARP and acknowledge TCP segments for the frozen guest,
+ * and data acknowledged by the copy that loses would be lost.
  *
  * The stream (little-endian; docs/containers.md has the full format): a
  * sequence of records, each a 24-byte header (magic "HCMG", version, type,
@@ -61,7 +92,6 @@
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
 #include <linux/sockios.h>
-#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
@@ -79,73 +109,27 @@
 #include "driver_container.h"
 #include "util.h"
 
-#define MIG_MAGIC 0x474d4348u      /* "HCMG" on the wire */
-#define MIG_VERSION 1
 #define MIG_FORMAT 1               /* of the manifest */
-#define MIG_HDR_LEN 24
-#define MIG_NAME_MAX 128           /* one file name */
 #define MIG_FILES_MAX 4096         /* files of one round */
-#define MIG_MANIFEST_MAX (MIG_FILES_MAX * (MIG_NAME_MAX + 24) + 1024)
-#define MIG_ROUNDS_MAX 16          /* pre-copy rounds accepted */
+#define MIG_MANIFEST_MAX (MIG_FILES_MAX * (CTR_MIG_NAME_MAX + 24) + 1024)
 #define MIG_PRE_ROUNDS 8           /* pre-copy rounds made */
 #define MIG_ACK_MAX 256            /* the destination's answer line */
 #define MIG_CHUNK (1u << 20)
-#define MIG_IO_MS 30000            /* silence on the stream before giving up */
 #define MIG_CRIU_MS 120000         /* one CRIU dump or restore */
 #define MIG_ACK_MS (MIG_CRIU_MS + 30000) /* restore on the destination */
 #define MIG_FREEZE_MS 10000
+#define MIG_LAYER_CLAIM_MS 30000   /* the destination: the handed-over lock */
+#define MIG_LAYER_BACK_MS 60000    /* the source, at the abort: the lock back */
 #define MIG_KILL_MS 5000
 #define MIG_RM_MS 300000
 #define MIG_DOWNTIME_MS 300        /* pre-copy target without max_downtime_ms */
 #define MIG_NOSIZE_MAX (256ULL << 30) /* images of a guest without a memory limit */
 #define MIG_SPACE_SLACK (64ULL << 20)
 
-enum mig_rec_type {
-	MIG_REC_NONE = 0,
-	MIG_REC_MANIFEST = 1,
-	MIG_REC_FILE = 2,
-	MIG_REC_END = 3,
-	MIG_REC_MAX
-};
-
-static const char *mig_rec_type_str(enum mig_rec_type t)
-{
-	switch (t) {
-	case MIG_REC_NONE: return "none";
-	case MIG_REC_MANIFEST: return "manifest";
-	case MIG_REC_FILE: return "file";
-	case MIG_REC_END: return "end";
-	case MIG_REC_MAX: break;
-	}
-	return "unknown";
-}
-
-struct mig_rec {
-	uint16_t type;
-	uint32_t round;
-	uint32_t name_len;
-	uint64_t data_len;
-};
-
 /* One file of a round: its name and size. */
 struct mig_file {
-	char name[MIG_NAME_MAX + 1];
+	char name[CTR_MIG_NAME_MAX + 1];
 	uint64_t size;
-};
-
-/*
- * One side of the stream. It keeps its first error (rc, msg): after a
- * failure every call returns it, so a caller may check once after a batch.
- */
-struct mig_io {
-	int fd;
-	bool sock;
-	int rc;
-	char msg[AGENT_ERR_LEN];
-	uint64_t bytes;              /* payload moved, both directions */
-	uint64_t t0_ms;
-	uint64_t bandwidth;          /* bytes per second, 0 = unlimited */
-	struct agent_mig_progress *p;
 };
 
 static void err_clear(char *err)
@@ -158,7 +142,7 @@ static void err_clear(char *err)
 /* A name we create or send: plain, no path, no leading dot. */
 static bool mig_name_ok(const char *s, size_t n)
 {
-	if (n == 0 || n > MIG_NAME_MAX || s[0] == '.') {
+	if (n == 0 || n > CTR_MIG_NAME_MAX || s[0] == '.') {
 		return false;
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -176,242 +160,6 @@ static void round_dir(uint32_t round, char out[16])
 	} else {
 		snprintf(out, 16, "pre%u", round);
 	}
-}
-
-/* ---- the stream ------------------------------------------------------------ */
-
-static void io_init(struct mig_io *io, int fd, uint64_t bandwidth, struct agent_mig_progress *p)
-{
-	int type;
-	socklen_t len = sizeof(type);
-
-	memset(io, 0, sizeof(*io));
-	io->fd = fd;
-	io->sock = getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0;
-	io->t0_ms = ha_mono_ms();
-	io->bandwidth = bandwidth;
-	io->p = p;
-}
-
-static int io_fail(struct mig_io *io, int rc, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int io_fail(struct mig_io *io, int rc, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (io->rc == 0) {
-		io->rc = rc;
-		va_start(ap, fmt);
-		vsnprintf(io->msg, sizeof(io->msg), fmt, ap);
-		va_end(ap);
-	}
-	return io->rc;
-}
-
-/* Waits until @fd is readable (POLLIN) or writable, at most @ms. */
-static int io_wait(struct mig_io *io, short events, uint32_t ms)
-{
-	struct pollfd pfd = { .fd = io->fd, .events = events };
-	uint64_t deadline = ha_mono_ms() + ms;
-
-	for (;;) {
-		int64_t left = (int64_t)deadline - (int64_t)ha_mono_ms();
-		int rc;
-
-		if (left <= 0) {
-			return -ETIMEDOUT;
-		}
-		rc = poll(&pfd, 1, (int)left);
-		if (rc < 0 && errno == EINTR) {
-			continue;
-		}
-		if (rc < 0) {
-			return -errno;
-		}
-		if (rc > 0) {
-			return 0;
-		}
-	}
-}
-
-static void io_throttle(struct mig_io *io)
-{
-	uint64_t due, now;
-
-	if (io->bandwidth == 0) {
-		return;
-	}
-	due = io->t0_ms + io->bytes * 1000 / io->bandwidth;
-	now = ha_mono_ms();
-	if (due > now) {
-		ha_sleep_ms((unsigned)(due - now > 1000 ? 1000 : due - now));
-	}
-}
-
-static int io_write(struct mig_io *io, const void *buf, size_t len)
-{
-	const char *b = buf;
-
-	while (io->rc == 0 && len > 0) {
-		ssize_t n;
-		int rc = io_wait(io, POLLOUT, MIG_IO_MS);
-
-		if (rc < 0) {
-			return io_fail(io, rc, "sending: %s", rc == -ETIMEDOUT ?
-				       "the peer took nothing for 30 s" : strerror(-rc));
-		}
-		n = io->sock ? send(io->fd, b, len, MSG_NOSIGNAL | MSG_DONTWAIT) :
-			write(io->fd, b, len);
-		if (n < 0 && (errno == EINTR || errno == EAGAIN)) {
-			continue;
-		}
-		if (n < 0) {
-			return io_fail(io, -errno, "sending: %s", strerror(errno));
-		}
-		b += n;
-		len -= (size_t)n;
-		io->bytes += (uint64_t)n;
-		if (io->p) {
-			io->p->transferred_bytes = io->bytes;
-			io->p->remaining_bytes = io->p->remaining_bytes > (uint64_t)n ?
-				io->p->remaining_bytes - (uint64_t)n : 0;
-			io->p->total_ms = ha_mono_ms() - io->t0_ms;
-		}
-		io_throttle(io);
-	}
-	return io->rc;
-}
-
-/* Reads exactly @len bytes; the peer closing first is -ECONNRESET. */
-static int io_read(struct mig_io *io, void *buf, size_t len, uint32_t ms)
-{
-	char *b = buf;
-
-	while (io->rc == 0 && len > 0) {
-		ssize_t n;
-		int rc = io_wait(io, POLLIN, ms);
-
-		if (rc < 0) {
-			return io_fail(io, rc, "receiving: %s", rc == -ETIMEDOUT ?
-				       "the peer sent nothing in time" : strerror(-rc));
-		}
-		n = read(io->fd, b, len);
-		if (n < 0 && (errno == EINTR || errno == EAGAIN)) {
-			continue;
-		}
-		if (n < 0) {
-			return io_fail(io, -errno, "receiving: %s", strerror(errno));
-		}
-		if (n == 0) {
-			return io_fail(io, -ECONNRESET, "receiving: the peer closed the stream");
-		}
-		b += n;
-		len -= (size_t)n;
-		io->bytes += (uint64_t)n;
-		if (io->p) {
-			io->p->transferred_bytes = io->bytes;
-			io->p->total_ms = ha_mono_ms() - io->t0_ms;
-		}
-	}
-	return io->rc;
-}
-
-static void put_le16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-}
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++) {
-		p[i] = (uint8_t)(v >> (8 * i));
-	}
-}
-
-static void put_le64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++) {
-		p[i] = (uint8_t)(v >> (8 * i));
-	}
-}
-
-static uint16_t get_le16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] | p[1] << 8);
-}
-
-static uint32_t get_le32(const uint8_t *p)
-{
-	uint32_t v = 0;
-
-	for (int i = 3; i >= 0; i--) {
-		v = v << 8 | p[i];
-	}
-	return v;
-}
-
-static uint64_t get_le64(const uint8_t *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 7; i >= 0; i--) {
-		v = v << 8 | p[i];
-	}
-	return v;
-}
-
-/* Header: magic u32, version u16, type u16, round u32, name_len u32,
- * data_len u64. */
-static int rec_write(struct mig_io *io, const struct mig_rec *r, const char *name)
-{
-	uint8_t h[MIG_HDR_LEN];
-
-	put_le32(h, MIG_MAGIC);
-	put_le16(h + 4, MIG_VERSION);
-	put_le16(h + 6, r->type);
-	put_le32(h + 8, r->round);
-	put_le32(h + 12, r->name_len);
-	put_le64(h + 16, r->data_len);
-	io_write(io, h, sizeof(h));
-	if (r->name_len) {
-		io_write(io, name, r->name_len);
-	}
-	return io->rc;
-}
-
-static int rec_read(struct mig_io *io, struct mig_rec *r)
-{
-	uint8_t h[MIG_HDR_LEN];
-	uint32_t magic;
-	uint16_t version;
-
-	if (io_read(io, h, sizeof(h), MIG_IO_MS) < 0) {
-		return io->rc;
-	}
-	magic = get_le32(h);
-	version = get_le16(h + 4);
-	r->type = get_le16(h + 6);
-	r->round = get_le32(h + 8);
-	r->name_len = get_le32(h + 12);
-	r->data_len = get_le64(h + 16);
-	if (magic != MIG_MAGIC) {
-		return io_fail(io, -EPROTO, "not a container migration stream (magic 0x%08x)",
-			       magic);
-	}
-	if (version != MIG_VERSION) {
-		return io_fail(io, -EPROTONOSUPPORT, "stream version %u, this host speaks %u",
-			       version, MIG_VERSION);
-	}
-	if (r->type == MIG_REC_NONE || r->type >= MIG_REC_MAX) {
-		return io_fail(io, -EPROTO, "unknown record type %u", r->type);
-	}
-	if (r->round > MIG_ROUNDS_MAX || r->name_len > MIG_NAME_MAX) {
-		return io_fail(io, -EPROTO, "%s record: round %u or name length %u out of range",
-			       mig_rec_type_str(r->type), r->round, r->name_len);
-	}
-	return 0;
 }
 
 /* ---- source: what is sent -------------------------------------------------- */
@@ -483,10 +231,10 @@ static int round_list(const char *dir, struct mig_round *r, char *err)
 	return 0;
 }
 
-static int send_file(struct mig_io *io, const char *dir, uint32_t round,
+static int send_file(struct ctr_mig_io *io, const char *dir, uint32_t round,
 		     const struct mig_file *f, char *buf)
 {
-	struct mig_rec rec = { .type = MIG_REC_FILE, .round = round,
+	struct ctr_mig_rec rec = { .type = CTR_MIG_REC_FILE, .round = round,
 			       .name_len = (uint32_t)strlen(f->name), .data_len = f->size };
 	char path[CTR_PATH];
 	uint64_t left = f->size;
@@ -495,9 +243,9 @@ static int send_file(struct mig_io *io, const char *dir, uint32_t round,
 	snprintf(path, sizeof(path), "%s/%s", dir, f->name);
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0) {
-		return io_fail(io, -errno, "opening %s: %s", path, strerror(errno));
+		return ctr_mig_io_fail(io, -errno, "opening %s: %s", path, strerror(errno));
 	}
-	rec_write(io, &rec, f->name);
+	ctr_mig_rec_write(io, &rec, f->name);
 	while (io->rc == 0 && left > 0) {
 		size_t want = left > MIG_CHUNK ? MIG_CHUNK : (size_t)left;
 		ssize_t n = read(fd, buf, want);
@@ -506,11 +254,11 @@ static int send_file(struct mig_io *io, const char *dir, uint32_t round,
 			continue;
 		}
 		if (n <= 0) {
-			io_fail(io, n < 0 ? -errno : -EIO, "reading %s: %s", path,
-				n < 0 ? strerror(errno) : "shorter than listed");
+			ctr_mig_io_fail(io, n < 0 ? -errno : -EIO, "reading %s: %s", path,
+					n < 0 ? strerror(errno) : "shorter than listed");
 			break;
 		}
-		io_write(io, buf, (size_t)n);
+		ctr_mig_io_write(io, buf, (size_t)n);
 		left -= (uint64_t)n;
 	}
 	close(fd);
@@ -518,16 +266,16 @@ static int send_file(struct mig_io *io, const char *dir, uint32_t round,
 }
 
 /* One round: its manifest, then its files. @parent 0 = none. */
-static int send_round(struct mig_io *io, const char *name, const char *mode, const char *dir,
+static int send_round(struct ctr_mig_io *io, const char *name, const char *mode, const char *dir,
 		      uint32_t round, uint32_t parent, const struct mig_round *r, char *buf)
 {
-	struct mig_rec rec = { .type = MIG_REC_MANIFEST, .round = round };
-	size_t cap = 1024 + (size_t)r->n * (MIG_NAME_MAX + 24), len;
+	struct ctr_mig_rec rec = { .type = CTR_MIG_REC_MANIFEST, .round = round };
+	size_t cap = 1024 + (size_t)r->n * (CTR_MIG_NAME_MAX + 24), len;
 	char *man = malloc(cap);
 	int n;
 
 	if (man == NULL) {
-		return io_fail(io, -ENOMEM, "out of memory");
+		return ctr_mig_io_fail(io, -ENOMEM, "out of memory");
 	}
 	n = snprintf(man, cap, "format=%d\nname=%s\nmode=%s\nround=%u\nfiles=%u\nbytes=%" PRIu64
 		     "\n", MIG_FORMAT, name, mode, round, r->n, r->bytes);
@@ -540,8 +288,8 @@ static int send_round(struct mig_io *io, const char *name, const char *mode, con
 					r->files[i].size, r->files[i].name);
 	}
 	rec.data_len = len;
-	rec_write(io, &rec, NULL);
-	io_write(io, man, len);
+	ctr_mig_rec_write(io, &rec, NULL);
+	ctr_mig_io_write(io, man, len);
 	free(man);
 	for (unsigned i = 0; i < r->n && io->rc == 0; i++) {
 		send_file(io, dir, round, &r->files[i], buf);
@@ -551,7 +299,7 @@ static int send_round(struct mig_io *io, const char *name, const char *mode, con
 
 /* The destination's one-line answer, read byte by byte so that nothing
  * after it is consumed (the fd is the agent's). */
-static int ack_read(struct mig_io *io, uint32_t ms, char *line, size_t cap)
+static int ack_read(struct ctr_mig_io *io, uint32_t ms, char *line, size_t cap)
 {
 	size_t n = 0;
 	uint64_t deadline = ha_mono_ms() + ms;
@@ -563,7 +311,7 @@ static int ack_read(struct mig_io *io, uint32_t ms, char *line, size_t cap)
 		if (left <= 0) {
 			return -ETIMEDOUT;
 		}
-		if (io_read(io, &c, 1, (uint32_t)left) < 0) {
+		if (ctr_mig_io_read(io, &c, 1, (uint32_t)left) < 0) {
 			return io->rc;
 		}
 		if (c == '\n') {
@@ -616,7 +364,7 @@ static int mig_dump(const struct ctr_ckpt_target *t, const char *images, bool pr
 	o.pre_dump = pre;
 	/* The final dump leaves the tree stopped (SIGSTOP), not frozen: see
 	 * mig_restore() for what freezing traced tasks does. Killed at the
-	 * commit, continued on an abort. */
+	 * layer's handover or at the commit, continued on an abort. */
 	o.leave_stopped = !pre;
 	o.track_mem = pre || parent != NULL;
 	o.parent_img = parent;
@@ -758,8 +506,10 @@ static int held_resume(const struct host_cgroup *cg, char *err)
 }
 
 struct mig_src {
+	struct agent_guest *g;
 	struct ctr_ckpt_target t;
-	struct mig_io io;
+	uint64_t mig_id;
+	struct ctr_mig_io io;
 	struct agent_mig_progress *p;
 	const char *mode;
 	char tmp[CTR_PATH];
@@ -770,6 +520,7 @@ struct mig_src {
 	bool switched;             /* the "pre-dump" notification came */
 	bool stopped;              /* CRIU left the tree stopped (SIGSTOP) */
 	bool detached;
+	bool handed;               /* the tree is gone, the layer handed over */
 	uint64_t t_freeze;         /* ha_mono_ms(), 0 = not yet */
 	int switch_rc;
 	char switch_err[AGENT_ERR_LEN];
@@ -908,7 +659,7 @@ static int data_sync(const char *data_dir, char *err)
 static int src_final(struct mig_src *s, char *err)
 {
 	char dir[CTR_PATH], parent[32];
-	struct mig_rec end = { .type = MIG_REC_END };
+	struct ctr_mig_rec end = { .type = CTR_MIG_REC_END };
 	struct mig_round mr;
 	int rc;
 
@@ -933,7 +684,8 @@ static int src_final(struct mig_src *s, char *err)
 		 * put whoever sends it SIGCONT. */
 		rc = host_cgroup_freeze(s->t.cg, true, MIG_FREEZE_MS, err);
 	}
-	if (rc == 0) {
+	if (rc == 0 && !s->t.layer_image) {
+		/* (an image is synced when the source unmounts it) */
 		rc = data_sync(s->t.spec->data_dir, err);
 	}
 	if (rc == 0) {
@@ -946,10 +698,89 @@ static int src_final(struct mig_src *s, char *err)
 	s->p->remaining_bytes += mr.bytes;
 	rc = send_round(&s->io, s->t.spec->name, s->mode, dir, 0, s->rounds, &mr, s->buf);
 	round_free(&mr);
-	if (rc == 0) {
-		rc = rec_write(&s->io, &end, NULL);
+	if (rc < 0) {
+		return agent_err(err, rc, "migrate %s: %s", s->t.spec->name, s->io.msg);
 	}
+	if (s->t.layer_image) {
+		/* The destination has the complete state, the images stay
+		 * here: the stopped tree gives the layer up (see the top). */
+		char note[64];
+
+		snprintf(note, sizeof(note), "migration %" PRIu64, s->mig_id);
+		s->handed = true;
+		rc = ctr_guest_handover(s->g, note, err);
+		if (rc < 0) {
+			return rc;
+		}
+	}
+	rc = ctr_mig_rec_write(&s->io, &end, NULL);
 	return rc < 0 ? agent_err(err, rc, "migrate %s: %s", s->t.spec->name, s->io.msg) : 0;
+}
+
+/* The images of this host's side of a migration (run_dir/PREFIX*\/images)
+ * into @out; -ENOENT when there are none. */
+static int images_find(const char *run_dir, const char *prefix, char out[CTR_PATH])
+{
+	struct dirent *de;
+	DIR *d = opendir(run_dir);
+
+	out[0] = '\0';
+	if (d == NULL) {
+		return -errno;
+	}
+	while ((de = readdir(d)) != NULL) {
+		if (strncmp(de->d_name, prefix, strlen(prefix)) == 0) {
+			snprintf(out, CTR_PATH, "%s/%.64s/images", run_dir, de->d_name);
+		}
+	}
+	closedir(d);
+	return out[0] && access(out, F_OK) == 0 ? 0 : -ENOENT;
+}
+
+/*
+ * The source of an image layer after an abort: takes the lock back (a
+ * lock the destination holds is waited for up to @wait_ms, never taken),
+ * mounts the layer and restores the tree from its own final dump, stopped
+ * and frozen as the dump left it: the caller resumes it. The guest stays
+ * pending (PAUSED, its images kept) when this fails.
+ */
+static int src_restore(struct agent_guest *g, uint32_t wait_ms, char *err)
+{
+	struct ctr_ckpt_target t;
+	char images[CTR_PATH], e2[AGENT_ERR_LEN];
+	pid_t pid = 0;
+	int rc;
+
+	ctr_guest_target(g, &t);
+	if (images_find(t.spec->run_dir, "mig-out.", images) < 0) {
+		return agent_err(err, -ENOENT, "migrate %s: the source's images are gone; the guest "
+				 "cannot be resumed here", t.spec->name);
+	}
+	rc = ctr_guest_mount(g, CTR_LAYER_RECLAIM, wait_ms, err);
+	if (rc == 0) {
+		rc = mig_restore(&t, images, &pid, err);
+		if (rc < 0) {
+			char log[CTR_PATH + 16], keep[CTR_PATH + 32];
+
+			snprintf(log, sizeof(log), "%s/restore.log", images);
+			snprintf(keep, sizeof(keep), "%s/mig-restore.log", t.spec->run_dir);
+			rename(log, keep);
+		}
+	}
+	if (rc == 0) {
+		rc = ctr_guest_adopt(g, pid, err);
+	}
+	if (rc == 0 && t.spec->ip) {
+		rc = host_net_link_up(t.veth, err);
+	}
+	if (rc < 0) {
+		/* back to pending: no process, the layer handed over again */
+		char note[] = "the source's restore after an abort failed";
+
+		guest_kill(g, e2);
+		ctr_guest_handover(g, note, e2);
+	}
+	return rc;
 }
 
 int ctr_mig_send(struct agent_guest *g, int fd, const struct agent_mig_opts *o,
@@ -965,6 +796,8 @@ int ctr_mig_send(struct agent_guest *g, int fd, const struct agent_mig_opts *o,
 	err_clear(err);
 	s.p = p ? p : &dummy;
 	memset(s.p, 0, sizeof(*s.p));
+	s.g = g;
+	s.mig_id = o ? o->id : 0;
 	if (ctr_guest_target(g, &s.t) < 0) {
 		return agent_err(err, -ESRCH, "migrate %s: not running", s.t.spec->name);
 	}
@@ -991,7 +824,7 @@ int ctr_mig_send(struct agent_guest *g, int fd, const struct agent_mig_opts *o,
 		free(s.buf);
 		return rc;
 	}
-	io_init(&s.io, fd, o ? o->bandwidth_bps : 0, s.p);
+	ctr_mig_io_init(&s.io, fd, o ? o->bandwidth_bps : 0, s.p);
 	if (pre) {
 		rc = precopy(&s, err);
 	}
@@ -1009,16 +842,37 @@ int ctr_mig_send(struct agent_guest *g, int fd, const struct agent_mig_opts *o,
 		}
 	} else if (s.io.rc < 0 && s.io.rc != -ETIMEDOUT) {
 		/* A destination that gave up says why before it closes. */
-		struct mig_io peek;
+		struct ctr_mig_io peek;
 
-		io_init(&peek, fd, 0, NULL);
-		if (ack_read(&peek, 1000, line, sizeof(line)) == 0 && strncmp(line, "error ", 6) == 0) {
+		ctr_mig_io_init(&peek, fd, 0, NULL);
+		if (ack_read(&peek, 1000, line, sizeof(line)) == 0 &&
+		    strncmp(line, "error ", 6) == 0) {
 			rc = ack_parse(line, s.t.spec->name, err);
 		}
 	}
 	s.p->downtime_ms = s.t_freeze ? (uint32_t)(ha_mono_ms() - s.t_freeze) : 0;
 	s.p->total_ms = ha_mono_ms() - t0;
 	s.p->remaining_bytes = 0;
+	if (rc < 0 && s.handed && ctr_guest_pending(g)) {
+		/* The tree is gone, its state in s.tmp/images: restored here
+		 * once the layer is back. A destination that answered an
+		 * error released it; one that holds it (it failed after
+		 * restoring, or cannot be heard) lets it go at the cluster's
+		 * abort, which comes only after this returns: no wait here,
+		 * migrate_finish(abort) waits. */
+		if (src_restore(g, 0, e2) == 0) {
+			s.stopped = true;
+		} else if (err) {
+			size_t n = strlen(err);
+
+			snprintf(err + n, AGENT_ERR_LEN - n, "; the source resumes at the abort "
+				 "(%s)", e2);
+		}
+		if (ctr_guest_pending(g)) {
+			s.stopped = false;
+			s.detached = false;
+		}
+	}
 	if (rc < 0) {
 		/* Everything before the commit is undone: the guest runs on. */
 		if (s.detached) {
@@ -1026,10 +880,12 @@ int ctr_mig_send(struct agent_guest *g, int fd, const struct agent_mig_opts *o,
 		}
 		if (s.stopped) {
 			/* stopped (and maybe frozen) by a dump that got
-			 * through: it runs on */
+			 * through, or restored from it: it runs on */
 			held_resume(s.t.cg, e2);
 		}
-		ctr_tree_remove(s.tmp, MIG_RM_MS, NULL);
+		if (!ctr_guest_pending(g)) {
+			ctr_tree_remove(s.tmp, MIG_RM_MS, NULL);
+		}
 	}
 	/* Else the images go in migrate_finish(): removing them here would
 	 * delay the result, and so the decision, while the guest is frozen. */
@@ -1040,11 +896,11 @@ int ctr_mig_send(struct agent_guest *g, int fd, const struct agent_mig_opts *o,
 /* ---- destination ---------------------------------------------------------------- */
 
 struct mig_dst {
-	struct mig_io io;
+	struct ctr_mig_io io;
 	const struct agent_guest_spec *spec;
 	int dirfd;                      /* the temporary directory */
 	uint64_t round_max;             /* bytes one round may hold */
-	bool done[MIG_ROUNDS_MAX + 1];
+	bool done[CTR_MIG_ROUNDS_MAX + 1];
 	char *buf;
 	char *man;                      /* MIG_MANIFEST_MAX + 1 */
 	struct mig_file *files;         /* MIG_FILES_MAX */
@@ -1061,7 +917,7 @@ static int manifest_parse(struct mig_dst *x, uint32_t round, size_t len, unsigne
 
 	*parent = 0;
 	if (memchr(x->man, '\0', len) != NULL) {
-		return io_fail(&x->io, -EPROTO, "manifest of round %u: NUL byte", round);
+		return ctr_mig_io_fail(&x->io, -EPROTO, "manifest of round %u: NUL byte", round);
 	}
 	x->man[len] = '\0';
 	for (line = strtok_r(x->man, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
@@ -1071,38 +927,40 @@ static int manifest_parse(struct mig_dst *x, uint32_t round, size_t len, unsigne
 			name = strcmp(line + 5, x->spec->name) == 0;
 		} else if (strncmp(line, "round=", 6) == 0) {
 			if (ha_parse_u64(line + 6, round, round, &v) < 0) {
-				return io_fail(&x->io, -EPROTO, "manifest: round %s in a record of "
-					       "round %u", line + 6, round);
+				return ctr_mig_io_fail(&x->io, -EPROTO, "manifest: round %s in a "
+						       "record of round %u", line + 6, round);
 			}
 		} else if (strncmp(line, "files=", 6) == 0) {
 			if (ha_parse_u64(line + 6, 0, MIG_FILES_MAX, &files) < 0) {
-				return io_fail(&x->io, -E2BIG, "manifest: files=%.16s (at most %d)",
-					       line + 6, MIG_FILES_MAX);
+				return ctr_mig_io_fail(&x->io, -E2BIG, "manifest: files=%.16s (at "
+						       "most %d)", line + 6, MIG_FILES_MAX);
 			}
 		} else if (strncmp(line, "bytes=", 6) == 0) {
 			if (ha_parse_u64(line + 6, 0, x->round_max, &bytes) < 0) {
-				return io_fail(&x->io, -EFBIG, "manifest: bytes=%.24s above the "
-					       "%" PRIu64 " bytes this guest's memory allows",
-					       line + 6, x->round_max);
+				return ctr_mig_io_fail(&x->io, -EFBIG, "manifest: bytes=%.24s "
+						       "above the %" PRIu64 " bytes this guest's "
+						       "memory allows", line + 6, x->round_max);
 			}
 		} else if (strncmp(line, "parent=pre", 10) == 0) {
-			if (ha_parse_u64(line + 10, 1, MIG_ROUNDS_MAX, &v) < 0 || !x->done[v] ||
+			if (ha_parse_u64(line + 10, 1, CTR_MIG_ROUNDS_MAX, &v) < 0 || !x->done[v] ||
 			    (round != 0 && v >= round)) {
-				return io_fail(&x->io, -EPROTO, "manifest of round %u: parent %s "
-					       "was not received", round, line + 7);
+				return ctr_mig_io_fail(&x->io, -EPROTO, "manifest of round %u: "
+						       "parent %s was not received", round,
+						       line + 7);
 			}
 			*parent = (uint32_t)v;
 		} else if (strncmp(line, "file=", 5) == 0) {
 			char *sp = strchr(line + 5, ' ');
 
 			if (n >= MIG_FILES_MAX || sp == NULL) {
-				return io_fail(&x->io, -EPROTO, "manifest: bad or too many file lines");
+				return ctr_mig_io_fail(&x->io, -EPROTO,
+						       "manifest: bad or too many file lines");
 			}
 			*sp = '\0';
 			if (ha_parse_u64(line + 5, 0, x->round_max, &x->files[n].size) < 0 ||
 			    !mig_name_ok(sp + 1, strlen(sp + 1))) {
-				return io_fail(&x->io, -EPROTO, "manifest: bad file line '%.64s'",
-					       sp + 1);
+				return ctr_mig_io_fail(&x->io, -EPROTO, "manifest: bad file line "
+						       "'%.64s'", sp + 1);
 			}
 			memcpy(x->files[n].name, sp + 1, strlen(sp + 1) + 1);
 			sum += x->files[n].size;
@@ -1111,13 +969,13 @@ static int manifest_parse(struct mig_dst *x, uint32_t round, size_t len, unsigne
 		/* other keys: later additions, ignored */
 	}
 	if (!format || !name) {
-		return io_fail(&x->io, -EPROTO, "manifest of round %u: not a format-%d stream "
-			       "of %s", round, MIG_FORMAT, x->spec->name);
+		return ctr_mig_io_fail(&x->io, -EPROTO, "manifest of round %u: not a format-%d "
+				       "stream of %s", round, MIG_FORMAT, x->spec->name);
 	}
 	if (files != n || bytes != sum) {
-		return io_fail(&x->io, -EPROTO, "manifest of round %u: files=%" PRIu64 " bytes=%"
-			       PRIu64 " but %u files of %" PRIu64 " bytes listed", round, files,
-			       bytes, n, sum);
+		return ctr_mig_io_fail(&x->io, -EPROTO, "manifest of round %u: files=%" PRIu64
+				       " bytes=%" PRIu64 " but %u files of %" PRIu64 " bytes "
+				       "listed", round, files, bytes, n, sum);
 	}
 	*n_files = n;
 	return 0;
@@ -1125,37 +983,37 @@ static int manifest_parse(struct mig_dst *x, uint32_t round, size_t len, unsigne
 
 static int recv_file(struct mig_dst *x, int dfd, uint32_t round, const struct mig_file *f)
 {
-	struct mig_rec rec;
-	char name[MIG_NAME_MAX + 1];
+	struct ctr_mig_rec rec;
+	char name[CTR_MIG_NAME_MAX + 1];
 	uint64_t left;
 	int fd;
 
-	if (rec_read(&x->io, &rec) < 0) {
+	if (ctr_mig_rec_read(&x->io, &rec) < 0) {
 		return x->io.rc;
 	}
-	if (rec.type != MIG_REC_FILE || rec.round != round ||
+	if (rec.type != CTR_MIG_REC_FILE || rec.round != round ||
 	    rec.name_len != strlen(f->name)) {
-		return io_fail(&x->io, -EPROTO, "expected file %s of round %u, got a %s record",
-			       f->name, round, mig_rec_type_str(rec.type));
+		return ctr_mig_io_fail(&x->io, -EPROTO, "expected file %s of round %u, got a %s "
+				       "record", f->name, round, ctr_mig_rec_type_str(rec.type));
 	}
-	if (io_read(&x->io, name, rec.name_len, MIG_IO_MS) < 0) {
+	if (ctr_mig_io_read(&x->io, name, rec.name_len, CTR_MIG_IO_MS) < 0) {
 		return x->io.rc;
 	}
 	name[rec.name_len] = '\0';
 	if (strcmp(name, f->name) != 0 || rec.data_len != f->size) {
-		return io_fail(&x->io, -EPROTO, "file %.64s (%" PRIu64 " bytes) is not the "
-			       "manifest's next, %s (%" PRIu64 " bytes)", name, rec.data_len,
-			       f->name, f->size);
+		return ctr_mig_io_fail(&x->io, -EPROTO, "file %.64s (%" PRIu64 " bytes) is not the "
+				       "manifest's next, %s (%" PRIu64 " bytes)", name,
+				       rec.data_len, f->name, f->size);
 	}
 	fd = openat(dfd, f->name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0) {
-		return io_fail(&x->io, -errno, "creating %s: %s", f->name, strerror(errno));
+		return ctr_mig_io_fail(&x->io, -errno, "creating %s: %s", f->name, strerror(errno));
 	}
 	for (left = f->size; left > 0 && x->io.rc == 0;) {
 		size_t want = left > MIG_CHUNK ? MIG_CHUNK : (size_t)left;
 		size_t off = 0;
 
-		if (io_read(&x->io, x->buf, want, MIG_IO_MS) < 0) {
+		if (ctr_mig_io_read(&x->io, x->buf, want, CTR_MIG_IO_MS) < 0) {
 			break;
 		}
 		while (off < want) {
@@ -1165,7 +1023,8 @@ static int recv_file(struct mig_dst *x, int dfd, uint32_t round, const struct mi
 				continue;
 			}
 			if (n < 0) {
-				io_fail(&x->io, -errno, "writing %s: %s", f->name, strerror(errno));
+				ctr_mig_io_fail(&x->io, -errno, "writing %s: %s", f->name,
+						strerror(errno));
 				break;
 			}
 			off += (size_t)n;
@@ -1177,7 +1036,7 @@ static int recv_file(struct mig_dst *x, int dfd, uint32_t round, const struct mi
 }
 
 /* A MANIFEST record was read: the round's directory, then its files. */
-static int recv_round(struct mig_dst *x, const struct mig_rec *rec, const char *tmp)
+static int recv_round(struct mig_dst *x, const struct ctr_mig_rec *rec, const char *tmp)
 {
 	char name[16], parent[32];
 	struct statvfs vfs;
@@ -1186,13 +1045,13 @@ static int recv_round(struct mig_dst *x, const struct mig_rec *rec, const char *
 	int dfd;
 
 	if (rec->name_len != 0 || rec->data_len > MIG_MANIFEST_MAX) {
-		return io_fail(&x->io, -EPROTO, "manifest of %" PRIu64 " bytes (at most %d)",
-			       rec->data_len, MIG_MANIFEST_MAX);
+		return ctr_mig_io_fail(&x->io, -EPROTO, "manifest of %" PRIu64 " bytes (at most "
+				       "%d)", rec->data_len, MIG_MANIFEST_MAX);
 	}
 	if (x->done[rec->round]) {
-		return io_fail(&x->io, -EPROTO, "round %u sent twice", rec->round);
+		return ctr_mig_io_fail(&x->io, -EPROTO, "round %u sent twice", rec->round);
 	}
-	if (io_read(&x->io, x->man, (size_t)rec->data_len, MIG_IO_MS) < 0 ||
+	if (ctr_mig_io_read(&x->io, x->man, (size_t)rec->data_len, CTR_MIG_IO_MS) < 0 ||
 	    manifest_parse(x, rec->round, (size_t)rec->data_len, &n, &par) < 0) {
 		return x->io.rc;
 	}
@@ -1204,24 +1063,27 @@ static int recv_round(struct mig_dst *x, const struct mig_rec *rec, const char *
 		}
 		if (fstatvfs(x->dirfd, &vfs) == 0 &&
 		    (uint64_t)vfs.f_bavail * vfs.f_frsize < sum + MIG_SPACE_SLACK) {
-			return io_fail(&x->io, -ENOSPC, "%s: %" PRIu64 " bytes announced, %" PRIu64
-				       " free", tmp, sum, (uint64_t)vfs.f_bavail * vfs.f_frsize);
+			return ctr_mig_io_fail(&x->io, -ENOSPC, "%s: %" PRIu64 " bytes announced, %"
+					       PRIu64 " free", tmp, sum,
+					       (uint64_t)vfs.f_bavail * vfs.f_frsize);
 		}
 		x->io.p->total_bytes += sum;
 	}
 	round_dir(rec->round, name);
 	if (mkdirat(x->dirfd, name, 0700) < 0) {
-		return io_fail(&x->io, -errno, "mkdir %s/%s: %s", tmp, name, strerror(errno));
+		return ctr_mig_io_fail(&x->io, -errno, "mkdir %s/%s: %s", tmp, name,
+				       strerror(errno));
 	}
 	dfd = openat(x->dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (dfd < 0) {
-		return io_fail(&x->io, -errno, "opening %s/%s: %s", tmp, name, strerror(errno));
+		return ctr_mig_io_fail(&x->io, -errno, "opening %s/%s: %s", tmp, name,
+				       strerror(errno));
 	}
 	if (par) {
 		snprintf(parent, sizeof(parent), "../pre%u", par);
 		if (symlinkat(parent, dfd, "parent") < 0) {
-			io_fail(&x->io, -errno, "linking %s/%s/parent: %s", tmp, name,
-				strerror(errno));
+			ctr_mig_io_fail(&x->io, -errno, "linking %s/%s/parent: %s", tmp, name,
+					strerror(errno));
 		}
 	}
 	for (unsigned i = 0; i < n && x->io.rc == 0; i++) {
@@ -1238,25 +1100,25 @@ static int recv_round(struct mig_dst *x, const struct mig_rec *rec, const char *
 /* Reads the whole stream into @tmp. */
 static int recv_stream(struct mig_dst *x, const char *tmp)
 {
-	struct mig_rec rec;
+	struct ctr_mig_rec rec;
 
 	for (;;) {
-		if (rec_read(&x->io, &rec) < 0) {
+		if (ctr_mig_rec_read(&x->io, &rec) < 0) {
 			return x->io.rc;
 		}
-		if (rec.type == MIG_REC_END) {
+		if (rec.type == CTR_MIG_REC_END) {
 			if (!x->done[0] || rec.name_len || rec.data_len) {
-				return io_fail(&x->io, -EPROTO, "end of stream before the final "
-					       "round");
+				return ctr_mig_io_fail(&x->io, -EPROTO,
+						       "end of stream before the final round");
 			}
 			return 0;
 		}
-		if (rec.type != MIG_REC_MANIFEST) {
-			return io_fail(&x->io, -EPROTO, "a %s record outside a round",
-				       mig_rec_type_str(rec.type));
+		if (rec.type != CTR_MIG_REC_MANIFEST) {
+			return ctr_mig_io_fail(&x->io, -EPROTO, "a %s record outside a round",
+					       ctr_mig_rec_type_str(rec.type));
 		}
 		if (x->done[0]) {
-			return io_fail(&x->io, -EPROTO, "a round after the final one");
+			return ctr_mig_io_fail(&x->io, -EPROTO, "a round after the final one");
 		}
 		if (recv_round(x, &rec, tmp) < 0) {
 			return x->io.rc;
@@ -1266,7 +1128,7 @@ static int recv_stream(struct mig_dst *x, const char *tmp)
 
 static int ack_write(int fd, int rc, const char *msg)
 {
-	struct mig_io io;
+	struct ctr_mig_io io;
 	char line[MIG_ACK_MAX];
 	int n;
 
@@ -1280,8 +1142,8 @@ static int ack_write(int fd, int rc, const char *msg)
 			line[i] = '?';
 		}
 	}
-	io_init(&io, fd, 0, NULL);
-	return io_write(&io, line, (size_t)n);
+	ctr_mig_io_init(&io, fd, 0, NULL);
+	return ctr_mig_io_write(&io, line, (size_t)n);
 }
 
 int ctr_mig_recv(struct agent_driver *d, const struct agent_guest_spec *spec, int fd,
@@ -1291,7 +1153,7 @@ int ctr_mig_recv(struct agent_driver *d, const struct agent_guest_spec *spec, in
 	struct agent_mig_progress dummy;
 	struct mig_dst x = { .spec = spec, .dirfd = -1 };
 	struct agent_guest *g = NULL;
-	struct ctr_ckpt_target t;
+	struct ctr_ckpt_target t = { .layer_image = false };
 	char tmp[CTR_PATH] = "", images[CTR_PATH], e2[AGENT_ERR_LEN], ebuf[AGENT_ERR_LEN];
 	uint64_t t0 = ha_mono_ms();
 	bool kept_log = false;
@@ -1306,7 +1168,7 @@ int ctr_mig_recv(struct agent_driver *d, const struct agent_guest_spec *spec, in
 	p = p ? p : &dummy;
 	memset(p, 0, sizeof(*p));
 	*out = NULL;
-	io_init(&x.io, fd, 0, p);
+	ctr_mig_io_init(&x.io, fd, 0, p);
 	/* Ready before the first byte comes: the source is frozen meanwhile. */
 	rc = ctr_guest_prepare(d, spec, &g, err);
 	if (rc == 0) {
@@ -1330,6 +1192,10 @@ int ctr_mig_recv(struct agent_driver *d, const struct agent_guest_spec *spec, in
 		if (rc < 0) {
 			agent_err(err, rc, "migrate %s: %s", spec->name, x.io.msg);
 		}
+	}
+	if (rc == 0 && t.layer_image) {
+		/* END came after the source handed the layer over */
+		rc = ctr_guest_mount(g, CTR_LAYER_CLAIM, MIG_LAYER_CLAIM_MS, err);
 	}
 	if (rc == 0) {
 		snprintf(images, sizeof(images), "%s/images", tmp);
@@ -1374,14 +1240,17 @@ int ctr_mig_recv(struct agent_driver *d, const struct agent_guest_spec *spec, in
 	/* Else the images go in migrate_finish(), after the thaw (see
 	 * ctr_mig_send()). */
 	if (rc < 0) {
-		if (x.io.rc != -ECONNRESET && x.io.rc != -EPIPE) {
-			ack_write(fd, rc, err);
-		}
 		if (g) {
+			/* Gone before the answer: an image layer this side
+			 * claimed is unmounted and released, and the source may
+			 * take it back as soon as it reads the error. */
 			guest_kill(g, e2);
 			/* The run directory stays only for a failed restore's log. */
 			ctr_guest_clean(g, !kept_log, e2);
 			agent_driver_container_ops.guest_free(g);
+		}
+		if (x.io.rc != -ECONNRESET && x.io.rc != -EPIPE) {
+			ack_write(fd, rc, err);
 		}
 		return rc;
 	}
@@ -1399,9 +1268,19 @@ int ctr_mig_finish(struct agent_guest *g, bool source, bool commit, char *err)
 	int rc;
 
 	err_clear(err);
+	if (source && !commit && ctr_guest_pending(g)) {
+		/* The tree was handed over: the layer back, and the tree
+		 * restored from the source's images (the destination
+		 * releases the layer at this same decision). */
+		rc = src_restore(g, MIG_LAYER_BACK_MS, err);
+		if (rc < 0) {
+			return rc;
+		}
+	}
 	alive = ctr_guest_target(g, &t) == 0;
 	if (source == commit) {
 		/* The copy that lost: it never runs again. */
+		ctr_guest_set_pending(g, false);
 		rc = guest_kill(g, err);
 		if (rc == 0) {
 			rc = ctr_guest_clean(g, true, err);

@@ -47,6 +47,9 @@ static const struct gopt gopts[] = {
 	{ "storage", "template", K_PATH, 0, 0, "", F(template_dir),
 	  "container (required): root file system template, a directory relative to "
 	  "shared_dir/templates" },
+	{ "storage", "disk_quota", K_SIZE, 32 * 1024, 16ull << 30, "1G", F(disk_kib),
+	  "container: size of the writable layer, an ext4 image on the shared storage "
+	  "(disk quota); K/M/G suffix, bare = MiB; set when the image is made" },
 	{ "storage", "kernel", K_PATH, 0, 0, "", F(kernel),
 	  "domain (required): kernel (vmlinux for PVH), relative to shared_dir/templates" },
 	{ "storage", "initrd", K_PATH, 0, 0, "", F(initrd),

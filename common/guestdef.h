@@ -55,6 +55,7 @@ struct ha_guest_def {
 	uint32_t stop_timeout_s;
 	uint32_t max_restart;      /* restart policy (common/restart.h) */
 	uint32_t max_relocate;
+	uint64_t disk_kib;         /* container: writable layer (image) size */
 };
 
 #define HA_FAILOVER_AGE_AUTO 0u             /* 3 x snapshot_interval */

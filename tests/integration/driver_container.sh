@@ -8,6 +8,14 @@
 # cgroup parent hactl-test-<pid>; all of it is removed at the end, and the
 # last checks prove that nothing was left behind.
 #
+# The writable layer is an ext4 image per guest on the "shared storage"
+# ($WORK/data/NAME/layer.img) mounted through a loop device: checked after
+# start, across stop/start and snapshot/restore, its size as a disk quota
+# (c2: 64 MiB; ENOSPC inside, nothing else harmed), the conversion of the
+# old layout (data_dir/upper), a snapshot in the old format, and a shared
+# directory on a file system the kernel refuses as an overlay upper (an
+# overlayfs mount, refused like NFS).
+#
 # Prints timings (start, stop, checkpoint, restore) and ends with
 # "N passed, N failed". Exit 77: not root, no overlayfs, no template. The
 # CRIU part prints "skipped" when /opt/hactl/criu/bin/criu is missing.
@@ -87,10 +95,12 @@ drv() { # drv ACTION [DIR] NAME -> ha-driver-test's line; status of the action
 		--name "$name" --rootfs "$TEMPLATE" \
 		--cmd "$CMD" \
 		--ip "$(ip_of "$name")/24" --gw 10.213.1.1 --bridge "$BR" \
-		--run-dir "$WORK/run/$name" --data-dir "$WORK/data/$name" \
-		--mem "$MEM_KIB" --pids "$PIDS" --cpu-weight 1000 --timeout 20000
+		--run-dir "$WORK/run/$name" --data-dir "${DATA:-$WORK/data}/$name" \
+		--mem "$MEM_KIB" --pids "$PIDS" --cpu-weight 1000 --timeout 20000 \
+		$(quota_of "$name")
 }
-ip_of() { case $1 in c1) echo 10.213.1.10 ;; c2) echo 10.213.1.11 ;; esac; }
+ip_of() { case $1 in c1) echo 10.213.1.10 ;; c2) echo 10.213.1.11 ;; c3) echo 10.213.1.12 ;; esac; }
+quota_of() { [ "$1" != c2 ] || echo "--disk-quota $((64 * 1024))"; }
 MEM_KIB=65536 # 64 MiB
 PIDS=32
 
@@ -159,7 +169,29 @@ nothing_left() { # nothing_left NAME: no process, mount, veth, cgroup, file
 	! ip -n "$NS" link show "hv-$name" >/dev/null 2>&1 || { log "veth left"; ok=1; }
 	[ ! -e "$WORK/run/$name" ] || { log "run dir left"; ok=1; }
 	[ ! -e "$WORK/data/$name/upper" ] || { log "writable layer left"; ok=1; }
+	[ ! -e "$WORK/data/$name/layer.img" ] || { log "layer image left"; ok=1; }
+	[ ! -e "$WORK/data/$name/layer.lock" ] || { log "layer lock left"; ok=1; }
+	[ -z "$(losetup -nO NAME -j "$WORK/data/$name/layer.img" 2>/dev/null)" ] ||
+		{ log "loop device left"; ok=1; }
 	return $ok
+}
+
+# layer_is_image NAME [DATA]: NAME's writable layer is DATA/NAME/layer.img
+# (DATA: $WORK/data), mounted on run/NAME/layer through a loop device backed
+# by it, the overlay's upper inside it, the lock naming this run directory,
+# no old-layout upper directory.
+layer_is_image() {
+	local name=$1 data=${2:-$WORK/data} dev
+	[ -f "$data/$name/layer.img" ] || { log "no $data/$name/layer.img"; return 1; }
+	dev=$(awk -v m="$WORK/run/$name/layer" '$5 == m && $9 == "ext4" { print $10 }' \
+		/proc/self/mountinfo)
+	[ -n "$dev" ] || { log "run/$name/layer is not an ext4 mount"; return 1; }
+	losetup -nO BACK-FILE "$dev" | grep -qx "$data/$name/layer.img" ||
+		{ log "$dev: backed by $(losetup -nO BACK-FILE "$dev")"; return 1; }
+	grep -q "upperdir=$WORK/run/$name/layer/upper," /proc/self/mountinfo ||
+		{ log "the overlay's upper is not in the layer"; return 1; }
+	grep -q "run=$WORK/run/$name\$" "$data/$name/layer.lock" || { log "lock?"; return 1; }
+	[ ! -e "$data/$name/upper" ] || { log "$data/$name/upper exists"; return 1; }
 }
 
 nothing_left_but_dirs() { # after a failed start: no process, mount, veth, cgroup
@@ -173,7 +205,7 @@ nothing_left_but_dirs() { # after a failed start: no process, mount, veth, cgrou
 
 cleanup() {
 	local name d p
-	for name in c1 c2; do
+	for name in c1 c2 c3; do
 		drv stop "$name" >/dev/null 2>&1
 		drv destroy "$name" >/dev/null 2>&1
 		for d in $(cg_dirs "$name"); do
@@ -183,7 +215,7 @@ cleanup() {
 	grep " $WORK/" /proc/self/mountinfo | awk '{print $5}' | sort -r |
 		while read -r m; do umount -l "$m" 2>/dev/null; done
 	ip netns del "$NS" 2>/dev/null
-	for name in c1 c2 ""; do
+	for name in c1 c2 c3 ""; do
 		if [ $CG_V2 = 1 ]; then
 			rmdir "/sys/fs/cgroup/$HACTL_CGROUP_PARENT/$name" 2>/dev/null
 		else
@@ -249,6 +281,11 @@ check "init is not a child of the driver process (ppid $(ps -o ppid= -p "$INIT" 
 check "init is pid 1 inside, hostname c1" test "$(in_guest c1 hostname)" = c1
 check "/dev/console is the console log" grep -q "boot_id" "$WORK/run/c1/console.log"
 check "start of a running guest is refused" says "already running" start c1
+check "c1's writable layer is an ext4 image on the shared storage, loop-mounted" \
+	layer_is_image c1
+check "...of the default size (1 GiB), sparse (under 64 MiB used)" \
+	test "$(stat -c %s "$WORK/data/c1/layer.img")" = 1073741824 -a \
+	"$(du -k "$WORK/data/c1/layer.img" | cut -f1)" -lt 65536
 
 U=$(drv usage c1 | grep '^usage:')
 log "$U"
@@ -267,6 +304,22 @@ time_drv T_START2 start c2
 check "start c2 beside c1 (${T_START2} ms)" test $? = 0
 check "c2 answers" wait_for 10 "c2 answers" answers c2
 BOOT_C2=$(query c2 | boot_of)
+
+# ---- disk quota: c2's layer is 64 MiB -----------------------------------------
+
+check "c2's layer is an image of 64 MiB" \
+	test "$(stat -c %s "$WORK/data/c2/layer.img")" = $((64 << 20))
+out=$(in_guest c2 sh -c 'dd if=/dev/zero of=/root/fill bs=1M count=100 2>&1; echo "rc=$?"')
+check "writing 100 MiB in c2 fails with ENOSPC inside ($(tail -2 <<<"$out" | tr '\n' ' '))" \
+	grep -q "No space left on device" <<<"$out"
+check "...dd exited non-zero" grep -q "^rc=[1-9]" <<<"$out"
+check "c2 still answers with its layer full" answers c2
+check "c2 unharmed (same boot_id)" test "$(query c2 | boot_of)" = "$BOOT_C2"
+check "c1 unharmed: it writes to its own layer" in_guest c1 sh -c 'echo ok > /root/c1-write'
+check "the shared storage itself is not full: the host writes there" \
+	sh -c "echo x > '$WORK/data/host-write' && rm '$WORK/data/host-write'"
+in_guest c2 rm -f /root/fill
+check "c2 writes again once the file is gone" in_guest c2 sh -c 'echo again > /root/after-fill'
 
 # ---- limits -------------------------------------------------------------------
 
@@ -311,12 +364,17 @@ check "c1 init gone" gone "$INIT"
 check "c1 state stopped" state_is c1 stopped
 check "attach of a stopped guest: ESRCH" says "No such process" attach c1
 
+# A lock left by a host that was fenced (it never unmounted): start takes
+# it over, as the cluster starts a guest only once that host is off.
+check "c1's lock went with the stop" test ! -e "$WORK/data/c1/layer.lock"
+echo "host=fenced run=/var/lib/hactl/guests/c1" >"$WORK/data/c1/layer.lock"
 drv start c1 >/dev/null
-check "start c1 again" test $? = 0
+check "start c1 again (over a fenced host's lock)" test $? = 0
 check "c1 answers again" wait_for 10 "c1 answers" answers c1
 J=$(query c1)
 check "restarted: a new boot_id" test "$(boot_of <<<"$J")" != "$BOOT1"
 check "the writable layer survived the stop" test "$(in_guest c1 cat /root/persist)" = kept
+check "...the same image, mounted again" layer_is_image c1
 check "attach from a new process" says "ok (state running)" attach c1
 
 # A guest whose init dies on its own: stopped; the next start cleans up.
@@ -337,7 +395,7 @@ if [ ! -x "$CRIU" ]; then
 	log "skipped: checkpoint/restore ($CRIU missing: deploy/install-criu)"
 	echo "skipped: CRIU part"
 else
-	in_guest c1 sh -c 'echo before > /root/snap-marker'
+	in_guest c1 sh -c 'echo before > /root/snap-marker; rm /etc/hosts'
 	J=$(query c1)
 	C0=$(counter_of <<<"$J")
 	BOOT2=$(boot_of <<<"$J")
@@ -351,6 +409,13 @@ else
 	check "c1 kept running through the snapshot (same boot_id)" \
 		test "$(boot_of <<<"$J")" = "$BOOT2" -a "$(counter_of <<<"$J")" -ge "$C0"
 	check "c1 thawed after the snapshot" state_is c1 running
+	check "the snapshot holds an archive of the layer, no image, no upper directory" \
+		test -f "$SNAP/layer.tar" -a ! -e "$SNAP/layer.img" -a ! -e "$SNAP/upper"
+	check "...with the guest's files and its whiteouts (a deleted template file)" \
+		sh -c "tar -tvf '$SNAP/layer.tar' | grep -q ' ./root/snap-marker\$' &&
+			tar -tvf '$SNAP/layer.tar' | grep -q '^c.* 0,0 .* ./etc/hosts\$'"
+	check "...as big as what the guest wrote, not as its quota (under 8 MiB)" \
+		test "$(stat -c %s "$SNAP/layer.tar")" -lt $((8 << 20))
 	in_guest c1 sh -c 'echo after > /root/after-snap'
 	C1=$(query c1 | counter_of)
 
@@ -373,11 +438,14 @@ else
 		test "$(in_guest c1 cat /root/snap-marker)" = before
 	check "storage of the snapshot's instant: later file absent" \
 		not in_guest c1 sh -c '[ -e /root/after-snap ]'
+	check "...a template file deleted before it stays deleted (whiteout restored)" \
+		not in_guest c1 test -e /etc/hosts
 	U=$(drv usage c1 | grep '^usage:')
 	check "usage after restore (cgroups rejoined: $U)" \
 		grep -Eq 'mem_bytes=[1-9][0-9]* pids=[1-9]' <<<"$U"
 	check "restored c1 in its own cgroup with the limit" test "$(cg_val c1 pids.max)" = $PIDS
 	check "attach to the restored c1" says "ok (state running)" attach c1
+	check "the restored c1 runs on a copy of the snapshot's image" layer_is_image c1
 
 	# Migration flavour: the dump stops the guest; restore brings it back.
 	J=$(query c1)
@@ -396,9 +464,87 @@ else
 		test "$(boot_of <<<"$J")" = "$BOOT2" -a "$(counter_of <<<"$J")" -ge "$C2"
 	check "a second snapshot into a used directory is refused" \
 		says "already holds" checkpoint-leave "$SNAP" c1
+
+	# An agent restarted into a new mount namespace (as deploy/local-cluster
+	# does) sees neither the layer nor the root: a snapshot mounts the same
+	# loop device again and archives the guest's real files.
+	in_guest c1 sh -c 'echo seen > /root/new-ns'
+	SNAP3=$WORK/snap3
+	mkdir -p "$SNAP3"
+	unshare -m --propagation slave sh -c "umount -l '$WORK/run/c1/root' &&
+		umount -l '$WORK/run/c1/layer' && umount -l '$WORK/run/c1' &&
+		! mountpoint -q '$WORK/run/c1/layer' &&
+		nsenter --net=/run/netns/$NS '$DT' container checkpoint-leave '$SNAP3' \
+		--name c1 --rootfs '$TEMPLATE' --cmd x --run-dir '$WORK/run/c1' \
+		--data-dir '$WORK/data/c1'" >/dev/null 2>&1
+	check "snapshot from a mount namespace without the layer mount" test $? = 0
+	check "...archived the guest's files" \
+		sh -c "tar -tf '$SNAP3/layer.tar' | grep -q '^./root/new-ns\$'"
+	check "...and left the guest running on its layer here" layer_is_image c1
+
+	# A snapshot from before the image (format 1: images/ + upper/),
+	# made from SNAP: restored into a new image.
+	SNAP1=$WORK/snap-old
+	mkdir -p "$SNAP1"
+	cp -a "$SNAP/images" "$SNAP1/"
+	sed 's/^format=2$/format=1/' "$SNAP/container.meta" >"$SNAP1/container.meta"
+	mkdir "$SNAP1/upper"
+	tar -xf "$SNAP/layer.tar" -C "$SNAP1/upper" --numeric-owner --xattrs --xattrs-include='*'
+	drv stop c1 >/dev/null && drv destroy c1 >/dev/null
+	drv restore "$SNAP1" c1 >/dev/null
+	check "restore of an old-format snapshot (upper directory)" test $? = 0
+	check "...its files are in the new image" \
+		test "$(in_guest c1 cat /root/snap-marker)" = before
+	check "...which is mounted like any" layer_is_image c1
 	log "timings: start ${T_START} ms, stop ${T_STOP} ms, snapshot ${T_CKPT} ms," \
 		"restore ${T_REST} ms, migration dump ${T_MIG} ms, its restore ${T_MREST} ms"
 fi
+
+# ---- the old layout: data_dir/upper is converted at start ------------------------
+
+drv stop c1 >/dev/null
+mkdir -p "$WORK/data/c3/upper/root" "$WORK/data/c3/work"
+echo legacy >"$WORK/data/c3/upper/root/legacy-file"
+mkdir -p "$WORK/data/c3/upper/etc" && mknod "$WORK/data/c3/upper/etc/hostname" c 0 0 # a whiteout
+[ -e "$TEMPLATE/etc/hostname" ] || fail "the template has no /etc/hostname to hide" 
+drv start c3 >/dev/null
+check "start of a guest in the old layout" test $? = 0
+check "...its files were moved into a new image" \
+	test "$(in_guest c3 cat /root/legacy-file)" = legacy
+check "...whiteouts kept (a deleted file stays deleted)" not in_guest c3 test -e /etc/hostname
+check "...which is its layer now (old directories gone)" layer_is_image c3
+check "...and the old work directory is gone" test ! -e "$WORK/data/c3/work"
+drv stop c3 >/dev/null && drv destroy c3 >/dev/null
+check "c3 stopped and destroyed, nothing left" nothing_left c3
+
+# ---- a shared directory that cannot hold an overlay upper -------------------------
+
+# An overlayfs mount as the "shared storage": the kernel refuses it as an
+# overlay upper directory, as it refuses NFS ("not supported as upperdir").
+mkdir -p "$WORK/ovl/lower" "$WORK/ovl/upper" "$WORK/ovl/work" "$WORK/ovshared" "$WORK/ovtry"
+mount -t overlay overlay -o "lowerdir=$WORK/ovl/lower,upperdir=$WORK/ovl/upper,workdir=$WORK/ovl/work" \
+	"$WORK/ovshared"
+mkdir -p "$WORK/ovshared/u" "$WORK/ovshared/w"
+if mount -t overlay overlay -o "lowerdir=$TEMPLATE,upperdir=$WORK/ovshared/u,workdir=$WORK/ovshared/w" \
+	"$WORK/ovtry" 2>/dev/null; then
+	umount "$WORK/ovtry"
+	log "skipped: this kernel takes an overlay upper on overlayfs"
+else
+	pass "the kernel refuses an overlay upper directory on the test's shared directory"
+	DATA=$WORK/ovshared
+	drv start c3 >/dev/null
+	check "c3 starts with its data directory there" test $? = 0
+	check "...its layer is an image there" layer_is_image c3 "$WORK/ovshared"
+	in_guest c3 sh -c 'echo on-ovl > /root/kept'
+	drv stop c3 >/dev/null
+	drv start c3 >/dev/null
+	check "...and keeps what it wrote across stop and start" \
+		test "$(in_guest c3 cat /root/kept)" = on-ovl
+	drv stop c3 >/dev/null && drv destroy c3 >/dev/null
+	DATA=
+fi
+umount "$WORK/ovshared"
+drv start c1 >/dev/null
 
 # ---- the end ----------------------------------------------------------------------
 

@@ -6,12 +6,22 @@
 #
 # Host A's agent side runs with the cgroup parent hactl-miga-<pid> and run
 # directories under $WORK/a, host B's with hactl-migb-<pid> and $WORK/b;
-# the guests' writable layers are in $WORK/data, which both "hosts" see,
-# as they would see the shared storage.
+# the guests' writable layers are ext4 images in $WORK/data (layer.img),
+# which both "hosts" see, as they would see the shared storage; only one
+# host at a time has an image mounted (checked while both hold the guest,
+# before the decision: the destination).
 #
-#   c1 (workload --mem 16M):  A -> B commit, B -> A abort
+#   c1 (workload --mem 16M):  A -> B commit, B -> A abort, B -> A with
+#                             the destination's restore failing (a CRIU
+#                             that fails: the receiver's --criu), B -> A
+#                             with the destination dying holding the layer
 #   c2 (workload --mem 256M): A -> B commit, B -> A with the receiver
 #                             killed mid-stream
+#
+# The layer is handed over after the final dump (the source's stopped
+# tree killed, its state kept in the source's images), the destination
+# restores before it answers, and an abort restores the guest at the
+# source from its images once the layer is back.
 #
 # While each migration runs, a probe queries the guest every ~20 ms from
 # host A; the longest gap between two answers is the downtime seen by a
@@ -161,6 +171,22 @@ in_guest() { # in_guest HOST NAME CMD...: joins the guest's cgroups and namespac
 		exec nsenter -t "$pid" -a "$@"
 	)
 }
+# layer_on HOST NAME: HOST has NAME's layer image mounted, through a loop
+# device whose backing file is the image on the shared storage, and the
+# image's lock names HOST.
+layer_on() {
+	local host=$1 name=$2 dev
+	dev=$(awk -v m="$WORK/$host/run/$name/layer" '$5 == m && $9 == "ext4" { print $10 }' \
+		/proc/self/mountinfo)
+	[ -n "$dev" ] || { log "$host: no layer mount for $name"; return 1; }
+	losetup -nO BACK-FILE "$dev" | grep -qx "$WORK/data/$name/layer.img" ||
+		{ log "$host: $dev is not backed by the image"; return 1; }
+	grep -q "run=$WORK/$host/run/$name\$" "$WORK/data/$name/layer.lock" ||
+		{ log "lock: $(cat "$WORK/data/$name/layer.lock")"; return 1; }
+}
+layer_not_on() { # layer_not_on HOST NAME: not mounted there
+	! awk -v m="$WORK/$1/run/$2/layer" '$5 == m { f = 1 } END { exit !f }' /proc/self/mountinfo
+}
 gone_from() { # gone_from HOST NAME: no process, cgroup, mount, veth, pid file
 	local host=$1 name=$2 ok=0
 	[ -z "$(cg_dirs "$host" "$name")" ] || { log "$host: cgroups left: $(cg_dirs "$host" "$name")"; ok=1; }
@@ -194,7 +220,8 @@ reap() { # reap PID: waits (bounded) for PID, kills it past 30 s; sets RC
 }
 sent_field() { sed -n "s/^sent:.* $1=\([0-9]*\).*/\1/p" "$WORK/out.send"; }
 
-# migrate NAME FROM TO commit|abort|kill: runs both sides; leaves their
+# migrate NAME FROM TO commit|abort|kill|fail: runs both sides (the
+# receiver with $RECV_ARGS; "fail": one of them fails); leaves their
 # output in $WORK/out.send and out.recv, their exit status in S_RC and R_RC,
 # the client-side downtime in M_GAP (ms) and the wall time in M_WALL.
 migrate() {
@@ -204,7 +231,8 @@ migrate() {
 	mkfifo "$fs" "$fr"
 	set_args "$to" "$name"
 	HACTL_CGROUP_PARENT=$(cg_of "$to") nsenter --net="/run/netns/$(ns_of "$to")" \
-		"$DT" container migrate-recv "${ARGS[@]}" --listen $PORT <"$fr" >"$WORK/out.recv" 2>&1 &
+		"$DT" container migrate-recv "${ARGS[@]}" --listen $PORT ${RECV_ARGS:-} \
+		<"$fr" >"$WORK/out.recv" 2>&1 &
 	rpid=$!
 	exec {FR}>"$fr"
 	wait_line "$WORK/out.recv" '^listening' 10
@@ -230,6 +258,10 @@ migrate() {
 		kill -9 "$rpid" 2>/dev/null
 		log "receiver killed (had written ${hit##*/}: $(stat -c %s "$hit" 2>/dev/null) bytes)"
 		M_KILLED_AT=${hit##*/}
+	elif [ "$how" = fail ]; then
+		# both sides end on their own: no decision is asked for
+		wait_line "$WORK/out.recv" "migrate-recv: " 120
+		wait_line "$WORK/out.send" "migrate-send: " 120
 	else
 		wait_line "$WORK/out.recv" "migrate-recv: " 120
 		wait_line "$WORK/out.send" "migrate-send: " 120
@@ -237,11 +269,14 @@ migrate() {
 		if [ "$how" = commit ] && [ -n "${BEFORE_COMMIT:-}" ]; then
 			$BEFORE_COMMIT
 		fi
-		# The destination first: its decision ends the downtime.
+		if [ -n "${BEFORE_DECISION:-}" ]; then
+			$BEFORE_DECISION
+		fi
+		# Both at once, as the cluster's decision reaches both agents.
 		echo "$how" >&"$FR"
-		wait_line "$WORK/out.recv" "migrate-finish" 30
-		M_DECIDE=$(($(now_ms) - t_ready))
 		echo "$how" >&"$FS"
+		wait_line "$WORK/out.recv" "migrate-finish" 60
+		M_DECIDE=$(($(now_ms) - t_ready))
 	fi
 	exec {FR}>&- {FS}>&-
 	reap "$rpid"
@@ -324,9 +359,23 @@ GUEST_MAC=$(ip netns exec "$NSA" ip neigh show "$(ip_of c1)" | sed -n 's/.*lladd
 poison_arp() {
 	ip -n "$NSA" neigh replace "$(ip_of c1)" lladdr 02:00:00:00:00:01 dev "$BR" nud stale
 }
-BEFORE_COMMIT=poison_arp
+before_commit_c1() {
+	poison_arp
+	LAYER_A_BEFORE=0
+	LAYER_B_BEFORE=0
+	layer_not_on a c1 && LAYER_A_BEFORE=1
+	layer_on b c1 && LAYER_B_BEFORE=1
+	LOCK_BEFORE=$(cat "$WORK/data/c1/layer.lock")
+}
+check "c1's layer is an image on the shared storage, mounted on A" layer_on a c1
+check "...no upper directory on the shared storage" test ! -e "$WORK/data/c1/upper"
+BEFORE_COMMIT=before_commit_c1
 migrate c1 a b commit
 BEFORE_COMMIT=
+check "before the decision, the layer was mounted on B only (handed over by A)" \
+	test "$LAYER_A_BEFORE$LAYER_B_BEFORE" = 11
+check "...the lock named B and the handover from A ($(tr '\n' '|' <<<"$LOCK_BEFORE"))" \
+	grep -q "(handover from host=.* run=$WORK/a/run/c1, migration" <<<"$LOCK_BEFORE"
 NEIGH=$(ip -n "$NSA" neigh show "$(ip_of c1)")
 check "migrate-send c1 A -> B: ok, source paused until the decision" \
 	grep -q "migrate-send: ok (state paused)" "$WORK/out.send"
@@ -350,7 +399,10 @@ check "no image files left on B" not compgen -G "$WORK/b/run/c1/mig-*"
 check "the shared writable layer was kept: the marker is there on B" \
 	test "$(in_guest b c1 cat /root/marker)" = from-a
 in_guest b c1 sh -c 'echo from-b > /root/marker2'
-check "writes on B land in the shared layer" test "$(cat "$WORK/data/c1/upper/root/marker2")" = from-b
+check "c1's layer is now mounted on B (lock, loop device on the image)" layer_on b c1
+check "...and no longer on A" layer_not_on a c1
+check "writes on B land in the layer image" \
+	test "$(cat "$WORK/b/run/c1/layer/upper/root/marker2")" = from-b
 M16_DOWN=$(sent_field downtime_ms)
 M16_TOTAL=$(sent_field total_ms)
 M16_BYTES=$(sent_field transferred)
@@ -367,9 +419,19 @@ check "client-side downtime measured (${M16_GAP} ms) and bounded (< 10 s)" \
 
 J=$(query c1)
 C_BEFORE=$(counter_of <<<"$J")
+before_abort_c1() { # (called as BEFORE_COMMIT would be, before the decision)
+	LAYER_A_BEFORE=0
+	LAYER_B_BEFORE=0
+	layer_on a c1 && LAYER_A_BEFORE=1
+	layer_not_on b c1 && LAYER_B_BEFORE=1
+}
+BEFORE_DECISION=before_abort_c1
 migrate c1 b a abort
+BEFORE_DECISION=
 check "migrate c1 B -> A streamed and was restored paused on A" \
 	grep -q "migrate-recv: ok (state paused)" "$WORK/out.recv"
+check "before the abort, the layer was mounted on A only (handed over by B)" \
+	test "$LAYER_A_BEFORE$LAYER_B_BEFORE" = 11
 check "abort on both sides" test "$S_RC" = 0 -a "$R_RC" = 0
 check "source abort resumed c1 on B" grep -q "migrate-finish abort: ok (state running)" "$WORK/out.send"
 check "destination abort removed the copy on A" \
@@ -381,7 +443,102 @@ check "c1 runs on B" state_is b c1 running
 check "nothing of c1 left on A" gone_from a c1
 check "A's run directory of c1 removed" test ! -e "$WORK/a/run/c1"
 check "the writable layer survived the abort" test "$(in_guest b c1 cat /root/marker2)" = from-b
+check "...mounted on B again" layer_on b c1
+check "...A has no mount of it" layer_not_on a c1
 log "c1 abort: client-side gap ${M_GAP} ms, wall ${M_WALL} ms"
+
+# ---- c1: the destination's restore fails after the source released the layer ----------
+# The receiver's CRIU fails (an injected fault: --criu names a program
+# that exits 1): the source has already killed its stopped tree and handed
+# the layer over; the destination releases it, answers the error, and the
+# source takes it back and restores c1 from its own images.
+
+printf '#!/bin/sh\necho "injected fault: criu $*" >&2\nexit 1\n' >"$WORK/criu-fails"
+chmod +x "$WORK/criu-fails"
+in_guest b c1 sh -c 'echo before-fail > /root/marker3 && sync'
+J=$(query c1)
+C_BEFORE=$(counter_of <<<"$J")
+PID_BEFORE=$(pid_of b c1)
+RECV_ARGS="--criu $WORK/criu-fails"
+migrate c1 b a fail
+RECV_ARGS=
+check "the destination's restore failed ($(grep 'migrate-recv:' "$WORK/out.recv" | head -1))" \
+	grep -q "migrate-recv: .*criu" "$WORK/out.recv"
+check "...after the source had handed the layer over: its tree was killed and is restored (init pid $PID_BEFORE -> $(pid_of b c1))" \
+	test -n "$(pid_of b c1)" -a "$(pid_of b c1)" != "$PID_BEFORE"
+check "migrate-send failed with the destination's error" \
+	grep -q "migrate-send: .*criu" "$WORK/out.send"
+check "c1 runs on B again" wait_for 5 "c1 running" state_is b c1 running
+J=$(query c1 2000)
+check "c1 answers from B: same boot_id, counter continued ($C_BEFORE -> $(counter_of <<<"$J"))" \
+	test "$(boot_of <<<"$J")" = "$BOOT1" -a "$(counter_of <<<"$J")" -ge "$C_BEFORE"
+check "c1's memory intact (mem_errors 0)" test "$(memerr_of <<<"$J")" = 0
+check "its data is there: the markers written on A and on B, and just before" \
+	test "$(in_guest b c1 cat /root/marker /root/marker2 /root/marker3 | tr '\n' ' ')" = \
+	"from-a from-b before-fail "
+check "the layer is mounted on B, the lock names B" layer_on b c1
+check "...A has no mount of it" layer_not_on a c1
+check "nothing of c1 left on A" gone_from a c1
+check "no image files left on B" not compgen -G "$WORK/b/run/c1/mig-*"
+check "B's veth of c1 is on the bridge" grep -q "master $BR" <<<"$(ip -n "$NSB" link show hv-c1)"
+log "c1 restore failure: client-side gap ${M_GAP} ms, wall ${M_WALL} ms"
+
+# ---- c1: the destination dies holding the layer ----------------------------------------
+# B -> A; A answers "ok" (restored, the layer mounted there) and its agent
+# dies (SIGKILL) before the decision: the abort reaches B, which must not
+# mount the layer while A holds it. It waits; what A's next agent does
+# with the copy (the driver's discard: here a stop on A) releases the
+# layer, and B takes it back and restores c1 from its own images.
+
+in_guest b c1 sh -c 'echo before-dst-death > /root/marker4 && sync'
+C_BEFORE=$(counter_of <<<"$(query c1)")
+PID_BEFORE=$(pid_of b c1)
+rm -f "$WORK/fifo.send" "$WORK/fifo.recv" "$WORK/out.send" "$WORK/out.recv"
+mkfifo "$WORK/fifo.send" "$WORK/fifo.recv"
+set_args a c1
+HACTL_CGROUP_PARENT=$CGA nsenter --net="/run/netns/$NSA" \
+	"$DT" container migrate-recv "${ARGS[@]}" --listen $PORT <"$WORK/fifo.recv" \
+	>"$WORK/out.recv" 2>&1 &
+rpid=$!
+exec {FR}>"$WORK/fifo.recv" # open, silent: its decision never comes (an end would abort)
+wait_line "$WORK/out.recv" '^listening' 10
+set_args b c1
+HACTL_CGROUP_PARENT=$CGB nsenter --net="/run/netns/$NSB" \
+	"$DT" container migrate-send "${ARGS[@]}" --to "$(host_ip a):$PORT" \
+	<"$WORK/fifo.send" >"$WORK/out.send" 2>&1 &
+spid=$!
+exec {FS}>"$WORK/fifo.send"
+wait_line "$WORK/out.send" "migrate-send: " 120
+wait_line "$WORK/out.recv" "migrate-recv: " 10
+kill -9 "$rpid" 2>/dev/null
+wait "$rpid" 2>/dev/null
+exec {FR}>&-
+check "migrate-send c1 B -> A: ok, then A's side died" \
+	grep -q "migrate-send: ok (state paused)" "$WORK/out.send"
+check "...A had restored it and holds the layer" layer_on a c1
+echo abort >&"$FS"
+sleep 2
+check "B's abort waits while A holds the layer (not finished after 2 s)" \
+	not grep -q "migrate-finish" "$WORK/out.send"
+check "...and B has not mounted it: one host at a time" layer_not_on b c1
+check "...the lock still names A ($(sed -n 1p "$WORK/data/c1/layer.lock"))" \
+	grep -q "run=$WORK/a/run/c1\$" <<<"$(sed -n 1p "$WORK/data/c1/layer.lock")"
+drv a stop c1 --timeout 0 >/dev/null 2>&1 # SIGKILL, as a discard does
+check "A's copy discarded: the layer released there" layer_not_on a c1
+wait_line "$WORK/out.send" "migrate-finish" 70
+exec {FS}>&-
+reap "$spid"
+check "B's abort then resumed c1 ($(grep 'migrate-finish' "$WORK/out.send"))" \
+	grep -q "migrate-finish abort: ok (state running)" "$WORK/out.send"
+J=$(query c1 2000)
+check "c1 answers from B: same boot_id, counter continued ($C_BEFORE -> $(counter_of <<<"$J")), restored (pid $PID_BEFORE -> $(pid_of b c1))" \
+	test "$(boot_of <<<"$J")" = "$BOOT1" -a "$(counter_of <<<"$J")" -ge "$C_BEFORE" \
+	-a "$(pid_of b c1)" != "$PID_BEFORE"
+check "its data is there" test "$(in_guest b c1 cat /root/marker3 /root/marker4 | tr '\n' ' ')" = \
+	"before-fail before-dst-death "
+check "the layer is mounted on B, the lock names B" layer_on b c1
+check "nothing of c1 left on A" gone_from a c1
+check "no image files left on B" not compgen -G "$WORK/b/run/c1/mig-*"
 
 # ---- c1 paused: refused, left paused ----------------------------------------------------
 # CRIU must not find the cgroup frozen (docs/migration.md): a paused

@@ -340,6 +340,7 @@ int main(int argc, char **argv)
 		{ "kernel", required_argument, NULL, 'k' },
 		{ "initrd", required_argument, NULL, 'i' },
 		{ "disk", required_argument, NULL, 'D' },
+		{ "disk-quota", required_argument, NULL, 'q' }, /* KiB */
 		{ "cmd", required_argument, NULL, 'C' },
 		{ "ip", required_argument, NULL, 'I' },
 		{ "gw", required_argument, NULL, 'G' },
@@ -378,6 +379,7 @@ int main(int argc, char **argv)
 		case 'k': spec.kernel = optarg; break;
 		case 'i': spec.initrd = optarg; break;
 		case 'D': spec.disk = optarg; break;
+		case 'q': spec.disk_kib = strtoull(optarg, NULL, 10); break;
 		case 'C': spec.command = optarg; break;
 		case 'I': spec.ip = optarg; break;
 		case 'G': spec.gateway = optarg; break;

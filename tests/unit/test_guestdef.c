@@ -90,6 +90,7 @@ int main(void)
 	CHECK_EQ_INT(d.restart, HA_RESTART_SNAPSHOT);
 	CHECK_EQ_INT(d.snapshot_keep, 3);
 	CHECK_EQ_INT(d.stop_timeout_s, 30);
+	CHECK_EQ_INT(d.disk_kib, 1024 * 1024);
 
 	CHECK_EQ_INT(parse(CT "[guest]\nmemory = 1G\ncpu_limit = 150\n[network]\nip = 10.0.0.5/24\n"
 			      "gateway = 10.0.0.1\n[ha]\nrestart = cold\npriority = 7\n", &d, err), 0);
@@ -110,6 +111,14 @@ int main(void)
 		     "g.conf:8: memory: '12X' is not a size in 16M..64G (K, M or G suffix)");
 	expect_error(CT "[guest]\nmemory = 1M\n",
 		     "g.conf:8: memory: '1M' is not a size in 16M..64G (K, M or G suffix)");
+	CHECK_EQ_INT(parse(CT "disk_quota = 200M\n", &d, err), 0);
+	CHECK_EQ_INT(d.disk_kib, 200 * 1024);
+	expect_error(CT "disk_quota = 1M\n",
+		     "g.conf:7: disk_quota: '1M' is not a size in 32M..16384G (K, M or G suffix)");
+	expect_error(CT "disk_quota = 17000G\n",
+		     "g.conf:7: disk_quota: '17000G' is not a size in 32M..16384G (K, M or G suffix)");
+	expect_error(CT "disk_quota = lots\n",
+		     "g.conf:7: disk_quota: 'lots' is not a size in 32M..16384G (K, M or G suffix)");
 	expect_error(CT "[guest]\ncpus = 0\n", "g.conf:8: cpus: '0' is not a number in 1..64");
 	expect_error(CT "[network]\nip = 10.0.0.300/24\n",
 		     "g.conf:8: ip: '10.0.0.300/24' is not an IPv4 address/prefix");
