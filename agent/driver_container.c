@@ -1016,6 +1016,11 @@ int ctr_guest_handover(struct agent_guest *g, const char *note, char *err)
 	return rc;
 }
 
+int ctr_guest_settle(struct agent_guest *g, char *err)
+{
+	return g->legacy ? 0 : ctr_layer_settle(&g->layer, err);
+}
+
 void ctr_guest_set_pending(struct agent_guest *g, bool pending)
 {
 	g->pending = pending;

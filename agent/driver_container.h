@@ -145,6 +145,19 @@ int ctr_layer_lock(const struct ctr_layer *l, enum ctr_layer_take how, uint32_t 
  * @note"), which only CTR_LAYER_CLAIM and CTR_LAYER_RECLAIM take.
  */
 int ctr_layer_handover(struct ctr_layer *l, const char *note, char *err);
+/*
+ * A migration's destination once the cluster committed: the lock, ours,
+ * loses its "(handover from ...)" line. Until then a start or restore on
+ * the source waits for the lock (the destination releases it at an
+ * abort); after it, the migration is history, and a failover back to the
+ * former source (its destination fenced) takes the lock over at once.
+ * A lock that is not ours, or has no such line, is left as it is.
+ */
+int ctr_layer_settle(const struct ctr_layer *l, char *err);
+/* The lock is another host's, claimed from this host's handover (its
+ * record says "(handover from" this host's owner line): what makes a
+ * start or restore here wait for the handback. */
+bool ctr_layer_handed_from_us(const struct ctr_layer *l);
 /* Unmounts it, waits until this kernel holds it no more, syncs the image
  * and releases the lock; nothing mounted is fine. */
 int ctr_layer_close(struct ctr_layer *l, char *err);
@@ -268,6 +281,9 @@ int ctr_guest_mount(struct agent_guest *g, enum ctr_layer_take how, uint32_t wai
  * (abort) or cleaned (commit).
  */
 int ctr_guest_handover(struct agent_guest *g, const char *note, char *err);
+/* The destination after the commit: ctr_layer_settle() of an image
+ * layer (nothing for the old layout). */
+int ctr_guest_settle(struct agent_guest *g, char *err);
 /* The guest's state is in migration images, not in processes: state()
  * says PAUSED meanwhile. */
 void ctr_guest_set_pending(struct agent_guest *g, bool pending);

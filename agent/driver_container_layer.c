@@ -290,6 +290,25 @@ static int lock_take(const struct ctr_layer *l, bool force, uint32_t wait_ms, ch
 	}
 }
 
+bool ctr_layer_handed_from_us(const struct ctr_layer *l)
+{
+	char who[sizeof(l->owner) * 2];
+
+	return !lock_ours(l, who, sizeof(who)) && handed_from_us(l, who);
+}
+
+int ctr_layer_settle(const struct ctr_layer *l, char *err)
+{
+	char who[sizeof(l->owner) * 2];
+	int rc;
+
+	if (!lock_ours(l, who, sizeof(who)) || strchr(who, '(') == NULL) {
+		return 0; /* not ours, or no handover line */
+	}
+	rc = ha_file_write_atomic(l->lock, l->owner, strlen(l->owner));
+	return rc < 0 ? agent_err(err, rc, "layer: rewriting %s: %s", l->lock, strerror(-rc)) : 0;
+}
+
 static void lock_release(const struct ctr_layer *l)
 {
 	char who[sizeof(l->owner)];

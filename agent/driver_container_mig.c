@@ -93,6 +93,7 @@
 #include <linux/if_packet.h>
 #include <linux/sockios.h>
 #include <pthread.h>
+#include <qb/qblog.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1303,6 +1304,15 @@ int ctr_mig_finish(struct agent_guest *g, bool source, bool commit, char *err)
 	if (rc == 0 && t.spec->ip) {
 		/* Best effort: peers would find the guest on their next ARP anyway. */
 		ctr_net_announce(t.pid, t.spec->ip, e2);
+	}
+	if (rc == 0 && !source) {
+		/* Committed and running here: the handover is history (a
+		 * failover to the former source must not wait for a handback
+		 * that a fenced host never gives). Best effort: without it
+		 * that failover waits LAYER_HANDBACK_MS, then takes over. */
+		if (ctr_guest_settle(g, e2) < 0) {
+			qb_log(LOG_WARNING, "migrate %s: %s", t.spec->name, e2);
+		}
 	}
 	/* The images migrate_send / migrate_recv left, now that the guest runs. */
 	stale_remove(t.spec->run_dir, source ? "mig-out." : "mig-in.");

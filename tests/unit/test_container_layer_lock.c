@@ -148,6 +148,60 @@ static void handover_states(void)
 	CHECK_EQ_INT(ctr_layer_lock(&b, CTR_LAYER_TAKE_MAX, 0, err), -EINVAL);
 }
 
+/*
+ * A migration there and back, then the host that runs the guest dies: the
+ * restore on the other one (which handed the layer over on the way back)
+ * must not wait for a handback. Each destination settles its lock at the
+ * commit, so no "(handover from" line outlives its migration.
+ */
+static void commit_settles(void)
+{
+	struct agent_guest_spec sa, sb;
+	struct ctr_layer a, b;
+	char err[AGENT_ERR_LEN], owner_a[600], owner_b[600], buf[1024];
+
+	layer_of(&a, &sa, run_a);
+	layer_of(&b, &sb, run_b);
+	snprintf(owner_a, sizeof(owner_a), "%.*s\n", (int)strcspn(a.owner, "\n"), a.owner);
+	snprintf(owner_b, sizeof(owner_b), "%.*s\n", (int)strcspn(b.owner, "\n"), b.owner);
+
+	/* A -> B: before the commit, A would wait for B's handback */
+	CHECK_EQ_INT(ctr_layer_lock(&a, CTR_LAYER_WAIT, 0, err), 0);
+	CHECK_EQ_INT(ctr_layer_handover(&a, "migration 11", err), 0);
+	CHECK_EQ_INT(ctr_layer_lock(&b, CTR_LAYER_CLAIM, 0, err), 0);
+	CHECK(ctr_layer_handed_from_us(&a));
+	CHECK(!ctr_layer_handed_from_us(&b));
+	/* only the holder settles: A's settle leaves B's record alone */
+	CHECK_EQ_INT(ctr_layer_settle(&a, err), 0);
+	CHECK(lock_has("(handover from"));
+	/* B commits: its record is its owner line, nothing else */
+	CHECK_EQ_INT(ctr_layer_settle(&b, err), 0);
+	lock_text(buf, sizeof(buf));
+	CHECK(strcmp(buf, owner_b) == 0);
+	CHECK(!ctr_layer_handed_from_us(&a));
+	/* settling twice changes nothing */
+	CHECK_EQ_INT(ctr_layer_settle(&b, err), 0);
+	lock_text(buf, sizeof(buf));
+	CHECK(strcmp(buf, owner_b) == 0);
+
+	/* B -> A, committed */
+	CHECK_EQ_INT(ctr_layer_handover(&b, "migration 12", err), 0);
+	CHECK_EQ_INT(ctr_layer_lock(&a, CTR_LAYER_CLAIM, 0, err), 0);
+	CHECK(ctr_layer_handed_from_us(&b));
+	CHECK_EQ_INT(ctr_layer_settle(&a, err), 0);
+	lock_text(buf, sizeof(buf));
+	CHECK(strcmp(buf, owner_a) == 0);
+
+	/* A dies and is fenced: B's restore sees no handback to wait for
+	 * and takes the lock over */
+	CHECK(!ctr_layer_handed_from_us(&b));
+	CHECK_EQ_INT(ctr_layer_lock(&b, CTR_LAYER_FORCE, 0, err), 0);
+	lock_text(buf, sizeof(buf));
+	CHECK(strcmp(buf, owner_b) == 0);
+	CHECK_EQ_INT(ctr_layer_close(&b, err), 0);
+	CHECK(access(lock_path, F_OK) != 0);
+}
+
 /* A claim file left by a host that died holding it is broken once old;
  * a fresh one is waited for. */
 static void stale_claim(void)
@@ -273,6 +327,7 @@ int main(void)
 	CHECK(dirs_setup());
 
 	handover_states();
+	commit_settles();
 	stale_claim();
 	race();
 
