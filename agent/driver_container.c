@@ -463,6 +463,25 @@ static int console_touch(struct agent_guest *g, char *err)
 	return 0;
 }
 
+/* What a guest needs of this host before its processes exist, for a
+ * start, a restore and a migration's destination alike: its bridge, its
+ * cgroups with the spec's limits, its console log. */
+static int host_side_make(struct agent_guest *g, char *err)
+{
+	int rc = 0;
+
+	if (g->spec.ip) {
+		rc = host_net_bridge_check(g->spec.bridge, err);
+	}
+	if (rc == 0) {
+		rc = host_cgroup_create(&g->cg, &g->spec, err);
+	}
+	if (rc == 0) {
+		rc = console_touch(g, err);
+	}
+	return rc;
+}
+
 /* ---- operations ------------------------------------------------------------ */
 
 static int ctr_probe(struct agent_driver *d, Hactl__HostFacts *facts)
@@ -543,14 +562,8 @@ static int ctr_start(struct agent_guest *g, uint32_t timeout_ms, char *err)
 	if (rc == 0) {
 		rc = dirs_make(g, err);
 	}
-	if (rc == 0 && g->spec.ip) {
-		rc = host_net_bridge_check(g->spec.bridge, err);
-	}
 	if (rc == 0) {
-		rc = host_cgroup_create(&g->cg, &g->spec, err);
-	}
-	if (rc == 0) {
-		rc = console_touch(g, err);
+		rc = host_side_make(g, err);
 	}
 	if (rc == 0) {
 		rc = layer_up(g, CTR_LAYER_FORCE, 0, err);
@@ -904,14 +917,8 @@ static int ctr_restore(struct agent_driver *d, const struct agent_guest_spec *sp
 	if (rc == 0) {
 		rc = layer_up(g, CTR_LAYER_FORCE, 0, err);
 	}
-	if (rc == 0 && g->spec.ip) {
-		rc = host_net_bridge_check(g->spec.bridge, err);
-	}
 	if (rc == 0) {
-		rc = host_cgroup_create(&g->cg, &g->spec, err);
-	}
-	if (rc == 0) {
-		rc = console_touch(g, err);
+		rc = host_side_make(g, err);
 	}
 	if (rc == 0) {
 		rc = overlay_mount(g, err);
@@ -1052,14 +1059,8 @@ int ctr_guest_prepare(struct agent_driver *d, const struct agent_guest_spec *spe
 	if (rc == 0) {
 		rc = dirs_make(g, err);
 	}
-	if (rc == 0 && g->spec.ip) {
-		rc = host_net_bridge_check(g->spec.bridge, err);
-	}
 	if (rc == 0) {
-		rc = host_cgroup_create(&g->cg, &g->spec, err);
-	}
-	if (rc == 0) {
-		rc = console_touch(g, err);
+		rc = host_side_make(g, err);
 	}
 	/* The old layout is shared by both hosts as before; an image is
 	 * mounted only once the source has let it go (ctr_guest_mount()). */
