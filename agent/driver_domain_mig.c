@@ -272,7 +272,7 @@ static void mig_cancel(struct qmp_client *c)
 	dom_simple_cmd(c, "migrate_cancel", NULL, NULL, NULL);
 	while (mig_query(c, &mi, NULL) == 0 && ha_mono_ms() < deadline &&
 	       (mi.q.status == QMP_MIGRATE_SETUP || mi.q.status == QMP_MIGRATE_ACTIVE ||
-		strcmp(mi.status, "cancelling") == 0)) {
+		mi.q.status == QMP_MIGRATE_CANCELLING)) {
 		ha_sleep_ms(20);
 	}
 }
@@ -386,7 +386,7 @@ int dom_migrate_send(struct agent_guest *g, int fd, const struct agent_mig_opts 
 				       mi.q.error[0] ? mi.q.error : why[0] ? why : "QEMU gave no reason");
 			goto out;
 		}
-		if (mi.q.status == QMP_MIGRATE_CANCELLED) {
+		if (mi.q.status == QMP_MIGRATE_CANCELLING || mi.q.status == QMP_MIGRATE_CANCELLED) {
 			rc = agent_err(err, -ECANCELED, "domain %s: migration cancelled", g->name);
 			goto out;
 		}
@@ -537,7 +537,8 @@ int dom_migrate_recv(struct agent_driver *d, const struct agent_guest_spec *spec
 		if (mi.q.status == QMP_MIGRATE_COMPLETED) {
 			break;
 		}
-		if (mi.q.status == QMP_MIGRATE_FAILED || mi.q.status == QMP_MIGRATE_CANCELLED) {
+		if (mi.q.status == QMP_MIGRATE_FAILED || mi.q.status == QMP_MIGRATE_CANCELLING ||
+		    mi.q.status == QMP_MIGRATE_CANCELLED) {
 			rc = agent_err(err, -EIO, "domain %s: incoming migration %s%s%s", g->name,
 				       mi.status, mi.q.error[0] ? ": " : "", mi.q.error);
 			goto out;

@@ -1014,6 +1014,7 @@ static const char *const migrate_status_names[QMP_MIGRATE_STATUS_MAX] = {
 	[QMP_MIGRATE_ACTIVE] = "active",
 	[QMP_MIGRATE_COMPLETED] = "completed",
 	[QMP_MIGRATE_FAILED] = "failed",
+	[QMP_MIGRATE_CANCELLING] = "cancelling",
 	[QMP_MIGRATE_CANCELLED] = "cancelled",
 };
 
@@ -1040,7 +1041,7 @@ int qmp_migrate_info_parse(json_object *ret, struct qmp_migrate_info *info)
 		{ "colo", QMP_MIGRATE_ACTIVE },
 		{ "completed", QMP_MIGRATE_COMPLETED },
 		{ "failed", QMP_MIGRATE_FAILED },
-		{ "cancelling", QMP_MIGRATE_CANCELLED },
+		{ "cancelling", QMP_MIGRATE_CANCELLING },
 		{ "cancelled", QMP_MIGRATE_CANCELLED },
 	};
 	json_object *ram = NULL;
@@ -1121,6 +1122,7 @@ int qmp_client_migrate_wait(struct qmp_client *c, struct qmp_migrate_info *info,
 		case QMP_MIGRATE_FAILED:
 			return ha_errf(err, errlen, -EIO, "migration failed: %s",
 				       mi->error[0] ? mi->error : "no reason given");
+		case QMP_MIGRATE_CANCELLING:
 		case QMP_MIGRATE_CANCELLED:
 			return ha_errf(err, errlen, -ECANCELED, "migration cancelled");
 		default:

@@ -181,7 +181,8 @@ enum qmp_migrate_status {
 	QMP_MIGRATE_ACTIVE,       /* also pre-switchover, device, postcopy-* */
 	QMP_MIGRATE_COMPLETED,
 	QMP_MIGRATE_FAILED,
-	QMP_MIGRATE_CANCELLED,    /* also cancelling */
+	QMP_MIGRATE_CANCELLING,   /* migrate_cancel asked, not yet done */
+	QMP_MIGRATE_CANCELLED,
 	QMP_MIGRATE_STATUS_MAX
 };
 

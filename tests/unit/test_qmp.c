@@ -222,6 +222,12 @@ static void test_migrate_info(void)
 	CHECK_EQ_INT(qmp_migrate_info_parse(o, &mi), -EPROTO);
 	json_object_put(o);
 	CHECK(strcmp(qmp_migrate_status_str(QMP_MIGRATE_CANCELLED), "cancelled") == 0);
+	/* cancelling is a state of its own (mig_cancel waits through it) */
+	o = json_tokener_parse("{\"status\": \"cancelling\"}");
+	CHECK_EQ_INT(qmp_migrate_info_parse(o, &mi), 0);
+	CHECK(mi.status == QMP_MIGRATE_CANCELLING);
+	CHECK(strcmp(qmp_migrate_status_str(mi.status), "cancelling") == 0);
+	json_object_put(o);
 }
 
 /* ---- a scripted QEMU ------------------------------------------------------ */
