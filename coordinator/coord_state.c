@@ -827,6 +827,12 @@ void coord_pb_set_str(char **field, const char *v)
 	}
 }
 
+/* A guest record's state or desired state, by its name (hactl_states). */
+static void state_set(char **field, Hactl__GuestState s)
+{
+	coord_pb_set_str(field, ha_guest_state_str(s));
+}
+
 
 /* `hactl start`: the restart policy starts over. */
 static void restart_policy_clear(Hactl__GuestRecord *g)
@@ -911,7 +917,7 @@ int coord_change_apply(struct coord_state *st, const Hactl__Change *ch,
 		g->owner = n->id;
 		g->has_generation = true;
 		g->generation++;
-		coord_pb_set_str(&g->desired, "running");
+		state_set(&g->desired, HACTL__GUEST_STATE__GUEST_RUNNING);
 		coord_pb_set_str(&g->start_mode, gs->mode && gs->mode[0] ? gs->mode : "cold");
 		g->has_start_snapshot = true;
 		g->start_snapshot = gs->snapshot;
@@ -921,7 +927,7 @@ int coord_change_apply(struct coord_state *st, const Hactl__Change *ch,
 	}
 	case HACTL__CHANGE__KIND_GUEST_STOP:
 		g = coord_state_guest(st, ch->guest_stop->name);
-		coord_pb_set_str(&g->desired, "stopped");
+		state_set(&g->desired, HACTL__GUEST_STATE__GUEST_STOPPED);
 		break;
 	case HACTL__CHANGE__KIND_NODE_FENCE: {
 		struct coord_node *n = coord_state_node_by_name(st, ch->node_fence->node);
@@ -944,7 +950,7 @@ int coord_change_apply(struct coord_state *st, const Hactl__Change *ch,
 			}
 			dst = p->node && p->node[0] ? node_by_name_c(st, p->node) : NULL;
 			if (p->mode && strcmp(p->mode, "none") == 0) {
-				coord_pb_set_str(&g->desired, "stopped");
+				state_set(&g->desired, HACTL__GUEST_STATE__GUEST_STOPPED);
 				g->owner = 0;
 				coord_pb_set_str(&g->error, "host lost; restart policy none");
 				continue;
@@ -962,7 +968,7 @@ int coord_change_apply(struct coord_state *st, const Hactl__Change *ch,
 			g->has_start_snapshot = true;
 			g->start_snapshot = 0;
 			coord_pb_set_str(&g->error, "");
-			coord_pb_set_str(&g->state, "recovering");
+			state_set(&g->state, HACTL__GUEST_STATE__GUEST_RECOVERING);
 		}
 		break;
 	case HACTL__CHANGE__KIND_GUEST_RELOCATE: {
@@ -974,8 +980,8 @@ int coord_change_apply(struct coord_state *st, const Hactl__Change *ch,
 		coord_pb_set_str(&g->error, r->reason ? r->reason : "");
 		if (dst == NULL) {
 			/* the policy is exhausted: state error until `hactl start` */
-			coord_pb_set_str(&g->desired, "stopped");
-			coord_pb_set_str(&g->state, "error");
+			state_set(&g->desired, HACTL__GUEST_STATE__GUEST_STOPPED);
+			state_set(&g->state, HACTL__GUEST_STATE__GUEST_ERROR);
 			g->has_restart_error = true;
 			g->restart_error = true;
 			break;
@@ -991,7 +997,7 @@ int coord_change_apply(struct coord_state *st, const Hactl__Change *ch,
 		coord_pb_set_str(&g->start_mode, "cold");
 		g->has_start_snapshot = true;
 		g->start_snapshot = 0;
-		coord_pb_set_str(&g->state, "relocating");
+		state_set(&g->state, HACTL__GUEST_STATE__GUEST_RELOCATING);
 		break;
 	}
 	case HACTL__CHANGE__KIND_MIGRATE_START: {
