@@ -860,8 +860,8 @@ static int apply_define(struct coord_state *st, const Hactl__GuestDefineChange *
 	}
 	tmpl.name = def.name;
 	tmpl.type = def.type;
-	tmpl.state = "defined";
-	tmpl.desired = "stopped";
+	tmpl.state = (char *)ha_guest_state_str(HACTL__GUEST_STATE__GUEST_DEFINED);
+	tmpl.desired = (char *)ha_guest_state_str(HACTL__GUEST_STATE__GUEST_STOPPED);
 	tmpl.has_definition = true;
 	tmpl.definition = d->definition;
 	g = coord_pb_dup(&tmpl.base);
@@ -1011,7 +1011,8 @@ int coord_change_apply(struct coord_state *st, const Hactl__Change *ch,
 		mt.id = st->seq + 1;
 		mt.source = g->owner;
 		mt.destination = dst->id;
-		mt.state = "transferring";
+		mt.state = (char *)ha_migration_state_str(
+			HACTL__MIGRATION_STATE__MIGRATION_TRANSFERRING);
 		mt.options = m->options ? m->options : &none;
 		mt.has_started_ms = true;
 		mt.started_ms = now_ms;
@@ -1038,7 +1039,9 @@ int coord_change_apply(struct coord_state *st, const Hactl__Change *ch,
 		const Hactl__MigrateEndChange *m = ch->migrate_end;
 
 		g = coord_state_guest(st, m->guest);
-		coord_pb_set_str(&g->migration->state, m->commit ? "committed" : "aborted");
+		coord_pb_set_str(&g->migration->state, ha_migration_state_str(
+			m->commit ? HACTL__MIGRATION_STATE__MIGRATION_COMMITTED :
+				    HACTL__MIGRATION_STATE__MIGRATION_ABORTED));
 		coord_pb_set_str(&g->migration->reason, m->reason ? m->reason : "");
 		g->migration->has_ended_ms = true;
 		g->migration->ended_ms = now_ms;
