@@ -500,15 +500,13 @@ static int dom_attach(struct agent_driver *d, const struct agent_guest_spec *spe
 	 * does not, and stop() still works. */
 	rc = dom_qmp_open(g, DOM_CONNECT_MS, &c, err);
 	if (rc == 0) {
-		char st[32];
-		bool running;
+		struct qmp_status st;
 
-		rc = qmp_client_query_status(c, st, sizeof(st), &running, DOM_QMP_MS, err,
-					     AGENT_ERR_LEN);
+		rc = qmp_client_query_status(c, &st, DOM_QMP_MS, err, AGENT_ERR_LEN);
 		/* a paused guest (an operation of an agent that died) stays
 		 * paused: whether to resume is the caller's decision */
-		g->vm_state = rc < 0 ? AGENT_GUEST_FAILED : running ? AGENT_GUEST_RUNNING :
-			      dom_vm_state_of(st);
+		g->vm_state = rc < 0 ? AGENT_GUEST_FAILED : st.running ? AGENT_GUEST_RUNNING :
+			      dom_vm_state_of(st.state);
 	}
 	qmp_client_free(c);
 	if (rc < 0) {
@@ -546,7 +544,7 @@ static int dom_start(struct agent_guest *g, uint32_t timeout_ms, char *err)
 	if (rc == 0) {
 		uint64_t now = ha_mono_ms();
 
-		rc = dom_wait_status(g, c, "running", now < deadline ? (uint32_t)(deadline - now) : 0,
+		rc = dom_wait_status(g, c, QMP_RUN_RUNNING, now < deadline ? (uint32_t)(deadline - now) : 0,
 				 err);
 	}
 	if (rc < 0) {
@@ -606,8 +604,7 @@ static int dom_stop(struct agent_guest *g, uint32_t timeout_ms, char *err)
 {
 	struct dom_record r;
 	struct qmp_client *c = NULL;
-	char st[32] = "";
-	bool running = false;
+	struct qmp_status st = { .running = false };
 	int rc = 0;
 
 	dom_op_begin(g, AGENT_GUEST_STOPPING);
@@ -616,8 +613,8 @@ static int dom_stop(struct agent_guest *g, uint32_t timeout_ms, char *err)
 		goto out;
 	}
 	if (dom_qmp_open(g, DOM_CONNECT_MS, &c, NULL) == 0 &&
-	    qmp_client_query_status(c, st, sizeof(st), &running, DOM_QMP_MS, NULL, 0) == 0 &&
-	    running && timeout_ms > 0) {
+	    qmp_client_query_status(c, &st, DOM_QMP_MS, NULL, 0) == 0 && st.running &&
+	    timeout_ms > 0) {
 		graceful_stop(c, &r, timeout_ms);
 	}
 	if (dom_rec_alive(&r)) {

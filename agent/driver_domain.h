@@ -183,7 +183,7 @@ int dom_launch(struct agent_guest *g, struct dom_launch *lo, struct dom_record *
 int dom_qmp_open(const struct agent_guest *g, uint32_t timeout_ms, struct qmp_client **c,
 		 char *err);
 /* Waits until query-status says @want ("running", "paused"). */
-int dom_wait_status(struct agent_guest *g, struct qmp_client *c, const char *want,
+int dom_wait_status(struct agent_guest *g, struct qmp_client *c, enum qmp_run_state want,
 		    uint32_t timeout_ms, char *err);
 /* A QMP command without a reply, with one string argument @key = @val
  * when @key is not NULL. */
@@ -192,7 +192,7 @@ int dom_simple_cmd(struct qmp_client *c, const char *cmd, const char *key, const
 /* announce-self: the guest's MAC from its new port. */
 int dom_announce(struct qmp_client *c, char *err);
 /* A QEMU run state other than "running" as a guest state. */
-enum agent_guest_state dom_vm_state_of(const char *st);
+enum agent_guest_state dom_vm_state_of(enum qmp_run_state st);
 /* Ends QEMU: QMP quit (when @c), then SIGTERM, then SIGKILL. */
 int dom_force_quit(struct agent_guest *g, struct qmp_client *c, const struct dom_record *r,
 		   char *err);

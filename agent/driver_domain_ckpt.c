@@ -183,7 +183,8 @@ static int manifest_write(const char *dir, json_object *m, char *err)
 
 int dom_checkpoint(struct agent_guest *g, const char *dir, unsigned flags, char *err)
 {
-	char mpath[PATH_MAX], dpath[PATH_MAX], machine[64], st[32], qver[32];
+	char mpath[PATH_MAX], dpath[PATH_MAX], machine[64], qver[32];
+	struct qmp_status st;
 	struct dom_record r;
 	struct qmp_client *c = NULL;
 	struct qmp_migrate_info mi;
@@ -225,8 +226,8 @@ int dom_checkpoint(struct agent_guest *g, const char *dir, unsigned flags, char 
 	qmp_client_version(c, &vmaj, &vmin, &vmic);
 	snprintf(qver, sizeof(qver), "%u.%u.%u", vmaj, vmin, vmic);
 	machine_type(c, machine, sizeof(machine));
-	rc = qmp_client_query_status(c, st, sizeof(st), &was_running, DOM_QMP_MS, err,
-				     AGENT_ERR_LEN);
+	rc = qmp_client_query_status(c, &st, DOM_QMP_MS, err, AGENT_ERR_LEN);
+	was_running = rc == 0 && st.running;
 	if (rc == 0) {
 		rc = tune_for_file(c, err);
 	}
@@ -496,13 +497,13 @@ int dom_restore(struct agent_driver *d, const struct agent_guest_spec *spec,
 		rc = qmp_client_migrate_wait(c, &mi, 120000, err, AGENT_ERR_LEN);
 	}
 	if (rc == 0) {
-		rc = dom_wait_status(g, c, "paused", 10000, err);
+		rc = dom_wait_status(g, c, QMP_RUN_PAUSED, 10000, err);
 	}
 	if (rc == 0) {
 		rc = dom_simple_cmd(c, "cont", NULL, NULL, err);
 	}
 	if (rc == 0) {
-		rc = dom_wait_status(g, c, "running", 10000, err);
+		rc = dom_wait_status(g, c, QMP_RUN_RUNNING, 10000, err);
 	}
 	if (rc == 0) {
 		/* The guest's MAC now sits behind another port: tell the

@@ -237,28 +237,26 @@ static int set_capability(struct qmp_client *c, const char *cap, bool on, char *
 static int resume_guest(struct agent_guest *g, struct qmp_client *c, char *err)
 {
 	uint64_t deadline = ha_mono_ms() + DOM_MIG_SETTLE_MS;
-	char st[32];
-	bool running;
+	struct qmp_status st;
 	int rc;
 
 	for (;;) {
-		rc = qmp_client_query_status(c, st, sizeof(st), &running, DOM_QMP_MS, err,
-					     AGENT_ERR_LEN);
-		if (rc < 0 || running) {
+		rc = qmp_client_query_status(c, &st, DOM_QMP_MS, err, AGENT_ERR_LEN);
+		if (rc < 0 || st.running) {
 			return rc;
 		}
-		if (strcmp(st, "finish-migrate") != 0 && strcmp(st, "inmigrate") != 0) {
+		if (st.state != QMP_RUN_FINISH_MIGRATE && st.state != QMP_RUN_INMIGRATE) {
 			break;
 		}
 		if (ha_mono_ms() > deadline) {
 			return agent_err(err, -ETIMEDOUT, "domain %s: still %s after %d ms", g->name,
-					 st, DOM_MIG_SETTLE_MS);
+					 st.name, DOM_MIG_SETTLE_MS);
 		}
 		ha_sleep_ms(20);
 	}
 	rc = dom_simple_cmd(c, "cont", NULL, NULL, err);
 	if (rc == 0) {
-		rc = dom_wait_status(g, c, "running", DOM_MIG_SETTLE_MS, err);
+		rc = dom_wait_status(g, c, QMP_RUN_RUNNING, DOM_MIG_SETTLE_MS, err);
 	}
 	return rc;
 }
@@ -272,7 +270,7 @@ static void mig_cancel(struct qmp_client *c)
 	dom_simple_cmd(c, "migrate_cancel", NULL, NULL, NULL);
 	while (mig_query(c, &mi, NULL) == 0 && ha_mono_ms() < deadline &&
 	       (mi.q.status == QMP_MIGRATE_SETUP || mi.q.status == QMP_MIGRATE_ACTIVE ||
-		strcmp(mi.status, "cancelling") == 0)) {
+		mi.q.status == QMP_MIGRATE_CANCELLING)) {
 		ha_sleep_ms(20);
 	}
 }
@@ -298,7 +296,8 @@ int dom_migrate_send(struct agent_guest *g, int fd, const struct agent_mig_opts 
 	uint64_t t0, t_stop = 0, last_move, last_answer, moved = 0, now, bound;
 	bool was_running = false, stopped = false, fd_given = false, started = false;
 	bool done = false;
-	char st[32], logp[PATH_MAX];
+	char logp[PATH_MAX];
+	struct qmp_status st;
 	off_t log_from = 0;
 	struct stat sb;
 	int rc;
@@ -326,9 +325,9 @@ int dom_migrate_send(struct agent_guest *g, int fd, const struct agent_mig_opts 
 	if (rc < 0) {
 		goto out;
 	}
-	rc = qmp_client_query_status(c, st, sizeof(st), &was_running, DOM_QMP_MS, err,
-				     AGENT_ERR_LEN);
-	if (rc == 0 && strcmp(st, "postmigrate") == 0) {
+	rc = qmp_client_query_status(c, &st, DOM_QMP_MS, err, AGENT_ERR_LEN);
+	was_running = rc == 0 && st.running;
+	if (rc == 0 && st.state == QMP_RUN_POSTMIGRATE) {
 		rc = agent_err(err, -EBUSY, "domain %s: an earlier migration awaits its commit or "
 			       "abort", g->name);
 	}
@@ -386,7 +385,7 @@ int dom_migrate_send(struct agent_guest *g, int fd, const struct agent_mig_opts 
 				       mi.q.error[0] ? mi.q.error : why[0] ? why : "QEMU gave no reason");
 			goto out;
 		}
-		if (mi.q.status == QMP_MIGRATE_CANCELLED) {
+		if (mi.q.status == QMP_MIGRATE_CANCELLING || mi.q.status == QMP_MIGRATE_CANCELLED) {
 			rc = agent_err(err, -ECANCELED, "domain %s: migration cancelled", g->name);
 			goto out;
 		}
@@ -413,10 +412,8 @@ int dom_migrate_send(struct agent_guest *g, int fd, const struct agent_mig_opts 
 	/* "completed" comes a moment before QEMU has computed the figures
 	 * and left finish-migrate for postmigrate */
 	for (uint64_t until = ha_mono_ms() + DOM_MIG_SETTLE_MS;;) {
-		bool running;
-
-		if (qmp_client_query_status(c, st, sizeof(st), &running, DOM_QMP_MS, NULL, 0) < 0 ||
-		    strcmp(st, "finish-migrate") != 0 || ha_mono_ms() > until) {
+		if (qmp_client_query_status(c, &st, DOM_QMP_MS, NULL, 0) < 0 ||
+		    st.state != QMP_RUN_FINISH_MIGRATE || ha_mono_ms() > until) {
 			break;
 		}
 		ha_sleep_ms(5);
@@ -537,7 +534,8 @@ int dom_migrate_recv(struct agent_driver *d, const struct agent_guest_spec *spec
 		if (mi.q.status == QMP_MIGRATE_COMPLETED) {
 			break;
 		}
-		if (mi.q.status == QMP_MIGRATE_FAILED || mi.q.status == QMP_MIGRATE_CANCELLED) {
+		if (mi.q.status == QMP_MIGRATE_FAILED || mi.q.status == QMP_MIGRATE_CANCELLING ||
+		    mi.q.status == QMP_MIGRATE_CANCELLED) {
 			rc = agent_err(err, -EIO, "domain %s: incoming migration %s%s%s", g->name,
 				       mi.status, mi.q.error[0] ? ": " : "", mi.q.error);
 			goto out;
@@ -558,7 +556,7 @@ int dom_migrate_recv(struct agent_driver *d, const struct agent_guest_spec *spec
 		mig_nap(c);
 	}
 	/* -S: QEMU keeps the guest paused after the stream */
-	rc = dom_wait_status(g, c, "paused", DOM_MIG_SETTLE_MS, err);
+	rc = dom_wait_status(g, c, QMP_RUN_PAUSED, DOM_MIG_SETTLE_MS, err);
 	p->total_ms = ha_mono_ms() - t0;
 	got = base >= 0 ? sock_bytes_received(fd) - base : 0;
 	p->transferred_bytes = got > 0 ? (uint64_t)got : 0;
@@ -591,8 +589,7 @@ static int mig_discard(struct agent_guest *g, bool source, char *err)
 	struct dom_record r;
 	struct qmp_client *c = NULL;
 	struct mig_info mi;
-	char st[32] = "";
-	bool running = false;
+	struct qmp_status st = { .running = false };
 	int rc = 0;
 
 	dom_op_begin(g, AGENT_GUEST_STOPPING);
@@ -603,17 +600,16 @@ static int mig_discard(struct agent_guest *g, bool source, char *err)
 	}
 	rc = dom_qmp_open(g, DOM_CONNECT_MS, &c, err);
 	if (rc == 0) {
-		rc = qmp_client_query_status(c, st, sizeof(st), &running, DOM_QMP_MS, err,
-					     AGENT_ERR_LEN);
+		rc = qmp_client_query_status(c, &st, DOM_QMP_MS, err, AGENT_ERR_LEN);
 	}
-	if (rc == 0 && running) {
+	if (rc == 0 && st.running) {
 		rc = agent_err(err, -EBUSY, "domain %s: running here: a running guest is not "
 			       "discarded", g->name);
 	}
 	if (rc == 0 && source && (mig_query(c, &mi, err) < 0 ||
 				  mi.q.status != QMP_MIGRATE_COMPLETED)) {
 		rc = agent_err(err, -EBUSY, "domain %s: no completed outgoing migration (%s): not "
-			       "discarded", g->name, st);
+			       "discarded", g->name, st.name);
 	}
 	if (rc < 0) {
 		goto out;
@@ -627,7 +623,7 @@ static int mig_discard(struct agent_guest *g, bool source, char *err)
 	}
 out:
 	qmp_client_free(c);
-	dom_op_end(g, rc == 0 ? AGENT_GUEST_DEFINED : running ? AGENT_GUEST_RUNNING :
+	dom_op_end(g, rc == 0 ? AGENT_GUEST_DEFINED : st.running ? AGENT_GUEST_RUNNING :
 	       AGENT_GUEST_PAUSED);
 	return rc;
 }
@@ -638,8 +634,7 @@ static int mig_resume(struct agent_guest *g, bool source, char *err)
 {
 	struct dom_record r;
 	struct qmp_client *c = NULL;
-	char st[32] = "";
-	bool running = false;
+	struct qmp_status st = { .running = false };
 	int rc;
 
 	if (dom_guest_running(g, &r) < 0) {
@@ -648,15 +643,14 @@ static int mig_resume(struct agent_guest *g, bool source, char *err)
 	dom_op_begin(g, AGENT_GUEST_PAUSED);
 	rc = dom_qmp_open(g, DOM_CONNECT_MS, &c, err);
 	if (rc == 0) {
-		rc = qmp_client_query_status(c, st, sizeof(st), &running, DOM_QMP_MS, err,
-					     AGENT_ERR_LEN);
+		rc = qmp_client_query_status(c, &st, DOM_QMP_MS, err, AGENT_ERR_LEN);
 	}
-	if (rc == 0 && !source && strcmp(st, "inmigrate") == 0) {
+	if (rc == 0 && !source && st.state == QMP_RUN_INMIGRATE) {
 		/* cont would run it as soon as the stream ends: refuse */
 		rc = agent_err(err, -EBUSY, "domain %s: the incoming migration is not complete",
 			       g->name);
 	}
-	if (rc == 0 && !running) {
+	if (rc == 0 && !st.running) {
 		rc = resume_guest(g, c, err);
 	}
 	if (rc == 0 && dom_announce(c, NULL) < 0) {

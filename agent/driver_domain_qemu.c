@@ -846,44 +846,44 @@ int dom_qmp_open(const struct agent_guest *g, uint32_t timeout_ms, struct qmp_cl
 	return qmp_client_connect(path, timeout_ms, c, err, err ? AGENT_ERR_LEN : 0);
 }
 
-/* Waits until query-status says @want ("running", "paused"). */
-int dom_wait_status(struct agent_guest *g, struct qmp_client *c, const char *want,
-		       uint32_t timeout_ms, char *err)
+/* Waits until query-status says @want (running, paused). */
+int dom_wait_status(struct agent_guest *g, struct qmp_client *c, enum qmp_run_state want,
+		    uint32_t timeout_ms, char *err)
 {
 	uint64_t deadline = ha_mono_ms() + timeout_ms;
-	char st[32];
-	bool running;
+	struct qmp_status st;
 	int rc;
 
 	for (;;) {
-		rc = qmp_client_query_status(c, st, sizeof(st), &running, DOM_QMP_MS, err,
-					     AGENT_ERR_LEN);
+		rc = qmp_client_query_status(c, &st, DOM_QMP_MS, err, AGENT_ERR_LEN);
 		if (rc < 0) {
 			return rc;
 		}
-		if (strcmp(st, want) == 0) {
+		if (st.state == want) {
 			return 0;
 		}
 		if (ha_mono_ms() > deadline) {
 			return agent_err(err, -ETIMEDOUT, "domain %s: status %s, not %s after %u ms",
-					 g->name, st, want, timeout_ms);
+					 g->name, st.name, qmp_run_state_str(want), timeout_ms);
 		}
 		ha_sleep_ms(20);
 	}
 }
 
-/* A QEMU run state other than "running" as a guest state. */
-enum agent_guest_state dom_vm_state_of(const char *st)
+/* A QEMU run state as a guest state. */
+enum agent_guest_state dom_vm_state_of(enum qmp_run_state st)
 {
-	static const char *const failed[] = { "shutdown", "guest-panicked", "internal-error",
-					      "io-error" };
-
-	for (size_t i = 0; i < HA_ARRAY_SIZE(failed); i++) {
-		if (strcmp(st, failed[i]) == 0) {
-			return AGENT_GUEST_FAILED;
-		}
+	switch (st) {
+	case QMP_RUN_SHUTDOWN:
+	case QMP_RUN_GUEST_PANICKED:
+	case QMP_RUN_INTERNAL_ERROR:
+	case QMP_RUN_IO_ERROR:
+		return AGENT_GUEST_FAILED;
+	case QMP_RUN_RUNNING:
+		return AGENT_GUEST_RUNNING;
+	default:
+		return AGENT_GUEST_PAUSED;
 	}
-	return strcmp(st, "running") == 0 ? AGENT_GUEST_RUNNING : AGENT_GUEST_PAUSED;
 }
 
 /* Tears down what a QEMU that is gone left: tap, cgroup, record. */

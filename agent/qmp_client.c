@@ -924,8 +924,40 @@ void qmp_client_free(struct qmp_client *c)
 	free(c);
 }
 
-int qmp_client_query_status(struct qmp_client *c, char *status, size_t statuslen,
-			    bool *running, uint32_t timeout_ms, char *err, size_t errlen)
+static const char *const run_state_names[QMP_RUN_STATE_MAX] = {
+	[QMP_RUN_OTHER] = "other",
+	[QMP_RUN_DEBUG] = "debug",
+	[QMP_RUN_INMIGRATE] = "inmigrate",
+	[QMP_RUN_INTERNAL_ERROR] = "internal-error",
+	[QMP_RUN_IO_ERROR] = "io-error",
+	[QMP_RUN_PAUSED] = "paused",
+	[QMP_RUN_POSTMIGRATE] = "postmigrate",
+	[QMP_RUN_PRELAUNCH] = "prelaunch",
+	[QMP_RUN_FINISH_MIGRATE] = "finish-migrate",
+	[QMP_RUN_RESTORE_VM] = "restore-vm",
+	[QMP_RUN_RUNNING] = "running",
+	[QMP_RUN_SAVE_VM] = "save-vm",
+	[QMP_RUN_SHUTDOWN] = "shutdown",
+	[QMP_RUN_SUSPENDED] = "suspended",
+	[QMP_RUN_WATCHDOG] = "watchdog",
+	[QMP_RUN_GUEST_PANICKED] = "guest-panicked",
+	[QMP_RUN_COLO] = "colo",
+};
+
+const char *qmp_run_state_str(enum qmp_run_state s)
+{
+	return ha_enum_str(run_state_names, QMP_RUN_STATE_MAX, (unsigned)s);
+}
+
+enum qmp_run_state qmp_run_state_parse(const char *name)
+{
+	int v = ha_enum_parse(run_state_names, QMP_RUN_STATE_MAX, name);
+
+	return v < 0 ? QMP_RUN_OTHER : (enum qmp_run_state)v;
+}
+
+int qmp_client_query_status(struct qmp_client *c, struct qmp_status *st, uint32_t timeout_ms,
+			    char *err, size_t errlen)
 {
 	json_object *ret = NULL, *r;
 	const char *s;
@@ -941,8 +973,9 @@ int qmp_client_query_status(struct qmp_client *c, char *status, size_t statuslen
 		json_object_put(ret);
 		return ha_errf(err, errlen, -EPROTO, "qmp query-status: malformed reply");
 	}
-	copy_clean(status, statuslen, s, strlen(s));
-	*running = json_object_get_boolean(r);
+	copy_clean(st->name, sizeof(st->name), s, strlen(s));
+	st->state = qmp_run_state_parse(s);
+	st->running = json_object_get_boolean(r);
 	json_object_put(ret);
 	return 0;
 }
@@ -1014,6 +1047,7 @@ static const char *const migrate_status_names[QMP_MIGRATE_STATUS_MAX] = {
 	[QMP_MIGRATE_ACTIVE] = "active",
 	[QMP_MIGRATE_COMPLETED] = "completed",
 	[QMP_MIGRATE_FAILED] = "failed",
+	[QMP_MIGRATE_CANCELLING] = "cancelling",
 	[QMP_MIGRATE_CANCELLED] = "cancelled",
 };
 
@@ -1040,7 +1074,7 @@ int qmp_migrate_info_parse(json_object *ret, struct qmp_migrate_info *info)
 		{ "colo", QMP_MIGRATE_ACTIVE },
 		{ "completed", QMP_MIGRATE_COMPLETED },
 		{ "failed", QMP_MIGRATE_FAILED },
-		{ "cancelling", QMP_MIGRATE_CANCELLED },
+		{ "cancelling", QMP_MIGRATE_CANCELLING },
 		{ "cancelled", QMP_MIGRATE_CANCELLED },
 	};
 	json_object *ram = NULL;
@@ -1121,6 +1155,7 @@ int qmp_client_migrate_wait(struct qmp_client *c, struct qmp_migrate_info *info,
 		case QMP_MIGRATE_FAILED:
 			return ha_errf(err, errlen, -EIO, "migration failed: %s",
 				       mi->error[0] ? mi->error : "no reason given");
+		case QMP_MIGRATE_CANCELLING:
 		case QMP_MIGRATE_CANCELLED:
 			return ha_errf(err, errlen, -ECANCELED, "migration cancelled");
 		default:

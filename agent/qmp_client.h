@@ -150,10 +150,45 @@ int qmp_client_poll(struct qmp_client *c, char *err, size_t errlen);
 uint64_t qmp_client_events_dropped(const struct qmp_client *c);
 uint64_t qmp_client_replies_skipped(const struct qmp_client *c);
 
-/* query-status: copies the run state ("running", "paused", "postmigrate",
- * "inmigrate", "shutdown", ...) into @status and sets *running. */
-int qmp_client_query_status(struct qmp_client *c, char *status, size_t statuslen,
-			    bool *running, uint32_t timeout_ms, char *err, size_t errlen);
+/* QEMU's run states (qapi/run-state.json, RunState) that hactl tells
+ * apart; a name this list lacks (a newer QEMU's) is QMP_RUN_OTHER. */
+enum qmp_run_state {
+	QMP_RUN_OTHER = 0,
+	QMP_RUN_DEBUG,
+	QMP_RUN_INMIGRATE,
+	QMP_RUN_INTERNAL_ERROR,
+	QMP_RUN_IO_ERROR,
+	QMP_RUN_PAUSED,
+	QMP_RUN_POSTMIGRATE,
+	QMP_RUN_PRELAUNCH,
+	QMP_RUN_FINISH_MIGRATE,
+	QMP_RUN_RESTORE_VM,
+	QMP_RUN_RUNNING,
+	QMP_RUN_SAVE_VM,
+	QMP_RUN_SHUTDOWN,
+	QMP_RUN_SUSPENDED,
+	QMP_RUN_WATCHDOG,
+	QMP_RUN_GUEST_PANICKED,
+	QMP_RUN_COLO,
+	QMP_RUN_STATE_MAX
+};
+
+/* QEMU's name of @s ("finish-migrate"); "other" for QMP_RUN_OTHER. */
+const char *qmp_run_state_str(enum qmp_run_state s);
+/* The state QEMU calls @name; QMP_RUN_OTHER for a name not listed. */
+enum qmp_run_state qmp_run_state_parse(const char *name);
+
+/* What query-status says: the run state, QEMU's word for it (kept for
+ * messages: a newer QEMU's state has no enum value) and "running". */
+struct qmp_status {
+	enum qmp_run_state state;
+	bool running;
+	char name[32];
+};
+
+/* query-status into @st. */
+int qmp_client_query_status(struct qmp_client *c, struct qmp_status *st, uint32_t timeout_ms,
+			    char *err, size_t errlen);
 
 /* ---- migration ------------------------------------------------------- */
 
@@ -181,7 +216,8 @@ enum qmp_migrate_status {
 	QMP_MIGRATE_ACTIVE,       /* also pre-switchover, device, postcopy-* */
 	QMP_MIGRATE_COMPLETED,
 	QMP_MIGRATE_FAILED,
-	QMP_MIGRATE_CANCELLED,    /* also cancelling */
+	QMP_MIGRATE_CANCELLING,   /* migrate_cancel asked, not yet done */
+	QMP_MIGRATE_CANCELLED,
 	QMP_MIGRATE_STATUS_MAX
 };
 

@@ -16,6 +16,7 @@
 #include <qb/qblog.h>
 
 #include "coordinator.h"
+#include "hactl_states.h"
 #include "ipc.h"
 #include "util.h"
 
@@ -317,7 +318,8 @@ static int reply_status(struct coord *c, qb_ipcs_connection_t *conn,
 		ns[n].usage = nd->usage;
 		ns[n].has_maintenance = true;
 		ns[n].maintenance = nd->maintenance;
-		ns[n].fence_state = nd->fence_state[0] ? nd->fence_state : "idle";
+		ns[n].fence_state = nd->fence_state[0] ? nd->fence_state :
+			(char *)ha_fence_state_str(HACTL__FENCE_STATE__FENCE_IDLE);
 		ns[n].fence_error = nd->fence_error;
 		ns[n].has_fence_attempts = true;
 		ns[n].fence_attempts = nd->fence_attempts;

@@ -354,47 +354,24 @@ static const char *node_name(const struct coord *c, uint32_t id)
 	return NULL;
 }
 
-#define GUEST_STATES_MAX 32
+/* Guests by (state, host): a row per GuestState and one, "other", for a
+ * word that is no state's (an agent newer than this coordinator). */
+#define STATE_ROWS (HA_GUEST_STATE_MAX + 1)
 
-/* The row of guest state @s; beyond GUEST_STATES_MAX - 1 words (agents
- * report a few) the rest share the row "other". */
-static size_t state_row(const char **states, size_t *n, const char *s)
-{
-	size_t k;
-
-	for (k = 0; k < *n; k++) {
-		if (strcmp(states[k], s) == 0) {
-			return k;
-		}
-	}
-	if (*n < GUEST_STATES_MAX - 1) {
-		states[*n] = s;
-		return (*n)++;
-	}
-	for (k = 0; k < *n; k++) {
-		if (strcmp(states[k], "other") == 0) {
-			return k;
-		}
-	}
-	states[*n] = "other";
-	return (*n)++;
-}
-
-/* Guests by (state, host): states are few words, hosts the nodes. */
 static int guests_by_state_host(FILE *f, const struct coord *c)
 {
 	const struct coord_state *st = &c->state;
-	const char *states[GUEST_STATES_MAX];
-	size_t n_states = 0, cols = st->n_nodes + 1; /* last column: no host */
-	uint64_t *counts = calloc(GUEST_STATES_MAX * cols, sizeof(*counts));
+	size_t cols = st->n_nodes + 1; /* last column: no host */
+	uint64_t *counts = calloc(STATE_ROWS * cols, sizeof(*counts));
 
 	if (counts == NULL) {
 		return -ENOMEM;
 	}
 	for (size_t i = 0; i < st->n_guests; i++) {
 		const Hactl__GuestRecord *g = st->guests[i];
-		const char *s = g->state && g->state[0] ? g->state : "unknown";
-		size_t k = state_row(states, &n_states, s), col = st->n_nodes;
+		int v = g->state && g->state[0] ? ha_guest_state_from_str(g->state) :
+			HACTL__GUEST_STATE__GUEST_UNKNOWN;
+		size_t k = v < 0 ? HA_GUEST_STATE_MAX : (size_t)v, col = st->n_nodes;
 
 		for (size_t j = 0; g->owner && j < st->n_nodes; j++) {
 			if (st->nodes[j].id == g->owner) {
@@ -407,13 +384,14 @@ static int guests_by_state_host(FILE *f, const struct coord *c)
 	head(f, "hactl_guests", "gauge",
 	     "Guests by the state their owner reports and the node that owns them "
 	     "(host=\"\": none)");
-	for (size_t k = 0; k < n_states; k++) {
+	for (size_t k = 0; k < STATE_ROWS; k++) {
 		for (size_t j = 0; j < cols; j++) {
 			if (counts[k * cols + j] == 0) {
 				continue;
 			}
 			fputs("hactl_guests{state=\"", f);
-			put_label(f, states[k]);
+			put_label(f, k < HA_GUEST_STATE_MAX ?
+				  ha_guest_state_str((Hactl__GuestState)k) : "other");
 			fputs("\",host=\"", f);
 			put_label(f, j < st->n_nodes ? st->nodes[j].name : "");
 			fprintf(f, "\"} %llu\n", (unsigned long long)counts[k * cols + j]);

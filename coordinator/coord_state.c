@@ -827,6 +827,12 @@ void coord_pb_set_str(char **field, const char *v)
 	}
 }
 
+/* A guest record's state or desired state, by its name (hactl_states). */
+static void state_set(char **field, Hactl__GuestState s)
+{
+	coord_pb_set_str(field, ha_guest_state_str(s));
+}
+
 
 /* `hactl start`: the restart policy starts over. */
 static void restart_policy_clear(Hactl__GuestRecord *g)
@@ -854,8 +860,8 @@ static int apply_define(struct coord_state *st, const Hactl__GuestDefineChange *
 	}
 	tmpl.name = def.name;
 	tmpl.type = def.type;
-	tmpl.state = "defined";
-	tmpl.desired = "stopped";
+	tmpl.state = (char *)ha_guest_state_str(HACTL__GUEST_STATE__GUEST_DEFINED);
+	tmpl.desired = (char *)ha_guest_state_str(HACTL__GUEST_STATE__GUEST_STOPPED);
 	tmpl.has_definition = true;
 	tmpl.definition = d->definition;
 	g = coord_pb_dup(&tmpl.base);
@@ -911,7 +917,7 @@ int coord_change_apply(struct coord_state *st, const Hactl__Change *ch,
 		g->owner = n->id;
 		g->has_generation = true;
 		g->generation++;
-		coord_pb_set_str(&g->desired, "running");
+		state_set(&g->desired, HACTL__GUEST_STATE__GUEST_RUNNING);
 		coord_pb_set_str(&g->start_mode, gs->mode && gs->mode[0] ? gs->mode : "cold");
 		g->has_start_snapshot = true;
 		g->start_snapshot = gs->snapshot;
@@ -921,7 +927,7 @@ int coord_change_apply(struct coord_state *st, const Hactl__Change *ch,
 	}
 	case HACTL__CHANGE__KIND_GUEST_STOP:
 		g = coord_state_guest(st, ch->guest_stop->name);
-		coord_pb_set_str(&g->desired, "stopped");
+		state_set(&g->desired, HACTL__GUEST_STATE__GUEST_STOPPED);
 		break;
 	case HACTL__CHANGE__KIND_NODE_FENCE: {
 		struct coord_node *n = coord_state_node_by_name(st, ch->node_fence->node);
@@ -944,7 +950,7 @@ int coord_change_apply(struct coord_state *st, const Hactl__Change *ch,
 			}
 			dst = p->node && p->node[0] ? node_by_name_c(st, p->node) : NULL;
 			if (p->mode && strcmp(p->mode, "none") == 0) {
-				coord_pb_set_str(&g->desired, "stopped");
+				state_set(&g->desired, HACTL__GUEST_STATE__GUEST_STOPPED);
 				g->owner = 0;
 				coord_pb_set_str(&g->error, "host lost; restart policy none");
 				continue;
@@ -962,7 +968,7 @@ int coord_change_apply(struct coord_state *st, const Hactl__Change *ch,
 			g->has_start_snapshot = true;
 			g->start_snapshot = 0;
 			coord_pb_set_str(&g->error, "");
-			coord_pb_set_str(&g->state, "recovering");
+			state_set(&g->state, HACTL__GUEST_STATE__GUEST_RECOVERING);
 		}
 		break;
 	case HACTL__CHANGE__KIND_GUEST_RELOCATE: {
@@ -974,8 +980,8 @@ int coord_change_apply(struct coord_state *st, const Hactl__Change *ch,
 		coord_pb_set_str(&g->error, r->reason ? r->reason : "");
 		if (dst == NULL) {
 			/* the policy is exhausted: state error until `hactl start` */
-			coord_pb_set_str(&g->desired, "stopped");
-			coord_pb_set_str(&g->state, "error");
+			state_set(&g->desired, HACTL__GUEST_STATE__GUEST_STOPPED);
+			state_set(&g->state, HACTL__GUEST_STATE__GUEST_ERROR);
 			g->has_restart_error = true;
 			g->restart_error = true;
 			break;
@@ -991,7 +997,7 @@ int coord_change_apply(struct coord_state *st, const Hactl__Change *ch,
 		coord_pb_set_str(&g->start_mode, "cold");
 		g->has_start_snapshot = true;
 		g->start_snapshot = 0;
-		coord_pb_set_str(&g->state, "relocating");
+		state_set(&g->state, HACTL__GUEST_STATE__GUEST_RELOCATING);
 		break;
 	}
 	case HACTL__CHANGE__KIND_MIGRATE_START: {
@@ -1005,7 +1011,8 @@ int coord_change_apply(struct coord_state *st, const Hactl__Change *ch,
 		mt.id = st->seq + 1;
 		mt.source = g->owner;
 		mt.destination = dst->id;
-		mt.state = "transferring";
+		mt.state = (char *)ha_migration_state_str(
+			HACTL__MIGRATION_STATE__MIGRATION_TRANSFERRING);
 		mt.options = m->options ? m->options : &none;
 		mt.has_started_ms = true;
 		mt.started_ms = now_ms;
@@ -1032,7 +1039,9 @@ int coord_change_apply(struct coord_state *st, const Hactl__Change *ch,
 		const Hactl__MigrateEndChange *m = ch->migrate_end;
 
 		g = coord_state_guest(st, m->guest);
-		coord_pb_set_str(&g->migration->state, m->commit ? "committed" : "aborted");
+		coord_pb_set_str(&g->migration->state, ha_migration_state_str(
+			m->commit ? HACTL__MIGRATION_STATE__MIGRATION_COMMITTED :
+				    HACTL__MIGRATION_STATE__MIGRATION_ABORTED));
 		coord_pb_set_str(&g->migration->reason, m->reason ? m->reason : "");
 		g->migration->has_ended_ms = true;
 		g->migration->ended_ms = now_ms;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "coordinator.h"
+#include "hactl_states.h"
 
 static const char *name_of(const struct coord *c, uint32_t id)
 {
@@ -119,16 +120,19 @@ static json_object *job_json(const Hactl__Job *j)
 	uint64_t pending = 0, running = 0, done = 0, failed = 0;
 
 	for (size_t i = 0; i < j->n_moves; i++) {
-		const char *s = j->moves[i]->state ? j->moves[i]->state : "pending";
-
-		if (strcmp(s, "running") == 0) {
+		switch (ha_job_move_state_from_str(j->moves[i]->state)) {
+		case HACTL__JOB_MOVE_STATE__JOB_MOVE_RUNNING:
 			running++;
-		} else if (strcmp(s, "done") == 0) {
+			break;
+		case HACTL__JOB_MOVE_STATE__JOB_MOVE_DONE:
 			done++;
-		} else if (strcmp(s, "failed") == 0) {
+			break;
+		case HACTL__JOB_MOVE_STATE__JOB_MOVE_FAILED:
 			failed++;
-		} else {
+			break;
+		default: /* pending, or none recorded yet */
 			pending++;
+			break;
 		}
 	}
 	add_u64(o, "id", j->id);

@@ -17,6 +17,9 @@ static const char *const guest_names[HA_GUEST_STATE_MAX] = {
 	[HACTL__GUEST_STATE__GUEST_STOPPED] = "stopped",
 	[HACTL__GUEST_STATE__GUEST_FAILED] = "failed",
 	[HACTL__GUEST_STATE__GUEST_UNKNOWN] = "unknown",
+	[HACTL__GUEST_STATE__GUEST_RECOVERING] = "recovering",
+	[HACTL__GUEST_STATE__GUEST_RELOCATING] = "relocating",
+	[HACTL__GUEST_STATE__GUEST_ERROR] = "error",
 };
 
 static const char *const node_names[HA_NODE_STATE_MAX] = {

@@ -575,9 +575,16 @@ static void test_label_escapes(void)
 
 	setup();
 	CHECK(define_start(def_g1, "g1", "n1"));
+	CHECK(coord_state_node_add(&co.state, 4, "we\"ird\\no\nde") != NULL);
+	t = metrics_now();
+	CHECK_EQ_INT(sample(t, "hactl_node_up{node=\"we\\\"ird\\\\no\\nde\"}"), 0);
+	check_exposition(t);
+	free(t);
+	/* a word that is no guest state's (a newer agent's) counts as
+	 * "other" */
 	status(1, "g1", "we\"ird\\st\nate", NULL);
 	t = metrics_now();
-	CHECK_EQ_INT(sample(t, "hactl_guests{state=\"we\\\"ird\\\\st\\nate\",host=\"n1\"}"), 1);
+	CHECK_EQ_INT(sample(t, "hactl_guests{state=\"other\",host=\"n1\"}"), 1);
 	check_exposition(t);
 	free(t);
 	/* many distinct states: bounded rows */

@@ -222,6 +222,21 @@ static void test_migrate_info(void)
 	CHECK_EQ_INT(qmp_migrate_info_parse(o, &mi), -EPROTO);
 	json_object_put(o);
 	CHECK(strcmp(qmp_migrate_status_str(QMP_MIGRATE_CANCELLED), "cancelled") == 0);
+	/* QEMU's run states by name; a newer QEMU's unknown one is "other" */
+	CHECK(qmp_run_state_parse("finish-migrate") == QMP_RUN_FINISH_MIGRATE);
+	CHECK(qmp_run_state_parse("postmigrate") == QMP_RUN_POSTMIGRATE);
+	CHECK(qmp_run_state_parse("hibernating-someday") == QMP_RUN_OTHER);
+	CHECK(qmp_run_state_parse(NULL) == QMP_RUN_OTHER);
+	for (int s = 0; s < QMP_RUN_STATE_MAX; s++) {
+		CHECK(qmp_run_state_parse(qmp_run_state_str((enum qmp_run_state)s)) ==
+		      (enum qmp_run_state)s);
+	}
+	/* cancelling is a state of its own (mig_cancel waits through it) */
+	o = json_tokener_parse("{\"status\": \"cancelling\"}");
+	CHECK_EQ_INT(qmp_migrate_info_parse(o, &mi), 0);
+	CHECK(mi.status == QMP_MIGRATE_CANCELLING);
+	CHECK(strcmp(qmp_migrate_status_str(mi.status), "cancelling") == 0);
+	json_object_put(o);
 }
 
 /* ---- a scripted QEMU ------------------------------------------------------ */
@@ -391,8 +406,8 @@ static void test_client(void)
 	struct fake f;
 	pthread_t t;
 	struct qmp_client *c = NULL;
-	char err[256], st[32];
-	bool running = false;
+	char err[256];
+	struct qmp_status st;
 	json_object *ret = NULL, *data = NULL;
 	unsigned maj, min, mic;
 	int fd, rc;
@@ -404,9 +419,8 @@ static void test_client(void)
 	if (rc == 0) {
 		qmp_client_version(c, &maj, &min, &mic);
 		CHECK(maj == 7 && min == 2 && mic == 22);
-		CHECK_EQ_INT(qmp_client_query_status(c, st, sizeof(st), &running, 2000, err,
-						     sizeof(err)), 0);
-		CHECK(running && strcmp(st, "running") == 0);
+		CHECK_EQ_INT(qmp_client_query_status(c, &st, 2000, err, sizeof(err)), 0);
+		CHECK(st.running && st.state == QMP_RUN_RUNNING && strcmp(st.name, "running") == 0);
 		CHECK_EQ_INT(qmp_client_replies_skipped(c), 2);
 		CHECK(qmp_client_take_event(c, "STOP", NULL) == false);
 		CHECK(qmp_client_take_event(c, "RESUME", &data) == true);
