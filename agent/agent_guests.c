@@ -360,6 +360,10 @@ static void report(struct agent_guests *m)
 				st[i].cpu_ns = u.cpu_ns;
 				st[i].has_mem_bytes = true;
 				st[i].mem_bytes = u.mem_bytes;
+				st[i].has_disk_used_bytes = u.disk_size_bytes > 0;
+				st[i].disk_used_bytes = u.disk_used_bytes;
+				st[i].has_disk_size_bytes = u.disk_size_bytes > 0;
+				st[i].disk_size_bytes = u.disk_size_bytes;
 			}
 		}
 		ptrs[i] = &st[i];

@@ -81,6 +81,10 @@ struct agent_guest_usage {
 	uint64_t cpu_ns;          /* cumulative */
 	uint64_t mem_bytes;
 	uint32_t pids;
+	/* a container's writable layer: in use and size, both 0 when it has
+	 * none mounted (a domain, the old layout) */
+	uint64_t disk_used_bytes;
+	uint64_t disk_size_bytes;
 };
 
 /* Live migration options and progress (agent core fills and reads them). */

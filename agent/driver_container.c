@@ -711,6 +711,8 @@ static enum agent_guest_state ctr_state(const struct agent_guest *g)
 
 static int ctr_usage(struct agent_guest *g, struct agent_guest_usage *out)
 {
+	int rc;
+
 	if (g->pid == 0) {
 		pidfile_read(g);
 	}
@@ -718,7 +720,11 @@ static int ctr_usage(struct agent_guest *g, struct agent_guest_usage *out)
 		memset(out, 0, sizeof(*out));
 		return -ESRCH;
 	}
-	return host_cgroup_usage(&g->cg, out);
+	rc = host_cgroup_usage(&g->cg, out);
+	if (!g->legacy) {
+		ctr_layer_usage(&g->layer, &out->disk_used_bytes, &out->disk_size_bytes);
+	}
+	return rc;
 }
 
 /* ---- checkpoint / restore ---------------------------------------------------- */

@@ -158,6 +158,9 @@ int ctr_layer_settle(const struct ctr_layer *l, char *err);
  * record says "(handover from" this host's owner line): what makes a
  * start or restore here wait for the handback. */
 bool ctr_layer_handed_from_us(const struct ctr_layer *l);
+/* The mounted layer's file system: bytes in use and its size (statfs;
+ * what the guest sees in df). Both 0 when it is not mounted here. */
+void ctr_layer_usage(const struct ctr_layer *l, uint64_t *used, uint64_t *size);
 /* Unmounts it, waits until this kernel holds it no more, syncs the image
  * and releases the lock; nothing mounted is fine. */
 int ctr_layer_close(struct ctr_layer *l, char *err);

@@ -42,6 +42,7 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
@@ -798,6 +799,17 @@ int ctr_layer_close(struct ctr_layer *l, char *err)
 		lock_release(l);
 	}
 	return rc;
+}
+
+void ctr_layer_usage(const struct ctr_layer *l, uint64_t *used, uint64_t *size)
+{
+	struct statfs sf;
+
+	*used = *size = 0;
+	if (ctr_layer_mounted(l) && statfs(l->mnt, &sf) == 0) {
+		*size = (uint64_t)sf.f_blocks * (uint64_t)sf.f_frsize;
+		*used = (uint64_t)(sf.f_blocks - sf.f_bfree) * (uint64_t)sf.f_frsize;
+	}
 }
 
 int ctr_layer_handover(struct ctr_layer *l, const char *note, char *err)

@@ -371,6 +371,12 @@ json_object *cli_guest_json(const Hactl__StatusReply *s, const Hactl__GuestRecor
 	json_object_object_add(use, "cpu_ns", json_object_new_int64((int64_t)g->cpu_ns));
 	json_object_object_add(use, "mem_bytes", json_object_new_int64((int64_t)g->mem_bytes));
 	json_object_object_add(use, "cpu_milli", json_object_new_int64(g->cpu_milli));
+	if (g->has_disk_size_bytes) {
+		json_object_object_add(use, "disk_used_bytes",
+				       json_object_new_int64((int64_t)g->disk_used_bytes));
+		json_object_object_add(use, "disk_size_bytes",
+				       json_object_new_int64((int64_t)g->disk_size_bytes));
+	}
 	json_object_object_add(o, "usage", use);
 	return o;
 }

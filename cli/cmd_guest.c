@@ -714,6 +714,11 @@ int cli_cmd_show(struct cli *cli, int argc, char **argv)
 		printf("usage:      memory %.1f MiB, cpu %.1f s, now %.2f CPUs\n",
 		       g->mem_bytes / 1048576.0, g->cpu_ns / 1e9, g->cpu_milli / 1000.0);
 	}
+	if (g->has_disk_size_bytes && g->disk_size_bytes) {
+		printf("disk:       %.1f MiB of %.1f MiB used (%.0f%%, writable layer)\n",
+		       g->disk_used_bytes / 1048576.0, g->disk_size_bytes / 1048576.0,
+		       100.0 * (double)g->disk_used_bytes / (double)g->disk_size_bytes);
+	}
 	if (g->snap_generation) {
 		time_t t = (time_t)(g->snap_time_ms / 1000);
 		char when[64];

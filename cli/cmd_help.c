@@ -109,7 +109,9 @@ static const struct help_cmd cmds[] = {
 	  { { "--purge", "delete its snapshots from the shared storage too" }, { NULL, NULL } },
 	  "hactl destroy web1 --purge" },
 	{ "show", "guests", "show NAME", "state, node, usage, limits, snapshots, failover",
-	  "Shows one guest: state, node, generation, usage against its limits, its "
+	  "Shows one guest: state, node, generation, usage against its limits (a "
+	  "container's disk too: its writable layer's use of its disk_quota; JSON: "
+	  ".usage.disk_used_bytes, .usage.disk_size_bytes), its "
 	  "snapshots, a running migration, and what a failover would do now: restore "
 	  "which snapshot (its time and age against failover_snapshot_max_age) or start "
 	  "cold, and why (JSON: .failover).",

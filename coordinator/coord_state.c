@@ -1237,6 +1237,10 @@ void coord_guest_status_apply(struct coord_state *st, uint32_t node,
 		g->cpu_ns = gs->cpu_ns;
 		g->has_mem_bytes = gs->has_mem_bytes;
 		g->mem_bytes = gs->mem_bytes;
+		g->has_disk_used_bytes = gs->has_disk_used_bytes;
+		g->disk_used_bytes = gs->disk_used_bytes;
+		g->has_disk_size_bytes = gs->has_disk_size_bytes;
+		g->disk_size_bytes = gs->disk_size_bytes;
 		coord_pb_set_str(&g->note, gs->note ? gs->note : "");
 		g->has_state_generation = true;
 		g->state_generation = gs->generation;

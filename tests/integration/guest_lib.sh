@@ -99,6 +99,23 @@ check "counter continues from the snapshot (>= $((c_snap - 200)))" [ "$c_rest" -
 check "same boot_id: restored, not restarted" [ "$(boot_of <<<"$j")" = "$boot1" ]
 check "note says which snapshot" bash -c "$LC exec node1 -- hactl show g1 --json | jq -r .note | grep -q 'generation $gen1'"
 
+# ---- a container: its writable layer's use in hactl show (the disk
+# quota); g1 runs on node3 (the restore above), its layer the default 1 GiB
+if [ "$GTYPE" = container ]; then
+	disk_of() { guest_field node1 g1 "usage.disk_$1_bytes"; }
+	check "show reports the layer's size" wait_for 20 "disk size" \
+		bash -c "[ \"\$($LC exec node1 -- hactl show g1 --json | jq -r '.usage.disk_size_bytes // 0')\" -gt 900000000 ]"
+	used0=$(disk_of used)
+	gpid=$(on node3 sed -n 's/^pid=//p' /var/lib/hactl/guests/g1/pid)
+	check "16 MiB written inside g1" on node3 dd if=/dev/zero of="/proc/$gpid/root/fill" bs=1M \
+		count=16 conv=fsync status=none
+	check "show's disk use grows by the 16 MiB" wait_for 20 "disk used" \
+		bash -c "[ \"\$($LC exec node1 -- hactl show g1 --json | jq -r '.usage.disk_used_bytes // 0')\" -ge $((used0 + 16 * 1048576)) ]"
+	out=$(on node1 hactl show g1)
+	check "hactl show: the disk line ($(grep '^disk:' <<<"$out"))" \
+		grep -qE '^disk: +[0-9.]+ MiB of [0-9.]+ MiB used' <<<"$out"
+fi
+
 # newest good is chosen by default (the corrupt one is skipped)
 check "stop" on node1 hactl stop g1
 out=$(on node1 hactl restore g1 --node node1 2>&1); rc=$?

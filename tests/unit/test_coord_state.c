@@ -399,7 +399,16 @@ static void test_start_while_stopping(void)
 	rep.state = "running";
 	rep.has_generation = true;
 	rep.generation = 1;
+	/* the owner's report of the writable layer reaches the record */
+	rep.has_disk_used_bytes = true;
+	rep.disk_used_bytes = 5 << 20;
+	rep.has_disk_size_bytes = true;
+	rep.disk_size_bytes = 1 << 30;
 	coord_guest_status_apply(&st, 3, &rep, 3);
+	g = coord_state_guest(&st, "g1");
+	CHECK(g != NULL && g->has_disk_size_bytes && g->disk_size_bytes == 1 << 30 &&
+	      g->disk_used_bytes == 5 << 20);
+	rep.has_disk_used_bytes = rep.has_disk_size_bytes = false;
 	gstop.name = "g1";
 	ch.kind_case = HACTL__CHANGE__KIND_GUEST_STOP;
 	ch.guest_stop = &gstop;
