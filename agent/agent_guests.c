@@ -257,10 +257,35 @@ enum agent_guest_state live_state(struct ag_guest *g)
 	return g->ops->state(g->g);
 }
 
+/* A report's limit counters from the driver's usage. */
+static void limits_fill(Hactl__GuestLimits *l, const struct agent_guest_usage *u)
+{
+	hactl__guest_limits__init(l);
+	l->has_mem_peak_bytes = true;
+	l->mem_peak_bytes = u->lim.mem_peak_bytes;
+	l->has_mem_limit_bytes = true;
+	l->mem_limit_bytes = u->lim.mem_limit_bytes;
+	l->has_mem_failcnt = true;
+	l->mem_failcnt = u->lim.mem_failcnt;
+	l->has_pids_limit = true;
+	l->pids_limit = u->lim.pids_limit;
+	l->has_pids_failcnt = true;
+	l->pids_failcnt = u->lim.pids_failcnt;
+	l->has_cpu_periods = true;
+	l->cpu_periods = u->lim.cpu_periods;
+	l->has_cpu_throttled = true;
+	l->cpu_throttled = u->lim.cpu_throttled;
+	l->has_cpu_throttled_ns = true;
+	l->cpu_throttled_ns = u->lim.cpu_throttled_ns;
+	l->has_pids = true;
+	l->pids = u->pids;
+}
+
 static void report(struct agent_guests *m)
 {
 	Hactl__GuestStatus *st, **ptrs;
 	Hactl__MigrationReport *mrs;
+	Hactl__GuestLimits *lims;
 	struct ag_guest *g;
 	size_t n = 0, i = 0;
 
@@ -270,10 +295,12 @@ static void report(struct agent_guests *m)
 	st = calloc(n + 1, sizeof(*st));
 	ptrs = calloc(n + 1, sizeof(*ptrs));
 	mrs = calloc(n + 1, sizeof(*mrs));
-	if (st == NULL || ptrs == NULL || mrs == NULL) {
+	lims = calloc(n + 1, sizeof(*lims));
+	if (st == NULL || ptrs == NULL || mrs == NULL || lims == NULL) {
 		free(st);
 		free(ptrs);
 		free(mrs);
+		free(lims);
 		return;
 	}
 	qb_list_for_each_entry(g, &m->guests, list) {
@@ -364,6 +391,10 @@ static void report(struct agent_guests *m)
 				st[i].disk_used_bytes = u.disk_used_bytes;
 				st[i].has_disk_size_bytes = u.disk_size_bytes > 0;
 				st[i].disk_size_bytes = u.disk_size_bytes;
+				if (u.lim.valid) {
+					limits_fill(&lims[i], &u);
+					st[i].limits = &lims[i];
+				}
 			}
 		}
 		ptrs[i] = &st[i];
@@ -375,6 +406,7 @@ static void report(struct agent_guests *m)
 	free(st);
 	free(ptrs);
 	free(mrs);
+	free(lims);
 }
 
 static void reconcile_one(struct agent_guests *m, struct ag_guest *g, bool quorate);

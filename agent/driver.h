@@ -77,6 +77,21 @@ struct agent_guest_spec {
 				   * 0 = default (1 GiB) */
 };
 
+/* A guest's limits as its cgroups count them (OpenVZ's beancounters:
+ * held, peak, limit, failures). A limit of 0 is none. */
+struct agent_guest_limits {
+	bool valid;               /* read from the guest's cgroups */
+	uint64_t mem_peak_bytes;  /* the most it ever used */
+	uint64_t mem_limit_bytes;
+	uint64_t mem_failcnt;     /* times it hit the limit (v1 failcnt,
+				   * v2 memory.events max) */
+	uint64_t pids_limit;
+	uint64_t pids_failcnt;    /* forks refused (pids.events max) */
+	uint64_t cpu_periods;     /* CFS periods with a quota */
+	uint64_t cpu_throttled;   /* of those, throttled */
+	uint64_t cpu_throttled_ns;
+};
+
 struct agent_guest_usage {
 	uint64_t cpu_ns;          /* cumulative */
 	uint64_t mem_bytes;
@@ -85,6 +100,7 @@ struct agent_guest_usage {
 	 * none mounted (a domain, the old layout) */
 	uint64_t disk_used_bytes;
 	uint64_t disk_size_bytes;
+	struct agent_guest_limits lim;
 };
 
 /* Live migration options and progress (agent core fills and reads them). */

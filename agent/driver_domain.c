@@ -734,6 +734,7 @@ static int dom_usage(struct agent_guest *g, struct agent_guest_usage *out)
 		out->mem_bytes = strtoull(p + strlen("VmRSS:"), NULL, 10) * 1024;
 	}
 	out->pids = 1;
+	host_cgroup_limits(&g->cg, &out->lim);
 	return 0;
 }
 

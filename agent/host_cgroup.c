@@ -714,7 +714,93 @@ static int read_u64(const char *dir, const char *file, uint64_t *out)
 	return ha_parse_u64(buf, 0, UINT64_MAX, out) < 0 ? -EINVAL : 0;
 }
 
-int host_cgroup_usage(const struct host_cgroup *cg, struct agent_guest_usage *u)
+/* "max" (no limit) reads 0; v1's "no limit" is a number near 2^63. */
+static int read_limit(const char *dir, const char *file, uint64_t *out)
+{
+	char path[HOST_CG_PATH + 64], buf[64];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, file);
+	n = host_read_small(path, buf, sizeof(buf));
+	if (n < 0) {
+		return (int)n;
+	}
+	buf[strcspn(buf, "\n")] = '\0';
+	if (strcmp(buf, "max") == 0) {
+		*out = 0;
+		return 0;
+	}
+	if (ha_parse_u64(buf, 0, UINT64_MAX, out) < 0) {
+		return -EINVAL;
+	}
+	if (*out >= (1ull << 62)) {
+		*out = 0;
+	}
+	return 0;
+}
+
+/* The value of line "@key N" of a flat-keyed file (cpu.stat, *.events). */
+static int read_key(const char *dir, const char *file, const char *key, uint64_t *out)
+{
+	char path[HOST_CG_PATH + 64], buf[2048];
+	size_t klen = strlen(key);
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, file);
+	n = host_read_small(path, buf, sizeof(buf));
+	if (n < 0) {
+		return (int)n;
+	}
+	for (char *line = buf; *line;) {
+		char *nl = strchr(line, '\n');
+
+		if (strncmp(line, key, klen) == 0 && line[klen] == ' ') {
+			*out = strtoull(line + klen + 1, NULL, 10);
+			return 0;
+		}
+		if (nl == NULL) {
+			break;
+		}
+		line = nl + 1;
+	}
+	return -ENOENT;
+}
+
+void host_cgroup_limits(const struct host_cgroup *cg, struct agent_guest_limits *l)
+{
+	const char *mem = cg->v2 ? cg->unified : cg->memory;
+	const char *pids = cg->v2 ? cg->unified : cg->pids;
+	const char *cpu = cg->v2 ? cg->unified : cg->cpu;
+	int got = 0;
+
+	memset(l, 0, sizeof(*l));
+	if (mem[0]) {
+		got |= read_u64(mem, cg->v2 ? "memory.peak" : "memory.max_usage_in_bytes",
+				&l->mem_peak_bytes) == 0;
+		got |= read_limit(mem, cg->v2 ? "memory.max" : "memory.limit_in_bytes",
+				  &l->mem_limit_bytes) == 0;
+		got |= (cg->v2 ? read_key(mem, "memory.events", "max", &l->mem_failcnt) :
+			read_u64(mem, "memory.failcnt", &l->mem_failcnt)) == 0;
+	}
+	if (pids[0]) {
+		got |= read_limit(pids, "pids.max", &l->pids_limit) == 0;
+		got |= read_key(pids, "pids.events", "max", &l->pids_failcnt) == 0;
+	}
+	if (cpu[0]) {
+		got |= read_key(cpu, "cpu.stat", "nr_periods", &l->cpu_periods) == 0;
+		got |= read_key(cpu, "cpu.stat", "nr_throttled", &l->cpu_throttled) == 0;
+		if (cg->v2) {
+			if (read_key(cpu, "cpu.stat", "throttled_usec", &l->cpu_throttled_ns) == 0) {
+				l->cpu_throttled_ns *= 1000;
+			}
+		} else {
+			read_key(cpu, "cpu.stat", "throttled_time", &l->cpu_throttled_ns);
+		}
+	}
+	l->valid = got != 0;
+}
+
+static int usage_read(const struct host_cgroup *cg, struct agent_guest_usage *u)
 {
 	uint64_t v = 0;
 
@@ -754,4 +840,14 @@ int host_cgroup_usage(const struct host_cgroup *cg, struct agent_guest_usage *u)
 		u->pids = v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
 	}
 	return 0;
+}
+
+int host_cgroup_usage(const struct host_cgroup *cg, struct agent_guest_usage *u)
+{
+	int rc = usage_read(cg, u);
+
+	if (rc == 0) {
+		host_cgroup_limits(cg, &u->lim);
+	}
+	return rc;
 }

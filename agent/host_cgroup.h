@@ -73,6 +73,10 @@ int host_cgroup_kill(const struct host_cgroup *cg, uint32_t timeout_ms, char *er
 /* Removes the guest's directories in every hierarchy; missing is fine. */
 int host_cgroup_remove(const struct host_cgroup *cg, uint32_t timeout_ms, char *err);
 int host_cgroup_usage(const struct host_cgroup *cg, struct agent_guest_usage *u);
+/* The limit counters of the guest's cgroups into @l (v1 and v2; a
+ * controller that is not there leaves its fields 0); l->valid once any
+ * was read. */
+void host_cgroup_limits(const struct host_cgroup *cg, struct agent_guest_limits *l);
 
 /* OpenVZ cpuunits -> cpu.shares (1000 -> 1024) and -> cpu.weight. */
 uint64_t host_cgroup_cpu_shares(uint32_t cpuunits);

@@ -371,6 +371,26 @@ json_object *cli_guest_json(const Hactl__StatusReply *s, const Hactl__GuestRecor
 	json_object_object_add(use, "cpu_ns", json_object_new_int64((int64_t)g->cpu_ns));
 	json_object_object_add(use, "mem_bytes", json_object_new_int64((int64_t)g->mem_bytes));
 	json_object_object_add(use, "cpu_milli", json_object_new_int64(g->cpu_milli));
+	if (g->limits) {
+		const Hactl__GuestLimits *l = g->limits;
+		json_object *lim = json_object_new_object();
+
+		json_object_object_add(lim, "mem_peak_bytes",
+				       json_object_new_int64((int64_t)l->mem_peak_bytes));
+		json_object_object_add(lim, "mem_limit_bytes",
+				       json_object_new_int64((int64_t)l->mem_limit_bytes));
+		json_object_object_add(lim, "mem_failcnt", json_object_new_int64((int64_t)l->mem_failcnt));
+		json_object_object_add(lim, "pids", json_object_new_int64(l->pids));
+		json_object_object_add(lim, "pids_limit", json_object_new_int64((int64_t)l->pids_limit));
+		json_object_object_add(lim, "pids_failcnt",
+				       json_object_new_int64((int64_t)l->pids_failcnt));
+		json_object_object_add(lim, "cpu_periods", json_object_new_int64((int64_t)l->cpu_periods));
+		json_object_object_add(lim, "cpu_throttled",
+				       json_object_new_int64((int64_t)l->cpu_throttled));
+		json_object_object_add(lim, "cpu_throttled_ns",
+				       json_object_new_int64((int64_t)l->cpu_throttled_ns));
+		json_object_object_add(o, "limits", lim);
+	}
 	if (g->has_disk_size_bytes) {
 		json_object_object_add(use, "disk_used_bytes",
 				       json_object_new_int64((int64_t)g->disk_used_bytes));

@@ -31,6 +31,7 @@ struct gopts {
 	bool no_wait;
 	bool purge;
 	bool failover_point;
+	bool limits;
 	uint32_t timeout_s;
 	bool timeout_set;
 };
@@ -59,6 +60,8 @@ static int parse_opts(int argc, char **argv, struct gopts *o, const char *allowe
 			o->purge = true;
 		} else if (strcmp(a, "--failover-point") == 0) {
 			o->failover_point = true;
+		} else if (strcmp(a, "--limits") == 0) {
+			o->limits = true;
 		} else if (i + 1 >= argc) {
 			return cli_usage_error("option '%s' needs a value", a);
 		} else if (strcmp(a, "--node") == 0) {
@@ -655,6 +658,45 @@ static json_object *failover_now(const char *name, const struct ha_guest_def *de
 	return o;
 }
 
+static void mib_cell(uint64_t bytes)
+{
+	char cell[32];
+
+	snprintf(cell, sizeof(cell), "%.1f MiB", bytes / 1048576.0);
+	printf(" %-11s", cell);
+}
+
+/* hactl show --limits: the cgroups' counters, like vzctl's beancounters
+ * (held, peak, limit, failures); "-" where a kind has no such figure. */
+static void limits_print(const Hactl__GuestRecord *g, const struct ha_guest_def *def)
+{
+	const Hactl__GuestLimits *l = g->limits;
+	char cell[32];
+
+	if (l == NULL) {
+		printf("limits:     not reported (the guest does not run, or its agent reads no "
+		       "cgroup counters)\n");
+		return;
+	}
+	printf("limits:     %-10s %-11s %-11s %-11s %s\n", "", "held", "peak", "limit", "failures");
+	printf("            %-10s", "memory");
+	mib_cell(g->mem_bytes);
+	mib_cell(l->mem_peak_bytes);
+	if (l->mem_limit_bytes) {
+		mib_cell(l->mem_limit_bytes);
+	} else {
+		printf(" %-11s", "none");
+	}
+	printf(" %" PRIu64 "\n", l->mem_failcnt);
+	printf("            %-10s %-11u %-11s", "processes", l->pids, "-");
+	snprintf(cell, sizeof(cell), "%" PRIu64, l->pids_limit);
+	printf(" %-11s %" PRIu64 "\n", l->pids_limit ? cell : "none", l->pids_failcnt);
+	snprintf(cell, sizeof(cell), "%u%%", def ? def->cpu_limit_pct : 0);
+	printf("            %-10s %-11s %-11s %-11s throttled in %" PRIu64 " of %" PRIu64
+	       " periods (%.1f s)\n", "cpu", "-", "-", def && def->cpu_limit_pct ? cell : "none",
+	       l->cpu_throttled, l->cpu_periods, l->cpu_throttled_ns / 1e9);
+}
+
 int cli_cmd_show(struct cli *cli, int argc, char **argv)
 {
 	Hactl__StatusReply *s = NULL;
@@ -662,19 +704,21 @@ int cli_cmd_show(struct cli *cli, int argc, char **argv)
 	struct ha_guest_def def;
 	char err[256], fo_line[1024];
 	json_object *fo;
+	struct gopts o;
 	bool have_def;
 	int ex;
 
-	if (argc != 2) {
-		return cli_usage_error("usage: hactl show NAME%s", "");
+	ex = parse_opts(argc, argv, &o, "--limits");
+	if (ex != EX_OK) {
+		return ex;
 	}
 	ex = cli_get_status(cli, NULL, &s);
 	if (ex != EX_OK) {
 		return ex;
 	}
-	g = cli_find_guest(s, argv[1]);
+	g = cli_find_guest(s, o.name);
 	if (g == NULL) {
-		fprintf(stderr, "hactl: unknown guest '%s'\n", argv[1]);
+		fprintf(stderr, "hactl: unknown guest '%s'\n", o.name);
 		ha_env_msg_free(&s->base);
 		return EX_UNKNOWN;
 	}
@@ -732,6 +776,9 @@ int cli_cmd_show(struct cli *cli, int argc, char **argv)
 	}
 	if (g->error && g->error[0]) {
 		printf("error:      %s\n", g->error);
+	}
+	if (o.limits) {
+		limits_print(g, have_def ? &def : NULL);
 	}
 	ha_env_msg_free(&s->base);
 	return EX_OK;

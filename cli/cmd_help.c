@@ -108,14 +108,20 @@ static const struct help_cmd cmds[] = {
 	  "Removes the definition of a stopped guest.",
 	  { { "--purge", "delete its snapshots from the shared storage too" }, { NULL, NULL } },
 	  "hactl destroy web1 --purge" },
-	{ "show", "guests", "show NAME", "state, node, usage, limits, snapshots, failover",
+	{ "show", "guests", "show NAME [--limits]", "state, node, usage, limits, snapshots, failover",
 	  "Shows one guest: state, node, generation, usage against its limits (a "
 	  "container's disk too: its writable layer's use of its disk_quota; JSON: "
 	  ".usage.disk_used_bytes, .usage.disk_size_bytes), its "
 	  "snapshots, a running migration, and what a failover would do now: restore "
 	  "which snapshot (its time and age against failover_snapshot_max_age) or start "
-	  "cold, and why (JSON: .failover).",
-	  { { NULL, NULL } }, "hactl show web1 --json" },
+	  "cold, and why (JSON: .failover). With --limits, the guest's limit counters "
+	  "from its cgroups, like OpenVZ's beancounters: for memory, processes and CPU "
+	  "the use now, the peak, the limit and how often it was hit (JSON: .limits, "
+	  "always).",
+	  { { "--limits", "the limit counters: held, peak, limit, failures (memory, "
+			  "processes, CPU throttling)" },
+	    { NULL, NULL } },
+	  "hactl show web1 --limits" },
 	{ "snapshot", "guests", "snapshot NAME [--failover-point] [--timeout S]",
 	  "snapshot memory and storage now",
 	  "Writes a snapshot of the running guest (memory and writable storage of one "

@@ -1241,6 +1241,15 @@ void coord_guest_status_apply(struct coord_state *st, uint32_t node,
 		g->disk_used_bytes = gs->disk_used_bytes;
 		g->has_disk_size_bytes = gs->has_disk_size_bytes;
 		g->disk_size_bytes = gs->disk_size_bytes;
+		{
+			/* a copy that fails to allocate keeps the last one */
+			Hactl__GuestLimits *l = gs->limits ? coord_pb_dup(&gs->limits->base) : NULL;
+
+			if (l || !gs->limits) {
+				pb_free(g->limits);
+				g->limits = l;
+			}
+		}
 		coord_pb_set_str(&g->note, gs->note ? gs->note : "");
 		g->has_state_generation = true;
 		g->state_generation = gs->generation;

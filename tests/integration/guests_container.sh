@@ -18,5 +18,44 @@ check "hog killed by its memory limit" wait_for 20 hogdead bash -c "! $LC exec n
 check "calm unharmed" workload_json node2 10.213.1.12
 check "node1 still online" [ "$(node_state_on node2 node1)" = online ]
 
+# ---- limit counters (hactl show --limits): calm's pids_limit 16 ----
+# 24 forks inside calm's pids cgroup: those past the limit are refused,
+# and the cgroup counts them (pids.events max), as the report shows
+cpid=$(on node1 sed -n 's/^pid=//p' /var/lib/hactl/guests/calm/pid)
+refused=$(on node1 python3 - "$cpid" <<'PY'
+import os, sys, time
+path = [l.split(":")[2] for l in open(f"/proc/{sys.argv[1]}/cgroup").read().split("\n")
+        if l.count(":") >= 2 and l.split(":")[1] == "pids"][0].strip()
+with open(f"/sys/fs/cgroup/pids{path}/cgroup.procs", "w") as f:
+    f.write(str(os.getpid()))
+kids, refused = [], 0
+for _ in range(24):
+    try:
+        pid = os.fork()
+    except OSError:
+        refused += 1
+        continue
+    if pid == 0:
+        time.sleep(30)
+        os._exit(0)
+    kids.append(pid)
+for k in kids:
+    os.kill(k, 9)
+    os.waitpid(k, 0)
+print(refused)
+PY
+)
+check "forks past calm's limit refused ($refused of 24)" [ "${refused:-0}" -gt 0 ]
+check "the report counts them (.limits.pids_failcnt)" wait_for 20 "pids failures" \
+	bash -c "[ \"\$($LC exec node2 -- hactl show calm --json | jq -r '.limits.pids_failcnt // 0')\" -ge $refused ]"
+check "the report has the limit (.limits.pids_limit 16)" \
+	[ "$(on node2 hactl show calm --json | jq -r .limits.pids_limit)" = 16 ]
+out=$(on node2 hactl show calm --limits)
+check "hactl show --limits: the processes row ($(grep -E '^ +processes' <<<"$out" | tr -s ' '))" \
+	grep -qE "^ +processes +[0-9]+ +- +16 +[1-9][0-9]*\$" <<<"$out"
+check "hactl show --limits: the memory row (limit 32 MiB)" \
+	grep -qE '^ +memory +[0-9.]+ MiB +[0-9.]+ MiB +32.0 MiB +[0-9]+$' <<<"$out"
+check "calm unharmed by the refused forks" workload_json node2 10.213.1.12
+
 T_DONE=1
 finish
