@@ -587,6 +587,18 @@ static int done_cb(int fd, int revents, void *data)
 		if (op->kind == OP_KILL && op->rc == 0) {
 			snprintf(g->note, sizeof(g->note), "%s", g->kill_why ? g->kill_why : "killed");
 		}
+		if (op->kind == OP_KILL && g->check_killed) {
+			/* its health check killed it: a crash for the restart
+			 * policy, started again as the cluster's order says
+			 * (not from a snapshot: one may hold the failing state) */
+			g->check_killed = false;
+			if (op->rc == 0 && g->owned && g->want_running) {
+				uint64_t now = ha_mono_ms();
+
+				g->resume_snapshot = false;
+				restart_failure(g, now > g->started_ms ? now - g->started_ms : 0);
+			}
+		}
 		if (op->kind == OP_RESUME) {
 			g->resume_failed = op->rc < 0;
 		}
@@ -618,6 +630,7 @@ static int done_cb(int fd, int revents, void *data)
 			self_fence_one(m, g);
 		}
 	}
+	checks_collect(m);
 	report(m);
 	return 0;
 }
@@ -1041,6 +1054,7 @@ void agent_guests_tick(struct agent_guests *m)
 			op_start(g, OP_SNAPSHOT, HA_SNAP_KIND_PERIODIC, 0);
 		}
 	}
+	checks_due(m);
 	report(m);
 }
 
@@ -1172,6 +1186,7 @@ struct agent_guests *agent_guests_new(qb_loop_t *loop, const struct ha_config *c
 	m->io.mig_addr = NULL; /* copied */
 	qb_list_init(&m->guests);
 	qb_list_init(&m->done);
+	qb_list_init(&m->checks_done);
 	pthread_mutex_init(&m->lock, NULL);
 	pthread_cond_init(&m->idle, NULL);
 	m->started_ms = now_ms(m);
@@ -1200,13 +1215,15 @@ void agent_guests_free(struct agent_guests *m)
 	if (m == NULL) {
 		return;
 	}
+	m->closing = true;
 	pthread_mutex_lock(&m->lock);
-	while (m->inflight) {
-		/* operations finish on their own; guests keep running after */
+	while (m->inflight || m->checks_inflight) {
+		/* operations and checks finish on their own; guests keep
+		 * running after */
 		pthread_mutex_unlock(&m->lock);
 		done_cb(m->efd, POLLIN, m);
 		pthread_mutex_lock(&m->lock);
-		if (m->inflight) {
+		if (m->inflight || m->checks_inflight) {
 			struct timespec ts;
 
 			clock_gettime(CLOCK_REALTIME, &ts);
@@ -1219,6 +1236,7 @@ void agent_guests_free(struct agent_guests *m)
 		qb_list_del(&op->list);
 		free(op);
 	}
+	checks_free(m);
 	if (m->wd) {
 		/* A clean stop disarms the watchdog only when no guest is
 		 * held here: otherwise its timer runs on, and the host is

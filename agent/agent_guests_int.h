@@ -9,6 +9,8 @@
  *                         driver (start, restore, stop, snapshot,
  *                         migration steps, kill, resume)
  *   agent_guests_fence.c  the self-fence, the watchdog and fence.conf
+ *   agent_guests_check.c  the health checks ([ha] check): a thread per
+ *                         check run, its result back on the loop thread
  *
  * Everything here runs on the agent's loop thread unless it says
  * otherwise. The shared names keep the names they had as statics of
@@ -86,6 +88,12 @@ struct ag_guest {
 	bool resume_failed;           /* OP_RESUME failed: stop it instead */
 	bool refused;                 /* not started: no armed watchdog (logged) */
 	const char *kill_why;         /* the note of the OP_KILL in flight */
+	/* health check ([ha] check, agent_guests_check.c) */
+	uint64_t check_epoch;         /* started_ms the counts below belong to */
+	uint64_t next_check_ms;       /* the next run (monotonic) */
+	uint32_t check_fails;         /* failed in a row */
+	bool check_inflight;          /* a run's thread is out */
+	bool check_killed;            /* the OP_KILL in flight is the check's */
 	bool want_running;            /* desired state per the cluster */
 	bool start_snapshot;          /* start from a snapshot (restore) */
 	bool start_fallback;          /* no good snapshot: cold start */
@@ -165,6 +173,9 @@ struct agent_guests {
 	pthread_mutex_t lock;
 	struct qb_list_head done; /* finished ops, under lock */
 	unsigned inflight;        /* under lock */
+	struct qb_list_head checks_done; /* finished health checks, under lock */
+	unsigned checks_inflight; /* under lock */
+	bool closing;             /* agent_guests_free: no check kills any more */
 	pthread_cond_t idle;
 	uint64_t started_ms;      /* the self-fence clock when this agent started */
 	uint64_t last_quorate_ms; /* the self-fence clock; 0 = never */
@@ -228,5 +239,16 @@ void self_fence_check(struct agent_guests *m);
 void watchdog_update(struct agent_guests *m);
 /* Whether @g may not run here for lack of an armed watchdog (@why). */
 bool watchdog_refuses(struct agent_guests *m, struct ag_guest *g, char *why, size_t len);
+
+/* ---- agent_guests_check.c ---------------------------------------------- */
+
+/* Starts the health checks that are due (from the agent's tick). */
+void checks_due(struct agent_guests *m);
+/* Takes the finished checks' results (from done_cb): a guest whose
+ * check failed check_failures times in a row is killed, and the kill
+ * counts as a crash (done_cb). */
+void checks_collect(struct agent_guests *m);
+/* Frees the finished checks nobody collected (agent_guests_free). */
+void checks_free(struct agent_guests *m);
 
 #endif

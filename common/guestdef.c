@@ -12,7 +12,8 @@
 #include "guestdef.h"
 #include "util.h"
 
-enum opt_kind { K_STR, K_UINT, K_SIZE, K_TYPE, K_RESTART, K_NAME, K_CIDR, K_IP, K_PATH, K_DISK, K_MAXAGE };
+enum opt_kind { K_STR, K_UINT, K_SIZE, K_TYPE, K_RESTART, K_NAME, K_CIDR, K_IP, K_PATH, K_DISK, K_MAXAGE,
+		K_CHECK };
 
 struct gopt {
 	const char *section;
@@ -74,6 +75,14 @@ static const struct gopt gopts[] = {
 	  "restarts in place after a crash or failed start, then relocation" },
 	{ "ha", "max_relocate", K_UINT, 0, 100, "1", F(max_relocate),
 	  "starts on another node after the restarts, then state error" },
+	{ "ha", "check", K_CHECK, 0, 0, "none", F(check),
+	  "health check: none, tcp:PORT (a connection to the guest's address) or exec:CMD (sh -c CMD on its host, $1 the guest's name, $2 its address; exit 0 = healthy); check_failures failed checks in a row count as a crash for max_restart" },
+	{ "ha", "check_interval", K_UINT, 1, 3600, "10", F(check_interval_s),
+	  "seconds between health checks" },
+	{ "ha", "check_timeout", K_UINT, 1, 600, "5", F(check_timeout_s),
+	  "seconds a health check may take before it counts as failed" },
+	{ "ha", "check_failures", K_UINT, 1, 100, "3", F(check_failures),
+	  "failed health checks in a row that count as a crash" },
 	{ 0 },
 };
 
@@ -86,6 +95,24 @@ static const char *const restart_names[HA_RESTART_MAX] = {
 const char *ha_restart_policy_str(enum ha_restart_policy p)
 {
 	return ha_enum_str(restart_names, HA_RESTART_MAX, (unsigned)p);
+}
+
+enum ha_check_kind ha_guestdef_check(const struct ha_guest_def *d, uint32_t *port,
+				     const char **cmd)
+{
+	uint64_t n;
+
+	*port = 0;
+	*cmd = NULL;
+	if (strncmp(d->check, "tcp:", 4) == 0 && ha_parse_u64(d->check + 4, 1, 65535, &n) == 0) {
+		*port = (uint32_t)n;
+		return HA_CHECK_TCP;
+	}
+	if (strncmp(d->check, "exec:", 5) == 0 && d->check[5]) {
+		*cmd = d->check + 5;
+		return HA_CHECK_EXEC;
+	}
+	return HA_CHECK_NONE;
 }
 
 int ha_name_valid(const char *s)
@@ -321,6 +348,20 @@ static int set_opt(struct ha_guest_def *d, const struct gopt *o, const char *v,
 			return -EINVAL;
 		}
 		break;
+	case K_CHECK:
+		if (strcmp(v, "none") == 0) {
+			v = "";
+		} else if (strncmp(v, "tcp:", 4) == 0) {
+			if (ha_parse_u64(v + 4, 1, 65535, &n) < 0) {
+				snprintf(why, whylen, "check: '%s': the port is not a number in 1..65535",
+					 v);
+				return -EINVAL;
+			}
+		} else if (strncmp(v, "exec:", 5) != 0 || v[5] == '\0') {
+			snprintf(why, whylen, "check: '%s' is not none, tcp:PORT or exec:CMD", v);
+			return -EINVAL;
+		}
+		break;
 	case K_STR:
 		break;
 	}
@@ -522,6 +563,11 @@ int ha_guestdef_parse(const char *text, size_t len, const char *fname,
 			snprintf(err, errlen, "%s:0: pids_limit is for containers only", fname);
 			return -EINVAL;
 		}
+	}
+	if (strncmp(out->check, "tcp:", 4) == 0 && !out->ip[0]) {
+		snprintf(err, errlen, "%s:%d: check = %s needs the guest's address ([network] ip)",
+			 fname, key_line(text, len, "ha", "check"), out->check);
+		return -EINVAL;
 	}
 	if (out->failover_max_age_s != HA_FAILOVER_AGE_AUTO &&
 	    out->failover_max_age_s != HA_FAILOVER_AGE_UNLIMITED &&

@@ -56,7 +56,25 @@ struct ha_guest_def {
 	uint32_t max_restart;      /* restart policy (common/restart.h) */
 	uint32_t max_relocate;
 	uint64_t disk_kib;         /* container: writable layer (image) size */
+	/* health check ([ha] check): "" = none, else "tcp:PORT" or
+	 * "exec:CMD" as written (ha_guestdef_check() splits it) */
+	char check[512];
+	uint32_t check_interval_s;
+	uint32_t check_timeout_s;
+	uint32_t check_failures;   /* failed checks in a row that count as a crash */
 };
+
+enum ha_check_kind {
+	HA_CHECK_NONE = 0,
+	HA_CHECK_TCP,              /* connect to the guest's address, PORT */
+	HA_CHECK_EXEC,             /* sh -c CMD on the host; $1 name, $2 address */
+	HA_CHECK_KIND_MAX
+};
+
+/* The kind of @d's health check, with its port (tcp) or command (exec,
+ * pointing into @d). */
+enum ha_check_kind ha_guestdef_check(const struct ha_guest_def *d, uint32_t *port,
+				     const char **cmd);
 
 #define HA_FAILOVER_AGE_AUTO 0u             /* 3 x snapshot_interval */
 #define HA_FAILOVER_AGE_UNLIMITED UINT32_MAX /* any age */

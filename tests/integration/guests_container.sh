@@ -57,5 +57,31 @@ check "hactl show --limits: the memory row (limit 32 MiB)" \
 	grep -qE '^ +memory +[0-9.]+ MiB +[0-9.]+ MiB +32.0 MiB +[0-9]+$' <<<"$out"
 check "calm unharmed by the refused forks" workload_json node2 10.213.1.12
 
+# ---- health checks: a failing one kills the guest, counted as a crash ----
+# sick checks a port nothing listens on (its workload serves 7000); fine
+# checks the workload's own port
+GUEST_MEM=32M write_def "$LC_SHARED/sick.conf" sick container 10.213.1.13 "[ha]" \
+	"check = tcp:7001" "check_interval = 1" "check_timeout = 1" "check_failures = 2" \
+	"max_restart = 5"
+GUEST_MEM=32M write_def "$LC_SHARED/fine.conf" fine container 10.213.1.14 "[ha]" \
+	"check = tcp:7000" "check_interval = 1" "check_failures = 2"
+check "create sick" on node1 hactl create /srv/hactl/sick.conf
+check "create fine" on node1 hactl create /srv/hactl/fine.conf
+check "start fine" on node1 hactl start fine --node node3
+check "start sick" on node1 hactl start sick --node node2
+check "sick killed by its health check and restarted in place (.restarts >= 1)" \
+	wait_for 90 "sick restarted" bash -c \
+	"[ \"\$($LC exec node1 -- hactl show sick --json | jq -r '.restarts // 0')\" -ge 1 ]"
+out=$(on node1 hactl show sick --json)
+check "the error names the check ($(jq -r .error <<<"$out"))" \
+	grep -q "health check failed 2 times in a row: tcp:7001: connecting to 10.213.1.13" \
+	<<<"$(jq -r .error <<<"$out")"
+check "sick stays on node2 (restarts in place first)" [ "$(jq -r .node <<<"$out")" = node2 ]
+check "fine: its check passes, never restarted" \
+	[ "$(on node1 hactl show fine --json | jq -r '.restarts // 0')" = 0 ]
+check "fine still answers" workload_json node1 10.213.1.14
+check "stop sick" on node1 hactl stop sick
+check "stop fine" on node1 hactl stop fine
+
 T_DONE=1
 finish

@@ -76,6 +76,41 @@ static void driver_mem_bounds(void)
 	}
 }
 
+/* [ha] check: its forms, its bounds, and tcp's need of an address. */
+static void health_check(void)
+{
+	struct ha_guest_def d;
+	char err[512];
+	const char *cmd;
+	uint32_t port;
+
+	CHECK_EQ_INT(parse(CT, &d, err), 0);
+	CHECK(ha_guestdef_check(&d, &port, &cmd) == HA_CHECK_NONE);
+	CHECK_EQ_INT(d.check_interval_s, 10);
+	CHECK_EQ_INT(d.check_timeout_s, 5);
+	CHECK_EQ_INT(d.check_failures, 3);
+	CHECK_EQ_INT(parse(CT "[network]\nip = 10.0.0.5/24\n[ha]\ncheck = tcp:7000\n"
+			   "check_interval = 2\ncheck_failures = 1\n", &d, err), 0);
+	CHECK(ha_guestdef_check(&d, &port, &cmd) == HA_CHECK_TCP && port == 7000 && cmd == NULL);
+	CHECK_EQ_INT(d.check_interval_s, 2);
+	CHECK_EQ_INT(d.check_failures, 1);
+	CHECK_EQ_INT(parse(CT "[ha]\ncheck = exec:test -e /srv/ok\n", &d, err), 0);
+	CHECK(ha_guestdef_check(&d, &port, &cmd) == HA_CHECK_EXEC && port == 0 &&
+	      strcmp(cmd, "test -e /srv/ok") == 0);
+	CHECK_EQ_INT(parse(CT "[ha]\ncheck = none\n", &d, err), 0);
+	CHECK(ha_guestdef_check(&d, &port, &cmd) == HA_CHECK_NONE);
+	expect_error(CT "[ha]\ncheck = tcp:0\n",
+		     "g.conf:8: check: 'tcp:0': the port is not a number in 1..65535");
+	expect_error(CT "[ha]\ncheck = http:80\n",
+		     "g.conf:8: check: 'http:80' is not none, tcp:PORT or exec:CMD");
+	expect_error(CT "[ha]\ncheck = exec:\n",
+		     "g.conf:8: check: 'exec:' is not none, tcp:PORT or exec:CMD");
+	expect_error(CT "[ha]\ncheck = tcp:80\n",
+		     "g.conf:8: check = tcp:80 needs the guest's address ([network] ip)");
+	expect_error(CT "[ha]\ncheck_failures = 0\n",
+		     "g.conf:8: check_failures: '0' is not a number in 1..100");
+}
+
 int main(void)
 {
 	struct ha_guest_def d;
@@ -83,6 +118,7 @@ int main(void)
 	uint64_t kib;
 
 	driver_mem_bounds();
+	health_check();
 	CHECK_EQ_INT(parse(CT, &d, err), 0);
 	CHECK(strcmp(d.name, "c1") == 0);
 	CHECK_EQ_INT(d.mem_kib, 128 * 1024);
