@@ -7,7 +7,9 @@ start_cluster --nodes 3
 check "quorate" wait_for 20 agree agree_view node1 node2 node3
 DEF=$(mktemp /tmp/hactl-guest-XXXXXX.conf)
 BAD=$(mktemp /tmp/hactl-bad-XXXXXX.conf)
-trap 'rm -f "$DEF" "$BAD"; cleanup_on_exit' EXIT
+# cleanup_on_exit exits with the status it finds: the script's, not rm's
+# (a failed check at the end used to leave the test "passed")
+trap 'rc=$?; rm -f "$DEF" "$BAD"; (exit $rc); cleanup_on_exit' EXIT
 write_def "$DEF" g1 "$GTYPE" "$GIP"
 # definitions travel by value: hactl reads the file where it runs
 cp "$DEF" "$LC_SHARED/g1.conf"
