@@ -260,25 +260,21 @@ enum agent_guest_state live_state(struct ag_guest *g)
 /* A report's limit counters from the driver's usage. */
 static void limits_fill(Hactl__GuestLimits *l, const struct agent_guest_usage *u)
 {
+	const struct agent_guest_limits *c = &u->lim;
+
 	hactl__guest_limits__init(l);
-	l->has_mem_peak_bytes = true;
-	l->mem_peak_bytes = u->lim.mem_peak_bytes;
-	l->has_mem_limit_bytes = true;
-	l->mem_limit_bytes = u->lim.mem_limit_bytes;
-	l->has_mem_failcnt = true;
-	l->mem_failcnt = u->lim.mem_failcnt;
-	l->has_pids_limit = true;
-	l->pids_limit = u->lim.pids_limit;
-	l->has_pids_failcnt = true;
-	l->pids_failcnt = u->lim.pids_failcnt;
-	l->has_cpu_periods = true;
-	l->cpu_periods = u->lim.cpu_periods;
-	l->has_cpu_throttled = true;
-	l->cpu_throttled = u->lim.cpu_throttled;
-	l->has_cpu_throttled_ns = true;
-	l->cpu_throttled_ns = u->lim.cpu_throttled_ns;
-	l->has_pids = true;
+	l->mem_peak_bytes = c->mem_peak_bytes;
+	l->mem_limit_bytes = c->mem_limit_bytes;
+	l->mem_failcnt = c->mem_failcnt;
+	l->pids_limit = c->pids_limit;
+	l->pids_failcnt = c->pids_failcnt;
+	l->cpu_periods = c->cpu_periods;
+	l->cpu_throttled = c->cpu_throttled;
+	l->cpu_throttled_ns = c->cpu_throttled_ns;
 	l->pids = u->pids;
+	l->has_mem_peak_bytes = l->has_mem_limit_bytes = l->has_mem_failcnt = true;
+	l->has_pids_limit = l->has_pids_failcnt = l->has_pids = true;
+	l->has_cpu_periods = l->has_cpu_throttled = l->has_cpu_throttled_ns = true;
 }
 
 static void report(struct agent_guests *m)

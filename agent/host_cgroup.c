@@ -700,32 +700,41 @@ int host_cgroup_remove(const struct host_cgroup *cg, uint32_t timeout_ms, char *
 	return 0;
 }
 
-static int read_u64(const char *dir, const char *file, uint64_t *out)
+/* The first line of @dir/@file, without its newline. */
+static int read_line(const char *dir, const char *file, char *buf, size_t len)
 {
-	char path[HOST_CG_PATH + 64], buf[64];
+	char path[HOST_CG_PATH + 64];
 	ssize_t n;
 
 	snprintf(path, sizeof(path), "%s/%s", dir, file);
-	n = host_read_small(path, buf, sizeof(buf));
+	n = host_read_small(path, buf, len);
 	if (n < 0) {
 		return (int)n;
 	}
 	buf[strcspn(buf, "\n")] = '\0';
+	return 0;
+}
+
+static int read_u64(const char *dir, const char *file, uint64_t *out)
+{
+	char buf[64];
+	int rc = read_line(dir, file, buf, sizeof(buf));
+
+	if (rc < 0) {
+		return rc;
+	}
 	return ha_parse_u64(buf, 0, UINT64_MAX, out) < 0 ? -EINVAL : 0;
 }
 
 /* "max" (no limit) reads 0; v1's "no limit" is a number near 2^63. */
 static int read_limit(const char *dir, const char *file, uint64_t *out)
 {
-	char path[HOST_CG_PATH + 64], buf[64];
-	ssize_t n;
+	char buf[64];
+	int rc = read_line(dir, file, buf, sizeof(buf));
 
-	snprintf(path, sizeof(path), "%s/%s", dir, file);
-	n = host_read_small(path, buf, sizeof(buf));
-	if (n < 0) {
-		return (int)n;
+	if (rc < 0) {
+		return rc;
 	}
-	buf[strcspn(buf, "\n")] = '\0';
 	if (strcmp(buf, "max") == 0) {
 		*out = 0;
 		return 0;
