@@ -38,6 +38,10 @@ struct cli {
 };
 
 /* cli_common.c: shared by every command file */
+struct ha_config;
+/* This host's hactl.conf ($HACTL_CONFIG, else the default path; a missing
+ * default file is the defaults): EX_OK, or EX_FAIL with the error printed. */
+int cli_load_cfg(struct ha_config *cfg);
 /* Prints "hactl: " @fmt (with @arg) and the help hint; returns EX_USAGE. */
 int cli_usage_error(const char *fmt, const char *arg);
 /* The value @arg of --timeout (seconds, 1..86400) in *@timeout_s; EX_OK or
@@ -73,6 +77,8 @@ int cli_cmd_stop(struct cli *cli, int argc, char **argv);
 int cli_cmd_restart(struct cli *cli, int argc, char **argv);
 int cli_cmd_destroy(struct cli *cli, int argc, char **argv);
 int cli_cmd_show(struct cli *cli, int argc, char **argv);
+int cli_cmd_exec(struct cli *cli, int argc, char **argv);
+int cli_cmd_enter(struct cli *cli, int argc, char **argv);
 int cli_cmd_snapshot(struct cli *cli, int argc, char **argv);
 int cli_cmd_restore(struct cli *cli, int argc, char **argv);
 

@@ -17,6 +17,7 @@
 
 #include <json-c/json.h>
 
+#include "config.h"
 #include "guestdef.h"
 #include "hactl_states.h"
 #include "ipc.h"
@@ -27,6 +28,19 @@
 #include "cli.h"
 
 /* ---- calls to the coordinator ---- */
+
+int cli_load_cfg(struct ha_config *cfg)
+{
+	const char *path = getenv("HACTL_CONFIG");
+	char err[512];
+
+	if (ha_config_load(path ? path : HA_CONFIG_DEFAULT_PATH, path == NULL, cfg, err,
+			   sizeof(err)) < 0) {
+		fprintf(stderr, "hactl: %s\n", err);
+		return EX_FAIL;
+	}
+	return EX_OK;
+}
 
 int cli_usage_error(const char *fmt, const char *arg)
 {

@@ -537,19 +537,6 @@ int cli_cmd_restart(struct cli *cli, int argc, char **argv)
 	return start_common(cli, &o, "cold", 0, NULL, 0);
 }
 
-static int load_cfg(struct ha_config *cfg)
-{
-	const char *path = getenv("HACTL_CONFIG");
-	char err[512];
-
-	if (ha_config_load(path ? path : HA_CONFIG_DEFAULT_PATH, path == NULL, cfg, err,
-			   sizeof(err)) < 0) {
-		fprintf(stderr, "hactl: %s\n", err);
-		return EX_FAIL;
-	}
-	return EX_OK;
-}
-
 int cli_cmd_destroy(struct cli *cli, int argc, char **argv)
 {
 	Hactl__Change ch = HACTL__CHANGE__INIT;
@@ -571,7 +558,7 @@ int cli_cmd_destroy(struct cli *cli, int argc, char **argv)
 		struct ha_config cfg;
 		char dir[PATH_MAX];
 
-		ex = load_cfg(&cfg);
+		ex = cli_load_cfg(&cfg);
 		if (ex != EX_OK) {
 			return ex;
 		}
@@ -893,7 +880,7 @@ int cli_cmd_restore(struct cli *cli, int argc, char **argv)
 	if (ex != EX_OK) {
 		return ex;
 	}
-	ex = load_cfg(&cfg);
+	ex = cli_load_cfg(&cfg);
 	if (ex != EX_OK) {
 		return ex;
 	}

@@ -122,6 +122,18 @@ static const struct help_cmd cmds[] = {
 			  "processes, CPU throttling)" },
 	    { NULL, NULL } },
 	  "hactl show web1 --limits" },
+	{ "exec", "guests", "exec NAME -- COMMAND [ARG...]",
+	  "run a command inside a container (vzctl exec)",
+	  "Runs COMMAND inside the running container NAME, in its namespaces and "
+	  "cgroups (its limits count it), with this terminal's stdin, stdout and stderr; "
+	  "the exit status is the command's. It runs on the host that runs the "
+	  "container: elsewhere it names that host and exits 1 (ssh there). Everything "
+	  "after '--' is the command's, options included. Containers only.",
+	  { { NULL, NULL } }, "hactl exec web1 -- ps" },
+	{ "enter", "guests", "enter NAME", "a shell inside a container (vzctl enter)",
+	  "Starts /bin/sh -l inside the running container NAME, as hactl exec does; exit "
+	  "the shell to leave. On the host that runs it; containers only.",
+	  { { NULL, NULL } }, "hactl enter web1" },
 	{ "snapshot", "guests", "snapshot NAME [--failover-point] [--timeout S]",
 	  "snapshot memory and storage now",
 	  "Writes a snapshot of the running guest (memory and writable storage of one "

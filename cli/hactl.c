@@ -537,6 +537,8 @@ static const struct command commands[] = {
 	{ "restart", cli_cmd_restart },
 	{ "destroy", cli_cmd_destroy },
 	{ "show", cli_cmd_show },
+	{ "exec", cli_cmd_exec },
+	{ "enter", cli_cmd_enter },
 	{ "snapshot", cli_cmd_snapshot },
 	{ "restore", cli_cmd_restore },
 	{ "simulate", cmd_simulate },
@@ -681,6 +683,17 @@ static int parse_and_run(struct cli *cli, int argc, char **argv)
 	for (int i = 1; i < argc; i++) {
 		char *eq = argv[i][0] == '-' && argv[i][1] == '-' ? strchr(argv[i], '=') : NULL;
 
+		if (n > 0 && strcmp(argv[i], "--") == 0) {
+			/* a command's own arguments (hactl exec NAME -- CMD ...):
+			 * passed on as they are, none of them hactl's */
+			if (n + (argc - i) >= (int)HA_ARRAY_SIZE(args)) {
+				return cli_usage_error("too many arguments%s", "");
+			}
+			while (i < argc) {
+				args[n++] = argv[i++];
+			}
+			break;
+		}
 		if (strcmp(argv[i], "--json") == 0) {
 			cli->json = true;
 		} else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
@@ -709,7 +722,7 @@ int main(int argc, char **argv)
 	struct cli cli = { 0 };
 	int ex, keep = -1;
 
-	for (int i = 1; i < argc; i++) {
+	for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
 		if (strcmp(argv[i], "--json") == 0) {
 			keep = json_err_begin();
 			break;

@@ -116,6 +116,20 @@ if [ "$GTYPE" = container ]; then
 	out=$(on node1 hactl show g1)
 	check "hactl show: the disk line ($(grep '^disk:' <<<"$out"))" \
 		grep -qE '^disk: +[0-9.]+ MiB of [0-9.]+ MiB used' <<<"$out"
+	# hactl exec / enter: inside g1, on its host only
+	out=$(on node3 hactl exec g1 -- sh -c 'test -e /fill && echo "found; args: $0 $1"; exit 3' \
+		x --json=1); rc=$?
+	check "hactl exec: the command's exit status (3, got $rc)" [ $rc = 3 ]
+	check "hactl exec: inside g1's root (the /fill written above)" grep -q "^found" <<<"$out"
+	check "hactl exec: what follows -- is the command's ($out)" \
+		grep -q "args: x --json=1" <<<"$out"
+	check "hactl exec: stdin passes through" \
+		[ "$(echo abc | on node3 hactl exec g1 -- cat)" = abc ]
+	out=$(on node1 hactl exec g1 -- true 2>&1); rc=$?
+	check "hactl exec on another host: exit 1, names g1's host ($out)" \
+		bash -c "[ $rc = 1 ] && grep -q 'g1 runs on node3, not on this host' <<<\"\$1\"" _ "$out"
+	check "hactl enter: a shell inside" \
+		[ "$(echo 'test -e /fill && echo inside' | on node3 hactl enter g1)" = inside ]
 fi
 
 # newest good is chosen by default (the corrupt one is skipped)
