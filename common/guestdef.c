@@ -79,7 +79,7 @@ static const struct gopt gopts[] = {
 	  "health check: none, tcp:PORT (a connection to the guest's address) or exec:CMD (sh -c CMD on its host, $1 the guest's name, $2 its address; exit 0 = healthy); check_failures failed checks in a row count as a crash for max_restart" },
 	{ "ha", "check_interval", K_UINT, 1, 3600, "10", F(check_interval_s),
 	  "seconds between health checks" },
-	{ "ha", "check_timeout", K_UINT, 1, 600, "5", F(check_timeout_s),
+	{ "ha", "check_timeout", K_UINT, 1, 60, "5", F(check_timeout_s),
 	  "seconds a health check may take before it counts as failed" },
 	{ "ha", "check_failures", K_UINT, 1, 100, "3", F(check_failures),
 	  "failed health checks in a row that count as a crash" },
