@@ -64,6 +64,10 @@ void cli_json_print(json_object *o);
 const char *cli_node_name(const Hactl__StatusReply *s, uint32_t id);
 /* The guest called @name in a status reply, NULL when none. */
 const Hactl__GuestRecord *cli_find_guest(const Hactl__StatusReply *s, const char *name);
+/* The cluster's status (*s, freed with ha_env_msg_free) and the guest
+ * @name in it (*g); an unknown name is said on stderr: EX_UNKNOWN, *s NULL. */
+int cli_status_guest(struct cli *cli, const char *name, Hactl__StatusReply **s,
+		     const Hactl__GuestRecord **g);
 /* The guest's state as shown ("unknown" when its node is gone). */
 const char *cli_guest_state(const Hactl__StatusReply *s, const Hactl__GuestRecord *g);
 /* The guest as JSON; caller puts it. */

@@ -42,6 +42,24 @@ int cli_load_cfg(struct ha_config *cfg)
 	return EX_OK;
 }
 
+int cli_status_guest(struct cli *cli, const char *name, Hactl__StatusReply **s,
+		     const Hactl__GuestRecord **g)
+{
+	int ex = cli_get_status(cli, NULL, s);
+
+	if (ex != EX_OK) {
+		return ex;
+	}
+	*g = cli_find_guest(*s, name);
+	if (*g == NULL) {
+		fprintf(stderr, "hactl: unknown guest '%s'\n", name);
+		ha_env_msg_free(&(*s)->base);
+		*s = NULL;
+		return EX_UNKNOWN;
+	}
+	return EX_OK;
+}
+
 int cli_usage_error(const char *fmt, const char *arg)
 {
 	fprintf(stderr, "hactl: ");

@@ -127,16 +127,12 @@ static int guest_here(struct cli *cli, const char *name, pid_t *pid)
 	Hactl__StatusReply *s = NULL;
 	const Hactl__GuestRecord *g;
 	struct ha_config cfg;
-	int ex = cli_get_status(cli, NULL, &s);
+	int ex = cli_status_guest(cli, name, &s, &g);
 
 	if (ex != EX_OK) {
 		return ex;
 	}
-	g = cli_find_guest(s, name);
-	if (g == NULL) {
-		fprintf(stderr, "hactl: unknown guest '%s'\n", name);
-		ex = EX_UNKNOWN;
-	} else if (g->type == NULL || strcmp(g->type, "container") != 0) {
+	if (g->type == NULL || strcmp(g->type, "container") != 0) {
 		fprintf(stderr, "hactl: %s is a %s: exec and enter are for containers (a domain "
 			"is reached over its network)\n", name, g->type ? g->type : "guest");
 		ex = EX_FAIL;

@@ -515,15 +515,9 @@ int cli_cmd_restart(struct cli *cli, int argc, char **argv)
 	if (ex != EX_OK) {
 		return ex;
 	}
-	ex = cli_get_status(cli, NULL, &s);
+	ex = cli_status_guest(cli, o.name, &s, &g);
 	if (ex != EX_OK) {
 		return ex;
-	}
-	g = cli_find_guest(s, o.name);
-	if (g == NULL) {
-		fprintf(stderr, "hactl: unknown guest '%s'\n", o.name);
-		ha_env_msg_free(&s->base);
-		return EX_UNKNOWN;
 	}
 	if (g->owner) {
 		snprintf(node, sizeof(node), "%s", cli_node_name(s, g->owner));
@@ -699,15 +693,9 @@ int cli_cmd_show(struct cli *cli, int argc, char **argv)
 	if (ex != EX_OK) {
 		return ex;
 	}
-	ex = cli_get_status(cli, NULL, &s);
+	ex = cli_status_guest(cli, o.name, &s, &g);
 	if (ex != EX_OK) {
 		return ex;
-	}
-	g = cli_find_guest(s, o.name);
-	if (g == NULL) {
-		fprintf(stderr, "hactl: unknown guest '%s'\n", o.name);
-		ha_env_msg_free(&s->base);
-		return EX_UNKNOWN;
 	}
 	have_def = ha_guestdef_parse((const char *)g->definition.data, g->definition.len, g->name,
 				     &def, err, sizeof(err)) == 0;
