@@ -11,7 +11,7 @@
  * between. Why not through the agent (a stream relayed by the daemons from
  * any host): a command's terminal, signals and exit status would have to be
  * carried over two IPC hops for nothing that ssh to the host does not
- * already do, and a daemon restart would cut every session; docs/cli.md.
+ * already do, and a daemon restart would cut every command in flight; docs/cli.md.
  */
 #include <errno.h>
 #include <fcntl.h>
