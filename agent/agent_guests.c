@@ -99,7 +99,7 @@ static void spec_fill(struct agent_guests *m, struct ag_guest *g)
 	g->spec.data_dir = g->data_dir;
 }
 
-static struct ag_guest *guest_find(struct agent_guests *m, const char *name)
+struct ag_guest *guest_find(struct agent_guests *m, const char *name)
 {
 	struct ag_guest *g;
 

@@ -204,14 +204,9 @@ void checks_due(struct agent_guests *m)
 
 static void check_result(struct agent_guests *m, const struct ag_check *c)
 {
-	struct ag_guest *g;
+	struct ag_guest *g = guest_find(m, c->name);
 
-	qb_list_for_each_entry(g, &m->guests, list) {
-		if (strcmp(g->name, c->name) == 0) {
-			break;
-		}
-	}
-	if (&g->list == &m->guests) {
+	if (g == NULL) {
 		return; /* gone meanwhile */
 	}
 	g->check_inflight = false;

@@ -206,6 +206,8 @@ static inline uint64_t wall_ms(const struct agent_guests *m)
 
 /* What the guest is now: the driver's state, or the op's while busy. */
 enum agent_guest_state live_state(struct ag_guest *g);
+/* The guest called @name, NULL when there is none. */
+struct ag_guest *guest_find(struct agent_guests *m, const char *name);
 
 /* ---- agent_guests_op.c ------------------------------------------------- */
 

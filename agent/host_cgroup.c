@@ -700,19 +700,26 @@ int host_cgroup_remove(const struct host_cgroup *cg, uint32_t timeout_ms, char *
 	return 0;
 }
 
-/* The first line of @dir/@file, without its newline. */
-static int read_line(const char *dir, const char *file, char *buf, size_t len)
+/* The text of the small file @dir/@file into @buf. */
+static int read_text(const char *dir, const char *file, char *buf, size_t len)
 {
 	char path[HOST_CG_PATH + 64];
 	ssize_t n;
 
 	snprintf(path, sizeof(path), "%s/%s", dir, file);
 	n = host_read_small(path, buf, len);
-	if (n < 0) {
-		return (int)n;
+	return n < 0 ? (int)n : 0;
+}
+
+/* The first line of @dir/@file, without its newline. */
+static int read_line(const char *dir, const char *file, char *buf, size_t len)
+{
+	int rc = read_text(dir, file, buf, len);
+
+	if (rc == 0) {
+		buf[strcspn(buf, "\n")] = '\0';
 	}
-	buf[strcspn(buf, "\n")] = '\0';
-	return 0;
+	return rc;
 }
 
 static int read_u64(const char *dir, const char *file, uint64_t *out)
@@ -748,20 +755,13 @@ static int read_limit(const char *dir, const char *file, uint64_t *out)
 	return 0;
 }
 
-/* The value of line "@key N" of a flat-keyed file (cpu.stat, *.events). */
-static int read_key(const char *dir, const char *file, const char *key, uint64_t *out)
+/* The value of the line "@key N" of a flat-keyed file's @text. */
+static int key_value(const char *text, const char *key, uint64_t *out)
 {
-	char path[HOST_CG_PATH + 64], buf[2048];
 	size_t klen = strlen(key);
-	ssize_t n;
 
-	snprintf(path, sizeof(path), "%s/%s", dir, file);
-	n = host_read_small(path, buf, sizeof(buf));
-	if (n < 0) {
-		return (int)n;
-	}
-	for (char *line = buf; *line;) {
-		char *nl = strchr(line, '\n');
+	for (const char *line = text; *line;) {
+		const char *nl = strchr(line, '\n');
 
 		if (strncmp(line, key, klen) == 0 && line[klen] == ' ') {
 			*out = strtoull(line + klen + 1, NULL, 10);
@@ -780,6 +780,7 @@ void host_cgroup_limits(const struct host_cgroup *cg, struct agent_guest_limits 
 	const char *mem = cg->v2 ? cg->unified : cg->memory;
 	const char *pids = cg->v2 ? cg->unified : cg->pids;
 	const char *cpu = cg->v2 ? cg->unified : cg->cpu;
+	char text[2048];
 	int got = 0;
 
 	memset(l, 0, sizeof(*l));
@@ -788,22 +789,28 @@ void host_cgroup_limits(const struct host_cgroup *cg, struct agent_guest_limits 
 				&l->mem_peak_bytes) == 0;
 		got |= read_limit(mem, cg->v2 ? "memory.max" : "memory.limit_in_bytes",
 				  &l->mem_limit_bytes) == 0;
-		got |= (cg->v2 ? read_key(mem, "memory.events", "max", &l->mem_failcnt) :
-			read_u64(mem, "memory.failcnt", &l->mem_failcnt)) == 0;
+		if (cg->v2) {
+			got |= read_text(mem, "memory.events", text, sizeof(text)) == 0 &&
+			       key_value(text, "max", &l->mem_failcnt) == 0;
+		} else {
+			got |= read_u64(mem, "memory.failcnt", &l->mem_failcnt) == 0;
+		}
 	}
 	if (pids[0]) {
 		got |= read_limit(pids, "pids.max", &l->pids_limit) == 0;
-		got |= read_key(pids, "pids.events", "max", &l->pids_failcnt) == 0;
+		got |= read_text(pids, "pids.events", text, sizeof(text)) == 0 &&
+		       key_value(text, "max", &l->pids_failcnt) == 0;
 	}
-	if (cpu[0]) {
-		got |= read_key(cpu, "cpu.stat", "nr_periods", &l->cpu_periods) == 0;
-		got |= read_key(cpu, "cpu.stat", "nr_throttled", &l->cpu_throttled) == 0;
+	/* cpu.stat once, for its three figures */
+	if (cpu[0] && read_text(cpu, "cpu.stat", text, sizeof(text)) == 0) {
+		got |= key_value(text, "nr_periods", &l->cpu_periods) == 0;
+		got |= key_value(text, "nr_throttled", &l->cpu_throttled) == 0;
 		if (cg->v2) {
-			if (read_key(cpu, "cpu.stat", "throttled_usec", &l->cpu_throttled_ns) == 0) {
+			if (key_value(text, "throttled_usec", &l->cpu_throttled_ns) == 0) {
 				l->cpu_throttled_ns *= 1000;
 			}
 		} else {
-			read_key(cpu, "cpu.stat", "throttled_time", &l->cpu_throttled_ns);
+			key_value(text, "throttled_time", &l->cpu_throttled_ns);
 		}
 	}
 	l->valid = got != 0;
@@ -816,15 +823,14 @@ static int usage_read(const struct host_cgroup *cg, struct agent_guest_usage *u)
 	/* What the hierarchies offer; a controller that is not there reads 0. */
 	memset(u, 0, sizeof(*u));
 	if (cg->v2) {
-		char path[HOST_CG_PATH + 32], buf[1024], *p;
+		char text[1024];
 
 		if (access(cg->unified, F_OK) < 0) {
 			return -errno;
 		}
-		snprintf(path, sizeof(path), "%s/cpu.stat", cg->unified);
-		if (host_read_small(path, buf, sizeof(buf)) > 0 &&
-		    (p = strstr(buf, "usage_usec ")) != NULL) {
-			u->cpu_ns = strtoull(p + 11, NULL, 10) * 1000;
+		if (read_text(cg->unified, "cpu.stat", text, sizeof(text)) == 0 &&
+		    key_value(text, "usage_usec", &v) == 0) {
+			u->cpu_ns = v * 1000;
 		}
 		if (read_u64(cg->unified, "memory.current", &v) == 0) {
 			u->mem_bytes = v;

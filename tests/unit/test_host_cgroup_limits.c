@@ -102,6 +102,19 @@ static void v2(void)
 	CHECK(l.cpu_periods == 40);
 	CHECK(l.cpu_throttled == 5);
 	CHECK(l.cpu_throttled_ns == 250000000ull);
+
+	/* the usage from the same files, with the counters in it */
+	{
+		struct agent_guest_usage u;
+
+		put(cg.unified, "memory.current", "20971520\n");
+		put(cg.unified, "pids.current", "5\n");
+		CHECK_EQ_INT(host_cgroup_usage(&cg, &u), 0);
+		CHECK(u.cpu_ns == 5000000ull);  /* usage_usec, not user_usec */
+		CHECK(u.mem_bytes == 20971520);
+		CHECK(u.pids == 5);
+		CHECK(u.lim.valid && u.lim.cpu_throttled == 5 && u.lim.pids_failcnt == 2);
+	}
 }
 
 int main(void)
