@@ -44,7 +44,7 @@ int ha_log_priority_parse(const char *s)
 
 int ha_log_init(const struct ha_log_opts *o)
 {
-	const char *fmt = "%t %N[%P] %f:%l %p: %b";
+	const char *fmt = "%T %N[%P] %f:%l %p: %b"; /* %T: with milliseconds */
 
 	qb_log_init(o->ident, LOG_DAEMON, o->priority);
 	qb_log_format_set(QB_LOG_SYSLOG, "%f:%l %b");
