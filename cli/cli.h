@@ -42,6 +42,9 @@ struct ha_config;
 /* This host's hactl.conf ($HACTL_CONFIG, else the default path; a missing
  * default file is the defaults): EX_OK, or EX_FAIL with the error printed. */
 int cli_load_cfg(struct ha_config *cfg);
+/* The same read, the error into @err (for a caller that reports it its
+ * own way): 0 or negative. */
+int cli_cfg_read(struct ha_config *cfg, char *err, size_t len);
 /* Prints "hactl: " @fmt (with @arg) and the help hint; returns EX_USAGE. */
 int cli_usage_error(const char *fmt, const char *arg);
 /* The value @arg of --timeout (seconds, 1..86400) in *@timeout_s; EX_OK or

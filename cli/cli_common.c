@@ -29,13 +29,18 @@
 
 /* ---- calls to the coordinator ---- */
 
-int cli_load_cfg(struct ha_config *cfg)
+int cli_cfg_read(struct ha_config *cfg, char *err, size_t len)
 {
 	const char *path = getenv("HACTL_CONFIG");
+
+	return ha_config_load(path ? path : HA_CONFIG_DEFAULT_PATH, path == NULL, cfg, err, len);
+}
+
+int cli_load_cfg(struct ha_config *cfg)
+{
 	char err[512];
 
-	if (ha_config_load(path ? path : HA_CONFIG_DEFAULT_PATH, path == NULL, cfg, err,
-			   sizeof(err)) < 0) {
+	if (cli_cfg_read(cfg, err, sizeof(err)) < 0) {
 		fprintf(stderr, "hactl: %s\n", err);
 		return EX_FAIL;
 	}

@@ -586,7 +586,6 @@ static json_object *failover_now(const char *name, const struct ha_guest_def *de
 	json_object *o = json_object_new_object();
 	struct ha_snap_choice ch;
 	struct ha_config cfg;
-	const char *path = getenv("HACTL_CONFIG");
 	char err[512], max[64];
 	uint64_t max_ms;
 	int rc;
@@ -612,8 +611,7 @@ static json_object *failover_now(const char *name, const struct ha_guest_def *de
 		json_object_object_add(o, "reason", json_object_new_string(line));
 		return o;
 	}
-	if (ha_config_load(path ? path : HA_CONFIG_DEFAULT_PATH, path == NULL, &cfg, err,
-			   sizeof(err)) < 0) {
+	if (cli_cfg_read(&cfg, err, sizeof(err)) < 0) {
 		snprintf(line, len, "unknown: %s", err);
 		json_object_object_add(o, "action", json_object_new_string("unknown"));
 		json_object_object_add(o, "reason", json_object_new_string(line));
