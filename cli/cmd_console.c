@@ -49,6 +49,7 @@
 #define CTRL_C 0x03
 #define QUIET_MS 1000         /* after the input ended: quiet this long ends it */
 #define AFTER_EOF_MS 10000    /* ... and this long at most */
+#define LEAVE_MS 2000         /* a domain: QEMU reads what was sent within this */
 #define FOLLOW_MS 200         /* a container's log: read this often */
 #define ALIVE_MS 1000         /* a container's init: checked this often */
 #define TAIL_MAX (64 << 10)   /* --lines reads at most this much of the log */
@@ -241,6 +242,28 @@ static bool drained(const struct session *ss)
 	       (t - ss->last_out >= QUIET_MS || t - ss->eof_at >= AFTER_EOF_MS);
 }
 
+/*
+ * Leaves QEMU's socket so that what was sent still reaches the guest: QEMU
+ * reads the socket only as fast as the serial port's FIFO takes it, and a
+ * socket closed outright may be dropped (hung up) with bytes unread. Half
+ * closed, QEMU reads to the end and then closes; the rest of the output is
+ * not printed (after a detach nothing more is wanted).
+ */
+static void leave(int sock)
+{
+	uint64_t until = now_ms() + LEAVE_MS;
+	char buf[4096];
+
+	shutdown(sock, SHUT_WR);
+	while (now_ms() < until) {
+		struct pollfd p = { .fd = sock, .events = POLLIN };
+
+		if (poll(&p, 1, (int)(until - now_ms())) <= 0 || read(sock, buf, sizeof(buf)) <= 0) {
+			break;
+		}
+	}
+}
+
 static int relay_domain(struct session *ss, int sock)
 {
 	char buf[8192];
@@ -274,11 +297,13 @@ static int relay_domain(struct session *ss, int sock)
 			enum step st = input(ss, sock);
 
 			if (st == STEP_DETACH) {
+				leave(sock);
 				say("detached from %s's console (it keeps running)", ss->name);
 				return EX_OK;
 			}
 		}
 		if (drained(ss)) {
+			leave(sock);
 			return EX_OK;
 		}
 	}
