@@ -71,7 +71,7 @@ check "hactl console of an unknown guest: exit 5 ($out)" \
 	bash -c "[ $rc = 5 ] && grep -q \"unknown guest 'nosuch'\" <<<\"\$1\"" _ "$out"
 out=$(on node2 hactl console g1 --lines x </dev/null 2>&1); rc=$?
 check "hactl console --lines x: usage error, exit 2" \
-	bash -c "[ $rc = 2 ] && grep -q \"\\-\\-lines takes a count of lines, 0 to 100000 (got 'x')\" <<<\"\$1\"" _ "$out"
+	bash -c "[ $rc = 2 ] && grep -qF -- \"--lines takes a count of lines, 0 to 100000 (got 'x')\" <<<\"\$1\"" _ "$out"
 if [ "$GTYPE" = domain ]; then
 	out=$(on node2 hactl console g1 --lines 100000 </dev/null 2>&1); rc=$?
 	check "console: exit 0 at the end of the input" [ $rc = 0 ]
@@ -104,7 +104,7 @@ else
 	(sleep 4 | on node2 hactl console g1 --lines 0 >"$FOL" 2>&1) &
 	fpid=$!
 	sleep 1.5
-	on node2 hactl exec g1 -- sh -c 'echo console-mark-$((6*7)) >/dev/console'
+	on node2 hactl exec g1 -- sh -c 'echo console-mark-$((6*7)) >>/dev/console'
 	wait $fpid; rc=$?
 	check "console: followed, a line written later comes out (exit $rc: $(tr '\n' '|' <"$FOL"))" \
 		bash -c "[ $rc = 0 ] && grep -q '^console-mark-42' '$FOL'"
