@@ -100,7 +100,9 @@ static int tty_raw(bool keep_opost)
 	}
 	atexit(tty_restore);
 	raw_on = 1;
-	if (tcsetattr(STDIN_FILENO, TCSAFLUSH, &t) < 0) {
+	/* TCSANOW: what was typed ahead (while hactl asked the cluster) is
+	 * the guest's too */
+	if (tcsetattr(STDIN_FILENO, TCSANOW, &t) < 0) {
 		raw_on = 0;
 		fprintf(stderr, "hactl: raw terminal mode: %s\n", strerror(errno));
 		return EX_FAIL;
@@ -233,13 +235,14 @@ static enum step input(struct session *ss, int out)
 	return stop ? STEP_DETACH : STEP_GO;
 }
 
-/* After the end of the input: done once quiet (or too long). */
+/* After the end of the input: done once quiet (or too long); a terminal
+ * that ended (hung up) ends the session at once. */
 static bool drained(const struct session *ss)
 {
 	uint64_t t = now_ms();
 
-	return ss->in_fd < 0 && !ss->tty &&
-	       (t - ss->last_out >= QUIET_MS || t - ss->eof_at >= AFTER_EOF_MS);
+	return ss->in_fd < 0 &&
+	       (ss->tty || t - ss->last_out >= QUIET_MS || t - ss->eof_at >= AFTER_EOF_MS);
 }
 
 /*

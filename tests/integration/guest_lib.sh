@@ -90,6 +90,16 @@ if [ "$GTYPE" = domain ]; then
 		wait_for 10 "log" on node2 grep -q "^before-6" "$CLOG"
 	sleep 1
 	check "console: nothing after Ctrl-] was sent" bash -c "! $LC exec node2 -- grep -q after- $CLOG"
+	# on a terminal (script(1) gives it one): raw, Ctrl-] detaches at once
+	# (no Enter), and the terminal is back in its mode afterwards
+	out=$(printf 'echo tty-$((4*4))\r\035' | on node2 script -qec \
+		"hactl console g1 --lines 0; echo rc=\$?; stty -a | grep -o -- '-\?icanon'" /dev/null 2>&1)
+	out=$(tr -d '\r' <<<"$out")
+	check "console on a terminal: Ctrl-] detaches, exit 0 ($(tr '\n' '|' <<<"$out"))" \
+		bash -c "grep -q \"detached from g1's console\" <<<\"\$1\" && grep -qx rc=0 <<<\"\$1\"" _ "$out"
+	check "console on a terminal: its mode restored (icanon)" grep -qx icanon <<<"$out"
+	check "console on a terminal: the line typed reached the guest" \
+		wait_for 10 "log" on node2 grep -q "^tty-16" "$CLOG"
 else
 	out=$(on node2 hactl console g1 --lines 100000 </dev/null 2>&1); rc=$?
 	check "console: exit 0 at the end of the input" [ $rc = 0 ]
