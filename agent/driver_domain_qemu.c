@@ -260,8 +260,9 @@ static int accel_pick(const struct agent_guest *g, char *accel, size_t len, char
 
 /*
  * Starts @argv with stdin on /dev/null, stdout and stderr appended to
- * @log_path, @keep_fd (when >= 0) as fd 3, default signal dispositions and
- * an empty signal mask (the agent blocks signals for its signalfd).
+ * @log_path, the listening sockets @qmp_fd as fd 3 and @console_fd as fd 4,
+ * default signal dispositions and an empty signal mask (the agent blocks
+ * signals for its signalfd).
  */
 static int spawn(const char *const argv[], const char *log_path, int qmp_fd, int console_fd,
 		 pid_t *pid, char *err)
