@@ -50,7 +50,6 @@
 #define CKPT_META "container.meta"
 #define CKPT_FORMAT 1           /* images/ + upper/ (the old layout) */
 #define CKPT_FORMAT_IMAGE 2     /* images/ + layer.tar */
-#define CONSOLE_KEEP (8 << 20)
 
 struct agent_guest {
 	struct agent_driver *d;
@@ -440,20 +439,14 @@ static int layer_up(struct agent_guest *g, enum ctr_layer_take how, uint32_t wai
 	return rc;
 }
 
-/* The console log is kept between runs; above CONSOLE_KEEP bytes it is
+/* The console log is kept between runs; above HOST_CONSOLE_KEEP bytes it is
  * moved to console.log.old when the guest (re)starts. */
 static int console_touch(struct agent_guest *g, char *err)
 {
-	struct stat st;
-	int fd;
+	int fd, rc = host_log_rotate(g->console, HOST_CONSOLE_KEEP);
 
-	if (stat(g->console, &st) == 0 && st.st_size > CONSOLE_KEEP) {
-		char old[CTR_PATH + 8];
-
-		snprintf(old, sizeof(old), "%s.old", g->console);
-		if (rename(g->console, old) < 0) {
-			return agent_err(err, -errno, "rotating %s: %s", g->console, strerror(errno));
-		}
+	if (rc < 0) {
+		return agent_err(err, rc, "rotating %s: %s", g->console, strerror(-rc));
 	}
 	fd = open(g->console, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0640);
 	if (fd < 0) {

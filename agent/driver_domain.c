@@ -10,9 +10,11 @@
  *    7.2 TCG corrupts migrated guests whose RAM is a multiple of 256 KiB),
  *    -kernel/-initrd/-append with hactl.ip/gw/cmd (docs/templates.md),
  *    virtio-net on a persistent tap ht-<name> in spec->bridge, virtio-blk
- *    on spec->disk, the serial console in run_dir/console.log, QMP on a
- *    listening socket we bind ourselves (run_dir/qmp.sock, any path
- *    length) and hand to QEMU as fd 3, -pidfile run_dir/qemu.pid.
+ *    on spec->disk, QMP and the serial console on listening sockets we
+ *    bind ourselves (any path length) and hand to QEMU as fd 3
+ *    (run_dir/qmp.sock) and fd 4 (run_dir/console.sock, a chardev that
+ *    also logs into run_dir/console.log, kept between runs like a
+ *    container's), -pidfile run_dir/qemu.pid.
  *    The command line is built in driver_domain_qemu.c.
  *
  * What attach() needs after an agent restart lives in run_dir/domain.json:
@@ -378,7 +380,7 @@ int dom_rec_read(const struct agent_guest *g, struct dom_record *r)
 
 void dom_rec_remove(const struct agent_guest *g)
 {
-	static const char *const names[] = { DOM_RECORD, "qemu.pid", "qmp.sock" };
+	static const char *const names[] = { DOM_RECORD, "qemu.pid", "qmp.sock", "console.sock" };
 	char path[PATH_MAX];
 
 	for (size_t i = 0; i < HA_ARRAY_SIZE(names); i++) {

@@ -160,7 +160,7 @@ struct dom_argv {
 	const char *v[DOM_ARGV_MAX];  /* NULL terminated */
 	unsigned n, n_buf;
 	bool overflow;
-	char buf[5][PATH_MAX + 64];  /* name, console path, serial, chardev, drive */
+	char buf[5][PATH_MAX + 128]; /* name, console path, serial chardev, QMP chardev, drive */
 	char mem[32], smp[16], netdev[128], nic[128];
 	char cmdline[DOM_CMDLINE_MAX];
 	char dlog[PATH_MAX];          /* -D: QEMU's log once daemonized */

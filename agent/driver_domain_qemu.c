@@ -41,6 +41,7 @@ extern char **environ;
 #define DOM_KILL_MS 3000
 #define DOM_PROBE_MS 15000         /* KVM boot probe */
 #define DOM_QMP_FD 3               /* the monitor's listening socket in QEMU */
+#define DOM_CONSOLE_FD 4           /* the serial console's listening socket */
 
 /* ---- cgroups (the host layer's, host_cgroup.h) ------------------------ */
 
@@ -259,31 +260,34 @@ static int accel_pick(const struct agent_guest *g, char *accel, size_t len, char
 
 /*
  * Starts @argv with stdin on /dev/null, stdout and stderr appended to
- * @log_path, @keep_fd (when >= 0) as fd 3, default signal dispositions and
- * an empty signal mask (the agent blocks signals for its signalfd).
+ * @log_path, the listening sockets @qmp_fd as fd 3 and @console_fd as fd 4,
+ * default signal dispositions and an empty signal mask (the agent blocks
+ * signals for its signalfd).
  */
-static int spawn(const char *const argv[], const char *log_path, int keep_fd, pid_t *pid,
-		 char *err)
+static int spawn(const char *const argv[], const char *log_path, int qmp_fd, int console_fd,
+		 pid_t *pid, char *err)
 {
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t at;
 	sigset_t none, all;
-	int high = -1, rc;
+	int high[2] = { -1, -1 }, rc;
 
-	if (keep_fd >= 0) {
-		/* above 0-2 and 3, so that the actions below cannot clobber it */
-		high = fcntl(keep_fd, F_DUPFD_CLOEXEC, 10);
-		if (high < 0) {
-			return agent_err(err, -errno, "fcntl: %s", strerror(errno));
+	/* above 0-4, so that the actions below cannot clobber them */
+	high[0] = fcntl(qmp_fd, F_DUPFD_CLOEXEC, 10);
+	high[1] = high[0] < 0 ? -1 : fcntl(console_fd, F_DUPFD_CLOEXEC, 10);
+	if (high[1] < 0) {
+		rc = -errno;
+		if (high[0] >= 0) {
+			close(high[0]);
 		}
+		return agent_err(err, rc, "fcntl: %s", strerror(-rc));
 	}
 	sigemptyset(&none);
 	sigfillset(&all);
 	posix_spawn_file_actions_init(&fa);
 	posix_spawnattr_init(&at);
-	if (high >= 0) {
-		posix_spawn_file_actions_adddup2(&fa, high, DOM_QMP_FD);
-	}
+	posix_spawn_file_actions_adddup2(&fa, high[0], DOM_QMP_FD);
+	posix_spawn_file_actions_adddup2(&fa, high[1], DOM_CONSOLE_FD);
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
 	posix_spawn_file_actions_addopen(&fa, 1, log_path, O_WRONLY | O_CREAT | O_APPEND,
 					 0600);
@@ -295,9 +299,8 @@ static int spawn(const char *const argv[], const char *log_path, int keep_fd, pi
 	rc = posix_spawnp(pid, argv[0], &fa, &at, (char *const *)argv, environ);
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&at);
-	if (high >= 0) {
-		close(high);
-	}
+	close(high[0]);
+	close(high[1]);
 	if (rc != 0) {
 		return agent_err(err, -rc, "cannot run %s: %s", argv[0], strerror(rc));
 	}
@@ -490,9 +493,10 @@ const char *dom_disk_format(const char *path)
 									     "raw";
 }
 
-/* Binds and listens on run_dir/qmp.sock (through the directory's fd when
- * the path is too long for sun_path). Returns the socket or -errno. */
-static int qmp_listen(const struct agent_guest *g, char *err)
+/* Binds and listens on run_dir/@name (qmp.sock, console.sock; through the
+ * directory's fd when the path is too long for sun_path). Returns the
+ * socket or -errno. */
+static int sock_listen(const struct agent_guest *g, const char *name, char *err)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	char path[PATH_MAX];
@@ -503,16 +507,16 @@ static int qmp_listen(const struct agent_guest *g, char *err)
 		return agent_err(err, -errno, "domain %s: %s: %s", g->name, g->run_dir,
 				 strerror(errno));
 	}
-	if (dom_rec_path(g, "qmp.sock", path, sizeof(path)) == 0 && strlen(path) < sizeof(sa.sun_path)) {
+	if (dom_rec_path(g, name, path, sizeof(path)) == 0 && strlen(path) < sizeof(sa.sun_path)) {
 		snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
 	} else {
-		snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/qmp.sock", dfd);
+		snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/%s", dfd, name);
 	}
-	unlinkat(dfd, "qmp.sock", 0);
+	unlinkat(dfd, name, 0);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 8) < 0) {
-		rc = agent_err(err, -errno, "domain %s: QMP socket in %s: %s", g->name, g->run_dir,
-			       strerror(errno));
+		rc = agent_err(err, -errno, "domain %s: socket %s in %s: %s", g->name, name,
+			       g->run_dir, strerror(errno));
 		if (fd >= 0) {
 			close(fd);
 		}
@@ -542,7 +546,7 @@ int dom_qemu_argv(const struct agent_guest *g, enum dom_qemu_mode mode, const ch
 		  const char *machine, struct dom_argv *a, char *err)
 {
 	bool probe = mode == DOM_QEMU_PROBE;
-	char *w, *console = NULL;
+	char *w, *console = NULL, opts[64];
 	int rc;
 
 	memset(a, 0, sizeof(*a));
@@ -614,12 +618,18 @@ int dom_qemu_argv(const struct agent_guest *g, enum dom_qemu_mode mode, const ch
 	}
 	arg(a, "-append");
 	arg(a, a->cmdline);
+	/* the serial console: logged as before, and a socket hactl console
+	 * attaches to (docs/guests.md, Console) */
+	snprintf(opts, sizeof(opts), "socket,id=ser0,fd=%d,server=on,wait=off,logfile=",
+		 DOM_CONSOLE_FD);
 	w = arg_buf(a);
-	if (w == NULL || opt_escape(w, sizeof(a->buf[0]), "file:", console, "") < 0) {
+	if (w == NULL || opt_escape(w, sizeof(a->buf[0]), opts, console, ",logappend=on") < 0) {
 		return agent_err(err, -ENAMETOOLONG, "domain %s: run dir path too long", g->name);
 	}
-	arg(a, "-serial");
+	arg(a, "-chardev");
 	arg(a, w);
+	arg(a, "-serial");
+	arg(a, "chardev:ser0");
 	w = arg_buf(a);
 	if (w == NULL) {
 		return agent_err(err, -E2BIG, "domain %s: too many arguments", g->name);
@@ -708,10 +718,10 @@ int dom_launch(struct agent_guest *g, struct dom_launch *lo, struct dom_record *
 	       uint32_t timeout_ms, char *err)
 {
 	_cleanup_free_ struct dom_argv *a = calloc(1, sizeof(*a));
-	char logp[PATH_MAX], tail[200], pidtxt[32];
+	char logp[PATH_MAX], console[PATH_MAX], tail[200], pidtxt[32];
 	uint64_t deadline = ha_mono_ms() + timeout_ms;
 	bool tap_made = false;
-	int lfd = -1, rc, status = 0;
+	int lfd = -1, cfd = -1, rc, status = 0;
 	pid_t pid = -1;
 	struct host_proc_stat ps;
 
@@ -749,7 +759,8 @@ int dom_launch(struct agent_guest *g, struct dom_launch *lo, struct dom_record *
 	if (rc < 0) {
 		return rc;
 	}
-	if (dom_rec_path(g, "qemu-start.log", logp, sizeof(logp)) < 0) {
+	if (dom_rec_path(g, "qemu-start.log", logp, sizeof(logp)) < 0 ||
+	    dom_rec_path(g, "console.log", console, sizeof(console)) < 0) {
 		return agent_err(err, -ENAMETOOLONG, "domain %s: run dir path too long", g->name);
 	}
 	unlink(logp);
@@ -763,13 +774,25 @@ int dom_launch(struct agent_guest *g, struct dom_launch *lo, struct dom_record *
 		tap_made = true;
 		snprintf(rec->tap, sizeof(rec->tap), "%s", g->tap);
 	}
-	lfd = qmp_listen(g, err);
+	rc = host_log_rotate(console, HOST_CONSOLE_KEEP);
+	if (rc < 0) {
+		agent_err(err, rc, "domain %s: rotating %s: %s", g->name, console, strerror(-rc));
+		goto fail;
+	}
+	lfd = sock_listen(g, "qmp.sock", err);
 	if (lfd < 0) {
 		rc = lfd;
 		goto fail;
 	}
-	rc = spawn(a->v, logp, lfd, &pid, err);
+	cfd = sock_listen(g, "console.sock", err);
+	if (cfd < 0) {
+		close(lfd);
+		rc = cfd;
+		goto fail;
+	}
+	rc = spawn(a->v, logp, lfd, cfd, &pid, err);
 	close(lfd);
+	close(cfd);
 	if (rc < 0) {
 		char tmp[AGENT_ERR_LEN];
 

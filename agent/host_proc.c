@@ -1,11 +1,14 @@
 /*
- * host_proc.c - small kernel files and /proc/PID/stat (host_proc.h).
+ * host_proc.c - small kernel files, a guest's console log rotation and
+ * /proc/PID/stat (host_proc.h).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "host_proc.h"
@@ -66,6 +69,23 @@ int host_write_str(const char *path, const char *s)
 		return -errno;
 	}
 	return (size_t)n == len ? 0 : -EIO;
+}
+
+int host_log_rotate(const char *path, off_t keep)
+{
+	char old[PATH_MAX];
+	struct stat st;
+
+	if (stat(path, &st) < 0) {
+		return errno == ENOENT ? 0 : -errno;
+	}
+	if (st.st_size <= keep) {
+		return 0;
+	}
+	if (snprintf(old, sizeof(old), "%s.old", path) >= (int)sizeof(old)) {
+		return -ENAMETOOLONG;
+	}
+	return rename(path, old) < 0 ? -errno : 0;
 }
 
 int host_proc_stat_parse(const char *text, struct host_proc_stat *out)

@@ -1,6 +1,7 @@
 /*
  * host_proc.h - the agent's host layer for processes: small kernel files
- * (/proc, cgroupfs) and a process's /proc/PID/stat, parsed in one place.
+ * (/proc, cgroupfs), a guest's console log kept between runs, and a
+ * process's /proc/PID/stat, parsed in one place.
  * Both drivers use it; it knows nothing of guests or drivers.
  *
  * Running helper programs with a timeout is common/ha_spawn.h (fencing uses
@@ -20,6 +21,13 @@ ssize_t host_read_small(const char *path, char *buf, size_t len);
 /* Writes @s to an existing file (no O_CREAT, no truncation needed for
  * cgroup and /proc files); returns 0 or -errno. */
 int host_write_str(const char *path, const char *s);
+
+/* What a guest's console log may grow to before its next start moves it
+ * aside (both drivers keep the log between runs). */
+#define HOST_CONSOLE_KEEP (8 << 20)
+/* Moves the log @path to @path.old when it is larger than @keep bytes
+ * (a missing log is fine); returns 0 or -errno. */
+int host_log_rotate(const char *path, off_t keep);
 
 /* What the agent reads of /proc/PID/stat. */
 struct host_proc_stat {

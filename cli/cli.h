@@ -71,6 +71,12 @@ const Hactl__GuestRecord *cli_find_guest(const Hactl__StatusReply *s, const char
  * @name in it (*g); an unknown name is said on stderr: EX_UNKNOWN, *s NULL. */
 int cli_status_guest(struct cli *cli, const char *name, Hactl__StatusReply **s,
 		     const Hactl__GuestRecord **g);
+/* Whether the guest @g (@name) runs on this host by the status @s, for the
+ * commands that run beside it (exec, enter, console); when not, says where
+ * it runs and how to get there ("e.g. ssh NODE hactl @cmd @name@tail") and
+ * returns EX_FAIL (console: a stopped guest is said as such). */
+int cli_guest_here(const Hactl__StatusReply *s, const Hactl__GuestRecord *g, const char *name,
+		   const char *cmd, const char *tail);
 /* The guest's state as shown ("unknown" when its node is gone). */
 const char *cli_guest_state(const Hactl__StatusReply *s, const Hactl__GuestRecord *g);
 /* The guest as JSON; caller puts it. */
@@ -86,6 +92,8 @@ int cli_cmd_destroy(struct cli *cli, int argc, char **argv);
 int cli_cmd_show(struct cli *cli, int argc, char **argv);
 int cli_cmd_exec(struct cli *cli, int argc, char **argv);
 int cli_cmd_enter(struct cli *cli, int argc, char **argv);
+/* cmd_console.c */
+int cli_cmd_console(struct cli *cli, int argc, char **argv);
 int cli_cmd_snapshot(struct cli *cli, int argc, char **argv);
 int cli_cmd_restore(struct cli *cli, int argc, char **argv);
 

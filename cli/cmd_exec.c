@@ -136,13 +136,8 @@ static int guest_here(struct cli *cli, const char *name, pid_t *pid)
 		fprintf(stderr, "hactl: %s is a %s: exec and enter are for containers (a domain "
 			"is reached over its network)\n", name, g->type ? g->type : "guest");
 		ex = EX_FAIL;
-	} else if (!g->owner || g->owner != s->local_id || g->running_on != s->local_id) {
-		fprintf(stderr, "hactl: %s runs %s%s, not on this host (%s): run it there, "
-			"e.g. ssh %s hactl exec %s -- ...\n", name, g->running_on ? "on " : "nowhere",
-			g->running_on ? cli_node_name(s, g->running_on) : "",
-			s->local_node ? s->local_node : "?",
-			g->running_on ? cli_node_name(s, g->running_on) : "NODE", name);
-		ex = EX_FAIL;
+	} else {
+		ex = cli_guest_here(s, g, name, "exec", " -- ...");
 	}
 	ha_env_msg_free(&s->base);
 	if (ex == EX_OK) {

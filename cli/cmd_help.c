@@ -134,6 +134,22 @@ static const struct help_cmd cmds[] = {
 	  "Starts /bin/sh -l inside the running container NAME, as hactl exec does; exit "
 	  "the shell to leave. On the host that runs it; containers only.",
 	  { { NULL, NULL } }, "hactl enter web1" },
+	{ "console", "guests", "console NAME [--lines N]",
+	  "the guest's console (xm console); Ctrl-] detaches",
+	  "Attaches to the console of the running guest NAME, on the host that runs it "
+	  "(elsewhere it names that host and exits 1, as hactl exec does). It prints the "
+	  "console log's last lines first, then what comes. A domain's console is its "
+	  "serial port, interactive (the domain template runs a root shell on ttyS0); on "
+	  "a terminal every key goes to the guest and Ctrl-] detaches, leaving the guest "
+	  "running. A container's console is read-only: its console log followed like "
+	  "tail -f (CRIU moves a log file between hosts, not a terminal; hactl enter gives "
+	  "a shell); Ctrl-] or Ctrl-C leaves. Without a terminal, input is sent as it "
+	  "comes, a Ctrl-] byte detaches, and at its end the output is followed until it "
+	  "is quiet for 1 s (at most 10 s). Exit 0 on a detach or the end of the input, 1 "
+	  "when the console closes (the guest stopped, restarted or moved).",
+	  { { "--lines N", "the console log's last N lines first (default 10; 0 none)" },
+	    { NULL, NULL } },
+	  "hactl console web1" },
 	{ "snapshot", "guests", "snapshot NAME [--failover-point] [--timeout S]",
 	  "snapshot memory and storage now",
 	  "Writes a snapshot of the running guest (memory and writable storage of one "

@@ -539,6 +539,7 @@ static const struct command commands[] = {
 	{ "show", cli_cmd_show },
 	{ "exec", cli_cmd_exec },
 	{ "enter", cli_cmd_enter },
+	{ "console", cli_cmd_console },
 	{ "snapshot", cli_cmd_snapshot },
 	{ "restore", cli_cmd_restore },
 	{ "simulate", cmd_simulate },

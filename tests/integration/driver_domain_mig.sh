@@ -358,6 +358,29 @@ report() { # report WHAT: QEMU's figures and the client's
 		"${T_DECIDE}ms (as seen here)"
 }
 
+# console_says HOST LINE ANSWER: LINE typed on m1's serial console on HOST
+# (the socket of QEMU's chardev that hactl console uses) gets ANSWER back.
+console_says() {
+	python3 - "$WORK/$1/run/m1/console.sock" "$2" "$3" <<'PY'
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.sendall(sys.argv[2].encode() + b"\n")
+s.settimeout(1)
+out, end = b"", time.time() + 10
+while time.time() < end and sys.argv[3].encode() not in out:
+    try:
+        b = s.recv(4096)
+    except socket.timeout:
+        continue
+    if not b:
+        break
+    out += b
+s.close()
+sys.exit(0 if sys.argv[3].encode() in out else 1)
+PY
+}
+
 # ---- 1. A -> B, commit ------------------------------------------------------------
 
 QPID_A=$(qemu_of A)
@@ -383,6 +406,8 @@ check "...its memory is intact" test "$(errors_of <<<"$J")" = 0
 check "...every answer the client got: same boot, counter not below ${C_BEFORE:-?}" \
 	poll_consistent "$POLL_FILE" "${C_BEFORE:-999999999}"
 check "...state on B: running" state_on B running
+check "...its serial console on B answers (hactl console's socket)" \
+	console_says B 'echo migrated-$((6*7))' migrated-42
 check "...the disk on the shared storage stays" test -s "$WORK/shared/m1/disk.img"
 
 # ---- 2. B -> A, abort ---------------------------------------------------------

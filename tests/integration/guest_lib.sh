@@ -60,6 +60,69 @@ sleep 3
 check "guest still running after agent restart" [ "$(guest_field node1 g1 state)" = running ]
 check "same instance (boot_id kept)" [ "$(workload_json node1 "$GIP" | boot_of)" = "$boot1" ]
 
+# ---- hactl console (g1 on node2): on its host only; a domain's is its
+# serial port, interactive; a container's its console log, read-only
+CLOG=/var/lib/hactl/guests/g1/console.log
+out=$(on node1 hactl console g1 </dev/null 2>&1); rc=$?
+check "hactl console on another host: exit 1, names g1's host ($out)" \
+	bash -c "[ $rc = 1 ] && grep -q 'g1 runs on node2, not on this host (node1): run it there, e.g. ssh node2 hactl console g1\$' <<<\"\$1\"" _ "$out"
+out=$(on node2 hactl console nosuch </dev/null 2>&1); rc=$?
+check "hactl console of an unknown guest: exit 5 ($out)" \
+	bash -c "[ $rc = 5 ] && grep -q \"unknown guest 'nosuch'\" <<<\"\$1\"" _ "$out"
+out=$(on node2 hactl console g1 --lines x </dev/null 2>&1); rc=$?
+check "hactl console --lines x: usage error, exit 2" \
+	bash -c "[ $rc = 2 ] && grep -qF -- \"--lines takes a count of lines, 0 to 100000 (got 'x')\" <<<\"\$1\"" _ "$out"
+if [ "$GTYPE" = domain ]; then
+	out=$(on node2 hactl console g1 --lines 100000 </dev/null 2>&1); rc=$?
+	check "console: exit 0 at the end of the input" [ $rc = 0 ]
+	check "console: says the detach key" grep -q "connected to g1's console on node2; Ctrl-] detaches" <<<"$out"
+	check "console: the guest's boot output (its log first)" grep -q "hactl-init: service:" <<<"$out"
+	out=$(printf 'echo console-$((6*7))\n' | on node2 hactl console g1 --lines 0 2>/dev/null); rc=$?
+	check "console: a line sent is answered by the shell on ttyS0 (exit $rc; $(tr -d '\r' <<<"$out" | tail -3 | tr '\n' '|'))" \
+		bash -c "[ $rc = 0 ] && grep -q '^console-42' <<<\"\$(tr -d '\r' <<<\"\$1\")\"" _ "$out"
+	check "console: what it answered is in the console log too" \
+		wait_for 10 "log" on node2 grep -q "^console-42" "$CLOG"
+	out=$(printf 'echo before-$((2*3))\n\035echo after-$((3*3))\n' |
+		on node2 hactl console g1 --lines 0 2>&1); rc=$?
+	check "console: Ctrl-] detaches (exit $rc: $out)" \
+		bash -c "[ $rc = 0 ] && grep -q \"detached from g1's console (it keeps running)\" <<<\"\$1\"" _ "$out"
+	check "console: what came before Ctrl-] was sent" \
+		wait_for 10 "log" on node2 grep -q "^before-6" "$CLOG"
+	sleep 1
+	check "console: nothing after Ctrl-] was sent" bash -c "! $LC exec node2 -- grep -q after- $CLOG"
+	# on a terminal (script(1) gives it one): raw, Ctrl-] detaches at once
+	# (no Enter), and the terminal is back in its mode afterwards
+	out=$(printf 'echo tty-$((4*4))\r\035' | on node2 script -qec \
+		"hactl console g1 --lines 0; echo rc=\$?; stty -a | grep -o -- '-\?icanon'" /dev/null 2>&1)
+	out=$(tr -d '\r' <<<"$out")
+	check "console on a terminal: Ctrl-] detaches, exit 0 ($(tr '\n' '|' <<<"$out"))" \
+		bash -c "grep -q \"detached from g1's console\" <<<\"\$1\" && grep -qx rc=0 <<<\"\$1\"" _ "$out"
+	check "console on a terminal: its mode restored (icanon)" grep -qx icanon <<<"$out"
+	check "console on a terminal: the line typed reached the guest" \
+		wait_for 10 "log" on node2 grep -q "^tty-16" "$CLOG"
+else
+	out=$(on node2 hactl console g1 --lines 100000 </dev/null 2>&1); rc=$?
+	check "console: exit 0 at the end of the input" [ $rc = 0 ]
+	check "console: says it is read-only and how to leave" \
+		grep -q "following g1's console log on node2 (a container's console is read-only; Ctrl-] leaves)" <<<"$out"
+	check "console: the init's output (its log)" grep -q "hactl-workload: pid .* boot_id $boot1" <<<"$out"
+	out=$(echo hello | on node2 hactl console g1 --lines 0 2>&1); rc=$?
+	check "console: input is refused with the reason ($out)" \
+		bash -c "[ $rc = 0 ] && grep -q \"a container's console is read-only: input ignored (hactl enter g1 gives a shell)\" <<<\"\$1\"" _ "$out"
+	# followed like tail -f: a line written to /dev/console inside comes out
+	FOL=$(mktemp /tmp/hactl-console-XXXXXX)
+	(sleep 4 | on node2 hactl console g1 --lines 0 >"$FOL" 2>&1) &
+	fpid=$!
+	sleep 1.5
+	on node2 hactl exec g1 -- sh -c 'echo console-mark-$((6*7)) >>/dev/console'
+	wait $fpid; rc=$?
+	check "console: followed, a line written later comes out (exit $rc: $(tr '\n' '|' <"$FOL"))" \
+		bash -c "[ $rc = 0 ] && grep -q '^console-mark-42' '$FOL'"
+	rm -f "$FOL"
+fi
+check "console: g1 keeps running" [ "$(guest_field node1 g1 state)" = running ]
+check "console: same instance (boot_id kept)" [ "$(workload_json node1 "$GIP" | boot_of)" = "$boot1" ]
+
 # ---- snapshot, destroy, restore on another host ----
 out=$(on node3 hactl snapshot g1 --json); rc=$?
 check "snapshot" [ $rc = 0 ]
@@ -71,6 +134,9 @@ gen2=$(jq -r .generation <<<"$out")
 check "second snapshot is a newer generation" [ "$gen2" -gt "$gen1" ]
 check "show reports the snapshot" [ "$(guest_field node1 g1 snapshot.generation)" = "$gen2" ]
 check "stop before destroy" on node1 hactl stop g1
+out=$(on node3 hactl console g1 </dev/null 2>&1); rc=$?
+check "hactl console of a stopped guest: exit 1 ($out)" \
+	bash -c "[ $rc = 1 ] && grep -q 'g1 is not running (stopped): it has no console; start it first' <<<\"\$1\"" _ "$out"
 out=$(on node1 hactl destroy g1 2>&1)
 check "destroy" grep -q "g1 destroyed" <<<"$out"
 check "gone from the list" [ "$(on node1 hactl list --json | jq length)" = 0 ]
@@ -99,6 +165,12 @@ c_rest=$(counter_of <<<"$j")
 log "counter at snapshot ~$c_snap, after restore $c_rest; boot $(boot_of <<<"$j") vs $boot1"
 check "counter continues from the snapshot (>= $((c_snap - 200)))" [ "$c_rest" -ge $((c_snap - 200)) ]
 check "same boot_id: restored, not restarted" [ "$(boot_of <<<"$j")" = "$boot1" ]
+if [ "$GTYPE" = domain ]; then
+	# restore starts QEMU as an incoming migration does (-incoming defer)
+	out=$(printf 'echo restored-$((5*5))\n' | on node3 hactl console g1 --lines 0 2>/dev/null)
+	check "console after the restore: the shell answers" \
+		bash -c "grep -q '^restored-25' <<<\"\$(tr -d '\r' <<<\"\$1\")\"" _ "$out"
+fi
 check "note says which snapshot" bash -c "$LC exec node1 -- hactl show g1 --json | jq -r .note | grep -q 'generation $gen1'"
 
 # ---- a container: its writable layer's use in hactl show (the disk

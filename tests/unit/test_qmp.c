@@ -560,7 +560,10 @@ static void test_accel_mode(void)
 
 /* QEMU's command line, built in one place (driver_domain_qemu.c): a boot,
  * the same with -S -incoming defer for a restore or an incoming
- * migration, and the KVM boot probe. Modes: 0 boot, 1 incoming, 2 probe. */
+ * migration, and the KVM boot probe. Modes: 0 boot, 1 incoming, 2 probe.
+ * The serial port is the chardev ser0 on the listening socket the agent
+ * passes as fd 4 (hactl console), logging into console.log, in every mode
+ * but the probe. */
 static void test_qemu_argv(void)
 {
 	struct agent_guest_spec s = {
@@ -576,7 +579,8 @@ static void test_qemu_argv(void)
 		"-kernel /k/vmlinux -initrd /k/initrd "
 		"-append console=ttyS0 quiet hactl.hostname=d1 hactl.ip=10.1.1.2/24 "
 		"hactl.gw=10.1.1.1 "
-		"-serial file:/run/hactl-test/d1/console.log "
+		"-chardev socket,id=ser0,fd=4,server=on,wait=off,"
+		"logfile=/run/hactl-test/d1/console.log,logappend=on -serial chardev:ser0 "
 		"-chardev socket,id=qmp,fd=3,server=on,wait=off -mon chardev=qmp,mode=control "
 		"-netdev tap,id=net0,ifname=ht-d1,script=no,downscript=no "
 		"-device virtio-net-pci,netdev=net0,mac=52:54:00:1d:13:e6 "
@@ -602,6 +606,13 @@ static void test_qemu_argv(void)
 	CHECK(strstr(out, "-netdev") == NULL && strstr(out, "-drive") == NULL &&
 	      strstr(out, "-initrd") == NULL && strstr(out, " -daemonize") != NULL);
 	CHECK_EQ_INT(agent_domain_qemu_cmd(&s, 3, "tcg", out, sizeof(out), err), -EINVAL);
+	/* a comma in the run dir is doubled in logfile= (QEMU's escaping) */
+	s.run_dir = "/run/a,b/d1";
+	CHECK_EQ_INT(agent_domain_qemu_cmd(&s, 1, "tcg", out, sizeof(out), err), 0);
+	CHECK(strstr(out, " -chardev socket,id=ser0,fd=4,server=on,wait=off,"
+			  "logfile=/run/a,,b/d1/console.log,logappend=on -serial chardev:ser0 ") !=
+	      NULL);
+	CHECK(strstr(out, "-serial file:") == NULL);
 }
 
 int main(void)
