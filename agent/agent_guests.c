@@ -836,6 +836,10 @@ static bool pause_reconcile(struct ag_guest *g, enum agent_guest_state s)
 			g->up_seen = true; /* re-attached, paused as asked */
 			g->started_ms = ha_mono_ms();
 		}
+		/* the freeze is the operator's, whichever agent made it:
+		 * resume thaws it (snapshots and migrations, which freeze
+		 * too, do not run while it is paused) */
+		g->paused_here = true;
 		return true;
 	}
 	if (!g->want_paused && s == AGENT_GUEST_PAUSED && g->paused_here) {

@@ -1145,10 +1145,11 @@ static void operator_pause_case(void)
 	agent_guests_tick(m);
 	CHECK(state_paused());
 	CHECK(!logged("finish c1") && !logged("thaw c1") && !logged("stop c1"));
-	/* ... and hactl resume after it thaws it (as found paused) */
+	/* ... and hactl resume after it thaws it, as the operator's pause */
 	reconcile(m, &owned);
 	CHECK(run_until(NULL, state_running));
-	CHECK(logged("finish c1 source=1 commit=0"));
+	CHECK(logged("thaw c1;") && !logged("finish c1"));
+	CHECK(strstr(last_note, "resumed (hactl resume)") != NULL);
 	agent_guests_free(m);
 
 	/* restored after a failover with the pause kept: frozen once up */
