@@ -428,6 +428,23 @@ static void snap_retry(struct agent_guests *m, struct ag_guest *g)
 	snap_plan(m, g, delay < interval ? delay : interval);
 }
 
+/* The note after hactl pause (@on) or resume; a pause keeps what the note
+ * said of the start before it (e.g. the snapshot a failover restored). */
+static void pause_note(struct ag_guest *g, bool on)
+{
+	char prev[sizeof(g->note)];
+
+	snprintf(prev, sizeof(prev), "%s", g->note);
+	if (on && prev[0] && strncmp(prev, "paused ", 7) != 0 &&
+	    strncmp(prev, "resumed ", 8) != 0) {
+		snprintf(g->note, sizeof(g->note), "paused by the operator (hactl pause); %s",
+			 prev);
+	} else {
+		snprintf(g->note, sizeof(g->note), "%s", on ?
+			 "paused by the operator (hactl pause)" : "resumed (hactl resume)");
+	}
+}
+
 static int done_cb(int fd, int revents, void *data)
 {
 	struct agent_guests *m = data;
@@ -600,8 +617,7 @@ static int done_cb(int fd, int revents, void *data)
 			/* resumed: its checks count from 0, one interval on */
 			g->check_fails = 0;
 			g->next_check_ms = ha_mono_ms() + g->def.check_interval_s * 1000ull;
-			snprintf(g->note, sizeof(g->note), "%s", op->kind == OP_PAUSE ?
-				 "paused by the operator (hactl pause)" : "resumed (hactl resume)");
+			pause_note(g, op->kind == OP_PAUSE);
 		}
 		if (op->kind == OP_STOP || op->kind == OP_KILL || op->kind == OP_START_COLD ||
 		    op->kind == OP_START_SNAPSHOT) {

@@ -1160,6 +1160,8 @@ static void operator_pause_case(void)
 	reconcile(m, &paused);
 	CHECK(run_until(NULL, state_paused));
 	CHECK(logged("freeze c1;"));
+	/* the note keeps how it started */
+	CHECK(strstr(last_note, "paused by the operator (hactl pause); cold start") != NULL);
 	/* a stop of a paused guest stops it (the driver thaws it first) */
 	reconcile(m, &stopped);
 	CHECK(run_until(NULL, state_stopped));
