@@ -428,6 +428,23 @@ static void snap_retry(struct agent_guests *m, struct ag_guest *g)
 	snap_plan(m, g, delay < interval ? delay : interval);
 }
 
+/* The note after hactl pause (@on) or resume; a pause keeps what the note
+ * said of the start before it (e.g. the snapshot a failover restored). */
+static void pause_note(struct ag_guest *g, bool on)
+{
+	char prev[sizeof(g->note)];
+
+	snprintf(prev, sizeof(prev), "%s", g->note);
+	if (on && prev[0] && strncmp(prev, "paused ", 7) != 0 &&
+	    strncmp(prev, "resumed ", 8) != 0) {
+		snprintf(g->note, sizeof(g->note), "paused by the operator (hactl pause); %s",
+			 prev);
+	} else {
+		snprintf(g->note, sizeof(g->note), "%s", on ?
+			 "paused by the operator (hactl pause)" : "resumed (hactl resume)");
+	}
+}
+
 static int done_cb(int fd, int revents, void *data)
 {
 	struct agent_guests *m = data;
@@ -594,6 +611,17 @@ static int done_cb(int fd, int revents, void *data)
 				g->resume_snapshot = false;
 				restart_failure(g, now > g->started_ms ? now - g->started_ms : 0);
 			}
+		}
+		if ((op->kind == OP_PAUSE || op->kind == OP_UNPAUSE) && op->rc == 0) {
+			g->paused_here = op->kind == OP_PAUSE;
+			/* resumed: its checks count from 0, one interval on */
+			g->check_fails = 0;
+			g->next_check_ms = ha_mono_ms() + g->def.check_interval_s * 1000ull;
+			pause_note(g, op->kind == OP_PAUSE);
+		}
+		if (op->kind == OP_STOP || op->kind == OP_KILL || op->kind == OP_START_COLD ||
+		    op->kind == OP_START_SNAPSHOT) {
+			g->paused_here = false; /* a new process, or none */
 		}
 		if (op->kind == OP_RESUME) {
 			g->resume_failed = op->rc < 0;
@@ -805,6 +833,40 @@ static bool reconcile_migration(struct agent_guests *m, struct ag_guest *g,
 	return true;
 }
 
+/*
+ * `hactl pause` / `hactl resume` of a guest this node owns and runs: the
+ * cluster's record (want_paused) against the guest. A guest paused as
+ * asked is up, not crashed or hung: nothing more happens to it (no
+ * restart, no health check, no periodic snapshot: they look for
+ * RUNNING). true when that settled @g for this round.
+ */
+static bool pause_reconcile(struct ag_guest *g, enum agent_guest_state s)
+{
+	if (g->want_paused && s == AGENT_GUEST_RUNNING) {
+		qb_log(LOG_NOTICE, "%s: paused by the operator: freezing it", g->name);
+		op_start(g, OP_PAUSE, 0, 0);
+		return true;
+	}
+	if (g->want_paused && s == AGENT_GUEST_PAUSED) {
+		if (!g->up_seen) {
+			g->up_seen = true; /* re-attached, paused as asked */
+			g->started_ms = ha_mono_ms();
+		}
+		/* the freeze is the operator's, whichever agent made it:
+		 * resume thaws it (snapshots and migrations, which freeze
+		 * too, do not run while it is paused) */
+		g->paused_here = true;
+		return true;
+	}
+	if (!g->want_paused && s == AGENT_GUEST_PAUSED && g->paused_here) {
+		qb_log(LOG_NOTICE, "%s: resumed by the operator: thawing it", g->name);
+		op_start(g, OP_UNPAUSE, 0, 0);
+		return true;
+	}
+	/* paused by someone else (an earlier agent's operation): below */
+	return false;
+}
+
 static void reconcile_one(struct agent_guests *m, struct ag_guest *g, bool quorate)
 {
 	enum agent_guest_state s;
@@ -825,6 +887,9 @@ static void reconcile_one(struct agent_guests *m, struct ag_guest *g, bool quora
 		qb_log(LOG_WARNING, "%s runs here but another node owns it: killing it", g->name);
 		g->kill_why = "killed: it ran here while another node owns it";
 		op_start(g, OP_KILL, 0, 0);
+		return;
+	}
+	if (g->owned && g->want_running && pause_reconcile(g, s)) {
 		return;
 	}
 	if (s == AGENT_GUEST_PAUSED) {
@@ -962,6 +1027,7 @@ void agent_guests_reconcile(struct agent_guests *m, const Hactl__AgentGuestsRepl
 		g->owned = owned;
 		g->want_running = ha_guest_state_from_str(rec->desired) ==
 				  HACTL__GUEST_STATE__GUEST_RUNNING;
+		g->want_paused = rec->has_paused && rec->paused;
 		g->start_snapshot = rec->start_mode && (strcmp(rec->start_mode, "snapshot") == 0 ||
 							 strcmp(rec->start_mode, "snapshot-or-cold") == 0);
 		g->start_fallback = rec->start_mode && strcmp(rec->start_mode, "snapshot-or-cold") == 0;
@@ -1016,6 +1082,13 @@ void agent_guests_action(struct agent_guests *m, uint64_t req_id,
 		m->io.action_done(m->io.arg, req_id, -EINVAL, text, 0);
 		return;
 	}
+	if (g && g->want_paused) {
+		/* writing one thaws it at the end (both drivers) */
+		snprintf(text, sizeof(text), "guest '%s' is paused: resume it to take a snapshot",
+			 a->guest);
+		m->io.action_done(m->io.arg, req_id, -EBUSY, text, 0);
+		return;
+	}
 	if (g == NULL || live_state(g) != AGENT_GUEST_RUNNING) {
 		snprintf(text, sizeof(text), "guest '%s' is not running on this node", a->guest);
 		m->io.action_done(m->io.arg, req_id, -ESRCH, text, 0);
@@ -1038,7 +1111,7 @@ void agent_guests_tick(struct agent_guests *m)
 	self_fence_check(m);
 
 	qb_list_for_each_entry(g, &m->guests, list) {
-		if (g->busy || !g->owned || !g->def.snapshot_interval_s ||
+		if (g->busy || !g->owned || !g->def.snapshot_interval_s || g->want_paused ||
 		    live_state(g) != AGENT_GUEST_RUNNING) {
 			continue;
 		}

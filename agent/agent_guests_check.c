@@ -132,11 +132,12 @@ static void *check_thread(void *arg)
 	return NULL;
 }
 
-/* Is @g running the instance it should, with nothing else going on? */
+/* Is @g running the instance it should, with nothing else going on? A
+ * guest the operator paused is not hung: never checked until resumed. */
 static bool checkable(struct ag_guest *g)
 {
-	return !g->busy && g->owned && g->want_running && !g->in_migration && g->up_seen &&
-	       live_state(g) == AGENT_GUEST_RUNNING;
+	return !g->busy && g->owned && g->want_running && !g->want_paused && !g->in_migration &&
+	       g->up_seen && live_state(g) == AGENT_GUEST_RUNNING;
 }
 
 static void check_start(struct agent_guests *m, struct ag_guest *g, enum ha_check_kind kind,

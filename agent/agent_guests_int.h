@@ -51,6 +51,8 @@ enum op_kind {
 	OP_MIG_FINISH,
 	OP_KILL,      /* stop at once (forced): a copy this host must not run */
 	OP_RESUME,    /* resume a guest found paused by an earlier agent */
+	OP_PAUSE,     /* hactl pause: freeze it in place (driver pause()) */
+	OP_UNPAUSE,   /* hactl resume: thaw what OP_PAUSE froze */
 	OP_KIND_MAX
 };
 
@@ -95,6 +97,8 @@ struct ag_guest {
 	bool check_inflight;          /* a run's thread is out */
 	bool check_killed;            /* the OP_KILL in flight is the check's */
 	bool want_running;            /* desired state per the cluster */
+	bool want_paused;             /* the operator paused it (GuestRecord.paused) */
+	bool paused_here;             /* this agent froze it for that (OP_PAUSE) */
 	bool start_snapshot;          /* start from a snapshot (restore) */
 	bool start_fallback;          /* no good snapshot: cold start */
 	uint64_t start_gen;           /* which generation, 0 = newest good */

@@ -39,6 +39,8 @@ const char *const op_names[OP_KIND_MAX] = {
 	[OP_MIG_FINISH] = "migrate-finish",
 	[OP_KILL] = "kill",
 	[OP_RESUME] = "resume",
+	[OP_PAUSE] = "pause",
+	[OP_UNPAUSE] = "unpause",
 };
 
 /* Records, durably, that a copy of @g for migration @id is about to be
@@ -405,6 +407,16 @@ static void op_run(struct ag_op *op)
 			break;
 		}
 		rc = ops->migrate_finish(obj, true, false, derr);
+		break;
+	case OP_PAUSE:
+	case OP_UNPAUSE:
+		if (obj == NULL || ops->pause == NULL) {
+			rc = -EOPNOTSUPP;
+			snprintf(derr, sizeof(derr), "the %s driver cannot pause a guest",
+				 g->def.type);
+			break;
+		}
+		rc = ops->pause(obj, op->kind == OP_PAUSE, derr);
 		break;
 	default:
 		rc = -EINVAL;

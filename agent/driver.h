@@ -40,7 +40,7 @@ enum agent_guest_state {
 	AGENT_GUEST_DEFINED = 0, /* known, no process */
 	AGENT_GUEST_STARTING,
 	AGENT_GUEST_RUNNING,
-	AGENT_GUEST_PAUSED,      /* frozen: checkpoint or switchover */
+	AGENT_GUEST_PAUSED,      /* frozen: checkpoint, switchover or pause() */
 	AGENT_GUEST_STOPPING,
 	AGENT_GUEST_STOPPED,
 	AGENT_GUEST_FAILED,
@@ -166,6 +166,14 @@ struct agent_driver_ops {
 	 * operation to end and stops the guest).
 	 */
 	int (*kill)(const struct agent_guest *g, char *err);
+	/*
+	 * `hactl pause` (@on) and `hactl resume`: freezes the running guest's
+	 * processes in place, or thaws them; state() then says PAUSED or
+	 * RUNNING. Nothing else changes (no checkpoint, no network change).
+	 * Bounded by the driver's own timeout; a freeze that does not
+	 * complete leaves the guest running. NULL: not supported.
+	 */
+	int (*pause)(struct agent_guest *g, bool on, char *err);
 	/* Removes the guest's host-side resources (it must be stopped). */
 	int (*destroy)(struct agent_guest *g, char *err);
 	enum agent_guest_state (*state)(const struct agent_guest *g);

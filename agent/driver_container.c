@@ -46,6 +46,7 @@
 #define PID_FILE_MAX 1024
 #define STOP_KILL_MS 5000      /* forced part of stop() beyond its timeout */
 #define POLL_MS 10
+#define PAUSE_FREEZE_MS 10000  /* hactl pause: the freezer's bound */
 #define COPY_TIMEOUT_MS 300000 /* copying or removing a writable layer */
 #define CKPT_META "container.meta"
 #define CKPT_FORMAT 1           /* images/ + upper/ (the old layout) */
@@ -637,6 +638,20 @@ static int ctr_kill(const struct agent_guest *g, char *err)
 	return rc;
 }
 
+/* The freezer cgroup (v1 freezer.state, v2 cgroup.freeze) holds every
+ * process of the guest: frozen, none of them runs until the thaw. */
+static int ctr_pause(struct agent_guest *g, bool on, char *err)
+{
+	err_clear(err);
+	if (g->pid == 0) {
+		pidfile_read(g);
+	}
+	if (g->pending || !guest_alive(g)) {
+		return agent_err(err, -ESRCH, "%s: not running here", g->spec.name);
+	}
+	return host_cgroup_freeze(&g->cg, on, PAUSE_FREEZE_MS, err);
+}
+
 static int ctr_destroy(struct agent_guest *g, char *err)
 {
 	char path[CTR_PATH];
@@ -1107,6 +1122,7 @@ const struct agent_driver_ops agent_driver_container_ops = {
 	.start = ctr_start,
 	.stop = ctr_stop,
 	.kill = ctr_kill,
+	.pause = ctr_pause,
 	.destroy = ctr_destroy,
 	.state = ctr_state,
 	.usage = ctr_usage,

@@ -615,9 +615,16 @@ static int dom_stop(struct agent_guest *g, uint32_t timeout_ms, char *err)
 		goto out;
 	}
 	if (dom_qmp_open(g, DOM_CONNECT_MS, &c, NULL) == 0 &&
-	    qmp_client_query_status(c, &st, DOM_QMP_MS, NULL, 0) == 0 && st.running &&
-	    timeout_ms > 0) {
-		graceful_stop(c, &r, timeout_ms);
+	    qmp_client_query_status(c, &st, DOM_QMP_MS, NULL, 0) == 0 && timeout_ms > 0) {
+		if (st.state == QMP_RUN_PAUSED &&
+		    dom_simple_cmd(c, "cont", NULL, NULL, NULL) == 0) {
+			/* stopped by hactl pause: let it run to shut down in
+			 * order, as a thawed container does */
+			st.running = true;
+		}
+		if (st.running) {
+			graceful_stop(c, &r, timeout_ms);
+		}
 	}
 	if (dom_rec_alive(&r)) {
 		rc = dom_force_quit(g, c, &r, err);
@@ -632,6 +639,31 @@ out:
 		dom_mark_stopped(g, true);
 	}
 	dom_op_end(g, AGENT_GUEST_FAILED); /* alive after a failed stop: wedged */
+	return rc;
+}
+
+/* hactl pause / resume: QMP stop or cont, and the run state that follows. */
+static int dom_pause(struct agent_guest *g, bool on, char *err)
+{
+	struct dom_record r;
+	struct qmp_client *c = NULL;
+	int rc;
+
+	if (dom_guest_running(g, &r) < 0) {
+		return agent_err(err, -ESRCH, "domain %s: QEMU is not running", g->name);
+	}
+	dom_op_begin(g, on ? AGENT_GUEST_RUNNING : AGENT_GUEST_PAUSED);
+	rc = dom_qmp_open(g, DOM_CONNECT_MS, &c, err);
+	if (rc == 0) {
+		rc = dom_simple_cmd(c, on ? "stop" : "cont", NULL, NULL, err);
+	}
+	if (rc == 0) {
+		rc = dom_wait_status(g, c, on ? QMP_RUN_PAUSED : QMP_RUN_RUNNING, DOM_QMP_MS,
+				     err);
+	}
+	qmp_client_free(c);
+	/* failed: as it was before */
+	dom_op_end(g, (rc == 0) == on ? AGENT_GUEST_PAUSED : AGENT_GUEST_RUNNING);
 	return rc;
 }
 
@@ -748,6 +780,7 @@ const struct agent_driver_ops agent_driver_domain_ops = {
 	.start = dom_start,
 	.stop = dom_stop,
 	.kill = dom_kill,
+	.pause = dom_pause,
 	.destroy = dom_destroy,
 	.state = dom_state,
 	.usage = dom_usage,

@@ -79,6 +79,9 @@ int cli_guest_here(const Hactl__StatusReply *s, const Hactl__GuestRecord *g, con
 		   const char *cmd, const char *tail);
 /* The guest's state as shown ("unknown" when its node is gone). */
 const char *cli_guest_state(const Hactl__StatusReply *s, const Hactl__GuestRecord *g);
+/* The guest's desired state as shown: "paused" for a started guest the
+ * operator paused (GuestRecord.paused), else its desired state. */
+const char *cli_guest_desired(const Hactl__GuestRecord *g);
 /* The guest as JSON; caller puts it. */
 json_object *cli_guest_json(const Hactl__StatusReply *s, const Hactl__GuestRecord *g);
 
@@ -88,6 +91,8 @@ int cli_cmd_create(struct cli *cli, int argc, char **argv);
 int cli_cmd_start(struct cli *cli, int argc, char **argv);
 int cli_cmd_stop(struct cli *cli, int argc, char **argv);
 int cli_cmd_restart(struct cli *cli, int argc, char **argv);
+int cli_cmd_pause(struct cli *cli, int argc, char **argv);
+int cli_cmd_resume(struct cli *cli, int argc, char **argv);
 int cli_cmd_destroy(struct cli *cli, int argc, char **argv);
 int cli_cmd_show(struct cli *cli, int argc, char **argv);
 int cli_cmd_exec(struct cli *cli, int argc, char **argv);

@@ -371,6 +371,17 @@ const Hactl__GuestRecord *cli_find_guest(const Hactl__StatusReply *s, const char
 	return NULL;
 }
 
+const char *cli_guest_desired(const Hactl__GuestRecord *g)
+{
+	int desired = ha_guest_state_from_str(g->desired);
+
+	if (desired == HACTL__GUEST_STATE__GUEST_RUNNING && g->has_paused && g->paused) {
+		return ha_guest_state_str(HACTL__GUEST_STATE__GUEST_PAUSED);
+	}
+	return desired == HA_STATE_NONE ? ha_guest_state_str(HACTL__GUEST_STATE__GUEST_STOPPED) :
+					  g->desired;
+}
+
 json_object *cli_guest_json(const Hactl__StatusReply *s, const Hactl__GuestRecord *g)
 {
 	json_object *o = json_object_new_object();
@@ -387,6 +398,9 @@ json_object *cli_guest_json(const Hactl__StatusReply *s, const Hactl__GuestRecor
 	json_object_object_add(o, "state", json_object_new_string(cli_guest_state(s, g)));
 	json_object_object_add(o, "desired", json_object_new_string(g->desired ? g->desired :
 				ha_guest_state_str(HACTL__GUEST_STATE__GUEST_STOPPED)));
+	/* hactl pause: desired stays "running" here; paused says the operator
+	 * holds it frozen */
+	json_object_object_add(o, "paused", json_object_new_boolean(g->has_paused && g->paused));
 	json_object_object_add(o, "node", g->owner ? json_object_new_string(cli_node_name(s, g->owner)) : NULL);
 	json_object_object_add(o, "running_on", g->running_on ?
 			       json_object_new_string(cli_node_name(s, g->running_on)) : NULL);

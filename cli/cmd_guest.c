@@ -1,6 +1,6 @@
 /*
  * cmd_guest.c - hactl's guest commands: check, create, start, stop,
- * restart, destroy, show, snapshot, restore.
+ * restart, pause, resume, destroy, show, snapshot, restore.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -89,7 +89,7 @@ static int parse_opts(int argc, char **argv, struct gopts *o, const char *allowe
 
 /* ---- requests ---- */
 
-enum wait_for { WAIT_RUNNING, WAIT_STOPPED };
+enum wait_for { WAIT_RUNNING, WAIT_STOPPED, WAIT_PAUSED };
 
 /* On a terminal (no --json): where the guest is, rewritten at each poll;
  * @g NULL clears the line. */
@@ -145,6 +145,12 @@ static int wait_guest_poll(struct cli *cli, const char *name, enum wait_for want
 				return EX_FAIL;
 			}
 		}
+		if (want == WAIT_PAUSED && g->state_generation >= gen &&
+		    ha_guest_state_from_str(cli_guest_state(s, g)) ==
+		    HACTL__GUEST_STATE__GUEST_PAUSED) {
+			ha_env_msg_free(&s->base);
+			return EX_OK;
+		}
 		if (want == WAIT_STOPPED) {
 			int st = ha_guest_state_from_str(cli_guest_state(s, g));
 
@@ -162,6 +168,8 @@ static int wait_guest_poll(struct cli *cli, const char *name, enum wait_for want
 			fprintf(stderr, "hactl: %s did not become %s within %u s\n", name,
 				ha_guest_state_str(want == WAIT_RUNNING ?
 						   HACTL__GUEST_STATE__GUEST_RUNNING :
+						   want == WAIT_PAUSED ?
+						   HACTL__GUEST_STATE__GUEST_PAUSED :
 						   HACTL__GUEST_STATE__GUEST_STOPPED), timeout_s);
 			return EX_FAIL;
 		}
@@ -531,6 +539,46 @@ int cli_cmd_restart(struct cli *cli, int argc, char **argv)
 	return start_common(cli, &o, "cold", 0, NULL, 0);
 }
 
+/* hactl pause (@pause) and hactl resume: the change, then the wait for
+ * the owner to report the guest paused or running again. */
+static int pause_common(struct cli *cli, int argc, char **argv, bool pause)
+{
+	Hactl__Change ch = HACTL__CHANGE__INIT;
+	Hactl__GuestPauseChange gp = HACTL__GUEST_PAUSE_CHANGE__INIT;
+	struct gopts o;
+	int ex = parse_opts(argc, argv, &o, "--no-wait --timeout");
+
+	if (ex != EX_OK) {
+		return ex;
+	}
+	gp.name = (char *)o.name;
+	gp.pause = pause;
+	ch.kind_case = HACTL__CHANGE__KIND_GUEST_PAUSE;
+	ch.guest_pause = &gp;
+	ex = cli_change(cli, &ch, NULL);
+	if (ex != EX_OK) {
+		return ex;
+	}
+	if (!o.no_wait) {
+		ex = wait_guest(cli, o.name, pause ? WAIT_PAUSED : WAIT_RUNNING, o.timeout_s);
+	}
+	if (ex == EX_OK) {
+		ex = print_guest(cli, o.name, o.no_wait ? (pause ? "pausing" : "resuming") :
+				 (pause ? "paused" : "resumed"));
+	}
+	return ex;
+}
+
+int cli_cmd_pause(struct cli *cli, int argc, char **argv)
+{
+	return pause_common(cli, argc, argv, true);
+}
+
+int cli_cmd_resume(struct cli *cli, int argc, char **argv)
+{
+	return pause_common(cli, argc, argv, false);
+}
+
 int cli_cmd_destroy(struct cli *cli, int argc, char **argv)
 {
 	Hactl__Change ch = HACTL__CHANGE__INIT;
@@ -708,8 +756,7 @@ int cli_cmd_show(struct cli *cli, int argc, char **argv)
 	}
 	json_object_put(fo);
 	printf("name:       %s (%s)\n", g->name, g->type);
-	printf("state:      %s (desired %s)\n", cli_guest_state(s, g),
-	       g->desired ? g->desired : "stopped");
+	printf("state:      %s (desired %s)\n", cli_guest_state(s, g), cli_guest_desired(g));
 	printf("node:       %s, generation %" PRIu64 "\n", g->owner ? cli_node_name(s, g->owner) : "-",
 	       g->generation);
 	if (have_def) {

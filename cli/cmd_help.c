@@ -103,6 +103,19 @@ static const struct help_cmd cmds[] = {
 	  { { "--timeout S", "give up waiting after S seconds (default 180; 1..86400)" },
 	    { NULL, NULL } },
 	  "hactl restart web1" },
+	{ "pause", "guests", "pause NAME", "freeze a running guest in place (xm pause)",
+	  "Freezes every process of the guest where it runs (a container: its freezer "
+	  "cgroup; a domain: QMP stop) and waits until its node reports it paused. It "
+	  "keeps its memory and node; nothing restarts it or counts it as hung, and it "
+	  "stays paused when the agent restarts. A paused guest is not migrated or "
+	  "snapshotted (resume it first); when its node fails it is restored elsewhere "
+	  "and paused again there (docs/guests.md, \"Pause and resume\"). 'hactl stop' "
+	  "thaws it and stops it in order.",
+	  { WAIT_OPTS, { NULL, NULL } }, "hactl pause web1" },
+	{ "resume", "guests", "resume NAME", "let a paused guest run again (xm unpause)",
+	  "Thaws a guest that 'hactl pause' froze and waits until its node reports it "
+	  "running: the same instance goes on where it stopped.",
+	  { WAIT_OPTS, { NULL, NULL } }, "hactl resume web1" },
 	{ "destroy", "guests", "destroy NAME [--purge]",
 	  "remove a stopped guest (--purge: its snapshots too)",
 	  "Removes the definition of a stopped guest.",

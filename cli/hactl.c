@@ -187,8 +187,7 @@ static void print_guest_table(const Hactl__StatusReply *s)
 			def.ip[0] = 0;
 		}
 		printf("%-20s %-10s %-10s %-9s %-10s %s\n", g->name, g->type ? g->type : "",
-		       cli_guest_state(s, g), g->desired ? g->desired :
-		       ha_guest_state_str(HACTL__GUEST_STATE__GUEST_STOPPED),
+		       cli_guest_state(s, g), cli_guest_desired(g),
 		       cli_node_name(s, g->owner), def.ip[0] ? def.ip : "-");
 	}
 }
@@ -535,6 +534,8 @@ static const struct command commands[] = {
 	{ "start", cli_cmd_start },
 	{ "stop", cli_cmd_stop },
 	{ "restart", cli_cmd_restart },
+	{ "pause", cli_cmd_pause },
+	{ "resume", cli_cmd_resume },
 	{ "destroy", cli_cmd_destroy },
 	{ "show", cli_cmd_show },
 	{ "exec", cli_cmd_exec },

@@ -146,6 +146,11 @@ int coord_place_snapshot(const struct coord_state *st, const struct coord_view *
 				bg.node = -1;
 			}
 		}
+		if (coord_guest_paused(g) && !(flags & COORD_SNAP_FENCED_ONLY)) {
+			/* paused by the operator: no migration moves it
+			 * (coord_change_check refuses one); a failover does */
+			bg.pinned = true;
+		}
 		bg.cpu_milli = g->cpu_milli;
 		if (bg.cpu_milli > bg.vcpus * 1000u) {
 			bg.cpu_milli = bg.vcpus * 1000u;

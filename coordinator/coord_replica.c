@@ -912,6 +912,12 @@ static void on_request(struct coord *c, uint32_t sender, Hactl__CpgRequest *r)
 			 "jobs: upgrade every node first");
 		rc = -EPROTO;
 	}
+	if (rc == 0 && r->change->kind_case == HACTL__CHANGE__KIND_GUEST_PAUSE &&
+	    !coord_members_have(c, COORD_FEATURE_PAUSE)) {
+		snprintf(why, sizeof(why), "a coordinator in the cluster runs an hactl without "
+			 "pause and resume: upgrade every node first");
+		rc = -EPROTO;
+	}
 	if (rc < 0) {
 		reject(c, sender, r, desc, rc, why);
 	} else {

@@ -511,6 +511,43 @@ static Hactl__GuestRecord *need_guest(const struct coord_state *st, const char *
 	return g;
 }
 
+bool coord_guest_paused(const Hactl__GuestRecord *g)
+{
+	return g->has_paused && g->paused;
+}
+
+/* `hactl pause` / `hactl resume`: only a started guest, not while it
+ * migrates (its copy on the destination would run at the commit). */
+static int check_pause(const struct coord_state *st, const Hactl__GuestPauseChange *p,
+		       char *why, size_t whylen)
+{
+	const Hactl__GuestRecord *g = need_guest(st, p->name, why, whylen);
+
+	if (g == NULL) {
+		return -ENOENT;
+	}
+	if (!coord_guest_wants_running(g)) {
+		snprintf(why, whylen, "guest '%s' is stopped: only a started guest can be %s",
+			 g->name, p->pause ? "paused" : "resumed");
+		return -ESRCH;
+	}
+	if (p->pause && coord_guest_paused(g)) {
+		snprintf(why, whylen, "guest '%s' is already paused", g->name);
+		return -EALREADY;
+	}
+	if (!p->pause && !coord_guest_paused(g)) {
+		snprintf(why, whylen, "guest '%s' is not paused", g->name);
+		return -EALREADY;
+	}
+	if (coord_migration_in_progress(g->migration)) {
+		snprintf(why, whylen, "guest '%s' is migrating (transaction %llu): %s it once "
+			 "the migration has ended", g->name,
+			 (unsigned long long)g->migration->id, p->pause ? "pause" : "resume");
+		return -EBUSY;
+	}
+	return 0;
+}
+
 int coord_change_check(const struct coord_state *st, const Hactl__Change *ch,
 		       char *why, size_t whylen)
 {
@@ -602,6 +639,8 @@ int coord_change_check(const struct coord_state *st, const Hactl__Change *ch,
 		}
 		return 0;
 	}
+	case HACTL__CHANGE__KIND_GUEST_PAUSE:
+		return check_pause(st, ch->guest_pause, why, whylen);
 	case HACTL__CHANGE__KIND_GUEST_UNDEFINE: {
 		const Hactl__GuestRecord *g = need_guest(st, ch->guest_undefine->name, why, whylen);
 
@@ -673,6 +712,11 @@ int coord_change_check(const struct coord_state *st, const Hactl__Change *ch,
 		if (dst == NULL) {
 			snprintf(why, whylen, "unknown node '%s'", m->node);
 			return -ENOENT;
+		}
+		if (coord_guest_paused(g)) {
+			snprintf(why, whylen, "guest '%s' is paused: resume it first (a paused "
+				 "guest is not migrated)", g->name);
+			return -EBUSY;
 		}
 		if (!coord_guest_wants_running(g) || g->owner == 0 ||
 		    ha_guest_state_from_str(g->state) != HACTL__GUEST_STATE__GUEST_RUNNING) {
@@ -834,6 +878,13 @@ static void state_set(char **field, Hactl__GuestState s)
 }
 
 
+/* The operator's pause (GuestRecord.paused); false leaves the field out. */
+static void paused_set(Hactl__GuestRecord *g, bool on)
+{
+	g->has_paused = on;
+	g->paused = on;
+}
+
 /* `hactl start`: the restart policy starts over. */
 static void restart_policy_clear(Hactl__GuestRecord *g)
 {
@@ -923,11 +974,16 @@ int coord_change_apply(struct coord_state *st, const Hactl__Change *ch,
 		g->start_snapshot = gs->snapshot;
 		coord_pb_set_str(&g->error, "");
 		restart_policy_clear(g);
+		paused_set(g, false);
 		break;
 	}
 	case HACTL__CHANGE__KIND_GUEST_STOP:
 		g = coord_state_guest(st, ch->guest_stop->name);
 		state_set(&g->desired, HACTL__GUEST_STATE__GUEST_STOPPED);
+		paused_set(g, false); /* thawed to stop in order */
+		break;
+	case HACTL__CHANGE__KIND_GUEST_PAUSE:
+		paused_set(coord_state_guest(st, ch->guest_pause->name), ch->guest_pause->pause);
 		break;
 	case HACTL__CHANGE__KIND_NODE_FENCE: {
 		struct coord_node *n = coord_state_node_by_name(st, ch->node_fence->node);
@@ -951,6 +1007,7 @@ int coord_change_apply(struct coord_state *st, const Hactl__Change *ch,
 			dst = p->node && p->node[0] ? node_by_name_c(st, p->node) : NULL;
 			if (p->mode && strcmp(p->mode, "none") == 0) {
 				state_set(&g->desired, HACTL__GUEST_STATE__GUEST_STOPPED);
+				paused_set(g, false);
 				g->owner = 0;
 				coord_pb_set_str(&g->error, "host lost; restart policy none");
 				continue;
@@ -982,6 +1039,7 @@ int coord_change_apply(struct coord_state *st, const Hactl__Change *ch,
 			/* the policy is exhausted: state error until `hactl start` */
 			state_set(&g->desired, HACTL__GUEST_STATE__GUEST_STOPPED);
 			state_set(&g->state, HACTL__GUEST_STATE__GUEST_ERROR);
+			paused_set(g, false);
 			g->has_restart_error = true;
 			g->restart_error = true;
 			break;
@@ -1295,6 +1353,10 @@ void coord_change_describe(const Hactl__Change *ch, char *buf, size_t len)
 		break;
 	case HACTL__CHANGE__KIND_GUEST_UNDEFINE:
 		snprintf(buf, len, "destroy %s", ch->guest_undefine->name);
+		break;
+	case HACTL__CHANGE__KIND_GUEST_PAUSE:
+		snprintf(buf, len, "%s %s", ch->guest_pause->pause ? "pause" : "resume",
+			 ch->guest_pause->name);
 		break;
 	case HACTL__CHANGE__KIND_NODE_FENCE:
 		snprintf(buf, len, "node %s %s (%s)", ch->node_fence->node,

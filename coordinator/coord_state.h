@@ -118,6 +118,8 @@ Hactl__GuestRecord *coord_state_guest(const struct coord_state *st, const char *
 uint64_t coord_guest_mem_kib(const Hactl__GuestRecord *g);
 /* The guest is to run: its desired state is RUNNING. */
 bool coord_guest_wants_running(const Hactl__GuestRecord *g);
+/* Whether the operator paused @g (`hactl pause`, GuestRecord.paused). */
+bool coord_guest_paused(const Hactl__GuestRecord *g);
 /* The state of migration @m (may be NULL) as a MigrationState value;
  * HA_STATE_NONE for none or a name that is no state's. */
 int coord_migration_state(const Hactl__Migration *m);

@@ -375,7 +375,8 @@ void coord_job_tick(struct coord *c);
 /* CpgHello.features bits: what a coordinator can apply beyond its
  * protocol version. A feature is used only when every member has it. */
 #define COORD_FEATURE_JOBS (1ull << 0) /* Change.job_start / job_move */
-#define COORD_FEATURES COORD_FEATURE_JOBS
+#define COORD_FEATURE_PAUSE (1ull << 1) /* Change.guest_pause, GuestRecord.paused */
+#define COORD_FEATURES (COORD_FEATURE_JOBS | COORD_FEATURE_PAUSE)
 bool coord_members_have(const struct coord *c, uint64_t features);
 /* Loads the policy files again when they changed (@force: anyway). */
 void coord_balance_reload(struct coord *c, bool force);

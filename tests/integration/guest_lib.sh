@@ -25,12 +25,20 @@ check "hactl check names file:line" grep -q "bad.conf:3:" <<<"$out"
 out=$(on node1 hactl start nosuch 2>&1); rc=$?
 check "unknown guest: exit 5" [ $rc = 5 ]
 check "unknown guest: message" grep -q "unknown guest 'nosuch'" <<<"$out"
+out=$(on node1 hactl pause nosuch 2>&1); rc=$?
+check "pause of an unknown guest: exit 5 ($out)" \
+	bash -c "[ $rc = 5 ] && grep -q \"unknown guest 'nosuch'\" <<<\"\$1\"" _ "$out"
+out=$(on node1 hactl resume nosuch 2>&1); rc=$?
+check "resume of an unknown guest: exit 5" [ $rc = 5 ]
 check "nothing changed" [ "$(jq_on node1 .seq)" = "$seq0" ]
 
 # ---- create, start on each host, reachable from every host ----
 check "create" on node1 hactl create /srv/hactl/g1.conf
 out=$(on node2 hactl create /srv/hactl/g1.conf 2>&1); rc=$?
 check "double create refused" grep -q "guest 'g1' already exists" <<<"$out"
+out=$(on node1 hactl pause g1 2>&1); rc=$?
+check "pause of a stopped guest refused (exit 1: $out)" \
+	bash -c "[ $rc = 1 ] && grep -q \"guest 'g1' is stopped: only a started guest can be paused\" <<<\"\$1\"" _ "$out"
 for n in node1 node2 node3; do
 	t0=$(now_ms)
 	if on node1 hactl start g1 --node $n >/dev/null; then
@@ -122,6 +130,85 @@ else
 fi
 check "console: g1 keeps running" [ "$(guest_field node1 g1 state)" = running ]
 check "console: same instance (boot_id kept)" [ "$(workload_json node1 "$GIP" | boot_of)" = "$boot1" ]
+
+# ---- pause and resume (xm pause / xm unpause); g1 runs on node2 ----
+# run_state NODE: whether g1's processes run on NODE: "frozen" or
+# "thawed" (a container: its freezer cgroup, v1 or v2; a domain: QEMU's
+# run state "paused" or "running", asked by QMP directly), else what it is
+run_state() {
+	local st
+	if [ "$GTYPE" = container ]; then
+		local f=/sys/fs/cgroup/freezer/hactl-lc/$1/g1/freezer.state
+		local e=/sys/fs/cgroup/hactl-lc/$1/g1/cgroup.events
+		if [ -e "$f" ]; then
+			st=$(cat "$f")
+		else
+			st=$(sed -n 's/^frozen 1$/FROZEN/p; s/^frozen 0$/THAWED/p' "$e")
+		fi
+		case $st in FROZEN) echo frozen ;; THAWED) echo thawed ;; *) echo "$st" ;; esac
+		return
+	fi
+	st=$(on "$1" python3 - /var/lib/hactl/guests/g1/qmp.sock <<'PY'
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(5)
+s.connect(sys.argv[1])
+f = s.makefile("rw")
+f.readline()
+for cmd in ("qmp_capabilities", "query-status"):
+    f.write(json.dumps({"execute": cmd}) + "\n")
+    f.flush()
+    while True:
+        r = json.loads(f.readline())
+        if "return" in r or "error" in r:
+            break
+print(r.get("return", {}).get("status", r))
+PY
+)
+	case $st in paused) echo frozen ;; running) echo thawed ;; *) echo "$st" ;; esac
+}
+silent() { ! on node1 hactl-workload --query "$GIP:7000" --timeout 2000 >/dev/null 2>&1; }
+st=$(run_state node2)
+check "g1 runs on node2 before the pause ($st)" [ "$st" = thawed ]
+out=$(on node1 hactl resume g1 2>&1); rc=$?
+check "resume of a guest not paused refused ($out)" \
+	bash -c "[ $rc = 1 ] && grep -q \"guest 'g1' is not paused\" <<<\"\$1\"" _ "$out"
+t0=$(now_ms)
+out=$(on node3 hactl pause g1); rc=$?
+check "pause ($(( $(now_ms) - t0 )) ms): $out" [ $rc = 0 ]
+check "hactl show: paused" [ "$(guest_field node1 g1 state)" = paused ]
+check "hactl show: the operator's pause (.paused)" [ "$(guest_field node1 g1 paused)" = true ]
+check "hactl guests: state and desired paused" \
+	bash -c "$LC exec node1 -- hactl guests | grep -Eq '^g1 +$GTYPE +paused +paused +node2 '"
+check "hactl status: paused" [ "$(jq_on node3 '.guests[] | select(.name=="g1") | .state')" = paused ]
+st=$(run_state node2)
+check "g1 frozen on node2 ($st)" [ "$st" = frozen ]
+check "the workload does not answer" silent
+out=$(on node1 hactl pause g1 2>&1); rc=$?
+check "pause again refused ($out)" grep -q "guest 'g1' is already paused" <<<"$out"
+out=$(on node1 hactl migrate g1 --to node3 2>&1); rc=$?
+check "migration of a paused guest refused ($out)" \
+	bash -c "[ $rc = 1 ] && grep -q \"guest 'g1' is paused: resume it first\" <<<\"\$1\"" _ "$out"
+out=$(on node1 hactl snapshot g1 2>&1); rc=$?
+check "snapshot of a paused guest refused ($out)" \
+	bash -c "[ $rc = 1 ] && grep -q \"guest 'g1' is paused: resume it to take a snapshot\" <<<\"\$1\"" _ "$out"
+lc restart node2 agent
+check "agent back while g1 is paused" wait_for 20 agent daemons_alive node2
+sleep 3
+check "still paused after the agent restart" [ "$(guest_field node1 g1 state)" = paused ]
+st=$(run_state node2)
+check "still frozen after the agent restart ($st)" [ "$st" = frozen ]
+check "still silent after the agent restart" silent
+t0=$(now_ms)
+out=$(on node1 hactl resume g1); rc=$?
+check "resume ($(( $(now_ms) - t0 )) ms): $out" [ $rc = 0 ]
+check "running again" [ "$(guest_field node1 g1 state)" = running ]
+st=$(run_state node2)
+check "thawed after resume ($st)" [ "$st" = thawed ]
+check "answers again" wait_for 30 answer workload_json node1 "$GIP"
+check "same instance after the pause (boot_id kept)" \
+	[ "$(workload_json node1 "$GIP" | boot_of)" = "$boot1" ]
+check "hactl show: no longer paused" [ "$(guest_field node1 g1 paused)" = false ]
 
 # ---- snapshot, destroy, restore on another host ----
 out=$(on node3 hactl snapshot g1 --json); rc=$?

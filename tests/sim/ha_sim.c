@@ -1048,11 +1048,11 @@ static void show(uint32_t id)
 				 gstr(m->state), m->reason && m->reason[0] ? ": " : "",
 				 m->reason ? m->reason : "");
 		}
-		say("  guest %s: owner %s, desired %s, state %s, gen %llu%s%s%s%s", g->name,
-		    nname(g->owner), gstr(g->desired), gstr(g->state),
-		    (unsigned long long)g->generation, g->error && g->error[0] ? ", error: " : "",
-		    g->error ? g->error : "", g->home ? ", home " : "",
-		    g->home ? nname(g->home) : "");
+		say("  guest %s: owner %s, desired %s%s, state %s, gen %llu%s%s%s%s", g->name,
+		    nname(g->owner), gstr(g->desired), coord_guest_paused(g) ? " (paused)" : "",
+		    gstr(g->state), (unsigned long long)g->generation,
+		    g->error && g->error[0] ? ", error: " : "", g->error ? g->error : "",
+		    g->home ? ", home " : "", g->home ? nname(g->home) : "");
 		if (mig[0]) {
 			say("   %s", mig);
 		}
@@ -1293,6 +1293,14 @@ static void cmd_guest(void)
 		ch.kind_case = HACTL__CHANGE__KIND_GUEST_STOP;
 		ch.guest_stop = &gs;
 		request(through, &ch);
+	} else if (strcmp(words[1], "pause") == 0 || strcmp(words[1], "resume") == 0) {
+		Hactl__GuestPauseChange gp = HACTL__GUEST_PAUSE_CHANGE__INIT;
+
+		gp.name = words[2];
+		gp.pause = strcmp(words[1], "pause") == 0;
+		ch.kind_case = HACTL__CHANGE__KIND_GUEST_PAUSE;
+		ch.guest_pause = &gp;
+		request(through, &ch);
 	} else if (strcmp(words[1], "destroy") == 0) {
 		Hactl__GuestUndefineChange gu = HACTL__GUEST_UNDEFINE_CHANGE__INIT;
 
@@ -1301,7 +1309,7 @@ static void cmd_guest(void)
 		ch.guest_undefine = &gu;
 		request(through, &ch);
 	} else {
-		die("guest: '%s' is not define, start, stop or destroy", words[1]);
+		die("guest: '%s' is not define, start, stop, pause, resume or destroy", words[1]);
 	}
 }
 
@@ -1578,7 +1586,7 @@ static void cmd_expect(void)
 		const Hactl__GuestRecord *g;
 		const char *is;
 
-		need(4, "expect owner|state|desired|migration GUEST VALUE");
+		need(4, "expect owner|state|desired|paused|migration GUEST VALUE");
 		g = coord_state_guest(&c->state, words[2]);
 		if (g == NULL) {
 			is = "undefined";
@@ -1588,6 +1596,8 @@ static void cmd_expect(void)
 			is = gstr(g->state);
 		} else if (strcmp(words[1], "desired") == 0) {
 			is = gstr(g->desired);
+		} else if (strcmp(words[1], "paused") == 0) {
+			is = coord_guest_paused(g) ? "yes" : "no";
 		} else if (strcmp(words[1], "migration") == 0) {
 			is = g->migration ? gstr(g->migration->state) : "none";
 		} else {

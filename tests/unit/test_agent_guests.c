@@ -10,7 +10,10 @@
  *  - a guest running here that another node owns is killed, not stopped
  *    over its stop_timeout;
  *  - a guest found paused after an agent restart is resumed (owned, no
- *    migration in flight) or stopped;
+ *    migration in flight) or stopped, unless the operator paused it
+ *    (hactl pause): then it is frozen when it runs, stays frozen after an
+ *    agent restart, is thawed by hactl resume, and is neither snapshotted
+ *    nor counted as crashed while paused;
  *  - with fence method watchdog and no armed watchdog, guests that the
  *    cluster would restart elsewhere are not started;
  *  - a restart on its own (failover, crash, self-fence) restores only a
@@ -263,6 +266,14 @@ static int r_finish(struct agent_guest *g, bool source, bool commit, char *err)
 	return 0;
 }
 
+static int r_pause(struct agent_guest *g, bool on, char *err)
+{
+	(void)err;
+	rec("%s %s", on ? "freeze" : "thaw", g->name);
+	set_state(g, on ? AGENT_GUEST_PAUSED : AGENT_GUEST_RUNNING);
+	return 0;
+}
+
 static const struct agent_driver_ops rec_ops = {
 	.name = "container",
 	.probe = r_probe,
@@ -271,6 +282,7 @@ static const struct agent_driver_ops rec_ops = {
 	.start = r_start,
 	.stop = r_stop,
 	.kill = r_kill,
+	.pause = r_pause,
 	.destroy = r_destroy,
 	.state = r_state,
 	.usage = r_usage,
@@ -446,6 +458,7 @@ struct view {
 	uint64_t start_gen;     /* the generation a start restores, 0 = the rule's */
 	const char *state;      /* the state last reported, NULL: none */
 	uint32_t running_on;    /* where it was reported running, 0: nowhere */
+	bool paused;            /* hactl pause (GuestRecord.paused) */
 };
 
 static void reconcile(struct agent_guests *m, const struct view *v)
@@ -496,6 +509,8 @@ static void reconcile(struct agent_guests *m, const struct view *v)
 		mg.dst_address = "127.0.0.1";
 		rec.migration = &mg;
 	}
+	rec.has_paused = v->paused;
+	rec.paused = v->paused;
 	r.guests = recs;
 	r.n_guests = 1;
 	agent_guests_reconcile(m, &r);
@@ -1080,6 +1095,80 @@ static void paused_case(void)
 	agent_guests_free(m);
 }
 
+static bool state_paused(void)
+{
+	return strcmp(last_state, "paused") == 0;
+}
+
+/* hactl pause and resume on the owner. */
+static void operator_pause_case(void)
+{
+	struct agent_guests *m = agent_up(AGENT_GUEST_RUNNING, "agent");
+	struct view owned = { .quorate = true, .owner = LOCAL, .def = def_snap10 };
+	struct view paused = owned;
+	struct view stopped = { .quorate = true, .owner = LOCAL, .desired = "stopped",
+				.paused = false };
+	Hactl__AgentAction snap = HACTL__AGENT_ACTION__INIT;
+
+	paused.paused = true;
+	/* running, then paused by the operator: frozen, reported paused */
+	reconcile(m, &owned);
+	CHECK(state_running());
+	reconcile(m, &paused);
+	CHECK(run_until(NULL, state_paused));
+	CHECK(logged("freeze c1;"));
+	CHECK(strstr(last_note, "paused by the operator") != NULL);
+	/* paused as asked: not resumed, not restarted, no periodic snapshot */
+	rlog[0] = 0;
+	fake_now += 60000;
+	reconcile(m, &paused);
+	agent_guests_tick(m);
+	reconcile(m, &paused);
+	CHECK(state_paused());
+	CHECK(!logged("finish c1") && !logged("start c1") && !logged("checkpoint c1") &&
+	      !logged("thaw c1"));
+	/* hactl snapshot is refused with the reason */
+	snap.kind = "snapshot";
+	snap.guest = "c1";
+	agent_guests_action(m, 7, &snap);
+	CHECK(logged("action 7 done -16 guest 'c1' is paused: resume it to take a snapshot"));
+	/* resumed: thawed, the same instance (no start) */
+	reconcile(m, &owned);
+	CHECK(run_until(NULL, state_running));
+	CHECK(logged("thaw c1;") && !logged("start c1"));
+	agent_guests_free(m);
+
+	/* an agent restart while paused: the frozen guest stays frozen */
+	m = agent_up(AGENT_GUEST_PAUSED, "agent");
+	reconcile(m, &paused);
+	reconcile(m, &paused);
+	agent_guests_tick(m);
+	CHECK(state_paused());
+	CHECK(!logged("finish c1") && !logged("thaw c1") && !logged("stop c1"));
+	/* ... and hactl resume after it thaws it, as the operator's pause */
+	reconcile(m, &owned);
+	CHECK(run_until(NULL, state_running));
+	CHECK(logged("thaw c1;") && !logged("finish c1"));
+	CHECK(strstr(last_note, "resumed (hactl resume)") != NULL);
+	agent_guests_free(m);
+
+	/* restored after a failover with the pause kept: frozen once up */
+	m = agent_up(AGENT_GUEST_STOPPED, "agent");
+	reconcile(m, &paused);
+	CHECK(run_until("start c1", NULL));
+	CHECK(run_until(NULL, state_running));
+	reconcile(m, &paused);
+	CHECK(run_until(NULL, state_paused));
+	CHECK(logged("freeze c1;"));
+	/* the note keeps how it started */
+	CHECK(strstr(last_note, "paused by the operator (hactl pause); cold start") != NULL);
+	/* a stop of a paused guest stops it (the driver thaws it first) */
+	reconcile(m, &stopped);
+	CHECK(run_until(NULL, state_stopped));
+	CHECK(logged("stop c1"));
+	agent_guests_free(m);
+}
+
 /* Fencing safe by default: method watchdog without an armed watchdog. */
 static void watchdog_refusal_case(void)
 {
@@ -1225,6 +1314,7 @@ int main(void)
 	aborted_source_case(OTHER);
 	unowned_case();
 	paused_case();
+	operator_pause_case();
 	watchdog_refusal_case();
 	watchdog_open_case();
 

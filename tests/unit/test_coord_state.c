@@ -684,6 +684,165 @@ static void test_jobs(void)
 	coord_state_clear(&st);
 }
 
+static Hactl__Change *pause_ch(const char *name, bool pause)
+{
+	static Hactl__Change ch;
+	static Hactl__GuestPauseChange p;
+
+	hactl__change__init(&ch);
+	hactl__guest_pause_change__init(&p);
+	p.name = (char *)name;
+	p.pause = pause;
+	ch.kind_case = HACTL__CHANGE__KIND_GUEST_PAUSE;
+	ch.guest_pause = &p;
+	return &ch;
+}
+
+/* hactl pause / resume: refused for an unknown, a stopped, a migrating
+ * guest and a resume of one not paused; a paused guest is not migrated;
+ * stop clears the pause, a failover keeps it, and the engine pins it. */
+static void test_pause(void)
+{
+	struct coord_state st;
+	const uint32_t members[] = { 1, 2 };
+	struct coord_view v = { .members = members, .n_members = 2, .policy = NULL };
+	const char *def = "[guest]\nname = g1\ntype = container\nmemory = 64M\n"
+			  "command = /bin/true\n[storage]\ntemplate = container\n";
+	Hactl__HostFacts hf = HACTL__HOST_FACTS__INIT;
+	Hactl__Change ch = HACTL__CHANGE__INIT;
+	Hactl__GuestDefineChange gd = HACTL__GUEST_DEFINE_CHANGE__INIT;
+	Hactl__GuestStartChange gs = HACTL__GUEST_START_CHANGE__INIT;
+	Hactl__GuestStopChange gstop = HACTL__GUEST_STOP_CHANGE__INIT;
+	Hactl__MigrateStartChange ms = HACTL__MIGRATE_START_CHANGE__INIT;
+	Hactl__NodeFenceChange nf = HACTL__NODE_FENCE_CHANGE__INIT;
+	Hactl__RecoverChange rc = HACTL__RECOVER_CHANGE__INIT;
+	Hactl__RecoverPlacement rp = HACTL__RECOVER_PLACEMENT__INIT, *rps[1] = { &rp };
+	Hactl__GuestStatus rep = HACTL__GUEST_STATUS__INIT;
+	Hactl__GuestRecord *g;
+	struct ha_bal_cluster *cl = NULL;
+	char why[256], desc[128];
+	uint64_t seq;
+
+	coord_state_init(&st);
+	hf.has_mem_total_kib = true;
+	hf.mem_total_kib = 8 << 20;
+	for (uint32_t id = 1; id <= 2; id++) {
+		char name[8];
+
+		snprintf(name, sizeof(name), "n%u", id);
+		coord_state_node_add(&st, id, name);
+		CHECK_EQ_INT(coord_state_set_facts(&st, id, &hf, true), 0);
+	}
+	CHECK_EQ_INT(coord_change_check(&st, pause_ch("nope", true), why, sizeof(why)), -ENOENT);
+	CHECK(strstr(why, "unknown guest 'nope'") != NULL);
+	gd.definition.data = (uint8_t *)def;
+	gd.definition.len = strlen(def);
+	ch.kind_case = HACTL__CHANGE__KIND_GUEST_DEFINE;
+	ch.guest_define = &gd;
+	CHECK_EQ_INT(coord_change_apply(&st, &ch, 1, why, sizeof(why)), 0);
+	/* defined, stopped: neither paused nor resumed */
+	CHECK_EQ_INT(coord_change_check(&st, pause_ch("g1", true), why, sizeof(why)), -ESRCH);
+	CHECK(strstr(why, "guest 'g1' is stopped") != NULL);
+	CHECK_EQ_INT(coord_change_check(&st, pause_ch("g1", false), why, sizeof(why)), -ESRCH);
+	gs.name = "g1";
+	gs.node = "n1";
+	ch.kind_case = HACTL__CHANGE__KIND_GUEST_START;
+	ch.guest_start = &gs;
+	CHECK_EQ_INT(coord_change_apply(&st, &ch, 2, why, sizeof(why)), 0);
+	rep.name = "g1";
+	rep.state = "running";
+	rep.has_generation = true;
+	rep.generation = 1;
+	coord_guest_status_apply(&st, 1, &rep, 3);
+	g = coord_state_guest(&st, "g1");
+	CHECK(!coord_guest_paused(g));
+	CHECK_EQ_INT(coord_change_check(&st, pause_ch("g1", false), why, sizeof(why)), -EALREADY);
+	CHECK(strstr(why, "guest 'g1' is not paused") != NULL);
+
+	/* pause: desired stays running, the record says paused */
+	seq = st.seq;
+	CHECK_EQ_INT(coord_change_apply(&st, pause_ch("g1", true), 4, why, sizeof(why)), 0);
+	CHECK(st.seq == seq + 1);
+	g = coord_state_guest(&st, "g1");
+	CHECK(coord_guest_paused(g) && coord_guest_wants_running(g) && g->owner == 1);
+	coord_change_describe(pause_ch("g1", true), desc, sizeof(desc));
+	CHECK(strcmp(desc, "pause g1") == 0);
+	CHECK_EQ_INT(coord_change_check(&st, pause_ch("g1", true), why, sizeof(why)), -EALREADY);
+	CHECK(strstr(why, "already paused") != NULL);
+	rep.state = "paused";
+	coord_guest_status_apply(&st, 1, &rep, 5);
+	g = coord_state_guest(&st, "g1");
+	CHECK(strcmp(g->state, "paused") == 0 && g->running_on == 1);
+
+	/* a paused guest is not migrated, and the engine does not move it */
+	ms.guest = "g1";
+	ms.node = "n2";
+	ch.kind_case = HACTL__CHANGE__KIND_MIGRATE_START;
+	ch.migrate_start = &ms;
+	CHECK_EQ_INT(coord_change_check(&st, &ch, why, sizeof(why)), -EBUSY);
+	CHECK(strstr(why, "guest 'g1' is paused: resume it first") != NULL);
+	CHECK_EQ_INT(coord_place_snapshot(&st, &v, 0, 0, &cl, why, sizeof(why)), 0);
+	CHECK(cl != NULL && cl->n_guests == 1 && cl->guests[0].pinned);
+	ha_bal_cluster_free(cl);
+	cl = NULL;
+
+	/* resume, then pause again: the stop clears it */
+	CHECK_EQ_INT(coord_change_apply(&st, pause_ch("g1", false), 6, why, sizeof(why)), 0);
+	CHECK(!coord_guest_paused(coord_state_guest(&st, "g1")));
+	CHECK_EQ_INT(coord_change_apply(&st, pause_ch("g1", true), 7, why, sizeof(why)), 0);
+	gstop.name = "g1";
+	ch.kind_case = HACTL__CHANGE__KIND_GUEST_STOP;
+	ch.guest_stop = &gstop;
+	CHECK_EQ_INT(coord_change_apply(&st, &ch, 8, why, sizeof(why)), 0);
+	g = coord_state_guest(&st, "g1");
+	CHECK(!coord_guest_paused(g) && !coord_guest_wants_running(g));
+	CHECK_EQ_INT(coord_change_check(&st, pause_ch("g1", true), why, sizeof(why)), -ESRCH);
+
+	/* started and paused again; its node is fenced: the failover
+	 * restores it paused on the survivor, and the engine may place it */
+	ch.kind_case = HACTL__CHANGE__KIND_GUEST_START;
+	ch.guest_start = &gs;
+	CHECK_EQ_INT(coord_change_apply(&st, &ch, 9, why, sizeof(why)), 0);
+	CHECK(!coord_guest_paused(coord_state_guest(&st, "g1")));
+	CHECK_EQ_INT(coord_change_apply(&st, pause_ch("g1", true), 10, why, sizeof(why)), 0);
+	nf.node = "n1";
+	nf.fenced = true;
+	nf.method = "agent";
+	ch.kind_case = HACTL__CHANGE__KIND_NODE_FENCE;
+	ch.node_fence = &nf;
+	CHECK_EQ_INT(coord_change_apply(&st, &ch, 11, why, sizeof(why)), 0);
+	CHECK_EQ_INT(coord_place_snapshot(&st, &v, 0, COORD_SNAP_FENCED_ONLY, &cl, why,
+					  sizeof(why)), 0);
+	CHECK(cl != NULL && cl->n_guests == 1 && !cl->guests[0].pinned);
+	ha_bal_cluster_free(cl);
+	rp.guest = "g1";
+	rp.node = "n2";
+	rp.mode = "snapshot";
+	rc.n_placements = 1;
+	rc.placements = rps;
+	ch.kind_case = HACTL__CHANGE__KIND_RECOVER;
+	ch.recover = &rc;
+	CHECK_EQ_INT(coord_change_apply(&st, &ch, 12, why, sizeof(why)), 0);
+	g = coord_state_guest(&st, "g1");
+	CHECK(g->owner == 2 && coord_guest_paused(g) && coord_guest_wants_running(g));
+
+	/* a migration in flight: no pause or resume until it ends */
+	coord_pb_set_str(&g->state, "running");
+	CHECK_EQ_INT(coord_change_apply(&st, pause_ch("g1", false), 13, why, sizeof(why)), 0);
+	nf.node = "n1";
+	nf.fenced = false;
+	ch.kind_case = HACTL__CHANGE__KIND_NODE_FENCE;
+	ch.node_fence = &nf;
+	CHECK_EQ_INT(coord_change_apply(&st, &ch, 14, why, sizeof(why)), 0);
+	ms.node = "n1";
+	ch.kind_case = HACTL__CHANGE__KIND_MIGRATE_START;
+	ch.migrate_start = &ms;
+	CHECK_EQ_INT(coord_change_apply(&st, &ch, 15, why, sizeof(why)), 0);
+	CHECK_EQ_INT(coord_change_check(&st, pause_ch("g1", true), why, sizeof(why)), -EBUSY);
+	CHECK(strstr(why, "is migrating") != NULL);
+	coord_state_clear(&st);
+}
+
 int main(void)
 {
 	test_migration_address();
@@ -699,5 +858,6 @@ int main(void)
 	test_evacuate_home();
 	test_start_while_stopping();
 	test_jobs();
+	test_pause();
 	return ha_test_done("test_coord_state");
 }
