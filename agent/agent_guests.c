@@ -99,7 +99,7 @@ static void spec_fill(struct agent_guests *m, struct ag_guest *g)
 	g->spec.data_dir = g->data_dir;
 }
 
-struct ag_guest *guest_find(struct agent_guests *m, const char *name)
+struct ag_guest *ag_guest_find(struct agent_guests *m, const char *name)
 {
 	struct ag_guest *g;
 
@@ -249,7 +249,7 @@ static void restart_reset(struct ag_guest *g)
 
 /* ---- reporting ---- */
 
-enum agent_guest_state live_state(struct ag_guest *g)
+enum agent_guest_state ag_live_state(struct ag_guest *g)
 {
 	if (g->busy || g->g == NULL) {
 		return g->state;
@@ -300,7 +300,7 @@ static void report(struct agent_guests *m)
 		return;
 	}
 	qb_list_for_each_entry(g, &m->guests, list) {
-		enum agent_guest_state s = live_state(g);
+		enum agent_guest_state s = ag_live_state(g);
 
 		/* a guest neither owned nor running here is none of our business */
 		if (!g->owned && s != AGENT_GUEST_RUNNING && s != AGENT_GUEST_PAUSED &&
@@ -651,10 +651,10 @@ static int done_cb(int fd, int revents, void *data)
 		if (fence_after) {
 			/* what the operation left running goes at once, not at
 			 * the next tick (a failed kill is retried there) */
-			self_fence_one(m, g);
+			ag_self_fence_one(m, g);
 		}
 	}
-	checks_collect(m);
+	ag_checks_collect(m);
 	report(m);
 	return 0;
 }
@@ -674,7 +674,7 @@ static void incoming_discard(struct ag_guest *g)
 	/* arg 1: without a re-attached copy, the driver's discard runs on a
 	 * fresh object and cleans what the copy left (processes, cgroup,
 	 * run directory) without touching the shared writable layer */
-	op_start(g, OP_MIG_FINISH, 1, 0);
+	ag_op_start(g, OP_MIG_FINISH, 1, 0);
 }
 
 /* Live migration steps of one guest; true when the guest is in one (the
@@ -736,14 +736,14 @@ static bool reconcile_migration(struct agent_guests *m, struct ag_guest *g,
 			struct agent_mig_params mp;
 			char err[512];
 
-			if (watchdog_refuses(m, g, err, sizeof(err))) {
+			if (ag_watchdog_refuses(m, g, err, sizeof(err))) {
 				mig_phase_set(g, AGENT_MIG_NONE, AGENT_MIG_FAILED);
 				snprintf(g->mig_error, sizeof(g->mig_error), "destination: %s", err);
 				qb_log(LOG_ERR, "migration %" PRIu64 " of %s: %s", mg->id, g->name,
 				       g->mig_error);
 				return true;
 			}
-			mig_params(g, &mp);
+			ag_mig_params(g, &mp);
 			if (agent_mig_listen(&mp, &g->mig_listener, err, sizeof(err)) < 0) {
 				mig_phase_set(g, AGENT_MIG_NONE, AGENT_MIG_FAILED);
 				snprintf(g->mig_error, sizeof(g->mig_error), "destination: %s", err);
@@ -753,7 +753,7 @@ static bool reconcile_migration(struct agent_guests *m, struct ag_guest *g,
 			}
 			g->mig_port = mig_listener_port(g->mig_listener);
 			mig_phase_set(g, AGENT_MIG_NONE, AGENT_MIG_TRANSFERRING);
-			if (op_start(g, OP_MIG_RECV, 0, 0) < 0) {
+			if (ag_op_start(g, OP_MIG_RECV, 0, 0) < 0) {
 				mig_phase_set(g, AGENT_MIG_TRANSFERRING, AGENT_MIG_FAILED);
 				snprintf(g->mig_error, sizeof(g->mig_error), "cannot start the receiver");
 			}
@@ -769,7 +769,7 @@ static bool reconcile_migration(struct agent_guests *m, struct ag_guest *g,
 			m->sending = g;
 			g->mig_dst_port = mg->dst_port;
 			mig_phase_set(g, AGENT_MIG_NONE, AGENT_MIG_TRANSFERRING);
-			if (op_start(g, OP_MIG_SEND, 0, 0) < 0) {
+			if (ag_op_start(g, OP_MIG_SEND, 0, 0) < 0) {
 				mig_phase_set(g, AGENT_MIG_TRANSFERRING, AGENT_MIG_FAILED);
 				snprintf(g->mig_error, sizeof(g->mig_error), "cannot start the sender");
 			}
@@ -827,7 +827,7 @@ static bool reconcile_migration(struct agent_guests *m, struct ag_guest *g,
 		return false;
 	}
 	mig_phase_set(g, g->mig_phase, AGENT_MIG_FINISHING);
-	op_start(g, OP_MIG_FINISH, 0, 0);
+	ag_op_start(g, OP_MIG_FINISH, 0, 0);
 	qb_log(LOG_NOTICE, "migration %" PRIu64 " of %s %s: %s side", mg->id, g->name, mg->state,
 	       g->mig_source ? "source" : "destination");
 	return true;
@@ -844,7 +844,7 @@ static bool pause_reconcile(struct ag_guest *g, enum agent_guest_state s)
 {
 	if (g->want_paused && s == AGENT_GUEST_RUNNING) {
 		qb_log(LOG_NOTICE, "%s: paused by the operator: freezing it", g->name);
-		op_start(g, OP_PAUSE, 0, 0);
+		ag_op_start(g, OP_PAUSE, 0, 0);
 		return true;
 	}
 	if (g->want_paused && s == AGENT_GUEST_PAUSED) {
@@ -860,7 +860,7 @@ static bool pause_reconcile(struct ag_guest *g, enum agent_guest_state s)
 	}
 	if (!g->want_paused && s == AGENT_GUEST_PAUSED && g->paused_here) {
 		qb_log(LOG_NOTICE, "%s: resumed by the operator: thawing it", g->name);
-		op_start(g, OP_UNPAUSE, 0, 0);
+		ag_op_start(g, OP_UNPAUSE, 0, 0);
 		return true;
 	}
 	/* paused by someone else (an earlier agent's operation): below */
@@ -875,10 +875,10 @@ static void reconcile_one(struct agent_guests *m, struct ag_guest *g, bool quora
 	if (g->busy || !quorate || g->in_migration) {
 		return; /* without quorum nothing changes here (self-fencing stops them) */
 	}
-	s = live_state(g);
+	s = ag_live_state(g);
 	running = s == AGENT_GUEST_RUNNING || s == AGENT_GUEST_PAUSED;
 	if (!g->in_cluster) {
-		op_start(g, OP_DESTROY, g->owned, 0);
+		ag_op_start(g, OP_DESTROY, g->owned, 0);
 		return;
 	}
 	if (running && !g->owned) {
@@ -886,7 +886,7 @@ static void reconcile_one(struct agent_guests *m, struct ag_guest *g, bool quora
 		 * over stop_timeout, the copy here goes at once. */
 		qb_log(LOG_WARNING, "%s runs here but another node owns it: killing it", g->name);
 		g->kill_why = "killed: it ran here while another node owns it";
-		op_start(g, OP_KILL, 0, 0);
+		ag_op_start(g, OP_KILL, 0, 0);
 		return;
 	}
 	if (g->owned && g->want_running && pause_reconcile(g, s)) {
@@ -902,15 +902,15 @@ static void reconcile_one(struct agent_guests *m, struct ag_guest *g, bool quora
 		if (g->want_running && !g->resume_failed) {
 			qb_log(LOG_WARNING, "%s is paused with nothing in flight: resuming it",
 			       g->name);
-			op_start(g, OP_RESUME, 0, 0);
+			ag_op_start(g, OP_RESUME, 0, 0);
 		} else if (g->want_running) {
 			/* it cannot be resumed: killed, then started afresh */
 			g->resume_failed = false;
 			g->kill_why = "found paused after an agent restart and could not be "
 				      "resumed: killed (started again next)";
-			op_start(g, OP_KILL, 0, 0);
+			ag_op_start(g, OP_KILL, 0, 0);
 		} else {
-			op_start(g, OP_STOP, 0, 0);
+			ag_op_start(g, OP_STOP, 0, 0);
 		}
 		return;
 	}
@@ -937,7 +937,7 @@ static void reconcile_one(struct agent_guests *m, struct ag_guest *g, bool quora
 		if (!g->gave_up && ha_mono_ms() >= g->next_start_ms) {
 			char why[512];
 
-			if (watchdog_refuses(m, g, why, sizeof(why))) {
+			if (ag_watchdog_refuses(m, g, why, sizeof(why))) {
 				if (!g->refused) {
 					qb_log(LOG_ERR, "not starting %s: %s", g->name, why);
 				}
@@ -954,9 +954,9 @@ static void reconcile_one(struct agent_guests *m, struct ag_guest *g, bool quora
 				qb_log(LOG_NOTICE, "%s ended without being asked to: restarting it "
 				       "from its newest failover snapshot (cold when none "
 				       "qualifies)", g->name);
-				op_start_ex(g, OP_START_SNAPSHOT, 0, 0, true);
+				ag_op_start_ex(g, OP_START_SNAPSHOT, 0, 0, true);
 			} else {
-				op_start_ex(g, g->start_snapshot ? OP_START_SNAPSHOT : OP_START_COLD,
+				ag_op_start_ex(g, g->start_snapshot ? OP_START_SNAPSHOT : OP_START_COLD,
 					    g->start_gen, 0, g->start_fallback);
 			}
 		}
@@ -965,7 +965,7 @@ static void reconcile_one(struct agent_guests *m, struct ag_guest *g, bool quora
 	g->up_seen = false;
 	if (running) {
 		qb_log(LOG_NOTICE, "%s runs here but should be stopped: stopping it", g->name);
-		op_start(g, OP_STOP, 0, 0);
+		ag_op_start(g, OP_STOP, 0, 0);
 	}
 }
 
@@ -977,7 +977,7 @@ void agent_guests_reconcile(struct agent_guests *m, const Hactl__AgentGuestsRepl
 		if (r->nodes[i]->id == r->local_id && r->nodes[i]->name &&
 		    strcmp(r->nodes[i]->name, m->local_name) != 0) {
 			snprintf(m->local_name, sizeof(m->local_name), "%s", r->nodes[i]->name);
-			fence_method_update(m);
+			ag_fence_method_update(m);
 		}
 	}
 	if (r->quorate) {
@@ -999,7 +999,7 @@ void agent_guests_reconcile(struct agent_guests *m, const Hactl__AgentGuestsRepl
 		const Hactl__GuestRecord *rec = r->guests[i];
 		bool owned = rec->owner == r->local_id;
 
-		g = guest_find(m, rec->name);
+		g = ag_guest_find(m, rec->name);
 		if (g == NULL) {
 			bool mig_dst = rec->migration && rec->migration->destination == r->local_id &&
 				       ha_migration_state_from_str(rec->migration->state) ==
@@ -1066,14 +1066,14 @@ void agent_guests_reconcile(struct agent_guests *m, const Hactl__AgentGuestsRepl
 	qb_list_for_each_entry_safe(g, tmp, &m->guests, list) {
 		reconcile_one(m, g, r->quorate && !m->self_fenced);
 	}
-	watchdog_update(m);
+	ag_watchdog_update(m);
 	report(m);
 }
 
 void agent_guests_action(struct agent_guests *m, uint64_t req_id,
 			 const Hactl__AgentAction *a)
 {
-	struct ag_guest *g = guest_find(m, a->guest);
+	struct ag_guest *g = ag_guest_find(m, a->guest);
 	char text[256];
 	int rc;
 
@@ -1089,12 +1089,12 @@ void agent_guests_action(struct agent_guests *m, uint64_t req_id,
 		m->io.action_done(m->io.arg, req_id, -EBUSY, text, 0);
 		return;
 	}
-	if (g == NULL || live_state(g) != AGENT_GUEST_RUNNING) {
+	if (g == NULL || ag_live_state(g) != AGENT_GUEST_RUNNING) {
 		snprintf(text, sizeof(text), "guest '%s' is not running on this node", a->guest);
 		m->io.action_done(m->io.arg, req_id, -ESRCH, text, 0);
 		return;
 	}
-	rc = op_start(g, OP_SNAPSHOT,
+	rc = ag_op_start(g, OP_SNAPSHOT,
 		      a->has_failover_point && a->failover_point ? HA_SNAP_KIND_FAILOVER :
 		      HA_SNAP_KIND_MANUAL, req_id);
 	if (rc < 0) {
@@ -1108,11 +1108,11 @@ void agent_guests_tick(struct agent_guests *m)
 	struct ag_guest *g;
 	uint64_t now = now_ms(m);
 
-	self_fence_check(m);
+	ag_self_fence_check(m);
 
 	qb_list_for_each_entry(g, &m->guests, list) {
 		if (g->busy || !g->owned || !g->def.snapshot_interval_s || g->want_paused ||
-		    live_state(g) != AGENT_GUEST_RUNNING) {
+		    ag_live_state(g) != AGENT_GUEST_RUNNING) {
 			continue;
 		}
 		if (g->next_snap_ms == 0) {
@@ -1120,10 +1120,10 @@ void agent_guests_tick(struct agent_guests *m)
 			 * attached it) or before it had an interval */
 			snap_plan(m, g, g->def.snapshot_interval_s * 1000ull);
 		} else if (now >= g->next_snap_ms) {
-			op_start(g, OP_SNAPSHOT, HA_SNAP_KIND_PERIODIC, 0);
+			ag_op_start(g, OP_SNAPSHOT, HA_SNAP_KIND_PERIODIC, 0);
 		}
 	}
-	checks_due(m);
+	ag_checks_due(m);
 	report(m);
 }
 
@@ -1152,7 +1152,7 @@ uint32_t agent_guests_running(const struct agent_guests *m)
 	uint32_t n = 0;
 
 	qb_list_for_each_entry(g, &m->guests, list) {
-		n += live_state((struct ag_guest *)g) == AGENT_GUEST_RUNNING;
+		n += ag_live_state((struct ag_guest *)g) == AGENT_GUEST_RUNNING;
 	}
 	return n;
 }
@@ -1270,9 +1270,9 @@ struct agent_guests *agent_guests_new(qb_loop_t *loop, const struct ha_config *c
 		free(m);
 		return NULL;
 	}
-	fence_setup(m);
+	ag_fence_setup(m);
 	reattach_all(m);
-	watchdog_update(m);
+	ag_watchdog_update(m);
 	return m;
 }
 
@@ -1305,12 +1305,12 @@ void agent_guests_free(struct agent_guests *m)
 		qb_list_del(&op->list);
 		free(op);
 	}
-	checks_free(m);
+	ag_checks_free(m);
 	if (m->wd) {
 		/* A clean stop disarms the watchdog only when no guest is
 		 * held here: otherwise its timer runs on, and the host is
 		 * reset unless a new agent takes it over in time. */
-		bool held = holds_any(m);
+		bool held = ag_holds_any(m);
 
 		if (held) {
 			qb_log(LOG_WARNING, "guests keep running here: the watchdog stays armed "

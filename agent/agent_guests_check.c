@@ -137,7 +137,7 @@ static void *check_thread(void *arg)
 static bool checkable(struct ag_guest *g)
 {
 	return !g->busy && g->owned && g->want_running && !g->want_paused && !g->in_migration &&
-	       g->up_seen && live_state(g) == AGENT_GUEST_RUNNING;
+	       g->up_seen && ag_live_state(g) == AGENT_GUEST_RUNNING;
 }
 
 static void check_start(struct agent_guests *m, struct ag_guest *g, enum ha_check_kind kind,
@@ -176,7 +176,7 @@ static void check_start(struct agent_guests *m, struct ag_guest *g, enum ha_chec
 	g->check_inflight = true;
 }
 
-void checks_due(struct agent_guests *m)
+void ag_checks_due(struct agent_guests *m)
 {
 	struct ag_guest *g;
 	uint64_t now = ha_mono_ms();
@@ -205,7 +205,7 @@ void checks_due(struct agent_guests *m)
 
 static void check_result(struct agent_guests *m, const struct ag_check *c)
 {
-	struct ag_guest *g = guest_find(m, c->name);
+	struct ag_guest *g = ag_guest_find(m, c->name);
 
 	if (g == NULL) {
 		return; /* gone meanwhile */
@@ -236,12 +236,12 @@ static void check_result(struct agent_guests *m, const struct ag_check *c)
 	qb_log(LOG_ERR, "%s: %s: killing it (counts as a crash)", g->name, g->error);
 	g->check_fails = 0;
 	g->kill_why = "killed: its health check failed check_failures times in a row";
-	if (op_start(g, OP_KILL, 0, 0) == 0) {
+	if (ag_op_start(g, OP_KILL, 0, 0) == 0) {
 		g->check_killed = true;
 	}
 }
 
-void checks_collect(struct agent_guests *m)
+void ag_checks_collect(struct agent_guests *m)
 {
 	struct qb_list_head done;
 	struct ag_check *c, *tmp;
@@ -262,7 +262,7 @@ void checks_collect(struct agent_guests *m)
 	}
 }
 
-void checks_free(struct agent_guests *m)
+void ag_checks_free(struct agent_guests *m)
 {
 	struct ag_check *c, *tmp;
 

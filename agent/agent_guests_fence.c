@@ -38,12 +38,12 @@ static bool guest_held(struct ag_guest *g)
 	if (g->busy) {
 		return true;
 	}
-	s = live_state(g);
+	s = ag_live_state(g);
 	return s == AGENT_GUEST_RUNNING || s == AGENT_GUEST_PAUSED || s == AGENT_GUEST_STARTING ||
 	       s == AGENT_GUEST_STOPPING;
 }
 
-bool holds_any(struct agent_guests *m)
+bool ag_holds_any(struct agent_guests *m)
 {
 	struct ag_guest *g;
 
@@ -90,7 +90,7 @@ static void fence_busy(struct agent_guests *m, struct ag_guest *g)
 	}
 }
 
-void self_fence_one(struct agent_guests *m, struct ag_guest *g)
+void ag_self_fence_one(struct agent_guests *m, struct ag_guest *g)
 {
 	enum agent_guest_state s;
 
@@ -101,11 +101,11 @@ void self_fence_one(struct agent_guests *m, struct ag_guest *g)
 		}
 		return;
 	}
-	s = live_state(g);
+	s = ag_live_state(g);
 	if (s == AGENT_GUEST_RUNNING || s == AGENT_GUEST_PAUSED) {
 		g->resume_snapshot = true;
 		g->kill_why = "killed by the self-fence (no quorum)";
-		op_start(g, OP_KILL, 0, 0);
+		ag_op_start(g, OP_KILL, 0, 0);
 	}
 }
 
@@ -114,7 +114,7 @@ static void self_fence_stop_all(struct agent_guests *m)
 	struct ag_guest *g;
 
 	qb_list_for_each_entry(g, &m->guests, list) {
-		self_fence_one(m, g);
+		ag_self_fence_one(m, g);
 	}
 }
 
@@ -126,7 +126,7 @@ static void self_fence_stop_all(struct agent_guests *m)
  * hangs), the device resets the host within its timeout (at most the
  * other half) of that instant.
  */
-void watchdog_update(struct agent_guests *m)
+void ag_watchdog_update(struct agent_guests *m)
 {
 	uint64_t now = now_ms(m), grace = m->cfg->self_fence_timeout_ms / 2, until;
 
@@ -135,7 +135,7 @@ void watchdog_update(struct agent_guests *m)
 	}
 	if (m->last_quorate_ms && !m->self_fenced && now - m->last_quorate_ms <= grace) {
 		until = m->last_quorate_ms + grace;
-	} else if (!holds_any(m)) {
+	} else if (!ag_holds_any(m)) {
 		until = now + grace;
 	} else {
 		return;
@@ -144,7 +144,7 @@ void watchdog_update(struct agent_guests *m)
 	agent_watchdog_allow(m->wd, ha_mono_ms() + (until - now));
 }
 
-void self_fence_check(struct agent_guests *m)
+void ag_self_fence_check(struct agent_guests *m)
 {
 	uint64_t now = now_ms(m);
 	uint64_t grace = m->cfg->self_fence_timeout_ms / 2;
@@ -164,11 +164,11 @@ void self_fence_check(struct agent_guests *m)
 	if (m->self_fenced) {
 		self_fence_stop_all(m);
 	}
-	watchdog_update(m);
+	ag_watchdog_update(m);
 }
 
 /* Reads which method fences this node (once its name is known). */
-void fence_method_update(struct agent_guests *m)
+void ag_fence_method_update(struct agent_guests *m)
 {
 	struct fence_node fn;
 
@@ -190,7 +190,7 @@ void fence_method_update(struct agent_guests *m)
  * method watchdog, and no watchdog is armed here -- nothing would then
  * enforce the self-fence deadline that the leader waits out.
  */
-bool watchdog_refuses(struct agent_guests *m, struct ag_guest *g, char *why, size_t len)
+bool ag_watchdog_refuses(struct agent_guests *m, struct ag_guest *g, char *why, size_t len)
 {
 	if (g->def.restart == HA_RESTART_NONE || m->method != FENCE_METHOD_WATCHDOG ||
 	    m->wd != NULL || !m->cfg->watchdog_required) {
@@ -223,7 +223,7 @@ static void fence_load(struct agent_guests *m)
 		m->fence = NULL;
 	}
 	if (m->local_name[0]) {
-		fence_method_update(m);
+		ag_fence_method_update(m);
 	} else {
 		m->method = m->fence ? m->fence->default_method : FENCE_METHOD_WATCHDOG;
 	}
@@ -235,7 +235,7 @@ void agent_guests_reload(struct agent_guests *m)
 }
 
 /* fence.conf and the watchdog device. */
-void fence_setup(struct agent_guests *m)
+void ag_fence_setup(struct agent_guests *m)
 {
 	const struct ha_config *cfg = m->cfg;
 

@@ -209,9 +209,9 @@ static inline uint64_t wall_ms(const struct agent_guests *m)
 /* ---- agent_guests.c ---------------------------------------------------- */
 
 /* What the guest is now: the driver's state, or the op's while busy. */
-enum agent_guest_state live_state(struct ag_guest *g);
+enum agent_guest_state ag_live_state(struct ag_guest *g);
 /* The guest called @name, NULL when there is none. */
-struct ag_guest *guest_find(struct agent_guests *m, const char *name);
+struct ag_guest *ag_guest_find(struct agent_guests *m, const char *name);
 
 /* ---- agent_guests_op.c ------------------------------------------------- */
 
@@ -223,38 +223,38 @@ extern const char *const op_names[OP_KIND_MAX];
  * per struct ag_op; @req_id: the action to answer, 0 = none; @fallback: a
  * restore that may start cold. -EBUSY while @g has an operation.
  */
-int op_start(struct ag_guest *g, enum op_kind kind, uint64_t arg, uint64_t req_id);
-int op_start_ex(struct ag_guest *g, enum op_kind kind, uint64_t arg, uint64_t req_id,
+int ag_op_start(struct ag_guest *g, enum op_kind kind, uint64_t arg, uint64_t req_id);
+int ag_op_start_ex(struct ag_guest *g, enum op_kind kind, uint64_t arg, uint64_t req_id,
 		bool fallback);
 /* The migration stream's parameters of @g's transaction. */
-void mig_params(const struct ag_guest *g, struct agent_mig_params *p);
+void ag_mig_params(const struct ag_guest *g, struct agent_mig_params *p);
 
 /* ---- agent_guests_fence.c ---------------------------------------------- */
 
 /* Reads fence.conf and arms the watchdog device (at startup). */
-void fence_setup(struct agent_guests *m);
+void ag_fence_setup(struct agent_guests *m);
 /* Reads which method fences this node (once its name is known). */
-void fence_method_update(struct agent_guests *m);
+void ag_fence_method_update(struct agent_guests *m);
 /* Whether a guest of this host may have a process here. */
-bool holds_any(struct agent_guests *m);
+bool ag_holds_any(struct agent_guests *m);
 /* Kills @g for the self-fence (beside its operation when busy). */
-void self_fence_one(struct agent_guests *m, struct ag_guest *g);
+void ag_self_fence_one(struct agent_guests *m, struct ag_guest *g);
 /* Starts the self-fence when quorum has been missing for too long. */
-void self_fence_check(struct agent_guests *m);
+void ag_self_fence_check(struct agent_guests *m);
 /* Feeds the watchdog up to where the self-fence would begin. */
-void watchdog_update(struct agent_guests *m);
+void ag_watchdog_update(struct agent_guests *m);
 /* Whether @g may not run here for lack of an armed watchdog (@why). */
-bool watchdog_refuses(struct agent_guests *m, struct ag_guest *g, char *why, size_t len);
+bool ag_watchdog_refuses(struct agent_guests *m, struct ag_guest *g, char *why, size_t len);
 
 /* ---- agent_guests_check.c ---------------------------------------------- */
 
 /* Starts the health checks that are due (from the agent's tick). */
-void checks_due(struct agent_guests *m);
+void ag_checks_due(struct agent_guests *m);
 /* Takes the finished checks' results (from done_cb): a guest whose
  * check failed check_failures times in a row is killed, and the kill
  * counts as a crash (done_cb). */
-void checks_collect(struct agent_guests *m);
+void ag_checks_collect(struct agent_guests *m);
 /* Frees the finished checks nobody collected (agent_guests_free). */
-void checks_free(struct agent_guests *m);
+void ag_checks_free(struct agent_guests *m);
 
 #endif

@@ -118,7 +118,7 @@ static int pick_snapshot(const struct ha_config *cfg, const char *name, const st
 }
 
 /* The migration stream's parameters of @g's transaction. */
-void mig_params(const struct ag_guest *g, struct agent_mig_params *p)
+void ag_mig_params(const struct ag_guest *g, struct agent_mig_params *p)
 {
 	memset(p, 0, sizeof(*p));
 	p->cfg = g->m->cfg;
@@ -326,7 +326,7 @@ static void op_run(struct ag_op *op)
 			snprintf(derr, sizeof(derr), "the %s driver cannot migrate", g->def.type);
 			break;
 		}
-		mig_params(g, &mp);
+		ag_mig_params(g, &mp);
 		rc = agent_mig_connect(&mp, g->mig_addr, (uint16_t)g->mig_dst_port, &x, xerr,
 				       sizeof(xerr));
 		if (rc < 0) {
@@ -346,7 +346,7 @@ static void op_run(struct ag_op *op)
 			snprintf(derr, sizeof(derr), "the %s driver cannot migrate", g->def.type);
 			break;
 		}
-		mig_params(g, &mp);
+		ag_mig_params(g, &mp);
 		rc = agent_mig_accept(g->mig_listener, &mp, 120000, &x, xerr, sizeof(xerr));
 		if (rc < 0) {
 			snprintf(derr, sizeof(derr), "%s", xerr);
@@ -446,12 +446,12 @@ static void *worker(void *arg)
 	return NULL;
 }
 
-int op_start(struct ag_guest *g, enum op_kind kind, uint64_t arg, uint64_t req_id)
+int ag_op_start(struct ag_guest *g, enum op_kind kind, uint64_t arg, uint64_t req_id)
 {
-	return op_start_ex(g, kind, arg, req_id, false);
+	return ag_op_start_ex(g, kind, arg, req_id, false);
 }
 
-int op_start_ex(struct ag_guest *g, enum op_kind kind, uint64_t arg, uint64_t req_id,
+int ag_op_start_ex(struct ag_guest *g, enum op_kind kind, uint64_t arg, uint64_t req_id,
 		       bool fallback)
 {
 	struct agent_guests *m = g->m;
