@@ -74,7 +74,7 @@ int cli_status_guest(struct cli *cli, const char *name, Hactl__StatusReply **s,
 /* Whether the guest @g (@name) runs on this host by the status @s, for the
  * commands that run beside it (exec, enter, console); when not, says where
  * it runs and how to get there ("e.g. ssh NODE hactl @cmd @name@tail") and
- * returns EX_FAIL (console: a stopped guest is said as such). */
+ * returns EX_FAIL. */
 int cli_guest_here(const Hactl__StatusReply *s, const Hactl__GuestRecord *g, const char *name,
 		   const char *cmd, const char *tail);
 /* The guest's state as shown ("unknown" when its node is gone). */

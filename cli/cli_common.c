@@ -70,11 +70,6 @@ int cli_guest_here(const Hactl__StatusReply *s, const Hactl__GuestRecord *g, con
 {
 	const char *on = g->running_on ? cli_node_name(s, g->running_on) : NULL;
 
-	if (g->running_on == 0 && strcmp(cmd, "console") == 0) {
-		fprintf(stderr, "hactl: %s is not running (%s): it has no console; start it "
-			"first (hactl start %s)\n", name, cli_guest_state(s, g), name);
-		return EX_FAIL;
-	}
 	if (!g->owner || g->owner != s->local_id || g->running_on != s->local_id) {
 		fprintf(stderr, "hactl: %s runs %s%s, not on this host (%s): run it there, "
 			"e.g. ssh %s hactl %s %s%s\n", name, on ? "on " : "nowhere", on ? on : "",

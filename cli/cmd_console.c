@@ -447,7 +447,13 @@ int cli_cmd_console(struct cli *cli, int argc, char **argv)
 	if (ex != EX_OK) {
 		return ex;
 	}
-	ex = cli_guest_here(s, g, name, "console", "");
+	if (g->running_on == 0) {
+		fprintf(stderr, "hactl: %s is not running (%s): it has no console; start it "
+			"first (hactl start %s)\n", name, cli_guest_state(s, g), name);
+		ex = EX_FAIL;
+	} else {
+		ex = cli_guest_here(s, g, name, "console", "");
+	}
 	domain = g->type && strcmp(g->type, "domain") == 0;
 	snprintf(node, sizeof(node), "%s", s->local_node ? s->local_node : "this host");
 	ha_env_msg_free(&s->base);
