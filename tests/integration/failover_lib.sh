@@ -1,13 +1,17 @@
 # Failover helpers (sourced after lib.sh).
 
-# Counts the hosts on which guest NAME has live, running processes, from
-# the hosts' cgroups: the audit of "never two running copies" from outside
-# hactl. A frozen cgroup (a migration's paused copy) does not count.
+# copies_of [--frozen-too] NAME: counts the hosts on which guest NAME has
+# live, running processes, from the hosts' cgroups: the audit of "never two
+# running copies" from outside hactl. A frozen cgroup (a migration's paused
+# copy) does not count, unless --frozen-too (hactl pause: a paused copy is
+# a copy).
 copies_of() {
-	local name=$1 n=0 k d
+	local frozen_too=0 name n=0 k d f
+	[ "$1" = --frozen-too ] && { frozen_too=1; shift; }
+	name=$1
 	for k in 1 2 3; do
 		f=/sys/fs/cgroup/freezer/hactl-lc/node$k/$name/freezer.state
-		if [ -e "$f" ] && [ "$(cat "$f" 2>/dev/null)" != THAWED ]; then
+		if [ $frozen_too = 0 ] && [ -e "$f" ] && [ "$(cat "$f" 2>/dev/null)" != THAWED ]; then
 			continue
 		fi
 		for d in /sys/fs/cgroup/*/hactl-lc/node$k/$name; do
@@ -20,14 +24,17 @@ copies_of() {
 	echo $n
 }
 
-# audit_start NAME...: samples every 100 ms in the background; a sample
-# with two copies of any guest is written to $AUDIT_LOG
+# audit_start [--frozen-too] NAME...: samples every 100 ms in the
+# background; a sample with two copies of any guest (copies_of, with the
+# same option) is written to $AUDIT_LOG
 audit_start() {
+	local opt=()
+	[ "$1" = --frozen-too ] && { opt=(--frozen-too); shift; }
 	AUDIT_LOG=$(mktemp /tmp/hactl-audit-XXXXXX)
 	(
 		while true; do
 			for g in "$@"; do
-				c=$(copies_of "$g")
+				c=$(copies_of "${opt[@]}" "$g")
 				[ "$c" -gt 1 ] && echo "$(date +%T.%3N) $g has $c copies" >>"$AUDIT_LOG"
 			done
 			sleep 0.1

@@ -31,32 +31,10 @@ frozen_on() {
 	fi
 }
 thawed_on() { ! frozen_on "$1"; }
-# all_copies: hosts where p1 has processes, frozen or not (a paused copy
-# is a copy)
-all_copies() {
-	local n=0 k d
-	for k in 1 2 3; do
-		for d in /sys/fs/cgroup/*/hactl-lc/node$k/p1; do
-			if [ -d "$d" ] && [ -n "$(find "$d" \( -name cgroup.procs -o -name tasks \) -exec cat {} + 2>/dev/null | head -1)" ]; then
-				n=$((n + 1))
-				break
-			fi
-		done
-	done
-	echo $n
-}
 silent() { ! on "$1" hactl-workload --query "$IP:7000" --timeout 2000 >/dev/null 2>&1; }
 check "p1 frozen on node2" frozen_on node2
 check "p1 silent" silent node1
-AUDIT_LOG=$(mktemp /tmp/hactl-audit-XXXXXX)
-(
-	while true; do
-		c=$(all_copies)
-		[ "$c" -gt 1 ] && echo "$(date +%T.%3N) p1 has $c copies" >>"$AUDIT_LOG"
-		sleep 0.1
-	done
-) &
-AUDIT_PID=$!
+audit_start --frozen-too p1
 trap 'rc=$?; kill $AUDIT_PID 2>/dev/null; rm -f "$AUDIT_LOG"; (exit $rc); cleanup_on_exit' EXIT
 
 lc kill node2
@@ -68,8 +46,7 @@ check "p1 frozen on $node" frozen_on "$node"
 check "p1 silent on $node" silent node1
 check "p1 restored from its snapshot ($(guest_field node1 p1 note))" \
 	bash -c "$LC exec node1 -- hactl show p1 --json | jq -r .note | grep -q 'restored from snapshot generation'"
-kill $AUDIT_PID 2>/dev/null
-wait $AUDIT_PID 2>/dev/null
+audit_stop
 check "audit: never two copies, frozen ones counted" [ ! -s "$AUDIT_LOG" ]
 [ -s "$AUDIT_LOG" ] && cat "$AUDIT_LOG"
 
